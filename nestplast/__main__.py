@@ -1,0 +1,29 @@
+"""``python -m nestplast COMMAND ...``: a thin dispatcher to the command of each concept."""
+
+import importlib
+import sys
+
+COMMANDS = {
+    "build": ("nestplast.build", "compile (or find in the cache) a NESTML rule as a NEST module"),
+    "search": ("nestplast.search", "CMA-ES search of a rule's parameters (also: python -m nestplast.search)"),
+    "report": ("nestplast.report", "summarise and plot a search run directory"),
+    "prune": ("nestplast.prune", "noise-driven pruning of a recurrent rate network"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        lines = [f"  {name:<8} {help_}" for name, (_, help_) in COMMANDS.items()]
+        print("usage: python -m nestplast COMMAND [options]\n\ncommands:\n" + "\n".join(lines),
+              file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
+        if argv and argv[0] not in ("-h", "--help"):
+            print(f"\nunknown command {argv[0]!r}", file=sys.stderr)
+            return 2
+        return 0 if argv else 2
+    module = importlib.import_module(COMMANDS[argv[0]][0])
+    return module.main(argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
