@@ -1,0 +1,357 @@
+"""Compile NESTML neuron + synapse sources into a NEST extension module, once.
+
+``build(rule, neuron)`` returns a :class:`Module`: the absolute path to give ``nest.Install`` and
+the NEST model names to use. Modules are cached under a hash of the sources, the code-generation
+options and the NEST installation, so a second request returns at once without the compiler.
+Several processes (MPI ranks) asking for the same module at once are safe: one compiles under a
+file lock, the others wait, and a module only appears in the cache, by an atomic rename, once it
+is complete.
+
+Works against the PyPI wheel of NEST, whose own ``nest-config`` prints the paths of the machine
+that built the wheel (a working one is written next to the cache), and against a NEST built from
+source with a working ``nest-config``.
+
+Command line::
+
+    python -m nestplast build doublet --neuron iaf_psc_exp [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import functools
+import hashlib
+import importlib.metadata
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+from .neurons import NEURONS, Neuron, get_neuron
+from .rules import RULES, Rule, UnknownRuleError, get_rule
+
+# Bump when the way modules are generated changes, so that old cache entries are not reused.
+BUILD_FORMAT = 1
+
+# Flags for extension modules against the wheel: it was built with the old libstdc++ string ABI,
+# and the module's NEST symbols resolve at load time from nestkernel_api.so (no libnest to link).
+WHEEL_CFLAGS = "-D_GLIBCXX_USE_CXX11_ABI=0 -fopenmp -O2 -std=c++20"
+
+
+class BuildError(RuntimeError):
+    """NESTML code generation or compilation failed; the message names the source file."""
+
+
+@dataclass(frozen=True)
+class Module:
+    """A compiled NEST module: ``path`` (absolute, no ``.so``) is what ``nest.Install`` takes."""
+
+    path: str
+    name: str
+    neuron_model: str
+    synapse_models: dict[str, str]
+
+    @property
+    def synapse_model(self) -> str:
+        """The NEST synapse model name, for a module built from one rule."""
+        if len(self.synapse_models) != 1:
+            raise ValueError(f"module {self.name} holds several synapse models: {sorted(self.synapse_models)}")
+        return next(iter(self.synapse_models.values()))
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def cache_dir() -> Path:
+    """Where modules are cached: ``$NESTPLAST_CACHE`` or ``~/.cache/nestplast``."""
+    root = os.environ.get("NESTPLAST_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "nestplast"
+    return Path(root).expanduser().resolve()
+
+
+# --------------------------------------------------------------------------- NEST installation
+
+def _nest_package_dir() -> Path:
+    spec = importlib.util.find_spec("nest")
+    if spec is None or spec.origin is None:
+        raise BuildError("NEST is not installed in this Python (pip install nest-simulator)")
+    return Path(spec.origin).resolve().parent
+
+
+def _run_nest_config(exe: Path, option: str) -> str:
+    out = subprocess.run([str(exe), option], capture_output=True, text=True, timeout=30)
+    return out.stdout.strip()
+
+
+def _working_nest_config() -> Path | None:
+    """A ``nest-config`` whose prefix and include folder exist on this machine, if there is one."""
+    package = _nest_package_dir()
+    candidates = [os.environ.get("NEST_CONFIG"),
+                  package.parents[3] / "bin" / "nest-config",  # <prefix>/lib/pythonX.Y/site-packages/nest
+                  Path(sysconfig.get_path("scripts")) / "nest-config",
+                  shutil.which("nest-config")]
+    for candidate in filter(None, candidates):
+        exe = Path(candidate)
+        if not (exe.is_file() and os.access(exe, os.X_OK)):
+            continue
+        prefix = Path(_run_nest_config(exe, "--prefix"))
+        includes = [Path(flag[2:]) for flag in _run_nest_config(exe, "--includes").split() if flag.startswith("-I")]
+        if prefix.is_dir() and includes and all(p.is_dir() for p in includes):
+            return exe
+    return None
+
+
+def _wheel_nest_config(target: Path) -> Path:
+    """Write a ``nest-config`` for the PyPI wheel, whose shipped one points at the build machine."""
+    package = _nest_package_dir()
+    include = package / "include" / "nest"
+    if not include.is_dir():
+        raise BuildError(f"no working nest-config and no NEST headers under {include}: "
+                         "install a NEST built from source, or the nest-simulator wheel")
+    script = target / "bin" / "nest-config"
+    text = f"""#!/bin/sh
+# Written by nestplast: the nest-simulator wheel's own nest-config prints its build machine's paths.
+for option in "$@"; do
+  case "$option" in
+    --prefix|--exec-prefix) echo "{package}" ;;
+    --includes) echo "-I{include}" ;;
+    --cflags) echo "{WHEEL_CFLAGS}" ;;
+    --libs) echo "-fopenmp" ;;
+    --compiler|--compiler-name) echo "g++" ;;
+    --static-libraries) echo "OFF" ;;
+    --libdir) echo "lib" ;;
+    --version) echo "{_nest_version()}" ;;
+    *) echo "" ;;
+  esac
+done
+"""
+    if not script.exists() or script.read_text() != text:
+        script.parent.mkdir(parents=True, exist_ok=True)
+        tmp = script.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(text)
+        tmp.chmod(0o755)
+        os.replace(tmp, script)  # atomic: ranks writing the same file never see half of it
+    return target
+
+
+def nest_path() -> Path:
+    """The folder NESTML takes as ``nest_path`` (it runs ``<nest_path>/bin/nest-config``)."""
+    exe = _working_nest_config()
+    if exe is not None:
+        return exe.parent.parent
+    return _wheel_nest_config(cache_dir() / "nest-config" / hashlib.sha256(str(_nest_package_dir()).encode()).hexdigest()[:12])
+
+
+def _nest_version() -> str:
+    try:
+        return importlib.metadata.version("nest-simulator")
+    except importlib.metadata.PackageNotFoundError:  # a source build that pip does not know
+        version_file = _nest_package_dir() / "versionchecker.py"
+        match = re.search(r"(\d+\.\d+(\.\d+)?)", version_file.read_text()) if version_file.exists() else None
+        return match.group(1) if match else "unknown"
+
+
+# --------------------------------------------------------------------------- building
+
+def _sanitise(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", text)
+
+
+# NESTML's own NEST templates with nestplast's changes (marked "nestplast:" in the files): NEST's
+# built-in STDP synapses see the spikes of a neuron generated with a rule, and a rule connected to
+# the wrong neuron raises a NEST error instead of exiting the process.
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates" / "nest"
+
+
+@functools.lru_cache(maxsize=None)
+def _templates_digest() -> str:
+    digest = hashlib.sha256()
+    for path in sorted(TEMPLATES_DIR.rglob("*.jinja2")):
+        digest.update(str(path.relative_to(TEMPLATES_DIR)).encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+def _codegen_options(rules: Sequence[Rule], neuron: Neuron) -> dict:
+    return {
+        "templates": {"path": str(TEMPLATES_DIR),
+                      "model_templates": {"neuron": ["@NEURON_NAME@.cpp.jinja2", "@NEURON_NAME@.h.jinja2"],
+                                          "synapse": ["@SYNAPSE_NAME@.h.jinja2"]},
+                      "module_templates": ["setup"]},
+        "neuron_synapse_pairs": [{"neuron": neuron.model,
+                                  "synapses": {r.synapse: {"post_ports": ["post_spikes"]} for r in rules}}],
+        "weight_variable": {r.synapse: r.weight_variable for r in rules},
+        # Keep the traces in the synapse: NESTML would otherwise move x_post and tau_post into the
+        # neuron, and tau_post could no longer differ between CopyModel copies of the rule.
+        "strictly_synaptic_vars": {r.synapse: list(r.synaptic_traces) for r in rules},
+    }
+
+
+def module_key(rules: Sequence[Rule], neuron: Neuron) -> str:
+    """Hash of everything that determines the compiled module."""
+    payload = {
+        "format": BUILD_FORMAT,
+        "sources": {neuron.model: neuron.source, **{r.synapse: r.source for r in rules}},
+        "options": _codegen_options(rules, neuron),
+        "templates": _templates_digest(),
+        "nest": [_nest_version(), str(_nest_package_dir())],
+        "nestml": importlib.metadata.version("nestml"),
+        "python": sys.version_info[:2],
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _module_from_dir(folder: Path) -> Module | None:
+    meta = folder / "module.json"
+    if not meta.is_file():
+        return None
+    data = json.loads(meta.read_text())
+    return Module(path=str(folder / data["name"]),  # the cache may have moved since it was built
+                  name=data["name"], neuron_model=data["neuron_model"], synapse_models=data["synapse_models"])
+
+
+_GENERATE = """
+import json, sys
+from pynestml.frontend.pynestml_frontend import generate_nest_target
+args = json.loads(sys.argv[1])
+generate_nest_target(**args)
+"""
+
+# NESTML reports problems as "[n,model, ERROR, [line:col;line:col]]: message".
+_NESTML_ERROR = re.compile(r"\[\d+,\s*([A-Za-z0-9_]+),\s*ERROR,\s*\[(\d+):(\d+);[^\]]*\]\]:\s*(.*)")
+_COMPILER_ERROR = re.compile(r"^(\S+?):(\d+):(\d+): (?:fatal )?error: (.*)$", re.M)
+
+
+def _explain_failure(log: str, sources: dict[str, Path]) -> str:
+    """The first NESTML or compiler errors in ``log``, each with the source file it came from."""
+    problems = []
+    for model, line, col, message in _NESTML_ERROR.findall(log):
+        src = sources.get(model.split("__with_")[0], model)
+        problems.append(f"{src}:{line}:{col}: {message.strip()}")
+    for path, line, _col, message in _COMPILER_ERROR.findall(log):
+        model = next((m for m in sources if m in Path(path).name), None)
+        where = f" (generated from {sources[model]})" if model else ""
+        problems.append(f"{Path(path).name}:{line}: error: {message.strip()}{where}")
+    if not problems:
+        tail = [ln for ln in log.strip().splitlines() if ln.strip()][-15:]
+        problems = ["no error message recognised; the end of the build log:", *tail]
+    return "\n  ".join(dict.fromkeys(problems[:10]))
+
+
+def _compile(rules: Sequence[Rule], neuron: Neuron, name: str, workdir: Path) -> Path:
+    """Generate and compile the module in ``workdir``; return the folder holding ``<name>.so``."""
+    src_dir, target, install = workdir / "nestml", workdir / "target", workdir / "install"
+    src_dir.mkdir()
+    sources = {neuron.model: src_dir / f"{neuron.model}.nestml"}
+    sources[neuron.model].write_text(neuron.source)
+    for rule in rules:
+        sources[rule.synapse] = src_dir / f"{rule.synapse}.nestml"
+        sources[rule.synapse].write_text(rule.source)
+    options = {**_codegen_options(rules, neuron), "nest_path": str(nest_path()),
+               "nest_version": "v" + _nest_version()}
+    args = {"input_path": [str(p) for p in sources.values()], "target_path": str(target),
+            "install_path": str(install), "module_name": name, "logging_level": "WARNING",
+            "codegen_opts": options}
+    env = {**os.environ, "PYNEST_QUIET": "1", "MAKEFLAGS": f"-j{os.cpu_count() or 1}"}
+    proc = subprocess.run([sys.executable, "-c", _GENERATE, json.dumps(args)], cwd=workdir, env=env,
+                          capture_output=True, text=True)
+    log = proc.stdout + "\n" + proc.stderr
+    (workdir / "build.log").write_text(log)
+    if proc.returncode != 0 or not (install / f"{name}.so").is_file():
+        # The user's files are the package's sources; name those, not the temporary copies.
+        user_sources = {model: (neuron.path if model == neuron.model else f"<{model} source of rule "
+                                f"'{next(r.name for r in rules if r.synapse == model)}'>")
+                        for model in sources}
+        raise BuildError(f"building module {name} failed:\n  {_explain_failure(log, user_sources)}")
+    shutil.move(str(install / f"{name}.so"), workdir / f"{name}.so")
+    return workdir
+
+
+def build(rules: Rule | Sequence[Rule], neuron: str | Neuron = "iaf_psc_exp", *, force: bool = False,
+          quiet: bool = True) -> Module:
+    """Compile ``rules`` (one or several plasticity rules) with the postsynaptic ``neuron`` into
+    one NEST module, or return it from the cache.
+
+    The module holds ``<neuron>__with_<synapse>`` and ``<synapse>__with_<neuron>`` for each rule.
+    Raises :class:`BuildError` with the NESTML or compiler message and its source file.
+    """
+    rules = [rules] if isinstance(rules, Rule) else list(rules)
+    neuron = get_neuron(neuron) if isinstance(neuron, str) else neuron
+    key = module_key(rules, neuron)
+    name = _sanitise(f"{'_'.join(r.name for r in rules)}_{neuron.name}_{key[:8]}module")
+    modules = cache_dir() / "modules"
+    final = modules / key
+    if not force and (module := _module_from_dir(final)) is not None:
+        return module  # fast path: no lock, no compiler; the folder only appears complete
+
+    modules.mkdir(parents=True, exist_ok=True)
+    with open(modules / f"{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one process compiles; the others wait here
+        if not force and (module := _module_from_dir(final)) is not None:
+            return module
+        if not quiet:
+            print(f"nestplast: compiling {', '.join(r.name for r in rules)} with {neuron.name} "
+                  f"(once; cached in {final})", file=sys.stderr)
+        start = time.perf_counter()
+        workdir = Path(tempfile.mkdtemp(prefix=f"{key}.tmp", dir=modules))
+        try:
+            _compile(rules, neuron, name, workdir)
+            shutil.rmtree(workdir / "target" / "CMakeFiles", ignore_errors=True)  # objects: MBs, not needed
+            module = Module(path=str(final / name), name=name, neuron_model=f"{neuron.model}__with_{rules[0].synapse}",
+                            synapse_models={r.name: f"{r.synapse}__with_{neuron.model}" for r in rules})
+            meta = {**module.to_json(), "build_seconds": round(time.perf_counter() - start, 2)}
+            meta.pop("path")
+            (workdir / "module.json").write_text(json.dumps(meta, indent=2))
+            if final.exists():  # force=True: replace the old build
+                shutil.rmtree(final)
+            os.rename(workdir, final)
+        except BaseException:
+            failed = modules / f"{key}.failed.log"
+            if (workdir / "build.log").exists():
+                shutil.copy(workdir / "build.log", failed)
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
+    return _module_from_dir(final)
+
+
+# --------------------------------------------------------------------------- command line
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m nestplast build",
+                                     description="Build (or find in the cache) a NESTML plasticity rule as a NEST module.")
+    parser.add_argument("rule", help=f"rule name: {', '.join(sorted(RULES))}")
+    parser.add_argument("--neuron", default="iaf_psc_exp", help=f"postsynaptic neuron: {', '.join(sorted(NEURONS))}")
+    parser.add_argument("--mask", default=None,
+                        help="taylor only: free terms, e.g. 'pre:000,pre:010,post:100' (default: all 54)")
+    parser.add_argument("--force", action="store_true", help="compile again even if cached")
+    parser.add_argument("--json", action="store_true",
+                        help='print one JSON object {"module", "neuron_model", "synapse_model"}')
+    args = parser.parse_args(argv)
+    try:
+        rule = get_rule(args.rule, mask=args.mask)
+        neuron = get_neuron(args.neuron)
+        module = build(rule, neuron, force=args.force, quiet=args.json)
+    except (UnknownRuleError, ValueError, BuildError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps({"module": module.path, "neuron_model": module.neuron_model,
+                          "synapse_model": module.synapse_model}))
+    else:
+        print(f"module:        {module.path}\nneuron model:  {module.neuron_model}\n"
+              f"synapse model: {module.synapse_model}\n\n"
+              f"in Python:  nestplast.kernel.install({module.path!r})\n"
+              f"            nest.Connect(pre, post, syn_spec={{'synapse_model': {module.synapse_model!r}}})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""Postsynaptic neuron models a rule can be compiled with (NESTML sources in ``nestml_models/``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .rules import MODELS_DIR, UnknownRuleError
+
+
+@dataclass(frozen=True)
+class Neuron:
+    """A NESTML neuron model: ``name`` is what users type, ``model`` the NESTML model name."""
+
+    name: str
+    model: str
+    description: str
+
+    @property
+    def path(self) -> Path:
+        return MODELS_DIR / f"{self.model}.nestml"
+
+    @property
+    def source(self) -> str:
+        return self.path.read_text()
+
+
+NEURONS = {
+    n.name: n
+    for n in (
+        Neuron("iaf_psc_exp", "iaf_psc_exp_neuron",
+               "current-based LIF, exponential synaptic currents (NEST's iaf_psc_exp; parameters "
+               "tau_syn_exc, tau_syn_inh, refr_T)"),
+        Neuron("iaf_cond_exp", "iaf_cond_exp_neuron",
+               "conductance-based LIF, exponential synaptic conductances (NEST's iaf_cond_exp; parameters "
+               "tau_syn_exc, tau_syn_inh, refr_T, E_exc, E_inh)"),
+    )
+}
+
+
+def get_neuron(name: str) -> Neuron:
+    """The neuron called ``name``; NESTML's model name (``iaf_psc_exp_neuron``) is accepted too."""
+    for neuron in NEURONS.values():
+        if name in (neuron.name, neuron.model):
+            return neuron
+    raise UnknownRuleError(f"unknown neuron {name!r}; available neurons: {', '.join(sorted(NEURONS))}")
