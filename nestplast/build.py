@@ -235,7 +235,7 @@ def _explain_failure(log: str, sources: dict[str, Path]) -> str:
     problems = []
     for model, line, col, message in _NESTML_ERROR.findall(log):
         src = sources.get(model.split("__with_")[0], model)
-        problems.append(f"{src}:{line}:{col}: {message.strip()}")
+        problems.append(f"{src}:{line}:{col}: error: {message.strip()}")
     for path, line, _col, message in _COMPILER_ERROR.findall(log):
         model = next((m for m in sources if m in Path(path).name), None)
         where = f" (generated from {sources[model]})" if model else ""
