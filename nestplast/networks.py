@@ -1,0 +1,123 @@
+"""Spiking networks for the search, built in the running NEST kernel.
+
+Two kinds (``NetworkSpec.kind``):
+- ``recurrent``: N_E excitatory and N_I inhibitory neurons, fixed in-degree p * N_source for each
+  connection type (EE, EI, IE, II: source then target), independent Poisson drive into every
+  neuron; any connection types plastic, each with its own copy of the rule.
+- ``single_neuron``: one neuron with N_E excitatory and N_I inhibitory Poisson afferents (parrot
+  neurons, so that their synapses can learn); EE and/or IE plastic (Vogels et al. 2011 style).
+
+All neurons are the rule's paired NESTML neuron (a NESTML rule only connects to it); NEST's
+parameter names in the spec (``tau_syn_ex``, ``t_ref``) are translated. Inhibitory weights are
+negative in NEST: the spec gives magnitudes and the signs are applied here (``Wmax`` too).
+Several networks can live in one kernel side by side, each with its own ``label``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .build import Module
+from .experiment import NetworkSpec, TrialSpec
+from .neurons import get_neuron
+
+INHIBITORY_SOURCES = ("IE", "II")
+
+
+def signed(ct: str, magnitude: float) -> float:
+    """NEST's sign for connection type ``ct``: negative when the source is inhibitory."""
+    return -abs(magnitude) if ct in INHIBITORY_SOURCES else abs(magnitude)
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One randomised realisation of the network (seed, initial weights, input, weight bound)."""
+
+    index: int
+    seed: int
+    weight_scale: float = 1.0
+    input_rate_scale: float = 1.0
+    w_max_scale: float = 1.0
+
+
+def draw_trials(spec: TrialSpec, seed_sequence: np.random.SeedSequence) -> list[Trial]:
+    """``spec.n`` trials drawn from ``seed_sequence``; the search passes the same sequence to every
+    candidate of a generation, so candidates are compared on the same trials."""
+    trials = []
+    for index, child in enumerate(seed_sequence.spawn(spec.n)):
+        rng = np.random.default_rng(child)
+        nest_seed = int(rng.integers(1, 2**31 - 1))
+        trials.append(Trial(index, nest_seed, float(rng.uniform(*spec.weight_scale)),
+                            float(rng.uniform(*spec.input_rate_scale)), float(rng.uniform(*spec.w_max_scale))))
+    return trials
+
+
+@dataclass
+class Network:
+    """Handles to a built network: populations, spike recorders and plastic connections."""
+
+    populations: dict
+    recorders: dict
+    plastic: dict  # connection type -> SynapseCollection
+    w_max: dict[str, float]  # connection type -> signed bound
+
+    def weights(self, ct: str) -> np.ndarray:
+        return np.asarray(self.plastic[ct].get("weight"), dtype=float)
+
+    def silence(self) -> None:
+        """Stop a runaway network from costing more time (other networks in the kernel go on)."""
+        for name in ("E", "I"):  # the neurons; parrots have no threshold
+            if name in self.populations:
+                self.populations[name].set(V_th=1e9)
+
+
+def build_network(nest, spec: NetworkSpec, module: Module, synapse_params: dict[str, dict], trial: Trial,
+                  label: str = "") -> Network:
+    """Build one network in the running kernel (the module must be installed).
+
+    ``synapse_params`` maps each plastic connection type to the rule's NEST settings (from
+    :meth:`nestplast.rules.Rule.synapse_params`, without ``Wmax``); the signed, trial-scaled
+    ``Wmax`` is added here.
+    """
+    neuron = get_neuron(module.neuron_model.split("__with_")[0])
+    params = neuron.params_from_nest(spec.neuron_params)
+    w_max = {ct: signed(ct, spec.w_max[ct] * trial.w_max_scale) for ct in synapse_params}
+
+    def synapse(ct: str) -> dict:
+        weight = signed(ct, spec.weights[ct])
+        if ct not in synapse_params:
+            return {"synapse_model": "static_synapse", "weight": weight, "delay": spec.delay}
+        model = f"{label}{ct}_plastic"
+        nest.CopyModel(module.synapse_model, model, {**synapse_params[ct], "Wmax": w_max[ct]})
+        start = weight * trial.weight_scale
+        start = float(np.clip(start, -abs(w_max[ct]), abs(w_max[ct])))
+        return {"synapse_model": model, "weight": start, "delay": spec.delay}
+
+    recorders = {}
+    if spec.kind == "recurrent":
+        pops = {"E": nest.Create(module.neuron_model, spec.n_e, params=params),
+                "I": nest.Create(module.neuron_model, spec.n_i, params=params)}
+        drive = nest.Create("poisson_generator", params={"rate": spec.input_rate * trial.input_rate_scale})
+        nest.Connect(drive, pops["E"] + pops["I"], syn_spec={"weight": spec.input_weight, "delay": spec.delay})
+        for ct in ("EE", "EI", "IE", "II"):
+            source, target = pops[ct[0]], pops[ct[1]]
+            indegree = max(1, int(round(spec.p * len(source))))
+            nest.Connect(source, target, {"rule": "fixed_indegree", "indegree": indegree, "allow_autapses": False},
+                         syn_spec=synapse(ct))
+    else:
+        post = nest.Create(module.neuron_model, 1, params=params)
+        pops = {"E": post,
+                "inputs_E": nest.Create("parrot_neuron", spec.n_e_inputs),
+                "inputs_I": nest.Create("parrot_neuron", spec.n_i_inputs)}
+        for ct, key, rate in (("EE", "inputs_E", spec.input_rate_e), ("IE", "inputs_I", spec.input_rate_i)):
+            generator = nest.Create("poisson_generator", params={"rate": rate * trial.input_rate_scale})
+            nest.Connect(generator, pops[key])
+            nest.Connect(pops[key], post, syn_spec=synapse(ct))
+    for name in ("E", "I"):
+        if name in pops:
+            recorders[name] = nest.Create("spike_recorder")
+            nest.Connect(pops[name], recorders[name])
+    plastic = {ct: nest.GetConnections(synapse_model=f"{label}{ct}_plastic") for ct in synapse_params}
+    return Network(populations=pops, recorders=recorders, plastic=plastic, w_max=w_max)

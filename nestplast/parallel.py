@@ -1,0 +1,111 @@
+"""Evaluating tasks over MPI ranks.
+
+Three modes, chosen from what NEST offers (:func:`choose_mode`):
+
+- ``serial``: one process, no MPI needed.
+- ``population``: NEST without MPI (the PyPI wheel); every rank runs its own NEST kernels. Rank 0
+  owns the optimiser and hands tasks out through a dynamic queue (evaluation times differ a lot
+  because runaway networks are aborted early); it evaluates tasks itself while the others work,
+  and keeps two tasks queued at every worker so that none waits for rank 0.
+- ``network``: NEST built with MPI; every rank takes part in every simulation (one network spread
+  over all ranks), so tasks run one after the other on all ranks at once.
+
+Results come back in task order whichever rank computed them, so a run does not depend on the
+number of ranks.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Callable, Sequence
+
+from .kernel import nest_has_mpi
+
+TASK, RESULT, STOP = 1, 2, 3
+QUEUED_PER_WORKER = 2
+
+
+def world():
+    """MPI.COMM_WORLD, or None when mpi4py is unavailable or there is one process only."""
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        return None
+    return MPI.COMM_WORLD if MPI.COMM_WORLD.Get_size() > 1 else None
+
+
+def choose_mode(comm) -> str:
+    if comm is None:
+        return "serial"
+    return "network" if nest_has_mpi() else "population"
+
+
+def map_tasks(tasks: Sequence[Any], evaluate: Callable[[Any], Any], on_result: Callable[[Any], None],
+              comm=None, mode: str = "serial") -> list:
+    """Evaluate ``tasks`` and return their results in order; ``on_result`` is called on rank 0 as
+    each result arrives (to record it at once). On worker ranks of the population mode, call
+    :func:`serve` instead; in network mode every rank calls this with the same tasks."""
+    if mode == "population":
+        return _map_population(list(tasks), evaluate, on_result, comm)
+    results = []
+    for task in tasks:
+        result = evaluate(task)
+        if comm is None or comm.Get_rank() == 0:
+            on_result(result)
+        results.append(result)
+    return results
+
+
+def _map_population(tasks: list, evaluate, on_result, comm) -> list:
+    from mpi4py import MPI
+
+    workers = range(1, comm.Get_size())
+    pending = deque(enumerate(tasks))
+    results: list = [None] * len(tasks)
+    queued = {w: 0 for w in workers}
+    sends = []
+
+    def hand_out() -> None:
+        for w in workers:
+            while queued[w] < QUEUED_PER_WORKER and pending:
+                sends.append(comm.isend(pending.popleft(), dest=w, tag=TASK))
+                queued[w] += 1
+
+    def receive(block: bool) -> None:
+        status = MPI.Status()
+        while (block and any(queued.values())) or comm.Iprobe(source=MPI.ANY_SOURCE, tag=RESULT):
+            index, result = comm.recv(source=MPI.ANY_SOURCE, tag=RESULT, status=status)
+            queued[status.Get_source()] -= 1
+            results[index] = result
+            on_result(result)
+            hand_out()
+
+    hand_out()
+    while pending:
+        receive(block=False)
+        if pending:  # rank 0 works too
+            index, task = pending.popleft()
+            results[index] = evaluate(task)
+            on_result(results[index])
+            hand_out()
+    receive(block=True)
+    MPI.Request.Waitall(sends)
+    return results
+
+
+def serve(evaluate: Callable[[Any], Any], comm) -> None:
+    """Worker ranks in population mode: evaluate what rank 0 sends until it says stop."""
+    from mpi4py import MPI
+
+    status = MPI.Status()
+    while True:
+        message = comm.recv(source=0, tag=MPI.ANY_TAG, status=status)
+        if status.Get_tag() == STOP:
+            return
+        index, task = message
+        comm.send((index, evaluate(task)), dest=0, tag=RESULT)
+
+
+def stop_workers(comm) -> None:
+    for w in range(1, comm.Get_size()):
+        comm.send(None, dest=w, tag=STOP)

@@ -1,0 +1,76 @@
+"""Experiment files are validated before anything runs, with the file, the key and what was expected."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nestplast import experiment
+from nestplast.experiment import ExperimentError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write(tmp_path, text: str) -> Path:
+    path = tmp_path / "exp.toml"
+    path.write_text(text)
+    return path
+
+
+def test_shipped_experiments_are_valid():
+    names = experiment.available()
+    assert {"default", "spikes_reference"} <= set(names)
+    for name in names:
+        exp = experiment.load(name)
+        assert exp.layout().size > 0
+
+
+def test_default_layout_is_the_doublet_rule_on_ie():
+    exp = experiment.default()
+    assert exp.layout().names == ["IE.tau_pre", "IE.tau_post", "IE.alpha", "IE.beta", "IE.gamma", "IE.kappa"]
+    z = exp.layout().to_search_space([20, 50, 0, 0, 1, 1])
+    np.testing.assert_allclose(z[:2], np.log10([20, 50]))
+    np.testing.assert_allclose(exp.layout().from_search_space(z), [20, 50, 0, 0, 1, 1])
+
+
+@pytest.mark.parametrize("text, fragments", [
+    ("[rule]\nname = 'nosuch'\n", ["rule.name", "nosuch", "doublet", "taylor"]),
+    ("[rule]\nnmae = 'doublet'\n", ["nmae", "expected one of", "name"]),
+    ("[network]\nn_e = 'many'\n", ["network.n_e", "integer", "many"]),
+    ("[network]\np = 1.5\n", ["network.p", "probability", "1.5"]),
+    ("[rule]\nplastic = ['XY']\n", ["rule.plastic", "EE", "XY"]),
+    ("[rule]\nsearch = ['alpha', 'zeta']\n", ["rule.search", "zeta", "kappa"]),
+    ("[rule]\nfixed = { etta = 1.0 }\n", ["rule.fixed", "etta", "eta"]),
+    ("[objective]\nconstraints = { rate_x = [1, 2] }\n", ["objective.constraints.rate_x", "cv_isi"]),
+    ("[objective]\nrate_band = [100, 1]\n", ["objective.rate_band", "low <= high"]),
+    ("[search]\npopulation_size = 1\n", ["search.population_size", ">= 2"]),
+    ("[trials]\nweight_scale = [0, 1]\n", ["trials.weight_scale", "0 < low"]),
+    ("unknown_table = 3\n", ["unknown_table", "expected one of"]),
+    ("[rule\nname=1", ["not valid TOML"]),
+    ("[rule]\nname = 'taylor'\nmask = 'pre:999'\n", ["rule.mask", "pre:999"]),
+])
+def test_bad_files_name_the_key(tmp_path, text, fragments):
+    path = write(tmp_path, text)
+    with pytest.raises(ExperimentError) as err:
+        experiment.load(path)
+    message = str(err.value)
+    assert str(path) in message
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+def test_missing_file_lists_shipped():
+    with pytest.raises(ExperimentError, match="default"):
+        experiment.load("/nonexistent/exp.toml")
+
+
+def test_search_cli_reports_bad_file_without_traceback(tmp_path):
+    path = write(tmp_path, "[network]\nkind = 'lattice'\n")
+    out = subprocess.run([sys.executable, "-m", "nestplast.search", str(path), "--out", str(tmp_path / "run")],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 2
+    assert "network.kind" in out.stderr and "recurrent" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert not (tmp_path / "run").exists()  # nothing ran
