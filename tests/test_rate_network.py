@@ -1,0 +1,223 @@
+"""Rate networks in NEST: generators, the Lyapunov covariance, NEST's update, the covariance of
+simulated activity against the Lyapunov solution, seeded noise, and the one-call connect."""
+
+import numpy as np
+import pytest
+import scipy.linalg
+
+from nestplast.rate_network import (InvalidWeightMatrix, RateModel, check_weights, clustered_network,
+                                    connect_weights, dynamics_matrix, estimate_covariance, lyapunov_covariance,
+                                    random_network, simulate, spectral_abscissa, _import_nest)
+
+
+# ------------------------------------------------------------------------------- generators
+
+def test_clustered_network_like_the_paper_demo():
+    W = clustered_network()  # 1000/200/800
+    offdiag = np.count_nonzero(W) - np.count_nonzero(np.diag(W))
+    # The paper's demo network has 1,010,600 synapses.
+    assert abs(offdiag - 1_010_600) < 0.005 * 1_010_600
+    assert np.array_equal(W, W.T)
+    # Long-range links are sparse: under 1% of the synapses leave their cluster.
+    labels = np.repeat([0, 1, 2], [1000, 200, 800])
+    rows, cols = np.nonzero(W)
+    between = np.count_nonzero(labels[rows] != labels[cols])
+    assert 0 < between < 0.01 * offdiag
+
+
+@pytest.mark.parametrize("symmetric", [True, False])
+@pytest.mark.parametrize("inhibitory", [0.0, 0.3])
+def test_generated_networks_are_stable_with_the_margin(symmetric, inhibitory):
+    for W in (clustered_network((30, 6, 24), 0.5, 0.05, seed=3, inhibitory=inhibitory, symmetric=symmetric,
+                                margin=0.2),
+              random_network(60, 0.2, seed=3, inhibitory=inhibitory, symmetric=symmetric, margin=0.2)):
+        assert W.shape == (60, 60)
+        assert np.array_equal(W, W.T) == symmetric
+        assert spectral_abscissa(W - np.eye(60)) <= -0.2 + 1e-9
+        # Mean summed input magnitude (off the diagonal) is strength * leak = 1.
+        offdiag = np.abs(W).sum(axis=1) - np.abs(np.diag(W))
+        assert offdiag.mean() == pytest.approx(1.0)
+        assert (W[~np.eye(60, dtype=bool)] < 0).any() == (inhibitory > 0)
+
+
+def test_generators_are_seeded():
+    assert np.array_equal(clustered_network((20, 4, 16), seed=7), clustered_network((20, 4, 16), seed=7))
+    assert not np.array_equal(clustered_network((20, 4, 16), seed=7), clustered_network((20, 4, 16), seed=8))
+
+
+# ---------------------------------------------------------------------------------- checks
+
+@pytest.mark.parametrize("W, reason, words", [
+    (np.zeros((3, 4)), "not square", "square"),
+    (np.zeros(5), "not square", "square"),
+    (np.array([[-1.0, np.nan], [0.0, -1.0]]), "not finite", "NaN"),
+    (np.array([[-1.0, 0.0], [np.inf, -1.0]]), "not finite", "infinite"),
+    (np.array([[0.5, 0.8], [0.8, 0.5]]), "unstable", "unstable"),      # eigenvalue 1.3 - 1 > 0
+    (np.array([[1.0, 0.0], [0.0, 0.0]]), "unstable", "unstable"),      # eigenvalue exactly 0
+    (np.array([[1.1, 2.0], [-2.0, 1.1]]), "unstable", "unstable"),     # complex pair, real part 1.1 - 1 > 0
+])
+def test_bad_weight_matrices_are_rejected(W, reason, words):
+    with pytest.raises(InvalidWeightMatrix) as err:
+        check_weights(W)
+    assert isinstance(err.value, ValueError)
+    assert err.value.reason == reason
+    assert words in str(err.value)
+
+
+def test_stable_matrix_passes_and_lyapunov_rejects_unstable():
+    W = np.array([[0.5, 0.3], [0.3, 0.5]])  # eigenvalues 0.8, 0.2: W - I stable
+    assert check_weights(W).dtype == float
+    with pytest.raises(InvalidWeightMatrix, match="unstable"):
+        lyapunov_covariance(np.array([[0.5, 0.8], [0.8, 0.5]]))
+
+
+# ------------------------------------------------------------------------------ covariance
+
+def test_lyapunov_covariance_solves_the_equation():
+    model = RateModel(tau=7.0, leak=1.3, sigma=0.6)
+    for W in (random_network(40, 0.3, seed=1, symmetric=False, inhibitory=0.3),
+              random_network(40, 0.3, seed=1, symmetric=True)):
+        C = lyapunov_covariance(W, model)
+        A = dynamics_matrix(W, model)
+        D = model.sigma ** 2 / model.tau * np.eye(40)
+        assert np.abs(A @ C + C @ A.T + D).max() < 1e-10 * np.abs(D).max()
+        # The symmetric shortcut and scipy's general solver agree.
+        assert np.allclose(C, scipy.linalg.solve_continuous_lyapunov(A, -D), rtol=1e-9, atol=0)
+
+
+def _update_reference(W, mu, steps, model, phi):
+    """NEST's update written out (rate_neuron_ipn, no noise): exponential Euler for the leak, the
+    coupling read with the connection's delay of d steps,
+    X[k+1] = P1 X[k] + P2 (mu + phi(W X[k-d]))."""
+    h, d = model.resolution, round(model.delay / model.resolution)
+    P1 = np.exp(-model.leak * h / model.tau)
+    P2 = -np.expm1(-model.leak * h / model.tau) / model.leak
+    X = np.zeros((steps + 1 + d, len(W)))  # d rows of rest before t = 0
+    for k in range(d, steps + d):
+        X[k + 1] = P1 * X[k] + P2 * (mu + phi(W @ X[k - d]))
+    return X[d + 1:]
+
+
+@pytest.mark.parametrize("rectified", [False, True])
+def test_nest_update_matches_the_equations(rectified):
+    """Without noise, NEST's rates follow tau dX/dt = -leak X + mu + phi(W X(t - delay)) exactly
+    as the discretised equations say; this pins down what W, leak, mu and the delay mean."""
+    model = RateModel(tau=5.0, leak=1.5, sigma=0.0, delay=0.2, rectified=rectified, theta=0.1)
+    W = np.array([[0.0, 0.8, -0.5], [-1.2, 0.3, 0.0], [0.7, 0.9, 0.0]])
+    mu = np.array([1.0, 0.5, -0.4])
+    phi = (lambda h: np.maximum(h - model.theta, 0.0)) if rectified else (lambda h: h)
+    activity = simulate(W, 30.0, model, interval=model.resolution, warmup=0.0, mu=mu)
+    expected = _update_reference(W, mu, len(activity.times), model, phi)
+    assert np.allclose(activity.times, model.resolution * np.arange(1, len(activity.times) + 1))
+    assert np.abs(activity.rates - expected).max() < 1e-12
+    if rectified:  # the threshold is active: some inputs are clipped
+        assert (W @ activity.rates.T < model.theta).any()
+
+
+def _discretised_covariance(W, model):
+    """Exact stationary covariance of NEST's discrete update with noise (state augmented with the
+    delayed rates), to separate the discretisation and delay bias from the sampling error."""
+    n, d, h = len(W), round(model.delay / model.resolution), model.resolution
+    P1 = np.exp(-model.leak * h / model.tau)
+    P2 = -np.expm1(-model.leak * h / model.tau) / model.leak
+    noise = -np.expm1(-2 * model.leak * h / model.tau) / (2 * model.leak) * model.sigma ** 2
+    F = np.zeros(((d + 1) * n, (d + 1) * n))
+    F[:n, :n] = P1 * np.eye(n)
+    F[:n, d * n:] += P2 * W
+    F[n:, :-n] = np.eye(d * n)
+    Q = np.zeros_like(F)
+    Q[:n, :n] = noise * np.eye(n)
+    return scipy.linalg.solve_discrete_lyapunov(F, Q)[:n, :n]
+
+
+def _covariance_standard_error(W, model, samples, interval):
+    """Standard error of each sample covariance entry from ``samples`` samples ``interval`` ms
+    apart (Bartlett's formula for a Gaussian process):
+    Var(C^_ij) = 1/n sum_k [C_ii(k) C_jj(k) + C_ij(k) C_ji(k)], C(k) = exp(A k interval) C."""
+    C = lyapunov_covariance(W, model)
+    A = dynamics_matrix(W, model)
+    step = scipy.linalg.expm(A * interval)
+    lags = int(np.ceil(10 / -spectral_abscissa(A) / interval))  # ten slowest time constants
+    Ck, total = C.copy(), np.outer(np.diag(C), np.diag(C)) + C * C.T
+    for _ in range(lags):
+        Ck = step @ Ck
+        total += 2 * (np.outer(np.diag(Ck), np.diag(Ck)) + Ck * Ck.T)
+    return np.sqrt(total / samples)
+
+
+def test_covariance_of_nest_activity_matches_lyapunov():
+    """30 neurons, 20 s of activity sampled each ms after a warm-up of five slowest time
+    constants. Tolerance: 4.5 standard errors of each entry (Bartlett's formula for this sample
+    size and the network's own autocorrelations) plus the exact bias of the discretised, delayed
+    update (computed exactly, and below one standard error)."""
+    model = RateModel()  # tau 10 ms, step 0.1 ms, delay 0.1 ms
+    W = clustered_network((15, 5, 10), 0.6, 0.05, seed=1, margin=0.5, inhibitory=0.2)
+    C = lyapunov_covariance(W, model)
+    activity = simulate(W, 20000.0, model, seed=3, interval=1.0)
+    assert activity.rates.shape == (20000, 30)
+    se = _covariance_standard_error(W, model, len(activity.rates), 1.0)
+    bias = np.abs(_discretised_covariance(W, model) - C)
+    assert (bias < se).all()
+
+    z = (estimate_covariance(activity.rates) - C) / se
+    assert np.abs(z).max() < 4.5 + (bias / se).max()
+    # The errors are the size the sample size predicts, not smaller nor larger.
+    assert 0.7 < np.sqrt(np.mean(z ** 2)) < 1.3
+    # And, for scale: the whole matrix within 15 %.
+    assert np.linalg.norm(estimate_covariance(activity.rates) - C) < 0.15 * np.linalg.norm(C)
+
+
+# ----------------------------------------------------------------------------- seeded noise
+
+def test_same_seed_gives_the_same_noise_whatever_the_weights():
+    W = random_network(12, 0.4, seed=2, symmetric=False, margin=0.3)
+    other = W.copy()
+    other[:6] *= 0.5  # neurons 0-5 get other input weights
+    other[6:] = 0.0   # neurons 6-11 get no input at all, in both networks below
+    uncoupled = W.copy()
+    uncoupled[6:] = 0.0
+    a = simulate(uncoupled, 50.0, seed=11, warmup=0.0).rates
+    b = simulate(other, 50.0, seed=11, warmup=0.0).rates
+    c = simulate(uncoupled, 50.0, seed=12, warmup=0.0).rates
+    assert np.array_equal(a, simulate(uncoupled, 50.0, seed=11, warmup=0.0).rates)
+    # Driven by their own noise alone, neurons 6-11 move identically in both networks.
+    assert np.array_equal(a[:, 6:], b[:, 6:])
+    assert not np.array_equal(a[:, :6], b[:, :6])
+    assert not np.allclose(a[:, 6:], c[:, 6:])
+
+
+# ---------------------------------------------------------------------------------- connect
+
+def test_connect_weights_creates_the_matrix_in_one_call(monkeypatch):
+    nest = _import_nest()
+    nest.ResetKernel()
+    pre = nest.Create("lin_rate_ipn", 6)
+    post = nest.Create("lin_rate_ipn", 4)
+    rng = np.random.default_rng(0)
+    W = rng.normal(size=(4, 6)) * (rng.random((4, 6)) < 0.5)
+
+    calls = []
+    connect = nest.Connect
+    # A counting wrapper that calls the real nest.Connect (the nest module only lets its __dict__
+    # be changed).
+    monkeypatch.setitem(nest.__dict__, "Connect", lambda *a, **k: calls.append(a) or connect(*a, **k))
+    made = connect_weights(pre, post, W, delay=0.5)
+    assert len(calls) == 1 and calls[0][2] == "one_to_one"
+    assert made == np.count_nonzero(W)
+
+    conns = nest.GetConnections(pre, post).get(["source", "target", "weight", "delay", "synapse_model"])
+    assert len(conns["source"]) == np.count_nonzero(W)
+    read = np.zeros_like(W)
+    read[np.asarray(conns["target"]) - post[0].global_id, np.asarray(conns["source"]) - pre[0].global_id] = conns["weight"]
+    assert np.array_equal(read, W)
+    assert set(conns["delay"]) == {0.5}
+    assert set(conns["synapse_model"]) == {"rate_connection_delayed"}
+
+
+def test_connect_weights_checks_the_shape():
+    nest = _import_nest()
+    nest.ResetKernel()
+    pre, post = nest.Create("lin_rate_ipn", 3), nest.Create("lin_rate_ipn", 2)
+    with pytest.raises(ValueError, match="shape"):
+        connect_weights(pre, post, np.ones((3, 2)))
+    assert connect_weights(pre, post, np.zeros((2, 3))) == 0
