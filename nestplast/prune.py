@@ -429,15 +429,29 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _check_arguments(args) -> None:
+    fractions = {"--keep": args.keep, "--p-in": args.p_in, "--density": args.density,
+                 "--inhibitory": args.inhibitory}
+    if args.p_out is not None:
+        fractions["--p-out"] = args.p_out
+    for name, value in fractions.items():
+        if not 0 <= value <= 1 or (name == "--keep" and value == 0):
+            raise UsageError(f"{name} must be a fraction in {'(0, 1]' if name == '--keep' else '[0, 1]'}, got {value}")
+    if args.seed < 0:
+        raise UsageError(f"--seed must be non-negative, got {args.seed}")
+    if args.duration < 0 or args.probe <= 0:
+        raise UsageError(f"--duration must be >= 0 and --probe > 0 ms, got {args.duration} and {args.probe}")
+
+
 def _load_matrix(path: Path) -> np.ndarray:
     try:
         with np.load(path) as data:
             if "W" not in data:
                 raise UsageError(f"{path} has no array 'W' (found: {', '.join(data.files) or 'none'})")
-            return np.asarray(data["W"])
+            return np.asarray(data["W"], dtype=float)
     except UsageError:
         raise
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, TypeError) as err:
         raise UsageError(f"cannot read weight matrix from {path}: {err}") from None
 
 
@@ -464,8 +478,7 @@ def _probe_covariance(W: np.ndarray, model: RateModel, duration: float, seed: in
 def run(args) -> dict:
     """Prune the network of the parsed ``args`` by each rule, measure, write the outputs to
     ``args.out`` (with a sweep over ``args.sweep``) and return the summary."""
-    if not 0 < args.keep <= 1:
-        raise UsageError(f"--keep must be a fraction in (0, 1], got {args.keep}")
+    _check_arguments(args)
     model = RateModel(rectified=args.rectified)
     W = check_weights(_network(args), model.leak)
     if args.covariance == "nest":

@@ -304,6 +304,14 @@ def test_cli_json_prints_one_object(tmp_path):
     assert json.loads(again.stdout)["rules"] == summary["rules"]
 
 
+def test_cli_online_covariance_from_nest_on_a_rectified_network():
+    out = run_cli("--nodes", 40, "--covariance", "nest", "--probe", 2000, "--rectified", "--inhibitory", 0.2,
+                  "--keep", 0.5, "--duration", 20, "--json")
+    assert out.returncode == 0, out.stderr
+    rules = json.loads(out.stdout)["rules"]
+    assert all(0 < r["eigenvalue_error"] < 1 and 0 < r["trajectory_error"] < 2 for r in rules.values())
+
+
 @pytest.mark.parametrize("matrix, message", [
     (np.ones((3, 4)), "square"),
     (np.array([[0.0, np.nan], [0.0, 0.0]]), "NaN"),
@@ -328,6 +336,8 @@ def test_cli_rejects_bad_matrices(tmp_path, matrix, message):
     (["--matrix", "/nonexistent/w.npz"], "cannot read"),
     (["--nodes", "abc"], "invalid int"),
     (["--sweep", "0.5,2"], "fractions"),
+    (["--seed", "-1"], "--seed"),
+    (["--p-out", "1.2"], "--p-out"),
 ])
 def test_cli_rejects_bad_arguments(args, message):
     out = run_cli(*args)
