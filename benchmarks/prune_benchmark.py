@@ -1,0 +1,116 @@
+"""Noise-driven pruning at the paper's demo scale: 2000 neurons in clusters of 1000/200/800,
+about 1,010,000 synapses, 20% kept.
+
+Prints, for each rule, the relative eigenvalue error (mean and max), the Rayleigh-quotient
+error and the trajectory error against the unpruned network in NEST, and the wall time of
+each stage. With ``--probe MS`` the noise rule is also run the local way: every synapse
+estimates its covariances online from MS ms of NEST activity.
+
+    .venv/bin/python benchmarks/prune_benchmark.py [--scale 1.0] [--keep 0.2] [--duration 100] [--probe 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from contextlib import contextmanager
+
+import numpy as np
+
+from nestplast.prune import (RULES, OnlineCovariance, eigenvalue_error, prune, rayleigh_error,
+                             relative_trajectory_error, spectrum, sweep)
+from nestplast.rate_network import (RateModel, _import_nest, clustered_network, connect_weights,
+                                    lyapunov_covariance, simulate)
+
+TIMES: dict[str, float] = {}
+
+
+@contextmanager
+def stage(name: str):
+    start = time.perf_counter()
+    yield
+    TIMES[name] = time.perf_counter() - start
+    print(f"  {name:<44} {TIMES[name]:8.2f} s", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", type=float, default=1.0, help="network size relative to 2000 neurons")
+    parser.add_argument("--keep", type=float, default=0.2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--duration", type=float, default=100.0, help="ms of NEST trajectory per network")
+    parser.add_argument("--probe", type=float, default=300.0,
+                        help="ms of NEST activity for the online noise rule (0: skip)")
+    parser.add_argument("--sweep", default="0.5,0.2,0.1,0.05",
+                        help="fractions kept in the spectral sweep ('' to skip)")
+    args = parser.parse_args()
+    model = RateModel()
+    sizes = tuple(int(round(s * args.scale)) for s in (1000, 200, 800))
+
+    print(f"stages (clusters {sizes}, keep {args.keep}, seed {args.seed}):")
+    with stage("generate clustered network"):
+        W = clustered_network(sizes, p_out=0.0016 / args.scale, seed=args.seed)
+    synapses = np.count_nonzero(W) - np.count_nonzero(np.diag(W))
+    with stage("Lyapunov covariance"):
+        C = lyapunov_covariance(W, model)
+    pruned = {}
+    for rule in RULES:
+        with stage(f"prune: {rule}"):
+            pruned[rule] = prune(W, args.keep, rule, covariance=C, seed=args.seed, model=model)
+    with stage("spectrum of the original"):
+        reference = spectrum(W, model.leak)
+    results = {}
+    for rule, p in pruned.items():
+        with stage(f"eigenvalue + Rayleigh errors: {rule}"):
+            results[rule] = {"kept": p.kept,
+                             "eig": eigenvalue_error(W, p.weights, model.leak, reference=reference),
+                             "rayleigh": rayleigh_error(W, p.weights, model.leak, reference=reference)}
+
+    keeps = [float(k) for k in args.sweep.split(",") if k]
+    if keeps:
+        with stage(f"sweep: {len(keeps)} fractions x {len(RULES)} rules"):
+            rows = sweep(W, keeps, covariance=C, seeds=(args.seed,), model=model)
+
+    nest = _import_nest()
+    with stage(f"NEST connect {synapses} synapses (one call)"):
+        nest.ResetKernel()
+        neurons = nest.Create("lin_rate_ipn", len(W))
+        connect_weights(neurons, neurons, W, delay=model.delay)
+    with stage(f"NEST simulate original, {args.duration:g} ms"):
+        unpruned = simulate(W, args.duration, model, seed=args.seed, warmup=0.0).rates
+    for rule, p in pruned.items():
+        with stage(f"NEST simulate {rule}, {args.duration:g} ms"):
+            rates = simulate(p.weights, args.duration, model, seed=args.seed, warmup=0.0).rates
+        results[rule]["trajectory"] = relative_trajectory_error(unpruned, rates)
+
+    if args.probe > 0:
+        warmup = 100.0  # ten tau: the fast modes that the rule's differences see have settled
+        with stage(f"NEST probe activity, {warmup:g} + {args.probe:g} ms"):
+            activity = simulate(W, args.probe, model, seed=args.seed + 1, warmup=warmup)
+        with stage("online covariance per synapse"):
+            online = OnlineCovariance(W)
+            online.update(activity.rates)
+        with stage("prune: noise (online)"):
+            p = prune(W, args.keep, "noise", covariance=online.covariance(), seed=args.seed, model=model)
+        results["noise (online)"] = {"kept": p.kept,
+                                     "eig": eigenvalue_error(W, p.weights, model.leak, reference=reference),
+                                     "rayleigh": rayleigh_error(W, p.weights, model.leak, reference=reference),
+                                     "trajectory": None}
+
+    print(f"\n{len(W)} neurons, {synapses} synapses, keep {args.keep} (target {args.keep * synapses:.0f})")
+    print(f"{'rule':<16} {'kept':>8} {'eig mean':>9} {'eig max':>9} {'rayl mean':>9} {'rayl max':>9} {'trajectory':>10}")
+    for rule, r in results.items():
+        trajectory = "-" if r["trajectory"] is None else f"{r['trajectory']:.4f}"
+        print(f"{rule:<16} {r['kept']:>8} {r['eig'].mean:>9.4f} {r['eig'].max:>9.4f} "
+              f"{r['rayleigh'].mean:>9.4f} {r['rayleigh'].max:>9.4f} {trajectory:>10}")
+    if keeps:
+        print(f"\nsweep: relative eigenvalue error, mean (max)\n{'kept':>6} " + " ".join(f"{r:>17}" for r in RULES))
+        for keep in keeps:
+            cells = {row["rule"]: row for row in rows if row["keep"] == keep}
+            print(f"{keep:>6} " + " ".join(f"{cells[r]['eigenvalue_error']:>8.4f} ({cells[r]['eigenvalue_error_max']:.3f})"
+                                           for r in RULES))
+    print(f"total wall time {sum(TIMES.values()):.1f} s")
+
+
+if __name__ == "__main__":
+    main()
