@@ -101,6 +101,8 @@ class Evaluator:
         recorder = net.recorders[o.population]
         score_from_ms = 1000.0 * o.t_train
         last = 0
+        # the population rate and mean weights after every chunk, for the report's plots
+        trace: dict[str, list[float]] = {"t_s": [], "rate": [], **{f"w_mean_{ct}": [] for ct in net.plastic}}
         for k in range(steps):
             nest.Simulate(1000.0 * o.chunk)  # not Run(): recorders can only be cleared between runs
             t_now = (k + 1) * o.chunk
@@ -111,6 +113,10 @@ class Evaluator:
                 last = 0
             else:
                 last = n_events
+            trace["t_s"].append(t_now)
+            trace["rate"].append(rate)
+            for ct in net.plastic:
+                trace[f"w_mean_{ct}"].append(self._mean_abs(net.weights(ct)))
             if not math.isfinite(rate) or band.outside(rate, o.chunk):
                 blew_up_at = t_now
                 break
@@ -123,10 +129,11 @@ class Evaluator:
         if blew_up_at is not None:
             loss, parts = self.objective.score({}, np.asarray(task.theta), blew_up_at_s=blew_up_at, total_s=total_s)
             return Result(**base, loss=loss, status="blowup", parts=parts,
-                          metrics={"t_blowup_s": blew_up_at, "rate_at_blowup": rate},
+                          metrics={"t_blowup_s": blew_up_at, "rate_at_blowup": rate, "trace": trace},
                           error=f"{o.population} rate left [{o.rate_band[0]}, {o.rate_band[1]}] Hz at t = {blew_up_at:g} s")
 
         metrics = self._measure(net, w_start, score_from_ms, 1000.0 * total_s)
+        metrics["trace"] = trace
         loss, parts = self.objective.score(metrics, np.asarray(task.theta), blew_up_at_s=None, total_s=total_s)
         if not math.isfinite(loss):
             return Result(**base, loss=FAILURE_LOSS, status="nan", metrics=metrics, parts=parts,
@@ -158,6 +165,13 @@ class Evaluator:
             return np.asarray(values, dtype=float)
         return np.concatenate(self.comm.allgather(np.asarray(values, dtype=float)))
 
+    def _mean_abs(self, values: np.ndarray) -> float:
+        local = np.abs(np.asarray(values, dtype=float))
+        if self.comm is None:
+            return float(local.mean()) if local.size else math.nan
+        total, count = self.comm.allreduce((float(local.sum()), local.size), op=_pair_sum())
+        return total / count if count else math.nan
+
     def _total(self, count: int) -> int:
         return int(count) if self.comm is None else int(self.comm.allreduce(int(count)))
 
@@ -168,6 +182,12 @@ class Evaluator:
             senders = np.concatenate(self.comm.allgather(senders))
             times = np.concatenate(self.comm.allgather(times))
         return senders, times
+
+
+def _pair_sum():
+    from mpi4py import MPI
+
+    return MPI.Op.Create(lambda a, b, _: (a[0] + b[0], a[1] + b[1]), commute=True)
 
 
 __all__ = ["Task", "Result", "Evaluator"]

@@ -1,0 +1,271 @@
+"""The run store: every evaluation and the optimiser's state after every generation, in SQLite.
+
+``RUN_DIR/results.sqlite`` has three tables: ``run`` (the experiment, seed and metadata),
+``evaluations`` (one row per (generation, candidate, trial), committed the moment it arrives) and
+``generations`` (the pickled optimiser and a summary, written in one transaction, so a generation
+is either complete or absent). After ``kill -9`` at any moment nothing committed is lost: the
+journal is SQLite's write-ahead log, and a killed process cannot lose a committed transaction
+(only a power cut could, with ``synchronous=NORMAL``; we use FULL to be safe against that too).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+DB_NAME = "results.sqlite"
+STATUSES = ("ok", "failed", "blowup", "timeout", "nan")
+
+_SCHEMA = """
+CREATE TABLE run (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    experiment TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    meta TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE evaluations (
+    generation INTEGER NOT NULL,
+    candidate INTEGER NOT NULL,
+    trial INTEGER NOT NULL,
+    theta TEXT NOT NULL,
+    params TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    metrics TEXT NOT NULL,
+    loss REAL,
+    status TEXT NOT NULL,
+    error TEXT,
+    wall_time_s REAL NOT NULL,
+    rank INTEGER NOT NULL,
+    created REAL NOT NULL,
+    PRIMARY KEY (generation, candidate, trial)
+);
+CREATE TABLE generations (
+    generation INTEGER PRIMARY KEY,
+    optimizer BLOB NOT NULL,
+    summary TEXT NOT NULL,
+    created REAL NOT NULL
+);
+"""
+
+
+class StoreError(RuntimeError):
+    """A run directory or database that cannot be used as asked, with the reason."""
+
+
+def _encode(value: Any) -> str:
+    """JSON that keeps NaN and infinities (JSON has none): they become the strings "NaN", "Infinity"."""
+    def clean(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return "NaN" if math.isnan(v) else ("Infinity" if v > 0 else "-Infinity")
+        if isinstance(v, dict):
+            return {str(k): clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        if hasattr(v, "tolist"):  # numpy scalars and arrays
+            return clean(v.tolist())
+        return v
+    return json.dumps(clean(value))
+
+
+_SPECIAL = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+def _decode(text: str) -> Any:
+    def restore(v):
+        if isinstance(v, str) and v in _SPECIAL:
+            return _SPECIAL[v]
+        if isinstance(v, dict):
+            return {k: restore(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [restore(x) for x in v]
+        return v
+    return restore(json.loads(text))
+
+
+@dataclass
+class Evaluation:
+    """One evaluation of one candidate (``-1``: the distribution mean) on one trial."""
+
+    generation: int
+    candidate: int
+    trial: int
+    theta: list[float]
+    params: dict[str, float]
+    seed: int
+    metrics: dict = field(default_factory=dict)
+    loss: float = math.nan
+    status: str = "ok"
+    error: str | None = None
+    wall_time_s: float = 0.0
+    rank: int = 0
+    created: float = field(default_factory=time.time)
+
+
+_COLUMNS = ("generation", "candidate", "trial", "theta", "params", "seed", "metrics", "loss", "status", "error",
+            "wall_time_s", "rank", "created")
+
+
+def _row(e: Evaluation) -> tuple:
+    loss = None if e.loss is None or math.isnan(e.loss) else float(e.loss)  # SQLite stores NaN as NULL anyway
+    return (e.generation, e.candidate, e.trial, _encode(list(e.theta)), _encode(e.params), int(e.seed),
+            _encode(e.metrics), loss, e.status, e.error, float(e.wall_time_s), int(e.rank), float(e.created))
+
+
+def _evaluation(row: sqlite3.Row) -> Evaluation:
+    return Evaluation(generation=row["generation"], candidate=row["candidate"], trial=row["trial"],
+                      theta=_decode(row["theta"]), params=_decode(row["params"]), seed=row["seed"],
+                      metrics=_decode(row["metrics"]), loss=math.nan if row["loss"] is None else row["loss"],
+                      status=row["status"], error=row["error"], wall_time_s=row["wall_time_s"], rank=row["rank"],
+                      created=row["created"])
+
+
+class RunStore:
+    """A run's SQLite database. Only rank 0 writes."""
+
+    def __init__(self, path: Path, connection: sqlite3.Connection):
+        self.path = path
+        self._db = connection
+
+    @staticmethod
+    def _connect(path: Path) -> sqlite3.Connection:
+        db = sqlite3.connect(path, timeout=30.0, isolation_level=None)  # autocommit; explicit transactions
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        return db
+
+    @classmethod
+    def create(cls, run_dir: str | Path, experiment: dict, seed: int, meta: dict | None = None) -> "RunStore":
+        """A new run in ``run_dir``; refuses a directory that already holds a run."""
+        run_dir = Path(run_dir)
+        path = run_dir / DB_NAME
+        if path.exists():
+            raise StoreError(f"{run_dir} already holds a run ({path}); continue it with --resume, "
+                             "or choose another --out")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        db = cls._connect(path)
+        db.execute("BEGIN")  # the schema and the run row appear together or not at all
+        for statement in filter(str.strip, _SCHEMA.split(";")):
+            db.execute(statement)
+        db.execute("INSERT INTO run VALUES (1, ?, ?, ?, ?)", (_encode(experiment), int(seed), _encode(meta or {}),
+                                                                time.time()))
+        db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        db.execute("COMMIT")
+        return cls(path, db)
+
+    @classmethod
+    def open(cls, run_dir: str | Path) -> "RunStore":
+        """An existing run, for resume and report."""
+        run_dir = Path(run_dir)
+        path = run_dir / DB_NAME
+        if not run_dir.is_dir():
+            raise StoreError(f"no run directory {run_dir}")
+        if not path.is_file():
+            raise StoreError(f"{run_dir} holds no nestplast run (no {DB_NAME})")
+        try:
+            db = cls._connect(path)
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        except sqlite3.DatabaseError as err:
+            raise StoreError(f"{path} is not a nestplast database ({err})") from None
+        if version != SCHEMA_VERSION or not {"run", "evaluations", "generations"} <= tables:
+            raise StoreError(f"{path} is not a nestplast database of schema version {SCHEMA_VERSION}")
+        return cls(path, db)
+
+    def close(self) -> None:
+        self._db.close()
+
+    # ------------------------------------------------------------------ run
+
+    def experiment(self) -> dict:
+        return _decode(self._db.execute("SELECT experiment FROM run").fetchone()[0])
+
+    def seed(self) -> int:
+        return self._db.execute("SELECT seed FROM run").fetchone()[0]
+
+    def meta(self) -> dict:
+        return _decode(self._db.execute("SELECT meta FROM run").fetchone()[0])
+
+    # ------------------------------------------------------------------ evaluations
+
+    def record_evaluation(self, evaluation: Evaluation, replace: bool = False) -> None:
+        """Record one evaluation now (committed on return). The same (generation, candidate,
+        trial) twice is an error unless ``replace`` (a failed evaluation retried)."""
+        if evaluation.status not in STATUSES:
+            raise StoreError(f"unknown status {evaluation.status!r}; expected one of {', '.join(STATUSES)}")
+        verb = "INSERT OR REPLACE" if replace else "INSERT"
+        try:
+            self._db.execute(f"{verb} INTO evaluations ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
+                             _row(evaluation))
+        except sqlite3.IntegrityError:
+            raise StoreError(f"evaluation (generation {evaluation.generation}, candidate {evaluation.candidate}, "
+                             f"trial {evaluation.trial}) is recorded already") from None
+
+    def get_evaluation(self, generation: int, candidate: int, trial: int) -> Evaluation | None:
+        row = self._db.execute("SELECT * FROM evaluations WHERE generation=? AND candidate=? AND trial=?",
+                               (generation, candidate, trial)).fetchone()
+        return None if row is None else _evaluation(row)
+
+    def evaluations(self, generation: int | None = None, status: str | None = None) -> list[Evaluation]:
+        query, args = "SELECT * FROM evaluations WHERE 1=1", []
+        if generation is not None:
+            query, args = query + " AND generation=?", args + [generation]
+        if status is not None:
+            query, args = query + " AND status=?", args + [status]
+        rows = self._db.execute(query + " ORDER BY generation, candidate, trial", args)
+        return [_evaluation(r) for r in rows]
+
+    def best(self, n: int = 1) -> list[Evaluation]:
+        """The ``n`` ok evaluations with the lowest loss."""
+        rows = self._db.execute("SELECT * FROM evaluations WHERE status='ok' AND loss IS NOT NULL "
+                                "ORDER BY loss LIMIT ?", (n,))
+        return [_evaluation(r) for r in rows]
+
+    def best_candidates(self, n: int = 1) -> list[dict]:
+        """The ``n`` candidates with the lowest mean loss over their trials (all trials ok)."""
+        rows = self._db.execute(
+            "SELECT generation, candidate, AVG(loss) AS loss, COUNT(*) AS trials, MIN(theta) AS theta "
+            "FROM evaluations GROUP BY generation, candidate "
+            "HAVING SUM(status != 'ok') = 0 AND COUNT(loss) = COUNT(*) ORDER BY loss LIMIT ?", (n,))
+        return [{"generation": r["generation"], "candidate": r["candidate"], "loss": r["loss"],
+                 "trials": r["trials"], "theta": _decode(r["theta"])} for r in rows]
+
+    def counts(self) -> dict:
+        evaluations, failed = self._db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(status != 'ok'), 0) FROM evaluations").fetchone()
+        generations = self._db.execute("SELECT COUNT(*) FROM generations").fetchone()[0]
+        return {"generations": generations, "evaluations": evaluations, "failed": failed}
+
+    # ------------------------------------------------------------------ generations
+
+    def record_generation(self, generation: int, optimizer_state: bytes, summary: dict) -> None:
+        """The optimiser after ``generation`` and its summary, in one transaction."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute("INSERT INTO generations VALUES (?, ?, ?, ?)",
+                             (generation, sqlite3.Binary(optimizer_state), _encode(summary), time.time()))
+            self._db.execute("COMMIT")
+        except sqlite3.IntegrityError:
+            self._db.execute("ROLLBACK")
+            raise StoreError(f"generation {generation} is recorded already") from None
+
+    def last_complete_generation(self) -> int | None:
+        return self._db.execute("SELECT MAX(generation) FROM generations").fetchone()[0]
+
+    def load_optimizer(self, generation: int) -> bytes:
+        row = self._db.execute("SELECT optimizer FROM generations WHERE generation=?", (generation,)).fetchone()
+        if row is None:
+            raise StoreError(f"no optimiser state for generation {generation} in {self.path}")
+        return bytes(row[0])
+
+    def generations(self) -> list[dict]:
+        rows = self._db.execute("SELECT generation, summary, created FROM generations ORDER BY generation")
+        return [{"generation": r["generation"], **_decode(r["summary"]), "created": r["created"]} for r in rows]
+
