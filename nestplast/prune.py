@@ -59,7 +59,9 @@ def _scores(W: np.ndarray, rows: np.ndarray, cols: np.ndarray, rule: str, covari
     if rule == "noise":
         C = np.asarray(covariance, dtype=float)
         d = np.diag(C)
-        return np.abs(w) * (d[rows] + d[cols] - 2.0 * np.sign(w) * C[rows, cols])
+        variance = d[rows] + d[cols] - 2.0 * np.sign(w) * C[rows, cols]  # Var(x_i - sign(w) x_j)
+        # A variance is non-negative; clip the rounding error of nearly identical neurons.
+        return np.abs(w) * np.maximum(variance, 0.0)
     if rule == "magnitude":
         return np.abs(w)
     if rule == "uniform":
@@ -326,7 +328,8 @@ def write_table(rows: list[dict], path) -> None:
         writer.writerows(rows)
 
 
-def plot_spectra(W, pruned: dict[str, np.ndarray], path, *, leak: float = 1.0, title: str = "") -> None:
+def plot_spectra(W, pruned: dict[str, np.ndarray], path, *, leak: float = 1.0, title: str = "",
+                 reference: Spectrum | None = None) -> None:
     """PNG of the dynamics matrix spectrum before and after pruning by each rule: sorted
     eigenvalues for symmetric matrices, the complex plane otherwise."""
     import matplotlib
@@ -334,7 +337,7 @@ def plot_spectra(W, pruned: dict[str, np.ndarray], path, *, leak: float = 1.0, t
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    reference = spectrum(W, leak)
+    reference = reference or spectrum(W, leak)
     fig, ax = plt.subplots(figsize=(7, 4.5))
     if reference.symmetric:
         ax.plot(reference.values, "k-", lw=2, label="original")
@@ -502,12 +505,12 @@ def run(args) -> dict:
     if args.out is not None:
         rows = sweep(W, sorted(set(args.sweep) | {args.keep}, reverse=True), RULES, seeds=(args.seed,),
                      covariance=covariance, diagonal=args.diagonal, model=model)
-        _write_outputs(args.out, W, summary, pruned, rows, model.leak)
+        _write_outputs(args.out, W, summary, pruned, rows, reference, model.leak)
     return summary
 
 
 def _write_outputs(out: Path, W: np.ndarray, summary: dict, pruned: dict[str, Pruned], rows: list[dict],
-                   leak: float) -> None:
+                   reference: Spectrum, leak: float) -> None:
     out.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out / "original.npz", W=W)
     for rule, p in pruned.items():
@@ -515,7 +518,7 @@ def _write_outputs(out: Path, W: np.ndarray, summary: dict, pruned: dict[str, Pr
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     write_table(rows, out / "sweep.csv")
     plot_spectra(W, {rule: p.weights for rule, p in pruned.items()}, out / "spectra.png", leak=leak,
-                 title=f"{len(W)} neurons, {summary['kept_fraction']:.0%} of synapses kept")
+                 reference=reference, title=f"{len(W)} neurons, {summary['kept_fraction']:.0%} of synapses kept")
     plot_sweep(rows, out / "sweep.png")
 
 
