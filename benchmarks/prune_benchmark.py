@@ -19,7 +19,8 @@ import numpy as np
 
 from nestplast.prune import (RULES, OnlineCovariance, eigenvalue_error, prune, rayleigh_error,
                              relative_trajectory_error, spectrum, sweep)
-from nestplast.rate_network import (RateModel, _import_nest, clustered_network, connect_weights,
+from nestplast.kernel import import_nest
+from nestplast.rate_network import (RateModel, clustered_network, connect_weights,
                                     lyapunov_covariance, simulate)
 
 TIMES: dict[str, float] = {}
@@ -71,7 +72,7 @@ def main() -> None:
         with stage(f"sweep: {len(keeps)} fractions x {len(RULES)} rules"):
             rows = sweep(W, keeps, covariance=C, seeds=(args.seed,), model=model)
 
-    nest = _import_nest()
+    nest = import_nest()
     with stage(f"NEST connect {synapses} synapses (one call)"):
         nest.ResetKernel()
         neurons = nest.Create("lin_rate_ipn", len(W))

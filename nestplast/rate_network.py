@@ -18,12 +18,12 @@ holds self-connections. Times are in ms.
 
 from __future__ import annotations
 
-import os
-import sys
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg
+
+from .kernel import import_nest
 
 __all__ = [
     "InvalidWeightMatrix", "RateModel", "Activity", "check_weights", "dynamics_matrix",
@@ -187,16 +187,6 @@ def estimate_covariance(rates: np.ndarray) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------- NEST
 
-def _import_nest():
-    """Import NEST quietly (no banner, errors only)."""
-    if "nest" not in sys.modules:
-        os.environ.setdefault("PYNEST_QUIET", "1")
-    import nest
-
-    nest.verbosity = nest.VerbosityLevel.ERROR
-    return nest
-
-
 def nest_seed(seed: int) -> int:
     """NEST's rng_seed (1 .. 2^31 - 1) derived from any non-negative integer seed."""
     return int(np.random.SeedSequence(seed).generate_state(1)[0] % (2 ** 31 - 2)) + 1
@@ -207,7 +197,7 @@ def connect_weights(pre, post, W, *, synapse_model: str = "rate_connection_delay
     """Connect ``pre`` to ``post`` (NEST node collections) with weight matrix ``W``
     (``W[i, j]``: from ``pre[j]`` to ``post[i]``), creating only the nonzero connections in one
     vectorised ``nest.Connect``. Returns the number of connections made."""
-    nest = _import_nest()
+    nest = import_nest()
     W = np.asarray(W, dtype=float)
     if W.shape != (len(post), len(pre)):
         raise ValueError(f"weight matrix shape {W.shape} does not match (len(post), len(pre)) = "
@@ -234,7 +224,7 @@ def simulate(W, duration: float, model: RateModel = RateModel(), *, seed: int = 
     The same ``seed`` and network size give the same noise, whatever the weights: NEST draws
     the noise per neuron in a fixed order from a stream seeded by :func:`nest_seed`.
     """
-    nest = _import_nest()
+    nest = import_nest()
     W = np.asarray(W, dtype=float)
     n = len(W)
     if warmup is None:

@@ -44,6 +44,21 @@ class Summary:
     stop: str
 
 
+class SeededNormal:
+    """pycma's source of normal samples, reseeded every generation. pycma's default binds
+    ``np.random.randn``, whose RandomState is copied when the optimiser is pickled: a resumed
+    optimiser would not follow ``np.random.seed``. This one travels inside the pickle."""
+
+    def __init__(self, seed: int = 0):
+        self.rng = np.random.default_rng(seed)
+
+    def reseed(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, *shape: int) -> np.ndarray:
+        return self.rng.standard_normal(shape)
+
+
 def _cma(exp: Experiment, seed: int):
     """A CMA-ES over the search space: log10 for time constants, bounds, sigma0 as a fraction of
     each parameter's range."""
@@ -59,7 +74,7 @@ def _cma(exp: Experiment, seed: int):
             start[i] = names[param]
     x0 = layout.to_search_space(start)
     options = {"bounds": [low.tolist(), high.tolist()], "CMA_stds": ((high - low) * exp.search.sigma0).tolist(),
-               "popsize": exp.search.population_size, "seed": seed, "verbose": -9}
+               "popsize": exp.search.population_size, "seed": seed, "verbose": -9, "randn": SeededNormal(seed)}
     return cma.CMAEvolutionStrategy(x0.tolist(), 1.0, options)
 
 
@@ -122,7 +137,7 @@ def run(exp: Experiment, out: Path, *, resume: bool = False, quiet: bool = False
     while g < exp.search.max_generations:
         tasks, reused, zs = [], {}, None
         if rank == 0:
-            np.random.seed(_generation_seed(exp.seed, g) % 2**32)
+            es.opts["randn"].reseed(_generation_seed(exp.seed, g))
             zs = es.ask()
             candidates = [(k, z) for k, z in enumerate(zs)]
             if exp.search.evaluate_mean:

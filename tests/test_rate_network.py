@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 import scipy.linalg
 
+from nestplast.kernel import import_nest
 from nestplast.rate_network import (InvalidWeightMatrix, RateModel, check_weights, clustered_network,
                                     connect_weights, dynamics_matrix, estimate_covariance, lyapunov_covariance,
-                                    random_network, simulate, spectral_abscissa, _import_nest)
+                                    random_network, simulate, spectral_abscissa)
 
 
 # ------------------------------------------------------------------------------- generators
@@ -189,7 +190,7 @@ def test_same_seed_gives_the_same_noise_whatever_the_weights():
 # ---------------------------------------------------------------------------------- connect
 
 def test_connect_weights_creates_the_matrix_in_one_call(monkeypatch):
-    nest = _import_nest()
+    nest = import_nest()
     nest.ResetKernel()
     pre = nest.Create("lin_rate_ipn", 6)
     post = nest.Create("lin_rate_ipn", 4)
@@ -215,7 +216,7 @@ def test_connect_weights_creates_the_matrix_in_one_call(monkeypatch):
 
 
 def test_connect_weights_checks_the_shape():
-    nest = _import_nest()
+    nest = import_nest()
     nest.ResetKernel()
     pre, post = nest.Create("lin_rate_ipn", 3), nest.Create("lin_rate_ipn", 2)
     with pytest.raises(ValueError, match="shape"):
