@@ -1,0 +1,109 @@
+"""The run store keeps every evaluation, survives kill -9, and refuses misuse clearly."""
+
+import math
+import pickle
+import signal
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+from nestplast.store import Evaluation, RunStore, StoreError
+
+
+def evaluation(g=0, k=0, j=0, **kw):
+    base = dict(generation=g, candidate=k, trial=j, theta=[0.1, 2.0], params={"IE.alpha": 0.1, "IE.beta": 2.0},
+                seed=42, metrics={"rate_e": 9.5, "cv_isi": math.nan, "trace": {"rate": [1.0, math.inf]}},
+                loss=0.25, status="ok", error=None, wall_time_s=1.5, rank=1)
+    return Evaluation(**{**base, **kw})
+
+
+def test_round_trip_keeps_nan_and_infinities(tmp_path):
+    store = RunStore.create(tmp_path / "run", experiment={"name": "x"}, seed=3, meta={"ranks": 2})
+    store.record_evaluation(evaluation())
+    store.record_evaluation(evaluation(k=1, loss=math.nan, status="nan", error="NaN weight"))
+    again = RunStore.open(tmp_path / "run")
+    first = again.get_evaluation(0, 0, 0)
+    assert first.params == {"IE.alpha": 0.1, "IE.beta": 2.0} and first.rank == 1 and first.seed == 42
+    assert math.isnan(first.metrics["cv_isi"]) and first.metrics["trace"]["rate"][1] == math.inf
+    second = again.get_evaluation(0, 1, 0)
+    assert math.isnan(second.loss) and second.status == "nan" and second.error == "NaN weight"
+    assert again.experiment() == {"name": "x"} and again.seed() == 3 and again.meta() == {"ranks": 2}
+    assert again.counts() == {"generations": 0, "evaluations": 2, "failed": 1}
+    assert [e.candidate for e in again.best(5)] == [0]
+
+
+def test_duplicate_key_is_refused_unless_replaced(tmp_path):
+    store = RunStore.create(tmp_path, experiment={}, seed=1)
+    store.record_evaluation(evaluation(status="failed", loss=320.0, error="boom"))
+    with pytest.raises(StoreError, match="recorded already"):
+        store.record_evaluation(evaluation())
+    store.record_evaluation(evaluation(), replace=True)  # a failed evaluation retried
+    assert store.get_evaluation(0, 0, 0).status == "ok"
+
+
+def test_generation_is_atomic_and_resumable(tmp_path):
+    import cma
+    import numpy as np
+
+    from nestplast.search import SeededNormal
+
+    store = RunStore.create(tmp_path, experiment={}, seed=1)
+    es = cma.CMAEvolutionStrategy([0.0] * 3, 0.5, {"seed": 1, "verbose": -9, "randn": SeededNormal(1)})
+    xs = es.ask()
+    es.tell(xs, [float(np.sum(np.square(x))) for x in xs])
+    assert store.last_complete_generation() is None
+    store.record_generation(0, pickle.dumps(es), {"best_loss": 1.0, "median_loss": 2.0})
+    with pytest.raises(StoreError, match="recorded already"):
+        store.record_generation(0, b"other", {})
+    assert store.last_complete_generation() == 0
+    assert store.generations()[0]["best_loss"] == 1.0
+    resumed = pickle.loads(RunStore.open(tmp_path).load_optimizer(0))
+    es.opts["randn"].reseed(5)
+    resumed.opts["randn"].reseed(5)
+    np.testing.assert_array_equal(es.ask(), resumed.ask())
+
+
+def test_kill_minus_nine_loses_nothing_committed(tmp_path):
+    writer = f"""
+import itertools
+from nestplast.store import Evaluation, RunStore
+store = RunStore.create({str(tmp_path / 'run')!r}, experiment={{}}, seed=1)
+for i in itertools.count():
+    store.record_evaluation(Evaluation(generation=i // 10, candidate=i % 10, trial=0, theta=[i], params={{}},
+                                       seed=i, metrics={{"i": i}}, loss=float(i)))
+    print(i, flush=True)
+"""
+    process = subprocess.Popen([sys.executable, "-c", writer], stdout=subprocess.PIPE, text=True)
+    acknowledged = -1
+    for line in process.stdout:  # each printed line follows a committed record
+        acknowledged = int(line)
+        if acknowledged >= 200:
+            break
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    store = RunStore.open(tmp_path / "run")
+    with sqlite3.connect(tmp_path / "run" / "results.sqlite") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    found = store.evaluations()
+    assert len(found) >= acknowledged + 1
+    assert [e.seed for e in found[:acknowledged + 1]] == list(range(acknowledged + 1))
+    assert all(e.metrics == {"i": e.seed} for e in found)
+
+
+def test_open_and_create_misuse(tmp_path):
+    with pytest.raises(StoreError, match="no run directory"):
+        RunStore.open(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(StoreError, match="no nestplast run"):
+        RunStore.open(tmp_path / "empty")
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "results.sqlite").write_text("not a database at all" * 100)
+    with pytest.raises(StoreError, match="not a nestplast database"):
+        RunStore.open(tmp_path / "junk")
+    RunStore.create(tmp_path / "run", experiment={}, seed=1)
+    with pytest.raises(StoreError, match="--resume"):
+        RunStore.create(tmp_path / "run", experiment={}, seed=1)
+    with pytest.raises(StoreError, match="unknown status"):
+        RunStore.open(tmp_path / "run").record_evaluation(evaluation(status="weird"))
