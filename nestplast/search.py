@@ -131,6 +131,8 @@ def run(exp: Experiment, out: Path, *, resume: bool = False, quiet: bool = False
             f"population {exp.search.population_size}; mode {mode}"
             f"{'' if comm is None else f' on {comm.Get_size()} ranks'}; results in {out}")
 
+    if mode == "network":  # every rank runs every simulation: all must start at the same generation
+        start_generation = comm.bcast(start_generation, root=0)
     t0 = time.perf_counter()
     n_evals, stop = 0, "max_generations"
     g = start_generation
