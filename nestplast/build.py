@@ -71,6 +71,16 @@ class Module:
     def to_json(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dir(cls, folder: Path) -> "Module | None":
+        """The module built into ``folder`` (a cache entry), or None if there is none (yet)."""
+        meta = Path(folder) / "module.json"
+        if not meta.is_file():
+            return None
+        data = json.loads(meta.read_text())
+        return cls(path=str(Path(folder) / data["name"]),  # the cache may have moved since it was built
+                   name=data["name"], neuron_model=data["neuron_model"], synapse_models=data["synapse_models"])
+
 
 def cache_dir() -> Path:
     """Where modules are cached: ``$NESTPLAST_CACHE`` or ``~/.cache/nestplast``."""
@@ -209,15 +219,6 @@ def module_key(rules: Sequence[Rule], neuron: Neuron) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _module_from_dir(folder: Path) -> Module | None:
-    meta = folder / "module.json"
-    if not meta.is_file():
-        return None
-    data = json.loads(meta.read_text())
-    return Module(path=str(folder / data["name"]),  # the cache may have moved since it was built
-                  name=data["name"], neuron_model=data["neuron_model"], synapse_models=data["synapse_models"])
-
-
 _GENERATE = """
 import json, sys
 from pynestml.frontend.pynestml_frontend import generate_nest_target
@@ -289,13 +290,13 @@ def build(rules: Rule | Sequence[Rule], neuron: str | Neuron = "iaf_psc_exp", *,
     name = _sanitise(f"{'_'.join(r.name for r in rules)}_{neuron.name}_{key[:8]}module")
     modules = cache_dir() / "modules"
     final = modules / key
-    if not force and (module := _module_from_dir(final)) is not None:
+    if not force and (module := Module.from_dir(final)) is not None:
         return module  # fast path: no lock, no compiler; the folder only appears complete
 
     modules.mkdir(parents=True, exist_ok=True)
     with open(modules / f"{key}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one process compiles; the others wait here
-        if not force and (module := _module_from_dir(final)) is not None:
+        if not force and (module := Module.from_dir(final)) is not None:
             return module
         if not quiet:
             print(f"nestplast: compiling {', '.join(r.name for r in rules)} with {neuron.name} "
@@ -319,7 +320,7 @@ def build(rules: Rule | Sequence[Rule], neuron: str | Neuron = "iaf_psc_exp", *,
                 shutil.copy(workdir / "build.log", failed)
             shutil.rmtree(workdir, ignore_errors=True)
             raise
-    return _module_from_dir(final)
+    return Module.from_dir(final)
 
 
 # --------------------------------------------------------------------------- command line

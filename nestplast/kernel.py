@@ -7,14 +7,17 @@ kernel. It is idempotent and survives ``nest.ResetKernel()`` (which unloads modu
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
+import sys
 from pathlib import Path
 
 # Variables by which NEST without MPI recognises an MPI launcher and refuses to start.
 _LAUNCHER_VARIABLES = ("PMI_RANK", "PMI_SIZE", "MPI_LOCALNRANKS", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK")
 
 
+@functools.lru_cache(maxsize=None)
 def nest_has_mpi() -> bool:
     """Whether the installed NEST was built with MPI, found without importing it (importing a
     NEST without MPI under ``mpiexec`` is fatal): does its kernel library link an MPI library?"""
@@ -35,7 +38,7 @@ def nest_has_mpi() -> bool:
 def import_nest():
     """Import and return the ``nest`` module quietly. Under an MPI launcher with a NEST built
     without MPI, hide the launcher's variables first so that each rank runs its own kernel."""
-    if "nest" not in __import__("sys").modules:
+    if "nest" not in sys.modules:
         os.environ.setdefault("PYNEST_QUIET", "1")
         if any(v in os.environ for v in _LAUNCHER_VARIABLES) and not nest_has_mpi():
             for variable in _LAUNCHER_VARIABLES:
@@ -52,13 +55,13 @@ def install(module: "Module | str | os.PathLike[str]") -> None:
     ``module`` is a :class:`~nestplast.build.Module` or the absolute path of its library
     (with or without ``.so``).
     """
-    from .build import Module, _module_from_dir
+    from .build import Module
 
     nest = import_nest()
     if not isinstance(module, Module):
         path = Path(module)
         path = path.with_suffix("") if path.suffix == ".so" else path
-        module = _module_from_dir(path.parent) or Module(str(path), path.name, "", {})
+        module = Module.from_dir(path.parent) or Module(str(path), path.name, "", {})
     path = Path(module.path)
     if not path.is_absolute():
         raise ValueError(f"module path must be absolute (NEST 3.10 does not search library paths): {path}")

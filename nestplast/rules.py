@@ -20,7 +20,7 @@ synapse, excitatory or inhibitory, as in NEST's ``vogels_sprekeler_synapse``.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
@@ -52,6 +52,15 @@ class Parameter:
 
 
 @dataclass(frozen=True)
+class Term:
+    """One term of a rule's update: ``params[param] * x_pre^a * x_post^b * |w|^c`` at ``event``."""
+
+    param: str
+    event: str  # "pre" or "post"
+    abc: str  # exponents, e.g. "010"
+
+
+@dataclass(frozen=True)
 class Rule:
     """One NESTML plasticity rule with free parameters.
 
@@ -70,7 +79,7 @@ class Rule:
     weight_variable: str = "w"
     synaptic_traces: tuple[str, ...] = ("x_pre", "x_post")
     description: str = ""
-    terms: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    terms: tuple[Term, ...] = ()  # the update, for drawing and checking it in Python
 
     @property
     def names(self) -> list[str]:
@@ -105,14 +114,11 @@ class Rule:
         """The update ``dw`` of ``|w|`` at a ``"pre"`` or ``"post"`` spike, given the traces as
         read just before that spike (vectorised; no clipping)."""
         x_pre, x_post, w = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (x_pre, x_post, w)))
-        if self.name == "doublet":
-            if event == "pre":
-                return params["eta"] * (params["alpha"] + params["kappa"] * x_post)
-            return params["eta"] * (params["beta"] + params["gamma"] * x_pre)
         total = np.zeros_like(x_pre)
-        for abc in self.terms.get(event, ()):
-            a, b, c = (int(ch) for ch in abc)
-            total = total + params[f"th_{event}_{abc}"] * x_pre**a * x_post**b * np.abs(w) ** c
+        for term in self.terms:
+            if term.event == event:
+                a, b, c = (int(ch) for ch in term.abc)
+                total = total + params[term.param] * x_pre**a * x_post**b * np.abs(w) ** c
         return params["eta"] * total
 
     def stdp_window(self, params: Mapping[str, float], dt_ms: np.ndarray, w: float = 0.0) -> np.ndarray:
@@ -151,6 +157,8 @@ def doublet_rule() -> Rule:
         ),
         fixed={"eta": 0.0, "Wmin": 0.0, "Wmax": 100.0},
         description="fSBI doublet rule: pre spike eta*(alpha + kappa*x_post), post spike eta*(beta + gamma*x_pre)",
+        terms=(Term("alpha", "pre", "000"), Term("kappa", "pre", "010"),
+               Term("beta", "post", "000"), Term("gamma", "post", "100")),
     )
 
 
@@ -203,7 +211,7 @@ def taylor_rule(mask: Iterable[str] | str | None = None) -> Rule:
         parameters=parameters,
         fixed={"tau_pre": 20.0, "tau_post": 20.0, "eta": 1.0, "Wmin": 0.0, "Wmax": 100.0},
         description="Taylor rule: eta * sum th_abc x_pre^a x_post^b |w|^c at pre and at post spikes",
-        terms=terms,
+        terms=tuple(Term(f"th_{event}_{abc}", event, abc) for event in ("pre", "post") for abc in terms[event]),
     )
 
 

@@ -1,0 +1,61 @@
+"""Rule descriptions: parameters, layouts, masks and the STDP window, against hand computation."""
+
+import re
+
+import numpy as np
+import pytest
+
+from nestplast.rules import RuleLayout, UnknownRuleError, get_rule, parse_mask
+
+
+def test_doublet_window_is_the_analytic_pair_rule():
+    rule = get_rule("doublet")
+    params = rule.synapse_params([15.0, 30.0, -0.1, 0.2, 1.5, -0.5], eta=2.0)
+    dt = np.array([-40.0, -5.0, 5.0, 40.0])
+    causal = 2.0 * (-0.1 + 0.2 + 1.5 * np.exp(-dt / 15.0))  # the post spike reads x_pre
+    acausal = 2.0 * (-0.1 + 0.2 - 0.5 * np.exp(dt / 30.0))  # the pre spike reads x_post
+    np.testing.assert_allclose(rule.stdp_window(params, dt), np.where(dt > 0, causal, acausal))
+
+
+def test_taylor_window_with_weight_terms():
+    rule = get_rule("taylor", mask="pre:001,post:101")
+    params = rule.synapse_params([-0.5, 2.0], eta=0.1, tau_pre=20.0)
+    # pre first at w = 4: dw1 = 0.1 * -0.5 * 4; then post reads x_pre = exp(-10/20) at w = 4 + dw1
+    w1 = 4.0 + 0.1 * -0.5 * 4.0
+    expected = 0.1 * -0.5 * 4.0 + 0.1 * 2.0 * np.exp(-0.5) * w1
+    np.testing.assert_allclose(rule.stdp_window(params, np.array([10.0]), w=4.0), [expected])
+
+
+def test_masks():
+    assert parse_mask("pre:010, post:100") == {"pre": ("010",), "post": ("100",)}
+    assert len(parse_mask(None)["pre"]) == 27
+    for bad in ("pre:3", "middle:000", ""):
+        with pytest.raises(ValueError):
+            parse_mask(bad)
+    source = get_rule("taylor", mask="pre:010").source
+    assert "th_pre_010 * x_post" in source and not re.search(r"th_(pre|post)_(?!010)\d{3}", source)  # unmasked: absent
+
+
+def test_parameters_and_errors():
+    rule = get_rule("doublet")
+    assert rule.names == ["tau_pre", "tau_post", "alpha", "beta", "gamma", "kappa"]
+    params = rule.synapse_params({"alpha": 0.5}, Wmax=-10.0)
+    assert params["alpha"] == 0.5 and params["tau_pre"] == 20.0 and params["Wmax"] == -10.0
+    with pytest.raises(UnknownRuleError, match="zeta"):
+        rule.synapse_params({"zeta": 1.0})
+    with pytest.raises(UnknownRuleError, match="etta"):
+        rule.synapse_params(rule.defaults(), etta=1.0)
+    with pytest.raises(ValueError, match="6 parameters"):
+        rule.synapse_params([1.0, 2.0])
+    with pytest.raises(UnknownRuleError, match="doublet, taylor"):
+        get_rule("triplet")
+
+
+def test_layout_over_connection_types():
+    layout = RuleLayout(get_rule("doublet"), ("EE", "IE"))
+    theta = np.arange(12.0) + 10.0
+    assert layout.size == 12 and layout.names[6] == "IE.tau_pre"
+    np.testing.assert_array_equal(layout.split(theta)["IE"], theta[6:])
+    low, high = layout.bounds()
+    assert low[0] == 10.0 and high[5] == 2.0 and list(layout.log_mask()[:3]) == [True, True, False]
+    np.testing.assert_allclose(layout.from_search_space(layout.to_search_space(theta)), theta)
