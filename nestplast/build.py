@@ -161,13 +161,18 @@ def nest_path() -> Path:
     return _wheel_nest_config(cache_dir() / "nest-config" / hashlib.sha256(str(_nest_package_dir()).encode()).hexdigest()[:12])
 
 
+@functools.lru_cache(maxsize=None)
 def _nest_version() -> str:
+    """NEST's version, e.g. "3.10.0" (NESTML generates code for that version's kernel API)."""
     try:
         return importlib.metadata.version("nest-simulator")
     except importlib.metadata.PackageNotFoundError:  # a source build that pip does not know
-        version_file = _nest_package_dir() / "versionchecker.py"
-        match = re.search(r"(\d+\.\d+(\.\d+)?)", version_file.read_text()) if version_file.exists() else None
-        return match.group(1) if match else "unknown"
+        exe = _working_nest_config()
+        version = _run_nest_config(exe, "--version") if exe else ""
+        if not re.fullmatch(r"\d+\.\d+(\.\d+)?", version):
+            raise BuildError(f"cannot tell the version of the NEST in {_nest_package_dir()}: "
+                             "set NEST_CONFIG to its nest-config") from None
+        return version
 
 
 # --------------------------------------------------------------------------- building
@@ -210,8 +215,8 @@ def module_key(rules: Sequence[Rule], neuron: Neuron) -> str:
     payload = {
         "format": BUILD_FORMAT,
         "sources": {neuron.model: neuron.source, **{r.synapse: r.source for r in rules}},
-        "options": _codegen_options(rules, neuron),
-        "templates": _templates_digest(),
+        # the templates by content, not by where this checkout happens to be
+        "options": {**_codegen_options(rules, neuron), "templates": _templates_digest()},
         "nest": [_nest_version(), str(_nest_package_dir())],
         "nestml": importlib.metadata.version("nestml"),
         "python": sys.version_info[:2],

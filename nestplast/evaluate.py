@@ -116,7 +116,7 @@ class Evaluator:
             trace["t_s"].append(t_now)
             trace["rate"].append(rate)
             for ct in net.plastic:
-                trace[f"w_mean_{ct}"].append(self._mean_abs(net.weights(ct)))
+                trace[f"w_mean_{ct}"].append(self._mean_abs(net.sample_weights(ct)))
             if not math.isfinite(rate) or band.outside(rate, o.chunk):
                 blew_up_at = t_now
                 break

@@ -66,8 +66,11 @@ def _map_population(tasks: list, evaluate, on_result, comm) -> list:
     sends = []
 
     def hand_out() -> None:
+        # Two tasks per worker keep it busy while rank 0 evaluates; near the end of the queue one,
+        # so that no worker holds a backlog while rank 0 has nothing left to do.
+        depth = QUEUED_PER_WORKER if len(pending) > len(workers) else 1
         for w in workers:
-            while queued[w] < QUEUED_PER_WORKER and pending:
+            while queued[w] < depth and pending:
                 sends.append(comm.isend(pending.popleft(), dest=w, tag=TASK))
                 queued[w] += 1
 
