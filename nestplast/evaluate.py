@@ -88,9 +88,9 @@ class Evaluator:
 
     def _run(self, task: Task, base: dict, start: float) -> Result:
         nest = import_nest()
-        exp, o = self.exp, self.exp.objective
+        o = self.exp.objective
         self._kernel(nest, task.trial.seed)
-        net = build_network(nest, exp.network, self.module, self._synapse_params(task.theta), task.trial)
+        net = build_network(nest, self.exp.network, self.module, self._synapse_params(task.theta), task.trial)
         w_start = {ct: self._gather(net.weights(ct)) for ct in net.plastic}
         n_pop = len(net.populations[o.population])
         band = RateBand(low=o.rate_band[0], high=o.rate_band[1])
@@ -141,7 +141,7 @@ class Evaluator:
         return Result(**base, loss=loss, status="ok", metrics=metrics, parts=parts)
 
     def _measure(self, net: Network, w_start: dict, t0: float, t1: float) -> dict:
-        exp, o = self.exp, self.exp.objective
+        o = self.exp.objective
         metrics: dict = {}
         for name, recorder in net.recorders.items():
             ids = np.asarray(net.populations[name].tolist())

@@ -15,7 +15,6 @@ trial j of generation g from (run seed, g, j), whatever the number of ranks.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import pickle
 import sys

@@ -85,8 +85,9 @@ def test_compiler_error_names_the_generated_file(tmp_path, monkeypatch):
 
 def test_working_nest_config_is_used(tmp_path, monkeypatch):
     """A NEST built from source has a nest-config that prints real paths: it is used as it is."""
-    import nest as _  # noqa: F401  (only to find the package folder)
-    package = Path(sys.modules["nest"].__file__).parent
+    from nestplast.kernel import import_nest
+
+    package = Path(import_nest().__file__).parent
     prefix = tmp_path / "nest-prefix"
     (prefix / "bin").mkdir(parents=True)
     script = prefix / "bin" / "nest-config"

@@ -9,7 +9,7 @@ import pytest
 
 from nestplast.build import build
 from nestplast.kernel import install
-from nestplast.rules import Parameter, Rule, get_rule
+from nestplast.rules import Rule, get_rule
 
 from pairing import run_paired
 

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from nestplast import experiment
-from nestplast.build import build
 from nestplast.evaluate import Evaluator, Task
 from nestplast.kernel import nest_has_mpi
 from nestplast.networks import Trial, draw_trials

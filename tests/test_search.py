@@ -2,7 +2,6 @@
 MPI ranks, resumes a killed run without losing or repeating evaluations, and reports."""
 
 import json
-import os
 import shutil
 import signal
 import sqlite3
