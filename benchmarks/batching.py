@@ -29,6 +29,7 @@ Timings on a shared machine are noisy: the 1-minute load average is printed.
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 import math
 import os
 import statistics
@@ -258,7 +259,7 @@ def main() -> int:
         ref_times = times[(name, "unbatched")]
         for label, size, _ in configs:
             t = times[(name, label)]
-            statuses = _count(r["status"] for r in results[(name, label)])
+            statuses = Counter(r["status"] for r in results[(name, label)])
             ratio = "" if size is None else f"{statistics.median(b / a for a, b in zip(ref_times, t)):.2f}"
             print(f"{name:<6} {label:<22} {statistics.median(t):>11.3f} {ratio:>17}   "
                   f"{', '.join(f'{k} {v}' for k, v in sorted(statuses.items()))}")
@@ -313,13 +314,6 @@ def verdict(sets, times, configs, costs) -> None:
         print("batching is NOT worth keeping: no batch size is >10 % faster than one kernel per candidate on the "
               "mixed set, the per-kernel fixed cost it saves is small against a simulation, blown-up candidates "
               "lose their early abort, and a candidate's result depends on its batch mates (shared random streams).")
-
-
-def _count(items) -> dict:
-    counts: dict = {}
-    for item in items:
-        counts[item] = counts.get(item, 0) + 1
-    return counts
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ Timings on a shared machine are noisy: the 1-minute load average is printed with
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 import json
 import os
 import shutil
@@ -171,15 +172,8 @@ def main() -> int:
     print(f"identical evaluations across all runs: {'yes' if all_ok else 'NO'}")
     losses = sorted(v[2] for v in reference["evaluations"].values() if v[2] is not None)
     print(f"reference run: {reference['n']} evaluations, statuses "
-          f"{json.dumps(_count(v[3] for v in reference['evaluations'].values()))}, best loss {losses[0]:.4f}")
+          f"{json.dumps(Counter(v[3] for v in reference['evaluations'].values()))}, best loss {losses[0]:.4f}")
     return 0 if all_ok else 1
-
-
-def _count(items) -> dict:
-    counts: dict = {}
-    for item in items:
-        counts[item] = counts.get(item, 0) + 1
-    return counts
 
 
 if __name__ == "__main__":
