@@ -171,16 +171,12 @@ def run(exp: Experiment, out: Path, *, resume: bool = False, quiet: bool = False
                 break
             continue
 
-        by_key = {(r.candidate, r.trial): (r.loss, r.status) for r in results}
-        by_key.update({key: (e.loss, e.status) for key, e in reused.items()})
         all_results = results + [_as_result(e) for e in reused.values()]
-
-        def candidate_loss(k: int) -> float:
-            return aggregate_trials([by_key[(k, j)][0] for j in range(exp.trials.n)])
-
-        losses = np.array([candidate_loss(k) for k in range(len(zs))])
-        es.tell(zs, losses.tolist())
-        all_losses = np.array([candidate_loss(k) for k, _ in candidates])
+        loss_of = {(r.candidate, r.trial): r.loss for r in all_results}
+        # one loss per candidate over its trials; the mean, if evaluated, comes last
+        all_losses = np.array([aggregate_trials([loss_of[(k, j)] for j in range(exp.trials.n)])
+                               for k, _ in candidates])
+        es.tell(zs, all_losses[:len(zs)].tolist())
         summary = {"best_loss": float(np.min(all_losses)), "median_loss": float(np.median(all_losses)),
                    "sigma": float(es.sigma), "n_evaluations": len(all_results),
                    "n_failed": sum(r.status != "ok" for r in all_results),

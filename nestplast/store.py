@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sqlite3
 import time
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -150,14 +152,20 @@ class RunStore:
             raise StoreError(f"{run_dir} already holds a run ({path}); continue it with --resume, "
                              "or choose another --out")
         run_dir.mkdir(parents=True, exist_ok=True)
+        # Built under another name and renamed: a run's database never exists without its schema,
+        # whenever the process is killed (a half-made file would block both --resume and a new run).
+        draft = path.with_name(path.name + ".draft")
+        draft.unlink(missing_ok=True)
+        with closing(sqlite3.connect(draft, isolation_level=None)) as db:
+            db.execute("BEGIN")
+            for statement in filter(str.strip, _SCHEMA.split(";")):
+                db.execute(statement)
+            db.execute("INSERT INTO run VALUES (1, ?, ?, ?, ?)",
+                       (_encode(experiment), int(seed), _encode(meta or {}), time.time()))
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            db.execute("COMMIT")
+        os.replace(draft, path)
         db = cls._connect(path)
-        db.execute("BEGIN")  # the schema and the run row appear together or not at all
-        for statement in filter(str.strip, _SCHEMA.split(";")):
-            db.execute(statement)
-        db.execute("INSERT INTO run VALUES (1, ?, ?, ?, ?)", (_encode(experiment), int(seed), _encode(meta or {}),
-                                                                time.time()))
-        db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        db.execute("COMMIT")
         return cls(path, db)
 
     @classmethod

@@ -107,3 +107,16 @@ def test_open_and_create_misuse(tmp_path):
         RunStore.create(tmp_path / "run", experiment={}, seed=1)
     with pytest.raises(StoreError, match="unknown status"):
         RunStore.open(tmp_path / "run").record_evaluation(evaluation(status="weird"))
+
+
+def test_a_killed_creation_leaves_no_half_made_run(tmp_path):
+    """A process killed while creating its database leaves at most a draft; the next create
+    starts afresh instead of finding a schema-less results.sqlite that neither --resume nor a
+    new run could use."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "results.sqlite.draft").write_text("the remains of a killed creation")
+    store = RunStore.create(run, experiment={"name": "x"}, seed=5)
+    assert store.experiment() == {"name": "x"}
+    assert not (run / "results.sqlite.draft").exists()
+    assert RunStore.open(run).seed() == 5
