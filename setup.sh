@@ -4,15 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-need_apt=()
-for pkg in libboost-dev libgsl-dev libltdl-dev cmake g++ make; do
-    dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
-done
-if [ ${#need_apt[@]} -gt 0 ]; then
-    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
-fi
+jobs/apt-install.sh libboost-dev libgsl-dev libltdl-dev cmake g++ make
 
 PYTHON="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
