@@ -49,7 +49,10 @@ fi
 # nestplast and its other requirements, but not the PyPI NEST wheel: the source build provides `nest`
 "$PY" -m pip install -q "nestml==9.0.*" scipy "cma>=3.3" matplotlib pytest
 "$PY" -m pip install -q --no-deps -e "$REPO"
-ln -sf "$MPIEXEC" "$PREFIX/venv/bin/mpiexec"
+# `mpiexec` in the venv is the MPI's own (a wrapper: Hydra finds its proxy next to the path it was started by)
+rm -f "$PREFIX/venv/bin/mpiexec"
+printf '#!/bin/sh\nexec "%s" "$@"\n' "$MPIEXEC" >"$PREFIX/venv/bin/mpiexec"
+chmod +x "$PREFIX/venv/bin/mpiexec"
 
 # the venv sees the source build's PyNEST (a .pth file, so plain `activate` is enough); nestplast
 # finds its nest-config next to it

@@ -169,7 +169,10 @@ class Evaluator:
         local = np.abs(np.asarray(values, dtype=float))
         if self.comm is None:
             return float(local.mean()) if local.size else math.nan
-        total, count = self.comm.allreduce((float(local.sum()), local.size), op=_pair_sum())
+        # (sum, count) per rank; summed here in rank order (an MPI user-defined Op would have to be
+        # freed, and MPI allows only a few)
+        parts = self.comm.allgather((float(local.sum()), local.size))
+        total, count = sum(p[0] for p in parts), sum(p[1] for p in parts)
         return total / count if count else math.nan
 
     def _total(self, count: int) -> int:
@@ -182,12 +185,6 @@ class Evaluator:
             senders = np.concatenate(self.comm.allgather(senders))
             times = np.concatenate(self.comm.allgather(times))
         return senders, times
-
-
-def _pair_sum():
-    from mpi4py import MPI
-
-    return MPI.Op.Create(lambda a, b, _: (a[0] + b[0], a[1] + b[1]), commute=True)
 
 
 __all__ = ["Task", "Result", "Evaluator"]

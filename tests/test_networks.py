@@ -73,22 +73,33 @@ def test_example_swaps_a_projection_and_reaches_the_target(doublet_module):
 
 
 @pytest.mark.skipif(not nest_has_mpi(), reason="needs a NEST built with MPI (the PyPI wheel has none); "
-                    "see ../shared/notes/toolchain.md for the recipe; the network-parallel mode is not tested here")
-def test_network_parallel_mode_matches_one_process(tmp_path):
+                    "jobs/build-nest-mpi.sh builds one; the network-parallel mode is not tested here")
+def test_network_parallel_mode_spreads_each_simulation_over_the_ranks(tmp_path):
+    """With MPI inside NEST every rank takes part in every simulation. A 2-rank search records every
+    evaluation once and repeats itself exactly. Against 1 rank x 2 threads (the same virtual
+    processes, hence the same connectivity and input) evaluations agree to the last bit in most
+    networks, but not in all: NEST does not keep the order in which a neuron's inputs are summed
+    across process/thread splits, and a chaotic network amplifies a last-bit difference (seen
+    here in generation 1: 42.36 vs 42.38 Hz). So the test compares the candidates, and generation 0,
+    whose five networks agree exactly with this seed."""
     path = tmp_path / "exp.toml"
     path.write_text("[rule]\nsearch = ['alpha', 'kappa']\nfixed = { eta = 1.0 }\n"
                     "[network]\nn_e = 100\nn_i = 25\np = 0.2\nw_max = { IE = 300.0 }\n"
                     "[objective]\nt_train = 1.0\nt_score = 1.0\n[search]\npopulation_size = 4\nmax_generations = 2\n")
-    runs = []
-    for ranks in (1, 2):
-        out = tmp_path / f"run{ranks}"
-        command = [sys.executable, "-m", "nestplast.search", str(path), "--out", str(out), "--quiet"]
-        done = subprocess.run(["mpiexec", "-n", str(ranks), *command], capture_output=True, text=True, cwd=ROOT)
-        assert done.returncode == 0, done.stderr
-        runs.append(out)
     from nestplast.store import RunStore
 
-    # NEST's random streams follow virtual processes, so 2 ranks differ from 1 in spikes: compare
-    # that both complete and record every evaluation once.
-    counts = [RunStore.open(r).counts() for r in runs]
-    assert counts[0] == counts[1]
+    def search(ranks: int, threads: int, name: str) -> list[tuple]:
+        out = tmp_path / name
+        command = [sys.executable, "-m", "nestplast.search", str(path), "--out", str(out), "--threads", str(threads)]
+        done = subprocess.run(["mpiexec", "-n", str(ranks), *command], capture_output=True, text=True, cwd=ROOT)
+        assert done.returncode == 0, done.stderr
+        assert ranks == 1 or "mode network on 2 ranks" in done.stdout, done.stdout
+        return [(e.generation, e.candidate, e.trial, e.theta, e.loss, e.status, e.error)
+                for e in RunStore.open(out).evaluations()]
+
+    two, again, one = search(2, 1, "two"), search(2, 1, "again"), search(1, 2, "one")
+    assert len(two) == 2 * (4 + 1)  # 2 generations x (4 candidates + the mean) x 1 trial
+    assert {e[5] for e in two} <= {"ok", "blowup"}, [e[6] for e in two]
+    assert two == again, "a network-mode search repeats itself exactly"
+    assert [e[:4] for e in two] == [e[:4] for e in one], "the same candidates"
+    assert [e[4:6] for e in two if e[0] == 0] == [e[4:6] for e in one if e[0] == 0]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from nestplast.kernel import nest_has_mpi
 from nestplast.store import RunStore
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,6 +86,8 @@ def test_tiny_search_lowers_its_loss(reference_run):
     assert RunStore.open(run).counts()["evaluations"] == 5 * (6 + 1) * 2
 
 
+@pytest.mark.skipif(nest_has_mpi(), reason="this NEST has MPI inside: 2 ranks split every simulation over "
+                    "2 virtual processes (tests/test_networks.py tests that mode)")
 def test_two_ranks_give_the_same_run(reference_run, tmp_path):
     run, _ = reference_run
     out = search([tiny(tmp_path), "--out", tmp_path / "run2", "--quiet"], mpi=2)
