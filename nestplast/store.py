@@ -155,7 +155,8 @@ class RunStore:
         # Built under another name and renamed: a run's database never exists without its schema,
         # whenever the process is killed (a half-made file would block both --resume and a new run).
         draft = path.with_name(path.name + ".draft")
-        draft.unlink(missing_ok=True)
+        for leftover in (draft, draft.with_name(draft.name + "-journal")):  # a stale journal would be replayed
+            leftover.unlink(missing_ok=True)
         with closing(sqlite3.connect(draft, isolation_level=None)) as db:
             db.execute("BEGIN")
             for statement in filter(str.strip, _SCHEMA.split(";")):

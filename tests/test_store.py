@@ -116,7 +116,8 @@ def test_a_killed_creation_leaves_no_half_made_run(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     (run / "results.sqlite.draft").write_text("the remains of a killed creation")
+    (run / "results.sqlite.draft-journal").write_bytes(b"\xd9\xd5\x05\xf9\x20\xa1\x63\xd7" + bytes(504))
     store = RunStore.create(run, experiment={"name": "x"}, seed=5)
     assert store.experiment() == {"name": "x"}
-    assert not (run / "results.sqlite.draft").exists()
+    assert not (run / "results.sqlite.draft").exists() and not (run / "results.sqlite.draft-journal").exists()
     assert RunStore.open(run).seed() == 5
