@@ -81,6 +81,11 @@ class Evaluator:
         install(self.module)
         nest.SetKernelStatus({"resolution": self.exp.network.resolution, "rng_seed": seed,
                               "local_num_threads": self.exp.search.threads})
+        if self.comm is not None:
+            # NEST 3.10 on several ranks: compressed spike delivery keeps state across ResetKernel
+            # when plastic and static synapses mix, so a simulation would depend on the one before
+            # it in the process (a resumed run or another rank/thread split would diverge).
+            nest.SetKernelStatus({"use_compressed_spikes": self.exp.search.compressed_spikes})
 
     def _synapse_params(self, theta) -> dict[str, dict]:
         fixed = {k: v for k, v in self.exp.rule.fixed.items() if k != "Wmax"}
