@@ -35,10 +35,10 @@ MPICC="$MPICC" "$PY" -m pip install -q --no-binary mpi4py mpi4py
 
 if [ ! -x "$PREFIX/bin/nest-config" ]; then
     "$PY" -m pip download -q --no-deps --no-binary :all: -d "$PREFIX/src" "nest-simulator==$NEST_VERSION"
-    rm -rf "$PREFIX/src/nest-simulator-$NEST_VERSION" "$PREFIX/build"
-    tar -xzf "$PREFIX/src/nest_simulator-$NEST_VERSION.tar.gz" -C "$PREFIX/src" 2>/dev/null \
-        || tar -xzf "$PREFIX/src/nest-simulator-$NEST_VERSION.tar.gz" -C "$PREFIX/src"
-    source_dir="$(find "$PREFIX/src" -maxdepth 1 -type d -iname "nest*simulator-$NEST_VERSION" | head -1)"
+    archive="$(ls "$PREFIX"/src/nest?simulator-"$NEST_VERSION".tar.gz | head -1)"  # nest_ or nest-
+    source_dir="${archive%.tar.gz}"
+    rm -rf "$source_dir" "$PREFIX/build"
+    tar -xzf "$archive" -C "$PREFIX/src"
     cmake -S "$source_dir" -B "$PREFIX/build" -DCMAKE_INSTALL_PREFIX="$PREFIX" \
         -Dwith-mpi=ON -Dwith-openmp=ON -Dwith-python=ON -DPython_EXECUTABLE="$PY" \
         -DMPI_C_COMPILER="$MPICC" -DMPI_CXX_COMPILER="$MPICXX" >"$PREFIX/cmake.log"
