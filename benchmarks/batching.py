@@ -44,9 +44,10 @@ from nestplast.evaluate import Evaluator, Task
 from nestplast.kernel import import_nest
 from nestplast.networks import Network, Trial, build_network, draw_trials
 from nestplast.objectives import FAILURE_LOSS, RateBand
+from nestplast.rules import vogels_sprekeler
 from nestplast.search import _cma, _generation_seed  # generation 0 exactly as the search asks it
 
-VS_THETA = [20.0, 20.0, -0.4, 0.0, 1.0, 1.0]  # Vogels-Sprekeler, 10 Hz: alpha = -2 rho0 tau
+VS_THETA = list(vogels_sprekeler(10.0).values())  # doublet order: tau_pre, tau_post, alpha, beta, gamma, kappa
 
 
 # --------------------------------------------------------------------------- candidates

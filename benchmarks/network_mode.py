@@ -22,7 +22,9 @@ import subprocess
 import sys
 import time
 
-VOGELS_SPREKELER_10HZ = [20.0, 20.0, -0.4, 0.0, 1.0, 1.0]
+from nestplast.rules import vogels_sprekeler
+
+VOGELS_SPREKELER_10HZ = list(vogels_sprekeler(10.0).values())  # doublet parameter order
 CONFIGS = [(1, 1, False), (1, 2, False), (2, 1, False), (2, 1, True)]  # ranks, threads, compressed spikes
 # (the setting acts only on several ranks: on one, NEST's default holds)
 

@@ -34,7 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
-VS_THETA = {"tau_pre": 20.0, "tau_post": 20.0, "alpha": -0.4, "beta": 0.0, "gamma": 1.0, "kappa": 1.0}
+from nestplast.rules import vogels_sprekeler
+
+VS_THETA = vogels_sprekeler(10.0)
 
 
 def zero_drift_rate(p: dict[str, float], nu_pre: float) -> tuple[float, str]:

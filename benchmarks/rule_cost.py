@@ -42,7 +42,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # nestplast, also in worker processes
 
-RULE_PARAMS = [20.0, 20.0, -0.4, 0.0, 1.0, 1.0]  # tau_pre, tau_post, alpha, beta, gamma, kappa (iSTDP)
+from nestplast.rules import vogels_sprekeler  # noqa: E402 (after the path)
+
+RULE_PARAMS = list(vogels_sprekeler(10.0).values())  # tau_pre, tau_post, alpha, beta, gamma, kappa (iSTDP)
 
 
 def rss_kib() -> int:

@@ -162,6 +162,13 @@ def doublet_rule() -> Rule:
     )
 
 
+def vogels_sprekeler(target_rate_hz: float = 10.0, tau_ms: float = 20.0) -> dict[str, float]:
+    """Doublet parameters of Vogels-Sprekeler inhibitory STDP (Vogels et al. 2011) for a target
+    rate rho0: tau_pre = tau_post = tau, alpha = -2 rho0 tau, beta = 0, gamma = kappa = 1."""
+    return {"tau_pre": tau_ms, "tau_post": tau_ms, "alpha": -2.0 * target_rate_hz * tau_ms / 1000.0,
+            "beta": 0.0, "gamma": 1.0, "kappa": 1.0}
+
+
 def parse_mask(mask: Iterable[str] | str | None) -> dict[str, tuple[str, ...]]:
     """Parse a Taylor mask: terms such as ``"pre:010"`` or ``"post:100"`` (event, then exponents
     a b c of x_pre^a x_post^b |w|^c), as a list or a comma-separated string. ``None`` or ``"all"``

@@ -84,8 +84,6 @@ def _generation_seed(seed: int, generation: int) -> int:
 def _progress(g: int, results: list[Result], losses: np.ndarray, es, elapsed: float, n_evals: int,
               max_generations: int, start_generation: int) -> str:
     finite = losses[np.isfinite(losses)]
-    if finite.size == 0:  # a generation in which nothing could be scored still gets its line
-        finite = np.array([np.nan])
     failed = sum(r.status != "ok" for r in results)
     rate = n_evals / elapsed if elapsed > 0 else float("nan")
     done = g + 1 - start_generation

@@ -5,7 +5,7 @@ import re
 import numpy as np
 import pytest
 
-from nestplast.rules import RuleLayout, UnknownRuleError, get_rule, parse_mask
+from nestplast.rules import RuleLayout, UnknownRuleError, get_rule, parse_mask, vogels_sprekeler
 
 
 def test_doublet_window_is_the_analytic_pair_rule():
@@ -59,3 +59,12 @@ def test_layout_over_connection_types():
     low, high = layout.bounds()
     assert low[0] == 10.0 and high[5] == 2.0 and list(layout.log_mask()[:3]) == [True, True, False]
     np.testing.assert_allclose(layout.from_search_space(layout.to_search_space(theta)), theta)
+
+
+def test_vogels_sprekeler_coefficients():
+    """alpha = -2 rho0 tau (Vogels et al. 2011): -0.4 for 10 Hz and 20 ms, -0.2 for 5 Hz; in the
+    doublet's parameter order, so the values form a parameter vector."""
+    assert vogels_sprekeler(10.0) == {"tau_pre": 20.0, "tau_post": 20.0, "alpha": -0.4, "beta": 0.0,
+                                      "gamma": 1.0, "kappa": 1.0}
+    assert vogels_sprekeler(5.0)["alpha"] == -0.2
+    assert list(vogels_sprekeler(10.0)) == get_rule("doublet").names
