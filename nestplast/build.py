@@ -38,7 +38,8 @@ from pathlib import Path
 from typing import Sequence
 
 from .neurons import NEURONS, Neuron, get_neuron
-from .rules import RULES, Rule, UnknownRuleError, get_rule
+from .errors import UnknownNameError
+from .rules import RULES, Rule, get_rule
 
 # Bump when the way modules are generated changes, so that old cache entries are not reused.
 BUILD_FORMAT = 1
@@ -345,7 +346,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rule = get_rule(args.rule, mask=args.mask)
         neuron = get_neuron(args.neuron)
         module = build(rule, neuron, force=args.force, quiet=args.json)
-    except (UnknownRuleError, ValueError, BuildError) as err:
+    except (UnknownNameError, ValueError, BuildError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if args.json:

@@ -5,7 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .rules import MODELS_DIR, UnknownRuleError
+from .errors import UnknownNameError
+from .rules import MODELS_DIR
+
+
+class UnknownNeuronError(UnknownNameError):
+    """An unknown neuron name; the message lists the available neurons."""
 
 
 @dataclass(frozen=True)
@@ -57,4 +62,4 @@ def get_neuron(name: str) -> Neuron:
     for neuron in NEURONS.values():
         if name in (neuron.name, neuron.model):
             return neuron
-    raise UnknownRuleError(f"unknown neuron {name!r}; available neurons: {', '.join(sorted(NEURONS))}")
+    raise UnknownNeuronError(f"unknown neuron {name!r}; available neurons: {', '.join(sorted(NEURONS))}")

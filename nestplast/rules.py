@@ -27,17 +27,20 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from .errors import UnknownNameError
+
 MODELS_DIR = Path(__file__).resolve().parent.parent / "nestml_models"
 
 # Exponents (a, b, c) of x_pre^a x_post^b |w|^c in the Taylor rule, each in 0..2.
 TAYLOR_TERMS: tuple[str, ...] = tuple("".join(map(str, abc)) for abc in itertools.product(range(3), repeat=3))
 
 
-class UnknownRuleError(KeyError):
-    """An unknown rule name, neuron name or parameter; the message lists what is available."""
+class UnknownRuleError(UnknownNameError):
+    """An unknown rule name; the message lists the available rules."""
 
-    def __str__(self) -> str:  # KeyError quotes its message; show it plainly
-        return str(self.args[0])
+
+class UnknownParameterError(UnknownNameError):
+    """A parameter the rule does not have; the message lists the rule's parameters."""
 
 
 @dataclass(frozen=True)
@@ -94,7 +97,7 @@ class Rule:
         if isinstance(theta, Mapping):
             unknown = set(theta) - set(self.names)
             if unknown:
-                raise UnknownRuleError(f"rule {self.name!r} has no parameter(s) {sorted(unknown)}; "
+                raise UnknownParameterError(f"rule {self.name!r} has no parameter(s) {sorted(unknown)}; "
                                        f"searched: {self.names}, fixed: {sorted(self.fixed)}")
             values = {**dict(zip(self.names, self.defaults())), **theta}
         else:
@@ -105,7 +108,7 @@ class Rule:
             values = dict(zip(self.names, theta.tolist()))
         unknown = set(fixed) - set(self.fixed)
         if unknown:
-            raise UnknownRuleError(f"rule {self.name!r} has no fixed parameter(s) {sorted(unknown)}; "
+            raise UnknownParameterError(f"rule {self.name!r} has no fixed parameter(s) {sorted(unknown)}; "
                                    f"fixed: {sorted(self.fixed)}, searched: {self.names}")
         return {**self.fixed, **fixed, **values}
 

@@ -5,7 +5,7 @@ import re
 import numpy as np
 import pytest
 
-from nestplast.rules import RuleLayout, UnknownRuleError, get_rule, parse_mask, vogels_sprekeler
+from nestplast.rules import RuleLayout, UnknownParameterError, UnknownRuleError, get_rule, parse_mask, vogels_sprekeler
 
 
 def test_doublet_window_is_the_analytic_pair_rule():
@@ -41,9 +41,9 @@ def test_parameters_and_errors():
     assert rule.names == ["tau_pre", "tau_post", "alpha", "beta", "gamma", "kappa"]
     params = rule.synapse_params({"alpha": 0.5}, Wmax=-10.0)
     assert params["alpha"] == 0.5 and params["tau_pre"] == 20.0 and params["Wmax"] == -10.0
-    with pytest.raises(UnknownRuleError, match="zeta"):
+    with pytest.raises(UnknownParameterError, match="zeta"):
         rule.synapse_params({"zeta": 1.0})
-    with pytest.raises(UnknownRuleError, match="etta"):
+    with pytest.raises(UnknownParameterError, match="etta"):
         rule.synapse_params(rule.defaults(), etta=1.0)
     with pytest.raises(ValueError, match="6 parameters"):
         rule.synapse_params([1.0, 2.0])
