@@ -6,7 +6,10 @@ import pytest
 import scipy.linalg
 
 from nestplast.kernel import import_nest
-from nestplast.rate_network import (InvalidWeightMatrix, RateModel, check_weights, clustered_network,
+import scipy.stats
+
+from nestplast.errors import UserError
+from nestplast.rate_network import (InvalidWeightMatrix, RateModel, authors_network, check_weights, clustered_network,
                                     connect_weights, dynamics_matrix, estimate_covariance, lyapunov_covariance,
                                     random_network, simulate, spectral_abscissa)
 
@@ -42,8 +45,51 @@ def test_generated_networks_are_stable_with_the_margin(symmetric, inhibitory):
 
 
 def test_generators_are_seeded():
-    assert np.array_equal(clustered_network((20, 4, 16), seed=7), clustered_network((20, 4, 16), seed=7))
-    assert not np.array_equal(clustered_network((20, 4, 16), seed=7), clustered_network((20, 4, 16), seed=8))
+    for generate in (clustered_network, lambda sizes, seed: authors_network(sizes, long_range=100, seed=seed)):
+        assert np.array_equal(generate((20, 4, 16), seed=7), generate((20, 4, 16), seed=7))
+        assert not np.array_equal(generate((20, 4, 16), seed=7), generate((20, 4, 16), seed=8))
+
+
+def test_authors_network_construction():
+    """Small scale, every step of the construction: exact link counts per cluster, a symmetric
+    coupling whose largest eigenvalue is 1/1.1, and a dynamics matrix whose diagonal is minus
+    each row's summed off-diagonal magnitude (diagonal dominance with no margin)."""
+    sizes, leak = (50, 10, 40), 1.3
+    W = authors_network(sizes, 0.6, 250, seed=3, leak=leak)
+    assert np.array_equal(W, W.T)
+    M = W - leak * np.eye(100)
+    off = M - np.diag(np.diag(M))
+    assert np.allclose(np.diag(M), -np.abs(off).sum(axis=1), rtol=1e-12, atol=0)
+    assert np.linalg.eigvalsh(off)[-1] == pytest.approx(1 / 1.1, rel=1e-12)
+    labels = np.repeat([0, 1, 2], sizes)
+    same = labels[:, None] == labels[None, :]
+    within = np.count_nonzero(np.triu(off * same, 1))
+    between = np.count_nonzero(np.triu(off * ~same, 1))
+    # int(0.6 pairs) links per cluster; of the 125 long-range pairs, those inside a cluster either add
+    # to a link or make a new one.
+    base = sum(int(0.6 * s * (s - 1) / 2) for s in sizes)
+    assert base <= within <= base + 125 - between
+    assert 0 < between <= 125
+    # Stable: the negative of a signed Laplacian is negative semi-definite, and its negative weights
+    # make it definite.
+    assert spectral_abscissa(M) < 0
+
+
+def test_authors_network_like_their_demo():
+    """The paper's demo scale: 2000 neurons, about 1,010,600 synapses (the authors' count), about
+    16 % negative weights (N(1, 1) below zero: Phi(-1) = 0.159), eigenvalues of the dynamics
+    spanning about -1.227 .. -0.032 as in the authors' notebook (their draw; ours differ by chance)."""
+    W = authors_network()
+    M = W - np.eye(2000)
+    off = M[~np.eye(2000, dtype=bool)]
+    synapses = np.count_nonzero(off)
+    assert abs(synapses - 1_010_600) < 0.001 * 1_010_600
+    assert (off[off != 0] < 0).mean() == pytest.approx(scipy.stats.norm.cdf(-1), abs=0.003)
+    values = np.linalg.eigvalsh(M)
+    assert -1.26 < values[0] < -1.19
+    assert -0.036 < values[-1] < -0.028
+    # No extra stability margin: each row's diagonal exactly cancels its off-diagonal magnitude.
+    assert np.abs(np.diag(M) + np.abs(M).sum(axis=1) - np.abs(np.diag(M))).max() < 1e-12
 
 
 # ---------------------------------------------------------------------------------- checks
@@ -60,7 +106,7 @@ def test_generators_are_seeded():
 def test_bad_weight_matrices_are_rejected(W, reason, words):
     with pytest.raises(InvalidWeightMatrix) as err:
         check_weights(W)
-    assert isinstance(err.value, ValueError)
+    assert isinstance(err.value, ValueError) and isinstance(err.value, UserError)
     assert err.value.reason == reason
     assert words in str(err.value)
 
