@@ -1,8 +1,17 @@
 """Evaluating one candidate rule on one trial: build the network in a fresh NEST kernel, simulate
 in chunks with an early abort when the rate leaves its band, measure, and score.
 
-Failures are data: an exception, a NaN, a runaway network or a timeout is returned as a
-:class:`Result` with its status and message and a penalty loss; nothing is raised to the search.
+Failures are data: an exception, a NaN or a timeout is returned as an
+:class:`~nestplast.tasks.Evaluation` with its status, message and the failure penalty; a
+runaway network is a ``blowup``, scored by how early it ran away. Nothing is raised to the run.
+
+The steps are public, so that benchmarks and users can take an evaluation apart::
+
+    evaluator = Evaluator(experiment, module)
+    net = evaluator.build(theta, trial)                 # fresh kernel, module, network
+    w_start = evaluator.weights(net)
+    course = evaluator.simulate(net)                    # chunks, rate band, wall-time limit
+    metrics = evaluator.measure(net, w_start)           # metrics.network_metrics
 """
 
 from __future__ import annotations
@@ -11,6 +20,7 @@ import math
 import time
 import traceback
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 
@@ -19,31 +29,8 @@ from .build import Module
 from .experiment import Experiment
 from .kernel import import_nest, install
 from .networks import Network, Trial, build_network
-from .objectives import FAILURE_LOSS, Objective, RateBand  # FAILURE_LOSS: an error, a NaN, a timeout
-
-
-@dataclass
-class Task:
-    generation: int
-    candidate: int  # -1: the distribution mean
-    trial: Trial
-    theta: list[float]
-
-
-@dataclass
-class Result:
-    generation: int
-    candidate: int
-    trial: int
-    seed: int
-    theta: list[float]
-    loss: float
-    status: str  # ok, blowup, timeout, nan, failed
-    metrics: dict = field(default_factory=dict)
-    parts: dict = field(default_factory=dict)
-    error: str | None = None
-    wall_time_s: float = 0.0
-    rank: int = 0
+from .objectives import FAILURE_LOSS, Objective, RateBand
+from .tasks import Evaluation, Task
 
 
 def make_objective(exp: Experiment) -> Objective:
@@ -52,31 +39,47 @@ def make_objective(exp: Experiment) -> Objective:
                      l1_weight=o.l1, rate_metric=f"rate_{o.population.lower()}")
 
 
+@dataclass
+class Course:
+    """What happened during :meth:`Evaluator.simulate`: the population rate and mean plastic
+    weights after every chunk, and whether (when) the run was cut short."""
+
+    trace: dict[str, list[float]] = field(default_factory=dict)
+    blew_up_at_s: float | None = None
+    rate_at_blowup: float | None = None
+    timed_out: bool = False
+
+
 class Evaluator:
-    """Callable that turns a :class:`Task` into a :class:`Result` (one per rank)."""
+    """Callable that turns a :class:`~nestplast.tasks.Task` into an
+    :class:`~nestplast.tasks.Evaluation` (one per rank). In network mode (NEST with MPI) pass
+    ``comm``: every rank then holds part of the network, and measurements are gathered."""
 
     def __init__(self, exp: Experiment, module: Module, rank: int = 0, comm=None):
-        self.exp, self.module, self.rank = exp, module, rank
-        self.comm = comm  # network mode only: gather what each rank recorded
+        self.exp, self.module, self.rank, self.comm = exp, module, rank, comm
         self.rule = exp.searched_rule()
         self.layout = exp.layout()
         self.objective = make_objective(exp)
 
-    def __call__(self, task: Task) -> Result:
+    def __call__(self, task: Task) -> Evaluation:
         start = time.perf_counter()
-        base = dict(generation=task.generation, candidate=task.candidate, trial=task.trial.index,
-                    seed=task.trial.seed, theta=list(task.theta), rank=self.rank)
+        evaluation = Evaluation(generation=task.generation, candidate=task.candidate, trial=task.trial.index,
+                                seed=task.trial.seed, theta=list(task.theta), params=self.layout.as_dict(task.theta),
+                                rank=self.rank)
         try:
-            result = self._run(task, base, start)
+            self._evaluate(task, evaluation, start)
         except Exception as err:  # anything: NEST errors, bad parameters, bugs; record and go on
             tail = traceback.format_exc(limit=-3)
-            result = Result(**base, loss=FAILURE_LOSS, status="failed", error=f"{type(err).__name__}: {err}\n{tail}")
-        result.wall_time_s = time.perf_counter() - start
-        return result
+            evaluation.loss, evaluation.status = FAILURE_LOSS, "failed"
+            evaluation.error = f"{type(err).__name__}: {err}\n{tail}"
+        evaluation.wall_time_s = time.perf_counter() - start
+        return evaluation
 
-    # ------------------------------------------------------------------ one simulation
+    # ------------------------------------------------------------------ the steps
 
-    def _kernel(self, nest, seed: int) -> None:
+    def setup_kernel(self, seed: int):
+        """A fresh NEST kernel with the rule's module installed; returns the ``nest`` module."""
+        nest = import_nest()
         nest.ResetKernel()
         install(self.module)
         nest.SetKernelStatus({"resolution": self.exp.network.resolution, "rng_seed": seed,
@@ -86,91 +89,110 @@ class Evaluator:
             # when plastic and static synapses mix, so a simulation would depend on the one before
             # it in the process (a resumed run or another rank/thread split would diverge).
             nest.SetKernelStatus({"use_compressed_spikes": self.exp.search.compressed_spikes})
+        return nest
 
-    def _synapse_params(self, theta) -> dict[str, dict]:
-        fixed = {k: v for k, v in self.exp.rule.fixed.items() if k != "Wmax"}
-        return {ct: self.rule.synapse_params(block, **fixed) for ct, block in self.layout.split(theta).items()}
+    def synapse_params(self, theta: Sequence[float]) -> dict[str, dict]:
+        """The rule's NEST settings for ``theta``, per plastic connection type (``Wmax`` comes
+        from the network's ``w_max``)."""
+        return {ct: self.rule.synapse_params(block, **self.exp.rule.fixed) for ct, block in self.layout.split(theta).items()}
 
-    def _run(self, task: Task, base: dict, start: float) -> Result:
+    def build(self, theta: Sequence[float], trial: Trial) -> Network:
+        """A fresh kernel seeded by ``trial`` with the experiment's network, the rule set to ``theta``."""
+        nest = self.setup_kernel(trial.seed)
+        return build_network(nest, self.exp.network, self.module, self.synapse_params(theta), trial)
+
+    def weights(self, net: Network) -> dict[str, np.ndarray]:
+        """All plastic weights, per connection type (from every rank in network mode)."""
+        return {ct: self.gather(net.weights(ct)) for ct in net.plastic}
+
+    def simulate(self, net: Network, started: float | None = None) -> Course:
+        """Simulate training and scoring in chunks; stop early when the population rate leaves the
+        experiment's band (a blow-up) or the evaluation has run longer than ``max_wall_s`` since
+        ``started`` (default: now)."""
         nest = import_nest()
         o = self.exp.objective
-        self._kernel(nest, task.trial.seed)
-        net = build_network(nest, self.exp.network, self.module, self._synapse_params(task.theta), task.trial)
-        w_start = {ct: self._gather(net.weights(ct)) for ct in net.plastic}
-        n_pop = len(net.populations[o.population])
+        started = time.perf_counter() if started is None else started
         band = RateBand(low=o.rate_band[0], high=o.rate_band[1])
-        total_s = o.t_train + o.t_score
-        steps = int(round(total_s / o.chunk))
-        blew_up_at = None
-        timed_out = False
+        n_pop = len(net.populations[o.population])
         recorder = net.recorders[o.population]
-        score_from_ms = 1000.0 * o.t_train
+        course = Course(trace={"t_s": [], "rate": [], **{f"w_mean_{ct}": [] for ct in net.plastic}})
         last = 0
-        # the population rate and mean weights after every chunk, for the report's plots
-        trace: dict[str, list[float]] = {"t_s": [], "rate": [], **{f"w_mean_{ct}": [] for ct in net.plastic}}
-        for k in range(steps):
+        for k in range(int(round((o.t_train + o.t_score) / o.chunk))):
             nest.Simulate(1000.0 * o.chunk)  # not Run(): recorders can only be cleared between runs
             t_now = (k + 1) * o.chunk
-            n_events = self._total(recorder.n_events)
+            n_events = self.total(recorder.n_events)
             rate = (n_events - last) / n_pop / o.chunk
             if t_now <= o.t_train + 1e-9:
                 recorder.n_events = 0  # keep only the scoring window's spikes in memory
                 last = 0
             else:
                 last = n_events
-            trace["t_s"].append(t_now)
-            trace["rate"].append(rate)
+            course.trace["t_s"].append(t_now)
+            course.trace["rate"].append(rate)
             for ct in net.plastic:
-                trace[f"w_mean_{ct}"].append(self._mean_abs(net.sample_weights(ct)))
+                course.trace[f"w_mean_{ct}"].append(self.mean_abs(net.sample_weights(ct)))
             if not math.isfinite(rate) or band.outside(rate, o.chunk):
-                blew_up_at = t_now
+                course.blew_up_at_s, course.rate_at_blowup = t_now, rate
                 break
-            if time.perf_counter() - start > o.max_wall_s:
-                timed_out = True
+            if time.perf_counter() - started > o.max_wall_s:
+                course.timed_out = True
                 break
-        if timed_out:
-            return Result(**base, loss=FAILURE_LOSS, status="timeout",
-                          error=f"evaluation exceeded objective.max_wall_s = {o.max_wall_s} s")
-        if blew_up_at is not None:
-            loss, parts = self.objective.score({}, np.asarray(task.theta), blew_up_at_s=blew_up_at, total_s=total_s)
-            return Result(**base, loss=loss, status="blowup", parts=parts,
-                          metrics={"t_blowup_s": blew_up_at, "rate_at_blowup": rate, "trace": trace},
-                          error=f"{o.population} rate left [{o.rate_band[0]}, {o.rate_band[1]}] Hz at t = {blew_up_at:g} s")
+        return course
 
-        metrics = self._measure(net, w_start, score_from_ms, 1000.0 * total_s)
-        metrics["trace"] = trace
-        loss, parts = self.objective.score(metrics, np.asarray(task.theta), blew_up_at_s=None, total_s=total_s)
-        if not math.isfinite(loss):
-            return Result(**base, loss=FAILURE_LOSS, status="nan", metrics=metrics, parts=parts,
-                          error="the loss is not finite (NaN metric or weight)")
-        return Result(**base, loss=loss, status="ok", metrics=metrics, parts=parts)
-
-    def _measure(self, net: Network, w_start: dict, t0: float, t1: float) -> dict:
+    def measure(self, net: Network, w_start: dict[str, np.ndarray]) -> dict:
+        """The metrics of the scoring window (:func:`nestplast.metrics.network_metrics`) and the
+        scored population's rate in 100 ms bins."""
         o = self.exp.objective
-        metrics: dict = {}
-        for name, recorder in net.recorders.items():
-            ids = np.asarray(net.populations[name].tolist())
-            senders, times = self._events(recorder)
-            activity = M.activity_metrics(senders, times, ids, t0, t1)
-            suffix = name.lower()
-            metrics[f"rate_{suffix}"] = activity["rate"]
-            if name == o.population:
-                metrics.update({k: v for k, v in activity.items() if k != "rate"})
-                rate_trace = M.population_rate(times, len(ids), t0, t1, bin_ms=100.0)
-                metrics["rate_trace"] = rate_trace.tolist()
-        w_end = {ct: self._gather(net.weights(ct)) for ct in net.plastic}
-        metrics.update(M.weight_metrics(w_start, w_end, {ct: abs(w) for ct, w in net.w_max.items()}))
+        t0, t1 = 1000.0 * o.t_train, 1000.0 * (o.t_train + o.t_score)
+        senders, times = zip(*(self.events(r) for r in net.recorders.values()))
+        senders, times = np.concatenate(senders), np.concatenate(times)
+        ids = {name: np.asarray(net.populations[name].tolist()) for name in net.recorders}
+        metrics = M.network_metrics(senders, times, ids, t0, t1, scored=o.population, w_start=w_start,
+                                    w_end=self.weights(net), w_max={ct: abs(w) for ct, w in net.w_max.items()})
+        scored = np.isin(senders, ids[o.population])
+        metrics["rate_trace"] = M.population_rate(times[scored], len(ids[o.population]), t0, t1, bin_ms=100.0).tolist()
         return metrics
+
+    # ------------------------------------------------------------------ one evaluation
+
+    def _evaluate(self, task: Task, evaluation: Evaluation, start: float) -> None:
+        o = self.exp.objective
+        total_s = o.t_train + o.t_score
+        theta = np.asarray(task.theta)
+        net = self.build(task.theta, task.trial)
+        w_start = self.weights(net)
+        course = self.simulate(net, start)
+        if course.timed_out:
+            evaluation.loss, evaluation.status = FAILURE_LOSS, "timeout"
+            evaluation.error = f"evaluation exceeded objective.max_wall_s = {o.max_wall_s} s"
+            evaluation.metrics = {"trace": course.trace}
+            return
+        if course.blew_up_at_s is not None:
+            loss, parts = self.objective.score({}, theta, blew_up_at_s=course.blew_up_at_s, total_s=total_s)
+            evaluation.loss, evaluation.status = loss, "blowup"
+            evaluation.metrics = {"t_blowup_s": course.blew_up_at_s, "rate_at_blowup": course.rate_at_blowup,
+                                  "trace": course.trace, "loss_parts": parts}
+            evaluation.error = (f"{o.population} rate left [{o.rate_band[0]}, {o.rate_band[1]}] Hz "
+                                f"at t = {course.blew_up_at_s:g} s")
+            return
+        metrics = self.measure(net, w_start)
+        loss, parts = self.objective.score(metrics, theta, blew_up_at_s=None, total_s=total_s)
+        evaluation.metrics = {**metrics, "trace": course.trace, "loss_parts": parts}
+        if not math.isfinite(loss):
+            evaluation.loss, evaluation.status = FAILURE_LOSS, "nan"
+            evaluation.error = "the loss is not finite (NaN metric or weight)"
+            return
+        evaluation.loss = loss
 
     # ------------------------------------------------------------------ rank-local data
 
-    def _gather(self, values: np.ndarray) -> np.ndarray:
+    def gather(self, values: np.ndarray) -> np.ndarray:
         """In network mode every rank holds part of the data; elsewhere the data is all here."""
         if self.comm is None:
             return np.asarray(values, dtype=float)
         return np.concatenate(self.comm.allgather(np.asarray(values, dtype=float)))
 
-    def _mean_abs(self, values: np.ndarray) -> float:
+    def mean_abs(self, values: np.ndarray) -> float:
         local = np.abs(np.asarray(values, dtype=float))
         if self.comm is None:
             return float(local.mean()) if local.size else math.nan
@@ -180,10 +202,10 @@ class Evaluator:
         total, count = sum(p[0] for p in parts), sum(p[1] for p in parts)
         return total / count if count else math.nan
 
-    def _total(self, count: int) -> int:
+    def total(self, count: int) -> int:
         return int(count) if self.comm is None else int(self.comm.allreduce(int(count)))
 
-    def _events(self, recorder) -> tuple[np.ndarray, np.ndarray]:
+    def events(self, recorder) -> tuple[np.ndarray, np.ndarray]:
         events = recorder.get("events")
         senders, times = np.asarray(events["senders"]), np.asarray(events["times"])
         if self.comm is not None:
@@ -192,4 +214,4 @@ class Evaluator:
         return senders, times
 
 
-__all__ = ["Task", "Result", "Evaluator"]
+__all__ = ["Evaluator", "Course", "make_objective"]

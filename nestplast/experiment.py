@@ -1,13 +1,18 @@
-"""Experiments: what a search runs, read from a TOML file and validated before anything runs.
+"""Experiments: what a run simulates and optimises, read from a TOML file and validated before
+anything runs.
 
-An experiment has five tables, each with defaults (see ``nestplast/experiments/default.toml``)::
+Every key, its default, its meaning and its check live in one table: the dataclasses below, one
+per TOML table, each field declared with :func:`option`. Validation is derived from that table
+(:func:`validate`), ``python -m nestplast.search --show-defaults`` prints it, and the built-in
+default experiment (``nestplast/experiments/default.toml``) is the table's defaults (a test holds
+them equal)::
 
     name = "istdp-small"
     [rule]       which rule, neuron, which connection types learn, fixed values, start point
     [network]    the spiking network (recurrent E/I or single neuron) and its input
     [trials]     how many randomised trials per candidate, and the ranges randomised
     [objective]  the loss: target rate, constraint intervals, L1 penalty, timing, blow-up band
-    [search]     CMA-ES settings and stopping criteria, NEST threads per rank
+    [search]     the strategy (CMA-ES), its stopping criteria, NEST threads per rank
 
 An unknown key, a value of the wrong type or out of range, or an unknown rule is reported as
 ``ExperimentError`` naming the file, the key and what was expected.
@@ -15,96 +20,167 @@ An unknown key, a value of the wrong type or out of range, or an unknown rule is
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import hashlib
+import json
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, get_args, get_origin, get_type_hints
+from typing import Any, Callable, get_args, get_origin, get_type_hints
 
+from .errors import UnknownNameError, UserError
 from .neurons import NEURONS
-from .rules import RULES, RuleLayout, UnknownRuleError, get_rule
+from .rules import RuleLayout, get_rule
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parent / "experiments"
 CONNECTION_TYPES = ("EE", "EI", "IE", "II")  # source then target: "IE" is I -> E
 
 
-class ExperimentError(ValueError):
+class ExperimentError(UserError, ValueError):
     """A malformed experiment: the message names the file, the key and what was expected."""
+
+
+# --------------------------------------------------------------------------- the options table
+
+@dataclass(frozen=True)
+class Check:
+    """A condition on one value, and the words for what is expected when it fails."""
+
+    test: Callable[[Any], bool]
+    expected: str
+
+
+POSITIVE = Check(lambda v: v > 0, "a positive number")
+NON_NEGATIVE = Check(lambda v: v >= 0, "a non-negative number")
+SECONDS = Check(lambda v: v > 0, "a positive number of seconds")
+AT_LEAST_1 = Check(lambda v: v >= 1, "an integer >= 1")
+PROBABILITY = Check(lambda v: 0 < v <= 1, "a probability in (0, 1]")
+SEED = Check(lambda v: 0 <= v < 2**32, "an integer in [0, 2**32)")
+
+
+def one_of(*values: Any) -> Check:
+    return Check(lambda v: v in values, " or ".join(repr(v) for v in values))
+
+
+def interval(positive: bool = False) -> Check:
+    return Check(lambda v: len(v) == 2 and v[0] <= v[1] and (not positive or v[0] > 0),
+                 "[low, high] with " + ("0 < low <= high" if positive else "low <= high"))
+
+
+def magnitudes(keys: tuple[str, ...]) -> Check:
+    return Check(lambda t: set(t) <= set(keys) and all(v > 0 for v in t.values()),
+                 f"positive magnitudes keyed by {', '.join(keys)} (inhibitory signs are applied for you)")
+
+
+def optional(check: Check) -> Check:
+    return Check(lambda v: v is None or check.test(v), check.expected)
+
+
+def option(default: Any, doc: str, check: Check | None = None, *, resumable: bool = False) -> Any:
+    """One experiment key: its ``default``, what it means (``doc``), and the ``check`` its value
+    must pass. ``resumable`` keys may differ when a run is resumed (they only say when to stop)."""
+    metadata = {"doc": doc, "check": check, "resumable": resumable}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: copy.deepcopy(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 @dataclass
 class RuleSpec:
-    name: str = "doublet"
-    neuron: str = "iaf_psc_exp"
-    mask: str | None = None  # taylor: free terms, e.g. "pre:000,pre:010,post:100"
-    plastic: list[str] = field(default_factory=lambda: ["IE"])  # connection types that learn
-    search: list[str] | None = None  # searched parameter names (default: all of the rule's)
-    start: dict[str, float] = field(default_factory=dict)  # start point of the search (default: rule defaults)
-    fixed: dict[str, float] = field(default_factory=dict)  # fixed synapse parameters, e.g. eta
+    name: str = option("doublet", "plasticity rule: doublet or taylor")
+    neuron: str = option("iaf_psc_exp", "postsynaptic neuron model the rule is compiled with",
+                         one_of(*sorted(NEURONS)))
+    mask: str | None = option(None, "taylor only: the free terms, e.g. 'pre:000,pre:010,post:100'")
+    plastic: list[str] = option(["IE"], "connection types that learn (source then target: IE is I -> E)",
+                                Check(lambda v: 0 < len(v) == len(set(v)) and set(v) <= set(CONNECTION_TYPES),
+                                      f"distinct connection types from {', '.join(CONNECTION_TYPES)}"))
+    search: list[str] | None = option(None, "searched parameter names (default: all of the rule's); "
+                                            "the others stay at their start value")
+    start: dict[str, float] = option({}, "start point of the search, by parameter (default: the rule's defaults)")
+    fixed: dict[str, float] = option({}, "fixed synapse parameters, e.g. eta (the rule's defaults otherwise; "
+                                         "Wmax comes from network.w_max)")
 
 
 @dataclass
 class NetworkSpec:
-    kind: str = "recurrent"  # "recurrent" E/I network, or "single_neuron" with plastic afferents
-    n_e: int = 400
-    n_i: int = 100
-    p: float = 0.1  # connection probability (fixed in-degree p * N_source)
-    neuron_params: dict[str, float] = field(default_factory=lambda: {"tau_m": 20.0, "t_ref": 2.0, "tau_syn_ex": 5.0,
-                                                                      "tau_syn_in": 10.0})
-    weights: dict[str, float] = field(default_factory=lambda: {"EE": 30.0, "EI": 30.0, "IE": 60.0, "II": 60.0})
-    w_max: dict[str, float] = field(default_factory=lambda: {"EE": 100.0, "EI": 100.0, "IE": 300.0, "II": 300.0})
-    delay: float = 1.5  # ms
-    input_rate: float = 8000.0  # Hz of Poisson drive into each neuron (single neuron: per afferent)
-    input_weight: float = 25.0
-    # single neuron: numbers and rates of excitatory and inhibitory Poisson afferents
-    n_e_inputs: int = 800
-    n_i_inputs: int = 200
-    input_rate_e: float = 5.0
-    input_rate_i: float = 5.0
-    resolution: float = 0.1  # ms
+    kind: str = option("recurrent", "'recurrent' E/I network, or 'single_neuron' with plastic afferents",
+                       one_of("recurrent", "single_neuron"))
+    n_e: int = option(200, "excitatory neurons", AT_LEAST_1)
+    n_i: int = option(50, "inhibitory neurons", AT_LEAST_1)
+    p: float = option(0.2, "connection probability (fixed in-degree p * N_source)", PROBABILITY)
+    neuron_params: dict[str, float] = option({"tau_m": 20.0, "t_ref": 2.0, "tau_syn_ex": 5.0, "tau_syn_in": 10.0},
+                                             "neuron parameters, NEST's names (tau_syn_ex, t_ref) accepted")
+    weights: dict[str, float] = option({"EE": 30.0, "EI": 30.0, "IE": 60.0, "II": 60.0},
+                                       "initial weight per connection type (pA or nS)", magnitudes(CONNECTION_TYPES))
+    w_max: dict[str, float] = option({"EE": 100.0, "EI": 100.0, "IE": 300.0, "II": 300.0},
+                                     "upper bound of |w| per plastic connection type", magnitudes(CONNECTION_TYPES))
+    delay: float = option(1.5, "synaptic delay (ms)", POSITIVE)
+    input_rate: float = option(8000.0, "Poisson drive into each neuron (Hz)", POSITIVE)
+    input_weight: float = option(25.0, "weight of the Poisson drive", POSITIVE)
+    n_e_inputs: int = option(800, "single neuron: excitatory Poisson afferents", AT_LEAST_1)
+    n_i_inputs: int = option(200, "single neuron: inhibitory Poisson afferents", AT_LEAST_1)
+    input_rate_e: float = option(5.0, "single neuron: rate of each excitatory afferent (Hz)", POSITIVE)
+    input_rate_i: float = option(5.0, "single neuron: rate of each inhibitory afferent (Hz)", POSITIVE)
+    resolution: float = option(0.1, "simulation time step (ms)", POSITIVE)
 
 
 @dataclass
 class TrialSpec:
-    n: int = 1  # randomised trials per candidate, with common random numbers within a generation
-    weight_scale: list[float] = field(default_factory=lambda: [1.0, 1.0])  # initial plastic weights x U(a, b)
-    input_rate_scale: list[float] = field(default_factory=lambda: [1.0, 1.0])
-    w_max_scale: list[float] = field(default_factory=lambda: [1.0, 1.0])
+    n: int = option(2, "randomised trials per candidate (common random numbers within a generation)", AT_LEAST_1)
+    weight_scale: list[float] = option([1.0, 1.0], "initial plastic weights x U(low, high)", interval(positive=True))
+    input_rate_scale: list[float] = option([0.85, 1.15], "input rate x U(low, high): a rule must hold the target "
+                                                         "whatever the drive", interval(positive=True))
+    w_max_scale: list[float] = option([1.0, 1.0], "w_max x U(low, high)", interval(positive=True))
 
 
 @dataclass
 class ObjectiveSpec:
-    target_rate: float | None = 10.0  # Hz, of `population`; none: no target-rate term
-    population: str = "E"
-    constraints: dict[str, list[float]] = field(default_factory=dict)  # metric -> [low, high]
-    l1: float = 0.0  # weight of the L1 penalty on the coefficients
-    t_train: float = 10.0  # s of plasticity before scoring
-    t_score: float = 2.0  # s of scoring (plasticity goes on)
-    chunk: float = 0.5  # s between checks of the rate band and the wall time
-    rate_band: list[float] = field(default_factory=lambda: [0.1, 100.0])  # Hz; outside: blow-up, abort
-    max_wall_s: float = 600.0  # per evaluation; beyond: a timeout
+    target_rate: float | None = option(10.0, "target rate of `population` (Hz); none: no target-rate term",
+                                       optional(POSITIVE))
+    population: str = option("E", "the population scored: 'E' or 'I'", one_of("E", "I"))
+    constraints: dict[str, list[float]] = option({"cv_isi": [0.7, 1e9], "w_blow": [0.0, 0.1]},
+                                                 "accepted [low, high] per metric; outside adds a penalty",
+                                                 Check(lambda t: all(interval().test(v) for v in t.values()),
+                                                       "[low, high] intervals with low <= high"))
+    l1: float = option(0.0, "weight of the L1 penalty on the coefficients", NON_NEGATIVE)
+    t_train: float = option(4.0, "seconds of plasticity before scoring", SECONDS)
+    t_score: float = option(1.0, "seconds of scoring (plasticity goes on)", SECONDS)
+    chunk: float = option(0.5, "seconds between checks of the rate band and the wall time", SECONDS)
+    rate_band: list[float] = option([0.1, 100.0], "Hz; a low-passed rate outside is a blow-up and ends the "
+                                                  "evaluation early", interval())
+    max_wall_s: float = option(600.0, "seconds per evaluation; beyond: a timeout", SECONDS)
 
 
 @dataclass
 class SearchSpec:
-    population_size: int = 8
-    sigma0: float = 0.3  # fraction of each parameter's search range
-    max_generations: int = 15
-    max_evaluations: int | None = None
-    max_wall_s: float | None = None
-    target_loss: float | None = None
-    evaluate_mean: bool = True  # also evaluate the distribution mean every generation
-    threads: int = 1  # NEST threads per rank; ranks x threads = cores
-    # With MPI inside NEST: NEST's compressed spike delivery. Faster (about 1.4x on 2 ranks), but NEST 3.10
-    # then carries state from one simulation to the next, so a resumed run or another rank/thread
-    # split can diverge from the uninterrupted run.
-    compressed_spikes: bool = False
+    strategy: str = option("cmaes", "cmaes (pycma) or prior (independent draws from the box)",
+                           one_of("cmaes", "prior"))
+    population_size: int = option(8, "candidates per generation",
+                                  Check(lambda v: v >= 2, "an integer >= 2"))
+    sigma0: float = option(0.3, "CMA-ES initial step, as a fraction of each parameter's search range",
+                           Check(lambda v: 0 < v <= 1, "a fraction of the search range in (0, 1]"))
+    max_generations: int = option(12, "stop after this many generations (pycma maxiter)", AT_LEAST_1,
+                                  resumable=True)
+    max_evaluations: int | None = option(None, "stop after this many candidates evaluated (pycma maxfevals)",
+                                         optional(AT_LEAST_1), resumable=True)
+    max_wall_s: float | None = option(None, "stop after this many seconds of evaluating (pycma timeout)",
+                                      optional(SECONDS), resumable=True)
+    target_loss: float | None = option(None, "stop once a candidate's loss is at most this (pycma ftarget)",
+                                       resumable=True)
+    evaluate_mean: bool = option(True, "also evaluate the distribution's mean every generation (for the record)")
+    threads: int = option(1, "NEST threads per rank (ranks x threads = cores); changes the random streams",
+                          AT_LEAST_1)
+    # Faster (about 1.4x on 2 ranks), but NEST 3.10 then carries state from one simulation to the
+    # next, so a resumed run or another rank/thread split can diverge from the uninterrupted run.
+    compressed_spikes: bool = option(False, "with MPI inside NEST: NEST's compressed spike delivery (faster; "
+                                            "results then depend on the order of simulations)")
 
 
 @dataclass
 class Experiment:
-    name: str = "default"
-    seed: int = 1
+    name: str = option("default-istdp", "the experiment's name (default run directory: runs/<name>)")
+    seed: int = option(1, "seed of every random stream of the run", SEED)
     rule: RuleSpec = field(default_factory=RuleSpec)
     network: NetworkSpec = field(default_factory=NetworkSpec)
     trials: TrialSpec = field(default_factory=TrialSpec)
@@ -129,6 +205,65 @@ class Experiment:
         data = dataclasses.asdict(self)
         data.pop("source")
         return data
+
+    def digest(self) -> str:
+        """A hash of everything that determines the run's results (not when it stops)."""
+        data = self.to_dict()
+        for section, key in resumable_keys():
+            data[section].pop(key)
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+SECTIONS = {"rule": RuleSpec, "network": NetworkSpec, "trials": TrialSpec, "objective": ObjectiveSpec,
+            "search": SearchSpec}
+
+
+def resumable_keys() -> list[tuple[str, str]]:
+    """(table, key) of the options a resumed run may change: when to stop."""
+    return [(name, f.name) for name, cls in SECTIONS.items() for f in fields(cls) if f.metadata.get("resumable")]
+
+
+def differences(a: dict, b: dict, prefix: str = "") -> list[str]:
+    """The keys (dotted) whose values differ between two experiments given as dicts."""
+    out = []
+    for key in sorted(set(a) | set(b)):
+        where = f"{prefix}{key}"
+        if not prefix and key in SECTIONS and isinstance(a.get(key), dict) and isinstance(b.get(key), dict):
+            out += differences(a[key], b[key], where + ".")
+        elif a.get(key) != b.get(key):
+            out.append(f"{where}: {a.get(key)!r} -> {b.get(key)!r}")
+    return out
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }" if value else "{}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return json.dumps(value)
+
+
+def show_defaults() -> str:
+    """The options table as TOML: every key with its default, its meaning and what it accepts
+    (keys without a default are commented out)."""
+    def lines(instance) -> list[str]:
+        out = []
+        for f in fields(instance):
+            if dataclasses.is_dataclass(getattr(instance, f.name)) or f.name == "source":
+                continue
+            check = f.metadata["check"]
+            doc = f.metadata["doc"] + (f" [{check.expected}]" if check else "")
+            default = getattr(instance, f.name)
+            out.append(f"# {f.name} =  # {doc}" if default is None else f"{f.name} = {_toml(default)}  # {doc}")
+        return out
+
+    top = Experiment()
+    text = ["# nestplast experiment options: key = default  # meaning [accepted values]", *lines(top)]
+    for name in SECTIONS:
+        text += ["", f"[{name}]", *lines(getattr(top, name))]
+    return "\n".join(text)
 
 
 # --------------------------------------------------------------------------- validation
@@ -194,77 +329,58 @@ def _require(condition: bool, where: str, expected: str, value: Any) -> None:
         raise ExperimentError(f"{where}: expected {expected}, got {value!r}")
 
 
-def _check_range(pair: list[float], where: str, positive: bool = True) -> None:
-    _require(len(pair) == 2 and pair[0] <= pair[1] and (not positive or pair[0] > 0), where,
-             "[low, high] with " + ("0 < low <= high" if positive else "low <= high"), pair)
+def _check_options(instance, where: str) -> None:
+    """Every option's own check, from the options table."""
+    for f in fields(instance):
+        value = getattr(instance, f.name)
+        key = f"{where}.{f.name}" if where else f.name
+        if dataclasses.is_dataclass(value):
+            _check_options(value, key)
+        elif f.metadata.get("check") is not None:
+            _require(f.metadata["check"].test(value), key, f.metadata["check"].expected, value)
 
 
 def validate(exp: Experiment) -> Experiment:
-    """Check values and cross-references; raise ExperimentError naming the key."""
-    r, n, t, o, s = exp.rule, exp.network, exp.trials, exp.objective, exp.search
+    """Check every option (:func:`option`'s checks) and the cross-references between them; raise
+    ExperimentError naming the key."""
+    _check_options(exp, "")
+    r, n, o = exp.rule, exp.network, exp.objective
     try:
         rule = get_rule(r.name, mask=r.mask)
-    except UnknownRuleError as err:
+    except UnknownNameError as err:
         raise ExperimentError(f"rule.name: {err}") from None
     except ValueError as err:
         raise ExperimentError(f"rule.mask: {err}") from None
-    _require(r.neuron in NEURONS, "rule.neuron", f"one of {', '.join(sorted(NEURONS))}", r.neuron)
-    _require(len(r.plastic) > 0 and all(ct in CONNECTION_TYPES for ct in r.plastic) and len(set(r.plastic)) == len(r.plastic),
-             "rule.plastic", f"distinct connection types from {', '.join(CONNECTION_TYPES)}", r.plastic)
     for key, table in (("rule.search", r.search or []), ("rule.start", r.start)):
         unknown = sorted(set(table) - set(rule.names))
         _require(not unknown, key, f"parameters of rule {r.name!r}: {', '.join(rule.names)}", unknown)
+    _require("Wmax" not in r.fixed, "rule.fixed.Wmax", "no Wmax here: the bound is network.w_max.<type> "
+             "(its sign is applied per connection type)", r.fixed.get("Wmax"))
     unknown = sorted(set(r.fixed) - set(rule.fixed))
     _require(not unknown, "rule.fixed", f"fixed parameters of rule {r.name!r}: {', '.join(sorted(rule.fixed))}", unknown)
+    _require(r.fixed.get("eta", 1.0) != 0, "rule.fixed.eta", "a nonzero learning rate (with eta = 0 no "
+             "candidate learns, and every one scores the same)", r.fixed.get("eta"))
     _require(r.search is None or len(r.search) > 0, "rule.search", "at least one parameter", r.search)
     for p in rule.parameters:
         if p.name in r.start:
             _require(p.low <= r.start[p.name] <= p.high, f"rule.start.{p.name}", f"a value in [{p.low}, {p.high}]",
                      r.start[p.name])
 
-    _require(n.kind in ("recurrent", "single_neuron"), "network.kind", "'recurrent' or 'single_neuron'", n.kind)
     if n.kind == "single_neuron":
         _require(set(r.plastic) <= {"EE", "IE"}, "rule.plastic", "EE and/or IE for a single neuron (its afferents)",
                  r.plastic)
-    for key in ("n_e", "n_i", "n_e_inputs", "n_i_inputs"):
-        _require(getattr(n, key) >= 1, f"network.{key}", "an integer >= 1", getattr(n, key))
-    _require(0 < n.p <= 1, "network.p", "a probability in (0, 1]", n.p)
-    for key in ("delay", "resolution", "input_rate", "input_weight", "input_rate_e", "input_rate_i"):
-        _require(getattr(n, key) > 0, f"network.{key}", "a positive number", getattr(n, key))
     _require(n.delay >= n.resolution, "network.delay", f"at least the resolution ({n.resolution} ms)", n.delay)
-    for key in ("weights", "w_max"):
-        table = getattr(n, key)
-        unknown = sorted(set(table) - set(CONNECTION_TYPES))
-        _require(not unknown, f"network.{key}", f"keys from {', '.join(CONNECTION_TYPES)}", unknown)
-        for ct, value in table.items():
-            _require(value > 0, f"network.{key}.{ct}", "a positive magnitude (inhibitory signs are applied for you)", value)
     for ct in r.plastic:
         _require(ct in n.w_max, f"network.w_max.{ct}", "a bound for every plastic connection type", None)
         _require(n.weights.get(ct, 0) <= n.w_max[ct], f"network.weights.{ct}", f"at most w_max ({n.w_max[ct]})",
                  n.weights.get(ct))
 
-    _require(t.n >= 1, "trials.n", "an integer >= 1", t.n)
-    for key in ("weight_scale", "input_rate_scale", "w_max_scale"):
-        _check_range(getattr(t, key), f"trials.{key}")
-
-    _require(o.population in ("E", "I"), "objective.population", "'E' or 'I'", o.population)
-    _require(o.target_rate is None or o.target_rate > 0, "objective.target_rate", "a positive rate in Hz", o.target_rate)
-    for key in ("t_train", "t_score", "chunk", "max_wall_s"):
-        _require(getattr(o, key) > 0, f"objective.{key}", "a positive number of seconds", getattr(o, key))
-    _require(o.l1 >= 0, "objective.l1", "a non-negative weight", o.l1)
-    _check_range(o.rate_band, "objective.rate_band", positive=False)
     if o.constraints:
         from .objectives import FSBI_CONSTRAINTS  # the metrics a constraint may name
-    for metric, interval in o.constraints.items():
+    for metric in o.constraints:
         _require(metric in FSBI_CONSTRAINTS, f"objective.constraints.{metric}",
                  f"a metric from {', '.join(sorted(FSBI_CONSTRAINTS))}", metric)
-        _check_range(interval, f"objective.constraints.{metric}", positive=False)
     _require(o.target_rate is not None or o.constraints, "objective", "a target_rate or some constraints", None)
-
-    _require(s.population_size >= 2, "search.population_size", "an integer >= 2", s.population_size)
-    _require(0 < s.sigma0 <= 1, "search.sigma0", "a fraction of the search range in (0, 1]", s.sigma0)
-    _require(s.max_generations >= 1, "search.max_generations", "an integer >= 1", s.max_generations)
-    _require(s.threads >= 1, "search.threads", "an integer >= 1", s.threads)
     return exp
 
 
@@ -295,12 +411,14 @@ def load(path: str | Path) -> Experiment:
 
 
 def default() -> Experiment:
-    """The built-in default experiment (``nestplast/experiments/default.toml``)."""
-    return load(EXPERIMENTS_DIR / "default.toml")
+    """The built-in default experiment: every option at its default (the same as
+    ``nestplast/experiments/default.toml``)."""
+    return validate(Experiment())
 
 
 def available() -> list[str]:
     return sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.toml"))
 
 
-__all__ = ["Experiment", "ExperimentError", "load", "parse", "default", "available", "CONNECTION_TYPES", "RULES"]
+__all__ = ["Experiment", "ExperimentError", "load", "parse", "default", "available", "show_defaults", "differences",
+           "CONNECTION_TYPES"]

@@ -276,20 +276,22 @@ def weight_metrics(w_start: Mapping[str, np.ndarray], w_end: Mapping[str, np.nda
     return out
 
 
-def network_metrics(senders: np.ndarray, times: np.ndarray, ids_e: np.ndarray, ids_i: np.ndarray | None,
-                    t_start: float, t_stop: float, w_start: Mapping[str, np.ndarray] | None = None,
+def network_metrics(senders: np.ndarray, times: np.ndarray, populations: Mapping[str, np.ndarray], t_start: float,
+                    t_stop: float, *, scored: str = "E", w_start: Mapping[str, np.ndarray] | None = None,
                     w_end: Mapping[str, np.ndarray] | None = None,
                     w_max: Mapping[str, float] | None = None) -> dict[str, float]:
-    """All metrics under the names :data:`nestplast.objectives.FSBI_CONSTRAINTS` uses.
+    """All metrics under the names :data:`nestplast.objectives.FSBI_CONSTRAINTS` uses; the
+    search measures every evaluation with this.
 
-    The activity metrics of the excitatory population (unsuffixed, as in fSBI), plus ``rate_e``
-    and ``rate_i`` (the latter only if ``ids_i`` is given), plus the weight metrics if weights are
-    given.
+    The activity metrics of the ``scored`` population (unsuffixed, as in fSBI), the mean rate of
+    every population as ``rate_<name>`` (``rate_e``, ``rate_i``), and the weight metrics if
+    weights are given. ``populations`` maps names to node ids.
     """
-    out = activity_metrics(senders, times, ids_e, t_start, t_stop)
-    out["rate_e"] = out["rate"]
-    if ids_i is not None:
-        out["rate_i"] = mean_rate(senders, times, ids_i, t_start, t_stop)
+    if scored not in populations:
+        raise KeyError(f"scored population {scored!r} is not among {', '.join(populations)}")
+    out = activity_metrics(senders, times, populations[scored], t_start, t_stop)
+    for name, ids in populations.items():
+        out[f"rate_{name.lower()}"] = out["rate"] if name == scored else mean_rate(senders, times, ids, t_start, t_stop)
     if w_end is not None:
         if w_start is None or w_max is None:
             raise ValueError("weight metrics need w_start, w_end and w_max")

@@ -16,10 +16,14 @@ number of ranks.
 
 from __future__ import annotations
 
+import sys
 from collections import deque
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, TypeVar
 
+from .errors import UserError
 from .kernel import nest_has_mpi
+
+T = TypeVar("T")
 
 TASK, RESULT, STOP = 1, 2, 3
 QUEUED_PER_WORKER = 2
@@ -112,3 +116,71 @@ def serve(evaluate: Callable[[Any], Any], comm) -> None:
 def stop_workers(comm) -> None:
     for w in range(1, comm.Get_size()):
         comm.send(None, dest=w, tag=STOP)
+
+
+class Transport:
+    """How a run's tasks reach NEST: ``serial``, ``population`` or ``network`` mode over ``comm``
+    (see the module's doc). Rank 0 drives the run; in population mode the other ranks only
+    :meth:`serve`, in network mode they follow rank 0 through :meth:`share`."""
+
+    def __init__(self, comm=None):
+        self.comm = comm
+        self.mode = choose_mode(comm)
+        self.rank = 0 if comm is None else comm.Get_rank()
+        self.size = 1 if comm is None else comm.Get_size()
+
+    @property
+    def is_root(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def is_worker(self) -> bool:
+        """A rank that only evaluates what rank 0 sends (population mode)."""
+        return self.mode == "population" and self.rank != 0
+
+    def share(self, value: T) -> T:
+        """Rank 0's ``value`` on every rank that takes part in every simulation (network mode)."""
+        return self.comm.bcast(value, root=0) if self.mode == "network" else value
+
+    def map(self, tasks: Sequence[Any], evaluate: Callable[[Any], Any], on_result: Callable[[Any], None]) -> list:
+        return map_tasks(tasks, evaluate, on_result, comm=self.comm, mode=self.mode)
+
+    def serve(self, evaluate: Callable[[Any], Any]) -> None:
+        serve(evaluate, self.comm)
+
+    def close(self) -> None:
+        """Release the workers (rank 0, population mode)."""
+        if self.mode == "population" and self.is_root:
+            stop_workers(self.comm)
+
+
+class SharedError(UserError):
+    """A user error that every rank raises together (see :func:`together`): each rank can end
+    cleanly, and rank 0 prints it."""
+
+
+def together(comm, step: Callable[[], T]) -> T:
+    """Run ``step`` on every rank; if it raises a :class:`UserError` on any rank, raise it as a
+    :class:`SharedError` on every rank (the first failing rank's message), so that no rank goes on
+    to wait for one that gave up. Without MPI, just ``step()``."""
+    if comm is None:
+        return step()
+    try:
+        value, error = step(), None
+    except UserError as err:
+        value, error = None, str(err)
+    first = next((e for e in comm.allgather(error) if e is not None), None)
+    if first is not None:
+        raise SharedError(first)
+    return value
+
+
+def abort_on_error(comm, code: int, message: str) -> None:
+    """The last resort under MPI: an error on one rank in the middle of a run (the others may be
+    waiting for it in a receive) ends every rank now, after printing the message once here."""
+    print(message, file=sys.stderr, flush=True)
+    if comm is not None and comm.Get_size() > 1:
+        comm.Abort(code)
+
+
+__all__ = ["Transport", "SharedError", "together", "abort_on_error", "world", "choose_mode", "map_tasks", "serve", "stop_workers"]

@@ -158,7 +158,7 @@ def doublet_rule() -> Rule:
             Parameter("gamma", 0.0, -2.0, 2.0),
             Parameter("kappa", 0.0, -2.0, 2.0),
         ),
-        fixed={"eta": 0.0, "Wmin": 0.0, "Wmax": 100.0},
+        fixed={"eta": 1.0, "Wmin": 0.0, "Wmax": 100.0},
         description="fSBI doublet rule: pre spike eta*(alpha + kappa*x_post), post spike eta*(beta + gamma*x_pre)",
         terms=(Term("alpha", "pre", "000"), Term("kappa", "pre", "010"),
                Term("beta", "post", "000"), Term("gamma", "post", "100")),

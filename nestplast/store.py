@@ -1,6 +1,7 @@
 """The run store: every evaluation and the optimiser's state after every generation, in SQLite.
 
-``RUN_DIR/results.sqlite`` has three tables: ``run`` (the experiment, seed and metadata),
+``RUN_DIR/results.sqlite`` has three tables: ``run`` (the experiment, seed, metadata and, once
+the run has ended, why it stopped),
 ``evaluations`` (one row per (generation, candidate, trial), committed the moment it arrives) and
 ``generations`` (the pickled optimiser and a summary, written in one transaction, so a generation
 is either complete or absent). After ``kill -9`` at any moment nothing committed is lost: the
@@ -16,13 +17,14 @@ import os
 import sqlite3
 import time
 from contextlib import closing
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+from .errors import UserError
+from .tasks import FAILURES, STATUSES, Evaluation
+
+SCHEMA_VERSION = 2  # 2: run.stop
 DB_NAME = "results.sqlite"
-STATUSES = ("ok", "failed", "blowup", "timeout", "nan")
 
 _SCHEMA = """
 CREATE TABLE run (
@@ -30,7 +32,8 @@ CREATE TABLE run (
     experiment TEXT NOT NULL,
     seed INTEGER NOT NULL,
     meta TEXT NOT NULL,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    stop TEXT
 );
 CREATE TABLE evaluations (
     generation INTEGER NOT NULL,
@@ -57,7 +60,7 @@ CREATE TABLE generations (
 """
 
 
-class StoreError(RuntimeError):
+class StoreError(UserError):
     """A run directory or database that cannot be used as asked, with the reason."""
 
 
@@ -89,25 +92,6 @@ def _decode(text: str) -> Any:
             return [restore(x) for x in v]
         return v
     return restore(json.loads(text))
-
-
-@dataclass
-class Evaluation:
-    """One evaluation of one candidate (``-1``: the distribution mean) on one trial."""
-
-    generation: int
-    candidate: int
-    trial: int
-    theta: list[float]
-    params: dict[str, float]
-    seed: int
-    metrics: dict = field(default_factory=dict)
-    loss: float = math.nan
-    status: str = "ok"
-    error: str | None = None
-    wall_time_s: float = 0.0
-    rank: int = 0
-    created: float = field(default_factory=time.time)
 
 
 _COLUMNS = ("generation", "candidate", "trial", "theta", "params", "seed", "metrics", "loss", "status", "error",
@@ -161,7 +145,7 @@ class RunStore:
             db.execute("BEGIN")
             for statement in filter(str.strip, _SCHEMA.split(";")):
                 db.execute(statement)
-            db.execute("INSERT INTO run VALUES (1, ?, ?, ?, ?)",
+            db.execute("INSERT INTO run VALUES (1, ?, ?, ?, ?, NULL)",
                        (_encode(experiment), int(seed), _encode(meta or {}), time.time()))
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             db.execute("COMMIT")
@@ -170,23 +154,38 @@ class RunStore:
         return cls(path, db)
 
     @classmethod
-    def open(cls, run_dir: str | Path) -> "RunStore":
-        """An existing run, for resume and report."""
+    def open(cls, run_dir: str | Path, *, read_only: bool = False) -> "RunStore":
+        """An existing run: to resume it, or ``read_only`` to report on it (also from a read-only
+        copy, or while the run goes on)."""
         run_dir = Path(run_dir)
         path = run_dir / DB_NAME
         if not run_dir.is_dir():
             raise StoreError(f"no run directory {run_dir}")
         if not path.is_file():
             raise StoreError(f"{run_dir} holds no nestplast run (no {DB_NAME})")
+        if not read_only and not (os.access(path, os.W_OK) and os.access(run_dir, os.W_OK)):
+            raise StoreError(f"{run_dir} is read-only: a run cannot be continued there (copy it somewhere writable)")
         try:
-            db = cls._connect(path)
+            db = cls._connect_read_only(path) if read_only else cls._connect(path)
             version = db.execute("PRAGMA user_version").fetchone()[0]
             tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         except sqlite3.DatabaseError as err:
             raise StoreError(f"{path} is not a nestplast database ({err})") from None
-        if version != SCHEMA_VERSION or not {"run", "evaluations", "generations"} <= tables:
+        if not {"run", "evaluations", "generations"} <= tables or version not in (1, SCHEMA_VERSION):
             raise StoreError(f"{path} is not a nestplast database of schema version {SCHEMA_VERSION}")
+        if version == 1 and not read_only:  # a run made before the stop reason was recorded
+            db.execute("ALTER TABLE run ADD COLUMN stop TEXT")
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         return cls(path, db)
+
+    @staticmethod
+    def _connect_read_only(path: Path) -> sqlite3.Connection:
+        # A WAL database needs its -shm file, which a read-only folder cannot hold: there, and only
+        # there (nothing can be writing to it), read the file as immutable.
+        writable = os.access(path.parent, os.W_OK)
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?{'mode=ro' if writable else 'immutable=1'}", uri=True)
+        db.row_factory = sqlite3.Row
+        return db
 
     def close(self) -> None:
         self._db.close()
@@ -201,6 +200,15 @@ class RunStore:
 
     def meta(self) -> dict:
         return _decode(self._db.execute("SELECT meta FROM run").fetchone()[0])
+
+    def record_stop(self, reason: dict) -> None:
+        """Why the run stopped (the strategy's stop dictionary, e.g. pycma's ``{"maxiter": 12}``)."""
+        self._db.execute("UPDATE run SET stop=?", (_encode(reason),))
+
+    def stop(self) -> dict | None:
+        """Why the run stopped, or None while it has not (or was killed)."""
+        row = self._db.execute("SELECT stop FROM run").fetchone()
+        return None if row is None or row[0] is None else _decode(row[0])
 
     # ------------------------------------------------------------------ evaluations
 
@@ -247,10 +255,13 @@ class RunStore:
                  "trials": r["trials"], "theta": _decode(r["theta"])} for r in rows]
 
     def counts(self) -> dict:
-        evaluations, failed = self._db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(status != 'ok'), 0) FROM evaluations").fetchone()
+        """Generations, evaluations, and of these the failures (error, timeout, NaN) and blow-ups."""
+        failures = ", ".join(f"'{s}'" for s in FAILURES)
+        evaluations, failed, blowups = self._db.execute(
+            f"SELECT COUNT(*), COALESCE(SUM(status IN ({failures})), 0), COALESCE(SUM(status = 'blowup'), 0) "
+            "FROM evaluations").fetchone()
         generations = self._db.execute("SELECT COUNT(*) FROM generations").fetchone()[0]
-        return {"generations": generations, "evaluations": evaluations, "failed": failed}
+        return {"generations": generations, "evaluations": evaluations, "failed": failed, "blowups": blowups}
 
     # ------------------------------------------------------------------ generations
 

@@ -298,9 +298,14 @@ def test_network_metrics_names():
     se, te, ids_e = poisson_population(rng, 40, 10.0, 2000.0)
     si, ti, ids_i = poisson_population(rng, 10, 30.0, 2000.0, first_id=100)
     senders, times = _as_nest(np.concatenate([se, si]), np.concatenate([te, ti]))
-    m = network_metrics(senders, times, ids_e, ids_i, 0.0, 2000.0, W_START, W_END, W_MAX)
+    m = network_metrics(senders, times, {"E": ids_e, "I": ids_i}, 0.0, 2000.0, w_start=W_START, w_end=W_END,
+                        w_max=W_MAX)
     assert m["rate_e"] == m["rate"] == pytest.approx(se.size / (40 * 2.0))
     assert m["rate_i"] == pytest.approx(si.size / (10 * 2.0))
     assert m["w_creep"] == pytest.approx(0.4)
     with pytest.raises(ValueError):
-        network_metrics(senders, times, ids_e, None, 0.0, 2000.0, w_end=W_END)
+        network_metrics(senders, times, {"E": ids_e}, 0.0, 2000.0, w_end=W_END)
+    with pytest.raises(KeyError, match="scored population"):
+        network_metrics(senders, times, {"E": ids_e}, 0.0, 2000.0, scored="I")
+    m_i = network_metrics(senders, times, {"E": ids_e, "I": ids_i}, 0.0, 2000.0, scored="I")
+    assert m_i["rate_i"] == m_i["rate"] == m["rate_i"] and m_i["rate_e"] == m["rate_e"]

@@ -70,7 +70,7 @@ def _network(rng, sync):
         se, te, ids_e = poisson_population(rng, n_e, 8.0, t_ms)
     si, ti, ids_i = poisson_population(rng, n_i, 20.0, t_ms, first_id=1000)
     senders, times = _as_nest(np.concatenate([se, si]), np.concatenate([te, ti]))
-    return network_metrics(senders, times, ids_e, ids_i, 0.0, t_ms)
+    return network_metrics(senders, times, {"E": ids_e, "I": ids_i}, 0.0, t_ms)
 
 
 def test_fsbi_activity_constraints_on_synthetic_networks():
@@ -90,8 +90,8 @@ def test_network_metrics_cover_every_constraint():
     se, te, ids_e = poisson_population(rng, 40, 10.0, 1000.0)
     si, ti, ids_i = poisson_population(rng, 10, 10.0, 1000.0, first_id=100)
     senders, times = _as_nest(np.concatenate([se, si]), np.concatenate([te, ti]))
-    metrics = network_metrics(senders, times, ids_e, ids_i, 0.0, 1000.0, W_START, W_END,
-                              {**W_MAX, "EI": 1.0})  # W_* have EE, IE, II; add EI
+    metrics = network_metrics(senders, times, {"E": ids_e, "I": ids_i}, 0.0, 1000.0, w_start=W_START,
+                              w_end=W_END, w_max={**W_MAX, "EI": 1.0})  # W_* have EE, IE, II; add EI
     assert set(FSBI_CONSTRAINTS) - set(metrics) == {"w_mean_EI"}  # EI not in W_END
     interval_penalty({**metrics, "w_mean_EI": 0.1}, FSBI_CONSTRAINTS)  # no KeyError
 

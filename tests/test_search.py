@@ -151,17 +151,21 @@ def test_existing_run_is_not_overwritten(reference_run, tmp_path):
     assert "--resume" in out.stderr and "Traceback" not in out.stderr
 
 
-def test_failed_evaluations_are_recorded_and_the_search_goes_on(tmp_path):
+def test_failed_evaluations_are_recorded_and_a_flat_generation_stops_the_search(tmp_path):
     """A neuron parameter NEST does not know makes every evaluation raise inside NEST: each
-    failure is recorded with NEST's message and the penalty loss, and the search completes."""
-    path = tiny(tmp_path, generations=2)
+    failure is recorded with NEST's message and the penalty loss; a generation in which every
+    candidate scores the same stops the search (pycma's tolflatfitness), saying why."""
+    path = tiny(tmp_path, generations=3)
     path.write_text(path.read_text().replace("p = 0.2", "p = 0.2\nneuron_params = { tau_m = 20.0, no_such_param = 1.0 }"))
     out = search([path, "--out", tmp_path / "run"])
     assert out.returncode == 0, out.stderr
+    assert "tolflatfitness" in out.stdout and "scored the same" in out.stdout
     store = RunStore.open(tmp_path / "run")
-    assert store.counts()["generations"] == 2
+    assert store.counts()["generations"] == 1
+    assert "tolflatfitness" in store.stop()
     evaluations = store.evaluations()
-    assert len(evaluations) == 2 * 7 * 2
+    assert len(evaluations) == 1 * 7 * 2
     assert {e.status for e in evaluations} == {"failed"}
     assert all("no_such_param" in e.error for e in evaluations)
     assert {e.loss for e in evaluations} == {320.0}
+    assert store.counts()["failed"] == 14 and store.counts()["blowups"] == 0

@@ -1,0 +1,122 @@
+"""``python -m nestplast.search [EXPERIMENT] [options]`` (or ``nestplast search``): search a rule's
+parameters by CMA-ES, MPI-parallel under ``mpiexec``/``srun``.
+
+    python -m nestplast.search                      # the built-in default experiment
+    mpirun -n 64 python -m nestplast.search my.toml --out runs/my
+    python -m nestplast.search --out runs/my --resume
+    python -m nestplast.search --show-defaults      # every experiment key, its default and meaning
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from pathlib import Path
+from typing import Sequence
+
+from .. import experiment
+from ..cli import EXIT_INTERRUPTED, EXIT_USER_ERROR, ArgumentParser, report_error, run_command
+from ..errors import UsageError, UserError
+from ..parallel import SharedError, abort_on_error, together, world
+
+
+def parser() -> ArgumentParser:
+    p = ArgumentParser(prog="python -m nestplast.search", description=__doc__.split("\n\n")[0])
+    p.add_argument("experiment", nargs="?", default=None,
+                   help=f"experiment TOML file or shipped name ({', '.join(experiment.available())}); "
+                        "default: the built-in default; with --resume: the stored one")
+    p.add_argument("--out", type=Path, default=None, help="run directory (default: runs/<experiment name>)")
+    p.add_argument("--seed", type=int, default=None, help="override the experiment's seed")
+    p.add_argument("--max-generations", type=int, default=None, help="override search.max_generations "
+                   "(may be raised when resuming)")
+    p.add_argument("--population-size", type=int, default=None)
+    p.add_argument("--threads", type=int, default=None, help="NEST threads per rank")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last generation")
+    p.add_argument("--quiet", action="store_true", help="no progress lines (batch jobs)")
+    p.add_argument("--show-defaults", action="store_true", help="print every experiment key with its default, "
+                   "meaning and accepted values, and exit")
+    return p
+
+
+def load_experiment(args) -> experiment.Experiment:
+    """The experiment the arguments name, with the overrides applied and validated."""
+    from ..store import RunStore
+
+    if args.resume and args.out is None:
+        raise UsageError("--resume needs --out RUN_DIR")
+    if args.resume and args.experiment is None:
+        store = RunStore.open(args.out, read_only=True)
+        exp = experiment.parse(store.experiment(), f"{args.out}/results.sqlite")
+        store.close()
+    else:
+        exp = experiment.load(args.experiment) if args.experiment else experiment.default()
+    overrides = {"seed": args.seed, "search.max_generations": args.max_generations,
+                 "search.population_size": args.population_size, "search.threads": args.threads}
+    for key, value in overrides.items():
+        if value is not None:
+            section, _, name = key.rpartition(".")
+            setattr(getattr(exp, section) if section else exp, name, value)
+    try:
+        return experiment.validate(exp)
+    except experiment.ExperimentError as err:
+        raise experiment.ExperimentError(f"{exp.source}: {err}") from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    comm = world()
+    rank = 0 if comm is None else comm.Get_rank()
+    out_dir: list[Path] = []
+
+    def run(argv) -> int:
+        from ..search import search
+
+        args = parser().parse_args(argv)
+        if args.show_defaults:
+            if rank == 0:
+                print(experiment.show_defaults())
+            return 0
+        exp = together(comm, lambda: load_experiment(args))
+        out = args.out or Path("runs") / exp.name
+        out_dir.append(out)
+        search(exp, out, resume=args.resume, comm=comm,
+               progress=None if args.quiet else (lambda line: print(line, flush=True)))
+        return 0
+
+    def interrupted() -> str:
+        return resume_hint(out_dir[0]) if out_dir else "nothing was started"
+
+    if comm is None:
+        return run_command(run, argv, interrupted=interrupted)
+    # Under MPI: an error every rank shares ends every rank cleanly (rank 0 prints it); any other
+    # error, on any rank, ends the whole job at once, so that no rank waits for it until the job's
+    # time limit.
+    try:
+        return run(argv)
+    except SharedError as err:
+        report_error(str(err), rank=rank)
+        return EXIT_USER_ERROR
+    except UserError as err:
+        abort_on_error(comm, EXIT_USER_ERROR, f"error (rank {rank}): {err}")
+    except KeyboardInterrupt:
+        abort_on_error(comm, EXIT_INTERRUPTED, f"interrupted (rank {rank}): {interrupted()}")
+    except BaseException:
+        abort_on_error(comm, 1, f"error (rank {rank}):\n{traceback.format_exc()}")
+    return 1
+
+
+def resume_hint(out: Path) -> str:
+    """After Ctrl-C: how far the run got, and how to go on."""
+    from ..store import RunStore, StoreError
+
+    try:
+        store = RunStore.open(out, read_only=True)
+        last = store.last_complete_generation()
+        store.close()
+    except StoreError:
+        return "no run was recorded"
+    done = "no generation completed" if last is None else f"after generation {last}"
+    return f"{done}; every evaluation so far is kept. Resume with: python -m nestplast.search --out {out} --resume"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""The run loop that search, inference and filtering share.
+
+A *strategy* (:mod:`nestplast.strategies`) proposes candidates and learns from their losses; a
+*problem* turns a candidate into tasks (candidate x trial), evaluates one task into an
+:class:`~nestplast.tasks.Evaluation`, and turns a candidate's evaluations into one loss; the
+*transport* (:mod:`nestplast.parallel`) spreads tasks over MPI ranks; the *store*
+(:mod:`nestplast.store`) records every evaluation the moment it arrives and the pickled strategy
+after every generation. The loop is pycma's::
+
+    while not strategy.stop():
+        candidates = strategy.ask()
+        strategy.tell(candidates, losses(evaluate(tasks(candidates))))
+
+A killed run resumes from the strategy stored after its last complete generation; evaluations of
+the interrupted generation already in the store are reused, not repeated.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+import time
+from dataclasses import dataclass
+from typing import Callable, Protocol, Sequence
+
+import numpy as np
+
+from .parallel import Transport
+from .store import RunStore
+from .strategies import Strategy
+from .tasks import Candidate, Evaluation, Task
+
+
+class Problem(Protocol):
+    def tasks(self, generation: int, candidates: Sequence[Candidate]) -> list[Task]:
+        """The tasks that evaluate ``candidates`` (the same for the same generation, always)."""
+
+    def evaluate(self, task: Task) -> Evaluation:
+        """One task, on whichever rank it lands; failures are returned as data, never raised."""
+
+    def loss(self, candidate: Candidate, evaluations: Sequence[Evaluation]) -> float:
+        """One candidate's loss from the evaluations of its tasks."""
+
+
+@dataclass
+class Outcome:
+    """How a run ended (rank 0)."""
+
+    generations: int
+    evaluations: int
+    failed: int
+    blowups: int
+    best_loss: float
+    best_theta: list[float] | None
+    stop: dict
+
+
+def run(problem: Problem, strategy: Strategy | None, store: RunStore | None, transport: Transport,
+        progress: Callable[[str], None] | None = None) -> Outcome | None:
+    """Run ``strategy`` on ``problem`` until it stops; rank 0 returns the :class:`Outcome`.
+
+    Rank 0 passes the strategy and the store; in network mode every other rank calls this too
+    (with ``None`` for both) and takes part in every simulation; in population mode the other
+    ranks serve tasks until rank 0 is done."""
+    if transport.is_worker:
+        transport.serve(problem.evaluate)
+        return None
+    say = progress or (lambda line: None)
+    started, evaluated = time.perf_counter(), 0
+    first = strategy.generation if strategy is not None else 0
+    while True:
+        stop = strategy.stop() if transport.is_root else None
+        candidates, tasks, reused = [], [], []
+        if transport.is_root and stop is None:
+            generation = strategy.generation
+            candidates = strategy.ask()
+            for task in problem.tasks(generation, candidates):
+                done = store.get_evaluation(task.generation, task.candidate, task.trial.index)
+                (reused if done is not None else tasks).append(done if done is not None else task)
+        stop, tasks = transport.share((stop, tasks))
+        if stop is not None:
+            break
+        results = transport.map(tasks, problem.evaluate, store.record_evaluation if transport.is_root else _ignore)
+        evaluated += len(results)
+        if not transport.is_root:
+            continue
+        evaluations = results + reused
+        of = {}
+        for e in evaluations:
+            of.setdefault(e.candidate, []).append(e)
+        losses = [problem.loss(c, sorted(of[c.index], key=lambda e: e.trial)) for c in candidates]
+        strategy.tell(candidates, losses)
+        summary = _summary(losses, evaluations, results)
+        store.record_generation(generation, pickle.dumps(strategy), summary)
+        elapsed = time.perf_counter() - started
+        say(_progress_line(generation, summary, strategy, evaluated / elapsed if elapsed > 0 else math.nan,
+                           elapsed / (generation + 1 - first)))
+    if not transport.is_root:
+        return None
+    transport.close()
+    store.record_stop(stop)
+    return outcome(store, stop)
+
+
+def _ignore(_evaluation: Evaluation) -> None:
+    pass
+
+
+def _summary(losses: Sequence[float], evaluations: Sequence[Evaluation], fresh: Sequence[Evaluation]) -> dict:
+    losses = np.asarray(losses, dtype=float)
+    return {"best_loss": float(np.min(losses)), "median_loss": float(np.median(losses)),
+            "n_evaluations": len(evaluations), "n_failed": sum(e.failed for e in evaluations),
+            "n_blowups": sum(e.status == "blowup" for e in evaluations),
+            "wall_time_s": float(sum(e.wall_time_s for e in fresh))}
+
+
+def _progress_line(generation: int, summary: dict, strategy: Strategy, rate: float, per_generation: float) -> str:
+    limit = strategy.budget.max_generations
+    eta = f"  ~{(limit - generation - 1) * per_generation / 60:.1f} min left" if limit else ""
+    return (f"gen {generation:3d}  best {summary['best_loss']:9.4f}  median {summary['median_loss']:9.4f}  "
+            f"{strategy.describe()}  {rate:5.2f} eval/s  blow-ups {summary['n_blowups']:2d}  "
+            f"failures {summary['n_failed']:2d}{eta}")
+
+
+def outcome(store: RunStore, stop: dict | None = None) -> Outcome:
+    """The :class:`Outcome` of the run in ``store`` as it stands."""
+    counts = store.counts()
+    best = store.best_candidates(1)
+    return Outcome(generations=counts["generations"], evaluations=counts["evaluations"], failed=counts["failed"],
+                   blowups=counts["blowups"], best_loss=best[0]["loss"] if best else math.nan,
+                   best_theta=best[0]["theta"] if best else None,
+                   stop=stop if stop is not None else (store.stop() or {}))

@@ -1,0 +1,88 @@
+"""CMA-ES: a thin wrapper on pycma's ``CMAEvolutionStrategy``.
+
+The run's limits map onto pycma's own options (``max_generations`` -> ``maxiter``,
+``max_evaluations`` -> ``maxfevals``, ``max_wall_s`` -> ``timeout``, ``target_loss`` ->
+``ftarget``), and :meth:`CMAES.stop` is pycma's ``es.stop()``: its dictionary (pycma's own
+criteria such as ``tolfun`` or ``tolflatfitness`` included) is the run's stop reason.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+from ..tasks import Candidate
+from . import Budget, SearchSpace, generation_seed
+
+
+class SeededNormal:
+    """pycma's source of normal samples, reseeded every generation. pycma's default binds
+    ``np.random.randn``, whose RandomState is copied when the optimiser is pickled: a resumed
+    optimiser would not follow ``np.random.seed``. This one travels inside the pickle."""
+
+    def __init__(self, seed: int = 0):
+        self.rng = np.random.default_rng(seed)
+
+    def reseed(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, *shape: int) -> np.ndarray:
+        return self.rng.standard_normal(shape)
+
+
+class CMAES:
+    """CMA-ES over a :class:`SearchSpace`: bounds, log10 coordinates where the space says so, and
+    ``sigma0`` as a fraction of each parameter's range. With ``evaluate_mean`` the distribution's
+    mean is evaluated too every generation (candidate -1), for the record; pycma is told only
+    its own samples."""
+
+    def __init__(self, space: SearchSpace, budget: Budget, *, population_size: int, seed: int,
+                 sigma0: float = 0.3, evaluate_mean: bool = True):
+        import cma
+
+        low, high = space.search_bounds()
+        options = {
+            "bounds": [low.tolist(), high.tolist()], "CMA_stds": ((high - low) * sigma0).tolist(),
+            "popsize": population_size, "seed": seed, "verbose": -9, "randn": SeededNormal(seed),
+            # A generation in which most candidates score the same (every rule fails, or the rule
+            # has no effect, e.g. a learning rate of 0) ends the run at once: more of them cannot help.
+            "tolflatfitness": 0,
+            **self._limits(budget),
+        }
+        self.space, self.seed, self.evaluate_mean, self.budget = space, seed, evaluate_mean, budget
+        self.es = cma.CMAEvolutionStrategy(space.to_search(space.start).tolist(), 1.0, options)
+        self._asked: list[np.ndarray] = []
+
+    @staticmethod
+    def _limits(budget: Budget) -> dict:
+        return {"maxiter": budget.max_generations or math.inf, "maxfevals": budget.max_evaluations or math.inf,
+                "timeout": budget.max_wall_s or math.inf,
+                "ftarget": -math.inf if budget.target_loss is None else budget.target_loss}
+
+    def set_budget(self, budget: Budget) -> None:
+        """New limits for a resumed run (e.g. more generations)."""
+        self.budget = budget
+        self.es.opts.set(self._limits(budget))
+
+    @property
+    def generation(self) -> int:
+        return self.es.countiter
+
+    def ask(self) -> list[Candidate]:
+        self.es.opts["randn"].reseed(generation_seed(self.seed, self.generation))
+        self._asked = self.es.ask()
+        points = list(enumerate(self._asked)) + ([(-1, self.es.mean.copy())] if self.evaluate_mean else [])
+        return [Candidate(k, tuple(self.space.from_search(z).tolist())) for k, z in points]
+
+    def tell(self, candidates: Sequence[Candidate], losses: Sequence[float]) -> None:
+        by_index = {c.index: loss for c, loss in zip(candidates, losses)}
+        self.es.tell(self._asked, [float(by_index[k]) for k in range(len(self._asked))])
+        self._asked = []
+
+    def stop(self) -> dict | None:
+        return dict(self.es.stop()) or None
+
+    def describe(self) -> str:
+        return f"sigma {self.es.sigma:8.3g}"
