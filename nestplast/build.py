@@ -18,7 +18,6 @@ Command line::
 
 from __future__ import annotations
 
-import argparse
 import fcntl
 import functools
 import hashlib
@@ -37,8 +36,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
+from .cli import ArgumentParser, run_command
+from .errors import UsageError, UserError
 from .neurons import NEURONS, Neuron, get_neuron
-from .errors import UnknownNameError
 from .rules import RULES, Rule, get_rule
 
 # Bump when the way modules are generated changes, so that old cache entries are not reused.
@@ -49,8 +49,9 @@ BUILD_FORMAT = 1
 WHEEL_CFLAGS = "-D_GLIBCXX_USE_CXX11_ABI=0 -fopenmp -O2 -std=c++20"
 
 
-class BuildError(RuntimeError):
-    """NESTML code generation or compilation failed; the message names the source file."""
+class BuildError(UserError):
+    """NESTML code generation or compilation failed (the message names the source file), or the
+    installed NEST or NESTML is not one nestplast can build with."""
 
 
 @dataclass(frozen=True)
@@ -176,29 +177,109 @@ def _nest_version() -> str:
         return version
 
 
+# --------------------------------------------------------------------------- NESTML installation
+
+# nestplast's changes to NESTML's NEST templates, marked "nestplast:" in the files: NEST's built-in
+# STDP synapses see the spikes of a neuron generated with a rule, a rule connected to the wrong
+# neuron raises a NEST error instead of exiting the process, @homogeneous parameters really are
+# common properties, coincident pre and post spikes are handled as in NEST's own STDP synapses, and
+# a weight whose sign differs from Wmax is refused. Only the changed files are kept here; the
+# manifest records the hash of the stock file each was made from.
+OVERLAY_DIR = Path(__file__).resolve().parent / "templates" / "nest"
+OVERLAY_MANIFEST = OVERLAY_DIR.parent / "nest.stock.sha256"
+
+
+def _nestml_version() -> str:
+    try:
+        return importlib.metadata.version("nestml")
+    except importlib.metadata.PackageNotFoundError:
+        raise BuildError("NESTML is not installed in this Python (pip install 'nestml==9.0.*')") from None
+
+
+def nestml_templates_dir() -> Path:
+    """The NEST templates of the installed NESTML (found without importing it, which is slow)."""
+    spec = importlib.util.find_spec("pynestml")
+    if spec is None or spec.origin is None:
+        raise BuildError("NESTML is not installed in this Python (pip install 'nestml==9.0.*')")
+    return Path(spec.origin).resolve().parent / "codegeneration" / "resources_nest" / "point_neuron"
+
+
+@functools.lru_cache(maxsize=None)
+def nestml_model(kind: str, model: str) -> Path:
+    """A model that ships with the installed NESTML, e.g. ``nestml_model("neurons",
+    "iaf_psc_exp_neuron")``. pip installs them as data files under the environment's prefix
+    (``<venv>/models/neurons/``); the package's file list says where."""
+    parts = ("models", kind, f"{model}.nestml")
+    _nestml_version()  # a clear error if NESTML is missing
+    for file in importlib.metadata.distribution("nestml").files or ():
+        if file.parts[-3:] == parts and Path(file.locate()).is_file():
+            return Path(file.locate()).resolve()
+    for prefix in dict.fromkeys([sysconfig.get_path("data"), sys.prefix]):  # no file list (e.g. some distro packages)
+        if Path(prefix, *parts).is_file():
+            return Path(prefix, *parts)
+    raise BuildError(f"the installed NESTML {_nestml_version()} has no {'/'.join(parts)}: "
+                     "nestplast needs the models that ship with nestml 9.0")
+
+
+@functools.lru_cache(maxsize=None)
+def _template_files() -> dict[str, bytes]:
+    """NESTML's NEST templates with nestplast's overlay on top: relative path -> content."""
+    stock = nestml_templates_dir()
+    files = {p.relative_to(stock).as_posix(): p.read_bytes() for p in sorted(stock.rglob("*.jinja2"))}
+    for line in OVERLAY_MANIFEST.read_text().splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        expected, name = line.split(maxsplit=1)
+        found = files.get(name)
+        if found is None or hashlib.sha256(found).hexdigest() != expected:
+            raise BuildError(
+                f"the installed NESTML {_nestml_version()} {'lacks' if found is None else 'has another version of'} "
+                f"the template {name} ({stock}) from which nestplast/templates/nest/{name} was made: install "
+                "nestml 9.0.0 (pip install 'nestml==9.0.0'), or port the changes marked 'nestplast:' to the new "
+                f"file and record its sha256 in {OVERLAY_MANIFEST.name}")
+        files[name] = (OVERLAY_DIR / name).read_bytes()
+    return files
+
+
+@functools.lru_cache(maxsize=None)
+def _templates_digest() -> str:
+    digest = hashlib.sha256()
+    for name, content in sorted(_template_files().items()):
+        digest.update(name.encode() + b"\0" + hashlib.sha256(content).digest())
+    return digest.hexdigest()
+
+
+def templates_dir() -> Path:
+    """The template folder given to NESTML: the installed NESTML's templates with nestplast's
+    overlay, assembled once into the cache under the digest of its content. Concurrent callers
+    (MPI ranks) each write a private copy; the first atomic rename wins, the others drop theirs."""
+    final = cache_dir() / "templates" / _templates_digest()[:16]
+    if final.is_dir():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    draft = Path(tempfile.mkdtemp(prefix=f"{final.name}.tmp", dir=final.parent))
+    try:
+        for name, content in _template_files().items():
+            (draft / name).parent.mkdir(parents=True, exist_ok=True)
+            (draft / name).write_bytes(content)
+        os.rename(draft, final)
+    except OSError:
+        if not final.is_dir():  # not "another process was first"
+            raise
+    finally:
+        shutil.rmtree(draft, ignore_errors=True)
+    return final
+
+
 # --------------------------------------------------------------------------- building
 
 def _sanitise(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", text)
 
 
-# NESTML's own NEST templates with nestplast's changes (marked "nestplast:" in the files): NEST's
-# built-in STDP synapses see the spikes of a neuron generated with a rule, and a rule connected to
-# the wrong neuron raises a NEST error instead of exiting the process.
-TEMPLATES_DIR = Path(__file__).resolve().parent / "templates" / "nest"
-
-
-@functools.lru_cache(maxsize=None)
-def _templates_digest() -> str:
-    digest = hashlib.sha256()
-    for path in sorted(TEMPLATES_DIR.rglob("*.jinja2")):
-        digest.update(str(path.relative_to(TEMPLATES_DIR)).encode() + path.read_bytes())
-    return digest.hexdigest()
-
-
-def _codegen_options(rules: Sequence[Rule], neuron: Neuron) -> dict:
+def _codegen_options(rules: Sequence[Rule], neuron: Neuron, templates: str) -> dict:
     return {
-        "templates": {"path": str(TEMPLATES_DIR),
+        "templates": {"path": templates,
                       "model_templates": {"neuron": ["@NEURON_NAME@.cpp.jinja2", "@NEURON_NAME@.h.jinja2"],
                                           "synapse": ["@SYNAPSE_NAME@.h.jinja2"]},
                       "module_templates": ["setup"]},
@@ -216,10 +297,10 @@ def module_key(rules: Sequence[Rule], neuron: Neuron) -> str:
     payload = {
         "format": BUILD_FORMAT,
         "sources": {neuron.model: neuron.source, **{r.synapse: r.source for r in rules}},
-        # the templates by content, not by where this checkout happens to be
-        "options": {**_codegen_options(rules, neuron), "templates": _templates_digest()},
+        # the templates as assembled (installed NESTML + overlay), by content, not by their folder
+        "options": _codegen_options(rules, neuron, templates=_templates_digest()),
         "nest": [_nest_version(), str(_nest_package_dir())],
-        "nestml": importlib.metadata.version("nestml"),
+        "nestml": _nestml_version(),
         "python": sys.version_info[:2],
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
@@ -262,7 +343,7 @@ def _compile(rules: Sequence[Rule], neuron: Neuron, name: str, workdir: Path) ->
     for rule in rules:
         sources[rule.synapse] = src_dir / f"{rule.synapse}.nestml"
         sources[rule.synapse].write_text(rule.source)
-    options = {**_codegen_options(rules, neuron), "nest_path": str(nest_path()),
+    options = {**_codegen_options(rules, neuron, str(templates_dir())), "nest_path": str(nest_path()),
                "nest_version": "v" + _nest_version()}
     args = {"input_path": [str(p) for p in sources.values()], "target_path": str(target),
             "install_path": str(install), "module_name": name, "logging_level": "WARNING",
@@ -331,9 +412,39 @@ def build(rules: Rule | Sequence[Rule], neuron: str | Neuron = "iaf_psc_exp", *,
 
 # --------------------------------------------------------------------------- command line
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m nestplast build",
-                                     description="Build (or find in the cache) a NESTML plasticity rule as a NEST module.")
+# A working start for the printed example: Vogels-Sprekeler iSTDP (target 10 Hz) where the rule
+# can express it; eta > 0, or nothing is learnt.
+EXAMPLE_ETA = 0.01
+EXAMPLE_WMAX = -100.0
+EXAMPLE_WEIGHT = -10.0
+
+
+def usage_example(module: Module, rule: Rule, mask: str | None = None) -> str:
+    """Python that uses the module on an inhibitory projection (runs as it is)."""
+    if rule.name == "doublet":
+        coefficients = "vogels_sprekeler(10.0)"
+    else:
+        vs = {"th_pre_000": -0.4, "th_pre_010": 1.0, "th_post_100": 1.0}  # vogels_sprekeler(10.0)
+        chosen = {k: v for k, v in vs.items() if k in rule.names} or {rule.names[0]: 1.0}
+        coefficients = repr(chosen)
+    rule_call = f"get_rule({rule.name!r}" + (f", mask={mask!r})" if mask else ")")
+    return f"""import nest
+from nestplast.kernel import install
+from nestplast.rules import get_rule, vogels_sprekeler
+install({module.path!r})  # before nest.Create, and again after every nest.ResetKernel()
+# The rule's parameters belong to the synapse model: one CopyModel per set of values.
+# Wmax carries the sign of the weights: negative for inhibitory, positive for excitatory.
+params = {rule_call}.synapse_params({coefficients}, eta={EXAMPLE_ETA}, Wmax={EXAMPLE_WMAX})
+nest.CopyModel({module.synapse_model!r}, 'my_rule', params)
+post = nest.Create({module.neuron_model!r})  # the only neuron the rule connects to
+pre = nest.Create('parrot_neuron', 10)  # stands for your inhibitory neurons
+nest.Connect(pre, post, syn_spec={{'synapse_model': 'my_rule', 'weight': {EXAMPLE_WEIGHT}, 'delay': 1.0}})
+"""
+
+
+def _parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="python -m nestplast build",
+                            description="Build (or find in the cache) a NESTML plasticity rule as a NEST module.")
     parser.add_argument("rule", help=f"rule name: {', '.join(sorted(RULES))}")
     parser.add_argument("--neuron", default="iaf_psc_exp", help=f"postsynaptic neuron: {', '.join(sorted(NEURONS))}")
     parser.add_argument("--mask", default=None,
@@ -341,23 +452,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="compile again even if cached")
     parser.add_argument("--json", action="store_true",
                         help='print one JSON object {"module", "neuron_model", "synapse_model"}')
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _build_command(argv: Sequence[str] | None) -> int:
+    args = _parser().parse_args(argv)
     try:
         rule = get_rule(args.rule, mask=args.mask)
-        neuron = get_neuron(args.neuron)
-        module = build(rule, neuron, force=args.force, quiet=args.json)
-    except (UnknownNameError, ValueError, BuildError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except ValueError as err:  # a bad mask, or a mask for a rule that takes none
+        raise UsageError(str(err)) from None
+    module = build(rule, get_neuron(args.neuron), force=args.force, quiet=args.json)
     if args.json:
         print(json.dumps({"module": module.path, "neuron_model": module.neuron_model,
                           "synapse_model": module.synapse_model}))
     else:
+        example = usage_example(module, rule, args.mask)
         print(f"module:        {module.path}\nneuron model:  {module.neuron_model}\n"
               f"synapse model: {module.synapse_model}\n\n"
-              f"in Python:  nestplast.kernel.install({module.path!r})\n"
-              f"            nest.Connect(pre, post, syn_spec={{'synapse_model': {module.synapse_model!r}}})")
+              "in Python, on an inhibitory projection:\n\n"
+              + "".join(f"    {line}\n" for line in example.splitlines()))
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m nestplast build``: user errors print one line ``error: ...`` (exit code 2)."""
+    return run_command(_build_command, argv)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Postsynaptic neuron models a rule can be compiled with (NESTML sources in ``nestml_models/``)."""
+"""Postsynaptic neuron models a rule can be compiled with: the NESTML models that ship with the
+installed NESTML (``<venv>/models/neurons/``), used as they are."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UnknownNameError
-from .rules import MODELS_DIR
 
 
 class UnknownNeuronError(UnknownNameError):
@@ -26,7 +26,10 @@ class Neuron:
 
     @property
     def path(self) -> Path:
-        return MODELS_DIR / f"{self.model}.nestml"
+        """The NESTML source, as installed with NESTML."""
+        from .build import nestml_model  # build imports this module
+
+        return nestml_model("neurons", self.model)
 
     @property
     def source(self) -> str:

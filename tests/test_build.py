@@ -3,16 +3,21 @@
 import importlib.metadata
 import json
 import os
+import shutil
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from nestplast.build import BuildError, build, nest_path
+from nestplast import build as build_module
+from nestplast.build import OVERLAY_DIR, OVERLAY_MANIFEST, BuildError, build, nest_path, nestml_templates_dir, templates_dir
+from nestplast.errors import UserError
 from nestplast.kernel import install
-from nestplast.rules import Parameter, Rule, get_rule
+from nestplast.neurons import NEURONS
+from nestplast.rules import MODELS_DIR, Parameter, Rule, get_rule
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,6 +52,73 @@ def test_concurrent_builds_compile_once(tmp_path):
     modules = tmp_path / "modules"
     assert [p.name for p in modules.iterdir() if ".tmp" in p.name] == []
     assert Path(paths.pop() + ".so").is_file()
+    # the three also assembled the template folder at the same time: one complete copy
+    assert [p.name for p in (tmp_path / "templates").iterdir()] == [templates_dir().name]
+
+
+def overlay_names() -> set[str]:
+    lines = [ln for ln in OVERLAY_MANIFEST.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    return {ln.split(maxsplit=1)[1] for ln in lines}
+
+
+def test_templates_are_nestml_s_own_with_the_overlay(tmp_path, monkeypatch):
+    """The repository holds only the templates nestplast changed, each listed with the hash of
+    the stock file it was made from; the build assembles the folder from the installed NESTML."""
+    monkeypatch.setenv("NESTPLAST_CACHE", str(tmp_path))
+    overlay = {p.relative_to(OVERLAY_DIR).as_posix() for p in OVERLAY_DIR.rglob("*") if p.is_file()}
+    assert overlay == overlay_names() == {"common/NeuronClass.jinja2", "common/NeuronHeader.jinja2",
+                                          "common/SynapseHeader.h.jinja2"}
+    folder, stock = templates_dir(), nestml_templates_dir()
+    assert folder.parent == tmp_path / "templates"
+    stock_names = {p.relative_to(stock).as_posix() for p in stock.rglob("*.jinja2")}
+    assert {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()} == stock_names
+    for name in stock_names:
+        source = OVERLAY_DIR / name if name in overlay else stock / name
+        assert (folder / name).read_bytes() == source.read_bytes(), name
+    for name in overlay:
+        assert "nestplast:" in (OVERLAY_DIR / name).read_text()  # every change is marked
+    assert templates_dir() == folder
+
+
+@pytest.fixture
+def stock_copy(tmp_path, monkeypatch):
+    """A copy of NESTML's templates that the build takes for the installed ones."""
+    stock = tmp_path / "stock"
+    shutil.copytree(nestml_templates_dir(), stock)
+    monkeypatch.setenv("NESTPLAST_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(build_module, "nestml_templates_dir", lambda: stock)
+    build_module._template_files.cache_clear()
+    build_module._templates_digest.cache_clear()
+    yield stock
+    monkeypatch.undo()
+    build_module._template_files.cache_clear()
+    build_module._templates_digest.cache_clear()
+
+
+def test_changed_nestml_template_is_refused(stock_copy, capsys):
+    """A NESTML whose template differs from the one an overlay file was made from: a clear error
+    before anything is generated, also as one line from the command line."""
+    changed = stock_copy / "common" / "SynapseHeader.h.jinja2"
+    changed.write_text(changed.read_text() + "\n{# a newer NESTML #}\n")
+    with pytest.raises(BuildError, match=r"another version of the template common/SynapseHeader\.h\.jinja2.*"
+                                         r"nestml==9\.0\.0.*port the changes marked 'nestplast:'"):
+        build(get_rule("doublet"), "iaf_psc_exp")
+    assert issubclass(BuildError, UserError)
+    assert build_module.main(["doublet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: the installed NESTML") and "Traceback" not in err
+    changed.unlink()
+    with pytest.raises(BuildError, match="lacks the template common/SynapseHeader"):
+        build(get_rule("doublet"), "iaf_psc_exp")
+
+
+def test_neurons_are_nestml_s_own_models():
+    """The neurons are the models that ship with NESTML, read where pip installed them."""
+    shipped = {Path(f.locate()).resolve() for f in importlib.metadata.files("nestml") if f.suffix == ".nestml"}
+    for neuron in NEURONS.values():
+        assert neuron.path in shipped
+        assert f"model {neuron.model}:" in neuron.source
+        assert not (MODELS_DIR / neuron.path.name).exists()  # no copy in the repository
 
 
 def test_nestml_error_names_the_rule_and_line(tmp_path, monkeypatch):
@@ -119,6 +191,28 @@ def test_cli_json(doublet_module):
     data = json.loads(out.stdout)  # exactly one JSON object, nothing else on stdout
     assert data == {"module": doublet_module.path, "neuron_model": doublet_module.neuron_model,
                     "synapse_model": doublet_module.synapse_model}
+
+
+def test_cli_example_works(nest, doublet_module):
+    """The printed example runs as it is and learns: an inhibitory projection whose weights stay
+    negative and grow stronger (the neuron fires above the 10 Hz target of the example)."""
+    out = subprocess.run([sys.executable, "-m", "nestplast", "build", "doublet"], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    example = textwrap.dedent(out.stdout.split("on an inhibitory projection:")[1])
+    assert "eta=0.01" in example and "Wmax=-100.0" in example and "'weight': -10.0" in example
+    assert "Wmax carries the sign of the weights" in example
+    nest.ResetKernel()
+    scope = {}
+    exec(example, scope)
+    pre, post = scope["pre"], scope["post"]
+    nest.Connect(nest.Create("poisson_generator", params={"rate": 20.0}), pre)
+    nest.Connect(nest.Create("poisson_generator", params={"rate": 8000.0}), post, syn_spec={"weight": 30.0})
+    recorder = nest.Create("spike_recorder")
+    nest.Connect(post, recorder)
+    nest.Simulate(2000.0)
+    weights = np.array(nest.GetConnections(synapse_model="my_rule").weight)
+    assert recorder.n_events > 40
+    assert np.all(weights < -10.1)  # more negative: stronger inhibition
 
 
 @pytest.mark.parametrize("args, listed", [(["nosuchrule"], ["doublet", "taylor"]),
