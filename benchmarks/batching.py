@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 from collections import Counter
+import dataclasses
 import math
 import os
 import statistics
@@ -40,12 +41,12 @@ import numpy as np
 
 from nestplast import experiment
 from nestplast.build import build
-from nestplast.evaluate import Evaluator, Task
-from nestplast.kernel import import_nest
+from nestplast.evaluate import Evaluator
 from nestplast.networks import Network, Trial, build_network, draw_trials
 from nestplast.objectives import FAILURE_LOSS, RateBand
 from nestplast.rules import vogels_sprekeler
-from nestplast.search import _cma, _generation_seed  # generation 0 exactly as the search asks it
+from nestplast.search import new_strategy, search_space
+from nestplast.tasks import Task
 
 VS_THETA = list(vogels_sprekeler(10.0).values())  # doublet order: tau_pre, tau_post, alpha, beta, gamma, kappa
 
@@ -53,15 +54,16 @@ VS_THETA = list(vogels_sprekeler(10.0).values())  # doublet order: tau_pre, tau_
 # --------------------------------------------------------------------------- candidates
 
 def candidates(exp, seed: int, near_sigma: float) -> dict[str, list[list[float]]]:
-    layout = exp.layout()
-    es = _cma(exp, seed)
-    es.opts["randn"].reseed(_generation_seed(seed, 0))
-    gen0 = [layout.from_search_space(z).tolist() for z in es.ask()]
-    low, high = (layout.to_search_space(b) for b in layout.bounds())
+    exp = dataclasses.replace(exp, seed=seed)
+    # generation 0 exactly as the search asks it; the distribution's mean (index -1, evaluated
+    # for the record when search.evaluate_mean) is not one of CMA-ES's samples: left out
+    gen0 = [list(c.theta) for c in new_strategy(exp).ask() if c.index >= 0]
+    space = search_space(exp)
+    low, high = space.search_bounds()
     rng = np.random.default_rng([seed, 7])
-    z_vs = layout.to_search_space(VS_THETA)
-    near = [VS_THETA] + [layout.from_search_space(np.clip(z_vs + near_sigma * (high - low) * rng.standard_normal(z_vs.size),
-                                                          low, high)).tolist() for _ in range(len(gen0) - 1)]
+    z_vs = space.to_search(VS_THETA)
+    near = [VS_THETA] + [space.from_search(np.clip(z_vs + near_sigma * (high - low) * rng.standard_normal(z_vs.size),
+                                                   low, high)).tolist() for _ in range(len(gen0) - 1)]
     mixed = [t for pair in zip(gen0, near) for t in pair]
     return {"mixed": mixed, "gen0": gen0, "near": near}
 
@@ -71,7 +73,7 @@ def candidates(exp, seed: int, near_sigma: float) -> dict[str, list[list[float]]
 def unbatched(evaluator: Evaluator, thetas, trial: Trial) -> list[dict]:
     out = []
     for k, theta in enumerate(thetas):
-        r = evaluator(Task(0, k, trial, theta))
+        r = evaluator(Task(0, k, trial, tuple(theta)))
         out.append({"status": r.status, "loss": r.loss, "rate_e": r.metrics.get("rate_e", math.nan),
                     "rate_i": r.metrics.get("rate_i", math.nan), "t_blowup_s": r.metrics.get("t_blowup_s"),
                     "error": r.error})
@@ -89,13 +91,12 @@ def drive_of(nest, net: Network):
 def batched(evaluator: Evaluator, thetas, trial: Trial, drive_off: bool = False) -> list[dict]:
     """All ``thetas`` as sub-networks of one kernel, simulated once, each scored as the Evaluator
     scores it (band check per chunk, blow-up loss, metrics of the scoring window)."""
-    nest = import_nest()
     exp, o = evaluator.exp, evaluator.exp.objective
-    evaluator._kernel(nest, trial.seed)
-    nets = [build_network(nest, exp.network, evaluator.module, evaluator._synapse_params(theta), trial, label=f"c{k}_")
+    nest = evaluator.setup_kernel(trial.seed)
+    nets = [build_network(nest, exp.network, evaluator.module, evaluator.synapse_params(theta), trial, label=f"c{k}_")
             for k, theta in enumerate(thetas)]
     drives = [drive_of(nest, net) for net in nets] if drive_off else None
-    w_start = [{ct: evaluator._gather(net.weights(ct)) for ct in net.plastic} for net in nets]
+    w_start = [evaluator.weights(net) for net in nets]
     n_pop = [len(net.populations[o.population]) for net in nets]
     bands = [RateBand(low=o.rate_band[0], high=o.rate_band[1]) for _ in nets]
     total_s = o.t_train + o.t_score
@@ -111,7 +112,7 @@ def batched(evaluator: Evaluator, thetas, trial: Trial, drive_off: bool = False)
             if blew_up_at[i] is not None:
                 continue
             recorder = net.recorders[o.population]
-            n_events = int(recorder.n_events)
+            n_events = evaluator.total(recorder.n_events)
             rate = (n_events - last[i]) / n_pop[i] / o.chunk
             if t_now <= o.t_train + 1e-9:
                 recorder.n_events = 0
@@ -121,7 +122,7 @@ def batched(evaluator: Evaluator, thetas, trial: Trial, drive_off: bool = False)
             traces[i]["t_s"].append(t_now)
             traces[i]["rate"].append(rate)
             for ct in net.plastic:
-                traces[i][f"w_mean_{ct}"].append(evaluator._mean_abs(net.weights(ct)))
+                traces[i][f"w_mean_{ct}"].append(evaluator.mean_abs(net.sample_weights(ct)))  # as Evaluator.simulate
             if not math.isfinite(rate) or bands[i].outside(rate, o.chunk):
                 blew_up_at[i], rate_at[i] = t_now, rate
                 net.silence()  # it cannot stop alone: make it cheap
@@ -136,7 +137,7 @@ def batched(evaluator: Evaluator, thetas, trial: Trial, drive_off: bool = False)
             out.append({"status": "blowup", "loss": loss, "rate_e": math.nan, "rate_i": math.nan,
                         "t_blowup_s": blew_up_at[i], "error": None})
             continue
-        metrics = evaluator._measure(net, w_start[i], 1000.0 * o.t_train, 1000.0 * total_s)
+        metrics = evaluator.measure(net, w_start[i])  # the scoring window [t_train, t_train + t_score)
         loss, _ = evaluator.objective.score(metrics, np.asarray(theta), blew_up_at_s=None, total_s=total_s)
         status = "ok" if math.isfinite(loss) else "nan"
         out.append({"status": status, "loss": loss if status == "ok" else FAILURE_LOSS, "rate_e": metrics["rate_e"],
@@ -157,21 +158,20 @@ def subnetwork_cost(evaluator: Evaluator, trial: Trial, healthy, runaway, second
     """Wall seconds per simulated second of one network in its own kernel, after 1 s of warm-up:
     a healthy one, a runaway one (not stopped), the runaway silenced, and silenced with its drive
     off; and an empty kernel (fixed cost of Simulate)."""
-    nest = import_nest()
     exp = evaluator.exp
     out = {}
     setups = []
     for _ in range(5):
         start = time.perf_counter()
-        evaluator._kernel(nest, trial.seed)
-        build_network(nest, exp.network, evaluator.module, evaluator._synapse_params(healthy), trial, label="c0_")
+        nest = evaluator.setup_kernel(trial.seed)
+        build_network(nest, exp.network, evaluator.module, evaluator.synapse_params(healthy), trial, label="c0_")
         setups.append(time.perf_counter() - start)
     out["kernel set-up (reset, install, build)"] = (statistics.median(setups), None)
     for name, theta, action in (("healthy (VS rule)", healthy, None), ("runaway, not stopped", runaway, None),
                                 ("runaway, silence()", runaway, "silence"),
                                 ("runaway, silence() + drive 0 Hz", runaway, "drive")):
-        evaluator._kernel(nest, trial.seed)
-        net = build_network(nest, exp.network, evaluator.module, evaluator._synapse_params(theta), trial, label="c0_")
+        nest = evaluator.setup_kernel(trial.seed)
+        net = build_network(nest, exp.network, evaluator.module, evaluator.synapse_params(theta), trial, label="c0_")
         nest.Simulate(1000.0)
         if action:
             net.silence()
@@ -219,7 +219,6 @@ def main() -> int:
     exp = experiment.default()
     module = build(exp.searched_rule(), exp.rule.neuron, quiet=True)
     evaluator = Evaluator(exp, module)
-    nest = import_nest()
     trial = draw_trials(exp.trials, np.random.SeedSequence([args.seed, 0]))[0]  # the search's generation 0 trial
     other_trial = draw_trials(exp.trials, np.random.SeedSequence([args.seed + 1000, 0]))[0]
     sets = {k: v for k, v in candidates(exp, args.seed, args.near_sigma).items() if k in args.sets}
@@ -234,7 +233,7 @@ def main() -> int:
           f"sets {', '.join(f'{k} ({len(v)})' for k, v in sets.items())}; {args.repeats} interleaved repeats; "
           f"{os.cpu_count()} CPUs shared (timings noisy)", flush=True)
 
-    evaluator(Task(0, 0, trial, VS_THETA))  # warm-up: NEST import, module install, caches
+    evaluator(Task(0, 0, trial, tuple(VS_THETA)))  # warm-up: NEST import, module install, caches
     times: dict[tuple[str, str], list[float]] = {}
     results: dict[tuple[str, str], list[dict]] = {}
     deterministic = True

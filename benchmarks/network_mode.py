@@ -35,8 +35,9 @@ def evaluate_once(n_e: int, threads: int, t_train: float, compressed: bool) -> N
 
     from nestplast import experiment
     from nestplast.build import build
-    from nestplast.evaluate import Evaluator, Task
+    from nestplast.evaluate import Evaluator
     from nestplast.networks import Trial
+    from nestplast.tasks import Task
 
     comm = MPI.COMM_WORLD
     exp = experiment.parse({
@@ -48,7 +49,7 @@ def evaluate_once(n_e: int, threads: int, t_train: float, compressed: bool) -> N
     evaluator = Evaluator(exp, module, rank=comm.Get_rank(), comm=comm if comm.Get_size() > 1 else None)
     comm.Barrier()
     start = time.perf_counter()
-    result = evaluator(Task(0, 0, Trial(0, 7), VOGELS_SPREKELER_10HZ))
+    result = evaluator(Task(0, 0, Trial(0, 7), tuple(VOGELS_SPREKELER_10HZ)))
     wall = time.perf_counter() - start
     if comm.Get_rank() == 0:
         print(json.dumps({"wall_s": wall, "status": result.status, "rate_e": result.metrics.get("rate_e")}))

@@ -106,9 +106,11 @@ def main() -> int:
 def evaluate(out: Path, summary: dict, args) -> int:
     from nestplast import experiment
     from nestplast.build import build
-    from nestplast.evaluate import Evaluator, Task
+    from nestplast.evaluate import Evaluator
     from nestplast.networks import draw_trials
+    from nestplast.search import SearchProblem
     from nestplast.store import RunStore
+    from nestplast.tasks import Candidate, Task
 
     store = RunStore.open(out)
     exp = experiment.parse(store.experiment(), f"{out}/results.sqlite")
@@ -143,7 +145,7 @@ def evaluate(out: Path, summary: dict, args) -> int:
           f"{'|w_IE| pA':>9} {'w_blow':>6} {'loss':>8}")
     for trial in trials:
         for name, params in rules.items():
-            theta = [params[n] for n in layout.rule.names]
+            theta = tuple(params[n] for n in layout.rule.names)
             r = evaluator(Task(0, 0, trial, theta))
             m = r.metrics
             rows[name].append(r)
@@ -170,9 +172,9 @@ def evaluate(out: Path, summary: dict, args) -> int:
 
     # The search scored its best candidate on its generation's trials: VS on those same trials.
     best = store.best_candidates(1)[0]
-    own = draw_trials(exp.trials, np.random.SeedSequence([exp.seed, best["generation"]]))
-    vs_losses = [evaluator(Task(best["generation"], -2, t, [VS_THETA[n] for n in layout.rule.names])).loss for t in own]
-    vs_loss = sum(vs_losses) / len(vs_losses)
+    problem = SearchProblem(exp, evaluator)
+    vs = Candidate(-2, tuple(VS_THETA[n] for n in layout.rule.names))
+    vs_loss = problem.loss(vs, [evaluator(task) for task in problem.tasks(best["generation"], [vs])])
     print()
     print(f"on the search's own trial(s) of generation {best['generation']} (where the best was scored): "
           f"found loss {best['loss']:.4f}, VS loss {vs_loss:.4f} -> "

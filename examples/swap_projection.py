@@ -22,7 +22,7 @@ import numpy as np
 from nestplast.build import build
 from nestplast.kernel import import_nest, install
 from nestplast.neurons import get_neuron
-from nestplast.rules import get_rule
+from nestplast.rules import get_rule, vogels_sprekeler
 
 NEURON = {"tau_m": 20.0, "t_ref": 2.0, "tau_syn_ex": 5.0, "tau_syn_in": 10.0}
 
@@ -69,8 +69,8 @@ def main() -> None:
     nest.SetKernelStatus({"rng_seed": 1})
     install(module)  # after every ResetKernel
     target_hz, tau = 5.0, 20.0
-    istdp = rule.synapse_params({"tau_pre": tau, "tau_post": tau, "alpha": -2 * target_hz * tau / 1000.0,
-                                 "beta": 0.0, "gamma": 1.0, "kappa": 1.0}, eta=1.0, Wmax=-300.0)
+    # tau_pre = tau_post = tau, alpha = -2 target tau, beta = 0, gamma = kappa = 1; Wmax < 0: inhibitory
+    istdp = rule.synapse_params(vogels_sprekeler(target_hz, tau), eta=1.0, Wmax=-300.0)
     nest.CopyModel(module.synapse_model, "istdp_ie", istdp)
     _, recorder = existing_model(nest, n_e, n_i, e_model=module.neuron_model,
                                  e_params=neuron.params_from_nest(NEURON), ie_synapse="istdp_ie")
