@@ -1,22 +1,22 @@
-"""Noise-driven pruning: the rule's normalisation and sampling, reproducibility, bad matrices,
-the local online form against the offline one, the measures, the noise rule against the
-controls on a clustered network, and the command line."""
-
-import json
-import subprocess
-import sys
-from pathlib import Path
+"""Noise-driven pruning, the rule: normalisation and sampling, reproducibility, bad matrices and
+arguments, the diagonal options, and the local online form against the offline one.
+(Measures and the rules compared: test_pruning_measures.py; command line: test_prune_cli.py.)"""
 
 import numpy as np
 import pytest
 import scipy.optimize
 
-from nestplast.prune import (RULES, OnlineCovariance, eigenvalue_error, keep_probabilities, noise_scores, prune,
-                             rayleigh_error, spectrum, sweep, trajectory_error)
-from nestplast.rate_network import (InvalidWeightMatrix, RateModel, clustered_network, lyapunov_covariance,
-                                    random_network, simulate)
-
-ROOT = Path(__file__).resolve().parent.parent
+from nestplast.errors import UserError
+from nestplast.prune import (
+    PRUNING_RULES,
+    InvalidPruningArgument,
+    OnlineCovariance,
+    keep_probabilities,
+    noise_scores,
+    probe_covariance,
+    prune,
+)
+from nestplast.rate_network import InvalidWeightMatrix, clustered_network, lyapunov_covariance, random_network, simulate
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +64,7 @@ def test_keep_probabilities_with_too_few_candidates():
         keep_probabilities([1.0, -1.0], 1)
 
 
-@pytest.mark.parametrize("rule", RULES)
+@pytest.mark.parametrize("rule", PRUNING_RULES)
 @pytest.mark.parametrize("symmetric", [True, False])
 def test_expected_kept_count_equals_target(rule, symmetric):
     W = clustered_network((40, 8, 32), 0.6, 0.03, seed=2, symmetric=symmetric, inhibitory=0.2)
@@ -131,7 +131,7 @@ def test_diagonal_options(clustered):
     (np.array([[0.0, np.inf], [0.1, 0.0]]), "not finite"),
     (np.array([[0.2, 0.9], [0.9, 0.2]]), "unstable"),
 ])
-@pytest.mark.parametrize("rule", RULES)
+@pytest.mark.parametrize("rule", PRUNING_RULES)
 def test_prune_rejects_bad_matrices(W, reason, rule):
     with pytest.raises(InvalidWeightMatrix, match=reason.split()[-1]) as err:
         prune(W, 0.5, rule)
@@ -141,8 +141,9 @@ def test_prune_rejects_bad_matrices(W, reason, rule):
 def test_prune_rejects_bad_arguments(clustered):
     for kwargs in ({"keep": 0.0}, {"keep": 1.5}, {"rule": "largest"}, {"diagonal": "trace"},
                    {"covariance": np.eye(3)}):
-        with pytest.raises(ValueError):
+        with pytest.raises(InvalidPruningArgument) as err:
             prune(clustered, **{"keep": 0.2, **kwargs})
+        assert isinstance(err.value, UserError) and isinstance(err.value, ValueError)
 
 
 # ------------------------------------------------------------------------------ online form
@@ -191,65 +192,11 @@ def test_online_rule_converges_to_the_offline_rule():
     assert errors[-1] < np.mean(errors[:5])
 
 
-# -------------------------------------------------------------------------------- measures
-
-@pytest.mark.parametrize("symmetric", [True, False])
-def test_eigenvalue_and_rayleigh_errors_of_a_known_shift(symmetric):
-    W = random_network(30, 0.3, seed=6, symmetric=symmetric, inhibitory=0.3)
-    values = spectrum(W).values
-    if not symmetric:
-        assert np.abs(values.imag).max() > 0.01  # a complex spectrum to pair
-    delta = 0.05
-    expected = delta / np.abs(values)
-    for measure in (eigenvalue_error, rayleigh_error):
-        assert max(measure(W, W)) < 1e-12
-        err = measure(W, W + delta * np.eye(30))  # every eigenvalue moves by delta
-        assert err.mean == pytest.approx(expected.mean(), rel=1e-6)
-        assert err.max == pytest.approx(expected.max(), rel=1e-6)
-
-
-def test_eigenvalues_of_a_nonsymmetric_matrix_are_paired_optimally():
-    # Eigenvalues -1, -2, -3 +- 1i (a block matrix): the pruned one moves only -2 to -2.2.
-    block = np.array([[-3.0, 1.0], [-1.0, -3.0]])
-    M = np.zeros((4, 4))
-    M[:2, :2] = block
-    M[2, 2], M[3, 3] = -1.0, -2.0
-    M2 = M.copy()
-    M2[3, 3] = -2.2
-    leak = 1.0
-    err = eigenvalue_error(M + leak * np.eye(4), M2 + leak * np.eye(4), leak)
-    assert err.max == pytest.approx(0.1)
-    assert err.mean == pytest.approx(0.1 / 4)
-
-
-def test_trajectory_error_is_zero_for_the_same_matrix(clustered):
-    model = RateModel()
-    assert trajectory_error(clustered, clustered, 50.0, model, seed=2) == 0.0
-    pruned = prune(clustered, 0.2, "noise", seed=2).weights
-    assert 0 < trajectory_error(clustered, pruned, 50.0, model, seed=2) < 2
-
-
-def test_rectified_network_trajectories():
-    model = RateModel(rectified=True, mu=0.5)
-    W = clustered_network((20, 4, 16), 0.6, 0.05, seed=1, inhibitory=0.3)
-    rates = simulate(W, 50.0, model, seed=1).rates
-    assert np.isfinite(rates).all() and rates.std() > 0
-    pruned = prune(W, 0.5, "noise", seed=1).weights
-    assert 0 < trajectory_error(W, pruned, 50.0, model, seed=1) < 2
-
-
-def test_noise_rule_beats_the_controls_on_a_clustered_network():
-    """Dense clusters of 100/20/80 neurons (p = 0.6) with sparse long-range links (p = 0.01),
-    averaged over four networks and draws: the noise rule's mean relative eigenvalue error is
-    below both controls' at the same fraction kept."""
-    for keep in (0.5, 0.3):
-        errors = {rule: [] for rule in RULES}
-        for seed in range(4):
-            W = clustered_network((100, 20, 80), 0.6, 0.01, seed=seed)
-            for row in sweep(W, [keep], seeds=(100 + seed,)):
-                errors[row["rule"]].append(row["eigenvalue_error"])
-        mean = {rule: np.mean(e) for rule, e in errors.items()}
-        assert mean["noise"] < mean["magnitude"] and mean["noise"] < mean["uniform"], (keep, mean)
+def test_probe_covariance_is_the_online_estimate_of_the_nest_activity():
+    W = clustered_network((6, 2, 4), 0.6, 0.1, seed=1, margin=0.5)
+    online = OnlineCovariance(W)
+    online.update(simulate(W, 500.0, seed=9).rates)
+    assert np.array_equal(probe_covariance(W, 500.0, seed=9), online.covariance())
 
 
 @pytest.mark.parametrize("sign", [1.0, -1.0])
@@ -269,78 +216,3 @@ def test_noise_rule_keeps_the_only_bridge_between_two_clusters(sign):
     assert prune(W, 0.3, "noise").probabilities[0, 30] > 0.75
     for rule in ("magnitude", "uniform"):
         assert prune(W, 0.3, rule).probabilities[0, 30] <= 0.3
-
-
-# ---------------------------------------------------------------------------- command line
-
-def run_cli(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "nestplast", "prune", *map(str, args)],
-                          capture_output=True, text=True, timeout=timeout, cwd=ROOT)
-
-
-def test_cli_json_prints_one_object(tmp_path):
-    out = run_cli("--nodes", 60, "--seed", 3, "--keep", 0.3, "--duration", 30, "--json", "--out", tmp_path)
-    assert out.returncode == 0, out.stderr
-    summary = json.loads(out.stdout)  # the whole of stdout is one JSON object
-    assert summary["kept_fraction"] == 0.3
-    assert set(summary["rules"]) == {"noise", "magnitude", "uniform"}
-    for rule in summary["rules"].values():
-        assert 0 < rule["eigenvalue_error"] <= rule["eigenvalue_error_max"]
-        assert 0 < rule["trajectory_error"] < 2
-        assert 0 <= rule["rayleigh_error"] and 0.2 < rule["kept_fraction"] < 0.4
-    for name in ("pruned_noise.npz", "pruned_magnitude.npz", "pruned_uniform.npz", "sweep.csv",
-                 "spectra.png", "sweep.png", "summary.json"):
-        assert (tmp_path / name).stat().st_size > 0
-    # The saved matrix is the pruned one the summary measured.
-    W = np.load(tmp_path / "original.npz")["W"]
-    pruned = np.load(tmp_path / "pruned_noise.npz")["W"]
-    assert eigenvalue_error(W, pruned).mean == pytest.approx(summary["rules"]["noise"]["eigenvalue_error"])
-    table = (tmp_path / "sweep.csv").read_text().splitlines()
-    assert len(table) == 1 + 3 * 5  # keeps 0.5, 0.3, 0.2, 0.1, 0.05 by three rules
-
-    # Same seed, same result; a saved matrix gives the same as the generated one.
-    again = run_cli("--matrix", tmp_path / "original.npz", "--seed", 3, "--keep", 0.3, "--duration", 30, "--json")
-    assert again.returncode == 0, again.stderr
-    assert json.loads(again.stdout)["rules"] == summary["rules"]
-
-
-def test_cli_online_covariance_from_nest_on_a_rectified_network():
-    out = run_cli("--nodes", 40, "--covariance", "nest", "--probe", 2000, "--rectified", "--inhibitory", 0.2,
-                  "--keep", 0.5, "--duration", 20, "--json")
-    assert out.returncode == 0, out.stderr
-    rules = json.loads(out.stdout)["rules"]
-    assert all(0 < r["eigenvalue_error"] < 1 and 0 < r["trajectory_error"] < 2 for r in rules.values())
-
-
-@pytest.mark.parametrize("matrix, message", [
-    (np.ones((3, 4)), "square"),
-    (np.array([[0.0, np.nan], [0.0, 0.0]]), "NaN"),
-    (np.array([[0.5, 0.8], [0.8, 0.5]]), "unstable"),
-    (None, "no array 'W'"),
-])
-def test_cli_rejects_bad_matrices(tmp_path, matrix, message):
-    path = tmp_path / "m.npz"
-    if matrix is None:
-        np.savez(path, weights=np.eye(2))
-    else:
-        np.savez(path, W=matrix)
-    out = run_cli("--matrix", path, "--json")
-    assert out.returncode == 2
-    assert out.stdout == ""
-    assert message in out.stderr and "Traceback" not in out.stderr
-    assert len(out.stderr.strip().splitlines()) == 1
-
-
-@pytest.mark.parametrize("args, message", [
-    (["--keep", "1.5"], "--keep"),
-    (["--matrix", "/nonexistent/w.npz"], "cannot read"),
-    (["--nodes", "abc"], "invalid int"),
-    (["--sweep", "0.5,2"], "fractions"),
-    (["--seed", "-1"], "--seed"),
-    (["--p-out", "1.2"], "--p-out"),
-])
-def test_cli_rejects_bad_arguments(args, message):
-    out = run_cli(*args)
-    assert out.returncode == 2
-    assert message in out.stderr and "Traceback" not in out.stderr
-    assert len(out.stderr.strip().splitlines()) == 1

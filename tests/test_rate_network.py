@@ -4,15 +4,24 @@ simulated activity against the Lyapunov solution, seeded noise, and the one-call
 import numpy as np
 import pytest
 import scipy.linalg
-
-from nestplast.kernel import import_nest
 import scipy.stats
 
 from nestplast.errors import UserError
-from nestplast.rate_network import (InvalidWeightMatrix, RateModel, authors_network, check_weights, clustered_network,
-                                    connect_weights, dynamics_matrix, estimate_covariance, lyapunov_covariance,
-                                    random_network, simulate, spectral_abscissa)
-
+from nestplast.kernel import import_nest
+from nestplast.rate_network import (
+    InvalidWeightMatrix,
+    RateModel,
+    authors_network,
+    check_weights,
+    clustered_network,
+    connect_weights,
+    dynamics_matrix,
+    estimate_covariance,
+    lyapunov_covariance,
+    random_network,
+    simulate,
+    spectral_abscissa,
+)
 
 # ------------------------------------------------------------------------------- generators
 

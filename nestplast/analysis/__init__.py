@@ -1,0 +1,63 @@
+"""Tables and figures of results, and the small helpers they share: a CSV writer, a figure saved
+as PNG, and the check of an output directory before the work that fills it.
+
+One module per kind of result: :mod:`nestplast.analysis.pruning` for the pruning comparison.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from ..errors import UserError
+
+
+class OutputPathError(UserError):
+    """An output directory that is a file or cannot be written."""
+
+
+def check_output_directory(path) -> Path:
+    """Return ``path`` if it is a writable directory or can be created as one, else raise
+    :class:`OutputPathError`. Meant to run before the work whose results go there, so that a
+    wrong path costs nothing. Creates nothing."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputPathError(f"output directory {path} is an existing file")
+    existing = path
+    while not existing.exists():  # the nearest existing folder is where the first mkdir happens
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputPathError(f"cannot create output directory {path}: {existing} is a file")
+    try:
+        with tempfile.TemporaryFile(dir=existing):  # really writing finds read-only file systems too
+            pass
+    except OSError as err:
+        raise OutputPathError(f"cannot write to output directory {path}: {err.strerror} ({existing})") from None
+    return path
+
+
+def write_csv(rows: list[dict], path) -> None:
+    """Write dicts as CSV rows, columns in the order of first appearance; None as an empty cell."""
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+@contextlib.contextmanager
+def saved_figure(path, *, ncols: int = 1, figsize=(6, 4), dpi: int = 120) -> Iterator:
+    """A matplotlib figure with ``ncols`` axes side by side, saved as PNG to ``path`` when the
+    block ends: ``with saved_figure(path) as (fig, ax): ax.plot(...)``. A bare
+    ``matplotlib.figure.Figure`` renders with Agg by itself: no pyplot, so no GUI backend, no
+    global state to switch and no figure left open."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize)
+    axes = fig.subplots(1, ncols)
+    yield fig, axes
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)

@@ -1,0 +1,140 @@
+"""Tables and plots of the pruning rules compared (:mod:`nestplast.pruning_measures`): the text
+table, warnings about unstable pruned networks, the sweep CSV, the spectra, sweep and decay
+plots, and all of them written to one directory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..pruning_measures import Comparison, Spectrum, spectrum
+from . import saved_figure, write_csv
+
+
+def format_table(summary: dict) -> str:
+    """The comparison's :meth:`~nestplast.pruning_measures.Comparison.summary` as a text table,
+    one line per rule (``-`` for a measure that was skipped)."""
+    k = summary["slowest"]
+    columns = [("kept", "kept", "d"), ("eig mean", "eigenvalue_error", ".4f"),
+               ("eig max", "eigenvalue_error_max", ".4f"), (f"eig slow{k}", "eigenvalue_error_slowest", ".4f"),
+               ("rayleigh", "rayleigh_error", ".4f"), ("trajectory", "trajectory_error", ".4f"),
+               ("decay", "decay_trajectory_error", ".4f"), ("max re(eig)", "largest_real_eigenvalue", ".4g")]
+    lines = [f"{summary['nodes']} neurons, {summary['synapses']} synapses, keep {summary['kept_fraction']}, "
+             f"diagonal {summary['diagonal']}",
+             f"{'rule':<10}" + "".join(f" {title:>11}" for title, _, _ in columns)]
+    for rule, measures in summary["rules"].items():
+        cells = ("-" if measures[key] is None else format(measures[key], spec) for _, key, spec in columns)
+        lines.append(f"{rule:<10}" + "".join(f" {cell:>11}" for cell in cells))
+    return "\n".join(lines)
+
+
+def instability_warnings(summary: dict) -> list[str]:
+    """One line per rule whose pruned network is unstable, naming the diagonal options that keep
+    the same draw stable."""
+    warnings = []
+    for rule, m in summary["rules"].items():
+        if m["stable"]:
+            continue
+        largest = m["largest_real_eigenvalue"]
+        options = m["stable_diagonals"]
+        if not options:
+            remedy = "no diagonal option keeps this draw stable: keep more synapses or draw again (--seed)"
+        elif len(options) == 1:
+            remedy = f"the diagonal option {options[0]} keeps this draw stable (--diagonal {options[0]})"
+        else:
+            remedy = f"the diagonal options {' and '.join(options)} keep this draw stable (--diagonal {options[0]})"
+        warnings.append(f"the network pruned by the {rule} rule is unstable: W - leak*I has an eigenvalue with "
+                        f"real part {largest:.4g}{' >= 0' if largest >= 0 else ', zero up to rounding'} "
+                        f"(diagonal {summary['diagonal']}); {remedy}")
+    return warnings
+
+
+def plot_spectra(W, pruned: dict[str, np.ndarray], path, *, leak: float = 1.0, title: str = "",
+                 reference: Spectrum | None = None) -> None:
+    """PNG of the dynamics matrix spectrum before and after pruning by each rule: sorted
+    eigenvalues for symmetric matrices, the complex plane otherwise."""
+    reference = reference or spectrum(W, leak)
+    with saved_figure(path, figsize=(7, 4.5)) as (fig, ax):
+        if reference.symmetric:
+            ax.plot(reference.values, "k-", lw=2, label="original")
+            for name, weights in pruned.items():
+                ax.plot(np.sort(spectrum(weights, leak).values.real), ".", ms=2, label=name)
+            ax.set_xlabel("eigenvalue index (sorted)")
+            ax.set_ylabel("eigenvalue of W - leak I (1/tau)")
+        else:
+            ax.plot(reference.values.real, reference.values.imag, "ko", ms=3, label="original")
+            for name, weights in pruned.items():
+                values = spectrum(weights, leak).values
+                ax.plot(values.real, values.imag, ".", ms=2, label=name)
+            ax.set_xlabel("Re eigenvalue (1/tau)")
+            ax.set_ylabel("Im eigenvalue (1/tau)")
+        ax.set_title(title)
+        ax.legend(markerscale=4)
+
+
+def plot_sweep(rows: list[dict], path, *, slowest: int) -> None:
+    """PNG of the relative eigenvalue error against the fraction pruned, one line per rule: the
+    mean over all eigenvalues (left) and over the ``slowest`` (right)."""
+    with saved_figure(path, ncols=2, figsize=(10, 4)) as (fig, axes):
+        for ax, key, label in zip(axes, ("eigenvalue_error", "eigenvalue_error_slowest"),
+                                  ("mean over all eigenvalues", f"mean over the {slowest} slowest")):
+            for rule in dict.fromkeys(r["rule"] for r in rows):
+                points = sorted((1 - r["keep"], r[key]) for r in rows if r["rule"] == rule)
+                ax.plot(*zip(*points), "o-", label=rule)
+            ax.set_xlabel("fraction of synapses pruned")
+            ax.set_ylabel(f"relative eigenvalue error,\n{label}")
+            ax.set_yscale("log")
+            ax.legend()
+
+
+def decay_rows(comparison: Comparison) -> list[dict]:
+    """The decay trajectory error of each rule at each time: rows of time_ms and one column per rule."""
+    decay = comparison.decay
+    if not decay:
+        return []
+    times = next(iter(decay.values())).times
+    return [{"time_ms": float(t), **{rule: float(d.errors[k]) for rule, d in decay.items()}}
+            for k, t in enumerate(times)]
+
+
+def plot_decay(rows: list[dict], path) -> None:
+    """PNG of the decay trajectory error against time, one line per rule."""
+    with saved_figure(path) as (fig, ax):
+        times = [r["time_ms"] for r in rows]
+        for rule in (key for key in rows[0] if key != "time_ms"):
+            ax.plot(times, [r[rule] for r in rows], label=rule)
+        ax.set_xlabel("time (ms)")
+        ax.set_ylabel("relative error of the free decay")
+        ax.legend()
+
+
+def write_outputs(out, comparison: Comparison, sweep_rows: list[dict]) -> list[Path]:
+    """Write into directory ``out`` (created if needed): original.npz and pruned_<rule>.npz
+    (arrays W and, pruned, probabilities), summary.json, sweep.csv and sweep.png (when
+    ``sweep_rows``), spectra.png, and decay.csv and decay.png (when the decay was measured).
+    Returns the paths written."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / "original.npz"]
+    np.savez_compressed(written[-1], W=comparison.weights)
+    for rule, p in comparison.pruned.items():
+        written.append(out / f"pruned_{rule}.npz")
+        np.savez_compressed(written[-1], W=p.weights, probabilities=p.probabilities)
+    written.append(out / "summary.json")
+    written[-1].write_text(json.dumps(comparison.summary(), indent=2) + "\n")
+    written.append(out / "spectra.png")
+    plot_spectra(comparison.weights, {rule: p.weights for rule, p in comparison.pruned.items()}, written[-1],
+                 leak=comparison.model.leak, reference=comparison.reference,
+                 title=f"{len(comparison.weights)} neurons, {comparison.keep:.0%} of synapses kept")
+    if sweep_rows:
+        written += [out / "sweep.csv", out / "sweep.png"]
+        write_csv(sweep_rows, written[-2])
+        plot_sweep(sweep_rows, written[-1], slowest=comparison.slowest)
+    decay = decay_rows(comparison)
+    if decay:
+        written += [out / "decay.csv", out / "decay.png"]
+        write_csv(decay, written[-2])
+        plot_decay(decay, written[-1])
+    return written

@@ -1,0 +1,193 @@
+"""``python -m nestplast prune``: noise-driven pruning of a recurrent rate network, compared with
+the weight-magnitude and uniform rules (library: :mod:`nestplast.prune`,
+:mod:`nestplast.pruning_measures`, :mod:`nestplast.analysis.pruning`)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..analysis import check_output_directory
+from ..analysis.pruning import format_table, instability_warnings, write_outputs
+from ..cli import ArgumentParser, run_command
+from ..errors import UsageError
+from ..prune import DIAGONALS, PRUNING_RULES, probe_covariance
+from ..pruning_measures import SLOWEST, compare_rules, sweep
+from ..rate_network import (
+    RateModel,
+    authors_network,
+    check_weights,
+    clustered_network,
+    lyapunov_covariance,
+    random_network,
+)
+
+NETWORKS = ("clustered", "authors", "random")
+# The generator options that only some networks take (None when not given).
+NETWORK_OPTIONS = {"--p-out": ("clustered",), "--long-range": ("authors",), "--density": ("random",),
+                   "--inhibitory": ("clustered", "random")}
+
+
+def _fraction_list(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of fractions: {text!r}") from None
+    if not all(0 < v <= 1 for v in values):
+        raise argparse.ArgumentTypeError(f"fractions must lie in (0, 1]: {text!r}")
+    return values
+
+
+def parser() -> ArgumentParser:
+    p = ArgumentParser(prog="python -m nestplast prune",
+                       description="Noise-driven pruning of a recurrent rate network, compared with the "
+                                   "weight-magnitude and uniform rules.")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--matrix", type=Path, help="weight matrix W (key 'W') in a .npz file")
+    source.add_argument("--nodes", type=int, default=200, help="neurons of a generated network (default 200)")
+    p.add_argument("--network", choices=NETWORKS, default="clustered",
+                   help="generated network: 'clustered' (clusters in proportion 1000/200/800, U(0.5, 1.5) weights, "
+                        "stability margin 0.1), 'authors' (the same clusters built as Moore & Chaudhuri's demo: "
+                        "N(1, 1) weights, about 16%% negative, no margin) or 'random' (Erdos-Renyi); default clustered")
+    p.add_argument("--p-in", type=float, default=0.6, help="connection probability within a cluster (default 0.6)")
+    p.add_argument("--p-out", type=float, default=None,
+                   help="clustered: long-range connection probability (default 3.2/nodes: 0.0016 at 2000)")
+    p.add_argument("--long-range", type=int, default=None,
+                   help="authors: long-range links, both directions counted (default 2.5 per neuron: 5000 at 2000)")
+    p.add_argument("--density", type=float, default=None, help="random: connection probability (default 0.2)")
+    p.add_argument("--inhibitory", type=float, default=None,
+                   help="clustered, random: fraction of negative weights (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the network, the pruning and the noise")
+    p.add_argument("--keep", type=float, default=0.2, help="fraction of synapses kept (default 0.2)")
+    p.add_argument("--diagonal", choices=DIAGONALS, default="row-sum",
+                   help="self-coupling after pruning: 'row-sum' (takes back each row's removed magnitude), "
+                        "'original' or 'zero' (default row-sum)")
+    p.add_argument("--covariance", choices=("lyapunov", "nest"), default="lyapunov",
+                   help="covariance for the noise rule: analytic (linear network), or estimated by each "
+                        "synapse online from a NEST simulation of --probe ms")
+    p.add_argument("--probe", type=float, default=10000.0, help="ms of NEST activity for --covariance nest")
+    p.add_argument("--rectified", action="store_true", help="rectified-linear neurons (threshold_lin_rate_ipn)")
+    p.add_argument("--slowest", type=int, default=SLOWEST,
+                   help=f"eigenvalues at the slow end (largest real part) whose mean error is reported "
+                        f"(default {SLOWEST})")
+    p.add_argument("--duration", type=float, default=200.0,
+                   help="ms of the noise-driven NEST trajectories (0: skip them)")
+    p.add_argument("--decay-duration", type=float, default=None,
+                   help="ms of the noise-free decay from random initial states (default 40 tau = 400; 0: skip it)")
+    p.add_argument("--decay-states", type=int, default=20, help="random initial states of the decay (default 20)")
+    p.add_argument("--sweep", type=_fraction_list, default=[0.5, 0.2, 0.1, 0.05],
+                   help="fractions kept in the sweep written to --out (default 0.5,0.2,0.1,0.05)")
+    p.add_argument("--out", type=Path, help="directory for pruned matrices (.npz), tables (CSV) and plots (PNG)")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout and nothing else")
+    return p
+
+
+def _check_arguments(args) -> None:
+    fractions = {"--keep": args.keep, "--p-in": args.p_in, "--p-out": args.p_out, "--density": args.density,
+                 "--inhibitory": args.inhibitory}
+    for name, value in fractions.items():
+        if value is not None and (not 0 <= value <= 1 or (name == "--keep" and value == 0)):
+            raise UsageError(f"{name} must be a fraction in {'(0, 1]' if name == '--keep' else '[0, 1]'}, got {value}")
+    if args.seed < 0:
+        raise UsageError(f"--seed must be non-negative, got {args.seed}")
+    if args.duration < 0 or args.probe <= 0:
+        raise UsageError(f"--duration must be >= 0 and --probe > 0 ms, got {args.duration} and {args.probe}")
+    if (args.decay_duration is not None and args.decay_duration < 0) or args.decay_states < 1:
+        raise UsageError(f"--decay-duration must be >= 0 ms and --decay-states >= 1, "
+                         f"got {args.decay_duration} and {args.decay_states}")
+    if args.slowest < 1:
+        raise UsageError(f"--slowest must be at least 1, got {args.slowest}")
+    if args.long_range is not None and args.long_range < 0:
+        raise UsageError(f"--long-range must be non-negative, got {args.long_range}")
+    if args.matrix is None:
+        for option, networks in NETWORK_OPTIONS.items():
+            if getattr(args, option[2:].replace("-", "_")) is not None and args.network not in networks:
+                raise UsageError(f"{option} applies to --network {' or '.join(networks)}, not {args.network}")
+
+
+def _load_matrix(path: Path) -> np.ndarray:
+    try:
+        with np.load(path) as data:
+            if "W" not in data:
+                raise UsageError(f"{path} has no array 'W' (found: {', '.join(data.files) or 'none'})")
+            return np.asarray(data["W"], dtype=float)
+    except UsageError:
+        raise
+    except (OSError, ValueError, TypeError) as err:
+        raise UsageError(f"cannot read weight matrix from {path}: {err}") from None
+
+
+def _network(args) -> np.ndarray:
+    if args.matrix is not None:
+        return _load_matrix(args.matrix)
+    n = args.nodes
+    if n < 3:
+        raise UsageError(f"--nodes must be at least 3, got {n}")
+    if args.network == "random":
+        return random_network(n, 0.2 if args.density is None else args.density, args.seed,
+                              inhibitory=args.inhibitory or 0.0)
+    sizes = (n // 2, n // 10, n - n // 2 - n // 10)  # 1000/200/800 scaled to n
+    if args.network == "authors":
+        long_range = round(2.5 * n) if args.long_range is None else args.long_range
+        if long_range // 2 > n * (n - 1) // 2:
+            raise UsageError(f"--long-range {long_range} is more links than {n} neurons have pairs")
+        return authors_network(sizes, args.p_in, long_range, args.seed)
+    p_out = 3.2 / n if args.p_out is None else args.p_out
+    return clustered_network(sizes, args.p_in, p_out, args.seed, inhibitory=args.inhibitory or 0.0)
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr():
+    """Send everything written to file descriptor 1 (Python and NEST's C++ alike) to stderr."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def _prune(argv: Sequence[str] | None) -> int:
+    args = parser().parse_args(argv)
+    _check_arguments(args)
+    if args.out is not None:
+        check_output_directory(args.out)  # before any work
+    model = RateModel(rectified=args.rectified)
+    with _stdout_to_stderr() if args.json else contextlib.nullcontext():
+        W = check_weights(_network(args), model.leak)
+        if args.covariance == "nest":
+            covariance = probe_covariance(W, args.probe, model, seed=args.seed)
+        else:
+            covariance = lyapunov_covariance(W, model)
+        comparison = compare_rules(W, keep=args.keep, covariance=covariance, diagonal=args.diagonal, seed=args.seed,
+                                   model=model, duration=args.duration, slowest=args.slowest,
+                                   decay_duration=args.decay_duration, decay_states=args.decay_states)
+        if args.out is not None:
+            rows = sweep(W, sorted(set(args.sweep) | {args.keep}, reverse=True), PRUNING_RULES, seeds=(args.seed,),
+                         covariance=covariance, diagonal=args.diagonal, model=model, slowest=args.slowest,
+                         reference=comparison.reference)
+            write_outputs(args.out, comparison, rows)
+    summary = comparison.summary()
+    print(json.dumps(summary) if args.json else format_table(summary), flush=True)
+    for warning in instability_warnings(summary):  # after the table, where they are seen
+        print(f"warning: {warning}", file=sys.stderr)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m nestplast prune``: returns the exit code (2 for bad input, one line on stderr)."""
+    return run_command(_prune, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

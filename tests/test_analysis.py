@@ -1,0 +1,49 @@
+"""The shared helpers of nestplast.analysis (CSV, figures, output directories) and the pruning
+warnings' wording."""
+
+import csv
+
+import pytest
+
+from nestplast.analysis import OutputPathError, check_output_directory, saved_figure, write_csv
+from nestplast.analysis.pruning import instability_warnings
+from nestplast.errors import UserError
+
+
+def test_write_csv_takes_every_column_in_order(tmp_path):
+    path = tmp_path / "t.csv"
+    write_csv([{"a": 1, "b": 0.5}, {"a": 2, "c": None}], path)
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows == [["a", "b", "c"], ["1", "0.5", ""], ["2", "", ""]]
+
+
+def test_check_output_directory_creates_nothing(tmp_path):
+    nested = tmp_path / "a" / "b"
+    assert check_output_directory(nested) == nested and not (tmp_path / "a").exists()
+    assert check_output_directory(tmp_path) == tmp_path
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "f").write_text("")
+    with pytest.raises(OutputPathError, match="existing file") as err:
+        check_output_directory(tmp_path / "f")
+    assert isinstance(err.value, UserError)
+
+
+def test_saved_figure_writes_a_png(tmp_path):
+    with saved_figure(tmp_path / "p.png", ncols=2) as (fig, axes):
+        axes[0].plot([0, 1], [1, 0])
+    assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_instability_warnings_name_the_stable_diagonals():
+    def rule(largest, options):
+        return {"stable": False, "largest_real_eigenvalue": largest, "stable_diagonals": options}
+
+    summary = {"diagonal": "original", "rules": {
+        "noise": {"stable": True, "largest_real_eigenvalue": -0.1, "stable_diagonals": None},
+        "magnitude": rule(0.02, ["row-sum"]), "uniform": rule(-1e-16, ["row-sum", "zero"]), "x": rule(0.5, [])}}
+    magnitude, uniform, x = instability_warnings(summary)
+    assert magnitude.startswith("the network pruned by the magnitude rule is unstable") and "0.02 >= 0" in magnitude
+    assert "the diagonal option row-sum keeps this draw stable (--diagonal row-sum)" in magnitude
+    assert "zero up to rounding" in uniform and "options row-sum and zero keep" in uniform
+    assert "no diagonal option keeps this draw stable" in x

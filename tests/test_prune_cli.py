@@ -1,0 +1,168 @@
+"""The pruning command line (python -m nestplast prune, also python -m nestplast.prune): JSON
+and text output, the files it writes, bad input in one line with exit code 2, output paths
+checked before any work, and warnings about unstable pruned networks."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nestplast.commands.prune import main
+from nestplast.pruning_measures import eigenvalue_error, slow_eigenvalue_error
+
+ROOT = Path(__file__).resolve().parent.parent
+DISPATCHER = ("-m", "nestplast", "prune")
+MODULE = ("-m", "nestplast.prune")
+
+
+def run_cli(*args, entry=MODULE, timeout=300):
+    return subprocess.run([sys.executable, *entry, *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT)
+
+
+def rejected(capsys, *args) -> str:
+    """Run the command in this process (the error paths need no fresh interpreter), check that it
+    failed with exit code 2 and one line on stderr, and return that line."""
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and err.startswith("error: "), err
+    return err
+
+
+def test_cli_json_prints_one_object(tmp_path):
+    out = run_cli("--nodes", 60, "--seed", 3, "--keep", 0.3, "--duration", 30, "--json", "--out", tmp_path)
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)  # the whole of stdout is one JSON object
+    assert summary["kept_fraction"] == 0.3 and summary["slowest"] == 10 and summary["diagonal"] == "row-sum"
+    assert set(summary["rules"]) == {"noise", "magnitude", "uniform"}
+    for rule in summary["rules"].values():
+        assert 0 < rule["eigenvalue_error"] <= rule["eigenvalue_error_max"]
+        assert 0 < rule["eigenvalue_error_slowest"] <= rule["eigenvalue_error_max"]
+        assert 0 < rule["trajectory_error"] < 2 and 0 < rule["decay_trajectory_error"] < 2
+        assert 0 <= rule["rayleigh_error"] and 0.2 < rule["kept_fraction"] < 0.4
+        assert rule["largest_real_eigenvalue"] < 0 and rule["stable"] and rule["stable_diagonals"] is None
+    for name in ("pruned_noise.npz", "pruned_magnitude.npz", "pruned_uniform.npz", "sweep.csv",
+                 "spectra.png", "sweep.png", "summary.json", "decay.csv", "decay.png"):
+        assert (tmp_path / name).stat().st_size > 0
+    assert json.loads((tmp_path / "summary.json").read_text()) == summary
+    # The saved matrix is the pruned one the summary measured.
+    W = np.load(tmp_path / "original.npz")["W"]
+    pruned = np.load(tmp_path / "pruned_noise.npz")["W"]
+    assert eigenvalue_error(W, pruned).mean == pytest.approx(summary["rules"]["noise"]["eigenvalue_error"])
+    assert slow_eigenvalue_error(W, pruned) == pytest.approx(
+        summary["rules"]["noise"]["eigenvalue_error_slowest"])
+    table = (tmp_path / "sweep.csv").read_text().splitlines()
+    assert len(table) == 1 + 3 * 5  # keeps 0.5, 0.3, 0.2, 0.1, 0.05 by three rules
+    assert "eigenvalue_error_slowest" in table[0].split(",")
+    decay = (tmp_path / "decay.csv").read_text().splitlines()
+    assert decay[0] == "time_ms,noise,magnitude,uniform" and len(decay) == 1 + 40
+
+    # Same seed, same result; a saved matrix gives the same as the generated one.
+    again = run_cli("--matrix", tmp_path / "original.npz", "--seed", 3, "--keep", 0.3, "--duration", 30, "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["rules"] == summary["rules"]
+
+
+def test_cli_text_table_on_the_authors_network():
+    out = run_cli("--network", "authors", "--nodes", 200, "--seed", 1, "--slowest", 5, "--duration", 0,
+                  "--decay-duration", 50)
+    assert out.returncode == 0 and out.stderr == "", out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("200 neurons") and "diagonal row-sum" in lines[0]
+    assert lines[1].split() == ["rule", "kept", "eig", "mean", "eig", "max", "eig", "slow5", "rayleigh",
+                                "trajectory", "decay", "max", "re(eig)"]
+    assert [line.split()[0] for line in lines[2:]] == ["noise", "magnitude", "uniform"]
+    for line in lines[2:]:
+        cells = line.split()
+        assert cells[6] == "-"  # the NEST trajectories were skipped
+        assert float(cells[7]) > 0 and float(cells[8]) < 0
+
+
+def test_both_entry_points_are_one_command():
+    """python -m nestplast prune (the dispatcher) and python -m nestplast.prune (the other tests)."""
+    args = ("--nodes", 30, "--keep", 0.5, "--duration", 0, "--decay-duration", 0, "--json")
+    one, other = run_cli(*args, entry=DISPATCHER), run_cli(*args, entry=MODULE)
+    assert one.returncode == other.returncode == 0, (one.stderr, other.stderr)
+    assert json.loads(one.stdout) == json.loads(other.stdout)
+    bad = run_cli("--keep", 2, entry=DISPATCHER)
+    assert bad.returncode == 2 and bad.stderr == run_cli("--keep", 2, entry=MODULE).stderr
+
+
+def test_cli_online_covariance_from_nest_on_a_rectified_network():
+    out = run_cli("--nodes", 40, "--covariance", "nest", "--probe", 2000, "--rectified", "--inhibitory", 0.2,
+                  "--keep", 0.5, "--duration", 20, "--decay-duration", 0, "--json")
+    assert out.returncode == 0, out.stderr
+    rules = json.loads(out.stdout)["rules"]
+    assert all(0 < r["eigenvalue_error"] < 1 and 0 < r["trajectory_error"] < 2 for r in rules.values())
+
+
+def test_cli_warns_about_unstable_pruned_networks(tmp_path):
+    """10 % kept with the original diagonal: every pruned network is unstable (see
+    test_pruning_measures); each gets one warning naming --diagonal row-sum, which then runs clean."""
+    args = ("--nodes", 40, "--keep", 0.1, "--duration", 0, "--decay-duration", 0, "--json")
+    out = run_cli(*args, "--diagonal", "original", "--out", tmp_path)
+    assert out.returncode == 0, out.stderr
+    rules = json.loads(out.stdout)["rules"]
+    W = np.load(tmp_path / "original.npz")["W"]
+    warnings = [line for line in out.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 3
+    for (rule, m), warning in zip(rules.items(), warnings):
+        largest = np.linalg.eigvalsh(np.load(tmp_path / f"pruned_{rule}.npz")["W"] - np.eye(len(W))).max()
+        assert m["largest_real_eigenvalue"] == pytest.approx(largest) and largest >= 0
+        assert not m["stable"] and m["stable_diagonals"] == ["row-sum"]
+        assert f"by the {rule} rule is unstable" in warning and "--diagonal row-sum" in warning
+    fixed = run_cli(*args, "--diagonal", "row-sum")
+    assert fixed.returncode == 0 and "warning" not in fixed.stderr
+    assert all(m["stable"] for m in json.loads(fixed.stdout)["rules"].values())
+
+
+@pytest.mark.parametrize("matrix, message", [
+    (np.ones((3, 4)), "square"),
+    (np.array([[0.0, np.nan], [0.0, 0.0]]), "NaN"),
+    (np.array([[0.5, 0.8], [0.8, 0.5]]), "unstable"),
+    (None, "no array 'W'"),
+])
+def test_cli_rejects_bad_matrices(tmp_path, capsys, matrix, message):
+    path = tmp_path / "m.npz"
+    if matrix is None:
+        np.savez(path, weights=np.eye(2))
+    else:
+        np.savez(path, W=matrix)
+    assert message in rejected(capsys, "--matrix", path, "--json")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--keep", "1.5"], "--keep"),
+    (["--matrix", "/nonexistent/w.npz"], "cannot read"),
+    (["--nodes", "abc"], "invalid int"),
+    (["--sweep", "0.5,2"], "fractions"),
+    (["--seed", "-1"], "--seed"),
+    (["--p-out", "1.2"], "--p-out"),
+    (["--slowest", "0"], "--slowest"),
+    (["--network", "authors", "--inhibitory", "0.2"], "--inhibitory applies to --network clustered or random"),
+    (["--long-range", "10"], "--long-range applies to --network authors"),
+])
+def test_cli_rejects_bad_arguments(capsys, args, message):
+    assert message in rejected(capsys, *args)
+
+
+@pytest.mark.parametrize("where, message", [
+    ("file", "is an existing file"),
+    ("below a file", "is a file"),
+    ("/proc/nestplast-out", "cannot write"),  # not even root may create folders in /proc
+])
+def test_cli_checks_the_output_directory_before_any_work(tmp_path, capsys, where, message):
+    """A bad --out fails in one line before anything is read or computed: here the matrix is
+    bad too, and it is the output directory that the error names."""
+    bad_matrix = tmp_path / "m.npz"
+    np.savez(bad_matrix, W=np.ones((2, 3)))
+    existing = tmp_path / "results.txt"
+    existing.write_text("keep me")
+    out_dir = {"file": existing, "below a file": existing / "run"}.get(where, where)
+    error = rejected(capsys, "--matrix", bad_matrix, "--out", out_dir)
+    assert message in error and "square" not in error
+    assert existing.read_text() == "keep me"
