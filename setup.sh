@@ -9,5 +9,5 @@ jobs/apt-install.sh libboost-dev libgsl-dev libltdl-dev cmake g++ make
 PYTHON="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e .
+.venv/bin/python -m pip install -q -e '.[mpi,plots,test]'   # the library and its MPI, plot and test extras
 echo "nestplast is set up in $(pwd)/.venv"

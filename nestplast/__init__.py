@@ -1,8 +1,46 @@
 """nestplast: discover and infer synaptic plasticity rules in NEST.
 
-Plasticity rules are written in NESTML with free parameters, compiled once into a NEST
-module (:mod:`nestplast.build`), and run in NEST with any parameter values
-(:mod:`nestplast.rules`, :mod:`nestplast.kernel`).
+Plasticity rules are written in NESTML with free parameters, compiled once into a NEST module,
+and run in NEST with any parameter values::
+
+    import nest, nestplast
+    rule = nestplast.get_rule("doublet")
+    module = nestplast.build(rule, "iaf_psc_exp")        # compiled once, then cached
+    nestplast.install(module)                            # after every nest.ResetKernel()
+
+    exp = nestplast.load_experiment("my.toml")           # or nestplast.default_experiment()
+    outcome = nestplast.run_search(exp, "runs/my")           # CMA-ES through the engine
+
+The parts: :mod:`~nestplast.rules` (what a rule is), :mod:`~nestplast.build` (NESTML to NEST
+module), :mod:`~nestplast.experiment` (the options table), :mod:`~nestplast.engine` and
+:mod:`~nestplast.strategies` (the run loop), :mod:`~nestplast.search`, :mod:`~nestplast.store`,
+:mod:`~nestplast.prune` (noise-driven pruning); command lines in :mod:`nestplast.commands`.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
+
+from .build import BuildError, Module, build  # noqa: E402
+from .errors import UserError  # noqa: E402
+from .experiment import Experiment, ExperimentError  # noqa: E402
+from .experiment import default as default_experiment  # noqa: E402
+from .experiment import load as load_experiment  # noqa: E402
+from .kernel import install  # noqa: E402
+from .neurons import get_neuron  # noqa: E402
+from .rules import get_rule, vogels_sprekeler  # noqa: E402
+from .store import RunStore  # noqa: E402
+
+
+
+def __getattr__(name: str):
+    # Imported on first use: importing nestplast.search here would make `python -m nestplast.search`
+    # run a module that is already imported (runpy warns, and the module would exist twice).
+    if name == "run_search":
+        from .search import run_search
+
+        return run_search
+    raise AttributeError(f"module 'nestplast' has no attribute {name!r}")
+
+
+__all__ = ["__version__", "build", "install", "get_rule", "get_neuron", "vogels_sprekeler", "load_experiment",
+           "default_experiment", "run_search", "Experiment", "Module", "RunStore", "UserError", "BuildError",
+           "ExperimentError"]

@@ -71,12 +71,7 @@ def install(module: "Module | str | os.PathLike[str]") -> None:
         raise ValueError(f"module path must be absolute (NEST 3.10 does not search library paths): {path}")
     if not path.with_suffix(".so").is_file():
         raise FileNotFoundError(f"no compiled module at {path}.so")
-    models = list(module.synapse_models.values())
-    if models and all(m in nest.synapse_models for m in models):
-        return  # installed in this kernel already
-    try:
+    # NEST lists the modules loaded into the running kernel (none after ResetKernel) and refuses
+    # to load one twice; any other refusal (e.g. a library built for another NEST) is raised.
+    if str(path) not in nest.GetKernelStatus("modules"):
         nest.Install(str(path))
-    except Exception as err:  # NEST's error classes live in a generated namespace
-        # A module of unknown content installed twice: NEST refuses the second time; fine.
-        if "loaded already" not in str(err):
-            raise

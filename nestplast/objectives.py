@@ -18,7 +18,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.signal import lfilter
 
 INF = math.inf
 
@@ -138,6 +137,8 @@ class RateBand:
             raise ValueError(f"dt_s must be positive, got {dt_s}")
         # exact discretisation of tau dy/dt = r - y for piecewise constant r
         a = -math.expm1(-dt_s / self.tau_s)
+        from scipy.signal import lfilter  # here: importing scipy.signal takes about a second
+
         y, _ = lfilter([a], [1.0, a - 1.0], r, zi=[(1.0 - a) * self.value_hz])
         if self.left_at_s is None:
             out = np.flatnonzero(~((y >= self.low) & (y <= self.high)))  # NaN counts as outside

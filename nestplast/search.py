@@ -7,8 +7,9 @@ Reproducible: generation g samples from a seed derived from (run seed, g), and t
 generation g from (run seed, g, j), whatever the number of ranks and however often the run was
 resumed. ::
 
-    from nestplast import experiment, search
-    outcome = search.search(experiment.default(), "runs/default")
+    from nestplast import experiment
+    from nestplast.search import run_search
+    outcome = run_search(experiment.default(), "runs/default")
 
 Command line: ``python -m nestplast.search [EXPERIMENT] [--out RUN_DIR] [--resume]``
 (:mod:`nestplast.commands.search`).
@@ -25,6 +26,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from . import __version__, engine
+from .analysis import check_output_directory
 from .engine import Outcome
 from .evaluate import Evaluator
 from .experiment import Experiment, ExperimentError, differences, parse, resumable_keys
@@ -93,21 +95,17 @@ def open_run(exp: Experiment, out: Path, *, resume: bool, ranks: int, mode: str)
     """The run's store: a new one, or (``resume``) the existing one after checking that it holds
     this experiment."""
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise StoreError(f"--out {out} is a file; a run directory is expected")
     if resume:
         store = RunStore.open(out)
         check_resumable(store.experiment(), exp, out)
         return store
-    try:
-        return RunStore.create(out, experiment=exp.to_dict(), seed=exp.seed,
-                               meta={"nestplast": __version__, "ranks": ranks, "mode": mode, "digest": exp.digest(),
-                                     "experiment_file": exp.source, "started": time.time()})
-    except PermissionError as err:
-        raise StoreError(f"cannot create the run directory {out}: {err.strerror}") from None
+    check_output_directory(out)
+    return RunStore.create(out, experiment=exp.to_dict(), seed=exp.seed,
+                           meta={"nestplast": __version__, "ranks": ranks, "mode": mode, "digest": exp.digest(),
+                                 "experiment_file": exp.source, "started": time.time()})
 
 
-def search(exp: Experiment, out: str | Path, *, resume: bool = False, comm=None,
+def run_search(exp: Experiment, out: str | Path, *, resume: bool = False, comm=None,
            progress: Callable[[str], None] | None = None) -> Outcome | None:
     """Run (or resume) a search of ``exp`` with its results in ``out``; rank 0 returns the
     :class:`~nestplast.engine.Outcome`, other MPI ranks None. ``progress`` receives one line
@@ -171,7 +169,7 @@ def summary_lines(exp: Experiment, outcome: Outcome, out: Path) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["SearchProblem", "search", "search_space", "budget", "new_strategy", "open_run", "check_resumable",
+__all__ = ["SearchProblem", "run_search", "search_space", "budget", "new_strategy", "open_run", "check_resumable",
            "ExperimentError"]
 
 if __name__ == "__main__":  # python -m nestplast.search

@@ -2,6 +2,7 @@
 MPI ranks, resumes a killed run without losing or repeating evaluations, and reports."""
 
 import json
+import os
 import shutil
 import signal
 import sqlite3
@@ -14,6 +15,8 @@ import pytest
 
 from nestplast.kernel import nest_has_mpi
 from nestplast.store import RunStore
+
+pytestmark = [pytest.mark.nest, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parent.parent
 MPIEXEC = Path(sys.executable).parent / "mpiexec"
@@ -86,6 +89,7 @@ def test_tiny_search_lowers_its_loss(reference_run):
     assert RunStore.open(run).counts()["evaluations"] == 5 * (6 + 1) * 2
 
 
+@pytest.mark.mpi
 @pytest.mark.skipif(nest_has_mpi(), reason="this NEST has MPI inside: 2 ranks split every simulation over "
                     "2 virtual processes (tests/test_networks.py tests that mode)")
 def test_two_ranks_give_the_same_run(reference_run, tmp_path):
@@ -128,20 +132,71 @@ def test_resume_after_kill_loses_and_repeats_nothing(reference_run, tmp_path):
     assert after == rows(run), "the resumed run is the uninterrupted run"
 
 
+def report(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "nestplast.report", *map(str, args)], capture_output=True,
+                          text=True, cwd=ROOT)
+
+
 def test_report_json_and_plots(reference_run, tmp_path):
     run, _ = reference_run
     copy = tmp_path / "copy"
     shutil.copytree(run, copy)
-    out = subprocess.run([sys.executable, "-m", "nestplast.report", str(copy), "--json"], capture_output=True,
-                         text=True, cwd=ROOT)
+    out = report(copy, "--json")
     assert out.returncode == 0, out.stderr
     summary = json.loads(out.stdout)
-    assert set(summary) == {"generations", "evaluations", "failed", "best_loss", "best_params"}
     assert summary["generations"] == 5 and summary["evaluations"] == 70
+    assert summary["stop"] == {"maxiter": 5}, "pycma's stop dictionary is the run's stop reason"
+    assert summary["failed"] + summary["blowups"] == sum(r["status"] != "ok" for r in map(dict, _statuses(run)))
     assert summary["best_loss"] == min(g["best_loss"] for g in RunStore.open(run).generations())
     assert set(summary["best_params"]) == {"IE.alpha", "IE.beta", "IE.gamma", "IE.kappa"}
+    trials = summary["best_trials"]
+    assert [t["trial"] for t in trials] == [0, 1] and all(t["status"] == "ok" for t in trials)
+    assert all(0 < t["rate_e"] < 100 and t["cv_isi"] > 0 and "IE" in t["weight_drift"] for t in trials)
+    assert summary["best_loss"] == pytest.approx(sum(t["loss"] for t in trials) / 2)
     for name in ("loss.png", "stdp_window.png", "rates_weights.png"):
         assert (copy / name).stat().st_size > 1000
+    text = report(copy, "--no-plots").stdout
+    assert "what the loss means" in text and "best rule on its trials" in text and "stopped: maxiter = 5" in text
+
+
+def _statuses(run: Path):
+    with sqlite3.connect(run / "results.sqlite") as db:
+        db.row_factory = sqlite3.Row
+        return db.execute("SELECT status FROM evaluations").fetchall()
+
+
+def test_report_reads_a_read_only_copy(reference_run, tmp_path):
+    run, _ = reference_run
+    copy = tmp_path / "readonly"
+    shutil.copytree(run, copy)
+    for path in [*copy.iterdir(), copy]:
+        path.chmod(0o555 if path.is_dir() else 0o444)
+    try:
+        out = report(copy, "--plots-to", tmp_path / "plots")
+        assert out.returncode == 0, out.stderr
+        assert "best loss" in out.stdout and (tmp_path / "plots" / "loss.png").exists()
+        if os.geteuid() != 0:  # root writes through file modes
+            resumed = search(["--out", copy, "--resume"])
+            assert resumed.returncode == 2 and "read-only" in resumed.stderr and "Traceback" not in resumed.stderr
+    finally:
+        copy.chmod(0o755)
+
+
+def test_resume_refuses_another_experiment_and_extends_with_more_generations(reference_run, tmp_path):
+    run, _ = reference_run
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    before = rows(copy)
+    out = search(["--out", copy, "--resume", "--seed", "5"])
+    assert out.returncode == 2 and "seed: 4 -> 5" in out.stderr and "Traceback" not in out.stderr
+    changed = tiny(tmp_path).read_text().replace("n_e = 80", "n_e = 90")
+    (tmp_path / "changed.toml").write_text(changed)
+    out = search([tmp_path / "changed.toml", "--out", copy, "--resume"])
+    assert out.returncode == 2 and "network.n_e: 80 -> 90" in out.stderr
+    assert rows(copy) == before, "nothing was mixed into the run"
+    out = search(["--out", copy, "--resume", "--max-generations", "6"])
+    assert out.returncode == 0, out.stderr
+    assert RunStore.open(copy).counts()["generations"] == 6 and rows(copy)[:len(before)] == before
 
 
 def test_existing_run_is_not_overwritten(reference_run, tmp_path):
@@ -149,6 +204,74 @@ def test_existing_run_is_not_overwritten(reference_run, tmp_path):
     out = search([tiny(tmp_path), "--out", run])
     assert out.returncode == 2
     assert "--resume" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--out", "FILE"], "FILE is an existing file"),
+    (["--out", "FILE/run"], "FILE is a file"),
+    (["--seed", "-1", "--out", "NEW"], "seed: expected an integer in [0, 2**32)"),
+    (["--seed", str(2**40), "--out", "NEW"], "seed: expected an integer in [0, 2**32)"),
+])
+def test_bad_paths_and_seeds_are_one_line_before_anything_is_created(tmp_path, args, message):
+    (tmp_path / "FILE").write_text("not a directory")
+    args = [str(tmp_path / a) if a in ("FILE", "FILE/run", "NEW") else a for a in args]
+    out = search([tiny(tmp_path), *args])
+    assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr, out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "NEW").exists()
+
+
+@pytest.mark.mpi
+@pytest.mark.skipif(nest_has_mpi(), reason="population mode needs the PyPI NEST (no MPI inside)")
+def test_mpi_error_before_the_first_task_ends_every_rank(tmp_path):
+    (tmp_path / "FILE").write_text("not a directory")
+    started = time.time()
+    out = search([tiny(tmp_path), "--out", tmp_path / "FILE"], mpi=2)
+    assert time.time() - started < 60
+    assert out.returncode == 2 and out.stderr.count("is an existing file") == 1 and "Traceback" not in out.stderr
+
+
+@pytest.mark.mpi
+@pytest.mark.skipif(nest_has_mpi(), reason="population mode needs the PyPI NEST (no MPI inside)")
+def test_mpi_interrupt_in_the_middle_ends_every_rank_and_keeps_the_run(tmp_path):
+    """Ctrl-C reaching rank 0 alone (the worker is busy evaluating or waiting for a task) ends
+    both ranks within seconds with one message; the run resumes to the uninterrupted one."""
+    out_dir = tmp_path / "run"
+    process = subprocess.Popen([str(MPIEXEC), "-n", "2", sys.executable, "-m", "nestplast.search",
+                                str(tiny(tmp_path, generations=3)), "--out", str(out_dir), "--quiet"],
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    database = out_dir / "results.sqlite"
+    deadline = time.time() + 600
+    while time.time() < deadline:
+        if database.exists():
+            with sqlite3.connect(database) as db:
+                if db.execute("SELECT COUNT(*) FROM evaluations WHERE generation = 1").fetchone()[0] >= 2:
+                    break
+        time.sleep(0.05)
+    rank0 = [p for p in _children(process.pid) if _rank(p) == "0"]
+    assert rank0, "found rank 0"
+    os.kill(rank0[0], signal.SIGINT)
+    interrupted = time.time()
+    _, err = process.communicate(timeout=60)
+    assert time.time() - interrupted < 30 and process.returncode != 0
+    assert err.count("interrupted") == 1 and "--resume" in err
+    assert search(["--out", out_dir, "--resume", "--quiet"]).returncode == 0
+    assert RunStore.open(out_dir).counts()["generations"] == 3
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout.split()
+    found = [int(p) for p in out]
+    return found + [q for p in found for q in _children(p)]
+
+
+def _rank(pid: int) -> str | None:
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    ranks = [v.split(b"=", 1)[1].decode() for v in environ if v.startswith(b"PMI_RANK=")]
+    return ranks[0] if ranks else None
 
 
 def test_failed_evaluations_are_recorded_and_a_flat_generation_stops_the_search(tmp_path):

@@ -68,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out_dir: list[Path] = []
 
     def run(argv) -> int:
-        from ..search import search
+        from ..search import run_search
 
         args = parser().parse_args(argv)
         if args.show_defaults:
@@ -78,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         exp = together(comm, lambda: load_experiment(args))
         out = args.out or Path("runs") / exp.name
         out_dir.append(out)
-        search(exp, out, resume=args.resume, comm=comm,
+        run_search(exp, out, resume=args.resume, comm=comm,
                progress=None if args.quiet else (lambda line: print(line, flush=True)))
         return 0
 

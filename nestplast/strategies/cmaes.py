@@ -65,6 +65,7 @@ class CMAES:
         """New limits for a resumed run (e.g. more generations)."""
         self.budget = budget
         self.es.opts.set(self._limits(budget))
+        self.es.stop(check_in_same_iteration=True)  # pycma re-checks once per iteration unless told
 
     @property
     def generation(self) -> int:

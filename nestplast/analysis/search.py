@@ -1,0 +1,172 @@
+"""What a search run found, as a summary (dict) and figures: the stop reason, the best rule and
+how it behaves on its trials, failures broken down by reason, the loss per generation, the best
+rule as an STDP window, and its rates and weights over time."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from ..experiment import Experiment, parse
+from ..objectives import BLOWUP_SCALE, FAILURE_LOSS
+from ..store import RunStore
+from ..tasks import Evaluation
+from . import saved_figure
+
+LOSS_MEANING = (
+    "loss = mean over a candidate's trials of: (rate - target)^2 / (rate + 2) averaged over the scoring "
+    "window, + the constraint penalty (relative distance outside each accepted interval), + L1 on the "
+    f"coefficients. A blow-up (rate left the band at time t of T) scores {BLOWUP_SCALE:g} (exp(-t/T) + 1), "
+    f"between {BLOWUP_SCALE:g} and {2 * BLOWUP_SCALE:g}; a failed evaluation (error, timeout, NaN) {FAILURE_LOSS:g}. "
+    "0 is a rule that holds the target and meets every constraint.")
+
+
+def summarise(run_dir: str | Path) -> dict:
+    """The run's summary: counts, stop reason, best candidate, its trials, failures by reason."""
+    store = RunStore.open(run_dir, read_only=True)
+    try:
+        exp = parse(store.experiment(), f"{run_dir}/results.sqlite")
+        counts = store.counts()
+        best = store.best_candidates(1)
+        summary = {"generations": counts["generations"], "evaluations": counts["evaluations"],
+                   "failed": counts["failed"], "blowups": counts["blowups"], "stop": store.stop(),
+                   "best_loss": best[0]["loss"] if best else None,
+                   "best_params": exp.layout().as_dict(best[0]["theta"]) if best else {},
+                   "best_trials": [], "failures": failure_breakdown(store.evaluations()),
+                   "loss_per_generation": [{"generation": g["generation"], "best": g["best_loss"],
+                                            "median": g["median_loss"]} for g in store.generations()]}
+        if best:
+            trials = [e for e in store.evaluations(generation=best[0]["generation"])
+                      if e.candidate == best[0]["candidate"]]
+            summary["best"] = {"generation": best[0]["generation"], "candidate": best[0]["candidate"]}
+            summary["best_trials"] = [trial_summary(e) for e in trials]
+    finally:
+        store.close()
+    return summary
+
+
+def trial_summary(e: Evaluation) -> dict:
+    """How one evaluation went: rates, CV, weight drift of every plastic type, loss."""
+    m = e.metrics or {}
+    trace = m.get("trace") or {}
+    drift = {}
+    for key, values in trace.items():
+        if key.startswith("w_mean_") and len(values) >= 2 and values[0]:
+            drift[key[len("w_mean_"):]] = (values[-1] - values[0]) / abs(values[0])
+    return {"trial": e.trial, "seed": e.seed, "loss": e.loss, "status": e.status,
+            "rate_e": m.get("rate_e"), "rate_i": m.get("rate_i"), "cv_isi": m.get("cv_isi"),
+            "w_creep": m.get("w_creep"), "weight_drift": drift}
+
+
+def failure_breakdown(evaluations: list[Evaluation]) -> dict:
+    """Blow-ups with their times, and failures by status and by their message's first line."""
+    blowups = [e.metrics.get("t_blowup_s") for e in evaluations if e.status == "blowup"]
+    blowups = [t for t in blowups if t is not None]
+    errors = Counter((e.status, (e.error or "").splitlines()[0] if e.error else "") for e in evaluations if e.failed)
+    return {"blowups": len(blowups),
+            "blowup_time_s": {"min": min(blowups), "median": float(np.median(blowups)), "max": max(blowups)}
+            if blowups else None,
+            "by_reason": [{"status": status, "message": message, "count": n}
+                          for (status, message), n in errors.most_common()]}
+
+
+def text(summary: dict, run_dir: str | Path) -> str:
+    """The summary for a terminal."""
+    lines = [f"run: {run_dir}",
+             f"generations: {summary['generations']}   evaluations: {summary['evaluations']}   "
+             f"blow-ups: {summary['blowups']}   failed: {summary['failed']}",
+             f"stopped: {', '.join(f'{k} = {v}' for k, v in summary['stop'].items())}" if summary["stop"]
+             else "stopped: not yet (running, or killed: resume with --resume)",
+             f"what the loss means: {LOSS_MEANING}"]
+    if summary["best_loss"] is None:
+        lines.append("no candidate with all its trials successful yet")
+    else:
+        where = summary["best"]
+        lines.append(f"best loss: {summary['best_loss']:.5g} (generation {where['generation']}, "
+                     f"candidate {where['candidate']})")
+        lines += [f"  {name:<16} {value: .5g}" for name, value in summary["best_params"].items()]
+        lines.append("best rule on its trials:")
+        for t in summary["best_trials"]:
+            drift = ", ".join(f"{ct} {d:+.1%}" for ct, d in t["weight_drift"].items())
+            lines.append(f"  trial {t['trial']}: loss {t['loss']:.4g}, rate E {_num(t['rate_e'])} Hz, "
+                         f"rate I {_num(t['rate_i'])} Hz, CV ISI {_num(t['cv_isi'])}, mean |w| drift {drift or '-'}")
+    f = summary["failures"]
+    if f["blowups"]:
+        b = f["blowup_time_s"]
+        lines.append(f"blow-ups: {f['blowups']} (rate left the band at t = {b['min']:g} .. {b['max']:g} s, "
+                     f"median {b['median']:g} s)")
+    for reason in f["by_reason"]:
+        lines.append(f"failed ({reason['status']}) x{reason['count']}: {reason['message']}")
+    return "\n".join(lines)
+
+
+def _num(value) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3g}"
+
+
+def write_plots(run_dir: str | Path, summary: dict, out: str | Path | None = None) -> list[Path]:
+    """loss.png, stdp_window.png and rates_weights.png into ``out`` (default: the run directory)."""
+    run_dir = Path(run_dir)
+    out = Path(out) if out is not None else run_dir
+    written = [out / "loss.png"]
+    with saved_figure(written[-1]) as (fig, ax):
+        rows = summary["loss_per_generation"]
+        if rows:
+            g = [r["generation"] for r in rows]
+            best = np.array([r["best"] for r in rows])
+            ax.semilogy(g, np.maximum(best, 1e-6), "o", label="best of generation")
+            ax.semilogy(g, np.maximum(np.minimum.accumulate(best), 1e-6), "-", label="best so far")
+            ax.semilogy(g, np.maximum([r["median"] for r in rows], 1e-6), "s--", alpha=0.6, label="median")
+        ax.set_xlabel("generation")
+        ax.set_ylabel("loss")
+        ax.set_title("loss per generation")
+        ax.legend()
+    if summary["best_loss"] is None:
+        return written
+    store = RunStore.open(run_dir, read_only=True)
+    try:
+        exp = parse(store.experiment(), f"{run_dir}/results.sqlite")
+        best = summary["best"]
+        evaluations = [e for e in store.evaluations(generation=best["generation"]) if e.candidate == best["candidate"]]
+    finally:
+        store.close()
+    theta = evaluations[0].theta
+    written.append(out / "stdp_window.png")
+    with saved_figure(written[-1]) as (fig, ax):
+        stdp_window(ax, exp, theta)
+    trace = (evaluations[0].metrics or {}).get("trace")
+    if trace:
+        written.append(out / "rates_weights.png")
+        with saved_figure(written[-1], ncols=2, figsize=(10, 4)) as (fig, (left, right)):
+            left.plot(trace["t_s"], trace["rate"], "o-")
+            if exp.objective.target_rate:
+                left.axhline(exp.objective.target_rate, color="k", ls=":", label="target")
+                left.legend()
+            left.set_xlabel("time (s)")
+            left.set_ylabel(f"{exp.objective.population} rate (Hz)")
+            left.set_title("best rule, trial 0: activity")
+            for key in (k for k in trace if k.startswith("w_mean_")):
+                right.plot(trace["t_s"], trace[key], "o-", label=f"mean |w| {key[7:]}")
+            right.set_xlabel("time (s)")
+            right.set_ylabel("mean |weight|")
+            right.set_title("weights")
+            right.legend()
+    return written
+
+
+def stdp_window(ax, exp: Experiment, theta) -> None:
+    """The rule at ``theta`` as weight change per spike pair against t_post - t_pre, per plastic type."""
+    rule, layout = exp.searched_rule(), exp.layout()
+    dt = np.linspace(-100.0, 100.0, 401)
+    for ct, block in layout.split(theta).items():
+        params = rule.synapse_params(block, **exp.rule.fixed)
+        ax.plot(dt, rule.stdp_window(params, dt), label=f"{ct} ({rule.name})")
+    ax.axhline(0.0, color="grey", lw=0.5)
+    ax.axvline(0.0, color="grey", lw=0.5)
+    ax.set_xlabel("t_post - t_pre (ms)")
+    ax.set_ylabel("change of |w| per pair")
+    ax.set_title("best rule as an STDP window")
+    ax.legend()

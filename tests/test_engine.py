@@ -1,0 +1,134 @@
+"""The engine and its strategies on a problem with a known answer (no simulator needed): pycma's
+stop criteria end the run and are recorded, a second strategy plugs into the same loop, and a
+run interrupted in the middle of a generation resumes to exactly the uninterrupted run."""
+
+import math
+import pickle
+
+import numpy as np
+import pytest
+
+from nestplast import engine
+from nestplast.parallel import Transport
+from nestplast.store import RunStore
+from nestplast.strategies import Budget, SearchSpace, make_strategy
+from nestplast.tasks import Evaluation, Task
+
+SPACE = SearchSpace(names=("x", "y", "tau"), low=(-2.0, -2.0, 1.0), high=(2.0, 2.0, 100.0),
+                    log=(False, False, True), start=(1.5, -1.5, 50.0))
+OPTIMUM = np.array([0.3, -0.2, 10.0])
+
+
+class Trial:
+    def __init__(self, index: int, seed: int):
+        self.index, self.seed = index, seed
+
+
+class Sphere:
+    """Loss = squared distance to OPTIMUM (tau in log10), the mean of two 'trials' that add
+    opposite offsets; optionally interrupted after a number of evaluations."""
+
+    def __init__(self, interrupt_after: int | None = None):
+        self.calls, self.interrupt_after = 0, interrupt_after
+
+    def tasks(self, generation, candidates):
+        return [Task(generation, c.index, Trial(j, 100 * generation + j), c.theta) for c in candidates for j in (0, 1)]
+
+    def evaluate(self, task):
+        self.calls += 1
+        if self.interrupt_after is not None and self.calls > self.interrupt_after:
+            raise KeyboardInterrupt
+        z = np.array(task.theta, dtype=float)
+        z[2], target = np.log10(z[2]), OPTIMUM.copy()
+        target[2] = np.log10(target[2])
+        loss = float(np.sum((z - target) ** 2)) + (0.01 if task.trial.index else -0.01)
+        return Evaluation(task.generation, task.candidate, task.trial.index, list(task.theta), task.trial.seed,
+                          loss=loss)
+
+    def loss(self, candidate, evaluations):
+        assert [e.trial for e in evaluations] == [0, 1]
+        return float(np.mean([e.loss for e in evaluations]))
+
+
+def run(tmp_path, name, budget, strategy="cmaes", problem=None, store=None):
+    store = store or RunStore.create(tmp_path / name, experiment={}, seed=3)
+    chosen = make_strategy(strategy, SPACE, budget, population_size=6, seed=3)
+    return engine.run(problem or Sphere(), chosen, store, Transport()), store
+
+
+def rows(store):
+    return [(e.generation, e.candidate, e.trial, e.theta, e.loss) for e in store.evaluations()]
+
+
+def test_cmaes_finds_the_optimum_and_records_pycmas_stop(tmp_path):
+    outcome, store = run(tmp_path, "cma", Budget(max_generations=60))
+    assert outcome.stop == store.stop() and set(outcome.stop) & {"maxiter", "tolfun", "tolx"}
+    best = np.array(outcome.best_theta)
+    np.testing.assert_allclose(best[:2], OPTIMUM[:2], atol=0.05)
+    assert abs(np.log10(best[2]) - 1.0) < 0.05
+    assert outcome.generations == store.counts()["generations"] <= 60
+    # the mean is evaluated every generation (candidate -1), for the record
+    assert {e.candidate for e in store.evaluations(generation=0)} == {-1, 0, 1, 2, 3, 4, 5}
+
+
+@pytest.mark.parametrize("budget, reason", [
+    (Budget(max_generations=3), "maxiter"),
+    (Budget(max_evaluations=12), "maxfevals"),
+    (Budget(target_loss=0.5), "ftarget"),
+    (Budget(max_wall_s=1e-9), "timeout"),
+])
+def test_every_limit_maps_onto_a_stop_reason(tmp_path, budget, reason):
+    for strategy in ("cmaes", "prior"):
+        outcome, store = run(tmp_path, f"{strategy}-{reason}", budget, strategy=strategy)
+        assert reason in outcome.stop and reason in store.stop(), (strategy, outcome.stop)
+        if reason == "maxiter":
+            assert outcome.generations == 3
+        if reason == "ftarget":
+            assert outcome.best_loss <= 0.5 + 0.01
+
+
+def test_prior_sampling_draws_inside_the_box_log_uniform(tmp_path):
+    outcome, store = run(tmp_path, "prior", Budget(max_generations=40), strategy="prior")
+    thetas = np.array([e.theta for e in store.evaluations() if e.trial == 0])
+    assert len(thetas) == 40 * 6 and outcome.stop == {"maxiter": 40}
+    assert np.all(thetas >= SPACE.low) and np.all(thetas <= SPACE.high)
+    # log-uniform: about half the draws of tau below the geometric middle, 10
+    assert 0.4 < np.mean(thetas[:, 2] < 10.0) < 0.6
+    assert 0.4 < np.mean(thetas[:, 0] < 0.0) < 0.6
+
+
+def test_flat_generation_stops_at_once(tmp_path):
+    class Flat(Sphere):
+        def evaluate(self, task):
+            e = super().evaluate(task)
+            e.loss = 7.0
+            return e
+    outcome, _ = run(tmp_path, "flat", Budget(max_generations=10), problem=Flat())
+    assert "tolflatfitness" in outcome.stop and outcome.generations == 1
+
+
+@pytest.mark.parametrize("strategy, per_generation", [("cmaes", 14), ("prior", 12)])  # (6 [+ mean]) x 2 trials
+def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, strategy, per_generation):
+    budget = Budget(max_generations=5)
+    whole, whole_store = run(tmp_path, "whole", budget, strategy=strategy)
+    with pytest.raises(KeyboardInterrupt):  # in the middle of generation 2
+        run(tmp_path, "cut", budget, strategy=strategy, problem=Sphere(interrupt_after=2 * per_generation + 5))
+    store = RunStore.open(tmp_path / "cut")
+    assert store.last_complete_generation() == 1 and len(store.evaluations(generation=2)) == 5
+    before = rows(store)
+    resumed = pickle.loads(store.load_optimizer(1))
+    problem = Sphere()
+    outcome = engine.run(problem, resumed, store, Transport())
+    assert problem.calls == 3 * per_generation - 5, "the 5 evaluations recorded before the interruption are reused"
+    assert set(map(str, before)) <= set(map(str, rows(store)))
+    assert rows(store) == rows(whole_store) and outcome.best_loss == whole.best_loss
+    assert math.isclose(outcome.best_loss, min(g["best_loss"] for g in store.generations()))
+
+
+def test_a_resumed_strategy_takes_new_limits(tmp_path):
+    outcome, store = run(tmp_path, "short", Budget(max_generations=2))
+    strategy = pickle.loads(store.load_optimizer(1))
+    assert strategy.stop() == {"maxiter": 2}
+    strategy.set_budget(Budget(max_generations=4))
+    assert strategy.stop() is None
+    assert engine.run(Sphere(), strategy, store, Transport()).generations == 4
