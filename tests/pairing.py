@@ -18,7 +18,11 @@ RESOLUTION = 0.1  # ms
 DELAY = 1.0  # ms, of the plastic synapses (all of it dendritic, as in NEST's STDP synapses)
 DRIVE_DELAY = 1.0  # ms
 PARROT_DELAY = 1.0  # ms, from a spike generator to its parrot: parrots spike this much later
-DRIVE_WEIGHT = {"iaf_psc_exp": 3000.0, "iaf_cond_exp": 60.0}  # one spike per kick, no second one
+# The driven neuron has 1000 times the usual membrane capacitance and drive: it fires as an
+# ordinary neuron would, but the plastic synapses (weights of a few pA or nS) move its membrane by
+# microvolts, so its spikes do not move with the weights and can be known before a run.
+DEAF = 1000.0
+DRIVE_WEIGHT = {"iaf_psc_exp": 3000.0 * DEAF, "iaf_cond_exp": 60.0 * DEAF}  # one spike per kick, no second one
 
 
 def poisson_times(rng: np.random.Generator, rate_hz: float, t_stop: float, t_start: float = 1.0,
@@ -29,16 +33,15 @@ def poisson_times(rng: np.random.Generator, rate_hz: float, t_stop: float, t_sta
     return times[times < t_stop]
 
 
-def avoid_coincidence(pre: np.ndarray, drive: np.ndarray) -> np.ndarray:
-    """Drop presynaptic spikes that could coincide with a postsynaptic spike (t_pre - delay ==
-    t_post): NESTML-generated rules pair such spikes, NEST's built-in synapses do not (see
-    test_coincident_spikes_are_paired). A driven spike follows its kick by 2-4 ms."""
-    post_low = drive + DRIVE_DELAY
-    post_high = drive + DRIVE_DELAY + 4.0
-    shifted = pre + PARROT_DELAY - DELAY
-    idx = np.searchsorted(post_low, shifted, side="right") - 1
-    inside = (idx >= 0) & (shifted <= post_high[np.clip(idx, 0, None)])
-    return pre[~inside]
+def coinciding(post_times: np.ndarray, every: int, offset: int) -> np.ndarray:
+    """Generator times that make a parrot fire at t_pre = t_post + delay for every ``every``-th
+    postsynaptic spike, from the ``offset``-th: the two spikes coincide at the synapse."""
+    return post_times[offset % every::every] + DELAY - PARROT_DELAY
+
+
+def on_grid(times: np.ndarray) -> np.ndarray:
+    """Sorted times on the simulation grid, each step at most once."""
+    return np.unique(np.round(times / RESOLUTION).astype(np.int64)) * RESOLUTION
 
 
 @dataclass
@@ -49,25 +52,43 @@ class PairedResult:
     chunk_ms: float
 
 
+def driven_neuron(nest, module, drive_times: np.ndarray, neuron: str, tau_minus: float):
+    """The postsynaptic neuron, made to fire 2-4 ms after each kick of the drive."""
+    post = nest.Create(module.neuron_model, 1, {"tau_minus": tau_minus})
+    post.C_m = post.C_m * DEAF
+    kick = nest.Create("spike_generator", 1, {"spike_times": drive_times})
+    nest.Connect(kick, post, syn_spec={"weight": DRIVE_WEIGHT[neuron], "delay": DRIVE_DELAY})
+    return post
+
+
 def run_paired(nest, module, synapses: dict[str, tuple[str, dict]], weight: float, *, neuron: str = "iaf_psc_exp",
                n_pre: int = 8, pre_rate: float = 15.0, post_rate: float = 20.0, t_stop: float = 4000.0,
-               chunks: int = 40, seed: int = 1, tau_minus: float = 20.0, coincidences: bool = False,
+               chunks: int = 40, seed: int = 1, tau_minus: float = 20.0, coincide: int = 0,
                pre_stop: float | None = None) -> PairedResult:
     """Connect ``n_pre`` parrots to one driven neuron through each of ``synapses``
-    (label -> (base model, CopyModel params)), all starting at ``weight``; run and read weights."""
+    (label -> (base model, CopyModel params)), all starting at ``weight``; run and read weights.
+
+    Poisson pre spikes coincide with post spikes (t_pre - delay == t_post) only by chance; with
+    ``coincide = k`` each parrot also fires so as to coincide with every k-th post spike of a
+    first run of the driven neuron alone (the plastic inputs cannot move its spikes)."""
+    rng = np.random.default_rng(seed)
+    drive_times = poisson_times(rng, post_rate, t_stop, min_gap=8.0)
+    pre_times = [poisson_times(rng, pre_rate, pre_stop or t_stop) for _ in range(n_pre)]
+    if coincide:
+        nest.ResetKernel()
+        install(module)
+        nest.resolution = RESOLUTION
+        recorder = nest.Create("spike_recorder")
+        nest.Connect(driven_neuron(nest, module, drive_times, neuron, tau_minus), recorder)
+        nest.Simulate(t_stop)
+        post_times = np.asarray(recorder.events["times"])
+        pre_times = [on_grid(np.concatenate([t, coinciding(post_times, coincide, k)])) for k, t in enumerate(pre_times)]
+        pre_times = [t[t < (pre_stop or t_stop)] for t in pre_times]
+
     nest.ResetKernel()
     install(module)
     nest.resolution = RESOLUTION
-    rng = np.random.default_rng(seed)
-
-    drive_times = poisson_times(rng, post_rate, t_stop, min_gap=8.0)
-    pre_times = [poisson_times(rng, pre_rate, pre_stop or t_stop) for _ in range(n_pre)]
-    if not coincidences:
-        pre_times = [avoid_coincidence(t, drive_times) for t in pre_times]
-
-    post = nest.Create(module.neuron_model, 1, {"tau_minus": tau_minus})
-    kick = nest.Create("spike_generator", 1, {"spike_times": drive_times})
-    nest.Connect(kick, post, syn_spec={"weight": DRIVE_WEIGHT[neuron], "delay": DRIVE_DELAY})
+    post = driven_neuron(nest, module, drive_times, neuron, tau_minus)
     sources = nest.Create("spike_generator", n_pre)
     for generator, times in zip(sources, pre_times):
         generator.spike_times = times

@@ -2,16 +2,21 @@
 same spikes, a second implementation of the Taylor rule in numpy, and Oja's analytic fixed point.
 
 Where the arithmetic is the same up to rounding (the same updates in another order of floating
-point operations), weights must agree to 1e-9 relative throughout the run.
+point operations), weights must agree to 1e-9 relative throughout the run. The runs make pre
+spikes coincide with post spikes (t_pre - delay == t_post) on purpose: the compiled rules follow
+NEST's convention there (the pre spike reads only post spikes strictly before it).
 """
 
 import numpy as np
 import pytest
 
+from nestplast.build import build
 from nestplast.rules import get_rule, parse_mask
 
 from conftest import TAYLOR_TEST_MASK
-from pairing import DELAY, coincidences, max_relative_difference, run_paired
+from pairing import DELAY, RESOLUTION, coincidences, max_relative_difference, run_paired
+
+COINCIDE = 4  # each parrot also coincides with every 4th post spike
 
 ETA, ALPHA_VS, TAU = 0.01, 0.4, 20.0  # Vogels-Sprekeler: target rate alpha / (2 tau) = 10 Hz
 
@@ -30,7 +35,7 @@ def taylor(module, coefficients, **fixed):
 
 def assert_agree_inside_bounds(result, wmax, reference="ref", rule="rule"):
     ref, new = result.weights[reference], result.weights[rule]
-    assert coincidences(result) == 0, "premise: no pre spike coincides with a post spike"
+    assert coincidences(result) >= 0.2 * len(result.post_times), "premise: many pre spikes coincide with post spikes"
     # Clipping at a bound happens in one step here and in two in some built-ins: stay inside.
     assert np.all((np.abs(ref) > 0) & (np.abs(ref) < abs(wmax)))
     assert np.all(np.sign(ref) == np.sign(wmax))
@@ -44,7 +49,7 @@ def test_doublet_matches_vogels_sprekeler(nest, doublet_module, sign):
     result = run_paired(nest, doublet_module, {
         "ref": vogels_sprekeler(sign),
         "rule": doublet(doublet_module, theta, eta=ETA, Wmax=10.0 * sign, Wmin=0.0),
-    }, weight=2.0 * sign)
+    }, weight=2.0 * sign, coincide=COINCIDE)
     assert_agree_inside_bounds(result, 10.0 * sign)
     # The neuron fires at about 20 Hz, above the 10 Hz target: iSTDP strengthens the synapses,
     # and for an inhibitory synapse that means more negative weights.
@@ -59,7 +64,7 @@ def test_taylor_matches_vogels_sprekeler(nest, taylor_module, sign):
     result = run_paired(nest, taylor_module, {
         "ref": vogels_sprekeler(sign),
         "rule": taylor(taylor_module, coefficients, eta=ETA, tau_pre=TAU, tau_post=TAU, Wmax=10.0 * sign),
-    }, weight=2.0 * sign)
+    }, weight=2.0 * sign, coincide=COINCIDE)
     assert_agree_inside_bounds(result, 10.0 * sign)
 
 
@@ -77,7 +82,7 @@ def test_doublet_matches_additive_stdp(nest, doublet_module):
     result = run_paired(nest, doublet_module, {
         "ref": additive_stdp(),
         "rule": doublet(doublet_module, theta, eta=LAMBDA * WMAX_STDP, Wmax=WMAX_STDP),
-    }, weight=3.0, tau_minus=TAU)
+    }, weight=3.0, tau_minus=TAU, coincide=COINCIDE)
     assert_agree_inside_bounds(result, WMAX_STDP)
 
 
@@ -86,41 +91,64 @@ def test_taylor_matches_additive_stdp(nest, taylor_module):
     result = run_paired(nest, taylor_module, {
         "ref": additive_stdp(),
         "rule": taylor(taylor_module, coefficients, eta=LAMBDA * WMAX_STDP, Wmax=WMAX_STDP),
-    }, weight=3.0, tau_minus=TAU)
+    }, weight=3.0, tau_minus=TAU, coincide=COINCIDE)
     assert_agree_inside_bounds(result, WMAX_STDP)
 
 
-def test_coincident_spikes_are_paired(nest, doublet_module):
-    """Our convention, and the one place it differs from NEST's built-ins: a post spike with
-    t_post == t_pre - delay is processed first and counts in the trace read by that pre spike;
-    NEST's get_K_value counts only post spikes strictly before. Each such coincidence therefore
-    adds exactly eta * kappa * 1 to the rule's weight, and nothing else differs."""
+MULTIPLICATIVE_MASK = "pre:011,post:100,post:101"
+
+
+@pytest.fixture(scope="module")
+def multiplicative_module():
+    return build(get_rule("taylor", mask=MULTIPLICATIVE_MASK), "iaf_psc_exp")
+
+
+def test_taylor_matches_multiplicative_stdp(nest, multiplicative_module):
+    """stdp_synapse with mu_plus = mu_minus = 1 works on w / Wmax: at a post spike
+    w += lambda Wmax (1 - w / Wmax) x_pre, at a pre spike w -= alpha lambda Wmax (w / Wmax) x_post.
+    With eta = lambda Wmax that is th_post_100 = 1, th_post_101 = -1 / Wmax, th_pre_011 = -alpha / Wmax."""
+    lam = 0.01
+    reference = ("stdp_synapse", {"lambda": lam, "alpha": ALPHA_STDP, "tau_plus": TAU, "Wmax": WMAX_STDP,
+                                  "mu_plus": 1.0, "mu_minus": 1.0})
+    coefficients = {"th_post_100": 1.0, "th_post_101": -1.0 / WMAX_STDP, "th_pre_011": -ALPHA_STDP / WMAX_STDP}
+    rule = get_rule("taylor", mask=MULTIPLICATIVE_MASK).synapse_params(coefficients, eta=lam * WMAX_STDP,
+                                                                        tau_pre=TAU, tau_post=TAU, Wmax=WMAX_STDP)
+    result = run_paired(nest, multiplicative_module, {"ref": reference, "rule": (multiplicative_module.synapse_model, rule)},
+                        weight=3.0, tau_minus=TAU, coincide=COINCIDE)
+    assert_agree_inside_bounds(result, WMAX_STDP)
+
+
+def test_frequent_coincidences_at_high_rates(nest, doublet_module):
+    """The post neuron at about 50 Hz and pre spikes at 40 Hz on the 0.1 ms grid, half the post
+    spikes met by a coinciding pre spike from each parrot: NEST's convention held at every one
+    (counting the coincident post spike in the trace put the rule about 1% away within 4 s)."""
     theta = [TAU, TAU, -ALPHA_VS, 0.0, 1.0, 1.0]
     result = run_paired(nest, doublet_module, {
         "ref": vogels_sprekeler(1.0),
         "rule": doublet(doublet_module, theta, eta=ETA, Wmax=10.0),
-    }, weight=2.0, coincidences=True, pre_rate=40.0, post_rate=40.0, t_stop=3000.0, chunks=3)
-    post = np.round(result.post_times / 0.1).astype(np.int64)
-    per_synapse = np.array([np.isin(np.round((t - DELAY) / 0.1).astype(np.int64), post).sum()
-                            for t in result.pre_times])
-    assert per_synapse.sum() > 0, "premise: some coincidences happened"
-    difference = result.weights["rule"][-1] - result.weights["ref"][-1]
-    np.testing.assert_allclose(difference, ETA * 1.0 * per_synapse, rtol=0, atol=1e-9)
+    }, weight=2.0, pre_rate=40.0, post_rate=60.0, t_stop=4000.0, chunks=8, coincide=2)
+    assert len(result.post_times) / 4.0 > 40.0
+    assert coincidences(result) >= 0.5 * len(result.post_times) * 8  # at least every second, from each parrot
+    assert_agree_inside_bounds(result, 10.0)
 
 
 # --------------------------------------------------------------------------- second implementation
 
 def reference_taylor(pre_times, post_times, params, mask, w0):
     """The Taylor rule simulated event by event in plain Python, with NEST's timing: a post spike
-    at t reaches the synapse at t + delay, a pre spike is handled at its own time, post first on a
-    tie, and post spikes after the last pre spike are not processed yet."""
-    last_pre = pre_times[-1]
-    events = [(t, 1) for t in pre_times] + [(t + DELAY, 0) for t in post_times if t + DELAY <= last_pre + 1e-9]
-    events.sort()
+    at t reaches the synapse at t + delay, a pre spike is handled at its own time, and post spikes
+    after the last pre spike are not processed yet. A post and a pre spike at the same time (NEST's
+    stdp_synapse): the post update comes first and reads x_pre before the pre spike's jump, the pre
+    update reads x_post before the post spike's jump (only post spikes strictly before count)."""
+    steps = lambda t: np.round(np.asarray(t) / RESOLUTION).astype(np.int64)  # noqa: E731
+    last_pre = steps(pre_times[-1])
+    events = sorted([(int(k), 1) for k in steps(pre_times)] +  # post (0) before pre (1) on a tie
+                    [(int(k), 0) for k in steps(np.asarray(post_times) + DELAY) if k <= last_pre])
     x_pre = x_post = 0.0
     w, t_last = w0, 0.0
     sign = np.sign(params["Wmax"])
-    for t, is_pre in events:
+    for i, (k, is_pre) in enumerate(events):
+        t = k * RESOLUTION
         x_pre *= np.exp(-(t - t_last) / params["tau_pre"])
         x_post *= np.exp(-(t - t_last) / params["tau_post"])
         t_last = t
@@ -130,7 +158,9 @@ def reference_taylor(pre_times, post_times, params, mask, w0):
         w = sign * min(abs(params["Wmax"]), max(abs(params["Wmin"]), abs(w) + params["eta"] * dw))
         if is_pre:
             x_pre += 1.0
-        else:
+            if i > 0 and events[i - 1] == (k, 0):  # the coinciding post spike counts from now on
+                x_post += 1.0
+        elif i + 1 == len(events) or events[i + 1] != (k, 1):
             x_post += 1.0
     return w
 
@@ -141,7 +171,8 @@ def test_taylor_matches_second_implementation(nest, taylor_module):
     coefficients = rng.uniform(-1.0, 1.0, size=len(rule.parameters))
     params = rule.synapse_params(coefficients, eta=0.002, tau_pre=15.0, tau_post=30.0, Wmax=-50.0, Wmin=0.1)
     result = run_paired(nest, taylor_module, {"rule": (taylor_module.synapse_model, params)},
-                        weight=-2.0, t_stop=3000.0, pre_stop=2800.0, chunks=1, coincidences=True)
+                        weight=-2.0, t_stop=3000.0, pre_stop=2800.0, chunks=1, coincide=COINCIDE)
+    assert coincidences(result) >= len(result.post_times) / COINCIDE * 8 * 0.9  # (a few after pre_stop)
     mask = parse_mask(TAYLOR_TEST_MASK)
     expected = [reference_taylor(t, result.post_times, params, mask, -2.0) for t in result.pre_times]
     final = result.weights["rule"][-1]
@@ -170,8 +201,7 @@ def test_oja_converges_to_predicted_weight(nest, taylor_module):
     params = {"th_post_100": 1.0, "th_post_011": -1.0}
     result = run_paired(nest, taylor_module, {
         "rule": taylor(taylor_module, params, eta=0.01, tau_pre=tau_pre, tau_post=tau_post, Wmax=100.0),
-    }, weight=0.1, n_pre=20, pre_rate=50.0, post_rate=10.0, t_stop=t_total * 1000, chunks=80, seed=3,
-        coincidences=True)
+    }, weight=0.1, n_pre=20, pre_rate=50.0, post_rate=10.0, t_stop=t_total * 1000, chunks=80, seed=3)
     post = result.post_times
     x_post = trace_before(post, post, tau_post).mean()
     x_pre = np.array([trace_before(pre, post + DELAY, tau_pre).mean() for pre in result.pre_times])
