@@ -88,7 +88,13 @@ def option(default: Any, doc: str, check: Check | None = None, *, resumable: boo
 
 @dataclass
 class RuleSpec:
-    name: str = option("doublet", "plasticity rule: doublet or taylor")
+    name: str = option("doublet", "plasticity rule: doublet or taylor (with `file`: a label for your own rule, "
+                                  "default its model name)")
+    file: str | None = option(None, "your own NESTML synapse file (relative to the experiment file); "
+                                    "see rule.parameters")
+    parameters: dict[str, dict[str, Any]] = option({}, "with `file`: the searched parameters, e.g. "
+                                                       "A_plus = { low = 0.0, high = 2.0, default = 0.5, log = false }")
+    weight: str = option("w", "with `file`: the rule's weight variable")
     neuron: str = option("iaf_psc_exp", "postsynaptic neuron model the rule is compiled with",
                          one_of(*sorted(NEURONS)))
     mask: str | None = option(None, "taylor only: the free terms, e.g. 'pre:000,pre:010,post:100'")
@@ -192,9 +198,19 @@ class Experiment:
         """The searched parameter vector: the rule's searched parameters per plastic connection type."""
         return RuleLayout(self.searched_rule(), tuple(self.rule.plastic))
 
+    def base_rule(self):
+        """The rule as named: a built-in one, or the user's from ``rule.file``."""
+        r = self.rule
+        if r.file is None:
+            return get_rule(r.name, mask=r.mask)
+        from .user_rules import rule_from_file
+
+        return rule_from_file(r.file, r.parameters, name=None if r.name == "doublet" else r.name,
+                              weight_variable=r.weight)
+
     def searched_rule(self):
         """The rule with only ``rule.search`` parameters free (the others fixed at their start)."""
-        rule = get_rule(self.rule.name, mask=self.rule.mask)
+        rule = self.base_rule()
         if self.rule.search is None:
             return rule
         kept = tuple(p for p in rule.parameters if p.name in self.rule.search)
@@ -345,10 +361,18 @@ def validate(exp: Experiment) -> Experiment:
     ExperimentError naming the key."""
     _check_options(exp, "")
     r, n, o = exp.rule, exp.network, exp.objective
+    if r.file is None:
+        _require(not r.parameters, "rule.parameters", "no table without rule.file (a built-in rule's bounds are "
+                 "its own)", r.parameters)
+        _require(r.weight == "w", "rule.weight", "no value without rule.file", r.weight)
+    else:
+        _require(r.mask is None, "rule.mask", "no mask with rule.file (masks are the taylor rule's)", r.mask)
     try:
-        rule = get_rule(r.name, mask=r.mask)
+        rule = exp.base_rule()
     except UnknownNameError as err:
         raise ExperimentError(f"rule.name: {err}") from None
+    except UserError as err:  # a user's rule file
+        raise ExperimentError(str(err)) from None
     except ValueError as err:
         raise ExperimentError(f"rule.mask: {err}") from None
     for key, table in (("rule.search", r.search or []), ("rule.start", r.start)):
@@ -356,8 +380,8 @@ def validate(exp: Experiment) -> Experiment:
         _require(not unknown, key, f"parameters of rule {r.name!r}: {', '.join(rule.names)}", unknown)
     _require("Wmax" not in r.fixed, "rule.fixed.Wmax", "no Wmax here: the bound is network.w_max.<type> "
              "(its sign is applied per connection type)", r.fixed.get("Wmax"))
-    unknown = sorted(set(r.fixed) - set(rule.fixed))
-    _require(not unknown, "rule.fixed", f"fixed parameters of rule {r.name!r}: {', '.join(sorted(rule.fixed))}", unknown)
+    unknown = sorted(set(r.fixed) - set(rule.fixable))
+    _require(not unknown, "rule.fixed", f"fixed parameters of rule {rule.name!r}: {', '.join(rule.fixable)}", unknown)
     _require(r.fixed.get("eta", 1.0) != 0, "rule.fixed.eta", "a nonzero learning rate (with eta = 0 no "
              "candidate learns, and every one scores the same)", r.fixed.get("eta"))
     _require(r.search is None or len(r.search) > 0, "rule.search", "at least one parameter", r.search)
@@ -385,10 +409,13 @@ def validate(exp: Experiment) -> Experiment:
 
 
 def parse(data: dict, source: str = "<dict>") -> Experiment:
-    """An experiment from a dict as TOML gives it; ExperimentError names ``source`` and the key."""
+    """An experiment from a dict as TOML gives it; ExperimentError names ``source`` and the key.
+    A relative ``rule.file`` is taken relative to the file ``source`` names."""
     try:
         exp = _fill(Experiment, data, "")
         exp.source = source
+        if exp.rule.file is not None and not Path(exp.rule.file).is_absolute() and Path(source).is_file():
+            exp.rule.file = str((Path(source).parent / exp.rule.file).resolve())
         return validate(exp)
     except ExperimentError as err:
         raise ExperimentError(f"{source}: {err}") from None

@@ -83,6 +83,15 @@ class Rule:
     synaptic_traces: tuple[str, ...] = ("x_pre", "x_post")
     description: str = ""
     terms: tuple[Term, ...] = ()  # the update, for drawing and checking it in Python
+    path: str | None = None  # the user's NESTML file, for messages (built-in rules: None)
+    # A user's rule: every parameter its NESTML file declares, so any of them can be fixed; their
+    # defaults are the file's own (NESTML expressions with units, not repeated here).
+    source_parameters: tuple[str, ...] = ()
+
+    @property
+    def fixable(self) -> list[str]:
+        """Parameters that may be given fixed values (not searched)."""
+        return sorted((set(self.fixed) | set(self.source_parameters)) - set(self.names))
 
     @property
     def names(self) -> list[str]:
@@ -106,10 +115,10 @@ class Rule:
                 raise ValueError(f"rule {self.name!r} takes {len(self.parameters)} parameters "
                                  f"({', '.join(self.names)}), got shape {theta.shape}")
             values = dict(zip(self.names, theta.tolist()))
-        unknown = set(fixed) - set(self.fixed)
+        unknown = set(fixed) - set(self.fixed) - set(self.source_parameters)
         if unknown:
             raise UnknownParameterError(f"rule {self.name!r} has no fixed parameter(s) {sorted(unknown)}; "
-                                   f"fixed: {sorted(self.fixed)}, searched: {self.names}")
+                                   f"fixed: {self.fixable}, searched: {self.names}")
         return {**self.fixed, **fixed, **values}
 
     def weight_change(self, params: Mapping[str, float], event: str, x_pre: np.ndarray,

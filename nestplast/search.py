@@ -17,6 +17,7 @@ Command line: ``python -m nestplast.search [EXPERIMENT] [--out RUN_DIR] [--resum
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 import sys
 import time
@@ -95,14 +96,19 @@ def open_run(exp: Experiment, out: Path, *, resume: bool, ranks: int, mode: str)
     """The run's store: a new one, or (``resume``) the existing one after checking that it holds
     this experiment."""
     out = Path(out)
+    rule_source = hashlib.sha256(exp.base_rule().source.encode()).hexdigest()
     if resume:
         store = RunStore.open(out)
         check_resumable(store.experiment(), exp, out)
+        if store.meta().get("rule_source_sha256", rule_source) != rule_source:
+            raise StoreError(f"cannot resume {out}: the rule's NESTML source {exp.rule.file or exp.rule.name} "
+                             "changed since the run began (a run is one rule); start a new run with another --out")
         return store
     check_output_directory(out)
     return RunStore.create(out, experiment=exp.to_dict(), seed=exp.seed,
                            meta={"nestplast": __version__, "ranks": ranks, "mode": mode, "digest": exp.digest(),
-                                 "experiment_file": exp.source, "started": time.time()})
+                                 "rule_source_sha256": rule_source, "experiment_file": exp.source,
+                                 "started": time.time()})
 
 
 def run_search(exp: Experiment, out: str | Path, *, resume: bool = False, comm=None,

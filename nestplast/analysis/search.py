@@ -134,9 +134,10 @@ def write_plots(run_dir: str | Path, summary: dict, out: str | Path | None = Non
     finally:
         store.close()
     theta = evaluations[0].theta
-    written.append(out / "stdp_window.png")
-    with saved_figure(written[-1]) as (fig, ax):
-        stdp_window(ax, exp, theta)
+    if exp.searched_rule().terms:  # a user's NESTML rule is compiled, not described in Python: no window
+        written.append(out / "stdp_window.png")
+        with saved_figure(written[-1]) as (fig, ax):
+            stdp_window(ax, exp, theta)
     trace = (evaluations[0].metrics or {}).get("trace")
     if trace:
         written.append(out / "rates_weights.png")

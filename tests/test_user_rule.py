@@ -1,0 +1,119 @@
+"""A user's own NESTML rule in a search: validated before anything is compiled, compiled through
+the same cache, and evaluated exactly like the built-in rule it is equivalent to."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nestplast import experiment
+from nestplast.build import build
+from nestplast.evaluate import Evaluator
+from nestplast.experiment import ExperimentError
+from nestplast.networks import Trial
+from nestplast.store import RunStore
+from nestplast.tasks import Task
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "own_rule"
+
+
+def small(exp: experiment.Experiment) -> experiment.Experiment:
+    exp.network.n_e, exp.network.n_i = 80, 20
+    exp.objective.t_train, exp.objective.t_score = 1.0, 1.0
+    exp.trials.n = 1
+    return experiment.validate(exp)
+
+
+@pytest.mark.nest
+def test_own_rule_evaluates_exactly_as_the_builtin_rule_it_equals():
+    """pair_stdp_synapse with (A_plus, A_minus, drift) = (g, -k, a) is the doublet rule with
+    gamma = g, kappa = k, alpha = a, beta = 0: the same trial gives the same spikes and weights."""
+    own = small(experiment.load(EXAMPLE / "experiment.toml"))
+    doublet = small(experiment.default())
+    g, k, a = 1.0, 1.0, -0.4
+    trial = Trial(0, 12345, input_rate_scale=1.0)
+    evaluations = []
+    for exp, theta in ((own, (g, -k, a)), (doublet, (20.0, 20.0, a, 0.0, g, k))):
+        evaluator = Evaluator(exp, build(exp.searched_rule(), exp.rule.neuron))
+        evaluations.append(evaluator(Task(0, 0, trial, theta)))
+    mine, reference = evaluations
+    assert mine.status == reference.status == "ok", (mine.error, reference.error)
+    assert mine.loss == reference.loss
+    for key in ("rate_e", "rate_i", "cv_isi", "w_creep", "w_mean_IE"):
+        assert mine.metrics[key] == reference.metrics[key], key
+    np.testing.assert_array_equal(mine.metrics["trace"]["w_mean_IE"], reference.metrics["trace"]["w_mean_IE"])
+
+
+@pytest.mark.nest
+@pytest.mark.slow
+def test_search_of_own_rule_from_the_example_experiment(tmp_path):
+    exp_file = tmp_path / "experiment.toml"
+    text = (EXAMPLE / "experiment.toml").read_text().replace("max_generations = 8", "max_generations = 2")
+    exp_file.write_text(text + "\n[network]\nn_e = 80\nn_i = 20\n[objective]\nt_train = 1.0\nt_score = 1.0\n"
+                               "[trials]\nn = 1\n")
+    shutil.copy(EXAMPLE / "pair_stdp_synapse.nestml", tmp_path)
+    out = subprocess.run([sys.executable, "-m", "nestplast.search", str(exp_file), "--out", str(tmp_path / "run")],
+                         capture_output=True, text=True, cwd=ROOT, timeout=900)
+    assert out.returncode == 0, out.stderr
+    store = RunStore.open(tmp_path / "run")
+    assert store.counts()["generations"] == 2
+    assert set(store.evaluations()[0].params) == {"IE.A_plus", "IE.A_minus", "IE.drift"}
+    # the rule file changed under a stored run: resuming it would mix two rules
+    (tmp_path / "pair_stdp_synapse.nestml").write_text(
+        (tmp_path / "pair_stdp_synapse.nestml").read_text().replace("lr real = 1.0", "lr real = 2.0"))
+    resumed = subprocess.run([sys.executable, "-m", "nestplast.search", "--out", str(tmp_path / "run"), "--resume",
+                              "--max-generations", "3"], capture_output=True, text=True, cwd=ROOT)
+    assert resumed.returncode == 2 and "pair_stdp_synapse.nestml changed" in resumed.stderr
+
+
+def write(tmp_path, rule_text: str | None, parameters: str, extra: str = "") -> Path:
+    source = (EXAMPLE / "pair_stdp_synapse.nestml").read_text()
+    (tmp_path / "rule.nestml").write_text(source if rule_text is None else rule_text(source))
+    path = tmp_path / "exp.toml"
+    path.write_text(f'[rule]\nfile = "rule.nestml"\n{extra}[rule.parameters]\n{parameters}\n')
+    return path
+
+
+@pytest.mark.parametrize("rule_text, parameters, extra, fragments", [
+    (None, "A_plux = { low = 0.0, high = 1.0 }", "", ["A_plux", "not in the parameters block", "A_plus"]),
+    (None, "A_plus = { low = 1.0, high = 0.0 }", "", ["rule.parameters.A_plus", "low < high"]),
+    (None, "A_plus = { low = 0.0 }", "", ["rule.parameters.A_plus", "low and high"]),
+    (None, "", "", ["rule.parameters", "at least one"]),
+    (None, "A_plus = { low = 0.0, high = 1.0 }", 'weight = "weight"\n', ["weight variable 'weight'", "state"]),
+    (None, "A_plus = { low = 0.0, high = 1.0 }", "fixed = { tau_plux = 3.0 }\n", ["rule.fixed", "tau_plux"]),
+    (lambda s: s.replace("Wmax real", "W_max real").replace("Wmax", "W_max"), "A_plus = { low = 0.0, high = 1.0 }",
+     "", ["needs a parameter Wmax"]),
+    (lambda s: s.replace("model pair_stdp_synapse:", ""), "A_plus = { low = 0.0, high = 1.0 }", "",
+     ["rule.nestml", "model NAME"]),
+])
+def test_bad_own_rules_are_named_before_compiling(tmp_path, rule_text, parameters, extra, fragments):
+    path = write(tmp_path, rule_text, parameters, extra)
+    with pytest.raises(ExperimentError) as err:
+        experiment.load(path)
+    for fragment in fragments:
+        assert fragment in str(err.value), str(err.value)
+
+
+def test_missing_rule_file(tmp_path):
+    path = tmp_path / "exp.toml"
+    path.write_text('[rule]\nfile = "nowhere.nestml"\n[rule.parameters]\nA = { low = 0.0, high = 1.0 }\n')
+    with pytest.raises(ExperimentError, match="cannot read .*nowhere.nestml"):
+        experiment.load(path)
+
+
+@pytest.mark.nest
+def test_a_rule_that_does_not_compile_names_its_file_and_line(tmp_path):
+    from nestplast.build import BuildError
+
+    path = write(tmp_path, lambda s: s.replace("lr * A_plus * pre_trace", "lr * A_plus * no_such_trace"),
+                 "A_plus = { low = 0.0, high = 1.0 }")
+    exp = experiment.load(path)
+    with pytest.raises(BuildError) as err:
+        build(exp.searched_rule(), exp.rule.neuron)
+    line = next(i for i, text in enumerate((tmp_path / "rule.nestml").read_text().splitlines(), 1)
+                if "no_such_trace" in text)
+    assert f"rule.nestml:{line}" in str(err.value) and "no_such_trace" in str(err.value), str(err.value)
