@@ -292,3 +292,23 @@ def test_failed_evaluations_are_recorded_and_a_flat_generation_stops_the_search(
     assert all("no_such_param" in e.error for e in evaluations)
     assert {e.loss for e in evaluations} == {320.0}
     assert store.counts()["failed"] == 14 and store.counts()["blowups"] == 0
+
+
+def test_ctrl_c_says_where_the_run_stands_and_how_to_resume(tmp_path):
+    out_dir = tmp_path / "run"
+    process = subprocess.Popen([sys.executable, "-m", "nestplast.search", str(tiny(tmp_path, generations=3)),
+                                "--out", str(out_dir), "--quiet"], cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    database = out_dir / "results.sqlite"
+    deadline = time.time() + 600
+    while time.time() < deadline:
+        if database.exists():
+            with sqlite3.connect(database) as db:
+                if db.execute("SELECT COUNT(*) FROM evaluations WHERE generation = 1").fetchone()[0] >= 1:
+                    break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130
+    assert err.strip().splitlines() == [f"interrupted: after generation 0; every evaluation so far is kept. "
+                                        f"Resume with: python -m nestplast.search --out {out_dir} --resume"]
