@@ -1,15 +1,21 @@
 """Shared fixtures: compiled rule modules, built once per test session (the cache makes later
-sessions instant), and a fresh NEST kernel per test."""
+sessions instant), and NEST; tests that use them are marked ``nest`` (``-m "not nest"`` runs the
+rest). Shared helpers are in ``helpers.py``."""
 
 import pytest
 
+from helpers import TAYLOR_TEST_MASK
 from nestplast.build import build
 from nestplast.kernel import import_nest
 from nestplast.rules import get_rule
 
-# One Taylor mask that expresses Vogels-Sprekeler, additive STDP and Oja, plus weight and
-# product terms that a comparison with a second implementation exercises.
-TAYLOR_TEST_MASK = "pre:000,pre:010,pre:001,pre:111,post:100,post:011,post:002,post:200"
+NEST_FIXTURES = {"nest", "doublet_module", "taylor_module"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if NEST_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.nest)
 
 
 @pytest.fixture(scope="session")

@@ -9,57 +9,15 @@ import math
 import numpy as np
 import pytest
 
+from helpers import W_END, W_MAX, W_START, _as_nest, poisson_population, regular_population, synchronous_population
+
 from nestplast.metrics import (KL_BINS, activity_metrics, mean_rate, network_metrics,
                                population_rate, weight_metrics)
 
 pytestmark = pytest.mark.filterwarnings("error")
 
-SQRT_PI_2 = math.sqrt(math.pi) / 2  # mean of a Rayleigh variable of unit scale / sqrt(2)
-
-
-# ---- synthetic populations (ids start at 1, as NEST node ids; spikes sorted by time as NEST) ----
-
-def _as_nest(senders, times):
-    order = np.argsort(times, kind="stable")
-    return senders[order], times[order]
-
-
-def poisson_population(rng, n, rate_hz, t_stop_ms, first_id=1):
-    """Independent homogeneous Poisson trains on [0, t_stop_ms): (senders, times, ids)."""
-    ids = np.arange(first_id, first_id + n)
-    counts = rng.poisson(rate_hz * t_stop_ms * 1e-3, n)
-    senders, times = _as_nest(np.repeat(ids, counts), rng.uniform(0.0, t_stop_ms, counts.sum()))
-    return senders, times, ids
-
-
-def regular_population(rng, n, period_ms, t_stop_ms, first_id=1):
-    """Perfectly regular trains, each with a random phase in [1, period - 1) ms."""
-    ids = np.arange(first_id, first_id + n)
-    phase = rng.uniform(1.0, period_ms - 1.0, n)
-    times = phase[:, None] + period_ms * np.arange(int(t_stop_ms // period_ms))[None, :]
-    senders = np.broadcast_to(ids[:, None], times.shape)
-    keep = times < t_stop_ms
-    senders, times = _as_nest(senders[keep], times[keep])
-    return senders, times, ids
-
-
-def synchronous_population(rng, n, burst_hz, t_stop_ms, periodic, p=0.5, jitter_ms=2.0, first_id=1):
-    """Population events at burst_hz, periodic or at Poisson times; each neuron joins each event
-    with probability p and fires once, jittered by N(0, jitter_ms)."""
-    ids = np.arange(first_id, first_id + n)
-    if periodic:
-        bursts = np.arange(500.0 / burst_hz, t_stop_ms, 1000.0 / burst_hz)
-    else:
-        bursts = np.sort(rng.uniform(0.0, t_stop_ms, rng.poisson(burst_hz * t_stop_ms * 1e-3)))
-    joins = rng.random((n, bursts.size)) < p
-    senders = np.broadcast_to(ids[:, None], joins.shape)[joins]
-    times = np.broadcast_to(bursts[None, :], joins.shape)[joins] + rng.normal(0.0, jitter_ms, joins.sum())
-    keep = (times >= 0) & (times < t_stop_ms)
-    return _as_nest(senders[keep], times[keep]) + (ids,)
-
-
-# Poisson reference: 400 neurons at 10 Hz for 10 s (40,000 spikes, 100 per neuron).
 N, RATE, T_MS = 400, 10.0, 10_000.0
+SQRT_PI_2 = math.sqrt(math.pi) / 2  # mean of a Rayleigh variable of unit scale / sqrt(2)
 
 
 @pytest.fixture(scope="module")
@@ -262,10 +220,6 @@ def test_mismatched_spike_arrays():
 
 # ---- weights ----
 
-W_START = {"EE": np.array([0.5, 0.5, 0.5, 0.5]), "IE": np.array([-2.0, -2.0, -2.0, -2.0]),
-           "II": np.zeros(0)}
-W_END = {"EE": np.array([0.0, 1.0, 0.5, 0.7]), "IE": np.array([-5.0, -3.0, -1.0, -3.0]), "II": np.zeros(0)}
-W_MAX = {"EE": 1.0, "IE": -5.0, "II": -5.0}  # NEST's Wmax of an inhibitory synapse is negative
 
 
 def test_weight_metrics_by_hand():

@@ -10,7 +10,7 @@ from nestplast.objectives import (FAILURE_LOSS, FSBI_CONSTRAINTS, NAN_METRIC_PEN
                                   aggregate_trials, blowup_loss, interval_penalty, l1_penalty,
                                   target_rate_loss)
 
-from test_metrics import W_END, W_MAX, W_START, _as_nest, poisson_population, synchronous_population
+from helpers import W_END, W_MAX, W_START, _as_nest, poisson_population, synchronous_population
 
 pytestmark = pytest.mark.filterwarnings("error")
 
