@@ -95,8 +95,8 @@ def test_slow_end_error_of_a_nonsymmetric_matrix():
 def test_noise_rule_wins_at_the_slow_end_of_the_authors_network():
     """On the authors' construction (scaled down to 200 neurons), at 20 % kept, the noise rule's
     error over the 10 slowest eigenvalues is a fraction of the controls' in every draw, while the
-    mean over all eigenvalues separates the rules far less (at 2000 neurons: 0.02 against 0.24 and
-    0.32 at the slow end, 0.037 against 0.044 and 0.066 in the mean)."""
+    mean over all eigenvalues separates the rules far less (at 2000 neurons, benchmarks/prune_benchmark.py:
+    0.023 against 0.30 and 0.37 at the slow end, 0.039 against 0.046 and 0.066 in the mean)."""
     slow, mean = {rule: [] for rule in PRUNING_RULES}, {rule: [] for rule in PRUNING_RULES}
     for seed in range(3):
         W = authors_network((100, 20, 80), 0.6, 500, seed=seed)
