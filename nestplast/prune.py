@@ -14,8 +14,9 @@ the pruned matrix equals the original in expectation. Controls: p proportional t
 symmetric. The diagonal (self-coupling) is not pruned; it becomes zero, stays as it was, or
 ("row-sum", the default) takes back each row's removed off-diagonal magnitude so that every
 row keeps its diagonal-dominance margin: a network whose dynamics matrix W - leak I is
-diagonally dominant with a negative diagonal stays stable (Gershgorin). For other networks
-any option can give an unstable pruned network; :func:`nestplast.pruning_measures.compare_rules`
+strictly diagonally dominant with a negative diagonal stays stable (Gershgorin); with no margin
+(the authors' network) a neuron or cluster cut off by pruning is left with a mode that never
+decays. Any option can give an unstable pruned network; :func:`nestplast.pruning_measures.compare_rules`
 says which options keep a draw stable.
 
 How closely a pruned network keeps the original's dynamics, and the rules compared:
@@ -41,7 +42,6 @@ DIAGONALS = ("row-sum", "original", "zero")
 class InvalidPruningArgument(UserError, ValueError):
     """An unknown rule or diagonal option, a fraction kept outside (0, 1], or a covariance of
     the wrong shape."""
-
 
 
 # ------------------------------------------------------------------------------------- rule

@@ -80,7 +80,8 @@ def parser() -> ArgumentParser:
     p.add_argument("--duration", type=float, default=200.0,
                    help="ms of the noise-driven NEST trajectories (0: skip them)")
     p.add_argument("--decay-duration", type=float, default=None,
-                   help="ms of the noise-free decay from random initial states (default 40 tau = 400; 0: skip it)")
+                   help="ms of the noise-free linear decay from random initial states, also with --rectified "
+                        "(default 40 tau = 400; 0: skip it)")
     p.add_argument("--decay-states", type=int, default=20, help="random initial states of the decay (default 20)")
     p.add_argument("--sweep", type=_fraction_list, default=[0.5, 0.2, 0.1, 0.05],
                    help="fractions kept in the sweep written to --out (default 0.5,0.2,0.1,0.05)")
