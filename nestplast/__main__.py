@@ -7,7 +7,7 @@ COMMANDS = {
     "build": ("nestplast.build", "compile (or find in the cache) a NESTML rule as a NEST module"),
     "search": ("nestplast.commands.search", "CMA-ES search of a rule's parameters (also: python -m nestplast.search)"),
     "report": ("nestplast.commands.report", "summarise and plot a search run directory"),
-    "prune": ("nestplast.prune", "noise-driven pruning of a recurrent rate network"),
+    "prune": ("nestplast.commands.prune", "noise-driven pruning of a recurrent rate network"),
 }
 
 
