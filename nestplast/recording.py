@@ -1,0 +1,461 @@
+"""Recordings of spiking activity and synaptic weights: one ``.npz`` schema, one writer
+(:func:`save`) and one loader (:func:`load`), shared by the synthetic generator and the fitting code.
+
+A recording is one ``.npz`` archive (``numpy.savez``/``savez_compressed``) with these arrays:
+
+=================== ======== ======= ==== ======== =====================================================
+field               shape    dtype   unit needed   meaning
+=================== ======== ======= ==== ======== =====================================================
+``pre_times``       (n,)     float   ms   required presynaptic spike times, sorted (non-decreasing)
+``pre_ids``         (n,)     int     --   required input of each presynaptic spike, 0 .. n_pre-1
+``post_times``      (p,)     float   ms   required postsynaptic spike times, sorted (non-decreasing)
+``post_ids``        (p,)     int     --   required neuron of each postsynaptic spike, 0 .. n_post-1
+``duration``        ()       float   ms   required length of the recording; every time is in [0, duration]
+``syn_pre``         (s,)     int     --   required presynaptic input of each synapse, 0 .. n_pre-1
+``syn_post``        (s,)     int     --   required postsynaptic neuron of each synapse, 0 .. n_post-1
+``syn_sign``        (s,)     int     --   required +1 excitatory, -1 inhibitory
+``weight_synapses`` (k,)     int     --   optional synapses whose weight was sampled (indices into syn_*, distinct)
+``weight_times``    (m,)     float   ms   optional sampling times, strictly increasing
+``weights``         (k, m)   float   --   optional ``weights[i, j]``: weight of synapse ``weight_synapses[i]`` at
+                                               ``weight_times[j]``, signed as in NEST (inhibitory <= 0)
+``n_pre``           ()       int     --   optional number of inputs (default: largest pre id + 1)
+``n_post``          ()       int     --   optional number of neurons (default: largest post id + 1)
+``description``     ()       str     --   optional free text (where the data come from)
+=================== ======== ======= ==== ======== =====================================================
+
+The three weight fields come together or not at all. Ids are numbered from 0 (map NEST's node
+ids onto them). Spike times are sorted over the whole array; NEST's ``spike_recorder`` does not
+quite give them so (it collects events in batches of one min_delay), so sort them, as below.
+Integer fields may be stored as floats if their values are whole numbers. Any other key is
+refused (a misspelt ``wieghts`` must not be silently ignored), and so is a NaN or inf anywhere;
+:func:`load` checks everything before returning, and its errors name the file, the field and
+what is wrong.
+
+From a NEST simulation, weights sampled every 100 ms (``inputs``: parrot_neurons relaying Poisson
+spikes, ``neurons``: the postsynaptic neurons, each population recorded by a spike_recorder)::
+
+    import numpy as np
+    from nestplast.recording import Recording, save
+
+    conns = nest.GetConnections(inputs, neurons)
+    w = [conns.get("weight")]
+    for _ in range(50):
+        nest.Simulate(100.0)
+        w.append(conns.get("weight"))
+    in_ids, out_ids = np.array(inputs.tolist()), np.array(neurons.tolist())  # sorted node ids
+
+    def by_time(recorder, node_ids):  # times sorted, and node ids -> 0 .. n-1
+        events = recorder.get("events")
+        order = np.argsort(events["times"], kind="stable")
+        return events["times"][order], np.searchsorted(node_ids, events["senders"][order])
+
+    pre_times, pre_ids = by_time(pre_recorder, in_ids)
+    post_times, post_ids = by_time(post_recorder, out_ids)
+    rec = Recording(
+        pre_times=pre_times, pre_ids=pre_ids, post_times=post_times, post_ids=post_ids,
+        duration=5000.0,
+        syn_pre=np.searchsorted(in_ids, conns.get("source")),
+        syn_post=np.searchsorted(out_ids, conns.get("target")),
+        syn_sign=np.where(np.array(w[0]) < 0, -1, 1),  # or from how you connected them
+        weight_synapses=np.arange(len(conns)), weight_times=100.0 * np.arange(51),
+        weights=np.array(w).T,
+        description="5 s, 100 Poisson inputs at 10 Hz onto 10 iaf_psc_exp",
+    )
+    save(rec, "recording.npz")
+
+A ``weight_recorder`` instead logs each synapse's weight at that synapse's own spikes; to put
+it on a common grid, take for each sampling time the last logged value at or before it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import zipfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, NoReturn
+
+import numpy as np
+
+from .errors import UserError
+
+REQUIRED = ("pre_times", "pre_ids", "post_times", "post_ids", "duration", "syn_pre", "syn_post", "syn_sign")
+WEIGHT_FIELDS = ("weight_synapses", "weight_times", "weights")
+OPTIONAL = (*WEIGHT_FIELDS, "n_pre", "n_post", "description")
+FIELDS = REQUIRED + OPTIONAL
+
+_ARRAYS = tuple(name for name in FIELDS if name not in ("duration", "n_pre", "n_post", "description"))
+_INT_ARRAYS = ("pre_ids", "post_ids", "syn_pre", "syn_post", "syn_sign", "weight_synapses")
+_TIME_ARRAYS = ("pre_times", "post_times", "weight_times")
+
+
+_Fail = Callable[[str, str], NoReturn]  # fail(field, problem) raises RecordingError
+
+
+class RecordingError(UserError):
+    """A recording (a file or the arrays given to :class:`Recording`) breaks the schema."""
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class Recording:
+    """Spikes and sampled weights of one experiment; see the module docstring for the schema.
+
+    The constructor checks every field (raising :class:`RecordingError`), converts times and
+    weights to float64 and ids to int64, and stores read-only copies. Without weights,
+    ``weight_synapses``, ``weight_times`` and ``weights`` are empty, shapes (0,), (0,), (0, 0).
+    """
+
+    pre_times: np.ndarray
+    pre_ids: np.ndarray
+    post_times: np.ndarray
+    post_ids: np.ndarray
+    duration: float
+    syn_pre: np.ndarray
+    syn_post: np.ndarray
+    syn_sign: np.ndarray
+    weight_synapses: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    weight_times: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    weights: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    n_pre: int | None = None
+    n_post: int | None = None
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        checked = validate({f.name: getattr(self, f.name) for f in fields(self)})
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)  # frozen: the checked, normalised values
+
+    # ---- sizes ----
+
+    @property
+    def n_synapses(self) -> int:
+        return len(self.syn_pre)
+
+    @property
+    def has_weights(self) -> bool:
+        """Whether any weight was sampled (at least one synapse at one time)."""
+        return self.weights.size > 0
+
+    # ---- spike trains ----
+
+    def pre_spikes(self, pre_id: int) -> np.ndarray:
+        """Sorted spike times (ms) of one input."""
+        _check_id(pre_id, self.n_pre, "pre id", "n_pre")
+        return self.pre_times[self.pre_ids == pre_id]
+
+    def post_spikes(self, post_id: int) -> np.ndarray:
+        """Sorted spike times (ms) of one postsynaptic neuron."""
+        _check_id(post_id, self.n_post, "post id", "n_post")
+        return self.post_times[self.post_ids == post_id]
+
+    def pre_trains(self) -> list[np.ndarray]:
+        """All inputs' sorted spike times, ``n_pre`` arrays, in one pass."""
+        return _split_trains(self.pre_times, self.pre_ids, self.n_pre)
+
+    def post_trains(self) -> list[np.ndarray]:
+        """All postsynaptic neurons' sorted spike times, ``n_post`` arrays, in one pass."""
+        return _split_trains(self.post_times, self.post_ids, self.n_post)
+
+    # ---- derived recordings ----
+
+    def segment(self, t0: float, t1: float) -> Recording:
+        """The recording on [t0, t1) ms (closed at the end of the recording), times shifted so
+        that it starts at 0. Consecutive segments split the spikes without overlap, for bootstrap
+        over segments or held-out data. Synapses, ids and ``n_pre``/``n_post`` are kept."""
+        if not 0.0 <= t0 < t1 <= self.duration:
+            raise RecordingError(f"segment: need 0 <= t0 < t1 <= duration = {self.duration:g} ms, "
+                                 f"got t0 = {t0:g}, t1 = {t1:g}")
+        last = t1 == self.duration  # keep spikes at exactly t = duration in the last segment
+
+        def inside(times: np.ndarray) -> np.ndarray:
+            return (times >= t0) & ((times <= t1) if last else (times < t1))
+
+        pre, post, w = inside(self.pre_times), inside(self.post_times), inside(self.weight_times)
+        return replace(
+            self,
+            pre_times=self.pre_times[pre] - t0, pre_ids=self.pre_ids[pre],
+            post_times=self.post_times[post] - t0, post_ids=self.post_ids[post],
+            duration=t1 - t0,
+            weight_times=self.weight_times[w] - t0, weights=self.weights[:, w],
+            description=_note(self.description, f"segment {t0:g}-{t1:g} ms"),
+        )
+
+    def with_weights_subset(self, rows: Any) -> Recording:
+        """Keep the sampled weights of some synapses only: ``rows`` are positions in
+        ``weight_synapses`` (rows of ``weights``), in the order wanted."""
+        rows = np.asarray(rows)
+        if rows.size == 0:
+            rows = rows.astype(np.int64)  # np.asarray([]) is float
+        k = len(self.weight_synapses)
+        if rows.ndim != 1 or rows.dtype.kind not in "iu":
+            raise RecordingError(f"with_weights_subset: rows must be a 1-D array of integers, got {rows!r}")
+        bad = rows[(rows < 0) | (rows >= k)]
+        if bad.size:
+            raise RecordingError(f"with_weights_subset: row {bad[0]} out of range 0..{k - 1} "
+                                 f"({k} synapses have recorded weights)")
+        return replace(self, weight_synapses=self.weight_synapses[rows], weights=self.weights[rows])
+
+    def sparse(self, fraction: float, seed: int) -> Recording:
+        """Keep the sampled weights of ``round(fraction * k)`` (at least 1) of the k recorded
+        synapses, chosen at random by ``seed``, in their original order."""
+        k = len(self.weight_synapses)
+        if not 0.0 < fraction <= 1.0:
+            raise RecordingError(f"sparse: fraction must be in (0, 1], got {fraction}")
+        if k == 0:
+            raise RecordingError("sparse: the recording has no recorded weights to thin out")
+        keep = max(1, round(fraction * k))
+        rows = np.sort(np.random.default_rng(seed).choice(k, size=keep, replace=False))
+        return self.with_weights_subset(rows)
+
+    def jittered(self, sigma_ms: float, seed: int) -> Recording:
+        """Every pre and post spike time moved by Gaussian noise of std ``sigma_ms``, clipped to
+        [0, duration] and re-sorted (each id moves with its time). Weights are unchanged."""
+        _check_sigma(sigma_ms, "jittered: sigma_ms")
+        rng = np.random.default_rng(seed)
+
+        def jitter(times: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            moved = np.clip(times + rng.normal(0.0, sigma_ms, times.size), 0.0, self.duration)
+            order = np.argsort(moved, kind="stable")
+            return moved[order], ids[order]
+
+        pre_times, pre_ids = jitter(self.pre_times, self.pre_ids)
+        post_times, post_ids = jitter(self.post_times, self.post_ids)
+        return replace(self, pre_times=pre_times, pre_ids=pre_ids, post_times=post_times, post_ids=post_ids,
+                       description=_note(self.description, f"spike jitter {sigma_ms:g} ms"))
+
+    def noisy_weights(self, sigma: float, seed: int) -> Recording:
+        """Gaussian measurement noise of std ``sigma`` added to every sampled weight. A weight is
+        clipped at 0 rather than cross to the other sign (the schema forbids that), so the noise
+        is narrower than ``sigma`` for weights within a few ``sigma`` of 0."""
+        _check_sigma(sigma, "noisy_weights: sigma")
+        noisy = self.weights + np.random.default_rng(seed).normal(0.0, sigma, self.weights.shape)
+        excitatory = self.syn_sign[self.weight_synapses][:, None] > 0
+        noisy = np.where(excitatory, np.maximum(noisy, 0.0), np.minimum(noisy, 0.0))
+        return replace(self, weights=noisy, description=_note(self.description, f"weight noise {sigma:g}"))
+
+    # ---- comparison and display ----
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Recording):
+            return NotImplemented
+        return all(np.array_equal(getattr(self, f.name), getattr(other, f.name)) for f in fields(self))
+
+    def __repr__(self) -> str:
+        weights = (f"weights of {len(self.weight_synapses)} synapses at {len(self.weight_times)} times"
+                   if self.has_weights else "no weights")
+        return (f"Recording({self.duration:g} ms, {self.n_pre} inputs, {self.n_post} neurons, "
+                f"{len(self.pre_times)} pre spikes, {len(self.post_times)} post spikes, "
+                f"{self.n_synapses} synapses, {weights})")
+
+
+# ---- file I/O ----
+
+
+def save(recording: Recording, path: str | os.PathLike) -> None:
+    """Write every field of ``recording`` to ``path`` (compressed ``.npz``, written at exactly
+    that path: numpy's habit of appending ``.npz`` does not apply)."""
+    arrays = {f.name: np.asarray(getattr(recording, f.name)) for f in fields(Recording)}
+    try:
+        with open(path, "wb") as file:
+            np.savez_compressed(file, **arrays)
+    except OSError as e:
+        raise RecordingError(f"{path}: cannot write the recording ({e.strerror or e})") from None
+
+
+def load(path: str | os.PathLike) -> Recording:
+    """Read and check a recording written by :func:`save` or by ``numpy.savez`` with the schema's
+    keys. Raises :class:`RecordingError` naming the file and the field for anything malformed."""
+    try:
+        data = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise RecordingError(f"{path}: no such file") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise RecordingError(f"{path}: not a readable .npz file ({e})") from None
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise RecordingError(f"{path}: a single .npy array, not an .npz archive of the recording's fields")
+    raw = {}
+    with data:
+        for key in data.files:
+            try:
+                raw[key] = data[key]
+            except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+                raise RecordingError(f"{path}: {key}: cannot be read ({e}); store plain numeric arrays") from None
+    return Recording(**validate(raw, source=str(path)))  # checked first to name the file; the constructor re-checks
+
+
+# ---- the checks ----
+
+
+def validate(values: Mapping[str, Any], source: str | None = None) -> dict[str, Any]:
+    """Check a recording's fields against the schema and return them normalised (float64 times
+    and weights, int64 ids, read-only copies, Python scalars, defaults filled in). Used by both
+    :func:`load` (``source`` is the file, named in every message) and :class:`Recording`.
+    Raises :class:`RecordingError` with the field and what is wrong."""
+    prefix = f"{source}: " if source else ""
+
+    def fail(name: str, problem: str) -> NoReturn:
+        raise RecordingError(f"{prefix}{name}: {problem}")
+
+    # keys: nothing unknown, nothing required missing, the weight fields all or none
+    for key in sorted(set(values) - set(FIELDS)):
+        close = difflib.get_close_matches(key, FIELDS, n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        fail(key, f"unknown field; {hint}allowed: {', '.join(FIELDS)}")
+    missing = [name for name in REQUIRED if values.get(name) is None]
+    if missing:
+        fail(missing[0], f"missing (required: {', '.join(REQUIRED)})")
+    given = [name for name in WEIGHT_FIELDS if values.get(name) is not None]
+    if given and len(given) < len(WEIGHT_FIELDS):
+        absent = [name for name in WEIGHT_FIELDS if name not in given]
+        fail(absent[0], f"missing: {', '.join(given)} given without {', '.join(absent)} "
+                        f"(the weight fields come together or not at all)")
+
+    # each field alone: shape, dtype, finite, whole numbers for ids
+    out: dict[str, Any] = {}
+    out["duration"] = _scalar(values["duration"], "duration", fail, integer=False)
+    if not out["duration"] > 0:
+        fail("duration", f"must be positive, got {out['duration']:g}")
+    empty = {"weight_synapses": np.zeros(0, np.int64), "weight_times": np.zeros(0), "weights": np.zeros((0, 0))}
+    for name in _ARRAYS:
+        value = values.get(name)
+        if value is None:
+            value = empty[name]
+        out[name] = _array(value, name, fail, ndim=2 if name == "weights" else 1, integer=name in _INT_ARRAYS)
+    for name in ("n_pre", "n_post"):
+        value = values.get(name)
+        out[name] = None if value is None else _scalar(value, name, fail, integer=True)
+        if out[name] is not None and out[name] < 0:
+            fail(name, f"must be >= 0, got {out[name]}")
+    description = np.asarray(values.get("description", ""))
+    if description.ndim != 0 or description.dtype.kind != "U":
+        fail("description", f"must be one text string, got {description.dtype} array of shape {description.shape}")
+    out["description"] = str(description.item())
+
+    # lengths that must agree
+    for times, ids in (("pre_times", "pre_ids"), ("post_times", "post_ids")):
+        if len(out[ids]) != len(out[times]):
+            fail(ids, f"length {len(out[ids])} differs from {times} (length {len(out[times])})")
+    for name in ("syn_post", "syn_sign"):
+        if len(out[name]) != len(out["syn_pre"]):
+            fail(name, f"length {len(out[name])} differs from syn_pre (length {len(out['syn_pre'])})")
+    expected = (len(out["weight_synapses"]), len(out["weight_times"]))
+    if out["weights"].shape != expected:
+        fail("weights", f"shape {out['weights'].shape} does not match "
+                        f"(len(weight_synapses), len(weight_times)) = {expected}")
+
+    # times: inside [0, duration]; spikes sorted, weight samples strictly increasing
+    for name in _TIME_ARRAYS:
+        times, strict = out[name], name == "weight_times"
+        if (i := _first(times < 0)) is not None:
+            fail(name, f"{times[i]:g} ms at index {i} is negative")
+        if (i := _first(times > out["duration"])) is not None:
+            fail(name, f"{times[i]:g} ms at index {i} is after duration = {out['duration']:g} ms")
+        steps = np.diff(times)
+        if (i := _first(steps <= 0 if strict else steps < 0)) is not None:
+            problem = f"{name}[{i + 1}] = {times[i + 1]:g} follows {name}[{i}] = {times[i]:g}"
+            if strict:
+                fail(name, f"not strictly increasing: {problem}")
+            fail(name, f"not sorted: {problem}; sort the spikes by time, moving each id with its time "
+                       f"(order = np.argsort(times, kind='stable'))")
+
+    # ids: 0 .. n-1, n defaulting to the largest id + 1
+    for side in ("pre", "post"):
+        count, id_fields = f"n_{side}", (f"{side}_ids", f"syn_{side}")
+        if out[count] is None:
+            out[count] = int(max((out[name].max() + 1 for name in id_fields if out[name].size), default=0))
+        for name in id_fields:
+            ids, n = out[name], out[count]
+            if (i := _first((ids < 0) | (ids >= n))) is not None:
+                fail(name, f"id {ids[i]} at index {i} is out of range 0..{count}-1 = 0..{n - 1}")
+
+    # synapses: signs, which ones have weights, weights of the right sign
+    signs = out["syn_sign"]
+    if (i := _first((signs != 1) & (signs != -1))) is not None:
+        fail("syn_sign", f"{signs[i]} at index {i}; must be +1 (excitatory) or -1 (inhibitory)")
+    rows, n_syn = out["weight_synapses"], len(out["syn_pre"])
+    if (i := _first((rows < 0) | (rows >= n_syn))) is not None:
+        fail("weight_synapses", f"{rows[i]} at index {i} is not a synapse index "
+                                f"(there are {n_syn} synapses: 0..{n_syn - 1})")
+    unique, counts = np.unique(rows, return_counts=True)
+    if (counts > 1).any():
+        s = unique[counts > 1][0]
+        fail("weight_synapses", f"synapse {s} appears more than once (at indices {np.flatnonzero(rows == s).tolist()})")
+    weights = out["weights"]
+    row_signs = signs[rows][:, None]
+    wrong = (weights != 0) & (np.sign(weights) != row_signs)
+    if wrong.any():
+        i, j = np.argwhere(wrong)[0]
+        kind = "excitatory (syn_sign +1)" if row_signs[i, 0] > 0 else "inhibitory (syn_sign -1)"
+        fail("weights", f"synapse {rows[i]} (row {i}) is {kind} but has weight {weights[i, j]:g} at "
+                        f"weight_times[{j}] = {out['weight_times'][j]:g} ms; weights are signed as in NEST "
+                        f"(excitatory >= 0, inhibitory <= 0)")
+
+    for name in _ARRAYS:
+        out[name].setflags(write=False)
+    return out
+
+
+def _array(value: Any, name: str, fail: _Fail, ndim: int, integer: bool) -> np.ndarray:
+    """One array field as a fresh float64 (or int64) copy, after shape and value checks."""
+    try:
+        array = np.asarray(value)
+    except ValueError as e:  # ragged nested lists
+        fail(name, f"not a rectangular array ({e})")
+    if array.dtype.kind not in "iuf":
+        fail(name, f"must be numbers, got dtype {array.dtype}")
+    if array.ndim != ndim:
+        fail(name, f"must be {ndim}-D, got shape {array.shape}")
+    if array.dtype.kind == "f":
+        bad = ~np.isfinite(array)
+        if bad.any():
+            where = [int(i) for i in np.argwhere(bad)[0]]
+            fail(name, f"{int(bad.sum())} NaN or inf value(s), the first at index "
+                       f"{where[0] if array.ndim == 1 else tuple(where)}")
+    if integer and array.dtype.kind == "f":
+        # whole-number floats are fine (e.g. ids that went through a float array); beyond 2**53 they are not exact
+        fractional = (array != np.round(array)) | (np.abs(array) > 2.0**53)
+        if fractional.any():
+            i = int(np.argmax(fractional))
+            fail(name, f"ids must be integers, got {array[i]:g} at index {i}")
+    return array.astype(np.int64 if integer else np.float64)  # astype copies: later changes by the caller don't leak in
+
+
+def _scalar(value: Any, name: str, fail: _Fail, integer: bool) -> int | float:
+    array = np.asarray(value)
+    if array.ndim != 0 or array.dtype.kind not in "iuf":
+        fail(name, f"must be one number, got {array.dtype} array of shape {array.shape}")
+    number = array.item()
+    if not np.isfinite(number):
+        fail(name, f"must be finite, got {number}")
+    if integer:
+        if number != round(number):
+            fail(name, f"must be an integer, got {number}")
+        return int(number)
+    return float(number)
+
+
+def _first(bad: np.ndarray) -> int | None:
+    """Index of the first True in ``bad``, or None."""
+    return int(np.argmax(bad)) if bad.any() else None
+
+
+def _check_id(value: int, n: int, what: str, count: str) -> None:
+    if not 0 <= value < n:
+        raise RecordingError(f"{what} {value} out of range 0..{count}-1 = 0..{n - 1}")
+
+
+def _check_sigma(sigma: float, what: str) -> None:
+    if not (np.isfinite(sigma) and sigma >= 0):
+        raise RecordingError(f"{what} must be a finite number >= 0, got {sigma}")
+
+
+def _split_trains(times: np.ndarray, ids: np.ndarray, n: int) -> list[np.ndarray]:
+    if n == 0:
+        return []
+    order = np.argsort(ids, kind="stable")  # stable: each id's times stay sorted
+    return np.split(times[order], np.cumsum(np.bincount(ids, minlength=n))[:-1])
+
+
+def _note(description: str, note: str) -> str:
+    return f"{description} ({note})" if description else note
