@@ -20,13 +20,13 @@ def doublet(module, theta, **fixed):
     return (module.synapse_model, get_rule("doublet").synapse_params(theta, **fixed))
 
 
-def one_connection(nest, module, model_params=None):
+def one_connection(nest, module, model_params=None, weight=W0):
     """A fresh kernel with one connection of a copy ``cand`` of the rule: (connection, pre, post)."""
     nest.ResetKernel()
     install(module)
     nest.CopyModel(module.synapse_model, "cand", model_params or {})
     pre, post = nest.Create("parrot_neuron"), nest.Create(module.neuron_model)
-    nest.Connect(pre, post, syn_spec={"synapse_model": "cand", "weight": W0})
+    nest.Connect(pre, post, syn_spec={"synapse_model": "cand", "weight": weight})
     return nest.GetConnections(synapse_model="cand"), pre, post
 
 
@@ -63,7 +63,7 @@ def test_time_constants_are_per_copy(nest, doublet_module):
 def test_get_defaults_shows_the_common_parameters(nest, doublet_module):
     rule = get_rule("doublet")
     params = rule.synapse_params([15.0, 25.0, -0.4, 0.3, 1.0, 2.0], eta=0.5, Wmin=0.5, Wmax=-10.0)
-    one_connection(nest, doublet_module, {**params, "weight": -1.0})
+    one_connection(nest, doublet_module, {**params, "weight": -1.0}, weight=-1.0)  # Wmax < 0: inhibitory
     defaults = nest.GetDefaults("cand")
     assert {k: defaults[k] for k in params} == params
     nest.SetDefaults("cand", {"eta": 0.25, "tau_pre": 30.0})
