@@ -32,9 +32,9 @@ import sys
 import sysconfig
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
 
 from .cli import ArgumentParser, run_command
 from .errors import UsageError, UserError
@@ -74,7 +74,7 @@ class Module:
         return asdict(self)
 
     @classmethod
-    def from_dir(cls, folder: Path) -> "Module | None":
+    def from_dir(cls, folder: Path) -> Module | None:
         """The module built into ``folder`` (a cache entry), or None if there is none (yet)."""
         meta = Path(folder) / "module.json"
         if not meta.is_file():
@@ -86,7 +86,8 @@ class Module:
 
 def cache_dir() -> Path:
     """Where modules are cached: ``$NESTPLAST_CACHE`` or ``~/.cache/nestplast``."""
-    root = os.environ.get("NESTPLAST_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "nestplast"
+    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "nestplast"
+    root = os.environ.get("NESTPLAST_CACHE") or default
     return Path(root).expanduser().resolve()
 
 
@@ -160,10 +161,11 @@ def nest_path() -> Path:
     exe = _working_nest_config()
     if exe is not None:
         return exe.parent.parent
-    return _wheel_nest_config(cache_dir() / "nest-config" / hashlib.sha256(str(_nest_package_dir()).encode()).hexdigest()[:12])
+    package = hashlib.sha256(str(_nest_package_dir()).encode()).hexdigest()[:12]
+    return _wheel_nest_config(cache_dir() / "nest-config" / package)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _nest_version() -> str:
     """NEST's version, e.g. "3.10.0" (NESTML generates code for that version's kernel API)."""
     try:
@@ -204,7 +206,7 @@ def nestml_templates_dir() -> Path:
     return Path(spec.origin).resolve().parent / "codegeneration" / "resources_nest" / "point_neuron"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def nestml_model(kind: str, model: str) -> Path:
     """A model that ships with the installed NESTML, e.g. ``nestml_model("neurons",
     "iaf_psc_exp_neuron")``. pip installs them as data files under the environment's prefix
@@ -221,7 +223,7 @@ def nestml_model(kind: str, model: str) -> Path:
                      "nestplast needs the models that ship with nestml 9.0")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _template_files() -> dict[str, bytes]:
     """NESTML's NEST templates with nestplast's overlay on top: relative path -> content."""
     stock = nestml_templates_dir()
@@ -241,7 +243,7 @@ def _template_files() -> dict[str, bytes]:
     return files
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _templates_digest() -> str:
     digest = hashlib.sha256()
     for name, content in sorted(_template_files().items()):

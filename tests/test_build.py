@@ -1,5 +1,6 @@
 """The build layer: cache, concurrent builds, error messages, nest-config, command line, install."""
 
+import importlib
 import importlib.metadata
 import json
 import os
@@ -12,14 +13,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nestplast import build as build_module
-from nestplast.build import OVERLAY_DIR, OVERLAY_MANIFEST, BuildError, build, nest_path, nestml_templates_dir, templates_dir
+from nestplast.build import (
+    OVERLAY_DIR,
+    OVERLAY_MANIFEST,
+    BuildError,
+    build,
+    nest_path,
+    nestml_templates_dir,
+    templates_dir,
+)
 from nestplast.errors import UserError
 from nestplast.kernel import install
 from nestplast.neurons import NEURONS
 from nestplast.rules import MODELS_DIR, Parameter, Rule, get_rule
 
 ROOT = Path(__file__).resolve().parent.parent
+build_module = importlib.import_module("nestplast.build")  # the package exports the function build too
 
 
 def run_python(code: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -196,7 +205,8 @@ def test_cli_json(doublet_module):
 def test_cli_example_works(nest, doublet_module):
     """The printed example runs as it is and learns: an inhibitory projection whose weights stay
     negative and grow stronger (the neuron fires above the 10 Hz target of the example)."""
-    out = subprocess.run([sys.executable, "-m", "nestplast", "build", "doublet"], capture_output=True, text=True, cwd=ROOT)
+    out = subprocess.run([sys.executable, "-m", "nestplast", "build", "doublet"],
+                         capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     example = textwrap.dedent(out.stdout.split("on an inhibitory projection:")[1])
     assert "eta=0.01" in example and "Wmax=-100.0" in example and "'weight': -10.0" in example

@@ -6,12 +6,11 @@ synapse objects, and a clear NEST error when set on a single connection. Paramet
 
 import numpy as np
 import pytest
+from pairing import run_paired
 
 from nestplast.build import build
 from nestplast.kernel import install
 from nestplast.rules import Rule, get_rule
-
-from pairing import run_paired
 
 W0, WMAX = 2.0, 10.0
 

@@ -9,12 +9,11 @@ NEST's convention there (the pre spike reads only post spikes strictly before it
 
 import numpy as np
 import pytest
+from helpers import TAYLOR_TEST_MASK
+from pairing import DELAY, RESOLUTION, coincidences, max_relative_difference, run_paired
 
 from nestplast.build import build
 from nestplast.rules import get_rule, parse_mask
-
-from conftest import TAYLOR_TEST_MASK
-from pairing import DELAY, RESOLUTION, coincidences, max_relative_difference, run_paired
 
 COINCIDE = 4  # each parrot also coincides with every 4th post spike
 
@@ -113,7 +112,8 @@ def test_taylor_matches_multiplicative_stdp(nest, multiplicative_module):
     coefficients = {"th_post_100": 1.0, "th_post_101": -1.0 / WMAX_STDP, "th_pre_011": -ALPHA_STDP / WMAX_STDP}
     rule = get_rule("taylor", mask=MULTIPLICATIVE_MASK).synapse_params(coefficients, eta=lam * WMAX_STDP,
                                                                         tau_pre=TAU, tau_post=TAU, Wmax=WMAX_STDP)
-    result = run_paired(nest, multiplicative_module, {"ref": reference, "rule": (multiplicative_module.synapse_model, rule)},
+    result = run_paired(nest, multiplicative_module,
+                        {"ref": reference, "rule": (multiplicative_module.synapse_model, rule)},
                         weight=3.0, tau_minus=TAU, coincide=COINCIDE)
     assert_agree_inside_bounds(result, WMAX_STDP)
 
