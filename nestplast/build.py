@@ -356,9 +356,10 @@ def _compile(rules: Sequence[Rule], neuron: Neuron, name: str, workdir: Path) ->
     log = proc.stdout + "\n" + proc.stderr
     (workdir / "build.log").write_text(log)
     if proc.returncode != 0 or not (install / f"{name}.so").is_file():
-        # The user's files are the package's sources; name those, not the temporary copies.
-        user_sources = {model: (neuron.path if model == neuron.model else f"<{model} source of rule "
-                                f"'{next(r.name for r in rules if r.synapse == model)}'>")
+        # Name the files the user knows (a user's rule file, NESTML's neuron), not the temporary copies.
+        by_synapse = {r.synapse: r for r in rules}
+        user_sources = {model: (neuron.path if model == neuron.model else by_synapse[model].path
+                                or f"<{model} source of rule '{by_synapse[model].name}'>")
                         for model in sources}
         raise BuildError(f"building module {name} failed:\n  {_explain_failure(log, user_sources)}")
     shutil.move(str(install / f"{name}.so"), workdir / f"{name}.so")
