@@ -424,8 +424,9 @@ EXAMPLE_WEIGHT = -10.0
 
 def usage_example(module: Module, rule: Rule, mask: str | None = None) -> str:
     """Python that uses the module on an inhibitory projection (runs as it is)."""
+    imports = "get_rule"
     if rule.name == "doublet":
-        coefficients = "vogels_sprekeler(10.0)"
+        coefficients, imports = "vogels_sprekeler(10.0)", "get_rule, vogels_sprekeler"
     else:
         vs = {"th_pre_000": -0.4, "th_pre_010": 1.0, "th_post_100": 1.0}  # vogels_sprekeler(10.0)
         chosen = {k: v for k, v in vs.items() if k in rule.names} or {rule.names[0]: 1.0}
@@ -433,7 +434,7 @@ def usage_example(module: Module, rule: Rule, mask: str | None = None) -> str:
     rule_call = f"get_rule({rule.name!r}" + (f", mask={mask!r})" if mask else ")")
     return f"""import nest
 from nestplast.kernel import install
-from nestplast.rules import get_rule, vogels_sprekeler
+from nestplast.rules import {imports}
 install({module.path!r})  # before nest.Create, and again after every nest.ResetKernel()
 # The rule's parameters belong to the synapse model: one CopyModel per set of values.
 # Wmax carries the sign of the weights: negative for inhibitory, positive for excitatory.

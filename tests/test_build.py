@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import TAYLOR_TEST_MASK
 
 from nestplast.build import (
     OVERLAY_DIR,
@@ -202,10 +203,13 @@ def test_cli_json(doublet_module):
                     "synapse_model": doublet_module.synapse_model}
 
 
-def test_cli_example_works(nest, doublet_module):
+@pytest.mark.parametrize("args, module", [(["doublet"], "doublet_module"),
+                                          (["taylor", "--mask", TAYLOR_TEST_MASK], "taylor_module")])
+def test_cli_example_works(nest, request, args, module):
     """The printed example runs as it is and learns: an inhibitory projection whose weights stay
     negative and grow stronger (the neuron fires above the 10 Hz target of the example)."""
-    out = subprocess.run([sys.executable, "-m", "nestplast", "build", "doublet"],
+    request.getfixturevalue(module)  # compiled (or cached) already
+    out = subprocess.run([sys.executable, "-m", "nestplast", "build", *args],
                          capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     example = textwrap.dedent(out.stdout.split("on an inhibitory projection:")[1])
