@@ -145,7 +145,10 @@ class Rule:
         causal = first_pre + self.weight_change(params, "post", decay_pre, zero, w + first_pre)
         first_post = self.weight_change(params, "post", zero, zero, w + zero)
         acausal = first_post + self.weight_change(params, "pre", zero, decay_post, w + first_post)
-        return np.where(dt >= 0, causal, acausal)
+        # At dt = 0 NEST's convention: the post spike is handled first and reads x_pre before the
+        # pre spike's jump; the pre spike reads x_post from strictly earlier post spikes: neither sees the other.
+        coincident = first_post + self.weight_change(params, "pre", zero, zero, w + first_post)
+        return np.where(dt > 0, causal, np.where(dt < 0, acausal, coincident))
 
 
 def _read(name: str) -> str:

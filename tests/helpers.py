@@ -1,8 +1,15 @@
 """Shared test helpers, in one place (test files import from here, never from each other):
 synthetic spike trains and weights with known statistics, the Taylor mask the rule tests share,
-and a tiny search experiment."""
+and the paired-synapse bench (below).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
+
+from nestplast.kernel import install
 
 # One Taylor mask that expresses Vogels-Sprekeler, additive STDP and Oja, plus weight and
 # product terms that a comparison with a second implementation exercises.
@@ -59,3 +66,124 @@ W_START = {"EE": np.array([0.5, 0.5, 0.5, 0.5]), "IE": np.array([-2.0, -2.0, -2.
            "II": np.zeros(0)}
 W_END = {"EE": np.array([0.0, 1.0, 0.5, 0.7]), "IE": np.array([-5.0, -3.0, -1.0, -3.0]), "II": np.zeros(0)}
 W_MAX = {"EE": 1.0, "IE": -5.0, "II": -5.0}  # NEST's Wmax of an inhibitory synapse is negative
+
+
+# ---- the paired-synapse bench: shows several synapse models exactly the same pre- and postsynaptic spikes.
+#
+# Presynaptic parrot neurons replay fixed spike trains; one postsynaptic neuron (the NESTML neuron
+# paired with the rule) is made to fire at chosen times by strong input. Every synapse model under
+# test connects the same parrots to the same neuron, so all of them see identical spikes, and
+# their weights are read after every chunk of the run.
+
+RESOLUTION = 0.1  # ms
+DELAY = 1.0  # ms, of the plastic synapses (all of it dendritic, as in NEST's STDP synapses)
+DRIVE_DELAY = 1.0  # ms
+PARROT_DELAY = 1.0  # ms, from a spike generator to its parrot: parrots spike this much later
+# The driven neuron has 1000 times the usual membrane capacitance and drive: it fires as an
+# ordinary neuron would, but the plastic synapses (weights of a few pA or nS) move its membrane by
+# microvolts, so its spikes do not move with the weights and can be known before a run.
+DEAF = 1000.0
+DRIVE_WEIGHT = {"iaf_psc_exp": 3000.0 * DEAF, "iaf_cond_exp": 60.0 * DEAF}  # one spike per kick, no second one
+
+
+def poisson_times(rng: np.random.Generator, rate_hz: float, t_stop: float, t_start: float = 1.0,
+                  min_gap: float = RESOLUTION) -> np.ndarray:
+    """Poisson spike times on the simulation grid, at least ``min_gap`` apart."""
+    isi = rng.exponential(1000.0 / rate_hz, size=int(3 * rate_hz * t_stop / 1000.0) + 20)
+    times = np.round(t_start + np.cumsum(np.maximum(isi, min_gap)) / RESOLUTION) * RESOLUTION
+    return times[times < t_stop]
+
+
+def coinciding(post_times: np.ndarray, every: int, offset: int) -> np.ndarray:
+    """Generator times that make a parrot fire at t_pre = t_post + delay for every ``every``-th
+    postsynaptic spike, from the ``offset``-th: the two spikes coincide at the synapse."""
+    return post_times[offset % every::every] + DELAY - PARROT_DELAY
+
+
+def on_grid(times: np.ndarray) -> np.ndarray:
+    """Sorted times on the simulation grid, each step at most once."""
+    return np.unique(np.round(times / RESOLUTION).astype(np.int64)) * RESOLUTION
+
+
+@dataclass
+class PairedResult:
+    weights: dict[str, np.ndarray]  # model -> (chunks, n_pre) weights after each chunk
+    pre_times: list[np.ndarray]  # spike times of the presynaptic parrots
+    post_times: np.ndarray
+    chunk_ms: float
+
+
+def driven_neuron(nest, module, drive_times: np.ndarray, neuron: str, tau_minus: float):
+    """The postsynaptic neuron, made to fire 2-4 ms after each kick of the drive."""
+    post = nest.Create(module.neuron_model, 1, {"tau_minus": tau_minus})
+    post.C_m = post.C_m * DEAF
+    kick = nest.Create("spike_generator", 1, {"spike_times": drive_times})
+    nest.Connect(kick, post, syn_spec={"weight": DRIVE_WEIGHT[neuron], "delay": DRIVE_DELAY})
+    return post
+
+
+def run_paired(nest, module, synapses: dict[str, tuple[str, dict]], weight: float, *, neuron: str = "iaf_psc_exp",
+               n_pre: int = 8, pre_rate: float = 15.0, post_rate: float = 20.0, t_stop: float = 4000.0,
+               chunks: int = 40, seed: int = 1, tau_minus: float = 20.0, coincide: int = 0,
+               pre_stop: float | None = None) -> PairedResult:
+    """Connect ``n_pre`` parrots to one driven neuron through each of ``synapses``
+    (label -> (base model, CopyModel params)), all starting at ``weight``; run and read weights.
+
+    Poisson pre spikes coincide with post spikes (t_pre - delay == t_post) only by chance; with
+    ``coincide = k`` each parrot also fires so as to coincide with every k-th post spike of a
+    first run of the driven neuron alone (the plastic inputs cannot move its spikes)."""
+    rng = np.random.default_rng(seed)
+    drive_times = poisson_times(rng, post_rate, t_stop, min_gap=8.0)
+    pre_times = [poisson_times(rng, pre_rate, pre_stop or t_stop) for _ in range(n_pre)]
+    if coincide:
+        nest.ResetKernel()
+        install(module)
+        nest.resolution = RESOLUTION
+        recorder = nest.Create("spike_recorder")
+        nest.Connect(driven_neuron(nest, module, drive_times, neuron, tau_minus), recorder)
+        nest.Simulate(t_stop)
+        post_times = np.asarray(recorder.events["times"])
+        pre_times = [on_grid(np.concatenate([t, coinciding(post_times, coincide, k)])) for k, t in enumerate(pre_times)]
+        pre_times = [t[t < (pre_stop or t_stop)] for t in pre_times]
+
+    nest.ResetKernel()
+    install(module)
+    nest.resolution = RESOLUTION
+    post = driven_neuron(nest, module, drive_times, neuron, tau_minus)
+    sources = nest.Create("spike_generator", n_pre)
+    for generator, times in zip(sources, pre_times):
+        generator.spike_times = times
+    parrots = nest.Create("parrot_neuron", n_pre)
+    nest.Connect(sources, parrots, "one_to_one", syn_spec={"delay": PARROT_DELAY})
+    recorder, pre_recorder = nest.Create("spike_recorder", 2)
+    nest.Connect(post, recorder)
+    nest.Connect(parrots, pre_recorder)
+
+    connections = {}
+    for label, (base, params) in synapses.items():
+        nest.CopyModel(base, label, {**params, "weight": weight, "delay": DELAY})
+        nest.Connect(parrots, post, syn_spec={"synapse_model": label})
+        connections[label] = nest.GetConnections(synapse_model=label)
+
+    chunk = t_stop / chunks
+    weights = {label: np.empty((chunks, n_pre)) for label in synapses}
+    for k in range(chunks):
+        nest.Simulate(chunk)
+        for label, conns in connections.items():
+            # GetConnections orders by source; parrots were created in order
+            order = np.argsort(conns.source)
+            weights[label][k] = np.asarray(conns.weight)[order]
+    # the spikes the synapses saw: the parrots' (time-sorted within each parrot)
+    senders, times = pre_recorder.events["senders"], pre_recorder.events["times"]
+    seen = [np.sort(times[senders == parrot]) for parrot in parrots.tolist()]
+    return PairedResult(weights, seen, np.asarray(recorder.events["times"]), chunk)
+
+
+def coincidences(result: PairedResult) -> int:
+    """Pre/post pairs with t_pre - delay == t_post."""
+    post = np.round(result.post_times / RESOLUTION).astype(np.int64)
+    return sum(np.isin(np.round((t - DELAY) / RESOLUTION).astype(np.int64), post).sum() for t in result.pre_times)
+
+
+def max_relative_difference(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.max(np.abs(a - b) / np.maximum(np.abs(a), 1e-300)))

@@ -6,7 +6,7 @@ synapse objects, and a clear NEST error when set on a single connection. Paramet
 
 import numpy as np
 import pytest
-from pairing import run_paired
+from helpers import run_paired
 
 from nestplast.build import build
 from nestplast.kernel import install

@@ -9,8 +9,7 @@ NEST's convention there (the pre spike reads only post spikes strictly before it
 
 import numpy as np
 import pytest
-from helpers import TAYLOR_TEST_MASK
-from pairing import DELAY, RESOLUTION, coincidences, max_relative_difference, run_paired
+from helpers import DELAY, RESOLUTION, TAYLOR_TEST_MASK, coincidences, max_relative_difference, run_paired
 
 from nestplast.build import build
 from nestplast.rules import get_rule, parse_mask

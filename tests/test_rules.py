@@ -15,6 +15,8 @@ def test_doublet_window_is_the_analytic_pair_rule():
     causal = 2.0 * (-0.1 + 0.2 + 1.5 * np.exp(-dt / 15.0))  # the post spike reads x_pre
     acausal = 2.0 * (-0.1 + 0.2 - 0.5 * np.exp(dt / 30.0))  # the pre spike reads x_post
     np.testing.assert_allclose(rule.stdp_window(params, dt), np.where(dt > 0, causal, acausal))
+    # coincident at the synapse (NEST's convention): neither spike reads the other's trace
+    np.testing.assert_allclose(rule.stdp_window(params, np.array([0.0])), [2.0 * (-0.1 + 0.2)])
 
 
 def test_taylor_window_with_weight_terms():
