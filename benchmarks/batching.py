@@ -29,13 +29,13 @@ Timings on a shared machine are noisy: the 1-minute load average is printed.
 from __future__ import annotations
 
 import argparse
-from collections import Counter
 import dataclasses
 import math
 import os
 import statistics
 import sys
 import time
+from collections import Counter
 
 import numpy as np
 
@@ -255,7 +255,7 @@ def main() -> int:
 
     print()
     print(f"{'set':<6} {'config':<22} {'s/candidate':>11} {'batched/unbatched':>17}   statuses")
-    for name, thetas in sets.items():
+    for name in sets:
         ref_times = times[(name, "unbatched")]
         for label, size, _ in configs:
             t = times[(name, label)]
@@ -270,7 +270,7 @@ def main() -> int:
     print("same results as one kernel per candidate (same trial seed)?  [status, E rate in the scoring window, loss]")
     for name, thetas in sets.items():
         ref = results[(name, "unbatched")]
-        for label, size, _ in configs[1:]:
+        for label, _size, _ in configs[1:]:
             print(f"  {name:<6} {label:<22} {differences(ref, results[(name, label)])}")
         if name == "mixed" or len(sets) == 1:
             reseeded = unbatched(evaluator, thetas, other_trial)
@@ -299,7 +299,7 @@ def verdict(sets, times, configs, costs) -> None:
     rows = []
     for name in sets:
         ref = times[(name, "unbatched")]
-        for label, size, drive_off in configs[1:]:
+        for label, _size, _drive_off in configs[1:]:
             rows.append((name, label, statistics.median(b / a for a, b in zip(ref, times[(name, label)]))))
     best = min(rows, key=lambda r: r[2])
     mixed = [r for r in rows if r[0] == "mixed" and "drive" not in r[1]]

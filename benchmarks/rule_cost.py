@@ -73,7 +73,7 @@ def worker(args: argparse.Namespace) -> dict:
     j_i = -g * j_e
     w_max = 10.0 * j_i  # far from the weights: with eta = 0 no clipping, same weights everywhere
     E = nest.Create(module.neuron_model, n_e)
-    I = nest.Create(module.neuron_model, n_i)
+    I = nest.Create(module.neuron_model, n_i)  # noqa: E741 (E and I populations)
     for pop in (E, I):  # the same random start for every variant
         pop.V_m = nest.random.uniform(-70.0, -55.0)
     drive = nest.Create("poisson_generator", params={"rate": args.drive_rate})

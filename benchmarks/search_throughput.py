@@ -24,7 +24,6 @@ Timings on a shared machine are noisy: the 1-minute load average is printed with
 from __future__ import annotations
 
 import argparse
-from collections import Counter
 import json
 import os
 import shutil
@@ -34,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 

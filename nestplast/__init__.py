@@ -30,7 +30,6 @@ from .rules import get_rule, vogels_sprekeler  # noqa: E402
 from .store import RunStore  # noqa: E402
 
 
-
 def __getattr__(name: str):
     # Imported on first use: importing nestplast.search here would make `python -m nestplast.search`
     # run a module that is already imported (runpy warns, and the module would exist twice).

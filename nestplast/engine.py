@@ -20,8 +20,9 @@ from __future__ import annotations
 import math
 import pickle
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 

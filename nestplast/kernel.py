@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 _LAUNCHER_VARIABLES = ("PMI_RANK", "PMI_SIZE", "MPI_LOCALNRANKS", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def nest_has_mpi() -> bool:
     """Whether the installed NEST was built with MPI, found without importing it (importing a
     NEST without MPI under ``mpiexec`` is fatal): does its kernel library link an MPI library?"""
@@ -53,7 +53,7 @@ def import_nest():
     return nest
 
 
-def install(module: "Module | str | os.PathLike[str]") -> None:
+def install(module: Module | str | os.PathLike[str]) -> None:
     """Install a compiled module into the running kernel, unless it is there already.
 
     ``module`` is a :class:`~nestplast.build.Module` or the absolute path of its library

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import sys
 from collections import deque
-from typing import Any, Callable, Sequence, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from .errors import UserError
 from .kernel import nest_has_mpi

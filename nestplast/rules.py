@@ -20,10 +20,10 @@ synapse, excitatory or inhibitory, as in NEST's ``vogels_sprekeler_synapse``.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 

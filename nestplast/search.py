@@ -21,8 +21,8 @@ import hashlib
 import pickle
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 

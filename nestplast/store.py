@@ -128,7 +128,7 @@ class RunStore:
         return db
 
     @classmethod
-    def create(cls, run_dir: str | Path, experiment: dict, seed: int, meta: dict | None = None) -> "RunStore":
+    def create(cls, run_dir: str | Path, experiment: dict, seed: int, meta: dict | None = None) -> RunStore:
         """A new run in ``run_dir``; refuses a directory that already holds a run."""
         run_dir = Path(run_dir)
         path = run_dir / DB_NAME
@@ -154,7 +154,7 @@ class RunStore:
         return cls(path, db)
 
     @classmethod
-    def open(cls, run_dir: str | Path, *, read_only: bool = False) -> "RunStore":
+    def open(cls, run_dir: str | Path, *, read_only: bool = False) -> RunStore:
         """An existing run: to resume it, or ``read_only`` to report on it (also from a read-only
         copy, or while the run goes on)."""
         run_dir = Path(run_dir)

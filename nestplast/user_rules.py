@@ -18,8 +18,9 @@ sign of ``Wmax``, as the built-in rules do (see ``nestml_models/doublet_synapse.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from .errors import UserError
 from .rules import Parameter, Rule

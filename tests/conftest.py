@@ -3,8 +3,8 @@ sessions instant), and NEST; tests that use them are marked ``nest`` (``-m "not 
 rest). Shared helpers are in ``helpers.py``."""
 
 import pytest
-
 from helpers import TAYLOR_TEST_MASK
+
 from nestplast.build import build
 from nestplast.kernel import import_nest
 from nestplast.rules import get_rule

@@ -8,11 +8,9 @@ import math
 
 import numpy as np
 import pytest
-
 from helpers import W_END, W_MAX, W_START, _as_nest, poisson_population, regular_population, synchronous_population
 
-from nestplast.metrics import (KL_BINS, activity_metrics, mean_rate, network_metrics,
-                               population_rate, weight_metrics)
+from nestplast.metrics import KL_BINS, activity_metrics, mean_rate, network_metrics, population_rate, weight_metrics
 
 pytestmark = pytest.mark.filterwarnings("error")
 

@@ -4,13 +4,21 @@ import math
 
 import numpy as np
 import pytest
+from helpers import W_END, W_MAX, W_START, _as_nest, poisson_population, synchronous_population
 
 from nestplast.metrics import network_metrics, population_rate
-from nestplast.objectives import (FAILURE_LOSS, FSBI_CONSTRAINTS, NAN_METRIC_PENALTY, Objective, RateBand,
-                                  aggregate_trials, blowup_loss, interval_penalty, l1_penalty,
-                                  target_rate_loss)
-
-from helpers import W_END, W_MAX, W_START, _as_nest, poisson_population, synchronous_population
+from nestplast.objectives import (
+    FAILURE_LOSS,
+    FSBI_CONSTRAINTS,
+    NAN_METRIC_PENALTY,
+    Objective,
+    RateBand,
+    aggregate_trials,
+    blowup_loss,
+    interval_penalty,
+    l1_penalty,
+    target_rate_loss,
+)
 
 pytestmark = pytest.mark.filterwarnings("error")
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import sys
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from .. import experiment
 from ..cli import EXIT_INTERRUPTED, EXIT_USER_ERROR, ArgumentParser, report_error, run_command

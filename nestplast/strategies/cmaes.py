@@ -9,7 +9,7 @@ criteria such as ``tolfun`` or ``tolflatfitness`` included) is the run's stop re
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
