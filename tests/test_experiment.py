@@ -74,3 +74,37 @@ def test_search_cli_reports_bad_file_without_traceback(tmp_path):
     assert "network.kind" in out.stderr and "recurrent" in out.stderr
     assert "Traceback" not in out.stderr
     assert not (tmp_path / "run").exists()  # nothing ran
+
+
+def test_default_toml_is_the_options_tables_defaults():
+    shipped = experiment.load("default")
+    assert shipped == experiment.Experiment(source=shipped.source)
+    assert experiment.default() == experiment.Experiment()
+
+
+def test_readme_lists_every_option_as_the_table_says():
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("```toml\n# nestplast experiment options") + len("```toml\n")
+    assert readme[start:readme.index("```", start)].rstrip() == experiment.show_defaults().rstrip(), \
+        "README's options block is out of date: paste `python -m nestplast.search --show-defaults`"
+
+
+def test_show_defaults_is_valid_toml_of_the_defaults():
+    import tomllib
+
+    data = tomllib.loads(experiment.show_defaults())
+    assert experiment.parse(data) == experiment.Experiment(source="<dict>")
+
+
+@pytest.mark.parametrize("text, fragments", [
+    ("[rule]\nfixed = { Wmax = 50.0 }\n", ["rule.fixed.Wmax", "network.w_max"]),
+    ("[rule]\nfixed = { eta = 0.0 }\n", ["rule.fixed.eta", "nonzero"]),
+    ("seed = -1\n", ["seed", "2**32"]),
+    ("[search]\nstrategy = 'bayes'\n", ["search.strategy", "'cmaes' or 'prior'"]),
+    ("[rule]\nparameters = { a = { low = 0, high = 1 } }\n", ["rule.parameters", "rule.file"]),
+])
+def test_inert_or_ignored_keys_are_refused(tmp_path, text, fragments):
+    with pytest.raises(ExperimentError) as err:
+        experiment.load(write(tmp_path, text))
+    for fragment in fragments:
+        assert fragment in str(err.value), str(err.value)
