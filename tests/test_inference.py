@@ -1,0 +1,112 @@
+"""Inference from recordings: the exact numpy forward model agrees with NEST's clamped replay (and
+with NEST's own stdp_synapse) event for event, coincident spikes included."""
+
+import numpy as np
+import pytest
+
+from helpers import TAYLOR_TEST_MASK
+from nestplast.recording import Recording
+from nestplast.replay import replay
+from nestplast.rules import get_rule
+from nestplast.trajectories import weight_trajectories
+
+DELAY = 1.0
+STEP = 0.1
+
+
+def poisson(rng, rate_hz, duration, min_gap=STEP):
+    isi = np.maximum(rng.exponential(1000.0 / rate_hz, int(3 * rate_hz * duration / 1000) + 20), min_gap)
+    times = np.round(np.cumsum(isi) / STEP) * STEP
+    return times[times < duration - 2 * DELAY]
+
+
+def recording_with_coincidences(seed=3, n_pre=6, n_post=2, duration=3000.0) -> Recording:
+    """Poisson trains on the 0.1 ms grid; every input also fires at t_post + delay for some post
+    spikes of each neuron, so that pre and post spikes coincide at the synapse."""
+    rng = np.random.default_rng(seed)
+    post = [poisson(rng, 20.0, duration, min_gap=1.0) for _ in range(n_post)]
+    pre = []
+    for i in range(n_pre):
+        own = poisson(rng, 15.0, duration)
+        coincident = post[i % n_post][i % 3::3] + DELAY
+        pre.append(np.unique(np.round(np.concatenate([own, coincident]) / STEP)) * STEP)
+
+    def flatten(trains):
+        ids = np.concatenate([np.full(t.size, i) for i, t in enumerate(trains)])
+        times = np.concatenate(trains)
+        order = np.argsort(times, kind="stable")
+        return times[order], ids[order]
+
+    pre_times, pre_ids = flatten(pre)
+    post_times, post_ids = flatten(post)
+    syn_pre, syn_post = np.meshgrid(np.arange(n_pre), np.arange(n_post), indexing="ij")
+    sign = np.where(syn_pre.ravel() >= n_pre - 2, -1, 1)  # the last two inputs inhibitory
+    return Recording(pre_times=pre_times, pre_ids=pre_ids, post_times=post_times, post_ids=post_ids,
+                     duration=duration, syn_pre=syn_pre.ravel(), syn_post=syn_post.ravel(), syn_sign=sign)
+
+
+def test_the_recording_has_coincidences():
+    rec = recording_with_coincidences()
+    seen = 0
+    for s in range(rec.n_synapses):
+        pre = np.round(rec.pre_spikes(rec.syn_pre[s]) / STEP).astype(int)
+        post = np.round((rec.post_spikes(rec.syn_post[s]) + DELAY) / STEP).astype(int)
+        seen += np.isin(pre, post).sum()
+    assert seen > 50
+
+
+@pytest.mark.nest
+def test_numpy_trajectories_equal_nests_clamped_replay(taylor_module):
+    rec = recording_with_coincidences()
+    rule = get_rule("taylor", mask=TAYLOR_TEST_MASK)
+    rng = np.random.default_rng(0)
+    coefficients = dict(zip(rule.names, rng.uniform(-0.3, 0.3, len(rule.names))))
+    coefficients["th_pre_000"] = 0.05  # drift keeps the weights moving
+    params = rule.synapse_params(coefficients, eta=0.5, tau_pre=15.0, tau_post=30.0, Wmin=0.0, Wmax=60.0)
+    synapses = np.arange(rec.n_synapses)
+    w0 = rec.syn_sign * rng.uniform(10.0, 30.0, rec.n_synapses)
+    samples = np.arange(0.0, rec.duration - DELAY, 50.0)
+    nest_w = replay(taylor_module, params, rec, synapses, w0, samples, delay=DELAY)
+    numpy_w = weight_trajectories(rule, params, rec, synapses, w0, samples, delay=DELAY)
+    assert np.ptp(nest_w, axis=1).min() > 1.0, "every weight moved"
+    assert np.any(np.abs(nest_w) == 60.0) or np.all(np.abs(nest_w) < 60.0)
+    np.testing.assert_allclose(numpy_w, nest_w, rtol=1e-9, atol=1e-9)
+    assert np.all(np.sign(nest_w) == rec.syn_sign[:, None])
+
+
+@pytest.mark.nest
+def test_numpy_trajectories_equal_nests_own_stdp_synapse(taylor_module):
+    """NEST's hand-written additive stdp_synapse (an independent implementation): at a post spike
+    w += lambda Wmax x_pre, at a pre spike w -= alpha lambda Wmax x_post, w in [0, Wmax]."""
+    rec = recording_with_coincidences(seed=4)
+    excitatory = np.flatnonzero(rec.syn_sign > 0)
+    lam, alpha, tau, w_max = 0.01, 1.1, 20.0, 50.0
+    nest_params = {"lambda": lam, "alpha": alpha, "tau_plus": tau, "Wmax": w_max, "mu_plus": 0.0, "mu_minus": 0.0}
+    samples = np.arange(0.0, rec.duration - DELAY, 100.0)
+    w0 = np.full(excitatory.size, 25.0)
+    nest_w = replay(taylor_module, nest_params, rec, excitatory, w0, samples, delay=DELAY,
+                    synapse_model="stdp_synapse", neuron_params={"tau_minus": tau})
+    rule = get_rule("taylor", mask="pre:010,post:100")
+    params = rule.synapse_params({"th_pre_010": -alpha, "th_post_100": 1.0}, eta=lam * w_max, tau_pre=tau,
+                                 tau_post=tau, Wmin=0.0, Wmax=w_max)
+    numpy_w = weight_trajectories(rule, params, rec, excitatory, w0, samples, delay=DELAY)
+    assert np.ptp(nest_w, axis=1).min() > 1.0
+    np.testing.assert_allclose(numpy_w, nest_w, rtol=1e-9, atol=1e-9)
+
+
+def test_trajectories_start_mid_recording_from_the_weight_there():
+    """Started at t0 from the weight the full run had there, the trajectory after t0 is the full
+    run's: spikes before t0 shape only the traces."""
+    rec = recording_with_coincidences()
+    rule = get_rule("taylor", mask="pre:000,pre:010,post:100,post:001")
+    params = rule.synapse_params({"th_pre_000": 0.02, "th_pre_010": -0.5, "th_post_100": 0.6, "th_post_001": -0.01},
+                                 eta=1.0, tau_pre=20.0, tau_post=20.0, Wmin=0.0, Wmax=100.0)
+    synapses = np.arange(rec.n_synapses)
+    w0 = rec.syn_sign * 20.0
+    samples = np.arange(0.0, 2900.0, 100.0)
+    full = weight_trajectories(rule, params, rec, synapses, w0, samples, delay=DELAY)
+    t0 = 1000.0
+    later = samples[samples >= t0]
+    resumed = weight_trajectories(rule, params, rec, synapses, full[:, samples == t0][:, 0], later, delay=DELAY,
+                                  t_start=t0)
+    np.testing.assert_allclose(resumed, full[:, samples >= t0], rtol=1e-12)
