@@ -209,8 +209,9 @@ def test_existing_run_is_not_overwritten(reference_run, tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--out", "FILE"], "FILE is an existing file"),
     (["--out", "FILE/run"], "FILE is a file"),
-    (["--seed", "-1", "--out", "NEW"], "seed: expected an integer in [0, 2**32)"),
-    (["--seed", str(2**40), "--out", "NEW"], "seed: expected an integer in [0, 2**32)"),
+    (["--seed", "-1", "--out", "NEW"], "--seed: expected an integer in [0, 2**32), got -1"),
+    (["--seed", str(2**40), "--out", "NEW"], "--seed: expected an integer in [0, 2**32)"),
+    (["--threads", "0", "--out", "NEW"], "--threads: expected an integer >= 1, got 0"),
 ])
 def test_bad_paths_and_seeds_are_one_line_before_anything_is_created(tmp_path, args, message):
     (tmp_path / "FILE").write_text("not a directory")

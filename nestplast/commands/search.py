@@ -9,6 +9,7 @@ parameters by CMA-ES, MPI-parallel under ``mpiexec``/``srun``.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import traceback
 from collections.abc import Sequence
@@ -50,12 +51,17 @@ def load_experiment(args) -> experiment.Experiment:
         store.close()
     else:
         exp = experiment.load(args.experiment) if args.experiment else experiment.default()
-    overrides = {"seed": args.seed, "search.max_generations": args.max_generations,
-                 "search.population_size": args.population_size, "search.threads": args.threads}
-    for key, value in overrides.items():
+    overrides = {"--seed": ("seed", args.seed), "--max-generations": ("search.max_generations", args.max_generations),
+                 "--population-size": ("search.population_size", args.population_size),
+                 "--threads": ("search.threads", args.threads)}
+    for flag, (key, value) in overrides.items():
         if value is not None:
             section, _, name = key.rpartition(".")
-            setattr(getattr(exp, section) if section else exp, name, value)
+            target = getattr(exp, section) if section else exp
+            check = next(f.metadata["check"] for f in dataclasses.fields(target) if f.name == name)
+            if not check.test(value):
+                raise UsageError(f"{flag}: expected {check.expected}, got {value}")
+            setattr(target, name, value)
     try:
         return experiment.validate(exp)
     except experiment.ExperimentError as err:
