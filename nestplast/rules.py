@@ -8,6 +8,10 @@ Rules are looked up by name with :func:`get_rule`::
     rule = get_rule("doublet")
     rule.synapse_params(rule.defaults(), eta=1e-3, Wmax=-5.0)   # -> dict for nest.CopyModel
 
+The ``mlp`` rule (``get_rule("mlp", hidden=10)``) replaces the update with two small neural networks,
+one for pre and one for postsynaptic spikes; :class:`MLPWeights`, :func:`mlp_theta` and
+:func:`mlp_networks` go between its parameter vector and weight matrices.
+
 A :class:`RuleLayout` lays one parameter vector ``theta`` out over several connection types
 (e.g. ``EE``, ``EI``, ``IE``, ``II``), each with its own copy of the rule.
 
@@ -20,7 +24,7 @@ synapse, excitatory or inhibitory, as in NEST's ``vogels_sprekeler_synapse``.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -72,6 +76,10 @@ class Rule:
     ``synaptic_traces`` are state variables that NESTML must keep in the synapse rather than move
     into the postsynaptic neuron, so that every parameter stays a synapse parameter that
     ``nest.CopyModel`` can set per candidate.
+
+    The update is described for Python by ``terms`` (a sum of monomials) or, where a sum of
+    monomials cannot express it, by ``update``: a function ``update(params, event, x_pre, x_post,
+    w_abs)`` returning the change of ``|w|`` before the factor ``eta`` (vectorised).
     """
 
     name: str
@@ -87,6 +95,13 @@ class Rule:
     # A user's rule: every parameter its NESTML file declares, so any of them can be fixed; their
     # defaults are the file's own (NESTML expressions with units, not repeated here).
     source_parameters: tuple[str, ...] = ()
+    update: Callable[[Mapping[str, float], str, np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None
+
+    @property
+    def describes_update(self) -> bool:
+        """Whether Python can compute the update (:meth:`weight_change`, :meth:`stdp_window`);
+        a user's NESTML rule is compiled only."""
+        return bool(self.terms) or self.update is not None
 
     @property
     def fixable(self) -> list[str]:
@@ -126,6 +141,8 @@ class Rule:
         """The update ``dw`` of ``|w|`` at a ``"pre"`` or ``"post"`` spike, given the traces as
         read just before that spike (vectorised; no clipping)."""
         x_pre, x_post, w = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (x_pre, x_post, w)))
+        if self.update is not None:
+            return params["eta"] * self.update(params, event, x_pre, x_post, np.abs(w))
         total = np.zeros_like(x_pre)
         for term in self.terms:
             if term.event == event:
@@ -237,17 +254,170 @@ def taylor_rule(mask: Iterable[str] | str | None = None) -> Rule:
     )
 
 
-RULES = {"doublet": doublet_rule, "taylor": taylor_rule}
+# --------------------------------------------------------------------------- the MLP rule
+
+MLP_INPUTS = ("x_pre", "x_post", "w_abs")  # the networks' inputs, in the order of W1's columns
+MLP_HIDDEN = 10  # default number of hidden units
+LEAKY_SLOPE = 0.01  # leaky ReLU below zero, as in the model-based inference of plasticity rules
+MLP_EVENTS = ("pre", "post")
 
 
-def get_rule(name: str, mask: Iterable[str] | str | None = None) -> Rule:
-    """The rule called ``name`` (``doublet`` or ``taylor``; ``mask`` applies to ``taylor``)."""
+def _check_hidden(hidden: object) -> int:
+    # bool is an int in Python, but hidden=True is surely a mistake
+    if isinstance(hidden, bool) or not isinstance(hidden, (int, np.integer)) or hidden < 1:
+        raise ValueError(f"rule 'mlp': hidden must be a whole number of hidden units, at least 1; got {hidden!r}")
+    return int(hidden)
+
+
+def mlp_names(hidden: int, event: str) -> list[str]:
+    """Parameter names of one event's network, in their order in ``theta``: ``W1`` row by row
+    (``{event}_W1_{j}_{i}``: input ``i`` of :data:`MLP_INPUTS` to hidden unit ``j``), then
+    ``{event}_b1_{j}``, ``{event}_W2_{j}`` (hidden unit ``j`` to the output) and ``{event}_b2``."""
+    return ([f"{event}_W1_{j}_{i}" for j in range(hidden) for i in range(len(MLP_INPUTS))]
+            + [f"{event}_b1_{j}" for j in range(hidden)]
+            + [f"{event}_W2_{j}" for j in range(hidden)]
+            + [f"{event}_b2"])
+
+
+@dataclass(frozen=True, eq=False)
+class MLPWeights:
+    """One event's network: ``h = leaky_relu(W1 @ (x_pre, x_post, |w|) + b1)`` with slope
+    :data:`LEAKY_SLOPE` below zero, output ``tanh(W2 @ h + b2)`` in (-1, 1).
+    Shapes: ``W1`` (hidden, 3), ``b1`` (hidden,), ``W2`` (hidden,), ``b2`` a number."""
+
+    W1: np.ndarray
+    b1: np.ndarray
+    W2: np.ndarray
+    b2: float
+
+    def __post_init__(self) -> None:
+        W1 = np.asarray(self.W1, dtype=float)
+        hidden = W1.shape[0] if W1.ndim == 2 else 0
+        shapes = {"W1": (W1.shape, (hidden, len(MLP_INPUTS))), "b1": (np.shape(self.b1), (hidden,)),
+                  "W2": (np.shape(self.W2), (hidden,)), "b2": (np.shape(self.b2), ())}
+        wrong = [f"{name} has shape {got}, expected {want}" for name, (got, want) in shapes.items() if got != want]
+        if hidden < 1 or wrong:
+            raise ValueError("MLP weights: " + ("; ".join(wrong) or "W1 must have at least one row (hidden unit)"))
+        object.__setattr__(self, "W1", W1)
+        object.__setattr__(self, "b1", np.asarray(self.b1, dtype=float))
+        object.__setattr__(self, "W2", np.asarray(self.W2, dtype=float))
+        object.__setattr__(self, "b2", float(self.b2))
+
+    @property
+    def hidden(self) -> int:
+        return self.W1.shape[0]
+
+    def vector(self) -> np.ndarray:
+        """The parameters in the order of :func:`mlp_names`."""
+        return np.concatenate([self.W1.ravel(), self.b1, self.W2, [self.b2]])
+
+    @classmethod
+    def from_vector(cls, values: Sequence[float], hidden: int) -> MLPWeights:
+        """The inverse of :meth:`vector`."""
+        values = np.asarray(values, dtype=float)
+        n_in = len(MLP_INPUTS)
+        if values.shape != ((n_in + 2) * hidden + 1,):
+            raise ValueError(f"one MLP with {hidden} hidden units takes {(n_in + 2) * hidden + 1} values, "
+                             f"got shape {values.shape}")
+        W1, b1, W2, b2 = np.split(values, np.cumsum([n_in * hidden, hidden, hidden]))
+        return cls(W1.reshape(hidden, n_in), b1, W2, b2[0])
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, float], event: str, hidden: int) -> MLPWeights:
+        """The ``event`` network from named parameters (e.g. :meth:`Rule.synapse_params`)."""
+        return cls.from_vector([params[name] for name in mlp_names(hidden, event)], hidden)
+
+    def __call__(self, x_pre: np.ndarray, x_post: np.ndarray, w_abs: np.ndarray) -> np.ndarray:
+        """The network's output, elementwise over the (broadcast) inputs."""
+        x_pre, x_post, w_abs = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (x_pre, x_post, w_abs)))
+        # One hidden unit at a time, summed left to right as the generated NESTML is: the same
+        # floating-point operations in the same order as NEST's.
+        out = np.full(x_pre.shape, self.b2)
+        for j in range(self.hidden):
+            z = self.b1[j] + self.W1[j, 0] * x_pre + self.W1[j, 1] * x_post + self.W1[j, 2] * w_abs
+            out = out + self.W2[j] * np.maximum(z, LEAKY_SLOPE * z)
+        return np.tanh(out)
+
+
+@dataclass(frozen=True)
+class MLPUpdate:
+    """The MLP rule's :attr:`Rule.update`: the event's network at ``(x_pre, x_post, |w|)``
+    (a class rather than a closure, so that rules compare equal and pickle)."""
+
+    hidden: int
+
+    def __call__(self, params: Mapping[str, float], event: str, x_pre: np.ndarray, x_post: np.ndarray,
+                 w_abs: np.ndarray) -> np.ndarray:
+        return MLPWeights.from_params(params, event, self.hidden)(x_pre, x_post, w_abs)
+
+
+def mlp_theta(pre: MLPWeights, post: MLPWeights) -> np.ndarray:
+    """The MLP rule's parameter vector (order of ``get_rule("mlp", hidden).names``) from its two
+    networks, which must have the same number of hidden units."""
+    if pre.hidden != post.hidden:
+        raise ValueError(f"the pre and post networks differ in size: {pre.hidden} and {post.hidden} hidden units")
+    return np.concatenate([pre.vector(), post.vector()])
+
+
+def mlp_networks(theta: Sequence[float] | Mapping[str, float], hidden: int | None = None) -> dict[str, MLPWeights]:
+    """The two networks, ``{"pre": ..., "post": ...}``, of an MLP rule's parameter vector ``theta``
+    (its size gives ``hidden``) or of named parameters (e.g. :meth:`Rule.synapse_params`; give
+    ``hidden`` or let the names tell). For a :class:`RuleLayout`, split ``theta`` first."""
+    if isinstance(theta, Mapping):
+        hidden = _check_hidden(hidden if hidden is not None else sum(1 for k in theta if k.startswith("pre_b1_")))
+        return {event: MLPWeights.from_params(theta, event, hidden) for event in MLP_EVENTS}
+    theta = np.asarray(theta, dtype=float)
+    per_hidden = 2 * (len(MLP_INPUTS) + 2)  # parameters per hidden unit, both networks
+    hidden = _check_hidden(hidden if hidden is not None else max(1, (theta.size - 2) // per_hidden))
+    if theta.shape != (per_hidden * hidden + 2,):
+        raise ValueError(f"an MLP rule with {hidden} hidden units takes {per_hidden * hidden + 2} parameters, "
+                         f"got shape {theta.shape}")
+    return {event: MLPWeights.from_vector(block, hidden) for event, block in zip(MLP_EVENTS, np.split(theta, 2))}
+
+
+def mlp_rule(hidden: int = MLP_HIDDEN) -> Rule:
+    """A multilayer-perceptron rule: at a pre spike ``|w| += eta * mlp_pre(x_pre, x_post, |w|)``,
+    at a post spike ``|w| += eta * mlp_post(x_pre, x_post, |w|)``, each network with ``hidden``
+    leaky-ReLU units and a tanh output (see :class:`MLPWeights`). Every weight and bias is a
+    searched parameter, ``2 * (5 * hidden + 1)`` in all, with bounds [-2, 2] and default 0: all
+    zero is the inert rule (tanh(0) = 0), a neutral start for a search or fit. The inputs are not
+    rescaled: ``|w|`` enters as it is, so keep ``Wmax`` of order 1-10 or the ``|w|`` weights small.
+    Traces, clipping and sign are the doublet's; tau_pre, tau_post, eta, Wmin, Wmax are fixed."""
+    import jinja2
+
+    hidden = _check_hidden(hidden)
+    names = {event: mlp_names(hidden, event) for event in MLP_EVENTS}
+    template = jinja2.Template(_read("mlp_synapse.nestml.jinja2"), keep_trailing_newline=True)
+    source = template.render(synapse="mlp_synapse", hidden=hidden, slope=LEAKY_SLOPE,
+                             parameters=names["pre"] + names["post"])
+    return Rule(
+        name="mlp",
+        synapse="mlp_synapse",
+        source=source,
+        parameters=tuple(Parameter(name, 0.0, -2.0, 2.0) for event in MLP_EVENTS for name in names[event]),
+        fixed={"tau_pre": 20.0, "tau_post": 20.0, "eta": 1.0, "Wmin": 0.0, "Wmax": 100.0},
+        description=f"MLP rule: eta * tanh MLP (3 -> {hidden} leaky ReLU -> 1) of (x_pre, x_post, |w|), "
+                    "one network at pre and one at post spikes",
+        update=MLPUpdate(hidden),
+    )
+
+
+RULES = {"doublet": doublet_rule, "taylor": taylor_rule, "mlp": mlp_rule}
+
+
+def get_rule(name: str, mask: Iterable[str] | str | None = None, *, hidden: int | None = None) -> Rule:
+    """The rule called ``name`` (``doublet``, ``taylor`` or ``mlp``); ``mask`` applies to
+    ``taylor``, ``hidden`` (the number of hidden units, default :data:`MLP_HIDDEN`) to ``mlp``."""
     if name not in RULES:
-        raise UnknownRuleError(f"unknown rule {name!r}; available rules: {', '.join(sorted(RULES))}")
+        raise UnknownRuleError(f"unknown rule {name!r}; available rules: {', '.join(RULES)}")
+    if hidden is not None and name != "mlp":
+        raise ValueError(f"rule {name!r} takes no hidden layer size (only 'mlp' does)")
     if name == "taylor":
         return taylor_rule(mask)
     if mask is not None:
         raise ValueError(f"rule {name!r} takes no mask (only 'taylor' does)")
+    if name == "mlp":
+        return mlp_rule(MLP_HIDDEN if hidden is None else hidden)
     return RULES[name]()
 
 
