@@ -7,6 +7,7 @@ COMMANDS = {
     "build": ("nestplast.build", "compile (or find in the cache) a NESTML rule as a NEST module"),
     "search": ("nestplast.commands.search", "CMA-ES search of a rule's parameters (also: python -m nestplast.search)"),
     "report": ("nestplast.commands.report", "summarise and plot a search run directory"),
+    "infer": ("nestplast.commands.infer", "fit a rule's coefficients to recorded spikes and weights"),
     "prune": ("nestplast.commands.prune", "noise-driven pruning of a recurrent rate network"),
 }
 

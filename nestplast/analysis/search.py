@@ -134,7 +134,7 @@ def write_plots(run_dir: str | Path, summary: dict, out: str | Path | None = Non
     finally:
         store.close()
     theta = evaluations[0].theta
-    if exp.searched_rule().terms:  # a user's NESTML rule is compiled, not described in Python: no window
+    if exp.searched_rule().describes_update:  # a user's NESTML rule is compiled, not described in Python
         written.append(out / "stdp_window.png")
         with saved_figure(written[-1]) as (fig, ax):
             stdp_window(ax, exp, theta)

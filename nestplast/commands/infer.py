@@ -1,0 +1,110 @@
+"""``python -m nestplast infer DATA.npz --rule taylor --mask ... --fixed eta=...,Wmax=...``: fit a
+rule's coefficients to a recording's weight trajectories (clamped mode; see :mod:`nestplast.infer`).
+
+    python -m nestplast infer data.npz --mask post:100,post:011 --fixed eta=0.5,tau_pre=20,tau_post=20,Wmax=1000
+    python -m nestplast infer data.npz --mask ... --out runs/fit --json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..cli import ArgumentParser, run_command
+from ..errors import UsageError
+
+
+def parse_fixed(text: str) -> dict[str, float]:
+    fixed = {}
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        name, _, value = item.partition("=")
+        try:
+            fixed[name.strip()] = float(value)
+        except ValueError:
+            raise UsageError(f"--fixed: expected name=number pairs separated by commas, got {item!r}") from None
+    return fixed
+
+
+def parser() -> ArgumentParser:
+    p = ArgumentParser(prog="python -m nestplast infer", description=__doc__.split("\n\n")[0])
+    p.add_argument("data", type=Path, help="recording (.npz, see README 'Recordings')")
+    p.add_argument("--rule", default="taylor", help="taylor (default) or doublet")
+    p.add_argument("--mask", default=None, help="taylor: the free terms, e.g. post:100,post:011")
+    p.add_argument("--fixed", default="", help="fixed settings, e.g. eta=0.5,tau_pre=20,tau_post=20,Wmax=1000")
+    p.add_argument("--mode", choices=("clamped",), default="clamped",
+                   help="clamped: pre and post spikes replayed as recorded, loss on the weights")
+    p.add_argument("--delay", type=float, default=1.0, help="synaptic (dendritic) delay in ms")
+    p.add_argument("--segments", type=int, default=10, help="segments of the recording (bootstrap, held-out)")
+    p.add_argument("--hold-out", type=int, default=5, help="every N-th segment is held out (0: none)")
+    p.add_argument("--l1", type=float, default=0.0, help="weight of the L1 penalty on the coefficients")
+    p.add_argument("--max-generations", type=int, default=60)
+    p.add_argument("--population-size", type=int, default=8)
+    p.add_argument("--bootstrap", type=int, default=30, help="bootstrap refits for the intervals")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--out", type=Path, default=None, help="run directory (default: runs/infer-<data name>)")
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--json", action="store_true", help="print one JSON object, nothing else")
+    p.add_argument("--no-plots", action="store_true")
+    return p
+
+
+def summary_text(fit) -> str:
+    lines = [f"{'coefficient':<14} {'fitted':>10}   95 % interval"]
+    for name in fit.names:
+        low, high = fit.intervals[name]
+        lines.append(f"{name:<14} {fit.coefficients[name]:>10.4g}   [{low:.4g}, {high:.4g}]")
+    lines.append(f"held-out R^2 {fit.r2_held_out:.4f}; deviance explained: {fit.deviance_explained_held_out:.1f} % "
+                 f"held out, {fit.deviance_explained_fit:.1f} % on the fitted segments")
+    return "\n".join(lines)
+
+
+def _infer(argv: Sequence[str] | None) -> int:
+    from .. import infer
+    from ..analysis import check_output_directory
+    from ..recording import load
+
+    args = parser().parse_args(argv)
+    for flag, value, low in (("--segments", args.segments, 1), ("--max-generations", args.max_generations, 1),
+                             ("--population-size", args.population_size, 2), ("--bootstrap", args.bootstrap, 0),
+                             ("--hold-out", args.hold_out, 0), ("--seed", args.seed, 0)):
+        if value < low:
+            raise UsageError(f"{flag}: expected an integer >= {low}, got {value}")
+    recording = load(args.data)
+    choice = infer.RuleChoice(args.rule, args.mask)
+    rule = choice.rule()
+    fixed = parse_fixed(args.fixed)
+    unknown = sorted(set(fixed) - set(rule.fixable))
+    if unknown:
+        raise UsageError(f"--fixed: {', '.join(unknown)} not fixed settings of rule {rule.name!r} "
+                         f"(those are: {', '.join(rule.fixable)})")
+    out = args.out or Path("runs") / f"infer-{args.data.stem}"
+    if not args.resume:
+        check_output_directory(out)
+        if (out / "results.sqlite").exists():
+            raise UsageError(f"{out} already holds a run; continue it with --resume, or choose another --out")
+    say = None if args.json else (lambda line: print(line, flush=True))
+    fit = infer.fit(recording, choice, fixed, delay=args.delay, n_segments=args.segments, hold_out=args.hold_out,
+                    l1=args.l1, population_size=args.population_size, max_generations=args.max_generations,
+                    n_bootstrap=args.bootstrap, seed=args.seed, out=out, resume=args.resume, progress=say)
+    if not args.no_plots:
+        from ..analysis.inference import write_plots
+
+        all_segments = infer.segments(recording.weight_times.size, args.segments)
+        problem = infer.ClampedFit(recording, rule, fixed, delay=args.delay, fit_segments=all_segments)
+        write_plots(out, fit, problem, all_segments)
+    if args.json:
+        print(json.dumps(fit.to_json()))
+    else:
+        print(summary_text(fit))
+        print(f"fitted rule for nest.CopyModel: {out / 'fit.json'} (key nest_params); plots in {out}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_command(_infer, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

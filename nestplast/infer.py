@@ -1,0 +1,237 @@
+"""Inference: the coefficients of a plasticity rule fitted to recorded weight trajectories.
+
+The clamped forward model (:mod:`nestplast.trajectories`; NEST's replay, :mod:`nestplast.replay`,
+is its reference) replays the recorded spikes through the rule; the recording's sample times are
+cut into segments, each started from its recorded weights, and the loss is the squared error of
+the predicted weights over that of the all-zero rule (which keeps every weight where the segment
+started): 0 is a perfect fit, 1 no better than no plasticity; plus an L1 penalty. CMA-ES through
+:mod:`nestplast.engine` finds the minimum (MPI, store, resume), a local polish refines it, and a
+bootstrap over segments gives 95 % intervals. One segment in ``hold_out`` is kept out of the fit:
+R^2 and the % of deviance explained are measured there. ::
+
+    from nestplast import infer, recording
+    fit = infer.fit(recording.load("data.npz"), infer.RuleChoice("taylor", mask="post:100,post:011"),
+                    fixed={"eta": 0.5, "tau_pre": 20.0, "tau_post": 20.0, "Wmax": 1000.0}, out="runs/fit")
+    print(fit.coefficients, fit.intervals, fit.r2_held_out)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__, engine
+from .parallel import Transport
+from .recording import Recording, RecordingError
+from .rules import Rule, get_rule
+from .store import RunStore
+from .strategies import Budget, SearchSpace, make_strategy
+from .tasks import Candidate, Evaluation, Task
+from .trajectories import ClampedTrajectories
+
+
+@dataclass(frozen=True)
+class RuleChoice:
+    """Which rule to fit: a built-in name (``taylor`` with a ``mask``, ``doublet``)."""
+
+    name: str = "taylor"
+    mask: str | None = None
+
+    def rule(self) -> Rule:
+        return get_rule(self.name, mask=self.mask)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Sample times ``first`` .. ``last`` (indices) of a recording: started from the recorded
+    weights at ``first``, scored on the others."""
+
+    index: int
+    first: int
+    last: int
+    seed: int = 0
+
+
+def segments(n_samples: int, n_segments: int) -> list[Segment]:
+    """``n_segments`` consecutive segments over the sample times (neighbours share a boundary)."""
+    if n_samples < 2:
+        raise RecordingError("weights: at least two sample times are needed to fit a rule")
+    n_segments = max(1, min(n_segments, n_samples - 1))
+    edges = np.linspace(0, n_samples - 1, n_segments + 1).round().astype(int)
+    return [Segment(i, int(a), int(b)) for i, (a, b) in enumerate(zip(edges[:-1], edges[1:])) if b > a]
+
+
+class ClampedFit:
+    """The engine's problem: a candidate's loss over the fit segments (one task per segment)."""
+
+    def __init__(self, recording: Recording, rule: Rule, fixed: Mapping[str, float], *, delay: float,
+                 fit_segments: Sequence[Segment], l1: float = 0.0):
+        if not recording.has_weights:
+            raise RecordingError("weights: the recording has no sampled weights to fit")
+        self.recording, self.rule, self.fixed, self.delay, self.l1 = recording, rule, dict(fixed), delay, l1
+        self.fit_segments = list(fit_segments)
+        self._models: dict[int, ClampedTrajectories] = {}
+
+    def params(self, theta: Sequence[float]) -> dict[str, float]:
+        return self.rule.synapse_params(np.asarray(theta, dtype=float), **self.fixed)
+
+    def _model(self, segment: Segment) -> ClampedTrajectories:
+        if segment.index not in self._models:
+            times = self.recording.weight_times
+            self._models[segment.index] = ClampedTrajectories(
+                self.recording, self.recording.weight_synapses, times[segment.first:segment.last + 1],
+                delay=self.delay, t_start=times[segment.first], t_stop=times[segment.last])
+        return self._models[segment.index]
+
+    def predict(self, theta: Sequence[float], segment: Segment) -> np.ndarray:
+        """Predicted weights at the segment's sample times (the first is the recorded start)."""
+        start = self.recording.weights[:, segment.first]
+        return self._model(segment).weights(self.rule, self.params(theta), start)
+
+    def errors(self, theta: Sequence[float], segment: Segment) -> tuple[float, float, float]:
+        """(squared error of the fit, of the all-zero rule, total sum of squares) on the segment."""
+        observed = self.recording.weights[:, segment.first:segment.last + 1]
+        residual = self.predict(theta, segment)[:, 1:] - observed[:, 1:]
+        zero = observed[:, :1] - observed[:, 1:]
+        centred = observed[:, 1:] - observed[:, 1:].mean(axis=1, keepdims=True)
+        return float(np.sum(residual**2)), float(np.sum(zero**2)), float(np.sum(centred**2))
+
+    # ---- the engine's Problem
+
+    def tasks(self, generation: int, candidates: Sequence[Candidate]) -> list[Task]:
+        return [Task(generation, c.index, s, c.theta) for c in candidates for s in self.fit_segments]
+
+    def evaluate(self, task: Task) -> Evaluation:
+        sse, sse_zero, sst = self.errors(task.theta, task.trial)
+        loss = sse / sse_zero if sse_zero > 0 else sse
+        status = "ok" if math.isfinite(loss) else "nan"
+        return Evaluation(task.generation, task.candidate, task.trial.index, list(task.theta), task.trial.seed,
+                          params=dict(zip(self.rule.names, task.theta)),
+                          metrics={"sse": sse, "sse_zero": sse_zero, "sst": sst},
+                          loss=loss if status == "ok" else 1e6, status=status)
+
+    def loss(self, candidate: Candidate, evaluations: Sequence[Evaluation]) -> float:
+        return self.combined([e.metrics["sse"] for e in evaluations], [e.metrics["sse_zero"] for e in evaluations],
+                             candidate.theta)
+
+    def combined(self, sse: Sequence[float], sse_zero: Sequence[float], theta: Sequence[float],
+                 counts: Sequence[float] | None = None) -> float:
+        counts = np.ones(len(sse)) if counts is None else np.asarray(counts, dtype=float)
+        total_zero = float(np.dot(counts, sse_zero))
+        value = float(np.dot(counts, sse)) / total_zero if total_zero > 0 else float(np.dot(counts, sse))
+        return value + self.l1 * float(np.sum(np.abs(theta)))
+
+    def objective(self, segments_: Sequence[Segment], counts: Sequence[float] | None = None) -> Callable:
+        """theta -> loss over ``segments_`` (with multiplicities ``counts``), for local optimisers."""
+        def loss(theta):
+            errors = np.array([self.errors(theta, s) for s in segments_])
+            return self.combined(errors[:, 0], errors[:, 1], theta, counts)
+        return loss
+
+
+@dataclass
+class Fit:
+    """What a fit found: coefficients with 95 % intervals, and how well the rule explains data it
+    was not fitted to."""
+
+    rule: str
+    mask: str | None
+    names: list[str]
+    coefficients: dict[str, float]
+    intervals: dict[str, tuple[float, float]]
+    fixed: dict[str, float]
+    loss: float
+    r2_held_out: float
+    deviance_explained_held_out: float  # % of the all-zero rule's squared error removed
+    deviance_explained_fit: float
+    stop: dict = field(default_factory=dict)
+    bootstrap: list[list[float]] = field(default_factory=list)
+
+    def nest_params(self) -> dict[str, float]:
+        """The fitted rule's settings for ``nest.CopyModel`` (``Wmax`` with the sign of your weights)."""
+        return RuleChoice(self.rule, self.mask).rule().synapse_params(self.coefficients, **self.fixed)
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["nest_params"] = self.nest_params()
+        data.pop("bootstrap")
+        return data
+
+
+def fit(recording: Recording, choice: RuleChoice, fixed: Mapping[str, float], *, delay: float = 1.0,
+        n_segments: int = 10, hold_out: int = 5, l1: float = 0.0, population_size: int = 8,
+        max_generations: int = 60, n_bootstrap: int = 30, seed: int = 1, out: str | Path | None = None,
+        resume: bool = False, comm=None, progress: Callable[[str], None] | None = None) -> Fit | None:
+    """Fit ``choice``'s coefficients (the others ``fixed``) to ``recording``'s weight trajectories.
+    Every ``hold_out``-th segment is held out (0: none); rank 0 returns the :class:`Fit`."""
+    from scipy.optimize import minimize
+
+    rule = choice.rule()
+    all_segments = segments(recording.weight_times.size, n_segments)
+    held = [s for s in all_segments if hold_out and s.index % hold_out == hold_out - 1] if len(all_segments) > 1 else []
+    fitted = [s for s in all_segments if s not in held]
+    problem = ClampedFit(recording, rule, fixed, delay=delay, fit_segments=fitted, l1=l1)
+    transport = Transport(comm)
+    store = None
+    if transport.is_root:
+        spec = {"rule": choice.name, "mask": choice.mask, "fixed": dict(fixed), "delay": delay,
+                "n_segments": n_segments, "hold_out": hold_out, "l1": l1, "seed": seed,
+                "recording": recording.description}
+        if out is None:
+            import tempfile
+            out = Path(tempfile.mkdtemp(prefix="nestplast-fit-"))
+        store = RunStore.open(out) if resume else RunStore.create(out, experiment=spec, seed=seed,
+                                                                     meta={"nestplast": __version__, "kind": "infer"})
+    space = SearchSpace(names=tuple(rule.names), low=tuple(p.low for p in rule.parameters),
+                        high=tuple(p.high for p in rule.parameters), log=tuple(p.log for p in rule.parameters),
+                        start=tuple(p.default for p in rule.parameters))
+    strategy = None
+    if transport.is_root:
+        last = store.last_complete_generation()
+        if last is not None:
+            import pickle
+            strategy = pickle.loads(store.load_optimizer(last))
+        else:
+            strategy = make_strategy("cmaes", space, Budget(max_generations=max_generations),
+                                     population_size=population_size, seed=seed, sigma0=0.3, evaluate_mean=False)
+    outcome = engine.run(problem, strategy, store, transport, progress)
+    if outcome is None:
+        return None
+    store.close()
+    # polish the best candidate locally, inside the bounds
+    bounds = list(zip(space.low, space.high))
+    objective = problem.objective(fitted)
+    polished = minimize(objective, np.asarray(outcome.best_theta), method="Powell", bounds=bounds,
+                        options={"xtol": 1e-6, "ftol": 1e-10, "maxfev": 2000})
+    theta = polished.x if polished.fun <= outcome.best_loss else np.asarray(outcome.best_theta)
+    # bootstrap over the fit segments: refit on resampled segments, starting from the fit
+    rng = np.random.default_rng([seed, 7])
+    draws = []
+    for _ in range(n_bootstrap):
+        counts = np.bincount(rng.integers(0, len(fitted), len(fitted)), minlength=len(fitted))
+        refit = minimize(problem.objective(fitted, counts), theta, method="Powell", bounds=bounds,
+                         options={"xtol": 1e-5, "ftol": 1e-9, "maxfev": 600})
+        draws.append(refit.x.tolist())
+    draws_array = np.asarray(draws) if draws else np.empty((0, len(theta)))
+    intervals = {n: (float(np.percentile(draws_array[:, i], 2.5)), float(np.percentile(draws_array[:, i], 97.5)))
+                 if len(draws) else (math.nan, math.nan) for i, n in enumerate(rule.names)}
+
+    def explained(segs):
+        if not segs:
+            return math.nan, math.nan
+        e = np.array([problem.errors(theta, s) for s in segs])
+        return 100.0 * (1.0 - e[:, 0].sum() / e[:, 1].sum()), 1.0 - e[:, 0].sum() / e[:, 2].sum()
+
+    deviance_fit, _ = explained(fitted)
+    deviance_held, r2_held = explained(held)
+    result = Fit(rule=choice.name, mask=choice.mask, names=list(rule.names),
+                 coefficients=dict(zip(rule.names, map(float, theta))), intervals=intervals, fixed=dict(fixed),
+                 loss=float(objective(theta)), r2_held_out=float(r2_held), deviance_explained_held_out=float(deviance_held),
+                 deviance_explained_fit=float(deviance_fit), stop=outcome.stop, bootstrap=draws)
+    (Path(out) / "fit.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
+    return result
