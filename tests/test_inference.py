@@ -7,8 +7,8 @@ import sys
 
 import numpy as np
 import pytest
-
 from helpers import TAYLOR_TEST_MASK
+
 from nestplast.recording import Recording
 from nestplast.replay import replay
 from nestplast.rules import get_rule
