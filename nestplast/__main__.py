@@ -8,6 +8,7 @@ COMMANDS = {
     "search": ("nestplast.commands.search", "CMA-ES search of a rule's parameters (also: python -m nestplast.search)"),
     "report": ("nestplast.commands.report", "summarise and plot a search run directory"),
     "infer": ("nestplast.commands.infer", "fit a rule's coefficients to recorded spikes and weights"),
+    "infer-demo": ("nestplast.commands.infer_demo", "recover a known rule from a recording generated in NEST"),
     "prune": ("nestplast.commands.prune", "noise-driven pruning of a recurrent rate network"),
 }
 

@@ -34,6 +34,8 @@ from .strategies import Budget, SearchSpace, make_strategy
 from .tasks import Candidate, Evaluation, Task
 from .trajectories import ClampedTrajectories
 
+PRECISION = 1e-9  # the numpy forward model against NEST's replay (tests/test_inference.py)
+
 
 @dataclass(frozen=True)
 class RuleChoice:
@@ -206,19 +208,23 @@ def fit(recording: Recording, choice: RuleChoice, fixed: Mapping[str, float], *,
     # polish the best candidate locally, inside the bounds
     bounds = list(zip(space.low, space.high))
     objective = problem.objective(fitted)
-    polished = minimize(objective, np.asarray(outcome.best_theta), method="Powell", bounds=bounds,
-                        options={"xtol": 1e-6, "ftol": 1e-10, "maxfev": 2000})
+    tight = {"xtol": 1e-8, "ftol": 1e-14, "maxfev": 3000}
+    polished = minimize(objective, np.asarray(outcome.best_theta), method="Powell", bounds=bounds, options=tight)
     theta = polished.x if polished.fun <= outcome.best_loss else np.asarray(outcome.best_theta)
     # bootstrap over the fit segments: refit on resampled segments, starting from the fit
     rng = np.random.default_rng([seed, 7])
     draws = []
     for _ in range(n_bootstrap):
         counts = np.bincount(rng.integers(0, len(fitted), len(fitted)), minlength=len(fitted))
-        refit = minimize(problem.objective(fitted, counts), theta, method="Powell", bounds=bounds,
-                         options={"xtol": 1e-5, "ftol": 1e-9, "maxfev": 600})
+        refit = minimize(problem.objective(fitted, counts), theta, method="Powell", bounds=bounds, options=tight)
         draws.append(refit.x.tolist())
     draws_array = np.asarray(draws) if draws else np.empty((0, len(theta)))
-    intervals = {n: (float(np.percentile(draws_array[:, i], 2.5)), float(np.percentile(draws_array[:, i], 97.5)))
+    # percentile intervals, widened to hold the estimate itself (with exact data the draws differ
+    # only by the optimiser's tolerance, and need not straddle it) and to at least the forward
+    # model's own precision against NEST (1e-9 relative): below that, differences mean nothing
+    floor = PRECISION * max(1e-300, float(np.max(np.abs(theta))))
+    intervals = {n: (min(float(np.percentile(draws_array[:, i], 2.5)), float(theta[i])) - floor,
+                     max(float(np.percentile(draws_array[:, i], 97.5)), float(theta[i])) + floor)
                  if len(draws) else (math.nan, math.nan) for i, n in enumerate(rule.names)}
 
     def explained(segs):

@@ -95,8 +95,9 @@ class ClampedTrajectories:
         self.sample_column = np.zeros((n, self.sample_times.size), dtype=int)
         for i in range(n):
             readable = np.flatnonzero(is_pre[i] & self.learning[i])
-            index = np.searchsorted(times[i, readable], self.sample_times, side="right") - 1
-            self.sample_column[i] = np.where(index >= 0, readable[np.maximum(index, 0)], 0)
+            if readable.size:  # else every sample reads the start (column 0)
+                index = np.searchsorted(times[i, readable], self.sample_times, side="right") - 1
+                self.sample_column[i] = np.where(index >= 0, readable[np.maximum(index, 0)], 0)
         self.sign = recording.syn_sign[self.synapses].astype(float)
         self._decays: dict[tuple[float, float], tuple[np.ndarray, np.ndarray]] = {}
 

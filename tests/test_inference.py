@@ -181,3 +181,25 @@ def test_infer_command_json_and_bad_input(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "nestplast", "infer", str(tmp_path / "junk.npz")],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "junk.npz" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.nest
+@pytest.mark.slow
+def test_a_rule_generated_in_nest_is_recovered_at_zero_noise(tmp_path):
+    """The acceptance of the synthetic demo on a short recording: every coefficient within 5 % of
+    the largest true one, inside its interval, with the right sign."""
+    from nestplast.recovery import Degradation, recover
+
+    fit, rows = recover("additive_stdp", Degradation(), duration_ms=5000.0, n_bootstrap=3, max_generations=40,
+                        out=tmp_path / "fit")
+    assert len(rows) == 2
+    for row in rows:
+        assert row["within_5pct"] and row["covered"] and row["sign_right"], row
+    assert fit.r2_held_out > 0.999
+
+
+def test_infer_demo_refuses_bad_arguments():
+    for args, message in ((["nosuch"], "unknown ground truth"), (["oja", "--fraction", "0"], "--fraction"),
+                          (["oja", "--noise", "-1"], "--noise")):
+        out = subprocess.run([sys.executable, "-m", "nestplast", "infer-demo", *args], capture_output=True, text=True)
+        assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr, out.stderr
