@@ -11,6 +11,9 @@ and run in NEST with any parameter values::
     exp = nestplast.load_experiment("my.toml")           # or nestplast.default_experiment()
     outcome = nestplast.run_search(exp, "runs/my")           # CMA-ES through the engine
 
+    fit = nestplast.fit_rule(nestplast.load_recording("data.npz"), RuleChoice("taylor", "post:100,post:011"),
+                             fixed={"eta": 0.5, "Wmax": 1000.0})   # nestplast.infer.RuleChoice
+
 The parts: :mod:`~nestplast.rules` (what a rule is), :mod:`~nestplast.build` (NESTML to NEST
 module), :mod:`~nestplast.experiment` (the options table), :mod:`~nestplast.engine` and
 :mod:`~nestplast.strategies` (the run loop), :mod:`~nestplast.search`, :mod:`~nestplast.store`,
@@ -26,6 +29,7 @@ from .experiment import default as default_experiment  # noqa: E402
 from .experiment import load as load_experiment  # noqa: E402
 from .kernel import install  # noqa: E402
 from .neurons import get_neuron  # noqa: E402
+from .recording import load as load_recording  # noqa: E402
 from .rules import get_rule, vogels_sprekeler  # noqa: E402
 from .store import RunStore  # noqa: E402
 
@@ -37,9 +41,13 @@ def __getattr__(name: str):
         from .search import run_search
 
         return run_search
+    if name == "fit_rule":  # inference from a recording
+        from .infer import fit
+
+        return fit
     raise AttributeError(f"module 'nestplast' has no attribute {name!r}")
 
 
 __all__ = ["__version__", "build", "install", "get_rule", "get_neuron", "vogels_sprekeler", "load_experiment",
-           "default_experiment", "run_search", "Experiment", "Module", "RunStore", "UserError", "BuildError",
-           "ExperimentError"]
+           "default_experiment", "run_search", "fit_rule", "load_recording", "Experiment", "Module", "RunStore",
+           "UserError", "BuildError", "ExperimentError"]
