@@ -187,3 +187,34 @@ def coincidences(result: PairedResult) -> int:
 
 def max_relative_difference(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.max(np.abs(a - b) / np.maximum(np.abs(a), 1e-300)))
+
+
+def reference_weight(update, params: dict, pre_times, post_times, w0: float) -> float:
+    """A rule simulated event by event in plain Python, with NEST's timing, the second
+    implementation the NEST tests compare with: a post spike at t reaches the synapse at
+    t + delay, a pre spike is handled at its own time, and post spikes after the last pre spike
+    are not processed yet. A post and a pre spike at the same time (NEST's stdp_synapse): the post
+    update comes first and reads x_pre before the pre spike's jump, the pre update reads x_post
+    before the post spike's jump (only post spikes strictly before count). ``update(event, x_pre,
+    x_post, |w|)`` is the rule's change of |w|, learning rate included."""
+    steps = lambda t: np.round(np.asarray(t) / RESOLUTION).astype(np.int64)  # noqa: E731
+    last_pre = steps(pre_times[-1])
+    events = sorted([(int(k), 1) for k in steps(pre_times)] +  # post (0) before pre (1) on a tie
+                    [(int(k), 0) for k in steps(np.asarray(post_times) + DELAY) if k <= last_pre])
+    x_pre = x_post = 0.0
+    w, t_last = w0, 0.0
+    sign = np.sign(params["Wmax"])
+    for i, (k, is_pre) in enumerate(events):
+        t = k * RESOLUTION
+        x_pre *= np.exp(-(t - t_last) / params["tau_pre"])
+        x_post *= np.exp(-(t - t_last) / params["tau_post"])
+        t_last = t
+        dw = float(update("pre" if is_pre else "post", x_pre, x_post, abs(w)))
+        w = sign * min(abs(params["Wmax"]), max(abs(params["Wmin"]), abs(w) + dw))
+        if is_pre:
+            x_pre += 1.0
+            if i > 0 and events[i - 1] == (k, 0):  # the coinciding post spike counts from now on
+                x_post += 1.0
+        elif i + 1 == len(events) or events[i + 1] != (k, 1):
+            x_post += 1.0
+    return w

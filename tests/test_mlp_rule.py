@@ -5,7 +5,7 @@ over the same spikes with NEST's event conventions (to 1e-9 relative).
 
 import numpy as np
 import pytest
-from helpers import DELAY, RESOLUTION, coincidences, max_relative_difference, run_paired
+from helpers import coincidences, max_relative_difference, reference_weight, run_paired
 
 from nestplast.build import build
 from nestplast.rules import MLPWeights, Rule, UnknownRuleError, get_rule, mlp_networks, mlp_theta
@@ -131,31 +131,9 @@ def mlp_module():
 
 
 def replay(rule: Rule, params: dict, pre_times, post_times, w0: float) -> float:
-    """The rule simulated event by event through ``rule.weight_change``, with NEST's timing (as
-    test_rule_agreement's reference): a post spike at t reaches the synapse at t + delay, post
-    spikes after the last pre spike are not processed yet; on a tie the post update comes first
-    and reads x_pre before the pre jump, and the pre update reads x_post without that post spike."""
-    steps = lambda t: np.round(np.asarray(t) / RESOLUTION).astype(np.int64)  # noqa: E731
-    last_pre = steps(pre_times[-1])
-    events = sorted([(int(k), 1) for k in steps(pre_times)] +  # post (0) before pre (1) on a tie
-                    [(int(k), 0) for k in steps(np.asarray(post_times) + DELAY) if k <= last_pre])
-    x_pre = x_post = 0.0
-    w, t_last = w0, 0.0
-    sign = np.sign(params["Wmax"])
-    for i, (k, is_pre) in enumerate(events):
-        t = k * RESOLUTION
-        x_pre *= np.exp(-(t - t_last) / params["tau_pre"])
-        x_post *= np.exp(-(t - t_last) / params["tau_post"])
-        t_last = t
-        dw = float(rule.weight_change(params, "pre" if is_pre else "post", x_pre, x_post, w))
-        w = sign * min(abs(params["Wmax"]), max(abs(params["Wmin"]), abs(w) + dw))
-        if is_pre:
-            x_pre += 1.0
-            if i > 0 and events[i - 1] == (k, 0):  # the coinciding post spike counts from now on
-                x_post += 1.0
-        elif i + 1 == len(events) or events[i + 1] != (k, 1):
-            x_post += 1.0
-    return w
+    """The rule event by event through ``rule.weight_change`` (tests/helpers.py's reference)."""
+    return reference_weight(lambda event, x_pre, x_post, w: rule.weight_change(params, event, x_pre, x_post, w),
+                            params, pre_times, post_times, w0)
 
 
 def random_networks(rng: np.random.Generator, hidden: int) -> np.ndarray:

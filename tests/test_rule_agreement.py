@@ -9,7 +9,7 @@ NEST's convention there (the pre spike reads only post spikes strictly before it
 
 import numpy as np
 import pytest
-from helpers import DELAY, RESOLUTION, TAYLOR_TEST_MASK, coincidences, max_relative_difference, run_paired
+from helpers import DELAY, TAYLOR_TEST_MASK, coincidences, max_relative_difference, reference_weight, run_paired
 
 from nestplast.build import build
 from nestplast.rules import get_rule, parse_mask
@@ -134,34 +134,11 @@ def test_frequent_coincidences_at_high_rates(nest, doublet_module):
 # --------------------------------------------------------------------------- second implementation
 
 def reference_taylor(pre_times, post_times, params, mask, w0):
-    """The Taylor rule simulated event by event in plain Python, with NEST's timing: a post spike
-    at t reaches the synapse at t + delay, a pre spike is handled at its own time, and post spikes
-    after the last pre spike are not processed yet. A post and a pre spike at the same time (NEST's
-    stdp_synapse): the post update comes first and reads x_pre before the pre spike's jump, the pre
-    update reads x_post before the post spike's jump (only post spikes strictly before count)."""
-    steps = lambda t: np.round(np.asarray(t) / RESOLUTION).astype(np.int64)  # noqa: E731
-    last_pre = steps(pre_times[-1])
-    events = sorted([(int(k), 1) for k in steps(pre_times)] +  # post (0) before pre (1) on a tie
-                    [(int(k), 0) for k in steps(np.asarray(post_times) + DELAY) if k <= last_pre])
-    x_pre = x_post = 0.0
-    w, t_last = w0, 0.0
-    sign = np.sign(params["Wmax"])
-    for i, (k, is_pre) in enumerate(events):
-        t = k * RESOLUTION
-        x_pre *= np.exp(-(t - t_last) / params["tau_pre"])
-        x_post *= np.exp(-(t - t_last) / params["tau_post"])
-        t_last = t
-        event = "pre" if is_pre else "post"
-        dw = sum(params[f"th_{event}_{abc}"] * x_pre ** int(abc[0]) * x_post ** int(abc[1]) * abs(w) ** int(abc[2])
-                 for abc in mask[event])
-        w = sign * min(abs(params["Wmax"]), max(abs(params["Wmin"]), abs(w) + params["eta"] * dw))
-        if is_pre:
-            x_pre += 1.0
-            if i > 0 and events[i - 1] == (k, 0):  # the coinciding post spike counts from now on
-                x_post += 1.0
-        elif i + 1 == len(events) or events[i + 1] != (k, 1):
-            x_post += 1.0
-    return w
+    """The Taylor rule's sum written out here, independently of nestplast.rules."""
+    def update(event, x_pre, x_post, w):
+        return params["eta"] * sum(params[f"th_{event}_{abc}"] * x_pre ** int(abc[0]) * x_post ** int(abc[1])
+                                   * w ** int(abc[2]) for abc in mask[event])
+    return reference_weight(update, params, pre_times, post_times, w0)
 
 
 def test_taylor_matches_second_implementation(nest, taylor_module):
