@@ -159,9 +159,13 @@ class Fit:
         return RuleChoice(self.rule, self.mask).rule().synapse_params(self.coefficients, **self.fixed)
 
     def to_json(self) -> dict:
+        """JSON-ready (no NaN: an interval without bootstrap refits is None)."""
         data = asdict(self)
         data["nest_params"] = self.nest_params()
         data.pop("bootstrap")
+        data["intervals"] = {n: None if any(map(math.isnan, v)) else list(v) for n, v in self.intervals.items()}
+        for key in ("r2_held_out", "deviance_explained_held_out", "deviance_explained_fit"):
+            data[key] = None if math.isnan(data[key]) else data[key]
         return data
 
 
