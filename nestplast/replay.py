@@ -89,19 +89,27 @@ def replay(module: Module, params: Mapping[str, float], recording: Recording, sy
         nest.CopyModel(base, models[s], settings)
     parrot_of = dict(zip(pre_ids.tolist(), parrots.tolist()))
     post_of = dict(zip(post_ids.tolist(), posts.tolist()))
-    connections = []
-    for j, s in enumerate(synapses):
-        source, target = nest.NodeCollection([parrot_of[recording.syn_pre[s]]]), nest.NodeCollection([post_of[recording.syn_post[s]]])
-        nest.Connect(source, target, syn_spec={"synapse_model": models[int(sign[j])], "weight": w_start[j],
-                                               "delay": delay})
-        connections.append(nest.GetConnections(source, target, synapse_model=models[int(sign[j])])[-1:])
+    pairs = [(parrot_of[recording.syn_pre[s]], post_of[recording.syn_post[s]]) for s in synapses]
+    if len(set(pairs)) < len(pairs):
+        raise ReplayError("synapses: two of them join the same input and neuron; the replay tells synapses apart "
+                          "by their input and neuron")
+    for j, (source, target) in enumerate(pairs):
+        nest.Connect(nest.NodeCollection([source]), nest.NodeCollection([target]),
+                     syn_spec={"synapse_model": models[int(sign[j])], "weight": w_start[j], "delay": delay})
 
     out = np.empty((len(synapses), sample_times.size))
     now = 0.0
     for k, t in enumerate(sample_times):
         nest.Simulate(t + shift + delay - now)
         now = t + shift + delay
-        out[:, k] = [c.get("weight") for c in connections]
+        # read by (input, neuron) every time: NEST reorders its connections when a run starts, so
+        # handles taken before would point at other synapses
+        weight_of = {}
+        for model in models.values():
+            found = nest.GetConnections(synapse_model=model).get(["source", "target", "weight"])
+            columns = [np.atleast_1d(found[key]).tolist() for key in ("source", "target", "weight")]
+            weight_of.update(zip(zip(columns[0], columns[1]), columns[2]))
+        out[:, k] = [weight_of[pair] for pair in pairs]
 
     nest.Simulate(max(recording.duration + shift + delay - now, RESOLUTION))
     _check_post_spikes(recording, post_ids, post_of, recorder, shift)

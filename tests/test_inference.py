@@ -203,3 +203,22 @@ def test_infer_demo_refuses_bad_arguments():
                           (["oja", "--noise", "-1"], "--noise")):
         out = subprocess.run([sys.executable, "-m", "nestplast", "infer-demo", *args], capture_output=True, text=True)
         assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr, out.stderr
+
+
+@pytest.mark.nest
+def test_replay_of_a_recording_generated_in_nest_gives_back_its_weights():
+    """NEST against NEST: the clamped replay of a recording that NEST generated (80 synapses,
+    NEST free to order its connections as it likes) reproduces the recorded weights."""
+    from nestplast.build import build
+    from nestplast.synthetic import GROUND_TRUTHS, generate
+
+    truth = GROUND_TRUTHS["vogels_sprekeler"]
+    rec = generate(truth, duration_ms=3000.0, seed=5)
+    params = {**truth.params, "Wmax": 200.0}
+    weights = replay(build(truth.rule), params, rec, rec.weight_synapses, rec.weights[:, 0], rec.weight_times,
+                     delay=DELAY)
+    assert np.ptp(rec.weights, axis=1).min() > 0.1
+    np.testing.assert_allclose(weights, rec.weights, rtol=1e-9)
+    numpy_w = weight_trajectories(truth.rule, params, rec, rec.weight_synapses, rec.weights[:, 0], rec.weight_times,
+                                  delay=DELAY)
+    np.testing.assert_allclose(numpy_w, rec.weights, rtol=1e-9)
