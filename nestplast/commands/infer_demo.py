@@ -65,11 +65,11 @@ def _demo(argv: Sequence[str] | None) -> int:
 
 
 def table(rows: list[dict]) -> str:
-    lines = [f"{'noise':>6} {'jitter':>6} {'frac':>5} {'length':>6}  {'coefficient':<12} {'true':>8} {'fitted':>10} "
+    lines = [f"{'rule':<17} {'noise':>6} {'jitter':>6} {'frac':>5} {'length':>6}  {'coefficient':<12} {'true':>8} {'fitted':>10} "
              f"{'95 % interval':>24}  ok  R^2"]
     for r in rows:
         ok = "yes" if r["within_5pct"] and r["covered"] and r["sign_right"] else "no"
-        lines.append(f"{r['weight_noise']:>6g} {r['jitter_ms']:>6g} {r['recorded_fraction']:>5g} {r['length']:>6g}  "
+        lines.append(f"{r['rule']:<17} {r['weight_noise']:>6g} {r['jitter_ms']:>6g} {r['recorded_fraction']:>5g} {r['length']:>6g}  "
                      f"{r['coefficient']:<12} {r['true']:>8.4g} {r['fitted']:>10.4g} "
                      f"[{r['low']:>10.4g}, {r['high']:>10.4g}]  {ok:<3} {r['r2_held_out']:.3f}")
     return "\n".join(lines)
