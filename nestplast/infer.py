@@ -77,6 +77,7 @@ class ClampedFit:
             raise RecordingError("weights: the recording has no sampled weights to fit")
         self.recording, self.rule, self.fixed, self.delay, self.l1 = recording, rule, dict(fixed), delay, l1
         self.fit_segments = list(fit_segments)
+        self.rank = 0  # the MPI rank this copy evaluates on, for the record
         self._models: dict[int, ClampedTrajectories] = {}
 
     def params(self, theta: Sequence[float]) -> dict[str, float]:
@@ -115,7 +116,7 @@ class ClampedFit:
         return Evaluation(task.generation, task.candidate, task.trial.index, list(task.theta), task.trial.seed,
                           params=dict(zip(self.rule.names, task.theta)),
                           metrics={"sse": sse, "sse_zero": sse_zero, "sst": sst},
-                          loss=loss if status == "ok" else 1e6, status=status)
+                          loss=loss if status == "ok" else 1e6, status=status, rank=self.rank)
 
     def loss(self, candidate: Candidate, evaluations: Sequence[Evaluation]) -> float:
         return self.combined([e.metrics["sse"] for e in evaluations], [e.metrics["sse_zero"] for e in evaluations],
@@ -183,6 +184,7 @@ def fit(recording: Recording, choice: RuleChoice, fixed: Mapping[str, float], *,
     fitted = [s for s in all_segments if s not in held]
     problem = ClampedFit(recording, rule, fixed, delay=delay, fit_segments=fitted, l1=l1)
     transport = Transport(comm)
+    problem.rank = transport.rank
     store = None
     if transport.is_root:
         spec = {"rule": choice.name, "mask": choice.mask, "fixed": dict(fixed), "delay": delay,

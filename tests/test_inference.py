@@ -222,3 +222,28 @@ def test_replay_of_a_recording_generated_in_nest_gives_back_its_weights():
     numpy_w = weight_trajectories(truth.rule, params, rec, rec.weight_synapses, rec.weights[:, 0], rec.weight_times,
                                   delay=DELAY)
     np.testing.assert_allclose(numpy_w, rec.weights, rtol=1e-9)
+
+
+@pytest.mark.mpi
+def test_infer_on_two_ranks_records_what_one_rank_records(tmp_path):
+    import sqlite3
+    from pathlib import Path
+
+    from nestplast.recording import save
+
+    path = tmp_path / "data.npz"
+    save(synthetic("post:100,post:011", OJA, OJA_FIXED, duration=2000.0), path)
+    mpiexec = Path(sys.executable).parent / "mpiexec"
+    rows = {}
+    for ranks in (1, 2):
+        command = [sys.executable, "-m", "nestplast", "infer", str(path), "--mask", "post:100,post:011", "--fixed",
+                   "eta=0.5,tau_pre=20,tau_post=20,Wmax=1000", "--max-generations", "5", "--bootstrap", "0",
+                   "--no-plots", "--json", "--out", str(tmp_path / f"run{ranks}")]
+        out = subprocess.run([str(mpiexec), "-n", str(ranks), *command], capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr
+        with sqlite3.connect(tmp_path / f"run{ranks}" / "results.sqlite") as db:
+            rows[ranks] = db.execute("SELECT generation, candidate, trial, theta, loss FROM evaluations "
+                                     "ORDER BY generation, candidate, trial").fetchall()
+            used = {r[0] for r in db.execute("SELECT DISTINCT rank FROM evaluations")}
+        assert used == set(range(ranks))
+    assert rows[1] == rows[2]

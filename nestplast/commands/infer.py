@@ -63,6 +63,7 @@ def summary_text(fit) -> str:
 def _infer(argv: Sequence[str] | None) -> int:
     from .. import infer
     from ..analysis import check_output_directory
+    from ..parallel import world
     from ..recording import load
 
     args = parser().parse_args(argv)
@@ -80,14 +81,19 @@ def _infer(argv: Sequence[str] | None) -> int:
         raise UsageError(f"--fixed: {', '.join(unknown)} not fixed settings of rule {rule.name!r} "
                          f"(those are: {', '.join(rule.fixable)})")
     out = args.out or Path("runs") / f"infer-{args.data.stem}"
-    if not args.resume:
+    comm = world()
+    rank = 0 if comm is None else comm.Get_rank()
+    if not args.resume and rank == 0:
         check_output_directory(out)
         if (out / "results.sqlite").exists():
             raise UsageError(f"{out} already holds a run; continue it with --resume, or choose another --out")
-    say = None if args.json else (lambda line: print(line, flush=True))
+    say = None if args.json or rank != 0 else (lambda line: print(line, flush=True))
+    # under mpiexec the segments of every generation's candidates are spread over the ranks
     fit = infer.fit(recording, choice, fixed, delay=args.delay, n_segments=args.segments, hold_out=args.hold_out,
                     l1=args.l1, population_size=args.population_size, max_generations=args.max_generations,
-                    n_bootstrap=args.bootstrap, seed=args.seed, out=out, resume=args.resume, progress=say)
+                    n_bootstrap=args.bootstrap, seed=args.seed, out=out, resume=args.resume, comm=comm, progress=say)
+    if fit is None:  # a worker rank
+        return 0
     if not args.no_plots:
         from ..analysis.inference import write_plots
 
