@@ -247,3 +247,15 @@ def test_infer_on_two_ranks_records_what_one_rank_records(tmp_path):
             used = {r[0] for r in db.execute("SELECT DISTINCT rank FROM evaluations")}
         assert used == set(range(ranks))
     assert rows[1] == rows[2]
+
+
+def test_report_reads_an_inference_run(tmp_path):
+    from nestplast import infer
+
+    data = synthetic("post:100,post:011", OJA, OJA_FIXED, duration=2000.0)
+    infer.fit(data, infer.RuleChoice("taylor", "post:100,post:011"), OJA_FIXED, max_generations=5, n_bootstrap=2,
+              out=tmp_path / "fit")
+    out = subprocess.run([sys.executable, "-m", "nestplast", "report", str(tmp_path / "fit")], capture_output=True,
+                         text=True)
+    assert out.returncode == 0, out.stderr
+    assert "inference" in out.stdout and "th_post_100" in out.stdout

@@ -38,6 +38,8 @@ def _report(argv: Sequence[str] | None) -> int:
     from ..analysis.search import summarise, text, write_plots
 
     args = parser().parse_args(argv)
+    if _kind(args.run_dir) == "infer":
+        return _report_fit(args)
     summary = summarise(args.run_dir)
     plots = []
     if not args.no_plots:
@@ -53,6 +55,38 @@ def _report(argv: Sequence[str] | None) -> int:
     print(text(summary, args.run_dir))
     for path in plots:
         print(f"wrote {path}")
+    return 0
+
+
+def _kind(run_dir: Path) -> str:
+    from ..store import RunStore
+
+    store = RunStore.open(run_dir, read_only=True)
+    try:
+        return store.meta().get("kind", "search")
+    finally:
+        store.close()
+
+
+def _report_fit(args) -> int:
+    """An inference run: its fit.json, as `nestplast infer` printed it."""
+    from ..errors import UserError
+
+    path = args.run_dir / "fit.json"
+    if not path.is_file():
+        raise UserError(f"{args.run_dir} is an inference run that has not finished its fit (no fit.json); "
+                        "continue it with: python -m nestplast infer DATA --out RUN_DIR --resume ...")
+    fit = json.loads(path.read_text())
+    if args.json:
+        print(json.dumps(fit))
+        return 0
+    print(f"run: {args.run_dir} (inference: rule {fit['rule']}{' ' + fit['mask'] if fit['mask'] else ''})")
+    for name in fit["names"]:
+        interval = fit["intervals"][name]
+        shown = "-" if interval is None else f"[{interval[0]:.4g}, {interval[1]:.4g}]"
+        print(f"  {name:<14} {fit['coefficients'][name]:>10.4g}   {shown}")
+    print(f"held-out R^2 {fit['r2_held_out']}; deviance explained {fit['deviance_explained_held_out']} % held out; "
+          f"plots in {args.run_dir}")
     return 0
 
 
