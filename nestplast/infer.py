@@ -222,7 +222,10 @@ def fit(recording: Recording, choice: RuleChoice, fixed: Mapping[str, float], *,
     draws = []
     for _ in range(n_bootstrap):
         counts = np.bincount(rng.integers(0, len(fitted), len(fitted)), minlength=len(fitted))
-        refit = minimize(problem.objective(fitted, counts), theta, method="Powell", bounds=bounds, options=tight)
+        # looser than the polish: a refit only has to find the resampled minimum to well within the
+        # interval's width, and noisy data would otherwise run every refit to its evaluation limit
+        refit = minimize(problem.objective(fitted, counts), theta, method="Powell", bounds=bounds,
+                         options={"xtol": 1e-6, "ftol": 1e-10, "maxfev": 400})
         draws.append(refit.x.tolist())
     draws_array = np.asarray(draws) if draws else np.empty((0, len(theta)))
     # percentile intervals, widened to hold the estimate itself (with exact data the draws differ
