@@ -6,7 +6,7 @@ import sys
 COMMANDS = {
     "build": ("nestplast.build", "compile (or find in the cache) a NESTML rule as a NEST module"),
     "search": ("nestplast.commands.search", "CMA-ES search of a rule's parameters (also: python -m nestplast.search)"),
-    "report": ("nestplast.commands.report", "summarise and plot a search run directory"),
+    "report": ("nestplast.commands.report", "summarise and plot a run directory (search or inference)"),
     "infer": ("nestplast.commands.infer", "fit a rule's coefficients to recorded spikes and weights"),
     "infer-demo": ("nestplast.commands.infer_demo", "recover a known rule from a recording generated in NEST"),
     "prune": ("nestplast.commands.prune", "noise-driven pruning of a recurrent rate network"),
@@ -16,7 +16,7 @@ COMMANDS = {
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
-        lines = [f"  {name:<8} {help_}" for name, (_, help_) in COMMANDS.items()]
+        lines = [f"  {name:<11} {help_}" for name, (_, help_) in COMMANDS.items()]
         print("usage: python -m nestplast COMMAND [options]\n\ncommands:\n" + "\n".join(lines),
               file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
         if argv and argv[0] not in ("-h", "--help"):
