@@ -189,8 +189,29 @@ def generate(truth: GroundTruth, *, n_pre: int = 40, n_post: int = 2, connectivi
     step_d, step_end = _steps(delay, resolution), _steps(duration_ms, resolution)
     trains = [_poisson_steps(rng, pre_rate, step_d + 1, step_end, resolution) for _ in range(n_pre)]
     nest_seed = int(rng.integers(1, 2**31 - 1))
+    inputs = f"{n_pre} Poisson inputs at {pre_rate:g} Hz ({n_inh} inhibitory, connectivity {connectivity:g})"
+    description = (f"nestplast.synthetic: {truth}; {inputs} onto {n_post} {neuron} driven at "
+                   f"{drive_rate:g} Hz x {drive_weight:g}; w0 {w0[0]:g}-{w0[1]:g}, |Wmax| {w_max:g}, "
+                   f"delay {delay:g} ms, resolution {resolution:g} ms, seed {seed}")
+    return simulate(truth.rule, truth.params, trains=trains, syn_pre=syn_pre, syn_post=syn_post, syn_sign=syn_sign,
+                    w_start=w_start, n_post=n_post, w_max=w_max, drive_rate=drive_rate, drive_weight=drive_weight,
+                    neuron=neuron, neuron_params=neuron_params, delay=delay, resolution=resolution,
+                    duration_ms=duration_ms, sample_every_ms=sample_every_ms, nest_seed=nest_seed,
+                    description=description)
 
-    module = build(truth.rule, neuron)
+
+def simulate(rule: Rule, params: Mapping[str, float], *, trains: list[np.ndarray], syn_pre: np.ndarray,
+             syn_post: np.ndarray, syn_sign: np.ndarray, w_start: np.ndarray, n_post: int, w_max: float,
+             drive_rate: float, drive_weight: float, neuron: str = "iaf_psc_exp",
+             neuron_params: Mapping[str, float] | None = None, delay: float = 1.0, resolution: float = 0.1,
+             duration_ms: float, sample_every_ms: float, nest_seed: int, description: str = "") -> Recording:
+    """The network of :func:`generate` with given input spike trains (``trains``: one array of
+    grid steps per input) and synapses, simulated with ``rule`` at ``params``: the recording it
+    gives. The closed-loop forward model of the inference runs the recorded inputs through this
+    (the same network, node for node, so the same ``nest_seed`` gives the same background)."""
+    n_pre = len(trains)
+    step_d, step_end = _steps(delay, resolution), _steps(duration_ms, resolution)
+    module = build(rule, neuron)
     nest = import_nest()
     nest.ResetKernel()
     install(module)
@@ -199,11 +220,11 @@ def generate(truth: GroundTruth, *, n_pre: int = 40, n_post: int = 2, connectivi
     # Inputs: generator -> parrot with the common delay, so parrots spike at the planned steps.
     generators = nest.Create("spike_generator", n_pre)
     for generator, steps in zip(generators, trains):
-        generator.spike_times = (steps - step_d) * resolution
+        generator.spike_times = (np.asarray(steps) - step_d) * resolution
     parrots = nest.Create("parrot_neuron", n_pre)
     nest.Connect(generators, parrots, "one_to_one", syn_spec={"delay": delay})
-    params = get_neuron(neuron).params_from_nest(dict(neuron_params or {}))
-    neurons = nest.Create(module.neuron_model, n_post, params=params)
+    neuron_settings = get_neuron(neuron).params_from_nest(dict(neuron_params or {}))
+    neurons = nest.Create(module.neuron_model, n_post, params=neuron_settings)
     drive = nest.Create("poisson_generator", params={"rate": drive_rate})  # independent trains per target
     nest.Connect(drive, neurons, syn_spec={"weight": drive_weight, "delay": delay})
 
@@ -213,7 +234,7 @@ def generate(truth: GroundTruth, *, n_pre: int = 40, n_post: int = 2, connectivi
     for sign, label in ((1, "synthetic_excitatory"), (-1, "synthetic_inhibitory")):
         chosen = syn_sign == sign
         if chosen.any():
-            nest.CopyModel(module.synapse_model, label, {**truth.params, "Wmax": sign * w_max})
+            nest.CopyModel(module.synapse_model, label, {**params, "Wmax": sign * w_max})
             nest.Connect(pre_ids[syn_pre[chosen]], post_ids[syn_post[chosen]], "one_to_one",
                          syn_spec={"synapse_model": label, "weight": w_start[chosen],
                                    "delay": np.full(chosen.sum(), delay)})
@@ -250,16 +271,15 @@ def generate(truth: GroundTruth, *, n_pre: int = 40, n_post: int = 2, connectivi
 
     pre_times, pre_index = _events(pre_recorder, pre_ids, duration_ms)
     post_times, post_index = _events(post_recorder, post_ids, duration_ms)
-    inputs = f"{n_pre} Poisson inputs at {pre_rate:g} Hz ({n_inh} inhibitory, connectivity {connectivity:g})"
     return Recording(
         pre_times=pre_times, pre_ids=pre_index, post_times=post_times, post_ids=post_index,
         duration=float(duration_ms), syn_pre=syn_pre, syn_post=syn_post, syn_sign=syn_sign,
         weight_synapses=np.arange(len(syn_pre)), weight_times=sample_steps * resolution, weights=weights,
         n_pre=n_pre, n_post=n_post,
-        description=(f"nestplast.synthetic: {truth}; {inputs} onto {n_post} {neuron} driven at "
-                     f"{drive_rate:g} Hz x {drive_weight:g}; w0 {w0[0]:g}-{w0[1]:g}, |Wmax| {w_max:g}, delay {delay:g} ms, "
-                     f"resolution {resolution:g} ms, seed {seed}"),
+        description=description,
     )
+
+
 
 
 def _check(ok: bool, message: str) -> None:
