@@ -173,9 +173,20 @@ class Fit:
 def fit(recording: Recording, choice: RuleChoice, fixed: Mapping[str, float], *, delay: float = 1.0,
         n_segments: int = 10, hold_out: int = 5, l1: float = 0.0, population_size: int = 8,
         max_generations: int = 60, n_bootstrap: int = 30, seed: int = 1, out: str | Path | None = None,
-        resume: bool = False, comm=None, progress: Callable[[str], None] | None = None) -> Fit | None:
-    """Fit ``choice``'s coefficients (the others ``fixed``) to ``recording``'s weight trajectories.
-    Every ``hold_out``-th segment is held out (0: none); rank 0 returns the :class:`Fit`."""
+        resume: bool = False, comm=None, progress: Callable[[str], None] | None = None,
+        mode: str = "clamped", background=None, trials: int = 1, w_unrecorded: float | None = None) -> Fit | None:
+    """Fit ``choice``'s coefficients (the others ``fixed``) to ``recording``: ``mode`` "clamped"
+    (weight trajectories on the replayed spikes; every ``hold_out``-th segment held out, 0: none) or
+    "closed" (:mod:`nestplast.closed_loop`: the post neurons driven by the rule and ``background``,
+    a :class:`~nestplast.closed_loop.Background`, over ``trials`` background realisations; no
+    intervals or held-out measures there yet). Rank 0 returns the :class:`Fit`."""
+    if mode == "closed":
+        return _fit_closed(recording, choice, fixed, background=background, delay=delay, l1=l1, trials=trials,
+                           w_unrecorded=w_unrecorded, population_size=population_size,
+                           max_generations=max_generations, seed=seed, out=out, resume=resume, comm=comm,
+                           progress=progress)
+    if mode != "clamped":
+        raise ValueError(f"mode must be 'clamped' or 'closed', got {mode!r}")
     from scipy.optimize import minimize
 
     rule = choice.rule()
@@ -183,36 +194,13 @@ def fit(recording: Recording, choice: RuleChoice, fixed: Mapping[str, float], *,
     held = [s for s in all_segments if hold_out and s.index % hold_out == hold_out - 1] if len(all_segments) > 1 else []
     fitted = [s for s in all_segments if s not in held]
     problem = ClampedFit(recording, rule, fixed, delay=delay, fit_segments=fitted, l1=l1)
-    transport = Transport(comm)
-    problem.rank = transport.rank
-    store = None
-    if transport.is_root:
-        spec = {"rule": choice.name, "mask": choice.mask, "fixed": dict(fixed), "delay": delay,
-                "n_segments": n_segments, "hold_out": hold_out, "l1": l1, "seed": seed,
-                "recording": recording.description}
-        if out is None:
-            import tempfile
-            out = Path(tempfile.mkdtemp(prefix="nestplast-fit-"))
-        store = RunStore.open(out) if resume else RunStore.create(out, experiment=spec, seed=seed,
-                                                                     meta={"nestplast": __version__, "kind": "infer"})
-    space = SearchSpace(names=tuple(rule.names), low=tuple(p.low for p in rule.parameters),
-                        high=tuple(p.high for p in rule.parameters), log=tuple(p.log for p in rule.parameters),
-                        start=tuple(p.default for p in rule.parameters))
-    strategy = None
-    if transport.is_root:
-        last = store.last_complete_generation()
-        if last is not None:
-            import pickle
-            strategy = pickle.loads(store.load_optimizer(last))
-        else:
-            strategy = make_strategy("cmaes", space, Budget(max_generations=max_generations),
-                                     population_size=population_size, seed=seed, sigma0=0.3, evaluate_mean=False)
-    outcome = engine.run(problem, strategy, store, transport, progress)
+    outcome, out = _search(problem, rule, choice, fixed, {"mode": "clamped", "delay": delay, "n_segments": n_segments,
+                                                          "hold_out": hold_out, "l1": l1},
+                           recording, population_size, max_generations, seed, out, resume, comm, progress)
     if outcome is None:
         return None
-    store.close()
     # polish the best candidate locally, inside the bounds
-    bounds = list(zip(space.low, space.high))
+    bounds = [(p.low, p.high) for p in rule.parameters]
     objective = problem.objective(fitted)
     tight = {"xtol": 1e-8, "ftol": 1e-14, "maxfev": 3000}
     polished = minimize(objective, np.asarray(outcome.best_theta), method="Powell", bounds=bounds, options=tight)
@@ -248,5 +236,65 @@ def fit(recording: Recording, choice: RuleChoice, fixed: Mapping[str, float], *,
                  coefficients=dict(zip(rule.names, map(float, theta))), intervals=intervals, fixed=dict(fixed),
                  loss=float(objective(theta)), r2_held_out=float(r2_held), deviance_explained_held_out=float(deviance_held),
                  deviance_explained_fit=float(deviance_fit), stop=outcome.stop, bootstrap=draws)
+    (Path(out) / "fit.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
+    return result
+
+
+def _space(rule: Rule) -> SearchSpace:
+    return SearchSpace(names=tuple(rule.names), low=tuple(p.low for p in rule.parameters),
+                       high=tuple(p.high for p in rule.parameters), log=tuple(p.log for p in rule.parameters),
+                       start=tuple(p.default for p in rule.parameters))
+
+
+def _search(problem, rule: Rule, choice: RuleChoice, fixed, settings: dict, recording: Recording,
+            population_size: int, max_generations: int, seed: int, out, resume: bool, comm, progress):
+    """CMA-ES through the engine on ``problem``; (rank 0's outcome or None, the run directory)."""
+    import pickle
+    import tempfile
+
+    transport = Transport(comm)
+    problem.rank = transport.rank
+    store = strategy = None
+    if transport.is_root:
+        spec = {"rule": choice.name, "mask": choice.mask, "fixed": dict(fixed), **settings, "seed": seed,
+                "recording": recording.description}
+        out = Path(tempfile.mkdtemp(prefix="nestplast-fit-")) if out is None else Path(out)
+        store = RunStore.open(out) if resume else RunStore.create(out, experiment=spec, seed=seed,
+                                                                     meta={"nestplast": __version__, "kind": "infer"})
+        last = store.last_complete_generation()
+        if last is not None:
+            strategy = pickle.loads(store.load_optimizer(last))
+        else:
+            strategy = make_strategy("cmaes", _space(rule), Budget(max_generations=max_generations),
+                                     population_size=population_size, seed=seed, sigma0=0.3, evaluate_mean=False)
+    outcome = engine.run(problem, strategy, store, transport, progress)
+    if store is not None:
+        store.close()
+    return outcome, out
+
+
+def _fit_closed(recording: Recording, choice: RuleChoice, fixed: Mapping[str, float], *, background, delay: float,
+                l1: float, trials: int, w_unrecorded, population_size: int, max_generations: int, seed: int, out,
+                resume: bool, comm, progress) -> Fit | None:
+    from .closed_loop import ClosedLoopFit
+
+    if background is None:
+        raise RecordingError("the closed-loop mode needs the postsynaptic neurons' background (rate and weight)")
+    rule = choice.rule()
+    problem = ClosedLoopFit(recording, rule, fixed, background, delay=delay, trials=trials, seed=seed, l1=l1,
+                            w_unrecorded=w_unrecorded)
+    outcome, out = _search(problem, rule, choice, fixed, {"mode": "closed", "delay": delay, "l1": l1, "trials": trials,
+                                                          "background": [background.rate, background.weight]},
+                           recording, population_size, max_generations, seed, out, resume, comm, progress)
+    if outcome is None:
+        return None
+    theta = np.asarray(outcome.best_theta)
+    runs = [problem.outputs(problem.params(theta), t) for t in problem.trials]
+    deviance = problem.errors_of([r[0] for r in runs], [r[1] for r in runs])[0]
+    result = Fit(rule=choice.name, mask=choice.mask, names=list(rule.names),
+                 coefficients=dict(zip(rule.names, map(float, theta))),
+                 intervals={n: (math.nan, math.nan) for n in rule.names}, fixed=dict(fixed), loss=outcome.best_loss,
+                 r2_held_out=math.nan, deviance_explained_held_out=math.nan,
+                 deviance_explained_fit=100.0 * (1.0 - deviance / problem.zero()[0]), stop=outcome.stop)
     (Path(out) / "fit.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
     return result

@@ -259,3 +259,57 @@ def test_report_reads_an_inference_run(tmp_path):
                          text=True)
     assert out.returncode == 0, out.stderr
     assert "inference" in out.stdout and "th_post_100" in out.stdout
+
+
+def _closed_loop_data(truth, nest_seed: int, duration=3000.0, n_pre=20, seed=2):
+    from nestplast.synthetic import DEFAULT_DRIVE_RATE, DEFAULT_DRIVE_WEIGHT, simulate
+
+    rng = np.random.default_rng(seed)
+    trains = [np.unique(rng.integers(11, int(duration / 0.1), int(10.0 * duration / 1000))) for _ in range(n_pre)]
+    syn_pre, syn_post = np.divmod(np.arange(2 * n_pre), 2)
+    rec = simulate(truth.rule, truth.params, trains=trains, syn_pre=syn_pre, syn_post=syn_post,
+                   syn_sign=np.ones(2 * n_pre, dtype=int), w_start=rng.uniform(20.0, 40.0, 2 * n_pre), n_post=2,
+                   w_max=200.0, drive_rate=DEFAULT_DRIVE_RATE, drive_weight=DEFAULT_DRIVE_WEIGHT["iaf_psc_exp"],
+                   duration_ms=duration, sample_every_ms=100.0, nest_seed=nest_seed)
+    return rec, DEFAULT_DRIVE_RATE, DEFAULT_DRIVE_WEIGHT["iaf_psc_exp"]
+
+
+@pytest.mark.nest
+def test_closed_loop_reruns_the_network_that_made_the_data():
+    """Only the presynaptic spikes replayed: with the true rule and the same background seed the
+    closed loop gives back the recorded postsynaptic spikes and weights; the all-zero rule does not."""
+    from nestplast.closed_loop import Background, ClosedLoopFit, Trial
+    from nestplast.synthetic import GROUND_TRUTHS
+
+    truth = GROUND_TRUTHS["additive_stdp"]
+    rec, rate, weight = _closed_loop_data(truth, nest_seed=1234)
+    problem = ClosedLoopFit(rec, truth.rule, {k: v for k, v in truth.params.items() if k not in truth.rule.names}
+                            | {"Wmax": 200.0}, Background(rate, weight))
+    again = problem.run(truth.params, Trial(0, 1234))
+    np.testing.assert_array_equal(again.post_times, rec.post_times)
+    np.testing.assert_allclose(again.weights, rec.weights, rtol=1e-12)
+    assert problem.errors(truth.params, Trial(0, 1234)) == (0.0, 0.0)
+    deviance_zero, sse_zero = problem.zero()
+    assert deviance_zero > 0 and sse_zero > 0
+
+
+@pytest.mark.nest
+@pytest.mark.slow
+def test_closed_loop_fit_recovers_the_rule(tmp_path):
+    from nestplast import infer
+    from nestplast.closed_loop import Background, ClosedLoopFit
+    from nestplast.synthetic import GROUND_TRUTHS
+
+    truth = GROUND_TRUTHS["additive_stdp"]
+    fixed = {k: v for k, v in truth.params.items() if k not in truth.rule.names} | {"Wmax": 200.0}
+    seed = 1
+    # the data's background is the realisation the fit will use for its trial 0 (so the truth fits exactly)
+    rec, rate, weight = _closed_loop_data(truth, nest_seed=1)
+    trial_seed = ClosedLoopFit(rec, truth.rule, fixed, Background(rate, weight), seed=seed).trials[0].seed
+    rec, rate, weight = _closed_loop_data(truth, nest_seed=trial_seed)
+    fit = infer.fit(rec, infer.RuleChoice("taylor", truth.mask), fixed, mode="closed",
+                    background=Background(rate, weight), seed=seed, max_generations=25, population_size=8,
+                    out=tmp_path / "closed")
+    for name in truth.rule.names:
+        assert fit.coefficients[name] == pytest.approx(truth.params[name], abs=0.05 * 1.1), fit.coefficients
+    assert fit.deviance_explained_fit > 90.0

@@ -8,6 +8,7 @@ rule's coefficients to a recording's weight trajectories (clamped mode; see :mod
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,8 +34,13 @@ def parser() -> ArgumentParser:
     p.add_argument("--rule", default="taylor", help="taylor (default) or doublet")
     p.add_argument("--mask", default=None, help="taylor: the free terms, e.g. post:100,post:011")
     p.add_argument("--fixed", default="", help="fixed settings, e.g. eta=0.5,tau_pre=20,tau_post=20,Wmax=1000")
-    p.add_argument("--mode", choices=("clamped",), default="clamped",
-                   help="clamped: pre and post spikes replayed as recorded, loss on the weights")
+    p.add_argument("--mode", choices=("clamped", "closed"), default="clamped",
+                   help="clamped: pre and post spikes replayed as recorded, loss on the weights; closed: only the "
+                        "pre spikes replayed, the post neurons driven by the rule and --background, loss on their "
+                        "binned spike counts (Poisson deviance) and the recorded weights")
+    p.add_argument("--background", default=None,
+                   help="closed mode: Poisson background of each post neuron as RATE_HZ,WEIGHT (e.g. 3000,52)")
+    p.add_argument("--trials", type=int, default=1, help="closed mode: background realisations per candidate")
     p.add_argument("--delay", type=float, default=1.0, help="synaptic (dendritic) delay in ms")
     p.add_argument("--segments", type=int, default=10, help="segments of the recording (bootstrap, held-out)")
     p.add_argument("--hold-out", type=int, default=5, help="every N-th segment is held out (0: none)")
@@ -54,9 +60,14 @@ def summary_text(fit) -> str:
     lines = [f"{'coefficient':<14} {'fitted':>10}   95 % interval"]
     for name in fit.names:
         low, high = fit.intervals[name]
-        lines.append(f"{name:<14} {fit.coefficients[name]:>10.4g}   [{low:.4g}, {high:.4g}]")
-    lines.append(f"held-out R^2 {fit.r2_held_out:.4f}; deviance explained: {fit.deviance_explained_held_out:.1f} % "
-                 f"held out, {fit.deviance_explained_fit:.1f} % on the fitted segments")
+        interval = "-" if math.isnan(low) else f"[{low:.4g}, {high:.4g}]"
+        lines.append(f"{name:<14} {fit.coefficients[name]:>10.4g}   {interval}")
+    if math.isnan(fit.r2_held_out):  # the closed mode: one simulation of the whole recording
+        lines.append(f"deviance of the postsynaptic spike counts explained: {fit.deviance_explained_fit:.1f} % "
+                     f"(against the all-zero rule); loss {fit.loss:.4g} (counts + weights; 2 = no better than zero)")
+    else:
+        lines.append(f"held-out R^2 {fit.r2_held_out:.4f}; deviance explained: {fit.deviance_explained_held_out:.1f} % "
+                     f"held out, {fit.deviance_explained_fit:.1f} % on the fitted segments")
     return "\n".join(lines)
 
 
@@ -87,14 +98,24 @@ def _infer(argv: Sequence[str] | None) -> int:
         check_output_directory(out)
         if (out / "results.sqlite").exists():
             raise UsageError(f"{out} already holds a run; continue it with --resume, or choose another --out")
+    background = None
+    if args.mode == "closed":
+        from ..closed_loop import Background
+
+        try:
+            rate, weight = (float(v) for v in (args.background or "").split(","))
+        except ValueError:
+            raise UsageError("--background: the closed mode needs RATE_HZ,WEIGHT, e.g. 3000,52") from None
+        background = Background(rate, weight)
     say = None if args.json or rank != 0 else (lambda line: print(line, flush=True))
     # under mpiexec the segments of every generation's candidates are spread over the ranks
     fit = infer.fit(recording, choice, fixed, delay=args.delay, n_segments=args.segments, hold_out=args.hold_out,
                     l1=args.l1, population_size=args.population_size, max_generations=args.max_generations,
-                    n_bootstrap=args.bootstrap, seed=args.seed, out=out, resume=args.resume, comm=comm, progress=say)
+                    n_bootstrap=args.bootstrap, seed=args.seed, out=out, resume=args.resume, comm=comm, progress=say,
+                    mode=args.mode, background=background, trials=args.trials)
     if fit is None:  # a worker rank
         return 0
-    if not args.no_plots:
+    if not args.no_plots and args.mode == "clamped":
         from ..analysis.inference import write_plots
 
         all_segments = infer.segments(recording.weight_times.size, args.segments)
