@@ -92,6 +92,7 @@ def run(problem: Problem, strategy: Strategy | None, store: RunStore | None, tra
         losses = [problem.loss(c, sorted(of[c.index], key=lambda e: e.trial)) for c in candidates]
         strategy.tell(candidates, losses)
         summary = _summary(losses, evaluations, results)
+        summary["best_theta"] = list(candidates[int(np.argmin(losses))].theta)
         store.record_generation(generation, pickle.dumps(strategy), summary)
         elapsed = time.perf_counter() - started
         say(_progress_line(generation, summary, strategy, evaluated / elapsed if elapsed > 0 else math.nan,
@@ -126,8 +127,10 @@ def _progress_line(generation: int, summary: dict, strategy: Strategy, rate: flo
 def outcome(store: RunStore, stop: dict | None = None) -> Outcome:
     """The :class:`Outcome` of the run in ``store`` as it stands."""
     counts = store.counts()
-    best = store.best_candidates(1)
+    # the best candidate by the problem's own loss, as each generation recorded it
+    told = [g for g in store.generations() if "best_theta" in g]
+    best = min(told, key=lambda g: g["best_loss"]) if told else None
     return Outcome(generations=counts["generations"], evaluations=counts["evaluations"], failed=counts["failed"],
-                   blowups=counts["blowups"], best_loss=best[0]["loss"] if best else math.nan,
-                   best_theta=best[0]["theta"] if best else None,
+                   blowups=counts["blowups"], best_loss=best["best_loss"] if best else math.nan,
+                   best_theta=best["best_theta"] if best else None,
                    stop=stop if stop is not None else (store.stop() or {}))

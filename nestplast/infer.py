@@ -293,7 +293,8 @@ def _fit_closed(recording: Recording, choice: RuleChoice, fixed: Mapping[str, fl
     deviance = problem.errors_of([r[0] for r in runs], [r[1] for r in runs])[0]
     result = Fit(rule=choice.name, mask=choice.mask, names=list(rule.names),
                  coefficients=dict(zip(rule.names, map(float, theta))),
-                 intervals={n: (math.nan, math.nan) for n in rule.names}, fixed=dict(fixed), loss=outcome.best_loss,
+                 intervals={n: (math.nan, math.nan) for n in rule.names}, fixed=dict(fixed),
+                 loss=problem.combined(*problem.errors_of([r[0] for r in runs], [r[1] for r in runs]), theta),
                  r2_held_out=math.nan, deviance_explained_held_out=math.nan,
                  deviance_explained_fit=100.0 * (1.0 - deviance / problem.zero()[0]), stop=outcome.stop)
     (Path(out) / "fit.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
