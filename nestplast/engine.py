@@ -91,8 +91,7 @@ def run(problem: Problem, strategy: Strategy | None, store: RunStore | None, tra
             of.setdefault(e.candidate, []).append(e)
         losses = [problem.loss(c, sorted(of[c.index], key=lambda e: e.trial)) for c in candidates]
         strategy.tell(candidates, losses)
-        summary = _summary(losses, evaluations, results)
-        summary["best_theta"] = list(candidates[int(np.argmin(losses))].theta)
+        summary = _summary(candidates, losses, evaluations, results)
         store.record_generation(generation, pickle.dumps(strategy), summary)
         elapsed = time.perf_counter() - started
         say(_progress_line(generation, summary, strategy, evaluated / elapsed if elapsed > 0 else math.nan,
@@ -108,9 +107,11 @@ def _ignore(_evaluation: Evaluation) -> None:
     pass
 
 
-def _summary(losses: Sequence[float], evaluations: Sequence[Evaluation], fresh: Sequence[Evaluation]) -> dict:
+def _summary(candidates: Sequence[Candidate], losses: Sequence[float], evaluations: Sequence[Evaluation],
+             fresh: Sequence[Evaluation]) -> dict:
     losses = np.asarray(losses, dtype=float)
     return {"best_loss": float(np.min(losses)), "median_loss": float(np.median(losses)),
+            "best_theta": list(candidates[int(np.argmin(losses))].theta),
             "n_evaluations": len(evaluations), "n_failed": sum(e.failed for e in evaluations),
             "n_blowups": sum(e.status == "blowup" for e in evaluations),
             "wall_time_s": float(sum(e.wall_time_s for e in fresh))}
