@@ -31,3 +31,11 @@ def doublet_module():
 @pytest.fixture(scope="session")
 def taylor_module():
     return build(get_rule("taylor", mask=TAYLOR_TEST_MASK), "iaf_psc_exp")
+
+
+@pytest.fixture(scope="module")
+def clustered():
+    """A small clustered rate network with inhibition (the pruning tests' common case)."""
+    from nestplast.rate_network import clustered_network
+
+    return clustered_network((50, 10, 40), 0.6, 0.03, seed=4, inhibitory=0.2)

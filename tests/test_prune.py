@@ -19,11 +19,6 @@ from nestplast.prune import (
 from nestplast.rate_network import InvalidWeightMatrix, clustered_network, lyapunov_covariance, random_network, simulate
 
 
-@pytest.fixture(scope="module")
-def clustered():
-    return clustered_network((50, 10, 40), 0.6, 0.03, seed=4, inhibitory=0.2)
-
-
 def offdiagonal(W):
     return W[~np.eye(len(W), dtype=bool)]
 

@@ -21,12 +21,6 @@ from nestplast.pruning_measures import (
 )
 from nestplast.rate_network import RateModel, authors_network, clustered_network, random_network, simulate
 
-
-@pytest.fixture(scope="module")
-def clustered():
-    return clustered_network((50, 10, 40), 0.6, 0.03, seed=4, inhibitory=0.2)
-
-
 # ---------------------------------------------------------------------------------- spectrum
 
 @pytest.mark.parametrize("symmetric", [True, False])

@@ -70,6 +70,17 @@ def rows(run: Path) -> list[tuple]:
                           "ORDER BY generation, candidate, trial").fetchall()
 
 
+def wait_for_evaluations(database: Path, generation: int, count: int, timeout: float = 600.0) -> None:
+    """Until ``database`` holds ``count`` evaluations of ``generation`` (a run in another process)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if database.exists():
+            with sqlite3.connect(database) as db:
+                if db.execute("SELECT COUNT(*) FROM evaluations WHERE generation = ?", (generation,)).fetchone()[0] >= count:
+                    return
+        time.sleep(0.05)
+
+
 @pytest.fixture(scope="module")
 def reference_run(tmp_path_factory, doublet_module):
     tmp = tmp_path_factory.mktemp("search")
@@ -107,15 +118,8 @@ def test_resume_after_kill_loses_and_repeats_nothing(reference_run, tmp_path):
     process = subprocess.Popen([sys.executable, "-m", "nestplast.search", str(tiny(tmp_path)), "--out", str(out_dir),
                                 "--quiet"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     database = out_dir / "results.sqlite"
-    deadline = time.time() + 600
     # kill -9 in the middle of generation 2: after its first evaluations, before it completes
-    while time.time() < deadline:
-        if database.exists():
-            with sqlite3.connect(database) as db:
-                done = db.execute("SELECT COUNT(*) FROM evaluations WHERE generation = 2").fetchone()[0]
-            if done >= 3:
-                break
-        time.sleep(0.05)
+    wait_for_evaluations(database, generation=2, count=3)
     process.send_signal(signal.SIGKILL)
     process.wait()
     before = rows(out_dir)
@@ -242,13 +246,7 @@ def test_mpi_interrupt_in_the_middle_ends_every_rank_and_keeps_the_run(tmp_path)
                                 str(tiny(tmp_path, generations=3)), "--out", str(out_dir), "--quiet"],
                                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     database = out_dir / "results.sqlite"
-    deadline = time.time() + 600
-    while time.time() < deadline:
-        if database.exists():
-            with sqlite3.connect(database) as db:
-                if db.execute("SELECT COUNT(*) FROM evaluations WHERE generation = 1").fetchone()[0] >= 2:
-                    break
-        time.sleep(0.05)
+    wait_for_evaluations(database, generation=1, count=2)
     rank0 = [p for p in _children(process.pid) if _rank(p) == "0"]
     assert rank0, "found rank 0"
     os.kill(rank0[0], signal.SIGINT)
@@ -301,13 +299,7 @@ def test_ctrl_c_says_where_the_run_stands_and_how_to_resume(tmp_path):
                                 "--out", str(out_dir), "--quiet"], cwd=ROOT, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     database = out_dir / "results.sqlite"
-    deadline = time.time() + 600
-    while time.time() < deadline:
-        if database.exists():
-            with sqlite3.connect(database) as db:
-                if db.execute("SELECT COUNT(*) FROM evaluations WHERE generation = 1").fetchone()[0] >= 1:
-                    break
-        time.sleep(0.05)
+    wait_for_evaluations(database, generation=1, count=1)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130
