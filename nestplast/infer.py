@@ -174,17 +174,19 @@ def fit(recording: Recording, choice: RuleChoice, fixed: Mapping[str, float], *,
         n_segments: int = 10, hold_out: int = 5, l1: float = 0.0, population_size: int = 8,
         max_generations: int = 60, n_bootstrap: int = 30, seed: int = 1, out: str | Path | None = None,
         resume: bool = False, comm=None, progress: Callable[[str], None] | None = None,
-        mode: str = "clamped", background=None, trials: int = 1, w_unrecorded: float | None = None) -> Fit | None:
+        mode: str = "clamped", background=None, trials: int = 1, w_unrecorded: float | None = None,
+        restarts: int = 0) -> Fit | None:
     """Fit ``choice``'s coefficients (the others ``fixed``) to ``recording``: ``mode`` "clamped"
     (weight trajectories on the replayed spikes; every ``hold_out``-th segment held out, 0: none) or
     "closed" (:mod:`nestplast.closed_loop`: the post neurons driven by the rule and ``background``,
     a :class:`~nestplast.closed_loop.Background`, over ``trials`` background realisations; no
-    intervals or held-out measures there yet). Rank 0 returns the :class:`Fit`."""
+    intervals or held-out measures there yet). ``restarts`` more CMA-ES runs (other seeds, doubled
+    population each) keep the best. Rank 0 returns the :class:`Fit`."""
     if mode == "closed":
         return _fit_closed(recording, choice, fixed, background=background, delay=delay, l1=l1, trials=trials,
                            w_unrecorded=w_unrecorded, population_size=population_size,
                            max_generations=max_generations, seed=seed, out=out, resume=resume, comm=comm,
-                           progress=progress)
+                           progress=progress, restarts=restarts)
     if mode != "clamped":
         raise ValueError(f"mode must be 'clamped' or 'closed', got {mode!r}")
     from scipy.optimize import minimize
@@ -196,7 +198,7 @@ def fit(recording: Recording, choice: RuleChoice, fixed: Mapping[str, float], *,
     problem = ClampedFit(recording, rule, fixed, delay=delay, fit_segments=fitted, l1=l1)
     outcome, out = _search(problem, rule, choice, fixed, {"mode": "clamped", "delay": delay, "n_segments": n_segments,
                                                           "hold_out": hold_out, "l1": l1},
-                           recording, population_size, max_generations, seed, out, resume, comm, progress)
+                           recording, population_size, max_generations, seed, out, resume, comm, progress, restarts)
     if outcome is None:
         return None
     # polish the best candidate locally, inside the bounds
@@ -247,35 +249,45 @@ def _space(rule: Rule) -> SearchSpace:
 
 
 def _search(problem, rule: Rule, choice: RuleChoice, fixed, settings: dict, recording: Recording,
-            population_size: int, max_generations: int, seed: int, out, resume: bool, comm, progress):
-    """CMA-ES through the engine on ``problem``; (rank 0's outcome or None, the run directory)."""
+            population_size: int, max_generations: int, seed: int, out, resume: bool, comm, progress,
+            restarts: int = 0):
+    """CMA-ES through the engine on ``problem``, then ``restarts`` more runs with other seeds and a
+    doubled population each time (IPOP, as pycma's restarts), each in ``out/restart-K``;
+    (rank 0's best outcome or None, the run directory)."""
     import pickle
     import tempfile
 
     transport = Transport(comm)
     problem.rank = transport.rank
-    store = strategy = None
     if transport.is_root:
-        spec = {"rule": choice.name, "mask": choice.mask, "fixed": dict(fixed), **settings, "seed": seed,
-                "recording": recording.description}
         out = Path(tempfile.mkdtemp(prefix="nestplast-fit-")) if out is None else Path(out)
-        store = RunStore.open(out) if resume else RunStore.create(out, experiment=spec, seed=seed,
-                                                                     meta={"nestplast": __version__, "kind": "infer"})
-        last = store.last_complete_generation()
-        if last is not None:
-            strategy = pickle.loads(store.load_optimizer(last))
-        else:
-            strategy = make_strategy("cmaes", _space(rule), Budget(max_generations=max_generations),
-                                     population_size=population_size, seed=seed, sigma0=0.3, evaluate_mean=False)
-    outcome = engine.run(problem, strategy, store, transport, progress)
-    if store is not None:
-        store.close()
-    return outcome, out
+    best = None
+    for k in range(restarts + 1):
+        store = strategy = None
+        if transport.is_root:
+            folder = out if k == 0 else out / f"restart-{k}"
+            spec = {"rule": choice.name, "mask": choice.mask, "fixed": dict(fixed), **settings, "seed": seed + k,
+                    "population_size": population_size * 2**k, "recording": recording.description}
+            store = (RunStore.open(folder) if resume and (folder / "results.sqlite").exists() else
+                     RunStore.create(folder, experiment=spec, seed=seed + k, meta={"nestplast": __version__, "kind": "infer"}))
+            last = store.last_complete_generation()
+            if last is not None:
+                strategy = pickle.loads(store.load_optimizer(last))
+            else:
+                strategy = make_strategy("cmaes", _space(rule), Budget(max_generations=max_generations),
+                                         population_size=population_size * 2**k, seed=seed + k, sigma0=0.3,
+                                         evaluate_mean=False)
+        outcome = engine.run(problem, strategy, store, transport, progress)
+        if store is not None:
+            store.close()
+        if outcome is not None and (best is None or outcome.best_loss < best.best_loss):
+            best = outcome
+    return best, out
 
 
 def _fit_closed(recording: Recording, choice: RuleChoice, fixed: Mapping[str, float], *, background, delay: float,
                 l1: float, trials: int, w_unrecorded, population_size: int, max_generations: int, seed: int, out,
-                resume: bool, comm, progress) -> Fit | None:
+                resume: bool, comm, progress, restarts: int = 0) -> Fit | None:
     from .closed_loop import ClosedLoopFit
 
     if background is None:
@@ -285,7 +297,7 @@ def _fit_closed(recording: Recording, choice: RuleChoice, fixed: Mapping[str, fl
                             w_unrecorded=w_unrecorded)
     outcome, out = _search(problem, rule, choice, fixed, {"mode": "closed", "delay": delay, "l1": l1, "trials": trials,
                                                           "background": [background.rate, background.weight]},
-                           recording, population_size, max_generations, seed, out, resume, comm, progress)
+                           recording, population_size, max_generations, seed, out, resume, comm, progress, restarts)
     if outcome is None:
         return None
     theta = np.asarray(outcome.best_theta)

@@ -313,3 +313,18 @@ def test_closed_loop_fit_recovers_the_rule(tmp_path):
     for name in truth.rule.names:
         assert fit.coefficients[name] == pytest.approx(truth.params[name], abs=0.05 * 1.1), fit.coefficients
     assert fit.deviance_explained_fit > 90.0
+
+
+def test_restarts_run_again_with_a_doubled_population_and_keep_the_best(tmp_path):
+    import sqlite3
+
+    from nestplast import infer
+
+    data = synthetic("post:100,post:011", OJA, OJA_FIXED, duration=2000.0)
+    choice = infer.RuleChoice("taylor", "post:100,post:011")
+    one = infer.fit(data, choice, OJA_FIXED, max_generations=3, n_bootstrap=0, out=tmp_path / "one")
+    two = infer.fit(data, choice, OJA_FIXED, max_generations=3, n_bootstrap=0, restarts=1, out=tmp_path / "two")
+    with sqlite3.connect(tmp_path / "two" / "restart-1" / "results.sqlite") as db:
+        candidates = db.execute("SELECT COUNT(DISTINCT candidate) FROM evaluations WHERE generation = 0").fetchone()[0]
+    assert candidates == 16, "the restart doubles the population (8 -> 16)"
+    assert two.loss <= one.loss

@@ -47,6 +47,8 @@ def parser() -> ArgumentParser:
     p.add_argument("--l1", type=float, default=0.0, help="weight of the L1 penalty on the coefficients")
     p.add_argument("--max-generations", type=int, default=60)
     p.add_argument("--population-size", type=int, default=8)
+    p.add_argument("--restarts", type=int, default=0, help="more CMA-ES runs, other seeds, doubled population "
+                   "each (IPOP); the best is kept (RUN_DIR/restart-K)")
     p.add_argument("--bootstrap", type=int, default=30, help="bootstrap refits for the intervals")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--out", type=Path, default=None, help="run directory (default: runs/infer-<data name>)")
@@ -80,7 +82,8 @@ def _infer(argv: Sequence[str] | None) -> int:
     args = parser().parse_args(argv)
     for flag, value, low in (("--segments", args.segments, 1), ("--max-generations", args.max_generations, 1),
                              ("--population-size", args.population_size, 2), ("--bootstrap", args.bootstrap, 0),
-                             ("--hold-out", args.hold_out, 0), ("--seed", args.seed, 0)):
+                             ("--hold-out", args.hold_out, 0), ("--seed", args.seed, 0),
+                             ("--restarts", args.restarts, 0), ("--trials", args.trials, 1)):
         if value < low:
             raise UsageError(f"{flag}: expected an integer >= {low}, got {value}")
     recording = load(args.data)
@@ -112,7 +115,7 @@ def _infer(argv: Sequence[str] | None) -> int:
     fit = infer.fit(recording, choice, fixed, delay=args.delay, n_segments=args.segments, hold_out=args.hold_out,
                     l1=args.l1, population_size=args.population_size, max_generations=args.max_generations,
                     n_bootstrap=args.bootstrap, seed=args.seed, out=out, resume=args.resume, comm=comm, progress=say,
-                    mode=args.mode, background=background, trials=args.trials)
+                    mode=args.mode, background=background, trials=args.trials, restarts=args.restarts)
     if fit is None:  # a worker rank
         return 0
     if not args.no_plots and args.mode == "clamped":
