@@ -28,9 +28,10 @@ import numpy as np
 
 from . import __version__, engine
 from .analysis import check_output_directory
+from .analysis.search import describe_stop
 from .engine import Outcome
 from .evaluate import Evaluator
-from .experiment import Experiment, ExperimentError, differences, parse, resumable_keys
+from .experiment import Experiment, differences, parse, resumable_keys
 from .networks import draw_trials
 from .objectives import aggregate_trials
 from .parallel import Transport, together
@@ -155,17 +156,8 @@ def _resume_strategy(store: RunStore, exp: Experiment, out: Path, say) -> Strate
     return strategy
 
 
-def describe_stop(stop: dict, outcome: Outcome) -> str:
-    """The stop reason in words; pycma's names kept, so that its documentation applies."""
-    words = ", ".join(f"{k} = {v}" for k, v in stop.items())
-    if "tolflatfitness" in stop:
-        words += (" (most candidates of the last generation scored the same: the rule's parameters change "
-                  "nothing, e.g. a learning rate of 0, or the evaluations failed; see the report)")
-    return words or "no reason recorded"
-
-
 def summary_lines(exp: Experiment, outcome: Outcome, out: Path) -> str:
-    lines = [f"done ({describe_stop(outcome.stop, outcome)}): {outcome.generations} generations, "
+    lines = [f"done ({describe_stop(outcome.stop)}): {outcome.generations} generations, "
              f"{outcome.evaluations} evaluations, {outcome.blowups} blow-ups, {outcome.failed} failed; "
              f"best loss {outcome.best_loss:.4f}"]
     if outcome.best_theta is not None:
@@ -175,8 +167,7 @@ def summary_lines(exp: Experiment, outcome: Outcome, out: Path) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["SearchProblem", "run_search", "search_space", "budget", "new_strategy", "open_run", "check_resumable",
-           "ExperimentError"]
+__all__ = ["SearchProblem", "run_search", "search_space", "budget", "new_strategy", "open_run", "check_resumable"]
 
 if __name__ == "__main__":  # python -m nestplast.search
     from .commands.search import main

@@ -24,6 +24,15 @@ LOSS_MEANING = (
     "0 is a rule that holds the target and meets every constraint.")
 
 
+def describe_stop(stop: dict | None) -> str:
+    """The stop reason in words; pycma's names kept, so that its documentation applies."""
+    words = ", ".join(f"{k} = {v}" for k, v in (stop or {}).items())
+    if "tolflatfitness" in (stop or {}):
+        words += (" (most candidates of the last generation scored the same: the rule's parameters change "
+                  "nothing, e.g. a learning rate of 0, or the evaluations failed; see the report)")
+    return words or "no reason recorded"
+
+
 def summarise(run_dir: str | Path) -> dict:
     """The run's summary: counts, stop reason, best candidate, its trials, failures by reason."""
     store = RunStore.open(run_dir, read_only=True)
@@ -78,7 +87,7 @@ def text(summary: dict, run_dir: str | Path) -> str:
     lines = [f"run: {run_dir}",
              f"generations: {summary['generations']}   evaluations: {summary['evaluations']}   "
              f"blow-ups: {summary['blowups']}   failed: {summary['failed']}",
-             f"stopped: {', '.join(f'{k} = {v}' for k, v in summary['stop'].items())}" if summary["stop"]
+             f"stopped: {describe_stop(summary['stop'])}" if summary["stop"]
              else "stopped: not yet (running, or killed: resume with --resume)",
              f"what the loss means: {LOSS_MEANING}"]
     if summary["best_loss"] is None:
