@@ -279,19 +279,31 @@ def _sanitise(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", text)
 
 
+def _post_ports(rule: Rule) -> list:
+    """The synapse's ports from the postsynaptic neuron: its spikes, and a continuous port
+    ``<name>_post`` for each state variable the rule reads (``[port, neuron variable]``)."""
+    return ["post_spikes"] + [[f"{name}_post", name] for name in rule.post_inputs]
+
+
 def _codegen_options(rules: Sequence[Rule], neuron: Neuron, templates: str) -> dict:
-    return {
+    options = {
         "templates": {"path": templates,
                       "model_templates": {"neuron": ["@NEURON_NAME@.cpp.jinja2", "@NEURON_NAME@.h.jinja2"],
                                           "synapse": ["@SYNAPSE_NAME@.h.jinja2"]},
                       "module_templates": ["setup"]},
         "neuron_synapse_pairs": [{"neuron": neuron.model,
-                                  "synapses": {r.synapse: {"post_ports": ["post_spikes"]} for r in rules}}],
+                                  "synapses": {r.synapse: {"post_ports": _post_ports(r)} for r in rules}}],
         "weight_variable": {r.synapse: r.weight_variable for r in rules},
         # Keep the traces in the synapse: NESTML would otherwise move x_post and tau_post into the
         # neuron, and tau_post could no longer differ between CopyModel copies of the rule.
         "strictly_synaptic_vars": {r.synapse: list(r.synaptic_traces) for r in rules},
     }
+    if any(r.post_inputs for r in rules):
+        # A postsynaptic spike's update reads the neuron's variables as they were at that spike
+        # (kept in its spike history), not from a buffer of every step (NESTML's default: costly).
+        # Only set for such rules, so that the other modules' cache keys stay as they were.
+        options["continuous_state_buffering_method"] = "post_spike_based"
+    return options
 
 
 def module_key(rules: Sequence[Rule], neuron: Neuron) -> str:
@@ -376,6 +388,8 @@ def build(rules: Rule | Sequence[Rule], neuron: str | Neuron = "iaf_psc_exp", *,
     """
     rules = [rules] if isinstance(rules, Rule) else list(rules)
     neuron = get_neuron(neuron) if isinstance(neuron, str) else neuron
+    if any(r.post_inputs for r in rules):  # the neuron carries the state variables these rules read
+        neuron = neuron.with_rule_inputs()
     key = module_key(rules, neuron)
     name = _sanitise(f"{'_'.join(r.name for r in rules)}_{neuron.name}_{key[:8]}module")
     modules = cache_dir() / "modules"

@@ -1,9 +1,12 @@
 """Postsynaptic neuron models a rule can be compiled with: the NESTML models that ship with the
-installed NESTML (``<venv>/models/neurons/``), used as they are."""
+installed NESTML (``<venv>/models/neurons/``), used as they are, or, for a rule that reads
+postsynaptic inputs (:data:`POST_INPUTS`), with three low-passed state variables added by a small
+text transform (:meth:`Neuron.with_rule_inputs`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .errors import UnknownNameError
@@ -23,6 +26,9 @@ class Neuron:
     # NEST's built-in model of the same neuron, and its parameter names that NESTML spells differently
     nest_model: str = ""
     renamed: tuple[tuple[str, str], ...] = ()
+    # The excitatory and inhibitory input (NESTML expressions) that C_exc and C_inh low-pass, and its unit
+    codependency: tuple[str, str, str] = ("I_syn_exc", "I_syn_inh", "pA")
+    rule_inputs: bool = False  # with the state variables of POST_INPUTS (see with_rule_inputs)
 
     @property
     def path(self) -> Path:
@@ -33,13 +39,63 @@ class Neuron:
 
     @property
     def source(self) -> str:
-        return self.path.read_text()
+        text = self.path.read_text()
+        return add_rule_inputs(text, self.codependency) if self.rule_inputs else text
+
+    def with_rule_inputs(self) -> Neuron:
+        """This neuron with the state variables that rules read as postsynaptic inputs
+        (:data:`POST_INPUTS`): ``V_bar`` (``V_m`` low-passed, ``tau_V_bar`` = 100 ms), ``C_exc`` and
+        ``C_inh`` (the excitatory and inhibitory synaptic current of ``iaf_psc_exp``, conductance of
+        ``iaf_cond_exp``, low-passed with ``tau_C_exc`` = 10 ms, ``tau_C_inh`` = 100 ms)."""
+        return replace(self, rule_inputs=True)
 
     def params_from_nest(self, params: dict) -> dict:
         """Parameters of NEST's built-in model (e.g. ``tau_syn_ex``, ``t_ref``) under this
         NESTML neuron's names (``tau_syn_exc``, ``refr_T``), so an existing model keeps its values."""
         names = dict(self.renamed)
         return {names.get(key, key): value for key, value in params.items()}
+
+
+# Postsynaptic state variables a rule can read (its synapse through a continuous port named
+# ``<name>_post``); each low-passes a signal of the neuron: name -> (time-constant parameter, its default in ms).
+POST_INPUTS = {"V_bar": ("tau_V_bar", 100.0), "C_exc": ("tau_C_exc", 10.0), "C_inh": ("tau_C_inh", 100.0)}
+
+
+def add_rule_inputs(source: str, codependency: tuple[str, str, str]) -> str:
+    """A NESTML neuron's ``source`` with the :data:`POST_INPUTS` state variables, each the low-pass
+    of a signal: ``V_bar`` of ``V_m`` (starts at ``E_L``), ``C_exc`` and ``C_inh`` of the excitatory and
+    inhibitory input (start at 0). Each step begins with ``X = s + (X - s) * exp(-h / tau_X)``, the
+    exact solution over the step for the signal ``s`` held at its value at the start of the step
+    (the value a multimeter recorded at the end of the step before): no ODE, so NESTML's exact
+    integration of the neuron stays as it was (an ODE coupled to V_m made it use GSL). Declared
+    in its state block, their time constants in its parameters block, their propagators in its
+    internals, a signal that is an expression (a convolution) as an inline in its equations. The
+    model keeps its name: the paired model's name (``<neuron>__with_<synapse>``) differs by the synapse."""
+    exc, inh, unit = codependency
+    signals = {"V_bar": ("V_m", "mV", "E_L"), "C_exc": (exc, unit, f"0 {unit}"), "C_inh": (inh, unit, f"0 {unit}")}
+    inlines = {name: f"{name}_signal" for name, (signal, _u, _s) in signals.items() if not signal.isidentifier()}
+    added = {
+        "state": [f"{name} {u} = {start}    # nestplast: {signal} low-passed with {POST_INPUTS[name][0]}"
+                  for name, (signal, u, start) in signals.items()],
+        "equations": [f"inline {inlines[name]} {u} = {signal}    # nestplast: the signal {name} low-passes"
+                      for name, (signal, u, _s) in signals.items() if name in inlines],
+        "parameters": [f"{tau} ms = {default} ms    # nestplast: time constant of {name}"
+                       for name, (tau, default) in POST_INPUTS.items()],
+        "internals": [f"P_lowpass_{name} real = exp(-resolution() / {tau})    # nestplast: propagator of {name}"
+                      for name, (tau, _d) in POST_INPUTS.items()],
+        "update": ["# nestplast: the rule inputs, low-passed over this step from the values at its start"]
+                  + [f"{name} = {inlines.get(name, signal)} + ({name} - {inlines.get(name, signal)}) * P_lowpass_{name}"
+                     for name, (signal, _u, _s) in signals.items()],
+    }
+    for block, lines in added.items():
+        if not lines:
+            continue
+        head = re.compile(rf"^(    {block}:\n)", re.M)
+        if len(head.findall(source)) != 1:
+            raise ValueError(f"cannot add the rule inputs: the neuron has not exactly one '{block}:' block")
+        text = "".join(f"        {line}\n" for line in lines)
+        source = head.sub(lambda m, text=text: m.group(1) + text, source)
+    return source
 
 
 NEURONS = {
@@ -55,7 +111,8 @@ NEURONS = {
                "tau_syn_exc, tau_syn_inh, refr_T, E_exc, E_inh)",
                nest_model="iaf_cond_exp",
                renamed=(("tau_syn_ex", "tau_syn_exc"), ("tau_syn_in", "tau_syn_inh"), ("t_ref", "refr_T"),
-                        ("E_ex", "E_exc"), ("E_in", "E_inh"))),
+                        ("E_ex", "E_exc"), ("E_in", "E_inh")),
+               codependency=("unit_psg * convolve(g_exc, exc_spikes)", "unit_psg * convolve(g_inh, inh_spikes)", "nS")),
     )
 }
 

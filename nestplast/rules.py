@@ -10,7 +10,9 @@ Rules are looked up by name with :func:`get_rule`::
 
 The ``mlp`` rule (``get_rule("mlp", hidden=10)``) replaces the update with two small neural networks,
 one for pre and one for postsynaptic spikes; :class:`MLPWeights`, :func:`mlp_theta` and
-:func:`mlp_networks` go between its parameter vector and weight matrices.
+:func:`mlp_networks` go between its parameter vector and weight matrices. :class:`MLPSpec` shapes
+other MLP rules (more inputs: slow traces, the postsynaptic neuron's low-passed voltage and input;
+deeper networks; frozen hidden layers), among them the fSBI rule ``get_rule("mlp_fsbi")``.
 
 A :class:`RuleLayout` lays one parameter vector ``theta`` out over several connection types
 (e.g. ``EE``, ``EI``, ``IE``, ``II``), each with its own copy of the rule.
@@ -23,6 +25,7 @@ synapse, excitatory or inhibitory, as in NEST's ``vogels_sprekeler_synapse``.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UnknownNameError
+from .neurons import POST_INPUTS
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "nestml_models"
 
@@ -79,7 +83,9 @@ class Rule:
 
     The update is described for Python by ``terms`` (a sum of monomials) or, where a sum of
     monomials cannot express it, by ``update``: a function ``update(params, event, x_pre, x_post,
-    w_abs)`` returning the change of ``|w|`` before the factor ``eta`` (vectorised).
+    w_abs, **inputs)`` returning the change of ``|w|`` before the factor ``eta`` (vectorised);
+    ``inputs`` are the ``extra_inputs`` the rule reads (from :data:`RULE_INPUTS`: slow traces and
+    postsynaptic state variables, which the paired neuron must carry: :attr:`post_inputs`).
     """
 
     name: str
@@ -95,7 +101,14 @@ class Rule:
     # A user's rule: every parameter its NESTML file declares, so any of them can be fixed; their
     # defaults are the file's own (NESTML expressions with units, not repeated here).
     source_parameters: tuple[str, ...] = ()
-    update: Callable[[Mapping[str, float], str, np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None
+    update: Callable[..., np.ndarray] | None = None
+    extra_inputs: tuple[str, ...] = ()
+
+    @property
+    def post_inputs(self) -> tuple[str, ...]:
+        """The postsynaptic neuron's state variables the rule reads (names in
+        :data:`nestplast.neurons.POST_INPUTS`): the build adds them to the paired neuron."""
+        return tuple(name for name in self.extra_inputs if name in POST_INPUTS)
 
     @property
     def describes_update(self) -> bool:
@@ -137,12 +150,18 @@ class Rule:
         return {**self.fixed, **fixed, **values}
 
     def weight_change(self, params: Mapping[str, float], event: str, x_pre: np.ndarray,
-                      x_post: np.ndarray, w: np.ndarray) -> np.ndarray:
+                      x_post: np.ndarray, w: np.ndarray, **inputs: np.ndarray) -> np.ndarray:
         """The update ``dw`` of ``|w|`` at a ``"pre"`` or ``"post"`` spike, given the traces as
-        read just before that spike (vectorised; no clipping)."""
-        x_pre, x_post, w = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (x_pre, x_post, w)))
+        read just before that spike (vectorised; no clipping); a rule with :attr:`extra_inputs`
+        takes them by name (e.g. ``x_pre_slow=..., V_bar=...``)."""
+        if set(inputs) != set(self.extra_inputs):
+            raise ValueError(f"rule {self.name!r} reads the inputs {list(self.extra_inputs)} besides x_pre, "
+                             f"x_post and w; got {sorted(inputs)}")
+        arrays = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (x_pre, x_post, w, *inputs.values())))
+        x_pre, x_post, w = arrays[:3]
         if self.update is not None:
-            return params["eta"] * self.update(params, event, x_pre, x_post, np.abs(w))
+            return params["eta"] * self.update(params, event, x_pre, x_post, np.abs(w),
+                                               **dict(zip(inputs, arrays[3:])))
         total = np.zeros_like(x_pre)
         for term in self.terms:
             if term.event == event:
@@ -150,21 +169,36 @@ class Rule:
                 total = total + params[term.param] * x_pre**a * x_post**b * np.abs(w) ** c
         return params["eta"] * total
 
-    def stdp_window(self, params: Mapping[str, float], dt_ms: np.ndarray, w: float = 0.0) -> np.ndarray:
+    def stdp_window(self, params: Mapping[str, float], dt_ms: np.ndarray, w: float = 0.0,
+                    **post: float) -> np.ndarray:
         """Weight change for one pre/post spike pair against ``dt = t_post - t_pre`` (ms), starting
-        from weight ``w`` with empty traces: the first spike's update plus the second's."""
+        from weight ``w`` with empty traces: the first spike's update plus the second's. A rule
+        reading :attr:`post_inputs` takes their (constant) values by name, e.g. ``V_bar=-65.0``."""
         dt = np.asarray(dt_ms, dtype=float)
         zero = np.zeros_like(dt)
-        decay_pre = np.exp(-np.abs(dt) / params["tau_pre"])
-        decay_post = np.exp(-np.abs(dt) / params["tau_post"])
+        missing = set(self.post_inputs) - set(post)
+        if missing or set(post) - set(self.post_inputs):
+            raise ValueError(f"rule {self.name!r}: give the postsynaptic inputs {list(self.post_inputs)}, "
+                             f"got {sorted(post)}")
+
+        def change(event: str, pre_seen: bool, post_seen: bool, w_now: np.ndarray) -> np.ndarray:
+            # the traces of the other spike of the pair, decayed over |dt|, where this spike sees them
+            def trace(name: str, seen: bool) -> np.ndarray:
+                tau = params[SLOW_TRACES.get(name, "tau_" + name[2:])]
+                return np.exp(-np.abs(dt) / tau) if seen else zero
+            extra = {name: trace(name, pre_seen if name.startswith("x_pre") else post_seen)
+                     if name in SLOW_TRACES else post[name] + zero for name in self.extra_inputs}
+            return self.weight_change(params, event, trace("x_pre", pre_seen), trace("x_post", post_seen),
+                                      w_now, **extra)
+
         # post after pre: the pre spike sees no trace, the post spike sees x_pre = decay_pre
-        first_pre = self.weight_change(params, "pre", zero, zero, w + zero)
-        causal = first_pre + self.weight_change(params, "post", decay_pre, zero, w + first_pre)
-        first_post = self.weight_change(params, "post", zero, zero, w + zero)
-        acausal = first_post + self.weight_change(params, "pre", zero, decay_post, w + first_post)
+        first_pre = change("pre", False, False, w + zero)
+        causal = first_pre + change("post", True, False, w + first_pre)
+        first_post = change("post", False, False, w + zero)
+        acausal = first_post + change("pre", False, True, w + first_post)
         # At dt = 0 NEST's convention: the post spike is handled first and reads x_pre before the
         # pre spike's jump; the pre spike reads x_post from strictly earlier post spikes: neither sees the other.
-        coincident = first_post + self.weight_change(params, "pre", zero, zero, w + first_post)
+        coincident = first_post + change("pre", False, False, w + first_post)
         return np.where(dt > 0, causal, np.where(dt < 0, acausal, coincident))
 
 
@@ -256,10 +290,23 @@ def taylor_rule(mask: Iterable[str] | str | None = None) -> Rule:
 
 # --------------------------------------------------------------------------- the MLP rule
 
-MLP_INPUTS = ("x_pre", "x_post", "w_abs")  # the networks' inputs, in the order of W1's columns
+MLP_INPUTS = ("x_pre", "x_post", "w_abs")  # the inference MLP's inputs, in the order of W1's columns
 MLP_HIDDEN = 10  # default number of hidden units
 LEAKY_SLOPE = 0.01  # leaky ReLU below zero, as in the model-based inference of plasticity rules
 MLP_EVENTS = ("pre", "post")
+# Every input an MLP rule can read: the traces (fast, and slow for triplet effects), |w|, and the
+# postsynaptic neuron's low-passed voltage and co-dependency traces (nestplast.neurons.POST_INPUTS).
+RULE_INPUTS = ("x_pre", "x_post", "w_abs", "x_pre_slow", "x_post_slow", *POST_INPUTS)
+SLOW_TRACES = {"x_pre_slow": "tau_pre_slow", "x_post_slow": "tau_post_slow"}
+SLOW_TAU = 100.0  # ms, default of tau_pre_slow and tau_post_slow
+ACTIVATIONS = ("leaky_relu", "sigmoid", "tanh", "linear")
+# The fSBI MLP rule: 6 inputs -> 50 sigmoid -> 4 sigmoid -> 1 linear, each input divided by its scale.
+FSBI_INPUTS = ("x_pre", "x_post", "w_abs", "V_bar", "C_exc", "C_inh")
+FSBI_SCALES = (2.0, 2.0, 1.0, 15.0, 15.0, 15.0)
+FSBI_LAYERS = (50, 4)
+FSBI_SEED = 0
+FSBI_ETA = Parameter("eta", 0.01, 1e-3, 1.0, log=True)  # searched with the output layers
+FROZEN_DECIMALS = 6  # frozen weights are numbers in the NESTML source with this many decimals
 
 
 def _check_hidden(hidden: object) -> int:
@@ -269,14 +316,191 @@ def _check_hidden(hidden: object) -> int:
     return int(hidden)
 
 
+def _activate(name: str, z: np.ndarray) -> np.ndarray:
+    if name == "leaky_relu":
+        return np.maximum(z, LEAKY_SLOPE * z)
+    if name == "sigmoid":
+        with np.errstate(over="ignore"):  # exp(-z) = inf for z < -709: 0, as in C++
+            return 1.0 / (1.0 + np.exp(-z))
+    return np.tanh(z) if name == "tanh" else z
+
+
+def _nestml_activation(name: str, z: str) -> str:
+    return {"leaky_relu": f"max({z}, {LEAKY_SLOPE} * {z})", "sigmoid": f"1.0 / (1.0 + exp(-{z}))",
+            "tanh": f"tanh({z})", "linear": z}[name]
+
+
+@dataclass(frozen=True)
+class MLPSpec:
+    """The shape of an MLP rule, the same for its pre and its post network: ``inputs`` (names from
+    :data:`RULE_INPUTS`), the sizes of the hidden ``layers``, one activation (from :data:`ACTIVATIONS`)
+    per hidden layer and one for the single output, and ``scales`` (each input is divided by its
+    scale, a fixed synapse parameter ``scale_<input>``; ``None``: inputs as they are).
+
+    ``frozen_seed=None``: every weight and bias is searched. An integer: the hidden layers are
+    frozen, drawn from that seed (:meth:`frozen_layers`) and written into the NESTML source as
+    numbers; only the output layer and the learning rate ``eta`` are searched."""
+
+    inputs: tuple[str, ...] = MLP_INPUTS
+    layers: tuple[int, ...] = (MLP_HIDDEN,)
+    activations: tuple[str, ...] = ("leaky_relu", "tanh")
+    frozen_seed: int | None = None
+    scales: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "inputs", tuple(self.inputs))
+        object.__setattr__(self, "layers", tuple(_check_hidden(n) for n in self.layers))
+        object.__setattr__(self, "activations", tuple(self.activations))
+        unknown = [name for name in self.inputs if name not in RULE_INPUTS]
+        if unknown or not self.inputs or len(set(self.inputs)) != len(self.inputs):
+            raise ValueError(f"rule 'mlp': inputs must be distinct names from {', '.join(RULE_INPUTS)}; "
+                             f"got {list(self.inputs)}")
+        if not self.layers:
+            raise ValueError("rule 'mlp': give at least one hidden layer")
+        if len(self.activations) != len(self.layers) + 1 or not set(self.activations) <= set(ACTIVATIONS):
+            raise ValueError(f"rule 'mlp': activations are one per hidden layer and one for the output "
+                             f"({len(self.layers) + 1}), each of {', '.join(ACTIVATIONS)}; got {list(self.activations)}")
+        if self.scales is not None:
+            object.__setattr__(self, "scales", tuple(float(s) for s in self.scales))
+            if len(self.scales) != len(self.inputs) or not all(s > 0 for s in self.scales):
+                raise ValueError(f"rule 'mlp': scales are one positive number per input ({len(self.inputs)}); "
+                                 f"got {list(self.scales)}")
+        if self.frozen_seed is not None and (isinstance(self.frozen_seed, bool)
+                                             or not isinstance(self.frozen_seed, (int, np.integer))):
+            raise ValueError(f"rule 'mlp': frozen_seed must be a whole number or None; got {self.frozen_seed!r}")
+
+    @property
+    def sizes(self) -> list[tuple[int, int]]:
+        """(units, inputs) of each layer, the output layer last."""
+        widths = [len(self.inputs), *self.layers, 1]
+        return list(zip(widths[1:], widths[:-1]))
+
+    def names(self, event: str) -> list[str]:
+        """Searched parameter names of one event's network, in their order in ``theta``: per
+        searched layer ``layer`` (1 = first hidden layer) its weights ``{event}_W{layer}_{j}_{i}`` (input ``i``
+        to unit ``j``, row by row), then its biases ``{event}_b{layer}_{j}``; the output layer's are
+        ``{event}_W{L}_{j}`` and ``{event}_b{L}``. A frozen rule searches the output layer only."""
+        names = []
+        for layer, (units, fan_in) in enumerate(self.sizes, start=1):
+            if layer == len(self.sizes):
+                names += [f"{event}_W{layer}_{i}" for i in range(fan_in)] + [f"{event}_b{layer}"]
+            elif self.frozen_seed is None:
+                names += [f"{event}_W{layer}_{j}_{i}" for j in range(units) for i in range(fan_in)]
+                names += [f"{event}_b{layer}_{j}" for j in range(units)]
+        return names
+
+    def frozen_layers(self) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
+        """The frozen hidden layers, ``{"pre": [(W, b), ...], "post": [...]}``: uniform in
+        +-1/sqrt(fan-in) (PyTorch's default for a linear layer) from ``numpy.random.default_rng(frozen_seed)``,
+        pre before post, layer by layer, weights before biases; rounded to :data:`FROZEN_DECIMALS`
+        decimals, so that the numbers in the NESTML source are exactly these."""
+        if self.frozen_seed is None:
+            raise ValueError("this MLP rule has no frozen layers (frozen_seed=None)")
+        return _frozen_layers(self.frozen_seed, tuple(self.sizes[:-1]))
+
+    def network(self, params: Mapping[str, float], event: str) -> list[tuple[np.ndarray, np.ndarray, str]]:
+        """One event's whole network as ``[(W, b, activation), ...]`` from named parameters
+        (e.g. :meth:`Rule.synapse_params`), the frozen layers included."""
+        values = iter([params[name] for name in self.names(event)])
+        layers = []
+        frozen = self.frozen_layers()[event] if self.frozen_seed is not None else None
+        for layer, ((units, fan_in), activation) in enumerate(zip(self.sizes, self.activations)):
+            if frozen is not None and layer < len(frozen):
+                W, b = frozen[layer]
+            elif layer == len(self.sizes) - 1:
+                W = np.array([[next(values) for _ in range(fan_in)]])
+                b = np.array([next(values)])
+            else:
+                W = np.array([next(values) for _ in range(units * fan_in)]).reshape(units, fan_in)
+                b = np.array([next(values) for _ in range(units)])
+            layers.append((W, b, activation))
+        return layers
+
+    def forward(self, params: Mapping[str, float], event: str, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The ``event`` network's output at ``inputs`` (name -> array, broadcast together), in the
+        floating-point operations of the generated NESTML and in their order: each input divided by
+        its scale, each unit's sum from its bias left to right over its inputs."""
+        x = np.broadcast_arrays(*(np.asarray(inputs[name], dtype=float) for name in self.inputs))
+        if self.scales is not None:
+            x = [xi / scale for xi, scale in zip(x, self.scales)]
+        for W, b, activation in self.network(params, event):
+            h = []
+            for j in range(W.shape[0]):
+                z = np.full(x[0].shape, b[j])
+                for i, xi in enumerate(x):
+                    z = z + W[j, i] * xi
+                h.append(_activate(activation, z))
+            x = h
+        return x[0]
+
+    def nestml(self, event: str) -> list[str]:
+        """The NESTML statements that compute ``dw``, the network's output, in an onReceive block."""
+        def number(value: float) -> str:
+            return f"{value:.{FROZEN_DECIMALS}f}"
+
+        def weighted_sum(bias: str, weights: list[str], terms: list[str]) -> str:
+            out = bias
+            for weight, term in zip(weights, terms):
+                if weight.startswith("-"):  # a frozen negative weight: "- 0.5 * x", exactly "+ (-0.5) * x"
+                    out += f" - {weight[1:]} * {term}"
+                else:
+                    out += f" + {weight} * {term}"
+            return out
+
+        port = {name: f"{name}_post" for name in POST_INPUTS}
+        lines = ["w_abs real = abs(w)"]
+        x = [port.get(name, name) for name in self.inputs]
+        if self.scales is not None:
+            lines += [f"in_{i} real = {name} / scale_{self.inputs[i]}" for i, name in enumerate(x)]
+            x = [f"in_{i}" for i in range(len(x))]
+        frozen = self.frozen_layers()[event] if self.frozen_seed is not None else []
+        n_layers = len(self.sizes)
+        for layer, ((units, fan_in), activation) in enumerate(zip(self.sizes, self.activations), start=1):
+            h = []
+            for j in range(units):
+                if layer == n_layers:
+                    bias, weights = f"{event}_b{layer}", [f"{event}_W{layer}_{i}" for i in range(fan_in)]
+                elif layer <= len(frozen):
+                    W, b = frozen[layer - 1]
+                    bias, weights = number(b[j]), [number(v) for v in W[j]]
+                else:
+                    bias, weights = f"{event}_b{layer}_{j}", [f"{event}_W{layer}_{j}_{i}" for i in range(fan_in)]
+                z = f"z{layer}_{j}" if layer < n_layers else f"z{layer}"
+                lines.append(f"{z} real = {weighted_sum(bias, weights, x)}")
+                if layer < n_layers:
+                    lines.append(f"h{layer}_{j} real = {_nestml_activation(activation, z)}")
+                    h.append(f"h{layer}_{j}")
+                else:
+                    lines.append(f"dw real = {_nestml_activation(activation, z)}")
+            x = h
+        return lines
+
+    def describe(self) -> str:
+        shape = " -> ".join([str(len(self.inputs))] + [f"{n} {a}" for n, a in zip(self.layers, self.activations)]
+                            + [f"1 {self.activations[-1]}"])
+        return shape + (", hidden layers frozen" if self.frozen_seed is not None else "")
+
+
+@functools.cache
+def _frozen_layers(seed: int, sizes: tuple[tuple[int, int], ...]) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
+    rng = np.random.default_rng(seed)
+    out: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    for event in MLP_EVENTS:
+        out[event] = []
+        for units, fan_in in sizes:
+            bound = 1.0 / np.sqrt(fan_in)
+            W, b = rng.uniform(-bound, bound, (units, fan_in)), rng.uniform(-bound, bound, units)
+            exact = np.vectorize(lambda v: float(f"{v:.{FROZEN_DECIMALS}f}"))  # the source's numbers, parsed
+            out[event].append((exact(W), exact(b)))
+    return out
+
+
 def mlp_names(hidden: int, event: str) -> list[str]:
-    """Parameter names of one event's network, in their order in ``theta``: ``W1`` row by row
-    (``{event}_W1_{j}_{i}``: input ``i`` of :data:`MLP_INPUTS` to hidden unit ``j``), then
-    ``{event}_b1_{j}``, ``{event}_W2_{j}`` (hidden unit ``j`` to the output) and ``{event}_b2``."""
-    return ([f"{event}_W1_{j}_{i}" for j in range(hidden) for i in range(len(MLP_INPUTS))]
-            + [f"{event}_b1_{j}" for j in range(hidden)]
-            + [f"{event}_W2_{j}" for j in range(hidden)]
-            + [f"{event}_b2"])
+    """Parameter names of one event's network of the inference MLP (``get_rule("mlp", hidden=...)``),
+    in their order in ``theta``: ``W1`` row by row (``{event}_W1_{j}_{i}``: input ``i`` of
+    :data:`MLP_INPUTS` to hidden unit ``j``), then ``{event}_b1_{j}``, ``{event}_W2_{j}`` (hidden unit
+    ``j`` to the output) and ``{event}_b2``."""
+    return MLPSpec(layers=(_check_hidden(hidden),)).names(event)
 
 
 @dataclass(frozen=True, eq=False)
@@ -341,14 +565,14 @@ class MLPWeights:
 
 @dataclass(frozen=True)
 class MLPUpdate:
-    """The MLP rule's :attr:`Rule.update`: the event's network at ``(x_pre, x_post, |w|)``
-    (a class rather than a closure, so that rules compare equal and pickle)."""
+    """The MLP rule's :attr:`Rule.update`: the event's network at the rule's inputs (a class
+    rather than a closure, so that rules compare equal and pickle)."""
 
-    hidden: int
+    spec: MLPSpec
 
     def __call__(self, params: Mapping[str, float], event: str, x_pre: np.ndarray, x_post: np.ndarray,
-                 w_abs: np.ndarray) -> np.ndarray:
-        return MLPWeights.from_params(params, event, self.hidden)(x_pre, x_post, w_abs)
+                 w_abs: np.ndarray, **inputs: np.ndarray) -> np.ndarray:
+        return self.spec.forward(params, event, {"x_pre": x_pre, "x_post": x_post, "w_abs": w_abs, **inputs})
 
 
 def mlp_theta(pre: MLPWeights, post: MLPWeights) -> np.ndarray:
@@ -375,49 +599,93 @@ def mlp_networks(theta: Sequence[float] | Mapping[str, float], hidden: int | Non
     return {event: MLPWeights.from_vector(block, hidden) for event, block in zip(MLP_EVENTS, np.split(theta, 2))}
 
 
-def mlp_rule(hidden: int = MLP_HIDDEN) -> Rule:
-    """A multilayer-perceptron rule: at a pre spike ``|w| += eta * mlp_pre(x_pre, x_post, |w|)``,
-    at a post spike ``|w| += eta * mlp_post(x_pre, x_post, |w|)``, each network with ``hidden``
-    leaky-ReLU units and a tanh output (see :class:`MLPWeights`). Every weight and bias is a
-    searched parameter, ``2 * (5 * hidden + 1)`` in all, with bounds [-2, 2] and default 0: all
-    zero is the inert rule (tanh(0) = 0), a neutral start for a search or fit. The inputs are not
-    rescaled: ``|w|`` enters as it is, so keep ``Wmax`` of order 1-10 or the ``|w|`` weights small.
-    Traces, clipping and sign are the doublet's; tau_pre, tau_post, eta, Wmin, Wmax are fixed."""
+def mlp_rule(hidden: int = MLP_HIDDEN, *, spec: MLPSpec | None = None, name: str = "mlp") -> Rule:
+    """A multilayer-perceptron rule: at a pre spike ``|w| += eta * mlp_pre(inputs)``, at a post
+    spike ``|w| += eta * mlp_post(inputs)``, two networks of the same shape ``spec`` (an
+    :class:`MLPSpec`; default: the inference MLP ``(x_pre, x_post, |w|) -> hidden leaky ReLU -> 1 tanh``,
+    see :class:`MLPWeights`). Every searched weight and bias has bounds [-2, 2] and default 0,
+    so the defaults are the inert rule for a tanh or linear output, a neutral start for a search or
+    fit; with ``hidden`` units the inference MLP has ``2 * (5 * hidden + 1)`` parameters. Traces,
+    clipping and sign are the doublet's; tau_pre, tau_post (and the slow traces' tau_pre_slow,
+    tau_post_slow, default 100 ms), eta, Wmin, Wmax and the input scales are fixed, except that a
+    frozen rule searches eta (log space, [1e-3, 1]). Inputs without scales enter as they are."""
     import jinja2
 
-    hidden = _check_hidden(hidden)
-    names = {event: mlp_names(hidden, event) for event in MLP_EVENTS}
+    spec = spec or MLPSpec(layers=(_check_hidden(hidden),))
+    names = {event: spec.names(event) for event in MLP_EVENTS}
+    searched = [Parameter(n, 0.0, -2.0, 2.0) for event in MLP_EVENTS for n in names[event]]
+    if spec.frozen_seed is not None:
+        searched.insert(0, FSBI_ETA)
+    traces = ["x_pre", "x_post"] + [t for t in SLOW_TRACES if t in spec.inputs]
+    taus = [(t, SLOW_TRACES.get(t, "tau_" + t[2:]), SLOW_TAU if t in SLOW_TRACES else 20.0) for t in traces]
+    scales = list(zip(spec.inputs, spec.scales)) if spec.scales is not None else []
     template = jinja2.Template(_read("mlp_synapse.nestml.jinja2"), keep_trailing_newline=True)
-    source = template.render(synapse="mlp_synapse", hidden=hidden, slope=LEAKY_SLOPE,
-                             parameters=names["pre"] + names["post"])
+    source = template.render(
+        synapse=f"{name}_synapse", inputs=spec.inputs, architecture=spec.describe(), frozen=spec.frozen_seed,
+        event_prefix="{event}_", traces=traces, taus=taus, eta_searched=spec.frozen_seed is not None,
+        scales=scales, parameters=[(p.name, p.default) for p in searched],
+        post_inputs=[i for i in spec.inputs if i in POST_INPUTS],
+        networks={event: spec.nestml(event) for event in MLP_EVENTS})
+    fixed = {tau: value for _trace, tau, value in taus}
+    if spec.frozen_seed is None:
+        fixed["eta"] = 1.0
+    fixed |= {"Wmin": 0.0, "Wmax": 100.0} | {f"scale_{i}": s for i, s in scales}
     return Rule(
-        name="mlp",
-        synapse="mlp_synapse",
+        name=name,
+        synapse=f"{name}_synapse",
         source=source,
-        parameters=tuple(Parameter(name, 0.0, -2.0, 2.0) for event in MLP_EVENTS for name in names[event]),
-        fixed={"tau_pre": 20.0, "tau_post": 20.0, "eta": 1.0, "Wmin": 0.0, "Wmax": 100.0},
-        description=f"MLP rule: eta * tanh MLP (3 -> {hidden} leaky ReLU -> 1) of (x_pre, x_post, |w|), "
+        parameters=tuple(searched),
+        fixed=fixed,
+        synaptic_traces=tuple(traces),
+        description=f"MLP rule: eta * MLP ({spec.describe()}) of ({', '.join(spec.inputs)}), "
                     "one network at pre and one at post spikes",
-        update=MLPUpdate(hidden),
+        update=MLPUpdate(spec),
+        extra_inputs=tuple(i for i in spec.inputs if i not in MLP_INPUTS),
     )
 
 
-RULES = {"doublet": doublet_rule, "taylor": taylor_rule, "mlp": mlp_rule}
+def mlp_fsbi_rule(frozen_seed: int = FSBI_SEED) -> Rule:
+    """The fSBI MLP rule (Confavreux et al. 2023): inputs ``x_pre, x_post, |w|, V_bar, C_exc,
+    C_inh``, divided by ``2, 2, 1, 15, 15, 15`` (fixed ``scale_<input>`` parameters), then
+    ``6 -> 50 sigmoid -> 4 sigmoid -> 1 linear``. The hidden layers are frozen, drawn from
+    ``frozen_seed``; searched are ``eta`` and each network's 4 output weights and bias: 11
+    parameters. The postsynaptic inputs come from the paired neuron, built with them
+    (:meth:`nestplast.neurons.Neuron.with_rule_inputs`)."""
+    spec = MLPSpec(inputs=FSBI_INPUTS, layers=FSBI_LAYERS, activations=("sigmoid", "sigmoid", "linear"),
+                   frozen_seed=frozen_seed, scales=FSBI_SCALES)
+    return mlp_rule(spec=spec, name="mlp_fsbi")
 
 
-def get_rule(name: str, mask: Iterable[str] | str | None = None, *, hidden: int | None = None) -> Rule:
-    """The rule called ``name`` (``doublet``, ``taylor`` or ``mlp``); ``mask`` applies to
-    ``taylor``, ``hidden`` (the number of hidden units, default :data:`MLP_HIDDEN`) to ``mlp``."""
+RULES = {"doublet": doublet_rule, "taylor": taylor_rule, "mlp": mlp_rule, "mlp_fsbi": mlp_fsbi_rule}
+
+
+def get_rule(name: str, mask: Iterable[str] | str | None = None, *, hidden: int | None = None,
+             **mlp: object) -> Rule:
+    """The rule called ``name`` (``doublet``, ``taylor``, ``mlp`` or ``mlp_fsbi``); ``mask`` applies to
+    ``taylor``; ``hidden`` (the number of hidden units, default :data:`MLP_HIDDEN`) to ``mlp``, whose
+    other shapes are given by the fields of :class:`MLPSpec` (``inputs``, ``layers``,
+    ``activations``, ``frozen_seed``, ``scales``); ``mlp_fsbi`` takes ``frozen_seed``."""
     if name not in RULES:
         raise UnknownRuleError(f"unknown rule {name!r}; available rules: {', '.join(RULES)}")
     if hidden is not None and name != "mlp":
         raise ValueError(f"rule {name!r} takes no hidden layer size (only 'mlp' does)")
+    allowed = {"mlp": set(MLPSpec.__dataclass_fields__), "mlp_fsbi": {"frozen_seed"}}.get(name, set())
+    if set(mlp) - allowed:
+        raise ValueError(f"rule {name!r} takes no option(s) {sorted(set(mlp) - allowed)}"
+                         + (f"; its options: {sorted(allowed)}" if allowed else ""))
     if name == "taylor":
         return taylor_rule(mask)
     if mask is not None:
         raise ValueError(f"rule {name!r} takes no mask (only 'taylor' does)")
     if name == "mlp":
-        return mlp_rule(MLP_HIDDEN if hidden is None else hidden)
+        if hidden is not None and "layers" in mlp:
+            raise ValueError("rule 'mlp': give hidden or layers, not both")
+        if not mlp:
+            return mlp_rule(MLP_HIDDEN if hidden is None else hidden)
+        layers = mlp.pop("layers", (_check_hidden(MLP_HIDDEN if hidden is None else hidden),))
+        return mlp_rule(spec=MLPSpec(layers=layers, **mlp))  # type: ignore[arg-type]
+    if name == "mlp_fsbi":
+        return mlp_fsbi_rule(**mlp)  # type: ignore[arg-type]
     return RULES[name]()
 
 
