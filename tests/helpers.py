@@ -218,3 +218,104 @@ def reference_weight(update, params: dict, pre_times, post_times, w0: float) -> 
         elif i + 1 == len(events) or events[i + 1] != (k, 1):
             x_post += 1.0
     return w
+
+
+# ---- rules with more inputs (slow traces, the postsynaptic neuron's low-passed state): tests/test_rule_inputs.py
+
+POST_STATE = ("V_bar", "C_exc", "C_inh")  # the neuron's state variables a rule can read
+
+
+def reference_weight_inputs(update, params: dict, pre_times, post_times, w0: float, post_state=None) -> float:
+    """:func:`reference_weight` for a rule with more inputs: ``update(event, inputs, |w|)`` gets
+    ``inputs`` = the fast traces ``x_pre``, ``x_post``, the slow ones ``x_pre_slow``, ``x_post_slow``
+    (decaying with ``tau_pre_slow``, ``tau_post_slow``, default 100 ms; they jump with the fast
+    ones) and, with ``post_state(t) -> {"V_bar": ..., ...}``, the postsynaptic state at the post
+    spike, or at the presynaptic spike's time at its neuron (where the synapse reads it when the
+    spike is delivered with min_delay = resolution: see :func:`run_recorded`)."""
+    steps = lambda t: np.round(np.asarray(t) / RESOLUTION).astype(np.int64)  # noqa: E731
+    last_pre = steps(pre_times[-1])
+    events = sorted([(int(k), 1) for k in steps(pre_times)] +  # post (0) before pre (1) on a tie
+                    [(int(k), 0) for k in steps(np.asarray(post_times) + DELAY) if k <= last_pre])
+    taus = {"x_pre": params["tau_pre"], "x_post": params["tau_post"],
+            "x_pre_slow": params.get("tau_pre_slow", 100.0), "x_post_slow": params.get("tau_post_slow", 100.0)}
+    x = dict.fromkeys(taus, 0.0)
+    w, t_last = w0, 0.0
+    sign = np.sign(params["Wmax"])
+    for i, (k, is_pre) in enumerate(events):
+        t = k * RESOLUTION
+        x = {name: value * np.exp(-(t - t_last) / taus[name]) for name, value in x.items()}
+        t_last = t
+        # the postsynaptic state at the post spike, or at the pre spike (t here is the pre spike's time)
+        state = post_state(t if is_pre else t - DELAY) if post_state is not None else {}
+        dw = float(update("pre" if is_pre else "post", {**x, **state}, abs(w)))
+        w = sign * min(abs(params["Wmax"]), max(abs(params["Wmin"]), abs(w) + dw))
+        side = ("x_pre", "x_pre_slow") if is_pre else ("x_post", "x_post_slow")
+        if is_pre:
+            if i > 0 and events[i - 1] == (k, 0):  # the coinciding post spike counts from now on
+                side += ("x_post", "x_post_slow")
+        elif i + 1 < len(events) and events[i + 1] == (k, 1):
+            side = ()  # counts only after the coinciding pre spike
+        for name in side:
+            x[name] += 1.0
+    return w
+
+
+@dataclass
+class RecordedResult:
+    paired: PairedResult
+    times: np.ndarray  # multimeter times (every step)
+    state: dict[str, np.ndarray]  # the post neuron's recorded variables at those times
+
+    def at(self, t: float) -> dict[str, float]:
+        """The recorded post-state variables of :data:`POST_STATE` at time ``t`` (on the grid)."""
+        k = int(round(t / RESOLUTION)) - 1  # the multimeter's first sample is at one step
+        return {name: float(self.state[name][k]) for name in POST_STATE}
+
+
+def run_recorded(nest, module, synapses: dict[str, tuple[str, dict]], weight: float, *, n_pre: int = 6,
+                 pre_rate: float = 20.0, post_rate: float = 20.0, t_stop: float = 2000.0, seed: int = 1,
+                 background: tuple[float, float, float, float] = (800.0, 20.0, 400.0, 20.0)) -> RecordedResult:
+    """Parrots into one driven neuron through each of ``synapses`` (as :func:`run_paired`), the
+    neuron also receiving Poisson ``background`` (excitatory rate, weight, inhibitory rate, weight)
+    so that its input currents vary (weights as they are, not scaled by DEAF: they barely move
+    its membrane, but its synaptic currents are of order 10-100 pA), and a multimeter recording :data:`POST_STATE`, ``V_m`` and the
+    synaptic currents at every step. The generators reach the parrots after one step, which makes
+    min_delay one step: a presynaptic spike is delivered when its target has just been updated to
+    the spike's time, so the rule reads the neuron's state at the spike."""
+    rng = np.random.default_rng(seed)
+    drive_times = poisson_times(rng, post_rate, t_stop, min_gap=8.0)
+    pre_times = [poisson_times(rng, pre_rate, t_stop) for _ in range(n_pre)]
+    nest.ResetKernel()
+    install(module)
+    nest.resolution = RESOLUTION
+    post = driven_neuron(nest, module, drive_times, "iaf_psc_exp", 20.0)
+    exc, inh = nest.Create("poisson_generator", 2, [{"rate": background[0]}, {"rate": background[2]}])
+    nest.Connect(exc, post, syn_spec={"weight": background[1], "delay": DELAY})
+    nest.Connect(inh, post, syn_spec={"weight": -background[3], "delay": DELAY})
+    sources = nest.Create("spike_generator", n_pre)
+    for generator, times in zip(sources, pre_times):
+        generator.spike_times = times
+    parrots = nest.Create("parrot_neuron", n_pre)
+    nest.Connect(sources, parrots, "one_to_one", syn_spec={"delay": RESOLUTION})
+    recorder, pre_recorder = nest.Create("spike_recorder", 2)
+    nest.Connect(post, recorder)
+    nest.Connect(parrots, pre_recorder)
+    meter = nest.Create("multimeter", {"interval": RESOLUTION,
+                                       "record_from": [*POST_STATE, "V_m", "I_syn_exc", "I_syn_inh"]})
+    nest.Connect(meter, post)
+    connections = {}
+    for label, (base, params) in synapses.items():
+        nest.CopyModel(base, label, {**params, "weight": weight, "delay": DELAY})
+        nest.Connect(parrots, post, syn_spec={"synapse_model": label})
+        connections[label] = nest.GetConnections(synapse_model=label)
+    nest.Simulate(t_stop)
+    weights = {}
+    for label, conns in connections.items():
+        weights[label] = np.asarray(conns.weight)[np.argsort(conns.source)][None, :]
+    senders, times = pre_recorder.events["senders"], pre_recorder.events["times"]
+    seen = [np.sort(times[senders == parrot]) for parrot in parrots.tolist()]
+    events = meter.events
+    order = np.argsort(events["times"], kind="stable")
+    state = {name: np.asarray(events[name])[order] for name in [*POST_STATE, "V_m", "I_syn_exc", "I_syn_inh"]}
+    paired = PairedResult(weights, seen, np.asarray(recorder.events["times"]), t_stop)
+    return RecordedResult(paired, np.asarray(events["times"])[order], state)
