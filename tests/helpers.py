@@ -274,14 +274,15 @@ class RecordedResult:
 
 def run_recorded(nest, module, synapses: dict[str, tuple[str, dict]], weight: float, *, n_pre: int = 6,
                  pre_rate: float = 20.0, post_rate: float = 20.0, t_stop: float = 2000.0, seed: int = 1,
-                 background: tuple[float, float, float, float] = (800.0, 20.0, 400.0, 20.0)) -> RecordedResult:
+                 background: tuple[float, float, float, float] = (800.0, 20.0, 400.0, 20.0),
+                 parrot_delay: float = RESOLUTION) -> RecordedResult:
     """Parrots into one driven neuron through each of ``synapses`` (as :func:`run_paired`), the
     neuron also receiving Poisson ``background`` (excitatory rate, weight, inhibitory rate, weight)
     so that its input currents vary (weights as they are, not scaled by DEAF: they barely move
     its membrane, but its synaptic currents are of order 10-100 pA), and a multimeter recording :data:`POST_STATE`, ``V_m`` and the
-    synaptic currents at every step. The generators reach the parrots after one step, which makes
-    min_delay one step: a presynaptic spike is delivered when its target has just been updated to
-    the spike's time, so the rule reads the neuron's state at the spike."""
+    synaptic currents at every step. The generators reach the parrots after ``parrot_delay``, by
+    default one step, which makes min_delay one step: a presynaptic spike is delivered when its
+    target has just been updated to the spike's time, so the rule reads the neuron's state at the spike."""
     rng = np.random.default_rng(seed)
     drive_times = poisson_times(rng, post_rate, t_stop, min_gap=8.0)
     pre_times = [poisson_times(rng, pre_rate, t_stop) for _ in range(n_pre)]
@@ -296,7 +297,7 @@ def run_recorded(nest, module, synapses: dict[str, tuple[str, dict]], weight: fl
     for generator, times in zip(sources, pre_times):
         generator.spike_times = times
     parrots = nest.Create("parrot_neuron", n_pre)
-    nest.Connect(sources, parrots, "one_to_one", syn_spec={"delay": RESOLUTION})
+    nest.Connect(sources, parrots, "one_to_one", syn_spec={"delay": parrot_delay})
     recorder, pre_recorder = nest.Create("spike_recorder", 2)
     nest.Connect(post, recorder)
     nest.Connect(parrots, pre_recorder)
@@ -311,7 +312,7 @@ def run_recorded(nest, module, synapses: dict[str, tuple[str, dict]], weight: fl
     nest.Simulate(t_stop)
     weights = {}
     for label, conns in connections.items():
-        weights[label] = np.asarray(conns.weight)[np.argsort(conns.source)][None, :]
+        weights[label] = np.atleast_1d(conns.weight)[np.argsort(np.atleast_1d(conns.source))][None, :]
     senders, times = pre_recorder.events["senders"], pre_recorder.events["times"]
     seen = [np.sort(times[senders == parrot]) for parrot in parrots.tolist()]
     events = meter.events

@@ -272,3 +272,30 @@ def test_every_input_in_nest_is_the_numpy_mlp(nest, all_inputs_module):
     differences = check_against_numpy(nest, all_inputs_module, rule, {"all": params}, 5.0)
     assert differences["all"] < 1e-9, differences
     assert DELAY > RESOLUTION  # the state is read at the spike, not at its arrival
+
+
+def test_presynaptic_spike_reads_the_state_when_delivered(nest, fsbi_module):
+    """With min_delay longer than a step, NEST delivers a spike at the end of the min_delay
+    interval in which it was sent, and the rule reads the neuron's state then (README)."""
+    rule = get_rule("mlp_fsbi")
+    theta = random_output_layers(rule, np.random.default_rng(9), eta=0.02)
+    params = rule.synapse_params({k: 0.0 if k.startswith("post_") else v for k, v in theta.items()}, Wmax=20.0)
+    result = run_recorded(nest, fsbi_module, {"a": (fsbi_module.synapse_model, params)}, 5.0, n_pre=3,
+                          t_stop=500.0, parrot_delay=1.5)  # min_delay: the plastic synapses' 1 ms
+    assert nest.min_delay == DELAY
+
+    def update(event, inputs, w_abs):
+        return rule.weight_change(params, event, inputs["x_pre"], inputs["x_post"], w_abs,
+                                  **{name: inputs[name] for name in POST_STATE})
+
+    final = result.paired.weights["a"][-1]
+    for read_at, agrees in ((lambda t: np.ceil(round(t / DELAY, 9)) * DELAY, True), (lambda t: t, False)):
+        expected = []
+        for t_pre in result.paired.pre_times:
+            pre_steps = set(np.round(t_pre / RESOLUTION).astype(int))
+
+            def state(t, pre_steps=pre_steps, read_at=read_at):  # a post spike's state is read at it
+                return result.at(read_at(t) if round(t / RESOLUTION) in pre_steps else t)
+
+            expected.append(reference_weight_inputs(update, params, t_pre, result.paired.post_times, 5.0, state))
+        assert (max_relative_difference(np.array(expected), final) < 1e-9) == agrees
