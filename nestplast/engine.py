@@ -11,6 +11,9 @@ after every generation. The loop is pycma's::
         candidates = strategy.ask()
         strategy.tell(candidates, losses(evaluate(tasks(candidates))))
 
+A strategy that learns from more than losses (the filter) also has ``observe(candidates,
+features)``, called before ``tell`` when the problem has ``features`` (see :class:`Problem`).
+
 A killed run resumes from the strategy stored after its last complete generation; evaluations of
 the interrupted generation already in the store are reused, not repeated.
 """
@@ -41,6 +44,10 @@ class Problem(Protocol):
 
     def loss(self, candidate: Candidate, evaluations: Sequence[Evaluation]) -> float:
         """One candidate's loss from the evaluations of its tasks."""
+
+    # Optional: a problem with ``features(candidate, evaluations) -> dict[str, float]`` (e.g. every
+    # metric, averaged over trials) and a strategy with ``observe(candidates, features)`` (the
+    # filter) get ``strategy.observe(...)`` before every ``tell``; other strategies see only losses.
 
 
 @dataclass
@@ -89,7 +96,10 @@ def run(problem: Problem, strategy: Strategy | None, store: RunStore | None, tra
         of = {}
         for e in evaluations:
             of.setdefault(e.candidate, []).append(e)
-        losses = [problem.loss(c, sorted(of[c.index], key=lambda e: e.trial)) for c in candidates]
+        trials = {c.index: sorted(of[c.index], key=lambda e: e.trial) for c in candidates}
+        losses = [problem.loss(c, trials[c.index]) for c in candidates]
+        if hasattr(problem, "features") and hasattr(strategy, "observe"):  # e.g. the filter: every metric
+            strategy.observe(candidates, [problem.features(c, trials[c.index]) for c in candidates])
         strategy.tell(candidates, losses)
         summary = _summary(candidates, losses, evaluations, results)
         store.record_generation(generation, pickle.dumps(strategy), summary)

@@ -13,6 +13,7 @@ them equal)::
     [trials]     how many randomised trials per candidate, and the ranges randomised
     [objective]  the loss: target rate, constraint intervals, L1 penalty, timing, blow-up band
     [search]     the strategy (CMA-ES), its stopping criteria, NEST threads per rank
+    [filter]     rule families (``nestplast filter``): rounds, simulations, bounds per round, nuisance
 
 An unknown key, a value of the wrong type or out of range, or an unknown rule is reported as
 ``ExperimentError`` naming the file, the key and what was expected.
@@ -184,6 +185,53 @@ class SearchSpec:
                                             "results then depend on the order of simulations)")
 
 
+def _metric_intervals(table: Any) -> bool:
+    from .objectives import FSBI_CONSTRAINTS  # the metrics a constraint may name
+
+    return isinstance(table, dict) and all(
+        name in FSBI_CONSTRAINTS and isinstance(v, list) and len(v) == 2 and all(isinstance(b, (int, float)) for b in v)
+        and v[0] <= v[1] for name, v in table.items())
+
+
+def _schedule(entries: Any) -> bool:
+    return all(isinstance(e, dict) and set(e) == {"round", "constraints"} and isinstance(e["round"], int)
+               and not isinstance(e["round"], bool) and e["round"] >= 0 and _metric_intervals(e["constraints"])
+               for e in entries)
+
+
+METRIC_INTERVALS = Check(_metric_intervals, "[low, high] intervals (low <= high) keyed by metrics of the fSBI table: "
+                                            "rate_e, rate_i, cv_isi, kl_isi, spatial_fano, temporal_fano, auto_cov, fft, "
+                                            "std_rate_temporal, std_rate_spatial, w_blow, w_creep, w_mean_EE, w_mean_EI, "
+                                            "w_mean_IE, w_mean_II")
+# The fSBI table (objectives.FSBI_CONSTRAINTS) without the final mean weights, which are in fSBI's
+# conductance units (w_max = 20): add them for such a network. cv_isi has no upper bound (1e9).
+FILTER_CONSTRAINTS = {"rate_e": [1.0, 50.0], "rate_i": [1.0, 50.0], "cv_isi": [0.7, 1e9], "kl_isi": [0.0, 0.5],
+                      "spatial_fano": [0.5, 2.5], "temporal_fano": [0.5, 2.5], "auto_cov": [0.0, 0.1], "fft": [0.0, 1.0],
+                      "std_rate_temporal": [0.0, 0.05], "std_rate_spatial": [0.0, 5.0], "w_blow": [0.0, 0.1],
+                      "w_creep": [0.0, 0.05]}
+
+
+@dataclass
+class FilterSpec:
+    rounds: int = option(5, "rounds of `nestplast filter` (one generation each: draw, simulate, keep, refine)",
+                         AT_LEAST_1, resumable=True)
+    simulations_per_round: int = option(200, "candidate rules drawn and simulated per round (each on trials.n trials)",
+                                        Check(lambda v: v >= 2, "an integer >= 2"))
+    constraints: dict[str, list[float]] = option(FILTER_CONSTRAINTS, "accepted [low, high] per metric (mean over a "
+                                                 "rule's trials) in every round; default the fSBI table without its "
+                                                 "final mean weights (fSBI's units)", METRIC_INTERVALS)
+    schedule: list[dict[str, Any]] = option([], "from round N on, bounds that replace or add to `constraints`, e.g. "
+                                               "[{ round = 2, constraints = { cv_isi = [0.8, 1e9] } }]",
+                                            Check(_schedule, "a list of { round = N (>= 0), constraints = { metric = "
+                                                             "[low, high] } } with metrics of the fSBI table"))
+    nuisance_input_rate: list[float] | None = option(None, "recurrent network: each simulation's Poisson drive (Hz) "
+                                                           "drawn from U(low, high) and recorded as its input_rate "
+                                                           "(instead of trials.input_rate_scale)",
+                                                     optional(interval(positive=True)))
+    max_epochs: int = option(200, "most training epochs per round of the flow (sbi NPE) and the classifier", AT_LEAST_1)
+    restrict: bool = option(True, "restrict the prior away from blow-ups with sbi's RestrictionEstimator")
+
+
 @dataclass
 class Experiment:
     name: str = option("default-istdp", "the experiment's name (default run directory: runs/<name>)")
@@ -193,6 +241,7 @@ class Experiment:
     trials: TrialSpec = field(default_factory=TrialSpec)
     objective: ObjectiveSpec = field(default_factory=ObjectiveSpec)
     search: SearchSpec = field(default_factory=SearchSpec)
+    filter: FilterSpec = field(default_factory=FilterSpec)
     source: str = "<built-in>"
 
     def layout(self) -> RuleLayout:
@@ -232,7 +281,7 @@ class Experiment:
 
 
 SECTIONS = {"rule": RuleSpec, "network": NetworkSpec, "trials": TrialSpec, "objective": ObjectiveSpec,
-            "search": SearchSpec}
+            "search": SearchSpec, "filter": FilterSpec}
 
 
 def resumable_keys() -> list[tuple[str, str]]:

@@ -91,8 +91,9 @@ def generation_seed(seed: int, generation: int) -> int:
 
 
 def make_strategy(name: str, space: SearchSpace, budget: Budget, *, population_size: int, seed: int,
-                  sigma0: float = 0.3, evaluate_mean: bool = True) -> Strategy:
-    """The strategy called ``name`` (see :data:`STRATEGIES`)."""
+                  sigma0: float = 0.3, evaluate_mean: bool = True, **options) -> Strategy:
+    """The strategy called ``name`` (see :data:`STRATEGIES`); ``options`` go to the filter
+    (``constraints``, ``schedule``, ``max_epochs``, ``restrict``)."""
     if name == "cmaes":
         from .cmaes import CMAES
 
@@ -102,9 +103,14 @@ def make_strategy(name: str, space: SearchSpace, budget: Budget, *, population_s
         from .prior import PriorSampling
 
         return PriorSampling(space, budget, population_size=population_size, seed=seed)
+    if name == "filter":
+        from .filter import Filter
+
+        return Filter(space, budget, population_size=population_size, seed=seed, **options)
     raise ValueError(f"unknown strategy {name!r}; available: {', '.join(STRATEGIES)}")
 
 
-STRATEGIES = {"cmaes": "CMA-ES (pycma): the search", "prior": "independent draws from the prior box (a baseline)"}
+STRATEGIES = {"cmaes": "CMA-ES (pycma): the search", "prior": "independent draws from the prior box (a baseline)",
+              "filter": "rule families by simulation-based inference (sbi; the families extra)"}
 
 __all__ = ["Budget", "SearchSpace", "Strategy", "STRATEGIES", "generation_seed", "make_strategy"]

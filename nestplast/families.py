@@ -1,0 +1,297 @@
+"""Rule families: the fSBI filter (:class:`~nestplast.strategies.filter.Filter`) on an experiment's
+NEST network, through the same engine, store and MPI transport as the search.
+
+One simulation is one evaluation of the search (:class:`~nestplast.evaluate.Evaluator`: a fresh
+kernel, the network, every metric of the fSBI table in ``Evaluation.metrics``). A candidate rule's
+*features* are its metrics averaged over its trials (NaN if any trial blew up or failed); it is
+*accepted* when every constrained metric lies inside the round's bounds, and its loss is 0 then,
+else how far outside it lies (the search's interval penalty; blow-ups and failures keep the
+search's scores, >= 160), so that the engine's summaries and the store work unchanged. ::
+
+    from nestplast import experiment
+    from nestplast.families import run_filter, family, recheck
+    run_filter(experiment.load("families_short"), "runs/families")
+    fam = family("runs/families")                                  # the accepted rules
+    tight = family("runs/families", {"cv_isi": (0.9, 1e9)})        # re-filtered from the store
+    print(recheck("runs/families", n_trials=2).fraction)           # passing again on fresh seeds
+
+The input rate as a nuisance (``filter.nuisance_input_rate = [low, high]`` Hz): every simulation
+(candidate x trial) draws its own Poisson drive from U(low, high), from a seed of (run seed,
+round, candidate, trial); it replaces that trial's ``input_rate_scale`` (the trial's NEST seed,
+initial weights and w_max stay the round's common ones) and is recorded as the evaluation's
+metric ``input_rate``. The rule's parameters alone are what the flow learns about.
+
+Command line: ``python -m nestplast filter`` (:mod:`nestplast.commands.filter`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import pickle
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import engine
+from .engine import Outcome
+from .evaluate import Evaluator
+from .experiment import Experiment, parse
+from .networks import draw_trials
+from .objectives import aggregate_trials
+from .parallel import Transport, together
+from .search import SearchProblem, open_run, search_space
+from .store import RunStore, StoreError
+from .strategies import Budget
+from .strategies.filter import Filter, inside, require_sbi, round_constraints, violation
+from .tasks import Candidate, Evaluation, Task
+
+NUISANCE_STREAM = 0x6E75  # keeps the nuisance's random stream apart from the trials'
+RECHECK_STREAM = 0x7265  # fresh seeds for the re-check, apart from every round's
+
+
+# --------------------------------------------------------------------------- one candidate
+
+def candidate_features(evaluations: Sequence[Evaluation]) -> dict[str, float]:
+    """Every scalar metric averaged over the candidate's trials; all NaN unless every trial ran
+    to its end (``ok``)."""
+    names = sorted({k for e in evaluations for k, v in (e.metrics or {}).items()
+                    if isinstance(v, (int, float)) and not isinstance(v, bool)})
+    if not evaluations or any(e.status != "ok" for e in evaluations):
+        return dict.fromkeys(names, math.nan)
+    return {k: float(np.mean([float(e.metrics.get(k, math.nan)) for e in evaluations])) for k in names}
+
+
+def candidate_loss(evaluations: Sequence[Evaluation], constraints: Mapping[str, Sequence[float]]) -> float:
+    """0 for an accepted candidate; else its relative distance outside the bounds (a NaN metric
+    counts 1), or for a blow-up or failure the search's mean loss over its trials (>= 160)."""
+    if any(e.status != "ok" for e in evaluations):
+        return aggregate_trials([e.loss for e in evaluations])
+    from .objectives import interval_penalty
+
+    return interval_penalty(candidate_features(evaluations), constraints)
+
+
+class FilterProblem(SearchProblem):
+    """The search's problem (candidates x the round's trials on the experiment's network), with
+    the nuisance input rate, the round's bounds as the loss, and every metric as features."""
+
+    def tasks(self, generation: int, candidates: Sequence[Candidate]) -> list[Task]:
+        return [dataclasses.replace(t, trial=self.with_nuisance(t.trial, generation, t.candidate))
+                for t in super().tasks(generation, candidates)]
+
+    def with_nuisance(self, trial, generation: int, candidate: int, stream: int = NUISANCE_STREAM):
+        """``trial`` with its own input rate drawn from ``filter.nuisance_input_rate`` (if set)."""
+        band = self.exp.filter.nuisance_input_rate
+        if band is None:
+            return trial
+        rng = np.random.default_rng([self.exp.seed, stream, generation, candidate + 1, trial.index])
+        return dataclasses.replace(trial, input_rate_scale=float(rng.uniform(*band)) / self.exp.network.input_rate)
+
+    def evaluate(self, task: Task) -> Evaluation:
+        evaluation = self.evaluator(task)
+        evaluation.metrics["input_rate"] = self.exp.network.input_rate * task.trial.input_rate_scale
+        return evaluation
+
+    def bounds(self, generation: int) -> dict[str, tuple[float, float]]:
+        return round_constraints(self.exp.filter.constraints, self.exp.filter.schedule, generation)
+
+    def loss(self, candidate: Candidate, evaluations: Sequence[Evaluation]) -> float:
+        return candidate_loss(evaluations, self.bounds(evaluations[0].generation))
+
+    def features(self, candidate: Candidate, evaluations: Sequence[Evaluation]) -> dict[str, float]:
+        return candidate_features(evaluations)
+
+
+def new_filter(exp: Experiment) -> Filter:
+    f = exp.filter
+    return Filter(search_space(exp), Budget(max_generations=f.rounds), population_size=f.simulations_per_round,
+                  seed=exp.seed, constraints=f.constraints, schedule=f.schedule, max_epochs=f.max_epochs,
+                  restrict=f.restrict)
+
+
+# --------------------------------------------------------------------------- the run
+
+def run_filter(exp: Experiment, out: str | Path, *, resume: bool = False, comm=None,
+               progress: Callable[[str], None] | None = None) -> Outcome | None:
+    """Run (or resume) the filter of ``exp`` with its results in ``out`` (the search's store);
+    rank 0 returns the engine's :class:`~nestplast.engine.Outcome`, other MPI ranks None.
+    ``progress`` receives one line per round (rank 0)."""
+    from .build import build
+
+    out = Path(out)
+    transport = Transport(comm)
+    say = progress if progress is not None and transport.is_root else (lambda line: None)
+    together(comm, require_sbi if transport.is_root else (lambda: None))  # before anything is simulated
+    store = together(comm, lambda: open_run(exp, out, resume=resume, ranks=transport.size, mode=transport.mode)
+                     if transport.is_root else None)
+    try:
+        module = together(comm, lambda: build(exp.searched_rule(), exp.rule.neuron, quiet=not transport.is_root))
+        evaluator = Evaluator(exp, module, rank=transport.rank, comm=comm if transport.mode == "network" else None)
+        strategy = None
+        if transport.is_root:
+            strategy = _resume(store, exp, out, say) or new_filter(exp)
+            space = search_space(exp)
+            say(f"filter: {exp.name} ({exp.source}); {space.size} parameters; {exp.filter.rounds} rounds x "
+                f"{exp.filter.simulations_per_round} rules x {exp.trials.n} trials; mode {transport.mode}"
+                f"{'' if comm is None else f' on {transport.size} ranks'}; results in {out}")
+        result = engine.run(FilterProblem(exp, evaluator), strategy, store, transport, say)
+    finally:
+        if store is not None:
+            store.close()
+    return result
+
+
+def _resume(store: RunStore, exp: Experiment, out: Path, say) -> Filter | None:
+    last = store.last_complete_generation()
+    if last is None:
+        return None
+    strategy = pickle.loads(store.load_optimizer(last))
+    if not isinstance(strategy, Filter):
+        raise StoreError(f"{out} holds a search, not a filter: resume it with python -m nestplast search --resume")
+    strategy.set_budget(Budget(max_generations=exp.filter.rounds))  # more rounds may be asked for
+    say(f"resuming {out} after round {last}")
+    return strategy
+
+
+# --------------------------------------------------------------------------- the family, from the store
+
+@dataclass
+class Family:
+    """The accepted rules of a filter run: ``rows`` (one per rule: round, candidate, parameters
+    by name, mean metrics), judged by ``constraints``; ``acceptance`` per round under each
+    round's own bounds (what the filter did)."""
+
+    rows: list[dict]
+    constraints: dict[str, tuple[float, float]]
+    acceptance: list[dict]
+    simulated: int  # candidate rules simulated
+
+    @property
+    def distinct(self) -> int:
+        """Distinct rules (distinct parameter vectors)."""
+        return len({tuple(r["theta"]) for r in self.rows})
+
+
+def run_experiment(store: RunStore, where: str | Path) -> Experiment:
+    return parse(store.experiment(), f"{where}/results.sqlite")
+
+
+def candidates(store: RunStore) -> list[tuple[int, int, list[Evaluation]]]:
+    """(round, candidate, its evaluations by trial) for every candidate in the store."""
+    grouped: dict[tuple[int, int], list[Evaluation]] = {}
+    for e in store.evaluations():
+        grouped.setdefault((e.generation, e.candidate), []).append(e)
+    return [(g, c, sorted(es, key=lambda e: e.trial)) for (g, c), es in sorted(grouped.items())]
+
+
+def final_constraints(exp: Experiment, rounds: int) -> dict[str, tuple[float, float]]:
+    """The bounds of the run's last round (the family is judged by these)."""
+    return round_constraints(exp.filter.constraints, exp.filter.schedule, max(rounds - 1, 0))
+
+
+def family(run_dir: str | Path, constraints: Mapping[str, Sequence[float]] | None = None) -> Family:
+    """The accepted rules of the filter run in ``run_dir``, from its store alone (no simulation):
+    judged by the last round's bounds, with ``constraints`` replacing or adding bounds (to
+    tighten a constraint or add one, and re-filter every simulation of every round)."""
+    store = RunStore.open(run_dir, read_only=True)
+    try:
+        exp = run_experiment(store, run_dir)
+        rounds = store.last_complete_generation()
+        rounds = 0 if rounds is None else rounds + 1
+        everything = candidates(store)
+    finally:
+        store.close()
+    judged = final_constraints(exp, rounds)
+    judged.update({k: (float(v[0]), float(v[1])) for k, v in (constraints or {}).items()})
+    layout = exp.layout()
+    rows, per_round = [], {}
+    for generation, candidate, evaluations in everything:
+        if generation >= rounds:
+            continue  # an interrupted round: not yet told to the filter
+        features = candidate_features(evaluations)
+        own = round_constraints(exp.filter.constraints, exp.filter.schedule, generation)
+        count = per_round.setdefault(generation, [0, 0])
+        count[0] += 1
+        count[1] += inside(features, own)
+        if inside(features, judged):
+            theta = evaluations[0].theta
+            rows.append({"round": generation, "candidate": candidate, "theta": list(theta),
+                         **layout.as_dict(theta), **{k: features[k] for k in sorted(features)},
+                         "violation": violation(features, judged)})
+    acceptance = [{"round": g, "simulated": n, "accepted": a, "fraction": a / n} for g, (n, a) in sorted(per_round.items())]
+    return Family(rows=rows, constraints=judged, acceptance=acceptance, simulated=sum(n for n, _ in per_round.values()))
+
+
+# --------------------------------------------------------------------------- fresh seeds
+
+@dataclass
+class Recheck:
+    """Accepted rules simulated again on fresh trials: ``passed[i]`` for ``family.rows[i]``."""
+
+    family: Family
+    passed: list[bool]
+    evaluations: list[list[Evaluation]]
+
+    @property
+    def fraction(self) -> float:
+        return float(np.mean(self.passed)) if self.passed else math.nan
+
+
+def recheck(run_dir: str | Path, n_trials: int = 2, *, comm=None, limit: int | None = None,
+            progress: Callable[[str], None] | None = None) -> Recheck | None:
+    """Simulate the accepted rules of ``run_dir`` again, each on ``n_trials`` fresh trials (new NEST
+    seeds, new nuisance draws, the experiment's trial ranges), and judge them by the same bounds
+    (mean over the fresh trials); at most ``limit`` rules (the first ones). MPI-parallel like a
+    run; rank 0 returns the :class:`Recheck`."""
+    from .build import build
+
+    transport = Transport(comm)
+    say = progress if progress is not None and transport.is_root else (lambda line: None)
+
+    def load():
+        store = RunStore.open(run_dir, read_only=True)
+        try:
+            return run_experiment(store, run_dir)
+        finally:
+            store.close()
+
+    exp = together(comm, load)
+    fam = family(run_dir) if transport.is_root else None
+    rows = fam.rows[:limit] if fam is not None else []
+    module = together(comm, lambda: build(exp.searched_rule(), exp.rule.neuron, quiet=not transport.is_root))
+    problem = FilterProblem(exp, Evaluator(exp, module, rank=transport.rank,
+                                           comm=comm if transport.mode == "network" else None))
+    if transport.is_worker:
+        transport.serve(problem.evaluate)
+        return None
+    spec = dataclasses.replace(exp.trials, n=n_trials)
+    tasks = []
+    for k, row in enumerate(rows):
+        trials = draw_trials(spec, np.random.SeedSequence([exp.seed, RECHECK_STREAM, k]))
+        tasks += [Task(-1, k, problem.with_nuisance(t, -1, k, RECHECK_STREAM), tuple(row["theta"])) for t in trials]
+    tasks = transport.share(tasks)
+    say(f"re-check: {len(rows)} accepted rules x {n_trials} fresh trials")
+    results = transport.map(tasks, problem.evaluate, lambda e: None)
+    transport.close()
+    if not transport.is_root:
+        return None
+    by_rule = [[e for e in results if e.candidate == k] for k in range(len(rows))]
+    passed = [inside(candidate_features(es), fam.constraints) for es in by_rule]
+    return Recheck(family=dataclasses.replace(fam, rows=rows), passed=passed, evaluations=by_rule)
+
+
+def is_filter_run(run_dir: str | Path) -> bool:
+    """Whether ``run_dir`` holds a filter run (its stored strategy is a :class:`Filter`)."""
+    store = RunStore.open(run_dir, read_only=True)
+    try:
+        last = store.last_complete_generation()
+        return last is not None and isinstance(pickle.loads(store.load_optimizer(last)), Filter)
+    finally:
+        store.close()
+
+
+__all__ = ["FilterProblem", "Family", "Recheck", "run_filter", "family", "recheck", "new_filter",
+           "candidate_features", "candidate_loss", "is_filter_run"]
