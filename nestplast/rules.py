@@ -622,7 +622,7 @@ def mlp_rule(hidden: int = MLP_HIDDEN, *, spec: MLPSpec | None = None, name: str
     template = jinja2.Template(_read("mlp_synapse.nestml.jinja2"), keep_trailing_newline=True)
     source = template.render(
         synapse=f"{name}_synapse", inputs=spec.inputs, architecture=spec.describe(), frozen=spec.frozen_seed,
-        event_prefix="{event}_", traces=traces, taus=taus, eta_searched=spec.frozen_seed is not None,
+        traces=traces, taus=taus, eta_searched=spec.frozen_seed is not None,
         scales=scales, parameters=[(p.name, p.default) for p in searched],
         post_inputs=[i for i in spec.inputs if i in POST_INPUTS],
         networks={event: spec.nestml(event) for event in MLP_EVENTS})
