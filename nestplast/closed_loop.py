@@ -4,7 +4,13 @@ neurons are driven by the plastic synapses plus a stated Poisson background (the
 compares the simulated postsynaptic spike counts (bins of ``bin_ms``) with the recorded ones by
 Poisson deviance, and, where weights were recorded, the weights by squared error; each term is
 divided by its value under the all-zero rule (1 = no better than no plasticity). Trials are
-background realisations with seeds fixed for the whole fit (common random numbers)."""
+background realisations with seeds fixed for the whole fit (common random numbers).
+
+Held-out segments: the recording's bins are cut into ``n_segments`` consecutive blocks, and every
+``hold_out``-th block is left out of the loss. The simulation still runs through it (the rule's
+state carries on), so the held-out blocks test the fitted rule on activity and weights it was not
+fitted to. Every error is kept per segment (:meth:`ClosedLoopFit.segment_errors`), which is what the
+held-out measures and the bootstrap over segments (:mod:`nestplast.infer`) are made of."""
 
 from __future__ import annotations
 
@@ -35,12 +41,32 @@ class Trial:
     seed: int
 
 
-def poisson_deviance(observed: np.ndarray, expected: np.ndarray, floor: float = 0.1) -> float:
-    """2 sum [y log(y / mu) - (y - mu)]; inside the logarithm mu is floored (a bin the model leaves
-    empty where spikes were recorded costs a finite amount). 0 when the two agree."""
+def deviance_terms(observed: np.ndarray, expected: np.ndarray, floor: float = 0.1) -> np.ndarray:
+    """Per bin 2 [y log(y / mu) - (y - mu)]; inside the logarithm mu is floored (a bin the model
+    leaves empty where spikes were recorded costs a finite amount). 0 where the two agree."""
     y, mu = np.asarray(observed, dtype=float), np.asarray(expected, dtype=float)
     logs = np.where(y > 0, y * np.log(np.where(y > 0, y, 1.0) / np.maximum(mu, floor)), 0.0)
-    return float(2.0 * np.sum(logs - (y - mu)))
+    return 2.0 * (logs - (y - mu))
+
+
+def poisson_deviance(observed: np.ndarray, expected: np.ndarray, floor: float = 0.1) -> float:
+    """The Poisson deviance of ``observed`` counts from ``expected`` ones (sum of :func:`deviance_terms`)."""
+    return float(np.sum(deviance_terms(observed, expected, floor)))
+
+
+def r_squared(observed: np.ndarray, predicted: np.ndarray) -> float:
+    """1 - SS_res / SS_tot, SS_tot about each row's mean (a neuron's counts, a synapse's weights)."""
+    observed, predicted = np.asarray(observed, dtype=float), np.asarray(predicted, dtype=float)
+    if observed.size == 0:
+        return math.nan
+    total = float(np.sum((observed - observed.mean(axis=-1, keepdims=True)) ** 2))
+    return 1.0 - float(np.sum((predicted - observed) ** 2)) / total if total > 0 else math.nan
+
+
+def _relative(error: float, zero: float) -> float:
+    """An error over the all-zero rule's; where that is 0 (the rule changes nothing measurable
+    there, or nothing was recorded), the error itself."""
+    return float(error / zero) if zero > 0 else float(error)
 
 
 class ClosedLoopFit:
@@ -48,7 +74,7 @@ class ClosedLoopFit:
 
     def __init__(self, recording: Recording, rule: Rule, fixed: Mapping[str, float], background: Background, *,
                  delay: float = 1.0, resolution: float = 0.1, bin_ms: float = 100.0, trials: int = 1, seed: int = 1,
-                 l1: float = 0.0, w_unrecorded: float | None = None):
+                 l1: float = 0.0, w_unrecorded: float | None = None, n_segments: int = 1, hold_out: int = 0):
         self.recording, self.rule, self.fixed, self.background = recording, rule, dict(fixed), background
         self.delay, self.resolution, self.bin_ms, self.l1 = delay, resolution, bin_ms, l1
         if "Wmax" not in self.fixed:
@@ -64,7 +90,8 @@ class ClosedLoopFit:
             start[recording.weight_synapses] = np.abs(recording.weights[:, 0])
         if np.isnan(start).any():
             if w_unrecorded is None:
-                raise RecordingError("weights: some synapses have no recorded start weight; give w_unrecorded")
+                raise RecordingError("weights: some synapses have no recorded start weight; give their start weight "
+                                     "(--w-unrecorded, or w_unrecorded=)")
             start[np.isnan(start)] = w_unrecorded
         self.w_start = recording.syn_sign * start
         self.trials = [Trial(j, int(np.random.SeedSequence([seed, j]).generate_state(1)[0] % (2**31 - 2) + 1))
@@ -72,8 +99,15 @@ class ClosedLoopFit:
         edges = np.arange(0.0, recording.duration + bin_ms, bin_ms)
         self.edges = edges
         self.observed = np.array([np.histogram(recording.post_spikes(i), edges)[0] for i in range(recording.n_post)])
+        n_bins = edges.size - 1
+        n_segments = max(1, min(n_segments, n_bins))
+        self.bin_segment = np.arange(n_bins) * n_segments // n_bins
+        sample_bins = np.minimum((recording.weight_times // bin_ms).astype(int), n_bins - 1) if recording.has_weights else []
+        self.sample_segment = self.bin_segment[sample_bins] if recording.has_weights else np.zeros(0, dtype=int)
+        self.n_segments = n_segments
+        self.held = np.array([bool(hold_out) and n_segments > 1 and k % hold_out == hold_out - 1 for k in range(n_segments)])
         self.rank = 0
-        self._zero: tuple[float, float] | None = None
+        self._zero: np.ndarray | None = None
 
     def params(self, theta: Sequence[float]) -> dict[str, float]:
         return self.rule.synapse_params(np.asarray(theta, dtype=float), **{k: v for k, v in self.fixed.items()
@@ -98,29 +132,66 @@ class ClosedLoopFit:
             weights = simulated.weights[self.recording.weight_synapses][:, times]
         return counts, weights
 
+    def segment_errors(self, counts: Sequence[np.ndarray], weights: Sequence[np.ndarray]) -> np.ndarray:
+        """Per segment (rows): the Poisson deviance of the recorded counts from the mean simulated
+        counts, and the squared error of the mean simulated weights (the mean over background
+        realisations is the model's expectation)."""
+        per_bin = deviance_terms(self.observed, np.mean(counts, axis=0)).sum(axis=0)
+        out = np.zeros((self.n_segments, 2))
+        np.add.at(out[:, 0], self.bin_segment, per_bin)
+        if self.recording.has_weights:
+            per_sample = ((np.mean(weights, axis=0) - self.recording.weights) ** 2).sum(axis=0)
+            np.add.at(out[:, 1], self.sample_segment, per_sample)
+        return out
+
     def errors_of(self, counts: Sequence[np.ndarray], weights: Sequence[np.ndarray]) -> tuple[float, float]:
-        """(Poisson deviance of the recorded counts from the mean simulated counts, squared error of
-        the mean simulated weights): the mean over background realisations is the model's expectation."""
-        deviance = poisson_deviance(self.observed, np.mean(counts, axis=0))
-        sse = float(np.sum((np.mean(weights, axis=0) - self.recording.weights) ** 2)) if self.recording.has_weights else 0.0
-        return deviance, sse
+        """(deviance, squared weight error) summed over the fitted segments."""
+        deviance, sse = self.segment_errors(counts, weights)[~self.held].sum(axis=0)
+        return float(deviance), float(sse)
 
     def errors(self, params: Mapping[str, float], trial: Trial) -> tuple[float, float]:
-        """(deviance, squared weight error) of one simulation."""
+        """(deviance, squared weight error) of one simulation, on the fitted segments."""
         counts, weights = self.outputs(params, trial)
         return self.errors_of([counts], [weights])
 
-    def zero(self) -> tuple[float, float]:
-        """The all-zero rule's errors over the trials (computed once per process)."""
+    def zero_segments(self) -> np.ndarray:
+        """The all-zero rule's :meth:`segment_errors` over the trials (computed once per process)."""
         if self._zero is None:
             runs = [self.outputs(self.params(np.zeros(len(self.rule.names))), t) for t in self.trials]
-            self._zero = self.errors_of([r[0] for r in runs], [r[1] for r in runs])
+            self._zero = self.segment_errors([r[0] for r in runs], [r[1] for r in runs])
         return self._zero
+
+    def zero(self) -> tuple[float, float]:
+        """The all-zero rule's errors on the fitted segments."""
+        deviance, sse = self.zero_segments()[~self.held].sum(axis=0)
+        return float(deviance), float(sse)
 
     def combined(self, deviance: float, sse: float, theta: Sequence[float]) -> float:
         deviance_zero, sse_zero = self.zero()
-        value = deviance / deviance_zero + (sse / sse_zero if sse_zero > 0 else 0.0)
-        return value + self.l1 * float(np.sum(np.abs(theta)))
+        return _relative(deviance, deviance_zero) + _relative(sse, sse_zero) + self.l1 * float(np.sum(np.abs(theta)))
+
+    def weighted(self, errors: np.ndarray, counts: np.ndarray, theta: Sequence[float]) -> float:
+        """The loss with segment ``k`` counted ``counts[k]`` times (a bootstrap draw over the fitted
+        segments; 0 leaves a segment out), from per-segment ``errors`` (:meth:`segment_errors`)."""
+        counts = np.asarray(counts, dtype=float)
+        deviance_zero, sse_zero = counts @ self.zero_segments()
+        deviance, sse = counts @ errors
+        return _relative(deviance, deviance_zero) + _relative(sse, sse_zero) + self.l1 * float(np.sum(np.abs(theta)))
+
+    def held_out(self, counts: Sequence[np.ndarray], weights: Sequence[np.ndarray]) -> dict[str, float]:
+        """How well mean simulated outputs match the recording on the held-out segments (and, for
+        comparison, on the fitted ones): % of the all-zero rule's count deviance removed, and R^2 of
+        the binned spike counts and of the weights."""
+        errors, zero = self.segment_errors(counts, weights), self.zero_segments()
+        mean_counts, out = np.mean(counts, axis=0), {}
+        for name, chosen in (("held_out", self.held), ("fit", ~self.held)):
+            bins, samples = chosen[self.bin_segment], chosen[self.sample_segment]
+            deviance, deviance_zero = errors[chosen, 0].sum(), zero[chosen, 0].sum()
+            out[f"deviance_explained_{name}"] = 100.0 * (1.0 - deviance / deviance_zero) if deviance_zero > 0 else math.nan
+            out[f"r2_activity_{name}"] = r_squared(self.observed[:, bins], mean_counts[:, bins]) if bins.any() else math.nan
+            out[f"r2_weights_{name}"] = (r_squared(self.recording.weights[:, samples], np.mean(weights, axis=0)[:, samples])
+                                         if self.recording.has_weights and samples.sum() > 1 else math.nan)
+        return out
 
     # ---- the engine's Problem
 

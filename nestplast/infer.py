@@ -152,8 +152,10 @@ class Fit:
     r2_held_out: float
     deviance_explained_held_out: float  # % of the all-zero rule's squared error removed
     deviance_explained_fit: float
+    r2_activity_held_out: float = math.nan  # the closed mode: R^2 of the binned postsynaptic counts
     stop: dict = field(default_factory=dict)
     bootstrap: list[list[float]] = field(default_factory=list)
+    intervals_from: str = "bootstrap over segments, each draw refitted"
 
     def nest_params(self) -> dict[str, float]:
         """The fitted rule's settings for ``nest.CopyModel`` (``Wmax`` with the sign of your weights)."""
@@ -165,7 +167,7 @@ class Fit:
         data["nest_params"] = self.nest_params()
         data.pop("bootstrap")
         data["intervals"] = {n: None if any(map(math.isnan, v)) else list(v) for n, v in self.intervals.items()}
-        for key in ("r2_held_out", "deviance_explained_held_out", "deviance_explained_fit"):
+        for key in ("r2_held_out", "deviance_explained_held_out", "deviance_explained_fit", "r2_activity_held_out"):
             data[key] = None if math.isnan(data[key]) else data[key]
         return data
 
@@ -179,14 +181,16 @@ def fit(recording: Recording, choice: RuleChoice, fixed: Mapping[str, float], *,
     """Fit ``choice``'s coefficients (the others ``fixed``) to ``recording``: ``mode`` "clamped"
     (weight trajectories on the replayed spikes; every ``hold_out``-th segment held out, 0: none) or
     "closed" (:mod:`nestplast.closed_loop`: the post neurons driven by the rule and ``background``,
-    a :class:`~nestplast.closed_loop.Background`, over ``trials`` background realisations; no
-    intervals or held-out measures there yet). ``restarts`` more CMA-ES runs (other seeds, doubled
+    a :class:`~nestplast.closed_loop.Background`, over ``trials`` background realisations; the
+    intervals from a bootstrap on quadratic surfaces of the simulated candidates,
+    :mod:`nestplast.surface`). ``restarts`` more CMA-ES runs (other seeds, doubled
     population each) keep the best. Rank 0 returns the :class:`Fit`."""
     if mode == "closed":
         return _fit_closed(recording, choice, fixed, background=background, delay=delay, l1=l1, trials=trials,
                            w_unrecorded=w_unrecorded, population_size=population_size,
                            max_generations=max_generations, seed=seed, out=out, resume=resume, comm=comm,
-                           progress=progress, restarts=restarts)
+                           progress=progress, restarts=restarts, n_segments=n_segments, hold_out=hold_out,
+                           n_bootstrap=n_bootstrap)
     if mode != "clamped":
         raise ValueError(f"mode must be 'clamped' or 'closed', got {mode!r}")
     from scipy.optimize import minimize
@@ -287,27 +291,79 @@ def _search(problem, rule: Rule, choice: RuleChoice, fixed, settings: dict, reco
 
 def _fit_closed(recording: Recording, choice: RuleChoice, fixed: Mapping[str, float], *, background, delay: float,
                 l1: float, trials: int, w_unrecorded, population_size: int, max_generations: int, seed: int, out,
-                resume: bool, comm, progress, restarts: int = 0) -> Fit | None:
+                resume: bool, comm, progress, restarts: int = 0, n_segments: int = 10, hold_out: int = 5,
+                n_bootstrap: int = 30) -> Fit | None:
     from .closed_loop import ClosedLoopFit
 
     if background is None:
         raise RecordingError("the closed-loop mode needs the postsynaptic neurons' background (rate and weight)")
     rule = choice.rule()
     problem = ClosedLoopFit(recording, rule, fixed, background, delay=delay, trials=trials, seed=seed, l1=l1,
-                            w_unrecorded=w_unrecorded)
+                            w_unrecorded=w_unrecorded, n_segments=n_segments, hold_out=hold_out)
     outcome, out = _search(problem, rule, choice, fixed, {"mode": "closed", "delay": delay, "l1": l1, "trials": trials,
-                                                          "background": [background.rate, background.weight]},
+                                                          "background": [background.rate, background.weight],
+                                                          "n_segments": n_segments, "hold_out": hold_out},
                            recording, population_size, max_generations, seed, out, resume, comm, progress, restarts)
     if outcome is None:
         return None
     theta = np.asarray(outcome.best_theta)
     runs = [problem.outputs(problem.params(theta), t) for t in problem.trials]
-    deviance = problem.errors_of([r[0] for r in runs], [r[1] for r in runs])[0]
+    counts, weights = [r[0] for r in runs], [r[1] for r in runs]
+    measures = problem.held_out(counts, weights)
+    intervals, draws = _closed_intervals(problem, rule, out, theta, n_bootstrap, seed)
     result = Fit(rule=choice.name, mask=choice.mask, names=list(rule.names),
-                 coefficients=dict(zip(rule.names, map(float, theta))),
-                 intervals={n: (math.nan, math.nan) for n in rule.names}, fixed=dict(fixed),
-                 loss=problem.combined(*problem.errors_of([r[0] for r in runs], [r[1] for r in runs]), theta),
-                 r2_held_out=math.nan, deviance_explained_held_out=math.nan,
-                 deviance_explained_fit=100.0 * (1.0 - deviance / problem.zero()[0]), stop=outcome.stop)
+                 coefficients=dict(zip(rule.names, map(float, theta))), intervals=intervals, fixed=dict(fixed),
+                 loss=problem.combined(*problem.errors_of(counts, weights), theta),
+                 r2_held_out=measures["r2_weights_held_out"],
+                 deviance_explained_held_out=measures["deviance_explained_held_out"],
+                 deviance_explained_fit=measures["deviance_explained_fit"],
+                 r2_activity_held_out=measures["r2_activity_held_out"], stop=outcome.stop, bootstrap=draws,
+                 intervals_from="bootstrap over segments on quadratic surfaces of the simulated candidates")
     (Path(out) / "fit.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
     return result
+
+
+def simulated_candidates(problem, out: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Every candidate the closed-loop search simulated on all its trials (the run and its
+    restarts): (thetas, per-segment errors of its mean outputs), read back from the stores."""
+    folders = [Path(out), *sorted(Path(out).glob("restart-*"))]
+    thetas, errors = [], []
+    for folder in folders:
+        store = RunStore.open(folder, read_only=True)
+        try:
+            of: dict[tuple[int, int], list[Evaluation]] = {}
+            for e in store.evaluations(status="ok"):
+                of.setdefault((e.generation, e.candidate), []).append(e)
+        finally:
+            store.close()
+        for evaluations in of.values():
+            if len(evaluations) == len(problem.trials):
+                thetas.append(evaluations[0].theta)
+                errors.append(problem.segment_errors([np.asarray(e.metrics["counts"]) for e in evaluations],
+                                                     [np.asarray(e.metrics["weights"]) for e in evaluations]))
+    return np.asarray(thetas, dtype=float), np.asarray(errors, dtype=float)
+
+
+def _closed_intervals(problem, rule: Rule, out, theta: np.ndarray, n_bootstrap: int, seed: int):
+    """95 % intervals of the closed-loop fit: a bootstrap over the fitted segments, each draw
+    minimised on quadratic surfaces of the segment errors (:mod:`nestplast.surface`) fitted to the
+    simulated candidates nearest the best in loss; no further simulation."""
+    from .surface import ResponseSurface, bootstrap_minima, n_quadratic_terms
+
+    nan = {n: (math.nan, math.nan) for n in rule.names}
+    fitted = ~problem.held
+    if n_bootstrap == 0 or fitted.sum() < 2:
+        return nan, []
+    thetas, errors = simulated_candidates(problem, out)
+    need = n_quadratic_terms(theta.size)
+    if len(thetas) <= need:
+        return nan, []
+    losses = np.array([problem.weighted(e, fitted, t) for e, t in zip(errors, thetas)])
+    nearest = np.argsort(losses)[:max(3 * need, 30)]
+    surface = ResponseSurface.fit(thetas[nearest], errors[nearest], best=theta,
+                                  bounds=[(p.low, p.high) for p in rule.parameters])
+    draws = bootstrap_minima(surface, problem.weighted, n_draws=n_bootstrap, n_segments=problem.n_segments,
+                             fitted=fitted, seed=seed)
+    intervals = {n: (min(float(np.percentile(draws[:, i], 2.5)), float(theta[i])),
+                     max(float(np.percentile(draws[:, i], 97.5)), float(theta[i]))) for i, n in enumerate(rule.names)}
+    return intervals, draws.tolist()

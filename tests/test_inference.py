@@ -312,7 +312,12 @@ def test_closed_loop_fit_recovers_the_rule(tmp_path):
                     out=tmp_path / "closed")
     for name in truth.rule.names:
         assert fit.coefficients[name] == pytest.approx(truth.params[name], abs=0.05 * 1.1), fit.coefficients
+        low, high = fit.intervals[name]
+        assert low <= truth.params[name] <= high, (name, fit.intervals)
+        assert high - low < 0.5, "an interval that says something"
     assert fit.deviance_explained_fit > 90.0
+    assert fit.r2_held_out > 0.99 and fit.r2_activity_held_out > 0.9, fit
+    assert len(fit.bootstrap) == 30
 
 
 def test_restarts_run_again_with_a_doubled_population_and_keep_the_best(tmp_path):
@@ -328,3 +333,72 @@ def test_restarts_run_again_with_a_doubled_population_and_keep_the_best(tmp_path
         candidates = db.execute("SELECT COUNT(DISTINCT candidate) FROM evaluations WHERE generation = 0").fetchone()[0]
     assert candidates == 16, "the restart doubles the population (8 -> 16)"
     assert two.loss <= one.loss
+
+
+def test_a_bootstrap_on_quadratic_surfaces_gives_the_weighted_refits():
+    """Segment errors (theta - m_s)^2: every draw's minimiser is the draw's weighted mean of the
+    m_s, computed a second way here; the surface fitted to noisy points finds it too."""
+    from nestplast.surface import ResponseSurface, bootstrap_minima
+
+    rng = np.random.default_rng(3)
+    m = rng.normal(0.5, 0.2, 8)
+    thetas = rng.uniform(-1.0, 2.0, (40, 1))
+    errors = np.stack([(thetas - m) ** 2, np.zeros((40, 8))], axis=-1)  # candidates x segments x (deviance, sse)
+    surface = ResponseSurface.fit(thetas, errors, best=[m.mean()])
+
+    def loss(errs, counts, theta):
+        return float(np.asarray(counts) @ errs[:, 0])
+
+    fitted = np.ones(8, dtype=bool)
+    draws = bootstrap_minima(surface, loss, n_draws=20, n_segments=8, fitted=fitted, seed=5)
+    again = np.random.default_rng([5, 7])
+    for draw in draws:
+        counts = np.bincount(again.choice(8, size=8), minlength=8)
+        assert draw[0] == pytest.approx(counts @ m / counts.sum(), abs=1e-6)
+    with pytest.raises(ValueError, match="needs more than 3 points"):
+        ResponseSurface.fit(thetas[:3], errors[:3], best=[0.0])
+
+
+@pytest.mark.nest
+def test_closed_loop_held_out_segments_score_what_the_fit_left_out():
+    """The true rule with the data's background: every held-out measure is perfect; the
+    segment errors add up to the whole recording's deviance computed directly."""
+    from nestplast.closed_loop import Background, ClosedLoopFit, Trial, poisson_deviance
+    from nestplast.synthetic import GROUND_TRUTHS
+
+    truth = GROUND_TRUTHS["additive_stdp"]
+    rec, rate, weight = _closed_loop_data(truth, nest_seed=1234)
+    fixed = {k: v for k, v in truth.params.items() if k not in truth.rule.names} | {"Wmax": 200.0}
+    problem = ClosedLoopFit(rec, truth.rule, fixed, Background(rate, weight), n_segments=5, hold_out=5)
+    problem.trials = [Trial(0, 1234)]
+    assert problem.held.tolist() == [False, False, False, False, True]
+    counts, weights = problem.outputs(problem.params(np.zeros(2)), problem.trials[0])
+    errors = problem.segment_errors([counts], [weights])
+    assert errors[:, 0].sum() == pytest.approx(poisson_deviance(problem.observed, counts), rel=1e-12)
+    assert errors[:, 1].sum() == pytest.approx(float(np.sum((weights - rec.weights) ** 2)), rel=1e-12)
+    counts, weights = problem.outputs(truth.params, problem.trials[0])
+    measures = problem.held_out([counts], [weights])
+    assert measures["deviance_explained_held_out"] == 100.0 and measures["r2_activity_held_out"] == 1.0
+    assert measures["r2_weights_held_out"] == 1.0
+
+
+@pytest.mark.nest
+@pytest.mark.slow
+def test_infer_command_closed_mode_prints_held_out_measures_and_draws_the_plots(tmp_path):
+    from nestplast.recording import save
+    from nestplast.synthetic import GROUND_TRUTHS
+
+    truth = GROUND_TRUTHS["additive_stdp"]
+    rec, rate, weight = _closed_loop_data(truth, nest_seed=7, duration=2000.0)
+    save(rec, tmp_path / "data.npz")
+    out = subprocess.run([sys.executable, "-m", "nestplast", "infer", str(tmp_path / "data.npz"), "--mode", "closed",
+                          "--background", f"{rate},{weight}", "--mask", truth.mask, "--fixed",
+                          "eta=0.75,tau_pre=20,tau_post=20,Wmax=200", "--max-generations", "3",
+                          "--population-size", "6", "--bootstrap", "5", "--out", str(tmp_path / "run")],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "held-out R^2 of the binned counts" in out.stdout and "quadratic surfaces" in out.stdout
+    for name in ("activity.png", "weights.png", "coefficients.png", "stdp_window.png"):
+        assert (tmp_path / "run" / name).stat().st_size > 1000, name
+    fit = json.loads((tmp_path / "run" / "fit.json").read_text())
+    assert all(v is not None and v[0] <= fit["coefficients"][k] <= v[1] for k, v in fit["intervals"].items())

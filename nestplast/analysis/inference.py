@@ -1,5 +1,6 @@
-"""Figures of a fit: recorded against fitted weight trajectories, the coefficients with their
-95 % intervals, and the fitted rule as an STDP window."""
+"""Figures of a fit: recorded against fitted trajectories (weights; in the closed mode also the
+postsynaptic rates), the coefficients with their 95 % intervals, and the fitted rule as an STDP
+window."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from . import saved_figure
 
 def write_plots(out: str | Path, fit, problem, segments_, true: dict[str, float] | None = None,
                 n_synapses: int = 6) -> list[Path]:
-    """trajectories.png, coefficients.png and stdp_window.png into ``out``."""
+    """Clamped mode: trajectories.png, coefficients.png and stdp_window.png into ``out``."""
     out = Path(out)
     recording = problem.recording
     theta = [fit.coefficients[n] for n in fit.names]
@@ -28,12 +29,60 @@ def write_plots(out: str | Path, fit, problem, segments_, true: dict[str, float]
         ax.set_xlabel("time (s)")
         ax.set_ylabel("weight")
         ax.set_title("recorded (dots) and fitted (lines) weights, each segment from its recorded start")
-    written.append(out / "coefficients.png")
-    with saved_figure(written[-1]) as (fig, ax):
+    w = float(np.median(np.abs(recording.weights[:, 0])))
+    return written + [plot_coefficients(out / "coefficients.png", fit, true),
+                      plot_stdp_window(out / "stdp_window.png", fit, problem.rule, w, true)]
+
+
+def write_closed_plots(out: str | Path, fit, problem, counts, weights, true: dict[str, float] | None = None,
+                       n_synapses: int = 6) -> list[Path]:
+    """Closed mode: activity.png (recorded and fitted postsynaptic rates, held-out segments
+    shaded), weights.png (where weights were recorded), coefficients.png and stdp_window.png."""
+    out = Path(out)
+    recording, edges = problem.recording, problem.edges
+    centres = (edges[:-1] + edges[1:]) / 2000.0
+    to_hz = 1000.0 / problem.bin_ms
+
+    def shade(ax):
+        for k in np.flatnonzero(problem.held):
+            bins = np.flatnonzero(problem.bin_segment == k)
+            ax.axvspan(edges[bins[0]] / 1000.0, edges[bins[-1] + 1] / 1000.0, color="0.9", zorder=0)
+
+    written = [out / "activity.png"]
+    mean_counts = np.mean(counts, axis=0)
+    with saved_figure(written[-1], figsize=(8, 4)) as (fig, ax):
+        shade(ax)
+        for i in range(recording.n_post):
+            ax.plot(centres, problem.observed[i] * to_hz, ".", color=f"C{i}", ms=3)
+            ax.plot(centres, mean_counts[i] * to_hz, "-", color=f"C{i}", lw=1)
+        ax.set_xlabel("time (s)")
+        ax.set_ylabel(f"rate (Hz, {problem.bin_ms:g} ms bins)")
+        ax.set_title("recorded (dots) and fitted (lines, mean over background trials); grey: held out")
+    if recording.has_weights:
+        written.append(out / "weights.png")
+        with saved_figure(written[-1], figsize=(8, 4)) as (fig, ax):
+            shade(ax)
+            times, mean_weights = recording.weight_times / 1000.0, np.mean(weights, axis=0)
+            for i in range(min(n_synapses, recording.weights.shape[0])):
+                ax.plot(times, recording.weights[i], "k.", ms=2)
+                ax.plot(times, mean_weights[i], "-", color=f"C{i}", lw=1)
+            ax.set_xlabel("time (s)")
+            ax.set_ylabel("weight")
+            ax.set_title("recorded (dots) and fitted (lines) weights; grey: held out")
+    w = float(np.median(np.abs(problem.w_start)))
+    return written + [plot_coefficients(out / "coefficients.png", fit, true),
+                      plot_stdp_window(out / "stdp_window.png", fit, problem.rule, w, true)]
+
+
+def plot_coefficients(path: Path, fit, true: dict[str, float] | None = None) -> Path:
+    """The fitted coefficients with their 95 % intervals (and the truth, where known)."""
+    theta = [fit.coefficients[n] for n in fit.names]
+    with saved_figure(path) as (fig, ax):
         x = np.arange(len(fit.names))
         # a percentile interval need not contain the estimate: draw the part on each side that exists
         low = [max(0.0, fit.coefficients[n] - fit.intervals[n][0]) for n in fit.names]
         high = [max(0.0, fit.intervals[n][1] - fit.coefficients[n]) for n in fit.names]
+        low, high = np.nan_to_num(low), np.nan_to_num(high)
         ax.errorbar(x, theta, yerr=[low, high], fmt="o", capsize=4, label="fitted, 95 % interval")
         if true:
             ax.plot(x, [true.get(n, 0.0) for n in fit.names], "rx", ms=9, label="true")
@@ -41,12 +90,14 @@ def write_plots(out: str | Path, fit, problem, segments_, true: dict[str, float]
         ax.set_xticks(x, fit.names, rotation=30)
         ax.set_ylabel("coefficient")
         ax.legend()
-    written.append(out / "stdp_window.png")
-    with saved_figure(written[-1]) as (fig, ax):
-        rule, params = problem.rule, fit.nest_params()
+    return path
+
+
+def plot_stdp_window(path: Path, fit, rule, w: float, true: dict[str, float] | None = None) -> Path:
+    """The fitted rule's change of |w| per spike pair against their time difference, at |w| = ``w``."""
+    with saved_figure(path) as (fig, ax):
         dt = np.linspace(-100.0, 100.0, 401)
-        w = float(np.median(np.abs(recording.weights[:, 0])))
-        ax.plot(dt, rule.stdp_window(params, dt, w=w), label=f"fitted, |w| = {w:.3g}")
+        ax.plot(dt, rule.stdp_window(fit.nest_params(), dt, w=w), label=f"fitted, |w| = {w:.3g}")
         if true:
             ax.plot(dt, rule.stdp_window(rule.synapse_params(true, **fit.fixed), dt, w=w), "--", label="true")
         ax.axhline(0.0, color="grey", lw=0.5)
@@ -54,7 +105,7 @@ def write_plots(out: str | Path, fit, problem, segments_, true: dict[str, float]
         ax.set_xlabel("t_post - t_pre (ms)")
         ax.set_ylabel("change of |w| per pair")
         ax.legend()
-    return written
+    return path
 
 
 def plot_sweep(rows: list[dict], path: str | Path) -> None:

@@ -41,15 +41,19 @@ def parser() -> ArgumentParser:
     p.add_argument("--background", default=None,
                    help="closed mode: Poisson background of each post neuron as RATE_HZ,WEIGHT (e.g. 3000,52)")
     p.add_argument("--trials", type=int, default=1, help="closed mode: background realisations per candidate")
+    p.add_argument("--w-unrecorded", type=float, default=None,
+                   help="closed mode: start weight of the synapses whose weights were not recorded")
     p.add_argument("--delay", type=float, default=1.0, help="synaptic (dendritic) delay in ms")
-    p.add_argument("--segments", type=int, default=10, help="segments of the recording (bootstrap, held-out)")
+    p.add_argument("--segments", type=int, default=10, help="segments of the recording (bootstrap, held-out): "
+                   "sample times in the clamped mode, spike-count bins in the closed mode")
     p.add_argument("--hold-out", type=int, default=5, help="every N-th segment is held out (0: none)")
     p.add_argument("--l1", type=float, default=0.0, help="weight of the L1 penalty on the coefficients")
     p.add_argument("--max-generations", type=int, default=60)
     p.add_argument("--population-size", type=int, default=8)
     p.add_argument("--restarts", type=int, default=0, help="more CMA-ES runs, other seeds, doubled population "
                    "each (IPOP); the best is kept (RUN_DIR/restart-K)")
-    p.add_argument("--bootstrap", type=int, default=30, help="bootstrap refits for the intervals")
+    p.add_argument("--bootstrap", type=int, default=30, help="bootstrap draws for the intervals (clamped: refits; "
+                   "closed: minima on quadratic surfaces of the simulated candidates, no further simulation)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--out", type=Path, default=None, help="run directory (default: runs/infer-<data name>)")
     p.add_argument("--resume", action="store_true")
@@ -64,9 +68,14 @@ def summary_text(fit) -> str:
         low, high = fit.intervals[name]
         interval = "-" if math.isnan(low) else f"[{low:.4g}, {high:.4g}]"
         lines.append(f"{name:<14} {fit.coefficients[name]:>10.4g}   {interval}")
-    if math.isnan(fit.r2_held_out):  # the closed mode: one simulation of the whole recording
-        lines.append(f"deviance of the postsynaptic spike counts explained: {fit.deviance_explained_fit:.1f} % "
-                     f"(against the all-zero rule); loss {fit.loss:.4g} (counts + weights; 2 = no better than zero)")
+    if not math.isnan(fit.r2_activity_held_out):  # the closed mode
+        weights = "" if math.isnan(fit.r2_held_out) else f", of the weights {fit.r2_held_out:.4f}"
+        lines.append(f"postsynaptic count deviance explained (against the all-zero rule): "
+                     f"{fit.deviance_explained_held_out:.1f} % held out, {fit.deviance_explained_fit:.1f} % on the "
+                     f"fitted segments; held-out R^2 of the binned counts {fit.r2_activity_held_out:.4f}{weights}")
+        lines.append(f"loss {fit.loss:.4g} (counts + weights, each over the all-zero rule's); intervals: {fit.intervals_from}")
+    elif math.isnan(fit.deviance_explained_held_out):
+        lines.append(f"deviance explained: {fit.deviance_explained_fit:.1f} % on the fitted segments (none held out)")
     else:
         lines.append(f"held-out R^2 {fit.r2_held_out:.4f}; deviance explained: {fit.deviance_explained_held_out:.1f} % "
                      f"held out, {fit.deviance_explained_fit:.1f} % on the fitted segments")
@@ -115,7 +124,8 @@ def _infer(argv: Sequence[str] | None) -> int:
     fit = infer.fit(recording, choice, fixed, delay=args.delay, n_segments=args.segments, hold_out=args.hold_out,
                     l1=args.l1, population_size=args.population_size, max_generations=args.max_generations,
                     n_bootstrap=args.bootstrap, seed=args.seed, out=out, resume=args.resume, comm=comm, progress=say,
-                    mode=args.mode, background=background, trials=args.trials, restarts=args.restarts)
+                    mode=args.mode, background=background, trials=args.trials, restarts=args.restarts,
+                    w_unrecorded=args.w_unrecorded)
     if fit is None:  # a worker rank
         return 0
     if not args.no_plots and args.mode == "clamped":
@@ -124,6 +134,16 @@ def _infer(argv: Sequence[str] | None) -> int:
         all_segments = infer.segments(recording.weight_times.size, args.segments)
         problem = infer.ClampedFit(recording, rule, fixed, delay=args.delay, fit_segments=all_segments)
         write_plots(out, fit, problem, all_segments)
+    elif not args.no_plots:
+        from ..analysis.inference import write_closed_plots
+        from ..closed_loop import ClosedLoopFit
+
+        problem = ClosedLoopFit(recording, rule, fixed, background, delay=args.delay, trials=args.trials,
+                                seed=args.seed, n_segments=args.segments, hold_out=args.hold_out,
+                                w_unrecorded=args.w_unrecorded)
+        theta = [fit.coefficients[n] for n in fit.names]
+        runs = [problem.outputs(problem.params(theta), t) for t in problem.trials]  # the best again, for its curves
+        write_closed_plots(out, fit, problem, [r[0] for r in runs], [r[1] for r in runs])
     if args.json:
         print(json.dumps(fit.to_json()))
     else:

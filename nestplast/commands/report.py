@@ -85,8 +85,10 @@ def _report_fit(args) -> int:
         interval = fit["intervals"][name]
         shown = "-" if interval is None else f"[{interval[0]:.4g}, {interval[1]:.4g}]"
         print(f"  {name:<14} {fit['coefficients'][name]:>10.4g}   {shown}")
-    print(f"held-out R^2 {fit['r2_held_out']}; deviance explained {fit['deviance_explained_held_out']} % held out; "
-          f"plots in {args.run_dir}")
+    activity = fit.get("r2_activity_held_out")
+    print(f"held-out R^2 of the weights {fit['r2_held_out']}"
+          + ("" if activity is None else f", of the binned postsynaptic counts {activity}")
+          + f"; deviance explained {fit['deviance_explained_held_out']} % held out; plots in {args.run_dir}")
     return 0
 
 

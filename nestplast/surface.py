@@ -1,0 +1,87 @@
+"""Intervals without more simulations: a quadratic response surface of every segment's errors,
+fitted to the candidates a search has already simulated near its best, and a bootstrap over
+segments on that surface.
+
+Refitting a closed-loop model for every bootstrap draw would repeat the whole search each time.
+Instead, each segment's error terms are modelled as quadratics in the parameters over the
+candidates closest in loss to the best (CMA-ES has sampled that neighbourhood densely by the end
+of a run), and each draw's loss, a weighted sum of segment errors, is minimised on the surfaces
+inside the box those candidates span. The surfaces also smooth the spike-count noise that makes
+the loss of a spiking model rough at small scales. ::
+
+    surface = ResponseSurface.fit(thetas, errors, best=theta_hat)
+    draws = bootstrap_minima(surface, loss_of_errors, n_draws=200, n_segments=..., seed=1)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def quadratic_features(z: np.ndarray) -> np.ndarray:
+    """Rows [1, z_i, z_i z_j (i <= j)] of the points ``z`` (n x d)."""
+    z = np.atleast_2d(z)
+    i, j = np.triu_indices(z.shape[1])
+    return np.hstack([np.ones((z.shape[0], 1)), z, z[:, i] * z[:, j]])
+
+
+def n_quadratic_terms(d: int) -> int:
+    return (d + 1) * (d + 2) // 2
+
+
+@dataclass
+class ResponseSurface:
+    """Quadratics (one per error term) over scaled coordinates ``(theta - centre) / scale``,
+    trusted inside ``box`` (the span of the points they were fitted to)."""
+
+    centre: np.ndarray
+    scale: np.ndarray
+    coefficients: np.ndarray  # n_terms x (error shape, flattened)
+    shape: tuple[int, ...]
+    box: list[tuple[float, float]]
+
+    @classmethod
+    def fit(cls, thetas: np.ndarray, errors: np.ndarray, *, best: Sequence[float],
+            bounds: Sequence[tuple[float, float]] | None = None) -> ResponseSurface:
+        """Least-squares quadratics of ``errors`` (n x ...) over ``thetas`` (n x d), centred on
+        ``best``; needs more points than quadratic terms."""
+        thetas, errors = np.asarray(thetas, dtype=float), np.asarray(errors, dtype=float)
+        n, d = thetas.shape
+        if n <= n_quadratic_terms(d):
+            raise ValueError(f"a quadratic surface in {d} parameters needs more than {n_quadratic_terms(d)} points, got {n}")
+        centre = np.asarray(best, dtype=float)
+        spread = thetas.std(axis=0)
+        scale = np.where(spread > 0, spread, 1.0)
+        features = quadratic_features((thetas - centre) / scale)
+        coefficients, *_ = np.linalg.lstsq(features, errors.reshape(n, -1), rcond=None)
+        low, high = thetas.min(axis=0), thetas.max(axis=0)
+        if bounds is not None:
+            low = np.maximum(low, [b[0] for b in bounds])
+            high = np.minimum(high, [b[1] for b in bounds])
+        return cls(centre, scale, coefficients, errors.shape[1:], list(zip(low.tolist(), high.tolist())))
+
+    def __call__(self, theta: Sequence[float]) -> np.ndarray:
+        """The modelled errors at ``theta``."""
+        z = (np.asarray(theta, dtype=float) - self.centre) / self.scale
+        return (quadratic_features(z) @ self.coefficients).reshape(self.shape)
+
+
+def bootstrap_minima(surface: ResponseSurface, loss: Callable[[np.ndarray, np.ndarray, np.ndarray], float], *,
+                     n_draws: int, n_segments: int, fitted: np.ndarray, seed: int) -> np.ndarray:
+    """``n_draws`` minimisers of ``loss(errors, counts, theta)`` on the surface, each with the
+    ``fitted`` segments (a boolean mask) resampled with replacement (``counts``; 0 for the others)."""
+    from scipy.optimize import minimize
+
+    rng = np.random.default_rng([seed, 7])
+    chosen = np.flatnonzero(fitted)
+    start = np.clip(surface.centre, [b[0] for b in surface.box], [b[1] for b in surface.box])
+    minima = []
+    for _ in range(n_draws):
+        counts = np.zeros(n_segments)
+        np.add.at(counts, rng.choice(chosen, size=chosen.size), 1.0)
+        found = minimize(lambda t, c=counts: loss(surface(t), c, t), start, method="L-BFGS-B", bounds=surface.box)
+        minima.append(found.x)
+    return np.asarray(minima).reshape(n_draws, start.size)
