@@ -10,6 +10,7 @@ COMMANDS = {
     "infer": ("nestplast.commands.infer", "fit a rule's coefficients to recorded spikes and weights"),
     "infer-demo": ("nestplast.commands.infer_demo", "recover a known rule from a recording generated in NEST"),
     "prune": ("nestplast.commands.prune", "noise-driven pruning of a recurrent rate network"),
+    "filter": ("nestplast.commands.filter", "rule families by simulation-based inference (fSBI; the families extra)"),
 }
 
 

@@ -87,7 +87,7 @@ class FilterProblem(SearchProblem):
         band = self.exp.filter.nuisance_input_rate
         if band is None:
             return trial
-        rng = np.random.default_rng([self.exp.seed, stream, generation, candidate + 1, trial.index])
+        rng = np.random.default_rng([self.exp.seed, stream, generation + 1, candidate + 1, trial.index])
         return dataclasses.replace(trial, input_rate_scale=float(rng.uniform(*band)) / self.exp.network.input_rate)
 
     def evaluate(self, task: Task) -> Evaluation:
@@ -168,6 +168,8 @@ class Family:
     constraints: dict[str, tuple[float, float]]
     acceptance: list[dict]
     simulated: int  # candidate rules simulated
+    traces: list[dict]  # each row's rates and mean weights over time (its trial 0)
+    valid: list[dict]  # the mean metrics of every simulated rule that ran to its end (for plots)
 
     @property
     def distinct(self) -> int:
@@ -207,7 +209,7 @@ def family(run_dir: str | Path, constraints: Mapping[str, Sequence[float]] | Non
     judged = final_constraints(exp, rounds)
     judged.update({k: (float(v[0]), float(v[1])) for k, v in (constraints or {}).items()})
     layout = exp.layout()
-    rows, per_round = [], {}
+    rows, traces, valid, per_round = [], [], [], {}
     for generation, candidate, evaluations in everything:
         if generation >= rounds:
             continue  # an interrupted round: not yet told to the filter
@@ -216,13 +218,17 @@ def family(run_dir: str | Path, constraints: Mapping[str, Sequence[float]] | Non
         count = per_round.setdefault(generation, [0, 0])
         count[0] += 1
         count[1] += inside(features, own)
+        if all(e.status == "ok" for e in evaluations):
+            valid.append(features)
         if inside(features, judged):
+            traces.append((evaluations[0].metrics or {}).get("trace") or {})
             theta = evaluations[0].theta
             rows.append({"round": generation, "candidate": candidate, "theta": list(theta),
                          **layout.as_dict(theta), **{k: features[k] for k in sorted(features)},
                          "violation": violation(features, judged)})
     acceptance = [{"round": g, "simulated": n, "accepted": a, "fraction": a / n} for g, (n, a) in sorted(per_round.items())]
-    return Family(rows=rows, constraints=judged, acceptance=acceptance, simulated=sum(n for n, _ in per_round.values()))
+    return Family(rows=rows, constraints=judged, acceptance=acceptance, simulated=sum(n for n, _ in per_round.values()),
+                  traces=traces, valid=valid)
 
 
 # --------------------------------------------------------------------------- fresh seeds
@@ -280,7 +286,8 @@ def recheck(run_dir: str | Path, n_trials: int = 2, *, comm=None, limit: int | N
         return None
     by_rule = [[e for e in results if e.candidate == k] for k in range(len(rows))]
     passed = [inside(candidate_features(es), fam.constraints) for es in by_rule]
-    return Recheck(family=dataclasses.replace(fam, rows=rows), passed=passed, evaluations=by_rule)
+    return Recheck(family=dataclasses.replace(fam, rows=rows, traces=fam.traces[:len(rows)]), passed=passed,
+                   evaluations=by_rule)
 
 
 def is_filter_run(run_dir: str | Path) -> bool:

@@ -9,7 +9,7 @@ import pickle
 import numpy as np
 import pytest
 
-from nestplast import engine
+from nestplast import engine, experiment
 from nestplast.families import candidate_features, candidate_loss
 from nestplast.parallel import Transport
 from nestplast.store import RunStore
@@ -115,3 +115,176 @@ def test_a_resumed_filter_asks_the_same_candidates(tmp_path, toy_run):
     asked = [(e.generation, e.candidate, tuple(e.theta)) for e in partial.evaluations()]
     uninterrupted = [(e.generation, e.candidate, tuple(e.theta)) for e in full.evaluations() if e.generation < 3]
     assert asked == uninterrupted
+
+
+# --------------------------------------------------------------------------- the store and the command
+
+def doublet_toy_metrics(theta):
+    """fSBI-named metrics of the doublet rule's six parameters, for a store that family() reads."""
+    tau_pre, tau_post, alpha, beta, gamma, kappa = theta
+    if alpha > 1.5:
+        return None
+    return {"rate_e": 10.0 + 10.0 * alpha, "cv_isi": 1.0 + 0.3 * beta, "w_creep": abs(gamma) / 20.0,
+            "trace": {"t_s": [1.0, 2.0], "rate": [10.0, 10.0], "w_mean_IE": [60.0, 60.0]}}
+
+
+class DoubletToy(Toy):
+    def __init__(self, exp):
+        super().__init__(exp.filter.schedule)
+        self.exp = exp
+
+    def evaluate(self, task):
+        m = doublet_toy_metrics(task.theta)
+        return Evaluation(task.generation, task.candidate, 0, list(task.theta), task.trial.seed,
+                          params=self.exp.layout().as_dict(task.theta), metrics=m or {},
+                          loss=0.0 if m else 200.0, status="ok" if m else "blowup")
+
+    def loss(self, candidate, evaluations):
+        return candidate_loss(evaluations, round_constraints(self.exp.filter.constraints, self.exp.filter.schedule,
+                                                             evaluations[0].generation))
+
+
+@pytest.fixture(scope="module")
+def stored_run(tmp_path_factory):
+    """A run of the prior (no flow: fast) on the doublet toy, stored as a filter run would be."""
+    from nestplast.families import new_filter
+    from nestplast.search import search_space
+
+    exp = experiment.parse({"filter": {"rounds": 2, "simulations_per_round": 150, "constraints": {
+        "rate_e": [5.0, 20.0], "cv_isi": [0.7, 1e9], "w_creep": [0.0, 0.05]},
+        "schedule": [{"round": 1, "constraints": {"cv_isi": [0.8, 1e9]}}]}})
+    path = tmp_path_factory.mktemp("stored") / "run"
+    store = RunStore.create(path, experiment=exp.to_dict(), seed=exp.seed)
+    strategy = new_filter(exp)
+    assert strategy.space == search_space(exp)
+    strategy.generation = 0
+    engine.run(DoubletToy(exp), _PriorOnly(strategy), store, Transport())
+    store.close()
+    return exp, path
+
+
+class _PriorOnly:
+    """The filter's bookkeeping with the prior's proposals: this test is about the store."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def ask(self):
+        from nestplast.strategies.prior import PriorSampling
+
+        return PriorSampling.ask(self.inner)
+
+
+def test_refiltering_from_the_store_keeps_exactly_the_subset(stored_run):
+    from nestplast.families import family
+
+    exp, path = stored_run
+    store = RunStore.open(path, read_only=True)
+    evaluations = store.evaluations()
+    store.close()
+    fam = family(path)
+    # the last round's bounds (cv_isi tightened by the schedule) judge every round
+    assert fam.constraints == {"rate_e": (5.0, 20.0), "cv_isi": (0.8, 1e9), "w_creep": (0.0, 0.05)}
+    tight = family(path, {"rate_e": (8.0, 15.0), "w_blow": (0.0, 0.1)} | {"w_creep": (0.0, 0.02)})
+    assert "w_blow" in tight.constraints  # an added metric: the toy has none, so nothing passes it
+    assert tight.rows == []
+    tighter = family(path, {"rate_e": (7.0, 16.0), "w_creep": (0.0, 0.03)})
+
+    def second_way(rate, creep):  # straight from the stored evaluations (one trial each)
+        return sorted((e.generation, e.candidate) for e in evaluations if e.status == "ok"
+                      and rate[0] <= e.metrics["rate_e"] <= rate[1] and e.metrics["cv_isi"] >= 0.8
+                      and creep[0] <= e.metrics["w_creep"] <= creep[1])
+
+    assert [(r["round"], r["candidate"]) for r in fam.rows] == second_way((5.0, 20.0), (0.0, 0.05))
+    assert [(r["round"], r["candidate"]) for r in tighter.rows] == second_way((7.0, 16.0), (0.0, 0.03))
+    assert 0 < len(tighter.rows) < len(fam.rows) and fam.distinct == len(fam.rows)
+    # acceptance per round under each round's own bounds: round 0 with cv_isi >= 0.7
+    round0 = [e for e in evaluations if e.generation == 0 and e.status == "ok"]
+    assert fam.acceptance[0]["accepted"] == sum(5 <= e.metrics["rate_e"] <= 20 and e.metrics["cv_isi"] >= 0.7
+                                                and e.metrics["w_creep"] <= 0.05 for e in round0)
+
+
+def test_apply_writes_the_refiltered_family_and_plots(stored_run, tmp_path, capsys):
+    from nestplast.commands.filter import main
+
+    _, path = stored_run
+    new = tmp_path / "tight.toml"
+    new.write_text("[constraints]\nrate_e = [8.0, 15.0]\nw_creep = [0.0, 0.02]\n")
+    assert main([str(path), "--apply", str(new), "--out", str(tmp_path / "refiltered")]) == 0
+    out = capsys.readouterr().out
+    assert "re-filtered family:" in out and "distinct" in out
+    written = {p.name for p in (tmp_path / "refiltered").iterdir()}
+    assert {"family.csv", "acceptance.csv", "metrics.png", "marginals.png", "stdp_windows.png", "traces.png"} <= written
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("[filter]\nconstraints = { cv_iss = [0.7, 1e9] }\n", "filter.constraints"),
+    ("[filter]\nschedule = [{ round = 1, constraints = { rate = [1.0, 2.0] } }]\n", "filter.schedule"),
+    ("[filter]\nschedule = [{ round = -1, constraints = {} }]\n", "filter.schedule"),
+    ("[filter]\nconstraints = { rate_e = [50.0, 1.0] }\n", "filter.constraints"),
+])
+def test_bad_constraints_are_refused_with_one_line(tmp_path, capsys, text, fragment):
+    from nestplast.commands.filter import main
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text)
+    assert main([str(bad), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and fragment in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_apply_refuses_an_unknown_metric(stored_run, tmp_path, capsys):
+    from nestplast.commands.filter import main
+
+    _, path = stored_run
+    new = tmp_path / "new.toml"
+    new.write_text("[constraints]\ncv_iss = [0.9, 1e9]\n")
+    assert main([str(path), "--apply", str(new)]) == 2
+    err = capsys.readouterr().err
+    assert "cv_iss" in err and "fSBI table" in err
+
+
+# --------------------------------------------------------------------------- on NEST
+
+@pytest.mark.nest
+def test_run_filter_on_nest_stores_a_family_and_rechecks_it(tmp_path, doublet_module, capsys):
+    """Two rounds on a tiny network through the real path (build, Evaluator, store): every
+    simulation recorded with its nuisance input rate, the family read back, re-checked on fresh seeds."""
+    from nestplast.commands.filter import main
+    from nestplast.families import family, is_filter_run, recheck, run_filter
+
+    exp = experiment.parse({
+        "name": "tiny-filter", "rule": {"plastic": ["IE", "EE"], "fixed": {"eta": 0.01}},
+        "network": {"n_e": 40, "n_i": 10, "p": 0.2, "input_rate": 4000.0, "weights": {"EE": 30.0, "EI": 30.0, "IE": 60.0, "II": 60.0}},
+        "trials": {"n": 1}, "objective": {"t_train": 0.5, "t_score": 0.5, "chunk": 0.25},
+        "filter": {"rounds": 2, "simulations_per_round": 12, "max_epochs": 5, "nuisance_input_rate": [3000.0, 5000.0],
+                   "constraints": {"rate_e": [1.0, 80.0], "w_blow": [0.0, 0.5]}}})
+    out = tmp_path / "run"
+    outcome = run_filter(exp, out)
+    assert outcome.generations == 2 and outcome.evaluations == 24 and outcome.stop == {"maxiter": 2}
+    assert is_filter_run(out)
+    store = RunStore.open(out, read_only=True)
+    rates = [e.metrics["input_rate"] for e in store.evaluations()]
+    store.close()
+    assert all(3000.0 <= r <= 5000.0 for r in rates) and len(set(rates)) == 24  # one draw per simulation
+    fam = family(out)
+    assert [a["simulated"] for a in fam.acceptance] == [12, 12] and len(fam.rows) >= 1
+    assert all(1.0 <= r["rate_e"] <= 80.0 and r["w_blow"] <= 0.5 for r in fam.rows)
+    checked = recheck(out, n_trials=1, limit=2)
+    assert len(checked.passed) == min(2, len(fam.rows))
+    assert all(e.seed not in {s.seed for s in store_seeds(out)} for es in checked.evaluations for e in es)
+    # the command: the family's tables and plots after a run, and the re-check's table
+    assert main([str(out), "--recheck", "1", "--limit", "1", "--quiet"]) == 0
+    assert "pass again" in capsys.readouterr().out and (out / "recheck.csv").is_file()
+
+
+def store_seeds(run_dir):
+    store = RunStore.open(run_dir, read_only=True)
+    try:
+        return store.evaluations()
+    finally:
+        store.close()

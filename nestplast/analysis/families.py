@@ -1,0 +1,159 @@
+"""What a filter run found (:class:`nestplast.families.Family`), as tables and figures: the
+accepted rules (``family.csv``), acceptance per round (``acceptance.csv``), and plots: pairwise
+marginals of the accepted parameters, each metric's distribution against its bounds, STDP windows
+of sampled members, rates and weights over time of a few members."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from ..experiment import Experiment
+from . import saved_figure, write_csv
+
+MAX_MARGINALS = 6  # parameters in the pairwise plot: the ones the family pins down most
+MEMBERS_SHOWN = 5  # members drawn as STDP windows and traces
+
+
+def text(fam, what: str = "family") -> str:
+    """Acceptance per round, the family's size and its distinct rules, for a terminal."""
+    lines = ["round  simulated  accepted  fraction"]
+    lines += [f"{a['round']:5d}  {a['simulated']:9d}  {a['accepted']:8d}  {100 * a['fraction']:7.1f} %"
+              for a in fam.acceptance]
+    bounds = ", ".join(f"{k} [{lo:g}, {hi:g}]" for k, (lo, hi) in fam.constraints.items())
+    lines.append(f"{what}: {len(fam.rows)} accepted rules ({fam.distinct} distinct) of {fam.simulated} simulated, "
+                 f"judged by: {bounds}")
+    return "\n".join(lines)
+
+
+def write_tables(fam, out: str | Path) -> list[Path]:
+    """``family.csv`` (one row per accepted rule: round, candidate, parameters, mean metrics) and
+    ``acceptance.csv``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [{k: v for k, v in r.items() if k != "theta"} for r in fam.rows]
+    write_csv(rows or [{"round": None, "candidate": None}], out / "family.csv")
+    write_csv(fam.acceptance or [{"round": None}], out / "acceptance.csv")
+    return [out / "family.csv", out / "acceptance.csv"]
+
+
+def write_plots(fam, exp: Experiment, out: str | Path) -> list[Path]:
+    """metrics.png, marginals.png, stdp_windows.png, traces.png into ``out`` (those that apply)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = [_metrics(fam, out / "metrics.png", fam.valid)]
+    if len(fam.rows) >= 2:
+        written.append(_marginals(fam, exp, out / "marginals.png"))
+    if fam.rows and exp.searched_rule().describes_update:
+        written.append(_stdp_windows(fam, exp, out / "stdp_windows.png"))
+    if any(fam.traces[:MEMBERS_SHOWN]):
+        written.append(_traces(fam, exp, out / "traces.png"))
+    return written
+
+
+def _shown(fam) -> list[int]:
+    """Members spread over the family (evenly by position)."""
+    n = len(fam.rows)
+    return sorted(set(np.linspace(0, n - 1, min(n, MEMBERS_SHOWN)).round().astype(int).tolist())) if n else []
+
+
+def _metrics(fam, path: Path, simulated: list[dict]) -> Path:
+    names = list(fam.constraints)
+    cols = min(4, max(1, len(names)))
+    rows = math.ceil(len(names) / cols) or 1
+    with saved_figure(path, ncols=1, figsize=(3.2 * cols, 2.4 * rows)) as (fig, ax):
+        fig.delaxes(ax)
+        for k, name in enumerate(names):
+            a = fig.add_subplot(rows, cols, k + 1)
+            everything = np.array([m.get(name, np.nan) for m in simulated], dtype=float)
+            accepted = np.array([r[name] for r in fam.rows], dtype=float)
+            finite = everything[np.isfinite(everything)]
+            lo, hi = fam.constraints[name]
+            span = np.concatenate([finite, accepted, [lo] + ([hi] if math.isfinite(hi) and hi < 1e8 else [])])
+            edges = np.linspace(np.min(span), np.max(span), 30) if span.size and np.ptp(span) > 0 else 10
+            if finite.size:
+                a.hist(finite, bins=edges, color="lightgrey", label="simulated")
+            if accepted.size:
+                a.hist(accepted, bins=edges, color="tab:blue", label="accepted")
+            a.axvline(lo, color="k", ls="--")
+            if math.isfinite(hi) and hi < 1e8:
+                a.axvline(hi, color="k", ls="--")
+            a.set_title(name, fontsize=9)
+            a.tick_params(labelsize=7)
+        fig.suptitle("metrics (mean over trials) against their bounds (dashed)")
+    return path
+
+
+def _marginals(fam, exp: Experiment, path: Path) -> Path:
+    layout = exp.layout()
+    low, high = layout.bounds()
+    z = np.array([layout.to_search_space(r["theta"]) for r in fam.rows])
+    zl, zh = layout.to_search_space(low), layout.to_search_space(high)
+    spread = z.std(axis=0) / (zh - zl)
+    chosen = sorted(np.argsort(spread, kind="stable")[:MAX_MARGINALS].tolist())
+    n = len(chosen)
+    with saved_figure(path, ncols=1, figsize=(2.2 * n, 2.2 * n)) as (fig, ax):
+        fig.delaxes(ax)
+        for i, a_i in enumerate(chosen):
+            for j, b_j in enumerate(chosen):
+                a = fig.add_subplot(n, n, i * n + j + 1)
+                if i == j:
+                    a.hist(z[:, a_i], bins=15, range=(zl[a_i], zh[a_i]), color="tab:blue")
+                else:
+                    a.plot(z[:, b_j], z[:, a_i], ".", ms=3)
+                    a.set_xlim(zl[b_j], zh[b_j])
+                    a.set_ylim(zl[a_i], zh[a_i])
+                a.tick_params(labelsize=6)
+                if i == n - 1:
+                    a.set_xlabel(_label(layout, b_j), fontsize=7)
+                if j == 0:
+                    a.set_ylabel(_label(layout, a_i), fontsize=7)
+        fig.suptitle(f"accepted rules: the {n} parameters they pin down most (axes: the prior box)")
+    return path
+
+
+def _label(layout, k: int) -> str:
+    return f"log10 {layout.names[k]}" if layout.log_mask()[k] else layout.names[k]
+
+
+def _stdp_windows(fam, exp: Experiment, path: Path) -> Path:
+    rule, layout = exp.searched_rule(), exp.layout()
+    dt = np.linspace(-100.0, 100.0, 401)
+    types = list(exp.rule.plastic)
+    with saved_figure(path, ncols=len(types), figsize=(3.5 * len(types), 3.2)) as (fig, axes):
+        axes = np.atleast_1d(axes)
+        for k in _shown(fam):
+            for ax, block in zip(axes, layout.split(fam.rows[k]["theta"]).values()):
+                ax.plot(dt, rule.stdp_window(rule.synapse_params(block, **exp.rule.fixed), dt),
+                        label=f"round {fam.rows[k]['round']}, #{fam.rows[k]['candidate']}")
+        for ax, ct in zip(axes, types):
+            ax.axhline(0.0, color="grey", lw=0.5)
+            ax.axvline(0.0, color="grey", lw=0.5)
+            ax.set_title(f"{ct}: change of |w| per pair")
+            ax.set_xlabel("t_post - t_pre (ms)")
+        axes[0].legend(fontsize=7)
+    return path
+
+
+def _traces(fam, exp: Experiment, path: Path) -> Path:
+    with saved_figure(path, ncols=2, figsize=(11, 4)) as (fig, (left, right)):
+        for k in _shown(fam):
+            trace = fam.traces[k]
+            if not trace:
+                continue
+            line, = left.plot(trace["t_s"], trace["rate"], "-", label=f"#{fam.rows[k]['candidate']} (round {fam.rows[k]['round']})")
+            for key in (k2 for k2 in trace if k2.startswith("w_mean_")):
+                right.plot(trace["t_s"], trace[key], "-", color=line.get_color(), alpha=0.8)
+        left.set_xlabel("time (s)")
+        left.set_ylabel(f"{exp.objective.population} rate (Hz), trial 0")
+        left.set_title("members: activity")
+        left.legend(fontsize=7)
+        right.set_xlabel("time (s)")
+        right.set_ylabel("mean |w| per plastic type")
+        right.set_title("members: weights (one line per type)")
+    return path
+
+
+__all__ = ["text", "write_tables", "write_plots"]

@@ -1,0 +1,192 @@
+"""``python -m nestplast filter``: rule families by simulation-based inference (the fSBI filter),
+MPI-parallel under ``mpiexec``/``srun``.
+
+    python -m nestplast filter EXPERIMENT [--out RUN_DIR]      # run: rounds of draw, simulate, keep, refine
+    python -m nestplast filter --out RUN_DIR --resume           # go on after a crash or Ctrl-C
+    python -m nestplast filter RUN_DIR --apply NEW.toml         # re-filter the stored simulations, no simulation
+    python -m nestplast filter RUN_DIR --recheck N              # accepted rules again on N fresh trials each
+
+``NEW.toml`` holds a ``[constraints]`` table (``cv_isi = [0.9, 1e9]``): bounds that replace or add to
+the run's last round's. Results: ``family.csv``, ``acceptance.csv`` and plots in RUN_DIR (``--apply``:
+in RUN_DIR/refiltered-NEW, or ``--out``; ``--recheck``: ``recheck.csv``).
+"""
+
+from __future__ import annotations
+
+import sys
+import tomllib
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+from .. import experiment
+from ..cli import EXIT_INTERRUPTED, EXIT_USER_ERROR, ArgumentParser, report_error, run_command
+from ..errors import UsageError, UserError
+from ..parallel import SharedError, abort_on_error, together, world
+
+
+def parser() -> ArgumentParser:
+    p = ArgumentParser(prog="python -m nestplast filter", description=__doc__.split("\n\n")[0])
+    p.add_argument("target", nargs="?", default=None,
+                   help=f"experiment TOML file or shipped name ({', '.join(experiment.available())}); "
+                        "with --apply/--recheck: the run directory")
+    p.add_argument("--out", type=Path, default=None, help="run directory (default: runs/<experiment name>); "
+                   "with --apply: where the re-filtered family goes")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last round")
+    p.add_argument("--rounds", type=int, default=None, help="override filter.rounds (may be raised when resuming)")
+    p.add_argument("--seed", type=int, default=None, help="override the experiment's seed")
+    p.add_argument("--apply", type=Path, default=None, metavar="NEW.toml",
+                   help="re-filter the run's stored simulations with these bounds (no simulation)")
+    p.add_argument("--recheck", type=int, default=None, metavar="N",
+                   help="simulate every accepted rule again on N fresh trials; report the fraction that passes")
+    p.add_argument("--limit", type=int, default=None, help="with --recheck: only the first LIMIT accepted rules")
+    p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress lines (batch jobs)")
+    return p
+
+
+def read_constraints(path: Path) -> dict[str, tuple[float, float]]:
+    """The ``[constraints]`` table of an --apply file, checked like the experiment's."""
+    if not path.is_file():
+        raise UsageError(f"--apply: no such file {path}")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise UsageError(f"{path}: not valid TOML: {err}") from None
+    unknown = sorted(set(data) - {"constraints"})
+    if unknown or not isinstance(data.get("constraints"), dict) or not data["constraints"]:
+        raise UsageError(f"{path}: expected one table [constraints] of metric = [low, high], got {sorted(data)}")
+    for name, bounds in data["constraints"].items():
+        if not experiment.METRIC_INTERVALS.test({name: bounds}):
+            raise UsageError(f"{path}: constraints.{name} = {bounds!r}: expected {experiment.METRIC_INTERVALS.expected}")
+    return {k: (float(v[0]), float(v[1])) for k, v in data["constraints"].items()}
+
+
+def load_experiment(args) -> experiment.Experiment:
+    from ..store import RunStore
+
+    if args.resume and args.out is None:
+        raise UsageError("--resume needs --out RUN_DIR")
+    if args.resume and args.target is None:
+        store = RunStore.open(args.out, read_only=True)
+        exp = experiment.parse(store.experiment(), f"{args.out}/results.sqlite")
+        store.close()
+    else:
+        exp = experiment.load(args.target) if args.target else experiment.default()
+    if args.rounds is not None:
+        exp.filter.rounds = args.rounds
+    if args.seed is not None:
+        exp.seed = args.seed
+    try:
+        return experiment.validate(exp)
+    except experiment.ExperimentError as err:
+        raise experiment.ExperimentError(f"{exp.source}: {err}") from None
+
+
+def report(run_dir: Path, out: Path | None = None, constraints=None, plots: bool = True, what: str = "family") -> None:
+    """Tables (and plots) of the family in ``run_dir`` into ``out`` (default the run directory)."""
+    from ..analysis import check_output_directory
+    from ..analysis.families import text, write_plots, write_tables
+    from ..families import family
+    from ..store import RunStore
+
+    fam = family(run_dir, constraints)
+    out = check_output_directory(out or run_dir)
+    written = write_tables(fam, out)
+    if plots:
+        store = RunStore.open(run_dir, read_only=True)
+        exp = experiment.parse(store.experiment(), f"{run_dir}/results.sqlite")
+        store.close()
+        written += write_plots(fam, exp, out)
+    print(text(fam, what))
+    for path in written:
+        print(f"wrote {path}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    comm = world()
+    rank = 0 if comm is None else comm.Get_rank()
+    out_dir: list[Path] = []
+
+    def run(argv) -> int:
+        from ..families import recheck, run_filter
+
+        args = parser().parse_args(argv)
+        if args.apply is not None and args.recheck is not None:
+            raise UsageError("give --apply or --recheck, not both")
+        if args.apply is not None or args.recheck is not None:
+            if args.target is None or not Path(args.target).is_dir():
+                raise UsageError(f"--apply and --recheck take a run directory, got {args.target!r}")
+            run_dir = Path(args.target)
+        if args.apply is not None:
+            constraints = together(comm, lambda: read_constraints(args.apply))
+            if rank == 0:
+                report(run_dir, args.out or run_dir / f"refiltered-{args.apply.stem}", constraints,
+                       plots=not args.no_plots, what="re-filtered family")
+            return 0
+        if args.recheck is not None:
+            if args.recheck < 1:
+                raise UsageError(f"--recheck: expected a number of trials >= 1, got {args.recheck}")
+            result = recheck(run_dir, args.recheck, comm=comm, limit=args.limit,
+                             progress=None if args.quiet else (lambda line: print(line, flush=True)))
+            if result is not None:
+                write_recheck(result, run_dir / "recheck.csv")
+                print(f"re-check on {args.recheck} fresh trials: {sum(result.passed)} of {len(result.passed)} accepted "
+                      f"rules pass again ({100 * result.fraction:.1f} %); table: {run_dir / 'recheck.csv'}")
+            return 0
+        exp = together(comm, lambda: load_experiment(args))
+        out = args.out or Path("runs") / exp.name
+        out_dir.append(out)
+        result = run_filter(exp, out, resume=args.resume, comm=comm,
+                            progress=None if args.quiet else (lambda line: print(line, flush=True)))
+        if result is not None:
+            report(out, plots=not args.no_plots)
+        return 0
+
+    def interrupted() -> str:
+        return resume_hint(out_dir[0]) if out_dir else "nothing was started"
+
+    if comm is None:
+        return run_command(run, argv, interrupted=interrupted)
+    try:  # under MPI, as the search: see nestplast.commands.search
+        return run(argv)
+    except SharedError as err:
+        report_error(str(err), rank=rank)
+        return EXIT_USER_ERROR
+    except UserError as err:
+        abort_on_error(comm, EXIT_USER_ERROR, f"error (rank {rank}): {err}")
+    except KeyboardInterrupt:
+        abort_on_error(comm, EXIT_INTERRUPTED, f"interrupted (rank {rank}): {interrupted()}")
+    except BaseException:
+        abort_on_error(comm, 1, f"error (rank {rank}):\n{traceback.format_exc()}")
+    return 1
+
+
+def write_recheck(result, path: Path) -> None:
+    from ..analysis import write_csv
+    from ..families import candidate_features
+
+    rows = []
+    for row, passed, evaluations in zip(result.family.rows, result.passed, result.evaluations):
+        means = candidate_features(evaluations)
+        rows.append({"round": row["round"], "candidate": row["candidate"], "passed": passed,
+                     "statuses": " ".join(e.status for e in evaluations),
+                     **{k: means.get(k) for k in result.family.constraints}})
+    write_csv(rows or [{"round": None}], path)
+
+
+def resume_hint(out: Path) -> str:
+    from ..store import RunStore, StoreError
+
+    try:
+        store = RunStore.open(out, read_only=True)
+        last = store.last_complete_generation()
+        store.close()
+    except StoreError:
+        return "no run was recorded"
+    done = "no round completed" if last is None else f"after round {last}"
+    return f"{done}; every simulation so far is kept. Resume with: python -m nestplast filter --out {out} --resume"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
