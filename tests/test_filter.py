@@ -3,8 +3,10 @@ region is known exactly, then on NEST: the family found lies inside the region a
 acceptance rises over the prior's, a resumed run asks the same candidates, re-filtering from the
 store keeps exactly the subset that tighter bounds allow, and bad constraints are refused."""
 
+import importlib.util
 import math
 import pickle
+import sys
 
 import numpy as np
 import pytest
@@ -17,7 +19,8 @@ from nestplast.strategies import Budget, SearchSpace, make_strategy
 from nestplast.strategies.filter import round_constraints
 from nestplast.tasks import Evaluation, Task
 
-pytest.importorskip("sbi", reason="the filter needs sbi and torch: pip install -e '.[families]' (setup.sh does)")
+needs_sbi = pytest.mark.skipif(importlib.util.find_spec("sbi") is None,
+                               reason="the filter needs sbi and torch: pip install -e '.[families]' (setup.sh does)")
 
 # x, y in [-2, 2], tau in [1, 100] (log), u in [-2, 2] which no metric depends on
 SPACE = SearchSpace(names=("x", "y", "tau", "u"), low=(-2.0, -2.0, 1.0, -2.0), high=(2.0, 2.0, 100.0, 2.0),
@@ -86,6 +89,7 @@ def toy_run(tmp_path_factory):
     return run_toy(tmp_path_factory.mktemp("toy") / "run")
 
 
+@needs_sbi
 def test_the_family_lies_inside_the_region_and_spans_it(toy_run):
     strategy, store = toy_run
     acceptance = strategy.acceptance()
@@ -106,6 +110,7 @@ def test_the_family_lies_inside_the_region_and_spans_it(toy_run):
     assert np.mean([e.status == "blowup" for e in late]) < 0.1
 
 
+@needs_sbi
 def test_a_resumed_filter_asks_the_same_candidates(tmp_path, toy_run):
     _, full = toy_run
     partial_strategy, partial = run_toy(tmp_path / "part", rounds=2)
@@ -250,6 +255,7 @@ def test_apply_refuses_an_unknown_metric(stored_run, tmp_path, capsys):
 
 # --------------------------------------------------------------------------- on NEST
 
+@needs_sbi
 @pytest.mark.nest
 def test_run_filter_on_nest_stores_a_family_and_rechecks_it(tmp_path, doublet_module, capsys):
     """Two rounds on a tiny network through the real path (build, Evaluator, store): every
@@ -288,3 +294,21 @@ def store_seeds(run_dir):
         return store.evaluations()
     finally:
         store.close()
+
+
+def test_without_sbi_the_core_works_and_the_filter_names_the_extra(tmp_path, monkeypatch, capsys):
+    from nestplast.commands.filter import main
+    from nestplast.strategies.filter import MissingExtraError, require_sbi
+
+    import subprocess
+
+    blocked = ("import sys; sys.modules['sbi'] = sys.modules['torch'] = None; "
+               "import nestplast, nestplast.search, nestplast.families, nestplast.commands.filter, nestplast.analysis.families")
+    assert subprocess.run([sys.executable, "-c", blocked], capture_output=True).returncode == 0
+    monkeypatch.setitem(sys.modules, "sbi", None)  # as if not installed: import sbi raises ImportError
+    with pytest.raises(MissingExtraError, match=r"pip install -e '\.\[families\]'"):
+        require_sbi()
+    assert main(["families_short", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: the filter needs sbi and torch") and "setup.sh" in err
+    assert not (tmp_path / "run").exists()  # refused before anything was created
