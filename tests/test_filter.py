@@ -297,10 +297,10 @@ def store_seeds(run_dir):
 
 
 def test_without_sbi_the_core_works_and_the_filter_names_the_extra(tmp_path, monkeypatch, capsys):
+    import subprocess
+
     from nestplast.commands.filter import main
     from nestplast.strategies.filter import MissingExtraError, require_sbi
-
-    import subprocess
 
     blocked = ("import sys; sys.modules['sbi'] = sys.modules['torch'] = None; "
                "import nestplast, nestplast.search, nestplast.families, nestplast.commands.filter, nestplast.analysis.families")
