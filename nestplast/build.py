@@ -348,6 +348,21 @@ def _explain_failure(log: str, sources: dict[str, Path]) -> str:
     return "\n  ".join(dict.fromkeys(problems[:10]))
 
 
+def _paired_names(rules: Sequence[Rule], neuron: Neuron, target: Path) -> tuple[str, dict[str, str]]:
+    """NESTML's names for the paired neuron and each rule's synapse: ``<neuron>__with_<synapse>``
+    and ``<synapse>__with_<neuron>`` for one rule; with several, the neuron carries every synapse
+    (``<neuron>__with_<a>_and_<b>``) and each synapse is named after that neuron. Read back from
+    the generated headers, so that the order NESTML joins the names in cannot be got wrong."""
+    if len(rules) == 1:
+        return f"{neuron.model}__with_{rules[0].synapse}", {rules[0].name: f"{rules[0].synapse}__with_{neuron.model}"}
+    candidates = [h.stem for h in target.glob(f"{neuron.model}__with_*.h")]
+    if len(candidates) != 1:
+        raise BuildError(f"expected one paired neuron {neuron.model}__with_... among the generated files, "
+                         f"found {candidates or 'none'}")
+    paired = candidates[0]
+    return paired, {r.name: f"{r.synapse}__with_{paired}" for r in rules}
+
+
 def _compile(rules: Sequence[Rule], neuron: Neuron, name: str, workdir: Path) -> Path:
     """Generate and compile the module in ``workdir``; return the folder holding ``<name>.so``."""
     src_dir, target, install = workdir / "nestml", workdir / "target", workdir / "install"
@@ -410,8 +425,8 @@ def build(rules: Rule | Sequence[Rule], neuron: str | Neuron = "iaf_psc_exp", *,
         try:
             _compile(rules, neuron, name, workdir)
             shutil.rmtree(workdir / "target" / "CMakeFiles", ignore_errors=True)  # objects: MBs, not needed
-            module = Module(path=str(final / name), name=name, neuron_model=f"{neuron.model}__with_{rules[0].synapse}",
-                            synapse_models={r.name: f"{r.synapse}__with_{neuron.model}" for r in rules})
+            paired, synapses = _paired_names(rules, neuron, workdir / "target")
+            module = Module(path=str(final / name), name=name, neuron_model=paired, synapse_models=synapses)
             meta = {**module.to_json(), "build_seconds": round(time.perf_counter() - start, 2)}
             meta.pop("path")
             (workdir / "module.json").write_text(json.dumps(meta, indent=2))

@@ -57,7 +57,6 @@ class Evaluator:
 
     def __init__(self, exp: Experiment, module: Module, rank: int = 0, comm=None):
         self.exp, self.module, self.rank, self.comm = exp, module, rank, comm
-        self.rule = exp.searched_rule()
         self.layout = exp.layout()
         self.objective = make_objective(exp)
 
@@ -94,12 +93,14 @@ class Evaluator:
     def synapse_params(self, theta: Sequence[float]) -> dict[str, dict]:
         """The rule's NEST settings for ``theta``, per plastic connection type (``Wmax`` comes
         from the network's ``w_max``)."""
-        return {ct: self.rule.synapse_params(block, **self.exp.rule.fixed) for ct, block in self.layout.split(theta).items()}
+        return {ct: self.layout.rule_of(ct).synapse_params(block, **self.exp.fixed(ct))
+                for ct, block in self.layout.split(theta).items()}
 
     def build(self, theta: Sequence[float], trial: Trial) -> Network:
         """A fresh kernel seeded by ``trial`` with the experiment's network, the rule set to ``theta``."""
         nest = self.setup_kernel(trial.seed)
-        return build_network(nest, self.exp.network, self.module, self.synapse_params(theta), trial)
+        models = {ct: self.module.synapse_models[self.layout.rule_of(ct).name] for ct in self.layout.connection_types}
+        return build_network(nest, self.exp.network, self.module, self.synapse_params(theta), trial, models=models)
 
     def weights(self, net: Network) -> dict[str, np.ndarray]:
         """All plastic weights, per connection type (from every rank in network mode)."""

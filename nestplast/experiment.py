@@ -37,6 +37,7 @@ from .rules import RuleLayout, get_rule
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parent / "experiments"
 CONNECTION_TYPES = ("EE", "EI", "IE", "II")  # source then target: "IE" is I -> E
+PER_TYPE_KEYS = ("name", "mask", "search", "start", "fixed")  # what rule.by_type may change per type
 
 
 class ExperimentError(UserError, ValueError):
@@ -108,6 +109,14 @@ class RuleSpec:
     start: dict[str, float] = option({}, "start point of the search, by parameter (default: the rule's defaults)")
     fixed: dict[str, float] = option({}, "fixed synapse parameters, e.g. eta (the rule's defaults otherwise; "
                                          "Wmax comes from network.w_max)")
+    by_type: dict[str, dict[str, Any]] = option({}, "co-active rules: per plastic connection type, another rule or "
+                                                    "other settings (keys name, mask, search, start, fixed), e.g. "
+                                                    "IE = { name = \"mlp\" }; a type not named here takes the rule above",
+                                                Check(lambda t: set(t) <= set(CONNECTION_TYPES) and all(
+                                                    isinstance(v, dict) and set(v) <= set(PER_TYPE_KEYS)
+                                                    for v in t.values()),
+                                                      "tables keyed by connection type, each with keys from "
+                                                      "name, mask, search, start, fixed"))
 
 
 @dataclass
@@ -245,12 +254,22 @@ class Experiment:
     source: str = "<built-in>"
 
     def layout(self) -> RuleLayout:
-        """The searched parameter vector: the rule's searched parameters per plastic connection type."""
-        return RuleLayout(self.searched_rule(), tuple(self.rule.plastic))
+        """The searched parameter vector: the searched parameters of each plastic connection type's rule."""
+        by_type = {ct: self.searched_rule(ct) for ct in self.rule.by_type if ct in self.rule.plastic}
+        return RuleLayout(self.searched_rule(), tuple(self.rule.plastic), by_type)
 
-    def base_rule(self):
-        """The rule as named: a built-in one, or the user's from ``rule.file``."""
-        r = self.rule
+    def rule_spec(self, ct: str | None = None) -> RuleSpec:
+        """The [rule] table as it applies to connection type ``ct`` (``rule.by_type`` applied)."""
+        if ct is None or ct not in self.rule.by_type:
+            return self.rule
+        changes = dict(self.rule.by_type[ct])
+        if "name" in changes:  # another built-in rule, not the user's file
+            changes.update(file=None, parameters={}, weight="w")
+        return dataclasses.replace(self.rule, **changes, by_type={})
+
+    def base_rule(self, ct: str | None = None):
+        """The rule as named (for connection type ``ct``): a built-in one, or the user's from ``rule.file``."""
+        r = self.rule_spec(ct)
         if r.file is None:
             return get_rule(r.name, mask=r.mask)
         from .user_rules import rule_from_file
@@ -258,14 +277,24 @@ class Experiment:
         return rule_from_file(r.file, r.parameters, name=None if r.name == "doublet" else r.name,
                               weight_variable=r.weight)
 
-    def searched_rule(self):
-        """The rule with only ``rule.search`` parameters free (the others fixed at their start)."""
-        rule = self.base_rule()
-        if self.rule.search is None:
+    def searched_rule(self, ct: str | None = None):
+        """The rule (for connection type ``ct``) with only ``rule.search`` parameters free (the
+        others fixed at their start)."""
+        r = self.rule_spec(ct)
+        rule = self.base_rule(ct)
+        if r.search is None:
             return rule
-        kept = tuple(p for p in rule.parameters if p.name in self.rule.search)
-        frozen = {p.name: self.rule.start.get(p.name, p.default) for p in rule.parameters if p.name not in self.rule.search}
+        kept = tuple(p for p in rule.parameters if p.name in r.search)
+        frozen = {p.name: r.start.get(p.name, p.default) for p in rule.parameters if p.name not in r.search}
         return dataclasses.replace(rule, parameters=kept, fixed={**rule.fixed, **frozen})
+
+    def fixed(self, ct: str) -> dict[str, float]:
+        """The fixed settings of connection type ``ct``'s rule."""
+        return self.rule_spec(ct).fixed
+
+    def module_rules(self) -> list:
+        """The rules one module must hold: one per distinct rule on the plastic types."""
+        return self.layout().rules
 
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)
@@ -411,34 +440,16 @@ def validate(exp: Experiment) -> Experiment:
     ExperimentError naming the key."""
     _check_options(exp, "")
     r, n, o = exp.rule, exp.network, exp.objective
-    if r.file is None:
-        _require(not r.parameters, "rule.parameters", "no table without rule.file (a built-in rule's bounds are "
-                 "its own)", r.parameters)
-        _require(r.weight == "w", "rule.weight", "no value without rule.file", r.weight)
-    else:
-        _require(r.mask is None, "rule.mask", "no mask with rule.file (masks are the taylor rule's)", r.mask)
-    try:
-        rule = exp.base_rule()
-    except UnknownNameError as err:
-        raise ExperimentError(f"rule.name: {err}") from None
-    except UserError as err:  # a user's rule file
-        raise ExperimentError(str(err)) from None
-    except ValueError as err:
-        raise ExperimentError(f"rule.mask: {err}") from None
-    for key, table in (("rule.search", r.search or []), ("rule.start", r.start)):
-        unknown = sorted(set(table) - set(rule.names))
-        _require(not unknown, key, f"parameters of rule {r.name!r}: {', '.join(rule.names)}", unknown)
-    _require("Wmax" not in r.fixed, "rule.fixed.Wmax", "no Wmax here: the bound is network.w_max.<type> "
-             "(its sign is applied per connection type)", r.fixed.get("Wmax"))
-    unknown = sorted(set(r.fixed) - set(rule.fixable))
-    _require(not unknown, "rule.fixed", f"fixed parameters of rule {rule.name!r}: {', '.join(rule.fixable)}", unknown)
-    _require(r.fixed.get("eta", 1.0) != 0, "rule.fixed.eta", "a nonzero learning rate (with eta = 0 no "
-             "candidate learns, and every one scores the same)", r.fixed.get("eta"))
-    _require(r.search is None or len(r.search) > 0, "rule.search", "at least one parameter", r.search)
-    for p in rule.parameters:
-        if p.name in r.start:
-            _require(p.low <= r.start[p.name] <= p.high, f"rule.start.{p.name}", f"a value in [{p.low}, {p.high}]",
-                     r.start[p.name])
+    _validate_rule(exp, None, "rule")
+    for ct in r.by_type:
+        _require(ct in r.plastic, f"rule.by_type.{ct}", f"a plastic connection type ({', '.join(r.plastic)})", ct)
+        _validate_rule(exp, ct, f"rule.by_type.{ct}")
+    synapses = {}
+    for ct in r.plastic:  # one module holds one variant of each NESTML synapse
+        rule = exp.base_rule(ct)
+        _require(synapses.setdefault(rule.synapse, rule.source) == rule.source, f"rule.by_type.{ct}",
+                 f"the same variant of {rule.synapse} on every type that uses it (one module holds one; "
+                 "choose terms per type with `search` instead of different masks)", exp.rule_spec(ct).mask)
 
     if n.kind == "single_neuron":
         _require(set(r.plastic) <= {"EE", "IE"}, "rule.plastic", "EE and/or IE for a single neuron (its afferents)",
@@ -456,6 +467,39 @@ def validate(exp: Experiment) -> Experiment:
                  f"a metric from {', '.join(sorted(FSBI_CONSTRAINTS))}", metric)
     _require(o.target_rate is not None or o.constraints, "objective", "a target_rate or some constraints", None)
     return exp
+
+
+def _validate_rule(exp: Experiment, ct: str | None, where: str) -> None:
+    """The [rule] table's cross-references, as they apply to connection type ``ct``."""
+    r = exp.rule_spec(ct)
+    if r.file is None:
+        _require(not r.parameters, "rule.parameters", "no table without rule.file (a built-in rule's bounds are "
+                 "its own)", r.parameters)
+        _require(r.weight == "w", "rule.weight", "no value without rule.file", r.weight)
+    else:
+        _require(r.mask is None, f"{where}.mask", "no mask with rule.file (masks are the taylor rule's)", r.mask)
+    try:
+        rule = exp.base_rule(ct)
+    except UnknownNameError as err:
+        raise ExperimentError(f"{where}.name: {err}") from None
+    except UserError as err:  # a user's rule file
+        raise ExperimentError(str(err)) from None
+    except ValueError as err:
+        raise ExperimentError(f"{where}.mask: {err}") from None
+    for key, table in ((f"{where}.search", r.search or []), (f"{where}.start", r.start)):
+        unknown = sorted(set(table) - set(rule.names))
+        _require(not unknown, key, f"parameters of rule {r.name!r}: {', '.join(rule.names)}", unknown)
+    _require("Wmax" not in r.fixed, f"{where}.fixed.Wmax", "no Wmax here: the bound is network.w_max.<type> "
+             "(its sign is applied per connection type)", r.fixed.get("Wmax"))
+    unknown = sorted(set(r.fixed) - set(rule.fixable))
+    _require(not unknown, f"{where}.fixed", f"fixed parameters of rule {rule.name!r}: {', '.join(rule.fixable)}", unknown)
+    _require(r.fixed.get("eta", 1.0) != 0, f"{where}.fixed.eta", "a nonzero learning rate (with eta = 0 no "
+             "candidate learns, and every one scores the same)", r.fixed.get("eta"))
+    _require(r.search is None or len(r.search) > 0, f"{where}.search", "at least one parameter", r.search)
+    for p in rule.parameters:
+        if p.name in r.start:
+            _require(p.low <= r.start[p.name] <= p.high, f"{where}.start.{p.name}", f"a value in [{p.low}, {p.high}]",
+                     r.start[p.name])
 
 
 def parse(data: dict, source: str = "<dict>") -> Experiment:

@@ -80,12 +80,13 @@ class Network:
 
 
 def build_network(nest, spec: NetworkSpec, module: Module, synapse_params: dict[str, dict], trial: Trial,
-                  label: str = "") -> Network:
+                  label: str = "", models: dict[str, str] | None = None) -> Network:
     """Build one network in the running kernel (the module must be installed).
 
     ``synapse_params`` maps each plastic connection type to the rule's NEST settings (from
     :meth:`nestplast.rules.Rule.synapse_params`, without ``Wmax``); the signed, trial-scaled
-    ``Wmax`` is added here.
+    ``Wmax`` is added here. ``models``: each plastic type's synapse model in the module, where it
+    holds several (co-active rules); by default the module's one.
     """
     neuron = get_neuron(module.neuron_model.split("__with_")[0])
     params = neuron.params_from_nest(spec.neuron_params)
@@ -96,7 +97,7 @@ def build_network(nest, spec: NetworkSpec, module: Module, synapse_params: dict[
         if ct not in synapse_params:
             return {"synapse_model": "static_synapse", "weight": weight, "delay": spec.delay}
         model = f"{label}{ct}_plastic"
-        nest.CopyModel(module.synapse_model, model, {**synapse_params[ct], "Wmax": w_max[ct]})
+        nest.CopyModel(models[ct] if models else module.synapse_model, model, {**synapse_params[ct], "Wmax": w_max[ct]})
         start = weight * trial.weight_scale
         start = float(np.clip(start, -abs(w_max[ct]), abs(w_max[ct])))
         return {"synapse_model": model, "weight": start, "delay": spec.delay}

@@ -28,7 +28,7 @@ from __future__ import annotations
 import functools
 import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -691,40 +691,56 @@ def get_rule(name: str, mask: Iterable[str] | str | None = None, *, hidden: int 
 
 @dataclass(frozen=True)
 class RuleLayout:
-    """One parameter vector over several connection types, each with its own copy of ``rule``:
-    ``theta`` is the concatenation of one block of ``rule.parameters`` per connection type."""
+    """One parameter vector over several connection types, each with its own copy of ``rule``
+    (or, for the types in ``by_type``, of another rule: co-active rules, e.g. a doublet rule on
+    EE and an MLP on IE): ``theta`` is the concatenation of one block of parameters per
+    connection type, in the order of ``connection_types``."""
 
     rule: Rule
     connection_types: tuple[str, ...]
+    by_type: Mapping[str, Rule] = field(default_factory=dict, hash=False)
+
+    def rule_of(self, ct: str) -> Rule:
+        """The rule on connection type ``ct``."""
+        return self.by_type.get(ct, self.rule)
+
+    @property
+    def rules(self) -> list[Rule]:
+        """One rule per distinct NESTML synapse (what a module must hold), in the order of their
+        first connection type; types that share a synapse differ at most in what is searched."""
+        out: dict[str, Rule] = {}
+        for ct in self.connection_types:
+            out.setdefault(self.rule_of(ct).synapse, self.rule_of(ct))
+        return list(out.values())
 
     @property
     def size(self) -> int:
-        return len(self.rule.parameters) * len(self.connection_types)
+        return sum(len(self.rule_of(ct).parameters) for ct in self.connection_types)
 
     @cached_property
     def names(self) -> list[str]:
-        return [f"{ct}.{n}" for ct in self.connection_types for n in self.rule.names]
+        return [f"{ct}.{n}" for ct in self.connection_types for n in self.rule_of(ct).names]
 
-    def _tile(self, values: Iterable[float]) -> np.ndarray:
-        return np.tile(np.asarray(list(values), dtype=float), len(self.connection_types))
+    def _per_type(self, value: Callable[[Parameter], float]) -> np.ndarray:
+        return np.asarray([value(p) for ct in self.connection_types for p in self.rule_of(ct).parameters], dtype=float)
 
     def defaults(self) -> np.ndarray:
-        return self._tile(p.default for p in self.rule.parameters)
+        return self._per_type(lambda p: p.default)
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
-        return (self._tile(p.low for p in self.rule.parameters),
-                self._tile(p.high for p in self.rule.parameters))
+        return self._per_type(lambda p: p.low), self._per_type(lambda p: p.high)
 
     def log_mask(self) -> np.ndarray:
-        return self._tile(p.log for p in self.rule.parameters).astype(bool)
+        return self._per_type(lambda p: p.log).astype(bool)
 
     def split(self, theta: Sequence[float]) -> dict[str, np.ndarray]:
         """``theta`` cut into one block per connection type."""
         theta = np.asarray(theta, dtype=float)
         if theta.shape != (self.size,):
-            raise ValueError(f"expected {self.size} parameters ({len(self.rule.parameters)} per connection type "
-                             f"{', '.join(self.connection_types)}), got shape {theta.shape}")
-        return dict(zip(self.connection_types, np.split(theta, len(self.connection_types))))
+            per_type = ", ".join(f"{len(self.rule_of(ct).parameters)} for {ct}" for ct in self.connection_types)
+            raise ValueError(f"expected {self.size} parameters ({per_type}), got shape {theta.shape}")
+        ends = np.cumsum([len(self.rule_of(ct).parameters) for ct in self.connection_types])
+        return dict(zip(self.connection_types, np.split(theta, ends[:-1])))
 
     def as_dict(self, theta: Sequence[float]) -> dict[str, float]:
         """Named parameters, e.g. ``{"IE.alpha": -0.2, ...}``."""

@@ -97,7 +97,7 @@ def open_run(exp: Experiment, out: Path, *, resume: bool, ranks: int, mode: str)
     """The run's store: a new one, or (``resume``) the existing one after checking that it holds
     this experiment."""
     out = Path(out)
-    rule_source = hashlib.sha256(exp.base_rule().source.encode()).hexdigest()
+    rule_source = hashlib.sha256("".join(r.source for r in exp.module_rules()).encode()).hexdigest()
     if resume:
         store = RunStore.open(out)
         check_resumable(store.experiment(), exp, out)
@@ -126,7 +126,7 @@ def run_search(exp: Experiment, out: str | Path, *, resume: bool = False, comm=N
     store = together(comm, lambda: open_run(exp, out, resume=resume, ranks=transport.size, mode=transport.mode)
                      if transport.is_root else None)
     try:
-        module = together(comm, lambda: build(exp.searched_rule(), exp.rule.neuron, quiet=not transport.is_root))
+        module = together(comm, lambda: build(exp.module_rules(), exp.rule.neuron, quiet=not transport.is_root))
         evaluator = Evaluator(exp, module, rank=transport.rank, comm=comm if transport.mode == "network" else None)
         strategy = None
         if transport.is_root:

@@ -143,7 +143,7 @@ def write_plots(run_dir: str | Path, summary: dict, out: str | Path | None = Non
     finally:
         store.close()
     theta = evaluations[0].theta
-    if exp.searched_rule().describes_update:  # a user's NESTML rule is compiled, not described in Python
+    if all(r.describes_update for r in exp.module_rules()):  # a user's NESTML rule is compiled, not described in Python
         written.append(out / "stdp_window.png")
         with saved_figure(written[-1]) as (fig, ax):
             stdp_window(ax, exp, theta)
@@ -169,11 +169,11 @@ def write_plots(run_dir: str | Path, summary: dict, out: str | Path | None = Non
 
 def stdp_window(ax, exp: Experiment, theta) -> None:
     """The rule at ``theta`` as weight change per spike pair against t_post - t_pre, per plastic type."""
-    rule, layout = exp.searched_rule(), exp.layout()
+    layout = exp.layout()
     dt = np.linspace(-100.0, 100.0, 401)
     for ct, block in layout.split(theta).items():
-        params = rule.synapse_params(block, **exp.rule.fixed)
-        ax.plot(dt, rule.stdp_window(params, dt), label=f"{ct} ({rule.name})")
+        rule = layout.rule_of(ct)
+        ax.plot(dt, rule.stdp_window(rule.synapse_params(block, **exp.fixed(ct)), dt), label=f"{ct} ({rule.name})")
     ax.axhline(0.0, color="grey", lw=0.5)
     ax.axvline(0.0, color="grey", lw=0.5)
     ax.set_xlabel("t_post - t_pre (ms)")

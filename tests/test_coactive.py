@@ -1,0 +1,86 @@
+"""Co-active rules: one recurrent network with a different rule on each plastic connection type
+(a doublet rule on EE, an MLP rule on IE), one NESTML neuron carrying both synapses. Each type's
+weights must follow its own rule: with the other type's rule silenced (all its coefficients 0),
+the co-active run equals the single-type run of the same rule, weight for weight."""
+
+import numpy as np
+import pytest
+
+from nestplast import experiment
+from nestplast.build import build
+from nestplast.evaluate import Evaluator
+from nestplast.experiment import ExperimentError
+from nestplast.networks import Trial
+
+EE_DOUBLET = [20.0, 20.0, 0.0, -0.4, 1.0, 1.0]  # tau_pre, tau_post, alpha, beta, gamma, kappa
+EE_SILENT = [20.0, 20.0, 0.0, 0.0, 0.0, 0.0]
+
+
+def network(plastic, by_type=None) -> experiment.Experiment:
+    return experiment.parse({
+        "rule": {"name": "doublet", "plastic": plastic, "fixed": {"eta": 0.5}, "by_type": by_type or {}},
+        "network": {"n_e": 60, "n_i": 15, "p": 0.2},
+        "objective": {"target_rate": 10.0, "t_train": 1.0, "t_score": 0.5, "rate_band": [0.0, 1000.0]}},
+        "<test>")
+
+
+def final_weights(exp, module, theta, seed=3):
+    evaluator = Evaluator(exp, module)
+    net = evaluator.build(theta, Trial(0, seed))
+    start = evaluator.weights(net)
+    evaluator.simulate(net)
+    return start, evaluator.weights(net)
+
+
+@pytest.fixture(scope="module")
+def coactive():
+    exp = network(["EE", "IE"], {"IE": {"name": "mlp"}})
+    return exp, build(exp.module_rules(), exp.rule.neuron)
+
+
+def mlp_theta(exp, scale):
+    rng = np.random.default_rng(1)
+    return scale * rng.uniform(-1.0, 1.0, len(exp.searched_rule("IE").names))
+
+
+@pytest.mark.nest
+def test_each_connection_type_follows_its_own_rule(coactive):
+    exp, module = coactive
+    assert exp.layout().size == 6 + len(exp.searched_rule("IE").names)
+    assert "_and_" in module.neuron_model and set(module.synapse_models) == {"doublet", "mlp"}
+    ie = mlp_theta(exp, 0.5)
+
+    # the IE rule silenced: EE learns exactly as in the run where only EE is plastic
+    start, both = final_weights(exp, module, [*EE_DOUBLET, *np.zeros_like(ie)])
+    _, alone = final_weights(network(["EE"]), build(network(["EE"]).module_rules(), "iaf_psc_exp"), EE_DOUBLET)
+    np.testing.assert_allclose(both["EE"], alone["EE"], rtol=1e-12)
+    assert np.abs(both["EE"] - start["EE"]).max() > 1.0, "EE learnt"
+    np.testing.assert_array_equal(both["IE"], start["IE"])
+
+    # the EE rule silenced: IE learns exactly as in the run where only IE (the MLP) is plastic
+    only_ie = network(["IE"], {"IE": {"name": "mlp"}})
+    start, both = final_weights(exp, module, [*EE_SILENT, *ie])
+    _, alone = final_weights(only_ie, build(only_ie.module_rules(), "iaf_psc_exp"), ie)
+    np.testing.assert_allclose(both["IE"], alone["IE"], rtol=1e-12)
+    assert np.abs(both["IE"] - start["IE"]).max() > 1.0, "IE learnt"
+    np.testing.assert_array_equal(both["EE"], start["EE"])
+
+    # both at once: both types move, and each differs from its single-type run (they share the activity)
+    start, both = final_weights(exp, module, [*EE_DOUBLET, *ie])
+    assert all(np.abs(both[ct] - start[ct]).max() > 1.0 for ct in ("EE", "IE"))
+
+
+def test_per_type_rules_are_validated():
+    with pytest.raises(ExperimentError, match="rule.by_type.EI"):
+        network(["EE", "IE"], {"EI": {"name": "mlp"}})  # EI is not plastic
+    with pytest.raises(ExperimentError, match="rule.by_type.IE.name"):
+        network(["EE", "IE"], {"IE": {"name": "nosuchrule"}})
+    with pytest.raises(ExperimentError, match="rule.by_type"):
+        network(["EE", "IE"], {"IE": {"nam": "mlp"}})
+    with pytest.raises(ExperimentError, match="one module holds one"):
+        experiment.parse({"rule": {"name": "taylor", "mask": "pre:000", "plastic": ["EE", "IE"],
+                                   "by_type": {"IE": {"mask": "post:100"}}}})
+    exp = network(["EE", "IE"], {"IE": {"search": ["alpha", "kappa"], "fixed": {"eta": 2.0}}})
+    assert exp.layout().names == [*(f"EE.{n}" for n in exp.searched_rule().names), "IE.alpha", "IE.kappa"]
+    assert exp.fixed("IE") == {"eta": 2.0} and exp.fixed("EE") == {"eta": 0.5}
+    assert len(exp.module_rules()) == 1, "one synapse model serves both types"
