@@ -5,8 +5,9 @@ Three modes, chosen from what NEST offers (:func:`choose_mode`):
 - ``serial``: one process, no MPI needed.
 - ``population``: NEST without MPI (the PyPI wheel); every rank runs its own NEST kernels. Rank 0
   owns the optimiser and hands tasks out through a dynamic queue (evaluation times differ a lot
-  because runaway networks are aborted early); it evaluates tasks itself while the others work,
-  and keeps two tasks queued at every worker so that none waits for rank 0.
+  because runaway networks are aborted early); it keeps two tasks queued at every worker so that
+  none waits for rank 0, and evaluates the tasks that no worker has room for.
+  :mod:`nestplast.queue_model` models this queue.
 - ``network``: NEST built with MPI; every rank takes part in every simulation (one network spread
   over all ranks), so tasks run one after the other on all ranks at once.
 
@@ -71,32 +72,52 @@ def _map_population(tasks: list, evaluate, on_result, comm) -> list:
     sends = []
 
     def hand_out() -> None:
-        # Two tasks per worker keep it busy while rank 0 evaluates; near the end of the queue one,
-        # so that no worker holds a backlog while rank 0 has nothing left to do.
-        depth = QUEUED_PER_WORKER if len(pending) > len(workers) else 1
-        for w in workers:
-            while queued[w] < depth and pending:
-                sends.append(comm.isend(pending.popleft(), dest=w, tag=TASK))
-                queued[w] += 1
+        # One task to every worker first, then a second to each: two keep a worker busy while rank
+        # 0 evaluates. Near the end of the queue only one, so that no worker holds a backlog while
+        # others (or rank 0) have nothing to do; with fewer tasks than 2 x workers, filling each
+        # worker to two in turn left the last workers idle (nestplast.queue_model).
+        for depth in range(1, QUEUED_PER_WORKER + 1):
+            for w in workers:
+                if queued[w] < depth and pending and (depth == 1 or len(pending) > len(workers)):
+                    sends.append(comm.isend(pending.popleft(), dest=w, tag=TASK))
+                    queued[w] += 1
 
-    def receive(block: bool) -> None:
+    def arrived() -> bool:
+        # MPICH: the first Iprobe after rank 0 has evaluated a task can miss a result that arrived
+        # meanwhile (measured; it only makes progress), and rank 0 would take another task while
+        # that worker runs dry: probe again before concluding that nothing is there.
+        return any(comm.Iprobe(source=MPI.ANY_SOURCE, tag=RESULT) for _ in range(2))
+
+    def receive(wait: bool) -> None:
+        """Every result that has arrived (with ``wait``, at least one), refilling the queues."""
         status = MPI.Status()
-        while (block and any(queued.values())) or comm.Iprobe(source=MPI.ANY_SOURCE, tag=RESULT):
+        while wait or arrived():
             index, result = comm.recv(source=MPI.ANY_SOURCE, tag=RESULT, status=status)
             queued[status.Get_source()] -= 1
             results[index] = result
             on_result(result)
             hand_out()
+            wait = False
+
+    def spare() -> bool:
+        # Rank 0 takes a task itself only when no worker has room for it (more tasks left than
+        # workers holding fewer than two), or it is the last one; otherwise, busy with it, rank 0
+        # would leave workers that finish meanwhile waiting (nestplast.queue_model: 4 ranks and more).
+        room = sum(queued[w] < QUEUED_PER_WORKER for w in workers)
+        return len(pending) > room or len(pending) == 1
 
     hand_out()
     while pending:
-        receive(block=False)
-        if pending:  # rank 0 works too
+        receive(wait=False)
+        if pending and spare():  # rank 0 works too
             index, task = pending.popleft()
             results[index] = evaluate(task)
             on_result(results[index])
             hand_out()
-    receive(block=True)
+        elif pending:
+            receive(wait=True)
+    while any(queued.values()):
+        receive(wait=True)
     MPI.Request.Waitall(sends)
     return results
 

@@ -132,3 +132,53 @@ def test_a_resumed_strategy_takes_new_limits(tmp_path):
     strategy.set_budget(Budget(max_generations=4))
     assert strategy.stop() is None
     assert engine.run(Sphere(), strategy, store, Transport()).generations == 4
+
+
+# Tasks that take these many units of time (busy waiting), in the order handed out.
+QUEUE_UNITS = [1.0, 1.0, 0.2, 0.2, 1.0, 1.0, 0.2, 0.2, 1.0, 1.0, 1.0, 1.0]
+QUEUE_SCRIPT = """
+import json, sys, time
+from mpi4py import MPI
+from nestplast.parallel import Transport
+units, unit = json.loads(sys.argv[1]), float(sys.argv[2])
+def evaluate(i):
+    start = time.perf_counter()
+    while time.perf_counter() - start < units[i] * unit:
+        pass
+    return (i, MPI.COMM_WORLD.Get_rank())
+transport = Transport(MPI.COMM_WORLD)
+if transport.is_worker:
+    transport.serve(evaluate)
+else:
+    print(json.dumps(transport.map(list(range(len(units))), evaluate, lambda result: None)))
+    transport.close()
+"""
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("ranks, units", [(2, QUEUE_UNITS), (3, [0.1, 0.5, 1.0, 1.0])])
+def test_population_queue_follows_the_queue_model(tmp_path, ranks, units):
+    """The real work queue on MPI ranks hands tasks to the ranks that nestplast.queue_model says
+    (margins of 0.4 units = 0.16 s), results in task order.
+
+    2 ranks: task 5 goes to the worker, whose result of task 0 arrived while rank 0 evaluated
+    task 4 (MPICH's first Iprobe after that used to miss it, and rank 0 took task 5 itself while
+    the worker ran dry). 3 ranks: rank 0 leaves task 2 to worker 1 (done at 0.1) instead of
+    taking it at once and keeping worker 1 waiting until it is done (as it used to)."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from nestplast.queue_model import schedule_generation
+
+    script = tmp_path / "queue.py"
+    script.write_text(QUEUE_SCRIPT)
+    mpiexec = Path(sys.executable).parent / "mpiexec"
+    out = subprocess.run([str(mpiexec), "-n", str(ranks), sys.executable, str(script), json.dumps(units), "0.4"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    results = json.loads(out.stdout.strip().splitlines()[-1])
+    assert [i for i, _ in results] == list(range(len(units)))
+    expected = schedule_generation(units, ranks).assigned
+    assert tuple(rank for _, rank in results) == expected
