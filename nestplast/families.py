@@ -45,7 +45,7 @@ from .parallel import Transport, together
 from .search import SearchProblem, open_run, search_space
 from .store import RunStore, StoreError
 from .strategies import Budget
-from .strategies.filter import Filter, inside, require_sbi, round_constraints, violation
+from .strategies.filter import Filter, inside, require_sbi, round_constraints
 from .tasks import Candidate, Evaluation, Task
 
 NUISANCE_STREAM = 0x6E75  # keeps the nuisance's random stream apart from the trials'
@@ -224,8 +224,7 @@ def family(run_dir: str | Path, constraints: Mapping[str, Sequence[float]] | Non
             traces.append((evaluations[0].metrics or {}).get("trace") or {})
             theta = evaluations[0].theta
             rows.append({"round": generation, "candidate": candidate, "theta": list(theta),
-                         **layout.as_dict(theta), **{k: features[k] for k in sorted(features)},
-                         "violation": violation(features, judged)})
+                         **layout.as_dict(theta), **{k: features[k] for k in sorted(features)}})
     acceptance = [{"round": g, "simulated": n, "accepted": a, "fraction": a / n} for g, (n, a) in sorted(per_round.items())]
     return Family(rows=rows, constraints=judged, acceptance=acceptance, simulated=sum(n for n, _ in per_round.values()),
                   traces=traces, valid=valid)

@@ -86,16 +86,6 @@ def inside(features: Mapping[str, float], constraints: Mapping[str, Sequence[flo
     return True
 
 
-def violation(features: Mapping[str, float], constraints: Mapping[str, Sequence[float]]) -> float:
-    """How far outside the bounds (the search's relative interval penalty); infinite for a
-    non-finite metric. 0 exactly when :func:`inside`."""
-    from ..objectives import interval_penalty
-
-    if not all(math.isfinite(float(features.get(k, math.nan))) for k in constraints):
-        return math.inf
-    return interval_penalty(features, constraints)
-
-
 class Filter(PriorSampling):
     """The fSBI filter as an engine strategy (see the module's doc). The engine calls
     :meth:`observe` with every candidate's metrics (the problem's ``features``) before
@@ -269,4 +259,4 @@ def _batch(n: int) -> int:
     return int(max(2, min(200, n // 5)))
 
 
-__all__ = ["Filter", "round_constraints", "inside", "violation", "require_sbi", "MissingExtraError"]
+__all__ = ["Filter", "round_constraints", "inside", "require_sbi", "MissingExtraError"]
