@@ -288,6 +288,38 @@ def taylor_rule(mask: Iterable[str] | str | None = None) -> Rule:
     )
 
 
+def reward_rule(mask: Iterable[str] | str | None = "pre:010,forget") -> Rule:
+    """A three-factor Taylor rule for reward learning: at each presynaptic spike
+    ``|w| += eta sum theta_abc x_post^a R^b |w|^c`` (``mask``: terms ``pre:abc``, exponents of the
+    postsynaptic trace, the reward signal ``R`` and ``|w|``), and with ``forget`` in the mask,
+    active forgetting ``d|w|/dt = -forget |w|`` between events (``forget`` in 1/s). ``R`` is a
+    common property the caller sets between trials (:mod:`nestplast.choice_task`)."""
+    import jinja2
+
+    items = [m.strip() for m in mask.split(",")] if isinstance(mask, str) else [str(m).strip() for m in mask or ()]
+    forget = "forget" in items
+    terms = parse_mask([m for m in items if m and m != "forget"] or ["pre:010"])
+    if terms["post"]:
+        raise ValueError("the reward rule acts at presynaptic spikes only: use 'pre:abc' terms (and 'forget')")
+    names = ("x_post", "R", "w_abs")
+    pre_sum = " + ".join(" * ".join([f"th_pre_{abc}"] + [n for n, k in zip(names, map(int, abc)) for _ in range(k)])
+                         for abc in terms["pre"])
+    template = jinja2.Template(_read("reward_synapse.nestml.jinja2"), keep_trailing_newline=True)
+    source = template.render(synapse="reward_synapse", pre_terms=terms["pre"], pre_sum=pre_sum, forget=forget)
+    parameters = tuple(Parameter(f"th_pre_{abc}", 0.0, -2.0, 2.0) for abc in terms["pre"])
+    if forget:
+        parameters += (Parameter("forget", 0.0, -1.0, 1.0),)
+    return Rule(
+        name="reward",
+        synapse="reward_synapse",
+        source=source,
+        parameters=parameters,
+        fixed={"tau_post": 20.0, "eta": 1.0, "R": 0.0, "Wmin": 0.0, "Wmax": 100.0},
+        synaptic_traces=("x_post",),
+        description="three-factor rule: eta * sum th_abc x_post^a R^b |w|^c at pre spikes; forgetting between",
+    )
+
+
 # --------------------------------------------------------------------------- the MLP rule
 
 MLP_INPUTS = ("x_pre", "x_post", "w_abs")  # the inference MLP's inputs, in the order of W1's columns
@@ -656,13 +688,14 @@ def mlp_fsbi_rule(frozen_seed: int = FSBI_SEED) -> Rule:
     return mlp_rule(spec=spec, name="mlp_fsbi")
 
 
-RULES = {"doublet": doublet_rule, "taylor": taylor_rule, "mlp": mlp_rule, "mlp_fsbi": mlp_fsbi_rule}
+RULES = {"doublet": doublet_rule, "taylor": taylor_rule, "mlp": mlp_rule, "mlp_fsbi": mlp_fsbi_rule,
+         "reward": reward_rule}
 
 
 def get_rule(name: str, mask: Iterable[str] | str | None = None, *, hidden: int | None = None,
              **mlp: object) -> Rule:
-    """The rule called ``name`` (``doublet``, ``taylor``, ``mlp`` or ``mlp_fsbi``); ``mask`` applies to
-    ``taylor``; ``hidden`` (the number of hidden units, default :data:`MLP_HIDDEN`) to ``mlp``, whose
+    """The rule called ``name`` (``doublet``, ``taylor``, ``mlp``, ``mlp_fsbi`` or ``reward``); ``mask``
+    applies to ``taylor`` and ``reward``; ``hidden`` (the number of hidden units, default :data:`MLP_HIDDEN`) to ``mlp``, whose
     other shapes are given by the fields of :class:`MLPSpec` (``inputs``, ``layers``,
     ``activations``, ``frozen_seed``, ``scales``); ``mlp_fsbi`` takes ``frozen_seed``."""
     if name not in RULES:
@@ -675,8 +708,10 @@ def get_rule(name: str, mask: Iterable[str] | str | None = None, *, hidden: int 
                          + (f"; its options: {sorted(allowed)}" if allowed else ""))
     if name == "taylor":
         return taylor_rule(mask)
+    if name == "reward":
+        return reward_rule(mask) if mask is not None else reward_rule()
     if mask is not None:
-        raise ValueError(f"rule {name!r} takes no mask (only 'taylor' does)")
+        raise ValueError(f"rule {name!r} takes no mask (only 'taylor' and 'reward' do)")
     if name == "mlp":
         if hidden is not None and "layers" in mlp:
             raise ValueError("rule 'mlp': give hidden or layers, not both")

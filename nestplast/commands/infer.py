@@ -30,9 +30,17 @@ def parse_fixed(text: str) -> dict[str, float]:
 
 def parser() -> ArgumentParser:
     p = ArgumentParser(prog="python -m nestplast infer", description=__doc__.split("\n\n")[0])
-    p.add_argument("data", type=Path, help="recording (.npz, see README 'Recordings')")
-    p.add_argument("--rule", default="taylor", help="taylor (default) or doublet")
-    p.add_argument("--mask", default=None, help="taylor: the free terms, e.g. post:100,post:011")
+    p.add_argument("data", type=Path, help="recording (.npz, see README 'Recordings'), or with --task choices "
+                   "behaviour (.npz, see README 'Inference from behaviour')")
+    p.add_argument("--task", choices=("recording", "choices"), default="recording",
+                   help="recording: spikes and weights (default); choices: choices and rewards of animals in a "
+                        "two-choice task, fitted with the three-factor 'reward' rule")
+    p.add_argument("--rule", default=None, help="taylor (default for recordings) or doublet; reward for choices")
+    p.add_argument("--mask", default=None, help="taylor: the free terms, e.g. post:100,post:011; reward: e.g. "
+                   "pre:010,forget (default)")
+    p.add_argument("--compare", default=None, metavar="MASK",
+                   help="choices: also fit the rule with MASK (e.g. pre:010, no forgetting) and compare the two on "
+                        "the held-out animals (log-likelihood per trial, bits, with a 95 %% interval)")
     p.add_argument("--fixed", default="", help="fixed settings, e.g. eta=0.5,tau_pre=20,tau_post=20,Wmax=1000")
     p.add_argument("--mode", choices=("clamped", "closed"), default="clamped",
                    help="clamped: pre and post spikes replayed as recorded, loss on the weights; closed: only the "
@@ -46,9 +54,10 @@ def parser() -> ArgumentParser:
     p.add_argument("--delay", type=float, default=1.0, help="synaptic (dendritic) delay in ms")
     p.add_argument("--segments", type=int, default=10, help="segments of the recording (bootstrap, held-out): "
                    "sample times in the clamped mode, spike-count bins in the closed mode")
-    p.add_argument("--hold-out", type=int, default=5, help="every N-th segment is held out (0: none)")
+    p.add_argument("--hold-out", type=int, default=None, help="every N-th segment (choices: animal) is held out "
+                   "(0: none; default 5, for choices 4)")
     p.add_argument("--l1", type=float, default=0.0, help="weight of the L1 penalty on the coefficients")
-    p.add_argument("--max-generations", type=int, default=60)
+    p.add_argument("--max-generations", type=int, default=None, help="default 60 (choices: 25)")
     p.add_argument("--population-size", type=int, default=8)
     p.add_argument("--restarts", type=int, default=0, help="more CMA-ES runs, other seeds, doubled population "
                    "each (IPOP); the best is kept (RUN_DIR/restart-K)")
@@ -89,6 +98,11 @@ def _infer(argv: Sequence[str] | None) -> int:
     from ..recording import load
 
     args = parser().parse_args(argv)
+    if args.task == "choices":
+        return _infer_choices(args)
+    args.rule = args.rule or "taylor"
+    args.hold_out = 5 if args.hold_out is None else args.hold_out
+    args.max_generations = 60 if args.max_generations is None else args.max_generations
     for flag, value, low in (("--segments", args.segments, 1), ("--max-generations", args.max_generations, 1),
                              ("--population-size", args.population_size, 2), ("--bootstrap", args.bootstrap, 0),
                              ("--hold-out", args.hold_out, 0), ("--seed", args.seed, 0),
@@ -149,6 +163,88 @@ def _infer(argv: Sequence[str] | None) -> int:
     else:
         print(summary_text(fit))
         print(f"fitted rule for nest.CopyModel: {out / 'fit.json'} (key nest_params); plots in {out}")
+    return 0
+
+
+def _infer_choices(args) -> int:
+    from .. import infer_choices
+    from ..analysis import check_output_directory
+    from ..behaviour import load
+    from ..parallel import world
+
+    if args.rule not in (None, "reward"):
+        raise UsageError(f"--task choices fits the three-factor rule 'reward', not {args.rule!r}")
+    hold_out = 4 if args.hold_out is None else args.hold_out
+    generations = 25 if args.max_generations is None else args.max_generations
+    for flag, value, low in (("--max-generations", generations, 1), ("--population-size", args.population_size, 2),
+                             ("--bootstrap", args.bootstrap, 0), ("--hold-out", hold_out, 0), ("--seed", args.seed, 0),
+                             ("--restarts", args.restarts, 0)):
+        if value < low:
+            raise UsageError(f"{flag}: expected an integer >= {low}, got {value}")
+    data = load(args.data)
+    masks = [args.mask or "pre:010,forget"] + ([args.compare] if args.compare else [])
+    fixed = parse_fixed(args.fixed)
+    for mask in masks:
+        try:
+            rule = infer_choices.RuleChoice("reward", mask).rule()
+        except ValueError as err:
+            raise UsageError(f"--mask/--compare {mask!r}: {err}") from None
+        unknown = sorted(set(fixed) - set(rule.fixable))
+        if unknown:
+            raise UsageError(f"--fixed: {', '.join(unknown)} not fixed settings of rule 'reward' "
+                             f"(those are: {', '.join(rule.fixable)})")
+    if args.compare and not hold_out:
+        raise UsageError("--compare compares the fits on held-out animals: give --hold-out N > 0")
+    try:
+        task = infer_choices.task_for(data)
+    except ValueError as err:
+        raise UsageError(f"{args.data}: {err}") from None
+    out = args.out or Path("runs") / f"infer-{args.data.stem}"
+    comm = world()
+    rank = 0 if comm is None else comm.Get_rank()
+    if not args.resume and rank == 0:
+        check_output_directory(out)
+        if (out / "results.sqlite").exists():
+            raise UsageError(f"{out} already holds a run; continue it with --resume, or choose another --out")
+    say = None if args.json or rank != 0 else (lambda line: print(line, flush=True))
+    fits = []
+    for k, mask in enumerate(masks):
+        folder = out if k == 0 else out / "compare"
+        fits.append(infer_choices.fit(data, mask, fixed, task=task, hold_out=hold_out, l1=args.l1,
+                                      population_size=args.population_size, max_generations=generations,
+                                      n_bootstrap=args.bootstrap, seed=args.seed, out=folder, resume=args.resume,
+                                      comm=comm, progress=say, restarts=args.restarts))
+    if fits[0] is None:  # a worker rank
+        return 0
+    comparison = infer_choices.compare(fits[0], fits[1]) if args.compare else None
+    if comparison:
+        (out / "comparison.json").write_text(json.dumps({"with": masks[0], "without": masks[1], **comparison}, indent=2))
+    if not args.no_plots:
+        from ..analysis.behaviour import plot_choices
+
+        fit = fits[0]
+        problem = infer_choices.ChoiceFit(data, infer_choices.RuleChoice("reward", fit.mask).rule(), fixed, task,
+                                          fit.fit_animals, args.seed)
+        # the fitted model replaying every animal, for its choice probabilities
+        session = problem.session([fit.coefficients[n] for n in fit.names], range(data.n_animals))
+        plot_choices(out / "choices.png", data, session.p_choose_0, fit.held_out_animals)
+    if args.json:
+        print(json.dumps({"fit": fits[0].to_json(), **({"compare": fits[1].to_json(), "comparison": comparison}
+                                                         if comparison else {})}))
+        return 0
+    for mask, fit in zip(masks, fits):
+        print(f"rule reward {mask}: {len(fit.fit_animals)} animals fitted, {len(fit.held_out_animals)} held out")
+        print(f"{'coefficient':<14} {'fitted':>10}   95 % interval")
+        for name in fit.names:
+            low, high = fit.intervals[name]
+            interval = "-" if math.isnan(low) else f"[{low:.4g}, {high:.4g}]"
+            print(f"{name:<14} {fit.coefficients[name]:>10.4g}   {interval}")
+        print(f"log-likelihood per trial: {fit.ll_fit_bits:.4f} bits fitted, {fit.ll_held_out_bits:.4f} bits held out "
+              f"(chance: -1)")
+    if comparison:
+        print(f"{masks[0]} against {masks[1]} on {comparison['animals']} held-out animals: "
+              f"{comparison['bits_per_trial']:+.4f} bits per trial [{comparison['low']:+.4f}, {comparison['high']:+.4f}]")
+    print(f"fitted rule for nest.CopyModel: {out / 'fit.json'} (key nest_params); plots in {out}")
     return 0
 
 

@@ -1,0 +1,142 @@
+"""Behaviour data: choices and rewards of animals in a two-choice task, as an ``.npz`` file.
+
+One row per trial, animals one after another, each animal's trials in order:
+
+======== ============ =========================================================
+field    shape, type  meaning
+======== ============ =========================================================
+animal   (n,) int     the animal, 0 .. A-1; every animal has the same trials
+trial    (n,) int     the trial within the animal, 0 .. T-1
+block    (n,) int     the block of reward probabilities the trial belongs to
+offered  (n, 2) int   the two odours offered (0 and 1)
+choice   (n,) int     the odour chosen: 0 or 1
+reward   (n,) int     1 if the choice was rewarded, else 0
+p_reward (B, 2) float optional: each block's reward probability of odour 0 and 1
+======== ============ =========================================================
+
+:func:`load` rejects a malformed file before anything runs, naming the field and what is wrong;
+:func:`save` writes the same format (the synthetic generator uses it). Every animal must have the
+same trials and blocks: the fit simulates all animals in lock-step (:mod:`nestplast.choice_task`).
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import UserError
+
+FIELDS = ("animal", "trial", "block", "offered", "choice", "reward")
+
+
+class BehaviourError(UserError):
+    """A malformed behaviour file: the message names the file, the field and what is wrong."""
+
+
+@dataclass
+class Behaviour:
+    """Choices and rewards per animal (rows) and trial (columns), and the blocks (per trial)."""
+
+    choices: np.ndarray
+    rewards: np.ndarray
+    blocks: np.ndarray
+    p_reward: np.ndarray | None = None
+    description: str = ""
+
+    @property
+    def n_animals(self) -> int:
+        return self.choices.shape[0]
+
+    @property
+    def n_trials(self) -> int:
+        return self.choices.shape[1]
+
+    def animals(self, chosen) -> Behaviour:
+        """The same data for the animals ``chosen`` (indices) only."""
+        return Behaviour(self.choices[chosen], self.rewards[chosen], self.blocks, self.p_reward, self.description)
+
+
+def save(data: Behaviour, path: str | os.PathLike) -> None:
+    n_animals, n_trials = data.choices.shape
+    arrays = {"animal": np.repeat(np.arange(n_animals), n_trials), "trial": np.tile(np.arange(n_trials), n_animals),
+              "block": np.tile(data.blocks, n_animals), "offered": np.tile([0, 1], (n_animals * n_trials, 1)),
+              "choice": data.choices.ravel(), "reward": data.rewards.ravel(), "description": np.array(data.description)}
+    if data.p_reward is not None:
+        arrays["p_reward"] = np.asarray(data.p_reward, dtype=float)
+    np.savez(path, **arrays)
+
+
+def load(path: str | os.PathLike) -> Behaviour:
+    """Read and validate a behaviour file (:class:`BehaviourError` names what is wrong)."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            values = {key: npz[key] for key in npz.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
+        raise BehaviourError(f"{path}: not a readable .npz file ({err})") from None
+    return validate(values, str(path))
+
+
+def validate(values: dict, source: str = "<behaviour>") -> Behaviour:
+    def fail(field: str, what: str):
+        raise BehaviourError(f"{source}: {field}: {what}")
+
+    for name in FIELDS:
+        if name not in values:
+            fail(name, "missing (a behaviour file has " + ", ".join(FIELDS) + ")")
+    arrays = {}
+    for name in FIELDS:
+        value = np.asarray(values[name])
+        want = 2 if name == "offered" else 1
+        if value.ndim != want or (name == "offered" and value.shape[1] != 2):
+            fail(name, f"expected shape {'(n, 2)' if want == 2 else '(n,)'}, got {value.shape}")
+        if value.dtype.kind == "f":
+            if not np.all(np.isfinite(value)):
+                rows = np.flatnonzero(~np.isfinite(value).reshape(len(value), -1).all(axis=1))
+                fail(name, f"NaN or infinite at row {rows[0]}")
+            if np.any(value != np.round(value)):
+                fail(name, "expected whole numbers")
+        elif value.dtype.kind not in "iub":
+            fail(name, f"expected integers, got {value.dtype}")
+        arrays[name] = value.astype(int)
+    n = len(arrays["animal"])
+    for name in FIELDS:
+        if len(arrays[name]) != n:
+            fail(name, f"{len(arrays[name])} rows, but animal has {n}")
+    if n == 0:
+        fail("animal", "no trials")
+    for name in ("choice", "reward"):
+        bad = np.flatnonzero((arrays[name] != 0) & (arrays[name] != 1))
+        if bad.size:
+            fail(name, f"expected 0 or 1, got {arrays[name][bad[0]]} at row {bad[0]}")
+    bad = np.flatnonzero(np.any(np.sort(arrays["offered"], axis=1) != [0, 1], axis=1))
+    if bad.size:
+        fail("offered", f"expected the odours 0 and 1 in every trial, got {arrays['offered'][bad[0]].tolist()} "
+                        f"at row {bad[0]}")
+    if np.any(arrays["block"] < 0):
+        fail("block", "negative block")
+    animals = arrays["animal"]
+    if animals[0] != 0 or np.any(np.diff(animals) < 0) or np.any(np.diff(animals) > 1):
+        fail("animal", "animals must be numbered 0, 1, ... with each animal's trials together, in order")
+    n_animals = int(animals[-1]) + 1
+    if n % n_animals or np.any(np.bincount(animals) != n // n_animals):
+        fail("animal", f"every animal must have the same number of trials (counts: {np.bincount(animals).tolist()})")
+    n_trials = n // n_animals
+    if np.any(arrays["trial"] != np.tile(np.arange(n_trials), n_animals)):
+        fail("trial", f"expected 0 .. {n_trials - 1} for every animal, in order")
+    blocks = arrays["block"].reshape(n_animals, n_trials)
+    if np.any(blocks != blocks[0]):
+        fail("block", "every animal must see the same blocks in the same trials")
+    p_reward = None
+    if "p_reward" in values:
+        p_reward = np.asarray(values["p_reward"], dtype=float)
+        if p_reward.ndim != 2 or p_reward.shape[1] != 2 or p_reward.shape[0] <= blocks.max():
+            fail("p_reward", f"expected shape (blocks, 2) with a row for each of the {blocks.max() + 1} blocks, "
+                             f"got {p_reward.shape}")
+        if not np.all((p_reward >= 0) & (p_reward <= 1)):
+            fail("p_reward", "expected probabilities in [0, 1]")
+    description = str(values["description"]) if "description" in values else ""
+    return Behaviour(arrays["choice"].reshape(n_animals, n_trials), arrays["reward"].reshape(n_animals, n_trials),
+                     blocks[0], p_reward, description)

@@ -1,0 +1,235 @@
+"""Inference from behaviour: the coefficients of a three-factor rule fitted to the choices of
+animals in a two-choice task (:mod:`nestplast.choice_task`, data: :mod:`nestplast.behaviour`).
+
+The model replays every animal's recorded choices and rewards (its reward signal drives the
+rule), and scores the probability it gives each recorded choice: the loss is the binary
+cross-entropy per trial over the fitted animals. CMA-ES through :mod:`nestplast.engine` finds
+the minimum (MPI, store, resume). Every ``hold_out``-th animal is kept out of the fit; the
+held-out log-likelihood per trial (bits) measures what the fitted rule predicts of animals it has
+not seen. 95 % intervals: a bootstrap over the fitted animals on quadratic surfaces of each
+animal's log-likelihood over the simulated candidates (:mod:`nestplast.surface`). ::
+
+    from nestplast import behaviour, infer_choices
+    fit = infer_choices.fit(behaviour.load("choices.npz"), mask="pre:010,forget", out="runs/choices")
+    print(fit.coefficients, fit.intervals, fit.ll_held_out_bits)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .behaviour import Behaviour
+from .choice_task import ChoiceTask, log_likelihood, run_animals
+from .infer import RuleChoice, _search
+from .rules import Rule
+from .store import RunStore
+from .tasks import Candidate, Evaluation, Task
+
+LN2 = math.log(2.0)
+
+
+@dataclass(frozen=True)
+class ModelRun:
+    """The model animals' input realisations (the same for every candidate: common random numbers)."""
+
+    index: int
+    seed: int
+
+
+class ChoiceFit:
+    """The engine's problem: one task per candidate, all the fitted animals in one NEST kernel."""
+
+    def __init__(self, data: Behaviour, rule: Rule, fixed: Mapping[str, float], task: ChoiceTask,
+                 animals: Sequence[int], seed: int, l1: float = 0.0):
+        self.data, self.rule, self.fixed, self.task, self.l1 = data, rule, dict(fixed), task, l1
+        self.animals = list(animals)
+        self.seed = seed
+        self.rank = 0
+
+    def model_seeds(self, animals: Sequence[int]) -> list[int]:
+        """Each data animal's model input realisation (by its index, whatever else is fitted)."""
+        return [int(np.random.SeedSequence([self.seed, a]).generate_state(1)[0]) for a in animals]
+
+    def params(self, theta: Sequence[float]) -> dict[str, float]:
+        return self.rule.synapse_params(np.asarray(theta, dtype=float), **self.fixed)
+
+    def session(self, theta: Sequence[float], animals: Sequence[int]):
+        """The model replaying ``animals``' choices and rewards at ``theta``."""
+        chosen = self.data.animals(list(animals))
+        return run_animals(self.rule, self.params(theta), self.task, self.model_seeds(animals),
+                           choices=chosen.choices, rewards=chosen.rewards)
+
+    def log_likelihoods(self, theta: Sequence[float], animals: Sequence[int]) -> np.ndarray:
+        """Per animal, the log-likelihood (nats) of its recorded choices."""
+        return log_likelihood(self.session(theta, animals).p_choose_0, self.data.choices[list(animals)])
+
+    def weighted(self, ll: np.ndarray, counts: np.ndarray, theta: Sequence[float]) -> float:
+        """Cross-entropy per trial with animal ``k`` counted ``counts[k]`` times, plus the L1 penalty."""
+        counts = np.asarray(counts, dtype=float)
+        ll = np.asarray(ll, dtype=float).reshape(len(counts), -1)[:, 0]
+        return float(-(counts @ ll) / (counts.sum() * self.data.n_trials) + self.l1 * np.sum(np.abs(theta)))
+
+    # ---- the engine's Problem
+
+    def tasks(self, generation: int, candidates: Sequence[Candidate]) -> list[Task]:
+        return [Task(generation, c.index, ModelRun(0, self.seed), c.theta) for c in candidates]
+
+    def evaluate(self, task: Task) -> Evaluation:
+        ll = self.log_likelihoods(task.theta, self.animals)
+        loss = self.weighted(ll, np.ones(len(ll)), task.theta)
+        ok = math.isfinite(loss)
+        return Evaluation(task.generation, task.candidate, task.trial.index, list(task.theta), task.trial.seed,
+                          params=dict(zip(self.rule.names, task.theta)), rank=self.rank,
+                          metrics={"ll": ll.tolist()}, loss=loss if ok else 1e6, status="ok" if ok else "nan")
+
+    def loss(self, candidate: Candidate, evaluations: Sequence[Evaluation]) -> float:
+        return evaluations[0].loss
+
+
+@dataclass
+class ChoiceFitResult:
+    """A fitted three-factor rule and how well it predicts choices (log-likelihood per trial, bits)."""
+
+    rule: str
+    mask: str | None
+    names: list[str]
+    coefficients: dict[str, float]
+    intervals: dict[str, tuple[float, float]]
+    fixed: dict[str, float]
+    fit_animals: list[int]
+    held_out_animals: list[int]
+    ll_fit_bits: float  # per trial, on the fitted animals
+    ll_held_out_bits: float  # per trial, on the held-out animals (NaN: none held out)
+    ll_held_out_per_animal: list[float] = field(default_factory=list)  # bits per trial
+    stop: dict = field(default_factory=dict)
+    bootstrap: list[list[float]] = field(default_factory=list)
+
+    def nest_params(self) -> dict[str, float]:
+        """The fitted rule's settings for ``nest.CopyModel`` (set ``R`` between trials, and ``Wmax``)."""
+        return RuleChoice(self.rule, self.mask).rule().synapse_params(self.coefficients, **self.fixed)
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data.pop("bootstrap")
+        data["nest_params"] = self.nest_params()
+        data["intervals"] = {n: None if any(map(math.isnan, v)) else list(v) for n, v in self.intervals.items()}
+        data["ll_held_out_bits"] = None if math.isnan(self.ll_held_out_bits) else self.ll_held_out_bits
+        return data
+
+
+def split_animals(n_animals: int, hold_out: int) -> tuple[list[int], list[int]]:
+    """(fitted, held out): every ``hold_out``-th animal is held out (0: none)."""
+    held = [a for a in range(n_animals) if hold_out and n_animals > 1 and a % hold_out == hold_out - 1]
+    return [a for a in range(n_animals) if a not in held], held
+
+
+def fit(data: Behaviour, mask: str = "pre:010,forget", fixed: Mapping[str, float] | None = None, *,
+        task: ChoiceTask | None = None, hold_out: int = 4, l1: float = 0.0, population_size: int = 8,
+        max_generations: int = 20, n_bootstrap: int = 100, seed: int = 1, out: str | Path | None = None,
+        resume: bool = False, comm=None, progress: Callable[[str], None] | None = None,
+        restarts: int = 0) -> ChoiceFitResult | None:
+    """Fit the ``reward`` rule with ``mask`` (its other settings ``fixed``) to ``data``; ``task``
+    must describe the data's task (blocks, trials per block) and the model network (default:
+    :class:`~nestplast.choice_task.ChoiceTask` with the data's trials). Rank 0 returns the result."""
+    choice = RuleChoice("reward", mask)
+    rule = choice.rule()
+    fixed = dict(fixed or {})
+    task = task or task_for(data)
+    fitted, held = split_animals(data.n_animals, hold_out)
+    problem = ChoiceFit(data, rule, fixed, task, fitted, seed, l1)
+    settings = {"task": "choices", "hold_out": hold_out, "l1": l1, "model_task": asdict(task)}
+    outcome, out = _search(problem, rule, choice, fixed, settings, data, population_size, max_generations, seed, out,
+                           resume, comm, progress, restarts)
+    if outcome is None:
+        return None
+    theta = np.asarray(outcome.best_theta)
+    ll_fit = problem.log_likelihoods(theta, fitted)
+    ll_held = problem.log_likelihoods(theta, held) if held else np.zeros(0)
+    intervals, draws = _intervals(problem, rule, out, theta, n_bootstrap, seed)
+    per_trial = data.n_trials * LN2
+    result = ChoiceFitResult(
+        rule="reward", mask=mask, names=list(rule.names), coefficients=dict(zip(rule.names, map(float, theta))),
+        intervals=intervals, fixed=fixed, fit_animals=fitted, held_out_animals=held,
+        ll_fit_bits=float(ll_fit.sum() / (len(fitted) * per_trial)),
+        ll_held_out_bits=float(ll_held.sum() / (len(held) * per_trial)) if held else math.nan,
+        ll_held_out_per_animal=(ll_held / per_trial).tolist(), stop=outcome.stop, bootstrap=draws)
+    (Path(out) / "fit.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
+    return result
+
+
+def task_for(data: Behaviour, **overrides) -> ChoiceTask:
+    """The default task network with the data's block structure (equal blocks, in order)."""
+    n_blocks = int(data.blocks.max()) + 1
+    per_block = data.n_trials // n_blocks
+    if data.n_trials % n_blocks or np.any(data.blocks != np.repeat(np.arange(n_blocks), per_block)):
+        raise ValueError("the data's blocks must be equal runs of trials, block 0 first")
+    blocks = tuple(map(tuple, data.p_reward)) if data.p_reward is not None else ((0.5, 0.5),) * n_blocks
+    return ChoiceTask(blocks=blocks, trials_per_block=per_block, **overrides)
+
+
+def _intervals(problem: ChoiceFit, rule: Rule, out, theta: np.ndarray, n_bootstrap: int, seed: int):
+    """A bootstrap over the fitted animals on quadratic surfaces of each animal's log-likelihood
+    (:mod:`nestplast.surface`), fitted to the simulated candidates nearest the best."""
+    from .surface import ResponseSurface, bootstrap_minima, n_quadratic_terms
+
+    nan = {n: (math.nan, math.nan) for n in rule.names}
+    n_fit = len(problem.animals)
+    if n_bootstrap == 0 or n_fit < 2:
+        return nan, []
+    thetas, lls = [], []
+    for folder in [Path(out), *sorted(Path(out).glob("restart-*"))]:
+        store = RunStore.open(folder, read_only=True)
+        try:
+            for e in store.evaluations(status="ok"):
+                thetas.append(e.theta)
+                lls.append(e.metrics["ll"])
+        finally:
+            store.close()
+    thetas, lls = np.asarray(thetas, dtype=float), np.asarray(lls, dtype=float)[:, :, None]
+    need = n_quadratic_terms(theta.size)
+    if len(thetas) <= need:
+        return nan, []
+    losses = np.array([problem.weighted(ll, np.ones(n_fit), t) for ll, t in zip(lls, thetas)])
+    nearest = np.argsort(losses)[:max(3 * need, 30)]
+    surface = ResponseSurface.fit(thetas[nearest], lls[nearest], best=theta,
+                                  bounds=[(p.low, p.high) for p in rule.parameters])
+    draws = bootstrap_minima(surface, problem.weighted, n_draws=n_bootstrap, n_segments=n_fit,
+                             fitted=np.ones(n_fit, dtype=bool), seed=seed)
+    intervals = {n: (min(float(np.percentile(draws[:, i], 2.5)), float(theta[i])),
+                     max(float(np.percentile(draws[:, i], 97.5)), float(theta[i]))) for i, n in enumerate(rule.names)}
+    return intervals, draws.tolist()
+
+
+def compare(with_term: ChoiceFitResult, without: ChoiceFitResult, n_bootstrap: int = 2000,
+            seed: int = 1) -> dict[str, float]:
+    """How much better ``with_term`` predicts the held-out animals than ``without`` (the same
+    held-out animals): mean difference of the log-likelihood per trial (bits) and its 95 %
+    interval from a paired bootstrap over the held-out animals."""
+    a, b = np.asarray(with_term.ll_held_out_per_animal), np.asarray(without.ll_held_out_per_animal)
+    if a.size == 0 or a.size != b.size:
+        raise ValueError("both fits need the same held-out animals")
+    diff = a - b
+    rng = np.random.default_rng(seed)
+    means = diff[rng.integers(0, diff.size, (n_bootstrap, diff.size))].mean(axis=1)
+    return {"bits_per_trial": float(diff.mean()), "low": float(np.percentile(means, 2.5)),
+            "high": float(np.percentile(means, 97.5)), "animals": int(diff.size)}
+
+
+def generate(params: Mapping[str, float], *, mask: str = "pre:010,forget", n_animals: int = 20,
+             task: ChoiceTask | None = None, seed: int = 1, description: str = "") -> Behaviour:
+    """Synthetic behaviour: ``n_animals`` model animals (seeds from ``seed``; other input
+    realisations than any fit's) learning the task with the ``reward`` rule at ``params``."""
+    task = task or ChoiceTask()
+    rule = RuleChoice("reward", mask).rule()
+    seeds = [int(np.random.SeedSequence([seed, 1000 + a]).generate_state(1)[0]) for a in range(n_animals)]
+    searched = {k: v for k, v in params.items() if k in rule.names}
+    session = run_animals(rule, rule.synapse_params(searched, **{k: v for k, v in params.items() if k not in searched}),
+                          task, seeds, choice_seed=seed)
+    return Behaviour(session.choices, session.rewards, session.blocks, np.asarray(task.blocks, dtype=float),
+                     description or f"synthetic: reward rule {mask} at {dict(params)}, {n_animals} animals, seed {seed}")

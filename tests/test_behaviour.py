@@ -1,0 +1,152 @@
+"""Inference from behaviour: the behaviour file format, the three-factor rule in NEST against
+its analytic updates, the two-choice task, and a 2-coefficient rule recovered from the choices of
+simulated animals."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from nestplast import behaviour, infer_choices
+from nestplast.behaviour import BehaviourError
+from nestplast.choice_task import ChoiceTask, log_likelihood, reward_signal
+from nestplast.rules import get_rule
+
+MASK = "pre:010,forget"
+TRUE = {"th_pre_010": 1.0, "forget": 0.1, "eta": 5.0}
+
+
+def valid_arrays(n_animals=2, n_trials=6):
+    rng = np.random.default_rng(0)
+    return {"animal": np.repeat(np.arange(n_animals), n_trials), "trial": np.tile(np.arange(n_trials), n_animals),
+            "block": np.tile(np.repeat([0, 1], n_trials // 2), n_animals),
+            "offered": np.tile([0, 1], (n_animals * n_trials, 1)),
+            "choice": rng.integers(0, 2, n_animals * n_trials), "reward": rng.integers(0, 2, n_animals * n_trials),
+            "p_reward": np.array([[0.2, 0.8], [0.9, 0.1]])}
+
+
+def test_behaviour_files_round_trip(tmp_path):
+    values = valid_arrays()
+    data = behaviour.validate(values)
+    behaviour.save(data, tmp_path / "b.npz")
+    again = behaviour.load(tmp_path / "b.npz")
+    np.testing.assert_array_equal(again.choices, values["choice"].reshape(2, 6))
+    np.testing.assert_array_equal(again.blocks, [0, 0, 0, 1, 1, 1])
+    np.testing.assert_array_equal(again.p_reward, values["p_reward"])
+
+
+@pytest.mark.parametrize("field, change, message", [
+    ("choice", None, "choice: missing"),
+    ("choice", lambda v: v.astype(float) + np.r_[np.nan, np.zeros(len(v) - 1)], "choice: NaN or infinite at row 0"),
+    ("choice", lambda v: np.r_[2, v[1:]], "choice: expected 0 or 1, got 2 at row 0"),
+    ("reward", lambda v: v[:-1], "reward: 11 rows, but animal has 12"),
+    ("offered", lambda v: np.r_[[[0, 0]], v[1:]], "offered: expected the odours 0 and 1"),
+    ("animal", lambda v: v[::-1].copy(), "animal: animals must be numbered"),
+    ("trial", lambda v: np.r_[v[1:], v[:1]], "trial: expected 0 .. 5"),
+    ("block", lambda v: np.r_[v[:6], 1 - v[6:]], "block: every animal must see the same blocks"),
+    ("offered", lambda v: v[:, 0], "offered: expected shape (n, 2)"),
+    ("p_reward", lambda v: v[:1], "p_reward: expected shape (blocks, 2)"),
+    ("choice", lambda v: v.astype(float) + 0.5, "choice: expected whole numbers"),
+])
+def test_malformed_behaviour_is_rejected_naming_the_field(tmp_path, field, change, message):
+    values = valid_arrays()
+    if change is None:
+        values.pop(field)
+    else:
+        values[field] = change(values[field])
+    np.savez(tmp_path / "bad.npz", **values)
+    with pytest.raises(BehaviourError, match=message.replace("(", r"\(").replace(")", r"\)")) as err:
+        behaviour.load(tmp_path / "bad.npz")
+    assert str(tmp_path / "bad.npz") in str(err.value)
+
+
+def test_reward_signal_and_likelihood_by_hand():
+    rewards = np.array([[1, 0, 1, 1], [0, 0, 0, 1]], dtype=float)
+    np.testing.assert_allclose(reward_signal(rewards, 0, 10), [1.0, 0.0])  # nothing expected yet
+    np.testing.assert_allclose(reward_signal(rewards, 3, 2), [1 - 0.5, 1 - 0.0])  # the mean of the last two
+    p = np.array([[0.9, 0.2]])
+    assert log_likelihood(p, np.array([[0, 1]]))[0] == pytest.approx(np.log(0.9) + np.log(0.8))
+
+
+def test_comparison_is_a_paired_difference_over_held_out_animals():
+    def result(per_animal):
+        return infer_choices.ChoiceFitResult("reward", MASK, [], {}, {}, {}, [], [0, 1, 2], -1.0, -1.0,
+                                             ll_held_out_per_animal=per_animal)
+    c = infer_choices.compare(result([-0.9, -0.8, -0.85]), result([-1.0, -0.9, -0.9]))
+    assert c["bits_per_trial"] == pytest.approx(np.mean([0.1, 0.1, 0.05]))
+    assert c["low"] >= 0.05 - 1e-12 and c["high"] <= 0.1 + 1e-12 and c["animals"] == 3
+
+
+@pytest.fixture(scope="module")
+def reward_module():
+    from nestplast.build import build
+
+    return build(get_rule("reward", MASK), "iaf_psc_exp")
+
+
+@pytest.mark.nest
+def test_the_reward_rule_in_nest_equals_its_update_and_forgetting(nest, reward_module):
+    """One synapse, presynaptic spikes at known times: |w| decays as exp(-forget t) between them
+    and jumps by eta th R at each (R set between spikes as a common property of the model)."""
+    from nestplast.kernel import install
+
+    eta, th, forget, w0 = 1.0, 2.0, 0.5, 10.0
+    nest.ResetKernel()
+    install(reward_module)
+    spikes = [10.0, 1010.0, 1510.0]
+    pre = nest.Create("spike_generator", params={"spike_times": spikes})
+    parrot = nest.Create("parrot_neuron")
+    nest.Connect(pre, parrot)
+    post = nest.Create(reward_module.neuron_model)
+    nest.CopyModel(reward_module.synapse_model, "rw", {"eta": eta, "th_pre_010": th, "forget": forget, "Wmax": 100.0})
+    nest.Connect(parrot, post, syn_spec={"synapse_model": "rw", "weight": w0, "delay": 1.0})
+    connection = nest.GetConnections(synapse_model="rw")
+    arrivals = np.array(spikes) + 1.0  # the parrot's spikes; NEST updates a synapse at its presynaptic spike time
+    expected, t_last = w0, 0.0
+    for k, signal in enumerate((0.0, 1.5, -0.5)):
+        nest.SetDefaults("rw", {"R": signal})
+        nest.Simulate(arrivals[k] + 5.0 - nest.biological_time)  # past the spike's arrival
+        expected = expected * np.exp(-forget * (arrivals[k] - t_last) / 1000.0) + eta * th * signal
+        t_last = arrivals[k]
+        assert connection.get("weight") == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.nest
+def test_the_task_learns_and_replays(reward_module):
+    """Animals with the rule learn to prefer the better odour of each block; replaying their
+    choices and rewards gives probabilities under which those choices are likelier than chance."""
+    from nestplast.choice_task import run_animals
+
+    rule = get_rule("reward", MASK)
+    task = ChoiceTask(trials_per_block=40)
+    params = rule.synapse_params({"th_pre_010": 1.0, "forget": 0.0}, eta=5.0)
+    learnt = run_animals(rule, params, task, seeds=range(6), choice_seed=2)
+    first = learnt.choices[:, 10:40].mean()  # block 0 rewards odour 1 (0.8)
+    second = learnt.choices[:, 50:80].mean()  # block 1 rewards odour 0 (0.9)
+    assert first > 0.6 and second < 0.45, (first, second)
+    replayed = run_animals(rule, params, task, seeds=range(6), choices=learnt.choices, rewards=learnt.rewards)
+    assert log_likelihood(replayed.p_choose_0, learnt.choices).mean() / task.n_trials > np.log(0.5)
+    still = run_animals(rule, rule.synapse_params({"th_pre_010": 0.0, "forget": 0.0}, eta=5.0), task, seeds=range(6),
+                        choice_seed=2)
+    assert abs(still.choices.mean() - 0.5) < 0.1, "without learning the animals choose at chance"
+
+
+@pytest.mark.nest
+@pytest.mark.slow
+def test_a_two_coefficient_rule_is_recovered_from_choices(tmp_path, reward_module):
+    task = ChoiceTask(trials_per_block=40)
+    data = infer_choices.generate(TRUE, mask=MASK, n_animals=12, task=task, seed=3)
+    behaviour.save(data, tmp_path / "choices.npz")
+    out = subprocess.run([sys.executable, "-m", "nestplast", "infer", str(tmp_path / "choices.npz"), "--task", "choices",
+                          "--fixed", "eta=5", "--max-generations", "10", "--out", str(tmp_path / "run"), "--json"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    fit = json.loads(out.stdout)["fit"]
+    for name in ("th_pre_010", "forget"):
+        low, high = fit["intervals"][name]
+        assert low <= TRUE[name] <= high, (name, fit["coefficients"], fit["intervals"])
+        assert fit["coefficients"][name] > 0, "the sign of each term"
+    assert fit["ll_held_out_bits"] > -1.0, "the held-out animals' choices are predicted better than by chance"
+    assert (tmp_path / "run" / "choices.png").stat().st_size > 1000
