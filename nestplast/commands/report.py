@@ -85,6 +85,10 @@ def _report_fit(args) -> int:
         interval = fit["intervals"][name]
         shown = "-" if interval is None else f"[{interval[0]:.4g}, {interval[1]:.4g}]"
         print(f"  {name:<14} {fit['coefficients'][name]:>10.4g}   {shown}")
+    if "ll_held_out_bits" in fit:  # a fit to behaviour
+        print(f"log-likelihood per trial: {fit['ll_fit_bits']:.4f} bits on {len(fit['fit_animals'])} fitted animals, "
+              f"{fit['ll_held_out_bits']} bits on {len(fit['held_out_animals'])} held out; plots in {args.run_dir}")
+        return 0
     activity = fit.get("r2_activity_held_out")
     print(f"held-out R^2 of the weights {fit['r2_held_out']}"
           + ("" if activity is None else f", of the binned postsynaptic counts {activity}")
