@@ -348,22 +348,8 @@ def _closed_intervals(problem, rule: Rule, out, theta: np.ndarray, n_bootstrap: 
     """95 % intervals of the closed-loop fit: a bootstrap over the fitted segments, each draw
     minimised on quadratic surfaces of the segment errors (:mod:`nestplast.surface`) fitted to the
     simulated candidates nearest the best in loss; no further simulation."""
-    from .surface import ResponseSurface, bootstrap_minima, n_quadratic_terms
+    from .surface import surface_intervals
 
-    nan = {n: (math.nan, math.nan) for n in rule.names}
-    fitted = ~problem.held
-    if n_bootstrap == 0 or fitted.sum() < 2:
-        return nan, []
     thetas, errors = simulated_candidates(problem, out)
-    need = n_quadratic_terms(theta.size)
-    if len(thetas) <= need:
-        return nan, []
-    losses = np.array([problem.weighted(e, fitted, t) for e, t in zip(errors, thetas)])
-    nearest = np.argsort(losses)[:max(3 * need, 30)]
-    surface = ResponseSurface.fit(thetas[nearest], errors[nearest], best=theta,
-                                  bounds=[(p.low, p.high) for p in rule.parameters])
-    draws = bootstrap_minima(surface, problem.weighted, n_draws=n_bootstrap, n_segments=problem.n_segments,
-                             fitted=fitted, seed=seed)
-    intervals = {n: (min(float(np.percentile(draws[:, i], 2.5)), float(theta[i])),
-                     max(float(np.percentile(draws[:, i], 97.5)), float(theta[i]))) for i, n in enumerate(rule.names)}
-    return intervals, draws.tolist()
+    return surface_intervals(rule.names, [(p.low, p.high) for p in rule.parameters], theta, thetas, errors,
+                             problem.weighted, n_draws=n_bootstrap, fitted=~problem.held, seed=seed)

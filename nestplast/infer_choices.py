@@ -176,12 +176,8 @@ def task_for(data: Behaviour, **overrides) -> ChoiceTask:
 def _intervals(problem: ChoiceFit, rule: Rule, out, theta: np.ndarray, n_bootstrap: int, seed: int):
     """A bootstrap over the fitted animals on quadratic surfaces of each animal's log-likelihood
     (:mod:`nestplast.surface`), fitted to the simulated candidates nearest the best."""
-    from .surface import ResponseSurface, bootstrap_minima, n_quadratic_terms
+    from .surface import surface_intervals
 
-    nan = {n: (math.nan, math.nan) for n in rule.names}
-    n_fit = len(problem.animals)
-    if n_bootstrap == 0 or n_fit < 2:
-        return nan, []
     thetas, lls = [], []
     for folder in [Path(out), *sorted(Path(out).glob("restart-*"))]:
         store = RunStore.open(folder, read_only=True)
@@ -191,19 +187,10 @@ def _intervals(problem: ChoiceFit, rule: Rule, out, theta: np.ndarray, n_bootstr
                 lls.append(e.metrics["ll"])
         finally:
             store.close()
-    thetas, lls = np.asarray(thetas, dtype=float), np.asarray(lls, dtype=float)[:, :, None]
-    need = n_quadratic_terms(theta.size)
-    if len(thetas) <= need:
-        return nan, []
-    losses = np.array([problem.weighted(ll, np.ones(n_fit), t) for ll, t in zip(lls, thetas)])
-    nearest = np.argsort(losses)[:max(3 * need, 30)]
-    surface = ResponseSurface.fit(thetas[nearest], lls[nearest], best=theta,
-                                  bounds=[(p.low, p.high) for p in rule.parameters])
-    draws = bootstrap_minima(surface, problem.weighted, n_draws=n_bootstrap, n_segments=n_fit,
-                             fitted=np.ones(n_fit, dtype=bool), seed=seed)
-    intervals = {n: (min(float(np.percentile(draws[:, i], 2.5)), float(theta[i])),
-                     max(float(np.percentile(draws[:, i], 97.5)), float(theta[i]))) for i, n in enumerate(rule.names)}
-    return intervals, draws.tolist()
+    return surface_intervals(rule.names, [(p.low, p.high) for p in rule.parameters], theta,
+                             np.asarray(thetas, dtype=float).reshape(len(thetas), -1),
+                             np.asarray(lls, dtype=float).reshape(len(lls), -1, 1), problem.weighted,
+                             n_draws=n_bootstrap, fitted=np.ones(len(problem.animals), dtype=bool), seed=seed)
 
 
 def compare(with_term: ChoiceFitResult, without: ChoiceFitResult, n_bootstrap: int = 2000,

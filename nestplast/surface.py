@@ -85,3 +85,23 @@ def bootstrap_minima(surface: ResponseSurface, loss: Callable[[np.ndarray, np.nd
         found = minimize(lambda t, c=counts: loss(surface(t), c, t), start, method="L-BFGS-B", bounds=surface.box)
         minima.append(found.x)
     return np.asarray(minima).reshape(n_draws, start.size)
+
+
+def surface_intervals(names: Sequence[str], bounds: Sequence[tuple[float, float]], theta: Sequence[float],
+                      thetas: np.ndarray, errors: np.ndarray, loss: Callable[[np.ndarray, np.ndarray, np.ndarray], float],
+                      *, n_draws: int, fitted: np.ndarray, seed: int) -> tuple[dict[str, tuple[float, float]], list]:
+    """95 % intervals around the estimate ``theta`` from the simulated candidates ``thetas`` with
+    their per-segment ``errors``: surfaces fitted to those nearest the best in ``loss`` (all
+    fitted segments counted once), then :func:`bootstrap_minima`; each interval widened to hold
+    the estimate. NaN intervals (and no draws) where there are too few candidates."""
+    theta = np.asarray(theta, dtype=float)
+    need = n_quadratic_terms(theta.size)
+    if n_draws == 0 or fitted.sum() < 2 or len(thetas) <= need:
+        return {n: (np.nan, np.nan) for n in names}, []
+    losses = np.array([loss(e, fitted, t) for e, t in zip(errors, thetas)])
+    nearest = np.argsort(losses)[:max(3 * need, 30)]
+    surface = ResponseSurface.fit(thetas[nearest], errors[nearest], best=theta, bounds=bounds)
+    draws = bootstrap_minima(surface, loss, n_draws=n_draws, n_segments=len(fitted), fitted=fitted, seed=seed)
+    intervals = {n: (min(float(np.percentile(draws[:, i], 2.5)), float(theta[i])),
+                     max(float(np.percentile(draws[:, i], 97.5)), float(theta[i]))) for i, n in enumerate(names)}
+    return intervals, draws.tolist()

@@ -91,10 +91,29 @@ def summary_text(fit) -> str:
     return "\n".join(lines)
 
 
-def _infer(argv: Sequence[str] | None) -> int:
-    from .. import infer
+def _run_dir(args) -> tuple[Path, object, int]:
+    """The run directory (checked on rank 0 unless resuming), MPI's communicator and this rank."""
     from ..analysis import check_output_directory
     from ..parallel import world
+
+    out = args.out or Path("runs") / f"infer-{args.data.stem}"
+    comm = world()
+    rank = 0 if comm is None else comm.Get_rank()
+    if not args.resume and rank == 0:
+        check_output_directory(out)
+        if (out / "results.sqlite").exists():
+            raise UsageError(f"{out} already holds a run; continue it with --resume, or choose another --out")
+    return out, comm, rank
+
+
+def _check_counts(checks) -> None:
+    for flag, value, low in checks:
+        if value < low:
+            raise UsageError(f"{flag}: expected an integer >= {low}, got {value}")
+
+
+def _infer(argv: Sequence[str] | None) -> int:
+    from .. import infer
     from ..recording import load
 
     args = parser().parse_args(argv)
@@ -103,12 +122,10 @@ def _infer(argv: Sequence[str] | None) -> int:
     args.rule = args.rule or "taylor"
     args.hold_out = 5 if args.hold_out is None else args.hold_out
     args.max_generations = 60 if args.max_generations is None else args.max_generations
-    for flag, value, low in (("--segments", args.segments, 1), ("--max-generations", args.max_generations, 1),
-                             ("--population-size", args.population_size, 2), ("--bootstrap", args.bootstrap, 0),
-                             ("--hold-out", args.hold_out, 0), ("--seed", args.seed, 0),
-                             ("--restarts", args.restarts, 0), ("--trials", args.trials, 1)):
-        if value < low:
-            raise UsageError(f"{flag}: expected an integer >= {low}, got {value}")
+    _check_counts((("--segments", args.segments, 1), ("--max-generations", args.max_generations, 1),
+                   ("--population-size", args.population_size, 2), ("--bootstrap", args.bootstrap, 0),
+                   ("--hold-out", args.hold_out, 0), ("--seed", args.seed, 0), ("--restarts", args.restarts, 0),
+                   ("--trials", args.trials, 1)))
     recording = load(args.data)
     choice = infer.RuleChoice(args.rule, args.mask)
     rule = choice.rule()
@@ -117,13 +134,7 @@ def _infer(argv: Sequence[str] | None) -> int:
     if unknown:
         raise UsageError(f"--fixed: {', '.join(unknown)} not fixed settings of rule {rule.name!r} "
                          f"(those are: {', '.join(rule.fixable)})")
-    out = args.out or Path("runs") / f"infer-{args.data.stem}"
-    comm = world()
-    rank = 0 if comm is None else comm.Get_rank()
-    if not args.resume and rank == 0:
-        check_output_directory(out)
-        if (out / "results.sqlite").exists():
-            raise UsageError(f"{out} already holds a run; continue it with --resume, or choose another --out")
+    out, comm, rank = _run_dir(args)
     background = None
     if args.mode == "closed":
         from ..closed_loop import Background
@@ -168,19 +179,15 @@ def _infer(argv: Sequence[str] | None) -> int:
 
 def _infer_choices(args) -> int:
     from .. import infer_choices
-    from ..analysis import check_output_directory
     from ..behaviour import load
-    from ..parallel import world
 
     if args.rule not in (None, "reward"):
         raise UsageError(f"--task choices fits the three-factor rule 'reward', not {args.rule!r}")
     hold_out = 4 if args.hold_out is None else args.hold_out
     generations = 25 if args.max_generations is None else args.max_generations
-    for flag, value, low in (("--max-generations", generations, 1), ("--population-size", args.population_size, 2),
-                             ("--bootstrap", args.bootstrap, 0), ("--hold-out", hold_out, 0), ("--seed", args.seed, 0),
-                             ("--restarts", args.restarts, 0)):
-        if value < low:
-            raise UsageError(f"{flag}: expected an integer >= {low}, got {value}")
+    _check_counts((("--max-generations", generations, 1), ("--population-size", args.population_size, 2),
+                   ("--bootstrap", args.bootstrap, 0), ("--hold-out", hold_out, 0), ("--seed", args.seed, 0),
+                   ("--restarts", args.restarts, 0)))
     data = load(args.data)
     masks = [args.mask or "pre:010,forget"] + ([args.compare] if args.compare else [])
     fixed = parse_fixed(args.fixed)
@@ -199,13 +206,7 @@ def _infer_choices(args) -> int:
         task = infer_choices.task_for(data)
     except ValueError as err:
         raise UsageError(f"{args.data}: {err}") from None
-    out = args.out or Path("runs") / f"infer-{args.data.stem}"
-    comm = world()
-    rank = 0 if comm is None else comm.Get_rank()
-    if not args.resume and rank == 0:
-        check_output_directory(out)
-        if (out / "results.sqlite").exists():
-            raise UsageError(f"{out} already holds a run; continue it with --resume, or choose another --out")
+    out, comm, rank = _run_dir(args)
     say = None if args.json or rank != 0 else (lambda line: print(line, flush=True))
     fits = []
     for k, mask in enumerate(masks):
