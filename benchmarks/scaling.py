@@ -1,0 +1,236 @@
+"""Population mode on many ranks: the work queue's model (nestplast.queue_model) validated against
+measured runs, its predictions at 8 to 1024 ranks, and a sizing table.
+
+1. Measured: a search of the default experiment on 1 and on 2 ranks (``mpiexec -n 2``), the same
+   seed and generations (or ``--one RUN_DIR --two RUN_DIR`` from earlier runs).
+2. Validation:
+   - the model fed with the 2-rank run's own evaluation times against its measured loop time (the
+     queue alone: dispatch, rank 0's share, the generation barrier);
+   - the model fed with the 1-rank run's times: predicted vs measured parallel efficiency; the
+     difference is each evaluation being slower on 2 ranks (cores shared with the other rank and,
+     on a shared machine, with other jobs), which the model leaves out, printed beside it;
+   - the real queue (nestplast.parallel under mpiexec) with busy-waiting tasks of one measured
+     generation's times (scaled by ``--scale``): measured vs modelled time and rank of every task.
+3. Predicted efficiency at 1, 2, 8, 64, 256 and 1024 ranks, for the default experiment (its
+   measured generations: (8 + mean) x 2 trials = 18 tasks) and the reference experiment
+   (``spikes_reference``: (10 + mean) x 10 trials = 110 tasks, times drawn from the default run's,
+   i.e. the same share of early aborts and the same spread relative to a full evaluation: its own
+   cannot be measured on this machine); for parallel.py as it is, as it was before the queue
+   model (every worker filled to two in turn, rank 0 evaluating whenever it had looked at the
+   results), a dedicated rank 0, and an oracle that hands out the longest task first.
+4. A sizing table: population size and trials per candidate that fill a number of ranks.
+
+Efficiency = time evaluating / (ranks x time): the share of the ranks' time spent evaluating;
+measured, rate(2) / (2 x rate(1)) as in benchmarks/search_throughput.py.
+
+    .venv/bin/python benchmarks/scaling.py [--generations 4] [--one RUN --two RUN] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from nestplast.queue_model import (
+    MeasuredRun,
+    longest_first,
+    measured_efficiency,
+    overheads,
+    read_run,
+    sample_generations,
+    schedule_generation,
+    schedule_run,
+)
+from nestplast.store import RunStore
+from nestplast.tasks import Evaluation
+
+RANKS = (1, 2, 8, 64, 256, 1024)
+POLICIES = {  # name -> schedule options
+    "now": {},
+    "before": {"root": "always", "breadth_first": False},
+    "dedicated 0": {"root": "never"},
+    "longest 1st": {"order": "longest"},
+}
+
+# Run under mpiexec by validate_queue(): the real work queue with busy-waiting tasks.
+QUEUE_SCRIPT = """
+import json, sys, time
+from mpi4py import MPI
+from nestplast.parallel import Transport
+seconds = json.loads(sys.argv[1])
+def evaluate(i):
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds[i]:
+        pass
+    return (i, MPI.COMM_WORLD.Get_rank())
+transport = Transport(MPI.COMM_WORLD)
+if transport.is_worker:
+    transport.serve(evaluate)
+else:
+    start = time.perf_counter()
+    results = transport.map(list(range(len(seconds))), evaluate, lambda result: None)
+    print(json.dumps({"seconds": time.perf_counter() - start, "ranks": [r for _, r in results]}))
+    transport.close()
+"""
+
+
+def load() -> str:
+    return f"load {os.getloadavg()[0]:.2f}"
+
+
+def run_search(ranks: int, generations: int, out: Path, mpiexec: str) -> float:
+    cmd = [sys.executable, "-m", "nestplast.search", "--out", str(out), "--seed", "1",
+           "--max-generations", str(generations), "--quiet"]
+    if ranks > 1:
+        cmd = [mpiexec, "-n", str(ranks)] + cmd
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
+    return time.perf_counter() - start
+
+
+def record_cost(run: MeasuredRun, n: int = 100) -> float:
+    """Seconds rank 0 takes to record one result in a run store (SQLite, synchronous=FULL)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        store = RunStore.create(Path(tmp) / "run", experiment={}, seed=1)
+        start = time.perf_counter()
+        for k in range(n):
+            store.record_evaluation(Evaluation(0, k, 0, [0.1] * 3, 7, metrics={"rate_trace": [1.0] * 10}, loss=1.0))
+        cost = (time.perf_counter() - start) / n
+        store.close()
+    return cost
+
+
+def schedule(generations: list[list[float]], ranks: int, overhead: float, result_s: float, order: str = "given",
+             **options):
+    if order == "longest":
+        generations = [longest_first(g) for g in generations]
+    return schedule_run(generations, ranks, generation_s=overhead, result_s=result_s, **options)
+
+
+def validate_queue(seconds: list[float], ranks: int, mpiexec: str) -> tuple[float, list[int]]:
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / "queue.py"
+        script.write_text(QUEUE_SCRIPT)
+        proc = subprocess.run([mpiexec, "-n", str(ranks), sys.executable, str(script), json.dumps(seconds)],
+                              capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        raise SystemExit(f"queue check on {ranks} ranks failed:\n{proc.stderr[-3000:]}")
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    return out["seconds"], out["ranks"]
+
+
+def sizing_rows(pool: list[float], ranks: int, trials: int, generations: int, seed: int) -> list[tuple]:
+    """Populations (besides the mean) whose tasks fill ``ranks`` ranks in k = 1, 2, 4 waves, and
+    the reference's 10: (population, tasks per generation, efficiency, generation time in units
+    of the longest task)."""
+    populations = sorted({max(2, math.ceil(k * ranks / trials) - 1) for k in (1, 2, 4)} | {10})
+    rows = []
+    for population in populations:
+        tasks = (population + 1) * trials
+        gens = sample_generations(pool, tasks, generations, seed)
+        s = schedule_run(gens, ranks)
+        rows.append((population, tasks, s.efficiency, s.makespan_s / generations / max(pool)))
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--generations", type=int, default=4)
+    parser.add_argument("--one", type=Path, help="an existing 1-rank run of the default experiment")
+    parser.add_argument("--two", type=Path, help="an existing 2-rank run of the same search")
+    parser.add_argument("--scale", type=float, default=0.5, help="time scale of the real-queue check's tasks")
+    parser.add_argument("--samples", type=int, default=40, help="generations drawn for the reference and sizing")
+    parser.add_argument("--mpiexec", default=str(Path(sys.executable).parent / "mpiexec"))
+    parser.add_argument("--keep", type=Path, default=None, help="keep the run directories under this folder")
+    args = parser.parse_args()
+
+    print(f"scaling of the population mode; {os.cpu_count()} CPUs (shared machine: timings are noisy); {load()}")
+    base = args.keep or Path(tempfile.mkdtemp(prefix="nestplast-scaling-"))
+    base.mkdir(parents=True, exist_ok=True)
+    try:
+        dirs = {1: args.one, 2: args.two}
+        for ranks in (1, 2):
+            if dirs[ranks] is None:
+                dirs[ranks] = base / f"r{ranks}"
+                shutil.rmtree(dirs[ranks], ignore_errors=True)
+                wall = run_search(ranks, args.generations, dirs[ranks], args.mpiexec)
+                print(f"  measured: default experiment, {args.generations} generations on {ranks} rank(s): command "
+                      f"{wall:.1f} s; {load()}", flush=True)
+        one, two = read_run(dirs[1]), read_run(dirs[2])
+    finally:
+        if args.keep is None:
+            shutil.rmtree(base, ignore_errors=True)
+    if one.ranks != 1 or two.ranks != 2:
+        raise SystemExit("--one must be a 1-rank run and --two a 2-rank run")
+
+    overhead, result_s = overheads(one), record_cost(one)
+    mean1 = statistics.fmean(d for g in one.durations() for d in g)
+    mean2 = statistics.fmean(d for g in two.durations() for d in g)
+    aborted = sum(t.aborted for ts in one.tasks.values() for t in ts) / sum(map(len, one.tasks.values()))
+    print(f"\n1-rank run: {sum(map(len, one.tasks.values()))} evaluations in {len(one.tasks)} generations, "
+          f"{aborted:.0%} aborted early; mean evaluation {mean1:.3f} s (2-rank run: {mean2:.3f} s, x{mean2 / mean1:.2f}); "
+          f"rank 0 between generations {overhead * 1000:.0f} ms, per result recorded {result_s * 1000:.1f} ms")
+
+    print("\nvalidation (loop = first evaluation's start to the last generation's record):")
+    own = schedule(two.durations(), 2, overhead, result_s)
+    print(f"  2 ranks, the model fed with the 2-rank run's own times: loop {own.makespan_s:.2f} s modelled, "
+          f"{two.loop_s():.2f} s measured ({own.makespan_s / two.loop_s() - 1:+.1%})")
+    for g in sorted(two.tasks):
+        modelled = schedule_generation(two.durations()[g], 2, result_s=result_s).makespan_s + overhead
+        print(f"    generation {g}: {modelled:6.2f} s modelled, {two.span_s(g):6.2f} s measured")
+    from_one = schedule(one.durations(), 2, overhead, result_s)
+    predicted = one.loop_s() / (2 * from_one.makespan_s)
+    measured = measured_efficiency(one, two)
+    print(f"  efficiency on 2 ranks: modelled from the 1-rank times {predicted:.2f} (queue only); measured "
+          f"{measured:.2f}; modelled x (1-rank / 2-rank evaluation time = {mean1 / mean2:.2f}) = "
+          f"{predicted * mean1 / mean2:.2f}")
+    gen = max(one.tasks, key=lambda g: sum(one.durations()[g]))
+    seconds = [d * args.scale for d in one.durations()[gen]]
+    for ranks in (2, 3):
+        wall, where = validate_queue(seconds, ranks, args.mpiexec)
+        model = schedule_generation(seconds, ranks)
+        same = sum(a == b for a, b in zip(where, model.assigned))
+        print(f"  real queue (nestplast.parallel), {ranks} ranks, busy-waiting tasks = generation {gen}'s times x "
+              f"{args.scale}: {wall:.2f} s measured, {model.makespan_s:.2f} s modelled; {same}/{len(seconds)} tasks "
+              f"on the modelled rank; {load()}")
+
+    pool = [d for g in one.durations() for d in g]
+    cases = {"default (18 tasks/generation, measured)": one.durations(),
+             "reference (110 tasks/generation, drawn)": sample_generations(pool, 110, args.samples)}
+    print(f"\nmodelled efficiency (with rank 0's measured overheads; {'/'.join(POLICIES)}):")
+    print(f"  {'experiment':42} " + " ".join(f"{r:>26}" for r in RANKS))
+    for name, gens in cases.items():
+        cells = []
+        for r in RANKS:
+            values = [schedule(gens, r, overhead, result_s, **opts).efficiency if r > 1 or not opts.get("root") == "never"
+                      else math.nan for opts in POLICIES.values()]
+            cells.append("/".join(f"{v:.2f}" for v in values))
+        print(f"  {name:42} " + " ".join(f"{c:>26}" for c in cells))
+    print("  (now: nestplast.parallel as it is; before: before the queue model; dedicated 0: rank 0 only hands out; "
+          "longest 1st: now, with an oracle ordering the tasks longest first)")
+
+    print("\nsizing (model; evaluation times drawn from the default run; a generation's time in units of the longest "
+          "evaluation):")
+    print(f"  {'ranks':>5} {'trials':>6} {'population (+ mean)':>20} {'tasks':>6} {'efficiency':>10} "
+          f"{'generation time':>15}")
+    for ranks in (8, 64, 256, 1024):
+        for trials in (2, 10):
+            for population, tasks, eff, gen_time in sizing_rows(pool, ranks, trials, args.samples, seed=1):
+                print(f"  {ranks:>5} {trials:>6} {population:>20} {tasks:>6} {eff:>10.2f} {gen_time:>15.2f}")
+    print(f"\n{load()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
