@@ -328,7 +328,8 @@ LEAKY_SLOPE = 0.01  # leaky ReLU below zero, as in the model-based inference of 
 MLP_EVENTS = ("pre", "post")
 # Every input an MLP rule can read: the traces (fast, and slow for triplet effects), |w|, and the
 # postsynaptic neuron's low-passed voltage and co-dependency traces (nestplast.neurons.POST_INPUTS).
-RULE_INPUTS = ("x_pre", "x_post", "w_abs", "x_pre_slow", "x_post_slow", *POST_INPUTS)
+RULE_INPUTS = ("x_pre", "x_post", "w_abs", "x_pre_slow", "x_post_slow", *POST_INPUTS, "R")
+REWARD_INPUT = "R"  # a third factor: the reward signal, a common property set between trials (nestplast.choice_task)
 SLOW_TRACES = {"x_pre_slow": "tau_pre_slow", "x_post_slow": "tau_post_slow"}
 SLOW_TAU = 100.0  # ms, default of tau_pre_slow and tau_post_slow
 ACTIVATIONS = ("leaky_relu", "sigmoid", "tanh", "linear")
@@ -651,17 +652,18 @@ def mlp_rule(hidden: int = MLP_HIDDEN, *, spec: MLPSpec | None = None, name: str
     traces = ["x_pre", "x_post"] + [t for t in SLOW_TRACES if t in spec.inputs]
     taus = [(t, SLOW_TRACES.get(t, "tau_" + t[2:]), SLOW_TAU if t in SLOW_TRACES else 20.0) for t in traces]
     scales = list(zip(spec.inputs, spec.scales)) if spec.scales is not None else []
+    reward = [(REWARD_INPUT, 0.0)] if REWARD_INPUT in spec.inputs else []  # set by the caller, not searched
     template = jinja2.Template(_read("mlp_synapse.nestml.jinja2"), keep_trailing_newline=True)
     source = template.render(
         synapse=f"{name}_synapse", inputs=spec.inputs, architecture=spec.describe(), frozen=spec.frozen_seed,
         traces=traces, taus=taus, eta_searched=spec.frozen_seed is not None,
-        scales=scales, parameters=[(p.name, p.default) for p in searched],
+        scales=scales, parameters=[(p.name, p.default) for p in searched] + reward,
         post_inputs=[i for i in spec.inputs if i in POST_INPUTS],
         networks={event: spec.nestml(event) for event in MLP_EVENTS})
     fixed = {tau: value for _trace, tau, value in taus}
     if spec.frozen_seed is None:
         fixed["eta"] = 1.0
-    fixed |= {"Wmin": 0.0, "Wmax": 100.0} | {f"scale_{i}": s for i, s in scales}
+    fixed |= {"Wmin": 0.0, "Wmax": 100.0} | {f"scale_{i}": s for i, s in scales} | dict(reward)
     return Rule(
         name=name,
         synapse=f"{name}_synapse",

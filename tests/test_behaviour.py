@@ -150,3 +150,38 @@ def test_a_two_coefficient_rule_is_recovered_from_choices(tmp_path, reward_modul
         assert fit["coefficients"][name] > 0, "the sign of each term"
     assert fit["ll_held_out_bits"] > -1.0, "the held-out animals' choices are predicted better than by chance"
     assert (tmp_path / "run" / "choices.png").stat().st_size > 1000
+
+
+@pytest.mark.nest
+def test_an_mlp_rule_with_the_reward_as_an_input_equals_numpy(nest):
+    """The MLP rule reading the reward signal R (set between spikes, as the task does): each
+    presynaptic spike's change equals the same MLP in numpy on the same inputs."""
+    from nestplast.build import build
+    from nestplast.kernel import install
+
+    rule = get_rule("mlp", inputs=("x_pre", "R", "w_abs"), layers=(4,))
+    module = build(rule, "iaf_psc_exp")
+    theta = np.random.default_rng(3).uniform(-1.0, 1.0, len(rule.names))
+    params = rule.synapse_params(theta, eta=0.5, Wmax=100.0)
+    nest.ResetKernel()
+    install(module)
+    spikes, signals = [10.0, 25.0, 60.0, 200.0], [0.7, -0.3, 1.2, 0.0]
+    pre = nest.Create("spike_generator", params={"spike_times": spikes})
+    parrot = nest.Create("parrot_neuron")
+    nest.Connect(pre, parrot)
+    post = nest.Create(module.neuron_model)
+    nest.CopyModel(module.synapse_model, "mlp_r", params)
+    nest.Connect(parrot, post, syn_spec={"synapse_model": "mlp_r", "weight": 20.0, "delay": 1.0})
+    recorder = nest.Create("spike_recorder")
+    nest.Connect(post, recorder)
+    connection = nest.GetConnections(synapse_model="mlp_r")
+    w, x, t_last = 20.0, 0.0, 0.0
+    for t_spike, signal in zip(np.array(spikes) + 1.0, signals):  # the parrot's spike times
+        nest.SetDefaults("mlp_r", {"R": signal})
+        nest.Simulate(t_spike + 2.0 - nest.biological_time)
+        x *= np.exp(-(t_spike - t_last) / params["tau_pre"])
+        w = float(np.clip(w + rule.weight_change(params, "pre", x, 0.0, w, R=signal), 0.0, 100.0))
+        x, t_last = x + 1.0, t_spike
+        assert connection.get("weight") == pytest.approx(w, rel=1e-9)
+    assert recorder.n_events == 0, "no postsynaptic spike, so no post-network update"
+    assert abs(w - 20.0) > 0.01, "the rule changed the weight"
