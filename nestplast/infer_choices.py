@@ -16,6 +16,7 @@ animal's log-likelihood over the simulated candidates (:mod:`nestplast.surface`)
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -109,15 +110,11 @@ class ChoiceFitResult:
     ll_held_out_per_animal: list[float] = field(default_factory=list)  # bits per trial
     stop: dict = field(default_factory=dict)
     bootstrap: list[list[float]] = field(default_factory=list)
-
-    def nest_params(self) -> dict[str, float]:
-        """The fitted rule's settings for ``nest.CopyModel`` (set ``R`` between trials, and ``Wmax``)."""
-        return RuleChoice(self.rule, self.mask).rule().synapse_params(self.coefficients, **self.fixed)
+    nest_params: dict[str, float] = field(default_factory=dict)  # for nest.CopyModel (set R between trials, Wmax)
 
     def to_json(self) -> dict:
         data = asdict(self)
         data.pop("bootstrap")
-        data["nest_params"] = self.nest_params()
         data["intervals"] = {n: None if any(map(math.isnan, v)) else list(v) for n, v in self.intervals.items()}
         data["ll_held_out_bits"] = None if math.isnan(self.ll_held_out_bits) else self.ll_held_out_bits
         return data
@@ -129,21 +126,24 @@ def split_animals(n_animals: int, hold_out: int) -> tuple[list[int], list[int]]:
     return [a for a in range(n_animals) if a not in held], held
 
 
-def fit(data: Behaviour, mask: str = "pre:010,forget", fixed: Mapping[str, float] | None = None, *,
-        task: ChoiceTask | None = None, hold_out: int = 4, l1: float = 0.0, population_size: int = 8,
-        max_generations: int = 20, n_bootstrap: int = 100, seed: int = 1, out: str | Path | None = None,
-        resume: bool = False, comm=None, progress: Callable[[str], None] | None = None,
+def fit(data: Behaviour, mask: str | None = "pre:010,forget", fixed: Mapping[str, float] | None = None, *,
+        rule: Rule | None = None, task: ChoiceTask | None = None, hold_out: int = 4, l1: float = 0.0,
+        population_size: int = 8, max_generations: int = 20, n_bootstrap: int = 100, seed: int = 1,
+        out: str | Path | None = None, resume: bool = False, comm=None, progress: Callable[[str], None] | None = None,
         restarts: int = 0) -> ChoiceFitResult | None:
-    """Fit the ``reward`` rule with ``mask`` (its other settings ``fixed``) to ``data``; ``task``
-    must describe the data's task (blocks, trials per block) and the model network (default:
-    :class:`~nestplast.choice_task.ChoiceTask` with the data's trials). Rank 0 returns the result."""
-    choice = RuleChoice("reward", mask)
-    rule = choice.rule()
+    """Fit the ``reward`` rule with ``mask`` (or another ``rule`` that reads the reward signal, e.g.
+    ``get_rule("mlp", inputs=("x_pre", "R", "w_abs"))``), its other settings ``fixed``, to ``data``;
+    ``task`` must describe the data's task (blocks, trials per block) and the model network
+    (default: :class:`~nestplast.choice_task.ChoiceTask` with the data's trials). Rank 0 returns
+    the result."""
+    choice = RuleChoice("reward", mask) if rule is None else RuleChoice(rule.name, None)
+    rule = rule or choice.rule()
     fixed = dict(fixed or {})
     task = task or task_for(data)
     fitted, held = split_animals(data.n_animals, hold_out)
     problem = ChoiceFit(data, rule, fixed, task, fitted, seed, l1)
-    settings = {"task": "choices", "hold_out": hold_out, "l1": l1, "model_task": asdict(task)}
+    settings = {"task": "choices", "hold_out": hold_out, "l1": l1, "model_task": asdict(task),
+                "rule_source_sha256": hashlib.sha256(rule.source.encode()).hexdigest()}
     outcome, out = _search(problem, rule, choice, fixed, settings, data, population_size, max_generations, seed, out,
                            resume, comm, progress, restarts)
     if outcome is None:
@@ -154,11 +154,12 @@ def fit(data: Behaviour, mask: str = "pre:010,forget", fixed: Mapping[str, float
     intervals, draws = _intervals(problem, rule, out, theta, n_bootstrap, seed)
     per_trial = data.n_trials * LN2
     result = ChoiceFitResult(
-        rule="reward", mask=mask, names=list(rule.names), coefficients=dict(zip(rule.names, map(float, theta))),
+        rule=rule.name, mask=choice.mask, names=list(rule.names), coefficients=dict(zip(rule.names, map(float, theta))),
         intervals=intervals, fixed=fixed, fit_animals=fitted, held_out_animals=held,
         ll_fit_bits=float(ll_fit.sum() / (len(fitted) * per_trial)),
         ll_held_out_bits=float(ll_held.sum() / (len(held) * per_trial)) if held else math.nan,
-        ll_held_out_per_animal=(ll_held / per_trial).tolist(), stop=outcome.stop, bootstrap=draws)
+        ll_held_out_per_animal=(ll_held / per_trial).tolist(), stop=outcome.stop, bootstrap=draws,
+        nest_params=rule.synapse_params(theta, **fixed))
     (Path(out) / "fit.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
     return result
 
