@@ -6,13 +6,16 @@ store keeps exactly the subset that tighter bounds allow, and bad constraints ar
 import importlib.util
 import math
 import pickle
+import sqlite3
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from nestplast import engine, experiment
 from nestplast.families import candidate_features, candidate_loss
+from nestplast.kernel import nest_has_mpi
 from nestplast.parallel import Transport
 from nestplast.store import RunStore
 from nestplast.strategies import Budget, SearchSpace, make_strategy
@@ -255,37 +258,88 @@ def test_apply_refuses_an_unknown_metric(stored_run, tmp_path, capsys):
 
 # --------------------------------------------------------------------------- on NEST
 
+TINY = """
+name = "tiny-filter"
+[rule]
+plastic = ["IE", "EE"]
+fixed = { eta = 0.01 }
+[network]
+n_e = 40
+n_i = 10
+input_rate = 4000.0
+[trials]
+n = 1
+[objective]
+t_train = 0.5
+t_score = 0.5
+chunk = 0.25
+[filter]
+rounds = 2
+simulations_per_round = 12
+max_epochs = 5
+nuisance_input_rate = [3000.0, 5000.0]
+constraints = { rate_e = [1.0, 80.0], w_blow = [0.0, 0.5] }
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, doublet_module):
+    """Two rounds on a tiny network through the real path (build, Evaluator, store)."""
+    import tomllib
+
+    from nestplast.families import run_filter
+
+    out = tmp_path_factory.mktemp("tiny") / "run"
+    outcome = run_filter(experiment.parse(tomllib.loads(TINY)), out)
+    return outcome, out
+
+
+def rows_of(run_dir):
+    with sqlite3.connect(run_dir / "results.sqlite") as db:
+        return db.execute("SELECT generation, candidate, trial, theta, seed, status, metrics FROM evaluations "
+                          "ORDER BY generation, candidate, trial").fetchall()
+
+
 @needs_sbi
 @pytest.mark.nest
-def test_run_filter_on_nest_stores_a_family_and_rechecks_it(tmp_path, doublet_module, capsys):
-    """Two rounds on a tiny network through the real path (build, Evaluator, store): every
-    simulation recorded with its nuisance input rate, the family read back, re-checked on fresh seeds."""
+def test_run_filter_on_nest_stores_a_family_and_rechecks_it(tiny_run, capsys):
+    """Every simulation recorded with its nuisance input rate, the family read back, re-checked on fresh seeds."""
     from nestplast.commands.filter import main
-    from nestplast.families import family, is_filter_run, recheck, run_filter
+    from nestplast.families import family, is_filter_run, recheck
 
-    exp = experiment.parse({
-        "name": "tiny-filter", "rule": {"plastic": ["IE", "EE"], "fixed": {"eta": 0.01}},
-        "network": {"n_e": 40, "n_i": 10, "p": 0.2, "input_rate": 4000.0, "weights": {"EE": 30.0, "EI": 30.0, "IE": 60.0, "II": 60.0}},
-        "trials": {"n": 1}, "objective": {"t_train": 0.5, "t_score": 0.5, "chunk": 0.25},
-        "filter": {"rounds": 2, "simulations_per_round": 12, "max_epochs": 5, "nuisance_input_rate": [3000.0, 5000.0],
-                   "constraints": {"rate_e": [1.0, 80.0], "w_blow": [0.0, 0.5]}}})
-    out = tmp_path / "run"
-    outcome = run_filter(exp, out)
+    outcome, out = tiny_run
     assert outcome.generations == 2 and outcome.evaluations == 24 and outcome.stop == {"maxiter": 2}
     assert is_filter_run(out)
-    store = RunStore.open(out, read_only=True)
-    rates = [e.metrics["input_rate"] for e in store.evaluations()]
-    store.close()
+    stored = store_seeds(out)
+    rates = [e.metrics["input_rate"] for e in stored]
     assert all(3000.0 <= r <= 5000.0 for r in rates) and len(set(rates)) == 24  # one draw per simulation
     fam = family(out)
     assert [a["simulated"] for a in fam.acceptance] == [12, 12] and len(fam.rows) >= 1
     assert all(1.0 <= r["rate_e"] <= 80.0 and r["w_blow"] <= 0.5 for r in fam.rows)
     checked = recheck(out, n_trials=1, limit=2)
     assert len(checked.passed) == min(2, len(fam.rows))
-    assert all(e.seed not in {s.seed for s in store_seeds(out)} for es in checked.evaluations for e in es)
-    # the command: the family's tables and plots after a run, and the re-check's table
+    assert all(e.seed not in {s.seed for s in stored} for es in checked.evaluations for e in es)
+    # the command: the re-check's table
     assert main([str(out), "--recheck", "1", "--limit", "1", "--quiet"]) == 0
     assert "pass again" in capsys.readouterr().out and (out / "recheck.csv").is_file()
+
+
+@needs_sbi
+@pytest.mark.nest
+@pytest.mark.mpi
+@pytest.mark.skipif(nest_has_mpi(), reason="population mode needs the PyPI NEST (no MPI inside)")
+def test_two_ranks_filter_as_one_rank_does(tiny_run, tmp_path):
+    import subprocess
+
+    _, serial = tiny_run
+    (tmp_path / "tiny.toml").write_text(TINY)
+    command = [str(Path(sys.executable).parent / "mpiexec"), "-n", "2", sys.executable, "-m", "nestplast", "filter",
+               str(tmp_path / "tiny.toml"), "--out", str(tmp_path / "run"), "--quiet", "--no-plots"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert rows_of(tmp_path / "run") == rows_of(serial)  # the flow's proposals and every simulation
+    with sqlite3.connect(tmp_path / "run" / "results.sqlite") as db:
+        assert {r[0] for r in db.execute("SELECT rank FROM evaluations")} == {0, 1}, "both ranks simulated"
 
 
 def store_seeds(run_dir):
