@@ -38,9 +38,9 @@ import numpy as np
 from . import engine
 from .engine import Outcome
 from .evaluate import Evaluator
-from .experiment import Experiment, parse
+from .experiment import Experiment, ExperimentError, parse
 from .networks import draw_trials
-from .objectives import aggregate_trials
+from .objectives import aggregate_trials, interval_penalty
 from .parallel import Transport, together
 from .search import SearchProblem, open_run, search_space
 from .store import RunStore, StoreError
@@ -69,9 +69,8 @@ def candidate_loss(evaluations: Sequence[Evaluation], constraints: Mapping[str, 
     counts 1), or for a blow-up or failure the search's mean loss over its trials (>= 160)."""
     if any(e.status != "ok" for e in evaluations):
         return aggregate_trials([e.loss for e in evaluations])
-    from .objectives import interval_penalty
-
-    return interval_penalty(candidate_features(evaluations), constraints)
+    features = {**dict.fromkeys(constraints, math.nan), **candidate_features(evaluations)}  # missing: NaN
+    return interval_penalty(features, constraints)
 
 
 class FilterProblem(SearchProblem):
@@ -105,6 +104,18 @@ class FilterProblem(SearchProblem):
         return candidate_features(evaluations)
 
 
+def check_constraints(exp: Experiment) -> None:
+    """Refuse bounds on a metric the experiment cannot measure: the mean weight of a connection
+    type that does not learn (``w_mean_EE`` without EE in ``rule.plastic``)."""
+    f = exp.filter
+    for where, table in [("filter.constraints", f.constraints)] + [
+            (f"filter.schedule[{k}].constraints", e["constraints"]) for k, e in enumerate(f.schedule)]:
+        for name in table:
+            if name.startswith("w_mean_") and name[len("w_mean_"):] not in exp.rule.plastic:
+                raise ExperimentError(f"{exp.source}: {where}.{name}: {name[len('w_mean_'):]} does not learn "
+                                      f"(rule.plastic = {exp.rule.plastic}), so it has no final mean weight to bound")
+
+
 def new_filter(exp: Experiment) -> Filter:
     f = exp.filter
     return Filter(search_space(exp), Budget(max_generations=f.rounds), population_size=f.simulations_per_round,
@@ -124,6 +135,7 @@ def run_filter(exp: Experiment, out: str | Path, *, resume: bool = False, comm=N
     out = Path(out)
     transport = Transport(comm)
     say = progress if progress is not None and transport.is_root else (lambda line: None)
+    together(comm, lambda: check_constraints(exp))
     together(comm, require_sbi if transport.is_root else (lambda: None))  # before anything is simulated
     store = together(comm, lambda: open_run(exp, out, resume=resume, ranks=transport.size, mode=transport.mode)
                      if transport.is_root else None)

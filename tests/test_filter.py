@@ -233,6 +233,7 @@ def test_apply_writes_the_refiltered_family_and_plots(stored_run, tmp_path, caps
     ("[filter]\nschedule = [{ round = 1, constraints = { rate = [1.0, 2.0] } }]\n", "filter.schedule"),
     ("[filter]\nschedule = [{ round = -1, constraints = {} }]\n", "filter.schedule"),
     ("[filter]\nconstraints = { rate_e = [50.0, 1.0] }\n", "filter.constraints"),
+    ("[filter]\nconstraints = { w_mean_EE = [0.0, 0.5] }\n", "filter.constraints.w_mean_EE: EE does not learn"),
 ])
 def test_bad_constraints_are_refused_with_one_line(tmp_path, capsys, text, fragment):
     from nestplast.commands.filter import main
