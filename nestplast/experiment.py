@@ -135,6 +135,9 @@ class NetworkSpec:
     delay: float = option(1.5, "synaptic delay (ms)", POSITIVE)
     input_rate: float = option(8000.0, "Poisson drive into each neuron (Hz)", POSITIVE)
     input_weight: float = option(25.0, "weight of the Poisson drive", POSITIVE)
+    drive: str = option("poisson_generator", "recurrent: the drive from NEST's poisson_generator, or 'internal': "
+                        "drawn inside each neuron (same statistics, cheaper; iaf_psc_exp only)",
+                        one_of("poisson_generator", "internal"))
     n_e_inputs: int = option(800, "single neuron: excitatory Poisson afferents", AT_LEAST_1)
     n_i_inputs: int = option(200, "single neuron: inhibitory Poisson afferents", AT_LEAST_1)
     input_rate_e: float = option(5.0, "single neuron: rate of each excitatory afferent (Hz)", POSITIVE)

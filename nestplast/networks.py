@@ -3,7 +3,8 @@
 Two kinds (``NetworkSpec.kind``):
 - ``recurrent``: N_E excitatory and N_I inhibitory neurons, fixed in-degree p * N_source for each
   connection type (EE, EI, IE, II: source then target), independent Poisson drive into every
-  neuron; any connection types plastic, each with its own copy of the rule.
+  neuron (from a ``poisson_generator``, or drawn inside the neuron: ``NetworkSpec.drive``); any
+  connection types plastic, each with its own copy of the rule.
 - ``single_neuron``: one neuron with N_E excitatory and N_I inhibitory Poisson afferents (parrot
   neurons, so that their synapses can learn); EE and/or IE plastic (Vogels et al. 2011 style).
 
@@ -79,6 +80,21 @@ class Network:
                 self.populations[name].set(V_th=1e9)
 
 
+def add_drive(nest, spec: NetworkSpec, module: Module, neurons, rate: float) -> None:
+    """Independent Poisson input at ``rate`` (Hz) with ``spec.input_weight`` into each of ``neurons``:
+    from one ``poisson_generator`` (NEST draws each target's spikes separately), or, with
+    ``spec.drive == "internal"``, drawn inside each neuron (its module built with
+    ``build(..., drive="internal")``): the same statistics without an event per spike."""
+    if spec.drive == "poisson_generator":
+        drive = nest.Create("poisson_generator", params={"rate": rate})
+        nest.Connect(drive, neurons, syn_spec={"weight": spec.input_weight, "delay": spec.delay})
+        return
+    if "drive_rate" not in nest.GetDefaults(module.neuron_model):
+        raise ValueError(f"network.drive = 'internal' needs a neuron with the internal drive, and "
+                         f"{module.neuron_model} ({module.name}) has none: build the module with drive='internal'")
+    neurons.set(drive_rate=rate, drive_weight=spec.input_weight)
+
+
 def build_network(nest, spec: NetworkSpec, module: Module, synapse_params: dict[str, dict], trial: Trial,
                   label: str = "", models: dict[str, str] | None = None) -> Network:
     """Build one network in the running kernel (the module must be installed).
@@ -106,8 +122,7 @@ def build_network(nest, spec: NetworkSpec, module: Module, synapse_params: dict[
     if spec.kind == "recurrent":
         pops = {"E": nest.Create(module.neuron_model, spec.n_e, params=params),
                 "I": nest.Create(module.neuron_model, spec.n_i, params=params)}
-        drive = nest.Create("poisson_generator", params={"rate": spec.input_rate * trial.input_rate_scale})
-        nest.Connect(drive, pops["E"] + pops["I"], syn_spec={"weight": spec.input_weight, "delay": spec.delay})
+        add_drive(nest, spec, module, pops["E"] + pops["I"], spec.input_rate * trial.input_rate_scale)
         for ct in ("EE", "EI", "IE", "II"):
             source, target = pops[ct[0]], pops[ct[1]]
             indegree = max(1, int(round(spec.p * len(source))))

@@ -1,7 +1,9 @@
 """Postsynaptic neuron models a rule can be compiled with: the NESTML models that ship with the
 installed NESTML (``<venv>/models/neurons/``), used as they are, or, for a rule that reads
 postsynaptic inputs (:data:`POST_INPUTS`), with three low-passed state variables added by a small
-text transform (:meth:`Neuron.with_rule_inputs`)."""
+text transform (:meth:`Neuron.with_rule_inputs`), and, for a network driven from inside its
+neurons (``network.drive = "internal"``), with a Poisson drive drawn in every step
+(:meth:`Neuron.with_internal_drive`)."""
 
 from __future__ import annotations
 
@@ -29,6 +31,9 @@ class Neuron:
     # The excitatory and inhibitory input (NESTML expressions) that C_exc and C_inh low-pass, and its unit
     codependency: tuple[str, str, str] = ("I_syn_exc", "I_syn_inh", "pA")
     rule_inputs: bool = False  # with the state variables of POST_INPUTS (see with_rule_inputs)
+    # The state variable that an excitatory spike of weight w raises by w (None: no internal drive possible)
+    drive_target: str | None = None
+    internal_drive: bool = False  # with DRIVE_PARAMS (see with_internal_drive)
 
     @property
     def path(self) -> Path:
@@ -40,7 +45,9 @@ class Neuron:
     @property
     def source(self) -> str:
         text = self.path.read_text()
-        return add_rule_inputs(text, self.codependency) if self.rule_inputs else text
+        if self.rule_inputs:
+            text = add_rule_inputs(text, self.codependency)
+        return add_internal_drive(text, self.drive_target) if self.internal_drive else text
 
     def with_rule_inputs(self) -> Neuron:
         """This neuron with the state variables that rules read as postsynaptic inputs
@@ -48,6 +55,14 @@ class Neuron:
         ``C_inh`` (the excitatory and inhibitory synaptic current of ``iaf_psc_exp``, conductance of
         ``iaf_cond_exp``, low-passed with ``tau_C_exc`` = 10 ms, ``tau_C_inh`` = 100 ms)."""
         return replace(self, rule_inputs=True)
+
+    def with_internal_drive(self) -> Neuron:
+        """This neuron with its own Poisson drive (:func:`add_internal_drive`): parameters
+        ``drive_rate`` (Hz) and ``drive_weight`` (pA), 0 by default (no drive)."""
+        if self.drive_target is None:
+            raise ValueError(f"the neuron {self.name!r} has no internal drive: its excitatory input is not a "
+                             "state variable that a spike raises by its weight; use network.drive = 'poisson_generator'")
+        return replace(self, internal_drive=True)
 
     def params_from_nest(self, params: dict) -> dict:
         """Parameters of NEST's built-in model (e.g. ``tau_syn_ex``, ``t_ref``) under this
@@ -98,6 +113,66 @@ def add_rule_inputs(source: str, codependency: tuple[str, str, str]) -> str:
     return source
 
 
+# The parameters of the internal drive (see add_internal_drive): name -> (unit, meaning).
+DRIVE_PARAMS = {"drive_rate": ("Hz", "rate of the internal Poisson drive"),
+                "drive_weight": ("pA", "weight of each of its events")}
+
+
+# Below this mean count per step the drive is drawn by inversion (about 1 + mean comparisons),
+# above it by NESTML's random_poisson (NEST's std::poisson_distribution).
+DRIVE_INVERSION_BELOW = 10.0
+
+
+def add_internal_drive(source: str, target: str) -> str:
+    """A NESTML neuron's ``source`` with an independent Poisson drive: at the end of every step's
+    update, ``target`` (the excitatory synaptic current) grows by ``drive_weight`` times a
+    Poisson count of mean ``drive_rate * resolution()``, drawn from NEST's per-thread random
+    stream. That is what a ``poisson_generator`` connected with ``drive_weight`` does: its events,
+    delivered in a step, are added after that step's integration too (in NESTML's onReceive, run
+    after the update block, and in NEST's ``iaf_psc_exp``). Only the generator's delay is missing,
+    a constant shift of uncorrelated input that changes none of its statistics.
+
+    The count is drawn by inversion: one uniform number u, and the smallest n whose cumulative
+    Poisson probability (from ``exp(-mean)``, computed once per parameter change) reaches u. NESTML's
+    ``random_poisson`` builds NEST's distribution (an ``exp``) and draws about 1 + mean uniform
+    numbers at every call: measured 33 ns per neuron and step, as much as the ``poisson_generator``
+    costs; inversion costs a fraction (see ``benchmarks/drive.py``). Means of
+    :data:`DRIVE_INVERSION_BELOW` or more (100 kHz at 0.1 ms), where inversion's loop grows long
+    and ``exp(-mean)`` underflows, use ``random_poisson``."""
+    added = {
+        "parameters": [f"{name} {unit} = 0 {unit}    # nestplast: {meaning}" for name, (unit, meaning) in DRIVE_PARAMS.items()],
+        "internals": ["drive_mean real = drive_rate * (resolution() / 1 s)    # nestplast: expected drive events per step",
+                      "drive_p0 real = exp(-drive_mean)    # nestplast: probability of no drive event in a step"],
+    }
+    for block, lines in added.items():
+        head = re.compile(rf"^(    {block}:\n)", re.M)
+        if len(head.findall(source)) != 1:
+            raise ValueError(f"cannot add the internal drive: the neuron has not exactly one '{block}:' block")
+        text = "".join(f"        {line}\n" for line in lines)
+        source = head.sub(lambda m, text=text: m.group(1) + text, source)
+    # the end of the update block: its last indented line before the next block (or the end)
+    update = re.compile(r"^    update:\n(?:(?:        .*|\s*)\n)*?(?=    \S|\Z)", re.M)
+    if len(update.findall(source + "\n")) != 1:
+        raise ValueError("cannot add the internal drive: the neuron has not exactly one 'update:' block")
+    lines = [
+        "# nestplast: the internal drive, after this step's integration like a spike received in it",
+        "drive_n integer = 0",
+        f"if drive_mean > 0 and drive_mean < {DRIVE_INVERSION_BELOW}:",
+        "    drive_u real = random_uniform(0, 1)",
+        "    drive_p real = drive_p0    # P(n) for the n reached",
+        "    drive_cdf real = drive_p0    # P(0) + ... + P(n)",
+        "    while drive_u > drive_cdf and drive_p > 0:    # (P(n) underflows at last: the loop ends)",
+        "        drive_n += 1",
+        "        drive_p *= drive_mean / drive_n",
+        "        drive_cdf += drive_p",
+        f"elif drive_mean >= {DRIVE_INVERSION_BELOW}:",
+        "    drive_n = random_poisson(drive_mean)",
+        f"{target} += drive_weight * drive_n",
+    ]
+    text = "".join(f"        {line}\n" for line in lines)
+    return update.sub(lambda m: m.group(0).rstrip("\n") + "\n" + text + "\n", source + "\n", count=1)
+
+
 NEURONS = {
     n.name: n
     for n in (
@@ -105,7 +180,8 @@ NEURONS = {
                "current-based LIF, exponential synaptic currents (NEST's iaf_psc_exp; parameters "
                "tau_syn_exc, tau_syn_inh, refr_T)",
                nest_model="iaf_psc_exp",
-               renamed=(("tau_syn_ex", "tau_syn_exc"), ("tau_syn_in", "tau_syn_inh"), ("t_ref", "refr_T"))),
+               renamed=(("tau_syn_ex", "tau_syn_exc"), ("tau_syn_in", "tau_syn_inh"), ("t_ref", "refr_T")),
+               drive_target="I_syn_exc"),
         Neuron("iaf_cond_exp", "iaf_cond_exp_neuron",
                "conductance-based LIF, exponential synaptic conductances (NEST's iaf_cond_exp; parameters "
                "tau_syn_exc, tau_syn_inh, refr_T, E_exc, E_inh)",

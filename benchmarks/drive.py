@@ -1,0 +1,145 @@
+"""What the external drive and the NESTML neuron cost: one evaluation of the default experiment
+(250 neurons, 5 s, I->E learning with the doublet rule) with ``network.drive = "poisson_generator"``
+and with ``"internal"``, and the same network with static synapses only, made of the rule's NESTML
+neuron or of NEST's built-in ``iaf_psc_exp`` (both driven by the poisson_generator).
+
+Each run is a fresh process; runs are interleaved over rounds (the order rotates). The table gives
+the minimum and median over rounds of the time in ``nest.Simulate`` (wall and CPU: CPU time is less
+sensitive to other processes on a shared machine) and the E rate, then the ratios.
+
+    .venv/bin/python benchmarks/drive.py [--rounds 3] [--seed 11]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # nestplast, also in worker processes
+
+VOGELS_SPREKELER_10HZ = [20.0, 20.0, -0.4, 0.0, 1.0, 1.0]  # doublet: tau_pre, tau_post, alpha, beta, gamma, kappa
+VARIANTS = ("eval:poisson_generator", "eval:internal", "static:nestml", "static:builtin")
+
+
+def experiment(drive: str):
+    from nestplast import experiment as X
+
+    data = {"network": {"drive": drive}}
+    return X.parse(data, "<benchmark>")
+
+
+def timed_simulate(nest, seconds: float) -> tuple[float, float]:
+    start, cpu = time.perf_counter(), time.process_time()
+    nest.Simulate(1000.0 * seconds)
+    return time.perf_counter() - start, time.process_time() - cpu
+
+
+def worker(variant: str, seed: int) -> dict:
+    from nestplast.build import build
+    from nestplast.evaluate import Evaluator
+    from nestplast.networks import Trial, build_network
+
+    kind, what = variant.split(":")
+    exp = experiment(what if kind == "eval" else "poisson_generator")
+    module = build(exp.module_rules(), exp.rule.neuron, drive=exp.network.drive)
+    evaluator = Evaluator(exp, module)
+    seconds = exp.objective.t_train + exp.objective.t_score
+    if kind == "eval":  # the evaluation as the search runs it: chunks, recorder checks, weight samples
+        net = evaluator.build(VOGELS_SPREKELER_10HZ, Trial(0, seed))
+        from nestplast.kernel import import_nest
+
+        nest = import_nest()
+        start, cpu = time.perf_counter(), time.process_time()
+        evaluator.simulate(net)
+        wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    else:  # static synapses only: the neurons and the drive
+        nest = evaluator.setup_kernel(seed)
+        if what == "nestml":
+            net = build_network(nest, exp.network, module, {}, Trial(0, seed))
+        else:
+            net = builtin_network(nest, exp.network)
+        wall, cpu = timed_simulate(nest, seconds)
+    n_e = len(net.populations["E"])
+    rate = nest.GetStatus(net.recorders["E"], "n_events")[0] / n_e / (exp.objective.t_score if kind == "eval" else seconds)
+    return {"variant": variant, "wall": wall, "cpu": cpu, "rate_e": rate}
+
+
+def builtin_network(nest, spec):
+    """The recurrent network of :func:`nestplast.networks.build_network` with static synapses, made
+    of NEST's ``iaf_psc_exp``."""
+    from nestplast.networks import Network, signed
+
+    pops = {"E": nest.Create("iaf_psc_exp", spec.n_e, params=spec.neuron_params),
+            "I": nest.Create("iaf_psc_exp", spec.n_i, params=spec.neuron_params)}
+    drive = nest.Create("poisson_generator", params={"rate": spec.input_rate})
+    nest.Connect(drive, pops["E"] + pops["I"], syn_spec={"weight": spec.input_weight, "delay": spec.delay})
+    for ct in ("EE", "EI", "IE", "II"):
+        source, target = pops[ct[0]], pops[ct[1]]
+        indegree = max(1, int(round(spec.p * len(source))))
+        nest.Connect(source, target, {"rule": "fixed_indegree", "indegree": indegree, "allow_autapses": False},
+                     syn_spec={"weight": signed(ct, spec.weights[ct]), "delay": spec.delay})
+    recorder = nest.Create("spike_recorder")
+    nest.Connect(pops["E"], recorder)
+    return Network(populations=pops, recorders={"E": recorder}, plastic={}, w_max={})
+
+
+def run_one(variant: str, seed: int) -> dict:
+    env = {**os.environ, "PYNEST_QUIET": "1", "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, __file__, "--_worker", variant, "--seed", str(seed)],
+                         capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        raise RuntimeError(f"variant {variant} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds over all variants")
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--_worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args._worker:
+        print(json.dumps(worker(args._worker, args.seed)))
+        return 0
+
+    from nestplast.build import build
+
+    for drive in ("poisson_generator", "internal"):  # compile before any timing
+        exp = experiment(drive)
+        build(exp.module_rules(), exp.rule.neuron, drive=drive, quiet=False)
+    plan = args.variants.split(",")
+    runs: dict[str, list[dict]] = {v: [] for v in plan}
+    for r in range(args.rounds):
+        for variant in plan[r % len(plan):] + plan[:r % len(plan)]:  # rotate: no variant always first
+            res = run_one(variant, args.seed)
+            runs[variant].append(res)
+            print(f"  round {r + 1}: {variant:<24} {res['wall']:6.3f} s wall {res['cpu']:6.3f} s cpu  "
+                  f"E {res['rate_e']:5.1f} Hz", flush=True)
+
+    def stat(variant: str, key: str, fn=min) -> float:
+        return fn(x[key] for x in runs[variant])
+
+    med = statistics.median
+    print(f"\ntime in nest.Simulate (5 s of network time), min / median over {args.rounds} rounds")
+    print(f"{'variant':<24}{'wall min':>9}{'med':>7}{'cpu min':>9}{'med':>7}{'E Hz':>7}")
+    for v in plan:
+        print(f"{v:<24}{stat(v, 'wall'):9.3f}{stat(v, 'wall', med):7.3f}{stat(v, 'cpu'):9.3f}"
+              f"{stat(v, 'cpu', med):7.3f}{stat(v, 'rate_e', med):7.1f}")
+    for a, b, what in (("eval:internal", "eval:poisson_generator", "evaluation, internal / poisson_generator drive"),
+                       ("static:nestml", "static:builtin", "static network, NESTML neuron / built-in iaf_psc_exp")):
+        if a in runs and b in runs:
+            print(f"{what}: wall {stat(a, 'wall') / stat(b, 'wall'):.3f} (min), "
+                  f"{stat(a, 'wall', med) / stat(b, 'wall', med):.3f} (median); "
+                  f"cpu {stat(a, 'cpu') / stat(b, 'cpu'):.3f} (min), {stat(a, 'cpu', med) / stat(b, 'cpu', med):.3f} (median)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

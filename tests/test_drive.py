@@ -1,0 +1,137 @@
+"""The internal Poisson drive (``network.drive = "internal"``): its input is Poisson at the given
+rate and weight, independent between neurons, reproducible by seed, and a network driven by it
+fires as one driven by NEST's ``poisson_generator``."""
+
+import numpy as np
+import pytest
+
+from nestplast import experiment
+from nestplast.build import build
+from nestplast.evaluate import Evaluator, Task
+from nestplast.kernel import install
+from nestplast.networks import Trial, build_network
+from nestplast.neurons import get_neuron
+from nestplast.rules import get_rule
+
+RESOLUTION = 0.1  # ms
+VOGELS_SPREKELER_10HZ = [20.0, 20.0, -0.4, 0.0, 1.0, 1.0]
+
+
+@pytest.fixture(scope="module")
+def drive_module():
+    """The one module these tests compile: the doublet rule with the neuron carrying the drive."""
+    return build(get_rule("doublet"), "iaf_psc_exp", drive="internal")
+
+
+def small(drive: str, **network) -> experiment.Experiment:
+    return experiment.parse({"rule": {"name": "doublet", "plastic": ["IE"], "fixed": {"eta": 1.0}},
+                             "network": {"n_e": 100, "n_i": 25, "p": 0.2, "w_max": {"IE": 300.0}, "drive": drive,
+                                         **network},
+                             "objective": {"target_rate": 10.0, "t_train": 2.0, "t_score": 1.0}}, "<test>")
+
+
+def test_the_transform_adds_the_drive_only_when_asked():
+    neuron = get_neuron("iaf_psc_exp")
+    assert "random_poisson" not in neuron.source and "drive_rate" not in neuron.source
+    driven = neuron.with_internal_drive().source
+    assert driven.count("random_poisson(drive_mean)") == 1 and "drive_rate Hz = 0 Hz" in driven
+    both = neuron.with_rule_inputs().with_internal_drive().source
+    assert "V_bar" in both and "random_poisson" in both
+    with pytest.raises(ValueError, match="no internal drive"):
+        get_neuron("iaf_cond_exp").with_internal_drive()
+
+
+def test_internal_drive_is_poisson_at_its_rate_and_independent_between_neurons(nest, drive_module):
+    """Counts of drive events per step, read back from the excitatory current of neurons that
+    never fire (I(k+1) = I(k) P + w n(k+1)): mean rate * h, Fano factor 1 (per step and per 10 ms),
+    P(0) = exp(-rate * h), and no correlation between two neurons. Tolerances: 5 standard errors of
+    each statistic for the sample size."""
+    nest.ResetKernel()
+    install(drive_module)
+    nest.SetKernelStatus({"resolution": RESOLUTION, "rng_seed": 3})
+    # two neurons at the default rate, one at a higher mean per step, one beyond the inversion (random_poisson)
+    rates, weight, tau, t_sim = [8000.0, 8000.0, 25000.0, 120000.0], 25.0, 5.0, 10000.0
+    neurons = nest.Create(drive_module.neuron_model, len(rates),
+                          params={"V_th": 1e12, "tau_syn_exc": tau, "drive_weight": weight})
+    neurons.drive_rate = rates
+    meter = nest.Create("multimeter", params={"record_from": ["I_syn_exc"], "interval": RESOLUTION})
+    nest.Connect(meter, neurons)
+    nest.Simulate(t_sim)
+    events = meter.events
+    counts = []
+    for node in neurons.tolist():
+        current = events["I_syn_exc"][events["senders"] == node]
+        jumps = current - np.concatenate([[0.0], current[:-1]]) * np.exp(-RESOLUTION / tau)
+        steps = jumps / weight
+        assert np.allclose(steps, np.round(steps), atol=1e-6), "the current grows by whole multiples of the weight"
+        counts.append(np.round(steps))
+    n = len(counts[0])
+    assert n > 0.99 * t_sim / RESOLUTION
+    for rate, c in zip(rates, counts):
+        lam = rate * RESOLUTION * 1e-3
+        assert abs(c.mean() - lam) < 5 * np.sqrt(lam / n), (rate, c.mean(), lam)
+        fano_se = np.sqrt((lam + 2 * lam**2) / n) / lam  # sample variance of Poisson counts, over the mean
+        assert abs(c.var() / c.mean() - 1) < 5 * fano_se
+        p0 = np.exp(-lam)
+        assert abs((c == 0).mean() - p0) < 5 * np.sqrt(p0 * (1 - p0) / n) + 3 / n
+        windows = c[:n // 100 * 100].reshape(-1, 100).sum(axis=1)  # 10 ms: correlations between steps would show here
+        lam_w, m = 100 * lam, len(windows)
+        assert abs(windows.var() / windows.mean() - 1) < 5 * np.sqrt((lam_w + 2 * lam_w**2) / m) / lam_w
+    assert abs(np.corrcoef(counts[0], counts[1])[0, 1]) < 5 / np.sqrt(n)
+
+
+def evaluate(module, drive: str, seed: int, **network):
+    exp = small(drive, **network)
+    result = Evaluator(exp, module)(Task(0, 0, Trial(0, seed), VOGELS_SPREKELER_10HZ))
+    assert result.status == "ok", result.error
+    return result
+
+
+def test_internal_drive_is_reproducible_by_seed(drive_module):
+    first, again, other = (evaluate(drive_module, "internal", seed) for seed in (7, 7, 8))
+    keys = ("rate_e", "rate_i", "cv_isi")
+    assert [first.metrics[k] for k in keys] == [again.metrics[k] for k in keys]
+    assert [first.metrics[k] for k in keys] != [other.metrics[k] for k in keys]
+
+
+def network_statistics(nest, module, drive: str, seed: int) -> tuple[float, float]:
+    """E rate (Hz) and mean CV of the ISIs of a small static network (no learning: the rate
+    follows the drive) in an irregular regime (about 11 Hz, CV 0.8), over 2 s after 0.5 s."""
+    spec = small(drive, input_rate=2000.0, weights={"EE": 30.0, "EI": 30.0, "IE": 300.0, "II": 300.0}).network
+    nest.ResetKernel()
+    install(module)
+    nest.SetKernelStatus({"resolution": RESOLUTION, "rng_seed": seed})
+    net = build_network(nest, spec, module, {}, Trial(0, seed))
+    nest.Simulate(500.0)
+    net.recorders["E"].n_events = 0
+    nest.Simulate(2000.0)
+    events = net.recorders["E"].events
+    rate = len(events["times"]) / spec.n_e / 2.0
+    cvs = []
+    for node in net.populations["E"].tolist():
+        isi = np.diff(np.sort(events["times"][events["senders"] == node]))
+        if len(isi) >= 5:
+            cvs.append(isi.std() / isi.mean())
+    return rate, float(np.mean(cvs))
+
+
+def test_network_fires_as_with_the_poisson_generator(nest, drive_module, doublet_module):
+    """E rate and CV of the ISIs over 5 seeds with each drive: the means differ by less than 3
+    standard errors of their difference (trial-to-trial spread), and are the regime the test means
+    (irregular firing at a few to tens of Hz)."""
+    seeds = range(1, 6)
+    generator = np.array([network_statistics(nest, doublet_module, "poisson_generator", s) for s in seeds])
+    internal = np.array([network_statistics(nest, drive_module, "internal", s) for s in seeds])
+    for column, name in ((0, "rate"), (1, "cv")):
+        a, b = generator[:, column], internal[:, column]
+        spread = np.sqrt((a.var(ddof=1) + b.var(ddof=1)) / len(seeds))
+        assert abs(a.mean() - b.mean()) < 3 * spread, (name, a, b)
+    assert 2.0 < generator[:, 0].mean() < 60.0 and 0.5 < generator[:, 1].mean() < 1.5, generator
+
+
+def test_internal_drive_needs_the_driven_neuron(nest, doublet_module):
+    exp = small("internal")
+    nest.ResetKernel()
+    install(doublet_module)
+    with pytest.raises(ValueError, match="drive='internal'"):
+        build_network(nest, exp.network, doublet_module, {}, Trial(0, 1))
