@@ -85,50 +85,55 @@ def schedule_generation(durations: Sequence[float], ranks: int, *, root: str = "
     pending = deque(enumerate(durations))
     assigned = [0] * len(durations)
     queued = [0] * ranks
+    room = len(workers)  # workers holding fewer than queued_per_worker tasks
     free_at = [0.0] * ranks  # when each worker finishes what it holds
     busy = [0.0] * ranks
     arrivals: list[tuple[float, int]] = []  # (time a result reaches rank 0, worker), a heap
     t = 0.0  # rank 0's clock
 
     def send(w: int) -> None:
+        nonlocal room
         i, d = pending.popleft()
         assigned[i] = w
         free_at[w] = max(t, free_at[w]) + d
         busy[w] += d
         queued[w] += 1
+        room -= queued[w] == queued_per_worker
         heapq.heappush(arrivals, (free_at[w], w))
 
-    def hand_out() -> None:
-        if breadth_first:  # as parallel.py hands out
+    def hand_out(to: Sequence[int]) -> None:
+        # parallel.py's hand_out() looks at every worker; between two calls only the worker whose
+        # result came in can have been given room (the queue only shrinks), so looking at that one
+        # gives the same (and keeps 1024 ranks fast)
+        if breadth_first:
             for depth in range(1, queued_per_worker + 1):
-                for w in workers:
+                for w in to:
                     if queued[w] < depth and pending and (depth == 1 or len(pending) > len(workers)):
                         send(w)
             return
         depth = queued_per_worker if len(pending) > len(workers) else 1
-        for w in workers:
+        for w in to:
             while queued[w] < depth and pending:
                 send(w)
 
     def take_result() -> None:  # the next result to arrive (waiting for it if need be)
-        nonlocal t
+        nonlocal t, room
         arrived, w = heapq.heappop(arrivals)
         t = max(t, arrived) + result_s
+        room += queued[w] == queued_per_worker
         queued[w] -= 1
-        hand_out()
+        hand_out((w,))
 
-    hand_out()
+    hand_out(workers)
     while pending:
         while arrivals and arrivals[0][0] <= t:
             take_result()
         if not pending:
             break
-        room = sum(queued[w] < queued_per_worker for w in workers)
         if root == "always" or (root == "spare" and (len(pending) > room or len(pending) == 1)):
             _, d = pending.popleft()
             t += d + result_s
             busy[0] += d
-            hand_out()
         else:
             take_result()
     while arrivals:
