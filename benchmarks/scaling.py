@@ -130,17 +130,18 @@ def validate_queue(seconds: list[float], ranks: int, mpiexec: str) -> tuple[floa
     return out["seconds"], out["ranks"]
 
 
-def sizing_rows(pool: list[float], ranks: int, trials: int, generations: int, seed: int) -> list[tuple]:
-    """Populations (besides the mean) whose tasks fill ``ranks`` ranks in k = 1, 2, 4 waves, and
-    the reference's 10: (population, tasks per generation, efficiency, generation time in units
-    of the longest task)."""
-    populations = sorted({max(2, math.ceil(k * ranks / trials) - 1) for k in (1, 2, 4)} | {10})
+def sizing_rows(pool: list[float], ranks: int, trials: int, generations: int, seed: int, population: int,
+                result_s: float = 0.0) -> list[tuple]:
+    """The experiment's population and the populations (besides the mean) whose tasks fill
+    ``ranks`` ranks in k = 1, 2, 4 waves: (population, tasks per generation, efficiency,
+    generation time in units of the longest evaluation)."""
+    populations = sorted({max(2, math.ceil(k * ranks / trials) - 1) for k in (1, 2, 4)} | {population})
     rows = []
-    for population in populations:
-        tasks = (population + 1) * trials
+    for p in populations:
+        tasks = (p + 1) * trials
         gens = sample_generations(pool, tasks, generations, seed)
-        s = schedule_run(gens, ranks)
-        rows.append((population, tasks, s.efficiency, s.makespan_s / generations / max(pool)))
+        s = schedule_run(gens, ranks, result_s=result_s)
+        rows.append((p, tasks, s.efficiency, s.makespan_s / generations / max(pool)))
     return rows
 
 
@@ -220,14 +221,21 @@ def main() -> int:
     print("  (now: nestplast.parallel as it is; before: before the queue model; dedicated 0: rank 0 only hands out; "
           "longest 1st: now, with an oracle ordering the tasks longest first)")
 
-    print("\nsizing (model; evaluation times drawn from the default run; a generation's time in units of the longest "
-          "evaluation):")
-    print(f"  {'ranks':>5} {'trials':>6} {'population (+ mean)':>20} {'tasks':>6} {'efficiency':>10} "
+    print("\nsizing (model, parallel.py as it is; evaluation times drawn from the default run; a generation's time "
+          "in units of the longest evaluation): the default experiment with rank 0's recording of each result "
+          f"({result_s * 1000:.1f} ms), the reference with evaluations of minutes (recording negligible)")
+    print(f"  {'experiment':10} {'ranks':>5} {'trials':>6} {'population (+ mean)':>20} {'tasks':>6} {'efficiency':>10} "
           f"{'generation time':>15}")
-    for ranks in (8, 64, 256, 1024):
-        for trials in (2, 10):
-            for population, tasks, eff, gen_time in sizing_rows(pool, ranks, trials, args.samples, seed=1):
-                print(f"  {ranks:>5} {trials:>6} {population:>20} {tasks:>6} {eff:>10.2f} {gen_time:>15.2f}")
+    for name, trials, population, cost in (("default", 2, 8, result_s), ("reference", 10, 10, 0.0)):
+        for ranks in (8, 64, 256, 1024):
+            for p, tasks, eff, gen_time in sizing_rows(pool, ranks, trials, args.samples, 1, population, cost):
+                print(f"  {name:10} {ranks:>5} {trials:>6} {p:>20} {tasks:>6} {eff:>10.2f} {gen_time:>15.2f}")
+    gens = sample_generations(pool, 110, args.samples, 1)
+    cells = []
+    for ranks in (28, 37, 55, 64, 110):
+        s = schedule_run(gens, ranks)
+        cells.append(f"{ranks} ranks {s.efficiency:.2f} ({s.makespan_s / args.samples / max(pool):.2f})")
+    print("  the reference's 110 tasks on fewer ranks, efficiency (generation time): " + "; ".join(cells))
     print(f"\n{load()}")
     return 0
 
