@@ -33,6 +33,7 @@ The reference size (``spikes_reference``: 8000 E + 2000 I, p = 0.02) simulates f
 to the experiment's 35 s.
 
     .venv/bin/python benchmarks/time_split.py [--repeats 5] [--reference-seconds 2] [--no-reference]
+                                              [--large-seconds 2]
 """
 
 from __future__ import annotations
@@ -258,6 +259,9 @@ def main() -> int:
                         help="simulated seconds at the reference size (training 3/4, scoring 1/4)")
     parser.add_argument("--reference-threads", type=int, default=1)
     parser.add_argument("--no-reference", action="store_true")
+    parser.add_argument("--large-seconds", type=float, default=0.0,
+                        help="also the default network at 4096 E + 1024 I (its in-degrees kept, as in "
+                             "benchmarks/peer_brian2.py) for this many simulated seconds (half training)")
     args = parser.parse_args()
 
     default = experiment.default()
@@ -275,6 +279,12 @@ def main() -> int:
                                   search=dataclasses.replace(ref.search, threads=args.reference_threads))
         split(ref, f"reference size ({args.reference_seconds:g} s of its {full_s:g} s)", max(1, args.repeats // 3),
               None, None, extrapolate_to_s=full_s)
+    if args.large_seconds:
+        net = default.network
+        large = dataclasses.replace(net, n_e=4096, n_i=1024, p=round(net.p * net.n_e) / 4096)
+        o = dataclasses.replace(default.objective, t_train=args.large_seconds / 2, t_score=args.large_seconds / 2)
+        split(dataclasses.replace(default, network=large, objective=o), "default network at 4096 E + 1024 I",
+              max(1, args.repeats // 3), None, None)
     print(f"\nload {os.getloadavg()[0]:.2f}")
     return 0
 
