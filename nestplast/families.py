@@ -140,7 +140,7 @@ def run_filter(exp: Experiment, out: str | Path, *, resume: bool = False, comm=N
     store = together(comm, lambda: open_run(exp, out, resume=resume, ranks=transport.size, mode=transport.mode)
                      if transport.is_root else None)
     try:
-        module = together(comm, lambda: build(exp.searched_rule(), exp.rule.neuron, quiet=not transport.is_root))
+        module = together(comm, lambda: build(exp.module_rules(), exp.rule.neuron, quiet=not transport.is_root))
         evaluator = Evaluator(exp, module, rank=transport.rank, comm=comm if transport.mode == "network" else None)
         strategy = None
         if transport.is_root:
@@ -278,7 +278,7 @@ def recheck(run_dir: str | Path, n_trials: int = 2, *, comm=None, limit: int | N
     exp = together(comm, load)
     fam = family(run_dir) if transport.is_root else None
     rows = fam.rows[:limit] if fam is not None else []
-    module = together(comm, lambda: build(exp.searched_rule(), exp.rule.neuron, quiet=not transport.is_root))
+    module = together(comm, lambda: build(exp.module_rules(), exp.rule.neuron, quiet=not transport.is_root))
     problem = FilterProblem(exp, Evaluator(exp, module, rank=transport.rank,
                                            comm=comm if transport.mode == "network" else None))
     if transport.is_worker:

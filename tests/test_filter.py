@@ -323,6 +323,11 @@ def test_run_filter_on_nest_stores_a_family_and_rechecks_it(tiny_run, capsys):
     # the command: the re-check's table
     assert main([str(out), "--recheck", "1", "--limit", "1", "--quiet"]) == 0
     assert "pass again" in capsys.readouterr().out and (out / "recheck.csv").is_file()
+    # nestplast report on a filter run shows the family, not a search summary
+    from nestplast.commands.report import main as report
+
+    assert report([str(out), "--no-plots"]) == 0
+    assert "accepted rules" in capsys.readouterr().out
 
 
 @needs_sbi

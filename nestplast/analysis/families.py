@@ -46,7 +46,8 @@ def write_plots(fam, exp: Experiment, out: str | Path) -> list[Path]:
     written = [_metrics(fam, out / "metrics.png", fam.valid)]
     if len(fam.rows) >= 2:
         written.append(_marginals(fam, exp, out / "marginals.png"))
-    if fam.rows and exp.searched_rule().describes_update:
+    # a window needs the rule in Python and no postsynaptic state besides the traces
+    if fam.rows and all(r.describes_update and not r.extra_inputs for r in exp.module_rules()):
         written.append(_stdp_windows(fam, exp, out / "stdp_windows.png"))
     if any(fam.traces[:MEMBERS_SHOWN]):
         written.append(_traces(fam, exp, out / "traces.png"))
@@ -119,14 +120,15 @@ def _label(layout, k: int) -> str:
 
 
 def _stdp_windows(fam, exp: Experiment, path: Path) -> Path:
-    rule, layout = exp.searched_rule(), exp.layout()
+    layout = exp.layout()
     dt = np.linspace(-100.0, 100.0, 401)
     types = list(exp.rule.plastic)
     with saved_figure(path, ncols=len(types), figsize=(3.5 * len(types), 3.2)) as (fig, axes):
         axes = np.atleast_1d(axes)
         for k in _shown(fam):
-            for ax, block in zip(axes, layout.split(fam.rows[k]["theta"]).values()):
-                ax.plot(dt, rule.stdp_window(rule.synapse_params(block, **exp.rule.fixed), dt),
+            for ax, (ct, block) in zip(axes, layout.split(fam.rows[k]["theta"]).items()):
+                rule = layout.rule_of(ct)
+                ax.plot(dt, rule.stdp_window(rule.synapse_params(block, **exp.fixed(ct)), dt),
                         label=f"round {fam.rows[k]['round']}, #{fam.rows[k]['candidate']}")
         for ax, ct in zip(axes, types):
             ax.axhline(0.0, color="grey", lw=0.5)

@@ -40,6 +40,11 @@ def _report(argv: Sequence[str] | None) -> int:
     args = parser().parse_args(argv)
     if _kind(args.run_dir) == "infer":
         return _report_fit(args)
+    if not args.json and _is_filter_run(args.run_dir):  # a family of rules: its tables and plots
+        from .filter import report
+
+        report(args.run_dir, args.plots_to, plots=not args.no_plots)
+        return 0
     summary = summarise(args.run_dir)
     plots = []
     if not args.no_plots:
@@ -66,6 +71,14 @@ def _kind(run_dir: Path) -> str:
         return store.meta().get("kind", "search")
     finally:
         store.close()
+
+
+def _is_filter_run(run_dir: Path) -> bool:
+    try:
+        from ..families import is_filter_run
+    except ImportError:  # without the families extra nothing can have written a filter run here
+        return False
+    return is_filter_run(run_dir)
 
 
 def _report_fit(args) -> int:
