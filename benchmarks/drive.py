@@ -1,7 +1,10 @@
 """What the external drive and the NESTML neuron cost: one evaluation of the default experiment
 (250 neurons, 5 s, I->E learning with the doublet rule) with ``network.drive = "poisson_generator"``
-and with ``"internal"``, and the same network with static synapses only, made of the rule's NESTML
-neuron or of NEST's built-in ``iaf_psc_exp`` (both driven by the poisson_generator).
+and with ``"internal"``; the same network with static synapses only, made of the rule's NESTML
+neuron or of NEST's built-in ``iaf_psc_exp`` (both driven by the poisson_generator; it runs away to
+about 160 Hz, so recurrent events weigh more than in an evaluation); and its 250 neurons alone
+(unconnected, never firing) without a drive and with each drive: the neuron update and the
+drive's own cost per neuron and step.
 
 Each run is a fresh process; runs are interleaved over rounds (the order rotates). The table gives
 the minimum and median over rounds of the time in ``nest.Simulate`` (wall and CPU: CPU time is less
@@ -24,7 +27,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # nestplast, also in worker processes
 
 VOGELS_SPREKELER_10HZ = [20.0, 20.0, -0.4, 0.0, 1.0, 1.0]  # doublet: tau_pre, tau_post, alpha, beta, gamma, kappa
-VARIANTS = ("eval:poisson_generator", "eval:internal", "static:nestml", "static:builtin")
+VARIANTS = ("eval:poisson_generator", "eval:internal", "static:nestml", "static:builtin",
+            "alone:nestml", "alone:nestml+poisson_generator", "alone:nestml+internal",
+            "alone:builtin", "alone:builtin+poisson_generator")
 
 
 def experiment(drive: str):
@@ -46,7 +51,8 @@ def worker(variant: str, seed: int) -> dict:
     from nestplast.networks import Trial, build_network
 
     kind, what = variant.split(":")
-    exp = experiment(what if kind == "eval" else "poisson_generator")
+    neuron, _, drive = what.partition("+")
+    exp = experiment(what if kind == "eval" else drive or "poisson_generator")
     module = build(exp.module_rules(), exp.rule.neuron, drive=exp.network.drive)
     evaluator = Evaluator(exp, module)
     seconds = exp.objective.t_train + exp.objective.t_score
@@ -58,6 +64,17 @@ def worker(variant: str, seed: int) -> dict:
         start, cpu = time.perf_counter(), time.process_time()
         evaluator.simulate(net)
         wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    elif kind == "alone":  # the network's neurons, unconnected and never firing: update and drive only
+        nest = evaluator.setup_kernel(seed)
+        model = "iaf_psc_exp" if neuron == "builtin" else module.neuron_model
+        pop = nest.Create(model, exp.network.n_e + exp.network.n_i, params={"V_th": 1e12})
+        if drive == "poisson_generator":
+            generator = nest.Create("poisson_generator", params={"rate": exp.network.input_rate})
+            nest.Connect(generator, pop, syn_spec={"weight": exp.network.input_weight, "delay": exp.network.delay})
+        elif drive == "internal":
+            pop.set(drive_rate=exp.network.input_rate, drive_weight=exp.network.input_weight)
+        wall, cpu = timed_simulate(nest, seconds)
+        return {"variant": variant, "wall": wall, "cpu": cpu, "rate_e": 0.0}
     else:  # static synapses only: the neurons and the drive
         nest = evaluator.setup_kernel(seed)
         if what == "nestml":
@@ -120,7 +137,7 @@ def main(argv=None) -> int:
         for variant in plan[r % len(plan):] + plan[:r % len(plan)]:  # rotate: no variant always first
             res = run_one(variant, args.seed)
             runs[variant].append(res)
-            print(f"  round {r + 1}: {variant:<24} {res['wall']:6.3f} s wall {res['cpu']:6.3f} s cpu  "
+            print(f"  round {r + 1}: {variant:<32} {res['wall']:6.3f} s wall {res['cpu']:6.3f} s cpu  "
                   f"E {res['rate_e']:5.1f} Hz", flush=True)
 
     def stat(variant: str, key: str, fn=min) -> float:
@@ -128,16 +145,24 @@ def main(argv=None) -> int:
 
     med = statistics.median
     print(f"\ntime in nest.Simulate (5 s of network time), min / median over {args.rounds} rounds")
-    print(f"{'variant':<24}{'wall min':>9}{'med':>7}{'cpu min':>9}{'med':>7}{'E Hz':>7}")
+    print(f"{'variant':<32}{'wall min':>9}{'med':>7}{'cpu min':>9}{'med':>7}{'E Hz':>7}")
     for v in plan:
-        print(f"{v:<24}{stat(v, 'wall'):9.3f}{stat(v, 'wall', med):7.3f}{stat(v, 'cpu'):9.3f}"
+        print(f"{v:<32}{stat(v, 'wall'):9.3f}{stat(v, 'wall', med):7.3f}{stat(v, 'cpu'):9.3f}"
               f"{stat(v, 'cpu', med):7.3f}{stat(v, 'rate_e', med):7.1f}")
     for a, b, what in (("eval:internal", "eval:poisson_generator", "evaluation, internal / poisson_generator drive"),
-                       ("static:nestml", "static:builtin", "static network, NESTML neuron / built-in iaf_psc_exp")):
+                       ("static:nestml", "static:builtin", "static network, NESTML neuron / built-in iaf_psc_exp"),
+                       ("alone:nestml", "alone:builtin", "neuron update alone, NESTML / built-in")):
         if a in runs and b in runs:
             print(f"{what}: wall {stat(a, 'wall') / stat(b, 'wall'):.3f} (min), "
                   f"{stat(a, 'wall', med) / stat(b, 'wall', med):.3f} (median); "
                   f"cpu {stat(a, 'cpu') / stat(b, 'cpu'):.3f} (min), {stat(a, 'cpu', med) / stat(b, 'cpu', med):.3f} (median)")
+    # the drive alone: the time it adds to the same neurons without it (CPU, min over rounds)
+    steps = 250 * 5000 / 0.1  # neurons x steps of the default experiment
+    for neuron, drive in (("nestml", "poisson_generator"), ("nestml", "internal"), ("builtin", "poisson_generator")):
+        with_drive, without = f"alone:{neuron}+{drive}", f"alone:{neuron}"
+        if with_drive in runs and without in runs:
+            cost = stat(with_drive, "cpu") - stat(without, "cpu")
+            print(f"drive {drive} into {neuron} neurons: {cost:.3f} s cpu, {1e9 * cost / steps:.1f} ns per neuron and step")
     return 0
 
 
