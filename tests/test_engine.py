@@ -71,6 +71,17 @@ def test_cmaes_finds_the_optimum_and_records_pycmas_stop(tmp_path):
     assert {e.candidate for e in store.evaluations(generation=0)} == {-1, 0, 1, 2, 3, 4, 5}
 
 
+def test_cmaes_searches_a_single_parameter():
+    """One searched parameter (e.g. a rule without its forgetting term): pycma's per-coordinate
+    scaling fails in 1-D, so the strategy gives it one sigma instead."""
+    space = SearchSpace(("a",), (-2.0,), (2.0,), (False,), (0.0,))
+    strategy = make_strategy("cmaes", space, Budget(max_generations=30), population_size=8, seed=1)
+    while strategy.stop() is None:
+        candidates = strategy.ask()
+        strategy.tell(candidates, [(c.theta[0] - 0.7) ** 2 for c in candidates])
+    assert strategy.es.result.xbest[0] == pytest.approx(0.7, abs=1e-3)
+
+
 @pytest.mark.parametrize("budget, reason", [
     (Budget(max_generations=3), "maxiter"),
     (Budget(max_evaluations=12), "maxfevals"),

@@ -43,8 +43,11 @@ class CMAES:
         import cma
 
         low, high = space.search_bounds()
+        stds = (high - low) * sigma0
+        # pycma's per-coordinate scaling fails in one dimension (CMA-ES/pycma#302): there, one sigma
+        scaled = {"CMA_stds": stds.tolist()} if space.size > 1 else {}
         options = {
-            "bounds": [low.tolist(), high.tolist()], "CMA_stds": ((high - low) * sigma0).tolist(),
+            "bounds": [low.tolist(), high.tolist()], **scaled,
             "popsize": population_size, "seed": seed, "verbose": -9, "randn": SeededNormal(seed),
             # A generation in which most candidates score the same (every rule fails, or the rule
             # has no effect, e.g. a learning rate of 0) ends the run at once: more of them cannot help.
@@ -52,7 +55,8 @@ class CMAES:
             **self._limits(budget),
         }
         self.space, self.seed, self.evaluate_mean, self.budget = space, seed, evaluate_mean, budget
-        self.es = cma.CMAEvolutionStrategy(space.to_search(space.start).tolist(), 1.0, options)
+        sigma = 1.0 if space.size > 1 else float(stds[0])
+        self.es = cma.CMAEvolutionStrategy(space.to_search(space.start).tolist(), sigma, options)
         self._asked: list[np.ndarray] = []
 
     @staticmethod
