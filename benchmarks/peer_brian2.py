@@ -16,7 +16,8 @@ Brian2's Cython cache serves every network after the first.
 
 Measured, one evaluation = build the network + simulate (one core):
 - nestplast: ``Evaluator(...)(task)``, the search's own evaluation (chunks, rate checks,
-  measurement);
+  measurement), with the drive from NEST's ``poisson_generator`` and with ``network.drive =
+  'internal'`` (drawn inside each neuron);
 - Brian2 runtime (Cython): build + ``run``, the code cached (the first build's compile apart);
 - Brian2 C++ standalone: one build, then the binary run with the rule's coefficients and eta as
   run-time arguments (``device.run(run_args=...)``); the build (code generation and compiling)
@@ -115,15 +116,17 @@ def since(start: tuple[float, float]) -> tuple[float, float]:
     return now[0] - start[0], now[1] - start[1]
 
 
-def nest_side(size: Size, repeats: int) -> dict:
-    """nestplast's own evaluation, and the rates with frozen weights (eta = 0)."""
+def nest_side(size: Size, repeats: int, drive: str = "poisson_generator") -> dict:
+    """nestplast's own evaluation, and the rates with frozen weights (eta = 0); ``drive``: the
+    network's ``drive`` (``internal``: drawn inside each neuron, its module built for it)."""
     from nestplast.build import build
     from nestplast.evaluate import Evaluator
     from nestplast.networks import Trial, build_network
     from nestplast.tasks import Task
 
     exp = experiment_for(size)
-    module = build(exp.module_rules(), exp.rule.neuron, quiet=True)
+    exp = dataclasses.replace(exp, network=dataclasses.replace(exp.network, drive=drive))
+    module = build(exp.module_rules(), exp.rule.neuron, quiet=True, drive=drive)
     evaluator = Evaluator(exp, module)
     theta = vs_theta(exp)
     times, rates = [], []
@@ -325,39 +328,38 @@ def spread(values: list[float]) -> str:
     return f"{statistics.fmean(values):.2f} +- {statistics.stdev(values):.2f}"
 
 
-def compare(size: Size, repeats: int, python: str) -> None:
+def compare(size: Size, repeats: int, python: str, drives: list[str]) -> None:
     print(f"\n{size.label} (load {os.getloadavg()[0]:.2f})", flush=True)
-    nest = nest_side(size, repeats)
+    sides = {f"nestplast ({drive})": nest_side(size, repeats, drive) for drive in drives}
     runtime = in_subprocess(python, "runtime", size, repeats)
     with tempfile.TemporaryDirectory() as tmp:
         standalone = in_subprocess(python, "standalone", size, repeats, tmp)
         rebuild = in_subprocess(python, "standalone", size, 1, tmp, rate_scale=1.15)["build"]  # another trial
-    sides = {"nestplast (NEST 3.10)": nest, "Brian2 runtime (Cython)": runtime, "Brian2 C++ standalone": standalone}
+    rt_name, sa_name = "Brian2 runtime (Cython)", "Brian2 C++ standalone"
+    sides |= {rt_name: runtime, sa_name: standalone}
     wall = {name: statistics.median(w for w, _ in side["eval"]) for name, side in sides.items()}
     cpu = {name: statistics.median(c for _, c in side["eval"]) for name, side in sides.items()}
-    print(f"  {'per evaluation':26} {'wall s':>8} {'CPU s':>8} {'E rate, rule (Hz)':>19} {'E, frozen (Hz)':>15} "
+    print(f"  {'per evaluation':30} {'wall s':>8} {'CPU s':>8} {'E rate, rule (Hz)':>19} {'E, frozen (Hz)':>15} "
           f"{'I, frozen (Hz)':>15}")
     for name, side in sides.items():
-        print(f"  {name:26} {wall[name]:>8.3f} {cpu[name]:>8.3f} {spread(side['rate_e']):>19} "
+        print(f"  {name:30} {wall[name]:>8.3f} {cpu[name]:>8.3f} {spread(side['rate_e']):>19} "
               f"{spread(side['frozen_e']):>15} {spread(side['frozen_i']):>15}")
-    nest_name, rt_name, sa_name = sides
     first, build = runtime["first"], standalone["build"]
     print(f"  Brian2 runtime's first network (Cython compiles): wall {first[0]:.1f} s, CPU {first[1]:.1f} s; C++ "
           f"standalone: first build wall {build[0]:.1f} s, CPU {build[1]:.1f} s, rebuild for another input rate "
           f"(a trial) wall {rebuild[0]:.1f} s, CPU {rebuild[1]:.1f} s ({standalone['note']})")
-    for clock, t in (("CPU", cpu), ("wall", wall)):
-        print(f"  {clock}: Brian2 runtime / nestplast = {t[rt_name] / t[nest_name]:.2f}; Brian2 C++ / nestplast = "
-              f"{t[sa_name] / t[nest_name]:.2f} (goal >= 1: nestplast at least as fast as Brian2 C++)")
     scale = 5.0 / size.seconds  # a search's evaluations simulate 5 s
-    searches = {"nestplast": SEARCH_EVALUATIONS * cpu[nest_name] * scale,
-                "Brian2 runtime": first[1] + SEARCH_EVALUATIONS * cpu[rt_name] * scale,
-                "Brian2 C++ (a build per trial)": build[1] + (SEARCH_TRIALS - 1) * rebuild[1]
-                + SEARCH_EVALUATIONS * cpu[sa_name] * scale}
+    brian2_cpp = build[1] + (SEARCH_TRIALS - 1) * rebuild[1] + SEARCH_EVALUATIONS * cpu[sa_name] * scale
+    brian2_runtime = first[1] + SEARCH_EVALUATIONS * cpu[rt_name] * scale
     print(f"  a whole default search, CPU ({SEARCH_EVALUATIONS} evaluations of 5 s, {SEARCH_TRIALS} trials"
           f"{'' if size.seconds == 5.0 else ', simulation scaled from ' + format(size.seconds, 'g') + ' s'}; "
-          "no early aborts): " + "; ".join(f"{name} {v:.0f} s" for name, v in searches.items())
-          + f"; Brian2 C++ / nestplast = {searches['Brian2 C++ (a build per trial)'] / searches['nestplast']:.2f}"
-          " (goal > 1)")
+          f"no early aborts): Brian2 runtime {brian2_runtime:.0f} s, Brian2 C++ (a build per trial) {brian2_cpp:.0f} s")
+    for drive in drives:
+        name = f"nestplast ({drive})"
+        search = SEARCH_EVALUATIONS * cpu[name] * scale
+        print(f"  {name}: per evaluation, CPU: Brian2 runtime / nestplast = {cpu[rt_name] / cpu[name]:.2f}, "
+              f"Brian2 C++ / nestplast = {cpu[sa_name] / cpu[name]:.2f} (wall {wall[sa_name] / wall[name]:.2f}; "
+              f"goal >= 1); search {search:.0f} s, Brian2 C++ / nestplast = {brian2_cpp / search:.2f} (goal > 1)")
 
 
 def main() -> int:
@@ -365,6 +367,8 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--large-seconds", type=float, default=2.0, help="simulated seconds at 4096 E + 1024 I")
     parser.add_argument("--sizes", nargs="+", choices=["default", "large"], default=["default", "large"])
+    parser.add_argument("--nest-drives", nargs="+", choices=["poisson_generator", "internal"],
+                        default=["poisson_generator", "internal"], help="nestplast's network.drive, each measured")
     parser.add_argument("--brian2-python", default=sys.executable,
                         help="a Python with Brian2 (default: this one; see the module's doc for Python 3.11)")
     parser.add_argument("--worker", nargs=2, metavar=("MODE", "JOB"), help=argparse.SUPPRESS)
@@ -386,9 +390,9 @@ def main() -> int:
     print(f"nestplast vs Brian2 {found.stdout.strip()}: the default experiment's network, Vogels-Sprekeler iSTDP on "
           f"I->E, one core; medians of {args.repeats} (shared {os.cpu_count()}-CPU machine: timings are noisy)")
     if "default" in args.sizes:
-        compare(Size(200, 50, 5.0), args.repeats, args.brian2_python)
+        compare(Size(200, 50, 5.0), args.repeats, args.brian2_python, args.nest_drives)
     if "large" in args.sizes:
-        compare(Size(4096, 1024, args.large_seconds), args.repeats, args.brian2_python)
+        compare(Size(4096, 1024, args.large_seconds), args.repeats, args.brian2_python, args.nest_drives)
     print(f"\nload {os.getloadavg()[0]:.2f}")
     return 0
 
