@@ -40,12 +40,11 @@ from collections import Counter
 import numpy as np
 
 from nestplast import experiment
-from nestplast.build import build
 from nestplast.evaluate import Evaluator
 from nestplast.networks import Network, Trial, build_network, draw_trials
 from nestplast.objectives import FAILURE_LOSS, RateBand
 from nestplast.rules import vogels_sprekeler
-from nestplast.search import new_strategy, search_space
+from nestplast.search import build_module, new_strategy, search_space
 from nestplast.tasks import Task
 
 VS_THETA = list(vogels_sprekeler(10.0).values())  # doublet order: tau_pre, tau_post, alpha, beta, gamma, kappa
@@ -217,7 +216,7 @@ def main() -> int:
     args = parser.parse_args()
 
     exp = experiment.default()
-    module = build(exp.searched_rule(), exp.rule.neuron, quiet=True)
+    module = build_module(exp)
     evaluator = Evaluator(exp, module)
     trial = draw_trials(exp.trials, np.random.SeedSequence([args.seed, 0]))[0]  # the search's generation 0 trial
     other_trial = draw_trials(exp.trials, np.random.SeedSequence([args.seed + 1000, 0]))[0]

@@ -34,9 +34,9 @@ def evaluate_once(n_e: int, threads: int, t_train: float, compressed: bool) -> N
     from mpi4py import MPI
 
     from nestplast import experiment
-    from nestplast.build import build
     from nestplast.evaluate import Evaluator
     from nestplast.networks import Trial
+    from nestplast.search import build_module
     from nestplast.tasks import Task
 
     comm = MPI.COMM_WORLD
@@ -45,7 +45,7 @@ def evaluate_once(n_e: int, threads: int, t_train: float, compressed: bool) -> N
         "network": {"n_e": n_e, "n_i": n_e // 4, "p": 0.02, "w_max": {"IE": 300.0}},
         "objective": {"target_rate": 10.0, "t_train": t_train, "t_score": 1.0, "rate_band": [0.0, 1000.0]},
         "search": {"threads": threads, "compressed_spikes": compressed}}, "<network_mode benchmark>")
-    module = build(exp.searched_rule(), exp.rule.neuron, quiet=True)
+    module = build_module(exp)
     evaluator = Evaluator(exp, module, rank=comm.Get_rank(), comm=comm if comm.Get_size() > 1 else None)
     comm.Barrier()
     start = time.perf_counter()

@@ -105,10 +105,9 @@ def main() -> int:
 
 def evaluate(out: Path, summary: dict, args) -> int:
     from nestplast import experiment
-    from nestplast.build import build
     from nestplast.evaluate import Evaluator
     from nestplast.networks import draw_trials
-    from nestplast.search import SearchProblem
+    from nestplast.search import SearchProblem, build_module
     from nestplast.store import RunStore
     from nestplast.tasks import Candidate, Task
 
@@ -134,7 +133,7 @@ def evaluate(out: Path, summary: dict, args) -> int:
     print(f"(VS for rho0 = {target:g} Hz: alpha = -2 rho0 tau = -0.4 with tau = 20 ms; eta = "
           f"{exp.rule.fixed.get('eta', layout.rule.fixed['eta']):g} pA per unit in both)")
 
-    module = build(exp.searched_rule(), exp.rule.neuron, quiet=True)
+    module = build_module(exp)
     evaluator = Evaluator(exp, module)
     trials = draw_trials(dataclasses.replace(exp.trials, n=args.trials), np.random.SeedSequence([args.eval_seed]))
     rules = {"found": found, "VS": VS_THETA}

@@ -53,12 +53,12 @@ from pathlib import Path
 import numpy as np
 
 from nestplast import experiment
-from nestplast.build import build
 from nestplast.evaluate import Evaluator
 from nestplast.experiment import Experiment
 from nestplast.kernel import import_nest
 from nestplast.networks import Trial, build_network
 from nestplast.rules import vogels_sprekeler
+from nestplast.search import build_module
 from nestplast.store import RunStore
 from nestplast.tasks import Evaluation
 
@@ -189,7 +189,7 @@ def time_variant(evaluator: Evaluator, theta: list[float], trial: Trial, variant
 
 def split(exp: Experiment, label: str, repeats: int, per_search: int | None, process: dict | None,
           extrapolate_to_s: float | None = None) -> dict:
-    module = build(exp.module_rules(), exp.rule.neuron, quiet=True)
+    module = build_module(exp)
     evaluator = Evaluator(exp, module)
     theta = vs_theta(exp)
     trial = Trial(0, 12345)
@@ -265,7 +265,7 @@ def main() -> int:
     args = parser.parse_args()
 
     default = experiment.default()
-    build(default.module_rules(), default.rule.neuron, quiet=True)  # compiled or cached before timing
+    build_module(default)  # compiled or cached before timing
     process = process_start(3)
     per_search = (default.search.population_size + int(default.search.evaluate_mean)) * default.trials.n * \
         default.search.max_generations

@@ -42,7 +42,7 @@ from .experiment import Experiment, ExperimentError, parse
 from .networks import draw_trials
 from .objectives import aggregate_trials, interval_penalty
 from .parallel import Transport, together
-from .search import SearchProblem, open_run, search_space
+from .search import SearchProblem, build_module, open_run, search_space
 from .store import RunStore, StoreError
 from .strategies import Budget
 from .strategies.filter import Filter, inside, require_sbi, round_constraints
@@ -130,7 +130,6 @@ def run_filter(exp: Experiment, out: str | Path, *, resume: bool = False, comm=N
     """Run (or resume) the filter of ``exp`` with its results in ``out`` (the search's store);
     rank 0 returns the engine's :class:`~nestplast.engine.Outcome`, other MPI ranks None.
     ``progress`` receives one line per round (rank 0)."""
-    from .build import build
 
     out = Path(out)
     transport = Transport(comm)
@@ -140,7 +139,7 @@ def run_filter(exp: Experiment, out: str | Path, *, resume: bool = False, comm=N
     store = together(comm, lambda: open_run(exp, out, resume=resume, ranks=transport.size, mode=transport.mode)
                      if transport.is_root else None)
     try:
-        module = together(comm, lambda: build(exp.module_rules(), exp.rule.neuron, quiet=not transport.is_root))
+        module = together(comm, lambda: build_module(exp, quiet=not transport.is_root))
         evaluator = Evaluator(exp, module, rank=transport.rank, comm=comm if transport.mode == "network" else None)
         strategy = None
         if transport.is_root:
@@ -263,7 +262,6 @@ def recheck(run_dir: str | Path, n_trials: int = 2, *, comm=None, limit: int | N
     seeds, new nuisance draws, the experiment's trial ranges), and judge them by the same bounds
     (mean over the fresh trials); at most ``limit`` rules (the first ones). MPI-parallel like a
     run; rank 0 returns the :class:`Recheck`."""
-    from .build import build
 
     transport = Transport(comm)
     say = progress if progress is not None and transport.is_root else (lambda line: None)
@@ -278,7 +276,7 @@ def recheck(run_dir: str | Path, n_trials: int = 2, *, comm=None, limit: int | N
     exp = together(comm, load)
     fam = family(run_dir) if transport.is_root else None
     rows = fam.rows[:limit] if fam is not None else []
-    module = together(comm, lambda: build(exp.module_rules(), exp.rule.neuron, quiet=not transport.is_root))
+    module = together(comm, lambda: build_module(exp, quiet=not transport.is_root))
     problem = FilterProblem(exp, Evaluator(exp, module, rank=transport.rank,
                                            comm=comm if transport.mode == "network" else None))
     if transport.is_worker:

@@ -57,6 +57,13 @@ class SearchProblem:
         return aggregate_trials([e.loss for e in evaluations])
 
 
+def build_module(exp: Experiment, quiet: bool = True):
+    """The experiment's compiled module: every rule of its plastic types, with its neuron and drive."""
+    from .build import build  # NESTML is imported only when a module is needed
+
+    return build(exp.module_rules(), exp.rule.neuron, drive=exp.network.drive, quiet=quiet)
+
+
 def search_space(exp: Experiment) -> SearchSpace:
     """The searched parameters of ``exp``: bounds and log space from the rule, the start point
     from ``rule.start`` (the rule's defaults otherwise)."""
@@ -117,8 +124,6 @@ def run_search(exp: Experiment, out: str | Path, *, resume: bool = False, comm=N
     """Run (or resume) a search of ``exp`` with its results in ``out``; rank 0 returns the
     :class:`~nestplast.engine.Outcome`, other MPI ranks None. ``progress`` receives one line
     per generation (rank 0)."""
-    from .build import build
-
     out = Path(out)
     transport = Transport(comm)
     say = progress if progress is not None and transport.is_root else (lambda line: None)
@@ -126,7 +131,7 @@ def run_search(exp: Experiment, out: str | Path, *, resume: bool = False, comm=N
     store = together(comm, lambda: open_run(exp, out, resume=resume, ranks=transport.size, mode=transport.mode)
                      if transport.is_root else None)
     try:
-        module = together(comm, lambda: build(exp.module_rules(), exp.rule.neuron, quiet=not transport.is_root))
+        module = together(comm, lambda: build_module(exp, quiet=not transport.is_root))
         evaluator = Evaluator(exp, module, rank=transport.rank, comm=comm if transport.mode == "network" else None)
         strategy = None
         if transport.is_root:

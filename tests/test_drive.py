@@ -135,3 +135,15 @@ def test_internal_drive_needs_the_driven_neuron(nest, doublet_module):
     install(doublet_module)
     with pytest.raises(ValueError, match="drive='internal'"):
         build_network(nest, exp.network, doublet_module, {}, Trial(0, 1))
+
+
+def test_a_search_runs_with_the_internal_drive(drive_module, tmp_path):
+    """network.drive = "internal" from an experiment file through the search: the module is built
+    with the driven neuron, and every evaluation simulates (none fails)."""
+    from nestplast.search import run_search
+
+    exp = experiment.parse({"network": {"drive": "internal", "n_e": 40, "n_i": 10},
+                            "objective": {"t_train": 0.5, "t_score": 0.5},
+                            "search": {"max_generations": 1, "population_size": 2}}, "<test>")
+    outcome = run_search(exp, tmp_path / "run")
+    assert outcome.evaluations == 6 and outcome.failed == 0
