@@ -80,6 +80,13 @@ def test_cmaes_searches_a_single_parameter():
         candidates = strategy.ask()
         strategy.tell(candidates, [(c.theta[0] - 0.7) ** 2 for c in candidates])
     assert strategy.es.result.xbest[0] == pytest.approx(0.7, abs=1e-3)
+    # a flat, noisy loss grows the step, which pycma's own step limit cannot handle in 1-D
+    noisy = make_strategy("cmaes", space, Budget(max_generations=60), population_size=8, seed=1)
+    rng = np.random.default_rng(0)
+    while noisy.stop() is None:
+        candidates = noisy.ask()
+        noisy.tell(candidates, rng.random(len(candidates)).tolist())
+    assert noisy.generation == 60
 
 
 @pytest.mark.parametrize("budget, reason", [

@@ -44,8 +44,9 @@ class CMAES:
 
         low, high = space.search_bounds()
         stds = (high - low) * sigma0
-        # pycma's per-coordinate scaling fails in one dimension (CMA-ES/pycma#302): there, one sigma
-        scaled = {"CMA_stds": stds.tolist()} if space.size > 1 else {}
+        # pycma's per-coordinate scaling fails in one dimension (CMA-ES/pycma#302), including the
+        # one it applies itself to keep the step below a third of the range: there, one sigma, unlimited
+        scaled = {"CMA_stds": stds.tolist()} if space.size > 1 else {"maxstd_boundrange": math.inf}
         options = {
             "bounds": [low.tolist(), high.tolist()], **scaled,
             "popsize": population_size, "seed": seed, "verbose": -9, "randn": SeededNormal(seed),
