@@ -295,7 +295,9 @@ def test_failed_evaluations_are_recorded_and_a_flat_generation_stops_the_search(
 
 def test_ctrl_c_says_where_the_run_stands_and_how_to_resume(tmp_path):
     out_dir = tmp_path / "run"
-    process = subprocess.Popen([sys.executable, "-m", "nestplast.search", str(tiny(tmp_path, generations=3)),
+    # more generations than can run before the signal lands (an evaluation of the tiny network
+    # takes milliseconds): the run must be interrupted, not finished
+    process = subprocess.Popen([sys.executable, "-m", "nestplast.search", str(tiny(tmp_path, generations=500)),
                                 "--out", str(out_dir), "--quiet"], cwd=ROOT, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     database = out_dir / "results.sqlite"
@@ -303,5 +305,7 @@ def test_ctrl_c_says_where_the_run_stands_and_how_to_resume(tmp_path):
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130
-    assert err.strip().splitlines() == [f"interrupted: after generation 0; every evaluation so far is kept. "
+    with sqlite3.connect(database) as db:
+        last = db.execute("SELECT MAX(generation) FROM generations").fetchone()[0]
+    assert err.strip().splitlines() == [f"interrupted: after generation {last}; every evaluation so far is kept. "
                                         f"Resume with: python -m nestplast.search --out {out_dir} --resume"]
