@@ -334,17 +334,23 @@ def test_run_filter_on_nest_stores_a_family_and_rechecks_it(tiny_run, capsys):
 @pytest.mark.nest
 @pytest.mark.mpi
 @pytest.mark.skipif(nest_has_mpi(), reason="population mode needs the PyPI NEST (no MPI inside)")
-def test_two_ranks_filter_as_one_rank_does(tiny_run, tmp_path):
+def test_two_ranks_filter_as_one_rank_does(tmp_path):
+    """Both from fresh processes: a run in this pytest process, after other tests have used NEST
+    and torch here, was seen to train a different flow in round 1 (open; see the closing note)."""
     import subprocess
 
-    _, serial = tiny_run
     (tmp_path / "tiny.toml").write_text(TINY)
-    command = [str(Path(sys.executable).parent / "mpiexec"), "-n", "2", sys.executable, "-m", "nestplast", "filter",
-               str(tmp_path / "tiny.toml"), "--out", str(tmp_path / "run"), "--quiet", "--no-plots"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr
-    assert rows_of(tmp_path / "run") == rows_of(serial)  # the flow's proposals and every simulation
-    with sqlite3.connect(tmp_path / "run" / "results.sqlite") as db:
+    runs = {}
+    for ranks in (1, 2):
+        command = [sys.executable, "-m", "nestplast", "filter", str(tmp_path / "tiny.toml"),
+                   "--out", str(tmp_path / f"run{ranks}"), "--quiet", "--no-plots"]
+        if ranks > 1:
+            command = [str(Path(sys.executable).parent / "mpiexec"), "-n", str(ranks), *command]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr
+        runs[ranks] = tmp_path / f"run{ranks}"
+    assert rows_of(runs[2]) == rows_of(runs[1])  # the flow's proposals and every simulation
+    with sqlite3.connect(runs[2] / "results.sqlite") as db:
         assert {r[0] for r in db.execute("SELECT rank FROM evaluations")} == {0, 1}, "both ranks simulated"
 
 
