@@ -50,3 +50,18 @@ def run_command(main: Callable[[Sequence[str] | None], int], argv: Sequence[str]
         return EXIT_INTERRUPTED
     except SystemExit as exit_:  # --help and --version exit through argparse
         return int(exit_.code or 0) if not isinstance(exit_.code, str) else EXIT_USER_ERROR
+
+
+def resume_hint(out, command: str, step: str = "generation", item: str = "evaluation") -> str:
+    """After Ctrl-C: how far the run in ``out`` got (its last complete ``step``), and the
+    ``command`` that goes on from there."""
+    from .store import RunStore, StoreError
+
+    try:
+        store = RunStore.open(out, read_only=True)
+        last = store.last_complete_generation()
+        store.close()
+    except StoreError:
+        return "no run was recorded"
+    done = f"no {step} completed" if last is None else f"after {step} {last}"
+    return f"{done}; every {item} so far is kept. Resume with: {command} --out {out} --resume"

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .. import experiment
-from ..cli import EXIT_INTERRUPTED, EXIT_USER_ERROR, ArgumentParser, report_error, run_command
+from ..cli import EXIT_INTERRUPTED, EXIT_USER_ERROR, ArgumentParser, report_error, resume_hint, run_command
 from ..errors import UsageError, UserError
 from ..parallel import SharedError, abort_on_error, together, world
 
@@ -144,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     def interrupted() -> str:
-        return resume_hint(out_dir[0]) if out_dir else "nothing was started"
+        return resume_hint(out_dir[0], "python -m nestplast filter", "round", "simulation") if out_dir else "nothing was started"
 
     if comm is None:
         return run_command(run, argv, interrupted=interrupted)
@@ -173,19 +173,6 @@ def write_recheck(result, path: Path) -> None:
                      "statuses": " ".join(e.status for e in evaluations),
                      **{k: means.get(k) for k in result.family.constraints}})
     write_csv(rows or [{"round": None}], path)
-
-
-def resume_hint(out: Path) -> str:
-    from ..store import RunStore, StoreError
-
-    try:
-        store = RunStore.open(out, read_only=True)
-        last = store.last_complete_generation()
-        store.close()
-    except StoreError:
-        return "no run was recorded"
-    done = "no round completed" if last is None else f"after round {last}"
-    return f"{done}; every simulation so far is kept. Resume with: python -m nestplast filter --out {out} --resume"
 
 
 if __name__ == "__main__":

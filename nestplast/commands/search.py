@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .. import experiment
-from ..cli import EXIT_INTERRUPTED, EXIT_USER_ERROR, ArgumentParser, report_error, run_command
+from ..cli import EXIT_INTERRUPTED, EXIT_USER_ERROR, ArgumentParser, report_error, resume_hint, run_command
 from ..errors import UsageError, UserError
 from ..parallel import SharedError, abort_on_error, together, world
 
@@ -89,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     def interrupted() -> str:
-        return resume_hint(out_dir[0]) if out_dir else "nothing was started"
+        return resume_hint(out_dir[0], "python -m nestplast.search") if out_dir else "nothing was started"
 
     if comm is None:
         return run_command(run, argv, interrupted=interrupted)
@@ -108,20 +108,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BaseException:
         abort_on_error(comm, 1, f"error (rank {rank}):\n{traceback.format_exc()}")
     return 1
-
-
-def resume_hint(out: Path) -> str:
-    """After Ctrl-C: how far the run got, and how to go on."""
-    from ..store import RunStore, StoreError
-
-    try:
-        store = RunStore.open(out, read_only=True)
-        last = store.last_complete_generation()
-        store.close()
-    except StoreError:
-        return "no run was recorded"
-    done = "no generation completed" if last is None else f"after generation {last}"
-    return f"{done}; every evaluation so far is kept. Resume with: python -m nestplast.search --out {out} --resume"
 
 
 if __name__ == "__main__":
