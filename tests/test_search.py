@@ -297,9 +297,13 @@ def test_ctrl_c_says_where_the_run_stands_and_how_to_resume(tmp_path):
     out_dir = tmp_path / "run"
     # more generations than can run before the signal lands (an evaluation of the tiny network
     # takes milliseconds): the run must be interrupted, not finished
+    # A process started with SIGINT ignored (anything started in the background by a non-interactive
+    # shell, as a CI runner may start these tests) inherits that and cannot be interrupted: the run
+    # under test gets SIGINT back as a terminal would give it.
     process = subprocess.Popen([sys.executable, "-m", "nestplast.search", str(tiny(tmp_path, generations=500)),
                                 "--out", str(out_dir), "--quiet"], cwd=ROOT, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     database = out_dir / "results.sqlite"
     wait_for_evaluations(database, generation=1, count=1)
     process.send_signal(signal.SIGINT)
