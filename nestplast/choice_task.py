@@ -89,9 +89,10 @@ def reward_signal(rewards: np.ndarray, trial: int, memory: int) -> np.ndarray:
 def run_animals(rule: Rule, params: Mapping[str, float], task: ChoiceTask, seeds: Sequence[int], *,
                 choices: np.ndarray | None = None, rewards: np.ndarray | None = None,
                 choice_seed: int = 0) -> Session:
-    """Simulate the animals seeded ``seeds`` (each seed fixes the animal's odour groups and its NEST
-    random streams) through the task with ``rule`` at ``params`` (without ``Wmax``: the task's
-    ``w_max``). Give ``choices`` and ``rewards`` (animals x trials, 0/1) to replay data; otherwise
+    """Simulate the animals seeded ``seeds`` through the task with ``rule`` at ``params`` (without
+    ``Wmax``: the task's ``w_max``). Each seed fixes its animal's odour groups; the kernel's random
+    streams (the Poisson inputs) come from all the seeds together, so the same list of seeds gives
+    the same session. Give ``choices`` and ``rewards`` (animals x trials, 0/1) to replay data; otherwise
     they are drawn from ``choice_seed``."""
     nest = import_nest()
     module = build(rule, task.neuron)
