@@ -54,7 +54,8 @@ class ChoiceFit:
         self.rank = 0
 
     def model_seeds(self, animals: Sequence[int]) -> list[int]:
-        """Each data animal's model input realisation (by its index, whatever else is fitted)."""
+        """Each data animal's model seed (its odour groups), by its index; the Poisson inputs of a
+        session depend on all the animals simulated together, the same for every candidate."""
         return [int(np.random.SeedSequence([self.seed, a]).generate_state(1)[0]) for a in animals]
 
     def params(self, theta: Sequence[float]) -> dict[str, float]:
