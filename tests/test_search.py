@@ -307,7 +307,10 @@ def test_ctrl_c_says_where_the_run_stands_and_how_to_resume(tmp_path):
     database = out_dir / "results.sqlite"
     wait_for_evaluations(database, generation=1, count=1)
     process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=120)
+    try:
+        _, err = process.communicate(timeout=120)
+    finally:
+        process.kill()  # a run that ignored the signal must not go on after the test
     assert process.returncode == 130
     with sqlite3.connect(database) as db:
         last = db.execute("SELECT MAX(generation) FROM generations").fetchone()[0]
