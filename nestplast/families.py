@@ -35,14 +35,13 @@ from pathlib import Path
 
 import numpy as np
 
-from . import engine
 from .engine import Outcome
 from .evaluate import Evaluator
 from .experiment import Experiment, ExperimentError, parse
 from .networks import draw_trials
 from .objectives import aggregate_trials, interval_penalty
 from .parallel import Transport, together
-from .search import SearchProblem, build_module, open_run, search_space
+from .search import SearchProblem, build_module, run_loop, search_space
 from .store import RunStore, StoreError
 from .strategies import Budget
 from .strategies.filter import Filter, inside, require_sbi, round_constraints
@@ -131,28 +130,19 @@ def run_filter(exp: Experiment, out: str | Path, *, resume: bool = False, comm=N
     rank 0 returns the engine's :class:`~nestplast.engine.Outcome`, other MPI ranks None.
     ``progress`` receives one line per round (rank 0)."""
 
-    out = Path(out)
     transport = Transport(comm)
-    say = progress if progress is not None and transport.is_root else (lambda line: None)
     together(comm, lambda: check_constraints(exp))
     together(comm, require_sbi if transport.is_root else (lambda: None))  # before anything is simulated
-    store = together(comm, lambda: open_run(exp, out, resume=resume, ranks=transport.size, mode=transport.mode)
-                     if transport.is_root else None)
-    try:
-        module = together(comm, lambda: build_module(exp, quiet=not transport.is_root))
-        evaluator = Evaluator(exp, module, rank=transport.rank, comm=comm if transport.mode == "network" else None)
-        strategy = None
-        if transport.is_root:
-            strategy = _resume(store, exp, out, say) or new_filter(exp)
-            space = search_space(exp)
-            say(f"filter: {exp.name} ({exp.source}); {space.size} parameters; {exp.filter.rounds} rounds x "
+
+    def headline(transport: Transport) -> str:
+        space = search_space(exp)
+        return (f"filter: {exp.name} ({exp.source}); {space.size} parameters; {exp.filter.rounds} rounds x "
                 f"{exp.filter.simulations_per_round} rules x {exp.trials.n} trials; mode {transport.mode}"
                 f"{'' if comm is None else f' on {transport.size} ranks'}; results in {out}")
-        result = engine.run(FilterProblem(exp, evaluator), strategy, store, transport, say)
-    finally:
-        if store is not None:
-            store.close()
-    return result
+
+    return run_loop(exp, out, FilterProblem,
+                          lambda store, where, say: _resume(store, exp, where, say) or new_filter(exp),
+                          headline, resume=resume, comm=comm, progress=progress)
 
 
 def _resume(store: RunStore, exp: Experiment, out: Path, say) -> Filter | None:

@@ -119,11 +119,12 @@ def open_run(exp: Experiment, out: Path, *, resume: bool, ranks: int, mode: str)
                                  "started": time.time()})
 
 
-def run_search(exp: Experiment, out: str | Path, *, resume: bool = False, comm=None,
-           progress: Callable[[str], None] | None = None) -> Outcome | None:
-    """Run (or resume) a search of ``exp`` with its results in ``out``; rank 0 returns the
-    :class:`~nestplast.engine.Outcome`, other MPI ranks None. ``progress`` receives one line
-    per generation (rank 0)."""
+def run_loop(exp: Experiment, out: str | Path, problem: Callable[[Experiment, Evaluator], engine.Problem],
+             strategy: Callable[[RunStore, Path, Callable[[str], None]], Strategy], headline: Callable[[Transport], str],
+             *, resume: bool = False, comm=None, progress: Callable[[str], None] | None = None) -> Outcome | None:
+    """What the search and the filter share: the store (new or resumed), the module, an evaluator
+    per rank, the ``strategy`` (made on rank 0 from the store) and the engine's loop over
+    ``problem``; ``headline`` is the first progress line. Rank 0 returns the Outcome."""
     out = Path(out)
     transport = Transport(comm)
     say = progress if progress is not None and transport.is_root else (lambda line: None)
@@ -133,19 +134,32 @@ def run_search(exp: Experiment, out: str | Path, *, resume: bool = False, comm=N
     try:
         module = together(comm, lambda: build_module(exp, quiet=not transport.is_root))
         evaluator = Evaluator(exp, module, rank=transport.rank, comm=comm if transport.mode == "network" else None)
-        strategy = None
+        chosen = None
         if transport.is_root:
-            strategy = _resume_strategy(store, exp, out, say) or new_strategy(exp)
-            space = search_space(exp)
-            say(f"search: {exp.name} ({exp.source}); {space.size} parameters ({', '.join(space.names)}); "
-                f"{exp.search.strategy}, population {exp.search.population_size}; mode {transport.mode}"
-                f"{'' if comm is None else f' on {transport.size} ranks'}; results in {out}")
-        result = engine.run(SearchProblem(exp, evaluator), strategy, store, transport, say)
+            chosen = strategy(store, out, say)
+            say(headline(transport))
+        return engine.run(problem(exp, evaluator), chosen, store, transport, say)
     finally:
         if store is not None:
             store.close()
-    if result is not None:
-        say(summary_lines(exp, result, out))
+
+
+def run_search(exp: Experiment, out: str | Path, *, resume: bool = False, comm=None,
+               progress: Callable[[str], None] | None = None) -> Outcome | None:
+    """Run (or resume) a search of ``exp`` with its results in ``out``; rank 0 returns the
+    :class:`~nestplast.engine.Outcome`, other MPI ranks None. ``progress`` receives one line
+    per generation (rank 0)."""
+    def headline(transport: Transport) -> str:
+        space = search_space(exp)
+        return (f"search: {exp.name} ({exp.source}); {space.size} parameters ({', '.join(space.names)}); "
+                f"{exp.search.strategy}, population {exp.search.population_size}; mode {transport.mode}"
+                f"{'' if comm is None else f' on {transport.size} ranks'}; results in {out}")
+
+    result = run_loop(exp, out, SearchProblem,
+                            lambda store, where, say: _resume_strategy(store, exp, where, say) or new_strategy(exp),
+                            headline, resume=resume, comm=comm, progress=progress)
+    if result is not None and progress is not None:
+        progress(summary_lines(exp, result, Path(out)))
     return result
 
 

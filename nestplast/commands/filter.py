@@ -63,16 +63,9 @@ def read_constraints(path: Path) -> dict[str, tuple[float, float]]:
 
 
 def load_experiment(args) -> experiment.Experiment:
-    from ..store import RunStore
+    from .search import named_or_stored
 
-    if args.resume and args.out is None:
-        raise UsageError("--resume needs --out RUN_DIR")
-    if args.resume and args.target is None:
-        store = RunStore.open(args.out, read_only=True)
-        exp = experiment.parse(store.experiment(), f"{args.out}/results.sqlite")
-        store.close()
-    else:
-        exp = experiment.load(args.target) if args.target else experiment.default()
+    exp = named_or_stored(args.target, args.out, args.resume)
     if args.rounds is not None:
         exp.filter.rounds = args.rounds
     if args.seed is not None:

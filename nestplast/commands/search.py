@@ -39,18 +39,25 @@ def parser() -> ArgumentParser:
     return p
 
 
-def load_experiment(args) -> experiment.Experiment:
-    """The experiment the arguments name, with the overrides applied and validated."""
+def named_or_stored(name: str | None, out, resume: bool) -> experiment.Experiment:
+    """The experiment file ``name`` (default: the built-in one), or, resuming without a name, the
+    experiment stored in the run ``out``."""
     from ..store import RunStore
 
-    if args.resume and args.out is None:
+    if resume and out is None:
         raise UsageError("--resume needs --out RUN_DIR")
-    if args.resume and args.experiment is None:
-        store = RunStore.open(args.out, read_only=True)
-        exp = experiment.parse(store.experiment(), f"{args.out}/results.sqlite")
-        store.close()
-    else:
-        exp = experiment.load(args.experiment) if args.experiment else experiment.default()
+    if resume and name is None:
+        store = RunStore.open(out, read_only=True)
+        try:
+            return experiment.parse(store.experiment(), f"{out}/results.sqlite")
+        finally:
+            store.close()
+    return experiment.load(name) if name else experiment.default()
+
+
+def load_experiment(args) -> experiment.Experiment:
+    """The experiment the arguments name, with the overrides applied and validated."""
+    exp = named_or_stored(args.experiment, args.out, args.resume)
     overrides = {"--seed": ("seed", args.seed), "--max-generations": ("search.max_generations", args.max_generations),
                  "--population-size": ("search.population_size", args.population_size),
                  "--threads": ("search.threads", args.threads)}
