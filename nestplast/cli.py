@@ -1,5 +1,6 @@
 """One convention for every command line: user errors are one line ``error: ...`` on stderr with
-exit code 2 (no traceback), Ctrl-C is exit code 130 with one line, bugs keep their traceback.
+exit code 2 (no traceback), Ctrl-C is exit code 130 with one line, SIGTERM (``kill``, a batch
+system's time limit) stops the same clean way with exit code 143, bugs keep their traceback.
 
 Commands parse with :class:`ArgumentParser` and run inside :func:`run_command`::
 
@@ -12,14 +13,48 @@ Commands parse with :class:`ArgumentParser` and run inside :func:`run_command`::
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
+import traceback
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from typing import NoReturn
 
 from .errors import UsageError, UserError
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports it
+EXIT_TERMINATED = 143  # 128 + SIGTERM
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived. A KeyboardInterrupt, so that every ``except KeyboardInterrupt`` and
+    ``finally`` on the way out (the store's close, the workers' stop) runs as for Ctrl-C."""
+
+
+def _raise_terminated(signum, frame) -> NoReturn:
+    raise Terminated
+
+
+@contextmanager
+def sigterm_stops_cleanly():
+    """Within the block, SIGTERM raises :class:`Terminated` instead of ending the process on the
+    spot. A run killed by ``kill`` or by SLURM at its time limit then says where it stands and how
+    to resume, as after Ctrl-C. (Unlike SIGINT, SIGTERM stays deliverable to a run started in the
+    background, where the shell has set SIGINT to ignored.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _stopped(err: KeyboardInterrupt) -> tuple[int, str]:
+    return (EXIT_TERMINATED, "terminated") if isinstance(err, Terminated) else (EXIT_INTERRUPTED, "interrupted")
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -38,18 +73,49 @@ def report_error(message: str, *, rank: int = 0) -> None:
 
 def run_command(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None, *,
                 interrupted: Callable[[], str] | None = None) -> int:
-    """Call ``main(argv)`` and turn user errors and Ctrl-C into exit codes with one line.
+    """Call ``main(argv)`` and turn user errors, Ctrl-C and SIGTERM into exit codes with one line.
     ``interrupted`` may say what the user can do after Ctrl-C (e.g. how to resume)."""
     try:
-        return main(argv)
+        with sigterm_stops_cleanly():
+            return main(argv)
     except UserError as err:
         report_error(str(err))
         return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        print(f"interrupted{': ' + interrupted() if interrupted else ''}", file=sys.stderr, flush=True)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as err:
+        code, word = _stopped(err)
+        print(f"{word}{': ' + interrupted() if interrupted else ''}", file=sys.stderr, flush=True)
+        return code
     except SystemExit as exit_:  # --help and --version exit through argparse
         return int(exit_.code or 0) if not isinstance(exit_.code, str) else EXIT_USER_ERROR
+
+
+def run_mpi_command(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None, comm, *,
+                    interrupted: Callable[[], str]) -> int:
+    """:func:`run_command` for a command that runs on every rank of ``comm`` (None: one process).
+
+    An error that every rank shares (:class:`~nestplast.parallel.SharedError`) ends every rank
+    cleanly and rank 0 prints it; any other error, Ctrl-C or SIGTERM, on any rank, ends the whole
+    job at once (``MPI_Abort``), so that no rank waits for it in a receive until the job's time limit.
+    """
+    from .parallel import SharedError, abort_on_error
+
+    if comm is None:
+        return run_command(main, argv, interrupted=interrupted)
+    rank = comm.Get_rank()
+    try:
+        with sigterm_stops_cleanly():
+            return main(argv)
+    except SharedError as err:
+        report_error(str(err), rank=rank)
+        return EXIT_USER_ERROR
+    except UserError as err:
+        abort_on_error(comm, EXIT_USER_ERROR, f"error (rank {rank}): {err}")
+    except KeyboardInterrupt as err:
+        code, word = _stopped(err)
+        abort_on_error(comm, code, f"{word} (rank {rank}): {interrupted()}")
+    except BaseException:
+        abort_on_error(comm, 1, f"error (rank {rank}):\n{traceback.format_exc()}")
+    return 1
 
 
 def resume_hint(out, command: str, step: str = "generation", item: str = "evaluation") -> str:

@@ -238,22 +238,31 @@ def test_mpi_error_before_the_first_task_ends_every_rank(tmp_path):
 
 @pytest.mark.mpi
 @pytest.mark.skipif(nest_has_mpi(), reason="population mode needs the PyPI NEST (no MPI inside)")
-def test_mpi_interrupt_in_the_middle_ends_every_rank_and_keeps_the_run(tmp_path):
-    """Ctrl-C reaching rank 0 alone (the worker is busy evaluating or waiting for a task) ends
-    both ranks within seconds with one message; the run resumes to the uninterrupted one."""
+@pytest.mark.parametrize("sent, to_whom, word", [(signal.SIGINT, "rank 0", "interrupted"),
+                                                 (signal.SIGTERM, "mpiexec", "terminated")], ids=["ctrl-c", "sigterm"])
+def test_mpi_interrupt_in_the_middle_ends_every_rank_and_keeps_the_run(tmp_path, sent, to_whom, word):
+    """Ctrl-C reaching rank 0 alone (the worker is busy evaluating or waiting for a task), or
+    SIGTERM sent to the launcher (as ``kill`` or a batch system's time limit does), ends both ranks
+    within seconds with one message; the run resumes to the uninterrupted one."""
     out_dir = tmp_path / "run"
     process = subprocess.Popen([str(MPIEXEC), "-n", "2", sys.executable, "-m", "nestplast.search",
                                 str(tiny(tmp_path, generations=3)), "--out", str(out_dir), "--quiet"],
                                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     database = out_dir / "results.sqlite"
     wait_for_evaluations(database, generation=1, count=2)
-    rank0 = [p for p in _children(process.pid) if _rank(p) == "0"]
-    assert rank0, "found rank 0"
-    os.kill(rank0[0], signal.SIGINT)
+    if to_whom == "rank 0":
+        rank0 = [p for p in _children(process.pid) if _rank(p) == "0"]
+        assert rank0, "found rank 0"
+        os.kill(rank0[0], sent)
+    else:
+        process.send_signal(sent)
     interrupted = time.time()
-    _, err = process.communicate(timeout=60)
+    try:
+        _, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
     assert time.time() - interrupted < 30 and process.returncode != 0
-    assert err.count("interrupted") == 1 and "--resume" in err
+    assert err.count(word) >= 1 and "--resume" in err, err
     assert search(["--out", out_dir, "--resume", "--quiet"]).returncode == 0
     assert RunStore.open(out_dir).counts()["generations"] == 3
 
@@ -293,10 +302,14 @@ def test_failed_evaluations_are_recorded_and_a_flat_generation_stops_the_search(
     assert store.counts()["failed"] == 14 and store.counts()["blowups"] == 0
 
 
-def test_ctrl_c_says_where_the_run_stands_and_how_to_resume(tmp_path):
+@pytest.mark.parametrize("sent, code, word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")],
+                         ids=["ctrl-c", "sigterm"])
+def test_a_stopped_run_says_where_it_stands_and_how_to_resume(tmp_path, sent, code, word):
+    """Ctrl-C, or SIGTERM (``kill``; SLURM at the time limit, as jobs/search-restart.slurm relies
+    on), stops the run cleanly: one line, every evaluation kept, the resume command."""
     out_dir = tmp_path / "run"
     # more generations than can run before the signal lands (an evaluation of the tiny network
-    # takes milliseconds): the run must be interrupted, not finished
+    # takes milliseconds): the run must be stopped, not finished
     # A process started with SIGINT ignored (anything started in the background by a non-interactive
     # shell, as a CI runner may start these tests) inherits that and cannot be interrupted: the run
     # under test gets SIGINT back as a terminal would give it.
@@ -306,13 +319,15 @@ def test_ctrl_c_says_where_the_run_stands_and_how_to_resume(tmp_path):
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     database = out_dir / "results.sqlite"
     wait_for_evaluations(database, generation=1, count=1)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(sent)
     try:
         _, err = process.communicate(timeout=120)
     finally:
         process.kill()  # a run that ignored the signal must not go on after the test
-    assert process.returncode == 130
+    assert process.returncode == code
     with sqlite3.connect(database) as db:
         last = db.execute("SELECT MAX(generation) FROM generations").fetchone()[0]
-    assert err.strip().splitlines() == [f"interrupted: after generation {last}; every evaluation so far is kept. "
+        kept = db.execute("SELECT COUNT(*) FROM evaluations WHERE generation <= ?", (last,)).fetchone()[0]
+    assert kept == (last + 1) * 7 * 2  # every evaluation of every complete generation
+    assert err.strip().splitlines() == [f"{word}: after generation {last}; every evaluation so far is kept. "
                                         f"Resume with: python -m nestplast.search --out {out_dir} --resume"]

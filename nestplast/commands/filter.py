@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import sys
 import tomllib
-import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
 from .. import experiment
-from ..cli import EXIT_INTERRUPTED, EXIT_USER_ERROR, ArgumentParser, report_error, resume_hint, run_command
-from ..errors import UsageError, UserError
-from ..parallel import SharedError, abort_on_error, together, world
+from ..cli import ArgumentParser, resume_hint, run_mpi_command
+from ..errors import UsageError
+from ..parallel import together, world
 
 
 def parser() -> ArgumentParser:
@@ -139,20 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def interrupted() -> str:
         return resume_hint(out_dir[0], "python -m nestplast filter", "round", "simulation") if out_dir else "nothing was started"
 
-    if comm is None:
-        return run_command(run, argv, interrupted=interrupted)
-    try:  # under MPI, as the search: see nestplast.commands.search
-        return run(argv)
-    except SharedError as err:
-        report_error(str(err), rank=rank)
-        return EXIT_USER_ERROR
-    except UserError as err:
-        abort_on_error(comm, EXIT_USER_ERROR, f"error (rank {rank}): {err}")
-    except KeyboardInterrupt:
-        abort_on_error(comm, EXIT_INTERRUPTED, f"interrupted (rank {rank}): {interrupted()}")
-    except BaseException:
-        abort_on_error(comm, 1, f"error (rank {rank}):\n{traceback.format_exc()}")
-    return 1
+    return run_mpi_command(run, argv, comm, interrupted=interrupted)
 
 
 def write_recheck(result, path: Path) -> None:

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
 from .. import experiment
-from ..cli import EXIT_INTERRUPTED, EXIT_USER_ERROR, ArgumentParser, report_error, resume_hint, run_command
-from ..errors import UsageError, UserError
-from ..parallel import SharedError, abort_on_error, together, world
+from ..cli import ArgumentParser, resume_hint, run_mpi_command
+from ..errors import UsageError
+from ..parallel import together, world
 
 
 def parser() -> ArgumentParser:
@@ -98,23 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def interrupted() -> str:
         return resume_hint(out_dir[0], "python -m nestplast.search") if out_dir else "nothing was started"
 
-    if comm is None:
-        return run_command(run, argv, interrupted=interrupted)
-    # Under MPI: an error every rank shares ends every rank cleanly (rank 0 prints it); any other
-    # error, on any rank, ends the whole job at once, so that no rank waits for it until the job's
-    # time limit.
-    try:
-        return run(argv)
-    except SharedError as err:
-        report_error(str(err), rank=rank)
-        return EXIT_USER_ERROR
-    except UserError as err:
-        abort_on_error(comm, EXIT_USER_ERROR, f"error (rank {rank}): {err}")
-    except KeyboardInterrupt:
-        abort_on_error(comm, EXIT_INTERRUPTED, f"interrupted (rank {rank}): {interrupted()}")
-    except BaseException:
-        abort_on_error(comm, 1, f"error (rank {rank}):\n{traceback.format_exc()}")
-    return 1
+    return run_mpi_command(run, argv, comm, interrupted=interrupted)
 
 
 if __name__ == "__main__":
