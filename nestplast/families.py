@@ -29,6 +29,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import pickle
+import sys
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,7 +134,10 @@ def run_filter(exp: Experiment, out: str | Path, *, resume: bool = False, comm=N
 
     transport = Transport(comm)
     together(comm, lambda: check_constraints(exp))
+    nest_first = "nest" in sys.modules and "torch" not in sys.modules
     together(comm, require_sbi if transport.is_root else (lambda: None))  # before anything is simulated
+    if nest_first and transport.is_root:
+        warnings.warn(NEST_BEFORE_TORCH, RuntimeWarning, stacklevel=2)
 
     def headline(transport: Transport) -> str:
         space = search_space(exp)
@@ -143,6 +148,14 @@ def run_filter(exp: Experiment, out: str | Path, *, resume: bool = False, comm=N
     return run_loop(exp, out, FilterProblem,
                           lambda store, where, say: _resume(store, exp, where, say) or new_filter(exp),
                           headline, resume=resume, comm=comm, progress=progress)
+
+
+NEST_BEFORE_TORCH = (
+    "NEST was imported before torch in this process: torch's float32 arithmetic then rounds differently "
+    "in the last digits (measured on a matrix product; NEST loads its libraries globally), and the flow, "
+    "trained on it, proposes other rules from round 1 on than the same run started from the command line "
+    "(which imports torch first). Both are valid runs; to reproduce one, import torch (or call "
+    "nestplast.strategies.filter.require_sbi()) before NEST, as the command does.")
 
 
 def _resume(store: RunStore, exp: Experiment, out: Path, say) -> Filter | None:

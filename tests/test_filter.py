@@ -334,9 +334,9 @@ def test_run_filter_on_nest_stores_a_family_and_rechecks_it(tiny_run, capsys):
 @pytest.mark.nest
 @pytest.mark.mpi
 @pytest.mark.skipif(nest_has_mpi(), reason="population mode needs the PyPI NEST (no MPI inside)")
-def test_two_ranks_filter_as_one_rank_does(tmp_path):
-    """Both from fresh processes: a run in this pytest process, after other tests have used NEST
-    and torch here, was seen to train a different flow in round 1 (open; see the closing note)."""
+def test_two_ranks_filter_as_one_rank_does(tmp_path, tiny_run):
+    """The command on 1 and on 2 ranks, and the same run in this process (torch imported before
+    NEST, as conftest does), ask and simulate the same rules."""
     import subprocess
 
     (tmp_path / "tiny.toml").write_text(TINY)
@@ -350,8 +350,21 @@ def test_two_ranks_filter_as_one_rank_does(tmp_path):
         assert done.returncode == 0, done.stderr
         runs[ranks] = tmp_path / f"run{ranks}"
     assert rows_of(runs[2]) == rows_of(runs[1])  # the flow's proposals and every simulation
+    assert rows_of(tiny_run[1]) == rows_of(runs[1])
     with sqlite3.connect(runs[2] / "results.sqlite") as db:
         assert {r[0] for r in db.execute("SELECT rank FROM evaluations")} == {0, 1}, "both ranks simulated"
+
+
+def test_nest_imported_before_torch_is_warned_of(tmp_path):
+    """Imported the other way round, torch's arithmetic (and so the flow) changes: the run says so."""
+    import subprocess
+
+    (tmp_path / "tiny.toml").write_text(TINY.replace("rounds = 2", "rounds = 1"))
+    script = ("import sys, nest; from nestplast import experiment; from nestplast.families import run_filter; "
+              f"run_filter(experiment.load({str(tmp_path / 'tiny.toml')!r}), {str(tmp_path / 'run')!r})")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "RuntimeWarning" in done.stderr and "NEST was imported before torch" in done.stderr
 
 
 def store_seeds(run_dir):
