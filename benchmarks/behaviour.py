@@ -4,8 +4,8 @@ of simulated animals in the two-choice task (3 blocks of 80 trials, reward proba
 recovery depends on the number of animals and trials.
 
     .venv/bin/python benchmarks/behaviour.py                # the forgetting table (~40 min on one core)
-    .venv/bin/python benchmarks/behaviour.py --sweep        # and the data-size sweep (~1 h more)
-    .venv/bin/python benchmarks/behaviour.py --sweep-only --generations 12
+    .venv/bin/python benchmarks/behaviour.py --sweep        # and the data-size sweep (~1.5 h more)
+    .venv/bin/mpiexec -n 2 .venv/bin/python benchmarks/behaviour.py --sweep-only   # the sweep alone, 2 ranks
 """
 
 from __future__ import annotations
@@ -14,8 +14,11 @@ import argparse
 import tempfile
 import time
 
+import numpy as np
+
 from nestplast import infer_choices
 from nestplast.choice_task import ChoiceTask
+from nestplast.parallel import world
 
 ETA = 5.0
 TRUE = {"th_pre_010": 1.0, "forget": 0.1}  # per presynaptic spike x reward; forgetting per second
@@ -50,36 +53,49 @@ def main() -> None:
     parser.add_argument("--generations", type=int, default=20)
     parser.add_argument("--sweep", action="store_true", help="also the data-size sweep")
     parser.add_argument("--sweep-only", action="store_true")
+    parser.add_argument("--replicates", type=int, default=3, help="datasets per size in the sweep")
     args = parser.parse_args()
     if args.sweep_only:
-        sweep(args.generations)
+        sweep(args.generations, args.replicates, world())
         return
     for label, forget in (("data with forgetting", TRUE["forget"]), ("data without forgetting", 0.0)):
         t0 = time.perf_counter()
         data = infer_choices.generate({**TRUE, "forget": forget, "eta": ETA}, n_animals=args.animals, seed=3)
         row(label, {**TRUE, "forget": forget}, fit_pair(data, args.generations), time.perf_counter() - t0)
     if args.sweep:
-        sweep(args.generations)
+        sweep(args.generations, args.replicates)
 
 
-def sweep(generations: int) -> None:
-    """Recovery of the forgetting term against the number of animals and trials (fits with it only)."""
-    print("\nrecovery against data size (data with forgetting; a quarter of the animals held out):")
+def sweep(generations: int, replicates: int, comm=None) -> None:
+    """Recovery of the forgetting rule against the number of animals and trials: ``replicates``
+    datasets (other animals, other seeds) per size, each fitted with the term; the median and worst
+    relative error of each coefficient and how many 95 % intervals cover the truth."""
+    rank = 0 if comm is None else comm.Get_rank()
+    if rank == 0:
+        print(f"\nrecovery against data size (data with forgetting, {replicates} datasets per size; a quarter of "
+              f"the animals held out; {generations} generations):", flush=True)
     for animals in (8, 16, 32):
         for per_block in (40, 80):
             t0 = time.perf_counter()
-            data = infer_choices.generate({**TRUE, "eta": ETA}, n_animals=animals, seed=4,
-                                          task=ChoiceTask(trials_per_block=per_block))
-            fit = infer_choices.fit(data, "pre:010,forget", {"eta": ETA}, task=infer_choices.task_for(data),
-                                    max_generations=generations, out=tempfile.mkdtemp())
-            cells = []
-            for name in fit.names:
-                low, high = fit.intervals[name]
-                error = abs(fit.coefficients[name] - TRUE[name]) / abs(TRUE[name])
-                cells.append(f"{name} {fit.coefficients[name]:.3g} [{low:.3g}, {high:.3g}] error {error:.0%} "
-                             f"covered {low <= TRUE[name] <= high}")
-            print(f"  {animals:2d} animals x {3 * per_block} trials: {'; '.join(cells)}; "
-                  f"{time.perf_counter() - t0:.0f} s", flush=True)
+            errors = {name: [] for name in TRUE}
+            covered = dict.fromkeys(TRUE, 0)
+            for replicate in range(replicates):
+                data = infer_choices.generate({**TRUE, "eta": ETA}, n_animals=animals, seed=100 + replicate,
+                                              task=ChoiceTask(trials_per_block=per_block))
+                fit = infer_choices.fit(data, "pre:010,forget", {"eta": ETA}, task=infer_choices.task_for(data),
+                                        max_generations=generations, out=tempfile.mkdtemp() if rank == 0 else None,
+                                        comm=comm)
+                if fit is None:  # another rank
+                    continue
+                for name in TRUE:
+                    low, high = fit.intervals[name]
+                    errors[name].append(abs(fit.coefficients[name] - TRUE[name]) / abs(TRUE[name]))
+                    covered[name] += low <= TRUE[name] <= high
+            if rank == 0:
+                cells = [f"{name}: error median {np.median(errors[name]):.0%}, worst {max(errors[name]):.0%}, "
+                         f"covered {covered[name]}/{replicates}" for name in TRUE]
+                print(f"  {animals:2d} animals x {3 * per_block} trials: {'; '.join(cells)}; "
+                      f"{time.perf_counter() - t0:.0f} s", flush=True)
 
 
 if __name__ == "__main__":
