@@ -185,3 +185,39 @@ def test_an_mlp_rule_with_the_reward_as_an_input_equals_numpy(nest):
         assert connection.get("weight") == pytest.approx(w, rel=1e-9)
     assert recorder.n_events == 0, "no postsynaptic spike, so no post-network update"
     assert abs(w - 20.0) > 0.01, "the rule changed the weight"
+
+
+def infer_choices_cli(tmp_path, *args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "nestplast", "infer", str(tmp_path / "choices.npz"), "--task", "choices",
+                           "--out", str(tmp_path / "run"), *args], capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--rule", "mlp", "--inputs", "x_pre,w_abs"], "--inputs: the choices task needs the reward signal R"),
+    (["--rule", "mlp", "--inputs", "x_pre,R,nonsense"], "--rule mlp: rule 'mlp': inputs must be distinct names"),
+    (["--rule", "mlp", "--mask", "pre:010"], "--mask: the mlp rule has no mask"),
+    (["--rule", "mlp", "--hidden", "0"], "--hidden: expected an integer >= 1, got 0"),
+    (["--rule", "taylor"], "fits the three-factor rule 'reward' or an 'mlp' rule"),
+])
+def test_the_choices_command_refuses_a_rule_it_cannot_fit(tmp_path, args, message):
+    behaviour.save(behaviour.validate(valid_arrays()), tmp_path / "choices.npz")
+    out = infer_choices_cli(tmp_path, *args)
+    assert out.returncode == 2 and message in out.stderr, out.stderr
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.nest
+def test_an_mlp_rule_is_fitted_to_choices_from_the_command_line(tmp_path, reward_module):
+    """``--rule mlp`` with the reward among its inputs: the MLP's coefficients, intervals, the
+    held-out likelihood and the plot, compared with the reward rule without forgetting."""
+    data = infer_choices.generate(TRUE, mask=MASK, n_animals=4, task=ChoiceTask(trials_per_block=10), seed=5)
+    behaviour.save(data, tmp_path / "choices.npz")
+    out = infer_choices_cli(tmp_path, "--rule", "mlp", "--inputs", "x_pre,R,w_abs", "--hidden", "4", "--fixed", "eta=5",
+                            "--compare", "pre:010", "--hold-out", "2", "--max-generations", "2", "--json")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    rule = get_rule("mlp", inputs=("x_pre", "R", "w_abs"), layers=(4,))
+    assert result["fit"]["rule"] == "mlp" and result["fit"]["names"] == list(rule.names)
+    assert result["compare"]["names"] == ["th_pre_010"]
+    assert np.isfinite(result["fit"]["ll_held_out_bits"]) and result["comparison"]["animals"] == 2
+    assert (tmp_path / "run" / "choices.png").stat().st_size > 1000

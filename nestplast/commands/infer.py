@@ -35,7 +35,11 @@ def parser() -> ArgumentParser:
     p.add_argument("--task", choices=("recording", "choices"), default="recording",
                    help="recording: spikes and weights (default); choices: choices and rewards of animals in a "
                         "two-choice task, fitted with the three-factor 'reward' rule")
-    p.add_argument("--rule", default=None, help="taylor (default for recordings) or doublet; reward for choices")
+    p.add_argument("--rule", default=None, help="taylor (default for recordings) or doublet; for choices reward "
+                   "(default) or mlp (with the reward signal R among --inputs)")
+    p.add_argument("--inputs", default="x_pre,R,w_abs", help="choices with --rule mlp: the MLP's inputs, from "
+                   "x_pre, x_post, w, w_abs, R, ... (default x_pre,R,w_abs)")
+    p.add_argument("--hidden", type=int, default=4, help="choices with --rule mlp: hidden units (default 4)")
     p.add_argument("--mask", default=None, help="taylor: the free terms, e.g. post:100,post:011; reward: e.g. "
                    "pre:010,forget (default)")
     p.add_argument("--compare", default=None, metavar="MASK",
@@ -177,28 +181,60 @@ def _infer(argv: Sequence[str] | None) -> int:
     return 0
 
 
+def _choice_rules(args) -> list[tuple[str, object, str | None]]:
+    """(label, rule, reward mask or None) of the fit and, with --compare, of the rule it is
+    compared with."""
+    from ..rules import get_rule
+
+    if args.rule not in (None, "reward", "mlp"):
+        raise UsageError(f"--task choices fits the three-factor rule 'reward' or an 'mlp' rule that reads the reward "
+                         f"signal R, not {args.rule!r}")
+    rules = []
+    if args.rule == "mlp":
+        if args.mask:
+            raise UsageError("--mask: the mlp rule has no mask (its inputs are --inputs)")
+        inputs = tuple(filter(None, (name.strip() for name in args.inputs.split(","))))
+        if "R" not in inputs:
+            raise UsageError(f"--inputs: the choices task needs the reward signal R among the MLP's inputs, got "
+                             f"{','.join(inputs)}")
+        try:
+            rules.append((f"mlp {','.join(inputs)}, {args.hidden} hidden", get_rule("mlp", inputs=inputs,
+                                                                                    layers=(args.hidden,))))
+        except ValueError as err:
+            raise UsageError(f"--rule mlp: {err}") from None
+    else:
+        rules.append((f"reward {args.mask or 'pre:010,forget'}", None))
+    if args.compare:
+        rules.append((f"reward {args.compare}", None))
+    labelled = []
+    for label, rule in rules:
+        mask = None
+        if rule is None:
+            mask = label.removeprefix("reward ")
+            try:
+                rule = get_rule("reward", mask)
+            except ValueError as err:
+                raise UsageError(f"--mask/--compare {mask!r}: {err}") from None
+        labelled.append((label, rule, mask))
+    return labelled
+
+
 def _infer_choices(args) -> int:
     from .. import infer_choices
     from ..behaviour import load
 
-    if args.rule not in (None, "reward"):
-        raise UsageError(f"--task choices fits the three-factor rule 'reward', not {args.rule!r}")
     hold_out = 4 if args.hold_out is None else args.hold_out
     generations = 25 if args.max_generations is None else args.max_generations
     _check_counts((("--max-generations", generations, 1), ("--population-size", args.population_size, 2),
                    ("--bootstrap", args.bootstrap, 0), ("--hold-out", hold_out, 0), ("--seed", args.seed, 0),
-                   ("--restarts", args.restarts, 0)))
+                   ("--restarts", args.restarts, 0), ("--hidden", args.hidden, 1)))
+    rules = _choice_rules(args)
     data = load(args.data)
-    masks = [args.mask or "pre:010,forget"] + ([args.compare] if args.compare else [])
     fixed = parse_fixed(args.fixed)
-    for mask in masks:
-        try:
-            rule = infer_choices.RuleChoice("reward", mask).rule()
-        except ValueError as err:
-            raise UsageError(f"--mask/--compare {mask!r}: {err}") from None
+    for label, rule, _mask in rules:
         unknown = sorted(set(fixed) - set(rule.fixable))
         if unknown:
-            raise UsageError(f"--fixed: {', '.join(unknown)} not fixed settings of rule 'reward' "
+            raise UsageError(f"--fixed: {', '.join(unknown)} not fixed settings of rule {label!r} "
                              f"(those are: {', '.join(rule.fixable)})")
     if args.compare and not hold_out:
         raise UsageError("--compare compares the fits on held-out animals: give --hold-out N > 0")
@@ -209,23 +245,24 @@ def _infer_choices(args) -> int:
     out, comm, rank = _run_dir(args)
     say = None if args.json or rank != 0 else (lambda line: print(line, flush=True))
     fits = []
-    for k, mask in enumerate(masks):
+    for k, (_label, rule, mask) in enumerate(rules):
         folder = out if k == 0 else out / "compare"
-        fits.append(infer_choices.fit(data, mask, fixed, task=task, hold_out=hold_out, l1=args.l1,
+        fits.append(infer_choices.fit(data, mask, fixed, rule=None if mask else rule, task=task, hold_out=hold_out, l1=args.l1,
                                       population_size=args.population_size, max_generations=generations,
                                       n_bootstrap=args.bootstrap, seed=args.seed, out=folder, resume=args.resume,
                                       comm=comm, progress=say, restarts=args.restarts))
     if fits[0] is None:  # a worker rank
         return 0
+    labels = [label for label, _rule, _mask in rules]
     comparison = infer_choices.compare(fits[0], fits[1]) if args.compare else None
     if comparison:
-        (out / "comparison.json").write_text(json.dumps({"with": masks[0], "without": masks[1], **comparison}, indent=2))
+        (out / "comparison.json").write_text(json.dumps({"with": labels[0], "without": labels[1], **comparison},
+                                                        indent=2))
     if not args.no_plots:
         from ..analysis.behaviour import plot_choices
 
         fit = fits[0]
-        problem = infer_choices.ChoiceFit(data, infer_choices.RuleChoice("reward", fit.mask).rule(), fixed, task,
-                                          fit.fit_animals, args.seed)
+        problem = infer_choices.ChoiceFit(data, rules[0][1], fixed, task, fit.fit_animals, args.seed)
         # the fitted model replaying every animal, for its choice probabilities
         session = problem.session([fit.coefficients[n] for n in fit.names], range(data.n_animals))
         plot_choices(out / "choices.png", data, session.p_choose_0, fit.held_out_animals)
@@ -233,8 +270,8 @@ def _infer_choices(args) -> int:
         print(json.dumps({"fit": fits[0].to_json(), **({"compare": fits[1].to_json(), "comparison": comparison}
                                                          if comparison else {})}))
         return 0
-    for mask, fit in zip(masks, fits):
-        print(f"rule reward {mask}: {len(fit.fit_animals)} animals fitted, {len(fit.held_out_animals)} held out")
+    for label, fit in zip(labels, fits):
+        print(f"rule {label}: {len(fit.fit_animals)} animals fitted, {len(fit.held_out_animals)} held out")
         print(f"{'coefficient':<14} {'fitted':>10}   95 % interval")
         for name in fit.names:
             low, high = fit.intervals[name]
@@ -243,7 +280,7 @@ def _infer_choices(args) -> int:
         print(f"log-likelihood per trial: {fit.ll_fit_bits:.4f} bits fitted, {fit.ll_held_out_bits:.4f} bits held out "
               f"(chance: -1)")
     if comparison:
-        print(f"{masks[0]} against {masks[1]} on {comparison['animals']} held-out animals: "
+        print(f"{labels[0]} against {labels[1]} on {comparison['animals']} held-out animals: "
               f"{comparison['bits_per_trial']:+.4f} bits per trial [{comparison['low']:+.4f}, {comparison['high']:+.4f}]")
     print(f"fitted rule for nest.CopyModel: {out / 'fit.json'} (key nest_params); plots in {out}")
     return 0
