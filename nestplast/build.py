@@ -188,8 +188,9 @@ def _nest_version() -> str:
 # nestplast's changes to NESTML's NEST templates, marked "nestplast:" in the files: NEST's built-in
 # STDP synapses see the spikes of a neuron generated with a rule, a rule connected to the wrong
 # neuron raises a NEST error instead of exiting the process, @homogeneous parameters really are
-# common properties, coincident pre and post spikes are handled as in NEST's own STDP synapses, and
-# a weight whose sign differs from Wmax is refused. Only the changed files are kept here; the
+# common properties, coincident pre and post spikes are handled as in NEST's own STDP synapses,
+# a weight whose sign differs from Wmax is refused, and a neuron keeps its incoming spikes in one
+# buffer as NEST's own neurons do (one cache line per event). Only the changed files are kept here; the
 # manifest records the hash of the stock file each was made from.
 OVERLAY_DIR = Path(__file__).resolve().parent / "templates" / "nest"
 OVERLAY_MANIFEST = OVERLAY_DIR.parent / "nest.stock.sha256"
