@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
 from .errors import UnknownNameError, UserError
-from .neurons import NEURONS
+from .neurons import NEURONS, get_neuron
 from .rules import RuleLayout, get_rule
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parent / "experiments"
@@ -458,11 +458,22 @@ def validate(exp: Experiment) -> Experiment:
         _require(set(r.plastic) <= {"EE", "IE"}, "rule.plastic", "EE and/or IE for a single neuron (its afferents)",
                  r.plastic)
     _require(n.delay >= n.resolution, "network.delay", f"at least the resolution ({n.resolution} ms)", n.delay)
+    neuron = get_neuron(r.neuron)
+    if any(rule.post_inputs for rule in exp.module_rules()):  # the build adds them (nestplast.build)
+        neuron = neuron.with_rule_inputs()
+    for key in neuron.unknown_params(n.neuron_params):  # else every simulation would fail in NEST's Create
+        default = " (the default neuron_params are for iaf_psc_exp: give the neuron's own)" if (
+            n.neuron_params == NetworkSpec().neuron_params) else ""
+        _require(False, f"network.neuron_params.{key}", f"a parameter of the neuron {r.neuron}{default}: "
+                 f"{', '.join(neuron.parameters)}, or NEST's name of one ({', '.join(a for a, _ in neuron.renamed)})", key)
     for ct in r.plastic:
         _require(ct in n.w_max, f"network.w_max.{ct}", "a bound for every plastic connection type", None)
         _require(n.weights.get(ct, 0) <= n.w_max[ct], f"network.weights.{ct}", f"at most w_max ({n.w_max[ct]})",
                  n.weights.get(ct))
 
+    steps = 1000.0 * o.chunk / n.resolution  # NEST simulates whole steps only
+    _require(abs(steps - round(steps)) < 1e-6 * max(1.0, steps), "objective.chunk",
+             f"a multiple of network.resolution ({n.resolution} ms)", o.chunk)
     if o.constraints:
         from .objectives import FSBI_CONSTRAINTS  # the metrics a constraint may name
     for metric in o.constraints:

@@ -50,6 +50,12 @@ def test_default_layout_is_the_doublet_rule_on_ie():
     ("unknown_table = 3\n", ["unknown_table", "expected one of"]),
     ("[rule\nname=1", ["not valid TOML"]),
     ("[rule]\nname = 'taylor'\nmask = 'pre:999'\n", ["rule.mask", "pre:999"]),
+    # every simulation would fail inside NEST: refused before the run
+    ("[network]\nneuron_params = { tau_m = 20.0, tau_mm = 1.0 }\n", ["network.neuron_params.tau_mm", "tau_m, ", "t_ref"]),
+    ("[rule]\nneuron = 'iaf_cond_exp'\n", ["network.neuron_params.tau_m", "default neuron_params are for iaf_psc_exp",
+                                           "g_L"]),
+    ("[network]\nneuron_params = { tau_V_bar = 50.0 }\n", ["network.neuron_params.tau_V_bar"]),  # no rule reads V_bar
+    ("[objective]\nchunk = 0.00025\n", ["objective.chunk", "multiple of network.resolution"]),
 ])
 def test_bad_files_name_the_key(tmp_path, text, fragments):
     path = write(tmp_path, text)

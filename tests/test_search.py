@@ -282,15 +282,22 @@ def _rank(pid: int) -> str | None:
     return ranks[0] if ranks else None
 
 
-def test_failed_evaluations_are_recorded_and_a_flat_generation_stops_the_search(tmp_path):
-    """A neuron parameter NEST does not know makes every evaluation raise inside NEST: each
-    failure is recorded with NEST's message and the penalty loss; a generation in which every
-    candidate scores the same stops the search (pycma's tolflatfitness), saying why."""
-    path = tiny(tmp_path, generations=3)
-    path.write_text(path.read_text().replace("p = 0.2", "p = 0.2\nneuron_params = { tau_m = 20.0, no_such_param = 1.0 }"))
-    out = search([path, "--out", tmp_path / "run"])
-    assert out.returncode == 0, out.stderr
-    assert "tolflatfitness" in out.stdout and "scored the same" in out.stdout
+def test_failed_evaluations_are_recorded_and_a_flat_generation_stops_the_search(tmp_path, doublet_module):
+    """An experiment that NEST refuses in every evaluation (a neuron parameter it does not know;
+    an experiment file with it is refused before the run, so it is set on an experiment object
+    here, as a Python caller could): each failure is recorded with NEST's message and the penalty
+    loss; a generation in which every candidate scores the same stops the search (pycma's
+    tolflatfitness), saying why."""
+    import dataclasses
+
+    from nestplast import experiment
+    from nestplast.search import run_search
+
+    exp = experiment.load(tiny(tmp_path, generations=3))
+    exp = dataclasses.replace(exp, network=dataclasses.replace(exp.network, neuron_params={"no_such_param": 1.0}))
+    lines = []
+    outcome = run_search(exp, tmp_path / "run", progress=lines.append)
+    assert "tolflatfitness" in outcome.stop and "scored the same" in "\n".join(lines)
     store = RunStore.open(tmp_path / "run")
     assert store.counts()["generations"] == 1
     assert "tolflatfitness" in store.stop()
