@@ -292,7 +292,14 @@ def recheck(run_dir: str | Path, n_trials: int = 2, *, comm=None, limit: int | N
         tasks += [Task(-1, k, problem.with_nuisance(t, -1, k, RECHECK_STREAM), tuple(row["theta"])) for t in trials]
     tasks = transport.share(tasks)
     say(f"re-check: {len(rows)} accepted rules x {n_trials} fresh trials")
-    results = transport.map(tasks, problem.evaluate, lambda e: None)
+    done, every = [0], max(1, len(tasks) // 10)
+
+    def arrived(evaluation: Evaluation) -> None:  # a line per tenth: a long re-check is not silent
+        done[0] += 1
+        if done[0] % every == 0 or done[0] == len(tasks):
+            say(f"  {done[0]} of {len(tasks)} simulations")
+
+    results = transport.map(tasks, problem.evaluate, arrived)
     transport.close()
     if not transport.is_root:
         return None

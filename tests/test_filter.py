@@ -317,8 +317,11 @@ def test_run_filter_on_nest_stores_a_family_and_rechecks_it(tiny_run, capsys):
     fam = family(out)
     assert [a["simulated"] for a in fam.acceptance] == [12, 12] and len(fam.rows) >= 1
     assert all(1.0 <= r["rate_e"] <= 80.0 and r["w_blow"] <= 0.5 for r in fam.rows)
-    checked = recheck(out, n_trials=1, limit=2)
+    lines = []
+    checked = recheck(out, n_trials=1, limit=2, progress=lines.append)
     assert len(checked.passed) == min(2, len(fam.rows))
+    n = len(checked.passed)
+    assert lines[0].startswith(f"re-check: {n} accepted rules") and lines[-1] == f"  {n} of {n} simulations"
     assert all(e.seed not in {s.seed for s in stored} for es in checked.evaluations for e in es)
     # the command: the re-check's table
     assert main([str(out), "--recheck", "1", "--limit", "1", "--quiet"]) == 0
