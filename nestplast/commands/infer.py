@@ -186,37 +186,32 @@ def _choice_rules(args) -> list[tuple[str, object, str | None]]:
     compared with."""
     from ..rules import get_rule
 
+    def reward(mask: str) -> tuple[str, object, str]:
+        try:
+            return f"reward {mask}", get_rule("reward", mask), mask
+        except ValueError as err:
+            raise UsageError(f"--mask/--compare {mask!r}: {err}") from None
+
     if args.rule not in (None, "reward", "mlp"):
         raise UsageError(f"--task choices fits the three-factor rule 'reward' or an 'mlp' rule that reads the reward "
                          f"signal R, not {args.rule!r}")
-    rules = []
-    if args.rule == "mlp":
-        if args.mask:
-            raise UsageError("--mask: the mlp rule has no mask (its inputs are --inputs)")
+    if args.rule != "mlp":
+        rules = [reward(args.mask or "pre:010,forget")]
+    elif args.mask:
+        raise UsageError("--mask: the mlp rule has no mask (its inputs are --inputs)")
+    else:
         inputs = tuple(filter(None, (name.strip() for name in args.inputs.split(","))))
         if "R" not in inputs:
             raise UsageError(f"--inputs: the choices task needs the reward signal R among the MLP's inputs, got "
                              f"{','.join(inputs)}")
         try:
-            rules.append((f"mlp {','.join(inputs)}, {args.hidden} hidden", get_rule("mlp", inputs=inputs,
-                                                                                    layers=(args.hidden,))))
+            rules = [(f"mlp {','.join(inputs)}, {args.hidden} hidden",
+                      get_rule("mlp", inputs=inputs, layers=(args.hidden,)), None)]
         except ValueError as err:
             raise UsageError(f"--rule mlp: {err}") from None
-    else:
-        rules.append((f"reward {args.mask or 'pre:010,forget'}", None))
     if args.compare:
-        rules.append((f"reward {args.compare}", None))
-    labelled = []
-    for label, rule in rules:
-        mask = None
-        if rule is None:
-            mask = label.removeprefix("reward ")
-            try:
-                rule = get_rule("reward", mask)
-            except ValueError as err:
-                raise UsageError(f"--mask/--compare {mask!r}: {err}") from None
-        labelled.append((label, rule, mask))
-    return labelled
+        rules.append(reward(args.compare))
+    return rules
 
 
 def _infer_choices(args) -> int:
@@ -247,8 +242,8 @@ def _infer_choices(args) -> int:
     fits = []
     for k, (_label, rule, mask) in enumerate(rules):
         folder = out if k == 0 else out / "compare"
-        fits.append(infer_choices.fit(data, mask, fixed, rule=None if mask else rule, task=task, hold_out=hold_out, l1=args.l1,
-                                      population_size=args.population_size, max_generations=generations,
+        fits.append(infer_choices.fit(data, mask, fixed, rule=None if mask else rule, task=task, hold_out=hold_out,
+                                      l1=args.l1, population_size=args.population_size, max_generations=generations,
                                       n_bootstrap=args.bootstrap, seed=args.seed, out=folder, resume=args.resume,
                                       comm=comm, progress=say, restarts=args.restarts))
     if fits[0] is None:  # a worker rank
