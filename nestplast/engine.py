@@ -88,7 +88,11 @@ def run(problem: Problem, strategy: Strategy | None, store: RunStore | None, tra
         stop, tasks = transport.share((stop, tasks))
         if stop is not None:
             break
-        results = transport.map(tasks, problem.evaluate, store.record_evaluation if transport.is_root else _ignore)
+        if transport.is_root:  # each burst of results that arrived together in one commit
+            results = transport.map(tasks, problem.evaluate, lambda e: store.record_evaluation(e, commit=False),
+                                    flush=store.commit)
+        else:
+            results = transport.map(tasks, problem.evaluate, _ignore)
         evaluated += len(results)
         if not transport.is_root:
             continue

@@ -47,22 +47,25 @@ def choose_mode(comm) -> str:
 
 
 def map_tasks(tasks: Sequence[Any], evaluate: Callable[[Any], Any], on_result: Callable[[Any], None],
-              comm=None, mode: str = "serial") -> list:
+              comm=None, mode: str = "serial", flush: Callable[[], None] = lambda: None) -> list:
     """Evaluate ``tasks`` and return their results in order; ``on_result`` is called on rank 0 as
-    each result arrives (to record it at once). On worker ranks of the population mode, call
-    :func:`serve` instead; in network mode every rank calls this with the same tasks."""
+    each result arrives (to record it at once), and ``flush`` once the results that arrived
+    together have all been passed on, before rank 0 waits or evaluates (to commit them in one
+    go). On worker ranks of the population mode, call :func:`serve` instead; in network mode
+    every rank calls this with the same tasks."""
     if mode == "population":
-        return _map_population(list(tasks), evaluate, on_result, comm)
+        return _map_population(list(tasks), evaluate, on_result, flush, comm)
     results = []
     for task in tasks:
         result = evaluate(task)
         if comm is None or comm.Get_rank() == 0:
             on_result(result)
+            flush()
         results.append(result)
     return results
 
 
-def _map_population(tasks: list, evaluate, on_result, comm) -> list:
+def _map_population(tasks: list, evaluate, on_result, flush, comm) -> list:
     from mpi4py import MPI
 
     workers = range(1, comm.Get_size())
@@ -91,13 +94,16 @@ def _map_population(tasks: list, evaluate, on_result, comm) -> list:
     def receive(wait: bool) -> None:
         """Every result that has arrived (with ``wait``, at least one), refilling the queues."""
         status = MPI.Status()
+        received = False
         while wait or arrived():
             index, result = comm.recv(source=MPI.ANY_SOURCE, tag=RESULT, status=status)
             queued[status.Get_source()] -= 1
             results[index] = result
             on_result(result)
             hand_out()
-            wait = False
+            wait, received = False, True
+        if received:  # one commit for a burst: on many ranks results arrive faster than a disk syncs
+            flush()
 
     def spare() -> bool:
         # Rank 0 takes a task itself only when no worker has room for it (more tasks left than
@@ -113,6 +119,7 @@ def _map_population(tasks: list, evaluate, on_result, comm) -> list:
             index, task = pending.popleft()
             results[index] = evaluate(task)
             on_result(results[index])
+            flush()
             hand_out()
         elif pending:
             receive(wait=True)
@@ -164,8 +171,9 @@ class Transport:
         """Rank 0's ``value`` on every rank that takes part in every simulation (network mode)."""
         return self.comm.bcast(value, root=0) if self.mode == "network" else value
 
-    def map(self, tasks: Sequence[Any], evaluate: Callable[[Any], Any], on_result: Callable[[Any], None]) -> list:
-        return map_tasks(tasks, evaluate, on_result, comm=self.comm, mode=self.mode)
+    def map(self, tasks: Sequence[Any], evaluate: Callable[[Any], Any], on_result: Callable[[Any], None],
+            flush: Callable[[], None] = lambda: None) -> list:
+        return map_tasks(tasks, evaluate, on_result, comm=self.comm, mode=self.mode, flush=flush)
 
     def serve(self, evaluate: Callable[[Any], Any]) -> None:
         serve(evaluate, self.comm)

@@ -2,7 +2,8 @@
 
 ``RUN_DIR/results.sqlite`` has three tables: ``run`` (the experiment, seed, metadata and, once
 the run has ended, why it stopped),
-``evaluations`` (one row per (generation, candidate, trial), committed the moment it arrives) and
+``evaluations`` (one row per (generation, candidate, trial), committed the moment it arrives, or
+with the others that arrived at the same moment) and
 ``generations`` (the pickled optimiser and a summary, written in one transaction, so a generation
 is either complete or absent). After ``kill -9`` at any moment nothing committed is lost: the
 journal is SQLite's write-ahead log, and a killed process cannot lose a committed transaction
@@ -188,6 +189,7 @@ class RunStore:
         return db
 
     def close(self) -> None:
+        self.commit()  # what an interrupted burst recorded (Ctrl-C, SIGTERM) is kept
         self._db.close()
 
     # ------------------------------------------------------------------ run
@@ -212,18 +214,27 @@ class RunStore:
 
     # ------------------------------------------------------------------ evaluations
 
-    def record_evaluation(self, evaluation: Evaluation, replace: bool = False) -> None:
-        """Record one evaluation now (committed on return). The same (generation, candidate,
-        trial) twice is an error unless ``replace`` (a failed evaluation retried)."""
+    def record_evaluation(self, evaluation: Evaluation, replace: bool = False, *, commit: bool = True) -> None:
+        """Record one evaluation, committed on return, or with ``commit=False`` at the next
+        :meth:`commit` (several results that arrived together, one disk sync). The same
+        (generation, candidate, trial) twice is an error unless ``replace`` (a failed evaluation
+        retried)."""
         if evaluation.status not in STATUSES:
             raise StoreError(f"unknown status {evaluation.status!r}; expected one of {', '.join(STATUSES)}")
         verb = "INSERT OR REPLACE" if replace else "INSERT"
+        if not commit and not self._db.in_transaction:
+            self._db.execute("BEGIN")
         try:
             self._db.execute(f"{verb} INTO evaluations ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
                              _row(evaluation))
         except sqlite3.IntegrityError:
             raise StoreError(f"evaluation (generation {evaluation.generation}, candidate {evaluation.candidate}, "
                              f"trial {evaluation.trial}) is recorded already") from None
+
+    def commit(self) -> None:
+        """Commit the evaluations recorded with ``commit=False`` (nothing to do if none)."""
+        if self._db.in_transaction:
+            self._db.execute("COMMIT")
 
     def get_evaluation(self, generation: int, candidate: int, trial: int) -> Evaluation | None:
         row = self._db.execute("SELECT * FROM evaluations WHERE generation=? AND candidate=? AND trial=?",

@@ -46,6 +46,28 @@ def test_duplicate_key_is_refused_unless_replaced(tmp_path):
     assert store.get_evaluation(0, 0, 0).status == "ok"
 
 
+def test_a_burst_is_committed_together_and_closing_keeps_it(tmp_path):
+    """Results recorded with commit=False are invisible to other readers until commit() (one disk
+    sync for a burst), and close() commits them (a run stopped in the middle of a burst keeps it)."""
+    store = RunStore.create(tmp_path, experiment={}, seed=1)
+
+    def seen() -> int:
+        with sqlite3.connect(tmp_path / "results.sqlite") as other:
+            return other.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0]
+
+    for k in range(3):
+        store.record_evaluation(evaluation(k=k), commit=False)
+    assert seen() == 0 and store.get_evaluation(0, 2, 0) is not None  # its own connection sees them
+    store.commit()
+    assert seen() == 3
+    store.commit()  # nothing pending: nothing to do
+    store.record_evaluation(evaluation(k=3), commit=False)
+    with pytest.raises(StoreError, match="recorded already"):  # a duplicate inside a burst
+        store.record_evaluation(evaluation(k=0), commit=False)
+    store.close()
+    assert seen() == 4
+
+
 def test_generation_is_atomic_and_resumable(tmp_path):
     import numpy as np
 
