@@ -116,11 +116,11 @@ def record_cost(run: MeasuredRun, n: int = 128, burst: int = 1) -> float:
     return cost
 
 
-def schedule(generations: list[list[float]], ranks: int, overhead: float, result_s: float, order: str = "given",
-             **options):
+def schedule(generations: list[list[float]], ranks: int, overhead: float, order: str = "given", **options):
+    """``options``: rank 0's recording costs (``result_s``, ``commit_s``) and the queue's policy."""
     if order == "longest":
         generations = [longest_first(g) for g in generations]
-    return schedule_run(generations, ranks, generation_s=overhead, result_s=result_s, **options)
+    return schedule_run(generations, ranks, generation_s=overhead, **options)
 
 
 def validate_queue(seconds: list[float], ranks: int, mpiexec: str) -> tuple[float, list[int]]:
@@ -136,7 +136,7 @@ def validate_queue(seconds: list[float], ranks: int, mpiexec: str) -> tuple[floa
 
 
 def sizing_rows(pool: list[float], ranks: int, trials: int, generations: int, seed: int, population: int,
-                result_s: float = 0.0) -> list[tuple]:
+                costs: dict | None = None) -> list[tuple]:
     """The experiment's population and the populations (besides the mean) whose tasks fill
     ``ranks`` ranks in k = 1, 2, 4 waves: (population, tasks per generation, efficiency,
     generation time in units of the longest evaluation)."""
@@ -145,7 +145,7 @@ def sizing_rows(pool: list[float], ranks: int, trials: int, generations: int, se
     for p in populations:
         tasks = (p + 1) * trials
         gens = sample_generations(pool, tasks, generations, seed)
-        s = schedule_run(gens, ranks, result_s=result_s)
+        s = schedule_run(gens, ranks, **(costs or {}))
         rows.append((p, tasks, s.efficiency, s.makespan_s / generations / max(pool)))
     return rows
 
@@ -180,24 +180,26 @@ def main() -> int:
     if one.ranks != 1 or two.ranks != 2:
         raise SystemExit("--one must be a 1-rank run and --two a 2-rank run")
 
-    overhead, result_s = overheads(one), record_cost(one)
+    overhead = overheads(one)
+    alone, in_burst = record_cost(one), record_cost(one, burst=64)
+    # rank 0 records each result (result_s) and commits each burst that arrived together once (commit_s)
+    costs = {"result_s": in_burst, "commit_s": max(0.0, alone - in_burst)}
     mean1 = statistics.fmean(d for g in one.durations() for d in g)
     mean2 = statistics.fmean(d for g in two.durations() for d in g)
     aborted = sum(t.aborted for ts in one.tasks.values() for t in ts) / sum(map(len, one.tasks.values()))
     print(f"\n1-rank run: {sum(map(len, one.tasks.values()))} evaluations in {len(one.tasks)} generations, "
           f"{aborted:.0%} aborted early; mean evaluation {mean1:.3f} s (2-rank run: {mean2:.3f} s, x{mean2 / mean1:.2f}); "
-          f"rank 0 between generations {overhead * 1000:.0f} ms, per result recorded {result_s * 1000:.2f} ms "
-          f"({record_cost(one, burst=64) * 1000:.3f} ms each in a burst of 64, one commit; the model charges "
-          f"every result the first)")
+          f"rank 0 between generations {overhead * 1000:.0f} ms; recording a result {alone * 1000:.2f} ms alone (a "
+          f"commit each), {in_burst * 1000:.3f} ms in a burst of 64 (one commit)")
 
     print("\nvalidation (loop = first evaluation's start to the last generation's record):")
-    own = schedule(two.durations(), 2, overhead, result_s)
+    own = schedule(two.durations(), 2, overhead, **costs)
     print(f"  2 ranks, the model fed with the 2-rank run's own times: loop {own.makespan_s:.2f} s modelled, "
           f"{two.loop_s():.2f} s measured ({own.makespan_s / two.loop_s() - 1:+.1%})")
     for g in sorted(two.tasks):
-        modelled = schedule_generation(two.durations()[g], 2, result_s=result_s).makespan_s + overhead
+        modelled = schedule_generation(two.durations()[g], 2, **costs).makespan_s + overhead
         print(f"    generation {g}: {modelled:6.2f} s modelled, {two.span_s(g):6.2f} s measured")
-    from_one = schedule(one.durations(), 2, overhead, result_s)
+    from_one = schedule(one.durations(), 2, overhead, **costs)
     predicted = one.loop_s() / (2 * from_one.makespan_s)
     measured = measured_efficiency(one, two)
     print(f"  efficiency on 2 ranks: modelled from the 1-rank times {predicted:.2f} (queue only); measured "
@@ -221,7 +223,7 @@ def main() -> int:
     for name, gens in cases.items():
         cells = []
         for r in RANKS:
-            values = [schedule(gens, r, overhead, result_s, **opts).efficiency if r > 1 or not opts.get("root") == "never"
+            values = [schedule(gens, r, overhead, **costs, **opts).efficiency if r > 1 or not opts.get("root") == "never"
                       else math.nan for opts in POLICIES.values()]
             cells.append("/".join(f"{v:.2f}" for v in values))
         print(f"  {name:42} " + " ".join(f"{c:>26}" for c in cells))
@@ -229,11 +231,12 @@ def main() -> int:
           "longest 1st: now, with an oracle ordering the tasks longest first)")
 
     print("\nsizing (model, parallel.py as it is; evaluation times drawn from the default run; a generation's time "
-          "in units of the longest evaluation): the default experiment with rank 0's recording of each result "
-          f"({result_s * 1000:.1f} ms), the reference with evaluations of minutes (recording negligible)")
+          "in units of the longest evaluation): the default experiment with rank 0's recording of the results "
+          f"({in_burst * 1000:.3f} ms each, {costs['commit_s'] * 1000:.2f} ms a commit), the reference with evaluations "
+          "of minutes (recording negligible)")
     print(f"  {'experiment':10} {'ranks':>5} {'trials':>6} {'population (+ mean)':>20} {'tasks':>6} {'efficiency':>10} "
           f"{'generation time':>15}")
-    for name, trials, population, cost in (("default", 2, 8, result_s), ("reference", 10, 10, 0.0)):
+    for name, trials, population, cost in (("default", 2, 8, costs), ("reference", 10, 10, None)):
         for ranks in (8, 64, 256, 1024):
             for p, tasks, eff, gen_time in sizing_rows(pool, ranks, trials, args.samples, 1, population, cost):
                 print(f"  {name:10} {ranks:>5} {trials:>6} {p:>20} {tasks:>6} {eff:>10.2f} {gen_time:>15.2f}")

@@ -16,8 +16,9 @@ What is modelled (as :func:`nestplast.parallel.map_tasks` does it):
 Not modelled: message latency (a result is a few kB; an evaluation takes seconds) and the cores'
 contention on a shared machine (every rank is taken to run an evaluation as fast as one rank
 alone: true on a cluster node with ranks x threads <= cores). ``result_s`` (rank 0's time to
-record one result) and ``generation_s`` (rank 0's time between generations: tell, store, ask)
-can be given; :func:`overheads` measures them from a one-rank run.
+record one result), ``commit_s`` (its time to commit the results that arrived together: one disk
+sync per burst) and ``generation_s`` (rank 0's time between generations: tell, store, ask) can be
+given; :func:`overheads` measures the last from a one-rank run.
 
 ::
 
@@ -66,7 +67,7 @@ ROOT_RULES = ("spare", "always", "never")
 
 def schedule_generation(durations: Sequence[float], ranks: int, *, root: str = "spare",
                         queued_per_worker: int = QUEUED_PER_WORKER, result_s: float = 0.0,
-                        breadth_first: bool = True) -> Schedule:
+                        commit_s: float = 0.0, breadth_first: bool = True) -> Schedule:
     """One generation's tasks, with these evaluation times in the order they are handed out, on
     ``ranks`` ranks. When rank 0 evaluates a task itself (``root``): ``spare``, as parallel.py
     does, when no worker has room for it (more tasks left than workers holding fewer than
@@ -80,7 +81,8 @@ def schedule_generation(durations: Sequence[float], ranks: int, *, root: str = "
         raise ValueError("ranks must be >= 1")
     durations = [float(d) for d in durations]
     if ranks == 1:  # serial: no MPI, one evaluation after the other
-        return Schedule(1, sum(durations) + result_s * len(durations), (sum(durations),), (0,) * len(durations))
+        return Schedule(1, sum(durations) + (result_s + commit_s) * len(durations), (sum(durations),),
+                        (0,) * len(durations))
     workers = range(1, ranks)
     pending = deque(enumerate(durations))
     assigned = [0] * len(durations)
@@ -124,20 +126,27 @@ def schedule_generation(durations: Sequence[float], ranks: int, *, root: str = "
         queued[w] -= 1
         hand_out((w,))
 
+    def receive(wait: bool) -> None:  # every result that has arrived (with wait: at least one), one commit
+        nonlocal t
+        received = False
+        while arrivals and (wait or arrivals[0][0] <= t):
+            take_result()
+            wait, received = False, True
+        t += commit_s if received else 0.0
+
     hand_out(workers)
     while pending:
-        while arrivals and arrivals[0][0] <= t:
-            take_result()
+        receive(wait=False)
         if not pending:
             break
         if root == "always" or (root == "spare" and (len(pending) > room or len(pending) == 1)):
             _, d = pending.popleft()
-            t += d + result_s
+            t += d + result_s + commit_s
             busy[0] += d
         else:
-            take_result()
+            receive(wait=True)
     while arrivals:
-        take_result()
+        receive(wait=True)
     return Schedule(ranks, t, tuple(busy), tuple(assigned))
 
 

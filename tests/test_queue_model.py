@@ -138,3 +138,15 @@ def test_a_real_run_reads_back(tmp_path):
     assert [(t.candidate, t.trial) for t in run.tasks[1]] == [(c, j) for c in (0, 1, 2, 3, -1) for j in (0, 1)]
     assert all(t.seconds >= 0 and t.start > 0 for ts in run.tasks.values() for t in ts)
     assert math.isfinite(overheads(run)) and run.loop_s() >= run.work_s()
+
+
+def test_results_that_arrive_together_are_committed_once():
+    """Rank 0 records each result (result_s) and commits each burst once (commit_s), as
+    parallel.map_tasks does: two results arriving at the same time cost one commit; alone
+    (serial), every result is a commit."""
+    r, c = 0.01, 0.1
+    together = schedule_generation([1.0, 1.0], 3, result_s=r, commit_s=c)
+    assert together.makespan_s == pytest.approx(1.0 + 2 * r + c)
+    apart = schedule_generation([1.0, 2.0], 3, result_s=r, commit_s=c)
+    assert apart.makespan_s == pytest.approx(2.0 + r + c)  # the first burst is done long before
+    assert schedule_generation([1.0, 1.0], 1, result_s=r, commit_s=c).makespan_s == pytest.approx(2.0 + 2 * (r + c))
