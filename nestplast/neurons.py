@@ -51,24 +51,22 @@ class Neuron:
 
     @property
     def parameters(self) -> tuple[str, ...]:
-        """The names in the NESTML model's ``parameters`` block(s) (with :meth:`with_rule_inputs`,
-        also the time constants of :data:`POST_INPUTS`)."""
+        """The names declared in the ``parameters`` block(s) of :attr:`source` (so with
+        :meth:`with_rule_inputs` also the time constants of :data:`POST_INPUTS`)."""
         names = []
         for block in re.finditer(r"^(?P<indent>[ \t]*)parameters\s*:[^\n]*\n(?P<body>(?:(?P=indent)[ \t]+[^\n]*\n|[ \t]*\n)*)",
-                                 self.path.read_text(), re.MULTILINE):
+                                 self.source, re.MULTILINE):
             for line in block.group("body").splitlines():
                 declared = re.match(r"\s*([A-Za-z_]\w*(?:\s*,\s*[A-Za-z_]\w*)*)\s+\S.*?=", line.split("#", 1)[0])
                 if declared:
                     names += [name.strip() for name in declared.group(1).split(",")]
-        if self.rule_inputs:
-            names += [tau for tau, _default in POST_INPUTS.values()]
         return tuple(dict.fromkeys(names))
 
     def unknown_params(self, params) -> list[str]:
         """The keys of ``params`` (NEST's built-in names allowed, see :meth:`params_from_nest`)
         that are not parameters of this neuron."""
-        known = set(self.parameters)
-        return [key for key, name in zip(params, self.params_from_nest(dict(params))) if name not in known]
+        known, renamed = set(self.parameters), dict(self.renamed)
+        return [key for key in params if renamed.get(key, key) not in known]
 
     def with_rule_inputs(self) -> Neuron:
         """This neuron with the state variables that rules read as postsynaptic inputs

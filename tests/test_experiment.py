@@ -52,6 +52,9 @@ def test_default_layout_is_the_doublet_rule_on_ie():
     ("[rule]\nname = 'taylor'\nmask = 'pre:999'\n", ["rule.mask", "pre:999"]),
     # every simulation would fail inside NEST: refused before the run
     ("[network]\nneuron_params = { tau_m = 20.0, tau_mm = 1.0 }\n", ["network.neuron_params.tau_mm", "tau_m, ", "t_ref"]),
+    # NEST's name beside NESTML's for one parameter: the unknown key is still the one named
+    ("[network]\nneuron_params = { tau_syn_ex = 5.0, tau_syn_exc = 2.0, bogus = 1.0 }\n",
+     ["network.neuron_params.bogus"]),
     ("[rule]\nneuron = 'iaf_cond_exp'\n", ["network.neuron_params.tau_m", "default neuron_params are for iaf_psc_exp",
                                            "g_L"]),
     ("[network]\nneuron_params = { tau_V_bar = 50.0 }\n", ["network.neuron_params.tau_V_bar"]),  # no rule reads V_bar
