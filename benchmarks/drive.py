@@ -87,23 +87,31 @@ def worker(variant: str, seed: int) -> dict:
     return {"variant": variant, "wall": wall, "cpu": cpu, "rate_e": rate}
 
 
-def builtin_network(nest, spec):
-    """The recurrent network of :func:`nestplast.networks.build_network` with static synapses, made
-    of NEST's ``iaf_psc_exp``."""
+def builtin_network(nest, spec, ie_synapse: tuple[str, dict] | None = None):
+    """The recurrent network of :func:`nestplast.networks.build_network` made of NEST's own models:
+    ``iaf_psc_exp`` neurons, a ``poisson_generator``, static synapses, and on I->E ``ie_synapse``
+    (a built-in synapse model and its parameters, e.g. ``vogels_sprekeler_synapse``) if given."""
     from nestplast.networks import Network, signed
 
     pops = {"E": nest.Create("iaf_psc_exp", spec.n_e, params=spec.neuron_params),
             "I": nest.Create("iaf_psc_exp", spec.n_i, params=spec.neuron_params)}
     drive = nest.Create("poisson_generator", params={"rate": spec.input_rate})
     nest.Connect(drive, pops["E"] + pops["I"], syn_spec={"weight": spec.input_weight, "delay": spec.delay})
+    plastic = {}
     for ct in ("EE", "EI", "IE", "II"):
         source, target = pops[ct[0]], pops[ct[1]]
         indegree = max(1, int(round(spec.p * len(source))))
+        syn_spec = {"synapse_model": "static_synapse", "weight": signed(ct, spec.weights[ct]), "delay": spec.delay}
+        if ct == "IE" and ie_synapse is not None:
+            syn_spec = {**syn_spec, "synapse_model": ie_synapse[0], **ie_synapse[1]}
         nest.Connect(source, target, {"rule": "fixed_indegree", "indegree": indegree, "allow_autapses": False},
-                     syn_spec={"weight": signed(ct, spec.weights[ct]), "delay": spec.delay})
-    recorder = nest.Create("spike_recorder")
-    nest.Connect(pops["E"], recorder)
-    return Network(populations=pops, recorders={"E": recorder}, plastic={}, w_max={})
+                     syn_spec=syn_spec)
+        if syn_spec["synapse_model"] != "static_synapse":
+            plastic[ct] = nest.GetConnections(source, target, synapse_model=syn_spec["synapse_model"])
+    recorders = {name: nest.Create("spike_recorder") for name in pops}
+    for name, pop in pops.items():
+        nest.Connect(pop, recorders[name])
+    return Network(populations=pops, recorders=recorders, plastic=plastic, w_max={})
 
 
 def run_one(variant: str, seed: int) -> dict:

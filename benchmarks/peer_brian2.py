@@ -24,6 +24,12 @@ Measured, one evaluation = build the network + simulate (one core):
   is timed apart. The Poisson rate is compiled in, so every trial (another input rate) is a
   rebuild.
 
+- NEST's own models: the same network from NEST's hand-written ``iaf_psc_exp``,
+  ``poisson_generator`` and ``vogels_sprekeler_synapse`` (equal to the doublet rule with these
+  coefficients), built and simulated with nothing measured: what a NEST user gets without nestplast;
+- NEST's floor: the network's built-in neurons updated alone (no input, no synapses, the
+  evaluation's time slice) over the evaluation's simulated time: no evaluation in NEST costs less.
+
 Rates (E and I, the last second) are printed for both simulators, with the rule (eta = 1) and with
 the synapses frozen (eta = 0, static weights): they must agree within their trial-to-trial spread.
 A whole default search (12 generations x (8 + mean) x 2 trials = 216 evaluations on 24 distinct
@@ -151,6 +157,71 @@ def nest_side(size: Size, repeats: int, drive: str = "poisson_generator") -> dic
         frozen.append({name: (r.n_events - counts[name]) / len(net.populations[name])
                        for name, r in net.recorders.items()})
     return {"eval": times, "rate_e": rates, "frozen_e": [f["E"] for f in frozen], "frozen_i": [f["I"] for f in frozen]}
+
+
+def nest_builtin_side(size: Size, repeats: int) -> dict:
+    """The same network from NEST's own hand-written models (``iaf_psc_exp``, ``poisson_generator``,
+    ``vogels_sprekeler_synapse`` on I->E with the same rule), built and simulated, no measurement:
+    what a NEST user gets without nestplast."""
+    from drive import builtin_network
+
+    from nestplast.kernel import import_nest
+
+    exp = experiment_for(size)
+    vs = vogels_sprekeler_nest(exp)
+    nest = import_nest()
+
+    def run(seed: int, eta: float) -> tuple[tuple[float, float], dict]:
+        start = clocks()
+        nest.ResetKernel()
+        nest.SetKernelStatus({"resolution": exp.network.resolution, "rng_seed": seed})
+        net = builtin_network(nest, exp.network, ("vogels_sprekeler_synapse", {**vs, "eta": eta}))
+        nest.Simulate(1000.0 * (size.seconds - 1.0))
+        counts = {name: r.n_events for name, r in net.recorders.items()}
+        nest.Simulate(1000.0)
+        rates = {name: (r.n_events - counts[name]) / len(net.populations[name]) for name, r in net.recorders.items()}
+        return since(start), rates
+
+    times, rates, frozen = [], [], []
+    for k in range(repeats + 1):  # the first: caches
+        elapsed, r = run(1000 + k, vs["eta"])
+        if k:
+            times.append(elapsed)
+            rates.append(r["E"])
+    for k in range(repeats):
+        frozen.append(run(1000 + k, 0.0)[1])
+    return {"eval": times, "rate_e": rates, "frozen_e": [f["E"] for f in frozen], "frozen_i": [f["I"] for f in frozen]}
+
+
+def vogels_sprekeler_nest(exp) -> dict:
+    """NEST's ``vogels_sprekeler_synapse`` settings equal to the doublet rule with
+    Vogels-Sprekeler coefficients and the experiment's eta (1) and I->E bound (see
+    tests/test_rule_agreement.py, which checks that the two agree)."""
+    from nestplast.rules import vogels_sprekeler
+
+    coefficients = vogels_sprekeler(exp.objective.target_rate, 20.0)
+    return {"tau": coefficients["tau_pre"], "alpha": -coefficients["alpha"], "eta": 1.0,
+            "Wmax": -exp.network.w_max["IE"]}
+
+
+def nest_floor(size: Size, repeats: int) -> list[tuple[float, float]]:
+    """What NEST spends updating the network's neurons alone: built-in ``iaf_psc_exp``, no input,
+    no synapses, never firing, over the evaluation's simulated time with its time slice (the
+    synaptic delay). A lower bound on any evaluation that NEST simulates."""
+    from nestplast.kernel import import_nest
+
+    exp = experiment_for(size)
+    nest = import_nest()
+    times = []
+    for _ in range(repeats + 1):
+        nest.ResetKernel()
+        nest.SetKernelStatus({"resolution": exp.network.resolution, "min_delay": exp.network.delay,
+                              "max_delay": exp.network.delay})
+        nest.Create("iaf_psc_exp", size.n_e + size.n_i, params=exp.network.neuron_params)
+        start = clocks()
+        nest.Simulate(1000.0 * size.seconds)
+        times.append(since(start))
+    return times[1:]
 
 
 # ---------------------------------------------------------------------------- Brian2
@@ -331,6 +402,9 @@ def spread(values: list[float]) -> str:
 def compare(size: Size, repeats: int, python: str, drives: list[str]) -> None:
     print(f"\n{size.label} (load {os.getloadavg()[0]:.2f})", flush=True)
     sides = {f"nestplast ({drive})": nest_side(size, repeats, drive) for drive in drives}
+    builtin_name = "NEST's own models"
+    sides[builtin_name] = nest_builtin_side(size, repeats)
+    floor = nest_floor(size, repeats)
     runtime = in_subprocess(python, "runtime", size, repeats)
     with tempfile.TemporaryDirectory() as tmp:
         standalone = in_subprocess(python, "standalone", size, repeats, tmp)
@@ -344,6 +418,13 @@ def compare(size: Size, repeats: int, python: str, drives: list[str]) -> None:
     for name, side in sides.items():
         print(f"  {name:30} {wall[name]:>8.3f} {cpu[name]:>8.3f} {spread(side['rate_e']):>19} "
               f"{spread(side['frozen_e']):>15} {spread(side['frozen_i']):>15}")
+    floor_cpu = statistics.median(c for _, c in floor)
+    steps = (size.n_e + size.n_i) * size.seconds * 1e4  # neuron-steps of 0.1 ms
+    print(f"  ({builtin_name}: iaf_psc_exp, poisson_generator, vogels_sprekeler_synapse, built and simulated, "
+          f"nothing measured or read)")
+    print(f"  NEST's floor: its {size.n_e + size.n_i} built-in neurons updated alone (no input, no synapses, "
+          f"{size.seconds:g} s): CPU {floor_cpu:.3f} s, {1e9 * floor_cpu / steps:.1f} ns per neuron and step; "
+          f"Brian2 C++'s whole evaluation / this = {cpu[sa_name] / floor_cpu:.2f}")
     first, build = runtime["first"], standalone["build"]
     print(f"  Brian2 runtime's first network (Cython compiles): wall {first[0]:.1f} s, CPU {first[1]:.1f} s; C++ "
           f"standalone: first build wall {build[0]:.1f} s, CPU {build[1]:.1f} s, rebuild for another input rate "
@@ -354,8 +435,7 @@ def compare(size: Size, repeats: int, python: str, drives: list[str]) -> None:
     print(f"  a whole default search, CPU ({SEARCH_EVALUATIONS} evaluations of 5 s, {SEARCH_TRIALS} trials"
           f"{'' if size.seconds == 5.0 else ', simulation scaled from ' + format(size.seconds, 'g') + ' s'}; "
           f"no early aborts): Brian2 runtime {brian2_runtime:.0f} s, Brian2 C++ (a build per trial) {brian2_cpp:.0f} s")
-    for drive in drives:
-        name = f"nestplast ({drive})"
+    for name in [f"nestplast ({drive})" for drive in drives] + [builtin_name]:
         search = SEARCH_EVALUATIONS * cpu[name] * scale
         print(f"  {name}: per evaluation, CPU: Brian2 runtime / nestplast = {cpu[rt_name] / cpu[name]:.2f}, "
               f"Brian2 C++ / nestplast = {cpu[sa_name] / cpu[name]:.2f} (wall {wall[sa_name] / wall[name]:.2f}; "
