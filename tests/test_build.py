@@ -77,7 +77,8 @@ def test_templates_are_nestml_s_own_with_the_overlay(tmp_path, monkeypatch):
     monkeypatch.setenv("NESTPLAST_CACHE", str(tmp_path))
     overlay = {p.relative_to(OVERLAY_DIR).as_posix() for p in OVERLAY_DIR.rglob("*") if p.is_file()}
     assert overlay == overlay_names() == {"common/NeuronClass.jinja2", "common/NeuronHeader.jinja2",
-                                          "common/SynapseHeader.h.jinja2", "directives_cpp/SpikeBufferGetter.jinja2"}
+                                          "common/SynapseHeader.h.jinja2", "directives_cpp/SpikeBufferGetter.jinja2",
+                                          "directives_cpp/ContinuousInputBufferGetter.jinja2"}
     folder, stock = templates_dir(), nestml_templates_dir()
     assert folder.parent == tmp_path / "templates"
     stock_names = {p.relative_to(stock).as_posix() for p in stock.rglob("*.jinja2")}
