@@ -140,6 +140,10 @@ DRIVE_PARAMS = {"drive_rate": ("Hz", "rate of the internal Poisson drive"),
 # Below this mean count per step the drive is drawn by inversion (about 1 + mean comparisons),
 # above it by NESTML's random_poisson (NEST's std::poisson_distribution).
 DRIVE_INVERSION_BELOW = 10.0
+# The inversion's first counts (P(0) ... P(DRIVE_UNROLLED), computed once per parameter change)
+# are compared without a loop: a loop's exit after 0, 1 or 2 events cannot be predicted, and each
+# of its steps divides. The same numbers in the same order: the same counts as the loop alone.
+DRIVE_UNROLLED = 3
 
 
 def add_internal_drive(source: str, target: str) -> str:
@@ -161,7 +165,11 @@ def add_internal_drive(source: str, target: str) -> str:
     added = {
         "parameters": [f"{name} {unit} = 0 {unit}    # nestplast: {meaning}" for name, (unit, meaning) in DRIVE_PARAMS.items()],
         "internals": ["drive_mean real = drive_rate * (resolution() / 1 s)    # nestplast: expected drive events per step",
-                      "drive_p0 real = exp(-drive_mean)    # nestplast: probability of no drive event in a step"],
+                      "drive_p0 real = exp(-drive_mean)    # nestplast: probability of no drive event in a step"]
+                     + [line for n in range(1, DRIVE_UNROLLED + 1) for line in (
+                         f"drive_p{n} real = drive_p{n - 1} * (drive_mean / {n})    # nestplast: P(n = {n})",
+                         f"drive_c{n} real = {'drive_p0' if n == 1 else f'drive_c{n - 1}'} + drive_p{n}    "
+                         f"# nestplast: P(n <= {n})")],
     }
     for block, lines in added.items():
         head = re.compile(rf"^(    {block}:\n)", re.M)
@@ -178,12 +186,16 @@ def add_internal_drive(source: str, target: str) -> str:
         "drive_n integer = 0",
         f"if drive_mean > 0 and drive_mean < {DRIVE_INVERSION_BELOW}:",
         "    drive_u real = random_uniform(0, 1)",
-        "    drive_p real = drive_p0    # P(n) for the n reached",
-        "    drive_cdf real = drive_p0    # P(0) + ... + P(n)",
-        "    while drive_u > drive_cdf and drive_p > 0:    # (P(n) underflows at last: the loop ends)",
-        "        drive_n += 1",
-        "        drive_p *= drive_mean / drive_n",
-        "        drive_cdf += drive_p",
+        "    # the first counts by comparisons that compile without branches, the rest by the loop",
+        *[line for n in range(1, DRIVE_UNROLLED + 1)
+          for line in (f"    if drive_u > {'drive_p0' if n == 1 else f'drive_c{n - 1}'}:", f"        drive_n = {n}")],
+        f"    if drive_u > drive_c{DRIVE_UNROLLED}:",
+        f"        drive_p real = drive_p{DRIVE_UNROLLED}    # P(n) for the n reached",
+        f"        drive_cdf real = drive_c{DRIVE_UNROLLED}    # P(0) + ... + P(n)",
+        "        while drive_u > drive_cdf and drive_p > 0:    # (P(n) underflows at last: the loop ends)",
+        "            drive_n += 1",
+        "            drive_p *= drive_mean / drive_n",
+        "            drive_cdf += drive_p",
         f"elif drive_mean >= {DRIVE_INVERSION_BELOW}:",
         "    drive_n = random_poisson(drive_mean)",
         f"{target} += drive_weight * drive_n",
