@@ -135,11 +135,15 @@ class RateBand:
             return self.outside()
         if not dt_s > 0:
             raise ValueError(f"dt_s must be positive, got {dt_s}")
-        # exact discretisation of tau dy/dt = r - y for piecewise constant r
+        # exact discretisation of tau dy/dt = r - y for piecewise constant r. A loop: the evaluation
+        # feeds one sample per chunk, and scipy.signal.lfilter's import alone cost each process a
+        # second of CPU in its first evaluation (measured: 1.36 s against 0.50 s for the next ones)
         a = -math.expm1(-dt_s / self.tau_s)
-        from scipy.signal import lfilter  # here: importing scipy.signal takes about a second
-
-        y, _ = lfilter([a], [1.0, a - 1.0], r, zi=[(1.0 - a) * self.value_hz])
+        y = np.empty(r.size)
+        value = self.value_hz
+        for k, sample in enumerate(r.tolist()):
+            value = a * sample + (1.0 - a) * value
+            y[k] = value
         if self.left_at_s is None:
             out = np.flatnonzero(~((y >= self.low) & (y <= self.high)))  # NaN counts as outside
             if out.size:
