@@ -186,7 +186,7 @@ def add_internal_drive(source: str, target: str) -> str:
         "drive_n integer = 0",
         f"if drive_mean > 0 and drive_mean < {DRIVE_INVERSION_BELOW}:",
         "    drive_u real = random_uniform(0, 1)",
-        "    # the first counts by comparisons that compile without branches, the rest by the loop",
+        "    # the first counts by comparisons (mostly conditional moves once compiled), the rest by the loop",
         *[line for n in range(1, DRIVE_UNROLLED + 1)
           for line in (f"    if drive_u > {'drive_p0' if n == 1 else f'drive_c{n - 1}'}:", f"        drive_n = {n}")],
         f"    if drive_u > drive_c{DRIVE_UNROLLED}:",
