@@ -95,7 +95,7 @@ def batched(evaluator: Evaluator, thetas, trial: Trial, drive_off: bool = False)
     nets = [build_network(nest, exp.network, evaluator.module, evaluator.synapse_params(theta), trial, label=f"c{k}_")
             for k, theta in enumerate(thetas)]
     drives = [drive_of(nest, net) for net in nets] if drive_off else None
-    w_start = [evaluator.weights(net) for net in nets]
+    w_start = [evaluator.start_weights(net) for net in nets]
     n_pop = [len(net.populations[o.population]) for net in nets]
     bands = [RateBand(low=o.rate_band[0], high=o.rate_band[1]) for _ in nets]
     total_s = o.t_train + o.t_score

@@ -137,7 +137,7 @@ def time_phases(evaluator: Evaluator, theta: list[float], trial: Trial, store: R
         t.append(time.perf_counter())
         net = evaluator.build(theta, trial)
         t.append(time.perf_counter())
-        w_start = evaluator.weights(net)
+        w_start = evaluator.start_weights(net)
         t.append(time.perf_counter())
         course = evaluator.simulate(net)
         t.append(time.perf_counter())

@@ -9,7 +9,7 @@ The steps are public, so that benchmarks and users can take an evaluation apart:
 
     evaluator = Evaluator(experiment, module)
     net = evaluator.build(theta, trial)                 # fresh kernel, module, network
-    w_start = evaluator.weights(net)
+    w_start = evaluator.start_weights(net)
     course = evaluator.simulate(net)                    # chunks, rate band, wall-time limit
     metrics = evaluator.measure(net, w_start)           # metrics.network_metrics
 """
@@ -106,6 +106,10 @@ class Evaluator:
         """All plastic weights, per connection type (from every rank in network mode)."""
         return {ct: self.gather(net.weights(ct)) for ct in net.plastic}
 
+    def start_weights(self, net: Network) -> dict[str, np.ndarray]:
+        """The plastic weights as built (:meth:`Network.start_weights`), as :meth:`weights` returns them."""
+        return {ct: self.gather(net.start_weights(ct)) for ct in net.plastic}
+
     def simulate(self, net: Network, started: float | None = None) -> Course:
         """Simulate training and scoring in chunks; stop early when the population rate leaves the
         experiment's band (a blow-up) or the evaluation has run longer than ``max_wall_s`` since
@@ -161,7 +165,7 @@ class Evaluator:
         total_s = o.t_train + o.t_score
         theta = np.asarray(task.theta)
         net = self.build(task.theta, task.trial)
-        w_start = self.weights(net)
+        w_start = self.start_weights(net)
         course = self.simulate(net, start)
         if course.timed_out:
             evaluation.loss, evaluation.status = FAILURE_LOSS, "timeout"

@@ -54,6 +54,22 @@ def test_single_neuron_with_plastic_inhibitory_afferents(doublet_module):
     np.testing.assert_allclose(rates, 5.0, atol=1.5)
 
 
+@pytest.mark.parametrize("kind", ["recurrent", "single_neuron"])
+def test_start_weights_are_the_weights_nest_holds(doublet_module, kind):
+    """The evaluation takes the plastic weights at the start from the network as built, without
+    reading them from NEST: they must be exactly what NEST holds, scaled by the trial and clipped
+    to the bound (a scale of 6 puts I->E's 60 pA beyond its 300 pA)."""
+    exp = small(network={"kind": kind, "n_e_inputs": 40, "n_i_inputs": 10}, rule={"name": "doublet"})
+    evaluator = Evaluator(exp, doublet_module)
+    for scale, expected in ((0.7, -42.0), (6.0, -300.0)):
+        net = evaluator.build(VOGELS_SPREKELER_10HZ, Trial(0, 3, weight_scale=scale))
+        start, held = evaluator.start_weights(net), evaluator.weights(net)
+        assert start.keys() == held.keys() == {"IE"}
+        assert len(held["IE"]) > 0
+        np.testing.assert_array_equal(start["IE"], held["IE"])
+        assert held["IE"][0] == pytest.approx(expected)
+
+
 def test_trials_share_random_numbers_within_a_generation():
     spec = small(trials={"n": 3, "weight_scale": [0.5, 2.0], "input_rate_scale": [0.9, 1.1]}).trials
     first = draw_trials(spec, np.random.SeedSequence([1, 4]))
