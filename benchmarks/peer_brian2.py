@@ -122,6 +122,14 @@ def since(start: tuple[float, float]) -> tuple[float, float]:
     return now[0] - start[0], now[1] - start[1]
 
 
+def simulate_rates(nest, net, seconds: float) -> dict[str, float]:
+    """Simulate a built NEST network for ``seconds``; each population's rate (Hz) in the last second."""
+    nest.Simulate(1000.0 * (seconds - 1.0))
+    counts = {name: r.n_events for name, r in net.recorders.items()}
+    nest.Simulate(1000.0)
+    return {name: (r.n_events - counts[name]) / len(net.populations[name]) for name, r in net.recorders.items()}
+
+
 def nest_side(size: Size, repeats: int, drive: str = "poisson_generator") -> dict:
     """nestplast's own evaluation, and the rates with frozen weights (eta = 0); ``drive``: the
     network's ``drive`` (``internal``: drawn inside each neuron, its module built for it)."""
@@ -151,11 +159,7 @@ def nest_side(size: Size, repeats: int, drive: str = "poisson_generator") -> dic
         params = {ct: {**p, "eta": 0.0} for ct, p in evaluator.synapse_params(theta).items()}
         models = {ct: module.synapse_models[evaluator.layout.rule_of(ct).name] for ct in params}
         net = build_network(nest, exp.network, module, params, Trial(0, 1000 + k), models=models)
-        nest.Simulate(1000.0 * (size.seconds - 1.0))
-        counts = {name: r.n_events for name, r in net.recorders.items()}
-        nest.Simulate(1000.0)
-        frozen.append({name: (r.n_events - counts[name]) / len(net.populations[name])
-                       for name, r in net.recorders.items()})
+        frozen.append(simulate_rates(nest, net, size.seconds))
     return {"eval": times, "rate_e": rates, "frozen_e": [f["E"] for f in frozen], "frozen_i": [f["I"] for f in frozen]}
 
 
@@ -176,10 +180,7 @@ def nest_builtin_side(size: Size, repeats: int) -> dict:
         nest.ResetKernel()
         nest.SetKernelStatus({"resolution": exp.network.resolution, "rng_seed": seed})
         net = builtin_network(nest, exp.network, ("vogels_sprekeler_synapse", {**vs, "eta": eta}))
-        nest.Simulate(1000.0 * (size.seconds - 1.0))
-        counts = {name: r.n_events for name, r in net.recorders.items()}
-        nest.Simulate(1000.0)
-        rates = {name: (r.n_events - counts[name]) / len(net.populations[name]) for name, r in net.recorders.items()}
+        rates = simulate_rates(nest, net, size.seconds)
         return since(start), rates
 
     times, rates, frozen = [], [], []
