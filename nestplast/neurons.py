@@ -149,22 +149,34 @@ DRIVE_UNROLLED = 3
 def add_internal_drive(source: str, target: str) -> str:
     """A NESTML neuron's ``source`` with an independent Poisson drive: at the end of every step's
     update, ``target`` (the excitatory synaptic current) grows by ``drive_weight`` times a
-    Poisson count of mean ``drive_rate * resolution()``, drawn from NEST's per-thread random
-    stream. That is what a ``poisson_generator`` connected with ``drive_weight`` does: its events,
-    delivered in a step, are added after that step's integration too (in NESTML's onReceive, run
-    after the update block, and in NEST's ``iaf_psc_exp``). Only the generator's delay is missing,
+    Poisson count of mean ``drive_rate * resolution()``. That is what a ``poisson_generator``
+    connected with ``drive_weight`` does: its events, delivered in a step, are added after that
+    step's integration too (in NESTML's onReceive, run after the update block, and in NEST's
+    ``iaf_psc_exp``). Only the generator's delay is missing,
     a constant shift of uncorrelated input that changes none of its statistics.
 
     The count is drawn by inversion: one uniform number u, and the smallest n whose cumulative
-    Poisson probability (from ``exp(-mean)``, computed once per parameter change) reaches u. NESTML's
-    ``random_poisson`` builds NEST's distribution (an ``exp``) and draws about 1 + mean uniform
-    numbers at every call: measured 33 ns per neuron and step, as much as the ``poisson_generator``
-    costs; inversion costs a fraction (see ``benchmarks/drive.py``). Means of
+    Poisson probability (from ``exp(-mean)``, computed once per parameter change) reaches u.
+
+    u comes from the neuron's own random state ``drive_rng``: Marsaglia's xorshift64 (shifts 13,
+    7, 17; period 2^64 - 1), its top 53 bits. It is three shifts and xors inlined in the update,
+    where a call to NEST's random stream (a virtual call into the kernel, then the Mersenne
+    twister) cost about 15 ns per neuron and step, most of the drive. The state is seeded from
+    NEST's per-thread stream in the neuron's first driven step (``drive_rng = 0``, the default,
+    means "not seeded"), so runs are reproducible by NEST's ``rng_seed``; setting ``drive_rng``
+    fixes one neuron's stream. NESTML's integers are C++'s signed ``long``: the masks keep every
+    shift a defined one, and make ``>>`` the unsigned shift the generator needs.
+
+    NESTML's ``random_poisson`` builds NEST's distribution (an ``exp``) and draws about 1 + mean
+    uniform numbers at every call: measured 33 ns per neuron and step, as much as the
+    ``poisson_generator`` costs; this drive costs a small fraction (see ``benchmarks/drive.py``). Means of
     :data:`DRIVE_INVERSION_BELOW` or more (100 kHz at 0.1 ms), where inversion's loop grows long
     and ``exp(-mean)`` underflows, use ``random_poisson``."""
     added = {
+        "state": ["drive_rng integer = 0    # nestplast: the drive's own random state (0: seed it from NEST's stream)"],
         "parameters": [f"{name} {unit} = 0 {unit}    # nestplast: {meaning}" for name, (unit, meaning) in DRIVE_PARAMS.items()],
-        "internals": ["drive_mean real = drive_rate * (resolution() / 1 s)    # nestplast: expected drive events per step",
+        "internals": ["drive_2_53 real = 2.0 ** -53    # nestplast: scales 53 random bits to [0, 1)",
+                      "drive_mean real = drive_rate * (resolution() / 1 s)    # nestplast: expected drive events per step",
                       "drive_p0 real = exp(-drive_mean)    # nestplast: probability of no drive event in a step"]
                      + [line for n in range(1, DRIVE_UNROLLED + 1) for line in (
                          f"drive_p{n} real = drive_p{n - 1} * (drive_mean / {n})    # nestplast: P(n = {n})",
@@ -185,7 +197,13 @@ def add_internal_drive(source: str, target: str) -> str:
         "# nestplast: the internal drive, after this step's integration like a spike received in it",
         "drive_n integer = 0",
         f"if drive_mean > 0 and drive_mean < {DRIVE_INVERSION_BELOW}:",
-        "    drive_u real = random_uniform(0, 1)",
+        "    if drive_rng == 0:    # the first step: a seed of 53 bits from NEST's per-thread stream",
+        "        drive_rng = random_uniform(1, 9007199254740992)",
+        "    # xorshift64 (Marsaglia 2003, shifts 13, 7, 17); the masks keep each shift defined in C++",
+        "    drive_rng = drive_rng ^ ((drive_rng & 2251799813685247) << 13)",
+        "    drive_rng = drive_rng ^ ((drive_rng >> 7) & 144115188075855871)",
+        "    drive_rng = drive_rng ^ ((drive_rng & 140737488355327) << 17)",
+        "    drive_u real = ((drive_rng >> 11) & 9007199254740991) * drive_2_53    # its top 53 bits",
         "    # the first counts by comparisons (mostly conditional moves once compiled), the rest by the loop",
         *[line for n in range(1, DRIVE_UNROLLED + 1)
           for line in (f"    if drive_u > {'drive_p0' if n == 1 else f'drive_c{n - 1}'}:", f"        drive_n = {n}")],

@@ -84,6 +84,51 @@ def test_internal_drive_is_poisson_at_its_rate_and_independent_between_neurons(n
     assert abs(np.corrcoef(counts[0], counts[1])[0, 1]) < 5 / np.sqrt(n)
 
 
+def xorshift64_counts(seed: int, mean: float, steps: int) -> tuple[list[int], int]:
+    """The drive's counts computed a second way: Marsaglia's xorshift64 (13, 7, 17) on unsigned
+    64-bit integers, its top 53 bits as u, and the smallest n whose cumulative Poisson
+    probability (accumulated as the neuron does) reaches u. Also the state after the last step."""
+    x, counts = seed % 2**64, []
+    for _ in range(steps):
+        x ^= (x << 13) % 2**64
+        x ^= x >> 7
+        x ^= (x << 17) % 2**64
+        u = (x >> 11) * 2.0**-53
+        n, p = 0, math.exp(-mean)
+        cdf = p
+        while u > cdf and p > 0:
+            n += 1
+            p *= mean / n
+            cdf += p
+        counts.append(n)
+    return counts, x - 2**64 if x >= 2**63 else x  # NEST's integer is signed
+
+
+def test_internal_drive_is_xorshift64_inverted(nest, drive_module):
+    """With its random state set, a neuron's counts are exactly those of the published xorshift64
+    and inversion (computed in Python); each neuron seeds its own state from NEST's stream."""
+    nest.ResetKernel()
+    install(drive_module)
+    nest.SetKernelStatus({"resolution": RESOLUTION, "rng_seed": 5})
+    rate, weight, tau, steps = 8000.0, 25.0, 5.0, 3000
+    neurons = nest.Create(drive_module.neuron_model, 3, params={"V_th": 1e12, "tau_syn_exc": tau,
+                                                                "drive_rate": rate, "drive_weight": weight})
+    seeds = [88172645463325252, -7046029254386353131, 0]  # Marsaglia's example; one with the top bit; 0: seed from NEST
+    neurons.drive_rng = seeds
+    meter = nest.Create("multimeter", params={"record_from": ["I_syn_exc"], "interval": RESOLUTION})
+    nest.Connect(meter, neurons)
+    nest.Simulate(steps * RESOLUTION)
+    events = meter.events
+    for node, seed, state in zip(neurons.tolist()[:2], seeds, neurons.drive_rng[:2]):
+        current = events["I_syn_exc"][events["senders"] == node]
+        jumps = current - np.concatenate([[0.0], current[:-1]]) * np.exp(-RESOLUTION / tau)
+        expected, final = xorshift64_counts(seed, rate * (RESOLUTION / 1000.0), steps)
+        assert len(jumps) > 0.99 * steps  # (the multimeter has not yet received the last few steps)
+        assert np.round(jumps / weight).astype(int).tolist() == expected[:len(jumps)]
+        assert state == final
+    assert neurons.drive_rng[2] not in (0, *seeds), "the third neuron seeded its own state"
+
+
 def evaluate(module, drive: str, seed: int, **network):
     exp = small(drive, **network)
     result = Evaluator(exp, module)(Task(0, 0, Trial(0, seed), VOGELS_SPREKELER_10HZ))
