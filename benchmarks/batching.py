@@ -36,6 +36,7 @@ import statistics
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 
 import numpy as np
 
@@ -79,12 +80,17 @@ def unbatched(evaluator: Evaluator, thetas, trial: Trial) -> list[dict]:
     return out
 
 
-def drive_of(nest, net: Network):
-    """The poisson_generator that drives ``net`` (build_network does not return it)."""
+def drive_switch(nest, net: Network, spec) -> Callable[[], None]:
+    """A function that turns ``net``'s Poisson drive off: its neurons' own (``spec.drive ==
+    "internal"``) or its poisson_generator (found here: build_network does not return it)."""
+    if spec.drive == "internal":
+        neurons = net.populations["E"] + net.populations["I"]
+        return lambda: neurons.set(drive_rate=0.0)
     sources = sorted(set(nest.GetConnections(target=net.populations["E"][:1]).sources()))
     models = nest.NodeCollection(sources).get("model")
     models = [models] if isinstance(models, str) else models
-    return nest.NodeCollection([s for s, m in zip(sources, models) if m == "poisson_generator"])
+    generator = nest.NodeCollection([s for s, m in zip(sources, models) if m == "poisson_generator"])
+    return lambda: generator.set(rate=0.0)
 
 
 def batched(evaluator: Evaluator, thetas, trial: Trial, drive_off: bool = False) -> list[dict]:
@@ -94,7 +100,7 @@ def batched(evaluator: Evaluator, thetas, trial: Trial, drive_off: bool = False)
     nest = evaluator.setup_kernel(trial.seed)
     nets = [build_network(nest, exp.network, evaluator.module, evaluator.synapse_params(theta), trial, label=f"c{k}_")
             for k, theta in enumerate(thetas)]
-    drives = [drive_of(nest, net) for net in nets] if drive_off else None
+    drives = [drive_switch(nest, net, exp.network) for net in nets] if drive_off else None
     w_start = [evaluator.start_weights(net) for net in nets]
     n_pop = [len(net.populations[o.population]) for net in nets]
     bands = [RateBand(low=o.rate_band[0], high=o.rate_band[1]) for _ in nets]
@@ -126,7 +132,7 @@ def batched(evaluator: Evaluator, thetas, trial: Trial, drive_off: bool = False)
                 blew_up_at[i], rate_at[i] = t_now, rate
                 net.silence()  # it cannot stop alone: make it cheap
                 if drive_off:
-                    drives[i].set(rate=0.0)
+                    drives[i]()
         if all(t is not None for t in blew_up_at):
             break
     out = []
@@ -175,7 +181,7 @@ def subnetwork_cost(evaluator: Evaluator, trial: Trial, healthy, runaway, second
         if action:
             net.silence()
         if action == "drive":
-            drive_of(nest, net).set(rate=0.0)
+            drive_switch(nest, net, exp.network)()
         net.recorders["E"].n_events = 0
         start = time.perf_counter()
         nest.Simulate(1000.0 * seconds)

@@ -53,7 +53,7 @@ def worker(variant: str, seed: int) -> dict:
     kind, what = variant.split(":")
     neuron, _, drive = what.partition("+")
     exp = experiment(what if kind == "eval" else drive or "poisson_generator")
-    module = build(exp.module_rules(), exp.rule.neuron, drive=exp.network.drive)
+    module = build(exp.module_rules(), exp.rule.neuron)
     evaluator = Evaluator(exp, module)
     seconds = exp.objective.t_train + exp.objective.t_score
     if kind == "eval":  # the evaluation as the search runs it: chunks, recorder checks, weight samples
@@ -136,9 +136,8 @@ def main(argv=None) -> int:
 
     from nestplast.build import build
 
-    for drive in ("poisson_generator", "internal"):  # compile before any timing
-        exp = experiment(drive)
-        build(exp.module_rules(), exp.rule.neuron, drive=drive, quiet=False)
+    exp = experiment("internal")  # one module serves both drives: compile it before any timing
+    build(exp.module_rules(), exp.rule.neuron, quiet=False)
     plan = args.variants.split(",")
     runs: dict[str, list[dict]] = {v: [] for v in plan}
     for r in range(args.rounds):

@@ -132,7 +132,7 @@ def simulate_rates(nest, net, seconds: float) -> dict[str, float]:
 
 def nest_side(size: Size, repeats: int, drive: str = "poisson_generator") -> dict:
     """nestplast's own evaluation, and the rates with frozen weights (eta = 0); ``drive``: the
-    network's ``drive`` (``internal``: drawn inside each neuron, its module built for it)."""
+    network's ``drive`` (``internal``: drawn inside each neuron)."""
     from nestplast.build import build
     from nestplast.evaluate import Evaluator
     from nestplast.networks import Trial, build_network
@@ -140,7 +140,7 @@ def nest_side(size: Size, repeats: int, drive: str = "poisson_generator") -> dic
 
     exp = experiment_for(size)
     exp = dataclasses.replace(exp, network=dataclasses.replace(exp.network, drive=drive))
-    module = build(exp.module_rules(), exp.rule.neuron, quiet=True, drive=drive)
+    module = build(exp.module_rules(), exp.rule.neuron, quiet=True)
     evaluator = Evaluator(exp, module)
     theta = vs_theta(exp)
     times, rates = [], []

@@ -399,19 +399,17 @@ def _compile(rules: Sequence[Rule], neuron: Neuron, name: str, workdir: Path) ->
 
 
 def build(rules: Rule | Sequence[Rule], neuron: str | Neuron = "iaf_psc_exp", *, force: bool = False,
-          quiet: bool = True, drive: str = "poisson_generator") -> Module:
+          quiet: bool = True) -> Module:
     """Compile ``rules`` (one or several plasticity rules) with the postsynaptic ``neuron`` into
     one NEST module, or return it from the cache.
 
-    The module holds ``<neuron>__with_<synapse>`` and ``<synapse>__with_<neuron>`` for each rule.
-    ``drive="internal"`` (an experiment's ``network.drive``) gives the neuron its own Poisson drive
-    (:meth:`~nestplast.neurons.Neuron.with_internal_drive`).
+    The module holds ``<neuron>__with_<synapse>`` and ``<synapse>__with_<neuron>`` for each rule;
+    the neuron has its own Poisson drive where it can (``drive_rate``, ``drive_weight``: off by
+    default; see :func:`~nestplast.neurons.add_internal_drive`).
     Raises :class:`BuildError` with the NESTML or compiler message and its source file.
     """
     rules = [rules] if isinstance(rules, Rule) else list(rules)
     neuron = get_neuron(neuron) if isinstance(neuron, str) else neuron
-    if drive == "internal":
-        neuron = neuron.with_internal_drive()
     if any(r.post_inputs for r in rules):  # the neuron carries the state variables these rules read
         neuron = neuron.with_rule_inputs()
     key = module_key(rules, neuron)

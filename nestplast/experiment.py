@@ -135,9 +135,9 @@ class NetworkSpec:
     delay: float = option(1.5, "synaptic delay (ms)", POSITIVE)
     input_rate: float = option(8000.0, "Poisson drive into each neuron (Hz)", POSITIVE)
     input_weight: float = option(25.0, "weight of the Poisson drive", POSITIVE)
-    drive: str = option("poisson_generator", "recurrent: the drive from NEST's poisson_generator, or 'internal': "
-                        "drawn inside each neuron (same statistics, cheaper; iaf_psc_exp only)",
-                        one_of("poisson_generator", "internal"))
+    drive: str | None = option(None, "recurrent: 'internal', drawn inside each neuron (the same statistics "
+                               "at an eighth of the cost; iaf_psc_exp), or 'poisson_generator', NEST's device; "
+                               "unset: 'internal' where the neuron has it", optional(one_of("poisson_generator", "internal")))
     n_e_inputs: int = option(800, "single neuron: excitatory Poisson afferents", AT_LEAST_1)
     n_i_inputs: int = option(200, "single neuron: inhibitory Poisson afferents", AT_LEAST_1)
     input_rate_e: float = option(5.0, "single neuron: rate of each excitatory afferent (Hz)", POSITIVE)
@@ -459,6 +459,10 @@ def validate(exp: Experiment) -> Experiment:
                  r.plastic)
     _require(n.delay >= n.resolution, "network.delay", f"at least the resolution ({n.resolution} ms)", n.delay)
     neuron = get_neuron(r.neuron)
+    if n.drive is None:  # resolved here, so that a run records the drive it used
+        n.drive = "poisson_generator" if neuron.drive_target is None else "internal"
+    _require(n.drive != "internal" or neuron.drive_target is not None, "network.drive",
+             f"'poisson_generator' for the neuron {r.neuron} (it has no internal drive)", n.drive)
     if any(rule.post_inputs for rule in exp.module_rules()):  # the build adds them (nestplast.build)
         neuron = neuron.with_rule_inputs()
     for key in neuron.unknown_params(n.neuron_params):  # else every simulation would fail in NEST's Create

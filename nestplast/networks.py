@@ -90,15 +90,15 @@ class Network:
 def add_drive(nest, spec: NetworkSpec, module: Module, neurons, rate: float) -> None:
     """Independent Poisson input at ``rate`` (Hz) with ``spec.input_weight`` into each of ``neurons``:
     from one ``poisson_generator`` (NEST draws each target's spikes separately), or, with
-    ``spec.drive == "internal"``, drawn inside each neuron (its module built with
-    ``build(..., drive="internal")``): the same statistics without an event per spike."""
+    ``spec.drive == "internal"``, drawn inside each neuron (the neuron's own drive, see
+    :func:`nestplast.neurons.add_internal_drive`): the same statistics without an event per spike."""
     if spec.drive == "poisson_generator":
         drive = nest.Create("poisson_generator", params={"rate": rate})
         nest.Connect(drive, neurons, syn_spec={"weight": spec.input_weight, "delay": spec.delay})
         return
     if "drive_rate" not in nest.GetDefaults(module.neuron_model):
-        raise ValueError(f"network.drive = 'internal' needs a neuron with the internal drive, and "
-                         f"{module.neuron_model} ({module.name}) has none: build the module with drive='internal'")
+        raise ValueError(f"network.drive = 'internal' needs a neuron with the internal drive (iaf_psc_exp), and "
+                         f"{module.neuron_model} ({module.name}) has none: use network.drive = 'poisson_generator'")
     neurons.set(drive_rate=rate, drive_weight=spec.input_weight)
 
 

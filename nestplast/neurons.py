@@ -1,9 +1,9 @@
 """Postsynaptic neuron models a rule can be compiled with: the NESTML models that ship with the
 installed NESTML (``<venv>/models/neurons/``), used as they are, or, for a rule that reads
 postsynaptic inputs (:data:`POST_INPUTS`), with three low-passed state variables added by a small
-text transform (:meth:`Neuron.with_rule_inputs`), and, for a network driven from inside its
-neurons (``network.drive = "internal"``), with a Poisson drive drawn in every step
-(:meth:`Neuron.with_internal_drive`)."""
+text transform (:meth:`Neuron.with_rule_inputs`). A neuron that can have it (:attr:`Neuron.drive_target`)
+always carries its own Poisson drive, off until ``drive_rate`` is set (:func:`add_internal_drive`;
+``network.drive = "internal"``)."""
 
 from __future__ import annotations
 
@@ -31,9 +31,9 @@ class Neuron:
     # The excitatory and inhibitory input (NESTML expressions) that C_exc and C_inh low-pass, and its unit
     codependency: tuple[str, str, str] = ("I_syn_exc", "I_syn_inh", "pA")
     rule_inputs: bool = False  # with the state variables of POST_INPUTS (see with_rule_inputs)
-    # The state variable that an excitatory spike of weight w raises by w (None: no internal drive possible)
+    # The state variable that an excitatory spike of weight w raises by w: the internal drive's
+    # (DRIVE_PARAMS, see add_internal_drive); None: this neuron has no internal drive
     drive_target: str | None = None
-    internal_drive: bool = False  # with DRIVE_PARAMS (see with_internal_drive)
 
     @property
     def path(self) -> Path:
@@ -47,7 +47,7 @@ class Neuron:
         text = self.path.read_text()
         if self.rule_inputs:
             text = add_rule_inputs(text, self.codependency)
-        return add_internal_drive(text, self.drive_target) if self.internal_drive else text
+        return text if self.drive_target is None else add_internal_drive(text, self.drive_target)
 
     @property
     def parameters(self) -> tuple[str, ...]:
@@ -74,14 +74,6 @@ class Neuron:
         ``C_inh`` (the excitatory and inhibitory synaptic current of ``iaf_psc_exp``, conductance of
         ``iaf_cond_exp``, low-passed with ``tau_C_exc`` = 10 ms, ``tau_C_inh`` = 100 ms)."""
         return replace(self, rule_inputs=True)
-
-    def with_internal_drive(self) -> Neuron:
-        """This neuron with its own Poisson drive (:func:`add_internal_drive`): parameters
-        ``drive_rate`` (Hz) and ``drive_weight`` (pA), 0 by default (no drive)."""
-        if self.drive_target is None:
-            raise ValueError(f"the neuron {self.name!r} has no internal drive: its excitatory input is not a "
-                             "state variable that a spike raises by its weight; use network.drive = 'poisson_generator'")
-        return replace(self, internal_drive=True)
 
     def params_from_nest(self, params: dict) -> dict:
         """Parameters of NEST's built-in model (e.g. ``tau_syn_ex``, ``t_ref``) under this
@@ -152,8 +144,9 @@ def add_internal_drive(source: str, target: str) -> str:
     Poisson count of mean ``drive_rate * resolution()``. That is what a ``poisson_generator``
     connected with ``drive_weight`` does: its events, delivered in a step, are added after that
     step's integration too (in NESTML's onReceive, run after the update block, and in NEST's
-    ``iaf_psc_exp``). Only the generator's delay is missing,
-    a constant shift of uncorrelated input that changes none of its statistics.
+    ``iaf_psc_exp``). Only the generator's delay is missing, a constant shift of uncorrelated
+    input that changes none of its statistics. At ``drive_rate = 0``, the default, the drive is
+    off: one predictable comparison per step, and the neuron computes what it computes without it.
 
     The count is drawn by inversion: one uniform number u, and the smallest n whose cumulative
     Poisson probability (from ``exp(-mean)``, computed once per parameter change) reaches u.
@@ -165,13 +158,16 @@ def add_internal_drive(source: str, target: str) -> str:
     NEST's per-thread stream in the neuron's first driven step (``drive_rng = 0``, the default,
     means "not seeded"), so runs are reproducible by NEST's ``rng_seed``; setting ``drive_rng``
     fixes one neuron's stream. NESTML's integers are C++'s signed ``long``: the masks keep every
-    shift a defined one, and make ``>>`` the unsigned shift the generator needs.
+    shift a defined one, and make ``>>`` the unsigned shift the generator needs. xorshift64 is
+    linear over GF(2), which batteries such as BigCrush detect in its bits; what the drive needs,
+    counts with the Poisson distribution, uncorrelated in time and between neurons, is tested
+    (``tests/test_drive.py``).
 
     NESTML's ``random_poisson`` builds NEST's distribution (an ``exp``) and draws about 1 + mean
     uniform numbers at every call: measured 33 ns per neuron and step, as much as the
-    ``poisson_generator`` costs; this drive costs a small fraction (see ``benchmarks/drive.py``). Means of
-    :data:`DRIVE_INVERSION_BELOW` or more (100 kHz at 0.1 ms), where inversion's loop grows long
-    and ``exp(-mean)`` underflows, use ``random_poisson``."""
+    ``poisson_generator`` costs; this drive costs a small fraction (see ``benchmarks/drive.py``).
+    Means of :data:`DRIVE_INVERSION_BELOW` or more (100 kHz at 0.1 ms), where inversion's loop
+    grows long and ``exp(-mean)`` underflows, use ``random_poisson``."""
     added = {
         "state": ["drive_rng integer = 0    # nestplast: the drive's own random state (0: seed it from NEST's stream)"],
         "parameters": [f"{name} {unit} = 0 {unit}    # nestplast: {meaning}" for name, (unit, meaning) in DRIVE_PARAMS.items()],
@@ -194,29 +190,30 @@ def add_internal_drive(source: str, target: str) -> str:
     if len(update.findall(source + "\n")) != 1:
         raise ValueError("cannot add the internal drive: the neuron has not exactly one 'update:' block")
     lines = [
-        "# nestplast: the internal drive, after this step's integration like a spike received in it",
-        "drive_n integer = 0",
-        f"if drive_mean > 0 and drive_mean < {DRIVE_INVERSION_BELOW}:",
-        "    if drive_rng == 0:    # the first step: a seed of 53 bits from NEST's per-thread stream",
-        "        drive_rng = random_uniform(1, 9007199254740992)",
-        "    # xorshift64 (Marsaglia 2003, shifts 13, 7, 17); the masks keep each shift defined in C++",
-        "    drive_rng = drive_rng ^ ((drive_rng & 2251799813685247) << 13)",
-        "    drive_rng = drive_rng ^ ((drive_rng >> 7) & 144115188075855871)",
-        "    drive_rng = drive_rng ^ ((drive_rng & 140737488355327) << 17)",
-        "    drive_u real = ((drive_rng >> 11) & 9007199254740991) * drive_2_53    # its top 53 bits",
-        "    # the first counts by comparisons (mostly conditional moves once compiled), the rest by the loop",
+        "# nestplast: the internal drive, after this step's integration like a spike received in it (off at rate 0)",
+        "if drive_mean > 0:",
+        "    drive_n integer = 0",
+        f"    if drive_mean < {DRIVE_INVERSION_BELOW}:",
+        "        if drive_rng == 0:    # the first step: a seed of 53 bits from NEST's per-thread stream",
+        "            drive_rng = random_uniform(1, 9007199254740992)",
+        "        # xorshift64 (Marsaglia 2003, shifts 13, 7, 17); the masks keep each shift defined in C++",
+        "        drive_rng = drive_rng ^ ((drive_rng & 2251799813685247) << 13)",
+        "        drive_rng = drive_rng ^ ((drive_rng >> 7) & 144115188075855871)",
+        "        drive_rng = drive_rng ^ ((drive_rng & 140737488355327) << 17)",
+        "        drive_u real = ((drive_rng >> 11) & 9007199254740991) * drive_2_53    # its top 53 bits",
+        "        # the first counts by comparisons (mostly conditional moves once compiled), the rest by the loop",
         *[line for n in range(1, DRIVE_UNROLLED + 1)
-          for line in (f"    if drive_u > {'drive_p0' if n == 1 else f'drive_c{n - 1}'}:", f"        drive_n = {n}")],
-        f"    if drive_u > drive_c{DRIVE_UNROLLED}:",
-        f"        drive_p real = drive_p{DRIVE_UNROLLED}    # P(n) for the n reached",
-        f"        drive_cdf real = drive_c{DRIVE_UNROLLED}    # P(0) + ... + P(n)",
-        "        while drive_u > drive_cdf and drive_p > 0:    # (P(n) underflows at last: the loop ends)",
-        "            drive_n += 1",
-        "            drive_p *= drive_mean / drive_n",
-        "            drive_cdf += drive_p",
-        f"elif drive_mean >= {DRIVE_INVERSION_BELOW}:",
-        "    drive_n = random_poisson(drive_mean)",
-        f"{target} += drive_weight * drive_n",
+          for line in (f"        if drive_u > {'drive_p0' if n == 1 else f'drive_c{n - 1}'}:", f"            drive_n = {n}")],
+        f"        if drive_u > drive_c{DRIVE_UNROLLED}:",
+        f"            drive_p real = drive_p{DRIVE_UNROLLED}    # P(n) for the n reached",
+        f"            drive_cdf real = drive_c{DRIVE_UNROLLED}    # P(0) + ... + P(n)",
+        "            while drive_u > drive_cdf and drive_p > 0:    # (P(n) underflows at last: the loop ends)",
+        "                drive_n += 1",
+        "                drive_p *= drive_mean / drive_n",
+        "                drive_cdf += drive_p",
+        "    else:",
+        "        drive_n = random_poisson(drive_mean)",
+        f"    {target} += drive_weight * drive_n",
     ]
     text = "".join(f"        {line}\n" for line in lines)
     return update.sub(lambda m: m.group(0).rstrip("\n") + "\n" + text + "\n", source + "\n", count=1)

@@ -58,10 +58,10 @@ class SearchProblem:
 
 
 def build_module(exp: Experiment, quiet: bool = True):
-    """The experiment's compiled module: every rule of its plastic types, with its neuron and drive."""
+    """The experiment's compiled module: every rule of its plastic types, with its neuron."""
     from .build import build  # NESTML is imported only when a module is needed
 
-    return build(exp.module_rules(), exp.rule.neuron, drive=exp.network.drive, quiet=quiet)
+    return build(exp.module_rules(), exp.rule.neuron, quiet=quiet)
 
 
 def search_space(exp: Experiment) -> SearchSpace:

@@ -2,6 +2,7 @@
 rate and weight, independent between neurons, reproducible by seed, and a network driven by it
 fires as one driven by NEST's ``poisson_generator``."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -19,41 +20,60 @@ RESOLUTION = 0.1  # ms
 VOGELS_SPREKELER_10HZ = [20.0, 20.0, -0.4, 0.0, 1.0, 1.0]
 
 
-@pytest.fixture(scope="module")
-def drive_module():
-    """The one module these tests compile: the doublet rule with the neuron carrying the drive."""
-    return build(get_rule("doublet"), "iaf_psc_exp", drive="internal")
-
-
-def small(drive: str, **network) -> experiment.Experiment:
+def small(drive: str | None, **network) -> experiment.Experiment:
     return experiment.parse({"rule": {"name": "doublet", "plastic": ["IE"], "fixed": {"eta": 1.0}},
-                             "network": {"n_e": 100, "n_i": 25, "p": 0.2, "w_max": {"IE": 300.0}, "drive": drive,
-                                         **network},
+                             "network": {"n_e": 100, "n_i": 25, "p": 0.2, "w_max": {"IE": 300.0},
+                                         **({} if drive is None else {"drive": drive}), **network},
                              "objective": {"target_rate": 10.0, "t_train": 2.0, "t_score": 1.0}}, "<test>")
 
 
-def test_the_transform_adds_the_drive_only_when_asked():
+def test_the_neuron_carries_the_drive_where_it_can():
     neuron = get_neuron("iaf_psc_exp")
-    assert "random_poisson" not in neuron.source and "drive_rate" not in neuron.source
-    driven = neuron.with_internal_drive().source
-    assert driven.count("random_poisson(drive_mean)") == 1 and "drive_rate Hz = 0 Hz" in driven
-    both = neuron.with_rule_inputs().with_internal_drive().source
-    assert "V_bar" in both and "random_poisson" in both
-    with pytest.raises(ValueError, match="no internal drive"):
-        get_neuron("iaf_cond_exp").with_internal_drive()
+    assert neuron.source.count("random_poisson(drive_mean)") == 1 and "drive_rate Hz = 0 Hz" in neuron.source
+    assert "random_poisson" not in neuron.path.read_text(), "the transform, not NESTML's model, adds it"
+    assert "V_bar" in neuron.with_rule_inputs().source and "random_poisson" in neuron.with_rule_inputs().source
+    assert "drive_rate" not in get_neuron("iaf_cond_exp").source  # its input is a conductance
 
 
-def test_internal_drive_is_poisson_at_its_rate_and_independent_between_neurons(nest, drive_module):
+def test_the_drive_is_internal_by_default_where_the_neuron_has_it():
+    assert small(None).network.drive == "internal"
+    cond = {"rule": {"neuron": "iaf_cond_exp"}, "network": {"neuron_params": {}}}
+    assert experiment.parse(cond, "<test>").network.drive == "poisson_generator"
+    with pytest.raises(experiment.ExperimentError, match="network.drive.*'poisson_generator' for the neuron iaf_cond_exp"):
+        experiment.parse({**cond, "network": {"neuron_params": {}, "drive": "internal"}}, "<test>")
+
+
+def test_the_drive_off_changes_nothing(nest, doublet_module):
+    """At drive_rate 0 (the default) the drive never runs (its random state stays unseeded) and
+    the neuron follows NEST's iaf_psc_exp under the same input, to rounding."""
+    trains, states = [], []
+    for model in (doublet_module.neuron_model, "iaf_psc_exp"):
+        nest.ResetKernel()
+        install(doublet_module)
+        neuron = nest.Create(model)
+        kicks = nest.Create("poisson_generator", params={"rate": 8000.0})
+        nest.Connect(kicks, neuron, syn_spec={"weight": 25.0})
+        meter = nest.Create("multimeter", params={"record_from": ["V_m"], "interval": RESOLUTION})
+        nest.Connect(meter, neuron)
+        nest.Simulate(1000.0)
+        trains.append(meter.events["V_m"])
+        states.append(neuron.get("drive_rng") if model != "iaf_psc_exp" else None)
+    assert states[0] == 0
+    assert np.abs(trains[0] - trains[1]).max() < 1e-9 and trains[0].max() > -65.0
+
+
+def test_internal_drive_is_poisson_at_its_rate_and_independent_between_neurons(nest, doublet_module):
     """Counts of drive events per step, read back from the excitatory current of neurons that
     never fire (I(k+1) = I(k) P + w n(k+1)): mean rate * h, Fano factor 1 (per step and per 10 ms),
-    P(0) = exp(-rate * h), and no correlation between two neurons. Tolerances: 5 standard errors of
+    the probability of every count, no correlation from one step to the next, and none between
+    two neurons. Tolerances: 5 standard errors of
     each statistic for the sample size."""
     nest.ResetKernel()
-    install(drive_module)
+    install(doublet_module)
     nest.SetKernelStatus({"resolution": RESOLUTION, "rng_seed": 3})
     # two neurons at the default rate, one at a higher mean per step, one beyond the inversion (random_poisson)
     rates, weight, tau, t_sim = [8000.0, 8000.0, 25000.0, 120000.0], 25.0, 5.0, 10000.0
-    neurons = nest.Create(drive_module.neuron_model, len(rates),
+    neurons = nest.Create(doublet_module.neuron_model, len(rates),
                           params={"V_th": 1e12, "tau_syn_exc": tau, "drive_weight": weight})
     neurons.drive_rate = rates
     meter = nest.Create("multimeter", params={"record_from": ["I_syn_exc"], "interval": RESOLUTION})
@@ -78,6 +98,7 @@ def test_internal_drive_is_poisson_at_its_rate_and_independent_between_neurons(n
         for k in range(int(lam + 4 * np.sqrt(lam)) + 1):
             pk = np.exp(-lam) * lam**k / math.factorial(k)
             assert abs((c == k).mean() - pk) < 5 * np.sqrt(pk * (1 - pk) / n) + 3 / n, (rate, k)
+        assert abs(np.corrcoef(c[:-1], c[1:])[0, 1]) < 5 / np.sqrt(n)  # one step to the next
         windows = c[:n // 100 * 100].reshape(-1, 100).sum(axis=1)  # 10 ms: correlations between steps would show here
         lam_w, m = 100 * lam, len(windows)
         assert abs(windows.var() / windows.mean() - 1) < 5 * np.sqrt((lam_w + 2 * lam_w**2) / m) / lam_w
@@ -104,14 +125,14 @@ def xorshift64_counts(seed: int, mean: float, steps: int) -> tuple[list[int], in
     return counts, x - 2**64 if x >= 2**63 else x  # NEST's integer is signed
 
 
-def test_internal_drive_is_xorshift64_inverted(nest, drive_module):
+def test_internal_drive_is_xorshift64_inverted(nest, doublet_module):
     """With its random state set, a neuron's counts are exactly those of the published xorshift64
     and inversion (computed in Python); each neuron seeds its own state from NEST's stream."""
     nest.ResetKernel()
-    install(drive_module)
+    install(doublet_module)
     nest.SetKernelStatus({"resolution": RESOLUTION, "rng_seed": 5})
     rate, weight, tau, steps = 8000.0, 25.0, 5.0, 3000
-    neurons = nest.Create(drive_module.neuron_model, 3, params={"V_th": 1e12, "tau_syn_exc": tau,
+    neurons = nest.Create(doublet_module.neuron_model, 3, params={"V_th": 1e12, "tau_syn_exc": tau,
                                                                 "drive_rate": rate, "drive_weight": weight})
     seeds = [88172645463325252, -7046029254386353131, 0]  # Marsaglia's example; one with the top bit; 0: seed from NEST
     neurons.drive_rng = seeds
@@ -136,8 +157,8 @@ def evaluate(module, drive: str, seed: int, **network):
     return result
 
 
-def test_internal_drive_is_reproducible_by_seed(drive_module):
-    first, again, other = (evaluate(drive_module, "internal", seed) for seed in (7, 7, 8))
+def test_internal_drive_is_reproducible_by_seed(doublet_module):
+    first, again, other = (evaluate(doublet_module, "internal", seed) for seed in (7, 7, 8))
     keys = ("rate_e", "rate_i", "cv_isi")
     assert [first.metrics[k] for k in keys] == [again.metrics[k] for k in keys]
     assert [first.metrics[k] for k in keys] != [other.metrics[k] for k in keys]
@@ -164,13 +185,13 @@ def network_statistics(nest, module, drive: str, seed: int) -> tuple[float, floa
     return rate, float(np.mean(cvs))
 
 
-def test_network_fires_as_with_the_poisson_generator(nest, drive_module, doublet_module):
+def test_network_fires_as_with_the_poisson_generator(nest, doublet_module):
     """E rate and CV of the ISIs over 5 seeds with each drive: the means differ by less than 3
     standard errors of their difference (trial-to-trial spread), and are the regime the test means
     (irregular firing at a few to tens of Hz)."""
     seeds = range(1, 6)
     generator = np.array([network_statistics(nest, doublet_module, "poisson_generator", s) for s in seeds])
-    internal = np.array([network_statistics(nest, drive_module, "internal", s) for s in seeds])
+    internal = np.array([network_statistics(nest, doublet_module, "internal", s) for s in seeds])
     for column, name in ((0, "rate"), (1, "cv")):
         a, b = generator[:, column], internal[:, column]
         spread = np.sqrt((a.var(ddof=1) + b.var(ddof=1)) / len(seeds))
@@ -178,21 +199,27 @@ def test_network_fires_as_with_the_poisson_generator(nest, drive_module, doublet
     assert 2.0 < generator[:, 0].mean() < 60.0 and 0.5 < generator[:, 1].mean() < 1.5, generator
 
 
-def test_internal_drive_needs_the_driven_neuron(nest, doublet_module):
-    exp = small("internal")
+def test_internal_drive_needs_a_neuron_that_has_it(nest):
+    """A network given the internal drive with a module whose neuron has none (one built for
+    iaf_cond_exp; the experiment refuses that pairing before) says what to use instead."""
+    module = build(get_rule("doublet"), "iaf_cond_exp")
+    spec = dataclasses.replace(small("internal").network, neuron_params={})
     nest.ResetKernel()
-    install(doublet_module)
-    with pytest.raises(ValueError, match="drive='internal'"):
-        build_network(nest, exp.network, doublet_module, {}, Trial(0, 1))
+    install(module)
+    with pytest.raises(ValueError, match="use network.drive = 'poisson_generator'"):
+        build_network(nest, spec, module, {}, Trial(0, 1))
 
 
-def test_a_search_runs_with_the_internal_drive(drive_module, tmp_path):
-    """network.drive = "internal" from an experiment file through the search: the module is built
-    with the driven neuron, and every evaluation simulates (none fails)."""
+def test_a_search_runs_with_the_poisson_generator(doublet_module, tmp_path):
+    """network.drive = "poisson_generator" (the option; the other searches run the default,
+    internal drive) through the search: every evaluation simulates (none fails), and the run
+    records the drive it used."""
     from nestplast.search import run_search
+    from nestplast.store import RunStore
 
-    exp = experiment.parse({"network": {"drive": "internal", "n_e": 40, "n_i": 10},
+    exp = experiment.parse({"network": {"drive": "poisson_generator", "n_e": 40, "n_i": 10},
                             "objective": {"t_train": 0.5, "t_score": 0.5},
                             "search": {"max_generations": 1, "population_size": 2}}, "<test>")
     outcome = run_search(exp, tmp_path / "run")
     assert outcome.evaluations == 6 and outcome.failed == 0
+    assert RunStore.open(tmp_path / "run").experiment()["network"]["drive"] == "poisson_generator"

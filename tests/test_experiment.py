@@ -87,8 +87,8 @@ def test_search_cli_reports_bad_file_without_traceback(tmp_path):
 
 def test_default_toml_is_the_options_tables_defaults():
     shipped = experiment.load("default")
-    assert shipped == experiment.Experiment(source=shipped.source)
-    assert experiment.default() == experiment.Experiment()
+    assert shipped == experiment.validate(experiment.Experiment(source=shipped.source))
+    assert experiment.default().to_dict() == shipped.to_dict() and shipped.network.drive == "internal"  # resolved
 
 
 def test_readme_lists_every_option_as_the_table_says():
@@ -102,7 +102,7 @@ def test_show_defaults_is_valid_toml_of_the_defaults():
     import tomllib
 
     data = tomllib.loads(experiment.show_defaults())
-    assert experiment.parse(data) == experiment.Experiment(source="<dict>")
+    assert experiment.parse(data) == experiment.validate(experiment.Experiment(source="<dict>"))
 
 
 @pytest.mark.parametrize("text, fragments", [
