@@ -195,7 +195,12 @@ class RunStore:
     # ------------------------------------------------------------------ run
 
     def experiment(self) -> dict:
-        return _decode(self._db.execute("SELECT experiment FROM run").fetchone()[0])
+        """The run's experiment as recorded (every option resolved)."""
+        data = _decode(self._db.execute("SELECT experiment FROM run").fetchone()[0])
+        # recorded before network.drive existed, a run was driven by a poisson_generator (the
+        # default is now the neuron's own drive): keep resuming, re-filtering, reporting it as it ran
+        data.get("network", {}).setdefault("drive", "poisson_generator")
+        return data
 
     def seed(self) -> int:
         return self._db.execute("SELECT seed FROM run").fetchone()[0]

@@ -37,6 +37,18 @@ def test_round_trip_keeps_nan_and_infinities(tmp_path):
     assert [e.candidate for e in again.best(5)] == [0]
 
 
+def test_a_run_recorded_before_the_drive_option_keeps_the_poisson_generator(tmp_path):
+    """Such runs were driven by a poisson_generator; the neuron's own drive is the default now."""
+    from nestplast import experiment
+
+    RunStore.create(tmp_path / "old", experiment={"network": {"n_e": 10}}, seed=1).close()
+    RunStore.create(tmp_path / "new", experiment={"network": {"n_e": 10, "drive": "internal"}}, seed=1).close()
+    old, new = (RunStore.open(tmp_path / name, read_only=True).experiment() for name in ("old", "new"))
+    assert old["network"] == {"n_e": 10, "drive": "poisson_generator"} and new["network"]["drive"] == "internal"
+    assert experiment.parse(old).network.drive == "poisson_generator"
+    assert experiment.parse({"network": {"n_e": 10}}).network.drive == "internal"
+
+
 def test_duplicate_key_is_refused_unless_replaced(tmp_path):
     store = RunStore.create(tmp_path, experiment={}, seed=1)
     store.record_evaluation(evaluation(status="failed", loss=320.0, error="boom"))
