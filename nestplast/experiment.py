@@ -136,7 +136,7 @@ class NetworkSpec:
     input_rate: float = option(8000.0, "Poisson drive into each neuron (Hz)", POSITIVE)
     input_weight: float = option(25.0, "weight of the Poisson drive", POSITIVE)
     drive: str | None = option(None, "recurrent: 'internal', drawn inside each neuron (the same statistics "
-                               "at an eighth of the cost; iaf_psc_exp), or 'poisson_generator', NEST's device; "
+                               "at a tenth of the cost; iaf_psc_exp), or 'poisson_generator', NEST's device; "
                                "unset: 'internal' where the neuron has it", optional(one_of("poisson_generator", "internal")))
     n_e_inputs: int = option(800, "single neuron: excitatory Poisson afferents", AT_LEAST_1)
     n_i_inputs: int = option(200, "single neuron: inhibitory Poisson afferents", AT_LEAST_1)
