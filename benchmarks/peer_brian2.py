@@ -48,6 +48,12 @@ are subprocesses that import no nestplast):
     .venv/bin/python benchmarks/peer_brian2.py --brian2-python ../peer-venv/bin/python
 
     .venv/bin/python benchmarks/peer_brian2.py [--repeats 3] [--large-seconds 2] [--sizes default large]
+                                               [--paired ROUNDS]
+
+``--paired ROUNDS`` then times one nestplast evaluation (the neuron's own drive) and one run of the
+Brian2 C++ binary alternately, ROUNDS times, and prints each pair's ratio: on a shared machine,
+whose speed drifts over minutes, that compares the two better than medians taken minutes apart
+(``--repeats 0`` skips the table).
 """
 
 from __future__ import annotations
@@ -130,29 +136,42 @@ def simulate_rates(nest, net, seconds: float) -> dict[str, float]:
     return {name: (r.n_events - counts[name]) / len(net.populations[name]) for name, r in net.recorders.items()}
 
 
-def nest_side(size: Size, repeats: int, drive: str = "poisson_generator") -> dict:
-    """nestplast's own evaluation, and the rates with frozen weights (eta = 0); ``drive``: the
-    network's ``drive`` (``internal``: drawn inside each neuron)."""
+def nestplast_evaluator(size: Size, drive: str):
+    """nestplast's own evaluation of the network at ``size`` with ``drive`` (the network's
+    ``drive``; ``internal``: drawn inside each neuron): the experiment, module, evaluator, rule."""
     from nestplast.build import build
     from nestplast.evaluate import Evaluator
-    from nestplast.networks import Trial, build_network
-    from nestplast.tasks import Task
 
     exp = experiment_for(size)
     exp = dataclasses.replace(exp, network=dataclasses.replace(exp.network, drive=drive))
     module = build(exp.module_rules(), exp.rule.neuron, quiet=True)
-    evaluator = Evaluator(exp, module)
-    theta = vs_theta(exp)
+    return exp, module, Evaluator(exp, module), vs_theta(exp)
+
+
+def timed_evaluation(evaluator, theta: list[float], seed: int):
+    """One evaluation as the search runs it: ((wall, CPU) seconds, the evaluation)."""
+    from nestplast.networks import Trial
+    from nestplast.tasks import Task
+
+    start = clocks()
+    evaluation = evaluator(Task(0, 0, Trial(0, seed), tuple(theta)))
+    elapsed = since(start)
+    if evaluation.status != "ok":
+        raise SystemExit(f"nestplast evaluation: {evaluation.status} {evaluation.error}")
+    return elapsed, evaluation
+
+
+def nest_side(size: Size, repeats: int, drive: str = "poisson_generator") -> dict:
+    """nestplast's own evaluation, and the rates with frozen weights (eta = 0)."""
+    from nestplast.networks import Trial, build_network
+
+    exp, module, evaluator, theta = nestplast_evaluator(size, drive)
+    timed_evaluation(evaluator, theta, 1000)  # NEST's first Install and caches
     times, rates = [], []
-    for k in range(repeats + 1):  # the first: NEST's first Install and caches
-        start = clocks()
-        evaluation = evaluator(Task(0, 0, Trial(0, 1000 + k), tuple(theta)))
-        elapsed = since(start)
-        if evaluation.status != "ok":
-            raise SystemExit(f"nestplast evaluation: {evaluation.status} {evaluation.error}")
-        if k:
-            times.append(elapsed)
-            rates.append(evaluation.metrics["rate_e"])
+    for k in range(1, repeats + 1):
+        elapsed, evaluation = timed_evaluation(evaluator, theta, 1000 + k)
+        times.append(elapsed)
+        rates.append(evaluation.metrics["rate_e"])
     frozen = []
     for k in range(repeats):
         nest = evaluator.setup_kernel(1000 + k)
@@ -161,6 +180,27 @@ def nest_side(size: Size, repeats: int, drive: str = "poisson_generator") -> dic
         net = build_network(nest, exp.network, module, params, Trial(0, 1000 + k), models=models)
         frozen.append(simulate_rates(nest, net, size.seconds))
     return {"eval": times, "rate_e": rates, "frozen_e": [f["E"] for f in frozen], "frozen_i": [f["I"] for f in frozen]}
+
+
+def paired(size: Size, rounds: int, python: str, drive: str = "internal") -> None:
+    """One nestplast evaluation, then one run of Brian2 C++'s binary (built once), ``rounds``
+    times. A shared machine's speed drifts over minutes, and the two runs of a pair share the
+    drift: prints each pair's ratio (Brian2 C++ CPU / nestplast CPU) and their median."""
+    _, _, evaluator, theta = nestplast_evaluator(size, drive)
+    timed_evaluation(evaluator, theta, 1000)  # NEST's first Install and caches
+    ratios = []
+    print(f"\n{size.label}, paired: nestplast ({drive}) and Brian2 C++ standalone alternately, one core "
+          f"(load {os.getloadavg()[0]:.2f})", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        in_subprocess(python, "standalone", size, 1, tmp)  # the build, once
+        for k in range(rounds):
+            (_, ours), _ = timed_evaluation(evaluator, theta, 1001 + k)
+            (_, theirs), = in_subprocess(python, "standalone", size, 1, tmp)["eval"]
+            ratios.append(theirs / ours)
+            print(f"    pair {k + 1}: nestplast {ours:.3f} s, Brian2 C++ {theirs:.3f} s (CPU), ratio {ratios[-1]:.2f}",
+                  flush=True)
+    print(f"  one evaluation, Brian2 C++ / nestplast ({drive}), CPU: median of {rounds} pairs "
+          f"{statistics.median(ratios):.2f} (range {min(ratios):.2f}-{max(ratios):.2f}; goal >= 1)")
 
 
 def nest_builtin_side(size: Size, repeats: int) -> dict:
@@ -457,6 +497,9 @@ def main() -> int:
                         default=["poisson_generator", "internal"], help="nestplast's network.drive, each measured")
     parser.add_argument("--brian2-python", default=sys.executable,
                         help="a Python with Brian2 (default: this one; see the module's doc for Python 3.11)")
+    parser.add_argument("--paired", type=int, default=0, metavar="ROUNDS",
+                        help="then, at each size, ROUNDS pairs of one nestplast evaluation (internal drive) and "
+                             "one Brian2 C++ run, alternately")
     parser.add_argument("--worker", nargs=2, metavar=("MODE", "JOB"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:  # a Brian2 run, in the Python that has Brian2 (no nestplast needed)
@@ -475,10 +518,13 @@ def main() -> int:
                          "or a separate environment and --brian2-python (see the module's doc)")
     print(f"nestplast vs Brian2 {found.stdout.strip()}: the default experiment's network, Vogels-Sprekeler iSTDP on "
           f"I->E, one core; medians of {args.repeats} (shared {os.cpu_count()}-CPU machine: timings are noisy)")
-    if "default" in args.sizes:
-        compare(Size(200, 50, 5.0), args.repeats, args.brian2_python, args.nest_drives)
-    if "large" in args.sizes:
-        compare(Size(4096, 1024, args.large_seconds), args.repeats, args.brian2_python, args.nest_drives)
+    sizes = [size for name, size in (("default", Size(200, 50, 5.0)), ("large", Size(4096, 1024, args.large_seconds)))
+             if name in args.sizes]
+    for size in sizes:
+        if args.repeats:
+            compare(size, args.repeats, args.brian2_python, args.nest_drives)
+        if args.paired:
+            paired(size, args.paired, args.brian2_python)
     print(f"\nload {os.getloadavg()[0]:.2f}")
     return 0
 

@@ -151,7 +151,7 @@ class Evaluator:
         t0, t1 = 1000.0 * o.t_train, 1000.0 * (o.t_train + o.t_score)
         senders, times = zip(*(self.events(r) for r in net.recorders.values()))
         senders, times = np.concatenate(senders), np.concatenate(times)
-        ids = {name: np.asarray(net.populations[name].tolist()) for name in net.recorders}
+        ids = {name: net.node_ids(name) for name in net.recorders}
         metrics = M.network_metrics(senders, times, ids, t0, t1, scored=o.population, w_start=w_start,
                                     w_end=self.weights(net), w_max={ct: abs(w) for ct, w in net.w_max.items()})
         scored = np.isin(senders, ids[o.population])

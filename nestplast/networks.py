@@ -74,11 +74,21 @@ class Network:
         reference size)."""
         return np.full(len(self.plastic[ct]), self.w_start[ct])
 
-    def sample_weights(self, ct: str, n: int = 200) -> np.ndarray:
-        """Weights of the first ``n`` plastic connections: reading all of them after every chunk
-        took a fifth of an evaluation's time."""
+    def sample_weights(self, ct: str, n: int = 64) -> np.ndarray:
+        """Weights of about ``n`` plastic connections, every k-th, so spread over every source:
+        reading all of them after every chunk took a fifth of an evaluation's time (NEST builds
+        each connection's whole status, about 5 us), and the first 200 came from 5 sources."""
         connections = self.plastic[ct]
-        return np.asarray((connections[:n] if len(connections) > n else connections).get("weight"), dtype=float)
+        return np.asarray(connections[::max(1, len(connections) // n)].get("weight"), dtype=float)
+
+    def node_ids(self, name: str) -> np.ndarray:
+        """The node IDs of population ``name``: a range when they are contiguous, as ``nest.Create``
+        makes them (NodeCollection.tolist reads every node's whole status: 1.3 ms for 200)."""
+        nodes = self.populations[name]
+        first, last = (nodes[::len(nodes) - 1].get("global_id") if len(nodes) > 1 else [nodes.global_id] * 2)
+        if last - first + 1 == len(nodes):  # sorted and unique, so this many IDs in the span are all of them
+            return np.arange(first, last + 1)
+        return np.asarray(nodes.tolist())
 
     def silence(self) -> None:
         """Stop a runaway network from costing more time (other networks in the kernel go on)."""

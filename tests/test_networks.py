@@ -11,7 +11,7 @@ import pytest
 from nestplast import experiment
 from nestplast.evaluate import Evaluator, Task
 from nestplast.kernel import nest_has_mpi
-from nestplast.networks import Trial, draw_trials
+from nestplast.networks import Network, Trial, draw_trials
 
 ROOT = Path(__file__).resolve().parent.parent
 VOGELS_SPREKELER_10HZ = [20.0, 20.0, -0.4, 0.0, 1.0, 1.0]  # alpha = -2 rho0 tau with rho0 = 10 Hz
@@ -68,6 +68,25 @@ def test_start_weights_are_the_weights_nest_holds(doublet_module, kind):
         assert len(held["IE"]) > 0
         np.testing.assert_array_equal(start["IE"], held["IE"])
         assert held["IE"][0] == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("kind", ["recurrent", "single_neuron"])
+def test_node_ids_and_the_weight_sample_are_what_nest_holds(nest, doublet_module, kind):
+    """The populations' IDs (taken as a range where they are contiguous) are NEST's own list, and
+    the weight sample after each chunk is every k-th plastic weight, spread over the sources."""
+    exp = small(network={"kind": kind, "n_e_inputs": 40, "n_i_inputs": 10}, rule={"name": "doublet"})
+    net = Evaluator(exp, doublet_module).build(VOGELS_SPREKELER_10HZ, Trial(0, 3))
+    for name in net.populations:
+        assert net.node_ids(name).tolist() == net.populations[name].tolist()
+    pops = list(net.populations.values())
+    gapped = Network({"gapped": pops[0][:1] + pops[-1]}, {}, {}, {})  # not contiguous: NEST's list
+    assert gapped.node_ids("gapped").tolist() == (pops[0][:1] + pops[-1]).tolist()
+    nest.Simulate(200.0)
+    everything = net.plastic["IE"].get(["weight", "source"])
+    step = max(1, len(everything["weight"]) // 64)
+    np.testing.assert_array_equal(net.sample_weights("IE"), everything["weight"][::step])
+    n_sources = len(set(everything["source"]))
+    assert len(set(everything["source"][::step])) >= min(n_sources, 32)
 
 
 def test_trials_share_random_numbers_within_a_generation():
