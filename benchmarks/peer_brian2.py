@@ -517,7 +517,8 @@ def main() -> int:
                          "Brian2 is a benchmark-only extra: .venv/bin/pip install -e '.[peer]' (Python >= 3.12), "
                          "or a separate environment and --brian2-python (see the module's doc)")
     print(f"nestplast vs Brian2 {found.stdout.strip()}: the default experiment's network, Vogels-Sprekeler iSTDP on "
-          f"I->E, one core; medians of {args.repeats} (shared {os.cpu_count()}-CPU machine: timings are noisy)")
+          f"I->E, one core{f'; medians of {args.repeats}' if args.repeats else ''} (shared {os.cpu_count()}-CPU machine: "
+          "timings are noisy)")
     sizes = [size for name, size in (("default", Size(200, 50, 5.0)), ("large", Size(4096, 1024, args.large_seconds)))
              if name in args.sizes]
     for size in sizes:
