@@ -245,8 +245,10 @@ def test_mpi_interrupt_in_the_middle_ends_every_rank_and_keeps_the_run(tmp_path,
     SIGTERM sent to the launcher (as ``kill`` or a batch system's time limit does), ends both ranks
     within seconds with one message; the run resumes to the uninterrupted one."""
     out_dir = tmp_path / "run"
+    # generations enough that the signal, sent once generation 1 is recorded, lands mid-run: a tiny
+    # evaluation takes a few hundredths of a second, and a finished run has nothing to stop
     process = subprocess.Popen([str(MPIEXEC), "-n", "2", sys.executable, "-m", "nestplast.search",
-                                str(tiny(tmp_path, generations=3)), "--out", str(out_dir), "--quiet"],
+                                str(tiny(tmp_path, generations=8)), "--out", str(out_dir), "--quiet"],
                                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     database = out_dir / "results.sqlite"
     wait_for_evaluations(database, generation=1, count=2)
@@ -263,8 +265,9 @@ def test_mpi_interrupt_in_the_middle_ends_every_rank_and_keeps_the_run(tmp_path,
         process.kill()
     assert time.time() - interrupted < 30 and process.returncode != 0
     assert err.count(word) >= 1 and "--resume" in err, err
+    assert RunStore.open(out_dir).counts()["generations"] < 8, "the signal stopped the run before its end"
     assert search(["--out", out_dir, "--resume", "--quiet"]).returncode == 0
-    assert RunStore.open(out_dir).counts()["generations"] == 3
+    assert RunStore.open(out_dir).counts()["generations"] == 8
 
 
 def _children(pid: int) -> list[int]:
