@@ -97,19 +97,24 @@ class Network:
                 self.populations[name].set(V_th=1e9)
 
 
-def add_drive(nest, spec: NetworkSpec, module: Module, neurons, rate: float) -> None:
-    """Independent Poisson input at ``rate`` (Hz) with ``spec.input_weight`` into each of ``neurons``:
-    from one ``poisson_generator`` (NEST draws each target's spikes separately), or, with
-    ``spec.drive == "internal"``, drawn inside each neuron (the neuron's own drive, see
-    :func:`nestplast.neurons.add_internal_drive`): the same statistics without an event per spike."""
+def internal_drive(nest, spec: NetworkSpec, module: Module, rate: float) -> dict:
+    """The neuron parameters of the Poisson drive: independent input at ``rate`` (Hz) with
+    ``spec.input_weight`` into each neuron. With ``spec.drive == "internal"`` it is drawn inside each
+    neuron (the neuron's own drive, see :func:`nestplast.neurons.add_internal_drive`): the same
+    statistics as a ``poisson_generator`` without an event per spike. Empty for the generator,
+    which :func:`add_poisson_generator` connects."""
     if spec.drive == "poisson_generator":
-        drive = nest.Create("poisson_generator", params={"rate": rate})
-        nest.Connect(drive, neurons, syn_spec={"weight": spec.input_weight, "delay": spec.delay})
-        return
+        return {}
     if "drive_rate" not in nest.GetDefaults(module.neuron_model):
         raise ValueError(f"network.drive = 'internal' needs a neuron with the internal drive (iaf_psc_exp), and "
                          f"{module.neuron_model} ({module.name}) has none: use network.drive = 'poisson_generator'")
-    neurons.set(drive_rate=rate, drive_weight=spec.input_weight)
+    return {"drive_rate": rate, "drive_weight": spec.input_weight}
+
+
+def add_poisson_generator(nest, spec: NetworkSpec, neurons, rate: float) -> None:
+    """The drive from one ``poisson_generator`` (NEST draws each target's spikes separately)."""
+    drive = nest.Create("poisson_generator", params={"rate": rate})
+    nest.Connect(drive, neurons, syn_spec={"weight": spec.input_weight, "delay": spec.delay})
 
 
 def build_network(nest, spec: NetworkSpec, module: Module, synapse_params: dict[str, dict], trial: Trial,
@@ -139,9 +144,14 @@ def build_network(nest, spec: NetworkSpec, module: Module, synapse_params: dict[
 
     recorders = {}
     if spec.kind == "recurrent":
-        pops = {"E": nest.Create(module.neuron_model, spec.n_e, params=params),
-                "I": nest.Create(module.neuron_model, spec.n_i, params=params)}
-        add_drive(nest, spec, module, pops["E"] + pops["I"], spec.input_rate * trial.input_rate_scale)
+        # The neurons' parameters go into a copy of the model, not into Create(params=...): that
+        # calls NodeCollection.set, which reads every node's whole status first (4 ms for 200)
+        rate = spec.input_rate * trial.input_rate_scale
+        model = f"{label}nestplast_neuron"
+        nest.CopyModel(module.neuron_model, model, {**params, **internal_drive(nest, spec, module, rate)})
+        pops = {"E": nest.Create(model, spec.n_e), "I": nest.Create(model, spec.n_i)}
+        if spec.drive == "poisson_generator":
+            add_poisson_generator(nest, spec, pops["E"] + pops["I"], rate)
         for ct in ("EE", "EI", "IE", "II"):
             source, target = pops[ct[0]], pops[ct[1]]
             indegree = max(1, int(round(spec.p * len(source))))

@@ -89,6 +89,28 @@ def test_node_ids_and_the_weight_sample_are_what_nest_holds(nest, doublet_module
     assert len(set(everything["source"][::step])) >= min(n_sources, 32)
 
 
+@pytest.mark.parametrize("drive", ["internal", "poisson_generator"])
+def test_every_neuron_holds_the_experiments_parameters_and_drive(nest, doublet_module, drive):
+    """The neurons are created from a copy of the model that carries the spec's parameters and the
+    trial's drive (not set node by node afterwards): read back from every node."""
+    exp = small(network={"drive": drive, "neuron_params": {"V_th": -52.5, "tau_m": 17.0}})
+    trial = Trial(0, 3, input_rate_scale=1.25)
+    net = Evaluator(exp, doublet_module).build(VOGELS_SPREKELER_10HZ, trial)
+    neurons = net.populations["E"] + net.populations["I"]
+    assert len(neurons) == 125
+    status = neurons.get(["V_th", "tau_m", "drive_rate", "drive_weight"])
+    assert set(status["V_th"]) == {-52.5} and set(status["tau_m"]) == {17.0}
+    generators = nest.GetNodes({"model": "poisson_generator"})
+    if drive == "internal":
+        assert set(status["drive_rate"]) == {exp.network.input_rate * 1.25}
+        assert set(status["drive_weight"]) == {exp.network.input_weight}
+        assert len(generators) == 0
+    else:
+        assert set(status["drive_rate"]) == {0.0}
+        assert generators.rate == exp.network.input_rate * 1.25
+        assert len(nest.GetConnections(generators, neurons)) == 125
+
+
 def test_trials_share_random_numbers_within_a_generation():
     spec = small(trials={"n": 3, "weight_scale": [0.5, 2.0], "input_rate_scale": [0.9, 1.1]}).trials
     first = draw_trials(spec, np.random.SeedSequence([1, 4]))
