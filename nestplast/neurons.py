@@ -34,6 +34,8 @@ class Neuron:
     # The state variable that an excitatory spike of weight w raises by w: the internal drive's
     # (DRIVE_PARAMS, see add_internal_drive); None: this neuron has no internal drive
     drive_target: str | None = None
+    # Its V_m equation has the form add_input_resistance rewrites (see there)
+    input_resistance: bool = False
 
     @property
     def path(self) -> Path:
@@ -45,6 +47,8 @@ class Neuron:
     @property
     def source(self) -> str:
         text = self.path.read_text()
+        if self.input_resistance:
+            text = add_input_resistance(text)
         if self.rule_inputs:
             text = add_rule_inputs(text, self.codependency)
         return text if self.drive_target is None else add_internal_drive(text, self.drive_target)
@@ -122,6 +126,34 @@ def add_rule_inputs(source: str, codependency: tuple[str, str, str]) -> str:
         text = "".join(f"        {line}\n" for line in lines)
         source = head.sub(lambda m, text=text: m.group(1) + text, source)
     return source
+
+
+# iaf_psc_exp's membrane equation: the synaptic currents and the constant inputs over C_m
+MEMBRANE_EQUATION = re.compile(r"^(?P<indent>[ \t]+)V_m' = -\(V_m - E_L\) / tau_m \+ \((?P<synaptic>[^()]+?) \+ I_e \+ I_stim\) / C_m"
+                               r"(?P<comment>[ \t]*#.*)?$", re.M)
+
+
+def add_input_resistance(source: str) -> str:
+    """A NESTML neuron's ``source`` with its constant inputs ``I_e`` and ``I_stim`` scaled by the
+    internal ``R_m = tau_m / C_m``, computed once per parameter change, in its membrane equation
+    ``V_m' = -(V_m - E_L) / tau_m + (synaptic + I_e + I_stim) / C_m``.
+
+    NESTML's exact solution of that equation multiplies each constant input by ``P * tau_m /
+    C_m`` (and subtracts it times ``tau_m / C_m``) in every step: four divisions per neuron and
+    step, which the compiler cannot move out of the loop because the update calls into NEST.
+    Written as ``(I_e + I_stim) * R_m / tau_m``, the same solution is ``I * R_m - I * R_m * P``:
+    multiplications only. The update of a neuron without input went from 9.8-11.8 to 8.1-9.7 ns
+    per step. The solution is the same up to rounding."""
+    if len(MEMBRANE_EQUATION.findall(source)) != 1:
+        raise ValueError("cannot precompute the input resistance: the neuron has not exactly one "
+                         "V_m' = -(V_m - E_L) / tau_m + (... + I_e + I_stim) / C_m")
+    source = MEMBRANE_EQUATION.sub(
+        lambda m: (f"{m['indent']}V_m' = -(V_m - E_L) / tau_m + ({m['synaptic']}) / C_m + (I_e + I_stim) * R_m / tau_m"
+                   f"    # nestplast: (I_e + I_stim) / C_m with tau_m / C_m precomputed"), source)
+    head = re.compile(r"^(    internals:\n)", re.M)
+    if len(head.findall(source)) != 1:
+        raise ValueError("cannot precompute the input resistance: the neuron has not exactly one 'internals:' block")
+    return head.sub(lambda m: m.group(1) + "        R_m GOhm = tau_m / C_m    # nestplast: the input resistance\n", source)
 
 
 # The parameters of the internal drive (see add_internal_drive): name -> (unit, meaning).
@@ -227,7 +259,7 @@ NEURONS = {
                "tau_syn_exc, tau_syn_inh, refr_T)",
                nest_model="iaf_psc_exp",
                renamed=(("tau_syn_ex", "tau_syn_exc"), ("tau_syn_in", "tau_syn_inh"), ("t_ref", "refr_T")),
-               drive_target="I_syn_exc"),
+               drive_target="I_syn_exc", input_resistance=True),
         Neuron("iaf_cond_exp", "iaf_cond_exp_neuron",
                "conductance-based LIF, exponential synaptic conductances (NEST's iaf_cond_exp; parameters "
                "tau_syn_exc, tau_syn_inh, refr_T, E_exc, E_inh)",

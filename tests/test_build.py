@@ -25,7 +25,7 @@ from nestplast.build import (
 )
 from nestplast.errors import UserError
 from nestplast.kernel import install
-from nestplast.neurons import NEURONS
+from nestplast.neurons import NEURONS, add_input_resistance
 from nestplast.rules import MODELS_DIR, Parameter, Rule, get_rule
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -130,6 +130,43 @@ def test_neurons_are_nestml_s_own_models():
         assert neuron.path in shipped
         assert f"model {neuron.model}:" in neuron.source
         assert not (MODELS_DIR / neuron.path.name).exists()  # no copy in the repository
+
+
+def test_constant_inputs_are_scaled_by_a_precomputed_resistance():
+    """iaf_psc_exp's I_e and I_stim enter its equation through the internal R_m = tau_m / C_m (its
+    exact solution then multiplies in every step, where it divided four times); a neuron whose
+    equation has another form is refused, not left as it was."""
+    text = NEURONS["iaf_psc_exp"].source
+    assert "(I_e + I_stim) * R_m / tau_m" in text and "R_m GOhm = tau_m / C_m" in text
+    assert "I_e + I_stim) / C_m" not in text.split("# nestplast")[0]
+    with pytest.raises(ValueError, match="input resistance"):
+        add_input_resistance(NEURONS["iaf_cond_exp"].path.read_text())
+
+
+def test_iaf_psc_exp_follows_nest_s_own_model(nest, doublet_module):
+    """With I_e, a step current (I_stim) and excitatory and inhibitory spikes, the compiled neuron's
+    V_m and spikes are those of NEST's hand-written iaf_psc_exp, to rounding."""
+    traces, spikes = [], []
+    for model in (doublet_module.neuron_model, "iaf_psc_exp"):
+        nest.ResetKernel()
+        nest.rng_seed = 11
+        install(doublet_module)
+        neuron = nest.Create(model, params={"I_e": 120.0, "tau_m": 15.0, "C_m": 200.0})
+        step = nest.Create("step_current_generator", params={"amplitude_times": [100.0, 300.0, 450.0],
+                                                             "amplitude_values": [150.0, -80.0, 60.0]})
+        nest.Connect(step, neuron)
+        for rate, weight in ((6000.0, 20.0), (2000.0, -30.0)):
+            nest.Connect(nest.Create("poisson_generator", params={"rate": rate}), neuron, syn_spec={"weight": weight})
+        meter = nest.Create("multimeter", params={"record_from": ["V_m"], "interval": 0.1})
+        recorder = nest.Create("spike_recorder")
+        nest.Connect(meter, neuron)
+        nest.Connect(neuron, recorder)
+        nest.Simulate(600.0)
+        traces.append(meter.events["V_m"])
+        spikes.append(recorder.events["times"])
+    assert len(spikes[0]) > 5
+    np.testing.assert_array_equal(spikes[0], spikes[1])
+    assert np.abs(traces[0] - traces[1]).max() < 1e-9
 
 
 def test_nestml_error_names_the_rule_and_line(tmp_path, monkeypatch):
