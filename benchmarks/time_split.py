@@ -5,7 +5,8 @@ plasticity rule), measurement and the store, as shares of one evaluation.
 The phases are timed through the public steps of :class:`nestplast.evaluate.Evaluator` (``build``
 = ``setup_kernel`` + the network: the network's share is build minus a separately timed
 ``setup_kernel``), ``nest.Simulate`` by a timing wrapper around NEST's own function, the store by
-``RunStore.record_evaluation`` of the evaluation. Process start and imports (``import nest`` and
+``RunStore.record_evaluation`` of the evaluation. Two NEST calls outside the simulation are timed again on their own after
+the evaluation: ``ResetKernel`` and reading the end weights. Process start and imports (``import nest`` and
 nestplast) and the module lookup (the compiled rule's cache, its first ``Install``) happen once
 per process and are timed in subprocesses; they are shown per evaluation of a default search
 (216 evaluations on one rank) too.
@@ -150,12 +151,21 @@ def time_phases(evaluator: Evaluator, theta: list[float], trial: Trial, store: R
         t.append(time.perf_counter())
     finally:
         timer.close()
-    learned = {ct: float(np.mean(np.abs(w))) for ct, w in evaluator.weights(net).items()}
+    # Two of NEST's calls outside the simulation, timed again on their own: reading the end
+    # weights (measure's largest part) and the kernel reset (most of the kernel setup).
+    start = time.perf_counter()
+    end_weights = evaluator.weights(net)
+    read = time.perf_counter() - start
+    learned = {ct: float(np.mean(np.abs(w))) for ct, w in end_weights.items()}
+    n_plastic = sum(len(w) for w in end_weights.values())
+    start = time.perf_counter()
+    nest.ResetKernel()
+    reset = time.perf_counter() - start
     setup = t[1] - t[0]
     return {"kernel setup": setup, "network build": (t[2] - t[1]) - setup, "initial weights": t[3] - t[2],
             "simulate": t[4] - t[3], "in nest.Simulate": timer.seconds, "measure + score": t[5] - t[4],
             "store": t[6] - t[5], "rate_e": metrics.get("rate_e", float("nan")), "blew_up": course.blew_up_at_s,
-            "learned": learned}
+            "learned": learned, "end weights read": read, "plastic synapses": n_plastic, "ResetKernel": reset}
 
 
 def time_variant(evaluator: Evaluator, theta: list[float], trial: Trial, variant: str,
@@ -217,6 +227,9 @@ def split(exp: Experiment, label: str, repeats: int, per_search: int | None, pro
         print(f"    {p:34} {med[p]:8.4f} s {med[p] / total:7.1%}")
     print(f"      of the simulation, in nest.Simulate {med['in nest.Simulate']:8.4f} s {med['in nest.Simulate'] / total:7.1%}"
           f"; Python between chunks (rate check, weight sample) {med['simulate'] - med['in nest.Simulate']:.4f} s")
+    print(f"      NEST calls, timed again alone: ResetKernel {1e3 * med['ResetKernel']:.1f} ms (of the kernel setup); "
+          f"reading the {med['plastic synapses']:.0f} end weights {1e3 * med['end weights read']:.1f} ms "
+          f"({1e6 * med['end weights read'] / max(1, med['plastic synapses']):.1f} us per synapse; of the measurement)")
     inside = med["simulate"] / total
     print(f"  inside the simulation: {inside:.1%} of an evaluation; inside nest.Simulate {med['in nest.Simulate'] / total:.1%}"
           f" (goal >= 95 % inside the simulation: {'met' if inside >= 0.95 else 'missed'})")
