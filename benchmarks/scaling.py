@@ -9,8 +9,11 @@ measured runs, its predictions at 8 to 1024 ranks, and a sizing table.
    - the model fed with the 1-rank run's times: predicted vs measured parallel efficiency; the
      difference is each evaluation being slower on 2 ranks (cores shared with the other rank and,
      on a shared machine, with other jobs), which the model leaves out, printed beside it;
-   - the real queue (nestplast.parallel under mpiexec) with busy-waiting tasks of one measured
-     generation's times (scaled by ``--scale``): measured vs modelled time and rank of every task.
+   - the real queue (nestplast.parallel under mpiexec) with tasks of one measured generation's
+     times (scaled by ``--scale``), and on more than 3 ranks also with a generation of 4 tasks per
+     rank drawn from the run's times: measured vs modelled time and rank of every task. The tasks
+     busy-wait where every rank has a CPU and sleep on more ranks than CPUs (``--queue-ranks``:
+     2, 3, 8 and 16 by default), which checks the queue's logic, not the cores' contention.
 3. Predicted efficiency at 1, 2, 8, 64, 256 and 1024 ranks, for the default experiment (its
    measured generations: (8 + mean) x 2 trials = 18 tasks) and the reference experiment
    (``spikes_reference``: (10 + mean) x 10 trials = 110 tasks, times drawn from the default run's,
@@ -61,21 +64,28 @@ POLICIES = {  # name -> schedule options
     "longest 1st": {"order": "longest"},
 }
 
-# Run under mpiexec by validate_queue(): the real work queue with busy-waiting tasks.
+# Run under mpiexec by validate_queue(): the real work queue with tasks that take the given
+# seconds, busy-waiting (each rank on a core of its own) or sleeping (more ranks than cores: a
+# sleeping task leaves its core to the others, as a rank on a core of its own would). A first
+# generation of empty tasks opens every rank's connections, as a search's first generation does.
 QUEUE_SCRIPT = """
 import json, sys, time
 from mpi4py import MPI
 from nestplast.parallel import Transport
-seconds = json.loads(sys.argv[1])
+seconds, sleep = json.loads(sys.argv[1]), sys.argv[2] == "sleep"
 def evaluate(i):
-    start = time.perf_counter()
-    while time.perf_counter() - start < seconds[i]:
-        pass
+    if i is not None:
+        start = time.perf_counter()
+        if sleep:
+            time.sleep(seconds[i])
+        while time.perf_counter() - start < seconds[i]:
+            pass
     return (i, MPI.COMM_WORLD.Get_rank())
 transport = Transport(MPI.COMM_WORLD)
 if transport.is_worker:
     transport.serve(evaluate)
 else:
+    transport.map([None] * (4 * transport.size), evaluate, lambda result: None)
     start = time.perf_counter()
     results = transport.map(list(range(len(seconds))), evaluate, lambda result: None)
     print(json.dumps({"seconds": time.perf_counter() - start, "ranks": [r for _, r in results]}))
@@ -123,12 +133,13 @@ def schedule(generations: list[list[float]], ranks: int, overhead: float, order:
     return schedule_run(generations, ranks, generation_s=overhead, **options)
 
 
-def validate_queue(seconds: list[float], ranks: int, mpiexec: str) -> tuple[float, list[int]]:
+def validate_queue(seconds: list[float], ranks: int, mpiexec: str, sleep: bool = False) -> tuple[float, list[int]]:
+    """The real queue's time for one generation of tasks taking ``seconds``, and each task's rank."""
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "queue.py"
         script.write_text(QUEUE_SCRIPT)
-        proc = subprocess.run([mpiexec, "-n", str(ranks), sys.executable, str(script), json.dumps(seconds)],
-                              capture_output=True, text=True, timeout=600)
+        proc = subprocess.run([mpiexec, "-n", str(ranks), sys.executable, str(script), json.dumps(seconds),
+                               "sleep" if sleep else "busy"], capture_output=True, text=True, timeout=600)
     if proc.returncode != 0:
         raise SystemExit(f"queue check on {ranks} ranks failed:\n{proc.stderr[-3000:]}")
     out = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -157,6 +168,8 @@ def main() -> int:
     parser.add_argument("--two", type=Path, help="an existing 2-rank run of the same search")
     parser.add_argument("--scale", type=float, default=0.5, help="time scale of the real-queue check's tasks")
     parser.add_argument("--samples", type=int, default=40, help="generations drawn for the reference and sizing")
+    parser.add_argument("--queue-ranks", type=int, nargs="+", default=[2, 3, 8, 16],
+                        help="rank counts of the real-queue check (tasks sleep on more ranks than CPUs)")
     parser.add_argument("--mpiexec", default=str(Path(sys.executable).parent / "mpiexec"))
     parser.add_argument("--keep", type=Path, default=None, help="keep the run directories under this folder")
     args = parser.parse_args()
@@ -206,16 +219,22 @@ def main() -> int:
           f"{measured:.2f}; modelled x (1-rank / 2-rank evaluation time = {mean1 / mean2:.2f}) = "
           f"{predicted * mean1 / mean2:.2f}")
     gen = max(one.tasks, key=lambda g: sum(one.durations()[g]))
-    seconds = [d * args.scale for d in one.durations()[gen]]
-    for ranks in (2, 3):
-        wall, where = validate_queue(seconds, ranks, args.mpiexec)
-        model = schedule_generation(seconds, ranks)
-        same = sum(a == b for a, b in zip(where, model.assigned))
-        print(f"  real queue (nestplast.parallel), {ranks} ranks, busy-waiting tasks = generation {gen}'s times x "
-              f"{args.scale}: {wall:.2f} s measured, {model.makespan_s:.2f} s modelled; {same}/{len(seconds)} tasks "
-              f"on the modelled rank; {load()}")
-
     pool = [d for g in one.durations() for d in g]
+    for ranks in args.queue_ranks:
+        sleep = ranks > (os.cpu_count() or 1)
+        generations = {f"generation {gen}'s times": one.durations()[gen]}
+        if ranks > 3:  # a generation that fills every rank 4 times, drawn from the run's times
+            generations[f"{4 * ranks} drawn times"] = sample_generations(pool, 4 * ranks, 1, seed=ranks)[0]
+        for label, times in generations.items():
+            seconds = [d * args.scale for d in times]
+            wall, where = validate_queue(seconds, ranks, args.mpiexec, sleep=sleep)
+            model = schedule_generation(seconds, ranks)
+            same = sum(a == b for a, b in zip(where, model.assigned))
+            print(f"  real queue (nestplast.parallel), {ranks} ranks, {'sleeping' if sleep else 'busy-waiting'} tasks = "
+                  f"{label} x {args.scale}: {wall:.2f} s measured, {model.makespan_s:.2f} s modelled "
+                  f"({wall / model.makespan_s - 1:+.1%}); {same}/{len(seconds)} tasks on the modelled rank; {load()}",
+                  flush=True)
+
     cases = {"default (18 tasks/generation, measured)": one.durations(),
              "reference (110 tasks/generation, drawn)": sample_generations(pool, 110, args.samples)}
     print(f"\nmodelled efficiency (with rank 0's measured overheads; {'/'.join(POLICIES)}):")
