@@ -97,7 +97,7 @@ class Network:
                 self.populations[name].set(V_th=1e9)
 
 
-def internal_drive(nest, spec: NetworkSpec, module: Module, rate: float) -> dict:
+def drive_params(nest, spec: NetworkSpec, module: Module, rate: float) -> dict:
     """The neuron parameters of the Poisson drive: independent input at ``rate`` (Hz) with
     ``spec.input_weight`` into each neuron. With ``spec.drive == "internal"`` it is drawn inside each
     neuron (the neuron's own drive, see :func:`nestplast.neurons.add_internal_drive`): the same
@@ -148,7 +148,7 @@ def build_network(nest, spec: NetworkSpec, module: Module, synapse_params: dict[
         # calls NodeCollection.set, which reads every node's whole status first (4 ms for 200)
         rate = spec.input_rate * trial.input_rate_scale
         model = f"{label}nestplast_neuron"
-        nest.CopyModel(module.neuron_model, model, {**params, **internal_drive(nest, spec, module, rate)})
+        nest.CopyModel(module.neuron_model, model, {**params, **drive_params(nest, spec, module, rate)})
         pops = {"E": nest.Create(model, spec.n_e), "I": nest.Create(model, spec.n_i)}
         if spec.drive == "poisson_generator":
             add_poisson_generator(nest, spec, pops["E"] + pops["I"], rate)

@@ -130,7 +130,7 @@ def add_rule_inputs(source: str, codependency: tuple[str, str, str]) -> str:
 
 # iaf_psc_exp's membrane equation: the synaptic currents and the constant inputs over C_m
 MEMBRANE_EQUATION = re.compile(r"^(?P<indent>[ \t]+)V_m' = -\(V_m - E_L\) / tau_m \+ \((?P<synaptic>[^()]+?) \+ I_e \+ I_stim\) / C_m"
-                               r"(?P<comment>[ \t]*#.*)?$", re.M)
+                               r"(?:[ \t]*#.*)?$", re.M)
 
 
 def add_input_resistance(source: str) -> str:
