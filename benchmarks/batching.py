@@ -120,7 +120,7 @@ def batched(evaluator: Evaluator, thetas, trial: Trial, drive_off: bool = False)
             n_events = evaluator.total(recorder.n_events)
             rate = (n_events - last[i]) / n_pop[i] / o.chunk
             if t_now <= o.t_train + 1e-9:
-                recorder.n_events = 0
+                net.clear_spikes(o.population)
                 last[i] = 0
             else:
                 last[i] = n_events
@@ -182,7 +182,7 @@ def subnetwork_cost(evaluator: Evaluator, trial: Trial, healthy, runaway, second
             net.silence()
         if action == "drive":
             drive_switch(nest, net, exp.network)()
-        net.recorders["E"].n_events = 0
+        net.clear_spikes("E")
         start = time.perf_counter()
         nest.Simulate(1000.0 * seconds)
         elapsed = time.perf_counter() - start

@@ -128,9 +128,7 @@ class Evaluator:
             n_events = self.total(recorder.n_events)
             rate = (n_events - last) / n_pop / o.chunk
             if t_now <= o.t_train + 1e-9:
-                # keep only the scoring window's spikes in memory; a list of dicts, because
-                # NodeCollection.set first reads the whole status (every event) when given a dict
-                recorder.set([{"n_events": 0}])
+                net.clear_spikes(o.population)  # keep only the scoring window's spikes in memory
                 last = 0
             else:
                 last = n_events

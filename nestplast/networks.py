@@ -90,6 +90,12 @@ class Network:
             return np.arange(first, last + 1)
         return np.asarray(nodes.tolist())
 
+    def clear_spikes(self, name: str) -> None:
+        """Drop the spikes that population ``name``'s recorder holds (NEST clears them when
+        ``n_events`` is set to 0). Given a list of dicts, not a dict: NodeCollection.set given a
+        dict first reads the whole status, every event included."""
+        self.recorders[name].set([{"n_events": 0}])
+
     def silence(self) -> None:
         """Stop a runaway network from costing more time (other networks in the kernel go on)."""
         for name in ("E", "I"):  # the neurons; parrots have no threshold
