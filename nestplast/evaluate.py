@@ -33,6 +33,16 @@ from .objectives import FAILURE_LOSS, Objective, RateBand
 from .tasks import Evaluation, Task
 
 
+def chunk_ends(exp: Experiment) -> list[int]:
+    """The simulation steps at which an evaluation stops for its checks: every ``objective.chunk``
+    and at the ends of training and of scoring, so that the scoring window is exactly
+    [``t_train``, ``t_train + t_score``] whatever the chunk (a 0.7 s window in 0.5 s chunks is
+    simulated as 0.5 + 0.2 s)."""
+    o, step_s = exp.objective, exp.network.resolution / 1000.0
+    n_train, n_total, n_chunk = (round(t / step_s) for t in (o.t_train, o.t_train + o.t_score, o.chunk))
+    return sorted({*range(n_chunk, n_total, n_chunk), n_train, n_total} - {0})
+
+
 def make_objective(exp: Experiment) -> Objective:
     o = exp.objective
     return Objective(target_rate=o.target_rate, constraints={k: tuple(v) for k, v in o.constraints.items()},
@@ -121,13 +131,16 @@ class Evaluator:
         n_pop = len(net.populations[o.population])
         recorder = net.recorders[o.population]
         course = Course(trace={"t_s": [], "rate": [], **{f"w_mean_{ct}": [] for ct in net.plastic}})
-        last = 0
-        for k in range(int(round((o.t_train + o.t_score) / o.chunk))):
-            nest.Simulate(1000.0 * o.chunk)  # not Run(): recorders can only be cleared between runs
-            t_now = (k + 1) * o.chunk
+        last, previous = 0, 0
+        resolution = self.exp.network.resolution
+        n_train = round(1000.0 * o.t_train / resolution)
+        for end in chunk_ends(self.exp):
+            nest.Simulate((end - previous) * resolution)  # not Run(): recorders can only be cleared between runs
+            t_now, seconds = end * resolution / 1000.0, (end - previous) * resolution / 1000.0
+            previous = end
             n_events = self.total(recorder.n_events)
-            rate = (n_events - last) / n_pop / o.chunk
-            if t_now <= o.t_train + 1e-9:
+            rate = (n_events - last) / n_pop / seconds
+            if end <= n_train:
                 net.clear_spikes(o.population)  # keep only the scoring window's spikes in memory
                 last = 0
             else:
@@ -136,7 +149,7 @@ class Evaluator:
             course.trace["rate"].append(rate)
             for ct in net.plastic:
                 course.trace[f"w_mean_{ct}"].append(self.mean_abs(net.sample_weights(ct)))
-            if not math.isfinite(rate) or band.outside(rate, o.chunk):
+            if not math.isfinite(rate) or band.outside(rate, seconds):
                 course.blew_up_at_s, course.rate_at_blowup = t_now, rate
                 break
             if time.perf_counter() - started > o.max_wall_s:
@@ -219,4 +232,4 @@ class Evaluator:
         return senders, times
 
 
-__all__ = ["Evaluator", "Course", "make_objective"]
+__all__ = ["Evaluator", "Course", "chunk_ends", "make_objective"]

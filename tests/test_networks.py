@@ -35,6 +35,21 @@ def test_istdp_brings_the_recurrent_network_to_its_target(doublet_module):
     assert static.status == "blowup" and static.loss > 100 * result.loss  # without learning it runs away
 
 
+def test_windows_that_are_no_multiple_of_the_chunk_are_simulated_whole(doublet_module):
+    """A 0.7 s scoring window in 0.5 s chunks: the evaluation stops at the window's ends too, so
+    its metrics are those of 0.1 s chunks (the same simulation, checked more often)."""
+    results = {}
+    for chunk in (0.5, 0.1):
+        exp = small(objective={"t_train": 0.5, "t_score": 0.7, "chunk": chunk})
+        results[chunk] = Evaluator(exp, doublet_module)(Task(0, 0, Trial(0, 11), VOGELS_SPREKELER_10HZ))
+        assert results[chunk].status == "ok", results[chunk].error
+    assert results[0.5].metrics["trace"]["t_s"] == pytest.approx([0.5, 1.0, 1.2])
+    assert len(results[0.1].metrics["trace"]["t_s"]) == 12
+    for key in ("rate_e", "rate_i", "cv_isi", "w_mean_IE", "w_blow"):
+        assert results[0.5].metrics[key] == results[0.1].metrics[key], key
+    assert results[0.5].metrics["rate_e"] > 1.0
+
+
 def test_single_neuron_with_plastic_inhibitory_afferents(doublet_module):
     """Vogels et al. 2011: one neuron with 800 E and 200 I Poisson afferents; iSTDP on the I
     afferents brings its rate to the target, from above (weak start) and from below (strong)."""
