@@ -71,6 +71,24 @@ def test_cmaes_finds_the_optimum_and_records_pycmas_stop(tmp_path):
     assert {e.candidate for e in store.evaluations(generation=0)} == {-1, 0, 1, 2, 3, 4, 5}
 
 
+def test_the_evaluated_mean_stays_inside_the_box():
+    """The optimum beyond the box's corner pulls pycma's mean out of it; the mean that is evaluated
+    (candidate -1) is mapped into the box, as the samples are, so that no rule outside the bounds is
+    run or reported as best."""
+    strategy = make_strategy("cmaes", SPACE, Budget(max_generations=25), population_size=6, seed=3)
+    low, high = SPACE.search_bounds()
+    outside = 0
+    while strategy.stop() is None:
+        z_mean = strategy.es.mean.copy()
+        outside += bool(np.any(z_mean < low) or np.any(z_mean > high))
+        candidates = strategy.ask()
+        for c in candidates:
+            z = SPACE.to_search(c.theta)
+            assert np.all(z >= low - 1e-12) and np.all(z <= high + 1e-12), (c.index, c.theta)
+        strategy.tell(candidates, [-float(np.sum(SPACE.to_search(c.theta))) for c in candidates])
+    assert outside > 0, "the mean never left the box: the test shows nothing"
+
+
 def test_cmaes_searches_a_single_parameter():
     """One searched parameter (e.g. a rule without its forgetting term): pycma's per-coordinate
     scaling fails in 1-D, so the strategy gives it one sigma instead."""

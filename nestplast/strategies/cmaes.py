@@ -79,7 +79,9 @@ class CMAES:
     def ask(self) -> list[Candidate]:
         self.es.opts["randn"].reseed(generation_seed(self.seed, self.generation))
         self._asked = self.es.ask()
-        points = list(enumerate(self._asked)) + ([(-1, self.es.mean.copy())] if self.evaluate_mean else [])
+        # The mean as pycma's result gives it (xfavorite): mapped into the bounds, as ask() maps its
+        # samples; the raw mean may lie outside them.
+        points = list(enumerate(self._asked)) + ([(-1, self.es.result.xfavorite)] if self.evaluate_mean else [])
         return [Candidate(k, tuple(self.space.from_search(z).tolist())) for k, z in points]
 
     def tell(self, candidates: Sequence[Candidate], losses: Sequence[float]) -> None:
