@@ -25,6 +25,7 @@ import copy
 import dataclasses
 import hashlib
 import json
+import math
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
@@ -54,9 +55,9 @@ class Check:
     expected: str
 
 
-POSITIVE = Check(lambda v: v > 0, "a positive number")
-NON_NEGATIVE = Check(lambda v: v >= 0, "a non-negative number")
-SECONDS = Check(lambda v: v > 0, "a positive number of seconds")
+POSITIVE = Check(lambda v: 0 < v < math.inf, "a positive number")
+NON_NEGATIVE = Check(lambda v: 0 <= v < math.inf, "a non-negative number")
+SECONDS = Check(lambda v: 0 < v < math.inf, "a positive number of seconds")
 AT_LEAST_1 = Check(lambda v: v >= 1, "an integer >= 1")
 PROBABILITY = Check(lambda v: 0 < v <= 1, "a probability in (0, 1]")
 SEED = Check(lambda v: 0 <= v < 2**32, "an integer in [0, 2**32)")
@@ -72,7 +73,7 @@ def interval(positive: bool = False) -> Check:
 
 
 def magnitudes(keys: tuple[str, ...]) -> Check:
-    return Check(lambda t: set(t) <= set(keys) and all(v > 0 for v in t.values()),
+    return Check(lambda t: set(t) <= set(keys) and all(0 < v < math.inf for v in t.values()),
                  f"positive magnitudes keyed by {', '.join(keys)} (inhibitory signs are applied for you)")
 
 
@@ -375,9 +376,11 @@ def _check_type(value: Any, hint: Any, where: str) -> Any:
         if value is None:
             return None
         inner = [a for a in args if a is not type(None)]
+        if isinstance(value, str) and value.lower() == "none" and inner[0] is not str:
+            return None  # TOML has no null: the options table's "none"
         return _check_type(value, inner[0], where)
     if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
             raise ExperimentError(f"{where}: expected a number, got {value!r}")
         return float(value)
     if hint is int:
@@ -475,9 +478,10 @@ def validate(exp: Experiment) -> Experiment:
         _require(n.weights.get(ct, 0) <= n.w_max[ct], f"network.weights.{ct}", f"at most w_max ({n.w_max[ct]})",
                  n.weights.get(ct))
 
-    steps = 1000.0 * o.chunk / n.resolution  # NEST simulates whole steps only
-    _require(abs(steps - round(steps)) < 1e-6 * max(1.0, steps), "objective.chunk",
-             f"a multiple of network.resolution ({n.resolution} ms)", o.chunk)
+    for key in ("chunk", "t_train", "t_score"):  # NEST simulates whole steps only
+        steps = 1000.0 * getattr(o, key) / n.resolution
+        _require(abs(steps - round(steps)) < 1e-6 * max(1.0, steps), f"objective.{key}",
+                 f"a multiple of network.resolution ({n.resolution} ms)", getattr(o, key))
     if o.constraints:
         from .objectives import FSBI_CONSTRAINTS  # the metrics a constraint may name
     for metric in o.constraints:

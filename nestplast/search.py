@@ -31,7 +31,7 @@ from .analysis import check_output_directory
 from .analysis.search import describe_stop
 from .engine import Outcome
 from .evaluate import Evaluator
-from .experiment import Experiment, differences, parse, resumable_keys
+from .experiment import Experiment, differences, parse, resumable_keys, validate
 from .networks import draw_trials
 from .objectives import aggregate_trials
 from .parallel import Transport, together
@@ -126,6 +126,7 @@ def run_loop(exp: Experiment, out: str | Path, problem: Callable[[Experiment, Ev
     per rank, the ``strategy`` (made on rank 0 from the store) and the engine's loop over
     ``problem``; ``headline`` is the first progress line. Rank 0 returns the Outcome."""
     out = Path(out)
+    validate(exp)  # an experiment made or changed in Python has not been through the file's checks
     transport = Transport(comm)
     say = progress if progress is not None and transport.is_root else (lambda line: None)
     # Anything the user can fix fails on every rank together, before any rank waits for another.

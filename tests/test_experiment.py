@@ -59,6 +59,11 @@ def test_default_layout_is_the_doublet_rule_on_ie():
                                            "g_L"]),
     ("[network]\nneuron_params = { tau_V_bar = 50.0 }\n", ["network.neuron_params.tau_V_bar"]),  # no rule reads V_bar
     ("[objective]\nchunk = 0.00025\n", ["objective.chunk", "multiple of network.resolution"]),
+    ("[objective]\nt_score = 1.00005\n", ["objective.t_score", "multiple of network.resolution"]),
+    # infinities and NaN pass a plain `> 0`: every evaluation would fail, or the run never stop
+    ("[objective]\nt_train = inf\n", ["objective.t_train", "positive number of seconds", "inf"]),
+    ("[search]\ntarget_loss = nan\n", ["search.target_loss", "number", "nan"]),
+    ("[network]\nw_max = { IE = inf }\n", ["network.w_max", "positive magnitudes"]),
 ])
 def test_bad_files_name_the_key(tmp_path, text, fragments):
     path = write(tmp_path, text)
@@ -68,6 +73,14 @@ def test_bad_files_name_the_key(tmp_path, text, fragments):
     assert str(path) in message
     for fragment in fragments:
         assert fragment in message, message
+
+
+def test_target_rate_none_is_written_as_the_options_table_says(tmp_path):
+    """TOML has no null: "none" is the options table's word for no target-rate term."""
+    exp = experiment.load(write(tmp_path, "[objective]\ntarget_rate = 'none'\n"))
+    assert exp.objective.target_rate is None and exp.objective.constraints
+    with pytest.raises(ExperimentError, match="a target_rate or some constraints"):
+        experiment.load(write(tmp_path, "[objective]\ntarget_rate = 'none'\nconstraints = {}\n"))
 
 
 def test_missing_file_lists_shipped():

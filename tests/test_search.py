@@ -286,18 +286,23 @@ def _rank(pid: int) -> str | None:
 
 
 def test_failed_evaluations_are_recorded_and_a_flat_generation_stops_the_search(tmp_path, doublet_module):
-    """An experiment that NEST refuses in every evaluation (a neuron parameter it does not know;
-    an experiment file with it is refused before the run, so it is set on an experiment object
-    here, as a Python caller could): each failure is recorded with NEST's message and the penalty
-    loss; a generation in which every candidate scores the same stops the search (pycma's
-    tolflatfitness), saying why."""
+    """An experiment that NEST refuses in every evaluation (a resolution below NEST's tic, a
+    kernel setting the experiment's checks cannot know): each failure is recorded with NEST's
+    message and the penalty loss; a generation in which every candidate scores the same stops the
+    search (pycma's tolflatfitness), saying why. What the checks do know is refused before the run,
+    also for an experiment made in Python."""
     import dataclasses
 
     from nestplast import experiment
+    from nestplast.experiment import ExperimentError
     from nestplast.search import run_search
 
     exp = experiment.load(tiny(tmp_path, generations=3))
-    exp = dataclasses.replace(exp, network=dataclasses.replace(exp.network, neuron_params={"no_such_param": 1.0}))
+    unknown = dataclasses.replace(exp, network=dataclasses.replace(exp.network, neuron_params={"no_such_param": 1.0}))
+    with pytest.raises(ExperimentError, match="network.neuron_params.no_such_param"):
+        run_search(unknown, tmp_path / "refused")
+    assert not (tmp_path / "refused").exists()
+    exp = dataclasses.replace(exp, network=dataclasses.replace(exp.network, resolution=0.0005))
     lines = []
     outcome = run_search(exp, tmp_path / "run", progress=lines.append)
     assert "tolflatfitness" in outcome.stop and "scored the same" in "\n".join(lines)
@@ -307,7 +312,7 @@ def test_failed_evaluations_are_recorded_and_a_flat_generation_stops_the_search(
     evaluations = store.evaluations()
     assert len(evaluations) == 1 * 7 * 2
     assert {e.status for e in evaluations} == {"failed"}
-    assert all("no_such_param" in e.error for e in evaluations)
+    assert all("Resolution must be greater than or equal to one tic" in e.error for e in evaluations)
     assert {e.loss for e in evaluations} == {320.0}
     assert store.counts()["failed"] == 14 and store.counts()["blowups"] == 0
 
