@@ -248,6 +248,7 @@ def weight_metrics(w_start: Mapping[str, np.ndarray], w_end: Mapping[str, np.nda
     an entry for every type of ``w_end``. Keys:
 
     - ``w_mean_<type>``: mean |w| at the end (NaN for a type without synapses).
+    - ``w_start_<type>``: mean |w| at the start (NaN for a type without synapses).
     - ``w_blow``: for each type the fraction of end weights within W_BLOW_RTOL * |w_max| of 0 or
       of |w_max|; averaged over the types with synapses (so a small blown population is not
       drowned by a large one, as in fSBI); NaN if no type has synapses.
@@ -261,14 +262,14 @@ def weight_metrics(w_start: Mapping[str, np.ndarray], w_end: Mapping[str, np.nda
         start = np.abs(np.asarray(w_start[ct], dtype=float).ravel())
         bound = abs(float(w_max[ct]))
         if end.size == 0:
-            out[f"w_mean_{ct}"] = np.nan
+            out[f"w_mean_{ct}"] = out[f"w_start_{ct}"] = np.nan
             continue
         m_end = float(end.mean())
         out[f"w_mean_{ct}"] = m_end
         tol = W_BLOW_RTOL * bound
         blow.append(float(np.mean((end <= tol) | (end >= bound - tol))))
         if start.size:
-            m_start = float(start.mean())
+            m_start = out[f"w_start_{ct}"] = float(start.mean())
             total = m_end + m_start
             creep.append(abs(2.0 * (m_end - m_start) / total) if total > 0 else 0.0)
     out["w_blow"] = float(np.mean(blow)) if blow else np.nan

@@ -47,3 +47,23 @@ def test_instability_warnings_name_the_stable_diagonals():
     assert "the diagonal option row-sum keeps this draw stable (--diagonal row-sum)" in magnitude
     assert "zero up to rounding" in uniform and "options row-sum and zero keep" in uniform
     assert "no diagonal option keeps this draw stable" in x
+
+
+def test_a_trials_weight_drift_runs_from_its_start_weight():
+    """A rule that drives the weights to their bound within the first check: the drift is from the
+    weight the synapses started at (60 -> 300: +400 %), not from the first check's sample (which is
+    already at the bound), and the saturated fraction is shown."""
+    from nestplast.analysis.search import text, trial_summary
+    from nestplast.tasks import Evaluation
+
+    metrics = {"w_start_IE": 60.0, "w_mean_IE": 300.0, "w_blow": 1.0, "rate_e": 5.0, "rate_i": 9.0, "cv_isi": 0.9,
+               "trace": {"t_s": [0.5, 1.0], "rate": [5.0, 5.0], "w_mean_IE": [300.0, 300.0]}}
+    trial = trial_summary(Evaluation(0, 0, 0, [1.0], 7, metrics=metrics, loss=2.0))
+    assert trial["weight_drift"] == {"IE": pytest.approx(4.0)} and trial["w_blow"] == 1.0
+    # a run recorded before w_start_<type> existed: from the first check, as then
+    old = {k: v for k, v in metrics.items() if k != "w_start_IE"}
+    assert trial_summary(Evaluation(0, 0, 0, [1.0], 7, metrics=old, loss=2.0))["weight_drift"] == {"IE": 0.0}
+    summary = {"generations": 1, "evaluations": 1, "blowups": 0, "failed": 0, "stop": None, "best_loss": 2.0,
+               "best": {"generation": 0, "candidate": 0}, "best_params": {"IE.alpha": 1.0}, "best_trials": [trial],
+               "failures": {"blowups": 0, "by_reason": []}}
+    assert "drift IE +400.0%, saturated (w_blow) 1" in text(summary, "run")

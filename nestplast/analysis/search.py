@@ -58,16 +58,23 @@ def summarise(run_dir: str | Path) -> dict:
 
 
 def trial_summary(e: Evaluation) -> dict:
-    """How one evaluation went: rates, CV, weight drift of every plastic type, loss."""
+    """How one evaluation went: rates, CV, the drift of every plastic type's mean |w| from its
+    start, the fraction of saturated weights (w_blow), loss."""
     m = e.metrics or {}
     trace = m.get("trace") or {}
     drift = {}
     for key, values in trace.items():
-        if key.startswith("w_mean_") and len(values) >= 2 and values[0]:
-            drift[key[len("w_mean_"):]] = (values[-1] - values[0]) / abs(values[0])
+        if not key.startswith("w_mean_"):
+            continue
+        ct = key[len("w_mean_"):]
+        start, end = m.get(f"w_start_{ct}"), m.get(key)
+        if start is None and len(values) >= 2:  # recorded before w_start_<type>: from the first check
+            start, end = values[0], values[-1]
+        if start and end is not None:
+            drift[ct] = (end - start) / abs(start)
     return {"trial": e.trial, "seed": e.seed, "loss": e.loss, "status": e.status,
             "rate_e": m.get("rate_e"), "rate_i": m.get("rate_i"), "cv_isi": m.get("cv_isi"),
-            "w_creep": m.get("w_creep"), "weight_drift": drift}
+            "w_creep": m.get("w_creep"), "w_blow": m.get("w_blow"), "weight_drift": drift}
 
 
 def failure_breakdown(evaluations: list[Evaluation]) -> dict:
@@ -101,7 +108,8 @@ def text(summary: dict, run_dir: str | Path) -> str:
         for t in summary["best_trials"]:
             drift = ", ".join(f"{ct} {d:+.1%}" for ct, d in t["weight_drift"].items())
             lines.append(f"  trial {t['trial']}: loss {t['loss']:.4g}, rate E {_num(t['rate_e'])} Hz, "
-                         f"rate I {_num(t['rate_i'])} Hz, CV ISI {_num(t['cv_isi'])}, mean |w| drift {drift or '-'}")
+                         f"rate I {_num(t['rate_i'])} Hz, CV ISI {_num(t['cv_isi'])}, mean |w| drift {drift or '-'}, "
+                         f"saturated (w_blow) {_num(t['w_blow'])}")
     f = summary["failures"]
     if f["blowups"]:
         b = f["blowup_time_s"]
