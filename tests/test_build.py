@@ -300,6 +300,22 @@ def test_rule_on_wrong_neuron_is_a_nest_error(nest, doublet_module):
         nest.Connect(pre, post, syn_spec={"synapse_model": doublet_module.synapse_model})
 
 
+@pytest.mark.parametrize("device", ["poisson_generator", "spike_generator", "dc_generator"])
+def test_a_device_cannot_connect_through_the_rule(nest, doublet_module, device):
+    """As NEST's own STDP synapses: a device would call the synapse in every step, each step a
+    presynaptic spike (x_pre grew by 1 per 0.1 ms). A parrot_neuron passes a device's spikes on."""
+    nest.ResetKernel()
+    install(doublet_module)
+    post = nest.Create(doublet_module.neuron_model)
+    with pytest.raises(nest.NESTErrors.IllegalConnection):
+        nest.Connect(nest.Create(device), post, syn_spec={"synapse_model": doublet_module.synapse_model})
+    generator, parrot = nest.Create("poisson_generator", params={"rate": 50.0}), nest.Create("parrot_neuron")
+    nest.Connect(generator, parrot)
+    nest.Connect(parrot, post, syn_spec={"synapse_model": doublet_module.synapse_model, "weight": 1.0})
+    nest.Simulate(100.0)
+    assert nest.GetConnections(parrot, post).get("x_pre") < 10  # about 5 spikes at 50 Hz in 100 ms, traces decaying
+
+
 def test_conductance_based_neuron(nest):
     """The doublet rule with iaf_cond_exp: the neuron fires under drive and the rule learns."""
     module = build(get_rule("doublet"), "iaf_cond_exp")
