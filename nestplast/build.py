@@ -398,17 +398,26 @@ def _compile(rules: Sequence[Rule], neuron: Neuron, name: str, workdir: Path) ->
     return workdir
 
 
-def build(rules: Rule | Sequence[Rule], neuron: str | Neuron = "iaf_psc_exp", *, force: bool = False,
+def build(rules: Rule | str | Sequence[Rule | str], neuron: str | Neuron = "iaf_psc_exp", *, force: bool = False,
           quiet: bool = True) -> Module:
-    """Compile ``rules`` (one or several plasticity rules) with the postsynaptic ``neuron`` into
-    one NEST module, or return it from the cache.
+    """Compile ``rules`` (one or several plasticity rules, or their names) with the postsynaptic
+    ``neuron`` into one NEST module, or return it from the cache. Rules that are to run in one
+    kernel go into one module: two modules with the same neuron cannot both be installed.
 
     The module holds ``<neuron>__with_<synapse>`` and ``<synapse>__with_<neuron>`` for each rule;
     the neuron has its own Poisson drive where it can (``drive_rate``, ``drive_weight``: off by
     default; see :func:`~nestplast.neurons.add_internal_drive`).
     Raises :class:`BuildError` with the NESTML or compiler message and its source file.
     """
-    rules = [rules] if isinstance(rules, Rule) else list(rules)
+    rules = [rules] if isinstance(rules, (Rule, str)) else list(rules)
+    rules = [get_rule(r) if isinstance(r, str) else r for r in rules]
+    if not rules:
+        raise BuildError("build: no rule given")
+    synapses = [r.synapse for r in rules]
+    for synapse in {s for s in synapses if synapses.count(s) > 1}:  # one model per name: the others would be lost
+        raise BuildError(f"build: {synapses.count(synapse)} of the rules compile to the synapse model {synapse} "
+                         "(e.g. one taylor rule with two masks); a module holds each model once: give them "
+                         "one mask, or build them into separate kernels")
     neuron = get_neuron(neuron) if isinstance(neuron, str) else neuron
     if any(r.post_inputs for r in rules):  # the neuron carries the state variables these rules read
         neuron = neuron.with_rule_inputs()

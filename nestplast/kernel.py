@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .errors import UserError
+
 if TYPE_CHECKING:
     from .build import Module
 
@@ -53,6 +55,10 @@ def import_nest():
     return nest
 
 
+class ModuleConflictError(UserError):
+    """Two nestplast modules (or a module and a model already defined) name the same NEST model."""
+
+
 def install(module: Module | str | os.PathLike[str]) -> None:
     """Install a compiled module into the running kernel, unless it is there already.
 
@@ -73,5 +79,13 @@ def install(module: Module | str | os.PathLike[str]) -> None:
         raise FileNotFoundError(f"no compiled module at {path}.so")
     # NEST lists the modules loaded into the running kernel (none after ResetKernel) and refuses
     # to load one twice; any other refusal (e.g. a library built for another NEST) is raised.
-    if str(path) not in nest.GetKernelStatus("modules"):
+    loaded = nest.GetKernelStatus("modules")
+    if str(path) in loaded:
+        return
+    try:
         nest.Install(str(path))
+    except nest.NESTErrors.NamingConflict as err:  # the paired neuron's name is the neuron's, in every module
+        others = ", ".join(Path(m).name for m in loaded) or "another module"
+        raise ModuleConflictError(
+            f"cannot install {path.name} beside {others} in one kernel ({err}). "
+            "Rules that run in one kernel go into one module: build([rule_a, rule_b], neuron).") from None

@@ -291,6 +291,26 @@ def test_install_is_idempotent_and_survives_reset(nest, doublet_module):
         install("relative/module")
 
 
+def test_two_modules_in_one_kernel_are_refused_saying_what_to_do(nest, doublet_module, taylor_module):
+    """Every module's paired neuron carries the neuron's name: NEST refuses the second module
+    with a name the user never chose; the message says to build the rules into one module."""
+    from nestplast.kernel import ModuleConflictError
+
+    nest.ResetKernel()
+    install(doublet_module)
+    with pytest.raises(ModuleConflictError, match=r"beside .*doublet.*build\(\[rule_a, rule_b\], neuron\)"):
+        install(taylor_module)
+
+
+def test_build_takes_rule_names_and_refuses_rules_it_would_lose():
+    assert build("doublet") == build(get_rule("doublet"))
+    with pytest.raises(BuildError, match="no rule"):
+        build([])
+    two_masks = [get_rule("taylor", mask="pre:000,post:100"), get_rule("taylor", mask="pre:010,post:100")]
+    with pytest.raises(BuildError, match="2 of the rules compile to the synapse model taylor_synapse"):
+        build(two_masks)
+
+
 def test_rule_on_wrong_neuron_is_a_nest_error(nest, doublet_module):
     """The stock NESTML template exits the process here; ours raises an error the user can catch."""
     nest.ResetKernel()
