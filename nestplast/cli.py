@@ -13,6 +13,7 @@ Commands parse with :class:`ArgumentParser` and run inside :func:`run_command`::
 from __future__ import annotations
 
 import argparse
+import shlex
 import signal
 import sys
 import threading
@@ -130,4 +131,4 @@ def resume_hint(out, command: str, step: str = "generation", item: str = "evalua
     except StoreError:
         return "no run was recorded"
     done = f"no {step} completed" if last is None else f"after {step} {last}"
-    return f"{done}; every {item} so far is kept. Resume with: {command} --out {out} --resume"
+    return f"{done}; every {item} so far is kept. Resume with: {command} --out {shlex.quote(str(out))} --resume"

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import shlex
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -183,7 +184,7 @@ def summary_lines(exp: Experiment, outcome: Outcome, out: Path) -> str:
     if outcome.best_theta is not None:
         params = exp.layout().as_dict(outcome.best_theta)
         lines.append("best parameters: " + ", ".join(f"{k} = {v:.4g}" for k, v in params.items()))
-    lines.append(f"report: python -m nestplast.report {out}")
+    lines.append(f"report: python -m nestplast.report {shlex.quote(str(out))}")  # pasted into a shell as is
     return "\n".join(lines)
 
 

@@ -321,8 +321,9 @@ def test_failed_evaluations_are_recorded_and_a_flat_generation_stops_the_search(
                          ids=["ctrl-c", "sigterm"])
 def test_a_stopped_run_says_where_it_stands_and_how_to_resume(tmp_path, sent, code, word):
     """Ctrl-C, or SIGTERM (``kill``; SLURM at the time limit, as jobs/search-restart.slurm relies
-    on), stops the run cleanly: one line, every evaluation kept, the resume command."""
-    out_dir = tmp_path / "run"
+    on), stops the run cleanly: one line, every evaluation kept, the resume command (quoted for the
+    shell: the folder's name has a space)."""
+    out_dir = tmp_path / "my run"
     # more generations than can run before the signal lands (an evaluation of the tiny network
     # takes milliseconds): the run must be stopped, not finished
     # A process started with SIGINT ignored (anything started in the background by a non-interactive
@@ -345,4 +346,4 @@ def test_a_stopped_run_says_where_it_stands_and_how_to_resume(tmp_path, sent, co
         kept = db.execute("SELECT COUNT(*) FROM evaluations WHERE generation <= ?", (last,)).fetchone()[0]
     assert kept == (last + 1) * 7 * 2  # every evaluation of every complete generation
     assert err.strip().splitlines() == [f"{word}: after generation {last}; every evaluation so far is kept. "
-                                        f"Resume with: python -m nestplast.search --out {out_dir} --resume"]
+                                        f"Resume with: python -m nestplast.search --out '{out_dir}' --resume"]
