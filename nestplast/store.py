@@ -12,6 +12,8 @@ journal is SQLite's write-ahead log, and a killed process cannot lose a committe
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import math
 import os
@@ -113,12 +115,37 @@ def _evaluation(row: sqlite3.Row) -> Evaluation:
                       created=row["created"])
 
 
-class RunStore:
-    """A run's SQLite database. Only rank 0 writes."""
+WRITER_LOCK = ".writer.lock"
 
-    def __init__(self, path: Path, connection: sqlite3.Connection):
+
+def _lock_writer(run_dir: Path):
+    """The run's writer lock (an flock, released when the process ends however it ends), or a
+    StoreError naming the process that holds it: two processes writing one run (a resume started
+    while the run still goes on, two SLURM jobs overlapping) would crash one of them mid-run."""
+    lock = open(run_dir / WRITER_LOCK, "a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as err:
+        if err.errno not in (errno.EAGAIN, errno.EACCES):
+            return lock  # a file system without locks (some network mounts): go on unlocked, as before
+        lock.seek(0)
+        holder = lock.read().strip() or "another process"
+        lock.close()
+        raise StoreError(f"{run_dir} is being written by {holder}: wait for that run to end (or stop it) "
+                         "before resuming it; `nestplast report` reads it meanwhile") from None
+    lock.truncate(0)
+    lock.write(f"process {os.getpid()} on {os.uname().nodename}")
+    lock.flush()
+    return lock
+
+
+class RunStore:
+    """A run's SQLite database. Only rank 0 writes; one process at a time (a writer lock)."""
+
+    def __init__(self, path: Path, connection: sqlite3.Connection, lock=None):
         self.path = path
         self._db = connection
+        self._lock = lock
 
     @staticmethod
     def _connect(path: Path) -> sqlite3.Connection:
@@ -137,6 +164,11 @@ class RunStore:
             raise StoreError(f"{run_dir} already holds a run ({path}); continue it with --resume, "
                              "or choose another --out")
         run_dir.mkdir(parents=True, exist_ok=True)
+        lock = _lock_writer(run_dir)
+        if path.exists():  # made by another process since the check above
+            lock.close()
+            raise StoreError(f"{run_dir} already holds a run ({path}); continue it with --resume, "
+                             "or choose another --out")
         # Built under another name and renamed: a run's database never exists without its schema,
         # whenever the process is killed (a half-made file would block both --resume and a new run).
         draft = path.with_name(path.name + ".draft")
@@ -152,7 +184,7 @@ class RunStore:
             db.execute("COMMIT")
         os.replace(draft, path)
         db = cls._connect(path)
-        return cls(path, db)
+        return cls(path, db, lock)
 
     @classmethod
     def open(cls, run_dir: str | Path, *, read_only: bool = False) -> RunStore:
@@ -166,18 +198,23 @@ class RunStore:
             raise StoreError(f"{run_dir} holds no nestplast run (no {DB_NAME})")
         if not read_only and not (os.access(path, os.W_OK) and os.access(run_dir, os.W_OK)):
             raise StoreError(f"{run_dir} is read-only: a run cannot be continued there (copy it somewhere writable)")
+        lock = None if read_only else _lock_writer(run_dir)
         try:
             db = cls._connect_read_only(path) if read_only else cls._connect(path)
             version = db.execute("PRAGMA user_version").fetchone()[0]
             tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         except sqlite3.DatabaseError as err:
+            if lock is not None:
+                lock.close()
             raise StoreError(f"{path} is not a nestplast database ({err})") from None
         if not {"run", "evaluations", "generations"} <= tables or version not in (1, SCHEMA_VERSION):
+            if lock is not None:
+                lock.close()
             raise StoreError(f"{path} is not a nestplast database of schema version {SCHEMA_VERSION}")
         if version == 1 and not read_only:  # a run made before the stop reason was recorded
             db.execute("ALTER TABLE run ADD COLUMN stop TEXT")
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        return cls(path, db)
+        return cls(path, db, lock)
 
     @staticmethod
     def _connect_read_only(path: Path) -> sqlite3.Connection:
@@ -191,6 +228,9 @@ class RunStore:
     def close(self) -> None:
         self.commit()  # what an interrupted burst recorded (Ctrl-C, SIGTERM) is kept
         self._db.close()
+        if self._lock is not None:
+            self._lock.close()  # releases the writer lock
+            self._lock = None
 
     # ------------------------------------------------------------------ run
 

@@ -25,6 +25,7 @@ def test_round_trip_keeps_nan_and_infinities(tmp_path):
     store.record_evaluation(evaluation())
     store.record_evaluation(evaluation(k=1, loss=math.nan, status="nan", error="NaN weight"))
     store.record_evaluation(evaluation(k=2, loss=200.0, status="blowup", error="E rate left [0.1, 100] Hz"))
+    store.close()
     again = RunStore.open(tmp_path / "run")
     first = again.get_evaluation(0, 0, 0)
     assert first.params == {"IE.alpha": 0.1, "IE.beta": 2.0} and first.rank == 1 and first.seed == 42
@@ -97,6 +98,7 @@ def test_generation_is_atomic_and_resumable(tmp_path):
         store.record_generation(0, b"other", {})
     assert store.last_complete_generation() == 0
     assert store.generations()[0]["best_loss"] == 1.0
+    store.close()
     resumed = pickle.loads(RunStore.open(tmp_path).load_optimizer(0))
     assert resumed.ask() == es.ask(), "the resumed strategy asks what the original asks"
 
@@ -157,4 +159,33 @@ def test_a_killed_creation_leaves_no_half_made_run(tmp_path):
     store = RunStore.create(run, experiment={"name": "x"}, seed=5)
     assert store.experiment() == {"name": "x"}
     assert not (run / "results.sqlite.draft").exists() and not (run / "results.sqlite.draft-journal").exists()
+    store.close()
     assert RunStore.open(run).seed() == 5
+
+
+def test_one_writer_at_a_time(tmp_path):
+    """A second process that opens a run to write it (a resume started while the run goes on, an
+    overlapping SLURM job) is refused, naming the writer; reading goes on; once the writer ends,
+    however it ends (kill -9 included), the run can be resumed."""
+    import signal
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    RunStore.create(run, experiment={}, seed=1).close()
+    writer = subprocess.Popen([sys.executable, "-c", f"""
+import sys, time
+from nestplast.store import RunStore
+store = RunStore.open({str(run)!r})
+print("open", flush=True)
+time.sleep(60)
+"""], stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline().strip() == "open"
+        with pytest.raises(StoreError, match=f"being written by process {writer.pid} .*wait for that run to end"):
+            RunStore.open(run)
+        RunStore.open(run, read_only=True).close()
+    finally:
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
+    RunStore.open(run).close()
