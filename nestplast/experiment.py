@@ -26,6 +26,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import shutil
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
@@ -535,6 +536,29 @@ def parse(data: dict, source: str = "<dict>") -> Experiment:
         return validate(exp)
     except ExperimentError as err:
         raise ExperimentError(f"{source}: {err}") from None
+
+
+RULE_COPY_DIR = "rule"  # in a run's folder: the copy of its own NESTML rule file (see keep_rule_file)
+
+
+def keep_rule_file(exp: Experiment, run_dir: str | Path) -> None:
+    """Copy the experiment's own NESTML rule file (``rule.file``) into the run's folder, so that the
+    run can be reported and resumed where the file is not (moved, or the run copied off a cluster)."""
+    if exp.rule.file is not None:
+        kept = Path(run_dir) / RULE_COPY_DIR
+        kept.mkdir(exist_ok=True)
+        shutil.copyfile(exp.rule.file, kept / Path(exp.rule.file).name)
+
+
+def run_experiment(recorded: dict, run_dir: str | Path) -> Experiment:
+    """The experiment a run recorded (``RunStore.experiment()``), its rule file taken from the run's
+    copy where the original is gone."""
+    file = (recorded.get("rule") or {}).get("file")
+    if file and not Path(file).is_file():
+        kept = Path(run_dir) / RULE_COPY_DIR / Path(file).name
+        if kept.is_file():
+            recorded = {**recorded, "rule": {**recorded["rule"], "file": str(kept.resolve())}}
+    return parse(recorded, f"{run_dir}/results.sqlite")
 
 
 def load(path: str | Path) -> Experiment:

@@ -39,7 +39,7 @@ import numpy as np
 
 from .engine import Outcome
 from .evaluate import Evaluator
-from .experiment import Experiment, ExperimentError, parse
+from .experiment import Experiment, ExperimentError, run_experiment
 from .networks import draw_trials
 from .objectives import aggregate_trials, interval_penalty
 from .parallel import Transport, together
@@ -191,10 +191,6 @@ class Family:
         return len({tuple(r["theta"]) for r in self.rows})
 
 
-def run_experiment(store: RunStore, where: str | Path) -> Experiment:
-    return parse(store.experiment(), f"{where}/results.sqlite")
-
-
 def candidates(store: RunStore) -> list[tuple[int, int, list[Evaluation]]]:
     """(round, candidate, its evaluations by trial) for every candidate in the store."""
     grouped: dict[tuple[int, int], list[Evaluation]] = {}
@@ -214,7 +210,7 @@ def family(run_dir: str | Path, constraints: Mapping[str, Sequence[float]] | Non
     tighten a constraint or add one, and re-filter every simulation of every round)."""
     store = RunStore.open(run_dir, read_only=True)
     try:
-        exp = run_experiment(store, run_dir)
+        exp = run_experiment(store.experiment(), run_dir)
         rounds = store.last_complete_generation()
         rounds = 0 if rounds is None else rounds + 1
         everything = candidates(store)
@@ -272,7 +268,7 @@ def recheck(run_dir: str | Path, n_trials: int = 2, *, comm=None, limit: int | N
     def load():
         store = RunStore.open(run_dir, read_only=True)
         try:
-            return run_experiment(store, run_dir)
+            return run_experiment(store.experiment(), run_dir)
         finally:
             store.close()
 

@@ -32,7 +32,7 @@ from .analysis import check_output_directory
 from .analysis.search import describe_stop
 from .engine import Outcome
 from .evaluate import Evaluator
-from .experiment import Experiment, differences, parse, resumable_keys, validate
+from .experiment import Experiment, differences, keep_rule_file, resumable_keys, run_experiment, validate
 from .networks import draw_trials
 from .objectives import aggregate_trials
 from .parallel import Transport, together
@@ -90,8 +90,10 @@ def new_strategy(exp: Experiment) -> Strategy:
 def check_resumable(stored: dict, exp: Experiment, where: Path) -> None:
     """Refuse to resume the run in ``where`` with an experiment that would give other results
     than the stored one (another seed, rule, network, ...); when to stop may change."""
-    ours, theirs = exp.to_dict(), parse(stored, f"{where}/results.sqlite").to_dict()
-    for section, key in resumable_keys():
+    ours, theirs = exp.to_dict(), run_experiment(stored, where).to_dict()
+    for section, key in [*resumable_keys(), ("rule", "file")]:
+        # where the rule file is does not matter (moved, or the run's own copy): its content is
+        # compared apart (open_run, rule_source_sha256)
         ours[section].pop(key)
         theirs[section].pop(key)
     changed = differences(theirs, ours)
@@ -114,10 +116,12 @@ def open_run(exp: Experiment, out: Path, *, resume: bool, ranks: int, mode: str)
                              "changed since the run began (a run is one rule); start a new run with another --out")
         return store
     check_output_directory(out)
-    return RunStore.create(out, experiment=exp.to_dict(), seed=exp.seed,
-                           meta={"nestplast": __version__, "ranks": ranks, "mode": mode, "digest": exp.digest(),
-                                 "rule_source_sha256": rule_source, "experiment_file": exp.source,
-                                 "started": time.time()})
+    store = RunStore.create(out, experiment=exp.to_dict(), seed=exp.seed,
+                            meta={"nestplast": __version__, "ranks": ranks, "mode": mode, "digest": exp.digest(),
+                                  "rule_source_sha256": rule_source, "experiment_file": exp.source,
+                                  "started": time.time()})
+    keep_rule_file(exp, out)
+    return store
 
 
 def run_loop(exp: Experiment, out: str | Path, problem: Callable[[Experiment, Evaluator], engine.Problem],

@@ -1,6 +1,7 @@
 """A user's own NESTML rule in a search: validated before anything is compiled, compiled through
 the same cache, and evaluated exactly like the built-in rule it is equivalent to."""
 
+import json
 import shutil
 import subprocess
 import sys
@@ -59,15 +60,26 @@ def test_search_of_own_rule_from_the_example_experiment(tmp_path):
     out = subprocess.run([sys.executable, "-m", "nestplast.search", str(exp_file), "--out", str(tmp_path / "run")],
                          capture_output=True, text=True, cwd=ROOT, timeout=900)
     assert out.returncode == 0, out.stderr
-    store = RunStore.open(tmp_path / "run")
+    store = RunStore.open(tmp_path / "run", read_only=True)
     assert store.counts()["generations"] == 2
     assert set(store.evaluations()[0].params) == {"IE.A_plus", "IE.A_minus", "IE.drift"}
+    store.close()
     # the rule file changed under a stored run: resuming it would mix two rules
     (tmp_path / "pair_stdp_synapse.nestml").write_text(
         (tmp_path / "pair_stdp_synapse.nestml").read_text().replace("lr real = 1.0", "lr real = 2.0"))
     resumed = subprocess.run([sys.executable, "-m", "nestplast.search", "--out", str(tmp_path / "run"), "--resume",
                               "--max-generations", "3"], capture_output=True, text=True, cwd=ROOT)
     assert resumed.returncode == 2 and "pair_stdp_synapse.nestml changed" in resumed.stderr
+    # the rule file gone (moved, or the run copied elsewhere): the run's own copy serves report and resume
+    (tmp_path / "pair_stdp_synapse.nestml").unlink()
+    report = subprocess.run([sys.executable, "-m", "nestplast.report", str(tmp_path / "run"), "--json"],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert report.returncode == 0, report.stderr
+    assert set(json.loads(report.stdout)["best_params"]) == {"IE.A_plus", "IE.A_minus", "IE.drift"}
+    resumed = subprocess.run([sys.executable, "-m", "nestplast.search", "--out", str(tmp_path / "run"), "--resume",
+                              "--max-generations", "3"], capture_output=True, text=True, cwd=ROOT)
+    assert resumed.returncode == 0, resumed.stderr
+    assert RunStore.open(tmp_path / "run", read_only=True).counts()["generations"] == 3
 
 
 def write(tmp_path, rule_text: str | None, parameters: str, extra: str = "") -> Path:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..experiment import Experiment, parse
+from ..experiment import Experiment, run_experiment
 from ..objectives import BLOWUP_SCALE, FAILURE_LOSS
 from ..store import RunStore
 from ..tasks import Evaluation
@@ -37,7 +37,7 @@ def summarise(run_dir: str | Path) -> dict:
     """The run's summary: counts, stop reason, best candidate, its trials, failures by reason."""
     store = RunStore.open(run_dir, read_only=True)
     try:
-        exp = parse(store.experiment(), f"{run_dir}/results.sqlite")
+        exp = run_experiment(store.experiment(), run_dir)
         counts = store.counts()
         best = store.best_candidates(1)
         summary = {"generations": counts["generations"], "evaluations": counts["evaluations"],
@@ -145,7 +145,7 @@ def write_plots(run_dir: str | Path, summary: dict, out: str | Path | None = Non
         return written
     store = RunStore.open(run_dir, read_only=True)
     try:
-        exp = parse(store.experiment(), f"{run_dir}/results.sqlite")
+        exp = run_experiment(store.experiment(), run_dir)
         best = summary["best"]
         evaluations = [e for e in store.evaluations(generation=best["generation"]) if e.candidate == best["candidate"]]
     finally:

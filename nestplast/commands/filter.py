@@ -87,7 +87,7 @@ def report(run_dir: Path, out: Path | None = None, constraints=None, plots: bool
     written = write_tables(fam, out)
     if plots:
         store = RunStore.open(run_dir, read_only=True)
-        exp = experiment.parse(store.experiment(), f"{run_dir}/results.sqlite")
+        exp = experiment.run_experiment(store.experiment(), run_dir)
         store.close()
         written += write_plots(fam, exp, out)
     print(text(fam, what))

@@ -48,7 +48,7 @@ def named_or_stored(name: str | None, out, resume: bool) -> experiment.Experimen
     if resume and name is None:
         store = RunStore.open(out, read_only=True)
         try:
-            return experiment.parse(store.experiment(), f"{out}/results.sqlite")
+            return experiment.run_experiment(store.experiment(), out)
         finally:
             store.close()
     return experiment.load(name) if name else experiment.default()
