@@ -202,7 +202,10 @@ def add_internal_drive(source: str, target: str) -> str:
     grows long and ``exp(-mean)`` underflows, use ``random_poisson``."""
     added = {
         "state": ["drive_rng integer = 0    # nestplast: the drive's own random state (0: seed it from NEST's stream)"],
-        "parameters": [f"{name} {unit} = 0 {unit}    # nestplast: {meaning}" for name, (unit, meaning) in DRIVE_PARAMS.items()],
+        # a negative rate or weight is refused (NEST's poisson_generator refuses a negative rate; a
+        # negative weight would drive the excitatory current down, not the inhibitory one up)
+        "parameters": [f"{name} {unit} = 0 {unit} [[{name} >= 0 {unit}]]    # nestplast: {meaning}"
+                       for name, (unit, meaning) in DRIVE_PARAMS.items()],
         "internals": ["drive_2_53 real = 2.0 ** -53    # nestplast: scales 53 random bits to [0, 1)",
                       "drive_mean real = drive_rate * (resolution() / 1 s)    # nestplast: expected drive events per step",
                       "drive_p0 real = exp(-drive_mean)    # nestplast: probability of no drive event in a step"]

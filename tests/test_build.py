@@ -4,6 +4,7 @@ import importlib
 import importlib.metadata
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -334,6 +335,29 @@ def test_a_device_cannot_connect_through_the_rule(nest, doublet_module, device):
     nest.Connect(parrot, post, syn_spec={"synapse_model": doublet_module.synapse_model, "weight": 1.0})
     nest.Simulate(100.0)
     assert nest.GetConnections(parrot, post).get("x_pre") < 10  # about 5 spikes at 50 Hz in 100 ms, traces decaying
+
+
+@pytest.mark.parametrize("params, broken", [
+    ({"tau_pre": 0.0}, "tau_pre > 0 ms"), ({"tau_post": float("nan")}, "tau_post > 0 ms"),
+    ({"Wmin": -50.0, "Wmax": -10.0}, "abs(Wmin) <= abs(Wmax)"),  # the weight would jump to Wmax
+])
+def test_a_rule_refuses_parameters_it_cannot_run_with(nest, doublet_module, params, broken):
+    nest.ResetKernel()
+    install(doublet_module)
+    with pytest.raises(nest.NESTErrors.BadProperty, match=re.escape(broken)):
+        nest.CopyModel(doublet_module.synapse_model, "refused", params)
+    nest.CopyModel(doublet_module.synapse_model, "taken", {"Wmin": -5.0, "Wmax": -10.0})  # the rule acts on |w|
+
+
+@pytest.mark.parametrize("params", [{"drive_rate": -1.0}, {"drive_weight": -5.0}])
+def test_the_neurons_own_drive_refuses_negative_rates_and_weights(nest, doublet_module, params):
+    """As NEST's poisson_generator refuses a negative rate; a negative weight would take the
+    excitatory current down rather than drive the inhibitory one (use a poisson_generator)."""
+    nest.ResetKernel()
+    install(doublet_module)
+    neuron = nest.Create(doublet_module.neuron_model)
+    with pytest.raises(nest.NESTErrors.BadProperty, match=f"{next(iter(params))} >= 0"):
+        neuron.set(params)
 
 
 def test_conductance_based_neuron(nest):
