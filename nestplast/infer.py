@@ -156,6 +156,7 @@ class Fit:
     stop: dict = field(default_factory=dict)
     bootstrap: list[list[float]] = field(default_factory=list)
     intervals_from: str = "bootstrap over segments, each draw refitted"
+    unidentified: list[str] = field(default_factory=list)  # coefficients the data do not constrain at all
 
     def nest_params(self) -> dict[str, float]:
         """The fitted rule's settings for ``nest.CopyModel`` (``Wmax`` with the sign of your weights)."""
@@ -234,16 +235,33 @@ def fit(recording: Recording, choice: RuleChoice, fixed: Mapping[str, float], *,
         if not segs:
             return math.nan, math.nan
         e = np.array([problem.errors(theta, s) for s in segs])
-        return 100.0 * (1.0 - e[:, 0].sum() / e[:, 1].sum()), 1.0 - e[:, 0].sum() / e[:, 2].sum()
+        with np.errstate(divide="ignore", invalid="ignore"):  # weights that never change: nothing to explain
+            return 100.0 * (1.0 - e[:, 0].sum() / e[:, 1].sum()), 1.0 - e[:, 0].sum() / e[:, 2].sum()
 
     deviance_fit, _ = explained(fitted)
     deviance_held, r2_held = explained(held)
     result = Fit(rule=choice.name, mask=choice.mask, names=list(rule.names),
                  coefficients=dict(zip(rule.names, map(float, theta))), intervals=intervals, fixed=dict(fixed),
                  loss=float(objective(theta)), r2_held_out=float(r2_held), deviance_explained_held_out=float(deviance_held),
-                 deviance_explained_fit=float(deviance_fit), stop=outcome.stop, bootstrap=draws)
+                 deviance_explained_fit=float(deviance_fit), stop=outcome.stop, bootstrap=draws,
+                 unidentified=[rule.names[i] for i in unconstrained(objective, theta, bounds)])
     (Path(out) / "fit.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
     return result
+
+
+def unconstrained(objective: Callable[[np.ndarray], float], theta: np.ndarray,
+                  bounds: Sequence[tuple[float, float]]) -> list[int]:
+    """The coefficients the data say nothing about: moved alone to either end of its range, each
+    leaves ``objective`` unchanged (to 1e-9 relative), so its value and interval mean nothing (no
+    spikes that its term needs, weights that never change, too few samples)."""
+    base = objective(theta)
+    tolerance = 1e-9 * max(1.0, abs(base))
+    found = []
+    for i, ends in enumerate(bounds):
+        moved = [np.where(np.arange(len(theta)) == i, end, theta) for end in ends]
+        if all(abs(objective(t) - base) <= tolerance for t in moved):
+            found.append(i)
+    return found
 
 
 def _space(rule: Rule) -> SearchSpace:

@@ -146,7 +146,7 @@ def test_a_two_coefficient_rule_is_recovered_with_intervals_and_goodness_of_fit(
         assert fit.coefficients[name] == pytest.approx(true, abs=0.01)
         low, high = fit.intervals[name]
         assert low - 1e-6 <= true <= high + 1e-6
-    assert fit.r2_held_out > 0.999 and fit.deviance_explained_held_out > 99.9
+    assert fit.r2_held_out > 0.999 and fit.deviance_explained_held_out > 99.9 and fit.unidentified == []
     saved = json.loads((tmp_path / "fit" / "fit.json").read_text())
     assert saved["nest_params"]["th_post_011"] == pytest.approx(-1.0, abs=0.01) and saved["nest_params"]["eta"] == 0.5
 
@@ -160,6 +160,25 @@ def test_the_all_zero_rule_explains_nothing():
     loss = problem.objective(problem.fit_segments)
     assert loss([0.0, 0.0]) == pytest.approx(1.0)
     assert loss([OJA[name] for name in rule.names]) < 1e-20
+
+
+def test_coefficients_the_data_do_not_constrain_are_named():
+    """Both terms of Oja's rule act at postsynaptic spikes: without any, the data say nothing
+    about them (the fit would report values at a bound with zero-width intervals); with them,
+    both are constrained."""
+    import dataclasses
+
+    from nestplast import infer
+
+    data = synthetic("post:100,post:011", OJA, OJA_FIXED)
+    rule = get_rule("taylor", mask="post:100,post:011")
+    bounds = [(p.low, p.high) for p in rule.parameters]
+    truth = np.array([OJA[name] for name in rule.names])
+    silent = dataclasses.replace(data, post_times=np.array([]), post_ids=np.array([], dtype=int))
+    for recording, expected in ((data, []), (silent, [0, 1])):
+        problem = infer.ClampedFit(recording, rule, OJA_FIXED, delay=DELAY,
+                                   fit_segments=infer.segments(recording.weight_times.size, 4))
+        assert infer.unconstrained(problem.objective(problem.fit_segments), truth, bounds) == expected
 
 
 def test_infer_command_json_and_bad_input(tmp_path):

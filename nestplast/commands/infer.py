@@ -81,6 +81,10 @@ def summary_text(fit) -> str:
         low, high = fit.intervals[name]
         interval = "-" if math.isnan(low) else f"[{low:.4g}, {high:.4g}]"
         lines.append(f"{name:<14} {fit.coefficients[name]:>10.4g}   {interval}")
+    if fit.unidentified:
+        lines.append(f"warning: the data do not constrain {', '.join(fit.unidentified)}: moved over its whole range, "
+                     "each leaves the fit unchanged, so its value and interval mean nothing (record longer, more "
+                     "spikes, or fix it with --fixed)")
     if not math.isnan(fit.r2_activity_held_out):  # the closed mode
         weights = "" if math.isnan(fit.r2_held_out) else f", of the weights {fit.r2_held_out:.4f}"
         lines.append(f"postsynaptic count deviance explained (against the all-zero rule): "
