@@ -337,10 +337,27 @@ _NESTML_ERROR = re.compile(r"\[\d+,\s*([A-Za-z0-9_]+),\s*ERROR,\s*\[(\d+):(\d+);
 _COMPILER_ERROR = re.compile(r"^(\S+?):(\d+):(\d+): (?:fatal )?error: (.*)$", re.M)
 
 
-def _explain_failure(log: str, sources: dict[str, Path]) -> str:
-    """The first NESTML or compiler errors in ``log``, each with the source file it came from."""
+def _syntax_errors(path: Path) -> int:
+    """How many syntax errors NESTML's parser finds in the file ``path``."""
+    from antlr4 import CommonTokenStream, FileStream
+    from pynestml.generated.PyNestMLLexer import PyNestMLLexer
+    from pynestml.generated.PyNestMLParser import PyNestMLParser
+
+    lexer = PyNestMLLexer(FileStream(str(path), encoding="utf-8"))
+    lexer.removeErrorListeners()
+    parser = PyNestMLParser(CommonTokenStream(lexer))
+    parser.removeErrorListeners()
+    parser.nestMLCompilationUnit()
+    return parser.getNumberOfSyntaxErrors()
+
+
+def _explain_failure(log: str, sources: dict[str, Path], copies: dict[str, Path]) -> str:
+    """The first NESTML or compiler errors in ``log``, each with the source file it came from
+    (``sources``: the user's names of the files ``copies`` were compiled from, by model)."""
     problems = []
     for model, line, col, message in _NESTML_ERROR.findall(log):
+        if model == "GLOBAL":  # a syntax error: NESTML names no model, so parse each file to find it
+            model = next((m for m, copy in copies.items() if _syntax_errors(copy)), model)
         src = sources.get(model.split("__with_")[0], model)
         problems.append(f"{src}:{line}:{col}: error: {message.strip()}")
     for path, line, _col, message in _COMPILER_ERROR.findall(log):
@@ -393,7 +410,7 @@ def _compile(rules: Sequence[Rule], neuron: Neuron, name: str, workdir: Path) ->
         user_sources = {model: (neuron.path if model == neuron.model else by_synapse[model].path
                                 or f"<{model} source of rule '{by_synapse[model].name}'>")
                         for model in sources}
-        raise BuildError(f"building module {name} failed:\n  {_explain_failure(log, user_sources)}")
+        raise BuildError(f"building module {name} failed:\n  {_explain_failure(log, user_sources, sources)}")
     shutil.move(str(install / f"{name}.so"), workdir / f"{name}.so")
     return workdir
 

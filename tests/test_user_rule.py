@@ -129,3 +129,15 @@ def test_a_rule_that_does_not_compile_names_its_file_and_line(tmp_path):
     line = next(i for i, text in enumerate((tmp_path / "rule.nestml").read_text().splitlines(), 1)
                 if "no_such_trace" in text and not text.lstrip().startswith("#"))
     assert f"rule.nestml:{line}" in str(err.value) and "no_such_trace" in str(err.value), str(err.value)
+
+
+def test_a_syntax_error_names_the_rule_file(tmp_path):
+    """NESTML reports a syntax error without its file ("GLOBAL"): the message names the user's."""
+    from nestplast.build import BuildError
+
+    path = write(tmp_path, lambda s: s.replace("onReceive(pre_spikes):", "onReceive(pre_spikes)", 1),
+                 "A_plus = { low = 0.0, high = 1.0 }")
+    exp = experiment.load(path)
+    with pytest.raises(BuildError) as err:
+        build(exp.searched_rule(), exp.rule.neuron)
+    assert f"{tmp_path / 'rule.nestml'}:" in str(err.value) and "GLOBAL" not in str(err.value), str(err.value)
