@@ -13,6 +13,7 @@ Commands parse with :class:`ArgumentParser` and run inside :func:`run_command`::
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import signal
 import sys
@@ -27,6 +28,7 @@ from .errors import UsageError, UserError
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports it
 EXIT_TERMINATED = 143  # 128 + SIGTERM
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports a reader gone
 
 
 class Terminated(KeyboardInterrupt):
@@ -88,6 +90,11 @@ def run_command(main: Callable[[Sequence[str] | None], int], argv: Sequence[str]
         return code
     except SystemExit as exit_:  # --help and --version exit through argparse
         return int(exit_.code or 0) if not isinstance(exit_.code, str) else EXIT_USER_ERROR
+    except BrokenPipeError:
+        # the reader went away (`nestplast report RUN | head`): nothing more to say, and Python must
+        # not fail again flushing stdout at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
 
 
 def run_mpi_command(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None, comm, *,

@@ -161,6 +161,13 @@ def test_report_json_and_plots(reference_run, tmp_path):
         assert (copy / name).stat().st_size > 1000
     text = report(copy, "--no-plots").stdout
     assert "what the loss means" in text and "best rule on its trials" in text and "stopped: maxiter = 5" in text
+    assert report(copy / "results.sqlite", "--no-plots").stdout == text, "the database named instead of its folder"
+    # a reader that has gone away before the report is written (`| head -n 1`) ends it quietly
+    reader_gone = subprocess.Popen([sys.executable, "-m", "nestplast.report", str(copy), "--no-plots"], cwd=ROOT,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    reader_gone.stdout.close()
+    err = reader_gone.stderr.read()
+    assert reader_gone.wait() == 141 and err == "", err
 
 
 def _statuses(run: Path):
@@ -266,7 +273,8 @@ def test_mpi_interrupt_in_the_middle_ends_every_rank_and_keeps_the_run(tmp_path,
     assert time.time() - interrupted < 30 and process.returncode != 0
     assert err.count(word) >= 1 and "--resume" in err, err
     assert RunStore.open(out_dir).counts()["generations"] < 8, "the signal stopped the run before its end"
-    assert search(["--out", out_dir, "--resume", "--quiet"]).returncode == 0
+    resumed = search(["--out", out_dir, "--resume", "--quiet"])
+    assert resumed.returncode == 0 and "best parameters:" in resumed.stdout, "--quiet still prints the result"
     assert RunStore.open(out_dir).counts()["generations"] == 8
 
 

@@ -137,10 +137,12 @@ def write_plots(run_dir: str | Path, summary: dict, out: str | Path | None = Non
             ax.semilogy(g, np.maximum(best, 1e-6), "o", label="best of generation")
             ax.semilogy(g, np.maximum(np.minimum.accumulate(best), 1e-6), "-", label="best so far")
             ax.semilogy(g, np.maximum([r["median"] for r in rows], 1e-6), "s--", alpha=0.6, label="median")
+            ax.legend()
+        else:
+            ax.text(0.5, 0.5, "no generation completed yet", ha="center", va="center", transform=ax.transAxes)
         ax.set_xlabel("generation")
         ax.set_ylabel("loss")
         ax.set_title("loss per generation")
-        ax.legend()
     if summary["best_loss"] is None:
         return written
     store = RunStore.open(run_dir, read_only=True)

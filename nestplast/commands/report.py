@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..cli import ArgumentParser, run_command
+from ..store import DB_NAME
 
 
 def parser() -> ArgumentParser:
@@ -38,6 +39,8 @@ def _report(argv: Sequence[str] | None) -> int:
     from ..analysis.search import summarise, text, write_plots
 
     args = parser().parse_args(argv)
+    if args.run_dir.name == DB_NAME and args.run_dir.is_file():  # the run's database named instead of its folder
+        args.run_dir = args.run_dir.parent
     if _kind(args.run_dir) == "infer":
         return _report_fit(args)
     if not args.json and _is_filter_run(args.run_dir):  # a family of rules: its tables and plots

@@ -29,10 +29,10 @@ def parser() -> ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="override the experiment's seed")
     p.add_argument("--max-generations", type=int, default=None, help="override search.max_generations "
                    "(may be raised when resuming)")
-    p.add_argument("--population-size", type=int, default=None)
+    p.add_argument("--population-size", type=int, default=None, help="override search.population_size")
     p.add_argument("--threads", type=int, default=None, help="NEST threads per rank")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last generation")
-    p.add_argument("--quiet", action="store_true", help="no progress lines (batch jobs)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines (batch jobs); the result is still printed")
     p.add_argument("--show-defaults", action="store_true", help="print every experiment key with its default, "
                    "meaning and accepted values, and exit")
     return p
@@ -80,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out_dir: list[Path] = []
 
     def run(argv) -> int:
-        from ..search import run_search
+        from ..search import run_search, summary_lines
 
         args = parser().parse_args(argv)
         if args.show_defaults:
@@ -90,8 +90,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         exp = together(comm, lambda: load_experiment(args))
         out = args.out or Path("runs") / exp.name
         out_dir.append(out)
-        run_search(exp, out, resume=args.resume, comm=comm,
-               progress=None if args.quiet else (lambda line: print(line, flush=True)))
+        outcome = run_search(exp, out, resume=args.resume, comm=comm,
+                             progress=None if args.quiet else (lambda line: print(line, flush=True)))
+        if args.quiet and outcome is not None:  # the result, not progress: a batch job's log keeps it
+            print(summary_lines(exp, outcome, out), flush=True)
         return 0
 
     def interrupted() -> str:
