@@ -113,7 +113,8 @@ class RuleSpec:
                                          "Wmax comes from network.w_max)")
     by_type: dict[str, dict[str, Any]] = option({}, "co-active rules: per plastic connection type, another rule or "
                                                     "other settings (keys name, mask, search, start, fixed), e.g. "
-                                                    "IE = { name = \"mlp\" }; a type not named here takes the rule above",
+                                                    "IE = { name = \"mlp\" }; a type not named here takes the rule above; "
+                                                    "a key not set is the rule's above (the mask only for the same rule)",
                                                 Check(lambda t: set(t) <= set(CONNECTION_TYPES) and all(
                                                     isinstance(v, dict) and set(v) <= set(PER_TYPE_KEYS)
                                                     for v in t.values()),
@@ -270,6 +271,8 @@ class Experiment:
         changes = dict(self.rule.by_type[ct])
         if "name" in changes:  # another built-in rule, not the user's file
             changes.update(file=None, parameters={}, weight="w")
+            if changes["name"] != self.rule.name:  # a mask is its rule's: another rule does not take it over
+                changes.setdefault("mask", None)
         return dataclasses.replace(self.rule, **changes, by_type={})
 
     def base_rule(self, ct: str | None = None):
@@ -412,6 +415,11 @@ def _fill(cls, data: dict, where: str):
     names = [f.name for f in fields(cls) if f.name != "source"]
     unknown = sorted(set(data) - set(names))
     if unknown:
+        if not where:  # the file's top level: a section's key written above every [section]?
+            homes = {k: s for k in unknown for s, spec in SECTIONS.items() if k in {f.name for f in fields(spec)}}
+            hint = "".join(f" ({k} belongs in [{s}])" for k, s in homes.items())
+            raise ExperimentError(f"unknown top-level key(s) {', '.join(unknown)}{hint}; expected one of: "
+                                  f"{', '.join(names)}")
         raise ExperimentError(f"{where}: unknown key(s) {', '.join(unknown)}; expected one of: {', '.join(names)}")
     values = {}
     for name, value in data.items():
@@ -495,6 +503,12 @@ def validate(exp: Experiment) -> Experiment:
 def _validate_rule(exp: Experiment, ct: str | None, where: str) -> None:
     """The [rule] table's cross-references, as they apply to connection type ``ct``."""
     r = exp.rule_spec(ct)
+
+    def origin(key: str) -> str:  # where the user wrote the key: rule.by_type.<type> inherits what it does not set
+        if ct is None or key in exp.rule.by_type[ct]:
+            return f"{where}.{key}"
+        return f"rule.{key} (inherited by {where}, which may set its own {key})"
+
     if r.file is None:
         _require(not r.parameters, "rule.parameters", "no table without rule.file (a built-in rule's bounds are "
                  "its own)", r.parameters)
@@ -508,15 +522,18 @@ def _validate_rule(exp: Experiment, ct: str | None, where: str) -> None:
     except UserError as err:  # a user's rule file
         raise ExperimentError(str(err)) from None
     except ValueError as err:
-        raise ExperimentError(f"{where}.mask: {err}") from None
-    for key, table in ((f"{where}.search", r.search or []), (f"{where}.start", r.start)):
+        raise ExperimentError(f"{origin('mask')}: {err}") from None
+    for key, table in (("search", r.search or []), ("start", r.start)):
         unknown = sorted(set(table) - set(rule.names))
-        _require(not unknown, key, f"parameters of rule {r.name!r}: {', '.join(rule.names)}", unknown)
-    _require("Wmax" not in r.fixed, f"{where}.fixed.Wmax", "no Wmax here: the bound is network.w_max.<type> "
+        _require(not unknown, origin(key), f"parameters of rule {r.name!r}: {', '.join(rule.names)}", unknown)
+    _require("Wmax" not in r.fixed, f"{origin('fixed')}.Wmax", "no Wmax here: the bound is network.w_max.<type> "
              "(its sign is applied per connection type)", r.fixed.get("Wmax"))
     unknown = sorted(set(r.fixed) - set(rule.fixable))
-    _require(not unknown, f"{where}.fixed", f"fixed parameters of rule {rule.name!r}: {', '.join(rule.fixable)}", unknown)
-    _require(r.fixed.get("eta", 1.0) != 0, f"{where}.fixed.eta", "a nonzero learning rate (with eta = 0 no "
+    searched = " (to hold a searched parameter at a value, leave it out of rule.search and give the value in " \
+               "rule.start)" if set(unknown) & set(rule.names) else ""
+    _require(not unknown, origin("fixed"), f"fixed parameters of rule {rule.name!r}: {', '.join(rule.fixable)}"
+             f"{searched}", unknown)
+    _require(r.fixed.get("eta", 1.0) != 0, f"{origin('fixed')}.eta", "a nonzero learning rate (with eta = 0 no "
              "candidate learns, and every one scores the same)", r.fixed.get("eta"))
     _require(r.search is None or len(r.search) > 0, f"{where}.search", "at least one parameter", r.search)
     for p in rule.parameters:

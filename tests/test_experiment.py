@@ -43,11 +43,18 @@ def test_default_layout_is_the_doublet_rule_on_ie():
     ("[rule]\nplastic = ['XY']\n", ["rule.plastic", "EE", "XY"]),
     ("[rule]\nsearch = ['alpha', 'zeta']\n", ["rule.search", "zeta", "kappa"]),
     ("[rule]\nfixed = { etta = 1.0 }\n", ["rule.fixed", "etta", "eta"]),
+    ("[rule]\nfixed = { alpha = 1.0 }\n", ["rule.fixed", "alpha", "leave it out of rule.search", "rule.start"]),
+    # rule.by_type.IE inherits rule.fixed: the message names where the key was written
+    ("[rule]\nname = 'taylor'\nmask = 'pre:000'\nfixed = { tau_pre = 10.0 }\n"
+     "by_type = { IE = { name = 'doublet', mask = 'pre:000' } }\n", ["rule.by_type.IE.mask"]),
+    ("[rule]\nname = 'taylor'\nmask = 'pre:000'\nfixed = { tau_pre = 10.0 }\nby_type = { IE = { name = 'doublet' } }\n",
+     ["rule.fixed (inherited by rule.by_type.IE, which may set its own fixed)", "tau_pre"]),
     ("[objective]\nconstraints = { rate_x = [1, 2] }\n", ["objective.constraints.rate_x", "cv_isi"]),
     ("[objective]\nrate_band = [100, 1]\n", ["objective.rate_band", "low <= high"]),
     ("[search]\npopulation_size = 1\n", ["search.population_size", ">= 2"]),
     ("[trials]\nweight_scale = [0, 1]\n", ["trials.weight_scale", "0 < low"]),
-    ("unknown_table = 3\n", ["unknown_table", "expected one of"]),
+    ("unknown_table = 3\n", ["unknown top-level key(s) unknown_table", "expected one of"]),
+    ("n_e = 100\n[network]\np = 0.2\n", ["unknown top-level key(s) n_e (n_e belongs in [network])"]),
     ("[rule\nname=1", ["not valid TOML"]),
     ("[rule]\nname = 'taylor'\nmask = 'pre:999'\n", ["rule.mask", "pre:999"]),
     # every simulation would fail inside NEST: refused before the run
