@@ -122,7 +122,10 @@ def _lock_writer(run_dir: Path):
     """The run's writer lock (an flock, released when the process ends however it ends), or a
     StoreError naming the process that holds it: two processes writing one run (a resume started
     while the run still goes on, two SLURM jobs overlapping) would crash one of them mid-run."""
-    lock = open(run_dir / WRITER_LOCK, "a+")
+    try:
+        lock = open(run_dir / WRITER_LOCK, "a+")
+    except OSError as err:
+        raise StoreError(f"{run_dir}: a run cannot be written there ({err.strerror})") from None
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as err:
@@ -160,12 +163,9 @@ class RunStore:
         """A new run in ``run_dir``; refuses a directory that already holds a run."""
         run_dir = Path(run_dir)
         path = run_dir / DB_NAME
-        if path.exists():
-            raise StoreError(f"{run_dir} already holds a run ({path}); continue it with --resume, "
-                             "or choose another --out")
         run_dir.mkdir(parents=True, exist_ok=True)
-        lock = _lock_writer(run_dir)
-        if path.exists():  # made by another process since the check above
+        lock = _lock_writer(run_dir)  # before the check: two processes cannot both find the folder free
+        if path.exists():
             lock.close()
             raise StoreError(f"{run_dir} already holds a run ({path}); continue it with --resume, "
                              "or choose another --out")
@@ -200,21 +200,28 @@ class RunStore:
             raise StoreError(f"{run_dir} is read-only: a run cannot be continued there (copy it somewhere writable)")
         lock = None if read_only else _lock_writer(run_dir)
         try:
+            return cls(path, cls._connect_checked(path, read_only), lock)
+        except BaseException:
+            if lock is not None:
+                lock.close()
+            raise
+
+    @classmethod
+    def _connect_checked(cls, path: Path, read_only: bool) -> sqlite3.Connection:
+        """A connection to ``path`` once it is known to be a nestplast database (brought up to the
+        current schema unless ``read_only``)."""
+        try:
             db = cls._connect_read_only(path) if read_only else cls._connect(path)
             version = db.execute("PRAGMA user_version").fetchone()[0]
             tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         except sqlite3.DatabaseError as err:
-            if lock is not None:
-                lock.close()
             raise StoreError(f"{path} is not a nestplast database ({err})") from None
         if not {"run", "evaluations", "generations"} <= tables or version not in (1, SCHEMA_VERSION):
-            if lock is not None:
-                lock.close()
             raise StoreError(f"{path} is not a nestplast database of schema version {SCHEMA_VERSION}")
         if version == 1 and not read_only:  # a run made before the stop reason was recorded
             db.execute("ALTER TABLE run ADD COLUMN stop TEXT")
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        return cls(path, db, lock)
+        return db
 
     @staticmethod
     def _connect_read_only(path: Path) -> sqlite3.Connection:
