@@ -355,9 +355,11 @@ def _explain_failure(log: str, sources: dict[str, Path], copies: dict[str, Path]
     """The first NESTML or compiler errors in ``log``, each with the source file it came from
     (``sources``: the user's names of the files ``copies`` were compiled from, by model)."""
     problems = []
-    for model, line, col, message in _NESTML_ERROR.findall(log):
-        if model == "GLOBAL":  # a syntax error: NESTML names no model, so parse each file to find it
-            model = next((m for m, copy in copies.items() if _syntax_errors(copy)), model)
+    errors = _NESTML_ERROR.findall(log)
+    if any(model == "GLOBAL" for model, *_ in errors):  # a syntax error: NESTML names no model, so parse each file
+        unparsed = next((m for m, copy in copies.items() if _syntax_errors(copy)), "GLOBAL")
+        errors = [(unparsed if model == "GLOBAL" else model, *rest) for model, *rest in errors]
+    for model, line, col, message in errors:
         src = sources.get(model.split("__with_")[0], model)
         problems.append(f"{src}:{line}:{col}: error: {message.strip()}")
     for path, line, _col, message in _COMPILER_ERROR.findall(log):
@@ -431,8 +433,9 @@ def build(rules: Rule | str | Sequence[Rule | str], neuron: str | Neuron = "iaf_
     if not rules:
         raise BuildError("build: no rule given")
     synapses = [r.synapse for r in rules]
-    for synapse in {s for s in synapses if synapses.count(s) > 1}:  # one model per name: the others would be lost
-        raise BuildError(f"build: {synapses.count(synapse)} of the rules compile to the synapse model {synapse} "
+    twice = sorted({s for s in synapses if synapses.count(s) > 1})  # one model per name: the others would be lost
+    if twice:
+        raise BuildError(f"build: {synapses.count(twice[0])} of the rules compile to the synapse model {twice[0]} "
                          "(e.g. one taylor rule with two masks); a module holds each model once: give them "
                          "one mask, or build them into separate kernels")
     neuron = get_neuron(neuron) if isinstance(neuron, str) else neuron

@@ -256,12 +256,13 @@ def unconstrained(objective: Callable[[np.ndarray], float], theta: np.ndarray,
     spikes that its term needs, weights that never change, too few samples)."""
     base = objective(theta)
     tolerance = 1e-9 * max(1.0, abs(base))
-    found = []
-    for i, ends in enumerate(bounds):
-        moved = [np.where(np.arange(len(theta)) == i, end, theta) for end in ends]
-        if all(abs(objective(t) - base) <= tolerance for t in moved):
-            found.append(i)
-    return found
+
+    def moved(i: int, value: float) -> np.ndarray:
+        other = np.array(theta, dtype=float)
+        other[i] = value
+        return other
+
+    return [i for i, ends in enumerate(bounds) if all(abs(objective(moved(i, end)) - base) <= tolerance for end in ends)]
 
 
 def _space(rule: Rule) -> SearchSpace:
