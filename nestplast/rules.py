@@ -242,6 +242,8 @@ def parse_mask(mask: Iterable[str] | str | None) -> dict[str, tuple[str, ...]]:
     if mask is None or mask == "all":
         return {"pre": TAYLOR_TERMS, "post": TAYLOR_TERMS}
     items = [m.strip() for m in mask.split(",")] if isinstance(mask, str) else [str(m).strip() for m in mask]
+    if "" in items:
+        raise ValueError(f"an empty term in the Taylor mask {mask!r} (two commas, or one at the end?)")
     chosen: dict[str, set[str]] = {"pre": set(), "post": set()}
     for item in filter(None, items):
         event, _, abc = item.partition(":")

@@ -34,6 +34,9 @@ def test_masks():
     for bad in ("pre:3", "middle:000", ""):
         with pytest.raises(ValueError):
             parse_mask(bad)
+    for typo in ("pre:000,,post:100", "pre:000,"):  # a term lost between commas is not silently dropped
+        with pytest.raises(ValueError, match="empty term"):
+            parse_mask(typo)
     source = get_rule("taylor", mask="pre:010").source
     assert "th_pre_010 * x_post" in source and not re.search(r"th_(pre|post)_(?!010)\d{3}", source)  # unmasked: absent
 
