@@ -16,6 +16,11 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--version"]:
+        from . import __version__
+
+        print(f"nestplast {__version__}")
+        return 0
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         lines = [f"  {name:<11} {help_}" for name, (_, help_) in COMMANDS.items()]
         print("usage: python -m nestplast COMMAND [options]\n\ncommands:\n" + "\n".join(lines),

@@ -62,7 +62,13 @@ def _stopped(err: KeyboardInterrupt) -> tuple[int, str]:
 
 class ArgumentParser(argparse.ArgumentParser):
     """argparse, but a bad argument raises :class:`UsageError` (caught by :func:`run_command`)
-    instead of printing usage and exiting from inside the library."""
+    instead of printing usage and exiting from inside the library; every command has ``--version``."""
+
+    def __init__(self, *args, **kwargs):
+        from . import __version__
+
+        super().__init__(*args, **kwargs)
+        self.add_argument("--version", action="version", version=f"nestplast {__version__}")
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message}")

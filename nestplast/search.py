@@ -18,6 +18,7 @@ Command line: ``python -m nestplast.search [EXPERIMENT] [--out RUN_DIR] [--resum
 from __future__ import annotations
 
 import hashlib
+import math
 import pickle
 import shlex
 import sys
@@ -157,9 +158,14 @@ def run_search(exp: Experiment, out: str | Path, *, resume: bool = False, comm=N
     per generation (rank 0)."""
     def headline(transport: Transport) -> str:
         space = search_space(exp)
-        return (f"search: {exp.name} ({exp.source}); {space.size} parameters ({', '.join(space.names)}); "
+        line = (f"search: {exp.name} ({exp.source}); {space.size} parameters ({', '.join(space.names)}); "
                 f"{exp.search.strategy}, population {exp.search.population_size}; mode {transport.mode}"
                 f"{'' if comm is None else f' on {transport.size} ranks'}; results in {out}")
+        usual = 4 + int(3 * math.log(space.size))  # pycma's default population for this many parameters
+        if exp.search.strategy == "cmaes" and 2 * exp.search.population_size < usual:
+            line += (f"\nnote: a population of {exp.search.population_size} is less than half pycma's default of "
+                     f"{usual} for {space.size} parameters; CMA-ES may settle early (search.population_size)")
+        return line
 
     result = run_loop(exp, out, SearchProblem,
                             lambda store, where, say: _resume_strategy(store, exp, where, say) or new_strategy(exp),

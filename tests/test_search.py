@@ -310,19 +310,22 @@ def test_failed_evaluations_are_recorded_and_a_flat_generation_stops_the_search(
     with pytest.raises(ExperimentError, match="network.neuron_params.no_such_param"):
         run_search(unknown, tmp_path / "refused")
     assert not (tmp_path / "refused").exists()
-    exp = dataclasses.replace(exp, network=dataclasses.replace(exp.network, resolution=0.0005))
+    # and a population under half pycma's default for 6 parameters (9) is noted
+    exp = dataclasses.replace(exp, network=dataclasses.replace(exp.network, resolution=0.0005),
+                              search=dataclasses.replace(exp.search, population_size=4))
     lines = []
     outcome = run_search(exp, tmp_path / "run", progress=lines.append)
     assert "tolflatfitness" in outcome.stop and "scored the same" in "\n".join(lines)
+    assert "a population of 4 is less than half pycma's default of 9 for 6 parameters" in "\n".join(lines)
     store = RunStore.open(tmp_path / "run")
     assert store.counts()["generations"] == 1
     assert "tolflatfitness" in store.stop()
     evaluations = store.evaluations()
-    assert len(evaluations) == 1 * 7 * 2
+    assert len(evaluations) == 1 * 5 * 2  # 4 candidates and the mean, 2 trials
     assert {e.status for e in evaluations} == {"failed"}
     assert all("Resolution must be greater than or equal to one tic" in e.error for e in evaluations)
     assert {e.loss for e in evaluations} == {320.0}
-    assert store.counts()["failed"] == 14 and store.counts()["blowups"] == 0
+    assert store.counts()["failed"] == 10 and store.counts()["blowups"] == 0
 
 
 @pytest.mark.parametrize("sent, code, word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")],
@@ -355,3 +358,12 @@ def test_a_stopped_run_says_where_it_stands_and_how_to_resume(tmp_path, sent, co
     assert kept == (last + 1) * 7 * 2  # every evaluation of every complete generation
     assert err.strip().splitlines() == [f"{word}: after generation {last}; every evaluation so far is kept. "
                                         f"Resume with: python -m nestplast.search --out '{out_dir}' --resume"]
+
+
+def test_every_command_tells_its_version():
+    from nestplast import __version__
+
+    for command in (["-m", "nestplast", "--version"], ["-m", "nestplast.search", "--version"],
+                    ["-m", "nestplast", "infer", "--version"]):
+        out = subprocess.run([sys.executable, *command], capture_output=True, text=True, cwd=ROOT)
+        assert (out.returncode, out.stdout.strip()) == (0, f"nestplast {__version__}"), (command, out.stderr)
