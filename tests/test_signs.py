@@ -106,7 +106,7 @@ def per_connection_wmax_module():
     """The doublet rule with Wmax per connection (not @homogeneous), as a user's rule may have it."""
     base = get_rule("doublet")
     source = (base.source.replace("model doublet_synapse:", "model doublet_own_wmax_synapse:")
-              .replace("Wmax real = 100.0 @homogeneous", "Wmax real = 100.0  # per connection"))
+              .replace("Wmax real = 100.0 [[abs(Wmin) <= abs(Wmax)]] @homogeneous", "Wmax real = 100.0  # per connection"))
     assert "Wmax real = 100.0  # per connection" in source
     rule = Rule(name="doublet_own_wmax", synapse="doublet_own_wmax_synapse", source=source,
                 parameters=base.parameters, fixed=base.fixed, terms=base.terms)
