@@ -41,7 +41,7 @@ from collections.abc import Callable
 import numpy as np
 
 from nestplast import experiment
-from nestplast.evaluate import Evaluator
+from nestplast.evaluate import Evaluator, chunks
 from nestplast.networks import Network, Trial, build_network, draw_trials
 from nestplast.objectives import FAILURE_LOSS, RateBand
 from nestplast.rules import vogels_sprekeler
@@ -105,21 +105,20 @@ def batched(evaluator: Evaluator, thetas, trial: Trial, drive_off: bool = False)
     n_pop = [len(net.populations[o.population]) for net in nets]
     bands = [RateBand(low=o.rate_band[0], high=o.rate_band[1]) for _ in nets]
     total_s = o.t_train + o.t_score
-    steps = int(round(total_s / o.chunk))
     blew_up_at: list[float | None] = [None] * len(nets)
     rate_at: list[float] = [math.nan] * len(nets)
     last = [0] * len(nets)
     traces = [{"t_s": [], "rate": [], **{f"w_mean_{ct}": [] for ct in net.plastic}} for net in nets]
-    for k in range(steps):
-        nest.Simulate(1000.0 * o.chunk)
-        t_now = (k + 1) * o.chunk
+    for chunk in chunks(exp):  # as Evaluator.simulate
+        nest.Simulate(chunk.ms)
+        t_now, seconds = chunk.t_end_s, chunk.ms / 1000.0
         for i, net in enumerate(nets):
             if blew_up_at[i] is not None:
                 continue
             recorder = net.recorders[o.population]
             n_events = evaluator.total(recorder.n_events)
-            rate = (n_events - last[i]) / n_pop[i] / o.chunk
-            if t_now <= o.t_train + 1e-9:
+            rate = (n_events - last[i]) / n_pop[i] / seconds
+            if chunk.training:
                 net.clear_spikes(o.population)
                 last[i] = 0
             else:
@@ -128,7 +127,7 @@ def batched(evaluator: Evaluator, thetas, trial: Trial, drive_off: bool = False)
             traces[i]["rate"].append(rate)
             for ct in net.plastic:
                 traces[i][f"w_mean_{ct}"].append(evaluator.mean_abs(net.sample_weights(ct)))  # as Evaluator.simulate
-            if not math.isfinite(rate) or bands[i].outside(rate, o.chunk):
+            if not math.isfinite(rate) or bands[i].outside(rate, seconds):
                 blew_up_at[i], rate_at[i] = t_now, rate
                 net.silence()  # it cannot stop alone: make it cheap
                 if drive_off:

@@ -21,6 +21,7 @@ import time
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -33,14 +34,24 @@ from .objectives import FAILURE_LOSS, Objective, RateBand
 from .tasks import Evaluation, Task
 
 
-def chunk_ends(exp: Experiment) -> list[int]:
-    """The simulation steps at which an evaluation stops for its checks: every ``objective.chunk``
-    and at the ends of training and of scoring, so that the scoring window is exactly
-    [``t_train``, ``t_train + t_score``] whatever the chunk (a 0.7 s window in 0.5 s chunks is
-    simulated as 0.5 + 0.2 s)."""
-    o, step_s = exp.objective, exp.network.resolution / 1000.0
-    n_train, n_total, n_chunk = (round(t / step_s) for t in (o.t_train, o.t_train + o.t_score, o.chunk))
-    return sorted({*range(n_chunk, n_total, n_chunk), n_train, n_total} - {0})
+class Chunk(NamedTuple):
+    """One stretch of an evaluation's simulation, after which it checks the rate."""
+
+    ms: float  # to simulate
+    t_end_s: float  # the time at its end
+    training: bool  # whether it ends within training (then its spikes are not scored)
+
+
+def chunks(exp: Experiment) -> list[Chunk]:
+    """An evaluation's simulation in chunks: it stops for its checks every ``objective.chunk`` and
+    at the ends of training and of scoring, so that the scoring window is exactly [``t_train``,
+    ``t_train + t_score``] whatever the chunk (a 0.7 s window in 0.5 s chunks is simulated as
+    0.5 + 0.2 s). Computed in whole steps of ``network.resolution``."""
+    o, resolution = exp.objective, exp.network.resolution
+    n_train, n_total, n_chunk = (round(1000.0 * t / resolution) for t in (o.t_train, o.t_train + o.t_score, o.chunk))
+    ends = sorted({*range(n_chunk, n_total, n_chunk), n_train, n_total} - {0})
+    return [Chunk((end - start) * resolution, end * resolution / 1000.0, end <= n_train)
+            for start, end in zip([0, *ends], ends)]
 
 
 def make_objective(exp: Experiment) -> Objective:
@@ -131,16 +142,13 @@ class Evaluator:
         n_pop = len(net.populations[o.population])
         recorder = net.recorders[o.population]
         course = Course(trace={"t_s": [], "rate": [], **{f"w_mean_{ct}": [] for ct in net.plastic}})
-        last, previous = 0, 0
-        resolution = self.exp.network.resolution
-        n_train = round(1000.0 * o.t_train / resolution)
-        for end in chunk_ends(self.exp):
-            nest.Simulate((end - previous) * resolution)  # not Run(): recorders can only be cleared between runs
-            t_now, seconds = end * resolution / 1000.0, (end - previous) * resolution / 1000.0
-            previous = end
+        last = 0
+        for chunk in chunks(self.exp):
+            nest.Simulate(chunk.ms)  # not Run(): recorders can only be cleared between runs
+            t_now, seconds = chunk.t_end_s, chunk.ms / 1000.0
             n_events = self.total(recorder.n_events)
             rate = (n_events - last) / n_pop / seconds
-            if end <= n_train:
+            if chunk.training:
                 net.clear_spikes(o.population)  # keep only the scoring window's spikes in memory
                 last = 0
             else:
@@ -232,4 +240,4 @@ class Evaluator:
         return senders, times
 
 
-__all__ = ["Evaluator", "Course", "chunk_ends", "make_objective"]
+__all__ = ["Evaluator", "Course", "Chunk", "chunks", "make_objective"]
