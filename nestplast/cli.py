@@ -86,7 +86,9 @@ def run_command(main: Callable[[Sequence[str] | None], int], argv: Sequence[str]
     ``interrupted`` may say what the user can do after Ctrl-C (e.g. how to resume)."""
     try:
         with sigterm_stops_cleanly():
-            return main(argv)
+            code = main(argv)
+            sys.stdout.flush()  # a reader that has gone fails here, where it is caught, not at exit
+            return code
     except UserError as err:
         report_error(str(err))
         return EXIT_USER_ERROR
@@ -97,8 +99,8 @@ def run_command(main: Callable[[Sequence[str] | None], int], argv: Sequence[str]
     except SystemExit as exit_:  # --help and --version exit through argparse
         return int(exit_.code or 0) if not isinstance(exit_.code, str) else EXIT_USER_ERROR
     except BrokenPipeError:
-        # the reader went away (`nestplast report RUN | head`): nothing more to say, and Python must
-        # not fail again flushing stdout at exit
+        # the reader went away (`nestplast report RUN | head`): nothing more to say, and what is
+        # still buffered goes nowhere at exit instead of failing again
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
 

@@ -178,9 +178,11 @@ def test_report_json_and_plots(reference_run, tmp_path):
     text = report(copy, "--no-plots").stdout
     assert "what the loss means" in text and "best rule on its trials" in text and "stopped: maxiter = 5" in text
     assert report(copy / "results.sqlite", "--no-plots").stdout == text, "the database named instead of its folder"
-    # a reader that has gone away before the report is written (`| head -n 1`) ends it quietly
+    # a reader that has gone away before the report is written (`| head -n 1`) ends it quietly, also
+    # where stdout is buffered (the report would fail only at exit)
+    buffered = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
     reader_gone = subprocess.Popen([sys.executable, "-m", "nestplast.report", str(copy), "--no-plots"], cwd=ROOT,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=buffered)
     reader_gone.stdout.close()
     err = reader_gone.stderr.read()
     assert reader_gone.wait() == 141 and err == "", err
