@@ -6,7 +6,9 @@ store keeps exactly the subset that tighter bounds allow, and bad constraints ar
 import importlib.util
 import math
 import pickle
+import signal
 import sqlite3
+import subprocess
 import sys
 from pathlib import Path
 
@@ -326,6 +328,15 @@ def test_run_filter_on_nest_stores_a_family_and_rechecks_it(tiny_run, capsys):
     # the command: the re-check's table
     assert main([str(out), "--recheck", "1", "--limit", "1", "--quiet"]) == 0
     assert "pass again" in capsys.readouterr().out and (out / "recheck.csv").is_file()
+    assert main([str(out), "--limit", "1"]) == 2 and "--limit goes with --recheck" in capsys.readouterr().err
+    # Ctrl-C in a re-check: it says that it keeps nothing, not that nothing was started
+    process = subprocess.Popen([sys.executable, "-m", "nestplast", "filter", str(out), "--recheck", "3"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert process.stdout.readline().startswith("re-check:")
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130 and "the re-check of" in err and "keeps nothing" in err, err
     # nestplast report on a filter run shows the family, not a search summary
     from nestplast.commands.report import main as report
 

@@ -28,7 +28,8 @@ def parser() -> ArgumentParser:
     p = ArgumentParser(prog="python -m nestplast filter", description=__doc__.split("\n\n")[0])
     p.add_argument("target", nargs="?", default=None,
                    help=f"experiment TOML file or shipped name ({', '.join(experiment.available())}); "
-                        "with --apply/--recheck: the run directory")
+                        "default: the built-in default (a run of several minutes); with --apply/--recheck: the "
+                        "run directory")
     p.add_argument("--out", type=Path, default=None, help="run directory (default: runs/<experiment name>); "
                    "with --apply: where the re-filtered family goes")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last round")
@@ -99,6 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     comm = world()
     rank = 0 if comm is None else comm.Get_rank()
     out_dir: list[Path] = []
+    rechecking: list[Path] = []
 
     def run(argv) -> int:
         from ..families import recheck, run_filter
@@ -106,6 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser().parse_args(argv)
         if args.apply is not None and args.recheck is not None:
             raise UsageError("give --apply or --recheck, not both")
+        if args.limit is not None and args.recheck is None:
+            raise UsageError("--limit goes with --recheck (it limits the rules re-checked)")
         if args.apply is not None or args.recheck is not None:
             if args.target is None or not Path(args.target).is_dir():
                 raise UsageError(f"--apply and --recheck take a run directory, got {args.target!r}")
@@ -119,6 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.recheck is not None:
             if args.recheck < 1:
                 raise UsageError(f"--recheck: expected a number of trials >= 1, got {args.recheck}")
+            rechecking.append(run_dir)
             result = recheck(run_dir, args.recheck, comm=comm, limit=args.limit,
                              progress=None if args.quiet else (lambda line: print(line, flush=True)))
             if result is not None:
@@ -136,6 +141,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     def interrupted() -> str:
+        if rechecking:  # not a run: nothing of it is stored before it ends
+            return (f"the re-check of {rechecking[0]} was cut short and keeps nothing (it writes recheck.csv when it "
+                    "ends): run it again, with --limit N to re-check only the first N rules")
         return resume_hint(out_dir[0], "python -m nestplast filter", "round", "simulation") if out_dir else "nothing was started"
 
     return run_mpi_command(run, argv, comm, interrupted=interrupted)
