@@ -135,6 +135,16 @@ def test_cli_rejects_bad_matrices(tmp_path, capsys, matrix, message):
     assert message in rejected(capsys, "--matrix", path, "--json")
 
 
+def test_cli_names_files_that_are_not_a_matrix_archive(tmp_path, capsys):
+    """A bare .npy array, or a text file named .npz: what is expected, not numpy's advice to load
+    pickles."""
+    np.save(tmp_path / "w.npy", np.eye(3))
+    (tmp_path / "w.npz").write_text("not numpy")
+    assert "holds one bare array (.npy): expected a .npz file" in rejected(capsys, "--matrix", tmp_path / "w.npy")
+    message = rejected(capsys, "--matrix", tmp_path / "w.npz")
+    assert "not a numpy file" in message and "pickle" not in message
+
+
 @pytest.mark.parametrize("args, message", [
     (["--keep", "1.5"], "--keep"),
     (["--matrix", "/nonexistent/w.npz"], "cannot read"),

@@ -114,15 +114,18 @@ def _check_arguments(args) -> None:
 
 
 def _load_matrix(path: Path) -> np.ndarray:
+    expected = "expected a .npz file (numpy.savez) with the matrix as array 'W'"
     try:
-        with np.load(path) as data:
-            if "W" not in data:
-                raise UsageError(f"{path} has no array 'W' (found: {', '.join(data.files) or 'none'})")
-            return np.asarray(data["W"], dtype=float)
-    except UsageError:
-        raise
-    except (OSError, ValueError, TypeError) as err:
-        raise UsageError(f"cannot read weight matrix from {path}: {err}") from None
+        data = np.load(path)  # never with pickles: a matrix needs none
+    except (OSError, ValueError) as err:
+        detail = "not a numpy file" if "pickle" in str(err) else str(err)
+        raise UsageError(f"cannot read weight matrix from {path} ({detail}): {expected}") from None
+    if not isinstance(data, np.lib.npyio.NpzFile):  # a .npy file: one bare array
+        raise UsageError(f"{path} holds one bare array (.npy): {expected}, e.g. numpy.savez(path, W=matrix)")
+    with data:
+        if "W" not in data:
+            raise UsageError(f"{path} has no array 'W' (found: {', '.join(data.files) or 'none'})")
+        return np.asarray(data["W"], dtype=float)
 
 
 def _network(args) -> np.ndarray:
