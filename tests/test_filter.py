@@ -405,3 +405,15 @@ def test_without_sbi_the_core_works_and_the_filter_names_the_extra(tmp_path, mon
     err = capsys.readouterr().err
     assert err.startswith("error: the filter needs sbi and torch") and "setup.sh" in err
     assert not (tmp_path / "run").exists()  # refused before anything was created
+
+
+@needs_sbi
+def test_the_progress_line_counts_rounds_and_shows_acceptance(tmp_path):
+    """A filter's loss is only a distance outside the bounds (0 when accepted): its progress line
+    counts rounds and shows what was accepted, not a best and median loss of 0."""
+    lines = []
+    strategy = make_strategy("filter", SPACE, Budget(max_generations=1), population_size=PER_ROUND, seed=5,
+                             constraints=BOUNDS, max_epochs=60)
+    engine.run(Toy(()), strategy, RunStore.create(tmp_path / "run", experiment={}, seed=5), Transport(), lines.append)
+    progress = [line for line in lines if line.startswith("round   0")]
+    assert len(progress) == 1 and "accepted" in progress[0] and "best" not in progress[0], lines

@@ -67,6 +67,8 @@ class Budget:
 class Strategy(Protocol):
     generation: int  # generations told so far: the index of the next one asked
     budget: Budget
+    step: str  # what the progress line calls a generation ("gen"; the filter's "round")
+    shows_loss: bool  # whether the progress line shows the best and median loss (the filter shows acceptance)
 
     def set_budget(self, budget: Budget) -> None:
         """New limits, e.g. for a resumed run given more generations."""

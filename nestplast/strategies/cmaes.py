@@ -38,6 +38,8 @@ class CMAES:
     mean is evaluated too every generation (candidate -1), for the record; pycma is told only
     its own samples."""
 
+    step, shows_loss = "gen", True  # the progress line's words (see Strategy)
+
     def __init__(self, space: SearchSpace, budget: Budget, *, population_size: int, seed: int,
                  sigma0: float = 0.3, evaluate_mean: bool = True):
         import cma

@@ -92,6 +92,8 @@ class Filter(PriorSampling):
     :meth:`tell`. ``constraints`` and ``schedule`` give each round's bounds
     (:func:`round_constraints`)."""
 
+    step, shows_loss = "round", False  # the loss is only the distance outside the bounds: acceptance says more
+
     def __init__(self, space: SearchSpace, budget: Budget, *, population_size: int, seed: int,
                  constraints: Mapping[str, Sequence[float]], schedule: Sequence[Mapping] = (),
                  max_epochs: int = 200, restrict: bool = True):

@@ -14,6 +14,8 @@ from . import Budget, SearchSpace, generation_seed
 
 
 class PriorSampling:
+    step, shows_loss = "gen", True  # the progress line's words (see Strategy)
+
     def __init__(self, space: SearchSpace, budget: Budget, *, population_size: int, seed: int):
         self.space, self.budget, self.population_size, self.seed = space, budget, population_size, seed
         self.generation = 0
