@@ -153,6 +153,7 @@ def test_cli_names_files_that_are_not_a_matrix_archive(tmp_path, capsys):
     (["--seed", "-1"], "--seed"),
     (["--p-out", "1.2"], "--p-out"),
     (["--slowest", "0"], "--slowest"),
+    (["--decay-states", "0"], "--decay-states must be at least 1, got 0"),
     (["--network", "authors", "--inhibitory", "0.2"], "--inhibitory applies to --network clustered or random"),
     (["--long-range", "10"], "--long-range applies to --network authors"),
 ])
@@ -176,3 +177,14 @@ def test_cli_checks_the_output_directory_before_any_work(tmp_path, capsys, where
     error = rejected(capsys, "--matrix", bad_matrix, "--out", out_dir)
     assert message in error and "square" not in error
     assert existing.read_text() == "keep me"
+
+
+def test_a_comparison_that_compares_nothing_says_so(tmp_path):
+    """An all-zero matrix has nothing to prune; three nodes' four synapses at --keep 0.2 keep none:
+    every rule's errors are then the same, and the run says why instead of reporting them alone."""
+    np.savez(tmp_path / "zero.npz", W=np.zeros((5, 5)))
+    empty = run_cli("--matrix", tmp_path / "zero.npz")
+    assert empty.returncode == 0 and "warning: the network has no synapse" in empty.stderr, empty.stderr
+    tiny = run_cli("--nodes", "3")
+    assert tiny.returncode == 0 and "keeps none" in tiny.stderr, tiny.stderr
+    assert "keeps none" not in run_cli("--nodes", "40").stderr

@@ -30,6 +30,18 @@ def format_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def nothing_pruned_warnings(summary: dict) -> list[str]:
+    """A line where the comparison compares nothing: no synapse to prune, or a fraction kept that
+    keeps none (every rule then removes every synapse, and their errors are all the same)."""
+    if summary["synapses"] == 0:
+        return ["the network has no synapse (nonzero weight off the diagonal): there is nothing to prune"]
+    kept = {rule: m["kept"] for rule, m in summary["rules"].items()}
+    if not any(kept.values()):
+        return [f"keeping {summary['kept_fraction']:g} of {summary['synapses']} synapses keeps none: every rule "
+                "removes every synapse, so the rules cannot be told apart (--keep more, or a larger network)"]
+    return []
+
+
 def instability_warnings(summary: dict) -> list[str]:
     """One line per rule whose pruned network is unstable, naming the diagonal options that keep
     the same draw stable."""

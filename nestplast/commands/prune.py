@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..analysis import check_output_directory
-from ..analysis.pruning import format_table, instability_warnings, write_outputs
+from ..analysis.pruning import format_table, instability_warnings, nothing_pruned_warnings, write_outputs
 from ..cli import ArgumentParser, run_command
 from ..errors import UsageError
 from ..prune import DIAGONALS, PRUNING_RULES, probe_covariance
@@ -100,9 +100,10 @@ def _check_arguments(args) -> None:
         raise UsageError(f"--seed must be non-negative, got {args.seed}")
     if args.duration < 0 or args.probe <= 0:
         raise UsageError(f"--duration must be >= 0 and --probe > 0 ms, got {args.duration} and {args.probe}")
-    if (args.decay_duration is not None and args.decay_duration < 0) or args.decay_states < 1:
-        raise UsageError(f"--decay-duration must be >= 0 ms and --decay-states >= 1, "
-                         f"got {args.decay_duration} and {args.decay_states}")
+    if args.decay_duration is not None and args.decay_duration < 0:
+        raise UsageError(f"--decay-duration must be >= 0 ms, got {args.decay_duration}")
+    if args.decay_states < 1:
+        raise UsageError(f"--decay-states must be at least 1, got {args.decay_states}")
     if args.slowest < 1:
         raise UsageError(f"--slowest must be at least 1, got {args.slowest}")
     if args.long_range is not None and args.long_range < 0:
@@ -183,7 +184,7 @@ def _prune(argv: Sequence[str] | None) -> int:
             write_outputs(args.out, comparison, rows)
     summary = comparison.summary()
     print(json.dumps(summary) if args.json else format_table(summary), flush=True)
-    for warning in instability_warnings(summary):  # after the table, where they are seen
+    for warning in nothing_pruned_warnings(summary) + instability_warnings(summary):  # after the table, where seen
         print(f"warning: {warning}", file=sys.stderr)
     return 0
 
