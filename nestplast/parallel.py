@@ -18,6 +18,7 @@ number of ranks.
 from __future__ import annotations
 
 import sys
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -205,11 +206,18 @@ def together(comm, step: Callable[[], T]) -> T:
     return value
 
 
+ABORT_GRACE_S = 0.5  # for the launcher to pass on the last message before MPI_Abort (abort_on_error)
+
+
 def abort_on_error(comm, code: int, message: str) -> None:
     """The last resort under MPI: an error on one rank in the middle of a run (the others may be
     waiting for it in a receive) ends every rank now, after printing the message once here."""
     print(message, file=sys.stderr, flush=True)
     if comm is not None and comm.Get_size() > 1:
+        # The launcher passes a rank's stderr on through a pipe, and MPI_Abort tears that down:
+        # without a moment to read it, the message was lost now and then (a Ctrl-C or SIGTERM that
+        # ended the run without a word, seen twice in a full test run).
+        time.sleep(ABORT_GRACE_S)
         comm.Abort(code)
 
 
