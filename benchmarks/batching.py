@@ -111,13 +111,13 @@ def batched(evaluator: Evaluator, thetas, trial: Trial, drive_off: bool = False)
     traces = [{"t_s": [], "rate": [], **{f"w_mean_{ct}": [] for ct in net.plastic}} for net in nets]
     for chunk in chunks(exp):  # as Evaluator.simulate
         nest.Simulate(chunk.ms)
-        t_now, seconds = chunk.t_end_s, chunk.ms / 1000.0
+        t_now = chunk.t_end_s
         for i, net in enumerate(nets):
             if blew_up_at[i] is not None:
                 continue
             recorder = net.recorders[o.population]
             n_events = evaluator.total(recorder.n_events)
-            rate = (n_events - last[i]) / n_pop[i] / seconds
+            rate = (n_events - last[i]) / n_pop[i] / chunk.seconds
             if chunk.training:
                 net.clear_spikes(o.population)
                 last[i] = 0
@@ -127,7 +127,7 @@ def batched(evaluator: Evaluator, thetas, trial: Trial, drive_off: bool = False)
             traces[i]["rate"].append(rate)
             for ct in net.plastic:
                 traces[i][f"w_mean_{ct}"].append(evaluator.mean_abs(net.sample_weights(ct)))  # as Evaluator.simulate
-            if not math.isfinite(rate) or bands[i].outside(rate, seconds):
+            if not math.isfinite(rate) or bands[i].outside(rate, chunk.seconds):
                 blew_up_at[i], rate_at[i] = t_now, rate
                 net.silence()  # it cannot stop alone: make it cheap
                 if drive_off:

@@ -41,6 +41,10 @@ class Chunk(NamedTuple):
     t_end_s: float  # the time at its end
     training: bool  # whether it ends within training (then its spikes are not scored)
 
+    @property
+    def seconds(self) -> float:
+        return self.ms / 1000.0
+
 
 def chunks(exp: Experiment) -> list[Chunk]:
     """An evaluation's simulation in chunks: it stops for its checks every ``objective.chunk`` and
@@ -145,20 +149,19 @@ class Evaluator:
         last = 0
         for chunk in chunks(self.exp):
             nest.Simulate(chunk.ms)  # not Run(): recorders can only be cleared between runs
-            t_now, seconds = chunk.t_end_s, chunk.ms / 1000.0
             n_events = self.total(recorder.n_events)
-            rate = (n_events - last) / n_pop / seconds
+            rate = (n_events - last) / n_pop / chunk.seconds
             if chunk.training:
                 net.clear_spikes(o.population)  # keep only the scoring window's spikes in memory
                 last = 0
             else:
                 last = n_events
-            course.trace["t_s"].append(t_now)
+            course.trace["t_s"].append(chunk.t_end_s)
             course.trace["rate"].append(rate)
             for ct in net.plastic:
                 course.trace[f"w_mean_{ct}"].append(self.mean_abs(net.sample_weights(ct)))
-            if not math.isfinite(rate) or band.outside(rate, seconds):
-                course.blew_up_at_s, course.rate_at_blowup = t_now, rate
+            if not math.isfinite(rate) or band.outside(rate, chunk.seconds):
+                course.blew_up_at_s, course.rate_at_blowup = chunk.t_end_s, rate
                 break
             if time.perf_counter() - started > o.max_wall_s:
                 course.timed_out = True

@@ -35,8 +35,7 @@ def nothing_pruned_warnings(summary: dict) -> list[str]:
     keeps none (every rule then removes every synapse, and their errors are all the same)."""
     if summary["synapses"] == 0:
         return ["the network has no synapse (nonzero weight off the diagonal): there is nothing to prune"]
-    kept = {rule: m["kept"] for rule, m in summary["rules"].items()}
-    if not any(kept.values()):
+    if not any(m["kept"] for m in summary["rules"].values()):
         return [f"keeping {summary['kept_fraction']:g} of {summary['synapses']} synapses keeps none: every rule "
                 "removes every synapse, so the rules cannot be told apart (--keep more, or a larger network)"]
     return []
