@@ -30,6 +30,7 @@ import dataclasses
 import math
 import pickle
 import sys
+import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -44,10 +45,10 @@ from .networks import draw_trials
 from .objectives import aggregate_trials, interval_penalty
 from .parallel import Transport, together
 from .search import SearchProblem, build_module, run_loop, search_space
-from .store import RunStore, StoreError
+from .store import DB_NAME, RunStore, StoreError
 from .strategies import Budget
 from .strategies.filter import Filter, inside, require_sbi, round_constraints
-from .tasks import Candidate, Evaluation, Task
+from .tasks import FAILURES, Candidate, Evaluation, Task
 
 NUISANCE_STREAM = 0x6E75  # keeps the nuisance's random stream apart from the trials'
 RECHECK_STREAM = 0x7265  # fresh seeds for the re-check, apart from every round's
@@ -260,49 +261,93 @@ def recheck(run_dir: str | Path, n_trials: int = 2, *, comm=None, limit: int | N
     """Simulate the accepted rules of ``run_dir`` again, each on ``n_trials`` fresh trials (new NEST
     seeds, new nuisance draws, the experiment's trial ranges), and judge them by the same bounds
     (mean over the fresh trials); at most ``limit`` rules (the first ones). MPI-parallel like a
-    run; rank 0 returns the :class:`Recheck`."""
+    run; rank 0 returns the :class:`Recheck`.
 
+    Every simulation is kept in ``run_dir/recheck`` (a store of its own) as it ends, so a re-check
+    that was cut short goes on where it stopped when called again; one with more trials or a
+    higher ``limit`` simulates only what is new."""
+
+    run_dir = Path(run_dir)
     transport = Transport(comm)
     say = progress if progress is not None and transport.is_root else (lambda line: None)
 
     def load():
         store = RunStore.open(run_dir, read_only=True)
         try:
-            return run_experiment(store.experiment(), run_dir)
+            return store.experiment(), run_experiment(store.experiment(), run_dir)
         finally:
             store.close()
 
-    exp = together(comm, load)
+    recorded, exp = together(comm, load)
     fam = family(run_dir) if transport.is_root else None
     rows = fam.rows[:limit] if fam is not None else []
-    module = together(comm, lambda: build_module(exp, quiet=not transport.is_root))
-    problem = FilterProblem(exp, Evaluator(exp, module, rank=transport.rank,
-                                           comm=comm if transport.mode == "network" else None))
-    if transport.is_worker:
-        transport.serve(problem.evaluate)
-        return None
-    spec = dataclasses.replace(exp.trials, n=n_trials)
-    tasks = []
-    for k, row in enumerate(rows):
-        trials = draw_trials(spec, np.random.SeedSequence([exp.seed, RECHECK_STREAM, k]))
-        tasks += [Task(-1, k, problem.with_nuisance(t, -1, k, RECHECK_STREAM), tuple(row["theta"])) for t in trials]
-    tasks = transport.share(tasks)
-    say(f"re-check: {len(rows)} accepted rules x {n_trials} fresh trials")
-    done, every = [0], max(1, len(tasks) // 10)
+    store = together(comm, lambda: open_recheck(run_dir, recorded, exp.seed) if transport.is_root else None)
+    try:
+        module = together(comm, lambda: build_module(exp, quiet=not transport.is_root))
+        problem = FilterProblem(exp, Evaluator(exp, module, rank=transport.rank,
+                                               comm=comm if transport.mode == "network" else None))
+        if transport.is_worker:
+            transport.serve(problem.evaluate)
+            return None
+        kept = {} if store is None else {(e.generation, e.candidate, e.trial): e for e in store.evaluations()
+                                         if e.status not in FAILURES}  # a failure is tried again
+        spec = dataclasses.replace(exp.trials, n=n_trials)
+        tasks, reused = [], []
+        for k, row in enumerate(rows):
+            # the trials come from the rule's place in the family (k); the store keys by the rule
+            # itself (its round and candidate), and a kept simulation counts only on the same seed
+            trials = draw_trials(spec, np.random.SeedSequence([exp.seed, RECHECK_STREAM, k]))
+            for t in trials:
+                task = Task(row["round"], row["candidate"], problem.with_nuisance(t, -1, k, RECHECK_STREAM),
+                            tuple(row["theta"]))
+                old = kept.get((task.generation, task.candidate, t.index))
+                if old is not None and old.seed == t.seed and tuple(old.theta) == task.theta:
+                    reused.append(old)
+                else:
+                    tasks.append(task)
+        tasks = transport.share(tasks)
+        say(f"re-check: {len(rows)} accepted rules x {n_trials} fresh trials"
+            + (f", {len(tasks)} to simulate ({len(reused)} kept from an earlier re-check in {run_dir / RECHECK_DIR})"
+               if reused else ""))
+        done, every = [0], max(1, len(tasks) // 10)
 
-    def arrived(evaluation: Evaluation) -> None:  # a line per tenth: a long re-check is not silent
-        done[0] += 1
-        if done[0] % every == 0 or done[0] == len(tasks):
-            say(f"  {done[0]} of {len(tasks)} simulations")
+        def arrived(evaluation: Evaluation) -> None:
+            store.record_evaluation(evaluation, replace=True, commit=False)  # replace: a failure tried again
+            done[0] += 1
+            if done[0] % every == 0 or done[0] == len(tasks):  # a line per tenth: a long re-check is not silent
+                say(f"  {done[0]} of {len(tasks)} simulations")
 
-    results = transport.map(tasks, problem.evaluate, arrived)
-    transport.close()
+        results = transport.map(tasks, problem.evaluate, arrived,
+                                flush=store.commit if store is not None else (lambda: None))
+        transport.close()
+    finally:
+        if store is not None:
+            store.close()  # what arrived is kept, however this ends
     if not transport.is_root:
         return None
-    by_rule = [[e for e in results if e.candidate == k] for k in range(len(rows))]
+    by_candidate: dict[tuple[int, int], list[Evaluation]] = {}
+    for e in results + reused:
+        by_candidate.setdefault((e.generation, e.candidate), []).append(e)
+    by_rule = [sorted(by_candidate.get((row["round"], row["candidate"]), []), key=lambda e: e.trial) for row in rows]
     passed = [inside(candidate_features(es), fam.constraints) for es in by_rule]
     return Recheck(family=dataclasses.replace(fam, rows=rows, traces=fam.traces[:len(rows)]), passed=passed,
                    evaluations=by_rule)
+
+
+RECHECK_DIR = "recheck"  # inside the run: the re-check's own store
+
+
+def open_recheck(run_dir: Path, experiment: dict, seed: int) -> RunStore:
+    """The store of ``run_dir``'s re-check: the one an earlier re-check left, or a new one."""
+    where = run_dir / RECHECK_DIR
+    if not (where / DB_NAME).is_file():
+        return RunStore.create(where, experiment, seed, meta={"kind": "recheck", "of": str(run_dir), "started": time.time()})
+    store = RunStore.open(where)
+    if store.experiment() != experiment:  # e.g. a new run made in a folder that held another one
+        store.close()
+        raise StoreError(f"{where} holds the re-check of another experiment than {run_dir}'s: move it away "
+                         "(or delete it) to re-check this run")
+    return store
 
 
 def is_filter_run(run_dir: str | Path) -> bool:
@@ -315,5 +360,5 @@ def is_filter_run(run_dir: str | Path) -> bool:
         store.close()
 
 
-__all__ = ["FilterProblem", "Family", "Recheck", "run_filter", "family", "recheck", "new_filter",
+__all__ = ["FilterProblem", "Family", "Recheck", "run_filter", "family", "recheck", "open_recheck", "new_filter",
            "candidate_features", "candidate_loss", "is_filter_run"]

@@ -6,6 +6,7 @@ store keeps exactly the subset that tighter bounds allow, and bad constraints ar
 import importlib.util
 import math
 import pickle
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -336,12 +337,54 @@ def test_run_filter_on_nest_stores_a_family_and_rechecks_it(tiny_run, capsys):
     assert process.stdout.readline().startswith("re-check:")
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=120)
-    assert process.returncode == 130 and "the re-check of" in err and "keeps nothing" in err, err
+    assert process.returncode == 130 and "the re-check of" in err and "run the same command again" in err, err
     # nestplast report on a filter run shows the family, not a search summary
     from nestplast.commands.report import main as report
 
     assert report([str(out), "--no-plots"]) == 0
     assert "accepted rules" in capsys.readouterr().out
+
+
+@needs_sbi
+@pytest.mark.nest
+def test_a_recheck_cut_short_goes_on_where_it_stopped(tiny_run, tmp_path, capsys):
+    """Ctrl-C after the first simulation keeps it; the same call again simulates only the rest, and
+    its verdicts and metrics are those of a re-check never cut short; more trials add only the new."""
+    from nestplast.families import RECHECK_DIR, family, recheck
+
+    _, out = tiny_run
+    runs = {name: tmp_path / name for name in ("cut", "whole")}
+    for run in runs.values():
+        shutil.copytree(out, run, ignore=shutil.ignore_patterns(RECHECK_DIR, "*.lock", "recheck.csv"))
+    n = min(2, len(family(out).rows))
+
+    def stop_after_the_first(line: str) -> None:
+        if line.startswith("  1 of"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        recheck(runs["cut"], n_trials=2, limit=n, progress=stop_after_the_first)
+    assert len(rows_of(runs["cut"] / RECHECK_DIR)) == 1
+    lines = []
+    resumed = recheck(runs["cut"], n_trials=2, limit=n, progress=lines.append)
+    assert f", {2 * n - 1} to simulate (1 kept from an earlier re-check" in lines[0]
+    assert lines[-1] == f"  {2 * n - 1} of {2 * n - 1} simulations"
+    whole = recheck(runs["whole"], n_trials=2, limit=n)
+
+    def seen(result):
+        return [[(e.trial, e.seed, e.status, e.loss, e.metrics.get("rate_e")) for e in es] for es in result.evaluations]
+
+    assert resumed.passed == whole.passed and seen(resumed) == seen(whole)
+    assert [len(es) for es in resumed.evaluations] == [2] * n
+    lines = []
+    more = recheck(runs["cut"], n_trials=3, limit=n, progress=lines.append)
+    assert f", {n} to simulate ({2 * n} kept" in lines[0] and [len(es) for es in more.evaluations] == [3] * n
+    assert [es[:2] for es in seen(more)] == seen(whole)
+    # its store is no run to report on: the report names the re-check's table instead
+    from nestplast.commands.report import main as report
+
+    assert report([str(runs["cut"] / RECHECK_DIR), "--no-plots"]) == 2
+    assert "re-check" in capsys.readouterr().err
 
 
 @needs_sbi

@@ -8,7 +8,8 @@ MPI-parallel under ``mpiexec``/``srun``.
 
 ``NEW.toml`` holds a ``[constraints]`` table (``cv_isi = [0.9, 1e9]``): bounds that replace or add to
 the run's last round's. Results: ``family.csv``, ``acceptance.csv`` and plots in RUN_DIR (``--apply``:
-in RUN_DIR/refiltered-NEW, or ``--out``; ``--recheck``: ``recheck.csv``).
+in RUN_DIR/refiltered-NEW, or ``--out``; ``--recheck``: ``recheck.csv``, its simulations kept in
+RUN_DIR/recheck as they end, so that the same command goes on after a Ctrl-C).
 """
 
 from __future__ import annotations
@@ -141,9 +142,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     def interrupted() -> str:
-        if rechecking:  # not a run: nothing of it is stored before it ends
-            return (f"the re-check of {rechecking[0]} was cut short and keeps nothing (it writes recheck.csv when it "
-                    "ends): run it again, with --limit N to re-check only the first N rules")
+        if rechecking:
+            from ..families import RECHECK_DIR
+
+            return (f"the re-check of {rechecking[0]} was cut short; the simulations it finished are kept in "
+                    f"{rechecking[0] / RECHECK_DIR}: run the same command again to go on (it writes recheck.csv when it ends)")
         return resume_hint(out_dir[0], "python -m nestplast filter", "round", "simulation") if out_dir else "nothing was started"
 
     return run_mpi_command(run, argv, comm, interrupted=interrupted)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -41,8 +42,15 @@ def _report(argv: Sequence[str] | None) -> int:
     args = parser().parse_args(argv)
     if args.run_dir.name == DB_NAME and args.run_dir.is_file():  # the run's database named instead of its folder
         args.run_dir = args.run_dir.parent
-    if _kind(args.run_dir) == "infer":
+    kind = _kind(args.run_dir)
+    if kind == "infer":
         return _report_fit(args)
+    if kind == "recheck":  # its simulations' losses are the search's scores, not the filter's verdict
+        from ..errors import UserError
+
+        raise UserError(f"{args.run_dir} holds the simulations of a filter run's re-check: its verdicts are in "
+                        f"{args.run_dir.parent / 'recheck.csv'} (python -m nestplast filter {shlex.quote(str(args.run_dir.parent))} "
+                        "--recheck N writes it, from these simulations where it can)")
     if not args.json and _is_filter_run(args.run_dir):  # a family of rules: its tables and plots
         from .filter import report
 
