@@ -192,6 +192,9 @@ class SearchSpec:
     target_loss: float | None = option(None, "stop once a candidate's loss is at most this (pycma ftarget)",
                                        resumable=True)
     evaluate_mean: bool = option(True, "also evaluate the distribution's mean every generation (for the record)")
+    cma_options: dict[str, Any] = option({}, "further pycma options (cma.CMAOptions(), e.g. { tolfun = 1e-3, "
+                                             "CMA_diagonal = true }); not those the keys above set (popsize, "
+                                             "maxiter, ...)")
     threads: int = option(1, "NEST threads per rank (ranks x threads = cores); changes the random streams",
                           AT_LEAST_1)
     # Faster (about 1.4x on 2 ranks), but NEST 3.10 then carries state from one simulation to the
@@ -497,6 +500,15 @@ def validate(exp: Experiment) -> Experiment:
         _require(metric in FSBI_CONSTRAINTS, f"objective.constraints.{metric}",
                  f"a metric from {', '.join(sorted(FSBI_CONSTRAINTS))}", metric)
     _require(o.target_rate is not None or o.constraints, "objective", "a target_rate or some constraints", None)
+    if exp.search.cma_options:
+        _require(exp.search.strategy == "cmaes", "search.cma_options", "no options unless search.strategy = 'cmaes'",
+                 exp.search.cma_options)
+        from .search import new_strategy
+
+        try:  # the names, and the values as pycma checks them when it starts (some only in its first tell)
+            new_strategy(exp)
+        except ValueError as err:
+            raise ExperimentError(f"search.cma_options: {err}") from None
     return exp
 
 

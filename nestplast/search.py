@@ -84,8 +84,9 @@ def budget(exp: Experiment) -> Budget:
 
 def new_strategy(exp: Experiment) -> Strategy:
     s = exp.search
+    options = {"cma_options": s.cma_options} if s.strategy == "cmaes" else {}
     return make_strategy(s.strategy, search_space(exp), budget(exp), population_size=s.population_size, seed=exp.seed,
-                         sigma0=s.sigma0, evaluate_mean=s.evaluate_mean)
+                         sigma0=s.sigma0, evaluate_mean=s.evaluate_mean, **options)
 
 
 def check_resumable(stored: dict, exp: Experiment, where: Path) -> None:

@@ -89,6 +89,25 @@ def test_the_evaluated_mean_stays_inside_the_box():
     assert outside > 0, "the mean never left the box: the test shows nothing"
 
 
+def test_pycma_options_reach_pycma_and_its_stop():
+    """``cma_options``: a loosened criterion of pycma's own ends the run, by its name, before the
+    default one would; the options are in pycma's, evaluated as pycma evaluates them."""
+
+    def converge(**options):
+        strategy = make_strategy("cmaes", SPACE, Budget(max_generations=200), population_size=6, seed=3, **options)
+        sphere = Sphere()
+        while strategy.stop() is None:
+            candidates = strategy.ask()
+            strategy.tell(candidates, [sphere.evaluate(Task(0, c.index, Trial(0, 0), c.theta)).loss for c in candidates])
+        return strategy
+
+    default, loose = converge(), converge(cma_options={"tolfun": 0.05, "CMA_diagonal": True})
+    assert loose.stop() == {"tolfun": 0.05} and loose.generation < default.generation
+    assert loose.es.opts["CMA_diagonal"] is True
+    assert make_strategy("cmaes", SPACE, Budget(max_generations=5), population_size=6, seed=3,
+                         cma_options={"tolx": "1e-3 * N"}).es.opts["tolx"] == pytest.approx(3e-3)  # N = 3 parameters
+
+
 def test_cmaes_searches_a_single_parameter():
     """One searched parameter (e.g. a rule without its forgetting term): pycma's per-coordinate
     scaling fails in 1-D, so the strategy gives it one sigma instead."""

@@ -71,6 +71,15 @@ def test_default_layout_is_the_doublet_rule_on_ie():
     ("[objective]\nt_train = inf\n", ["objective.t_train", "positive number of seconds", "inf"]),
     ("[search]\ntarget_loss = nan\n", ["search.target_loss", "number", "nan"]),
     ("[network]\nw_max = { IE = inf }\n", ["network.w_max", "positive magnitudes"]),
+    # pycma's own options: refused before the run if pycma does not know them, takes them from
+    # another key, cannot evaluate them, or would fail on them only in its first tell
+    ("[search]\ncma_options = { tolfunn = 1e-3 }\n", ["search.cma_options: tolfunn", "did you mean tolfun?"]),
+    ("[search]\ncma_options = { popsize = 20 }\n", ["search.cma_options: popsize", "search.population_size"]),
+    ("[search]\ncma_options = { maxiter = 20 }\n", ["search.cma_options: maxiter", "search.max_generations"]),
+    ("[search]\ncma_options = { typical_x = [1, 2] }\n", ["search.cma_options: typical_x", "a number, true/false"]),
+    ("[search]\ncma_options = { CMA_elitist = 'yes' }\n", ["search.cma_options", "not a safe string"]),
+    ("[search]\ncma_options = { CMA_mu = 100 }\n", ["search.cma_options", "could not run a generation", "mu=100"]),
+    ("[search]\nstrategy = 'prior'\ncma_options = { tolfun = 1e-3 }\n", ["search.cma_options", "strategy = 'cmaes'"]),
 ])
 def test_bad_files_name_the_key(tmp_path, text, fragments):
     path = write(tmp_path, text)

@@ -95,12 +95,13 @@ def generation_seed(seed: int, generation: int) -> int:
 def make_strategy(name: str, space: SearchSpace, budget: Budget, *, population_size: int, seed: int,
                   sigma0: float = 0.3, evaluate_mean: bool = True, **options) -> Strategy:
     """The strategy called ``name`` (see :data:`STRATEGIES`); ``options`` go to the filter
-    (``constraints``, ``schedule``, ``max_epochs``, ``restrict``)."""
+    (``constraints``, ``schedule``, ``max_epochs``, ``restrict``), or to CMA-ES (``cma_options``:
+    pycma's own)."""
     if name == "cmaes":
         from .cmaes import CMAES
 
         return CMAES(space, budget, population_size=population_size, seed=seed, sigma0=sigma0,
-                     evaluate_mean=evaluate_mean)
+                     evaluate_mean=evaluate_mean, cma_options=options.get("cma_options"))
     if name == "prior":
         from .prior import PriorSampling
 

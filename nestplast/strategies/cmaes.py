@@ -2,19 +2,51 @@
 
 The run's limits map onto pycma's own options (``max_generations`` -> ``maxiter``,
 ``max_evaluations`` -> ``maxfevals``, ``max_wall_s`` -> ``timeout``, ``target_loss`` ->
-``ftarget``), and :meth:`CMAES.stop` is pycma's ``es.stop()``: its dictionary (pycma's own
-criteria such as ``tolfun`` or ``tolflatfitness`` included) is the run's stop reason.
+``ftarget``), any other pycma option can be given (``search.cma_options``), and
+:meth:`CMAES.stop` is pycma's ``es.stop()``: its dictionary (pycma's own criteria such as
+``tolfun`` or ``tolflatfitness`` included) is the run's stop reason.
 """
 
 from __future__ import annotations
 
+import copy
 import math
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
 
 from ..tasks import Candidate
 from . import Budget, SearchSpace, generation_seed
+
+# The pycma options that the experiment's own keys or nestplast set: cma_options may not set them.
+OWNED_OPTIONS = {
+    "bounds": "the rule's parameter bounds", "CMA_stds": "search.sigma0", "maxstd_boundrange": "search.sigma0",
+    "popsize": "search.population_size", "seed": "seed", "maxiter": "search.max_generations",
+    "maxfevals": "search.max_evaluations", "timeout": "search.max_wall_s", "ftarget": "search.target_loss",
+    "randn": "nestplast (a sampler that a resumed run continues exactly)",
+    "verbose": "nestplast (pycma's output is off; the run's progress lines and store say what it does)",
+}
+
+
+def check_cma_options(options: dict) -> None:
+    """Refuse (ValueError starting with the option's name) an option pycma does not know, one of
+    :data:`OWNED_OPTIONS`, or a value that is not a number, true/false or a string."""
+    import difflib
+
+    import cma
+
+    known = cma.CMAOptions()
+    for name, value in options.items():
+        if name in OWNED_OPTIONS:
+            raise ValueError(f"{name}: set by {OWNED_OPTIONS[name]}, not here")
+        if not isinstance(value, (int, float, bool, str)):  # per-parameter lists would be in search coordinates
+            raise ValueError(f"{name}: expected a number, true/false or a string pycma evaluates (e.g. '1e-3 * N'), "
+                             f"got {value!r}")
+        if name not in known:
+            close = difflib.get_close_matches(name, list(known), n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ValueError(f"{name}: not an option of pycma {cma.__version__}{hint}; cma.CMAOptions() lists them")
 
 
 class SeededNormal:
@@ -41,8 +73,10 @@ class CMAES:
     step, shows_loss = "gen", True  # the progress line's words (see Strategy)
 
     def __init__(self, space: SearchSpace, budget: Budget, *, population_size: int, seed: int,
-                 sigma0: float = 0.3, evaluate_mean: bool = True):
+                 sigma0: float = 0.3, evaluate_mean: bool = True, cma_options: dict | None = None):
         import cma
+
+        check_cma_options(cma_options or {})
 
         low, high = space.search_bounds()
         stds = (high - low) * sigma0
@@ -56,11 +90,36 @@ class CMAES:
             # has no effect, e.g. a learning rate of 0) ends the run at once: more of them cannot help.
             "tolflatfitness": 0,
             **self._limits(budget),
+            **(cma_options or {}),
         }
         self.space, self.seed, self.evaluate_mean, self.budget = space, seed, evaluate_mean, budget
         sigma = 1.0 if space.size > 1 else float(stds[0])
-        self.es = cma.CMAEvolutionStrategy(space.to_search(space.start).tolist(), sigma, options)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                self.es = cma.CMAEvolutionStrategy(space.to_search(space.start).tolist(), sigma, options)
+            except Exception as err:  # pycma evaluates its options here: a value it cannot use
+                if not cma_options:
+                    raise
+                raise ValueError(f"pycma could not start with {cma_options}: {type(err).__name__}: {err}") from err
+        for warning in caught:
+            # a string pycma will not evaluate stays a string (CMA_elitist = "abc" would be true)
+            if cma_options and "is not a safe string" in str(warning.message):
+                raise ValueError(f"pycma could not evaluate a value of {cma_options}: {warning.message}")
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+        if cma_options:
+            self._try_a_generation(cma_options)
         self._asked: list[np.ndarray] = []
+
+    def _try_a_generation(self, cma_options: dict) -> None:
+        """pycma checks some options only in ``tell`` (``CMA_mu`` above the population): one
+        generation on a copy finds them before anything is simulated."""
+        trial = copy.deepcopy(self.es)
+        try:
+            points = trial.ask()
+            trial.tell(points, [float(k) for k in range(len(points))])
+        except Exception as err:
+            raise ValueError(f"pycma could not run a generation with {cma_options}: {type(err).__name__}: {err}") from err
 
     @staticmethod
     def _limits(budget: Budget) -> dict:
