@@ -341,6 +341,11 @@ def open_recheck(run_dir: Path, experiment: dict, seed: int) -> RunStore:
     """The store of ``run_dir``'s re-check: the one an earlier re-check left, or a new one."""
     where = run_dir / RECHECK_DIR
     if not (where / DB_NAME).is_file():
+        try:
+            where.mkdir(exist_ok=True)
+        except OSError as err:
+            raise StoreError(f"{where} cannot be made ({err.strerror}): the re-check keeps its simulations there; "
+                             "copy the run somewhere writable") from None
         return RunStore.create(where, experiment, seed, meta={"kind": "recheck", "of": str(run_dir), "started": time.time()})
     store = RunStore.open(where)
     if store.experiment() != experiment:  # e.g. a new run made in a folder that held another one

@@ -20,7 +20,7 @@ from nestplast import engine, experiment
 from nestplast.families import candidate_features, candidate_loss
 from nestplast.kernel import nest_has_mpi
 from nestplast.parallel import Transport
-from nestplast.store import RunStore
+from nestplast.store import RunStore, StoreError
 from nestplast.strategies import Budget, SearchSpace, make_strategy
 from nestplast.strategies.filter import round_constraints
 from nestplast.tasks import Evaluation, Task
@@ -380,6 +380,11 @@ def test_a_recheck_cut_short_goes_on_where_it_stopped(tiny_run, tmp_path, capsys
     more = recheck(runs["cut"], n_trials=3, limit=n, progress=lines.append)
     assert f", {n} to simulate ({2 * n} kept" in lines[0] and [len(es) for es in more.evaluations] == [3] * n
     assert [es[:2] for es in seen(more)] == seen(whole)
+    # where its store cannot be made (here a file in the way; a read-only copy of a run alike): a message
+    (runs["whole"] / RECHECK_DIR).rename(tmp_path / "moved")
+    (runs["whole"] / RECHECK_DIR).write_text("")
+    with pytest.raises(StoreError, match="cannot be made .*copy the run somewhere writable"):
+        recheck(runs["whole"], n_trials=1, limit=1)
     # its store is no run to report on: the report names the re-check's table instead
     from nestplast.commands.report import main as report
 
