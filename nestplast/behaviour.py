@@ -21,15 +21,17 @@ same trials and blocks: the fit simulates all animals in lock-step (:mod:`nestpl
 
 from __future__ import annotations
 
+import difflib
 import os
-import zipfile
 from dataclasses import dataclass
 
 import numpy as np
 
 from .errors import UserError
+from .recording import read_npz
 
 FIELDS = ("animal", "trial", "block", "offered", "choice", "reward")
+OPTIONAL = ("p_reward", "description")
 
 
 class BehaviourError(UserError):
@@ -71,11 +73,9 @@ def save(data: Behaviour, path: str | os.PathLike) -> None:
 
 def load(path: str | os.PathLike) -> Behaviour:
     """Read and validate a behaviour file (:class:`BehaviourError` names what is wrong)."""
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            values = {key: npz[key] for key in npz.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
-        raise BehaviourError(f"{path}: not a readable .npz file ({err})") from None
+    values = read_npz(path, BehaviourError, "choices and rewards (README 'Inference from behaviour'): "
+                                            "np.savez(path, animal=..., trial=..., block=..., offered=..., choice=..., "
+                                            "reward=...)")
     return validate(values, str(path))
 
 
@@ -83,6 +83,12 @@ def validate(values: dict, source: str = "<behaviour>") -> Behaviour:
     def fail(field: str, what: str):
         raise BehaviourError(f"{source}: {field}: {what}")
 
+    # an unknown key is refused, not ignored: a misspelt optional field (p_rewards) would
+    # otherwise silently change the model's task
+    allowed = (*FIELDS, *OPTIONAL)
+    for key in sorted(set(values) - set(allowed)):
+        close = difflib.get_close_matches(key, allowed, n=1)
+        fail(key, f"unknown field; {f'did you mean {close[0]!r}? ' if close else ''}allowed: {', '.join(allowed)}")
     for name in FIELDS:
         if name not in values:
             fail(name, "missing (a behaviour file has " + ", ".join(FIELDS) + ")")

@@ -17,19 +17,21 @@ R^2 and the % of deviance explained are measured there. ::
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 
 from . import __version__, engine
-from .parallel import Transport
-from .recording import Recording, RecordingError
+from .parallel import Transport, together
+from .recording import Recording, RecordingError, check_time_unit
 from .rules import Rule, get_rule
-from .store import RunStore
+from .store import RunStore, as_stored
 from .strategies import Budget, SearchSpace, make_strategy
 from .tasks import Candidate, Evaluation, Task
 from .trajectories import ClampedTrajectories
@@ -68,14 +70,34 @@ def segments(n_samples: int, n_segments: int) -> list[Segment]:
     return [Segment(i, int(a), int(b)) for i, (a, b) in enumerate(zip(edges[:-1], edges[1:])) if b > a]
 
 
+def check_weight_range(recording: Recording, params: Mapping[str, float]) -> None:
+    """Refuse recorded weights outside the rule's ``[|Wmin|, |Wmax|]``: the rule clips every weight
+    into that range at its first update, so a fit to weights beyond it (``Wmax`` left at the
+    rule's default below the data's weights, or weights in other units) could only come out wrong."""
+    w_low, w_high = abs(params.get("Wmin", 0.0)), abs(params.get("Wmax", math.inf))
+    magnitudes = np.abs(recording.weights)
+    if magnitudes.max() > w_high or magnitudes.min() < w_low:
+        raise RecordingError(
+            f"weights: recorded |weights| range over [{magnitudes.min():g}, {magnitudes.max():g}], outside the rule's "
+            f"[|Wmin|, |Wmax|] = [{w_low:g}, {w_high:g}], into which it clips every weight; set Wmax (and Wmin) to "
+            f"hold the recorded weights, e.g. --fixed Wmax={_roomy(magnitudes.max())}")
+
+
+def _roomy(value: float) -> str:
+    """A power of ten at least twice ``value``, for suggestions."""
+    return f"{10.0 ** math.ceil(math.log10(max(2.0 * value, 1e-300))):g}"
+
+
 class ClampedFit:
     """The engine's problem: a candidate's loss over the fit segments (one task per segment)."""
 
     def __init__(self, recording: Recording, rule: Rule, fixed: Mapping[str, float], *, delay: float,
                  fit_segments: Sequence[Segment], l1: float = 0.0):
         if not recording.has_weights:
-            raise RecordingError("weights: the recording has no sampled weights to fit")
+            raise RecordingError("weights: the recording has no sampled weights to fit (weight_synapses, weight_times, "
+                                 "weights); the clamped mode fits weights, the closed mode (--mode closed) spikes")
         self.recording, self.rule, self.fixed, self.delay, self.l1 = recording, rule, dict(fixed), delay, l1
+        check_weight_range(recording, self.params(np.zeros(len(rule.names))))
         self.fit_segments = list(fit_segments)
         self.rank = 0  # the MPI rank this copy evaluates on, for the record
         self._models: dict[int, ClampedTrajectories] = {}
@@ -157,6 +179,8 @@ class Fit:
     bootstrap: list[list[float]] = field(default_factory=list)
     intervals_from: str = "bootstrap over segments, each draw refitted"
     unidentified: list[str] = field(default_factory=list)  # coefficients the data do not constrain at all
+    at_bound: list[str] = field(default_factory=list)  # coefficients stopped at an end of their search range
+    warnings: list[str] = field(default_factory=list)  # why the numbers above may not mean what they seem
 
     def nest_params(self) -> dict[str, float]:
         """The fitted rule's settings for ``nest.CopyModel`` (``Wmax`` with the sign of your weights)."""
@@ -197,10 +221,15 @@ def fit(recording: Recording, choice: RuleChoice, fixed: Mapping[str, float], *,
     from scipy.optimize import minimize
 
     rule = choice.rule()
+    check_time_unit(recording)
+    problem = ClampedFit(recording, rule, fixed, delay=delay, fit_segments=[], l1=l1)  # checks the weights first
     all_segments = segments(recording.weight_times.size, n_segments)
     held = [s for s in all_segments if hold_out and s.index % hold_out == hold_out - 1] if len(all_segments) > 1 else []
     fitted = [s for s in all_segments if s not in held]
-    problem = ClampedFit(recording, rule, fixed, delay=delay, fit_segments=fitted, l1=l1)
+    if not fitted:
+        raise RecordingError(f"hold_out = {hold_out} holds out every one of the {len(all_segments)} segments, leaving "
+                             f"none to fit; hold out every 2nd or later segment, or none (0)")
+    problem.fit_segments = fitted
     outcome, out = _search(problem, rule, choice, fixed, {"mode": "clamped", "delay": delay, "n_segments": n_segments,
                                                           "hold_out": hold_out, "l1": l1},
                            recording, population_size, max_generations, seed, out, resume, comm, progress, restarts)
@@ -215,7 +244,9 @@ def fit(recording: Recording, choice: RuleChoice, fixed: Mapping[str, float], *,
     # bootstrap over the fit segments: refit on resampled segments, starting from the fit
     rng = np.random.default_rng([seed, 7])
     draws = []
-    for _ in range(n_bootstrap):
+    # one segment resampled is always itself: its "interval" would have zero width whatever the
+    # data's noise, so there is none (NaN), and a warning says why
+    for _ in range(n_bootstrap if len(fitted) > 1 else 0):
         counts = np.bincount(rng.integers(0, len(fitted), len(fitted)), minlength=len(fitted))
         # looser than the polish: a refit only has to find the resampled minimum to well within the
         # interval's width, and noisy data would otherwise run every refit to its evaluation limit
@@ -234,9 +265,12 @@ def fit(recording: Recording, choice: RuleChoice, fixed: Mapping[str, float], *,
     def explained(segs):
         if not segs:
             return math.nan, math.nan
-        e = np.array([problem.errors(theta, s) for s in segs])
-        with np.errstate(divide="ignore", invalid="ignore"):  # weights that never change: nothing to explain
-            return 100.0 * (1.0 - e[:, 0].sum() / e[:, 1].sum()), 1.0 - e[:, 0].sum() / e[:, 2].sum()
+        sse, sse_zero, sst = np.array([problem.errors(theta, s) for s in segs]).sum(axis=0)
+        # weights that never change leave nothing to explain: NaN, not -inf % or R^2 = -3e9
+        # (sst, a sum around the mean, need not be exactly 0 then: test the exact sse_zero)
+        if not sse_zero > 0:
+            return math.nan, math.nan
+        return 100.0 * (1.0 - sse / sse_zero), 1.0 - sse / sst if sst > 0 else math.nan
 
     deviance_fit, _ = explained(fitted)
     deviance_held, r2_held = explained(held)
@@ -245,8 +279,46 @@ def fit(recording: Recording, choice: RuleChoice, fixed: Mapping[str, float], *,
                  loss=float(objective(theta)), r2_held_out=float(r2_held), deviance_explained_held_out=float(deviance_held),
                  deviance_explained_fit=float(deviance_fit), stop=outcome.stop, bootstrap=draws,
                  unidentified=[rule.names[i] for i in unconstrained(objective, theta, bounds)])
+    result.at_bound = at_bounds(rule, theta, result.unidentified)
+    result.warnings = fit_warnings(result, n_fitted=len(fitted), n_held=len(held), n_bootstrap=n_bootstrap,
+                                   what="segments")
     (Path(out) / "fit.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
     return result
+
+
+def at_bounds(rule: Rule, theta: Sequence[float], skip: Sequence[str] = ()) -> list[str]:
+    """The coefficients (but ``skip``) that ended at an end of their search range: the best value
+    may lie beyond it, and a bootstrap that cannot cross the bound makes the interval look narrow."""
+    names = []
+    for p, value in zip(rule.parameters, theta):
+        near = 1e-6 * (p.high - p.low)
+        if p.name not in skip and (value <= p.low + near or value >= p.high - near):
+            names.append(p.name)
+    return names
+
+
+def fit_warnings(result: Fit, *, n_fitted: int, n_held: int, n_bootstrap: int, what: str) -> list[str]:
+    """What a reader of ``result`` must know before trusting it, one sentence each (printed by the
+    command, kept in fit.json): coefficients at their search bounds, intervals that could not be
+    computed, measures that are undefined, a rule worse than no plasticity on held-out data."""
+    warnings = []
+    if result.at_bound:
+        ranges = ", ".join(result.at_bound)
+        warnings.append(f"{ranges} stopped at the end of the search range (the rule's bounds): the best value may lie "
+                        f"beyond, and its interval is cut there; rescale eta with --fixed so the coefficients fall "
+                        f"inside, and check --fixed (Wmax, taus) and the units of the data")
+    if n_bootstrap and n_fitted < 2:
+        warnings.append(f"no meaningful intervals: the fit has {n_fitted} {what[:-1]}, and a bootstrap over one "
+                        f"{what[:-1]} cannot tell how uncertain the coefficients are; give more {what} (--segments) "
+                        f"or more sample times")
+    if n_held and math.isnan(result.deviance_explained_held_out):
+        warnings.append(f"the held-out {what} have nothing to explain (the all-zero rule fits them exactly, e.g. "
+                        f"weights that never change): no held-out measures")
+    elif n_held and result.deviance_explained_held_out < 0:
+        warnings.append(f"the fitted rule predicts the held-out {what} worse than no plasticity at all "
+                        f"({result.deviance_explained_held_out:.1f} % deviance explained): its coefficients do not "
+                        f"describe these data (check the mask, --fixed, --delay and the units of the data)")
+    return warnings
 
 
 def unconstrained(objective: Callable[[np.ndarray], float], theta: np.ndarray,
@@ -286,13 +358,15 @@ def _search(problem, rule: Rule, choice: RuleChoice, fixed, settings: dict, reco
         out = Path(tempfile.mkdtemp(prefix="nestplast-fit-")) if out is None else Path(out)
     best = None
     for k in range(restarts + 1):
-        store = strategy = None
+        open_store = lambda: None  # noqa: E731 (the other ranks' part: nothing)
         if transport.is_root:
-            folder = out if k == 0 else out / f"restart-{k}"
             spec = {"rule": choice.name, "mask": choice.mask, "fixed": dict(fixed), **settings, "seed": seed + k,
-                    "population_size": population_size * 2**k, "recording": recording.description}
-            store = (RunStore.open(folder) if resume and (folder / "results.sqlite").exists() else
-                     RunStore.create(folder, experiment=spec, seed=seed + k, meta={"nestplast": __version__, "kind": "infer"}))
+                    "population_size": population_size * 2**k, "recording": recording.description,
+                    "data_sha256": data_fingerprint(recording)}
+            open_store = functools.partial(_open_fit_store, out if k == 0 else out / f"restart-{k}", spec, resume)
+        # refused on every rank together: the workers would otherwise wait for tasks that never come
+        store, strategy = together(comm, open_store), None
+        if transport.is_root:
             last = store.last_complete_generation()
             if last is not None:
                 strategy = pickle.loads(store.load_optimizer(last))
@@ -306,6 +380,44 @@ def _search(problem, rule: Rule, choice: RuleChoice, fixed, settings: dict, reco
         if outcome is not None and (best is None or outcome.best_loss < best.best_loss):
             best = outcome
     return best, out
+
+
+def data_fingerprint(data) -> str:
+    """SHA-256 of every field of a dataclass of arrays (a Recording, behaviour data): a resumed
+    fit must continue on the data it started with."""
+    digest = hashlib.sha256()
+    for f in fields(data):
+        value = getattr(data, f.name)
+        if value is None:  # an optional field left out (an object array's bytes would be its address)
+            digest.update(f"{f.name}:None:".encode())
+            continue
+        value = np.ascontiguousarray(np.asarray(value))
+        digest.update(f"{f.name}:{value.dtype.str}:{value.shape}:".encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()
+
+
+def _open_fit_store(folder: Path, spec: dict, resume: bool) -> RunStore:
+    """A fit's store: the one to resume (once it is known to hold the same data and settings) or a new one."""
+    if resume and (folder / "results.sqlite").exists():
+        store = RunStore.open(folder)
+        _check_same_run(store, spec, folder)
+        return store
+    return RunStore.create(folder, experiment=spec, seed=spec["seed"], meta={"nestplast": __version__, "kind": "infer"})
+
+
+def _check_same_run(store: RunStore, spec: dict, folder: Path) -> None:
+    """Refuse to resume a run with other settings or data than it was started with: CMA-ES's saved
+    state would otherwise continue on another problem (a crash for another mask; silently mixed
+    results for other data). Keys a run of an older version did not record are not compared."""
+    stored, wanted = store.experiment(), as_stored(spec)
+    changed = [key for key in wanted if key in stored and stored[key] != wanted[key]]
+    if changed:
+        store.close()
+        what = "; ".join(f"{key}: {stored[key]!r} then, {wanted[key]!r} now" if key != "data_sha256" else
+                         "the data differ from the data it was started on" for key in changed)
+        raise RecordingError(f"{folder}: --resume continues a run with the same data and settings, but {what}; "
+                             f"choose another --out for a new fit")
 
 
 def _fit_closed(recording: Recording, choice: RuleChoice, fixed: Mapping[str, float], *, background, delay: float,
@@ -338,6 +450,9 @@ def _fit_closed(recording: Recording, choice: RuleChoice, fixed: Mapping[str, fl
                  deviance_explained_fit=measures["deviance_explained_fit"],
                  r2_activity_held_out=measures["r2_activity_held_out"], stop=outcome.stop, bootstrap=draws,
                  intervals_from="bootstrap over segments on quadratic surfaces of the simulated candidates")
+    result.at_bound = at_bounds(rule, theta)
+    result.warnings = fit_warnings(result, n_fitted=int(np.sum(~problem.held)), n_held=int(np.sum(problem.held)),
+                                   n_bootstrap=n_bootstrap, what="blocks")
     (Path(out) / "fit.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
     return result
 

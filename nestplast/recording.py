@@ -265,23 +265,66 @@ def save(recording: Recording, path: str | os.PathLike) -> None:
 
 def load(path: str | os.PathLike) -> Recording:
     """Read and check a recording written by :func:`save` or by ``numpy.savez`` with the schema's
-    keys. Raises :class:`RecordingError` naming the file and the field for anything malformed."""
+    keys. Raises :class:`RecordingError` naming the file and the field for anything malformed,
+    and for spike trains too fast to be in ms (:func:`check_time_unit`)."""
+    raw = read_npz(path, RecordingError, "a recording: build a Recording from your arrays in Python "
+                                         "(README 'Recordings') and save it")
+    recording = Recording(**validate(raw, source=str(path)))  # checked first to name the file; the constructor re-checks
+    check_time_unit(recording, source=str(path))
+    return recording
+
+
+def read_npz(path: str | os.PathLike, error: type[UserError], what: str) -> dict[str, np.ndarray]:
+    """Every array of the ``.npz`` archive at ``path``; ``error`` (naming the file) for anything
+    that is not one. ``what`` says what the archive should hold and how to make one: numpy's own
+    message for a CSV or text file is about pickles, which tells a user nothing."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(6)
+    except FileNotFoundError:
+        raise error(f"{path}: no such file") from None
+    except OSError as e:
+        raise error(f"{path}: cannot be read ({e.strerror or e})") from None
+    if head == b"\x93NUMPY":
+        raise error(f"{path}: a single .npy array, not an .npz archive of named fields; expected {what}")
+    if not zipfile.is_zipfile(path):
+        raise error(f"{path}: not a readable .npz file: not a zip archive as numpy.savez writes (a CSV or "
+                    f"text file?); expected {what}")
     try:
         data = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise RecordingError(f"{path}: no such file") from None
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        raise RecordingError(f"{path}: not a readable .npz file ({e})") from None
-    if not isinstance(data, np.lib.npyio.NpzFile):
-        raise RecordingError(f"{path}: a single .npy array, not an .npz archive of the recording's fields")
+        raise error(f"{path}: not a readable .npz file ({e})") from None
     raw = {}
     with data:
         for key in data.files:
             try:
                 raw[key] = data[key]
             except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-                raise RecordingError(f"{path}: {key}: cannot be read ({e}); store plain numeric arrays") from None
-    return Recording(**validate(raw, source=str(path)))  # checked first to name the file; the constructor re-checks
+                raise error(f"{path}: {key}: cannot be read ({e}); store plain numeric arrays") from None
+    return raw
+
+
+MAX_RATE_HZ = 1000.0  # no neuron fires faster than this on average (its refractory period is about 1 ms)
+
+
+def check_time_unit(recording: Recording, source: str | None = None) -> None:
+    """Refuse a recording whose busiest spike train fires faster than :data:`MAX_RATE_HZ` on
+    average, with the times read as ms: the schema cannot tell seconds from ms, and a recording
+    in seconds (20 Hz becomes 20 000 Hz) would otherwise be fitted without complaint and give
+    coefficients that mean nothing. Trains of fewer than 3 spikes are not judged."""
+    prefix = f"{source}: " if source else ""
+    for name, ids, n in (("pre_times", recording.pre_ids, recording.n_pre),
+                         ("post_times", recording.post_ids, recording.n_post)):
+        counts = np.bincount(ids, minlength=n) if n else np.zeros(0, int)
+        if counts.size == 0 or counts.max() < 3:
+            continue
+        busiest = int(np.argmax(counts))
+        rate = 1000.0 * counts[busiest] / recording.duration
+        if rate > MAX_RATE_HZ:
+            raise RecordingError(
+                f"{prefix}{name}: id {busiest} fires {counts[busiest]} spikes in duration = "
+                f"{recording.duration:g} ms, {rate:.0f} Hz on average; times and duration must be in ms "
+                f"(in seconds? multiply pre_times, post_times, weight_times and duration by 1000)")
 
 
 # ---- the checks ----

@@ -101,6 +101,11 @@ _COLUMNS = ("generation", "candidate", "trial", "theta", "params", "seed", "metr
             "wall_time_s", "rank", "created")
 
 
+def as_stored(value: Any) -> Any:
+    """``value`` as the store gives it back (tuples as lists), to compare with what it holds."""
+    return _decode(_encode(value))
+
+
 def _row(e: Evaluation) -> tuple:
     loss = None if e.loss is None or math.isnan(e.loss) else float(e.loss)  # SQLite stores NaN as NULL anyway
     return (e.generation, e.candidate, e.trial, _encode(list(e.theta)), _encode(e.params), int(e.seed),

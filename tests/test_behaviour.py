@@ -221,3 +221,17 @@ def test_an_mlp_rule_is_fitted_to_choices_from_the_command_line(tmp_path, reward
     assert result["compare"]["names"] == ["th_pre_010"]
     assert np.isfinite(result["fit"]["ll_held_out_bits"]) and result["comparison"]["animals"] == 2
     assert (tmp_path / "run" / "choices.png").stat().st_size > 1000
+
+
+def test_unknown_fields_are_refused_not_ignored(tmp_path):
+    """A misspelt optional field (p_rewards) was ignored, and the model's task silently lost the
+    data's reward probabilities; a CSV got numpy's message about pickles."""
+    values = valid_arrays()
+    values["p_rewards"] = values.pop("p_reward")
+    np.savez(tmp_path / "bad.npz", **values)
+    with pytest.raises(BehaviourError, match="bad.npz: p_rewards: unknown field; did you mean 'p_reward'"):
+        behaviour.load(tmp_path / "bad.npz")
+    (tmp_path / "choices.csv").write_text("animal,trial,block,choice,reward\n0,0,0,1,1\n")
+    with pytest.raises(BehaviourError, match="choices.csv: .*CSV or text file") as err:
+        behaviour.load(tmp_path / "choices.csv")
+    assert "pickle" not in str(err.value)

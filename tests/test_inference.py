@@ -2,6 +2,7 @@
 with NEST's own stdp_synapse) event for event, coincident spikes included."""
 
 import json
+import math
 import subprocess
 import sys
 
@@ -421,3 +422,93 @@ def test_infer_command_closed_mode_prints_held_out_measures_and_draws_the_plots(
         assert (tmp_path / "run" / name).stat().st_size > 1000, name
     fit = json.loads((tmp_path / "run" / "fit.json").read_text())
     assert all(v is not None and v[0] <= fit["coefficients"][k] <= v[1] for k, v in fit["intervals"].items())
+
+
+# ---- traps a user with their own data falls into
+
+
+def _quick_fit(data, tmp_path, fixed=OJA_FIXED, **options):
+    from nestplast import infer
+
+    settings = {"max_generations": 10, "n_bootstrap": 3, "out": tmp_path / "fit", **options}
+    return infer.fit(data, infer.RuleChoice("taylor", "post:100,post:011"), fixed, **settings)
+
+
+def test_recorded_weights_beyond_wmax_are_refused_not_clipped(tmp_path):
+    """Weights above the rule's Wmax (its default 100 when --fixed leaves it out) would be clipped
+    at the first update and the fit would come out wrong without a word."""
+    import dataclasses
+
+    from nestplast.recording import RecordingError
+
+    data = synthetic("post:100,post:011", OJA, OJA_FIXED, duration=3000.0)
+    big = dataclasses.replace(data, weights=data.weights * 100.0)  # up to ~400, beyond the default Wmax 100
+    without_wmax = {k: v for k, v in OJA_FIXED.items() if k != "Wmax"}
+    with pytest.raises(RecordingError, match=r"outside the rule's \[\|Wmin\|, \|Wmax\|\] = \[0, 100\].*Wmax=1000"):
+        _quick_fit(big, tmp_path, fixed=without_wmax)
+    assert not (tmp_path / "fit").exists()  # refused before anything ran
+
+
+def test_a_single_fitted_segment_gives_no_interval_and_says_why(tmp_path):
+    """Two sample times make one segment: every bootstrap draw is the same segment, so the
+    interval had zero width whatever the noise; now there is none, and a warning says why."""
+    import dataclasses
+
+    data = synthetic("post:100,post:011", OJA, OJA_FIXED, duration=3000.0)
+    two = dataclasses.replace(data, weight_times=data.weight_times[[0, -1]], weights=data.weights[:, [0, -1]])
+    fit = _quick_fit(two, tmp_path)
+    assert all(math.isnan(low) and math.isnan(high) for low, high in fit.intervals.values())
+    assert any("no meaningful intervals" in w for w in fit.warnings)
+    saved = json.loads((tmp_path / "fit" / "fit.json").read_text())
+    assert saved["intervals"] == {"th_post_011": None, "th_post_100": None} and saved["warnings"] == fit.warnings
+
+
+def test_coefficients_stopped_at_a_search_bound_are_named(tmp_path):
+    """With eta ten times too small the true coefficients (+-10) lie beyond the search range
+    [-2, 2]: the fit stops at the bounds with intervals cut there, which must not pass for a
+    confident answer."""
+    from nestplast.commands.infer import summary_text
+
+    data = synthetic("post:100,post:011", OJA, OJA_FIXED, duration=3000.0)
+    fit = _quick_fit(data, tmp_path, fixed={**OJA_FIXED, "eta": 0.05})
+    assert sorted(fit.at_bound) == ["th_post_011", "th_post_100"]
+    assert "stopped at the end of the search range" in summary_text(fit)
+    assert _quick_fit(data, tmp_path / "right").at_bound == []
+
+
+def test_weights_that_never_change_give_no_measures_instead_of_minus_infinity(tmp_path):
+    import dataclasses
+
+    data = synthetic("post:100,post:011", OJA, OJA_FIXED, duration=3000.0)
+    flat = dataclasses.replace(data, weights=np.repeat(data.weights[:, :1], data.weight_times.size, axis=1))
+    fit = _quick_fit(flat, tmp_path)
+    assert math.isnan(fit.deviance_explained_held_out) and math.isnan(fit.r2_held_out)
+    assert math.isnan(fit.deviance_explained_fit)
+    assert any("nothing to explain" in w for w in fit.warnings)
+
+
+def test_holding_out_every_segment_is_refused(tmp_path):
+    from nestplast.recording import RecordingError
+
+    data = synthetic("post:100,post:011", OJA, OJA_FIXED, duration=3000.0)
+    with pytest.raises(RecordingError, match="holds out every one of the 10 segments"):
+        _quick_fit(data, tmp_path, hold_out=1)
+
+
+def test_resume_refuses_other_settings_or_other_data(tmp_path):
+    """--resume with another mask crashed in CMA-ES's saved state; with other data it continued the
+    old search silently, mixing two data sets in one run."""
+    import dataclasses
+
+    from nestplast import infer
+    from nestplast.recording import RecordingError
+
+    data = synthetic("post:100,post:011", OJA, OJA_FIXED, duration=3000.0)
+    _quick_fit(data, tmp_path, max_generations=3, n_bootstrap=0)
+    with pytest.raises(RecordingError, match="mask: 'post:100,post:011' then, 'post:100' now"):
+        infer.fit(data, infer.RuleChoice("taylor", "post:100"), OJA_FIXED, max_generations=4, n_bootstrap=0,
+                  out=tmp_path / "fit", resume=True)
+    other = dataclasses.replace(data, weights=data.weights * 1.01)
+    with pytest.raises(RecordingError, match="the data differ"):
+        _quick_fit(other, tmp_path, max_generations=4, n_bootstrap=0, resume=True)
+    assert _quick_fit(data, tmp_path, max_generations=4, n_bootstrap=0, resume=True) is not None

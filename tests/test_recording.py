@@ -328,3 +328,29 @@ def test_readme_example(tmp_path, monkeypatch):
     held_out = load("recording.npz").segment(5.0, 10.0)  # the second half, its times shifted to start at 0
     # ---
     assert held_out.pre_times.tolist() == [2.0] and held_out.weights.tolist() == [[1.2], [-0.4]]
+
+
+def test_times_in_seconds_are_refused_with_the_unit_named(tmp_path):
+    """The schema cannot tell seconds from ms: a recording in seconds passed every check and was
+    fitted into meaningless coefficients. 20 Hz read as ms is 20 000 Hz, which no neuron fires."""
+    rng = np.random.default_rng(1)
+    times = np.sort(rng.uniform(0.0, 5.0, 100))  # 5 s of 20 Hz, in seconds
+    fields = {"pre_times": times, "pre_ids": np.zeros(100, int), "post_times": times[::4],
+              "post_ids": np.zeros(25, int), "duration": 5.0, "syn_pre": [0], "syn_post": [0], "syn_sign": [1]}
+    save(Recording(**fields), tmp_path / "seconds.npz")
+    with pytest.raises(RecordingError, match=r"seconds.npz: pre_times: id 0 fires 100 spikes .* 20000 Hz .* in ms"):
+        load(tmp_path / "seconds.npz")
+    in_ms = {**fields, "pre_times": times * 1000, "post_times": times[::4] * 1000, "duration": 5000.0}
+    save(Recording(**in_ms), tmp_path / "ms.npz")
+    assert load(tmp_path / "ms.npz").duration == 5000.0
+    save(Recording(**valid_fields()), tmp_path / "toy.npz")  # 3 spikes in 10 ms: 300 Hz, plausible
+    load(tmp_path / "toy.npz")
+
+
+def test_a_csv_file_is_named_as_such(tmp_path):
+    """numpy's own message for a text file is about pickles."""
+    path = tmp_path / "spikes.csv"
+    path.write_text("# time,id\n1.0,0\n2.5,1\n")
+    with pytest.raises(RecordingError, match="CSV or text file.*build a Recording") as err:
+        load(path)
+    assert "pickle" not in str(err.value)

@@ -92,10 +92,13 @@ def summary_text(fit) -> str:
                      f"fitted segments; held-out R^2 of the binned counts {fit.r2_activity_held_out:.4f}{weights}")
         lines.append(f"loss {fit.loss:.4g} (counts + weights, each over the all-zero rule's); intervals: {fit.intervals_from}")
     elif math.isnan(fit.deviance_explained_held_out):
-        lines.append(f"deviance explained: {fit.deviance_explained_fit:.1f} % on the fitted segments (none held out)")
+        # NaN on the fitted segments too where the recorded weights never change (a warning says so)
+        on_fit = "n/a" if math.isnan(fit.deviance_explained_fit) else f"{fit.deviance_explained_fit:.1f} %"
+        lines.append(f"deviance explained: {on_fit} on the fitted segments (no held-out measures)")
     else:
         lines.append(f"held-out R^2 {fit.r2_held_out:.4f}; deviance explained: {fit.deviance_explained_held_out:.1f} % "
                      f"held out, {fit.deviance_explained_fit:.1f} % on the fitted segments")
+    lines += [f"warning: {warning}" for warning in fit.warnings]
     return "\n".join(lines)
 
 
