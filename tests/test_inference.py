@@ -267,6 +267,12 @@ def test_infer_on_two_ranks_records_what_one_rank_records(tmp_path):
             used = {r[0] for r in db.execute("SELECT DISTINCT rank FROM evaluations")}
         assert used == set(range(ranks))
     assert rows[1] == rows[2]
+    # refusals on rank 0 end every rank with one message (the other rank waited for tasks until killed):
+    # the run directory holds a run already; a resume with another mask
+    other_mask = [("post:100" if a == "post:100,post:011" else a) for a in command] + ["--resume"]
+    for refused in (command, other_mask):
+        out = subprocess.run([str(mpiexec), "-n", "2", *refused], capture_output=True, text=True, timeout=120)
+        assert out.returncode == 2 and out.stderr.count("error:") == 1, out.stderr
 
 
 def test_report_reads_an_inference_run(tmp_path):

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..cli import ArgumentParser, run_command
+from ..cli import ArgumentParser, run_mpi_command
 from ..errors import UsageError
 
 
@@ -105,15 +105,19 @@ def summary_text(fit) -> str:
 def _run_dir(args) -> tuple[Path, object, int]:
     """The run directory (checked on rank 0 unless resuming), MPI's communicator and this rank."""
     from ..analysis import check_output_directory
-    from ..parallel import world
+    from ..parallel import together, world
 
     out = args.out or Path("runs") / f"infer-{args.data.stem}"
     comm = world()
     rank = 0 if comm is None else comm.Get_rank()
-    if not args.resume and rank == 0:
-        check_output_directory(out)
-        if (out / "results.sqlite").exists():
-            raise UsageError(f"{out} already holds a run; continue it with --resume, or choose another --out")
+
+    def check() -> None:
+        if not args.resume and rank == 0:
+            check_output_directory(out)
+            if (out / "results.sqlite").exists():
+                raise UsageError(f"{out} already holds a run; continue it with --resume, or choose another --out")
+
+    together(comm, check)  # refused on every rank: the others would wait for rank 0 to hand out tasks
     return out, comm, rank
 
 
@@ -289,7 +293,10 @@ def _infer_choices(args) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_command(_infer, argv)
+    from ..parallel import world
+
+    return run_mpi_command(_infer, argv, world(), interrupted=lambda: (
+        "every finished generation of the fit is kept; the same command with --resume goes on from there"))
 
 
 if __name__ == "__main__":
