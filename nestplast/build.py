@@ -14,6 +14,7 @@ source with a working ``nest-config``.
 Command line::
 
     python -m nestplast build doublet --neuron iaf_psc_exp [--json]
+    python -m nestplast build my_rule.nestml          # your own NESTML synapse
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from .cli import ArgumentParser, run_command
 from .errors import UsageError, UserError
 from .neurons import NEURONS, Neuron, get_neuron
 from .rules import RULES, Rule, get_rule
+from .user_rules import rule_from_file
 
 # Bump when the way modules are generated changes, so that old cache entries are not reused.
 # 2: modules against the wheel are compiled with -DNDEBUG.
@@ -417,10 +419,25 @@ def _compile(rules: Sequence[Rule], neuron: Neuron, name: str, workdir: Path) ->
     return workdir
 
 
-def build(rules: Rule | str | Sequence[Rule | str], neuron: str | Neuron = "iaf_psc_exp", *, force: bool = False,
+def _named_rule(name: str | os.PathLike[str], mask: str | None = None) -> Rule:
+    """A built-in rule by name, or the rule of the user's NESTML file ``name`` (a path: ending in
+    ``.nestml``, or with a folder), for one's own model: nothing searched (see
+    :func:`~nestplast.user_rules.rule_from_file`)."""
+    if isinstance(name, os.PathLike) or str(name).endswith(".nestml") or os.sep in str(name):
+        if mask is not None:
+            raise ValueError(f"a mask is for the taylor and reward rules, not for your own file {name}")
+        return rule_from_file(name)
+    return get_rule(str(name), mask=mask)
+
+
+RuleLike = Rule | str | os.PathLike[str]  # a rule, a built-in rule's name, or the path of a NESTML file
+
+
+def build(rules: RuleLike | Sequence[RuleLike], neuron: str | Neuron = "iaf_psc_exp", *, force: bool = False,
           quiet: bool = True) -> Module:
-    """Compile ``rules`` (one or several plasticity rules, or their names) with the postsynaptic
-    ``neuron`` into one NEST module, or return it from the cache. Rules that are to run in one
+    """Compile ``rules`` (one or several plasticity rules, their names, or paths of your own NESTML
+    synapse files, ``"my_rule.nestml"``) with the postsynaptic ``neuron`` into one NEST module, or
+    return it from the cache. Rules that are to run in one
     kernel go into one module: two modules with the same neuron cannot both be installed.
 
     The module holds ``<neuron>__with_<synapse>`` and ``<synapse>__with_<neuron>`` for each rule;
@@ -428,8 +445,8 @@ def build(rules: Rule | str | Sequence[Rule | str], neuron: str | Neuron = "iaf_
     default; see :func:`~nestplast.neurons.add_internal_drive`).
     Raises :class:`BuildError` with the NESTML or compiler message and its source file.
     """
-    rules = [rules] if isinstance(rules, (Rule, str)) else list(rules)
-    rules = [get_rule(r) if isinstance(r, str) else r for r in rules]
+    rules = [rules] if isinstance(rules, (Rule, str, os.PathLike)) else list(rules)
+    rules = [r if isinstance(r, Rule) else _named_rule(r) for r in rules]
     if not rules:
         raise BuildError("build: no rule given")
     synapses = [r.synapse for r in rules]
@@ -487,23 +504,44 @@ EXAMPLE_WMAX = -100.0
 EXAMPLE_WEIGHT = -10.0
 
 
+def _own_rule_example(module: Module, rule: Rule) -> str:
+    """Python that uses a module built from the user's NESTML file: its parameters by its own names."""
+    inhibitory = "Wmax" in rule.source_parameters  # nestplast's sign convention: Wmax < 0 for inhibition
+    params = {"Wmax": EXAMPLE_WMAX} if inhibitory else {}
+    weight = EXAMPLE_WEIGHT if inhibitory else -EXAMPLE_WEIGHT
+    return f"""import nest
+from nestplast.kernel import install
+install({module.path!r})  # before nest.Create, and again after every nest.ResetKernel()
+# Your rule's parameters, by the names in {Path(rule.path or rule.synapse).name}: {', '.join(rule.source_parameters)}
+nest.CopyModel({module.synapse_model!r}, 'my_rule', {params!r})
+post = nest.Create({module.neuron_model!r})  # the only neuron the rule connects to
+pre = nest.Create('parrot_neuron', 10)  # stands for your presynaptic neurons
+nest.Connect(pre, post, syn_spec={{'synapse_model': 'my_rule', 'weight': {weight}, 'delay': 1.0}})
+"""
+
+
 def usage_example(module: Module, rule: Rule, mask: str | None = None) -> str:
     """Python that uses the module on an inhibitory projection (runs as it is)."""
+    if rule.path is not None:
+        return _own_rule_example(module, rule)
     imports = "get_rule"
     if rule.name == "doublet":
         coefficients, imports = "vogels_sprekeler(10.0)", "get_rule, vogels_sprekeler"
     else:
         vs = {"th_pre_000": -0.4, "th_pre_010": 1.0, "th_post_100": 1.0}  # vogels_sprekeler(10.0)
         chosen = {k: v for k, v in vs.items() if k in rule.names} or {rule.names[0]: 1.0}
+        if "eta" in rule.names:  # searched (mlp_fsbi): a coefficient, not a fixed setting
+            chosen = {**chosen, "eta": EXAMPLE_ETA}
         coefficients = repr(chosen)
     rule_call = f"get_rule({rule.name!r}" + (f", mask={mask!r})" if mask else ")")
+    eta = "" if "eta" in rule.names else f"eta={EXAMPLE_ETA}, "
     return f"""import nest
 from nestplast.kernel import install
 from nestplast.rules import {imports}
 install({module.path!r})  # before nest.Create, and again after every nest.ResetKernel()
 # The rule's parameters belong to the synapse model: one CopyModel per set of values.
 # Wmax carries the sign of the weights: negative for inhibitory, positive for excitatory.
-params = {rule_call}.synapse_params({coefficients}, eta={EXAMPLE_ETA}, Wmax={EXAMPLE_WMAX})
+params = {rule_call}.synapse_params({coefficients}, {eta}Wmax={EXAMPLE_WMAX})
 nest.CopyModel({module.synapse_model!r}, 'my_rule', params)
 post = nest.Create({module.neuron_model!r})  # the only neuron the rule connects to
 pre = nest.Create('parrot_neuron', 10)  # stands for your inhibitory neurons
@@ -514,7 +552,8 @@ nest.Connect(pre, post, syn_spec={{'synapse_model': 'my_rule', 'weight': {EXAMPL
 def _parser() -> ArgumentParser:
     parser = ArgumentParser(prog="python -m nestplast build",
                             description="Build (or find in the cache) a NESTML plasticity rule as a NEST module.")
-    parser.add_argument("rule", help=f"rule name: {', '.join(sorted(RULES))}")
+    parser.add_argument("rule", help=f"rule name: {', '.join(sorted(RULES))}; or your own NESTML synapse file "
+                                     "(a path ending in .nestml, weight variable w)")
     parser.add_argument("--neuron", default="iaf_psc_exp", help=f"postsynaptic neuron: {', '.join(sorted(NEURONS))}")
     parser.add_argument("--mask", default=None,
                         help="taylor only: free terms, e.g. 'pre:000,pre:010,post:100' (default: all 54)")
@@ -527,7 +566,7 @@ def _parser() -> ArgumentParser:
 def _build_command(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     try:
-        rule = get_rule(args.rule, mask=args.mask)
+        rule = _named_rule(args.rule, mask=args.mask)
     except ValueError as err:  # a bad mask, or a mask for a rule that takes none
         raise UsageError(str(err)) from None
     module = build(rule, get_neuron(args.neuron), force=args.force, quiet=args.json)
@@ -536,9 +575,12 @@ def _build_command(argv: Sequence[str] | None) -> int:
                           "synapse_model": module.synapse_model}))
     else:
         example = usage_example(module, rule, args.mask)
+        # nestplast's rules, and own rules with a Wmax, keep its sign: the example makes it inhibitory
+        inhibitory = rule.path is None or "Wmax" in rule.source_parameters
+        projection = "an inhibitory" if inhibitory else "an excitatory"
         print(f"module:        {module.path}\nneuron model:  {module.neuron_model}\n"
               f"synapse model: {module.synapse_model}\n\n"
-              "in Python, on an inhibitory projection:\n\n"
+              f"in Python, on {projection} projection:\n\n"
               + "".join(f"    {line}\n" for line in example.splitlines()))
     return 0
 

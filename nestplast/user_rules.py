@@ -13,6 +13,10 @@ The file's other parameters keep their NESTML defaults unless ``rule.fixed`` set
 needs a ``Wmax`` parameter: nestplast sets it from ``network.w_max`` with the sign of the
 connection type (negative for inhibitory synapses), so the rule should act on ``|w|`` and keep the
 sign of ``Wmax``, as the built-in rules do (see ``nestml_models/doublet_synapse.nestml``).
+
+The same file can be compiled for one's own NEST model, nothing searched:
+``build(rule_from_file("my_rule.nestml"))``, ``build("my_rule.nestml")`` or
+``python -m nestplast build my_rule.nestml``.
 """
 
 from __future__ import annotations
@@ -28,7 +32,12 @@ from .rules import Parameter, Rule
 PARAMETER_KEYS = {"low", "high", "default", "log"}
 _MODEL = re.compile(r"^(?:model|synapse)\s+(\w+)\s*:", re.M)
 _BLOCK = re.compile(r"^(\s*)(parameters|state)\s*:\s*(?:#.*)?$")
-_DECLARATION = re.compile(r"^\s+(\w+)\s+[^=#]+=")
+# One declaration: ``[recordable] name[, name ...] type = value`` (NESTML allows several names).
+_DECLARATION = re.compile(r"^\s+(?:recordable\s+)?(\w+(?:\s*,\s*\w+)*)\s+[^=#,]+=")
+# nestplast pairs the synapse with the neuron through this input port (the neuron's spikes).
+POST_PORT = "post_spikes"
+_POST_PORT = re.compile(rf"^\s+{POST_PORT}\s*<-\s*spike\b", re.M)
+_EMIT = re.compile(r"^[^#\n]*\bemit_spike\s*\(", re.M)
 
 
 class UserRuleError(UserError):
@@ -49,7 +58,7 @@ def _declared(source: str, block: str) -> dict[str, int]:
         if inside and len(line) - len(line.lstrip()) <= indent:
             inside = False
         if inside and (m := _DECLARATION.match(line)):
-            names[m.group(1)] = number
+            names.update((name.strip(), number) for name in m.group(1).split(","))
     return names
 
 
@@ -70,33 +79,57 @@ def _parameter(name: str, spec: Any, where: str) -> Parameter:
     return Parameter(name, default, low, high, log=log)
 
 
-def rule_from_file(path: str | Path, parameters: Mapping[str, Any], *, name: str | None = None,
+def _check_synapse(path: Path, source: str, model: str) -> None:
+    """Refuse what NESTML would compile into something else than a working synapse, without a word
+    (or with a bare traceback): each mistake below was made, and each cost a search or a model."""
+    if not model.endswith("synapse"):
+        # NESTML takes a model for a synapse only by its name; otherwise it builds a second neuron,
+        # and nest.Connect finds no synapse model of the name.
+        raise UserRuleError(f"{path}: the model is called {model!r}; NESTML compiles a model as a synapse only "
+                            f"if its name ends in 'synapse' (otherwise as a neuron): call it e.g. {model}_synapse")
+    if not _POST_PORT.search(source):
+        raise UserRuleError(f"{path}: the synapse needs the input port '{POST_PORT} <- spike' (the postsynaptic "
+                            "neuron's spikes, through which nestplast pairs it with the neuron) beside its "
+                            "presynaptic port, e.g. pre_spikes <- spike")
+    if not _EMIT.search(source):
+        # it would compile and learn, but deliver nothing to the postsynaptic neuron
+        raise UserRuleError(f"{path}: the synapse never calls emit_spike(...): its spikes would not reach the "
+                            "postsynaptic neuron; end onReceive(pre_spikes) with emit_spike(w)")
+
+
+def rule_from_file(path: str | Path, parameters: Mapping[str, Any] | None = None, *, name: str | None = None,
                    weight_variable: str = "w") -> Rule:
     """The :class:`~nestplast.rules.Rule` of a user's NESTML synapse ``path``, searching
-    ``parameters`` (name -> {low, high, default, log}). Raises :class:`UserRuleError`."""
+    ``parameters`` (name -> {low, high, default, log}). ``parameters=None`` searches nothing: the
+    rule is for :func:`~nestplast.build.build` and one's own NEST model, and needs no ``Wmax``.
+    Raises :class:`UserRuleError`."""
     path = Path(path)
     try:
         source = path.read_text()
     except OSError as err:
-        raise UserRuleError(f"rule.file: cannot read {path}: {err.strerror}") from None
+        raise UserRuleError(f"cannot read the rule file {path}: {err.strerror}") from None
     models = _MODEL.findall(source)
     if len(models) != 1:
         raise UserRuleError(f"{path}: expected one 'model NAME:' (a NESTML synapse), found {len(models)}")
+    _check_synapse(path, source, models[0])
     declared = _declared(source, "parameters")
     state = _declared(source, "state")
     if weight_variable not in state:
         raise UserRuleError(f"{path}: the weight variable {weight_variable!r} (rule.weight) is not in the state "
                             f"block (state: {', '.join(state) or 'none'})")
-    if "Wmax" not in declared:
-        raise UserRuleError(f"{path}: the rule needs a parameter Wmax (nestplast sets it from network.w_max, "
-                            "negative for inhibitory connections); parameters: " + ", ".join(declared))
-    if not parameters:
-        raise UserRuleError("rule.parameters: name at least one parameter of the file to search, "
-                            "e.g. A_plus = { low = 0.0, high = 2.0 }")
-    missing = sorted(set(parameters) - set(declared))
-    if missing:
-        raise UserRuleError(f"rule.parameters: {', '.join(missing)} not in the parameters block of {path} "
-                            f"(it declares: {', '.join(declared)})")
+    if parameters is None:  # for one's own NEST model (build): nothing searched, nestplast sets no Wmax
+        parameters = {}
+    else:
+        if "Wmax" not in declared:
+            raise UserRuleError(f"{path}: the rule needs a parameter Wmax (nestplast sets it from network.w_max, "
+                                "negative for inhibitory connections); parameters: " + ", ".join(declared))
+        if not parameters:
+            raise UserRuleError("rule.parameters: name at least one parameter of the file to search, "
+                                "e.g. A_plus = { low = 0.0, high = 2.0 }")
+        missing = sorted(set(parameters) - set(declared))
+        if missing:
+            raise UserRuleError(f"rule.parameters: {', '.join(missing)} not in the parameters block of {path} "
+                                f"(it declares: {', '.join(declared)})")
     searched = tuple(_parameter(n, spec, f"rule.parameters.{n}") for n, spec in parameters.items())
     return Rule(name=name or models[0], synapse=models[0], source=source, parameters=searched, fixed={},
                 weight_variable=weight_variable,

@@ -379,3 +379,18 @@ def test_conductance_based_neuron(nest):
     weights = np.array(nest.GetConnections(synapse_model="istdp").weight)
     assert recorder.n_events > 20  # above the 10 Hz target ...
     assert np.all(weights < -1.0)  # ... so inhibition grows (more negative)
+
+
+def test_cli_example_of_a_rule_that_searches_eta_works(nest):
+    """mlp_fsbi searches eta: its example gives eta with the coefficients (given as a fixed setting,
+    the printed example raised UnknownParameterError)."""
+    module = build(get_rule("mlp_fsbi"), "iaf_psc_exp")  # compiled (or cached) already
+    out = subprocess.run([sys.executable, "-m", "nestplast", "build", "mlp_fsbi"], capture_output=True, text=True,
+                         cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    example = textwrap.dedent(out.stdout.split("on an inhibitory projection:")[1])
+    nest.ResetKernel()
+    exec(example, {})
+    assert nest.GetDefaults("my_rule", ["eta", "Wmax"]) == [0.01, -100.0]
+    assert nest.GetConnections(synapse_model="my_rule").weight == [-10.0] * 10
+    assert module.synapse_model in example

@@ -5,6 +5,7 @@ import json
 import shutil
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -141,3 +142,80 @@ def test_a_syntax_error_names_the_rule_file(tmp_path):
     with pytest.raises(BuildError) as err:
         build(exp.searched_rule(), exp.rule.neuron)
     assert f"{tmp_path / 'rule.nestml'}:" in str(err.value) and "GLOBAL" not in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize("rule_text, fragments", [
+    # NESTML compiled it as a second neuron: nest.Connect then found no synapse model of the name
+    (lambda s: s.replace("model pair_stdp_synapse:", "model pair_stdp:"), ["'pair_stdp'", "ends in 'synapse'"]),
+    # NESTML failed with a bare AssertionError ("Synapses only support one spiking input port")
+    (lambda s: s.replace("post_spikes", "post_spike"), ["post_spikes <- spike"]),
+    # compiled, learnt, and delivered nothing to the postsynaptic neuron
+    (lambda s: s.replace("        emit_spike(w)\n", ""), ["never calls emit_spike"]),
+])
+def test_rules_nestml_would_compile_into_something_else_are_refused(tmp_path, rule_text, fragments):
+    from nestplast.user_rules import UserRuleError
+
+    path = write(tmp_path, rule_text, "A_plus = { low = 0.0, high = 1.0 }")
+    with pytest.raises(ExperimentError) as err:
+        experiment.load(path)
+    assert all(f in str(err.value) for f in ["rule.nestml", *fragments]), str(err.value)
+    with pytest.raises(UserRuleError) as err:  # and when built for one's own model
+        build(tmp_path / "rule.nestml")
+    assert all(f in str(err.value) for f in fragments), str(err.value)
+
+
+def several_names_and_recordable(source: str) -> str:
+    """The example rule with two NESTML forms of declaration: several names on one line, and a
+    recordable state variable."""
+    changed = (source.replace("        tau_plus ms = 20 ms @homogeneous\n        tau_minus ms = 20 ms @homogeneous\n",
+                              "        tau_plus, tau_minus ms = 20 ms @homogeneous\n")
+               .replace("        post_trace real = 0.0", "        recordable post_trace real = 0.0"))
+    assert changed.count("tau_plus, tau_minus") == 1 and changed.count("recordable post_trace") == 1
+    return changed
+
+
+def test_every_form_of_declaration_is_read(tmp_path):
+    """``tau_plus, tau_minus ms = ...`` declares both (it was refused: "tau_minus not in the parameters
+    block"), and ``recordable post_trace`` is the trace post_trace (it was taken for a variable called
+    recordable, so NESTML moved post_trace into the neuron, see the test below)."""
+    path = write(tmp_path, several_names_and_recordable, "tau_minus = { low = 5.0, high = 50.0, default = 20.0 }")
+    rule = experiment.load(path).searched_rule()
+    assert rule.names == ["tau_minus"]
+    assert {"tau_plus", "tau_minus", "Wmax"} <= set(rule.source_parameters)
+    assert set(rule.synaptic_traces) == {"pre_trace", "post_trace"}
+
+
+@pytest.mark.nest
+def test_a_recordable_trace_stays_in_the_synapse(tmp_path, nest):
+    """With the trace in the neuron, a CopyModel's tau_minus would not reach the trace it decays."""
+    from nestplast.kernel import install
+
+    path = write(tmp_path, lambda s: s.replace("        post_trace real", "        recordable post_trace real"),
+                 "A_plus = { low = 0.0, high = 1.0 }")
+    module = build(experiment.load(path).searched_rule())
+    nest.ResetKernel()
+    install(module)
+    assert "post_trace" in nest.GetDefaults(module.synapse_model)
+    assert "post_trace__for_pair_stdp_synapse" not in nest.GetDefaults(module.neuron_model)  # NESTML's name of a moved one
+
+
+@pytest.mark.nest
+def test_own_rule_file_builds_for_ones_own_model(tmp_path, nest):
+    """``nestplast build my_rule.nestml`` (no experiment, nothing searched) prints an example that runs."""
+    shutil.copy(EXAMPLE / "pair_stdp_synapse.nestml", tmp_path / "my_rule.nestml")
+    out = subprocess.run([sys.executable, "-m", "nestplast", "build", str(tmp_path / "my_rule.nestml")],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    example = out.stdout.split("on an inhibitory projection:")[1]
+    assert "A_plus, A_minus, drift" in example  # the file's parameters, by its names
+    nest.ResetKernel()
+    scope: dict = {}
+    exec(textwrap.dedent(example), scope)
+    nest.Connect(nest.Create("spike_generator", params={"spike_times": [10.0]}), scope["pre"])
+    meter = nest.Create("multimeter", params={"record_from": ["V_m"], "interval": 0.1})
+    nest.Connect(meter, scope["post"])
+    nest.Simulate(30.0)
+    assert np.min(meter.events["V_m"]) < -70.1  # ten inhibitory spikes of -10 pA arrived
+    assert nest.GetConnections(synapse_model="my_rule").weight == [-10.0] * 10
+    module = build(str(tmp_path / "my_rule.nestml"))  # the same module from Python
+    assert f"module:        {module.path}\n" in out.stdout
