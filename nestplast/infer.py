@@ -431,6 +431,9 @@ def _fit_closed(recording: Recording, choice: RuleChoice, fixed: Mapping[str, fl
     rule = choice.rule()
     problem = ClosedLoopFit(recording, rule, fixed, background, delay=delay, trials=trials, seed=seed, l1=l1,
                             w_unrecorded=w_unrecorded, n_segments=n_segments, hold_out=hold_out)
+    if problem.held.all():  # the loss would sum over no block: every rule would score 0
+        raise RecordingError(f"hold_out = {hold_out} holds out every one of the {problem.n_segments} blocks, leaving "
+                             "none to fit; hold out every 2nd or later block, or none (0)")
     outcome, out = _search(problem, rule, choice, fixed, {"mode": "closed", "delay": delay, "l1": l1, "trials": trials,
                                                           "background": [background.rate, background.weight],
                                                           "n_segments": n_segments, "hold_out": hold_out},

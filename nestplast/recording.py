@@ -325,6 +325,15 @@ def check_time_unit(recording: Recording, source: str | None = None) -> None:
                 f"{prefix}{name}: id {busiest} fires {counts[busiest]} spikes in duration = "
                 f"{recording.duration:g} ms, {rate:.0f} Hz on average; times and duration must be in ms "
                 f"(in seconds? multiply pre_times, post_times, weight_times and duration by 1000)")
+    # Weight times in seconds beside spikes in ms put every sample in the first thousandth of the
+    # recording: the fit would then see a few ms of learning and call every coefficient unidentified.
+    times = recording.weight_times
+    last_spike = max((t.max() for t in (recording.pre_times, recording.post_times) if t.size), default=0.0)
+    if times.size >= 2 and times[-1] <= recording.duration / 1000.0 < last_spike:
+        raise RecordingError(
+            f"{prefix}weight_times: every sample lies in the first {times[-1]:g} ms of duration = "
+            f"{recording.duration:g} ms, while the spikes go on to {last_spike:g} ms; weight_times must be in ms "
+            f"like the spikes (in seconds? multiply weight_times by 1000)")
 
 
 # ---- the checks ----

@@ -499,6 +499,10 @@ def test_holding_out_every_segment_is_refused(tmp_path):
     data = synthetic("post:100,post:011", OJA, OJA_FIXED, duration=3000.0)
     with pytest.raises(RecordingError, match="holds out every one of the 10 segments"):
         _quick_fit(data, tmp_path, hold_out=1)
+    from nestplast.closed_loop import Background  # the closed mode's loss summed over no block: 0 for every rule
+
+    with pytest.raises(RecordingError, match="holds out every one of the 10 blocks"):
+        _quick_fit(data, tmp_path, hold_out=1, mode="closed", background=Background(5000.0, 10.0), n_segments=10)
 
 
 def test_resume_refuses_other_settings_or_other_data(tmp_path):

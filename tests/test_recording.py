@@ -345,6 +345,13 @@ def test_times_in_seconds_are_refused_with_the_unit_named(tmp_path):
     assert load(tmp_path / "ms.npz").duration == 5000.0
     save(Recording(**valid_fields()), tmp_path / "toy.npz")  # 3 spikes in 10 ms: 300 Hz, plausible
     load(tmp_path / "toy.npz")
+    # spikes in ms, the weights' sample times in seconds: every sample in the first 5 ms of 5 s
+    weights = {"weight_synapses": [0], "weight_times": np.arange(6.0), "weights": np.linspace(1.0, 2.0, 6)[None, :]}
+    save(Recording(**in_ms, **weights), tmp_path / "weights_in_s.npz")
+    with pytest.raises(RecordingError, match=r"weight_times: every sample lies in the first 5 ms .* multiply weight_times"):
+        load(tmp_path / "weights_in_s.npz")
+    save(Recording(**in_ms, **{**weights, "weight_times": 1000.0 * np.arange(6.0)}), tmp_path / "weights_in_ms.npz")
+    assert load(tmp_path / "weights_in_ms.npz").has_weights
 
 
 def test_a_csv_file_is_named_as_such(tmp_path):
