@@ -145,8 +145,11 @@ GROUND_TRUTHS: dict[str, GroundTruth] = {
 }
 
 
+SAMPLE_EVERY_MS = 100.0  # the ground truths' weights are sampled this often
+
+
 def generate(truth: GroundTruth, *, n_pre: int = 40, n_post: int = 2, connectivity: float = 1.0,
-             pre_rate: float = 10.0, duration_ms: float = 20_000.0, sample_every_ms: float = 100.0,
+             pre_rate: float = 10.0, duration_ms: float = 20_000.0, sample_every_ms: float = SAMPLE_EVERY_MS,
              w0: tuple[float, float] = (20.0, 40.0), w_max: float = 200.0, inhibitory_fraction: float | None = None,
              drive_rate: float | None = None, drive_weight: float | None = None, neuron: str = "iaf_psc_exp",
              neuron_params: Mapping[str, float] | None = None, delay: float = 1.0, resolution: float = 0.1,

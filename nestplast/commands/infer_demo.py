@@ -35,7 +35,7 @@ def _demo(argv: Sequence[str] | None) -> int:
 
     from ..analysis import check_output_directory, write_csv
     from ..recovery import Degradation, recover, sweep
-    from ..synthetic import GROUND_TRUTHS
+    from ..synthetic import GROUND_TRUTHS, SAMPLE_EVERY_MS
 
     args = parser().parse_args(argv)
     if args.rule not in GROUND_TRUTHS:
@@ -46,6 +46,15 @@ def _demo(argv: Sequence[str] | None) -> int:
     for flag, value in (("--fraction", args.fraction), ("--length", args.length)):
         if not 0 < value <= 1:
             raise UsageError(f"{flag}: expected a fraction in (0, 1], got {value}")
+    if args.bootstrap < 0:
+        raise UsageError(f"--bootstrap: expected a number of refits >= 0 (0: no intervals), got {args.bootstrap}")
+    # the ground truths' weights are sampled every SAMPLE_EVERY_MS: a fit needs two samples at least
+    if not args.duration * args.length >= 2 * SAMPLE_EVERY_MS:
+        raise UsageError(f"--duration {args.duration:g} ms x --length {args.length:g} leaves fewer than two weight "
+                         f"samples (one every {SAMPLE_EVERY_MS:g} ms): give at least {2 * SAMPLE_EVERY_MS / args.length:g} ms")
+    steps = args.duration / 0.1  # the ground truths are simulated at NEST's resolution of 0.1 ms
+    if abs(steps - round(steps)) > 1e-6:
+        raise UsageError(f"--duration: expected a multiple of the resolution, 0.1 ms, got {args.duration:g}")
     out = check_output_directory(args.out or Path(tempfile.mkdtemp(prefix="nestplast-demo-")))
     out.mkdir(parents=True, exist_ok=True)
     options = {"duration_ms": args.duration, "seed": args.seed, "n_bootstrap": args.bootstrap}
