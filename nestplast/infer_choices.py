@@ -27,7 +27,7 @@ import numpy as np
 
 from .behaviour import Behaviour
 from .choice_task import ChoiceTask, log_likelihood, run_animals
-from .infer import RuleChoice, _search
+from .infer import RuleChoice, _search, at_bounds
 from .rules import Rule
 from .store import RunStore
 from .tasks import Candidate, Evaluation, Task
@@ -112,6 +112,7 @@ class ChoiceFitResult:
     stop: dict = field(default_factory=dict)
     bootstrap: list[list[float]] = field(default_factory=list)
     nest_params: dict[str, float] = field(default_factory=dict)  # for nest.CopyModel (set R between trials, Wmax)
+    warnings: list[str] = field(default_factory=list)  # why the numbers above may not mean what they seem
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -161,8 +162,30 @@ def fit(data: Behaviour, mask: str | None = "pre:010,forget", fixed: Mapping[str
         ll_held_out_bits=float(ll_held.sum() / (len(held) * per_trial)) if held else math.nan,
         ll_held_out_per_animal=(ll_held / per_trial).tolist(), stop=outcome.stop, bootstrap=draws,
         nest_params=rule.synapse_params(theta, **fixed))
+    result.warnings = choice_warnings(result, at_bounds(rule, theta))
     (Path(out) / "fit.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
     return result
+
+
+def choice_warnings(result: ChoiceFitResult, at_bound: Sequence[str]) -> list[str]:
+    """What a reader of ``result`` must know before trusting it, one sentence each (printed by the
+    command, kept in fit.json): coefficients at their search bounds (``at_bound``), intervals that
+    cannot be computed, no held-out animal, choices predicted worse than chance."""
+    warnings = []
+    if at_bound:
+        warnings.append(f"{', '.join(at_bound)} stopped at the end of the search range (the rule's bounds): the best "
+                        "value may lie beyond, and its interval is cut there; rescale eta with --fixed so the "
+                        "coefficients fall inside")
+    if len(result.fit_animals) < 2:
+        warnings.append("no intervals: they come from a bootstrap over the fitted animals, and one animal was fitted; "
+                        "give more animals")
+    if not result.held_out_animals:
+        warnings.append("no animal held out (--hold-out 0, or a single animal): the fit is measured on the animals it "
+                        "was fitted to only")
+    elif result.ll_held_out_bits < -1.0:
+        warnings.append(f"the fitted rule predicts the held-out animals' choices worse than chance "
+                        f"({result.ll_held_out_bits:.3f} bits per trial against -1): it does not describe these animals")
+    return warnings
 
 
 def task_for(data: Behaviour, **overrides) -> ChoiceTask:

@@ -235,3 +235,17 @@ def test_unknown_fields_are_refused_not_ignored(tmp_path):
     with pytest.raises(BehaviourError, match="choices.csv: .*CSV or text file") as err:
         behaviour.load(tmp_path / "choices.csv")
     assert "pickle" not in str(err.value)
+
+
+@pytest.mark.nest
+def test_a_fit_to_one_animal_says_it_has_no_interval_and_nothing_held_out(tmp_path, reward_module):
+    """One animal: the bootstrap over animals has nothing to resample and no animal is held out;
+    the command printed '-' and 'nan bits held out' without saying why."""
+    data = infer_choices.generate(TRUE, mask=MASK, n_animals=1, task=ChoiceTask(trials_per_block=10), seed=5)
+    behaviour.save(data, tmp_path / "choices.npz")
+    out = infer_choices_cli(tmp_path, "--fixed", "eta=5", "--max-generations", "2", "--bootstrap", "5")
+    assert out.returncode == 0, out.stderr
+    assert "n/a held out" in out.stdout and "nan" not in out.stdout, out.stdout
+    assert "warning: no intervals" in out.stdout and "warning: no animal held out" in out.stdout
+    kept = json.loads((tmp_path / "run" / "fit.json").read_text())
+    assert any("no intervals" in w for w in kept["warnings"])

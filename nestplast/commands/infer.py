@@ -283,8 +283,10 @@ def _infer_choices(args) -> int:
             low, high = fit.intervals[name]
             interval = "-" if math.isnan(low) else f"[{low:.4g}, {high:.4g}]"
             print(f"{name:<14} {fit.coefficients[name]:>10.4g}   {interval}")
-        print(f"log-likelihood per trial: {fit.ll_fit_bits:.4f} bits fitted, {fit.ll_held_out_bits:.4f} bits held out "
-              f"(chance: -1)")
+        held = "n/a" if math.isnan(fit.ll_held_out_bits) else f"{fit.ll_held_out_bits:.4f} bits"
+        print(f"log-likelihood per trial: {fit.ll_fit_bits:.4f} bits fitted, {held} held out (chance: -1)")
+        for warning in fit.warnings:
+            print(f"warning: {warning}")
     if comparison:
         print(f"{labels[0]} against {labels[1]} on {comparison['animals']} held-out animals: "
               f"{comparison['bits_per_trial']:+.4f} bits per trial [{comparison['low']:+.4f}, {comparison['high']:+.4f}]")
