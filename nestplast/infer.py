@@ -297,16 +297,19 @@ def at_bounds(rule: Rule, theta: Sequence[float], skip: Sequence[str] = ()) -> l
     return names
 
 
+def at_bound_warning(names: Sequence[str]) -> str:
+    """The warning for coefficients ``names`` that ended at an end of their search range."""
+    return (f"{', '.join(names)} stopped at the end of the search range (the rule's bounds): the best value may lie "
+            "beyond, and its interval is cut there; rescale eta with --fixed so the coefficients fall inside")
+
+
 def fit_warnings(result: Fit, *, n_fitted: int, n_held: int, n_bootstrap: int, what: str) -> list[str]:
     """What a reader of ``result`` must know before trusting it, one sentence each (printed by the
     command, kept in fit.json): coefficients at their search bounds, intervals that could not be
     computed, measures that are undefined, a rule worse than no plasticity on held-out data."""
     warnings = []
     if result.at_bound:
-        ranges = ", ".join(result.at_bound)
-        warnings.append(f"{ranges} stopped at the end of the search range (the rule's bounds): the best value may lie "
-                        f"beyond, and its interval is cut there; rescale eta with --fixed so the coefficients fall "
-                        f"inside, and check --fixed (Wmax, taus) and the units of the data")
+        warnings.append(at_bound_warning(result.at_bound) + ", and check --fixed (Wmax, taus) and the units of the data")
     if n_bootstrap and n_fitted < 2:
         warnings.append(f"no meaningful intervals: the fit has {n_fitted} {what[:-1]}, and a bootstrap over one "
                         f"{what[:-1]} cannot tell how uncertain the coefficients are; give more {what} (--segments) "

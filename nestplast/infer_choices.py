@@ -27,7 +27,7 @@ import numpy as np
 
 from .behaviour import Behaviour
 from .choice_task import ChoiceTask, log_likelihood, run_animals
-from .infer import RuleChoice, _search, at_bounds
+from .infer import RuleChoice, _search, at_bound_warning, at_bounds
 from .rules import Rule
 from .store import RunStore
 from .tasks import Candidate, Evaluation, Task
@@ -173,9 +173,7 @@ def choice_warnings(result: ChoiceFitResult, at_bound: Sequence[str]) -> list[st
     cannot be computed, no held-out animal, choices predicted worse than chance."""
     warnings = []
     if at_bound:
-        warnings.append(f"{', '.join(at_bound)} stopped at the end of the search range (the rule's bounds): the best "
-                        "value may lie beyond, and its interval is cut there; rescale eta with --fixed so the "
-                        "coefficients fall inside")
+        warnings.append(at_bound_warning(at_bound))
     if len(result.fit_animals) < 2:
         warnings.append("no intervals: they come from a bootstrap over the fitted animals, and one animal was fitted; "
                         "give more animals")
