@@ -27,7 +27,7 @@ from .errors import UserError  # noqa: E402
 from .experiment import Experiment, ExperimentError  # noqa: E402
 from .experiment import default as default_experiment  # noqa: E402
 from .experiment import load as load_experiment  # noqa: E402
-from .kernel import install  # noqa: E402
+from .kernel import KernelResetWarning, install  # noqa: E402
 from .neurons import get_neuron  # noqa: E402
 from .recording import load as load_recording  # noqa: E402
 from .rules import get_rule, vogels_sprekeler  # noqa: E402
@@ -48,6 +48,11 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'nestplast' has no attribute {name!r}")
 
 
+def __dir__() -> list[str]:
+    # dir() and tab completion list what __getattr__ provides too
+    return sorted(set(globals()) | set(__all__))
+
+
 __all__ = ["__version__", "build", "install", "get_rule", "get_neuron", "vogels_sprekeler", "load_experiment",
            "default_experiment", "run_search", "fit_rule", "load_recording", "Experiment", "Module", "RunStore",
-           "UserError", "BuildError", "ExperimentError"]
+           "UserError", "BuildError", "ExperimentError", "KernelResetWarning"]

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .build import build
-from .kernel import import_nest, install
+from .kernel import import_nest, install, lent_kernel, reset_kernel
 from .rules import Rule
 
 DEFAULT_BLOCKS = ((0.2, 0.8), (0.9, 0.1), (0.2, 0.8))  # reward probability of odour 0 and 1, per block
@@ -86,6 +86,7 @@ def reward_signal(rewards: np.ndarray, trial: int, memory: int) -> np.ndarray:
     return rewards[:, trial] - expected
 
 
+@lent_kernel("nestplast.choice_task.run_animals")
 def run_animals(rule: Rule, params: Mapping[str, float], task: ChoiceTask, seeds: Sequence[int], *,
                 choices: np.ndarray | None = None, rewards: np.ndarray | None = None,
                 choice_seed: int = 0) -> Session:
@@ -105,7 +106,7 @@ def run_animals(rule: Rule, params: Mapping[str, float], task: ChoiceTask, seeds
     else:
         choices, rewards = np.zeros((n_animals, n_trials), dtype=int), np.zeros((n_animals, n_trials))
     rng = np.random.default_rng(choice_seed)
-    nest.ResetKernel()
+    reset_kernel()
     install(module)
     # one kernel for all animals: its random streams are seeded by all of them together
     nest.SetKernelStatus({"rng_seed": int(np.random.SeedSequence(list(seeds)).generate_state(1)[0] % (2**31 - 2)) + 1,

@@ -28,7 +28,7 @@ import numpy as np
 from . import metrics as M
 from .build import Module
 from .experiment import Experiment
-from .kernel import import_nest, install
+from .kernel import import_nest, install, reset_kernel
 from .networks import Network, Trial, build_network
 from .objectives import FAILURE_LOSS, Objective, RateBand
 from .tasks import Evaluation, Task
@@ -102,9 +102,10 @@ class Evaluator:
     # ------------------------------------------------------------------ the steps
 
     def setup_kernel(self, seed: int):
-        """A fresh NEST kernel with the rule's module installed; returns the ``nest`` module."""
-        nest = import_nest()
-        nest.ResetKernel()
+        """A fresh NEST kernel with the rule's module installed; returns the ``nest`` module.
+        Inside :func:`nestplast.kernel.lent_kernel` (``nestplast.run_search``) the user's kernel
+        is warned about first and restored after the run."""
+        nest = reset_kernel()
         install(self.module)
         nest.SetKernelStatus({"resolution": self.exp.network.resolution, "rng_seed": seed,
                               "local_num_threads": self.exp.search.threads})

@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
 import hashlib
 import json
 import math
+import numbers
 import shutil
 import tomllib
 from collections.abc import Callable
@@ -91,8 +93,21 @@ def option(default: Any, doc: str, check: Check | None = None, *, resumable: boo
     return field(default=default, metadata=metadata)
 
 
+class _Table:
+    """An experiment table that refuses attributes it does not have: in Python, a misspelt key
+    (``exp.search.max_generation = 5``) would otherwise be a new attribute, silently ignored."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        keys = [f.name for f in fields(self)]
+        if name not in keys:
+            close = difflib.get_close_matches(name, keys, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise AttributeError(f"{type(self).__name__} has no option {name!r}{hint}; its options: {', '.join(keys)}")
+        object.__setattr__(self, name, value)
+
+
 @dataclass
-class RuleSpec:
+class RuleSpec(_Table):
     name: str = option("doublet", "plasticity rule: doublet or taylor (with `file`: a label for your own rule, "
                                   "default its model name)")
     file: str | None = option(None, "your own NESTML synapse file (relative to the experiment file); "
@@ -123,7 +138,7 @@ class RuleSpec:
 
 
 @dataclass
-class NetworkSpec:
+class NetworkSpec(_Table):
     kind: str = option("recurrent", "'recurrent' E/I network, or 'single_neuron' with plastic afferents",
                        one_of("recurrent", "single_neuron"))
     n_e: int = option(200, "excitatory neurons", AT_LEAST_1)
@@ -149,7 +164,7 @@ class NetworkSpec:
 
 
 @dataclass
-class TrialSpec:
+class TrialSpec(_Table):
     n: int = option(2, "randomised trials per candidate (common random numbers within a generation)", AT_LEAST_1)
     weight_scale: list[float] = option([1.0, 1.0], "initial plastic weights x U(low, high)", interval(positive=True))
     input_rate_scale: list[float] = option([0.85, 1.15], "input rate x U(low, high): a rule must hold the target "
@@ -158,7 +173,7 @@ class TrialSpec:
 
 
 @dataclass
-class ObjectiveSpec:
+class ObjectiveSpec(_Table):
     target_rate: float | None = option(10.0, "target rate of `population` (Hz); none: no target-rate term",
                                        optional(POSITIVE))
     population: str = option("E", "the population scored: 'E' or 'I'", one_of("E", "I"))
@@ -176,7 +191,7 @@ class ObjectiveSpec:
 
 
 @dataclass
-class SearchSpec:
+class SearchSpec(_Table):
     strategy: str = option("cmaes", "cmaes (pycma) or prior (independent draws from the box)",
                            one_of("cmaes", "prior"))
     population_size: int = option(8, "candidates per generation",
@@ -230,7 +245,7 @@ FILTER_CONSTRAINTS = {"rate_e": [1.0, 50.0], "rate_i": [1.0, 50.0], "cv_isi": [0
 
 
 @dataclass
-class FilterSpec:
+class FilterSpec(_Table):
     rounds: int = option(5, "rounds of `nestplast filter` (one generation each: draw, simulate, keep, refine)",
                          AT_LEAST_1, resumable=True)
     simulations_per_round: int = option(200, "candidate rules drawn and simulated per round (each on trials.n trials)",
@@ -251,7 +266,13 @@ class FilterSpec:
 
 
 @dataclass
-class Experiment:
+class Experiment(_Table):
+    """An experiment: its ``name``, ``seed`` and one table per TOML table (``rule``, ``network``,
+    ``trials``, ``objective``, ``search``, ``filter``; every key is in ``--show-defaults``).
+    Made by :func:`load` or :func:`default`; change it in Python by attribute
+    (``exp.search.max_generations = 3``) or with :func:`dataclasses.replace`: a misspelt name is
+    refused at once, and the values are checked (:func:`validate`) when a run starts."""
+
     name: str = option("default-istdp", "the experiment's name (default run directory: runs/<name>)")
     seed: int = option(1, "seed of every random stream of the run", SEED)
     rule: RuleSpec = field(default_factory=RuleSpec)
@@ -386,14 +407,16 @@ def _check_type(value: Any, hint: Any, where: str) -> Any:
         if isinstance(value, str) and value.lower() == "none" and inner[0] is not str:
             return None  # TOML has no null: the options table's "none"
         return _check_type(value, inner[0], where)
+    # numbers.Real/Integral: numpy scalars from Python code too (kept as numpy, they would not go into
+    # the run's JSON record)
     if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
             raise ExperimentError(f"{where}: expected a number, got {value!r}")
         return float(value)
     if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
             raise ExperimentError(f"{where}: expected an integer, got {value!r}")
-        return value
+        return int(value)
     if hint is bool:
         if not isinstance(value, bool):
             raise ExperimentError(f"{where}: expected true or false, got {value!r}")
@@ -403,7 +426,7 @@ def _check_type(value: Any, hint: Any, where: str) -> Any:
             raise ExperimentError(f"{where}: expected a string, got {value!r}")
         return value
     if origin is list:
-        if not isinstance(value, list):
+        if not isinstance(value, (list, tuple)):  # a tuple from Python code
             raise ExperimentError(f"{where}: expected a list, got {value!r}")
         return [_check_type(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
@@ -443,13 +466,23 @@ def _require(condition: bool, where: str, expected: str, value: Any) -> None:
 
 
 def _check_options(instance, where: str) -> None:
-    """Every option's own check, from the options table."""
+    """Every option's type (converted as a file's would be: ints to floats, numpy scalars to
+    Python's) and its own check, from the options table. The types matter for an experiment
+    changed in Python, which has not been through :func:`parse`."""
+    hints = get_type_hints(type(instance))
     for f in fields(instance):
         value = getattr(instance, f.name)
         key = f"{where}.{f.name}" if where else f.name
-        if dataclasses.is_dataclass(value):
+        if f.name == "source":
+            continue
+        if dataclasses.is_dataclass(hints[f.name]):
+            if not isinstance(value, hints[f.name]):
+                raise ExperimentError(f"{key}: expected a {hints[f.name].__name__}, got {value!r}")
             _check_options(value, key)
-        elif f.metadata.get("check") is not None:
+            continue
+        value = _check_type(value, hints[f.name], key)
+        setattr(instance, f.name, value)
+        if f.metadata.get("check") is not None:
             _require(f.metadata["check"].test(value), key, f.metadata["check"].expected, value)
 
 

@@ -41,6 +41,7 @@ import numpy as np
 from .engine import Outcome
 from .evaluate import Evaluator
 from .experiment import Experiment, ExperimentError, run_experiment
+from .kernel import lent_kernel
 from .networks import draw_trials
 from .objectives import aggregate_trials, interval_penalty
 from .parallel import Transport, together
@@ -256,6 +257,7 @@ class Recheck:
         return float(np.mean(self.passed)) if self.passed else math.nan
 
 
+@lent_kernel("nestplast.families.recheck")
 def recheck(run_dir: str | Path, n_trials: int = 2, *, comm=None, limit: int | None = None,
             progress: Callable[[str], None] | None = None) -> Recheck | None:
     """Simulate the accepted rules of ``run_dir`` again, each on ``n_trials`` fresh trials (new NEST

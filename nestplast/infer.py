@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, engine
+from .kernel import lent_kernel
 from .parallel import Transport, together
 from .recording import Recording, RecordingError, check_time_unit
 from .rules import Rule, get_rule
@@ -197,6 +198,7 @@ class Fit:
         return data
 
 
+@lent_kernel("nestplast.infer.fit")
 def fit(recording: Recording, choice: RuleChoice, fixed: Mapping[str, float], *, delay: float = 1.0,
         n_segments: int = 10, hold_out: int = 5, l1: float = 0.0, population_size: int = 8,
         max_generations: int = 60, n_bootstrap: int = 30, seed: int = 1, out: str | Path | None = None,

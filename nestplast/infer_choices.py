@@ -28,6 +28,7 @@ import numpy as np
 from .behaviour import Behaviour
 from .choice_task import ChoiceTask, log_likelihood, run_animals
 from .infer import RuleChoice, _search, at_bound_warning, at_bounds
+from .kernel import lent_kernel
 from .rules import Rule
 from .store import RunStore
 from .tasks import Candidate, Evaluation, Task
@@ -128,6 +129,7 @@ def split_animals(n_animals: int, hold_out: int) -> tuple[list[int], list[int]]:
     return [a for a in range(n_animals) if a not in held], held
 
 
+@lent_kernel("nestplast.infer_choices.fit")
 def fit(data: Behaviour, mask: str | None = "pre:010,forget", fixed: Mapping[str, float] | None = None, *,
         rule: Rule | None = None, task: ChoiceTask | None = None, hold_out: int = 4, l1: float = 0.0,
         population_size: int = 8, max_generations: int = 20, n_bootstrap: int = 100, seed: int = 1,
@@ -231,6 +233,7 @@ def compare(with_term: ChoiceFitResult, without: ChoiceFitResult, n_bootstrap: i
             "high": float(np.percentile(means, 97.5)), "animals": int(diff.size)}
 
 
+@lent_kernel("nestplast.infer_choices.generate")
 def generate(params: Mapping[str, float], *, mask: str = "pre:010,forget", n_animals: int = 20,
              task: ChoiceTask | None = None, seed: int = 1, description: str = "") -> Behaviour:
     """Synthetic behaviour: ``n_animals`` model animals (seeds from ``seed``; other input

@@ -7,10 +7,13 @@ kernel. It is idempotent and survives ``nest.ResetKernel()`` (which unloads modu
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import os
 import sys
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,16 +45,83 @@ def nest_has_mpi() -> bool:
 
 
 def import_nest():
-    """Import and return the ``nest`` module quietly. Under an MPI launcher with a NEST built
-    without MPI, hide the launcher's variables first so that each rank runs its own kernel."""
-    if "nest" not in sys.modules:
-        os.environ.setdefault("PYNEST_QUIET", "1")
-        if any(v in os.environ for v in _LAUNCHER_VARIABLES) and not nest_has_mpi():
-            for variable in _LAUNCHER_VARIABLES:
-                os.environ.pop(variable, None)
+    """Import and return the ``nest`` module, quietly when nestplast is the one importing it (a
+    NEST the user imported keeps the verbosity the user chose). Under an MPI launcher with a NEST
+    built without MPI, hide the launcher's variables first so that each rank runs its own kernel."""
+    if "nest" in sys.modules:
+        return sys.modules["nest"]
+    os.environ.setdefault("PYNEST_QUIET", "1")
+    if any(v in os.environ for v in _LAUNCHER_VARIABLES) and not nest_has_mpi():
+        for variable in _LAUNCHER_VARIABLES:
+            os.environ.pop(variable, None)
     import nest
 
     nest.verbosity = nest.VerbosityLevel.ERROR
+    return nest
+
+
+class KernelResetWarning(UserWarning):
+    """A nestplast run is about to discard the network the user built in the running NEST kernel."""
+
+
+# The user's kernel settings that a run's ResetKernel would lose, restored after the run.
+USER_SETTINGS = ("local_num_threads", "resolution", "rng_type", "rng_seed", "data_path", "data_prefix",
+                 "overwrite_files", "print_time")
+_loans: list[dict] = []  # one per lent_kernel() in progress: its name, and what its first reset saved
+
+
+@contextlib.contextmanager
+def lent_kernel(what: str) -> Iterator[None]:
+    """Lend the running NEST kernel to a nestplast run (``what`` names it in the warning).
+
+    A run resets the kernel for every simulation (:func:`reset_kernel`). Within this block the
+    first reset warns (:class:`KernelResetWarning`) when the kernel holds the user's nodes, and
+    saves the user's settings (resolution, threads, seed, ...), verbosity and installed modules.
+    At the end, however the block ends (an error, Ctrl-C), the kernel is reset once more and those
+    are restored: the user gets an empty kernel as they had set it up, and their old node handles
+    fail loudly (``UnknownNode``) instead of silently reading the run's last network. A block
+    that never reset the kernel (e.g. refused before it began) leaves it untouched. Inside another
+    such block (a fit that generates its data first) it does nothing: the outer one lends the kernel.
+
+    Usable as a decorator: ``@lent_kernel("nestplast.infer.fit")``."""
+    if _loans:
+        yield
+        return
+    _loans.append({"what": what})
+    try:
+        yield
+    finally:
+        saved = _loans.pop()
+        if "settings" in saved:
+            nest = sys.modules["nest"]
+            nest.ResetKernel()
+            for key, value in saved["settings"].items():
+                if nest.GetKernelStatus(key) != value:
+                    nest.SetKernelStatus({key: value})
+            for path in saved["modules"]:
+                if path not in nest.GetKernelStatus("modules"):
+                    nest.Install(path)
+            nest.verbosity = saved["verbosity"]
+
+
+def reset_kernel():
+    """``nest.ResetKernel()`` for a nestplast simulation, quiet (verbosity ERROR); returns the
+    ``nest`` module. The first reset inside :func:`lent_kernel` saves (and warns about) what the
+    user had in the kernel, their verbosity included."""
+    nest = import_nest()
+    if _loans and "settings" not in _loans[-1]:
+        status = nest.GetKernelStatus()
+        _loans[-1].update(settings={key: status[key] for key in USER_SETTINGS}, modules=list(status["modules"]),
+                          verbosity=nest.verbosity)
+        if status["network_size"] > 0:
+            shown = f"resolution {status['resolution']} ms, {status['local_num_threads']} thread(s), " \
+                    f"rng_seed {status['rng_seed']}"
+            warnings.warn(f"{_loans[-1]['what']} resets the NEST kernel for each of its simulations: the network in it "
+                          f"({status['network_size']} nodes) is discarded now. Afterwards the kernel is empty, with "
+                          f"your settings ({shown}) and modules restored: create your nodes again (the old "
+                          "NodeCollections are invalid).", KernelResetWarning, stacklevel=2)
+    nest.ResetKernel()
+    nest.verbosity = nest.VerbosityLevel.ERROR  # NEST's messages for every simulation would drown the run's
     return nest
 
 

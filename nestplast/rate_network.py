@@ -24,7 +24,7 @@ import numpy as np
 import scipy.linalg
 
 from .errors import UserError
-from .kernel import import_nest
+from .kernel import import_nest, lent_kernel, reset_kernel
 
 __all__ = [
     "InvalidWeightMatrix", "RateModel", "Activity", "check_weights", "dynamics_matrix",
@@ -249,6 +249,7 @@ def connect_weights(pre, post, W, *, synapse_model: str = "rate_connection_delay
     return len(rows)
 
 
+@lent_kernel("nestplast.rate_network.simulate")
 def simulate(W, duration: float, model: RateModel = RateModel(), *, seed: int = 0, interval: float = 1.0,
              warmup: float | None = None, mu=None) -> Activity:
     """Simulate the noise-driven rate network with weights ``W`` in a fresh NEST kernel and
@@ -266,7 +267,7 @@ def simulate(W, duration: float, model: RateModel = RateModel(), *, seed: int = 
         warmup = 5.0 / -spectral_abscissa(dynamics_matrix(check_weights(W, model.leak), model))
     # Align the recording to the sampling grid so every neuron has the same samples.
     warmup = np.ceil(warmup / interval) * interval
-    nest.ResetKernel()
+    reset_kernel()
     nest.resolution = model.resolution
     nest.rng_seed = nest_seed(seed)
     params = {"tau": model.tau, "lambda": model.leak, "sigma": model.sigma, "mu": model.mu}

@@ -20,7 +20,7 @@ import numpy as np
 
 from .build import Module
 from .errors import UserError
-from .kernel import import_nest, install
+from .kernel import import_nest, install, lent_kernel, reset_kernel
 from .recording import Recording
 
 RESOLUTION = 0.1  # ms
@@ -40,6 +40,7 @@ def _on_grid(times: np.ndarray, what: str, step: float) -> None:
         raise ReplayError(f"{what}: times must lie on the {step} ms grid to be replayed in NEST")
 
 
+@lent_kernel("nestplast.replay.replay")
 def replay(module: Module, params: Mapping[str, float], recording: Recording, synapses: Sequence[int],
            w_start: Sequence[float], sample_times: Sequence[float], *, delay: float,
            synapse_model: str | None = None, neuron_params: Mapping[str, float] | None = None) -> np.ndarray:
@@ -55,7 +56,7 @@ def replay(module: Module, params: Mapping[str, float], recording: Recording, sy
     _on_grid(recording.post_times, "post_times", RESOLUTION)
     _on_grid(sample_times, "sample times", delay)
     shift = 2.0 * delay  # every generator time stays positive
-    nest.ResetKernel()
+    reset_kernel()
     install(module)
     nest.resolution = RESOLUTION
 

@@ -34,6 +34,7 @@ from .analysis.search import describe_stop
 from .engine import Outcome
 from .evaluate import Evaluator
 from .experiment import Experiment, differences, keep_rule_file, resumable_keys, run_experiment, validate
+from .kernel import lent_kernel
 from .networks import draw_trials
 from .objectives import aggregate_trials
 from .parallel import Transport, together
@@ -126,6 +127,7 @@ def open_run(exp: Experiment, out: Path, *, resume: bool, ranks: int, mode: str)
     return store
 
 
+@lent_kernel("this nestplast run")  # a user's own NEST network in the process is warned about, and the kernel restored
 def run_loop(exp: Experiment, out: str | Path, problem: Callable[[Experiment, Evaluator], engine.Problem],
              strategy: Callable[[RunStore, Path, Callable[[str], None]], Strategy], headline: Callable[[Transport], str],
              *, resume: bool = False, comm=None, progress: Callable[[str], None] | None = None) -> Outcome | None:
@@ -155,8 +157,15 @@ def run_loop(exp: Experiment, out: str | Path, problem: Callable[[Experiment, Ev
 def run_search(exp: Experiment, out: str | Path, *, resume: bool = False, comm=None,
                progress: Callable[[str], None] | None = None) -> Outcome | None:
     """Run (or resume) a search of ``exp`` with its results in ``out``; rank 0 returns the
-    :class:`~nestplast.engine.Outcome`, other MPI ranks None. ``progress`` receives one line
-    per generation (rank 0)."""
+    :class:`~nestplast.engine.Outcome` (``generations``, ``evaluations``, ``failed``, ``blowups``,
+    ``best_loss``, ``best_theta``, ``stop``: pycma's stop reasons), other MPI ranks None.
+    ``progress`` receives one line per generation (rank 0).
+
+    The search resets the NEST kernel for every simulation. In a session that holds its own NEST
+    network, that network is discarded (a :class:`~nestplast.kernel.KernelResetWarning` says so);
+    afterwards, also after an error or Ctrl-C, the kernel is empty with the session's settings
+    (resolution, threads, seed, ...), verbosity and installed modules restored
+    (:func:`nestplast.kernel.lent_kernel`): create your nodes again."""
     def headline(transport: Transport) -> str:
         space = search_space(exp)
         line = (f"search: {exp.name} ({exp.source}); {space.size} parameters ({', '.join(space.names)}); "

@@ -56,7 +56,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .build import build
-from .kernel import import_nest, install
+from .kernel import import_nest, install, lent_kernel, reset_kernel
 from .neurons import get_neuron
 from .recording import Recording
 from .rules import Rule, get_rule
@@ -148,6 +148,7 @@ GROUND_TRUTHS: dict[str, GroundTruth] = {
 SAMPLE_EVERY_MS = 100.0  # the ground truths' weights are sampled this often
 
 
+@lent_kernel("nestplast.synthetic.generate")
 def generate(truth: GroundTruth, *, n_pre: int = 40, n_post: int = 2, connectivity: float = 1.0,
              pre_rate: float = 10.0, duration_ms: float = 20_000.0, sample_every_ms: float = SAMPLE_EVERY_MS,
              w0: tuple[float, float] = (20.0, 40.0), w_max: float = 200.0, inhibitory_fraction: float | None = None,
@@ -203,6 +204,7 @@ def generate(truth: GroundTruth, *, n_pre: int = 40, n_post: int = 2, connectivi
                     description=description)
 
 
+@lent_kernel("nestplast.synthetic.simulate")
 def simulate(rule: Rule, params: Mapping[str, float], *, trains: list[np.ndarray], syn_pre: np.ndarray,
              syn_post: np.ndarray, syn_sign: np.ndarray, w_start: np.ndarray, n_post: int, w_max: float,
              drive_rate: float, drive_weight: float, neuron: str = "iaf_psc_exp",
@@ -216,7 +218,7 @@ def simulate(rule: Rule, params: Mapping[str, float], *, trains: list[np.ndarray
     step_d, step_end = _steps(delay, resolution), _steps(duration_ms, resolution)
     module = build(rule, neuron)
     nest = import_nest()
-    nest.ResetKernel()
+    reset_kernel()
     install(module)
     nest.set(resolution=resolution, rng_seed=nest_seed, local_num_threads=1)
 

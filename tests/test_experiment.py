@@ -146,3 +146,40 @@ def test_inert_or_ignored_keys_are_refused(tmp_path, text, fragments):
         experiment.load(write(tmp_path, text))
     for fragment in fragments:
         assert fragment in str(err.value), str(err.value)
+
+
+# ---- an experiment changed in Python (a notebook) is held to the file's checks
+
+def test_a_misspelt_option_set_in_python_is_refused():
+    exp = experiment.default()
+    with pytest.raises(AttributeError, match="did you mean 'max_generations'"):
+        exp.search.max_generation = 5  # would otherwise be ignored: the run keeps 12 generations
+    with pytest.raises(AttributeError, match="no option 'seeds'"):
+        exp.seeds = 3
+
+
+@pytest.mark.parametrize("section, key, value, expected", [
+    ("network", "n_e", 20.5, "network.n_e: expected an integer"),
+    ("search", "population_size", 2.5, "search.population_size: expected an integer"),
+    ("trials", "n", True, "trials.n: expected an integer"),
+    (None, "seed", 3.5, "seed: expected an integer"),  # before: a run folder left behind, then a TypeError
+    ("objective", "target_rate", "10", "objective.target_rate: expected a number"),
+    ("network", "neuron_params", {"tau_m": "x"}, "network.neuron_params.tau_m: expected a number"),
+    (None, "network", {"n_e": 20}, "network: expected a NetworkSpec"),
+])
+def test_values_set_in_python_are_type_checked(section, key, value, expected):
+    exp = experiment.default()
+    setattr(getattr(exp, section) if section else exp, key, value)
+    with pytest.raises(ExperimentError, match=expected):
+        experiment.validate(exp)
+
+
+def test_numpy_values_and_tuples_set_in_python_become_the_files_types():
+    import json
+
+    exp = experiment.default()
+    exp.seed, exp.network.resolution, exp.rule.plastic = np.int64(3), np.float32(0.125), ("IE",)
+    exp.objective.t_train, exp.objective.t_score, exp.objective.chunk = 0.5, 0.5, 0.25
+    experiment.validate(exp)
+    assert type(exp.seed) is int and type(exp.network.resolution) is float and exp.rule.plastic == ["IE"]
+    json.dumps(exp.to_dict())  # what a run records (numpy's int64 is not JSON)

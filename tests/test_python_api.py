@@ -1,0 +1,127 @@
+"""nestplast used from Python, as in a notebook: one long-lived process in which the user also has
+their own NEST network. A search must not change the user's NEST behind their back."""
+
+import warnings
+
+import pytest
+
+import nestplast
+from nestplast.kernel import KernelResetWarning, install
+
+
+@pytest.fixture(autouse=True)
+def quiet_fresh_kernel_afterwards(nest):
+    yield
+    nest.ResetKernel()  # the user's settings below stay out of the other test files' kernels
+    nest.verbosity = nest.VerbosityLevel.ERROR
+
+
+def tiny_experiment():
+    exp = nestplast.default_experiment()
+    exp.network.n_e, exp.network.n_i = 20, 5
+    exp.objective.t_train, exp.objective.t_score = 0.5, 0.5
+    exp.search.max_generations, exp.search.population_size, exp.trials.n = 1, 2, 1
+    return exp
+
+
+def users_network(nest):
+    """A user's own kernel: their settings, verbosity and a small network."""
+    nest.ResetKernel()
+    nest.verbosity = nest.VerbosityLevel.WARNING
+    nest.resolution, nest.local_num_threads, nest.rng_seed = 0.05, 2, 42
+    neurons = nest.Create("iaf_psc_alpha", 10)
+    nest.Connect(nest.Create("noise_generator", params={"mean": 300.0, "std": 50.0}), neurons)
+    return neurons
+
+
+def assert_users_settings(nest, verbosity):
+    assert (nest.resolution, nest.local_num_threads, nest.rng_seed) == (0.05, 2, 42)
+    assert nest.verbosity == verbosity
+
+
+def test_search_warns_and_gives_the_users_kernel_back(nest, doublet_module, tmp_path):
+    neurons = users_network(nest)
+    verbosity = nest.verbosity
+    with pytest.warns(KernelResetWarning, match="11 nodes"):
+        outcome = nestplast.run_search(tiny_experiment(), tmp_path / "run")
+    assert outcome.generations == 1
+    # an empty kernel as the user set it up: the old handles fail instead of reading the search's neurons
+    assert nest.network_size == 0
+    assert_users_settings(nest, verbosity)
+    with pytest.raises(nest.NESTError):
+        neurons.get("V_m")
+    # the same search in a fresh process (no user network) gives the same result
+    again = nestplast.run_search(tiny_experiment(), tmp_path / "again")
+    assert again.best_loss == outcome.best_loss
+
+
+def test_search_restores_the_users_modules(nest, doublet_module, tmp_path):
+    nest.ResetKernel()
+    install(doublet_module)  # the user's own use of a rule (README: "Build a rule and use it in your own NEST model")
+    nestplast.run_search(tiny_experiment(), tmp_path / "run")
+    assert doublet_module.path in nest.GetKernelStatus("modules")
+    nest.Create(doublet_module.neuron_model, 2)
+
+
+def test_interrupted_search_gives_the_kernel_back_and_resumes(nest, doublet_module, tmp_path):
+    users_network(nest)
+    verbosity = nest.verbosity
+
+    def interrupt(line: str) -> None:
+        if line.startswith("gen"):
+            raise KeyboardInterrupt
+
+    exp = tiny_experiment()
+    exp.search.max_generations = 2
+    with pytest.warns(KernelResetWarning), pytest.raises(KeyboardInterrupt):
+        nestplast.run_search(exp, tmp_path / "run", progress=interrupt)
+    assert nest.network_size == 0
+    assert_users_settings(nest, verbosity)
+    # nothing left locked or open: the same process resumes the run
+    assert nestplast.run_search(exp, tmp_path / "run", resume=True).generations == 2
+
+
+def test_refused_search_leaves_the_users_network(nest, doublet_module, tmp_path):
+    users_network(nest)
+    with pytest.warns(KernelResetWarning):
+        nestplast.run_search(tiny_experiment(), tmp_path / "run")
+    neurons = users_network(nest)
+    with pytest.raises(nestplast.UserError, match="already holds a run"):
+        nestplast.run_search(tiny_experiment(), tmp_path / "run")  # refused before any simulation
+    assert len(neurons.get("V_m")) == 10  # nothing was reset
+
+
+def test_install_keeps_the_users_verbosity(nest, doublet_module):
+    nest.ResetKernel()
+    nest.verbosity = nest.VerbosityLevel.WARNING
+    install(doublet_module)
+    assert nest.verbosity == nest.VerbosityLevel.WARNING
+
+
+def test_dir_lists_what_nestplast_offers():
+    names = dir(nestplast)
+    for name in nestplast.__all__:
+        assert name in names
+        assert getattr(nestplast, name) is not None
+
+
+def test_generating_and_fitting_data_give_the_users_kernel_back(nest):
+    """Synthetic data warn and restore as a search does; a fit to a recording (numpy) leaves the kernel alone."""
+    from nestplast import infer
+    from nestplast.synthetic import GROUND_TRUTHS, generate
+
+    truth = GROUND_TRUTHS["oja"]
+    users_network(nest)
+    verbosity = nest.verbosity
+    with pytest.warns(KernelResetWarning, match=r"nestplast.synthetic.generate .*\(11 nodes\)"):
+        data = generate(truth, n_pre=5, duration_ms=500.0)
+    assert nest.network_size == 0
+    assert_users_settings(nest, verbosity)
+    # the clamped fit replays the recording in numpy: the user's network stays, and nothing is said
+    neurons = users_network(nest)
+    fixed = {k: v for k, v in truth.params.items() if k not in truth.rule.names} | {"Wmax": 200.0}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", KernelResetWarning)
+        infer.fit(data, infer.RuleChoice(truth.rule.name, truth.mask), fixed, max_generations=1, n_bootstrap=0)
+    assert nest.network_size == 11 and len(neurons.get("V_m")) == 10
+    assert_users_settings(nest, verbosity)
