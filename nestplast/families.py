@@ -192,6 +192,10 @@ class Family:
         """Distinct rules (distinct parameter vectors)."""
         return len({tuple(r["theta"]) for r in self.rows})
 
+    def __repr__(self) -> str:  # the rows' every metric would flood a notebook
+        return (f"Family({len(self.rows)} accepted rules ({self.distinct} distinct) of {self.simulated} simulated, "
+                f"judged by {', '.join(self.constraints)})")
+
 
 def candidates(store: RunStore) -> list[tuple[int, int, list[Evaluation]]]:
     """(round, candidate, its evaluations by trial) for every candidate in the store."""
@@ -210,6 +214,9 @@ def family(run_dir: str | Path, constraints: Mapping[str, Sequence[float]] | Non
     """The accepted rules of the filter run in ``run_dir``, from its store alone (no simulation):
     judged by the last round's bounds, with ``constraints`` replacing or adding bounds (to
     tighten a constraint or add one, and re-filter every simulation of every round)."""
+    if not is_filter_run(run_dir):  # a search's generations are no rounds, its candidates no family
+        raise StoreError(f"{run_dir} holds no filter round: a search run, or a filter run that has not finished its "
+                         "first round (nestplast report shows what it holds)")
     store = RunStore.open(run_dir, read_only=True)
     try:
         exp = run_experiment(store.experiment(), run_dir)
@@ -256,6 +263,9 @@ class Recheck:
     def fraction(self) -> float:
         return float(np.mean(self.passed)) if self.passed else math.nan
 
+    def __repr__(self) -> str:
+        return f"Recheck({sum(self.passed)} of {len(self.passed)} accepted rules pass again)"
+
 
 @lent_kernel("nestplast.families.recheck")
 def recheck(run_dir: str | Path, n_trials: int = 2, *, comm=None, limit: int | None = None,
@@ -281,7 +291,7 @@ def recheck(run_dir: str | Path, n_trials: int = 2, *, comm=None, limit: int | N
             store.close()
 
     recorded, exp = together(comm, load)
-    fam = family(run_dir) if transport.is_root else None
+    fam = together(comm, lambda: family(run_dir) if transport.is_root else None)  # a refusal ends every rank
     rows = fam.rows[:limit] if fam is not None else []
     store = together(comm, lambda: open_recheck(run_dir, recorded, exp.seed) if transport.is_root else None)
     try:

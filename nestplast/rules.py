@@ -782,8 +782,13 @@ class RuleLayout:
         return dict(zip(self.connection_types, np.split(theta, ends[:-1])))
 
     def as_dict(self, theta: Sequence[float]) -> dict[str, float]:
-        """Named parameters, e.g. ``{"IE.alpha": -0.2, ...}``."""
-        return dict(zip(self.names, np.asarray(theta, dtype=float).tolist()))
+        """Named parameters, e.g. ``{"IE.alpha": -0.2, ...}``; ``theta`` of another length (a
+        result of another experiment) is refused, not cut to fit."""
+        values = np.asarray(theta, dtype=float).tolist()
+        if len(values) != len(self.names):
+            raise ValueError(f"{len(values)} values for the {len(self.names)} parameters {', '.join(self.names)}: "
+                             "theta is not of this layout (another experiment's result?)")
+        return dict(zip(self.names, values))
 
     def to_search_space(self, theta: Sequence[float]) -> np.ndarray:
         """Map ``theta`` to the optimiser's coordinates (log10 for log-space parameters)."""

@@ -3,6 +3,7 @@ region is known exactly, then on NEST: the family found lies inside the region a
 acceptance rises over the prior's, a resumed run asks the same candidates, re-filtering from the
 store keeps exactly the subset that tighter bounds allow, and bad constraints are refused."""
 
+import copy
 import importlib.util
 import math
 import pickle
@@ -183,6 +184,9 @@ class _PriorOnly:
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
+    def __reduce__(self):  # stored as the filter it wraps, as a filter run stores its strategy
+        return copy.copy, (self.inner,)
+
     def ask(self):
         from nestplast.strategies.prior import PriorSampling
 
@@ -320,6 +324,7 @@ def test_run_filter_on_nest_stores_a_family_and_rechecks_it(tiny_run, capsys):
     fam = family(out)
     assert [a["simulated"] for a in fam.acceptance] == [12, 12] and len(fam.rows) >= 1
     assert all(1.0 <= r["rate_e"] <= 80.0 and r["w_blow"] <= 0.5 for r in fam.rows)
+    assert repr(fam).startswith(f"Family({len(fam.rows)} accepted rules") and len(repr(fam)) < 200  # not every row
     lines = []
     checked = recheck(out, n_trials=1, limit=2, progress=lines.append)
     assert len(checked.passed) == min(2, len(fam.rows))
@@ -343,6 +348,20 @@ def test_run_filter_on_nest_stores_a_family_and_rechecks_it(tiny_run, capsys):
 
     assert report([str(out), "--no-plots"]) == 0
     assert "accepted rules" in capsys.readouterr().out
+
+
+def test_a_search_run_is_no_family(tmp_path):
+    """family() and recheck() of a search run presented its generations as rounds with acceptance
+    fractions; they refuse it now."""
+    from nestplast.families import family, recheck
+
+    store = RunStore.create(tmp_path / "search", experiment=experiment.default().to_dict(), seed=1)
+    cma = make_strategy("cmaes", SPACE, Budget(max_generations=2), population_size=4, seed=1)
+    store.record_generation(0, pickle.dumps(cma), {})
+    store.close()
+    for call in (family, recheck):
+        with pytest.raises(StoreError, match="holds no filter round: a search run"):
+            call(tmp_path / "search")
 
 
 @needs_sbi
