@@ -30,7 +30,7 @@ from .build import Module
 from .experiment import Experiment
 from .kernel import import_nest, install, reset_kernel
 from .networks import Network, Trial, build_network
-from .objectives import FAILURE_LOSS, Objective, RateBand
+from .objectives import FAILURE_LOSS, RATE_BIN_MS, Objective, RateBand
 from .tasks import Evaluation, Task
 
 
@@ -180,7 +180,7 @@ class Evaluator:
         metrics = M.network_metrics(senders, times, ids, t0, t1, scored=o.population, w_start=w_start,
                                     w_end=self.weights(net), w_max={ct: abs(w) for ct, w in net.w_max.items()})
         scored = np.isin(senders, ids[o.population])
-        metrics["rate_trace"] = M.population_rate(times[scored], len(ids[o.population]), t0, t1, bin_ms=100.0).tolist()
+        metrics["rate_trace"] = M.population_rate(times[scored], len(ids[o.population]), t0, t1, bin_ms=RATE_BIN_MS).tolist()
         return metrics
 
     # ------------------------------------------------------------------ one evaluation

@@ -533,6 +533,15 @@ def validate(exp: Experiment) -> Experiment:
         _require(metric in FSBI_CONSTRAINTS, f"objective.constraints.{metric}",
                  f"a metric from {', '.join(sorted(FSBI_CONSTRAINTS))}", metric)
     _require(o.target_rate is not None or o.constraints, "objective", "a target_rate or some constraints", None)
+    # valid on their own, but every evaluation would fail or score NaN: a cluster job of 320s
+    _require(n.kind != "single_neuron" or o.population == "E", "objective.population",
+             "'E' for network.kind = 'single_neuron' (its one neuron; the inhibitory afferents are inputs)", o.population)
+    if o.target_rate is not None:
+        from .objectives import RATE_BIN_MS
+
+        _require(1000.0 * o.t_score >= RATE_BIN_MS - 1e-6, "objective.t_score",
+                 f"at least {RATE_BIN_MS / 1000:g} s with a target_rate (the scored rate is taken in "
+                 f"{RATE_BIN_MS / 1000:g} s bins; a shorter window has none)", o.t_score)
     if exp.search.cma_options:
         _require(exp.search.strategy == "cmaes", "search.cma_options", "no options unless search.strategy = 'cmaes'",
                  exp.search.cma_options)

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+RATE_BIN_MS = 100.0  # the scored rate's bins (the target-rate term averages over them)
+
 INF = math.inf
 
 # fSBI filter (reference notes, "Activity and weight constraints"), names as produced by

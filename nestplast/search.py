@@ -113,10 +113,20 @@ def open_run(exp: Experiment, out: Path, *, resume: bool, ranks: int, mode: str)
     rule_source = hashlib.sha256("".join(r.source for r in exp.module_rules()).encode()).hexdigest()
     if resume:
         store = RunStore.open(out)
-        check_resumable(store.experiment(), exp, out)
-        if store.meta().get("rule_source_sha256", rule_source) != rule_source:
-            raise StoreError(f"cannot resume {out}: the rule's NESTML source {exp.rule.file or exp.rule.name} "
-                             "changed since the run began (a run is one rule); start a new run with another --out")
+        try:
+            stored = store.experiment()
+            check_resumable(stored, exp, out)
+            if store.meta().get("rule_source_sha256", rule_source) != rule_source:
+                raise StoreError(f"cannot resume {out}: the rule's NESTML source {exp.rule.file or exp.rule.name} "
+                                 "changed since the run began (a run is one rule); start a new run with another --out")
+            # what may change (when to stop) as it now is: a later plain --resume keeps to it
+            ours = exp.to_dict()
+            for section, key in resumable_keys():
+                stored.setdefault(section, {})[key] = ours[section][key]
+            store.record_resumed(stored)
+        except BaseException:
+            store.close()  # a refused resume lets go of the run at once
+            raise
         return store
     check_output_directory(out)
     store = RunStore.create(out, experiment=exp.to_dict(), seed=exp.seed,

@@ -19,7 +19,8 @@ import math
 import os
 import sqlite3
 import time
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -177,9 +178,14 @@ class RunStore:
         # Built under another name and renamed: a run's database never exists without its schema,
         # whenever the process is killed (a half-made file would block both --resume and a new run).
         draft = path.with_name(path.name + ".draft")
-        for leftover in (draft, draft.with_name(draft.name + "-journal")):  # a stale journal would be replayed
-            leftover.unlink(missing_ok=True)
+        for suffix in ("", "-journal", "-wal", "-shm"):  # a stale journal would be replayed
+            draft.with_name(draft.name + suffix).unlink(missing_ok=True)
         with closing(sqlite3.connect(draft, isolation_level=None)) as db:
+            # WAL before the rename (the mode is kept in the file): switched after it, a kill -9
+            # during the switch left a rollback journal that only a writer can roll back, and the
+            # report and --resume (which reads the run first) refused the run as "not a nestplast
+            # database (attempt to write a readonly database)"
+            db.execute("PRAGMA journal_mode=WAL")
             db.execute("BEGIN")
             for statement in filter(str.strip, _SCHEMA.split(";")):
                 db.execute(statement)
@@ -238,11 +244,27 @@ class RunStore:
         return db
 
     def close(self) -> None:
-        self.commit()  # what an interrupted burst recorded (Ctrl-C, SIGTERM) is kept
-        self._db.close()
-        if self._lock is not None:
-            self._lock.close()  # releases the writer lock
-            self._lock = None
+        try:
+            self.commit()  # what an interrupted burst recorded (Ctrl-C, SIGTERM) is kept
+        finally:  # also when that commit fails (a full disk): the run is let go of
+            self._db.close()
+            if self._lock is not None:
+                self._lock.close()  # releases the writer lock
+                self._lock = None
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """A write to the database; one the disk refuses (full, read-only, an I/O error) becomes a
+        StoreError that says what is kept and how to go on, instead of a traceback in the middle of
+        a run (a full disk on a cluster is the user's to fix, not a bug)."""
+        try:
+            yield
+        except sqlite3.OperationalError as err:
+            if self._db.in_transaction:
+                with suppress(sqlite3.Error):  # the refusal is the news, not a failed rollback
+                    self._db.execute("ROLLBACK")
+            raise StoreError(f"{self.path}: cannot record ({err}); everything committed before is kept: make room "
+                             "(or fix the folder) and continue the run with --resume") from None
 
     # ------------------------------------------------------------------ run
 
@@ -262,7 +284,16 @@ class RunStore:
 
     def record_stop(self, reason: dict) -> None:
         """Why the run stopped (the strategy's stop dictionary, e.g. pycma's ``{"maxiter": 12}``)."""
-        self._db.execute("UPDATE run SET stop=?", (_encode(reason),))
+        with self._writing():
+            self._db.execute("UPDATE run SET stop=?", (_encode(reason),))
+
+    def record_resumed(self, experiment: dict) -> None:
+        """The run goes on: ``experiment`` is what it now runs (when to stop may have changed), and
+        it has not stopped. Kept, a later plain ``--resume`` (after a crash) stopped at once at the
+        first run's ``max_generations``, and a report read while the run went on, or after it was
+        killed, gave the first run's stop reason."""
+        with self._writing():
+            self._db.execute("UPDATE run SET experiment=?, stop=NULL", (_encode(experiment),))
 
     def stop(self) -> dict | None:
         """Why the run stopped, or None while it has not (or was killed)."""
@@ -279,11 +310,12 @@ class RunStore:
         if evaluation.status not in STATUSES:
             raise StoreError(f"unknown status {evaluation.status!r}; expected one of {', '.join(STATUSES)}")
         verb = "INSERT OR REPLACE" if replace else "INSERT"
-        if not commit and not self._db.in_transaction:
-            self._db.execute("BEGIN")
         try:
-            self._db.execute(f"{verb} INTO evaluations ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
-                             _row(evaluation))
+            with self._writing():
+                if not commit and not self._db.in_transaction:
+                    self._db.execute("BEGIN")
+                self._db.execute(f"{verb} INTO evaluations ({', '.join(_COLUMNS)}) "
+                                 f"VALUES ({', '.join('?' * len(_COLUMNS))})", _row(evaluation))
         except sqlite3.IntegrityError:
             raise StoreError(f"evaluation (generation {evaluation.generation}, candidate {evaluation.candidate}, "
                              f"trial {evaluation.trial}) is recorded already") from None
@@ -291,7 +323,8 @@ class RunStore:
     def commit(self) -> None:
         """Commit the evaluations recorded with ``commit=False`` (nothing to do if none)."""
         if self._db.in_transaction:
-            self._db.execute("COMMIT")
+            with self._writing():
+                self._db.execute("COMMIT")
 
     def get_evaluation(self, generation: int, candidate: int, trial: int) -> Evaluation | None:
         row = self._db.execute("SELECT * FROM evaluations WHERE generation=? AND candidate=? AND trial=?",
@@ -335,11 +368,12 @@ class RunStore:
 
     def record_generation(self, generation: int, optimizer_state: bytes, summary: dict) -> None:
         """The optimiser after ``generation`` and its summary, in one transaction."""
-        self._db.execute("BEGIN IMMEDIATE")
         try:
-            self._db.execute("INSERT INTO generations VALUES (?, ?, ?, ?)",
-                             (generation, sqlite3.Binary(optimizer_state), _encode(summary), time.time()))
-            self._db.execute("COMMIT")
+            with self._writing():
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.execute("INSERT INTO generations VALUES (?, ?, ?, ?)",
+                                 (generation, sqlite3.Binary(optimizer_state), _encode(summary), time.time()))
+                self._db.execute("COMMIT")
         except sqlite3.IntegrityError:
             self._db.execute("ROLLBACK")
             raise StoreError(f"generation {generation} is recorded already") from None

@@ -71,6 +71,9 @@ def test_default_layout_is_the_doublet_rule_on_ie():
     ("[objective]\nt_train = inf\n", ["objective.t_train", "positive number of seconds", "inf"]),
     ("[search]\ntarget_loss = nan\n", ["search.target_loss", "number", "nan"]),
     ("[network]\nw_max = { IE = inf }\n", ["network.w_max", "positive magnitudes"]),
+    # valid alone, but every evaluation would fail (KeyError: 'I') or score NaN (no rate bin)
+    ("[network]\nkind = 'single_neuron'\n[objective]\npopulation = 'I'\n", ["objective.population", "'E' for"]),
+    ("[objective]\nt_score = 0.05\n", ["objective.t_score", "at least 0.1 s with a target_rate"]),
     # pycma's own options: refused before the run if pycma does not know them, takes them from
     # another key, cannot evaluate them, or would fail on them only in its first tell
     ("[search]\ncma_options = { tolfunn = 1e-3 }\n", ["search.cma_options: tolfunn", "did you mean tolfun?"]),

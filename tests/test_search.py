@@ -386,3 +386,58 @@ def test_every_command_tells_its_version():
                     ["-m", "nestplast", "infer", "--version"]):
         out = subprocess.run([sys.executable, *command], capture_output=True, text=True, cwd=ROOT)
         assert (out.returncode, out.stdout.strip()) == (0, f"nestplast {__version__}"), (command, out.stderr)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ([("t_score = 1.0", "t_score = 0.05")], "objective.t_score: expected at least 0.1 s with a target_rate"),
+    ([("[network]", '[network]\nkind = "single_neuron"'), ("target_rate = 10.0", 'target_rate = 10.0\npopulation = "I"')],
+     "objective.population: expected 'E' for network.kind = 'single_neuron'"),
+])
+def test_an_experiment_whose_every_evaluation_would_fail_is_refused_before_the_run(tmp_path, changes, message):
+    """Valid files that made a run of nothing but 320s: a scoring window shorter than one rate bin
+    (every working rule scored NaN) and a single neuron scored on an I population it has not
+    (every evaluation failed with KeyError: 'I')."""
+    text = tiny(tmp_path).read_text()
+    for old, new in changes:
+        text = text.replace(old, new)
+    (tmp_path / "edge.toml").write_text(text)
+    out = search([tmp_path / "edge.toml", "--out", tmp_path / "NEW"])
+    assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr, out.stderr
+    assert not (tmp_path / "NEW").exists()
+
+
+def test_a_resumed_run_keeps_its_new_budget_and_has_not_stopped_until_it_stops(reference_run, tmp_path):
+    """`--resume --max-generations 7`, killed, then a plain `--resume` (as after any crash): the
+    second resume stopped at once at the first run's 5 generations ('done (maxiter = 5)'), and the
+    report of the killed run said it had stopped for that reason."""
+    run, _ = reference_run
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    process = subprocess.Popen([sys.executable, "-m", "nestplast.search", "--out", str(copy), "--resume",
+                                "--max-generations", "7", "--quiet"], cwd=ROOT, stdout=subprocess.DEVNULL)
+    wait_for_evaluations(copy / "results.sqlite", generation=5, count=1)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed = json.loads(report(copy, "--json", "--no-plots").stdout)
+    assert killed["stop"] is None, "a killed run has not stopped for a reason"
+    out = search(["--out", copy, "--resume", "--quiet"])
+    assert out.returncode == 0, out.stderr
+    assert "done (maxiter = 7): 7 generations" in out.stdout
+    assert RunStore.open(copy, read_only=True).experiment()["search"]["max_generations"] == 7
+
+
+def test_a_finished_run_without_a_best_rule_says_so_without_yet(tmp_path):
+    from nestplast.analysis.search import summarise, text
+    from nestplast.experiment import default
+    from nestplast.tasks import Evaluation
+
+    store = RunStore.create(tmp_path, experiment=default().to_dict(), seed=1)
+    store.record_evaluation(Evaluation(generation=0, candidate=0, trial=0, theta=[0.0] * 6, params={}, seed=1,
+                                       metrics={"t_blowup_s": 0.5}, loss=300.0, status="blowup", error="left"))
+    running = text(summarise(tmp_path), tmp_path)
+    assert "all its trials" in running and "yet" in running
+    store.record_stop({"maxiter": 1})
+    store.close()
+    words = text(summarise(tmp_path), tmp_path)
+    assert "trials ok yet" not in words
+    assert "no candidate had all its trials ok: every one blew up or failed" in words

@@ -189,3 +189,42 @@ time.sleep(60)
         writer.send_signal(signal.SIGKILL)
         writer.wait()
     RunStore.open(run).close()
+
+
+def test_a_full_disk_is_a_message_and_the_run_stays_resumable(tmp_path):
+    """A disk that fills up in the middle of a run (SQLite's own limit on the database's size
+    stands in for it) was a traceback from inside the run loop; it is a StoreError that says what is
+    kept and how to go on, the writer lock is let go, and every earlier commit is there."""
+    store = RunStore.create(tmp_path, experiment={}, seed=1)
+    store.record_evaluation(evaluation(k=0))
+    pages = store._db.execute("PRAGMA page_count").fetchone()[0]
+    store._db.execute(f"PRAGMA max_page_count = {pages}")
+    big = {"trace": {"rate": list(range(20000))}}  # more than the pages left
+    with pytest.raises(StoreError, match=r"cannot record \(database or disk is full\).*--resume"):
+        store.record_evaluation(evaluation(k=1, metrics=big), commit=False)
+        store.commit()
+    store.close()
+    reopened = RunStore.open(tmp_path)  # the lock was released
+    assert [e.candidate for e in reopened.evaluations()] == [0]
+    reopened.close()
+
+
+def test_a_run_database_is_in_wal_mode_before_it_appears(tmp_path, monkeypatch):
+    """A kill -9 while a new run's database switched to WAL (just after it appeared under its name)
+    left a rollback journal that only a writer can roll back: the report and --resume (which reads
+    the run first) refused it as 'not a nestplast database (attempt to write a readonly
+    database)'. The database is in WAL mode when it appears, and nothing else is left over."""
+    import os
+
+    seen = []
+    replace = os.replace
+
+    def watched(source, target):
+        replace(source, target)
+        seen.append(open(target, "rb").read(20)[18:20])  # the header's file format bytes: 2, 2 is WAL
+
+    monkeypatch.setattr(os, "replace", watched)
+    RunStore.create(tmp_path, experiment={}, seed=1).close()
+    assert seen == [b"\x02\x02"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".writer.lock", "results.sqlite"]
+    RunStore.open(tmp_path, read_only=True).close()

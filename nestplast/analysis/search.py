@@ -98,7 +98,10 @@ def text(summary: dict, run_dir: str | Path) -> str:
              else "stopped: not yet (running, or killed: resume with --resume)",
              f"what the loss means: {LOSS_MEANING}"]
     if summary["best_loss"] is None:
-        lines.append("no candidate with all its trials successful yet")
+        # "yet" only while the run can go on: a stopped run whose candidates all blew up or failed
+        # has no best rule, and said it as if one were still to come
+        lines.append("no candidate had all its trials ok: every one blew up or failed on some trial (below)"
+                     if summary["stop"] else "no candidate with all its trials ok yet")
     else:
         where = summary["best"]
         lines.append(f"best loss: {summary['best_loss']:.5g} (generation {where['generation']}, "
