@@ -372,9 +372,9 @@ def _toml(value: Any) -> str:
     return json.dumps(value)
 
 
-def show_defaults() -> str:
-    """The options table as TOML: every key with its default, its meaning and what it accepts
-    (keys without a default are commented out)."""
+def show_defaults(exp: Experiment | None = None) -> str:
+    """The options table as TOML: every key with its default (or its value in ``exp``), its meaning
+    and what it accepts (keys without a value are commented out)."""
     def lines(instance) -> list[str]:
         out = []
         for f in fields(instance):
@@ -386,8 +386,9 @@ def show_defaults() -> str:
             out.append(f"# {f.name} =  # {doc}" if default is None else f"{f.name} = {_toml(default)}  # {doc}")
         return out
 
-    top = Experiment()
-    text = ["# nestplast experiment options: key = default  # meaning [accepted values]", *lines(top)]
+    top = Experiment() if exp is None else exp
+    what = "default" if exp is None else f"value in {exp.source}"
+    text = [f"# nestplast experiment options: key = {what}  # meaning [accepted values]", *lines(top)]
     for name in SECTIONS:
         text += ["", f"[{name}]", *lines(getattr(top, name))]
     return "\n".join(text)

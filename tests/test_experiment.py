@@ -135,6 +135,14 @@ def test_show_defaults_is_valid_toml_of_the_defaults():
 
     data = tomllib.loads(experiment.show_defaults())
     assert experiment.parse(data) == experiment.validate(experiment.Experiment(source="<dict>"))
+    # with an experiment named, its values (it printed the defaults before): the same experiment read back
+    out = subprocess.run([sys.executable, "-m", "nestplast.search", "spikes_reference", "--seed", "7", "--show-defaults"],
+                         capture_output=True, text=True, check=True).stdout
+    assert "key = value in " in out.splitlines()[0] and "spikes_reference.toml" in out.splitlines()[0]
+    shown = experiment.parse(tomllib.loads(out))
+    wanted = experiment.load("spikes_reference")
+    wanted.seed = 7
+    assert (shown.to_dict(), shown.network.n_e) == (wanted.to_dict(), 8000)
 
 
 @pytest.mark.parametrize("text, fragments", [

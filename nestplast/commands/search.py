@@ -33,8 +33,8 @@ def parser() -> ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="NEST threads per rank")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last generation")
     p.add_argument("--quiet", action="store_true", help="no progress lines (batch jobs); the result is still printed")
-    p.add_argument("--show-defaults", action="store_true", help="print every experiment key with its default, "
-                   "meaning and accepted values, and exit")
+    p.add_argument("--show-defaults", action="store_true", help="print every experiment key with its default "
+                   "(with EXPERIMENT: its value there), meaning and accepted values, and exit")
     return p
 
 
@@ -83,11 +83,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ..search import run_search, summary_lines
 
         args = parser().parse_args(argv)
-        if args.show_defaults:
+        exp = None if args.show_defaults and args.experiment is None else together(comm, lambda: load_experiment(args))
+        if args.show_defaults:  # with an experiment named: its values, as the run would use them
             if rank == 0:
-                print(experiment.show_defaults())
+                print(experiment.show_defaults(exp))
             return 0
-        exp = together(comm, lambda: load_experiment(args))
         out = args.out or Path("runs") / exp.name
         out_dir.append(out)
         outcome = run_search(exp, out, resume=args.resume, comm=comm,
