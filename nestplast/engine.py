@@ -54,13 +54,13 @@ class Problem(Protocol):
 class Outcome:
     """How a run ended (rank 0)."""
 
-    generations: int
-    evaluations: int
-    failed: int
-    blowups: int
-    best_loss: float
-    best_theta: list[float] | None
-    stop: dict
+    generations: int  # complete generations (rounds), this run and the ones it resumed
+    evaluations: int  # evaluations recorded (candidate x trial)
+    failed: int  # evaluations that went wrong (an error, a timeout, a NaN)
+    blowups: int  # evaluations whose network ran away (aborted early, scored)
+    best_loss: float  # the best candidate's loss as the problem scores it (NaN: none yet)
+    best_theta: list[float] | None  # its parameters, in the experiment's layout order (exp.layout().as_dict)
+    stop: dict  # why it stopped, as the strategy says it (pycma's stop dictionary, e.g. {"maxiter": 12})
 
 
 def run(problem: Problem, strategy: Strategy | None, store: RunStore | None, transport: Transport,
