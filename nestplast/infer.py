@@ -32,7 +32,7 @@ from .kernel import lent_kernel
 from .parallel import Transport, together
 from .recording import Recording, RecordingError, check_time_unit
 from .rules import Rule, get_rule
-from .store import RunStore, as_stored
+from .store import RunStore, StoreError, as_stored
 from .strategies import Budget, SearchSpace, make_strategy
 from .tasks import Candidate, Evaluation, Task
 from .trajectories import ClampedTrajectories
@@ -94,14 +94,19 @@ class ClampedFit:
 
     def __init__(self, recording: Recording, rule: Rule, fixed: Mapping[str, float], *, delay: float,
                  fit_segments: Sequence[Segment], l1: float = 0.0):
-        if not recording.has_weights:
-            raise RecordingError("weights: the recording has no sampled weights to fit (weight_synapses, weight_times, "
-                                 "weights); the clamped mode fits weights, the closed mode (--mode closed) spikes")
+        self.check_weights(recording, rule, fixed)
         self.recording, self.rule, self.fixed, self.delay, self.l1 = recording, rule, dict(fixed), delay, l1
-        check_weight_range(recording, self.params(np.zeros(len(rule.names))))
         self.fit_segments = list(fit_segments)
         self.rank = 0  # the MPI rank this copy evaluates on, for the record
         self._models: dict[int, ClampedTrajectories] = {}
+
+    @staticmethod
+    def check_weights(recording: Recording, rule: Rule, fixed: Mapping[str, float]) -> None:
+        """Refuse a recording without sampled weights, or with weights the rule would clip."""
+        if not recording.has_weights:
+            raise RecordingError("weights: the recording has no sampled weights to fit (weight_synapses, weight_times, "
+                                 "weights); the clamped mode fits weights, the closed mode (--mode closed) spikes")
+        check_weight_range(recording, rule.synapse_params(np.zeros(len(rule.names)), **fixed))
 
     def params(self, theta: Sequence[float]) -> dict[str, float]:
         return self.rule.synapse_params(np.asarray(theta, dtype=float), **self.fixed)
@@ -212,6 +217,7 @@ def fit(recording: Recording, choice: RuleChoice, fixed: Mapping[str, float], *,
     intervals from a bootstrap on quadratic surfaces of the simulated candidates,
     :mod:`nestplast.surface`). ``restarts`` more CMA-ES runs (other seeds, doubled
     population each) keep the best. Rank 0 returns the :class:`Fit`."""
+    check_time_unit(recording)
     if mode == "closed":
         return _fit_closed(recording, choice, fixed, background=background, delay=delay, l1=l1, trials=trials,
                            w_unrecorded=w_unrecorded, population_size=population_size,
@@ -223,15 +229,14 @@ def fit(recording: Recording, choice: RuleChoice, fixed: Mapping[str, float], *,
     from scipy.optimize import minimize
 
     rule = choice.rule()
-    check_time_unit(recording)
-    problem = ClampedFit(recording, rule, fixed, delay=delay, fit_segments=[], l1=l1)  # checks the weights first
+    ClampedFit.check_weights(recording, rule, fixed)  # before the segments, which need the sample times
     all_segments = segments(recording.weight_times.size, n_segments)
     held = [s for s in all_segments if hold_out and s.index % hold_out == hold_out - 1] if len(all_segments) > 1 else []
     fitted = [s for s in all_segments if s not in held]
     if not fitted:
         raise RecordingError(f"hold_out = {hold_out} holds out every one of the {len(all_segments)} segments, leaving "
                              f"none to fit; hold out every 2nd or later segment, or none (0)")
-    problem.fit_segments = fitted
+    problem = ClampedFit(recording, rule, fixed, delay=delay, fit_segments=fitted, l1=l1)
     outcome, out = _search(problem, rule, choice, fixed, {"mode": "clamped", "delay": delay, "n_segments": n_segments,
                                                           "hold_out": hold_out, "l1": l1},
                            recording, population_size, max_generations, seed, out, resume, comm, progress, restarts)
@@ -283,7 +288,7 @@ def fit(recording: Recording, choice: RuleChoice, fixed: Mapping[str, float], *,
                  unidentified=[rule.names[i] for i in unconstrained(objective, theta, bounds)])
     result.at_bound = at_bounds(rule, theta, result.unidentified)
     result.warnings = fit_warnings(result, n_fitted=len(fitted), n_held=len(held), n_bootstrap=n_bootstrap,
-                                   what="segments")
+                                   what=("segment", "segments"))
     (Path(out) / "fit.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
     return result
 
@@ -305,16 +310,18 @@ def at_bound_warning(names: Sequence[str]) -> str:
             "beyond, and its interval is cut there; rescale eta with --fixed so the coefficients fall inside")
 
 
-def fit_warnings(result: Fit, *, n_fitted: int, n_held: int, n_bootstrap: int, what: str) -> list[str]:
+def fit_warnings(result: Fit, *, n_fitted: int, n_held: int, n_bootstrap: int, what: tuple[str, str]) -> list[str]:
     """What a reader of ``result`` must know before trusting it, one sentence each (printed by the
     command, kept in fit.json): coefficients at their search bounds, intervals that could not be
-    computed, measures that are undefined, a rule worse than no plasticity on held-out data."""
+    computed, measures that are undefined, a rule worse than no plasticity on held-out data.
+    ``what``: the fit's unit, singular and plural (segment, segments)."""
+    one, what = what
     warnings = []
     if result.at_bound:
         warnings.append(at_bound_warning(result.at_bound) + ", and check --fixed (Wmax, taus) and the units of the data")
     if n_bootstrap and n_fitted < 2:
-        warnings.append(f"no meaningful intervals: the fit has {n_fitted} {what[:-1]}, and a bootstrap over one "
-                        f"{what[:-1]} cannot tell how uncertain the coefficients are; give more {what} (--segments) "
+        warnings.append(f"no meaningful intervals: the fit has {n_fitted} {one}, and a bootstrap over one "
+                        f"{one} cannot tell how uncertain the coefficients are; give more {what} (--segments) "
                         f"or more sample times")
     if n_held and math.isnan(result.deviance_explained_held_out):
         warnings.append(f"the held-out {what} have nothing to explain (the all-zero rule fits them exactly, e.g. "
@@ -379,9 +386,11 @@ def _search(problem, rule: Rule, choice: RuleChoice, fixed, settings: dict, reco
                 strategy = make_strategy("cmaes", _space(rule), Budget(max_generations=max_generations),
                                          population_size=population_size * 2**k, seed=seed + k, sigma0=0.3,
                                          evaluate_mean=False)
-        outcome = engine.run(problem, strategy, store, transport, progress)
-        if store is not None:
-            store.close()
+        try:
+            outcome = engine.run(problem, strategy, store, transport, progress)
+        finally:  # also on Ctrl-C: a notebook's next fit or --resume finds the run free
+            if store is not None:
+                store.close()
         if outcome is not None and (best is None or outcome.best_loss < best.best_loss):
             best = outcome
     return best, out
@@ -406,7 +415,11 @@ def _open_fit_store(folder: Path, spec: dict, resume: bool) -> RunStore:
     """A fit's store: the one to resume (once it is known to hold the same data and settings) or a new one."""
     if resume and (folder / "results.sqlite").exists():
         store = RunStore.open(folder)
-        _check_same_run(store, spec, folder)
+        try:
+            _check_same_run(store, spec, folder)
+        except BaseException:
+            store.close()
+            raise
         return store
     return RunStore.create(folder, experiment=spec, seed=spec["seed"], meta={"nestplast": __version__, "kind": "infer"})
 
@@ -418,10 +431,9 @@ def _check_same_run(store: RunStore, spec: dict, folder: Path) -> None:
     stored, wanted = store.experiment(), as_stored(spec)
     changed = [key for key in wanted if key in stored and stored[key] != wanted[key]]
     if changed:
-        store.close()
         what = "; ".join(f"{key}: {stored[key]!r} then, {wanted[key]!r} now" if key != "data_sha256" else
                          "the data differ from the data it was started on" for key in changed)
-        raise RecordingError(f"{folder}: --resume continues a run with the same data and settings, but {what}; "
+        raise StoreError(f"{folder}: --resume continues a run with the same data and settings, but {what}; "
                              f"choose another --out for a new fit")
 
 
@@ -460,7 +472,7 @@ def _fit_closed(recording: Recording, choice: RuleChoice, fixed: Mapping[str, fl
                  intervals_from="bootstrap over segments on quadratic surfaces of the simulated candidates")
     result.at_bound = at_bounds(rule, theta)
     result.warnings = fit_warnings(result, n_fitted=int(np.sum(~problem.held)), n_held=int(np.sum(problem.held)),
-                                   n_bootstrap=n_bootstrap, what="blocks")
+                                   n_bootstrap=n_bootstrap, what=("block", "blocks"))
     (Path(out) / "fit.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
     return result
 

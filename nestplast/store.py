@@ -122,6 +122,12 @@ def _evaluation(row: sqlite3.Row) -> Evaluation:
 
 
 WRITER_LOCK = ".writer.lock"
+# SQLite's primary result codes for a disk or folder that refuses a write: the user's to fix
+_DISK_ERRORS = {sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN}
+
+
+def _is_disk_error(err: sqlite3.Error) -> bool:
+    return (getattr(err, "sqlite_errorcode", 0) & 0xFF) in _DISK_ERRORS
 
 
 def _lock_writer(run_dir: Path):
@@ -176,6 +182,21 @@ class RunStore:
             lock.close()
             raise StoreError(f"{run_dir} already holds a run ({path}); continue it with --resume, "
                              "or choose another --out")
+        try:
+            cls._build(path, experiment, seed, meta)
+            return cls(path, cls._connect(path), lock)
+        except sqlite3.OperationalError as err:
+            lock.close()
+            if not _is_disk_error(err):
+                raise
+            raise StoreError(f"{run_dir}: cannot create the run ({err}); nothing was recorded: make room (or fix "
+                             "the folder) and start it again") from None
+        except BaseException:
+            lock.close()  # the folder is free again for the next try
+            raise
+
+    @staticmethod
+    def _build(path: Path, experiment: dict, seed: int, meta: dict | None) -> None:
         # Built under another name and renamed: a run's database never exists without its schema,
         # whenever the process is killed (a half-made file would block both --resume and a new run).
         draft = path.with_name(path.name + ".draft")
@@ -195,8 +216,6 @@ class RunStore:
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             db.execute("COMMIT")
         os.replace(draft, path)
-        db = cls._connect(path)
-        return cls(path, db, lock)
 
     @classmethod
     def open(cls, run_dir: str | Path, *, read_only: bool = False) -> RunStore:
@@ -261,6 +280,8 @@ class RunStore:
         try:
             yield
         except sqlite3.OperationalError as err:
+            if not _is_disk_error(err):  # a programming error stays one, with its traceback
+                raise
             if self._db.in_transaction:
                 with suppress(sqlite3.Error):  # the refusal is the news, not a failed rollback
                     self._db.execute("ROLLBACK")

@@ -514,14 +514,30 @@ def test_resume_refuses_other_settings_or_other_data(tmp_path):
     import dataclasses
 
     from nestplast import infer
-    from nestplast.recording import RecordingError
+    from nestplast.store import StoreError
 
     data = synthetic("post:100,post:011", OJA, OJA_FIXED, duration=3000.0)
     _quick_fit(data, tmp_path, max_generations=3, n_bootstrap=0)
-    with pytest.raises(RecordingError, match="mask: 'post:100,post:011' then, 'post:100' now"):
+    with pytest.raises(StoreError, match="mask: 'post:100,post:011' then, 'post:100' now"):
         infer.fit(data, infer.RuleChoice("taylor", "post:100"), OJA_FIXED, max_generations=4, n_bootstrap=0,
                   out=tmp_path / "fit", resume=True)
     other = dataclasses.replace(data, weights=data.weights * 1.01)
-    with pytest.raises(RecordingError, match="the data differ"):
+    with pytest.raises(StoreError, match="the data differ"):
         _quick_fit(other, tmp_path, max_generations=4, n_bootstrap=0, resume=True)
     assert _quick_fit(data, tmp_path, max_generations=4, n_bootstrap=0, resume=True) is not None
+
+
+def test_both_modes_refuse_times_in_seconds(tmp_path):
+    """A Recording made in Python (not read by load) in seconds: the clamped mode refused it, the
+    closed mode, which fits the spikes themselves, fitted it."""
+    import dataclasses
+
+    from nestplast.closed_loop import Background
+    from nestplast.recording import RecordingError
+
+    data = synthetic("post:100,post:011", OJA, OJA_FIXED, duration=3000.0)
+    seconds = dataclasses.replace(data, pre_times=data.pre_times / 1000, post_times=data.post_times / 1000,
+                                  weight_times=data.weight_times / 1000, duration=data.duration / 1000)
+    for mode in ({}, {"mode": "closed", "background": Background(5000.0, 10.0)}):
+        with pytest.raises(RecordingError, match="must be in ms"):
+            _quick_fit(seconds, tmp_path, **mode)

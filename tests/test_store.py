@@ -209,6 +209,23 @@ def test_a_full_disk_is_a_message_and_the_run_stays_resumable(tmp_path):
     reopened.close()
 
 
+def test_a_programming_error_is_not_called_a_full_disk(tmp_path):
+    """Only a disk or folder that refuses a write becomes 'make room and --resume'; any other
+    SQLite error keeps its own message and traceback."""
+    store = RunStore.create(tmp_path, experiment={}, seed=1)
+    store.record_evaluation(evaluation(k=0), commit=False)
+    with pytest.raises(sqlite3.OperationalError, match="within a transaction"):
+        store.record_generation(0, b"", {})  # a generation recorded inside an open burst: a bug, not the disk
+    store.close()
+
+
+def test_a_run_that_could_not_be_created_lets_go_of_its_folder(tmp_path):
+    with pytest.raises(TypeError) as failed:  # kept, as a notebook keeps its last traceback
+        RunStore.create(tmp_path, experiment={"x": object()}, seed=1)
+    RunStore.create(tmp_path, experiment={}, seed=1).close()  # the writer lock was let go
+    assert failed.type is TypeError
+
+
 def test_a_run_database_is_in_wal_mode_before_it_appears(tmp_path, monkeypatch):
     """A kill -9 while a new run's database switched to WAL (just after it appeared under its name)
     left a rollback journal that only a writer can roll back: the report and --resume (which reads
