@@ -360,7 +360,13 @@ def open_recheck(run_dir: Path, experiment: dict, seed: int) -> RunStore:
                              "copy the run somewhere writable") from None
         return RunStore.create(where, experiment, seed, meta={"kind": "recheck", "of": str(run_dir), "started": time.time()})
     store = RunStore.open(where)
-    if store.experiment() != experiment:  # e.g. a new run made in a folder that held another one
+    try:
+        # what gives the results, not when to stop: a resumed filter with more rounds is the same run
+        same = run_experiment(store.experiment(), run_dir).digest() == run_experiment(experiment, run_dir).digest()
+    except BaseException:
+        store.close()
+        raise
+    if not same:  # e.g. a new run made in a folder that held another one
         store.close()
         raise StoreError(f"{where} holds the re-check of another experiment than {run_dir}'s: move it away "
                          "(or delete it) to re-check this run")

@@ -399,6 +399,15 @@ def test_a_recheck_cut_short_goes_on_where_it_stopped(tiny_run, tmp_path, capsys
     more = recheck(runs["cut"], n_trials=3, limit=n, progress=lines.append)
     assert f", {n} to simulate ({2 * n} kept" in lines[0] and [len(es) for es in more.evaluations] == [3] * n
     assert [es[:2] for es in seen(more)] == seen(whole)
+    # the filter resumed with more rounds (its stored experiment says so) is the same run: all kept
+    store = RunStore.open(runs["cut"])
+    stored = store.experiment()
+    stored["filter"]["rounds"] += 1
+    store.record_resumed(stored)
+    store.close()
+    lines = []
+    recheck(runs["cut"], n_trials=3, limit=n, progress=lines.append)
+    assert f", 0 to simulate ({3 * n} kept" in lines[0], lines
     # where its store cannot be made (here a file in the way; a read-only copy of a run alike): a message
     (runs["whole"] / RECHECK_DIR).rename(tmp_path / "moved")
     (runs["whole"] / RECHECK_DIR).write_text("")
