@@ -487,9 +487,11 @@ def _check_options(instance, where: str) -> None:
             _require(f.metadata["check"].test(value), key, f.metadata["check"].expected, value)
 
 
-def validate(exp: Experiment) -> Experiment:
+def validate(exp: Experiment, *, to_run: bool = True) -> Experiment:
     """Check every option (:func:`option`'s checks) and the cross-references between them; raise
-    ExperimentError naming the key."""
+    ExperimentError naming the key. ``to_run``: also refuse what would make every evaluation of a
+    run fail, and pycma options it cannot use (not for reading a recorded run: a run made before
+    such a check still reports)."""
     _check_options(exp, "")
     r, n, o = exp.rule, exp.network, exp.objective
     _validate_rule(exp, None, "rule")
@@ -534,7 +536,15 @@ def validate(exp: Experiment) -> Experiment:
         _require(metric in FSBI_CONSTRAINTS, f"objective.constraints.{metric}",
                  f"a metric from {', '.join(sorted(FSBI_CONSTRAINTS))}", metric)
     _require(o.target_rate is not None or o.constraints, "objective", "a target_rate or some constraints", None)
-    # valid on their own, but every evaluation would fail or score NaN: a cluster job of 320s
+    if to_run:
+        _check_runnable(exp)
+    return exp
+
+
+def _check_runnable(exp: Experiment) -> None:
+    """Settings valid on their own under which every evaluation would fail or score NaN (a cluster
+    job of 320s), and pycma options that pycma cannot use."""
+    n, o = exp.network, exp.objective
     _require(n.kind != "single_neuron" or o.population == "E", "objective.population",
              "'E' for network.kind = 'single_neuron' (its one neuron; the inhibitory afferents are inputs)", o.population)
     if o.target_rate is not None:
@@ -552,7 +562,6 @@ def validate(exp: Experiment) -> Experiment:
             new_strategy(exp)
         except ValueError as err:
             raise ExperimentError(f"search.cma_options: {err}") from None
-    return exp
 
 
 def _validate_rule(exp: Experiment, ct: str | None, where: str) -> None:
@@ -597,15 +606,16 @@ def _validate_rule(exp: Experiment, ct: str | None, where: str) -> None:
                      r.start[p.name])
 
 
-def parse(data: dict, source: str = "<dict>") -> Experiment:
+def parse(data: dict, source: str = "<dict>", *, to_run: bool = True) -> Experiment:
     """An experiment from a dict as TOML gives it; ExperimentError names ``source`` and the key.
-    A relative ``rule.file`` is taken relative to the file ``source`` names."""
+    A relative ``rule.file`` is taken relative to the file ``source`` names. ``to_run``: see
+    :func:`validate`."""
     try:
         exp = _fill(Experiment, data, "")
         exp.source = source
         if exp.rule.file is not None and not Path(exp.rule.file).is_absolute() and Path(source).is_file():
             exp.rule.file = str((Path(source).parent / exp.rule.file).resolve())
-        return validate(exp)
+        return validate(exp, to_run=to_run)
     except ExperimentError as err:
         raise ExperimentError(f"{source}: {err}") from None
 
@@ -630,7 +640,7 @@ def run_experiment(recorded: dict, run_dir: str | Path) -> Experiment:
         kept = Path(run_dir) / RULE_COPY_DIR / Path(file).name
         if kept.is_file():
             recorded = {**recorded, "rule": {**recorded["rule"], "file": str(kept.resolve())}}
-    return parse(recorded, f"{run_dir}/results.sqlite")
+    return parse(recorded, f"{run_dir}/results.sqlite", to_run=False)
 
 
 def load(path: str | Path) -> Experiment:

@@ -194,3 +194,13 @@ def test_numpy_values_and_tuples_set_in_python_become_the_files_types():
     experiment.validate(exp)
     assert type(exp.seed) is int and type(exp.network.resolution) is float and exp.rule.plastic == ["IE"]
     json.dumps(exp.to_dict())  # what a run records (numpy's int64 is not JSON)
+
+
+def test_a_recorded_run_is_read_under_the_checks_of_its_time(tmp_path):
+    """The checks that refuse a run whose every evaluation would fail apply to a run about to start,
+    not to reading one recorded before they existed: its report must still show what happened."""
+    recorded = experiment.default().to_dict()
+    recorded["objective"]["t_score"] = 0.05
+    with pytest.raises(ExperimentError, match="objective.t_score"):
+        experiment.parse(recorded)
+    assert experiment.run_experiment(recorded, tmp_path).objective.t_score == 0.05
