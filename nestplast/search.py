@@ -114,16 +114,10 @@ def open_run(exp: Experiment, out: Path, *, resume: bool, ranks: int, mode: str)
     if resume:
         store = RunStore.open(out)
         try:
-            stored = store.experiment()
-            check_resumable(stored, exp, out)
+            check_resumable(store.experiment(), exp, out)
             if store.meta().get("rule_source_sha256", rule_source) != rule_source:
                 raise StoreError(f"cannot resume {out}: the rule's NESTML source {exp.rule.file or exp.rule.name} "
                                  "changed since the run began (a run is one rule); start a new run with another --out")
-            # what may change (when to stop) as it now is: a later plain --resume keeps to it
-            ours = exp.to_dict()
-            for section, key in resumable_keys():
-                stored.setdefault(section, {})[key] = ours[section][key]
-            store.record_resumed(stored)
         except BaseException:
             store.close()  # a refused resume lets go of the run at once
             raise
@@ -135,6 +129,16 @@ def open_run(exp: Experiment, out: Path, *, resume: bool, ranks: int, mode: str)
                                   "started": time.time()})
     keep_rule_file(exp, out)
     return store
+
+
+def record_resumed(store: RunStore, exp: Experiment) -> None:
+    """A resumed run goes on with ``exp``'s stop settings, and has not stopped: kept in the store, a
+    later plain ``--resume`` (after a crash) keeps to them, and a report while it runs (or after a
+    kill) gives no old stop reason."""
+    stored, ours = store.experiment(), exp.to_dict()
+    for section, key in resumable_keys():
+        stored.setdefault(section, {})[key] = ours[section][key]
+    store.record_resumed(stored)
 
 
 @lent_kernel("this nestplast run")  # a user's own NEST network in the process is warned about, and the kernel restored
@@ -157,6 +161,8 @@ def run_loop(exp: Experiment, out: str | Path, problem: Callable[[Experiment, Ev
         chosen = None
         if transport.is_root:
             chosen = strategy(store, out, say)
+            if resume:  # it goes on: recorded only now that it can (a failed resume leaves the run as it was)
+                record_resumed(store, exp)
             say(headline(transport))
         return engine.run(problem(exp, evaluator), chosen, store, transport, say)
     finally:
