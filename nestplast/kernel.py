@@ -65,7 +65,7 @@ class KernelResetWarning(UserWarning):
 
 
 # The user's kernel settings that a run's ResetKernel would lose, restored after the run.
-USER_SETTINGS = ("local_num_threads", "resolution", "rng_type", "rng_seed", "data_path", "data_prefix",
+USER_SETTINGS = ("tics_per_ms", "resolution", "local_num_threads", "rng_type", "rng_seed", "data_path", "data_prefix",
                  "overwrite_files", "print_time")
 _loans: list[dict] = []  # one per lent_kernel() in progress: its name, and what its first reset saved
 
@@ -93,15 +93,24 @@ def lent_kernel(what: str) -> Iterator[None]:
     finally:
         saved = _loans.pop()
         if "settings" in saved:
-            nest = sys.modules["nest"]
-            nest.ResetKernel()
-            for key, value in saved["settings"].items():
-                if nest.GetKernelStatus(key) != value:
-                    nest.SetKernelStatus({key: value})
-            for path in saved["modules"]:
-                if path not in nest.GetKernelStatus("modules"):
-                    nest.Install(path)
-            nest.verbosity = saved["verbosity"]
+            try:
+                _restore(sys.modules["nest"], saved)
+            except Exception as err:  # the run's own error (or Ctrl-C), if any, is the news: not hidden by this
+                warnings.warn(f"{what} could not restore your NEST kernel settings ({type(err).__name__}: {err}); "
+                              "set them again", KernelResetWarning, stacklevel=_callers_level())
+
+
+def _restore(nest, saved: dict) -> None:
+    """An empty kernel with the ``saved`` settings, modules and verbosity (see :func:`lent_kernel`)."""
+    nest.ResetKernel()
+    changed = {key: value for key, value in saved["settings"].items() if nest.GetKernelStatus(key) != value}
+    if "tics_per_ms" in changed:  # NEST takes the tics only together with the resolution, and as an integer
+        changed.update(tics_per_ms=int(round(changed["tics_per_ms"])), resolution=saved["settings"]["resolution"])
+    nest.SetKernelStatus(changed)  # in one call, as NEST needs for tics and resolution
+    for path in saved["modules"]:
+        if path not in nest.GetKernelStatus("modules"):
+            nest.Install(path)
+    nest.verbosity = saved["verbosity"]
 
 
 def reset_kernel():
@@ -119,10 +128,20 @@ def reset_kernel():
             warnings.warn(f"{_loans[-1]['what']} resets the NEST kernel for each of its simulations: the network in it "
                           f"({status['network_size']} nodes) is discarded now. Afterwards the kernel is empty, with "
                           f"your settings ({shown}) and modules restored: create your nodes again (the old "
-                          "NodeCollections are invalid).", KernelResetWarning, stacklevel=2)
+                          "NodeCollections are invalid).", KernelResetWarning, stacklevel=_callers_level())
     nest.ResetKernel()
     nest.verbosity = nest.VerbosityLevel.ERROR  # NEST's messages for every simulation would drown the run's
     return nest
+
+
+def _callers_level() -> int:
+    """The ``stacklevel`` for a warning of the calling function that names the user's line which
+    started the nestplast run: naming nestplast's own line, a user's warning filter could not
+    match it, and Python would show it once per nestplast line, not once per run."""
+    frame, level = sys._getframe(1), 1  # the function that warns is level 1
+    while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] in ("nestplast", "contextlib"):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 class ModuleConflictError(UserError):

@@ -42,8 +42,9 @@ def assert_users_settings(nest, verbosity):
 def test_search_warns_and_gives_the_users_kernel_back(nest, doublet_module, tmp_path):
     neurons = users_network(nest)
     verbosity = nest.verbosity
-    with pytest.warns(KernelResetWarning, match="11 nodes"):
+    with pytest.warns(KernelResetWarning, match="11 nodes") as warned:
         outcome = nestplast.run_search(tiny_experiment(), tmp_path / "run")
+    assert warned[0].filename == __file__  # the user's line, which their warning filters can name
     assert outcome.generations == 1
     # an empty kernel as the user set it up: the old handles fail instead of reading the search's neurons
     assert nest.network_size == 0
@@ -125,3 +126,13 @@ def test_generating_and_fitting_data_give_the_users_kernel_back(nest):
         infer.fit(data, infer.RuleChoice(truth.rule.name, truth.mask), fixed, max_generations=1, n_bootstrap=0)
     assert nest.network_size == 11 and len(neurons.get("V_m")) == 10
     assert_users_settings(nest, verbosity)
+
+
+def test_a_kernel_with_its_own_tics_comes_back_too(nest, doublet_module, tmp_path):
+    """NEST takes tics_per_ms only together with the resolution: restored one by one, it failed."""
+    nest.ResetKernel()
+    nest.SetKernelStatus({"tics_per_ms": 10000, "resolution": 0.05})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", KernelResetWarning)  # nothing to warn of: no nodes, and restored
+        nestplast.run_search(tiny_experiment(), tmp_path / "run")
+    assert (nest.GetKernelStatus("tics_per_ms"), nest.resolution) == (10000.0, 0.05)
