@@ -221,7 +221,7 @@ def test_a_rule_generated_in_nest_is_recovered_at_zero_noise(tmp_path):
 def test_infer_demo_refuses_bad_arguments():
     for args, message in ((["nosuch"], "unknown ground truth"), (["oja", "--fraction", "0"], "--fraction"),
                           (["oja", "--noise", "-1"], "--noise"), (["oja", "--bootstrap", "-1"], "--bootstrap"),
-                          (["oja", "--duration", "-5"], "fewer than two weight samples"),
+                          (["oja", "--duration", "-5"], "shorter than two weight sampling intervals"),
                           (["oja", "--duration", "2000", "--length", "0.05"], "give at least 4000 ms"),
                           (["oja", "--duration", "2000.05"], "multiple of the resolution")):
         out = subprocess.run([sys.executable, "-m", "nestplast", "infer-demo", *args], capture_output=True, text=True)

@@ -48,10 +48,12 @@ def _demo(argv: Sequence[str] | None) -> int:
             raise UsageError(f"{flag}: expected a fraction in (0, 1], got {value}")
     if args.bootstrap < 0:
         raise UsageError(f"--bootstrap: expected a number of refits >= 0 (0: no intervals), got {args.bootstrap}")
-    # the ground truths' weights are sampled every SAMPLE_EVERY_MS: a fit needs two samples at least
+    # the ground truths' weights are sampled every SAMPLE_EVERY_MS: a demo needs two sampling intervals
+    # at least (one leaves a single segment: no interval, nothing held out)
     if not args.duration * args.length >= 2 * SAMPLE_EVERY_MS:
-        raise UsageError(f"--duration {args.duration:g} ms x --length {args.length:g} leaves fewer than two weight "
-                         f"samples (one every {SAMPLE_EVERY_MS:g} ms): give at least {2 * SAMPLE_EVERY_MS / args.length:g} ms")
+        raise UsageError(f"--duration {args.duration:g} ms x --length {args.length:g} is shorter than two weight "
+                         f"sampling intervals ({SAMPLE_EVERY_MS:g} ms each): give at least "
+                         f"{2 * SAMPLE_EVERY_MS / args.length:g} ms")
     steps = args.duration / 0.1  # the ground truths are simulated at NEST's resolution of 0.1 ms
     if abs(steps - round(steps)) > 1e-6:
         raise UsageError(f"--duration: expected a multiple of the resolution, 0.1 ms, got {args.duration:g}")
