@@ -129,14 +129,16 @@ def run_mpi_command(main: Callable[[Sequence[str] | None], int], argv: Sequence[
     except KeyboardInterrupt as err:
         code, word = _stopped(err)
         abort_on_error(comm, code, f"{word} (rank {rank}): {interrupted()}")
+    except SystemExit as exit_:  # --help and --version: every rank parses the same arguments and exits alike
+        return int(exit_.code or 0) if not isinstance(exit_.code, str) else EXIT_USER_ERROR
     except BaseException:
         abort_on_error(comm, 1, f"error (rank {rank}):\n{traceback.format_exc()}")
     return 1
 
 
-def resume_hint(out, command: str, step: str = "generation", item: str = "evaluation") -> str:
+def resume_hint(out, command: str | None, step: str = "generation", item: str = "evaluation") -> str:
     """After Ctrl-C: how far the run in ``out`` got (its last complete ``step``), and the
-    ``command`` that goes on from there."""
+    ``command`` that goes on from there (None: the same command with --resume)."""
     from .store import RunStore, StoreError
 
     try:
@@ -146,4 +148,5 @@ def resume_hint(out, command: str, step: str = "generation", item: str = "evalua
     except StoreError:
         return "no run was recorded"
     done = f"no {step} completed" if last is None else f"after {step} {last}"
-    return f"{done}; every {item} so far is kept. Resume with: {command} --out {shlex.quote(str(out))} --resume"
+    again = "the same command with --resume" if command is None else f"{command} --out {shlex.quote(str(out))} --resume"
+    return f"{done}; every {item} so far is kept. Resume with: {again}"

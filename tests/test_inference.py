@@ -276,6 +276,10 @@ def test_infer_on_two_ranks_records_what_one_rank_records(tmp_path):
     for refused in (command, other_mask):
         out = subprocess.run([str(mpiexec), "-n", "2", *refused], capture_output=True, text=True, timeout=120)
         assert out.returncode == 2 and out.stderr.count("error:") == 1, out.stderr
+    # --help ends every rank as it does one process (it was an MPI_Abort with a SystemExit traceback)
+    out = subprocess.run([str(mpiexec), "-n", "2", sys.executable, "-m", "nestplast", "infer", "--help"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "usage:" in out.stdout and "Traceback" not in out.stderr, out.stderr
 
 
 def test_report_reads_an_inference_run(tmp_path):
@@ -541,3 +545,21 @@ def test_both_modes_refuse_times_in_seconds(tmp_path):
     for mode in ({}, {"mode": "closed", "background": Background(5000.0, 10.0)}):
         with pytest.raises(RecordingError, match="must be in ms"):
             _quick_fit(seconds, tmp_path, **mode)
+
+
+def test_ctrl_c_in_a_fit_says_how_far_it_got_and_how_to_go_on(tmp_path):
+    import signal
+
+    from nestplast.recording import save
+
+    save(synthetic("post:100,post:011", OJA, OJA_FIXED, duration=2000.0), tmp_path / "data.npz")
+    process = subprocess.Popen([sys.executable, "-m", "nestplast", "infer", str(tmp_path / "data.npz"), "--mask",
+                                "post:100,post:011", "--fixed", "eta=0.5,tau_pre=20,tau_post=20,Wmax=1000",
+                                "--max-generations", "1000", "--bootstrap", "0", "--out", str(tmp_path / "run")],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert process.stdout.readline().startswith("gen")
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130 and "interrupted: after generation" in err, err
+    assert "Resume with: the same command with --resume" in err

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..cli import ArgumentParser, run_mpi_command
+from ..cli import ArgumentParser, resume_hint, run_mpi_command
 from ..errors import UsageError
 
 
@@ -102,8 +102,9 @@ def summary_text(fit) -> str:
     return "\n".join(lines)
 
 
-def _run_dir(args) -> tuple[Path, object, int]:
-    """The run directory (checked on rank 0 unless resuming), MPI's communicator and this rank."""
+def _run_dir(args, started: list[Path]) -> tuple[Path, object, int]:
+    """The run directory (checked on rank 0 unless resuming; appended to ``started``, for the
+    Ctrl-C message), MPI's communicator and this rank."""
     from ..analysis import check_output_directory
     from ..parallel import together, world
 
@@ -118,6 +119,7 @@ def _run_dir(args) -> tuple[Path, object, int]:
                 raise UsageError(f"{out} already holds a run; continue it with --resume, or choose another --out")
 
     together(comm, check)  # refused on every rank: the others would wait for rank 0 to hand out tasks
+    started.append(out)
     return out, comm, rank
 
 
@@ -127,13 +129,13 @@ def _check_counts(checks) -> None:
             raise UsageError(f"{flag}: expected an integer >= {low}, got {value}")
 
 
-def _infer(argv: Sequence[str] | None) -> int:
+def _infer(argv: Sequence[str] | None, started: list[Path]) -> int:
     from .. import infer
     from ..recording import load
 
     args = parser().parse_args(argv)
     if args.task == "choices":
-        return _infer_choices(args)
+        return _infer_choices(args, started)
     args.rule = args.rule or "taylor"
     args.hold_out = 5 if args.hold_out is None else args.hold_out
     args.max_generations = 60 if args.max_generations is None else args.max_generations
@@ -149,7 +151,7 @@ def _infer(argv: Sequence[str] | None) -> int:
     if unknown:
         raise UsageError(f"--fixed: {', '.join(unknown)} not fixed settings of rule {rule.name!r} "
                          f"(those are: {', '.join(rule.fixable)})")
-    out, comm, rank = _run_dir(args)
+    out, comm, rank = _run_dir(args, started)
     background = None
     if args.mode == "closed":
         from ..closed_loop import Background
@@ -225,7 +227,7 @@ def _choice_rules(args) -> list[tuple[str, object, str | None]]:
     return rules
 
 
-def _infer_choices(args) -> int:
+def _infer_choices(args, started: list[Path]) -> int:
     from .. import infer_choices
     from ..behaviour import load
 
@@ -248,7 +250,7 @@ def _infer_choices(args) -> int:
         task = infer_choices.task_for(data)
     except ValueError as err:
         raise UsageError(f"{args.data}: {err}") from None
-    out, comm, rank = _run_dir(args)
+    out, comm, rank = _run_dir(args, started)
     say = None if args.json or rank != 0 else (lambda line: print(line, flush=True))
     fits = []
     for k, (_label, rule, mask) in enumerate(rules):
@@ -297,8 +299,9 @@ def _infer_choices(args) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     from ..parallel import world
 
-    return run_mpi_command(_infer, argv, world(), interrupted=lambda: (
-        "every finished generation of the fit is kept; the same command with --resume goes on from there"))
+    started: list[Path] = []
+    return run_mpi_command(lambda argv: _infer(argv, started), argv, world(), interrupted=lambda: (
+        resume_hint(started[-1], None) if started else "nothing was recorded"))
 
 
 if __name__ == "__main__":
