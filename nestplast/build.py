@@ -505,18 +505,18 @@ EXAMPLE_WEIGHT = -10.0
 
 
 def _own_rule_example(module: Module, rule: Rule) -> str:
-    """Python that uses a module built from the user's NESTML file: its parameters by its own names."""
-    inhibitory = "Wmax" in rule.source_parameters  # nestplast's sign convention: Wmax < 0 for inhibition
-    params = {"Wmax": EXAMPLE_WMAX} if inhibitory else {}
-    weight = EXAMPLE_WEIGHT if inhibitory else -EXAMPLE_WEIGHT
+    """Python that uses a module built from the user's NESTML file, its parameters by its own names,
+    on an excitatory projection with the file's defaults: nothing assumed about how the rule signs
+    its weights."""
     return f"""import nest
 from nestplast.kernel import install
 install({module.path!r})  # before nest.Create, and again after every nest.ResetKernel()
 # Your rule's parameters, by the names in {Path(rule.path or rule.synapse).name}: {', '.join(rule.source_parameters)}
-nest.CopyModel({module.synapse_model!r}, 'my_rule', {params!r})
+# (a rule that keeps the sign of Wmax, as nestplast's do, is inhibitory with Wmax < 0 and negative weights)
+nest.CopyModel({module.synapse_model!r}, 'my_rule', {{}})  # your values here, e.g. {{'Wmax': 100.0}}
 post = nest.Create({module.neuron_model!r})  # the only neuron the rule connects to
 pre = nest.Create('parrot_neuron', 10)  # stands for your presynaptic neurons
-nest.Connect(pre, post, syn_spec={{'synapse_model': 'my_rule', 'weight': {weight}, 'delay': 1.0}})
+nest.Connect(pre, post, syn_spec={{'synapse_model': 'my_rule', 'weight': {-EXAMPLE_WEIGHT}, 'delay': 1.0}})
 """
 
 
@@ -575,9 +575,7 @@ def _build_command(argv: Sequence[str] | None) -> int:
                           "synapse_model": module.synapse_model}))
     else:
         example = usage_example(module, rule, args.mask)
-        # nestplast's rules, and own rules with a Wmax, keep its sign: the example makes it inhibitory
-        inhibitory = rule.path is None or "Wmax" in rule.source_parameters
-        projection = "an inhibitory" if inhibitory else "an excitatory"
+        projection = "an inhibitory" if rule.path is None else "an excitatory"  # see usage_example
         print(f"module:        {module.path}\nneuron model:  {module.neuron_model}\n"
               f"synapse model: {module.synapse_model}\n\n"
               f"in Python, on {projection} projection:\n\n"

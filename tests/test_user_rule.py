@@ -206,7 +206,7 @@ def test_own_rule_file_builds_for_ones_own_model(tmp_path, nest):
     out = subprocess.run([sys.executable, "-m", "nestplast", "build", str(tmp_path / "my_rule.nestml")],
                          capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr
-    example = out.stdout.split("on an inhibitory projection:")[1]
+    example = out.stdout.split("on an excitatory projection:")[1]
     assert "A_plus, A_minus, drift" in example  # the file's parameters, by its names
     nest.ResetKernel()
     scope: dict = {}
@@ -215,7 +215,7 @@ def test_own_rule_file_builds_for_ones_own_model(tmp_path, nest):
     meter = nest.Create("multimeter", params={"record_from": ["V_m"], "interval": 0.1})
     nest.Connect(meter, scope["post"])
     nest.Simulate(30.0)
-    assert np.min(meter.events["V_m"]) < -70.1  # ten inhibitory spikes of -10 pA arrived
-    assert nest.GetConnections(synapse_model="my_rule").weight == [-10.0] * 10
+    assert np.max(meter.events["V_m"]) > -69.9  # ten excitatory spikes of 10 pA arrived
+    assert nest.GetConnections(synapse_model="my_rule").weight == [10.0] * 10
     module = build(str(tmp_path / "my_rule.nestml"))  # the same module from Python
     assert f"module:        {module.path}\n" in out.stdout
