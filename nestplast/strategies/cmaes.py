@@ -94,32 +94,37 @@ class CMAES:
         }
         self.space, self.seed, self.evaluate_mean, self.budget = space, seed, evaluate_mean, budget
         sigma = 1.0 if space.size > 1 else float(stds[0])
+        x0 = space.to_search(space.start).tolist()
+        if cma_options:
+            self.es = self._start_with(cma_options, x0, sigma, options)
+        else:
+            self.es = cma.CMAEvolutionStrategy(x0, sigma, options)
+        self._asked: list[np.ndarray] = []
+
+    @staticmethod
+    def _start_with(cma_options: dict, x0: list[float], sigma: float, options: dict):
+        """pycma's strategy with a user's ``cma_options`` among ``options``; a ValueError naming them
+        for what pycma cannot use: an error as it evaluates them, a string it will not evaluate (it
+        stays a string: CMA_elitist = "abc" would be true), a failure in a first generation."""
+        import cma
+
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                self.es = cma.CMAEvolutionStrategy(space.to_search(space.start).tolist(), sigma, options)
-            except Exception as err:  # pycma evaluates its options here: a value it cannot use
-                if not cma_options:
-                    raise
+                es = cma.CMAEvolutionStrategy(x0, sigma, options)
+            except Exception as err:
                 raise ValueError(f"pycma could not start with {cma_options}: {type(err).__name__}: {err}") from err
         for warning in caught:
-            # a string pycma will not evaluate stays a string (CMA_elitist = "abc" would be true)
-            if cma_options and "is not a safe string" in str(warning.message):
+            if "is not a safe string" in str(warning.message):
                 raise ValueError(f"pycma could not evaluate a value of {cma_options}: {warning.message}")
             warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
-        if cma_options:
-            self._try_a_generation(cma_options)
-        self._asked: list[np.ndarray] = []
-
-    def _try_a_generation(self, cma_options: dict) -> None:
-        """pycma checks some options only in ``tell`` (``CMA_mu`` above the population): one
-        generation on a copy finds them before anything is simulated."""
-        trial = copy.deepcopy(self.es)
+        trial = copy.deepcopy(es)  # pycma checks some options only in tell (CMA_mu above the population)
         try:
             points = trial.ask()
             trial.tell(points, [float(k) for k in range(len(points))])
         except Exception as err:
             raise ValueError(f"pycma could not run a generation with {cma_options}: {type(err).__name__}: {err}") from err
+        return es
 
     @staticmethod
     def _limits(budget: Budget) -> dict:
