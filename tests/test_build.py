@@ -355,9 +355,14 @@ def test_the_neurons_own_drive_refuses_negative_rates_and_weights(nest, doublet_
     excitatory current down rather than drive the inhibitory one (use a poisson_generator)."""
     nest.ResetKernel()
     install(doublet_module)
-    neuron = nest.Create(doublet_module.neuron_model)
+    neuron = nest.Create(doublet_module.neuron_model, params={"drive_rate": 8000.0, "drive_weight": 25.0})
     with pytest.raises(nest.NESTErrors.BadProperty, match=f"{next(iter(params))} >= 0"):
         neuron.set(params)
+    # the refused value is not kept (it was, and the next Simulate ran with it)
+    assert (neuron.drive_rate, neuron.drive_weight) == (8000.0, 25.0)
+    neuron.set(drive_weight=20.0)  # and it does not block the next, valid setting
+    assert neuron.drive_weight == 20.0
+
 
 
 def test_conductance_based_neuron(nest):

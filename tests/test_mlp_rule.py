@@ -8,6 +8,7 @@ import pytest
 from helpers import coincidences, max_relative_difference, reference_weight, run_paired
 
 from nestplast.build import build
+from nestplast.kernel import install
 from nestplast.rules import MLPWeights, Rule, UnknownRuleError, get_rule, mlp_networks, mlp_theta
 
 COINCIDE = 4  # each parrot also coincides with every 4th post spike
@@ -128,6 +129,15 @@ def test_other_arguments_are_refused():
 @pytest.fixture(scope="module")
 def mlp_module():
     return build(get_rule("mlp"), "iaf_psc_exp")
+
+
+@pytest.mark.parametrize("params", [{"tau_pre": 0.0}, {"tau_post": float("nan")}])
+def test_the_mlp_rule_refuses_time_constants_it_cannot_run_with(nest, mlp_module, params):
+    """As the doublet, Taylor and reward rules do: a trace with tau 0 or NaN would divide by it."""
+    nest.ResetKernel()
+    install(mlp_module)
+    with pytest.raises(nest.NESTErrors.BadProperty, match=f"{next(iter(params))} > 0 ms"):
+        nest.CopyModel(mlp_module.synapse_model, "refused", params)
 
 
 def replay(rule: Rule, params: dict, pre_times, post_times, w0: float) -> float:
