@@ -40,7 +40,7 @@ import numpy as np
 
 from .engine import Outcome
 from .evaluate import Evaluator
-from .experiment import Experiment, ExperimentError, run_experiment
+from .experiment import METRIC_INTERVALS, Experiment, ExperimentError, run_experiment
 from .kernel import lent_kernel
 from .networks import draw_trials
 from .objectives import aggregate_trials, interval_penalty
@@ -214,6 +214,9 @@ def family(run_dir: str | Path, constraints: Mapping[str, Sequence[float]] | Non
     """The accepted rules of the filter run in ``run_dir``, from its store alone (no simulation):
     judged by the last round's bounds, with ``constraints`` replacing or adding bounds (to
     tighten a constraint or add one, and re-filter every simulation of every round)."""
+    for name, bounds in (constraints or {}).items():  # a misspelt metric or upside-down bounds accepted no rule
+        if not METRIC_INTERVALS.test({name: list(bounds) if isinstance(bounds, (list, tuple)) else bounds}):
+            raise ExperimentError(f"constraints.{name} = {bounds!r}: expected {METRIC_INTERVALS.expected}")
     if not is_filter_run(run_dir):  # a search's generations are no rounds, its candidates no family
         raise StoreError(f"{run_dir} holds no filter round: a search run, or a filter run that has not finished its "
                          "first round (nestplast report shows what it holds)")

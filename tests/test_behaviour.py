@@ -243,9 +243,10 @@ def test_a_fit_to_one_animal_says_it_has_no_interval_and_nothing_held_out(tmp_pa
     the command printed '-' and 'nan bits held out' without saying why."""
     data = infer_choices.generate(TRUE, mask=MASK, n_animals=1, task=ChoiceTask(trials_per_block=10), seed=5)
     behaviour.save(data, tmp_path / "choices.npz")
-    out = infer_choices_cli(tmp_path, "--fixed", "eta=5", "--max-generations", "2", "--bootstrap", "5")
+    out = infer_choices_cli(tmp_path, "--fixed", "eta=5", "--max-generations", "2", "--bootstrap", "5", "--no-plots")
     assert out.returncode == 0, out.stderr
     assert "n/a held out" in out.stdout and "nan" not in out.stdout, out.stdout
+    assert "plots in" not in out.stdout  # none were made
     assert "warning: no intervals" in out.stdout and "warning: no animal held out" in out.stdout
     kept = json.loads((tmp_path / "run" / "fit.json").read_text())
     assert any("no intervals" in w for w in kept["warnings"])

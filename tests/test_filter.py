@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from nestplast import engine, experiment
+from nestplast.experiment import ExperimentError
 from nestplast.families import candidate_features, candidate_loss
 from nestplast.kernel import nest_has_mpi
 from nestplast.parallel import Transport
@@ -207,6 +208,9 @@ def test_refiltering_from_the_store_keeps_exactly_the_subset(stored_run):
     assert "w_blow" in tight.constraints  # an added metric: the toy has none, so nothing passes it
     assert tight.rows == []
     tighter = family(path, {"rate_e": (7.0, 16.0), "w_creep": (0.0, 0.03)})
+    for wrong in ({"cv_iss": (0.9, 1e9)}, {"cv_isi": (0.9, 0.1)}):  # each accepted no rule, without a word
+        with pytest.raises(ExperimentError, match=f"constraints.{next(iter(wrong))}"):
+            family(path, wrong)
 
     def second_way(rate, creep):  # straight from the stored evaluations (one trial each)
         return sorted((e.generation, e.candidate) for e in evaluations if e.status == "ok"

@@ -190,7 +190,8 @@ def _infer(argv: Sequence[str] | None, started: list[Path]) -> int:
         print(json.dumps(fit.to_json()))
     else:
         print(summary_text(fit))
-        print(f"fitted rule for nest.CopyModel: {out / 'fit.json'} (key nest_params); plots in {out}")
+        print(f"fitted rule for nest.CopyModel: {out / 'fit.json'} (key nest_params)"
+              + ("" if args.no_plots else f"; plots in {out}"))
     return 0
 
 
@@ -292,7 +293,8 @@ def _infer_choices(args, started: list[Path]) -> int:
     if comparison:
         print(f"{labels[0]} against {labels[1]} on {comparison['animals']} held-out animals: "
               f"{comparison['bits_per_trial']:+.4f} bits per trial [{comparison['low']:+.4f}, {comparison['high']:+.4f}]")
-    print(f"fitted rule for nest.CopyModel: {out / 'fit.json'} (key nest_params); plots in {out}")
+    print(f"fitted rule for nest.CopyModel: {out / 'fit.json'} (key nest_params)"
+          + ("" if args.no_plots else f"; plots in {out}"))
     return 0
 
 
