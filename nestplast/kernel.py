@@ -67,7 +67,7 @@ class KernelResetWarning(UserWarning):
 # The user's kernel settings that a run's ResetKernel would lose, restored after the run.
 USER_SETTINGS = ("tics_per_ms", "resolution", "local_num_threads", "rng_type", "rng_seed", "data_path", "data_prefix",
                  "overwrite_files", "print_time")
-_loans: list[dict] = []  # one per lent_kernel() in progress: its name, and what its first reset saved
+_loan: dict = {}  # the lent_kernel() in progress: its name, and what its first reset saved (empty: none)
 
 
 @contextlib.contextmanager
@@ -84,14 +84,15 @@ def lent_kernel(what: str) -> Iterator[None]:
     such block (a fit that generates its data first) it does nothing: the outer one lends the kernel.
 
     Usable as a decorator: ``@lent_kernel("nestplast.infer.fit")``."""
-    if _loans:
+    if _loan:
         yield
         return
-    _loans.append({"what": what})
+    _loan["what"] = what
     try:
         yield
     finally:
-        saved = _loans.pop()
+        saved = dict(_loan)
+        _loan.clear()
         if "settings" in saved:
             try:
                 _restore(sys.modules["nest"], saved)
@@ -118,14 +119,14 @@ def reset_kernel():
     ``nest`` module. The first reset inside :func:`lent_kernel` saves (and warns about) what the
     user had in the kernel, their verbosity included."""
     nest = import_nest()
-    if _loans and "settings" not in _loans[-1]:
+    if _loan and "settings" not in _loan:
         status = nest.GetKernelStatus()
-        _loans[-1].update(settings={key: status[key] for key in USER_SETTINGS}, modules=list(status["modules"]),
+        _loan.update(settings={key: status[key] for key in USER_SETTINGS}, modules=list(status["modules"]),
                           verbosity=nest.verbosity)
         if status["network_size"] > 0:
             shown = f"resolution {status['resolution']} ms, {status['local_num_threads']} thread(s), " \
                     f"rng_seed {status['rng_seed']}"
-            warnings.warn(f"{_loans[-1]['what']} resets the NEST kernel for each of its simulations: the network in it "
+            warnings.warn(f"{_loan['what']} resets the NEST kernel for each of its simulations: the network in it "
                           f"({status['network_size']} nodes) is discarded now. Afterwards the kernel is empty, with "
                           f"your settings ({shown}) and modules restored: create your nodes again (the old "
                           "NodeCollections are invalid).", KernelResetWarning, stacklevel=_callers_level())
