@@ -210,13 +210,19 @@ def final_constraints(exp: Experiment, rounds: int) -> dict[str, tuple[float, fl
     return round_constraints(exp.filter.constraints, exp.filter.schedule, max(rounds - 1, 0))
 
 
+def check_bounds(constraints: Mapping[str, Sequence[float]]) -> None:
+    """Refuse bounds on a metric the filter does not measure, or upside down: either accepted no
+    rule, without a word (ExperimentError naming the metric)."""
+    for name, bounds in constraints.items():
+        if not METRIC_INTERVALS.test({name: list(bounds) if isinstance(bounds, (list, tuple)) else bounds}):
+            raise ExperimentError(f"constraints.{name} = {bounds!r}: expected {METRIC_INTERVALS.expected}")
+
+
 def family(run_dir: str | Path, constraints: Mapping[str, Sequence[float]] | None = None) -> Family:
     """The accepted rules of the filter run in ``run_dir``, from its store alone (no simulation):
     judged by the last round's bounds, with ``constraints`` replacing or adding bounds (to
     tighten a constraint or add one, and re-filter every simulation of every round)."""
-    for name, bounds in (constraints or {}).items():  # a misspelt metric or upside-down bounds accepted no rule
-        if not METRIC_INTERVALS.test({name: list(bounds) if isinstance(bounds, (list, tuple)) else bounds}):
-            raise ExperimentError(f"constraints.{name} = {bounds!r}: expected {METRIC_INTERVALS.expected}")
+    check_bounds(constraints or {})
     if not is_filter_run(run_dir):  # a search's generations are no rounds, its candidates no family
         raise StoreError(f"{run_dir} holds no filter round: a search run, or a filter run that has not finished its "
                          "first round (nestplast report shows what it holds)")
@@ -386,5 +392,5 @@ def is_filter_run(run_dir: str | Path) -> bool:
         store.close()
 
 
-__all__ = ["FilterProblem", "Family", "Recheck", "run_filter", "family", "recheck", "open_recheck", "new_filter",
+__all__ = ["FilterProblem", "Family", "Recheck", "run_filter", "family", "check_bounds", "recheck", "open_recheck", "new_filter",
            "candidate_features", "candidate_loss", "is_filter_run"]

@@ -57,9 +57,12 @@ def read_constraints(path: Path) -> dict[str, tuple[float, float]]:
     unknown = sorted(set(data) - {"constraints"})
     if unknown or not isinstance(data.get("constraints"), dict) or not data["constraints"]:
         raise UsageError(f"{path}: expected one table [constraints] of metric = [low, high], got {sorted(data)}")
-    for name, bounds in data["constraints"].items():
-        if not experiment.METRIC_INTERVALS.test({name: bounds}):
-            raise UsageError(f"{path}: constraints.{name} = {bounds!r}: expected {experiment.METRIC_INTERVALS.expected}")
+    from ..families import check_bounds
+
+    try:
+        check_bounds(data["constraints"])
+    except experiment.ExperimentError as err:
+        raise UsageError(f"{path}: {err}") from None
     return {k: (float(v[0]), float(v[1])) for k, v in data["constraints"].items()}
 
 
