@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import UserError
-from .recording import read_npz
+from .npz import read_npz
 
 FIELDS = ("animal", "trial", "block", "offered", "choice", "reward")
 OPTIONAL = ("p_reward", "description")

@@ -71,7 +71,6 @@ from __future__ import annotations
 
 import difflib
 import os
-import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, NoReturn
@@ -79,6 +78,7 @@ from typing import Any, NoReturn
 import numpy as np
 
 from .errors import UserError
+from .npz import read_npz
 
 REQUIRED = ("pre_times", "pre_ids", "post_times", "post_ids", "duration", "syn_pre", "syn_post", "syn_sign")
 WEIGHT_FIELDS = ("weight_synapses", "weight_times", "weights")
@@ -272,36 +272,6 @@ def load(path: str | os.PathLike) -> Recording:
     recording = Recording(**validate(raw, source=str(path)))  # checked first to name the file; the constructor re-checks
     check_time_unit(recording, source=str(path))
     return recording
-
-
-def read_npz(path: str | os.PathLike, error: type[UserError], what: str) -> dict[str, np.ndarray]:
-    """Every array of the ``.npz`` archive at ``path``; ``error`` (naming the file) for anything
-    that is not one. ``what`` says what the archive should hold and how to make one: numpy's own
-    message for a CSV or text file is about pickles, which tells a user nothing."""
-    try:
-        with open(path, "rb") as file:
-            head = file.read(6)
-    except FileNotFoundError:
-        raise error(f"{path}: no such file") from None
-    except OSError as e:
-        raise error(f"{path}: cannot be read ({e.strerror or e})") from None
-    if head == b"\x93NUMPY":
-        raise error(f"{path}: a single .npy array, not an .npz archive of named fields; expected {what}")
-    if not zipfile.is_zipfile(path):
-        raise error(f"{path}: not a readable .npz file: not a zip archive as numpy.savez writes (a CSV or "
-                    f"text file?); expected {what}")
-    try:
-        data = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        raise error(f"{path}: not a readable .npz file ({e})") from None
-    raw = {}
-    with data:
-        for key in data.files:
-            try:
-                raw[key] = data[key]
-            except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-                raise error(f"{path}: {key}: cannot be read ({e}); store plain numeric arrays") from None
-    return raw
 
 
 MAX_RATE_HZ = 1000.0  # no neuron fires faster than this on average (its refractory period is about 1 ms)

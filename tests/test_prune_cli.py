@@ -140,14 +140,15 @@ def test_cli_names_files_that_are_not_a_matrix_archive(tmp_path, capsys):
     pickles."""
     np.save(tmp_path / "w.npy", np.eye(3))
     (tmp_path / "w.npz").write_text("not numpy")
-    assert "holds one bare array (.npy): expected a .npz file" in rejected(capsys, "--matrix", tmp_path / "w.npy")
+    message = rejected(capsys, "--matrix", tmp_path / "w.npy")
+    assert "a single .npy array, not an .npz archive" in message and "numpy.savez(path, W=matrix)" in message
     message = rejected(capsys, "--matrix", tmp_path / "w.npz")
-    assert "not a numpy file" in message and "pickle" not in message
+    assert "not a zip archive as numpy.savez writes" in message and "pickle" not in message
 
 
 @pytest.mark.parametrize("args, message", [
     (["--keep", "1.5"], "--keep"),
-    (["--matrix", "/nonexistent/w.npz"], "cannot read"),
+    (["--matrix", "/nonexistent/w.npz"], "no such file"),
     (["--nodes", "abc"], "invalid int"),
     (["--sweep", "0.5,2"], "fractions"),
     (["--seed", "-1"], "--seed"),

@@ -18,6 +18,7 @@ from ..analysis import check_output_directory
 from ..analysis.pruning import format_table, instability_warnings, nothing_pruned_warnings, write_outputs
 from ..cli import ArgumentParser, run_command
 from ..errors import UsageError
+from ..npz import read_npz
 from ..prune import DIAGONALS, PRUNING_RULES, probe_covariance
 from ..pruning_measures import SLOWEST, compare_rules, sweep
 from ..rate_network import (
@@ -115,18 +116,10 @@ def _check_arguments(args) -> None:
 
 
 def _load_matrix(path: Path) -> np.ndarray:
-    expected = "expected a .npz file (numpy.savez) with the matrix as array 'W'"
-    try:
-        data = np.load(path)  # never with pickles: a matrix needs none
-    except (OSError, ValueError) as err:
-        detail = "not a numpy file" if "pickle" in str(err) else str(err)
-        raise UsageError(f"cannot read weight matrix from {path} ({detail}): {expected}") from None
-    if not isinstance(data, np.lib.npyio.NpzFile):  # a .npy file: one bare array
-        raise UsageError(f"{path} holds one bare array (.npy): {expected}, e.g. numpy.savez(path, W=matrix)")
-    with data:
-        if "W" not in data:
-            raise UsageError(f"{path} has no array 'W' (found: {', '.join(data.files) or 'none'})")
-        return np.asarray(data["W"], dtype=float)
+    arrays = read_npz(path, UsageError, "the matrix as array 'W', e.g. numpy.savez(path, W=matrix)")
+    if "W" not in arrays:
+        raise UsageError(f"{path}: no array 'W' (found: {', '.join(arrays) or 'none'})")
+    return np.asarray(arrays["W"], dtype=float)
 
 
 def _network(args) -> np.ndarray:
