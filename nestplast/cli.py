@@ -80,10 +80,27 @@ def report_error(message: str, *, rank: int = 0) -> None:
         print(f"error: {message}", file=sys.stderr, flush=True)
 
 
+def launched_ranks() -> tuple[int, int]:
+    """(rank, number of ranks) as an MPI launcher (MPICH/Hydra and Intel MPI, Open MPI, ``srun
+    --mpi=pmi2``) tells its processes in the environment; (0, 1) without one. Read from the
+    environment, not from mpi4py: initialising MPI on a login node can fail or hang."""
+    for size, rank in (("OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK"), ("PMI_SIZE", "PMI_RANK")):
+        if os.environ.get(size, "").isdigit() and os.environ.get(rank, "").isdigit():
+            return int(os.environ[rank]), int(os.environ[size])
+    return 0, 1
+
+
 def run_command(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None, *,
-                interrupted: Callable[[], str] | None = None) -> int:
+                interrupted: Callable[[], str] | None = None, one_process: str | None = None) -> int:
     """Call ``main(argv)`` and turn user errors, Ctrl-C and SIGTERM into exit codes with one line.
-    ``interrupted`` may say what the user can do after Ctrl-C (e.g. how to resume)."""
+    ``interrupted`` may say what the user can do after Ctrl-C (e.g. how to resume). A command
+    named in ``one_process`` refuses to run as several MPI ranks: each would run all of it and
+    write the same files."""
+    rank, ranks = launched_ranks()
+    if one_process and ranks > 1:
+        report_error(f"{one_process} runs in one process: start it without mpiexec/srun (each of the {ranks} ranks "
+                     f"would run all of it and write the same files)", rank=rank)
+        return EXIT_USER_ERROR
     try:
         with sigterm_stops_cleanly():
             code = main(argv)

@@ -87,7 +87,7 @@ def table(rows: list[dict]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_command(_demo, argv)
+    return run_command(_demo, argv, one_process="python -m nestplast infer-demo")
 
 
 if __name__ == "__main__":

@@ -184,7 +184,7 @@ def _prune(argv: Sequence[str] | None) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m nestplast prune``: returns the exit code (2 for bad input, one line on stderr)."""
-    return run_command(_prune, argv)
+    return run_command(_prune, argv, one_process="python -m nestplast prune")
 
 
 if __name__ == "__main__":

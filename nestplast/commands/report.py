@@ -122,7 +122,7 @@ def _report_fit(args) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m nestplast report``: returns the exit code (2 for a user error)."""
-    return run_command(_report, argv)
+    return run_command(_report, argv, one_process="python -m nestplast.report")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,28 @@
+"""Conventions every command line shares (nestplast.cli), under a real MPI launcher."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+MPIEXEC = Path(sys.executable).parent / "mpiexec"
+
+
+@pytest.mark.parametrize("command", [
+    ["nestplast", "prune", "--nodes", "10", "--duration", "30", "--out", "{tmp}/out"],
+    ["nestplast", "infer-demo", "oja", "--duration", "2000", "--bootstrap", "0", "--out", "{tmp}/out"],
+    ["nestplast.report", "{tmp}"],
+])
+def test_one_process_commands_refuse_several_ranks(tmp_path, command):
+    """Under mpiexec every rank would run the whole command and write the same files: one line
+    says so, every rank ends with exit code 2, and nothing is written."""
+    np.savez(tmp_path / "placeholder.npz", W=np.eye(2))  # to see that nothing is added beside it
+    command = [arg.format(tmp=tmp_path) for arg in command]
+    out = subprocess.run([str(MPIEXEC), "-n", "2", sys.executable, "-m", *command],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "runs in one process: start it without mpiexec/srun" in lines[0], out.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["placeholder.npz"]
