@@ -60,8 +60,13 @@ def _stopped(err: KeyboardInterrupt) -> tuple[int, str]:
     return (EXIT_TERMINATED, "terminated") if isinstance(err, Terminated) else (EXIT_INTERRUPTED, "interrupted")
 
 
+class BadArguments(UsageError):
+    """A command line that argparse refuses. Under MPI every rank parses the same arguments and
+    refuses them alike, so every rank can end cleanly without waiting for the others."""
+
+
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse, but a bad argument raises :class:`UsageError` (caught by :func:`run_command`)
+    """argparse, but a bad argument raises :class:`BadArguments` (caught by :func:`run_command`)
     instead of printing usage and exiting from inside the library; every command has ``--version``."""
 
     def __init__(self, *args, **kwargs):
@@ -71,7 +76,7 @@ class ArgumentParser(argparse.ArgumentParser):
         self.add_argument("--version", action="version", version=f"nestplast {__version__}")
 
     def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message}")
+        raise BadArguments(f"{self.prog}: {message}")
 
 
 def report_error(message: str, *, rank: int = 0) -> None:
@@ -126,8 +131,8 @@ def run_mpi_command(main: Callable[[Sequence[str] | None], int], argv: Sequence[
                     interrupted: Callable[[], str]) -> int:
     """:func:`run_command` for a command that runs on every rank of ``comm`` (None: one process).
 
-    An error that every rank shares (:class:`~nestplast.parallel.SharedError`) ends every rank
-    cleanly and rank 0 prints it; any other error, Ctrl-C or SIGTERM, on any rank, ends the whole
+    An error that every rank shares (:class:`~nestplast.parallel.SharedError`, or arguments
+    argparse refuses) ends every rank cleanly and rank 0 prints it; any other error, Ctrl-C or SIGTERM, on any rank, ends the whole
     job at once (``MPI_Abort``), so that no rank waits for it in a receive until the job's time limit.
     """
     from .parallel import SharedError, abort_on_error
@@ -138,7 +143,7 @@ def run_mpi_command(main: Callable[[Sequence[str] | None], int], argv: Sequence[
     try:
         with sigterm_stops_cleanly():
             return main(argv)
-    except SharedError as err:
+    except (SharedError, BadArguments) as err:
         report_error(str(err), rank=rank)
         return EXIT_USER_ERROR
     except UserError as err:

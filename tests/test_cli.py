@@ -26,3 +26,14 @@ def test_one_process_commands_refuse_several_ranks(tmp_path, command):
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "runs in one process: start it without mpiexec/srun" in lines[0], out.stderr
     assert [p.name for p in tmp_path.iterdir()] == ["placeholder.npz"]
+
+
+@pytest.mark.parametrize("command", [["nestplast.search"], ["nestplast", "filter"], ["nestplast", "infer", "data.npz"]])
+def test_bad_arguments_under_mpi_end_every_rank_with_one_line(command):
+    """Every rank parses the same arguments: a bad one is one line and exit code 2 on every rank,
+    not an MPI_Abort after each rank has printed it."""
+    out = subprocess.run([str(MPIEXEC), "-n", "2", sys.executable, "-m", *command, "--no-such-option"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.strip().splitlines() == [f"error: python -m {' '.join(command[:2])}: unrecognized arguments: "
+                                               "--no-such-option"], out.stderr
