@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import copy
 import math
+import os
+import pickle
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -160,3 +163,25 @@ class CMAES:
 
     def describe(self) -> str:
         return f"sigma {self.es.sigma:8.3g}"
+
+
+def write_pycma_log(store, folder: str | os.PathLike[str]) -> Path | None:
+    """pycma's own log of a CMA-ES run (``cma.CMADataLogger``'s files), rebuilt from the strategy
+    that ``store`` (a :class:`~nestplast.store.RunStore`) keeps after every generation, into
+    ``folder``: ``cma.plot(folder)`` then draws pycma's standard figure (losses, sigma, the mean,
+    the standard deviations and principal axes per coordinate). pycma's coordinates are the search
+    coordinates, numbered in the order of the run's parameter names, log10 for time constants.
+    None (nothing written) for another strategy or a run without a complete generation."""
+    import cma
+
+    logger = None
+    for generation in store.generations():
+        strategy = pickle.loads(store.load_optimizer(generation["generation"]))
+        if not isinstance(strategy, CMAES):
+            return None
+        if logger is None:
+            folder = Path(folder)
+            folder.mkdir(parents=True, exist_ok=True)
+            logger = cma.CMADataLogger(f"{folder}/").register(strategy.es)
+        logger.add(strategy.es)
+    return None if logger is None else Path(folder)
