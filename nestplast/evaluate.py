@@ -147,8 +147,15 @@ class Evaluator:
         n_pop = len(net.populations[o.population])
         recorder = net.recorders[o.population]
         course = Course(trace={"t_s": [], "rate": [], **{f"w_mean_{ct}": [] for ct in net.plastic}})
+        others = [name for name in net.recorders if name != o.population]
         last = 0
         for chunk in chunks(self.exp):
+            if chunk.training:
+                # The other populations' spikes so far all precede the scoring window (a training
+                # chunk ends at its start at the latest): drop them, or measure reads them all
+                # (the I population's 5 s: 2 ms) to keep only the window's
+                for name in others:
+                    net.clear_spikes(name)
             nest.Simulate(chunk.ms)  # not Run(): recorders can only be cleared between runs
             n_events = self.total(recorder.n_events)
             rate = (n_events - last) / n_pop / chunk.seconds

@@ -104,6 +104,27 @@ def test_node_ids_and_the_weight_sample_are_what_nest_holds(nest, doublet_module
     assert len(set(everything["source"][::step])) >= min(n_sources, 32)
 
 
+def test_the_unscored_populations_keep_every_spike_of_the_scoring_window(nest, doublet_module):
+    """The evaluation drops the I population's spikes during training (measure would read them all
+    to keep only the window's): every spike of the window is still there, as a recorder of its own
+    that keeps everything has it, a spike at the window's very start included (seed 1 has one)."""
+    exp = small(objective={"t_train": 1.0, "t_score": 0.5})
+    evaluator = Evaluator(exp, doublet_module)
+    net = evaluator.build(VOGELS_SPREKELER_10HZ, Trial(0, 1))
+    everything = nest.Create("spike_recorder")
+    nest.Connect(net.populations["I"], everything)
+    assert evaluator.simulate(net).blew_up_at_s is None
+
+    def window(recorder) -> list[tuple[int, float]]:
+        senders, times = evaluator.events(recorder)
+        return sorted(zip(senders[times >= 1000.0].tolist(), times[times >= 1000.0].tolist()))
+
+    assert 1000.0 in [t for _, t in window(everything)]
+    assert window(net.recorders["I"]) == window(everything)
+    _, kept = evaluator.events(net.recorders["I"])
+    assert kept.min() > 500.0 and len(kept) < len(evaluator.events(everything)[1])  # the first chunk's dropped
+
+
 @pytest.mark.parametrize("drive", ["internal", "poisson_generator"])
 def test_every_neuron_holds_the_experiments_parameters_and_drive(nest, doublet_module, drive):
     """The neurons are created from a copy of the model that carries the spec's parameters and the
