@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import pickle
 import sys
 import time
@@ -39,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from .engine import Outcome
+from .errors import UserError
 from .evaluate import Evaluator
 from .experiment import METRIC_INTERVALS, Experiment, ExperimentError, run_experiment
 from .kernel import lent_kernel
@@ -177,8 +179,9 @@ def _resume(store: RunStore, exp: Experiment, out: Path, say) -> Filter | None:
 @dataclass
 class Family:
     """The accepted rules of a filter run: ``rows`` (one per rule: round, candidate, parameters
-    by name, mean metrics), judged by ``constraints``; ``acceptance`` per round under each
-    round's own bounds (what the filter did)."""
+    by name, mean metrics), judged by ``constraints``; ``acceptance`` per round: ``simulated``,
+    ``accepted`` under the round's own bounds (what the filter did), ``in_family`` (its rows here),
+    and the rules without metrics: ``failed`` and ``blowups`` (on any trial)."""
 
     rows: list[dict]
     constraints: dict[str, tuple[float, float]]
@@ -186,6 +189,8 @@ class Family:
     simulated: int  # candidate rules simulated
     traces: list[dict]  # each row's rates and mean weights over time (its trial 0)
     valid: list[dict]  # the mean metrics of every simulated rule that ran to its end (for plots)
+    rounds_planned: int | None = None  # the run's filter.rounds
+    stop: dict | None = None  # why the run stopped; None while it runs or after it was cut short
 
     @property
     def distinct(self) -> int:
@@ -232,6 +237,7 @@ def family(run_dir: str | Path, constraints: Mapping[str, Sequence[float]] | Non
         rounds = store.last_complete_generation()
         rounds = 0 if rounds is None else rounds + 1
         everything = candidates(store)
+        stop = store.stop()
     finally:
         store.close()
     judged = final_constraints(exp, rounds)
@@ -243,19 +249,33 @@ def family(run_dir: str | Path, constraints: Mapping[str, Sequence[float]] | Non
             continue  # an interrupted round: not yet told to the filter
         features = candidate_features(evaluations)
         own = round_constraints(exp.filter.constraints, exp.filter.schedule, generation)
-        count = per_round.setdefault(generation, [0, 0])
+        member = inside(features, judged)
+        count = per_round.setdefault(generation, [0, 0, 0, 0, 0])
         count[0] += 1
         count[1] += inside(features, own)
+        count[2] += member
+        # why a rule has no metrics: a failure (an error, NaN, a timeout) or a blow-up, on any trial
+        count[3] += any(e.failed for e in evaluations)
+        count[4] += not any(e.failed for e in evaluations) and any(e.status == "blowup" for e in evaluations)
         if all(e.status == "ok" for e in evaluations):
             valid.append(features)
-        if inside(features, judged):
+        if member:
             traces.append((evaluations[0].metrics or {}).get("trace") or {})
             theta = evaluations[0].theta
             rows.append({"round": generation, "candidate": candidate, "theta": list(theta),
                          **layout.as_dict(theta), **{k: features[k] for k in sorted(features)}})
-    acceptance = [{"round": g, "simulated": n, "accepted": a, "fraction": a / n} for g, (n, a) in sorted(per_round.items())]
-    return Family(rows=rows, constraints=judged, acceptance=acceptance, simulated=sum(n for n, _ in per_round.values()),
-                  traces=traces, valid=valid)
+    for name in constraints or {}:  # a bound on what no simulation measured accepted no rule, without a word
+        if valid and not any(name in v for v in valid):
+            why = (f": {name[len('w_mean_'):]} does not learn (rule.plastic = {exp.rule.plastic})"
+                   if name.startswith("w_mean_") and name[len("w_mean_"):] not in exp.rule.plastic else "")
+            raise ExperimentError(f"constraints.{name}: no simulation of {run_dir} measured {name}{why}, so no rule "
+                                  "could pass this bound")
+    # "accepted" is what the filter did (the round's own bounds); "in_family" counts the round's rules
+    # in this family (judged by ``judged``): the two differ under a schedule or re-filtered bounds
+    acceptance = [{"round": g, "simulated": n, "accepted": a, "fraction": a / n, "in_family": m, "failed": f,
+                   "blowups": b} for g, (n, a, m, f, b) in sorted(per_round.items())]
+    return Family(rows=rows, constraints=judged, acceptance=acceptance, simulated=sum(c[0] for c in per_round.values()),
+                  traces=traces, valid=valid, rounds_planned=exp.filter.rounds, stop=stop)
 
 
 # --------------------------------------------------------------------------- fresh seeds
@@ -289,6 +309,12 @@ def recheck(run_dir: str | Path, n_trials: int = 2, *, comm=None, limit: int | N
     higher ``limit`` simulates only what is new."""
 
     run_dir = Path(run_dir)
+    # refused before anything runs: limit=0 re-checked nothing, and a negative one (a slice) every
+    # rule but the last ones, each without a word
+    if isinstance(n_trials, bool) or not isinstance(n_trials, numbers.Integral) or n_trials < 1:
+        raise UserError(f"recheck: n_trials: expected a number of trials >= 1, got {n_trials!r}")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, numbers.Integral) or limit < 1):
+        raise UserError(f"recheck: limit: expected a number of rules >= 1 (or None: every rule), got {limit!r}")
     transport = Transport(comm)
     say = progress if progress is not None and transport.is_root else (lambda line: None)
 

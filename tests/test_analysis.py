@@ -67,3 +67,46 @@ def test_a_trials_weight_drift_runs_from_its_start_weight():
                "best": {"generation": 0, "candidate": 0}, "best_params": {"IE.alpha": 1.0}, "best_trials": [trial],
                "failures": {"blowups": 0, "by_reason": []}}
     assert "drift IE +400.0%, saturated (w_blow) 1" in text(summary, "run")
+
+
+def test_the_report_says_what_this_runs_loss_is_made_of(tmp_path):
+    """The report explained every run's loss as "(rate - target)^2 ... + L1 on the coefficients", also
+    for a run scored on constraints alone without L1, and put the blow-up scores' floor at 160 (it is
+    160 (1 + 1/e) = 219)."""
+    from nestplast import experiment
+    from nestplast.analysis.search import summarise, text
+    from nestplast.store import RunStore
+
+    exp = experiment.parse({"objective": {"target_rate": None, "l1": 0.01, "constraints": {"rate_e": [1.0, 20.0]},
+                                          "rate_band": [0.5, 80.0]}})
+    RunStore.create(tmp_path / "run", experiment=exp.to_dict(), seed=1).close()
+    meaning = next(line for line in text(summarise(tmp_path / "run"), "run").splitlines()
+                   if line.startswith("what the loss means: "))
+    assert "target" not in meaning and "(r - " not in meaning
+    assert "distance outside each interval: rate_e [1, 20]) + 0.01 x the sum of |coefficients| (L1)" in meaning
+    assert "band [0.5, 80] Hz" in meaning and "between 219 (at the end) and 320 (at once)" in meaning
+    assert meaning.endswith("0 is a rule that meets every constraint.")
+    default = summarise_of(tmp_path / "default", experiment.default())
+    assert "(r - 10 Hz)^2 / (r + 2) averaged over the scoring window (r: the E rate)" in default
+    assert "L1" not in default and default.endswith("holds the target and meets every constraint.")
+
+
+def summarise_of(path, exp) -> str:
+    from nestplast.analysis.search import summarise
+    from nestplast.store import RunStore
+
+    RunStore.create(path, experiment=exp.to_dict(), seed=1).close()
+    return summarise(path)["loss_meaning"]
+
+
+def test_a_best_rule_that_is_the_distributions_mean_is_named_so():
+    """Candidate -1 is the mean CMA-ES evaluates for the record (README: the results database); the
+    report gave it as "candidate -1", a number no candidate has."""
+    from nestplast.analysis.search import text
+
+    summary = {"generations": 1, "evaluations": 2, "blowups": 0, "failed": 0, "stop": {"maxiter": 1}, "best_loss": 0.5,
+               "best": {"generation": 0, "candidate": -1}, "best_params": {"IE.alpha": 1.0}, "best_trials": [],
+               "failures": {"blowups": 0, "by_reason": []}}
+    assert "best loss: 0.5 (generation 0, candidate -1 (the distribution mean))" in text(summary, "run")
+    summary["best"]["candidate"] = 3
+    assert "best loss: 0.5 (generation 0, candidate 3)" in text(summary, "run")

@@ -4,6 +4,7 @@ acceptance rises over the prior's, a resumed run asks the same candidates, re-fi
 store keeps exactly the subset that tighter bounds allow, and bad constraints are refused."""
 
 import copy
+import csv
 import importlib.util
 import math
 import pickle
@@ -204,9 +205,12 @@ def test_refiltering_from_the_store_keeps_exactly_the_subset(stored_run):
     fam = family(path)
     # the last round's bounds (cv_isi tightened by the schedule) judge every round
     assert fam.constraints == {"rate_e": (5.0, 20.0), "cv_isi": (0.8, 1e9), "w_creep": (0.0, 0.05)}
-    tight = family(path, {"rate_e": (8.0, 15.0), "w_blow": (0.0, 0.1)} | {"w_creep": (0.0, 0.02)})
-    assert "w_blow" in tight.constraints  # an added metric: the toy has none, so nothing passes it
-    assert tight.rows == []
+    # a bound on a metric that no simulation measured (the toy has no w_blow; a run has no w_mean_II where
+    # II does not learn) accepted no rule, without a word
+    with pytest.raises(ExperimentError, match=r"constraints.w_blow: no simulation of .* measured w_blow"):
+        family(path, {"rate_e": (8.0, 15.0), "w_blow": (0.0, 0.1)} | {"w_creep": (0.0, 0.02)})
+    with pytest.raises(ExperimentError, match=r"w_mean_II: .*II does not learn \(rule.plastic = \['IE'\]\)"):
+        family(path, {"w_mean_II": (0.0, 100.0)})
     tighter = family(path, {"rate_e": (7.0, 16.0), "w_creep": (0.0, 0.03)})
     for wrong in ({"cv_iss": (0.9, 1e9)}, {"cv_isi": (0.9, 0.1)}):  # each accepted no rule, without a word
         with pytest.raises(ExperimentError, match=f"constraints.{next(iter(wrong))}"):
@@ -237,6 +241,211 @@ def test_apply_writes_the_refiltered_family_and_plots(stored_run, tmp_path, caps
     assert "re-filtered family:" in out and "distinct" in out
     written = {p.name for p in (tmp_path / "refiltered").iterdir()}
     assert {"family.csv", "acceptance.csv", "metrics.png", "marginals.png", "stdp_windows.png", "traces.png"} <= written
+
+
+def test_the_acceptance_table_says_which_bounds_each_count_uses(stored_run, tmp_path, capsys):
+    """Per round: accepted by its own bounds (what the filter did), in the family by the bounds that
+    judge it, and the rules without metrics (blow-ups). Re-filtered, the table showed only the first:
+    5 and 3 accepted above a re-filtered family of 1."""
+    from nestplast.commands.filter import main
+    from nestplast.families import family
+
+    exp, path = stored_run
+    evaluations = store_seeds(path)
+
+    def counted(generation, cv_low, rate=(5.0, 20.0)):  # the toy: one trial per rule
+        ok = [e for e in evaluations if e.generation == generation and e.status == "ok"]
+        return sum(rate[0] <= e.metrics["rate_e"] <= rate[1] and e.metrics["cv_isi"] >= cv_low
+                   and e.metrics["w_creep"] <= 0.05 for e in ok)
+
+    fam = family(path)
+    blowups = [sum(e.status == "blowup" for e in evaluations if e.generation == g) for g in (0, 1)]
+    assert [(a["accepted"], a["in_family"], a["blowups"], a["failed"]) for a in fam.acceptance] == [
+        (counted(0, 0.7), counted(0, 0.8), blowups[0], 0), (counted(1, 0.8), counted(1, 0.8), blowups[1], 0)]
+    assert counted(0, 0.7) > counted(0, 0.8) and min(blowups) > 0  # the case: the schedule tightened cv_isi
+    new = tmp_path / "narrow.toml"
+    new.write_text("[constraints]\nrate_e = [9.0, 11.0]\n")
+    assert main([str(path), "--apply", str(new), "--out", str(tmp_path / "narrow"), "--no-plots"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split() == ["round", "simulated", "accepted", "fraction", "in", "family", "blow-ups",
+                                           "failed"]
+    in_family = [int(line.split()[5]) for line in out.splitlines()[1:3]]
+    assert in_family == [counted(g, 0.8, (9.0, 11.0)) for g in (0, 1)]
+    assert f"re-filtered family: {sum(in_family)} accepted rules" in out
+    with open(tmp_path / "narrow" / "acceptance.csv", newline="") as f:
+        assert [int(r["in_family"]) for r in csv.DictReader(f)] == in_family
+
+
+def test_an_empty_family_writes_no_row_and_no_stale_plot(stored_run, tmp_path, capsys):
+    """A re-filtered family without a rule: family.csv held a row of empty cells (read back as one
+    rule), and the marginals of an earlier --apply with the same file stayed beside its tables."""
+    from nestplast.commands.filter import main
+
+    _, path = stored_run
+    new, out = tmp_path / "new.toml", tmp_path / "refiltered"
+    new.write_text("[constraints]\nrate_e = [8.0, 15.0]\n")
+    assert main([str(path), "--apply", str(new), "--out", str(out)]) == 0
+    assert (out / "marginals.png").is_file()
+    new.write_text("[constraints]\nrate_e = [1000.0, 2000.0]\n")
+    assert main([str(path), "--apply", str(new), "--out", str(out)]) == 0
+    assert "re-filtered family: 0 accepted rules" in capsys.readouterr().out
+    with open(out / "family.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows == [["round", "candidate", "rate_e", "cv_isi", "w_creep"]]
+    assert {p.name for p in out.glob("*.png")} == {"metrics.png"}  # no marginals of the earlier family
+
+
+def test_report_json_of_a_filter_run_is_its_family(stored_run, tmp_path, capsys):
+    """--json on a filter run printed a search summary: a "best_loss" of the search's scoring for
+    rules the filter accepted with loss 0, and search plots (loss.png) among the family's."""
+    import json
+
+    from nestplast.commands.report import main as report
+    from nestplast.families import family
+
+    _, path = stored_run
+    copy_ = tmp_path / "run"
+    shutil.copytree(path, copy_)
+    assert report([str(copy_), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    fam = family(copy_)
+    ok = [e for e in store_seeds(copy_) if e.status == "ok" and 5.0 <= e.metrics["rate_e"] <= 20.0
+          and e.metrics["cv_isi"] >= 0.8 and e.metrics["w_creep"] <= 0.05]
+    assert summary["kind"] == "filter" and summary["accepted"] == len(ok) == len(summary["family"]) > 0
+    assert [(r["round"], r["candidate"]) for r in summary["family"]] == [(e.generation, e.candidate) for e in ok]
+    assert summary["family"][0]["rate_e"] == ok[0].metrics["rate_e"] and "theta" not in summary["family"][0]
+    assert summary["acceptance"] == fam.acceptance and summary["simulated"] == 300
+    assert summary["constraints"]["cv_isi"] == [0.8, 1e9] and "best_loss" not in summary
+    assert not (copy_ / "loss.png").exists() and (copy_ / "metrics.png").is_file()
+
+
+@pytest.mark.nest
+def test_recheck_of_a_family_without_rules_says_so(stored_run, tmp_path, capsys, doublet_module):
+    """Every rule blew up or missed the bounds: the re-check printed "0 of 0 ... pass again (nan %)" and
+    wrote a recheck.csv with one row of empty cells."""
+    from nestplast.commands.filter import main
+
+    _, path = stored_run
+    run = tmp_path / "run"
+    shutil.copytree(path, run)
+    store = RunStore.open(run)
+    stored = store.experiment()
+    stored["filter"]["constraints"]["rate_e"] = [1000.0, 2000.0]  # no rule of the toy gets there
+    store.record_resumed(stored)
+    store.close()
+    assert main([str(run), "--recheck", "1"]) == 0
+    out = capsys.readouterr().out
+    assert f"re-check: {run} has no accepted rule to re-check" in out and "nan" not in out
+    assert not (run / "recheck.csv").exists()
+
+
+def test_a_run_directory_given_as_the_experiment_says_what_to_do(stored_run, capsys):
+    """`filter RUN_DIR` without --apply/--recheck said "no such experiment file" of a folder that is there."""
+    from nestplast.commands.filter import main
+
+    _, path = stored_run
+    assert main([str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path} is a run directory, not an experiment file")
+    assert f"filter --out {path} --resume" in err and f"filter {path} --apply NEW.toml" in err and "Traceback" not in err
+
+
+def test_report_of_a_filter_run_in_its_first_round(tmp_path, capsys):
+    """Before its first round ends a filter run stores no strategy: the report showed it as a search,
+    with a "best loss" (the search's scoring) and what that loss means for a target rate it has not."""
+    import json
+
+    from nestplast.commands.report import main as report
+
+    exp = experiment.parse({"filter": {"simulations_per_round": 10}})
+    store = RunStore.create(tmp_path / "run", experiment=exp.to_dict(), seed=exp.seed)
+    for candidate in (0, 1):  # as FilterProblem records them: with the simulation's input rate
+        store.record_evaluation(Evaluation(0, candidate, 0, [20.0, 20.0, 0.1, 0.1, 0.1, 0.1], 7, loss=43.0,
+                                           metrics={"rate_e": 12.0, "input_rate": 8000.0}))
+    store.close()
+    assert report([str(tmp_path / "run"), "--no-plots"]) == 0
+    out = capsys.readouterr().out
+    assert f"no round complete yet: 2 of the first round's {10 * exp.trials.n} simulations recorded" in out
+    assert "best loss" not in out and "target" not in out
+    assert report([str(tmp_path / "run"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"kind": "filter", "rounds": 0, "simulations": 2,
+                                                   "simulations_per_round": 10 * exp.trials.n}
+    assert not (tmp_path / "run" / "loss.png").exists()
+
+
+def test_the_marginals_of_a_single_searched_parameter_are_readable(tmp_path):
+    """One searched parameter: a 2.2-inch figure that clipped its title ("...the 1 parameters they pin
+    down most") and counted its rules on an axis labelled with the parameter."""
+    from matplotlib.image import imread
+
+    from nestplast.analysis.families import write_plots
+    from nestplast.families import Family
+
+    exp = experiment.parse({"rule": {"search": ["alpha"]}})
+    rows = [{"round": 0, "candidate": k, "theta": [a], "IE.alpha": a, "rate_e": 10.0} for k, a in enumerate((-1.0, 0.5))]
+    fam = Family(rows=rows, constraints={"rate_e": (5.0, 20.0)}, acceptance=[], simulated=2, traces=[{}, {}],
+                 valid=[{"rate_e": 10.0}] * 2)
+    assert tmp_path / "marginals.png" in write_plots(fam, exp, tmp_path)
+    height, width = imread(tmp_path / "marginals.png").shape[:2]
+    assert width >= 600 and height >= 600
+
+
+def test_the_family_of_an_unfinished_run_says_so(stored_run, tmp_path, capsys):
+    """A filter run cut short after its first of two rounds: the report showed its family as if the
+    run had ended."""
+    from nestplast.commands.report import main as report
+
+    _, path = stored_run
+    assert report([str(path), "--no-plots"]) == 0
+    assert "not finished" not in capsys.readouterr().out
+    cut = tmp_path / "cut"
+    shutil.copytree(path, cut)
+    with sqlite3.connect(cut / "results.sqlite") as db:  # as a kill during round 1 leaves it
+        db.execute("DELETE FROM generations WHERE generation = 1")
+        db.execute("UPDATE run SET stop = NULL")
+    assert report([str(cut), "--no-plots"]) == 0
+    out = capsys.readouterr().out
+    assert f"not finished: 1 of 2 rounds complete (running, or cut short: go on with python -m nestplast filter " \
+           f"--out {cut} --resume)" in out
+
+
+def test_the_members_weights_say_which_line_is_which_type():
+    """traces.png drew every type of a member in its colour, the same solid line, without a legend
+    or a unit: with EE, EI, IE and II, four lines per member and no way to tell them apart."""
+    from matplotlib.figure import Figure
+
+    from nestplast.analysis.families import draw_traces
+    from nestplast.families import Family
+
+    exp = experiment.parse({"rule": {"plastic": ["IE", "EE"]}})
+    trace = {"t_s": [0.5, 1.0], "rate": [5.0, 6.0], "w_mean_IE": [60.0, 61.0], "w_mean_EE": [30.0, 29.0]}
+    fam = Family(rows=[{"round": 0, "candidate": 3, "theta": []}], constraints={}, acceptance=[], simulated=1,
+                 traces=[trace], valid=[])
+    left, right = Figure().subplots(1, 2)
+    draw_traces(fam, exp, left, right)
+    assert [t.get_text() for t in right.get_legend().get_texts()] == ["IE", "EE"]
+    ie, ee = right.get_lines()[:2]
+    assert list(ie.get_ydata()) == [60.0, 61.0] and list(ee.get_ydata()) == [30.0, 29.0]
+    assert ie.get_linestyle() != ee.get_linestyle() and ie.get_color() == ee.get_color()  # one member, two types
+    assert right.get_ylabel() == "mean |w| (pA), trial 0"
+
+
+def test_recheck_refuses_a_limit_below_one(stored_run, capsys):
+    """--limit -1 re-checked every rule but the last (a slice) and --limit 0 none (nan %), each
+    overwriting recheck.csv without a word."""
+    from nestplast.commands.filter import main
+    from nestplast.errors import UserError
+    from nestplast.families import RECHECK_DIR, recheck
+
+    _, path = stored_run
+    for limit in (0, -1):
+        assert main([str(path), "--recheck", "1", "--limit", str(limit)]) == 2
+        assert f"--limit: expected a number of rules >= 1, got {limit}" in capsys.readouterr().err
+        with pytest.raises(UserError, match="limit: expected a number of rules >= 1"):
+            recheck(path, 1, limit=limit)
+    with pytest.raises(UserError, match="n_trials: expected a number of trials >= 1"):
+        recheck(path, 0)
+    assert not (path / RECHECK_DIR).exists() and not (path / "recheck.csv").exists()
 
 
 @pytest.mark.parametrize("text, fragment", [

@@ -39,9 +39,10 @@ def check_output_directory(path) -> Path:
     return path
 
 
-def write_csv(rows: list[dict], path) -> None:
-    """Write dicts as CSV rows, columns in the order of first appearance; None as an empty cell."""
-    columns = list(dict.fromkeys(key for row in rows for key in row))
+def write_csv(rows: list[dict], path, columns: list[str] | None = None) -> None:
+    """Write dicts as CSV rows, columns in the order of first appearance; None as an empty cell.
+    ``columns``: the header of a table without rows (with rows, those of the rows)."""
+    columns = list(dict.fromkeys(key for row in rows for key in row)) if rows else list(columns or [])
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()

@@ -15,17 +15,33 @@ from . import saved_figure, write_csv
 
 MAX_MARGINALS = 6  # parameters in the pairwise plot: the ones the family pins down most
 MEMBERS_SHOWN = 5  # members drawn as STDP windows and traces
+PLOTS = ("metrics.png", "marginals.png", "stdp_windows.png", "traces.png")
 
 
-def text(fam, what: str = "family") -> str:
+def text(fam, what: str = "family", run_dir: str | Path = "RUN_DIR") -> str:
     """Acceptance per round, the family's size and its distinct rules, for a terminal."""
-    lines = ["round  simulated  accepted  fraction"]
-    lines += [f"{a['round']:5d}  {a['simulated']:9d}  {a['accepted']:8d}  {100 * a['fraction']:7.1f} %"
-              for a in fam.acceptance]
+    lines = ["round  simulated  accepted  fraction  in family  blow-ups  failed"]
+    lines += [f"{a['round']:5d}  {a['simulated']:9d}  {a['accepted']:8d}  {100 * a['fraction']:6.1f} %  "
+              f"{a['in_family']:9d}  {a['blowups']:8d}  {a['failed']:6d}" for a in fam.acceptance]
+    # the two counts differ under a schedule or re-filtered bounds: say which bounds each uses
+    lines.append("(accepted: by the round's own bounds, as the filter ran; in family: by the bounds below; "
+                 "blow-ups, failed: rules without metrics)")
+    if fam.rounds_planned is not None and fam.stop is None:  # a family of the rounds so far, not the run's
+        lines.append(f"not finished: {len(fam.acceptance)} of {fam.rounds_planned} rounds complete (running, or cut "
+                     f"short: go on with python -m nestplast filter --out {run_dir} --resume)")
     bounds = ", ".join(f"{k} [{lo:g}, {hi:g}]" for k, (lo, hi) in fam.constraints.items())
     lines.append(f"{what}: {len(fam.rows)} accepted rules ({fam.distinct} distinct) of {fam.simulated} simulated, "
                  f"judged by: {bounds}")
     return "\n".join(lines)
+
+
+def summary(fam) -> dict:
+    """The family as one JSON-ready dict (``nestplast.report RUN_DIR --json``): counts, bounds,
+    acceptance per round and every accepted rule (parameters by name, mean metrics)."""
+    return {"kind": "filter", "rounds": len(fam.acceptance), "rounds_planned": fam.rounds_planned, "stop": fam.stop,
+            "simulated": fam.simulated, "accepted": len(fam.rows),
+            "distinct": fam.distinct, "constraints": {k: list(v) for k, v in fam.constraints.items()},
+            "acceptance": fam.acceptance, "family": [{k: v for k, v in r.items() if k != "theta"} for r in fam.rows]}
 
 
 def write_tables(fam, out: str | Path) -> list[Path]:
@@ -34,8 +50,10 @@ def write_tables(fam, out: str | Path) -> list[Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rows = [{k: v for k, v in r.items() if k != "theta"} for r in fam.rows]
-    write_csv(rows or [{"round": None, "candidate": None}], out / "family.csv")
-    write_csv(fam.acceptance or [{"round": None}], out / "acceptance.csv")
+    # no rule (or no round): a header and no row, not a row of empty cells that reads as one rule
+    write_csv(rows, out / "family.csv", columns=["round", "candidate", *fam.constraints])
+    write_csv(fam.acceptance, out / "acceptance.csv",
+              columns=["round", "simulated", "accepted", "fraction", "in_family", "failed", "blowups"])
     return [out / "family.csv", out / "acceptance.csv"]
 
 
@@ -51,6 +69,9 @@ def write_plots(fam, exp: Experiment, out: str | Path) -> list[Path]:
         written.append(_stdp_windows(fam, exp, out / "stdp_windows.png"))
     if any(fam.traces[:MEMBERS_SHOWN]):
         written.append(_traces(fam, exp, out / "traces.png"))
+    for name in PLOTS:  # one left by an earlier, larger family (the same --apply file) would show that one
+        if out / name not in written:
+            (out / name).unlink(missing_ok=True)
     return written
 
 
@@ -83,7 +104,8 @@ def _metrics(fam, path: Path, simulated: list[dict]) -> Path:
                 a.axvline(hi, color="k", ls="--")
             a.set_title(name, fontsize=9)
             a.tick_params(labelsize=7)
-        fig.suptitle("metrics (mean over trials) against their bounds (dashed)")
+        fig.suptitle(f"metrics (mean over trials) against their bounds (dashed)\n{len(simulated)} of {fam.simulated} "
+                     "simulated rules ran to their end (blow-ups, failures: no metrics)", fontsize=9)
     return path
 
 
@@ -95,13 +117,15 @@ def _marginals(fam, exp: Experiment, path: Path) -> Path:
     spread = z.std(axis=0) / (zh - zl)
     chosen = sorted(np.argsort(spread, kind="stable")[:MAX_MARGINALS].tolist())
     n = len(chosen)
-    with saved_figure(path, ncols=1, figsize=(2.2 * n, 2.2 * n)) as (fig, ax):
+    side = max(2.2 * n, 6.0)  # a narrower figure clips its title (one or two searched parameters)
+    with saved_figure(path, ncols=1, figsize=(side, side)) as (fig, ax):
         fig.delaxes(ax)
         for i, a_i in enumerate(chosen):
             for j, b_j in enumerate(chosen):
                 a = fig.add_subplot(n, n, i * n + j + 1)
-                if i == j:
+                if i == j:  # counts: no ticks, which the row's label would present as its parameter's values
                     a.hist(z[:, a_i], bins=15, range=(zl[a_i], zh[a_i]), color="tab:blue")
+                    a.set_yticks([])
                 else:
                     a.plot(z[:, b_j], z[:, a_i], ".", ms=3)
                     a.set_xlim(zl[b_j], zh[b_j])
@@ -110,8 +134,10 @@ def _marginals(fam, exp: Experiment, path: Path) -> Path:
                 if i == n - 1:
                     a.set_xlabel(_label(layout, b_j), fontsize=7)
                 if j == 0:
-                    a.set_ylabel(_label(layout, a_i), fontsize=7)
-        fig.suptitle(f"accepted rules: the {n} parameters they pin down most (axes: the prior box)")
+                    a.set_ylabel(_label(layout, a_i) if n > 1 else "accepted rules", fontsize=7)
+        which = (f"the {n} parameters they pin down most" if n < z.shape[1]
+                 else f"their {n} searched parameter{'s' if n > 1 else ''}")
+        fig.suptitle(f"accepted rules: {which} (axes: the prior box)")
     return path
 
 
@@ -141,21 +167,36 @@ def _stdp_windows(fam, exp: Experiment, path: Path) -> Path:
 
 def _traces(fam, exp: Experiment, path: Path) -> Path:
     with saved_figure(path, ncols=2, figsize=(11, 4)) as (fig, (left, right)):
-        for k in _shown(fam):
-            trace = fam.traces[k]
-            if not trace:
-                continue
-            line, = left.plot(trace["t_s"], trace["rate"], "-", label=f"#{fam.rows[k]['candidate']} (round {fam.rows[k]['round']})")
-            for key in (k2 for k2 in trace if k2.startswith("w_mean_")):
-                right.plot(trace["t_s"], trace[key], "-", color=line.get_color(), alpha=0.8)
-        left.set_xlabel("time (s)")
-        left.set_ylabel(f"{exp.objective.population} rate (Hz), trial 0")
-        left.set_title("members: activity")
-        left.legend(fontsize=7)
-        right.set_xlabel("time (s)")
-        right.set_ylabel("mean |w| per plastic type")
-        right.set_title("members: weights (one line per type)")
+        draw_traces(fam, exp, left, right)
     return path
 
 
-__all__ = ["text", "write_tables", "write_plots"]
+TYPE_STYLES = ("-", "--", ":", "-.")  # one per plastic type: a member's types share its colour
+
+
+def draw_traces(fam, exp: Experiment, left, right) -> None:
+    """Rates (``left``) and mean weights (``right``: a line style per plastic type, in the
+    neuron's weight unit) over time of a few members, on matplotlib axes."""
+    from ..neurons import get_neuron
+
+    styles = dict(zip(exp.rule.plastic, TYPE_STYLES * len(exp.rule.plastic)))
+    for k in _shown(fam):
+        trace = fam.traces[k]
+        if not trace:
+            continue
+        line, = left.plot(trace["t_s"], trace["rate"], "-", label=f"#{fam.rows[k]['candidate']} (round {fam.rows[k]['round']})")
+        for key in (k2 for k2 in trace if k2.startswith("w_mean_")):
+            right.plot(trace["t_s"], trace[key], styles.get(key[len("w_mean_"):], "-"), color=line.get_color(), alpha=0.8)
+    left.set_xlabel("time (s)")
+    left.set_ylabel(f"{exp.objective.population} rate (Hz), trial 0")
+    left.set_title("members: activity")
+    left.legend(fontsize=7)
+    for ct, style in styles.items():  # the legend says which line is which type; the colour, which member
+        right.plot([], [], style, color="k", label=ct)
+    right.legend(fontsize=7, title="type", title_fontsize=7)
+    right.set_xlabel("time (s)")
+    right.set_ylabel(f"mean |w| ({get_neuron(exp.rule.neuron).codependency[2]}), trial 0")
+    right.set_title("members: weights (colour: member, as left)")
+
+
+__all__ = ["text", "summary", "write_tables", "write_plots", "draw_traces"]

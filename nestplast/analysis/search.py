@@ -20,8 +20,32 @@ LOSS_MEANING = (
     "loss = mean over a candidate's trials of: (rate - target)^2 / (rate + 2) averaged over the scoring "
     "window, + the constraint penalty (relative distance outside each accepted interval), + L1 on the "
     f"coefficients. A blow-up (rate left the band at time t of T) scores {BLOWUP_SCALE:g} (exp(-t/T) + 1), "
-    f"between {BLOWUP_SCALE:g} and {2 * BLOWUP_SCALE:g}; a failed evaluation (error, timeout, NaN) {FAILURE_LOSS:g}. "
+    f"between {BLOWUP_SCALE * (1 + math.exp(-1)):.0f} and {2 * BLOWUP_SCALE:g}; a failed evaluation (error, timeout, "
+    f"NaN) {FAILURE_LOSS:g}. "
     "0 is a rule that holds the target and meets every constraint.")
+
+
+def loss_meaning(exp: Experiment) -> str:
+    """What the loss of ``exp`` is made of: only the terms its objective has (LOSS_MEANING named a
+    target rate and an L1 term also for runs that had neither)."""
+    o = exp.objective
+    terms = []
+    if o.target_rate is not None:
+        terms.append(f"(r - {o.target_rate:g} Hz)^2 / (r + 2) averaged over the scoring window (r: the "
+                     f"{o.population} rate)")
+    if o.constraints:
+        bounds = ", ".join(f"{k} [{lo:g}, {hi:g}]" for k, (lo, hi) in o.constraints.items())
+        terms.append(f"the constraint penalty (relative distance outside each interval: {bounds})")
+    if o.l1:
+        terms.append(f"{o.l1:g} x the sum of |coefficients| (L1)")
+    low = BLOWUP_SCALE * (1.0 + math.exp(-1.0))
+    return (f"loss = mean over a candidate's trials of: {' + '.join(terms)}. A blow-up (rate left the band "
+            f"[{o.rate_band[0]:g}, {o.rate_band[1]:g}] Hz at time t of T) scores {BLOWUP_SCALE:g} (exp(-t/T) + 1), "
+            f"between {low:.0f} (at the end) and {2 * BLOWUP_SCALE:g} (at once); a failed evaluation (error, timeout, "
+            f"NaN) {FAILURE_LOSS:g}. 0 is a rule that "
+            + (" and ".join(w for w, on in (("holds the target", o.target_rate is not None),
+                                           ("meets every constraint", bool(o.constraints))) if on) or "has no loss")
+            + ".")
 
 
 def describe_stop(stop: dict | None) -> str:
@@ -42,7 +66,7 @@ def summarise(run_dir: str | Path) -> dict:
         best = store.best_candidates(1)
         summary = {"generations": counts["generations"], "evaluations": counts["evaluations"],
                    "failed": counts["failed"], "blowups": counts["blowups"], "stop": store.stop(),
-                   "best_loss": best[0]["loss"] if best else None,
+                   "best_loss": best[0]["loss"] if best else None, "loss_meaning": loss_meaning(exp),
                    "best_params": exp.layout().as_dict(best[0]["theta"]) if best else {},
                    "best_trials": [], "failures": failure_breakdown(store.evaluations()),
                    "loss_per_generation": [{"generation": g["generation"], "best": g["best_loss"],
@@ -96,7 +120,7 @@ def text(summary: dict, run_dir: str | Path) -> str:
              f"blow-ups: {summary['blowups']}   failed: {summary['failed']}",
              f"stopped: {describe_stop(summary['stop'])}" if summary["stop"]
              else "stopped: not yet (running, or killed: resume with --resume)",
-             f"what the loss means: {LOSS_MEANING}"]
+             f"what the loss means: {summary.get('loss_meaning', LOSS_MEANING)}"]
     if summary["best_loss"] is None:
         # "yet" only while the run can go on: a stopped run whose candidates all blew up or failed
         # has no best rule, and said it as if one were still to come
@@ -105,7 +129,7 @@ def text(summary: dict, run_dir: str | Path) -> str:
     else:
         where = summary["best"]
         lines.append(f"best loss: {summary['best_loss']:.5g} (generation {where['generation']}, "
-                     f"candidate {where['candidate']})")
+                     f"candidate {where['candidate']}{' (the distribution mean)' if where['candidate'] == -1 else ''})")
         lines += [f"  {name:<16} {value: .5g}" for name, value in summary["best_params"].items()]
         lines.append("best rule on its trials:")
         for t in summary["best_trials"]:

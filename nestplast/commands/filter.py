@@ -14,6 +14,7 @@ RUN_DIR/recheck as they end, so that the same command goes on after a Ctrl-C).
 
 from __future__ import annotations
 
+import shlex
 import sys
 import tomllib
 from collections.abc import Sequence
@@ -67,8 +68,15 @@ def read_constraints(path: Path) -> dict[str, tuple[float, float]]:
 
 
 def load_experiment(args) -> experiment.Experiment:
+    from ..store import DB_NAME
     from .search import named_or_stored
 
+    if args.target is not None and (Path(args.target) / DB_NAME).is_file():  # not "no such experiment file"
+        run = shlex.quote(args.target)
+        raise UsageError(f"{args.target} is a run directory, not an experiment file; to go on with it: python -m "
+                         f"nestplast filter --out {run} --resume; to re-filter it: python -m nestplast filter {run} --apply "
+                         f"NEW.toml; to re-check it: python -m nestplast filter {run} --recheck N; to read it: "
+                         f"python -m nestplast report {run}")
     exp = named_or_stored(args.target, args.out, args.resume)
     if args.rounds is not None:
         exp.filter.rounds = args.rounds
@@ -80,12 +88,17 @@ def load_experiment(args) -> experiment.Experiment:
         raise experiment.ExperimentError(f"{exp.source}: {err}") from None
 
 
-def report(run_dir: Path, out: Path | None = None, constraints=None, plots: bool = True, what: str = "family") -> None:
-    """Tables (and plots) of the family in ``run_dir`` into ``out`` (default the run directory)."""
+def report(run_dir: Path, out: Path | None = None, constraints=None, plots: bool = True, what: str = "family",
+           as_json: bool = False) -> None:
+    """Tables (and plots) of the family in ``run_dir`` into ``out`` (default the run directory);
+    on stdout its summary, or with ``as_json`` one JSON object and nothing else."""
+    import json
+
     from ..analysis import check_output_directory
-    from ..analysis.families import text, write_plots, write_tables
+    from ..analysis.families import summary, text, write_plots, write_tables
     from ..families import family
     from ..store import RunStore
+    from .report import _finite
 
     fam = family(run_dir, constraints)
     out = check_output_directory(out or run_dir)
@@ -95,7 +108,10 @@ def report(run_dir: Path, out: Path | None = None, constraints=None, plots: bool
         exp = experiment.run_experiment(store.experiment(), run_dir)
         store.close()
         written += write_plots(fam, exp, out)
-    print(text(fam, what))
+    if as_json:
+        print(json.dumps(_finite(summary(fam))))
+        return
+    print(text(fam, what, shlex.quote(str(run_dir))))
     for path in written:
         print(f"wrote {path}")
 
@@ -114,6 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UsageError("give --apply or --recheck, not both")
         if args.limit is not None and args.recheck is None:
             raise UsageError("--limit goes with --recheck (it limits the rules re-checked)")
+        if args.limit is not None and args.limit < 1:  # 0 re-checked nothing, -1 all but the last rule
+            raise UsageError(f"--limit: expected a number of rules >= 1, got {args.limit}")
         if args.apply is not None or args.recheck is not None:
             if args.target is None or not Path(args.target).is_dir():
                 raise UsageError(f"--apply and --recheck take a run directory, got {args.target!r}")
@@ -130,7 +148,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             rechecking.append(run_dir)
             result = recheck(run_dir, args.recheck, comm=comm, limit=args.limit,
                              progress=None if args.quiet else (lambda line: print(line, flush=True)))
-            if result is not None:
+            if result is not None and not result.passed:  # not "0 of 0 ... (nan %)", nor an empty recheck.csv
+                print(f"re-check: {run_dir} has no accepted rule to re-check (python -m nestplast report "
+                      f"{run_dir} shows its acceptance per round); nothing simulated, no recheck.csv written")
+            elif result is not None:
                 write_recheck(result, run_dir / "recheck.csv")
                 print(f"re-check on {args.recheck} fresh trials: {sum(result.passed)} of {len(result.passed)} accepted "
                       f"rules pass again ({100 * result.fraction:.1f} %); table: {run_dir / 'recheck.csv'}")
@@ -165,7 +186,7 @@ def write_recheck(result, path: Path) -> None:
         rows.append({"round": row["round"], "candidate": row["candidate"], "passed": passed,
                      "statuses": " ".join(e.status for e in evaluations),
                      **{k: means.get(k) for k in result.family.constraints}})
-    write_csv(rows or [{"round": None}], path)
+    write_csv(rows, path, columns=["round", "candidate", "passed", "statuses", *result.family.constraints])
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """``python -m nestplast.report RUN_DIR [--json] [--no-plots] [--plots-to DIR]``: what a search
-run found. Works on a run in progress and on a read-only copy (plots then go to ``--plots-to``)."""
+run found (a filter run: its family). Works on a run in progress and on a read-only copy (plots then go to ``--plots-to``)."""
 
 from __future__ import annotations
 
@@ -51,10 +51,20 @@ def _report(argv: Sequence[str] | None) -> int:
         raise UserError(f"{args.run_dir} holds the simulations of a filter run's re-check: its verdicts are in "
                         f"{args.run_dir.parent / 'recheck.csv'} (python -m nestplast filter {shlex.quote(str(args.run_dir.parent))} "
                         "--recheck N writes it, from these simulations where it can)")
-    if not args.json and _is_filter_run(args.run_dir):  # a family of rules: its tables and plots
+    if _is_filter_run(args.run_dir):  # a family of rules: its tables and plots (its losses are no search's)
         from .filter import report
 
-        report(args.run_dir, args.plots_to, plots=not args.no_plots)
+        report(args.run_dir, args.plots_to, plots=not args.no_plots, as_json=args.json)
+        return 0
+    first_round = _filter_in_first_round(args.run_dir)
+    if first_round is not None:  # its losses read as a search's would show a "best rule" of a target it has none of
+        recorded, planned = first_round
+        if args.json:
+            print(json.dumps({"kind": "filter", "rounds": 0, "simulations": recorded, "simulations_per_round": planned}))
+            return 0
+        print(f"run: {args.run_dir} (a filter run)\nno round complete yet: {recorded} of the first round's {planned} "
+              "simulations recorded (running, or interrupted: go on with python -m nestplast filter --out "
+              f"{shlex.quote(str(args.run_dir))} --resume); the family and its plots come with the first round")
         return 0
     summary = summarise(args.run_dir)
     plots = []
@@ -90,6 +100,26 @@ def _is_filter_run(run_dir: Path) -> bool:
     except ImportError:  # without the families extra nothing can have written a filter run here
         return False
     return is_filter_run(run_dir)
+
+
+def _filter_in_first_round(run_dir: Path) -> tuple[int, int] | None:
+    """(simulations recorded, planned in a round) of a filter run that has not completed its first
+    round, else None. Its stored strategy, which says "filter", comes with the first round; until
+    then its simulations do: only the filter records each one's ``input_rate``."""
+    from ..experiment import run_experiment
+    from ..store import RunStore
+
+    store = RunStore.open(run_dir, read_only=True)
+    try:
+        if store.last_complete_generation() is not None:
+            return None
+        evaluations = store.evaluations()
+        if not any("input_rate" in (e.metrics or {}) for e in evaluations):
+            return None
+        exp = run_experiment(store.experiment(), run_dir)
+    finally:
+        store.close()
+    return len(evaluations), exp.filter.simulations_per_round * exp.trials.n
 
 
 def _report_fit(args) -> int:
