@@ -30,7 +30,7 @@ from typing import Protocol
 import numpy as np
 
 from .parallel import Transport
-from .store import RunStore
+from .store import RunStore, StoreError, as_stored
 from .strategies import Strategy
 from .tasks import Candidate, Evaluation, Task
 
@@ -84,6 +84,8 @@ def run(problem: Problem, strategy: Strategy | None, store: RunStore | None, tra
             candidates = strategy.ask()
             for task in problem.tasks(generation, candidates):
                 done = store.get_evaluation(task.generation, task.candidate, task.trial.index)
+                if done is not None and done.theta != as_stored(list(task.theta)):
+                    raise StoreError(_not_this_run(store, task))
                 (reused if done is not None else tasks).append(done if done is not None else task)
         stop, tasks = transport.share((stop, tasks))
         if stop is not None:
@@ -115,6 +117,16 @@ def run(problem: Problem, strategy: Strategy | None, store: RunStore | None, tra
     transport.close()
     store.record_stop(stop)
     return outcome(store, stop)
+
+
+def _not_this_run(store: RunStore, task: Task) -> str:
+    # A stored evaluation is reused only for the very candidate it evaluated: one of other parameters
+    # (a filter run resumed by the search, killed before its first round was complete; a pycma or
+    # nestplast that asks other candidates) would be scored as this one's.
+    return (f"{store.path.parent}: its evaluation (generation {task.generation}, candidate {task.candidate}, trial "
+            f"{task.trial.index}) was of other parameters than this run asks for there, so the run was made by "
+            "another command (a filter run is resumed with `nestplast filter --resume`) or another version of "
+            "nestplast or pycma; nothing was recorded. Resume it as it was made, or start a new run with another --out")
 
 
 def _ignore(_evaluation: Evaluation) -> None:

@@ -5,7 +5,7 @@ The search's problem: a candidate is evaluated on ``trials.n`` randomised trials
 every candidate of a generation (common random numbers); its loss is the mean over its trials.
 Reproducible: generation g samples from a seed derived from (run seed, g), and trial j of
 generation g from (run seed, g, j), whatever the number of ranks and however often the run was
-resumed. ::
+resumed (with MPI inside NEST: for a fixed number of ranks, which a resume keeps to). ::
 
     from nestplast import experiment
     from nestplast.search import run_search
@@ -102,8 +102,34 @@ def check_resumable(stored: dict, exp: Experiment, where: Path) -> None:
     changed = differences(theirs, ours)
     if changed:
         raise StoreError(f"cannot resume {where} with another experiment (a run is one experiment): "
-                         f"{'; '.join(changed)}. Resume without an experiment file and without --seed/--threads, "
-                         "or start a new run with another --out")
+                         f"{'; '.join(changed)}. Resume without an experiment file and without --seed, --threads or "
+                         "--population-size, or start a new run with another --out")
+
+
+def _split(ranks: int, mode: str) -> str:
+    return (f"in network mode on {ranks} ranks (each simulation spread over all of them)" if mode == "network"
+            else "with each simulation in one process (serial or population mode)")
+
+
+def check_same_split(meta: dict, ranks: int, mode: str, where: Path) -> None:
+    """Refuse to resume the run in ``where`` (its ``meta``) with its simulations split over another
+    number of MPI processes: with MPI inside NEST (network mode) a simulation's random streams
+    belong to NEST's virtual processes (ranks x threads), so the resumed run would not go on as
+    the one begun. In serial and population mode every simulation runs in one process: any number
+    of ranks gives the same run."""
+    if "ranks" not in meta or "mode" not in meta:
+        return  # recorded before the run's mode was
+
+    def processes(ranks: int, mode: str) -> int:
+        return ranks if mode == "network" else 1
+
+    if processes(meta["ranks"], meta["mode"]) != processes(ranks, mode):
+        began = _split(meta["ranks"], meta["mode"])
+        how = (f"on {meta['ranks']} ranks with the NEST built with MPI" if meta["mode"] == "network"
+               else "with a NEST without MPI (the PyPI wheel; any number of ranks)")
+        raise StoreError(f"cannot resume {where} {_split(ranks, mode)}: it began {began}, and NEST's random "
+                         "streams belong to its virtual processes (ranks x threads), so the results would change. "
+                         f"Resume it {how}, or start a new run with another --out")
 
 
 def open_run(exp: Experiment, out: Path, *, resume: bool, ranks: int, mode: str) -> RunStore:
@@ -115,6 +141,7 @@ def open_run(exp: Experiment, out: Path, *, resume: bool, ranks: int, mode: str)
         store = RunStore.open(out)
         try:
             check_resumable(store.experiment(), exp, out)
+            check_same_split(store.meta(), ranks, mode, out)
             if store.meta().get("rule_source_sha256", rule_source) != rule_source:
                 raise StoreError(f"cannot resume {out}: the rule's NESTML source {exp.rule.file or exp.rule.name} "
                                  "changed since the run began (a run is one rule); start a new run with another --out")
@@ -208,6 +235,9 @@ def _resume_strategy(store: RunStore, exp: Experiment, out: Path, say) -> Strate
     strategy = pickle.loads(store.load_optimizer(last))
     if not hasattr(strategy, "ask"):
         raise StoreError(f"{out} was made by an older nestplast whose optimiser state cannot be resumed")
+    if hasattr(strategy, "observe"):  # the filter's, which learns from every metric: the search gives it none
+        raise StoreError(f"{out} holds a filter run (rule families), not a search: go on with "
+                         f"python -m nestplast filter --out {shlex.quote(str(out))} --resume")
     strategy.set_budget(budget(exp))  # a resumed run may be given more generations
     say(f"resuming {out} after generation {last}")
     return strategy

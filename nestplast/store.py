@@ -369,11 +369,16 @@ class RunStore:
         return [_evaluation(r) for r in rows]
 
     def best_candidates(self, n: int = 1) -> list[dict]:
-        """The ``n`` candidates with the lowest mean loss over their trials (all trials ok)."""
+        """The ``n`` candidates with the lowest mean loss over their trials (every one of the
+        experiment's ``trials.n`` recorded, and ok). A candidate still being evaluated (a report
+        of a running run) or cut short by a kill is not one yet: the mean of its first trials
+        is not its loss."""
+        trials = (self.experiment().get("trials") or {}).get("n")
         rows = self._db.execute(
             "SELECT generation, candidate, AVG(loss) AS loss, COUNT(*) AS trials, MIN(theta) AS theta "
             "FROM evaluations GROUP BY generation, candidate "
-            "HAVING SUM(status != 'ok') = 0 AND COUNT(loss) = COUNT(*) ORDER BY loss LIMIT ?", (n,))
+            "HAVING SUM(status != 'ok') = 0 AND COUNT(loss) = COUNT(*) AND (? IS NULL OR COUNT(*) = ?) "
+            "ORDER BY loss LIMIT ?", (trials, trials, n))
         return [{"generation": r["generation"], "candidate": r["candidate"], "loss": r["loss"],
                  "trials": r["trials"], "theta": _decode(r["theta"])} for r in rows]
 

@@ -2,6 +2,7 @@
 MPI ranks, resumes a killed run without losing or repeating evaluations, and reports."""
 
 import fcntl
+import importlib.util
 import json
 import os
 import shutil
@@ -222,6 +223,9 @@ def test_resume_refuses_another_experiment_and_extends_with_more_generations(ref
     (tmp_path / "changed.toml").write_text(changed)
     out = search([tmp_path / "changed.toml", "--out", copy, "--resume"])
     assert out.returncode == 2 and "network.n_e: 80 -> 90" in out.stderr
+    out = search(["--out", copy, "--resume", "--population-size", "8"])
+    assert out.returncode == 2 and "search.population_size: 6 -> 8" in out.stderr
+    assert "without --seed, --threads or --population-size" in out.stderr, "the flag given is among those named"
     assert rows(copy) == before, "nothing was mixed into the run"
     out = search(["--out", copy, "--resume", "--max-generations", "6"])
     assert out.returncode == 0, out.stderr
@@ -290,6 +294,8 @@ def test_mpi_interrupt_in_the_middle_ends_every_rank_and_keeps_the_run(tmp_path,
         process.kill()
     assert time.time() - interrupted < 30 and process.returncode != 0
     assert err.count(word) >= 1 and "--resume" in err, err
+    # on 2 ranks again: the hint without the launcher led a run with MPI inside NEST to a refused resume
+    assert f"Resume with: mpiexec -n 2 python -m nestplast.search --out {out_dir} --resume" in err, err
     assert RunStore.open(out_dir, read_only=True).counts()["generations"] < 8, "the signal stopped the run before its end"
     wait_for_the_writer_to_end(out_dir)  # the launcher can be gone a moment before rank 0
     resumed = search(["--out", out_dir, "--resume", "--quiet"])
@@ -441,3 +447,71 @@ def test_a_finished_run_without_a_best_rule_says_so_without_yet(tmp_path):
     words = text(summarise(tmp_path), tmp_path)
     assert "trials ok yet" not in words
     assert "no candidate had all its trials ok: every one blew up or failed" in words
+
+
+def test_a_resume_that_would_split_simulations_otherwise_is_refused(tmp_path):
+    """With MPI inside NEST (network mode) every simulation is spread over the ranks, and its random
+    streams belong to NEST's virtual processes (ranks x threads): a run begun on 2 ranks and resumed
+    on 3, or begun without MPI inside NEST and resumed with it (or the other way), went on silently
+    with other results. In serial and population mode any number of ranks gives the same run."""
+    from nestplast import experiment
+    from nestplast.search import open_run
+    from nestplast.store import StoreError
+
+    exp = experiment.load(tiny(tmp_path))
+    for began, resumed in [((1, "serial"), (3, "population")), ((2, "population"), (1, "serial")),
+                           ((2, "network"), (2, "network"))]:
+        run = tmp_path / f"{began[1]}-{resumed[1]}"
+        open_run(exp, run, resume=False, ranks=began[0], mode=began[1]).close()
+        open_run(exp, run, resume=True, ranks=resumed[0], mode=resumed[1]).close()
+    for began, resumed, message in [
+            ((2, "network"), (3, "network"), "on 3 ranks (each simulation spread over all of them): it began in "
+                                             "network mode on 2 ranks"),
+            ((2, "network"), (1, "serial"), "Resume it on 2 ranks with the NEST built with MPI"),
+            ((2, "population"), (2, "network"), "it began with each simulation in one process")]:
+        run = tmp_path / f"refused-{began[1]}-{resumed[0]}-{resumed[1]}"
+        open_run(exp, run, resume=False, ranks=began[0], mode=began[1]).close()
+        with pytest.raises(StoreError, match="results would change") as refused:
+            open_run(exp, run, resume=True, ranks=resumed[0], mode=resumed[1])
+        assert message in str(refused.value)
+        RunStore.open(run).close()  # the refusal let go of the run
+
+
+@pytest.mark.mpi
+def test_the_command_refuses_to_resume_a_run_in_another_mode(tmp_path):
+    """The whole command, as a user resuming a run begun without MPI inside NEST with a NEST built
+    with MPI (NESTPLAST_NEST_MPI says which NEST this is): one line on rank 0, nothing recorded."""
+    from nestplast import experiment
+    from nestplast.search import open_run
+
+    run = tmp_path / "run"
+    open_run(experiment.load(tiny(tmp_path)), run, resume=False, ranks=1, mode="serial").close()
+    before = RunStore.open(run, read_only=True).experiment()
+    out = search(["--out", run, "--resume"], mpi=2, env={**os.environ, "NESTPLAST_NEST_MPI": "1"})
+    assert out.returncode == 2 and out.stderr.count("results would change") == 1, out.stderr
+    assert "Traceback" not in out.stderr and "network mode on 2 ranks" in out.stderr
+    assert RunStore.open(run, read_only=True).experiment() == before
+
+
+@pytest.mark.skipif(importlib.util.find_spec("sbi") is None, reason="the filter needs the families extra (sbi)")
+def test_the_search_refuses_to_resume_a_filter_run(tmp_path, doublet_module):
+    """`nestplast search --out FILTER_RUN --resume` simulated a whole round into the filter's run,
+    then ended in a traceback (the filter needs every metric); killed in its first round, the filter
+    run was resumed as a CMA-ES search that took the filter's evaluations for its own candidates'."""
+    exp = tiny(tmp_path).read_text() + "[filter]\nrounds = 1\nsimulations_per_round = 6\nmax_epochs = 5\n"
+    (tmp_path / "filter.toml").write_text(exp)
+    run = tmp_path / "families"
+    out = subprocess.run([sys.executable, "-m", "nestplast", "filter", str(tmp_path / "filter.toml"), "--out", str(run),
+                          "--no-plots", "--quiet"], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert out.returncode == 0, out.stderr
+    first_round_cut = tmp_path / "cut"
+    shutil.copytree(run, first_round_cut)
+    with sqlite3.connect(first_round_cut / "results.sqlite") as db:  # as if killed before its first round ended
+        db.execute("DELETE FROM generations")
+    for where, message in [(run, "holds a filter run (rule families), not a search: go on with python -m nestplast "
+                                 f"filter --out {run} --resume"),
+                           (first_round_cut, "was of other parameters than this run asks for there")]:
+        before = rows(where)
+        out = search(["--out", where, "--resume"])
+        assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr, out.stderr
+        assert rows(where) == before, "nothing was mixed into the filter's run"

@@ -245,3 +245,16 @@ def test_a_run_database_is_in_wal_mode_before_it_appears(tmp_path, monkeypatch):
     assert seen == [b"\x02\x02"]
     assert sorted(p.name for p in tmp_path.iterdir()) == [".writer.lock", "results.sqlite"]
     RunStore.open(tmp_path, read_only=True).close()
+
+
+def test_a_candidate_with_trials_still_to_come_is_not_the_best(tmp_path):
+    """A report read while the run goes on (or after a kill) named as the best rule a candidate
+    of the generation in progress with one lucky trial of two recorded, its 'loss' that trial's."""
+    store = RunStore.create(tmp_path, experiment={"trials": {"n": 2}}, seed=1)
+    for trial, loss in enumerate([5.0, 7.0]):
+        store.record_evaluation(evaluation(g=0, k=0, j=trial, loss=loss))
+    store.record_evaluation(evaluation(g=1, k=3, j=0, loss=0.5))  # its trial 1 is still running
+    best = store.best_candidates(2)
+    assert [(b["generation"], b["candidate"], b["loss"], b["trials"]) for b in best] == [(0, 0, 6.0, 2)]
+    store.record_evaluation(evaluation(g=1, k=3, j=1, loss=1.5))
+    assert [(b["generation"], b["candidate"], b["loss"]) for b in store.best_candidates(1)] == [(1, 3, 1.0)]

@@ -97,7 +97,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     def interrupted() -> str:
-        return resume_hint(out_dir[0], "python -m nestplast.search") if out_dir else "nothing was started"
+        # on as many ranks again: with MPI inside NEST a resume on others is refused (other results)
+        command = "python -m nestplast.search" if comm is None else \
+            f"mpiexec -n {comm.Get_size()} python -m nestplast.search"
+        return resume_hint(out_dir[0], command) if out_dir else "nothing was started"
 
     return run_mpi_command(run, argv, comm, interrupted=interrupted)
 
