@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from nestplast.kernel import nest_has_mpi
@@ -176,6 +177,10 @@ def test_report_json_and_plots(reference_run, tmp_path):
     assert summary["best_loss"] == pytest.approx(sum(t["loss"] for t in trials) / 2)
     for name in ("loss.png", "stdp_window.png", "rates_weights.png"):
         assert (copy / name).stat().st_size > 1000
+    # pycma's own log beside the plots: one line per generation, the best loss pycma was told
+    fit = np.loadtxt(copy / "outcmaes" / "fit.dat", comments="%", ndmin=2)
+    assert fit[:, 0].tolist() == [1, 2, 3, 4, 5] and fit[:, 1].tolist() == [6, 12, 18, 24, 30]
+    assert fit[:, 5].min() >= summary["best_loss"]  # the best also counts the mean, which pycma is not told
     text = report(copy, "--no-plots").stdout
     assert "what the loss means" in text and "best rule on its trials" in text and "stopped: maxiter = 5" in text
     assert report(copy / "results.sqlite", "--no-plots").stdout == text, "the database named instead of its folder"

@@ -74,14 +74,27 @@ def _report(argv: Sequence[str] | None) -> int:
             print(f"note: {args.run_dir} is read-only; no plots (give --plots-to DIR)", file=sys.stderr)
         else:
             check_output_directory(folder).mkdir(parents=True, exist_ok=True)
-            plots = write_plots(args.run_dir, summary, folder)
+            plots = write_plots(args.run_dir, summary, folder) + _pycma_log(args.run_dir, folder)
     if args.json:
         print(json.dumps(_finite(summary)))
         return 0
     print(text(summary, args.run_dir))
     for path in plots:
-        print(f"wrote {path}")
+        print(f"wrote {path}" + (f"/ (pycma's log: cma.plot({str(path) + '/'!r}) draws it)" if path.is_dir() else ""))
     return 0
+
+
+def _pycma_log(run_dir: Path, folder: Path) -> list[Path]:
+    """pycma's own log of a CMA-ES run in ``folder/outcmaes`` (none for another strategy)."""
+    from ..store import RunStore
+    from ..strategies.cmaes import write_pycma_log
+
+    store = RunStore.open(run_dir, read_only=True)
+    try:
+        log = write_pycma_log(store, folder / "outcmaes")
+    finally:
+        store.close()
+    return [] if log is None else [log]
 
 
 def _kind(run_dir: Path) -> str:
