@@ -171,7 +171,9 @@ class Evaluator:
             if not math.isfinite(rate) or band.outside(rate, chunk.seconds):
                 course.blew_up_at_s, course.rate_at_blowup = chunk.t_end_s, rate
                 break
-            if time.perf_counter() - started > o.max_wall_s:
+            # every rank stops at the same chunk: one that left the loop alone would leave the
+            # others waiting in the collective nest.Simulate (network mode) until the job's limit
+            if self.total(time.perf_counter() - started > o.max_wall_s):
                 course.timed_out = True
                 break
         return course

@@ -1,6 +1,7 @@
 """Networks and evaluations in NEST: the single-neuron setup, inhibitory STDP in the recurrent
 network, the example script, and the network-parallel mode with a NEST built with MPI."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -195,3 +196,37 @@ def test_network_parallel_mode_spreads_each_simulation_over_the_ranks(tmp_path):
     assert search(1, 2, "one") == two
     assert len(search(2, 1, "resumed", "--max-generations", "1")) == 5
     assert search(2, 1, "resumed", "--resume", "--max-generations", "2") == two
+
+
+TIMEOUT_ON_ONE_RANK = """
+import json, time
+from mpi4py import MPI
+from nestplast import experiment
+from nestplast.build import build
+from nestplast.evaluate import Evaluator
+from nestplast.networks import Trial
+comm = MPI.COMM_WORLD
+exp = experiment.parse({"rule": {"name": "doublet", "plastic": ["IE"], "fixed": {"eta": 1.0}},
+                        "network": {"n_e": 40, "n_i": 10, "p": 0.2, "w_max": {"IE": 300.0}},
+                        "objective": {"t_train": 1.0, "t_score": 1.0, "chunk": 0.5, "max_wall_s": 60.0}}, "<test>")
+evaluator = Evaluator(exp, build("doublet"), rank=comm.Get_rank(), comm=comm)
+evaluator.setup_kernel(11)
+net = evaluator.build(THETA, Trial(0, 11))
+# rank 1's clock says that the evaluation began long ago: it alone is past max_wall_s
+course = evaluator.simulate(net, started=time.perf_counter() - (1000.0 if comm.Get_rank() == 1 else 0.0))
+print("course", json.dumps([comm.Get_rank(), course.timed_out, len(course.trace["t_s"])]), flush=True)
+""".replace("THETA", repr(VOGELS_SPREKELER_10HZ))
+
+
+def test_every_rank_stops_at_the_chunk_where_one_ran_out_of_time(doublet_module, tmp_path):
+    """In network mode every rank takes part in each nest.Simulate: a rank that stopped at its
+    own max_wall_s while the others went on left them waiting until the job's time limit. The
+    decision is shared (here each rank simulates its own copy, as the PyPI NEST does, but the
+    chunks' checks are the same collective calls)."""
+    script = tmp_path / "timeout.py"
+    script.write_text(TIMEOUT_ON_ONE_RANK)
+    done = subprocess.run([str(Path(sys.executable).parent / "mpiexec"), "-n", "2", sys.executable, str(script)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+    courses = sorted(json.loads(line.split(" ", 1)[1]) for line in done.stdout.splitlines() if line.startswith("course"))
+    assert courses == [[0, True, 1], [1, True, 1]], done.stdout
