@@ -158,6 +158,12 @@ def run_mpi_command(main: Callable[[Sequence[str] | None], int], argv: Sequence[
     return 1
 
 
+def as_launched(command: str, comm) -> str:
+    """``command`` as the user started it: under ``mpiexec -n N`` where ``comm`` has N ranks (a
+    run with MPI inside NEST resumes on as many ranks or not at all)."""
+    return command if comm is None else f"mpiexec -n {comm.Get_size()} {command}"
+
+
 def resume_hint(out, command: str | None, step: str = "generation", item: str = "evaluation") -> str:
     """After Ctrl-C: how far the run in ``out`` got (its last complete ``step``), and the
     ``command`` that goes on from there (None: the same command with --resume)."""

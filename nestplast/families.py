@@ -30,6 +30,7 @@ import dataclasses
 import math
 import numbers
 import pickle
+import shlex
 import sys
 import time
 import warnings
@@ -168,7 +169,8 @@ def _resume(store: RunStore, exp: Experiment, out: Path, say) -> Filter | None:
         return None
     strategy = pickle.loads(store.load_optimizer(last))
     if not isinstance(strategy, Filter):
-        raise StoreError(f"{out} holds a search, not a filter: resume it with python -m nestplast search --resume")
+        raise StoreError(f"{out} holds a search, not a filter: resume it with python -m nestplast.search --out "
+                         f"{shlex.quote(str(out))} --resume")
     strategy.set_budget(Budget(max_generations=exp.filter.rounds))  # more rounds may be asked for
     say(f"resuming {out} after round {last}")
     return strategy

@@ -575,6 +575,11 @@ def test_a_search_run_is_no_family(tmp_path):
     for call in (family, recheck):
         with pytest.raises(StoreError, match="holds no filter round: a search run"):
             call(tmp_path / "search")
+    # nor does the filter resume it: the message names the command that does, with its folder
+    from nestplast.families import run_filter
+
+    with pytest.raises(StoreError, match=f"resume it with python -m nestplast.search --out {tmp_path / 'search'} --resume"):
+        run_filter(experiment.default(), tmp_path / "search", resume=True)
 
 
 @needs_sbi

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .. import experiment
-from ..cli import ArgumentParser, resume_hint, run_mpi_command
+from ..cli import ArgumentParser, as_launched, resume_hint, run_mpi_command
 from ..errors import UsageError
 from ..parallel import together, world
 
@@ -171,7 +171,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return (f"the re-check of {rechecking[0]} was cut short; the simulations it finished are kept in "
                     f"{rechecking[0] / RECHECK_DIR}: run the same command again to go on (it writes recheck.csv when it ends)")
-        return resume_hint(out_dir[0], "python -m nestplast filter", "round", "simulation") if out_dir else "nothing was started"
+        return (resume_hint(out_dir[0], as_launched("python -m nestplast filter", comm), "round", "simulation")
+                if out_dir else "nothing was started")
 
     return run_mpi_command(run, argv, comm, interrupted=interrupted)
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .. import experiment
-from ..cli import ArgumentParser, resume_hint, run_mpi_command
+from ..cli import ArgumentParser, as_launched, resume_hint, run_mpi_command
 from ..errors import UsageError
 from ..parallel import together, world
 
@@ -97,10 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     def interrupted() -> str:
-        # on as many ranks again: with MPI inside NEST a resume on others is refused (other results)
-        command = "python -m nestplast.search" if comm is None else \
-            f"mpiexec -n {comm.Get_size()} python -m nestplast.search"
-        return resume_hint(out_dir[0], command) if out_dir else "nothing was started"
+        return resume_hint(out_dir[0], as_launched("python -m nestplast.search", comm)) if out_dir else "nothing was started"
 
     return run_mpi_command(run, argv, comm, interrupted=interrupted)
 
