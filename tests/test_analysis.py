@@ -5,6 +5,7 @@ import csv
 
 import pytest
 
+from nestplast import experiment
 from nestplast.analysis import OutputPathError, check_output_directory, saved_figure, write_csv
 from nestplast.analysis.pruning import instability_warnings
 from nestplast.errors import UserError
@@ -110,3 +111,12 @@ def test_a_best_rule_that_is_the_distributions_mean_is_named_so():
     assert "best loss: 0.5 (generation 0, candidate -1 (the distribution mean))" in text(summary, "run")
     summary["best"]["candidate"] = 3
     assert "best loss: 0.5 (generation 0, candidate 3)" in text(summary, "run")
+
+
+def test_weights_are_labelled_in_their_neurons_unit():
+    """Plots label weights in pA for a current-based neuron and nS for a conductance-based one."""
+    from nestplast.analysis import weight_unit
+
+    assert weight_unit(experiment.default()) == "pA"
+    conductances = experiment.parse({"rule": {"neuron": "iaf_cond_exp"}, "network": {"neuron_params": {}}}, "<test>")
+    assert weight_unit(conductances) == "nS"

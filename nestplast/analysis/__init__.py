@@ -62,3 +62,11 @@ def saved_figure(path, *, ncols: int = 1, figsize=(6, 4), dpi: int = 120) -> Ite
     yield fig, axes
     fig.tight_layout()
     fig.savefig(path, dpi=dpi)
+
+
+def weight_unit(exp) -> str:
+    """The unit of the experiment's weights: its neuron's synaptic input (pA for current-based
+    neurons, nS for conductance-based ones)."""
+    from ..neurons import get_neuron
+
+    return get_neuron(exp.rule.neuron).codependency[2]

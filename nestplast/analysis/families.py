@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..experiment import Experiment
-from . import saved_figure, write_csv
+from . import saved_figure, weight_unit, write_csv
 
 MAX_MARGINALS = 6  # parameters in the pairwise plot: the ones the family pins down most
 MEMBERS_SHOWN = 5  # members drawn as STDP windows and traces
@@ -177,8 +177,6 @@ TYPE_STYLES = ("-", "--", ":", "-.")  # one per plastic type: a member's types s
 def draw_traces(fam, exp: Experiment, left, right) -> None:
     """Rates (``left``) and mean weights (``right``: a line style per plastic type, in the
     neuron's weight unit) over time of a few members, on matplotlib axes."""
-    from ..neurons import get_neuron
-
     styles = dict(zip(exp.rule.plastic, TYPE_STYLES * len(exp.rule.plastic)))
     for k in _shown(fam):
         trace = fam.traces[k]
@@ -195,7 +193,7 @@ def draw_traces(fam, exp: Experiment, left, right) -> None:
         right.plot([], [], style, color="k", label=ct)
     right.legend(fontsize=7, title="type", title_fontsize=7)
     right.set_xlabel("time (s)")
-    right.set_ylabel(f"mean |w| ({get_neuron(exp.rule.neuron).codependency[2]}), trial 0")
+    right.set_ylabel(f"mean |w| ({weight_unit(exp)}), trial 0")
     right.set_title("members: weights (colour: member, as left)")
 
 

@@ -14,7 +14,7 @@ from ..experiment import Experiment, run_experiment
 from ..objectives import BLOWUP_SCALE, FAILURE_LOSS
 from ..store import RunStore
 from ..tasks import Evaluation
-from . import saved_figure
+from . import saved_figure, weight_unit
 
 LOSS_MEANING = (
     "loss = mean over a candidate's trials of: (rate - target)^2 / (rate + 2) averaged over the scoring "
@@ -153,6 +153,8 @@ def _num(value) -> str:
 
 def write_plots(run_dir: str | Path, summary: dict, out: str | Path | None = None) -> list[Path]:
     """loss.png, stdp_window.png and rates_weights.png into ``out`` (default: the run directory)."""
+    from matplotlib.ticker import MaxNLocator
+
     run_dir = Path(run_dir)
     out = Path(out) if out is not None else run_dir
     written = [out / "loss.png"]
@@ -167,6 +169,7 @@ def write_plots(run_dir: str | Path, summary: dict, out: str | Path | None = Non
             ax.legend()
         else:
             ax.text(0.5, 0.5, "no generation completed yet", ha="center", va="center", transform=ax.transAxes)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no generation 0.5
         ax.set_xlabel("generation")
         ax.set_ylabel("loss")
         ax.set_title("loss per generation")
@@ -198,7 +201,7 @@ def write_plots(run_dir: str | Path, summary: dict, out: str | Path | None = Non
             for key in (k for k in trace if k.startswith("w_mean_")):
                 right.plot(trace["t_s"], trace[key], "o-", label=f"mean |w| {key[7:]}")
             right.set_xlabel("time (s)")
-            right.set_ylabel("mean |weight|")
+            right.set_ylabel(f"mean |weight| ({weight_unit(exp)})")
             right.set_title("weights")
             right.legend()
     return written
@@ -214,6 +217,6 @@ def stdp_window(ax, exp: Experiment, theta) -> None:
     ax.axhline(0.0, color="grey", lw=0.5)
     ax.axvline(0.0, color="grey", lw=0.5)
     ax.set_xlabel("t_post - t_pre (ms)")
-    ax.set_ylabel("change of |w| per pair")
+    ax.set_ylabel(f"change of |w| per pair ({weight_unit(exp)})")
     ax.set_title("best rule as an STDP window")
     ax.legend()
