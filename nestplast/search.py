@@ -153,9 +153,36 @@ def open_run(exp: Experiment, out: Path, *, resume: bool, ranks: int, mode: str)
     store = RunStore.create(out, experiment=exp.to_dict(), seed=exp.seed,
                             meta={"nestplast": __version__, "ranks": ranks, "mode": mode, "digest": exp.digest(),
                                   "rule_source_sha256": rule_source, "experiment_file": exp.source,
-                                  "started": time.time()})
+                                  "versions": software_versions(), "started": time.time()})
     keep_rule_file(exp, out)
     return store
+
+
+VERSIONED = ("nest-simulator", "nestml", "cma", "numpy")  # what a simulation's or a sample's numbers depend on
+
+
+def software_versions() -> dict[str, str]:
+    """The versions of what a run's numbers depend on, kept in its metadata."""
+    import importlib.metadata
+
+    from .build import _nest_version  # a NEST built from source is not known to pip
+
+    versions = {name: importlib.metadata.version(name) for name in VERSIONED if name != "nest-simulator"}
+    return {"nest-simulator": _nest_version(), **versions}
+
+
+def version_changes(meta: dict) -> str | None:
+    """A note when the software a run began with (its ``meta``) differs from this process's:
+    evaluations after a resume may then differ from the uninterrupted run's. None when the same,
+    or for a run that recorded no versions."""
+    began, now = meta.get("versions"), software_versions()
+    changed = [f"{name} {began[name]} -> {now[name]}" for name in VERSIONED
+               if began and name in began and began[name] != now[name]]
+    if not changed:
+        return None
+    return (f"note: this run began with other software ({', '.join(changed)}): what it evaluates from here on "
+            "may differ from what the uninterrupted run would have (start a new run with another --out to keep "
+            "one version)")
 
 
 def record_resumed(store: RunStore, exp: Experiment) -> None:
@@ -191,6 +218,8 @@ def run_loop(exp: Experiment, out: str | Path, problem: Callable[[Experiment, Ev
             if resume:  # it goes on: recorded only now that it can (a failed resume leaves the run as it was)
                 record_resumed(store, exp)
             say(headline(transport))
+            if resume and (note := version_changes(store.meta())):
+                say(note)
         return engine.run(problem(exp, evaluator), chosen, store, transport, say)
     finally:
         if store is not None:

@@ -148,7 +148,7 @@ def test_resume_after_kill_loses_and_repeats_nothing(reference_run, tmp_path):
 
     out = search(["--out", out_dir, "--resume"])
     assert out.returncode == 0, out.stderr
-    assert "resuming" in out.stdout
+    assert "resuming" in out.stdout and "other software" not in out.stdout
     after = rows(out_dir)
     assert set(before) <= set(after), "every evaluation recorded before the kill is still there, unchanged"
     assert after == rows(run), "the resumed run is the uninterrupted run"
@@ -232,9 +232,17 @@ def test_resume_refuses_another_experiment_and_extends_with_more_generations(ref
     assert out.returncode == 2 and "search.population_size: 6 -> 8" in out.stderr
     assert "without --seed, --threads or --population-size" in out.stderr, "the flag given is among those named"
     assert rows(copy) == before, "nothing was mixed into the run"
+    # the run began with another NEST (its metadata says so): it goes on, with a note
+    with sqlite3.connect(copy / "results.sqlite") as db:
+        meta = json.loads(db.execute("SELECT meta FROM run").fetchone()[0])
+        assert set(meta["versions"]) == {"nest-simulator", "nestml", "cma", "numpy"}
+        meta["versions"]["nest-simulator"] = "3.9.0"
+        db.execute("UPDATE run SET meta = ?", (json.dumps(meta),))
+    db.close()
     out = search(["--out", copy, "--resume", "--max-generations", "6"])
     assert out.returncode == 0, out.stderr
     assert RunStore.open(copy).counts()["generations"] == 6 and rows(copy)[:len(before)] == before
+    assert "note: this run began with other software (nest-simulator 3.9.0 -> " in out.stdout, out.stdout
 
 
 def test_existing_run_is_not_overwritten(reference_run, tmp_path):
