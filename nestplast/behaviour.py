@@ -14,6 +14,8 @@ reward   (n,) int     1 if the choice was rewarded, else 0
 p_reward (B, 2) float optional: each block's reward probability of odour 0 and 1
 ======== ============ =========================================================
 
+and, optionally, ``description``: one string of free text (where the data come from).
+
 :func:`load` rejects a malformed file before anything runs, naming the field and what is wrong;
 :func:`save` writes the same format (the synthetic generator uses it). Every animal must have the
 same trials and blocks: the fit simulates all animals in lock-step (:mod:`nestplast.choice_task`).
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import difflib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,12 +59,13 @@ class Behaviour:
     def n_trials(self) -> int:
         return self.choices.shape[1]
 
-    def animals(self, chosen) -> Behaviour:
+    def animals(self, chosen: Sequence[int] | np.ndarray) -> Behaviour:
         """The same data for the animals ``chosen`` (indices) only."""
         return Behaviour(self.choices[chosen], self.rewards[chosen], self.blocks, self.p_reward, self.description)
 
 
 def save(data: Behaviour, path: str | os.PathLike) -> None:
+    """Write ``data`` to ``path`` in the format above (every odour offered in every trial)."""
     n_animals, n_trials = data.choices.shape
     arrays = {"animal": np.repeat(np.arange(n_animals), n_trials), "trial": np.tile(np.arange(n_trials), n_animals),
               "block": np.tile(data.blocks, n_animals), "offered": np.tile([0, 1], (n_animals * n_trials, 1)),
@@ -80,6 +84,9 @@ def load(path: str | os.PathLike) -> Behaviour:
 
 
 def validate(values: dict, source: str = "<behaviour>") -> Behaviour:
+    """The :class:`Behaviour` held by the arrays ``values`` (a file's fields, by name), or a
+    :class:`BehaviourError` naming ``source``, the field and what is wrong."""
+
     def fail(field: str, what: str):
         raise BehaviourError(f"{source}: {field}: {what}")
 

@@ -183,7 +183,7 @@ def run_animals(rule: Rule, params: Mapping[str, float], task: ChoiceTask, seeds
         for t in range(n_trials):
             nest.Simulate(2 * window)
             count(slice(t, t + 1))  # the choice needs this trial's counts now
-            p = 1.0 / (1.0 + np.exp(-task.beta * (counts[:, t, 0] - counts[:, t, 1])))
+            p = choice_probability(counts[:, t], task.beta)
             choices[:, t] = (rng.random(n_animals) >= p).astype(int)
             p_reward = np.asarray(task.blocks[blocks[t]])[choices[:, t]]
             rewards[:, t] = (rng.random(n_animals) < p_reward).astype(float)
@@ -194,8 +194,14 @@ def run_animals(rule: Rule, params: Mapping[str, float], task: ChoiceTask, seeds
             set_reward(np.zeros(n_animals))
     if forced:
         count(slice(0, n_trials))
-    p_choose_0 = 1.0 / (1.0 + np.exp(-task.beta * (counts[:, :, 0] - counts[:, :, 1])))
-    return Session(p_choose_0=p_choose_0, choices=choices, rewards=rewards.astype(int), counts=counts, blocks=blocks)
+    return Session(p_choose_0=choice_probability(counts, task.beta), choices=choices, rewards=rewards.astype(int),
+                   counts=counts, blocks=blocks)
+
+
+def choice_probability(counts: np.ndarray, beta: float) -> np.ndarray:
+    """The probability of choosing odour 0, ``sigmoid(beta (n0 - n1))``, from the output spike
+    ``counts`` (last axis: during odour 0 and odour 1)."""
+    return 1.0 / (1.0 + np.exp(-beta * (counts[..., 0] - counts[..., 1])))
 
 
 def log_likelihood(p_choose_0: np.ndarray, choices: np.ndarray, floor: float = 1e-6) -> np.ndarray:

@@ -37,6 +37,8 @@ class Background:
 
 @dataclass(frozen=True)
 class Trial:
+    """One background realisation: NEST's ``seed`` for it, the same for every candidate."""
+
     index: int
     seed: int
 
@@ -96,14 +98,14 @@ class ClosedLoopFit:
         self.w_start = recording.syn_sign * start
         self.trials = [Trial(j, int(np.random.SeedSequence([seed, j]).generate_state(1)[0] % (2**31 - 2) + 1))
                        for j in range(trials)]
-        edges = np.arange(0.0, recording.duration + bin_ms, bin_ms)
-        self.edges = edges
-        self.observed = np.array([np.histogram(recording.post_spikes(i), edges)[0] for i in range(recording.n_post)])
-        n_bins = edges.size - 1
+        self.edges = np.arange(0.0, recording.duration + bin_ms, bin_ms)
+        self.observed = np.array([np.histogram(recording.post_spikes(i), self.edges)[0] for i in range(recording.n_post)])
+        n_bins = self.edges.size - 1
         n_segments = max(1, min(n_segments, n_bins))
         self.bin_segment = np.arange(n_bins) * n_segments // n_bins
-        sample_bins = np.minimum((recording.weight_times // bin_ms).astype(int), n_bins - 1) if recording.has_weights else []
-        self.sample_segment = self.bin_segment[sample_bins] if recording.has_weights else np.zeros(0, dtype=int)
+        self.sample_segment = np.zeros(0, dtype=int)  # each weight sample's: that of its bin
+        if recording.has_weights:
+            self.sample_segment = self.bin_segment[np.minimum((recording.weight_times // bin_ms).astype(int), n_bins - 1)]
         self.n_segments = n_segments
         self.held = np.array([bool(hold_out) and n_segments > 1 and k % hold_out == hold_out - 1 for k in range(n_segments)])
         self.rank = 0
@@ -167,6 +169,7 @@ class ClosedLoopFit:
         return float(deviance), float(sse)
 
     def combined(self, deviance: float, sse: float, theta: Sequence[float]) -> float:
+        """The loss of errors on the fitted segments: each over the all-zero rule's, plus the L1 penalty."""
         deviance_zero, sse_zero = self.zero()
         return _relative(deviance, deviance_zero) + _relative(sse, sse_zero) + self.l1 * float(np.sum(np.abs(theta)))
 

@@ -6,8 +6,8 @@ cut into segments, each started from its recorded weights, and the loss is the s
 the predicted weights over that of the all-zero rule (which keeps every weight where the segment
 started): 0 is a perfect fit, 1 no better than no plasticity; plus an L1 penalty. CMA-ES through
 :mod:`nestplast.engine` finds the minimum (MPI, store, resume), a local polish refines it, and a
-bootstrap over segments gives 95 % intervals. One segment in ``hold_out`` is kept out of the fit:
-R^2 and the % of deviance explained are measured there. ::
+bootstrap over segments gives 95 % intervals. Every ``hold_out``-th segment is kept out of the
+fit: R^2 and the % of deviance explained are measured there. ::
 
     from nestplast import infer, recording
     fit = infer.fit(recording.load("data.npz"), infer.RuleChoice("taylor", mask="post:100,post:011"),
@@ -24,6 +24,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -36,6 +37,9 @@ from .store import RunStore, StoreError, as_stored
 from .strategies import Budget, SearchSpace, make_strategy
 from .tasks import Candidate, Evaluation, Task
 from .trajectories import ClampedTrajectories
+
+if TYPE_CHECKING:
+    from .closed_loop import Background, ClosedLoopFit
 
 PRECISION = 1e-9  # the numpy forward model against NEST's replay (tests/test_inference.py)
 
@@ -152,6 +156,8 @@ class ClampedFit:
 
     def combined(self, sse: Sequence[float], sse_zero: Sequence[float], theta: Sequence[float],
                  counts: Sequence[float] | None = None) -> float:
+        """The loss: the squared error summed over segments (segment ``k`` counted ``counts[k]``
+        times, default once each) over the all-zero rule's, plus the L1 penalty on ``theta``."""
         counts = np.ones(len(sse)) if counts is None else np.asarray(counts, dtype=float)
         total_zero = float(np.dot(counts, sse_zero))
         value = float(np.dot(counts, sse)) / total_zero if total_zero > 0 else float(np.dot(counts, sse))
@@ -197,10 +203,15 @@ class Fit:
         data = asdict(self)
         data["nest_params"] = self.nest_params()
         data.pop("bootstrap")
-        data["intervals"] = {n: None if any(map(math.isnan, v)) else list(v) for n, v in self.intervals.items()}
+        data["intervals"] = json_intervals(self.intervals)
         for key in ("r2_held_out", "deviance_explained_held_out", "deviance_explained_fit", "r2_activity_held_out"):
             data[key] = None if math.isnan(data[key]) else data[key]
         return data
+
+
+def json_intervals(intervals: Mapping[str, tuple[float, float]]) -> dict[str, list[float] | None]:
+    """``intervals`` for JSON: None for an interval that could not be computed (NaN)."""
+    return {n: None if any(map(math.isnan, v)) else list(v) for n, v in intervals.items()}
 
 
 @lent_kernel("nestplast.infer.fit")
@@ -208,7 +219,7 @@ def fit(recording: Recording, choice: RuleChoice, fixed: Mapping[str, float], *,
         n_segments: int = 10, hold_out: int = 5, l1: float = 0.0, population_size: int = 8,
         max_generations: int = 60, n_bootstrap: int = 30, seed: int = 1, out: str | Path | None = None,
         resume: bool = False, comm=None, progress: Callable[[str], None] | None = None,
-        mode: str = "clamped", background=None, trials: int = 1, w_unrecorded: float | None = None,
+        mode: str = "clamped", background: Background | None = None, trials: int = 1, w_unrecorded: float | None = None,
         restarts: int = 0) -> Fit | None:
     """Fit ``choice``'s coefficients (the others ``fixed``) to ``recording``: ``mode`` "clamped"
     (weight trajectories on the replayed spikes; every ``hold_out``-th segment held out, 0: none) or
@@ -434,7 +445,7 @@ def _check_same_run(store: RunStore, spec: dict, folder: Path) -> None:
         what = "; ".join(f"{key}: {stored[key]!r} then, {wanted[key]!r} now" if key != "data_sha256" else
                          "the data differ from the data it was started on" for key in changed)
         raise StoreError(f"{folder}: --resume continues a run with the same data and settings, but {what}; "
-                             f"choose another --out for a new fit")
+                         f"choose another --out for a new fit")
 
 
 def _fit_closed(recording: Recording, choice: RuleChoice, fixed: Mapping[str, float], *, background, delay: float,
@@ -477,19 +488,27 @@ def _fit_closed(recording: Recording, choice: RuleChoice, fixed: Mapping[str, fl
     return result
 
 
-def simulated_candidates(problem, out: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """Every candidate the closed-loop search simulated on all its trials (the run and its
-    restarts): (thetas, per-segment errors of its mean outputs), read back from the stores."""
-    folders = [Path(out), *sorted(Path(out).glob("restart-*"))]
-    thetas, errors = [], []
-    for folder in folders:
+def stored_evaluations(out: str | Path) -> list[list[Evaluation]]:
+    """The evaluations scored "ok" of a fit's run in ``out`` and of each of its restarts
+    (``out/restart-K``, :func:`_search`), one list per run, read back from the stores."""
+    runs = []
+    for folder in [Path(out), *sorted(Path(out).glob("restart-*"))]:
         store = RunStore.open(folder, read_only=True)
         try:
-            of: dict[tuple[int, int], list[Evaluation]] = {}
-            for e in store.evaluations(status="ok"):
-                of.setdefault((e.generation, e.candidate), []).append(e)
+            runs.append(store.evaluations(status="ok"))
         finally:
             store.close()
+    return runs
+
+
+def simulated_candidates(problem: ClosedLoopFit, out: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Every candidate the closed-loop search simulated on all its trials (the run and its
+    restarts): (thetas, per-segment errors of its mean outputs), read back from the stores."""
+    thetas, errors = [], []
+    for run in stored_evaluations(out):
+        of: dict[tuple[int, int], list[Evaluation]] = {}
+        for e in run:
+            of.setdefault((e.generation, e.candidate), []).append(e)
         for evaluations in of.values():
             if len(evaluations) == len(problem.trials):
                 thetas.append(evaluations[0].theta)

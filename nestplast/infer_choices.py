@@ -26,11 +26,10 @@ from pathlib import Path
 import numpy as np
 
 from .behaviour import Behaviour
-from .choice_task import ChoiceTask, log_likelihood, run_animals
-from .infer import RuleChoice, _search, at_bound_warning, at_bounds
+from .choice_task import ChoiceTask, Session, log_likelihood, run_animals
+from .infer import RuleChoice, _search, at_bound_warning, at_bounds, json_intervals, stored_evaluations
 from .kernel import lent_kernel
 from .rules import Rule
-from .store import RunStore
 from .tasks import Candidate, Evaluation, Task
 
 LN2 = math.log(2.0)
@@ -62,7 +61,7 @@ class ChoiceFit:
     def params(self, theta: Sequence[float]) -> dict[str, float]:
         return self.rule.synapse_params(np.asarray(theta, dtype=float), **self.fixed)
 
-    def session(self, theta: Sequence[float], animals: Sequence[int]):
+    def session(self, theta: Sequence[float], animals: Sequence[int]) -> Session:
         """The model replaying ``animals``' choices and rewards at ``theta``."""
         chosen = self.data.animals(list(animals))
         return run_animals(self.rule, self.params(theta), self.task, self.model_seeds(animals),
@@ -116,9 +115,10 @@ class ChoiceFitResult:
     warnings: list[str] = field(default_factory=list)  # why the numbers above may not mean what they seem
 
     def to_json(self) -> dict:
+        """JSON-ready (no NaN: an interval that could not be computed, or no held-out animal, is None)."""
         data = asdict(self)
         data.pop("bootstrap")
-        data["intervals"] = {n: None if any(map(math.isnan, v)) else list(v) for n, v in self.intervals.items()}
+        data["intervals"] = json_intervals(self.intervals)
         data["ll_held_out_bits"] = None if math.isnan(self.ll_held_out_bits) else self.ll_held_out_bits
         return data
 
@@ -203,15 +203,8 @@ def _intervals(problem: ChoiceFit, rule: Rule, out, theta: np.ndarray, n_bootstr
     (:mod:`nestplast.surface`), fitted to the simulated candidates nearest the best."""
     from .surface import surface_intervals
 
-    thetas, lls = [], []
-    for folder in [Path(out), *sorted(Path(out).glob("restart-*"))]:
-        store = RunStore.open(folder, read_only=True)
-        try:
-            for e in store.evaluations(status="ok"):
-                thetas.append(e.theta)
-                lls.append(e.metrics["ll"])
-        finally:
-            store.close()
+    evaluations = [e for run in stored_evaluations(out) for e in run]
+    thetas, lls = [e.theta for e in evaluations], [e.metrics["ll"] for e in evaluations]
     return surface_intervals(rule.names, [(p.low, p.high) for p in rule.parameters], theta,
                              np.asarray(thetas, dtype=float).reshape(len(thetas), -1),
                              np.asarray(lls, dtype=float).reshape(len(lls), -1, 1), problem.weighted,

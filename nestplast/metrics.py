@@ -92,10 +92,11 @@ def _cv_and_isis(neuron: np.ndarray, times: np.ndarray, n: int) -> tuple[float, 
     isi = np.diff(times)[same]
     owner = neuron[1:][same]
     n_isi = np.bincount(owner, minlength=n)
-    ok = (n_isi >= 2) & (np.bincount(owner, weights=isi, minlength=n) > 0)  # >= 3 spikes
+    total = np.bincount(owner, weights=isi, minlength=n)
+    ok = (n_isi >= 2) & (total > 0)  # >= 3 spikes
     if not ok.any():
         return np.nan, isi
-    mean = np.bincount(owner, weights=isi, minlength=n) / np.maximum(n_isi, 1)
+    mean = total / np.maximum(n_isi, 1)
     # two-pass variance: exactly zero for a perfectly regular train
     var = np.bincount(owner, weights=(isi - mean[owner]) ** 2, minlength=n)[ok] / (n_isi[ok] - 1)
     return float(np.mean(np.sqrt(var) / mean[ok])), isi

@@ -1,6 +1,6 @@
 """Losses that the search minimises, built from the metrics of :mod:`nestplast.metrics`.
 
-Pure numpy/scipy. The parts:
+Pure numpy (no NEST, no scipy: see :class:`RateBand`). The parts:
 
 - target-rate loss (SpikES): per time step (r - target)^2 / (r + 2), averaged;
 - interval penalty: how far metrics are outside accepted ranges (fSBI filter, FSBI_CONSTRAINTS);

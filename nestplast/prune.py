@@ -31,6 +31,7 @@ import sys
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .errors import UserError
 from .rate_network import RateModel, check_weights, lyapunov_covariance, simulate
@@ -69,7 +70,7 @@ def _scores(W: np.ndarray, rows: np.ndarray, cols: np.ndarray, rule: str, covari
     raise InvalidPruningArgument(f"unknown pruning rule {rule!r}; choose from {', '.join(PRUNING_RULES)}")
 
 
-def noise_scores(W, covariance) -> np.ndarray:
+def noise_scores(W: ArrayLike, covariance: ArrayLike) -> np.ndarray:
     """The noise rule's unnormalised keep scores |W_ij| (C_ii + C_jj - 2 sign(W_ij) C_ij) for each
     off-diagonal synapse (zero elsewhere)."""
     W = np.asarray(W, dtype=float)
@@ -79,7 +80,7 @@ def noise_scores(W, covariance) -> np.ndarray:
     return scores
 
 
-def keep_probabilities(scores, n_keep: float) -> np.ndarray:
+def keep_probabilities(scores: ArrayLike, n_keep: float) -> np.ndarray:
     """Probabilities proportional to ``scores`` (non-negative), clipped at 1, that sum to
     ``n_keep``: after each clipping the rest are normalised again, until none exceeds 1. When
     fewer than ``n_keep`` scores are positive, every one of them is kept with probability 1."""
@@ -116,8 +117,8 @@ class Pruned:
         return self.kept / self.synapses if self.synapses else 1.0
 
 
-def prune(W, keep: float = 0.2, rule: str = "noise", *, covariance=None, diagonal: str = "row-sum",
-          seed: int | np.random.Generator | None = None, model: RateModel = RateModel()) -> Pruned:
+def prune(W: ArrayLike, keep: float = 0.2, rule: str = "noise", *, covariance: ArrayLike | None = None,
+          diagonal: str = "row-sum", seed: int | np.random.Generator | None = None, model: RateModel = RateModel()) -> Pruned:
     """Prune weight matrix ``W`` to a fraction ``keep`` of its off-diagonal synapses (expected).
 
     ``rule`` is "noise" (needs the stationary covariance: ``covariance``, e.g. estimated from
@@ -182,7 +183,7 @@ class OnlineCovariance:
     the target number of kept synapses in :func:`prune` is global.
     """
 
-    def __init__(self, W, timescale: float | None = None):
+    def __init__(self, W: ArrayLike, timescale: float | None = None):
         W = np.asarray(W, dtype=float)
         self.rows, self.cols = _synapses(W, symmetric=False)
         self.timescale = timescale
@@ -224,7 +225,7 @@ class OnlineCovariance:
         return C
 
 
-def probe_covariance(W, duration: float, model: RateModel = RateModel(), *, seed: int = 0) -> np.ndarray:
+def probe_covariance(W: ArrayLike, duration: float, model: RateModel = RateModel(), *, seed: int = 0) -> np.ndarray:
     """The covariance as each synapse estimates it online (:class:`OnlineCovariance`) from
     ``duration`` ms of the network's noise-driven activity in NEST."""
     online = OnlineCovariance(W)

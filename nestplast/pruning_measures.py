@@ -20,11 +20,13 @@ All measures compare the dynamics matrices M = W - leak I (eigenvalues in units 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
 import scipy.linalg
+from numpy.typing import ArrayLike
 from scipy.optimize import linear_sum_assignment
 
 from .prune import DIAGONALS, PRUNING_RULES, Pruned, prune
@@ -54,7 +56,7 @@ class Spectrum(NamedTuple):
     symmetric: bool
 
 
-def spectrum(W, leak: float = 1.0) -> Spectrum:
+def spectrum(W: ArrayLike, leak: float = 1.0) -> Spectrum:
     """Eigen-decomposition of the dynamics matrix M = W - leak I."""
     M = np.asarray(W, dtype=float) - leak * np.eye(len(W))
     if np.array_equal(M, M.T):
@@ -90,7 +92,7 @@ def _slowest(reference: Spectrum, slowest: int) -> np.ndarray:
     return np.argsort(reference.values.real)[::-1][:slowest]
 
 
-def eigenvalue_errors(W, W_pruned, leak: float = 1.0, *, reference: Spectrum | None = None) -> np.ndarray:
+def eigenvalue_errors(W: ArrayLike, W_pruned: ArrayLike, leak: float = 1.0, *, reference: Spectrum | None = None) -> np.ndarray:
     """Relative error |lambda'_k - lambda_k| / |lambda_k| of each eigenvalue of the dynamics
     matrix, in the order of the original's :func:`spectrum` (``reference``, if computed already).
     Eigenvalues are paired by sorting when both matrices are symmetric and by an optimal
@@ -99,13 +101,13 @@ def eigenvalue_errors(W, W_pruned, leak: float = 1.0, *, reference: Spectrum | N
     return _relative_errors(reference, *_eigenvalues(W_pruned, leak))
 
 
-def eigenvalue_error(W, W_pruned, leak: float = 1.0, *, reference: Spectrum | None = None) -> Error:
+def eigenvalue_error(W: ArrayLike, W_pruned: ArrayLike, leak: float = 1.0, *, reference: Spectrum | None = None) -> Error:
     """Mean and max over all eigenvalues of :func:`eigenvalue_errors`."""
     errors = eigenvalue_errors(W, W_pruned, leak, reference=reference)
     return Error(float(errors.mean()), float(errors.max()))
 
 
-def slow_eigenvalue_error(W, W_pruned, leak: float = 1.0, *, slowest: int = SLOWEST,
+def slow_eigenvalue_error(W: ArrayLike, W_pruned: ArrayLike, leak: float = 1.0, *, slowest: int = SLOWEST,
                           reference: Spectrum | None = None) -> float:
     """Mean of :func:`eigenvalue_errors` over the ``slowest`` original eigenvalues, those with the
     largest real part (the slowest modes of the dynamics). All of them if there are fewer."""
@@ -114,7 +116,7 @@ def slow_eigenvalue_error(W, W_pruned, leak: float = 1.0, *, slowest: int = SLOW
     return float(errors[_slowest(reference, slowest)].mean())
 
 
-def rayleigh_error(W, W_pruned, leak: float = 1.0, *, reference: Spectrum | None = None) -> Error:
+def rayleigh_error(W: ArrayLike, W_pruned: ArrayLike, leak: float = 1.0, *, reference: Spectrum | None = None) -> Error:
     """Relative error of the Rayleigh quotients v_k* M' v_k / v_k* v_k of the pruned dynamics
     matrix M' on the original eigenvectors v_k against the original eigenvalues."""
     reference = reference or spectrum(W, leak)
@@ -132,7 +134,7 @@ def relative_trajectory_error(reference: np.ndarray, rates: np.ndarray) -> float
     return float(np.linalg.norm(rates - reference) / np.linalg.norm(reference))
 
 
-def trajectory_error(W, W_pruned, duration: float = 200.0, model: RateModel = RateModel(), *,
+def trajectory_error(W: ArrayLike, W_pruned: ArrayLike, duration: float = 200.0, model: RateModel = RateModel(), *,
                      seed: int = 0, interval: float = 1.0) -> float:
     """Relative trajectory error of the pruned against the unpruned network, both simulated in
     NEST from rest for ``duration`` ms with the same noise (same seed)."""
@@ -162,7 +164,7 @@ def _propagator(W, model: RateModel, dt: float) -> np.ndarray:
     return scipy.linalg.expm(A * dt)
 
 
-def decay_trajectory_error(W, W_pruned, model: RateModel = RateModel(), *, duration: float | None = None,
+def decay_trajectory_error(W: ArrayLike, W_pruned: ArrayLike, model: RateModel = RateModel(), *, duration: float | None = None,
                            steps: int = DECAY_STEPS, states: int = 20, seed: int = 0) -> DecayError:
     """The authors' trajectory measure: how far the pruned network's free decay strays from the
     original's, relative to the original's size, at each time step.
@@ -199,7 +201,7 @@ def _decay_error(step: np.ndarray, step_pruned: np.ndarray, dt: float, steps: in
 
 # ----------------------------------------------------------------------------- the rules compared
 
-def measure(W, pruned: Pruned, *, leak: float = 1.0, slowest: int = SLOWEST,
+def measure(W: ArrayLike, pruned: Pruned, *, leak: float = 1.0, slowest: int = SLOWEST,
             reference: Spectrum | None = None) -> dict:
     """The spectral measures of one pruned matrix, as a flat dict: eigenvalue error (mean, max,
     mean over the ``slowest``), Rayleigh error (mean, max), synapses kept, and the largest real
@@ -215,8 +217,9 @@ def measure(W, pruned: Pruned, *, leak: float = 1.0, slowest: int = SLOWEST,
             "largest_real_eigenvalue": float(values.real.max())}
 
 
-def sweep(W, keeps, rules=PRUNING_RULES, *, seeds=(0,), covariance=None, diagonal: str = "row-sum",
-          model: RateModel = RateModel(), slowest: int = SLOWEST, reference: Spectrum | None = None) -> list[dict]:
+def sweep(W: ArrayLike, keeps: Sequence[float], rules: Sequence[str] = PRUNING_RULES, *, seeds: Sequence[int] = (0,),
+          covariance: ArrayLike | None = None, diagonal: str = "row-sum", model: RateModel = RateModel(),
+          slowest: int = SLOWEST, reference: Spectrum | None = None) -> list[dict]:
     """Spectral measures (:func:`measure`) for each fraction kept and rule, averaged over the
     pruning ``seeds``. One row per (keep, rule)."""
     W = check_weights(W, model.leak)
@@ -234,7 +237,7 @@ def sweep(W, keeps, rules=PRUNING_RULES, *, seeds=(0,), covariance=None, diagona
     return rows
 
 
-def stable_diagonals(W, keep: float, rule: str, *, covariance=None, seed: int = 0,
+def stable_diagonals(W: ArrayLike, keep: float, rule: str, *, covariance: ArrayLike | None = None, seed: int = 0,
                      model: RateModel = RateModel()) -> list[str]:
     """The diagonal options with which the draw of ``seed`` (the same synapses whatever the
     option) gives a stable pruned network."""
@@ -273,8 +276,9 @@ def _finite_or_none(value):
     return None if isinstance(value, float) and not np.isfinite(value) else value
 
 
-def compare_rules(W, *, keep: float = 0.2, rules=PRUNING_RULES, covariance=None, diagonal: str = "row-sum",
-                  seed: int = 0, model: RateModel = RateModel(), duration: float = 200.0,
+def compare_rules(W: ArrayLike, *, keep: float = 0.2, rules: Sequence[str] = PRUNING_RULES,
+                  covariance: ArrayLike | None = None, diagonal: str = "row-sum", seed: int = 0,
+                  model: RateModel = RateModel(), duration: float = 200.0,
                   slowest: int = SLOWEST, decay_duration: float | None = None, decay_states: int = 20) -> Comparison:
     """Prune ``W`` by each of ``rules`` to the fraction ``keep`` and measure each result.
 

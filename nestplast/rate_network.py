@@ -18,10 +18,12 @@ holds self-connections. Times are in ms.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg
+from numpy.typing import ArrayLike
 
 from .errors import UserError
 from .kernel import import_nest, lent_kernel, reset_kernel
@@ -78,7 +80,7 @@ class Activity:
 
 # ----------------------------------------------------------------------------------- checks
 
-def check_weights(W, leak: float = 1.0) -> np.ndarray:
+def check_weights(W: ArrayLike, leak: float = 1.0) -> np.ndarray:
     """Return ``W`` as a float array, or raise :class:`InvalidWeightMatrix` saying what is wrong:
     not a square matrix, NaN or infinite entries, or unstable dynamics (an eigenvalue of
     ``W - leak I`` with non-negative real part: the noise-driven activity has no stationary
@@ -149,7 +151,7 @@ def random_network(n: int, density: float = 0.2, seed: int = 0, *, inhibitory: f
                              strength=strength, margin=margin, leak=leak)
 
 
-def clustered_network(sizes=(1000, 200, 800), p_in: float = 0.6, p_out: float = 0.0016, seed: int = 0, *,
+def clustered_network(sizes: Sequence[int] = (1000, 200, 800), p_in: float = 0.6, p_out: float = 0.0016, seed: int = 0, *,
                       inhibitory: float = 0.0, symmetric: bool = True, strength: float = 1.0,
                       margin: float = 0.1, leak: float = 1.0) -> np.ndarray:
     """Clustered weight matrix like Moore & Chaudhuri's demo: dense clusters of the given
@@ -168,7 +170,7 @@ def clustered_network(sizes=(1000, 200, 800), p_in: float = 0.6, p_out: float = 
     return _balanced(_signed_weights(mask, rng, inhibitory, symmetric), strength, margin, leak)
 
 
-def authors_network(sizes=(1000, 200, 800), density: float = 0.6, long_range: int = 5000, seed: int = 0, *,
+def authors_network(sizes: Sequence[int] = (1000, 200, 800), density: float = 0.6, long_range: int = 5000, seed: int = 0, *,
                     leak: float = 1.0) -> np.ndarray:
     """Moore & Chaudhuri's own demo network, built as their code builds it (chaudlab/noise-prune,
     ``make_imb_clustered_graph`` and ``shift_to_make_diagonally_dominant``).
@@ -203,7 +205,7 @@ def authors_network(sizes=(1000, 200, 800), density: float = 0.6, long_range: in
 
 # -------------------------------------------------------------------------------- covariance
 
-def lyapunov_covariance(W, model: RateModel = RateModel()) -> np.ndarray:
+def lyapunov_covariance(W: ArrayLike, model: RateModel = RateModel()) -> np.ndarray:
     """Stationary covariance of the linear network: the solution C of A C + C A^T + D = 0,
     A = (W - leak I)/tau, D = sigma^2/tau I. Raises :class:`InvalidWeightMatrix` if unstable."""
     W = check_weights(W, model.leak)
@@ -227,7 +229,7 @@ def nest_seed(seed: int) -> int:
     return int(np.random.SeedSequence(seed).generate_state(1)[0] % (2 ** 31 - 2)) + 1
 
 
-def connect_weights(pre, post, W, *, synapse_model: str = "rate_connection_delayed",
+def connect_weights(pre, post, W: ArrayLike, *, synapse_model: str = "rate_connection_delayed",
                     delay: float | None = None) -> int:
     """Connect ``pre`` to ``post`` (NEST node collections) with weight matrix ``W``
     (``W[i, j]``: from ``pre[j]`` to ``post[i]``), creating only the nonzero connections in one
@@ -250,8 +252,8 @@ def connect_weights(pre, post, W, *, synapse_model: str = "rate_connection_delay
 
 
 @lent_kernel("nestplast.rate_network.simulate")
-def simulate(W, duration: float, model: RateModel = RateModel(), *, seed: int = 0, interval: float = 1.0,
-             warmup: float | None = None, mu=None) -> Activity:
+def simulate(W: ArrayLike, duration: float, model: RateModel = RateModel(), *, seed: int = 0, interval: float = 1.0,
+             warmup: float | None = None, mu: ArrayLike | None = None) -> Activity:
     """Simulate the noise-driven rate network with weights ``W`` in a fresh NEST kernel and
     record every neuron's rate each ``interval`` ms for ``duration`` ms after a ``warmup``
     (default: five of the slowest time constants of the linear dynamics, so that the start from

@@ -23,12 +23,17 @@ SWEEP = {"weight_noise": [0.0, 0.01, 0.05, 0.10],  # std, as a fraction of the r
 
 @dataclasses.dataclass(frozen=True)
 class Degradation:
+    """How a recording is degraded before the fit: weight measurement noise (std, as a fraction of
+    the recorded weight range), spike-time jitter (std, ms), the fraction of synapses whose weights
+    were recorded, and the fraction of the recording kept (from its start)."""
+
     weight_noise: float = 0.0
     jitter_ms: float = 0.0
     recorded_fraction: float = 1.0
     length: float = 1.0
 
     def apply(self, recording: Recording, seed: int) -> Recording:
+        """The degraded ``recording`` (its random draws from ``seed``)."""
         if self.length < 1.0:
             end = recording.duration * self.length
             last = recording.weight_times[recording.weight_times <= end][-1]

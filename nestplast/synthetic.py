@@ -285,8 +285,6 @@ def simulate(rule: Rule, params: Mapping[str, float], *, trains: list[np.ndarray
     )
 
 
-
-
 def _check(ok: bool, message: str) -> None:
     if not ok:
         raise ValueError(message)

@@ -1,8 +1,11 @@
 """``python -m nestplast infer DATA.npz --rule taylor --mask ... --fixed eta=...,Wmax=...``: fit a
-rule's coefficients to a recording's weight trajectories (clamped mode; see :mod:`nestplast.infer`).
+rule's coefficients to a recording's weight trajectories (clamped mode; --mode closed: its
+postsynaptic spikes too; see :mod:`nestplast.infer`), or with --task choices to animals' choices
+(:mod:`nestplast.infer_choices`).
 
     python -m nestplast infer data.npz --mask post:100,post:011 --fixed eta=0.5,tau_pre=20,tau_post=20,Wmax=1000
     python -m nestplast infer data.npz --mask ... --out runs/fit --json
+    python -m nestplast infer choices.npz --task choices --mask pre:010,forget
 """
 
 from __future__ import annotations
@@ -12,12 +15,17 @@ import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..cli import ArgumentParser, resume_hint, run_mpi_command
 from ..errors import UsageError
 
+if TYPE_CHECKING:
+    from ..infer import Fit
+
 
 def parse_fixed(text: str) -> dict[str, float]:
+    """``--fixed``'s ``name=number,...`` as a dict (a :class:`UsageError` for anything else)."""
     fixed = {}
     for item in filter(None, (p.strip() for p in text.split(","))):
         name, _, value = item.partition("=")
@@ -75,12 +83,19 @@ def parser() -> ArgumentParser:
     return p
 
 
-def summary_text(fit) -> str:
+def _coefficient_table(fit) -> list[str]:
+    """The lines of a fit's coefficients with their 95 % intervals (``-``: none)."""
     lines = [f"{'coefficient':<14} {'fitted':>10}   95 % interval"]
     for name in fit.names:
         low, high = fit.intervals[name]
         interval = "-" if math.isnan(low) else f"[{low:.4g}, {high:.4g}]"
         lines.append(f"{name:<14} {fit.coefficients[name]:>10.4g}   {interval}")
+    return lines
+
+
+def summary_text(fit: Fit) -> str:
+    """What the command prints of a recording's fit: the coefficients, the measures of fit, the warnings."""
+    lines = _coefficient_table(fit)
     if fit.unidentified:
         lines.append(f"warning: the data do not constrain {', '.join(fit.unidentified)}: moved over its whole range, "
                      "each leaves the fit unchanged, so its value and interval mean nothing (record longer, more "
@@ -123,6 +138,13 @@ def _run_dir(args, started: list[Path]) -> tuple[Path, object, int]:
     return out, comm, rank
 
 
+def _check_fixed(fixed: dict[str, float], rule, label: str) -> None:
+    unknown = sorted(set(fixed) - set(rule.fixable))
+    if unknown:
+        raise UsageError(f"--fixed: {', '.join(unknown)} not fixed settings of rule {label!r} "
+                         f"(those are: {', '.join(rule.fixable)})")
+
+
 def _check_counts(checks) -> None:
     for flag, value, low in checks:
         if value < low:
@@ -147,10 +169,7 @@ def _infer(argv: Sequence[str] | None, started: list[Path]) -> int:
     choice = infer.RuleChoice(args.rule, args.mask)
     rule = choice.rule()
     fixed = parse_fixed(args.fixed)
-    unknown = sorted(set(fixed) - set(rule.fixable))
-    if unknown:
-        raise UsageError(f"--fixed: {', '.join(unknown)} not fixed settings of rule {rule.name!r} "
-                         f"(those are: {', '.join(rule.fixable)})")
+    _check_fixed(fixed, rule, rule.name)
     out, comm, rank = _run_dir(args, started)
     background = None
     if args.mode == "closed":
@@ -241,10 +260,7 @@ def _infer_choices(args, started: list[Path]) -> int:
     data = load(args.data)
     fixed = parse_fixed(args.fixed)
     for label, rule, _mask in rules:
-        unknown = sorted(set(fixed) - set(rule.fixable))
-        if unknown:
-            raise UsageError(f"--fixed: {', '.join(unknown)} not fixed settings of rule {label!r} "
-                             f"(those are: {', '.join(rule.fixable)})")
+        _check_fixed(fixed, rule, label)
     if args.compare and not hold_out:
         raise UsageError("--compare compares the fits on held-out animals: give --hold-out N > 0")
     try:
@@ -281,11 +297,7 @@ def _infer_choices(args, started: list[Path]) -> int:
         return 0
     for label, fit in zip(labels, fits):
         print(f"rule {label}: {len(fit.fit_animals)} animals fitted, {len(fit.held_out_animals)} held out")
-        print(f"{'coefficient':<14} {'fitted':>10}   95 % interval")
-        for name in fit.names:
-            low, high = fit.intervals[name]
-            interval = "-" if math.isnan(low) else f"[{low:.4g}, {high:.4g}]"
-            print(f"{name:<14} {fit.coefficients[name]:>10.4g}   {interval}")
+        print("\n".join(_coefficient_table(fit)))
         held = "n/a" if math.isnan(fit.ll_held_out_bits) else f"{fit.ll_held_out_bits:.4f} bits"
         print(f"log-likelihood per trial: {fit.ll_fit_bits:.4f} bits fitted, {held} held out (chance: -1)")
         for warning in fit.warnings:

@@ -76,6 +76,8 @@ def _demo(argv: Sequence[str] | None) -> int:
 
 
 def table(rows: list[dict]) -> str:
+    """The recovery table: one line per row of :func:`nestplast.recovery.recover` (ok: within 5 %,
+    interval covering the truth and sign right)."""
     lines = [f"{'rule':<17} {'noise':>6} {'jitter':>6} {'frac':>5} {'length':>6}  {'coefficient':<12} {'true':>8} {'fitted':>10} "
              f"{'95 % interval':>24}  ok  R^2"]
     for r in rows:

@@ -39,18 +39,21 @@ class SearchSpace:
         return len(self.names)
 
     def to_search(self, theta: Sequence[float]) -> np.ndarray:
+        """Parameter values in search coordinates."""
         z = np.array(theta, dtype=float)
         mask = np.asarray(self.log, dtype=bool)
         z[mask] = np.log10(z[mask])
         return z
 
     def from_search(self, z: Sequence[float]) -> np.ndarray:
+        """Search coordinates as parameter values."""
         theta = np.array(z, dtype=float)
         mask = np.asarray(self.log, dtype=bool)
         theta[mask] = 10.0 ** theta[mask]
         return theta
 
     def search_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """(low, high) of the box in search coordinates."""
         return self.to_search(self.low), self.to_search(self.high)
 
 

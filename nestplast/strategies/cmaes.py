@@ -16,11 +16,15 @@ import pickle
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..tasks import Candidate
 from . import Budget, SearchSpace, generation_seed
+
+if TYPE_CHECKING:
+    from ..store import RunStore
 
 # The pycma options that the experiment's own keys or nestplast set: cma_options may not set them.
 OWNED_OPTIONS = {
@@ -165,7 +169,7 @@ class CMAES:
         return f"sigma {self.es.sigma:8.3g}"
 
 
-def write_pycma_log(store, folder: str | os.PathLike[str]) -> Path | None:
+def write_pycma_log(store: RunStore, folder: str | os.PathLike[str]) -> Path | None:
     """pycma's own log of a CMA-ES run (``cma.CMADataLogger``'s files), rebuilt from the strategy
     that ``store`` (a :class:`~nestplast.store.RunStore`) keeps after every generation, into
     ``folder``: ``cma.plot(folder)`` then draws pycma's standard figure (losses, sigma, the mean,

@@ -36,6 +36,7 @@ import math
 import time
 import warnings
 from collections.abc import Mapping, Sequence
+from types import ModuleType
 
 import numpy as np
 
@@ -54,16 +55,14 @@ class MissingExtraError(UserError):
     """sbi or torch is not installed."""
 
 
-def require_sbi():
+def require_sbi() -> tuple[ModuleType, ModuleType]:
     """``(torch, sbi)``, or a :class:`MissingExtraError` saying how to install them."""
     try:
-        import sbi  # noqa: F401
+        import sbi
         import torch
     except ImportError as err:
         raise MissingExtraError(f"the filter needs sbi and torch ({err}); install the extra: "
                                 "pip install -e '.[families]' (./setup.sh installs it)") from None
-    import sbi
-
     return torch, sbi
 
 

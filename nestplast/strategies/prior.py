@@ -14,6 +14,8 @@ from . import Budget, SearchSpace, generation_seed
 
 
 class PriorSampling:
+    """Independent draws from the search box, ``population_size`` per generation (module doc)."""
+
     step, shows_loss = "gen", True  # the progress line's words (see Strategy)
 
     def __init__(self, space: SearchSpace, budget: Budget, *, population_size: int, seed: int):
