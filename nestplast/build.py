@@ -73,7 +73,8 @@ class Module:
     def synapse_model(self) -> str:
         """The NEST synapse model name, for a module built from one rule."""
         if len(self.synapse_models) != 1:
-            raise ValueError(f"module {self.name} holds several synapse models: {sorted(self.synapse_models)}")
+            raise ValueError(f"module {self.name} holds several synapse models: take one by its rule's name, "
+                             f"module.synapse_models[name], name one of {sorted(self.synapse_models)}")
         return next(iter(self.synapse_models.values()))
 
     def to_json(self) -> dict:
@@ -81,17 +82,20 @@ class Module:
 
     @classmethod
     def from_dir(cls, folder: Path) -> Module | None:
-        """The module built into ``folder`` (a cache entry), or None if there is none (yet)."""
+        """The module built into ``folder`` (a cache entry), or None if there is none (yet), or no
+        longer: a library deleted since (a scratch purge, a partial copy) is built again."""
         meta = Path(folder) / "module.json"
         if not meta.is_file():
             return None
         data = json.loads(meta.read_text())
+        if not (Path(folder) / f"{data['name']}.so").is_file():
+            return None
         return cls(path=str(Path(folder) / data["name"]),  # the cache may have moved since it was built
                    name=data["name"], neuron_model=data["neuron_model"], synapse_models=data["synapse_models"])
 
 
 def cache_dir() -> Path:
-    """Where modules are cached: ``$NESTPLAST_CACHE`` or ``~/.cache/nestplast``."""
+    """Where modules are cached: ``$NESTPLAST_CACHE``, or ``~/.cache/nestplast`` (``$XDG_CACHE_HOME/nestplast``)."""
     default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "nestplast"
     root = os.environ.get("NESTPLAST_CACHE") or default
     return Path(root).expanduser().resolve()
@@ -419,14 +423,16 @@ def _compile(rules: Sequence[Rule], neuron: Neuron, name: str, workdir: Path) ->
     return workdir
 
 
-def _named_rule(name: str | os.PathLike[str], mask: str | None = None) -> Rule:
+def _named_rule(name: str | os.PathLike[str], mask: str | None = None, weight: str | None = None) -> Rule:
     """A built-in rule by name, or the rule of the user's NESTML file ``name`` (a path: ending in
-    ``.nestml``, or with a folder), for one's own model: nothing searched (see
-    :func:`~nestplast.user_rules.rule_from_file`)."""
+    ``.nestml``, or with a folder) with its weight variable ``weight`` (default ``w``), for one's
+    own model: nothing searched (see :func:`~nestplast.user_rules.rule_from_file`)."""
     if isinstance(name, os.PathLike) or str(name).endswith(".nestml") or os.sep in str(name):
         if mask is not None:
             raise ValueError(f"a mask is for the taylor and reward rules, not for your own file {name}")
-        return rule_from_file(name)
+        return rule_from_file(name, weight_variable=weight or "w")
+    if weight is not None:
+        raise ValueError(f"--weight names the weight variable of your own NESTML file, not of the rule {name}")
     return get_rule(str(name), mask=mask)
 
 
@@ -465,8 +471,14 @@ def build(rules: RuleLike | Sequence[RuleLike], neuron: str | Neuron = "iaf_psc_
     if not force and (module := Module.from_dir(final)) is not None:
         return module  # fast path: no lock, no compiler; the folder only appears complete
 
-    modules.mkdir(parents=True, exist_ok=True)
-    with open(modules / f"{key}.lock", "w") as lock:
+    try:
+        modules.mkdir(parents=True, exist_ok=True)
+        lock = open(modules / f"{key}.lock", "w")  # closed by the with below
+    except OSError as err:  # a read-only or shared cache, a path that is a file, ...
+        raise BuildError(f"{name} is not in the module cache {modules}, and it cannot be compiled there: "
+                         f"{err.strerror or err} ({err.filename}). Set NESTPLAST_CACHE to a folder you can "
+                         "write to (modules already built in the old one are not found there)") from None
+    with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one process compiles; the others wait here
         if not force and (module := Module.from_dir(final)) is not None:
             return module
@@ -508,12 +520,15 @@ def _own_rule_example(module: Module, rule: Rule) -> str:
     """Python that uses a module built from the user's NESTML file, its parameters by its own names,
     on an excitatory projection with the file's defaults: nothing assumed about how the rule signs
     its weights."""
+    # nestplast's templates check any parameter called Wmax against the weight's sign
+    wmax = ("# A parameter named Wmax gives the weights its sign, as in nestplast's rules: nest.Connect refuses a\n"
+            "# weight of the other sign (inhibitory: Wmax < 0). Bounds a weight may cross 0 within need other names.\n"
+            if "Wmax" in rule.source_parameters else "")
     return f"""import nest
 from nestplast.kernel import install
 install({module.path!r})  # before nest.Create, and again after every nest.ResetKernel()
 # Your rule's parameters, by the names in {Path(rule.path or rule.synapse).name}: {', '.join(rule.source_parameters)}
-# (a rule that keeps the sign of Wmax, as nestplast's do, is inhibitory with Wmax < 0 and negative weights)
-nest.CopyModel({module.synapse_model!r}, 'my_rule', {{}})  # your values here, e.g. {{'Wmax': 100.0}}
+{wmax}nest.CopyModel({module.synapse_model!r}, 'my_rule', {{}})  # your values here, e.g. {{'Wmax': 100.0}}
 post = nest.Create({module.neuron_model!r})  # the only neuron the rule connects to
 pre = nest.Create('parrot_neuron', 10)  # stands for your presynaptic neurons
 nest.Connect(pre, post, syn_spec={{'synapse_model': 'my_rule', 'weight': {-EXAMPLE_WEIGHT}, 'delay': 1.0}})
@@ -553,10 +568,12 @@ def _parser() -> ArgumentParser:
     parser = ArgumentParser(prog="python -m nestplast build",
                             description="Build (or find in the cache) a NESTML plasticity rule as a NEST module.")
     parser.add_argument("rule", help=f"rule name: {', '.join(sorted(RULES))}; or your own NESTML synapse file "
-                                     "(a path ending in .nestml, weight variable w)")
+                                     "(a path ending in .nestml; --weight names its weight variable)")
     parser.add_argument("--neuron", default="iaf_psc_exp", help=f"postsynaptic neuron: {', '.join(sorted(NEURONS))}")
     parser.add_argument("--mask", default=None,
                         help="taylor only: free terms, e.g. 'pre:000,pre:010,post:100' (default: all 54)")
+    parser.add_argument("--weight", default=None, metavar="NAME",
+                        help="your own NESTML file: its weight variable, a state variable (default: w)")
     parser.add_argument("--force", action="store_true", help="compile again even if cached")
     parser.add_argument("--json", action="store_true",
                         help='print one JSON object {"module", "neuron_model", "synapse_model"}')
@@ -566,7 +583,7 @@ def _parser() -> ArgumentParser:
 def _build_command(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     try:
-        rule = _named_rule(args.rule, mask=args.mask)
+        rule = _named_rule(args.rule, mask=args.mask, weight=args.weight)
     except ValueError as err:  # a bad mask, or a mask for a rule that takes none
         raise UsageError(str(err)) from None
     module = build(rule, get_neuron(args.neuron), force=args.force, quiet=args.json)

@@ -145,6 +145,13 @@ def _callers_level() -> int:
     return level
 
 
+def _library(path: str | os.PathLike[str]) -> Path:
+    """A module's library file, one spelling for every way of naming it (with or without ``.so``,
+    through symlinks)."""
+    text = os.fspath(path)
+    return Path(text if text.endswith(".so") else text + ".so").resolve()
+
+
 class ModuleConflictError(UserError):
     """Two nestplast modules (or a module and a model already defined) name the same NEST model."""
 
@@ -152,12 +159,17 @@ class ModuleConflictError(UserError):
 def install(module: Module | str | os.PathLike[str]) -> None:
     """Install a compiled module into the running kernel, unless it is there already.
 
-    ``module`` is a :class:`~nestplast.build.Module` or the absolute path of its library
-    (with or without ``.so``).
+    ``module`` is a :class:`~nestplast.build.Module`, the absolute path of its library (with or
+    without ``.so``) or its folder in the cache.
     """
     from .build import Module
 
     nest = import_nest()
+    if not isinstance(module, Module) and Path(module).is_dir():  # the folder build prints ("cached in ...")
+        found = Module.from_dir(Path(module))
+        if found is None:
+            raise FileNotFoundError(f"no compiled module in the folder {module} (it has no module.json)")
+        module = found
     if not isinstance(module, Module):
         path = Path(module)
         path = path.with_suffix("") if path.suffix == ".so" else path
@@ -165,12 +177,14 @@ def install(module: Module | str | os.PathLike[str]) -> None:
     path = Path(module.path)
     if not path.is_absolute():
         raise ValueError(f"module path must be absolute (NEST 3.10 does not search library paths): {path}")
-    if not path.with_suffix(".so").is_file():
-        raise FileNotFoundError(f"no compiled module at {path}.so")
-    # NEST lists the modules loaded into the running kernel (none after ResetKernel) and refuses
-    # to load one twice; any other refusal (e.g. a library built for another NEST) is raised.
+    if not _library(path).is_file():
+        raise FileNotFoundError(f"no compiled module at {path}.so (was the cache moved or deleted? build() the "
+                                "rule again for its new path)")
+    # NEST lists the modules loaded into the running kernel (none after ResetKernel), each as the
+    # path it was given, and refuses to load one twice; any other refusal (e.g. a library built for
+    # another NEST) is raised. The same library may have been given as .so or through a symlink.
     loaded = nest.GetKernelStatus("modules")
-    if str(path) in loaded:
+    if _library(path) in {_library(m) for m in loaded}:
         return
     try:
         nest.Install(str(path))

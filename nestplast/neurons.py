@@ -36,6 +36,9 @@ class Neuron:
     drive_target: str | None = None
     # Its V_m equation has the form add_input_resistance rewrites (see there)
     input_resistance: bool = False
+    # What NEST's own model refuses and NESTML's accepts, computing NaN or nonsense with it:
+    # (parameter, NESTML invariant added to its declaration; see add_invariants)
+    invariants: tuple[tuple[str, str], ...] = ()
 
     @property
     def path(self) -> Path:
@@ -51,6 +54,7 @@ class Neuron:
             text = add_input_resistance(text)
         if self.rule_inputs:
             text = add_rule_inputs(text, self.codependency)
+        text = add_invariants(text, self.invariants)
         return text if self.drive_target is None else add_internal_drive(text, self.drive_target)
 
     @property
@@ -154,6 +158,25 @@ def add_input_resistance(source: str) -> str:
     if len(head.findall(source)) != 1:
         raise ValueError("cannot precompute the input resistance: the neuron has not exactly one 'internals:' block")
     return head.sub(lambda m: m.group(1) + "        R_m GOhm = tau_m / C_m    # nestplast: the input resistance\n", source)
+
+
+def add_invariants(source: str, invariants: tuple[tuple[str, str], ...]) -> str:
+    """A NESTML neuron's ``source`` with the invariant ``[[condition]]`` added to the declaration
+    of each named parameter (one per declaration, as NESTML allows): NEST then refuses a setting
+    that breaks it (BadProperty, quoting the condition) and keeps the values it had."""
+    for name, condition in invariants:
+        declaration = re.compile(rf"^([ \t]+{name} [^=\n]+=[^#\n\[]*?)([ \t]*(?:#.*)?)$", re.M)
+        if len(declaration.findall(source)) != 1:
+            raise ValueError(f"cannot add [[{condition}]]: the neuron has not exactly one declaration of {name}")
+        source = declaration.sub(lambda m, condition=condition: f"{m.group(1)} [[{condition}]]{m.group(2)}", source)
+    return source
+
+
+# NESTML's exact solution of iaf_psc_exp divides by tau_m - tau_syn (ODE-toolbox warns "the propagator
+# matrix is singular"): at tau_syn = tau_m V_m is NaN, within 1e-5 of it the PSP is off by 1e-5 to 1e-2;
+# at a relative distance of 1e-3 by less than 1e-8. NEST's own iaf_psc_exp has a formula for equal ones.
+def _apart_from_tau_m(tau: str) -> str:
+    return f"{tau} > 0 ms and abs({tau} - tau_m) >= 0.001 * tau_m"
 
 
 # The parameters of the internal drive (see add_internal_drive): name -> (unit, meaning).
@@ -262,14 +285,19 @@ NEURONS = {
                "tau_syn_exc, tau_syn_inh, refr_T)",
                nest_model="iaf_psc_exp",
                renamed=(("tau_syn_ex", "tau_syn_exc"), ("tau_syn_in", "tau_syn_inh"), ("t_ref", "refr_T")),
-               drive_target="I_syn_exc", input_resistance=True),
+               drive_target="I_syn_exc", input_resistance=True,
+               invariants=(("C_m", "C_m > 0 pF"), ("tau_m", "tau_m > 0 ms"), ("refr_T", "refr_T >= 0 ms"),
+                           ("V_th", "V_reset < V_th"), ("tau_syn_exc", _apart_from_tau_m("tau_syn_exc")),
+                           ("tau_syn_inh", _apart_from_tau_m("tau_syn_inh")))),
         Neuron("iaf_cond_exp", "iaf_cond_exp_neuron",
                "conductance-based LIF, exponential synaptic conductances (NEST's iaf_cond_exp; parameters "
                "tau_syn_exc, tau_syn_inh, refr_T, E_exc, E_inh)",
                nest_model="iaf_cond_exp",
                renamed=(("tau_syn_ex", "tau_syn_exc"), ("tau_syn_in", "tau_syn_inh"), ("t_ref", "refr_T"),
                         ("E_ex", "E_exc"), ("E_in", "E_inh")),
-               codependency=("unit_psg * convolve(g_exc, exc_spikes)", "unit_psg * convolve(g_inh, inh_spikes)", "nS")),
+               codependency=("unit_psg * convolve(g_exc, exc_spikes)", "unit_psg * convolve(g_inh, inh_spikes)", "nS"),
+               invariants=(("C_m", "C_m > 0 pF"), ("refr_T", "refr_T >= 0 ms"), ("V_th", "V_reset < V_th"),
+                           ("tau_syn_exc", "tau_syn_exc > 0 ms"), ("tau_syn_inh", "tau_syn_inh > 0 ms"))),
     )
 }
 

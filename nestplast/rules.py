@@ -144,6 +144,10 @@ class Rule:
                                  f"({', '.join(self.names)}), got shape {theta.shape}")
             values = dict(zip(self.names, theta.tolist()))
         unknown = set(fixed) - set(self.fixed) - set(self.source_parameters)
+        if searched := sorted(set(fixed) & set(self.names)):  # the rule has it, but theta sets it (and would win)
+            raise UnknownParameterError(
+                f"rule {self.name!r}: {', '.join(searched)} searched, so set by theta, not as a fixed setting: "
+                f"give theta as a mapping, e.g. synapse_params({{**theta, {searched[0]!r}: value}}, ...)")
         if unknown:
             raise UnknownParameterError(f"rule {self.name!r} has no fixed parameter(s) {sorted(unknown)}; "
                                    f"fixed: {self.fixable}, searched: {self.names}")

@@ -115,8 +115,12 @@ def rule_from_file(path: str | Path, parameters: Mapping[str, Any] | None = None
     declared = _declared(source, "parameters")
     state = _declared(source, "state")
     if weight_variable not in state:
-        raise UserRuleError(f"{path}: the weight variable {weight_variable!r} (rule.weight) is not in the state "
-                            f"block (state: {', '.join(state) or 'none'})")
+        # in an experiment rule.weight names it; for one's own model, build() and the command line
+        how = ("name yours with rule.weight" if parameters is not None else
+               f"name yours: python -m nestplast build {path} --weight NAME, or in Python "
+               f"build(rule_from_file({str(path)!r}, weight_variable='NAME')) from nestplast.user_rules")
+        raise UserRuleError(f"{path}: the weight variable {weight_variable!r} is not in the state block "
+                            f"(state: {', '.join(state) or 'none'}); {how}")
     if parameters is None:  # for one's own NEST model (build): nothing searched, nestplast sets no Wmax
         parameters = {}
     else:

@@ -19,6 +19,7 @@ from nestplast.build import (
     OVERLAY_DIR,
     OVERLAY_MANIFEST,
     BuildError,
+    Module,
     build,
     nest_path,
     nestml_templates_dir,
@@ -292,6 +293,52 @@ def test_install_is_idempotent_and_survives_reset(nest, doublet_module):
         install("relative/module")
 
 
+def test_install_knows_its_module_however_it_was_named(nest, doublet_module, tmp_path):
+    """NEST lists a module by the path it was given: the user's own nest.Install of the .so, or a
+    path through a symlink, is the same library, not a second module that conflicts with it."""
+    nest.ResetKernel()
+    nest.Install(doublet_module.path + ".so")  # the user's own call, before nestplast's
+    install(doublet_module)
+    nest.ResetKernel()
+    link = tmp_path / "link"
+    link.symlink_to(Path(doublet_module.path).parent)
+    install(str(link / doublet_module.name))
+    install(doublet_module)
+    assert len(nest.GetKernelStatus("modules")) == 1
+    nest.ResetKernel()
+    install(Path(doublet_module.path).parent)  # the cache folder that build prints
+    assert doublet_module.synapse_model in nest.synapse_models
+    with pytest.raises(FileNotFoundError, match="no module.json"):
+        install(tmp_path)
+
+
+def test_a_cache_that_cannot_be_written_is_named_with_what_to_do(tmp_path):
+    """A module not yet in the cache, and a cache it cannot be compiled into (read-only, shared, a
+    file in the way): one line that names the folder and NESTPLAST_CACHE, not a traceback."""
+    (tmp_path / "file").write_text("")
+    env = {**os.environ, "NESTPLAST_CACHE": str(tmp_path / "file" / "cache")}
+    out = subprocess.run([sys.executable, "-m", "nestplast", "build", "taylor", "--mask", "post:100"],
+                         capture_output=True, text=True, cwd=ROOT, env=env)
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    assert f"not in the module cache {tmp_path / 'file' / 'cache' / 'modules'}" in out.stderr
+    assert "Set NESTPLAST_CACHE to a folder you can write to" in out.stderr
+
+
+def test_a_cache_entry_that_lost_its_library_is_not_taken_for_a_module(doublet_module, tmp_path, monkeypatch):
+    """A scratch purge or a partial copy of the cache deletes the library but leaves module.json:
+    build() must not hand that entry out (install() would then fail, and build() again with it)."""
+    entry = tmp_path / "modules" / Path(doublet_module.path).parent.name
+    shutil.copytree(Path(doublet_module.path).parent, entry)
+    (entry / f"{doublet_module.name}.so").unlink()
+    (tmp_path / "modules" / f"{entry.name}.lock").mkdir()  # stops the build before the compiler, quickly
+    monkeypatch.setenv("NESTPLAST_CACHE", str(tmp_path))
+    with pytest.raises(BuildError, match="is not in the module cache"):
+        build(get_rule("doublet"), "iaf_psc_exp")
+    with pytest.raises(FileNotFoundError, match=r"build\(\) the rule again"):
+        install(str(entry / doublet_module.name))
+
+
 def test_two_modules_in_one_kernel_are_refused_saying_what_to_do(nest, doublet_module, taylor_module):
     """Every module's paired neuron carries the neuron's name: NEST refuses the second module
     with a name the user never chose; the message says to build the rules into one module."""
@@ -310,6 +357,12 @@ def test_build_takes_rule_names_and_refuses_rules_it_would_lose():
     two_masks = [get_rule("taylor", mask="pre:000,post:100"), get_rule("taylor", mask="pre:010,post:100")]
     with pytest.raises(BuildError, match="2 of the rules compile to the synapse model taylor_synapse"):
         build(two_masks)
+
+
+def test_a_module_of_several_rules_says_how_to_take_one_synapse_model():
+    module = Module(path="/m/two", name="two", neuron_model="n", synapse_models={"doublet": "d__with_n", "mlp": "m__with_n"})
+    with pytest.raises(ValueError, match=r"module.synapse_models\[name\], name one of \['doublet', 'mlp'\]"):
+        module.synapse_model  # noqa: B018 (the property raises)
 
 
 def test_rule_on_wrong_neuron_is_a_nest_error(nest, doublet_module):
@@ -347,6 +400,40 @@ def test_a_rule_refuses_parameters_it_cannot_run_with(nest, doublet_module, para
     with pytest.raises(nest.NESTErrors.BadProperty, match=re.escape(broken)):
         nest.CopyModel(doublet_module.synapse_model, "refused", params)
     nest.CopyModel(doublet_module.synapse_model, "taken", {"Wmin": -5.0, "Wmax": -10.0})  # the rule acts on |w|
+
+
+PAIRED_NEURON_REFUSES = [  # (neuron, NEST's names and values, the condition quoted)
+    # NEST's iaf_psc_exp computes equal time constants with its own formula; NESTML's exact solution
+    # divides by tau_m - tau_syn, and V_m was NaN without a word
+    ("iaf_psc_exp", {"tau_m": 10.0, "tau_syn_in": 10.0}, "abs(tau_syn_inh - tau_m) >= 0.001 * tau_m"),
+    ("iaf_psc_exp", {"tau_syn_ex": 5.0, "tau_m": 5.000001}, "abs(tau_syn_exc - tau_m) >= 0.001 * tau_m"),
+    # what NEST's own models refuse
+    ("iaf_psc_exp", {"tau_syn_ex": -1.0}, "tau_syn_exc > 0 ms"),
+    ("iaf_psc_exp", {"tau_m": 0.0}, "tau_m > 0 ms"),
+    ("iaf_psc_exp", {"C_m": 0.0}, "C_m > 0 pF"),
+    ("iaf_psc_exp", {"t_ref": -1.0}, "refr_T >= 0 ms"),
+    ("iaf_psc_exp", {"V_reset": -50.0}, "V_reset < V_th"),
+    ("iaf_cond_exp", {"tau_syn_in": 0.0}, "tau_syn_inh > 0 ms"),
+    ("iaf_cond_exp", {"V_th": -65.0}, "V_reset < V_th"),
+]
+
+
+@pytest.mark.parametrize("neuron, nest_params, condition", PAIRED_NEURON_REFUSES)
+def test_the_paired_neuron_refuses_what_nest_s_own_refuses(nest, neuron, nest_params, condition):
+    """An existing model's parameters carried over with params_from_nest: a value that NEST's own
+    model refuses, or one NESTML's solution cannot compute, is refused with the condition it
+    breaks, and the neuron keeps the values it had (NESTML's neuron took them, and ran on NaN)."""
+    module = build(get_rule("doublet"), neuron)
+    nest.ResetKernel()
+    install(module)
+    if "tau_m" not in nest_params:  # NEST refuses it too
+        with pytest.raises(nest.NESTErrors.BadProperty):
+            nest.Create(neuron, params=nest_params)
+    post = nest.Create(module.neuron_model)
+    before = post.get()
+    with pytest.raises(nest.NESTErrors.BadProperty, match=re.escape(condition)):
+        post.set(NEURONS[neuron].params_from_nest(nest_params))
+    assert post.get() == before
 
 
 @pytest.mark.parametrize("params", [{"drive_rate": -1.0}, {"drive_weight": -5.0}])

@@ -12,6 +12,7 @@ import pytest
 from helpers import DELAY, TAYLOR_TEST_MASK, coincidences, max_relative_difference, reference_weight, run_paired
 
 from nestplast.build import build
+from nestplast.kernel import install
 from nestplast.rules import get_rule, parse_mask
 
 COINCIDE = 4  # each parrot also coincides with every 4th post spike
@@ -82,6 +83,51 @@ def test_doublet_matches_additive_stdp(nest, doublet_module):
         "rule": doublet(doublet_module, theta, eta=LAMBDA * WMAX_STDP, Wmax=WMAX_STDP),
     }, weight=3.0, tau_minus=TAU, coincide=COINCIDE)
     assert_agree_inside_bounds(result, WMAX_STDP)
+
+
+def test_doublet_matches_additive_stdp_in_ones_own_kernel(nest, doublet_module):
+    """As a user's own script sets up NEST: two threads, 0.05 ms steps, delays other than the
+    step and different per connection; each pre spike coincides with a post spike (t_post =
+    t_pre - delay) on purpose, and both synapses sit on the same neuron, each recorded."""
+    resolution, delays = 0.05, [0.05, 2.35, 7.7, 20.0]
+
+    def run(pre_times):
+        nest.ResetKernel()
+        nest.SetKernelStatus({"resolution": resolution, "local_num_threads": 2})
+        install(doublet_module)
+        post = nest.Create(doublet_module.neuron_model, params={"I_e": 450.0, "tau_minus": TAU})
+        recorder = nest.Create("spike_recorder")
+        nest.Connect(post, recorder)
+        pre = nest.Create("parrot_neuron", len(delays))
+        sources = nest.Create("spike_generator", len(delays), [{"spike_times": t} for t in pre_times])
+        nest.Connect(sources, pre, "one_to_one", syn_spec={"delay": 1.0})
+        weights = {"ref": nest.Create("weight_recorder"), "rule": nest.Create("weight_recorder")}
+        # weights of at most 0.01 pA move V_m by microvolts: the post spikes do not depend on them
+        lam, wmax = 0.05, 0.01
+        nest.CopyModel("stdp_synapse", "ref", {"lambda": lam, "alpha": ALPHA_STDP, "tau_plus": TAU, "Wmax": wmax,
+                                               "mu_plus": 0.0, "mu_minus": 0.0})
+        theta = [TAU, TAU, 0.0, 0.0, 1.0, -ALPHA_STDP]
+        nest.CopyModel(doublet_module.synapse_model, "rule",
+                       get_rule("doublet").synapse_params(theta, eta=lam * wmax, Wmax=wmax, Wmin=0.0))
+        for label, weight_recorder in weights.items():
+            nest.SetDefaults(label, {"weight_recorder": weight_recorder, "weight": 0.5 * wmax})
+        for label in weights:
+            nest.Connect(pre, post, "all_to_all", syn_spec={"synapse_model": label, "delay": np.array([delays])})
+        nest.Simulate(1500.0)
+        events = {k: sorted(zip(r.events["times"], r.events["senders"], r.events["weights"])) for k, r in weights.items()}
+        return recorder.events["times"], events
+
+    post_times, _ = run([[]] * len(delays))
+    rng = np.random.default_rng(0)
+    pre_times = [np.unique(np.round(np.r_[post_times[k::3] + d - 1.0, rng.uniform(5.0, 1400.0, 30)] / resolution)
+                           * resolution) for k, d in enumerate(delays)]
+    same_post, events = run(pre_times)
+    np.testing.assert_array_equal(same_post, post_times)
+    ref, rule = (np.array(events[k]) for k in ("ref", "rule"))
+    assert len(post_times) > 50 and len(ref) == len(rule) > 100
+    np.testing.assert_array_equal(ref[:, :2], rule[:, :2])  # the same spikes, in the same order
+    assert np.ptp(ref[:, 2]) > 0.002  # the weights really change, between the bounds 0 and 0.01
+    assert max_relative_difference(ref[:, 2], rule[:, 2]) < 1e-9
 
 
 def test_taylor_matches_additive_stdp(nest, taylor_module):

@@ -1,11 +1,13 @@
 """Rule descriptions: parameters, layouts, masks and the STDP window, against hand computation."""
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from nestplast.rules import RuleLayout, UnknownParameterError, UnknownRuleError, get_rule, parse_mask, vogels_sprekeler
+from nestplast.user_rules import rule_from_file
 
 
 def test_doublet_window_is_the_analytic_pair_rule():
@@ -54,6 +56,18 @@ def test_parameters_and_errors():
         rule.synapse_params([1.0, 2.0])
     with pytest.raises(UnknownRuleError, match="doublet, taylor"):
         get_rule("triplet")
+
+
+def test_a_searched_parameter_given_as_a_setting_says_where_it_goes():
+    """Tuning Vogels-Sprekeler's tau_pre for one's own model: the rule has tau_pre, so the message
+    must not say it has none; it says to give it in theta."""
+    with pytest.raises(UnknownParameterError, match=r"tau_pre searched, so set by theta.*\{\*\*theta, 'tau_pre': value\}"):
+        get_rule("doublet").synapse_params(vogels_sprekeler(10.0), eta=1.0, tau_pre=30.0)
+    # a rule from one's own file declares its searched parameters too: theta set them over the setting, silently
+    own = rule_from_file(Path(__file__).parent.parent / "examples" / "own_rule" / "pair_stdp_synapse.nestml",
+                         {"A_plus": {"low": -2.0, "high": 2.0}})
+    with pytest.raises(UnknownParameterError, match="A_plus searched, so set by theta"):
+        own.synapse_params([0.5], A_plus=1.0)
 
 
 def test_layout_over_connection_types():

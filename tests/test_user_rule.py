@@ -2,6 +2,7 @@
 the same cache, and evaluated exactly like the built-in rule it is equivalent to."""
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -219,3 +220,24 @@ def test_own_rule_file_builds_for_ones_own_model(tmp_path, nest):
     assert nest.GetConnections(synapse_model="my_rule").weight == [10.0] * 10
     module = build(str(tmp_path / "my_rule.nestml"))  # the same module from Python
     assert f"module:        {module.path}\n" in out.stdout
+
+
+def test_own_rule_with_its_own_weight_name_builds_for_ones_own_model(tmp_path, nest):
+    """A rule whose weight is not called w: the message says how to name it (not the experiment's
+    rule.weight, which build() and the command line do not read), and --weight builds it."""
+    text = re.sub(r"\bw\b", "g", (EXAMPLE / "pair_stdp_synapse.nestml").read_text())
+    (tmp_path / "my_rule.nestml").write_text(text)
+    command = [sys.executable, "-m", "nestplast", "build", str(tmp_path / "my_rule.nestml")]
+    out = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "the weight variable 'w' is not in the state block (state: g," in out.stderr
+    assert "--weight NAME" in out.stderr and "weight_variable='NAME'" in out.stderr
+    out = subprocess.run([*command, "--weight", "g"], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    nest.ResetKernel()
+    scope: dict = {}
+    exec(textwrap.dedent(out.stdout.split("on an excitatory projection:")[1]), scope)
+    connections = nest.GetConnections(synapse_model="my_rule")
+    assert connections.weight == [10.0] * 10 and connections.get("g") == [10.0] * 10  # NEST's weight is g
+    # the rule has a Wmax, so the templates' sign check applies: the example says so
+    assert "nest.Connect refuses a\n    # weight of the other sign" in out.stdout
