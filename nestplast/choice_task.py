@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .build import build
-from .kernel import import_nest, install, lent_kernel, reset_kernel
+from .kernel import import_nest, install, lent_kernel, nest_seed, reset_kernel
 from .rules import Rule
 
 DEFAULT_BLOCKS = ((0.2, 0.8), (0.9, 0.1), (0.2, 0.8))  # reward probability of odour 0 and 1, per block
@@ -109,7 +109,7 @@ def run_animals(rule: Rule, params: Mapping[str, float], task: ChoiceTask, seeds
     reset_kernel()
     install(module)
     # one kernel for all animals: its random streams are seeded by all of them together
-    nest.SetKernelStatus({"rng_seed": int(np.random.SeedSequence(list(seeds)).generate_state(1)[0] % (2**31 - 2)) + 1,
+    nest.SetKernelStatus({"rng_seed": nest_seed(list(seeds)),
                           "resolution": task.resolution})
     window, trial_ms = task.window_ms, 3 * task.window_ms
     starts = np.arange(n_trials) * trial_ms  # odour 0 at start, odour 1 at start + window, learning after

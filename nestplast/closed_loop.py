@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .kernel import nest_seed
 from .recording import Recording, RecordingError
 from .rules import Rule
 from .synthetic import simulate
@@ -96,7 +97,7 @@ class ClosedLoopFit:
                                      "(--w-unrecorded, or w_unrecorded=)")
             start[np.isnan(start)] = w_unrecorded
         self.w_start = recording.syn_sign * start
-        self.trials = [Trial(j, int(np.random.SeedSequence([seed, j]).generate_state(1)[0] % (2**31 - 2) + 1))
+        self.trials = [Trial(j, nest_seed([seed, j]))
                        for j in range(trials)]
         self.edges = np.arange(0.0, recording.duration + bin_ms, bin_ms)
         self.observed = np.array([np.histogram(recording.post_spikes(i), self.edges)[0] for i in range(recording.n_post)])

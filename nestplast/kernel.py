@@ -44,6 +44,14 @@ def nest_has_mpi() -> bool:
     return False
 
 
+def nest_seed(seed: int | list[int]) -> int:
+    """NEST's ``rng_seed`` (1 .. 2**31 - 1) derived from any non-negative integer seed, or from a
+    list of them (numpy's SeedSequence mixes its entries)."""
+    import numpy as np
+
+    return int(np.random.SeedSequence(seed).generate_state(1)[0] % (2**31 - 2)) + 1
+
+
 def import_nest():
     """Import and return the ``nest`` module, quietly when nestplast is the one importing it (a
     NEST the user imported keeps the verbosity the user chose). Under an MPI launcher with a NEST

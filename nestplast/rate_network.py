@@ -26,7 +26,7 @@ import scipy.linalg
 from numpy.typing import ArrayLike
 
 from .errors import UserError
-from .kernel import import_nest, lent_kernel, reset_kernel
+from .kernel import import_nest, lent_kernel, nest_seed, reset_kernel
 
 __all__ = [
     "InvalidWeightMatrix", "RateModel", "Activity", "check_weights", "dynamics_matrix",
@@ -223,11 +223,6 @@ def estimate_covariance(rates: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------- NEST
-
-def nest_seed(seed: int) -> int:
-    """NEST's rng_seed (1 .. 2^31 - 1) derived from any non-negative integer seed."""
-    return int(np.random.SeedSequence(seed).generate_state(1)[0] % (2 ** 31 - 2)) + 1
-
 
 def connect_weights(pre, post, W: ArrayLike, *, synapse_model: str = "rate_connection_delayed",
                     delay: float | None = None) -> int:
