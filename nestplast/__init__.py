@@ -9,7 +9,7 @@ and run in NEST with any parameter values::
     nestplast.install(module)                            # after every nest.ResetKernel()
 
     exp = nestplast.load_experiment("my.toml")           # or nestplast.default_experiment()
-    outcome = nestplast.run_search(exp, "runs/my")           # CMA-ES through the engine
+    outcome = nestplast.run_search(exp, "runs/my")       # CMA-ES through the engine
 
     fit = nestplast.fit_rule(nestplast.load_recording("data.npz"), RuleChoice("taylor", "post:100,post:011"),
                              fixed={"eta": 0.5, "Wmax": 1000.0})   # nestplast.infer.RuleChoice

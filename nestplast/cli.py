@@ -19,8 +19,9 @@ import signal
 import sys
 import threading
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import NoReturn
 
 from .errors import UsageError, UserError
@@ -41,7 +42,7 @@ def _raise_terminated(signum, frame) -> NoReturn:
 
 
 @contextmanager
-def sigterm_stops_cleanly():
+def sigterm_stops_cleanly() -> Iterator[None]:
     """Within the block, SIGTERM raises :class:`Terminated` instead of ending the process on the
     spot. A run killed by ``kill`` or by SLURM at its time limit then says where it stands and how
     to resume, as after Ctrl-C. (Unlike SIGINT, SIGTERM stays deliverable to a run started in the
@@ -164,15 +165,14 @@ def as_launched(command: str, comm) -> str:
     return command if comm is None else f"mpiexec -n {comm.Get_size()} {command}"
 
 
-def resume_hint(out, command: str | None, step: str = "generation", item: str = "evaluation") -> str:
+def resume_hint(out: str | Path, command: str | None, step: str = "generation", item: str = "evaluation") -> str:
     """After Ctrl-C: how far the run in ``out`` got (its last complete ``step``), and the
     ``command`` that goes on from there (None: the same command with --resume)."""
     from .store import RunStore, StoreError
 
     try:
-        store = RunStore.open(out, read_only=True)
-        last = store.last_complete_generation()
-        store.close()
+        with RunStore.open(out, read_only=True) as store:
+            last = store.last_complete_generation()
     except StoreError:
         return "no run was recorded"
     done = f"no {step} completed" if last is None else f"after {step} {last}"

@@ -32,7 +32,7 @@ import numpy as np
 from .parallel import Transport
 from .store import RunStore, StoreError, as_stored
 from .strategies import Strategy
-from .tasks import Candidate, Evaluation, Task
+from .tasks import Candidate, Evaluation, Task, by_candidate
 
 
 class Problem(Protocol):
@@ -99,10 +99,8 @@ def run(problem: Problem, strategy: Strategy | None, store: RunStore | None, tra
         if not transport.is_root:
             continue
         evaluations = results + reused
-        of = {}
-        for e in evaluations:
-            of.setdefault(e.candidate, []).append(e)
-        trials = {c.index: sorted(of[c.index], key=lambda e: e.trial) for c in candidates}
+        grouped = by_candidate(evaluations)
+        trials = {c.index: grouped[(generation, c.index)] for c in candidates}
         losses = [problem.loss(c, trials[c.index]) for c in candidates]
         if hasattr(problem, "features") and hasattr(strategy, "observe"):  # e.g. the filter: every metric
             strategy.observe(candidates, [problem.features(c, trials[c.index]) for c in candidates])

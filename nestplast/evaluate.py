@@ -226,12 +226,14 @@ class Evaluator:
     # ------------------------------------------------------------------ rank-local data
 
     def gather(self, values: np.ndarray) -> np.ndarray:
-        """In network mode every rank holds part of the data; elsewhere the data is all here."""
+        """``values`` of every rank, in rank order (in network mode each rank holds a part; elsewhere
+        this rank holds all)."""
         if self.comm is None:
             return np.asarray(values, dtype=float)
         return np.concatenate(self.comm.allgather(np.asarray(values, dtype=float)))
 
     def mean_abs(self, values: np.ndarray) -> float:
+        """The mean of ``|values|`` over every rank's (NaN for none)."""
         local = np.abs(np.asarray(values, dtype=float))
         if self.comm is None:
             return float(local.mean()) if local.size else math.nan
@@ -242,9 +244,11 @@ class Evaluator:
         return total / count if count else math.nan
 
     def total(self, count: int) -> int:
+        """``count`` summed over the ranks."""
         return int(count) if self.comm is None else int(self.comm.allreduce(int(count)))
 
     def events(self, recorder) -> tuple[np.ndarray, np.ndarray]:
+        """The (senders, times) of a spike recorder's events on every rank."""
         events = recorder.get("events")
         senders, times = np.asarray(events["senders"]), np.asarray(events["times"])
         if self.comm is not None:

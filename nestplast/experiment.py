@@ -37,6 +37,7 @@ from typing import Any, get_args, get_origin, get_type_hints
 
 from .errors import UnknownNameError, UserError
 from .neurons import NEURONS, get_neuron
+from .objectives import FSBI_CONSTRAINTS, RATE_BIN_MS
 from .rules import RuleLayout, get_rule
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parent / "experiments"
@@ -219,8 +220,7 @@ class SearchSpec(_Table):
 
 
 def _metric_intervals(table: Any) -> bool:
-    from .objectives import FSBI_CONSTRAINTS  # the metrics a constraint may name
-
+    """Whether ``table`` holds [low, high] intervals keyed by metrics a constraint may name (FSBI_CONSTRAINTS)."""
     return isinstance(table, dict) and all(
         name in FSBI_CONSTRAINTS and isinstance(v, list) and len(v) == 2 and all(isinstance(b, (int, float)) for b in v)
         and v[0] <= v[1] for name, v in table.items())
@@ -233,9 +233,7 @@ def _schedule(entries: Any) -> bool:
 
 
 METRIC_INTERVALS = Check(_metric_intervals, "[low, high] intervals (low <= high) keyed by metrics of the fSBI table: "
-                                            "rate_e, rate_i, cv_isi, kl_isi, spatial_fano, temporal_fano, auto_cov, fft, "
-                                            "std_rate_temporal, std_rate_spatial, w_blow, w_creep, w_mean_EE, w_mean_EI, "
-                                            "w_mean_IE, w_mean_II")
+                                            + ", ".join(FSBI_CONSTRAINTS))
 # The fSBI table (objectives.FSBI_CONSTRAINTS) without the final mean weights, which are in fSBI's
 # conductance units (w_max = 20): add them for such a network. cv_isi has no upper bound (1e9).
 FILTER_CONSTRAINTS = {"rate_e": [1.0, 50.0], "rate_i": [1.0, 50.0], "cv_isi": [0.7, 1e9], "kl_isi": [0.0, 0.5],
@@ -329,6 +327,7 @@ class Experiment(_Table):
         return self.layout().rules
 
     def to_dict(self) -> dict:
+        """Every option as plain data (what a run records), without ``source``."""
         data = dataclasses.asdict(self)
         data.pop("source")
         return data
@@ -530,8 +529,6 @@ def validate(exp: Experiment, *, to_run: bool = True) -> Experiment:
         steps = 1000.0 * getattr(o, key) / n.resolution
         _require(abs(steps - round(steps)) < 1e-6 * max(1.0, steps), f"objective.{key}",
                  f"a multiple of network.resolution ({n.resolution} ms)", getattr(o, key))
-    if o.constraints:
-        from .objectives import FSBI_CONSTRAINTS  # the metrics a constraint may name
     for metric in o.constraints:
         _require(metric in FSBI_CONSTRAINTS, f"objective.constraints.{metric}",
                  f"a metric from {', '.join(sorted(FSBI_CONSTRAINTS))}", metric)
@@ -548,8 +545,6 @@ def _check_runnable(exp: Experiment) -> None:
     _require(n.kind != "single_neuron" or o.population == "E", "objective.population",
              "'E' for network.kind = 'single_neuron' (its one neuron; the inhibitory afferents are inputs)", o.population)
     if o.target_rate is not None:
-        from .objectives import RATE_BIN_MS
-
         _require(1000.0 * o.t_score >= RATE_BIN_MS - 1e-6, "objective.t_score",
                  f"at least {RATE_BIN_MS / 1000:g} s with a target_rate (the scored rate is taken in "
                  f"{RATE_BIN_MS / 1000:g} s bins; a shorter window has none)", o.t_score)
@@ -650,8 +645,7 @@ def load(path: str | Path) -> Experiment:
     if not path.exists() and (EXPERIMENTS_DIR / path.with_suffix(".toml").name).exists():
         path = EXPERIMENTS_DIR / path.with_suffix(".toml").name
     if not path.is_file():
-        shipped = ", ".join(sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.toml")))
-        raise ExperimentError(f"{path}: no such experiment file (shipped experiments: {shipped})")
+        raise ExperimentError(f"{path}: no such experiment file (shipped experiments: {', '.join(available())})")
     try:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as err:
@@ -666,6 +660,7 @@ def default() -> Experiment:
 
 
 def available() -> list[str]:
+    """The names of the experiments shipped with nestplast (for :func:`load`)."""
     return sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.toml"))
 
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-import pickle
 import shlex
 import sys
 import time
@@ -45,14 +44,14 @@ from .errors import UserError
 from .evaluate import Evaluator
 from .experiment import METRIC_INTERVALS, Experiment, ExperimentError, run_experiment
 from .kernel import lent_kernel
-from .networks import draw_trials
+from .networks import Trial, draw_trials
 from .objectives import aggregate_trials, interval_penalty
 from .parallel import Transport, together
 from .search import SearchProblem, build_module, run_loop, search_space
 from .store import DB_NAME, RunStore, StoreError
 from .strategies import Budget
 from .strategies.filter import Filter, inside, require_sbi, round_constraints
-from .tasks import FAILURES, Candidate, Evaluation, Task
+from .tasks import FAILURES, Candidate, Evaluation, Task, by_candidate
 
 NUISANCE_STREAM = 0x6E75  # keeps the nuisance's random stream apart from the trials'
 RECHECK_STREAM = 0x7265  # fresh seeds for the re-check, apart from every round's
@@ -87,7 +86,7 @@ class FilterProblem(SearchProblem):
         return [dataclasses.replace(t, trial=self.with_nuisance(t.trial, generation, t.candidate))
                 for t in super().tasks(generation, candidates)]
 
-    def with_nuisance(self, trial, generation: int, candidate: int, stream: int = NUISANCE_STREAM):
+    def with_nuisance(self, trial: Trial, generation: int, candidate: int, stream: int = NUISANCE_STREAM) -> Trial:
         """``trial`` with its own input rate drawn from ``filter.nuisance_input_rate`` (if set)."""
         band = self.exp.filter.nuisance_input_rate
         if band is None:
@@ -117,12 +116,13 @@ def check_constraints(exp: Experiment) -> None:
     for where, table in [("filter.constraints", f.constraints)] + [
             (f"filter.schedule[{k}].constraints", e["constraints"]) for k, e in enumerate(f.schedule)]:
         for name in table:
-            if name.startswith("w_mean_") and name[len("w_mean_"):] not in exp.rule.plastic:
-                raise ExperimentError(f"{exp.source}: {where}.{name}: {name[len('w_mean_'):]} does not learn "
+            if name.startswith("w_mean_") and name.removeprefix("w_mean_") not in exp.rule.plastic:
+                raise ExperimentError(f"{exp.source}: {where}.{name}: {name.removeprefix('w_mean_')} does not learn "
                                       f"(rule.plastic = {exp.rule.plastic}), so it has no final mean weight to bound")
 
 
 def new_filter(exp: Experiment) -> Filter:
+    """The filter of ``exp`` at its first round."""
     f = exp.filter
     return Filter(search_space(exp), Budget(max_generations=f.rounds), population_size=f.simulations_per_round,
                   seed=exp.seed, constraints=f.constraints, schedule=f.schedule, max_epochs=f.max_epochs,
@@ -151,8 +151,8 @@ def run_filter(exp: Experiment, out: str | Path, *, resume: bool = False, comm=N
                 f"{'' if comm is None else f' on {transport.size} ranks'}; results in {out}")
 
     return run_loop(exp, out, FilterProblem,
-                          lambda store, where, say: _resume(store, exp, where, say) or new_filter(exp),
-                          headline, resume=resume, comm=comm, progress=progress)
+                    lambda store, where, say: _resume(store, exp, where, say) or new_filter(exp),
+                    headline, resume=resume, comm=comm, progress=progress)
 
 
 NEST_BEFORE_TORCH = (
@@ -163,11 +163,11 @@ NEST_BEFORE_TORCH = (
     "nestplast.strategies.filter.require_sbi()) before NEST, as the command does.")
 
 
-def _resume(store: RunStore, exp: Experiment, out: Path, say) -> Filter | None:
+def _resume(store: RunStore, exp: Experiment, out: Path, say: Callable[[str], None]) -> Filter | None:
     last = store.last_complete_generation()
     if last is None:
         return None
-    strategy = pickle.loads(store.load_optimizer(last))
+    strategy = store.load_strategy(last)
     if not isinstance(strategy, Filter):
         raise StoreError(f"{out} holds a search, not a filter: resume it with python -m nestplast.search --out "
                          f"{shlex.quote(str(out))} --resume")
@@ -206,10 +206,7 @@ class Family:
 
 def candidates(store: RunStore) -> list[tuple[int, int, list[Evaluation]]]:
     """(round, candidate, its evaluations by trial) for every candidate in the store."""
-    grouped: dict[tuple[int, int], list[Evaluation]] = {}
-    for e in store.evaluations():
-        grouped.setdefault((e.generation, e.candidate), []).append(e)
-    return [(g, c, sorted(es, key=lambda e: e.trial)) for (g, c), es in sorted(grouped.items())]
+    return [(g, c, es) for (g, c), es in sorted(by_candidate(store.evaluations()).items())]
 
 
 def final_constraints(exp: Experiment, rounds: int) -> dict[str, tuple[float, float]]:
@@ -233,15 +230,12 @@ def family(run_dir: str | Path, constraints: Mapping[str, Sequence[float]] | Non
     if not is_filter_run(run_dir):  # a search's generations are no rounds, its candidates no family
         raise StoreError(f"{run_dir} holds no filter round: a search run, or a filter run that has not finished its "
                          "first round (nestplast report shows what it holds)")
-    store = RunStore.open(run_dir, read_only=True)
-    try:
+    with RunStore.open(run_dir, read_only=True) as store:
         exp = run_experiment(store.experiment(), run_dir)
         rounds = store.last_complete_generation()
         rounds = 0 if rounds is None else rounds + 1
         everything = candidates(store)
         stop = store.stop()
-    finally:
-        store.close()
     judged = final_constraints(exp, rounds)
     judged.update({k: (float(v[0]), float(v[1])) for k, v in (constraints or {}).items()})
     layout = exp.layout()
@@ -268,8 +262,8 @@ def family(run_dir: str | Path, constraints: Mapping[str, Sequence[float]] | Non
                          **layout.as_dict(theta), **{k: features[k] for k in sorted(features)}})
     for name in constraints or {}:  # a bound on what no simulation measured accepted no rule, without a word
         if valid and not any(name in v for v in valid):
-            why = (f": {name[len('w_mean_'):]} does not learn (rule.plastic = {exp.rule.plastic})"
-                   if name.startswith("w_mean_") and name[len("w_mean_"):] not in exp.rule.plastic else "")
+            why = (f": {name.removeprefix('w_mean_')} does not learn (rule.plastic = {exp.rule.plastic})"
+                   if name.startswith("w_mean_") and name.removeprefix("w_mean_") not in exp.rule.plastic else "")
             raise ExperimentError(f"constraints.{name}: no simulation of {run_dir} measured {name}{why}, so no rule "
                                   "could pass this bound")
     # "accepted" is what the filter did (the round's own bounds); "in_family" counts the round's rules
@@ -292,6 +286,7 @@ class Recheck:
 
     @property
     def fraction(self) -> float:
+        """The fraction of the accepted rules that pass again (NaN for none)."""
         return float(np.mean(self.passed)) if self.passed else math.nan
 
     def __repr__(self) -> str:
@@ -321,11 +316,8 @@ def recheck(run_dir: str | Path, n_trials: int = 2, *, comm=None, limit: int | N
     say = progress if progress is not None and transport.is_root else (lambda line: None)
 
     def load():
-        store = RunStore.open(run_dir, read_only=True)
-        try:
+        with RunStore.open(run_dir, read_only=True) as store:
             return store.experiment(), run_experiment(store.experiment(), run_dir)
-        finally:
-            store.close()
 
     recorded, exp = together(comm, load)
     fam = together(comm, lambda: family(run_dir) if transport.is_root else None)  # a refusal ends every rank
@@ -374,10 +366,8 @@ def recheck(run_dir: str | Path, n_trials: int = 2, *, comm=None, limit: int | N
             store.close()  # what arrived is kept, however this ends
     if not transport.is_root:
         return None
-    by_candidate: dict[tuple[int, int], list[Evaluation]] = {}
-    for e in results + reused:
-        by_candidate.setdefault((e.generation, e.candidate), []).append(e)
-    by_rule = [sorted(by_candidate.get((row["round"], row["candidate"]), []), key=lambda e: e.trial) for row in rows]
+    grouped = by_candidate(results + reused)
+    by_rule = [grouped.get((row["round"], row["candidate"]), []) for row in rows]
     passed = [inside(candidate_features(es), fam.constraints) for es in by_rule]
     return Recheck(family=dataclasses.replace(fam, rows=rows, traces=fam.traces[:len(rows)]), passed=passed,
                    evaluations=by_rule)
@@ -412,12 +402,9 @@ def open_recheck(run_dir: Path, experiment: dict, seed: int) -> RunStore:
 
 def is_filter_run(run_dir: str | Path) -> bool:
     """Whether ``run_dir`` holds a filter run (its stored strategy is a :class:`Filter`)."""
-    store = RunStore.open(run_dir, read_only=True)
-    try:
+    with RunStore.open(run_dir, read_only=True) as store:
         last = store.last_complete_generation()
-        return last is not None and isinstance(pickle.loads(store.load_optimizer(last)), Filter)
-    finally:
-        store.close()
+        return last is not None and isinstance(store.load_strategy(last), Filter)
 
 
 __all__ = ["FilterProblem", "Family", "Recheck", "run_filter", "family", "check_bounds", "recheck", "open_recheck", "new_filter",

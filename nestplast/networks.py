@@ -79,6 +79,7 @@ class Network:
     w_start: dict[str, float] = field(default_factory=dict)  # connection type -> the weight all its synapses start at
 
     def weights(self, ct: str) -> np.ndarray:
+        """The weights of connection type ``ct``'s plastic synapses (this rank's, under MPI)."""
         return connection_weights(self.plastic[ct])
 
     def start_weights(self, ct: str) -> np.ndarray:

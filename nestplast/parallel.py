@@ -42,6 +42,7 @@ def world():
 
 
 def choose_mode(comm) -> str:
+    """``serial`` without ``comm``, else ``network`` if NEST has MPI, else ``population``."""
     if comm is None:
         return "serial"
     return "network" if nest_has_mpi() else "population"
@@ -144,6 +145,7 @@ def serve(evaluate: Callable[[Any], Any], comm) -> None:
 
 
 def stop_workers(comm) -> None:
+    """Tell every worker rank of the population mode that there are no more tasks."""
     for w in range(1, comm.Get_size()):
         comm.send(None, dest=w, tag=STOP)
 
@@ -174,6 +176,7 @@ class Transport:
 
     def map(self, tasks: Sequence[Any], evaluate: Callable[[Any], Any], on_result: Callable[[Any], None],
             flush: Callable[[], None] = lambda: None) -> list:
+        """:func:`map_tasks` in this transport's mode."""
         return map_tasks(tasks, evaluate, on_result, comm=self.comm, mode=self.mode, flush=flush)
 
     def serve(self, evaluate: Callable[[Any], Any]) -> None:

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import hashlib
 import math
-import pickle
 import shlex
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -41,6 +41,9 @@ from .parallel import Transport, together
 from .store import RunStore, StoreError
 from .strategies import Budget, SearchSpace, Strategy, make_strategy
 from .tasks import Candidate, Evaluation, Task
+
+if TYPE_CHECKING:
+    from .build import Module
 
 
 class SearchProblem:
@@ -60,7 +63,7 @@ class SearchProblem:
         return aggregate_trials([e.loss for e in evaluations])
 
 
-def build_module(exp: Experiment, quiet: bool = True):
+def build_module(exp: Experiment, quiet: bool = True) -> Module:
     """The experiment's compiled module: every rule of its plastic types, with its neuron."""
     from .build import build  # NESTML is imported only when a module is needed
 
@@ -78,12 +81,14 @@ def search_space(exp: Experiment) -> SearchSpace:
 
 
 def budget(exp: Experiment) -> Budget:
+    """When the search of ``exp`` stops (``search.max_generations`` and the other limits)."""
     s = exp.search
     return Budget(max_generations=s.max_generations, max_evaluations=s.max_evaluations, max_wall_s=s.max_wall_s,
                   target_loss=s.target_loss)
 
 
 def new_strategy(exp: Experiment) -> Strategy:
+    """The search's strategy (``search.strategy``) at its start, as ``exp`` sets it up."""
     s = exp.search
     options = {"cma_options": s.cma_options} if s.strategy == "cmaes" else {}
     return make_strategy(s.strategy, search_space(exp), budget(exp), population_size=s.population_size, seed=exp.seed,
@@ -250,18 +255,18 @@ def run_search(exp: Experiment, out: str | Path, *, resume: bool = False, comm=N
         return line
 
     result = run_loop(exp, out, SearchProblem,
-                            lambda store, where, say: _resume_strategy(store, exp, where, say) or new_strategy(exp),
-                            headline, resume=resume, comm=comm, progress=progress)
+                      lambda store, where, say: _resume_strategy(store, exp, where, say) or new_strategy(exp),
+                      headline, resume=resume, comm=comm, progress=progress)
     if result is not None and progress is not None:
         progress(summary_lines(exp, result, Path(out)))
     return result
 
 
-def _resume_strategy(store: RunStore, exp: Experiment, out: Path, say) -> Strategy | None:
+def _resume_strategy(store: RunStore, exp: Experiment, out: Path, say: Callable[[str], None]) -> Strategy | None:
     last = store.last_complete_generation()
     if last is None:
         return None
-    strategy = pickle.loads(store.load_optimizer(last))
+    strategy = store.load_strategy(last)
     if not hasattr(strategy, "ask"):
         raise StoreError(f"{out} was made by an older nestplast whose optimiser state cannot be resumed")
     if hasattr(strategy, "observe"):  # the filter's, which learns from every metric: the search gives it none
@@ -273,6 +278,8 @@ def _resume_strategy(store: RunStore, exp: Experiment, out: Path, say) -> Strate
 
 
 def summary_lines(exp: Experiment, outcome: Outcome, out: Path) -> str:
+    """The lines printed when a search ends: how it stopped, its best loss and parameters, and
+    the command that reports on it."""
     lines = [f"done ({describe_stop(outcome.stop)}): {outcome.generations} generations, "
              f"{outcome.evaluations} evaluations, {outcome.blowups} blow-ups, {outcome.failed} failed; "
              f"best loss {outcome.best_loss:.4f}"]

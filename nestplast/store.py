@@ -17,6 +17,7 @@ import fcntl
 import json
 import math
 import os
+import pickle
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -156,12 +157,19 @@ def _lock_writer(run_dir: Path):
 
 
 class RunStore:
-    """A run's SQLite database. Only rank 0 writes; one process at a time (a writer lock)."""
+    """A run's SQLite database. Only rank 0 writes; one process at a time (a writer lock).
+    A context manager: ``with RunStore.open(run_dir, read_only=True) as store: ...`` closes it."""
 
     def __init__(self, path: Path, connection: sqlite3.Connection, lock=None):
         self.path = path
         self._db = connection
         self._lock = lock
+
+    def __enter__(self) -> RunStore:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
 
     @staticmethod
     def _connect(path: Path) -> sqlite3.Connection:
@@ -264,6 +272,7 @@ class RunStore:
         return db
 
     def close(self) -> None:
+        """Commit what is pending and let go of the database and the writer lock."""
         try:
             self.commit()  # what an interrupted burst recorded (Ctrl-C, SIGTERM) is kept
         finally:  # also when that commit fails (a full disk): the run is let go of
@@ -299,9 +308,11 @@ class RunStore:
         return data
 
     def seed(self) -> int:
+        """The run's seed."""
         return self._db.execute("SELECT seed FROM run").fetchone()[0]
 
     def meta(self) -> dict:
+        """The run's metadata as recorded when it began (e.g. nestplast's version, ranks, mode)."""
         return _decode(self._db.execute("SELECT meta FROM run").fetchone()[0])
 
     def record_stop(self, reason: dict) -> None:
@@ -349,14 +360,20 @@ class RunStore:
                 self._db.execute("COMMIT")
 
     def get_evaluation(self, generation: int, candidate: int, trial: int) -> Evaluation | None:
+        """The evaluation of (``generation``, ``candidate``, ``trial``), or None if not recorded."""
         row = self._db.execute("SELECT * FROM evaluations WHERE generation=? AND candidate=? AND trial=?",
                                (generation, candidate, trial)).fetchone()
         return None if row is None else _evaluation(row)
 
-    def evaluations(self, generation: int | None = None, status: str | None = None) -> list[Evaluation]:
+    def evaluations(self, generation: int | None = None, status: str | None = None, *,
+                    candidate: int | None = None) -> list[Evaluation]:
+        """Every evaluation (of ``generation``, with ``status``, of ``candidate``), by generation,
+        candidate and trial."""
         query, args = "SELECT * FROM evaluations WHERE 1=1", []
         if generation is not None:
             query, args = query + " AND generation=?", args + [generation]
+        if candidate is not None:
+            query, args = query + " AND candidate=?", args + [candidate]
         if status is not None:
             query, args = query + " AND status=?", args + [status]
         rows = self._db.execute(query + " ORDER BY generation, candidate, trial", args)
@@ -406,15 +423,22 @@ class RunStore:
             raise StoreError(f"generation {generation} is recorded already") from None
 
     def last_complete_generation(self) -> int | None:
+        """The last generation recorded with its optimiser, or None before the first."""
         return self._db.execute("SELECT MAX(generation) FROM generations").fetchone()[0]
 
     def load_optimizer(self, generation: int) -> bytes:
+        """The pickled optimiser recorded after ``generation``."""
         row = self._db.execute("SELECT optimizer FROM generations WHERE generation=?", (generation,)).fetchone()
         if row is None:
             raise StoreError(f"no optimiser state for generation {generation} in {self.path}")
         return bytes(row[0])
 
+    def load_strategy(self, generation: int) -> Any:
+        """The strategy as it was after ``generation``, unpickled (what a resumed run goes on with)."""
+        return pickle.loads(self.load_optimizer(generation))
+
     def generations(self) -> list[dict]:
+        """Every generation's summary, with its ``generation`` and ``created`` time."""
         rows = self._db.execute("SELECT generation, summary, created FROM generations ORDER BY generation")
         return [{"generation": r["generation"], **_decode(r["summary"]), "created": r["created"]} for r in rows]
 

@@ -29,6 +29,7 @@ def quadratic_features(z: np.ndarray) -> np.ndarray:
 
 
 def n_quadratic_terms(d: int) -> int:
+    """The number of coefficients of a full quadratic in ``d`` variables."""
     return (d + 1) * (d + 2) // 2
 
 

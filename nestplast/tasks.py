@@ -1,11 +1,13 @@
 """What flows through the engine: a :class:`Candidate` proposed by a strategy, the :class:`Task`
 s a problem makes of it (candidate x trial), and the :class:`Evaluation` record of one task, the
-one type that evaluators return, the store keeps and reports read."""
+one type that evaluators return, the store keeps and reports read (:func:`by_candidate` groups
+them by the candidate they evaluated)."""
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,3 +60,11 @@ class Evaluation:
     def failed(self) -> bool:
         """An error, a timeout or a NaN (a blow-up is a result, not a failure)."""
         return self.status in FAILURES
+
+
+def by_candidate(evaluations: Iterable[Evaluation]) -> dict[tuple[int, int], list[Evaluation]]:
+    """The evaluations of each (generation, candidate), in trial order."""
+    grouped: dict[tuple[int, int], list[Evaluation]] = {}
+    for e in evaluations:
+        grouped.setdefault((e.generation, e.candidate), []).append(e)
+    return {key: sorted(es, key=lambda e: e.trial) for key, es in grouped.items()}

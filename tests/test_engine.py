@@ -3,7 +3,6 @@ stop criteria end the run and are recorded, a second strategy plugs into the sam
 run interrupted in the middle of a generation resumes to exactly the uninterrupted run."""
 
 import math
-import pickle
 
 import numpy as np
 import pytest
@@ -12,7 +11,7 @@ from nestplast import engine
 from nestplast.parallel import Transport
 from nestplast.store import RunStore
 from nestplast.strategies import Budget, SearchSpace, make_strategy
-from nestplast.tasks import Evaluation, Task
+from nestplast.tasks import Evaluation, Task, by_candidate
 
 SPACE = SearchSpace(names=("x", "y", "tau"), low=(-2.0, -2.0, 1.0), high=(2.0, 2.0, 100.0),
                     log=(False, False, True), start=(1.5, -1.5, 50.0))
@@ -171,7 +170,7 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, strategy, per_ge
     store = RunStore.open(tmp_path / "cut")
     assert store.last_complete_generation() == 1 and len(store.evaluations(generation=2)) == 5
     before = rows(store)
-    resumed = pickle.loads(store.load_optimizer(1))
+    resumed = store.load_strategy(1)
     problem = Sphere()
     outcome = engine.run(problem, resumed, store, Transport())
     assert problem.calls == 3 * per_generation - 5, "the 5 evaluations recorded before the interruption are reused"
@@ -197,9 +196,16 @@ def test_a_stored_evaluation_of_other_parameters_is_never_reused(tmp_path):
     assert problem.calls == 0 and rows(store) == before, "nothing evaluated, nothing recorded"
 
 
+def test_evaluations_are_grouped_by_candidate_in_trial_order():
+    made = [Evaluation(g, k, j, [0.0], 1) for g, k, j in [(1, 0, 1), (0, 2, 0), (1, 0, 0), (0, 2, 1)]]
+    grouped = by_candidate(made)
+    assert list(grouped) == [(1, 0), (0, 2)]
+    assert [e.trial for e in grouped[(1, 0)]] == [0, 1] and [e.trial for e in grouped[(0, 2)]] == [0, 1]
+
+
 def test_a_resumed_strategy_takes_new_limits(tmp_path):
     outcome, store = run(tmp_path, "short", Budget(max_generations=2))
-    strategy = pickle.loads(store.load_optimizer(1))
+    strategy = store.load_strategy(1)
     assert strategy.stop() == {"maxiter": 2}
     strategy.set_budget(Budget(max_generations=4))
     assert strategy.stop() is None

@@ -123,7 +123,7 @@ def test_the_family_lies_inside_the_region_and_spans_it(toy_run):
 def test_a_resumed_filter_asks_the_same_candidates(tmp_path, toy_run):
     _, full = toy_run
     partial_strategy, partial = run_toy(tmp_path / "part", rounds=2)
-    resumed = pickle.loads(partial.load_optimizer(1))
+    resumed = partial.load_strategy(1)
     resumed.set_budget(Budget(max_generations=3))
     run_toy(None, store=partial, strategy=resumed)
     asked = [(e.generation, e.candidate, tuple(e.theta)) for e in partial.evaluations()]

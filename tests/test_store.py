@@ -36,6 +36,7 @@ def test_round_trip_keeps_nan_and_infinities(tmp_path):
     # a blow-up is the rule's result, counted apart from failures of the evaluation itself
     assert again.counts() == {"generations": 0, "evaluations": 3, "failed": 1, "blowups": 1}
     assert [e.candidate for e in again.best(5)] == [0]
+    assert [e.status for e in again.evaluations(generation=0, candidate=2)] == ["blowup"]
 
 
 def test_a_run_recorded_before_the_drive_option_keeps_the_poisson_generator(tmp_path):
@@ -99,8 +100,10 @@ def test_generation_is_atomic_and_resumable(tmp_path):
     assert store.last_complete_generation() == 0
     assert store.generations()[0]["best_loss"] == 1.0
     store.close()
-    resumed = pickle.loads(RunStore.open(tmp_path).load_optimizer(0))
+    with RunStore.open(tmp_path) as store:
+        resumed = store.load_strategy(0)
     assert resumed.ask() == es.ask(), "the resumed strategy asks what the original asks"
+    RunStore.open(tmp_path).close()  # the with block let go of the writer lock
 
 
 def test_kill_minus_nine_loses_nothing_committed(tmp_path):

@@ -1,7 +1,10 @@
 """Tables and figures of results, and the small helpers they share: a CSV writer, a figure saved
 as PNG, and the check of an output directory before the work that fills it.
 
-One module per kind of result: :mod:`nestplast.analysis.pruning` for the pruning comparison.
+One module per kind of result: :mod:`~nestplast.analysis.search` (a search run),
+:mod:`~nestplast.analysis.families` (a filter run's family), :mod:`~nestplast.analysis.inference` (a
+fit to spikes and weights), :mod:`~nestplast.analysis.behaviour` (a fit to choices) and
+:mod:`~nestplast.analysis.pruning` (the pruning comparison).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ class OutputPathError(UserError):
     """An output directory that is a file or cannot be written."""
 
 
-def check_output_directory(path) -> Path:
+def check_output_directory(path: str | Path) -> Path:
     """Return ``path`` if it is a writable directory or can be created as one, else raise
     :class:`OutputPathError`. Meant to run before the work whose results go there, so that a
     wrong path costs nothing. Creates nothing."""
@@ -39,7 +42,7 @@ def check_output_directory(path) -> Path:
     return path
 
 
-def write_csv(rows: list[dict], path, columns: list[str] | None = None) -> None:
+def write_csv(rows: list[dict], path: str | Path, columns: list[str] | None = None) -> None:
     """Write dicts as CSV rows, columns in the order of first appearance; None as an empty cell.
     ``columns``: the header of a table without rows (with rows, those of the rows)."""
     columns = list(dict.fromkeys(key for row in rows for key in row)) if rows else list(columns or [])

@@ -184,7 +184,7 @@ def draw_traces(fam, exp: Experiment, left, right) -> None:
             continue
         line, = left.plot(trace["t_s"], trace["rate"], "-", label=f"#{fam.rows[k]['candidate']} (round {fam.rows[k]['round']})")
         for key in (k2 for k2 in trace if k2.startswith("w_mean_")):
-            right.plot(trace["t_s"], trace[key], styles.get(key[len("w_mean_"):], "-"), color=line.get_color(), alpha=0.8)
+            right.plot(trace["t_s"], trace[key], styles.get(key.removeprefix("w_mean_"), "-"), color=line.get_color(), alpha=0.8)
     left.set_xlabel("time (s)")
     left.set_ylabel(f"{exp.objective.population} rate (Hz), trial 0")
     left.set_title("members: activity")

@@ -59,8 +59,7 @@ def describe_stop(stop: dict | None) -> str:
 
 def summarise(run_dir: str | Path) -> dict:
     """The run's summary: counts, stop reason, best candidate, its trials, failures by reason."""
-    store = RunStore.open(run_dir, read_only=True)
-    try:
+    with RunStore.open(run_dir, read_only=True) as store:
         exp = run_experiment(store.experiment(), run_dir)
         counts = store.counts()
         best = store.best_candidates(1)
@@ -72,12 +71,9 @@ def summarise(run_dir: str | Path) -> dict:
                    "loss_per_generation": [{"generation": g["generation"], "best": g["best_loss"],
                                             "median": g["median_loss"]} for g in store.generations()]}
         if best:
-            trials = [e for e in store.evaluations(generation=best[0]["generation"])
-                      if e.candidate == best[0]["candidate"]]
+            trials = store.evaluations(generation=best[0]["generation"], candidate=best[0]["candidate"])
             summary["best"] = {"generation": best[0]["generation"], "candidate": best[0]["candidate"]}
             summary["best_trials"] = [trial_summary(e) for e in trials]
-    finally:
-        store.close()
     return summary
 
 
@@ -90,7 +86,7 @@ def trial_summary(e: Evaluation) -> dict:
     for key, values in trace.items():
         if not key.startswith("w_mean_"):
             continue
-        ct = key[len("w_mean_"):]
+        ct = key.removeprefix("w_mean_")
         start, end = m.get(f"w_start_{ct}"), m.get(key)
         if start is None and len(values) >= 2:  # recorded before w_start_<type>: from the first check
             start, end = values[0], values[-1]
@@ -175,13 +171,10 @@ def write_plots(run_dir: str | Path, summary: dict, out: str | Path | None = Non
         ax.set_title("loss per generation")
     if summary["best_loss"] is None:
         return written
-    store = RunStore.open(run_dir, read_only=True)
-    try:
+    with RunStore.open(run_dir, read_only=True) as store:
         exp = run_experiment(store.experiment(), run_dir)
         best = summary["best"]
-        evaluations = [e for e in store.evaluations(generation=best["generation"]) if e.candidate == best["candidate"]]
-    finally:
-        store.close()
+        evaluations = store.evaluations(generation=best["generation"], candidate=best["candidate"])
     theta = evaluations[0].theta
     if all(r.describes_update for r in exp.module_rules()):  # a user's NESTML rule is compiled, not described in Python
         written.append(out / "stdp_window.png")
@@ -199,7 +192,7 @@ def write_plots(run_dir: str | Path, summary: dict, out: str | Path | None = Non
             left.set_ylabel(f"{exp.objective.population} rate (Hz)")
             left.set_title("best rule, trial 0: activity")
             for key in (k for k in trace if k.startswith("w_mean_")):
-                right.plot(trace["t_s"], trace[key], "o-", label=f"mean |w| {key[7:]}")
+                right.plot(trace["t_s"], trace[key], "o-", label=f"mean |w| {key.removeprefix('w_mean_')}")
             right.set_xlabel("time (s)")
             right.set_ylabel(f"mean |weight| ({weight_unit(exp)})")
             right.set_title("weights")

@@ -14,16 +14,22 @@ RUN_DIR/recheck as they end, so that the same command goes on after a Ctrl-C).
 
 from __future__ import annotations
 
+import argparse
 import shlex
 import sys
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .. import experiment
 from ..cli import ArgumentParser, as_launched, resume_hint, run_mpi_command
 from ..errors import UsageError
 from ..parallel import together, world
+from ..store import DB_NAME, RunStore
+
+if TYPE_CHECKING:
+    from ..families import Recheck
 
 
 def parser() -> ArgumentParser:
@@ -67,8 +73,8 @@ def read_constraints(path: Path) -> dict[str, tuple[float, float]]:
     return {k: (float(v[0]), float(v[1])) for k, v in data["constraints"].items()}
 
 
-def load_experiment(args) -> experiment.Experiment:
-    from ..store import DB_NAME
+def load_experiment(args: argparse.Namespace) -> experiment.Experiment:
+    """The experiment to run (named, or stored in --out with --resume), with --rounds and --seed applied."""
     from .search import named_or_stored
 
     if args.target is not None and (Path(args.target) / DB_NAME).is_file():  # not "no such experiment file"
@@ -88,8 +94,8 @@ def load_experiment(args) -> experiment.Experiment:
         raise experiment.ExperimentError(f"{exp.source}: {err}") from None
 
 
-def report(run_dir: Path, out: Path | None = None, constraints=None, plots: bool = True, what: str = "family",
-           as_json: bool = False) -> None:
+def report(run_dir: Path, out: Path | None = None, constraints: Mapping[str, Sequence[float]] | None = None,
+           plots: bool = True, what: str = "family", as_json: bool = False) -> None:
     """Tables (and plots) of the family in ``run_dir`` into ``out`` (default the run directory);
     on stdout its summary, or with ``as_json`` one JSON object and nothing else."""
     import json
@@ -97,19 +103,17 @@ def report(run_dir: Path, out: Path | None = None, constraints=None, plots: bool
     from ..analysis import check_output_directory
     from ..analysis.families import summary, text, write_plots, write_tables
     from ..families import family
-    from ..store import RunStore
-    from .report import _finite
+    from .report import json_safe
 
     fam = family(run_dir, constraints)
     out = check_output_directory(out or run_dir)
     written = write_tables(fam, out)
     if plots:
-        store = RunStore.open(run_dir, read_only=True)
-        exp = experiment.run_experiment(store.experiment(), run_dir)
-        store.close()
+        with RunStore.open(run_dir, read_only=True) as store:
+            exp = experiment.run_experiment(store.experiment(), run_dir)
         written += write_plots(fam, exp, out)
     if as_json:
-        print(json.dumps(_finite(summary(fam))))
+        print(json.dumps(json_safe(summary(fam))))
         return
     print(text(fam, what, shlex.quote(str(run_dir))))
     for path in written:
@@ -177,7 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_mpi_command(run, argv, comm, interrupted=interrupted)
 
 
-def write_recheck(result, path: Path) -> None:
+def write_recheck(result: Recheck, path: Path) -> None:
+    """One row per re-checked rule: whether it passed, its trials' statuses and its mean metrics."""
     from ..analysis import write_csv
     from ..families import candidate_features
 

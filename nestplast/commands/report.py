@@ -10,9 +10,11 @@ import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from ..cli import ArgumentParser, run_command
-from ..store import DB_NAME
+from ..errors import UserError
+from ..store import DB_NAME, RunStore
 
 
 def parser() -> ArgumentParser:
@@ -24,14 +26,14 @@ def parser() -> ArgumentParser:
     return p
 
 
-def _finite(value):
-    """JSON has no NaN or infinity: None instead."""
+def json_safe(value: Any) -> Any:
+    """``value`` with None for every NaN and infinity, which JSON does not have."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_finite(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
@@ -46,8 +48,6 @@ def _report(argv: Sequence[str] | None) -> int:
     if kind == "infer":
         return _report_fit(args)
     if kind == "recheck":  # its simulations' losses are the search's scores, not the filter's verdict
-        from ..errors import UserError
-
         raise UserError(f"{args.run_dir} holds the simulations of a filter run's re-check: its verdicts are in "
                         f"{args.run_dir.parent / 'recheck.csv'} (python -m nestplast filter {shlex.quote(str(args.run_dir.parent))} "
                         "--recheck N writes it, from these simulations where it can)")
@@ -76,7 +76,7 @@ def _report(argv: Sequence[str] | None) -> int:
             check_output_directory(folder).mkdir(parents=True, exist_ok=True)
             plots = write_plots(args.run_dir, summary, folder) + _pycma_log(args.run_dir, folder)
     if args.json:
-        print(json.dumps(_finite(summary)))
+        print(json.dumps(json_safe(summary)))
         return 0
     print(text(summary, args.run_dir))
     for path in plots:
@@ -86,25 +86,17 @@ def _report(argv: Sequence[str] | None) -> int:
 
 def _pycma_log(run_dir: Path, folder: Path) -> list[Path]:
     """pycma's own log of a CMA-ES run in ``folder/outcmaes`` (none for another strategy)."""
-    from ..store import RunStore
     from ..strategies.cmaes import write_pycma_log
 
-    store = RunStore.open(run_dir, read_only=True)
-    try:
+    with RunStore.open(run_dir, read_only=True) as store:
         log = write_pycma_log(store, folder / "outcmaes")
-    finally:
-        store.close()
     return [] if log is None else [log]
 
 
 def _kind(run_dir: Path) -> str:
-    from ..store import RunStore
-
-    store = RunStore.open(run_dir, read_only=True)
-    try:
+    """The run's kind as its metadata says: ``infer``, ``recheck``, else ``search`` (a filter run records none)."""
+    with RunStore.open(run_dir, read_only=True) as store:
         return store.meta().get("kind", "search")
-    finally:
-        store.close()
 
 
 def _is_filter_run(run_dir: Path) -> bool:
@@ -120,25 +112,19 @@ def _filter_in_first_round(run_dir: Path) -> tuple[int, int] | None:
     round, else None. Its stored strategy, which says "filter", comes with the first round; until
     then its simulations do: only the filter records each one's ``input_rate``."""
     from ..experiment import run_experiment
-    from ..store import RunStore
 
-    store = RunStore.open(run_dir, read_only=True)
-    try:
+    with RunStore.open(run_dir, read_only=True) as store:
         if store.last_complete_generation() is not None:
             return None
         evaluations = store.evaluations()
         if not any("input_rate" in (e.metrics or {}) for e in evaluations):
             return None
         exp = run_experiment(store.experiment(), run_dir)
-    finally:
-        store.close()
     return len(evaluations), exp.filter.simulations_per_round * exp.trials.n
 
 
 def _report_fit(args) -> int:
     """An inference run: its fit.json, as `nestplast infer` printed it."""
-    from ..errors import UserError
-
     path = args.run_dir / "fit.json"
     if not path.is_file():
         raise UserError(f"{args.run_dir} is an inference run that has not finished its fit (no fit.json); "

@@ -9,6 +9,7 @@ parameters by CMA-ES, MPI-parallel under ``mpiexec``/``srun``.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import sys
 from collections.abc import Sequence
@@ -18,6 +19,7 @@ from .. import experiment
 from ..cli import ArgumentParser, as_launched, resume_hint, run_mpi_command
 from ..errors import UsageError
 from ..parallel import together, world
+from ..store import RunStore
 
 
 def parser() -> ArgumentParser:
@@ -38,23 +40,18 @@ def parser() -> ArgumentParser:
     return p
 
 
-def named_or_stored(name: str | None, out, resume: bool) -> experiment.Experiment:
+def named_or_stored(name: str | None, out: Path | None, resume: bool) -> experiment.Experiment:
     """The experiment file ``name`` (default: the built-in one), or, resuming without a name, the
     experiment stored in the run ``out``."""
-    from ..store import RunStore
-
     if resume and out is None:
         raise UsageError("--resume needs --out RUN_DIR")
     if resume and name is None:
-        store = RunStore.open(out, read_only=True)
-        try:
+        with RunStore.open(out, read_only=True) as store:
             return experiment.run_experiment(store.experiment(), out)
-        finally:
-            store.close()
     return experiment.load(name) if name else experiment.default()
 
 
-def load_experiment(args) -> experiment.Experiment:
+def load_experiment(args: argparse.Namespace) -> experiment.Experiment:
     """The experiment the arguments name, with the overrides applied and validated."""
     exp = named_or_stored(args.experiment, args.out, args.resume)
     overrides = {"--seed": ("seed", args.seed), "--max-generations": ("search.max_generations", args.max_generations),
