@@ -152,7 +152,7 @@ for option in "$@"; do
     --compiler|--compiler-name) echo "g++" ;;
     --static-libraries) echo "OFF" ;;
     --libdir) echo "lib" ;;
-    --version) echo "{_nest_version()}" ;;
+    --version) echo "{nest_version()}" ;;
     *) echo "" ;;
   esac
 done
@@ -176,7 +176,7 @@ def nest_path() -> Path:
 
 
 @functools.cache
-def _nest_version() -> str:
+def nest_version() -> str:
     """NEST's version, e.g. "3.10.0" (NESTML generates code for that version's kernel API)."""
     try:
         return importlib.metadata.version("nest-simulator")
@@ -324,7 +324,7 @@ def module_key(rules: Sequence[Rule], neuron: Neuron) -> str:
         "sources": {neuron.model: neuron.source, **{r.synapse: r.source for r in rules}},
         # the templates as assembled (installed NESTML + overlay), by content, not by their folder
         "options": _codegen_options(rules, neuron, templates=_templates_digest()),
-        "nest": [_nest_version(), str(_nest_package_dir())],
+        "nest": [nest_version(), str(_nest_package_dir())],
         "nestml": _nestml_version(),
         "python": sys.version_info[:2],
     }
@@ -403,7 +403,7 @@ def _compile(rules: Sequence[Rule], neuron: Neuron, name: str, workdir: Path) ->
         sources[rule.synapse] = src_dir / f"{rule.synapse}.nestml"
         sources[rule.synapse].write_text(rule.source)
     options = {**_codegen_options(rules, neuron, str(templates_dir())), "nest_path": str(nest_path()),
-               "nest_version": "v" + _nest_version()}
+               "nest_version": "v" + nest_version()}
     args = {"input_path": [str(p) for p in sources.values()], "target_path": str(target),
             "install_path": str(install), "module_name": name, "logging_level": "WARNING",
             "codegen_opts": options}

@@ -35,7 +35,7 @@ from .recording import Recording, RecordingError, check_time_unit
 from .rules import Rule, get_rule
 from .store import RunStore, StoreError, as_stored
 from .strategies import Budget, SearchSpace, make_strategy
-from .tasks import Candidate, Evaluation, Task
+from .tasks import Candidate, Evaluation, Task, by_candidate
 from .trajectories import ClampedTrajectories
 
 if TYPE_CHECKING:
@@ -372,7 +372,6 @@ def _search(problem, rule: Rule, choice: RuleChoice, fixed, settings: dict, reco
     """CMA-ES through the engine on ``problem``, then ``restarts`` more runs with other seeds and a
     doubled population each time (IPOP, as pycma's restarts), each in ``out/restart-K``;
     (rank 0's best outcome or None, the run directory)."""
-    import pickle
     import tempfile
 
     transport = Transport(comm)
@@ -392,7 +391,7 @@ def _search(problem, rule: Rule, choice: RuleChoice, fixed, settings: dict, reco
         if transport.is_root:
             last = store.last_complete_generation()
             if last is not None:
-                strategy = pickle.loads(store.load_optimizer(last))
+                strategy = store.load_strategy(last)
             else:
                 strategy = make_strategy("cmaes", _space(rule), Budget(max_generations=max_generations),
                                          population_size=population_size * 2**k, seed=seed + k, sigma0=0.3,
@@ -506,10 +505,7 @@ def simulated_candidates(problem: ClosedLoopFit, out: str | Path) -> tuple[np.nd
     restarts): (thetas, per-segment errors of its mean outputs), read back from the stores."""
     thetas, errors = [], []
     for run in stored_evaluations(out):
-        of: dict[tuple[int, int], list[Evaluation]] = {}
-        for e in run:
-            of.setdefault((e.generation, e.candidate), []).append(e)
-        for evaluations in of.values():
+        for evaluations in by_candidate(run).values():
             if len(evaluations) == len(problem.trials):
                 thetas.append(evaluations[0].theta)
                 errors.append(problem.segment_errors([np.asarray(e.metrics["counts"]) for e in evaluations],

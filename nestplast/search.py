@@ -170,10 +170,10 @@ def software_versions() -> dict[str, str]:
     """The versions of what a run's numbers depend on, kept in its metadata."""
     import importlib.metadata
 
-    from .build import _nest_version  # a NEST built from source is not known to pip
+    from .build import nest_version  # a NEST built from source is not known to pip
 
     versions = {name: importlib.metadata.version(name) for name in VERSIONED if name != "nest-simulator"}
-    return {"nest-simulator": _nest_version(), **versions}
+    return {"nest-simulator": nest_version(), **versions}
 
 
 def version_changes(meta: dict) -> str | None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import math
 import os
-import pickle
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -180,7 +179,7 @@ def write_pycma_log(store: RunStore, folder: str | os.PathLike[str]) -> Path | N
 
     logger = None
     for generation in store.generations():
-        strategy = pickle.loads(store.load_optimizer(generation["generation"]))
+        strategy = store.load_strategy(generation["generation"])
         if not isinstance(strategy, CMAES):
             return None
         if logger is None:
