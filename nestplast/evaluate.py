@@ -29,7 +29,7 @@ from . import metrics as M
 from .build import Module
 from .experiment import Experiment
 from .kernel import import_nest, install, reset_kernel
-from .networks import Network, Trial, build_network
+from .networks import Network, Trial, build_network, check_neuron_params
 from .objectives import FAILURE_LOSS, RATE_BIN_MS, Objective, RateBand
 from .tasks import Evaluation, Task
 
@@ -115,6 +115,14 @@ class Evaluator:
             # it in the process (a resumed run or another rank/thread split would diverge).
             nest.SetKernelStatus({"use_compressed_spikes": self.exp.search.compressed_spikes})
         return nest
+
+    def check_neuron_params(self) -> None:
+        """Refuse (ExperimentError) neuron parameters that the neuron refuses, before a run: each
+        of its evaluations would fail alike. In a kernel with NEST's own settings: one the
+        experiment sets and NEST refuses fails each evaluation, recorded with NEST's message."""
+        nest = reset_kernel()
+        install(self.module)
+        check_neuron_params(nest, self.exp.network, self.module)
 
     def synapse_params(self, theta: Sequence[float]) -> dict[str, dict]:
         """The rule's NEST settings for ``theta``, per plastic connection type (``Wmax`` comes

@@ -139,6 +139,18 @@ def add_poisson_generator(nest, spec: NetworkSpec, neurons, rate: float) -> None
     nest.Connect(drive, neurons, syn_spec={"weight": spec.input_weight, "delay": spec.delay})
 
 
+def check_neuron_params(nest, spec: NetworkSpec, module: Module) -> None:
+    """Refuse (ExperimentError) ``spec.neuron_params`` where the module's neuron refuses them
+    (e.g. ``tau_syn_in`` equal to ``tau_m``): every network built with them would fail alike."""
+    from .experiment import ExperimentError
+
+    neuron = get_neuron(module.neuron_model.split("__with_")[0])
+    try:
+        nest.CopyModel(module.neuron_model, "nestplast_neuron_check", neuron.params_from_nest(spec.neuron_params))
+    except nest.NESTErrors.BadProperty as err:
+        raise ExperimentError(f"network.neuron_params: {neuron.name} refuses {spec.neuron_params}: {err}") from None
+
+
 def build_network(nest, spec: NetworkSpec, module: Module, synapse_params: dict[str, dict], trial: Trial,
                   label: str = "", models: dict[str, str] | None = None) -> Network:
     """Build one network in the running kernel (the module must be installed).

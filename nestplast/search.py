@@ -212,11 +212,22 @@ def run_loop(exp: Experiment, out: str | Path, problem: Callable[[Experiment, Ev
     transport = Transport(comm)
     say = progress if progress is not None and transport.is_root else (lambda line: None)
     # Anything the user can fix fails on every rank together, before any rank waits for another.
-    store = together(comm, lambda: open_run(exp, out, resume=resume, ranks=transport.size, mode=transport.mode)
-                     if transport.is_root else None)
+    def open_store() -> RunStore | None:
+        return together(comm, lambda: open_run(exp, out, resume=resume, ranks=transport.size, mode=transport.mode)
+                        if transport.is_root else None)
+
+    # A resume is refused (another experiment, ...) before any compiling; a new run is created only
+    # once its module is built and its neurons take their parameters, so that a mistake there
+    # leaves no empty run in the way of the corrected one (its folder is checked first, though).
+    if not resume:
+        together(comm, lambda: (check_output_directory(out), RunStore.check_free(out)) if transport.is_root else None)
+    store = open_store() if resume else None
     try:
         module = together(comm, lambda: build_module(exp, quiet=not transport.is_root))
         evaluator = Evaluator(exp, module, rank=transport.rank, comm=comm if transport.mode == "network" else None)
+        together(comm, evaluator.check_neuron_params)
+        if not resume:
+            store = open_store()
         chosen = None
         if transport.is_root:
             chosen = strategy(store, out, say)

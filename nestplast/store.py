@@ -186,10 +186,11 @@ class RunStore:
         path = run_dir / DB_NAME
         run_dir.mkdir(parents=True, exist_ok=True)
         lock = _lock_writer(run_dir)  # before the check: two processes cannot both find the folder free
-        if path.exists():
+        try:
+            cls.check_free(run_dir)
+        except StoreError:
             lock.close()
-            raise StoreError(f"{run_dir} already holds a run ({path}); continue it with --resume, "
-                             "or choose another --out")
+            raise
         try:
             cls._build(path, experiment, seed, meta)
             return cls(path, cls._connect(path), lock)
@@ -202,6 +203,14 @@ class RunStore:
         except BaseException:
             lock.close()  # the folder is free again for the next try
             raise
+
+    @staticmethod
+    def check_free(run_dir: str | Path) -> None:
+        """Refuse (StoreError) a ``run_dir`` that already holds a run."""
+        path = Path(run_dir) / DB_NAME
+        if path.exists():
+            raise StoreError(f"{run_dir} already holds a run ({path}); continue it with --resume, "
+                             "or choose another --out")
 
     @staticmethod
     def _build(path: Path, experiment: dict, seed: int, meta: dict | None) -> None:

@@ -268,6 +268,18 @@ def test_bad_paths_and_seeds_are_one_line_before_anything_is_created(tmp_path, a
     assert not (tmp_path / "NEW").exists()
 
 
+def test_neuron_parameters_the_neuron_refuses_are_named_before_a_run_is_created(tmp_path):
+    """tau_syn_in = tau_m: NESTML's solution divides by their difference, so the paired neuron
+    refuses it. Every evaluation failed; now the run is refused before it exists, so that the
+    corrected experiment can go to the same --out."""
+    path = tiny(tmp_path)
+    path.write_text(path.read_text().replace("p = 0.2\n", "p = 0.2\nneuron_params = { tau_m = 10.0, tau_syn_in = 10.0 }\n"))
+    out = search([path, "--out", tmp_path / "run"])
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert "network.neuron_params: iaf_psc_exp refuses" in out.stderr and "abs(tau_syn_inh - tau_m)" in out.stderr
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.mpi
 @pytest.mark.skipif(nest_has_mpi(), reason="population mode needs the PyPI NEST (no MPI inside)")
 def test_mpi_error_before_the_first_task_ends_every_rank(tmp_path):
