@@ -29,8 +29,8 @@ from typing import Protocol
 
 import numpy as np
 
-from .parallel import Transport
-from .store import RunStore, StoreError, as_stored
+from .parallel import SharedError, Transport
+from .store import RunStore, as_stored
 from .strategies import Strategy
 from .tasks import Candidate, Evaluation, Task, by_candidate
 
@@ -64,12 +64,15 @@ class Outcome:
 
 
 def run(problem: Problem, strategy: Strategy | None, store: RunStore | None, transport: Transport,
-        progress: Callable[[str], None] | None = None) -> Outcome | None:
+        progress: Callable[[str], None] | None = None, on_start: Callable[[], None] | None = None) -> Outcome | None:
     """Run ``strategy`` on ``problem`` until it stops; rank 0 returns the :class:`Outcome`.
 
     Rank 0 passes the strategy and the store; in network mode every other rank calls this too
     (with ``None`` for both) and takes part in every simulation; in population mode the other
-    ranks serve tasks until rank 0 is done."""
+    ranks serve tasks until rank 0 is done. A store's evaluations are reused only for the
+    candidates they evaluated: where the first generation finds one of other parameters, every
+    rank raises :class:`~nestplast.parallel.SharedError` and nothing is changed; ``on_start`` (rank
+    0) is called once that is known (a resume records its new settings there)."""
     if transport.is_worker:
         transport.serve(problem.evaluate)
         return None
@@ -78,16 +81,22 @@ def run(problem: Problem, strategy: Strategy | None, store: RunStore | None, tra
     first = strategy.generation if strategy is not None else 0
     while True:
         stop = strategy.stop() if transport.is_root else None
-        candidates, tasks, reused = [], [], []
+        candidates, tasks, reused, refused = [], [], [], None
         if transport.is_root and stop is None:
             generation = strategy.generation
             candidates = strategy.ask()
             for task in problem.tasks(generation, candidates):
                 done = store.get_evaluation(task.generation, task.candidate, task.trial.index)
                 if done is not None and done.theta != as_stored(list(task.theta)):
-                    raise StoreError(_not_this_run(store, task))
+                    refused = refused or _not_this_run(store, task)
                 (reused if done is not None else tasks).append(done if done is not None else task)
-        stop, tasks = transport.share((stop, tasks))
+        stop, tasks, refused = transport.share((stop, tasks, refused))
+        if refused is not None:
+            transport.close()  # population mode: the workers stop serving and end too
+            raise SharedError(refused)
+        if on_start is not None and transport.is_root:
+            on_start()
+            on_start = None
         if stop is not None:
             break
         if transport.is_root:  # each burst of results that arrived together in one commit

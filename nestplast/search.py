@@ -216,27 +216,32 @@ def run_loop(exp: Experiment, out: str | Path, problem: Callable[[Experiment, Ev
         return together(comm, lambda: open_run(exp, out, resume=resume, ranks=transport.size, mode=transport.mode)
                         if transport.is_root else None)
 
-    # A resume is refused (another experiment, ...) before any compiling; a new run is created only
-    # once its module is built and its neurons take their parameters, so that a mistake there
-    # leaves no empty run in the way of the corrected one (its folder is checked first, though).
+    def make_strategy() -> Strategy | None:
+        return together(comm, lambda: strategy(store, out, say) if transport.is_root else None)
+
+    # A resume is refused (another experiment, another command's run, ...) before any compiling; a
+    # new run is created only once its module is built and its neurons take their parameters, so
+    # that a mistake there leaves no empty run in the way of the corrected one (its folder is
+    # checked first, though).
     if not resume:
         together(comm, lambda: (check_output_directory(out), RunStore.check_free(out)) if transport.is_root else None)
     store = open_store() if resume else None
     try:
+        chosen = make_strategy() if resume else None
         module = together(comm, lambda: build_module(exp, quiet=not transport.is_root))
         evaluator = Evaluator(exp, module, rank=transport.rank, comm=comm if transport.mode == "network" else None)
         together(comm, evaluator.check_neuron_params)
         if not resume:
             store = open_store()
-        chosen = None
+            chosen = make_strategy()
         if transport.is_root:
-            chosen = strategy(store, out, say)
-            if resume:  # it goes on: recorded only now that it can (a failed resume leaves the run as it was)
-                record_resumed(store, exp)
             say(headline(transport))
             if resume and (note := version_changes(store.meta())):
                 say(note)
-        return engine.run(problem(exp, evaluator), chosen, store, transport, say)
+        # a resume goes on with its new settings, recorded only once the engine knows that it can (a
+        # refused resume leaves the run as it was)
+        return engine.run(problem(exp, evaluator), chosen, store, transport, say,
+                          on_start=(lambda: record_resumed(store, exp)) if resume and transport.is_root else None)
     finally:
         if store is not None:
             store.close()

@@ -183,17 +183,18 @@ def test_a_stored_evaluation_of_other_parameters_is_never_reused(tmp_path):
     """A resume that asks other candidates than the run recorded (a filter run killed in its first
     round and resumed by the search; a pycma that draws otherwise; here: another seed) reused the
     recorded evaluations as the new candidates' by their numbers: their losses, silently wrong."""
-    from nestplast.store import StoreError
+    from nestplast.parallel import SharedError
 
     with pytest.raises(KeyboardInterrupt):  # in the middle of generation 0
         run(tmp_path, "cut", Budget(max_generations=5), problem=Sphere(interrupt_after=5))
     store = RunStore.open(tmp_path / "cut")
     before = rows(store)
     other = make_strategy("cmaes", SPACE, Budget(max_generations=5), population_size=6, seed=4)
-    problem = Sphere()
-    with pytest.raises(StoreError, match=r"evaluation \(generation 0, candidate 0, trial 0\) was of other parameters"):
-        engine.run(problem, other, store, Transport())
+    problem, started = Sphere(), []
+    with pytest.raises(SharedError, match=r"evaluation \(generation 0, candidate 0, trial 0\) was of other parameters"):
+        engine.run(problem, other, store, Transport(), on_start=lambda: started.append(True))
     assert problem.calls == 0 and rows(store) == before, "nothing evaluated, nothing recorded"
+    assert not started, "a refused resume records no new settings"
 
 
 def test_evaluations_are_grouped_by_candidate_in_trial_order():

@@ -519,6 +519,12 @@ def test_the_command_refuses_to_resume_a_run_in_another_mode(tmp_path):
 
 
 @pytest.mark.skipif(importlib.util.find_spec("sbi") is None, reason="the filter needs the families extra (sbi)")
+def run_row(run: Path) -> tuple:
+    """The run's own record: its experiment (stop settings included), metadata and stop reason."""
+    with sqlite3.connect(run / "results.sqlite") as db:
+        return db.execute("SELECT experiment, meta, stop FROM run").fetchone()
+
+
 def test_the_search_refuses_to_resume_a_filter_run(tmp_path, doublet_module):
     """`nestplast search --out FILTER_RUN --resume` simulated a whole round into the filter's run,
     then ended in a traceback (the filter needs every metric); killed in its first round, the filter
@@ -536,7 +542,7 @@ def test_the_search_refuses_to_resume_a_filter_run(tmp_path, doublet_module):
     for where, message in [(run, "holds a filter run (rule families), not a search: go on with python -m nestplast "
                                  f"filter --out {run} --resume"),
                            (first_round_cut, "was of other parameters than this run asks for there")]:
-        before = rows(where)
+        before = rows(where), run_row(where)
         out = search(["--out", where, "--resume"])
         assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr, out.stderr
-        assert rows(where) == before, "nothing was mixed into the filter's run"
+        assert (rows(where), run_row(where)) == before, "nothing was mixed into the filter's run, nor its settings changed"
