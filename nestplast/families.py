@@ -322,6 +322,8 @@ def recheck(run_dir: str | Path, n_trials: int = 2, *, comm=None, limit: int | N
     recorded, exp = together(comm, load)
     fam = together(comm, lambda: family(run_dir) if transport.is_root else None)  # a refusal ends every rank
     rows = fam.rows[:limit] if fam is not None else []
+    if (len(rows) if comm is None else comm.bcast(len(rows), root=0)) == 0:  # no store, no module, nothing to do
+        return Recheck(family=fam, passed=[], evaluations=[]) if transport.is_root else None
     store = together(comm, lambda: open_recheck(run_dir, recorded, exp.seed) if transport.is_root else None)
     try:
         module = together(comm, lambda: build_module(exp, quiet=not transport.is_root))

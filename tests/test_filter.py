@@ -324,6 +324,7 @@ def test_recheck_of_a_family_without_rules_says_so(stored_run, tmp_path, capsys,
     """Every rule blew up or missed the bounds: the re-check printed "0 of 0 ... pass again (nan %)" and
     wrote a recheck.csv with one row of empty cells."""
     from nestplast.commands.filter import main
+    from nestplast.families import RECHECK_DIR
 
     _, path = stored_run
     run = tmp_path / "run"
@@ -337,6 +338,7 @@ def test_recheck_of_a_family_without_rules_says_so(stored_run, tmp_path, capsys,
     out = capsys.readouterr().out
     assert f"re-check: {run} has no accepted rule to re-check" in out and "nan" not in out
     assert not (run / "recheck.csv").exists()
+    assert not (run / RECHECK_DIR).exists(), "no re-check store for nothing to re-check"
 
 
 def test_a_run_directory_given_as_the_experiment_says_what_to_do(stored_run, capsys):
