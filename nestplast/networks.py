@@ -22,7 +22,7 @@ import numpy as np
 
 from .build import Module
 from .experiment import NetworkSpec, TrialSpec
-from .neurons import get_neuron
+from .neurons import Neuron, get_neuron
 
 INHIBITORY_SOURCES = ("IE", "II")
 
@@ -144,11 +144,22 @@ def check_neuron_params(nest, spec: NetworkSpec, module: Module) -> None:
     (e.g. ``tau_syn_in`` equal to ``tau_m``): every network built with them would fail alike."""
     from .experiment import ExperimentError
 
-    neuron = get_neuron(module.neuron_model.split("__with_")[0])
     try:
-        nest.CopyModel(module.neuron_model, "nestplast_neuron_check", neuron.params_from_nest(spec.neuron_params))
+        nest.CopyModel(module.neuron_model, "nestplast_neuron_check", neuron_params(spec, module))
     except nest.NESTErrors.BadProperty as err:
-        raise ExperimentError(f"network.neuron_params: {neuron.name} refuses {spec.neuron_params}: {err}") from None
+        raise ExperimentError(f"network.neuron_params: {paired_neuron(module).name} refuses {spec.neuron_params}: "
+                              f"{err}") from None
+
+
+def paired_neuron(module: Module) -> Neuron:
+    """The neuron that the module's rules are paired with."""
+    return get_neuron(module.neuron_model.split("__with_")[0])
+
+
+def neuron_params(spec: NetworkSpec, module: Module) -> dict:
+    """``spec.neuron_params`` in the names of the module's NESTML neuron (NEST's ``tau_syn_ex``
+    becomes ``tau_syn_exc``)."""
+    return paired_neuron(module).params_from_nest(spec.neuron_params)
 
 
 def build_network(nest, spec: NetworkSpec, module: Module, synapse_params: dict[str, dict], trial: Trial,
@@ -160,8 +171,7 @@ def build_network(nest, spec: NetworkSpec, module: Module, synapse_params: dict[
     ``Wmax`` is added here. ``models``: each plastic type's synapse model in the module, where it
     holds several (co-active rules); by default the module's one.
     """
-    neuron = get_neuron(module.neuron_model.split("__with_")[0])
-    params = neuron.params_from_nest(spec.neuron_params)
+    params = neuron_params(spec, module)
     w_max = {ct: signed(ct, spec.w_max[ct] * trial.w_max_scale) for ct in synapse_params}
 
     w_start = {}
