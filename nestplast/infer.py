@@ -492,11 +492,8 @@ def stored_evaluations(out: str | Path) -> list[list[Evaluation]]:
     (``out/restart-K``, :func:`_search`), one list per run, read back from the stores."""
     runs = []
     for folder in [Path(out), *sorted(Path(out).glob("restart-*"))]:
-        store = RunStore.open(folder, read_only=True)
-        try:
+        with RunStore.open(folder, read_only=True) as store:
             runs.append(store.evaluations(status="ok"))
-        finally:
-            store.close()
     return runs
 
 

@@ -176,7 +176,7 @@ def install(module: Module | str | os.PathLike[str]) -> None:
     if not isinstance(module, Module) and Path(module).is_dir():  # the folder build prints ("cached in ...")
         found = Module.from_dir(Path(module))
         if found is None:
-            raise FileNotFoundError(f"no compiled module in the folder {module} (it has no module.json)")
+            raise FileNotFoundError(f"no compiled module in the folder {module} (no module.json, or its library is gone)")
         module = found
     if not isinstance(module, Module):
         path = Path(module)

@@ -399,7 +399,8 @@ class RunStore:
         experiment's ``trials.n`` recorded, and ok). A candidate still being evaluated (a report
         of a running run) or cut short by a kill is not one yet: the mean of its first trials
         is not its loss."""
-        trials = (self.experiment().get("trials") or {}).get("n")
+        trials = self.experiment().get("trials")
+        trials = trials.get("n") if isinstance(trials, dict) else None  # a closed-loop fit stores a count of its own
         rows = self._db.execute(
             "SELECT generation, candidate, AVG(loss) AS loss, COUNT(*) AS trials, MIN(theta) AS theta "
             "FROM evaluations GROUP BY generation, candidate "

@@ -16,17 +16,9 @@ from ..store import RunStore
 from ..tasks import Evaluation
 from . import saved_figure, weight_unit
 
-LOSS_MEANING = (
-    "loss = mean over a candidate's trials of: (rate - target)^2 / (rate + 2) averaged over the scoring "
-    "window, + the constraint penalty (relative distance outside each accepted interval), + L1 on the "
-    f"coefficients. A blow-up (rate left the band at time t of T) scores {BLOWUP_SCALE:g} (exp(-t/T) + 1), "
-    f"between {BLOWUP_SCALE * (1 + math.exp(-1)):.0f} and {2 * BLOWUP_SCALE:g}; a failed evaluation (error, timeout, "
-    f"NaN) {FAILURE_LOSS:g}. "
-    "0 is a rule that holds the target and meets every constraint.")
-
 
 def loss_meaning(exp: Experiment) -> str:
-    """What the loss of ``exp`` is made of: only the terms its objective has (LOSS_MEANING named a
+    """What the loss of ``exp`` is made of: only the terms its objective has (a fixed text named a
     target rate and an L1 term also for runs that had neither)."""
     o = exp.objective
     terms = []
@@ -116,7 +108,7 @@ def text(summary: dict, run_dir: str | Path) -> str:
              f"blow-ups: {summary['blowups']}   failed: {summary['failed']}",
              f"stopped: {describe_stop(summary['stop'])}" if summary["stop"]
              else "stopped: not yet (running, or killed: resume with --resume)",
-             f"what the loss means: {summary.get('loss_meaning', LOSS_MEANING)}"]
+             f"what the loss means: {summary['loss_meaning']}"]
     if summary["best_loss"] is None:
         # "yet" only while the run can go on: a stopped run whose candidates all blew up or failed
         # has no best rule, and said it as if one were still to come
