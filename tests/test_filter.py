@@ -317,6 +317,17 @@ def test_report_json_of_a_filter_run_is_its_family(stored_run, tmp_path, capsys)
     assert summary["acceptance"] == fam.acceptance and summary["simulated"] == 300
     assert summary["constraints"]["cv_isi"] == [0.8, 1e9] and "best_loss" not in summary
     assert not (copy_ / "loss.png").exists() and (copy_ / "metrics.png").is_file()
+    # a read-only copy (the command finds it not writable): the same summary, and nothing written
+    from nestplast.commands.filter import report as family_report
+
+    untouched = tmp_path / "read-only"
+    shutil.copytree(path, untouched)
+    def files() -> list[str]:  # but SQLite's own -wal and -shm, which a reader may make beside a writable database
+        return sorted(p.name for p in untouched.iterdir() if not p.name.endswith(("-wal", "-shm")))
+
+    before = files()
+    family_report(untouched, as_json=True, files=False)
+    assert json.loads(capsys.readouterr().out) == summary and files() == before
 
 
 @pytest.mark.nest

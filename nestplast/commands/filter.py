@@ -95,9 +95,10 @@ def load_experiment(args: argparse.Namespace) -> experiment.Experiment:
 
 
 def report(run_dir: Path, out: Path | None = None, constraints: Mapping[str, Sequence[float]] | None = None,
-           plots: bool = True, what: str = "family", as_json: bool = False) -> None:
-    """Tables (and plots) of the family in ``run_dir`` into ``out`` (default the run directory);
-    on stdout its summary, or with ``as_json`` one JSON object and nothing else."""
+           plots: bool = True, what: str = "family", as_json: bool = False, files: bool = True) -> None:
+    """Tables (and plots) of the family in ``run_dir`` into ``out`` (default the run directory;
+    none without ``files``: a read-only copy); on stdout its summary, or with ``as_json`` one JSON
+    object and nothing else."""
     import json
 
     from ..analysis import check_output_directory
@@ -106,12 +107,11 @@ def report(run_dir: Path, out: Path | None = None, constraints: Mapping[str, Seq
     from .report import json_safe
 
     fam = family(run_dir, constraints)
-    out = check_output_directory(out or run_dir)
-    written = write_tables(fam, out)
-    if plots:
+    written = write_tables(fam, check_output_directory(out or run_dir)) if files else []
+    if plots and files:
         with RunStore.open(run_dir, read_only=True) as store:
             exp = experiment.run_experiment(store.experiment(), run_dir)
-        written += write_plots(fam, exp, out)
+        written += write_plots(fam, exp, out or run_dir)
     if as_json:
         print(json.dumps(json_safe(summary(fam))))
         return

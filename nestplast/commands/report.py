@@ -54,7 +54,10 @@ def _report(argv: Sequence[str] | None) -> int:
     if _is_filter_run(args.run_dir):  # a family of rules: its tables and plots (its losses are no search's)
         from .filter import report
 
-        report(args.run_dir, args.plots_to, plots=not args.no_plots, as_json=args.json)
+        writable = args.plots_to is not None or os.access(args.run_dir, os.W_OK)
+        if not writable:
+            print(f"note: {args.run_dir} is read-only; no tables or plots (give --plots-to DIR)", file=sys.stderr)
+        report(args.run_dir, args.plots_to, plots=not args.no_plots, as_json=args.json, files=writable)
         return 0
     first_round = _filter_in_first_round(args.run_dir)
     if first_round is not None:  # its losses read as a search's would show a "best rule" of a target it has none of
