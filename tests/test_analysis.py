@@ -66,7 +66,7 @@ def test_a_trials_weight_drift_runs_from_its_start_weight():
     assert trial_summary(Evaluation(0, 0, 0, [1.0], 7, metrics=old, loss=2.0))["weight_drift"] == {"IE": 0.0}
     summary = {"generations": 1, "evaluations": 1, "blowups": 0, "failed": 0, "stop": None, "best_loss": 2.0,
                "best": {"generation": 0, "candidate": 0}, "best_params": {"IE.alpha": 1.0}, "best_trials": [trial],
-               "failures": {"blowups": 0, "by_reason": []}}
+               "failures": {"blowups": 0, "by_reason": []}, "loss_meaning": "(as summarise says)"}
     assert "drift IE +400.0%, saturated (w_blow) 1" in text(summary, "run")
 
 
@@ -107,7 +107,7 @@ def test_a_best_rule_that_is_the_distributions_mean_is_named_so():
 
     summary = {"generations": 1, "evaluations": 2, "blowups": 0, "failed": 0, "stop": {"maxiter": 1}, "best_loss": 0.5,
                "best": {"generation": 0, "candidate": -1}, "best_params": {"IE.alpha": 1.0}, "best_trials": [],
-               "failures": {"blowups": 0, "by_reason": []}}
+               "failures": {"blowups": 0, "by_reason": []}, "loss_meaning": "(as summarise says)"}
     assert "best loss: 0.5 (generation 0, candidate -1 (the distribution mean))" in text(summary, "run")
     summary["best"]["candidate"] = 3
     assert "best loss: 0.5 (generation 0, candidate 3)" in text(summary, "run")
