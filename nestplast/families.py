@@ -34,7 +34,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -193,6 +193,15 @@ class Family:
     valid: list[dict]  # the mean metrics of every simulated rule that ran to its end (for plots)
     rounds_planned: int | None = None  # the run's filter.rounds
     stop: dict | None = None  # why the run stopped; None while it runs or after it was cut short
+    parameters: list[str] = field(default_factory=list)  # the rule's searched parameters, in order
+
+    @property
+    def columns(self) -> list[str]:
+        """A row's keys: round, candidate, parameters, metrics (a table of no rule has the same header)."""
+        if self.rows:
+            return [k for k in self.rows[0] if k != "theta"]
+        metrics = sorted({k for v in self.valid for k in v}) or list(self.constraints)
+        return ["round", "candidate", *self.parameters, *metrics]
 
     @property
     def distinct(self) -> int:
@@ -271,7 +280,7 @@ def family(run_dir: str | Path, constraints: Mapping[str, Sequence[float]] | Non
     acceptance = [{"round": g, "simulated": n, "accepted": a, "fraction": a / n, "in_family": m, "failed": f,
                    "blowups": b} for g, (n, a, m, f, b) in sorted(per_round.items())]
     return Family(rows=rows, constraints=judged, acceptance=acceptance, simulated=sum(c[0] for c in per_round.values()),
-                  traces=traces, valid=valid, rounds_planned=exp.filter.rounds, stop=stop)
+                  traces=traces, valid=valid, rounds_planned=exp.filter.rounds, stop=stop, parameters=layout.names)
 
 
 # --------------------------------------------------------------------------- fresh seeds

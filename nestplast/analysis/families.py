@@ -50,8 +50,8 @@ def write_tables(fam, out: str | Path) -> list[Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rows = [{k: v for k, v in r.items() if k != "theta"} for r in fam.rows]
-    # no rule (or no round): a header and no row, not a row of empty cells that reads as one rule
-    write_csv(rows, out / "family.csv", columns=["round", "candidate", *fam.constraints])
+    # no rule (or no round): the header alone, not a row of empty cells that reads as one rule
+    write_csv(rows, out / "family.csv", columns=fam.columns)
     write_csv(fam.acceptance, out / "acceptance.csv",
               columns=["round", "simulated", "accepted", "fraction", "in_family", "failed", "blowups"])
     return [out / "family.csv", out / "acceptance.csv"]
