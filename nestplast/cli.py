@@ -79,6 +79,12 @@ class ArgumentParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise BadArguments(f"{self.prog}: {message}")
 
+    def _print_message(self, message: str, file=None) -> None:
+        # --help and --version: under mpiexec every rank parses the same arguments, and each printed
+        # the help; rank 0 alone prints it now (all ranks still exit alike)
+        if launched_ranks()[0] == 0:
+            super()._print_message(message, file)
+
 
 def report_error(message: str, *, rank: int = 0) -> None:
     """Print ``error: message`` once (on rank 0 under MPI)."""
