@@ -18,6 +18,7 @@ import shlex
 import signal
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -157,12 +158,28 @@ def run_mpi_command(main: Callable[[Sequence[str] | None], int], argv: Sequence[
         abort_on_error(comm, EXIT_USER_ERROR, f"error (rank {rank}): {err}")
     except KeyboardInterrupt as err:
         code, word = _stopped(err)
+        if rank != 0:
+            _leave_it_to_rank_0()
         abort_on_error(comm, code, f"{word} (rank {rank}): {interrupted()}")
     except SystemExit as exit_:  # --help and --version: every rank parses the same arguments and exits alike
         return int(exit_.code or 0) if not isinstance(exit_.code, str) else EXIT_USER_ERROR
     except BaseException:
         abort_on_error(comm, 1, f"error (rank {rank}):\n{traceback.format_exc()}")
     return 1
+
+
+OTHER_RANKS_WAIT_S = 3.0  # for rank 0 to end the job after a signal that reached every rank
+
+
+def _leave_it_to_rank_0() -> None:
+    """mpiexec and srun pass a Ctrl-C or SIGTERM on to every rank, and each printed where the run
+    stands: 64 ranks, 64 lines. Rank 0 says it and ends the job (MPI_Abort ends this rank too);
+    another rank speaks only if that has not happened within OTHER_RANKS_WAIT_S (the signal
+    reached it alone, or rank 0 is still inside a long nest.Simulate)."""
+    try:
+        time.sleep(OTHER_RANKS_WAIT_S)
+    except KeyboardInterrupt:  # a second Ctrl-C: say it now
+        pass
 
 
 def as_launched(command: str, comm) -> str:

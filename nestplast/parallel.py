@@ -30,6 +30,7 @@ T = TypeVar("T")
 
 TASK, RESULT, STOP = 1, 2, 3
 QUEUED_PER_WORKER = 2
+POLL_S = 0.001  # how often a rank waiting for a message looks for it (see _wait_for)
 
 
 def world():
@@ -98,6 +99,7 @@ def _map_population(tasks: list, evaluate, on_result, flush, comm) -> list:
         status = MPI.Status()
         received = False
         while wait or arrived():
+            _wait_for(comm, MPI.ANY_SOURCE, RESULT)
             index, result = comm.recv(source=MPI.ANY_SOURCE, tag=RESULT, status=status)
             queued[status.Get_source()] -= 1
             results[index] = result
@@ -137,11 +139,20 @@ def serve(evaluate: Callable[[Any], Any], comm) -> None:
 
     status = MPI.Status()
     while True:
+        _wait_for(comm, 0, MPI.ANY_TAG)
         message = comm.recv(source=0, tag=MPI.ANY_TAG, status=status)
         if status.Get_tag() == STOP:
             return
         index, task = message
         comm.send((index, evaluate(task)), dest=0, tag=RESULT)
+
+
+def _wait_for(comm, source: int, tag: int) -> None:
+    """Return once a message from ``source`` with ``tag`` has arrived. Not a blocking receive:
+    Python runs its signal handlers only between calls, so a Ctrl-C or SIGTERM reaching a rank
+    blocked in MPI_Recv took effect when the next message came (minutes on a large network)."""
+    while not comm.Iprobe(source=source, tag=tag):
+        time.sleep(POLL_S)
 
 
 def stop_workers(comm) -> None:

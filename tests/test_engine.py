@@ -234,6 +234,42 @@ else:
 """
 
 
+SIGNAL_WHILE_WAITING = """
+import json, os, signal, sys, threading, time
+from mpi4py import MPI
+from nestplast.parallel import Transport
+transport = Transport(MPI.COMM_WORLD)
+if transport.is_worker:
+    transport.serve(lambda task: time.sleep(30))  # rank 0 waits for this result
+else:
+    threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
+    start = time.perf_counter()
+    try:
+        transport.map([0, 1], lambda task: None, lambda result: None)
+    except KeyboardInterrupt:
+        with open(sys.argv[1], "w") as f:
+            json.dump(time.perf_counter() - start, f)
+        MPI.COMM_WORLD.Abort(3)
+"""
+
+
+@pytest.mark.mpi
+def test_a_signal_reaches_rank_0_while_it_waits_for_a_result(tmp_path):
+    """Rank 0 waited for a worker's result in a blocking receive, where Python runs no signal
+    handler: a Ctrl-C or SIGTERM took effect only when the next result came (here after 30 s)."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script, seen = tmp_path / "waiting.py", tmp_path / "seen.json"
+    script.write_text(SIGNAL_WHILE_WAITING)
+    out = subprocess.run([str(Path(sys.executable).parent / "mpiexec"), "-n", "2", sys.executable, str(script),
+                          str(seen)], capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0 and seen.is_file(), out.stderr
+    assert 1.0 <= json.loads(seen.read_text()) < 5.0
+
+
 @pytest.mark.mpi
 @pytest.mark.parametrize("ranks, units", [(2, QUEUE_UNITS), (3, [0.1, 0.5, 1.0, 1.0])])
 def test_population_queue_follows_the_queue_model(tmp_path, ranks, units):
