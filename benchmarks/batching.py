@@ -115,8 +115,7 @@ def batched(evaluator: Evaluator, thetas, trial: Trial, drive_off: bool = False)
         for i, net in enumerate(nets):
             if blew_up_at[i] is not None:
                 continue
-            recorder = net.recorders[o.population]
-            n_events = evaluator.total(recorder.n_events)
+            n_events, w_means, _ = evaluator.chunk_state(net)  # as Evaluator.simulate
             rate = (n_events - last[i]) / n_pop[i] / chunk.seconds
             if chunk.training:
                 net.clear_spikes(o.population)
@@ -126,7 +125,7 @@ def batched(evaluator: Evaluator, thetas, trial: Trial, drive_off: bool = False)
             traces[i]["t_s"].append(t_now)
             traces[i]["rate"].append(rate)
             for ct in net.plastic:
-                traces[i][f"w_mean_{ct}"].append(evaluator.mean_abs(net.sample_weights(ct)))  # as Evaluator.simulate
+                traces[i][f"w_mean_{ct}"].append(w_means[ct])
             if not math.isfinite(rate) or bands[i].outside(rate, chunk.seconds):
                 blew_up_at[i], rate_at[i] = t_now, rate
                 net.silence()  # it cannot stop alone: make it cheap

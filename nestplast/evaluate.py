@@ -153,7 +153,6 @@ class Evaluator:
         started = time.perf_counter() if started is None else started
         band = RateBand(low=o.rate_band[0], high=o.rate_band[1])
         n_pop = len(net.populations[o.population])
-        recorder = net.recorders[o.population]
         course = Course(trace={"t_s": [], "rate": [], **{f"w_mean_{ct}": [] for ct in net.plastic}})
         others = [name for name in net.recorders if name != o.population]
         last = 0
@@ -165,7 +164,7 @@ class Evaluator:
                 for name in others:
                     net.clear_spikes(name)
             nest.Simulate(chunk.ms)  # not Run(): recorders can only be cleared between runs
-            n_events = self.total(recorder.n_events)
+            n_events, w_means, late = self.chunk_state(net, late=time.perf_counter() - started > o.max_wall_s)
             rate = (n_events - last) / n_pop / chunk.seconds
             if chunk.training:
                 net.clear_spikes(o.population)  # keep only the scoring window's spikes in memory
@@ -175,13 +174,11 @@ class Evaluator:
             course.trace["t_s"].append(chunk.t_end_s)
             course.trace["rate"].append(rate)
             for ct in net.plastic:
-                course.trace[f"w_mean_{ct}"].append(self.mean_abs(net.sample_weights(ct)))
+                course.trace[f"w_mean_{ct}"].append(w_means[ct])
             if not math.isfinite(rate) or band.outside(rate, chunk.seconds):
                 course.blew_up_at_s, course.rate_at_blowup = chunk.t_end_s, rate
                 break
-            # every rank stops at the same chunk: one that left the loop alone would leave the
-            # others waiting in the collective nest.Simulate (network mode) until the job's limit
-            if self.total(time.perf_counter() - started > o.max_wall_s):
+            if late:
                 course.timed_out = True
                 break
         return course
@@ -240,20 +237,21 @@ class Evaluator:
             return np.asarray(values, dtype=float)
         return np.concatenate(self.comm.allgather(np.asarray(values, dtype=float)))
 
-    def mean_abs(self, values: np.ndarray) -> float:
-        """The mean of ``|values|`` over every rank's (NaN for none)."""
-        local = np.abs(np.asarray(values, dtype=float))
-        if self.comm is None:
-            return float(local.mean()) if local.size else math.nan
-        # (sum, count) per rank; summed here in rank order (an MPI user-defined Op would have to be
-        # freed, and MPI allows only a few)
-        parts = self.comm.allgather((float(local.sum()), local.size))
-        total, count = sum(p[0] for p in parts), sum(p[1] for p in parts)
-        return total / count if count else math.nan
-
-    def total(self, count: int) -> int:
-        """``count`` summed over the ranks."""
-        return int(count) if self.comm is None else int(self.comm.allreduce(int(count)))
+    def chunk_state(self, net: Network, late: bool = False) -> tuple[int, dict[str, float], bool]:
+        """Between two chunks, over every rank in one collective call (network mode): the scored
+        population's spikes recorded so far, the mean ``|w|`` of each plastic type's weight sample
+        (NaN for none), and whether any rank is ``late`` (past ``max_wall_s``). Every rank then
+        stops at the same chunk: one that left the loop alone would leave the others waiting in the
+        collective nest.Simulate until the job's limit."""
+        samples = {ct: np.abs(np.asarray(net.sample_weights(ct), dtype=float)) for ct in net.plastic}
+        local = (int(net.recorders[self.exp.objective.population].n_events),
+                 {ct: (float(w.sum()), w.size) for ct, w in samples.items()}, bool(late))
+        # summed here in rank order (an MPI user-defined Op would have to be freed, and MPI allows only a few)
+        parts = [local] if self.comm is None else self.comm.allgather(local)
+        n_events = sum(p[0] for p in parts)
+        sums = {ct: (sum(p[1][ct][0] for p in parts), sum(p[1][ct][1] for p in parts)) for ct in samples}
+        return n_events, {ct: total / count if count else math.nan for ct, (total, count) in sums.items()}, any(
+            p[2] for p in parts)
 
     def events(self, recorder) -> tuple[np.ndarray, np.ndarray]:
         """The (senders, times) of a spike recorder's events on every rank."""
