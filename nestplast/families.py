@@ -152,7 +152,7 @@ def run_filter(exp: Experiment, out: str | Path, *, resume: bool = False, comm=N
 
     return run_loop(exp, out, FilterProblem,
                     lambda store, where, say: _resume(store, exp, where, say) or new_filter(exp),
-                    headline, resume=resume, comm=comm, progress=progress)
+                    headline, kind="filter", resume=resume, comm=comm, progress=progress)
 
 
 NEST_BEFORE_TORCH = (

@@ -137,14 +137,32 @@ def check_same_split(meta: dict, ranks: int, mode: str, where: Path) -> None:
                          f"Resume it {how}, or start a new run with another --out")
 
 
-def open_run(exp: Experiment, out: Path, *, resume: bool, ranks: int, mode: str) -> RunStore:
+RUN_KINDS = {  # a run's kind (its metadata): what it is, and the command that goes on with it
+    "search": ("a search", "python -m nestplast.search --out {out} --resume"),
+    "filter": ("a filter run (rule families)", "python -m nestplast filter --out {out} --resume"),
+    "infer": ("an inference", "python -m nestplast infer DATA --out {out} --resume (with the fit's other options)"),
+    "recheck": ("a filter run's re-check", "python -m nestplast filter RUN_DIR --recheck N (it is RUN_DIR/recheck)"),
+}
+
+
+def check_same_kind(stored: str | None, kind: str, where: Path) -> None:
+    """Refuse to resume another command's run (a search on a filter's, ...): each reads the other's
+    evaluations as its own. Runs made before runs recorded their kind say nothing (None)."""
+    if stored is not None and stored != kind:
+        what, again = RUN_KINDS.get(stored, (f"a {stored} run", "the command that made it"))
+        raise StoreError(f"cannot resume {where} as {RUN_KINDS[kind][0]}: it holds {what}; go on with "
+                         f"{again.format(out=shlex.quote(str(where)))}")
+
+
+def open_run(exp: Experiment, out: Path, *, resume: bool, ranks: int, mode: str, kind: str = "search") -> RunStore:
     """The run's store: a new one, or (``resume``) the existing one after checking that it holds
-    this experiment."""
+    this experiment and a run of this ``kind`` (``search`` or ``filter``)."""
     out = Path(out)
     rule_source = hashlib.sha256("".join(r.source for r in exp.module_rules()).encode()).hexdigest()
     if resume:
         store = RunStore.open(out)
         try:
+            check_same_kind(store.meta().get("kind"), kind, out)
             check_resumable(store.experiment(), exp, out)
             check_same_split(store.meta(), ranks, mode, out)
             if store.meta().get("rule_source_sha256", rule_source) != rule_source:
@@ -156,7 +174,7 @@ def open_run(exp: Experiment, out: Path, *, resume: bool, ranks: int, mode: str)
         return store
     check_output_directory(out)
     store = RunStore.create(out, experiment=exp.to_dict(), seed=exp.seed,
-                            meta={"nestplast": __version__, "ranks": ranks, "mode": mode, "digest": exp.digest(),
+                            meta={"nestplast": __version__, "kind": kind, "ranks": ranks, "mode": mode, "digest": exp.digest(),
                                   "rule_source_sha256": rule_source, "experiment_file": exp.source,
                                   "versions": software_versions(), "started": time.time()})
     keep_rule_file(exp, out)
@@ -203,18 +221,19 @@ def record_resumed(store: RunStore, exp: Experiment) -> None:
 @lent_kernel("this nestplast run")  # a user's own NEST network in the process is warned about, and the kernel restored
 def run_loop(exp: Experiment, out: str | Path, problem: Callable[[Experiment, Evaluator], engine.Problem],
              strategy: Callable[[RunStore, Path, Callable[[str], None]], Strategy], headline: Callable[[Transport], str],
-             *, resume: bool = False, comm=None, progress: Callable[[str], None] | None = None) -> Outcome | None:
-    """What the search and the filter share: the store (new or resumed), the module, an evaluator
-    per rank, the ``strategy`` (made on rank 0 from the store) and the engine's loop over
-    ``problem``; ``headline`` is the first progress line. Rank 0 returns the Outcome."""
+             *, kind: str = "search", resume: bool = False, comm=None,
+             progress: Callable[[str], None] | None = None) -> Outcome | None:
+    """What the search and the filter share: the store (new or resumed; its run's ``kind``), the
+    module, an evaluator per rank, the ``strategy`` (made on rank 0 from the store) and the engine's
+    loop over ``problem``; ``headline`` is the first progress line. Rank 0 returns the Outcome."""
     out = Path(out)
     validate(exp)  # an experiment made or changed in Python has not been through the file's checks
     transport = Transport(comm)
     say = progress if progress is not None and transport.is_root else (lambda line: None)
     # Anything the user can fix fails on every rank together, before any rank waits for another.
     def open_store() -> RunStore | None:
-        return together(comm, lambda: open_run(exp, out, resume=resume, ranks=transport.size, mode=transport.mode)
-                        if transport.is_root else None)
+        return together(comm, lambda: open_run(exp, out, resume=resume, ranks=transport.size, mode=transport.mode,
+                                               kind=kind) if transport.is_root else None)
 
     def make_strategy() -> Strategy | None:
         return together(comm, lambda: strategy(store, out, say) if transport.is_root else None)
@@ -272,7 +291,7 @@ def run_search(exp: Experiment, out: str | Path, *, resume: bool = False, comm=N
 
     result = run_loop(exp, out, SearchProblem,
                       lambda store, where, say: _resume_strategy(store, exp, where, say) or new_strategy(exp),
-                      headline, resume=resume, comm=comm, progress=progress)
+                      headline, kind="search", resume=resume, comm=comm, progress=progress)
     if result is not None and progress is not None:
         progress(summary_lines(exp, result, Path(out)))
     return result

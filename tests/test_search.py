@@ -5,6 +5,7 @@ import fcntl
 import importlib.util
 import json
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -526,6 +527,21 @@ def run_row(run: Path) -> tuple:
         return db.execute("SELECT experiment, meta, stop FROM run").fetchone()
 
 
+def test_a_run_resumes_only_as_the_command_that_made_it(tmp_path):
+    """A filter resumed on a search killed in its first generation took the search's folder for its
+    own and began a family there (nothing else said it was a search's). Each run records its kind."""
+    from nestplast import experiment
+    from nestplast.search import open_run
+    from nestplast.store import StoreError
+
+    exp, run = experiment.load(tiny(tmp_path)), tmp_path / "run"
+    open_run(exp, run, resume=False, ranks=1, mode="serial", kind="search").close()
+    with pytest.raises(StoreError, match=re.escape(f"cannot resume {run} as a filter run (rule families): it holds "
+                                                   f"a search; go on with python -m nestplast.search --out {run} --resume")):
+        open_run(exp, run, resume=True, ranks=1, mode="serial", kind="filter")
+    open_run(exp, run, resume=True, ranks=1, mode="serial", kind="search").close()
+
+
 def test_the_search_refuses_to_resume_a_filter_run(tmp_path, doublet_module):
     """`nestplast search --out FILTER_RUN --resume` simulated a whole round into the filter's run,
     then ended in a traceback (the filter needs every metric); killed in its first round, the filter
@@ -540,9 +556,15 @@ def test_the_search_refuses_to_resume_a_filter_run(tmp_path, doublet_module):
     shutil.copytree(run, first_round_cut)
     with sqlite3.connect(first_round_cut / "results.sqlite") as db:  # as if killed before its first round ended
         db.execute("DELETE FROM generations")
-    for where, message in [(run, "holds a filter run (rule families), not a search: go on with python -m nestplast "
-                                 f"filter --out {run} --resume"),
-                           (first_round_cut, "was of other parameters than this run asks for there")]:
+    older = tmp_path / "older"  # made before runs recorded their kind: told apart by what it holds
+    shutil.copytree(first_round_cut, older)
+    with sqlite3.connect(older / "results.sqlite") as db:
+        db.execute("UPDATE run SET meta = json_remove(meta, '$.kind')")
+    for where, message in [(run, f"it holds a filter run (rule families); go on with python -m nestplast filter --out "
+                                 f"{run} --resume"),
+                           (first_round_cut, f"it holds a filter run (rule families); go on with python -m nestplast "
+                                             f"filter --out {first_round_cut} --resume"),
+                           (older, "was of other parameters than this run asks for there")]:
         before = rows(where), run_row(where)
         out = search(["--out", where, "--resume"])
         assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr, out.stderr

@@ -51,15 +51,7 @@ def _report(argv: Sequence[str] | None) -> int:
         raise UserError(f"{args.run_dir} holds the simulations of a filter run's re-check: its verdicts are in "
                         f"{args.run_dir.parent / 'recheck.csv'} (python -m nestplast filter {shlex.quote(str(args.run_dir.parent))} "
                         "--recheck N writes it, from these simulations where it can)")
-    if _is_filter_run(args.run_dir):  # a family of rules: its tables and plots (its losses are no search's)
-        from .filter import report
-
-        writable = args.plots_to is not None or os.access(args.run_dir, os.W_OK)
-        if not writable:
-            print(f"note: {args.run_dir} is read-only; no tables or plots (give --plots-to DIR)", file=sys.stderr)
-        report(args.run_dir, args.plots_to, plots=not args.no_plots, as_json=args.json, files=writable)
-        return 0
-    first_round = _filter_in_first_round(args.run_dir)
+    first_round = _filter_in_first_round(args.run_dir, kind)
     if first_round is not None:  # its losses read as a search's would show a "best rule" of a target it has none of
         recorded, planned = first_round
         if args.json:
@@ -68,6 +60,14 @@ def _report(argv: Sequence[str] | None) -> int:
         print(f"run: {args.run_dir} (a filter run)\nno round complete yet: {recorded} of the first round's {planned} "
               "simulations recorded (running, or interrupted: go on with python -m nestplast filter --out "
               f"{shlex.quote(str(args.run_dir))} --resume); the family and its plots come with the first round")
+        return 0
+    if kind == "filter" or _is_filter_run(args.run_dir):  # a family of rules: its tables and plots (its losses are no search's)
+        from .filter import report
+
+        writable = args.plots_to is not None or os.access(args.run_dir, os.W_OK)
+        if not writable:
+            print(f"note: {args.run_dir} is read-only; no tables or plots (give --plots-to DIR)", file=sys.stderr)
+        report(args.run_dir, args.plots_to, plots=not args.no_plots, as_json=args.json, files=writable)
         return 0
     summary = summarise(args.run_dir)
     plots = []
@@ -97,7 +97,8 @@ def _pycma_log(run_dir: Path, folder: Path) -> list[Path]:
 
 
 def _kind(run_dir: Path) -> str:
-    """The run's kind as its metadata says: ``infer``, ``recheck``, else ``search`` (a filter run records none)."""
+    """The run's kind as its metadata says: ``search``, ``filter``, ``infer``, ``recheck``; ``search``
+    for a search or filter run made before runs recorded it (:func:`_is_filter_run` tells those apart)."""
     with RunStore.open(run_dir, read_only=True) as store:
         return store.meta().get("kind", "search")
 
@@ -110,17 +111,17 @@ def _is_filter_run(run_dir: Path) -> bool:
     return is_filter_run(run_dir)
 
 
-def _filter_in_first_round(run_dir: Path) -> tuple[int, int] | None:
+def _filter_in_first_round(run_dir: Path, kind: str) -> tuple[int, int] | None:
     """(simulations recorded, planned in a round) of a filter run that has not completed its first
-    round, else None. Its stored strategy, which says "filter", comes with the first round; until
-    then its simulations do: only the filter records each one's ``input_rate``."""
+    round, else None. A run made before runs recorded their kind says it through its simulations:
+    only the filter records each one's ``input_rate``."""
     from ..experiment import run_experiment
 
     with RunStore.open(run_dir, read_only=True) as store:
         if store.last_complete_generation() is not None:
             return None
         evaluations = store.evaluations()
-        if not any("input_rate" in (e.metrics or {}) for e in evaluations):
+        if kind != "filter" and not any("input_rate" in (e.metrics or {}) for e in evaluations):
             return None
         exp = run_experiment(store.experiment(), run_dir)
     return len(evaluations), exp.filter.simulations_per_round * exp.trials.n
