@@ -41,8 +41,9 @@ DIAGONALS = ("row-sum", "original", "zero")
 
 
 class InvalidPruningArgument(UserError, ValueError):
-    """An unknown rule or diagonal option, a fraction kept outside (0, 1], or a covariance of
-    the wrong shape."""
+    """An unknown rule or diagonal option, a fraction kept outside (0, 1], a covariance of the
+    wrong shape, not finite or with no variance to rank the synapses by, or activity too short
+    or of the wrong shape to estimate one."""
 
 
 # ------------------------------------------------------------------------------------- rule
@@ -142,12 +143,20 @@ def prune(W: ArrayLike, keep: float = 0.2, rule: str = "noise", *, covariance: A
     if covariance is not None and np.shape(covariance) != W.shape:
         raise InvalidPruningArgument(
             f"covariance shape {np.shape(covariance)} does not match the weights {W.shape}")
+    if rule == "noise" and not np.isfinite(covariance).all():
+        raise InvalidPruningArgument("covariance holds NaN or infinite entries (activity with NaN rates?)")
 
     symmetric = np.array_equal(W, W.T)
     rows, cols = _synapses(W, symmetric)
     per_entry = 2 if symmetric else 1  # a symmetric pair is two synapses
     synapses = per_entry * len(rows)
-    p = keep_probabilities(_scores(W, rows, cols, rule, covariance), keep * synapses / per_entry)
+    scores = _scores(W, rows, cols, rule, covariance)
+    if len(scores) and not scores.any():
+        # Every synapse would be removed without a word: the covariance has no variance to go by.
+        raise InvalidPruningArgument(
+            "the covariance gives every synapse a zero noise score (no variance of x_i - sign(W_ij) x_j): "
+            "estimate it from more activity (at least two distinct samples)")
+    p = keep_probabilities(scores, keep * synapses / per_entry)
     rng = np.random.default_rng(seed)
     kept = rng.random(len(p)) < p
 
@@ -185,6 +194,8 @@ class OnlineCovariance:
 
     def __init__(self, W: ArrayLike, timescale: float | None = None):
         W = np.asarray(W, dtype=float)
+        if timescale is not None and not timescale > 0:
+            raise InvalidPruningArgument(f"timescale must be a positive number of samples (or None), got {timescale}")
         self.rows, self.cols = _synapses(W, symmetric=False)
         self.timescale = timescale
         self.samples = 0
@@ -198,6 +209,11 @@ class OnlineCovariance:
     def update(self, rates: np.ndarray) -> None:
         """Take in a chunk of samples (rows: time, columns: neurons)."""
         rates = np.asarray(rates, dtype=float)
+        n = len(self._mean)
+        if rates.ndim != 2 or rates.shape[1] != n:
+            transposed = " (transposed? rows must be times)" if rates.ndim == 2 and rates.shape[0] == n else ""
+            raise InvalidPruningArgument(
+                f"rates must be a (samples, {n} neurons) array, got shape {rates.shape}{transposed}")
         T = len(rates)
         if self.timescale is None:
             decay, w = 1.0, np.ones(T)
@@ -227,9 +243,13 @@ class OnlineCovariance:
 
 def probe_covariance(W: ArrayLike, duration: float, model: RateModel = RateModel(), *, seed: int = 0) -> np.ndarray:
     """The covariance as each synapse estimates it online (:class:`OnlineCovariance`) from
-    ``duration`` ms of the network's noise-driven activity in NEST."""
+    ``duration`` ms of the network's noise-driven activity in NEST, sampled each ms."""
+    rates = simulate(W, duration, model, seed=seed).rates
+    if len(rates) < 2:  # a covariance needs two samples at least
+        raise InvalidPruningArgument(f"{duration} ms of activity give {len(rates)} samples (one per ms): "
+                                     "probe for longer to estimate a covariance")
     online = OnlineCovariance(W)
-    online.update(simulate(W, duration, model, seed=seed).rates)
+    online.update(rates)
     return online.covariance()
 
 

@@ -30,15 +30,12 @@ from numpy.typing import ArrayLike
 from scipy.optimize import linear_sum_assignment
 
 from .prune import DIAGONALS, PRUNING_RULES, Pruned, prune
-from .rate_network import RateModel, check_weights, dynamics_matrix, lyapunov_covariance, simulate
+from .rate_network import STABLE_BELOW, RateModel, check_weights, dynamics_matrix, lyapunov_covariance, simulate
 
 SLOWEST = 10      # eigenvalues at the slow end of the spectrum that the slow-end error averages
 DECAY_TAUS = 40   # default length of the decay trajectories, in time constants (the authors' 40)
 DECAY_STEPS = 40  # time steps at which the decay trajectory error is taken
-# Stable: every eigenvalue's real part below this. An eigenvalue within rounding error of zero is a
-# mode that never decays (e.g. a neuron that pruning cut off, in a network without a stability
-# margin such as the authors'), so it counts as unstable.
-STABLE_BELOW = -1e-10
+# STABLE_BELOW (from rate_network): stable when every eigenvalue's real part is below it.
 
 
 # ----------------------------------------------------------------------------------- spectrum
@@ -87,8 +84,15 @@ def _relative_errors(reference: Spectrum, values: np.ndarray, symmetric: bool) -
     return errors
 
 
+def _check_same_size(shape: tuple, W_pruned) -> None:
+    if np.shape(W_pruned) != shape:
+        raise ValueError(f"pruned matrix shape {np.shape(W_pruned)} does not match the original's {shape}")
+
+
 def _slowest(reference: Spectrum, slowest: int) -> np.ndarray:
     """Indices of the ``slowest`` original eigenvalues: those with the largest real part."""
+    if slowest < 1:  # 0 would average nothing (NaN), a negative number all but the last few
+        raise ValueError(f"slowest must be at least 1, got {slowest}")
     return np.argsort(reference.values.real)[::-1][:slowest]
 
 
@@ -98,6 +102,7 @@ def eigenvalue_errors(W: ArrayLike, W_pruned: ArrayLike, leak: float = 1.0, *, r
     Eigenvalues are paired by sorting when both matrices are symmetric and by an optimal
     assignment otherwise."""
     reference = reference or spectrum(W, leak)
+    _check_same_size(reference.vectors.shape, W_pruned)
     return _relative_errors(reference, *_eigenvalues(W_pruned, leak))
 
 
@@ -120,6 +125,7 @@ def rayleigh_error(W: ArrayLike, W_pruned: ArrayLike, leak: float = 1.0, *, refe
     """Relative error of the Rayleigh quotients v_k* M' v_k / v_k* v_k of the pruned dynamics
     matrix M' on the original eigenvectors v_k against the original eigenvalues."""
     reference = reference or spectrum(W, leak)
+    _check_same_size(reference.vectors.shape, W_pruned)
     V = reference.vectors
     M = np.asarray(W_pruned, dtype=float) - leak * np.eye(len(V))
     quotients = np.einsum("ik,ik->k", V.conj(), M @ V) / np.einsum("ik,ik->k", V.conj(), V)
@@ -138,6 +144,7 @@ def trajectory_error(W: ArrayLike, W_pruned: ArrayLike, duration: float = 200.0,
                      seed: int = 0, interval: float = 1.0) -> float:
     """Relative trajectory error of the pruned against the unpruned network, both simulated in
     NEST from rest for ``duration`` ms with the same noise (same seed)."""
+    _check_same_size(np.shape(W), W_pruned)
     reference = simulate(W, duration, model, seed=seed, interval=interval, warmup=0.0).rates
     rates = simulate(W_pruned, duration, model, seed=seed, interval=interval, warmup=0.0).rates
     return relative_trajectory_error(reference, rates)
@@ -185,6 +192,7 @@ def decay_trajectory_error(W: ArrayLike, W_pruned: ArrayLike, model: RateModel =
     duration = DECAY_TAUS * model.tau if duration is None else duration
     if duration <= 0 or steps < 1 or states < 1:
         raise ValueError(f"duration, steps and states must be positive, got {duration}, {steps}, {states}")
+    _check_same_size(np.shape(W), W_pruned)
     dt = duration / steps
     return _decay_error(_propagator(W, model, dt), _propagator(W_pruned, model, dt), dt, steps, states, seed)
 
@@ -222,6 +230,9 @@ def sweep(W: ArrayLike, keeps: Sequence[float], rules: Sequence[str] = PRUNING_R
           slowest: int = SLOWEST, reference: Spectrum | None = None) -> list[dict]:
     """Spectral measures (:func:`measure`) for each fraction kept and rule, averaged over the
     pruning ``seeds``. One row per (keep, rule)."""
+    rules = (rules,) if isinstance(rules, str) else rules  # "noise" is one rule, not five letters
+    if len(seeds) == 0:
+        raise ValueError("seeds must name at least one seed")
     W = check_weights(W, model.leak)
     if covariance is None and "noise" in rules:
         covariance = lyapunov_covariance(W, model)
@@ -291,6 +302,13 @@ def compare_rules(W: ArrayLike, *, keep: float = 0.2, rules: Sequence[str] = PRU
     ``decay_trajectory_error``, ``stable`` and, when unstable, ``stable_diagonals`` (the diagonal
     options that keep the same draw stable; ``None`` when it is stable).
     """
+    rules = (rules,) if isinstance(rules, str) else tuple(rules)  # "noise" is one rule, not five letters
+    if not rules:
+        raise ValueError("no rules to compare")
+    # Checked before any work: a negative decay_duration would run time backwards, without a word.
+    if duration < 0 or (decay_duration is not None and decay_duration < 0) or decay_states < 1 or slowest < 1:
+        raise ValueError(f"duration and decay_duration must be >= 0 ms, decay_states and slowest >= 1; got "
+                         f"{duration}, {decay_duration}, {decay_states} and {slowest}")
     W = check_weights(W, model.leak)
     if covariance is None and "noise" in rules:
         covariance = lyapunov_covariance(W, model)

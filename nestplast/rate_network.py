@@ -31,14 +31,19 @@ from .kernel import import_nest, lent_kernel, nest_seed, reset_kernel
 __all__ = [
     "InvalidWeightMatrix", "RateModel", "Activity", "check_weights", "dynamics_matrix",
     "spectral_abscissa", "random_network", "clustered_network", "authors_network", "lyapunov_covariance",
-    "connect_weights", "simulate", "estimate_covariance", "nest_seed",
+    "connect_weights", "simulate", "estimate_covariance", "nest_seed", "STABLE_BELOW",
 ]
+
+# Stable: every eigenvalue of W - leak I has real part below this. An eigenvalue within rounding
+# error of zero is a mode that never decays (e.g. a graph Laplacian's constant mode, or a neuron
+# that pruning cut off in a network without a stability margin), so it counts as unstable.
+STABLE_BELOW = -1e-10
 
 
 class InvalidWeightMatrix(UserError, ValueError):
     """A weight matrix that cannot be a noise-driven stationary rate network.
 
-    ``reason`` is ``"not square"``, ``"not finite"`` or ``"unstable"``. A user error (the
+    ``reason`` is ``"not real"``, ``"not square"``, ``"not finite"`` or ``"unstable"``. A user error (the
     command lines print it in one line) and, as bad input to a function, a ``ValueError``.
     """
 
@@ -80,12 +85,18 @@ class Activity:
 
 # ----------------------------------------------------------------------------------- checks
 
-def check_weights(W: ArrayLike, leak: float = 1.0) -> np.ndarray:
+def check_weights(W: ArrayLike, leak: float = 1.0, *, stable: bool = True) -> np.ndarray:
     """Return ``W`` as a float array, or raise :class:`InvalidWeightMatrix` saying what is wrong:
-    not a square matrix, NaN or infinite entries, or unstable dynamics (an eigenvalue of
-    ``W - leak I`` with non-negative real part: the noise-driven activity has no stationary
-    covariance)."""
-    W = np.asarray(W, dtype=float)
+    not real numbers (text, complex), not a square matrix, NaN or infinite entries, or unstable
+    dynamics (an eigenvalue of ``W - leak I`` with real part not below :data:`STABLE_BELOW`:
+    non-negative, or zero up to rounding; the noise-driven activity has no stationary covariance).
+    ``stable=False`` skips the last check."""
+    W = np.asarray(W)
+    # Casting to float would drop imaginary parts with a mere warning, or fail on text with numpy's message.
+    if W.dtype.kind not in "biufc" or (W.dtype.kind == "c" and np.any(W.imag)):
+        raise InvalidWeightMatrix(
+            "not real", f"weight matrix must hold real numbers, got {'complex numbers' if W.dtype.kind == 'c' else W.dtype}")
+    W = np.asarray(np.real(W), dtype=float)
     if W.ndim != 2 or W.shape[0] != W.shape[1] or W.shape[0] == 0:
         raise InvalidWeightMatrix("not square", f"weight matrix must be square (n x n), got shape {W.shape}")
     bad = ~np.isfinite(W)
@@ -93,11 +104,14 @@ def check_weights(W: ArrayLike, leak: float = 1.0) -> np.ndarray:
         i, j = np.argwhere(bad)[0]
         raise InvalidWeightMatrix(
             "not finite", f"weight matrix holds {bad.sum()} NaN or infinite entries (first at [{i}, {j}] = {W[i, j]})")
+    if not stable:
+        return W
     abscissa = spectral_abscissa(W - leak * np.eye(len(W)))
-    if abscissa >= 0:
+    if abscissa >= STABLE_BELOW:
         raise InvalidWeightMatrix(
             "unstable", f"weight matrix is unstable: W - leak*I (leak = {leak}) has an eigenvalue with real part "
-            f"{abscissa:.4g} >= 0, so the noise-driven activity has no stationary covariance")
+            f"{abscissa:.4g}{' >= 0' if abscissa >= 0 else ', zero up to rounding'}, so the noise-driven activity "
+            "has no stationary covariance")
     return W
 
 
@@ -258,10 +272,11 @@ def simulate(W: ArrayLike, duration: float, model: RateModel = RateModel(), *, s
     the noise per neuron in a fixed order from a stream seeded by :func:`nest_seed`.
     """
     nest = import_nest()
-    W = np.asarray(W, dtype=float)
+    # An unstable network can be simulated from rest (warmup given), one with NaN weights not at all.
+    W = check_weights(W, model.leak, stable=warmup is None)
     n = len(W)
     if warmup is None:
-        warmup = 5.0 / -spectral_abscissa(dynamics_matrix(check_weights(W, model.leak), model))
+        warmup = 5.0 / -spectral_abscissa(dynamics_matrix(W, model))
     # Align the recording to the sampling grid so every neuron has the same samples.
     warmup = np.ceil(warmup / interval) * interval
     reset_kernel()

@@ -211,3 +211,36 @@ def test_noise_rule_keeps_the_only_bridge_between_two_clusters(sign):
     assert prune(W, 0.3, "noise").probabilities[0, 30] > 0.75
     for rule in ("magnitude", "uniform"):
         assert prune(W, 0.3, rule).probabilities[0, 30] <= 0.3
+
+
+@pytest.mark.parametrize("make", [
+    np.zeros_like,                             # e.g. from a single sample of activity
+    lambda W: np.full_like(W, np.nan),         # e.g. from activity with NaN rates
+], ids=["zero", "nan"])
+def test_a_covariance_that_cannot_rank_the_synapses_is_refused(clustered, make):
+    """Not a pruned network with no synapse kept, without a word."""
+    with pytest.raises(InvalidPruningArgument, match="covariance"):
+        prune(clustered, 0.2, "noise", covariance=make(clustered), seed=0)
+    online = OnlineCovariance(clustered)
+    online.update(np.ones((1, len(clustered))))
+    with pytest.raises(InvalidPruningArgument, match="zero noise score"):
+        prune(clustered, 0.2, "noise", covariance=online.covariance(), seed=0)
+
+
+def test_online_covariance_names_rates_of_the_wrong_shape():
+    W = random_network(30, 0.3, seed=0)
+    online = OnlineCovariance(W)
+    rates = np.random.default_rng(0).random((100, 30))
+    with pytest.raises(InvalidPruningArgument, match=r"transposed"):
+        online.update(rates.T)  # neurons in rows, as some recordings come
+    with pytest.raises(InvalidPruningArgument, match=r"\(samples, 30 neurons\)"):
+        online.update(rates[:, :20])
+    for timescale in (0, -5.0):  # 0 divided by zero, a negative one weighted the oldest samples most
+        with pytest.raises(InvalidPruningArgument, match="timescale"):
+            OnlineCovariance(W, timescale=timescale)
+
+
+def test_probe_covariance_too_short_for_two_samples_says_so():
+    with pytest.raises(InvalidPruningArgument, match="probe for longer") as err:
+        probe_covariance(random_network(10, 0.3, seed=0), 0.5)
+    assert isinstance(err.value, UserError)

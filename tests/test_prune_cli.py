@@ -189,3 +189,24 @@ def test_a_comparison_that_compares_nothing_says_so(tmp_path):
     tiny = run_cli("--nodes", "3")
     assert tiny.returncode == 0 and "keeps none" in tiny.stderr, tiny.stderr
     assert "keeps none" not in run_cli("--nodes", "40").stderr
+
+
+def test_a_rerun_into_the_same_folder_leaves_no_stale_results(tmp_path):
+    """decay.csv of an earlier run must not sit beside a summary that measured no decay."""
+    out = tmp_path / "out"
+    assert main(["--nodes", "20", "--duration", "0", "--out", str(out), "--json"]) == 0
+    assert (out / "decay.csv").exists()
+    assert main(["--nodes", "20", "--duration", "0", "--decay-duration", "0", "--out", str(out), "--json"]) == 0
+    assert json.loads((out / "summary.json").read_text())["rules"]["noise"]["decay_trajectory_error"] is None
+    assert not (out / "decay.csv").exists() and not (out / "decay.png").exists()
+    assert (out / "pruned_noise.npz").exists()
+
+
+def test_cli_bad_covariance_probe_and_generated_network_in_one_line(tmp_path, capsys):
+    assert "probe for longer" in rejected(capsys, "--nodes", 20, "--covariance", "nest", "--probe", 0.5)
+    assert "probe for longer" in rejected(capsys, "--nodes", 20, "--covariance", "nest", "--probe", 1)  # one sample
+    # the authors' construction on 4 neurons has a mode that never decays: say which options made it
+    assert "--network authors --nodes 4" in rejected(capsys, "--network", "authors", "--nodes", 4)
+    path = tmp_path / "m.npz"
+    np.savez(path, W=np.array([[-1.0, 0.5j], [0.5j, -1.0]]))
+    assert "complex" in rejected(capsys, "--matrix", path)

@@ -229,3 +229,22 @@ def test_a_mode_that_never_decays_is_unstable():
     summary = compare_rules(W, keep=0.3, rules=("magnitude",), seed=5, duration=0, decay_duration=0).summary()
     m = summary["rules"]["magnitude"]
     assert abs(m["largest_real_eigenvalue"]) < 1e-12 and not m["stable"]
+
+
+def test_measures_refuse_arguments_that_would_give_a_wrong_number():
+    W = clustered_network((20, 5, 15), seed=1)
+    pruned = prune(W, 0.3, seed=0).weights
+    for slowest in (0, -1):  # NaN, or all but the last eigenvalue
+        with pytest.raises(ValueError, match="slowest"):
+            slow_eigenvalue_error(W, pruned, slowest=slowest)
+    with pytest.raises(ValueError, match="decay_duration"):
+        compare_rules(W, duration=0, decay_duration=-5.0)  # time running backwards
+    for measure_of in (eigenvalue_error, rayleigh_error, decay_trajectory_error):
+        with pytest.raises(ValueError, match=r"shape \(10, 10\) does not match"):
+            measure_of(W, pruned[:10, :10])
+
+
+def test_one_rule_given_as_a_string_is_one_rule():
+    W = clustered_network((20, 5, 15), seed=1)
+    assert list(compare_rules(W, rules="noise", duration=0, decay_duration=0).measures) == ["noise"]
+    assert [row["rule"] for row in sweep(W, [0.5], rules="magnitude")] == ["magnitude"]

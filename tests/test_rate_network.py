@@ -277,3 +277,30 @@ def test_connect_weights_checks_the_shape():
     with pytest.raises(ValueError, match="shape"):
         connect_weights(pre, post, np.ones((3, 2)))
     assert connect_weights(pre, post, np.zeros((2, 3))) == 0
+
+
+def test_a_mode_zero_up_to_rounding_is_rejected_not_solved():
+    """W - I = -L, L a graph Laplacian: its constant mode never decays. Rounding puts that
+    eigenvalue a hair below zero; the matrix must still be refused, not given a covariance of
+    1e15 (or a Cholesky traceback)."""
+    for w in (0.3, 0.7):
+        L = np.array([[w, -w, 0.0], [-w, 2 * w, -w], [0.0, -w, w]])
+        with pytest.raises(InvalidWeightMatrix, match="unstable") as err:
+            lyapunov_covariance(np.eye(3) - L)
+        assert err.value.reason == "unstable"
+
+
+@pytest.mark.parametrize("W, words", [
+    (np.array([[-1.0, 0.5j], [0.0, -1.0]]), "complex"),     # the imaginary part is not dropped
+    (np.array([["-1", "a"], ["0", "-1"]]), "real numbers"),  # text: not numpy's conversion traceback
+])
+def test_weight_matrices_that_are_not_real_numbers_are_rejected(W, words):
+    with pytest.raises(InvalidWeightMatrix, match=words) as err:
+        check_weights(W)
+    assert err.value.reason == "not real"
+    assert check_weights(np.array([[-1.0, 0.5], [0.0, -1.0]], dtype=complex)).dtype == float  # zero imaginary parts: fine
+
+
+def test_simulate_refuses_nan_weights_even_from_rest():
+    with pytest.raises(InvalidWeightMatrix, match="NaN"):
+        simulate(np.array([[0.0, np.nan], [0.0, 0.0]]), 10.0, warmup=0.0)

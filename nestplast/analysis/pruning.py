@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..prune import PRUNING_RULES
 from ..pruning_measures import Comparison, Spectrum, spectrum
 from . import saved_figure, write_csv
 
@@ -125,7 +126,8 @@ def write_outputs(out, comparison: Comparison, sweep_rows: list[dict]) -> list[P
     """Write into directory ``out`` (created if needed): original.npz and pruned_<rule>.npz
     (arrays W and, pruned, probabilities), summary.json, sweep.csv and sweep.png (when
     ``sweep_rows``), spectra.png, and decay.csv and decay.png (when the decay was measured).
-    Returns the paths written."""
+    Removes those files of an earlier run into ``out`` that this one does not write. Returns
+    the paths written."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = [out / "original.npz"]
@@ -148,4 +150,9 @@ def write_outputs(out, comparison: Comparison, sweep_rows: list[dict]) -> list[P
         written += [out / "decay.csv", out / "decay.png"]
         write_csv(decay, written[-2])
         plot_decay(decay, written[-1])
+    # An earlier run's files that this one does not write would pass for this run's results.
+    names = ["sweep.csv", "sweep.png", "decay.csv", "decay.png"] + [f"pruned_{rule}.npz" for rule in PRUNING_RULES]
+    stale = {out / name for name in names}
+    for path in stale - set(written):
+        path.unlink(missing_ok=True)
     return written

@@ -22,6 +22,7 @@ from ..npz import read_npz
 from ..prune import DIAGONALS, PRUNING_RULES, probe_covariance
 from ..pruning_measures import SLOWEST, compare_rules, sweep
 from ..rate_network import (
+    InvalidWeightMatrix,
     RateModel,
     authors_network,
     check_weights,
@@ -119,7 +120,7 @@ def _load_matrix(path: Path) -> np.ndarray:
     arrays = read_npz(path, UsageError, "the matrix as array 'W', e.g. numpy.savez(path, W=matrix)")
     if "W" not in arrays:
         raise UsageError(f"{path}: no array 'W' (found: {', '.join(arrays) or 'none'})")
-    return np.asarray(arrays["W"], dtype=float)
+    return arrays["W"]  # check_weights converts it, refusing complex values instead of dropping their imaginary parts
 
 
 def _network(args) -> np.ndarray:
@@ -139,6 +140,21 @@ def _network(args) -> np.ndarray:
         return authors_network(sizes, args.p_in, long_range, args.seed)
     p_out = 3.2 / n if args.p_out is None else args.p_out
     return clustered_network(sizes, args.p_in, p_out, args.seed, inhibitory=args.inhibitory or 0.0)
+
+
+def _checked_network(args, model: RateModel) -> np.ndarray:
+    """The network, checked; a generated one that fails the check names the options that made it
+    (the user cannot fix its matrix, only ask for another)."""
+    W = _network(args)
+    try:
+        return check_weights(W, model.leak)
+    except InvalidWeightMatrix as err:
+        if args.matrix is not None:
+            raise
+        # e.g. the authors' construction (no margin) on a few nodes: a cluster of positive weights
+        # alone is a graph Laplacian, whose constant mode never decays
+        raise UsageError(f"--network {args.network} --nodes {args.nodes} --seed {args.seed} gives an unusable "
+                         f"network ({err}): try more --nodes or another --seed") from None
 
 
 @contextlib.contextmanager
@@ -162,7 +178,7 @@ def _prune(argv: Sequence[str] | None) -> int:
         check_output_directory(args.out)  # before any work
     model = RateModel(rectified=args.rectified)
     with _stdout_to_stderr() if args.json else contextlib.nullcontext():
-        W = check_weights(_network(args), model.leak)
+        W = _checked_network(args, model)
         if args.covariance == "nest":
             covariance = probe_covariance(W, args.probe, model, seed=args.seed)
         else:
