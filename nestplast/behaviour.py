@@ -51,6 +51,20 @@ class Behaviour:
     p_reward: np.ndarray | None = None
     description: str = ""
 
+    def __post_init__(self) -> None:
+        # made in Python, not read by load: without these checks choices coded 1/2 (or NaN for a
+        # missed trial) were fitted without a word, every choice but 0 read as odour 1
+        choices, rewards, blocks = (np.asarray(v) for v in (self.choices, self.rewards, self.blocks))
+        if choices.ndim != 2 or rewards.shape != choices.shape or blocks.shape != choices.shape[1:]:
+            raise BehaviourError(f"Behaviour: choices and rewards must be animals x trials and blocks one per trial, "
+                                 f"got shapes {choices.shape}, {rewards.shape} and {blocks.shape}")
+        for name, value in (("choices", choices), ("rewards", rewards)):
+            bad = np.argwhere((value != 0) & (value != 1))
+            if bad.size:
+                a, t = bad[0]
+                raise BehaviourError(f"Behaviour: {name}: expected 0 or 1, got {value[a, t]} (animal {a}, trial {t})")
+        self.choices, self.rewards = choices.astype(int), rewards.astype(int)
+
     @property
     def n_animals(self) -> int:
         return self.choices.shape[0]
@@ -108,7 +122,9 @@ def validate(values: dict, source: str = "<behaviour>") -> Behaviour:
         if value.dtype.kind == "f":
             if not np.all(np.isfinite(value)):
                 rows = np.flatnonzero(~np.isfinite(value).reshape(len(value), -1).all(axis=1))
-                fail(name, f"NaN or infinite at row {rows[0]}")
+                missed = (" (a missed trial? the model replays every trial of every animal: each needs a choice "
+                          "and a reward)" if name in ("choice", "reward") else "")
+                fail(name, f"NaN or infinite at row {rows[0]}{missed}")
             if np.any(value != np.round(value)):
                 fail(name, "expected whole numbers")
         elif value.dtype.kind not in "iub":
@@ -144,8 +160,12 @@ def validate(values: dict, source: str = "<behaviour>") -> Behaviour:
         fail("block", "every animal must see the same blocks in the same trials")
     p_reward = None
     if "p_reward" in values:
-        p_reward = np.asarray(values["p_reward"], dtype=float)
-        if p_reward.ndim != 2 or p_reward.shape[1] != 2 or p_reward.shape[0] <= blocks.max():
+        p_reward = np.asarray(values["p_reward"])
+        if p_reward.dtype.kind not in "iuf":
+            fail("p_reward", f"expected numbers (probabilities), got {p_reward.dtype}")
+        p_reward = p_reward.astype(float)
+        # exactly one row per block: the model's task takes its blocks from these rows
+        if p_reward.ndim != 2 or p_reward.shape[1] != 2 or p_reward.shape[0] != blocks.max() + 1:
             fail("p_reward", f"expected shape (blocks, 2) with a row for each of the {blocks.max() + 1} blocks, "
                              f"got {p_reward.shape}")
         if not np.all((p_reward >= 0) & (p_reward <= 1)):

@@ -136,15 +136,23 @@ def fit(data: Behaviour, mask: str | None = "pre:010,forget", fixed: Mapping[str
         out: str | Path | None = None, resume: bool = False, comm=None, progress: Callable[[str], None] | None = None,
         restarts: int = 0) -> ChoiceFitResult | None:
     """Fit the ``reward`` rule with ``mask`` (or another ``rule`` that reads the reward signal, e.g.
-    ``get_rule("mlp", inputs=("x_pre", "R", "w_abs"))``), its other settings ``fixed``, to ``data``;
+    ``get_rule("mlp", inputs=("x_pre", "R", "w_abs"))``), its other settings ``fixed`` (``Wmax`` is
+    the task's ``w_max``; ``R`` is the task's), to ``data``;
     ``task`` must describe the data's task (blocks, trials per block) and the model network
     (default: :class:`~nestplast.choice_task.ChoiceTask` with the data's trials). Rank 0 returns
     the result."""
     choice = RuleChoice("reward", mask) if rule is None else RuleChoice(rule.name, None)
     rule = rule or choice.rule()
     fixed = dict(fixed or {})
-    task = task or task_for(data)
+    task = task or task_for(data, **({"w_max": fixed["Wmax"]} if "Wmax" in fixed else {}))
+    check_fixed(fixed, task)
+    if task.n_trials != data.n_trials:  # refused here, not in the first simulation after the run was created
+        raise ValueError(f"the task has {task.n_trials} trials ({len(task.blocks)} blocks of {task.trials_per_block}), "
+                         f"the data {data.n_trials}")
     fitted, held = split_animals(data.n_animals, hold_out)
+    if not fitted:  # hold_out 1: the first simulation would fail on no animals, after the run was created
+        raise ValueError(f"hold_out={hold_out} holds out every animal and leaves none to fit: give 0 (none held out) "
+                         f"or N >= 2 (every N-th animal)")
     problem = ChoiceFit(data, rule, fixed, task, fitted, seed, l1)
     settings = {"task": "choices", "hold_out": hold_out, "l1": l1, "model_task": asdict(task),
                 "rule_source_sha256": hashlib.sha256(rule.source.encode()).hexdigest()}
@@ -163,7 +171,7 @@ def fit(data: Behaviour, mask: str | None = "pre:010,forget", fixed: Mapping[str
         ll_fit_bits=float(ll_fit.sum() / (len(fitted) * per_trial)),
         ll_held_out_bits=float(ll_held.sum() / (len(held) * per_trial)) if held else math.nan,
         ll_held_out_per_animal=(ll_held / per_trial).tolist(), stop=outcome.stop, bootstrap=draws,
-        nest_params=rule.synapse_params(theta, **fixed))
+        nest_params={**rule.synapse_params(theta, **fixed), "Wmax": task.w_max})  # the bound the animals had
     result.warnings = choice_warnings(result, at_bounds(rule, theta))
     (Path(out) / "fit.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
     return result
@@ -172,20 +180,35 @@ def fit(data: Behaviour, mask: str | None = "pre:010,forget", fixed: Mapping[str
 def choice_warnings(result: ChoiceFitResult, at_bound: Sequence[str]) -> list[str]:
     """What a reader of ``result`` must know before trusting it, one sentence each (printed by the
     command, kept in fit.json): coefficients at their search bounds (``at_bound``), intervals that
-    cannot be computed, no held-out animal, choices predicted worse than chance."""
+    cannot be computed, a model at chance in every trial, no held-out animal, choices predicted
+    worse than chance."""
     warnings = []
     if at_bound:
         warnings.append(at_bound_warning(at_bound))
     if len(result.fit_animals) < 2:
         warnings.append("no intervals: they come from a bootstrap over the fitted animals, and one animal was fitted; "
                         "give more animals")
+    if abs(result.ll_fit_bits + 1.0) < 1e-9:  # exactly chance: p = 0.5 in every trial, whatever the choices
+        warnings.append("the fitted model gives every choice the probability 0.5 (-1 bits per trial): its output "
+                        "neuron fires equally (or not at all) for both odours, so the choices do not constrain the "
+                        "coefficients and their values and intervals mean nothing")
     if not result.held_out_animals:
-        warnings.append("no animal held out (--hold-out 0, or a single animal): the fit is measured on the animals it "
-                        "was fitted to only")
+        warnings.append("no animal held out (--hold-out 0, or fewer animals than --hold-out): the fit is measured on "
+                        "the animals it was fitted to only")
     elif result.ll_held_out_bits < -1.0:
         warnings.append(f"the fitted rule predicts the held-out animals' choices worse than chance "
                         f"({result.ll_held_out_bits:.3f} bits per trial against -1): it does not describe these animals")
     return warnings
+
+
+def check_fixed(fixed: Mapping[str, float], task: ChoiceTask) -> None:
+    """Refuse fixed settings the task would override without a word: ``R`` (the reward signal,
+    set in every trial) and a ``Wmax`` other than the task's ``w_max`` (every animal's bound)."""
+    if "R" in fixed:
+        raise ValueError("R is the reward signal the task sets in every trial (r - E[r]); it cannot be fixed")
+    if "Wmax" in fixed and fixed["Wmax"] != task.w_max:
+        raise ValueError(f"Wmax={fixed['Wmax']:g}, but the task's weight bound is w_max={task.w_max:g}: give the "
+                         f"same, or leave Wmax out and set ChoiceTask(w_max=...)")
 
 
 def task_for(data: Behaviour, **overrides) -> ChoiceTask:
@@ -231,7 +254,8 @@ def generate(params: Mapping[str, float], *, mask: str = "pre:010,forget", n_ani
              task: ChoiceTask | None = None, seed: int = 1, description: str = "") -> Behaviour:
     """Synthetic behaviour: ``n_animals`` model animals (seeds from ``seed``; other input
     realisations than any fit's) learning the task with the ``reward`` rule at ``params``."""
-    task = task or ChoiceTask()
+    task = task or ChoiceTask(**({"w_max": params["Wmax"]} if "Wmax" in params else {}))
+    check_fixed(params, task)
     rule = RuleChoice("reward", mask).rule()
     seeds = [int(np.random.SeedSequence([seed, 1000 + a]).generate_state(1)[0]) for a in range(n_animals)]
     searched = {k: v for k, v in params.items() if k in rule.names}

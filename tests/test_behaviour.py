@@ -250,3 +250,53 @@ def test_a_fit_to_one_animal_says_it_has_no_interval_and_nothing_held_out(tmp_pa
     assert "warning: no intervals" in out.stdout and "warning: no animal held out" in out.stdout
     kept = json.loads((tmp_path / "run" / "fit.json").read_text())
     assert any("no intervals" in w for w in kept["warnings"])
+
+
+def test_behaviour_made_in_python_is_checked_like_a_file():
+    """Choices coded 1/2 in a Behaviour made in Python were fitted without a word (every choice but
+    0 read as odour 1); a file's p_reward with a row too many, or of strings, gave a traceback from
+    the first simulation, after the run folder was made, or from numpy."""
+    data = behaviour.validate(valid_arrays())
+    with pytest.raises(BehaviourError, match=r"choices: expected 0 or 1, got 2 \(animal 0, trial 0\)"):
+        behaviour.Behaviour(data.choices + 1, data.rewards, data.blocks)
+    with pytest.raises(BehaviourError, match="rewards: expected 0 or 1, got nan"):
+        behaviour.Behaviour(data.choices, np.where(data.rewards == 1, np.nan, 0.0), data.blocks)
+    with pytest.raises(BehaviourError, match="animals x trials"):
+        behaviour.Behaviour(data.choices.ravel(), data.rewards.ravel(), data.blocks)
+    for p_reward, message in (([[0.2, 0.8], [0.9, 0.1], [0.5, 0.5]], r"a row for each of the 2 blocks, got \(3, 2\)"),
+                              ([["a", "b"], ["c", "d"]], "expected numbers")):
+        with pytest.raises(BehaviourError, match=f"x.npz: p_reward: .*{message}"):
+            behaviour.validate({**valid_arrays(), "p_reward": np.array(p_reward)}, "x.npz")
+
+
+def test_a_fit_at_chance_in_every_trial_is_flagged():
+    """A silent output neuron gives p = 0.5 in every trial: -1 bits, coefficients the choices do
+    not constrain, and no warning said so."""
+    def result(bits):
+        return infer_choices.ChoiceFitResult("reward", MASK, [], {}, {}, {}, [0, 1, 2], [3], bits, -1.0 + 1e-15,
+                                             ll_held_out_per_animal=[-1.0])
+    assert any("probability 0.5" in w for w in infer_choices.choice_warnings(result(-0.9999999999999994), []))
+    assert not any("probability 0.5" in w for w in infer_choices.choice_warnings(result(-0.98), []))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--hold-out", "1"], "--hold-out 1 holds out every animal"),  # was an IndexError from the first simulation
+    (["--compare", "pre:010"], "--hold-out 4 holds out none of the 2 animals"),  # was a ValueError after both fits
+    (["--fixed", "eta=5,R=1"], "--fixed: R is the reward signal the task sets"),  # was ignored without a word
+])
+def test_the_choices_command_refuses_settings_it_cannot_honour(tmp_path, args, message):
+    behaviour.save(behaviour.validate(valid_arrays()), tmp_path / "choices.npz")
+    out = infer_choices_cli(tmp_path, *args)
+    assert out.returncode == 2 and message in out.stderr, out.stderr
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.nest
+def test_a_fixed_wmax_is_the_bound_the_model_animals_get(tmp_path, reward_module):
+    """--fixed Wmax was overridden by the task's w_max (200) without a word: fits with any Wmax were
+    the same, and fit.json's nest_params said Wmax 100 (the rule's default) for a fit made with 200."""
+    data = infer_choices.generate(TRUE, mask=MASK, n_animals=2, task=ChoiceTask(trials_per_block=5), seed=5)
+    fits = [infer_choices.fit(data, MASK, {"eta": 5.0, **wmax}, hold_out=0, population_size=2, max_generations=1,
+                              n_bootstrap=0, out=tmp_path / f"run{k}") for k, wmax in enumerate(({}, {"Wmax": 5.0}))]
+    assert fits[0].nest_params["Wmax"] == 200.0 and fits[1].nest_params["Wmax"] == 5.0
+    assert fits[0].ll_fit_bits != fits[1].ll_fit_bits, "the bound changed nothing in the simulation"

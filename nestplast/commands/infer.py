@@ -256,17 +256,27 @@ def _infer_choices(args, started: list[Path]) -> int:
     _check_counts((("--max-generations", generations, 1), ("--population-size", args.population_size, 2),
                    ("--bootstrap", args.bootstrap, 0), ("--hold-out", hold_out, 0), ("--seed", args.seed, 0),
                    ("--restarts", args.restarts, 0), ("--hidden", args.hidden, 1)))
+    if hold_out == 1:
+        raise UsageError("--hold-out 1 holds out every animal and leaves none to fit: give 0 (none held out) or "
+                         "N >= 2 (every N-th animal)")
     rules = _choice_rules(args)
     data = load(args.data)
     fixed = parse_fixed(args.fixed)
     for label, rule, _mask in rules:
         _check_fixed(fixed, rule, label)
-    if args.compare and not hold_out:
-        raise UsageError("--compare compares the fits on held-out animals: give --hold-out N > 0")
+    if args.compare and not infer_choices.split_animals(data.n_animals, hold_out)[1]:  # before both fits, not after
+        how = f"give --hold-out N with 2 <= N <= {data.n_animals}" if data.n_animals > 1 else "give more animals"
+        raise UsageError(f"--compare compares the fits on held-out animals, and --hold-out {hold_out} holds out none "
+                         f"of the {data.n_animals} animals: {how}")
     try:
-        task = infer_choices.task_for(data)
+        # --fixed Wmax is the task's weight bound (the task sets every animal's Wmax)
+        task = infer_choices.task_for(data, **({"w_max": fixed["Wmax"]} if "Wmax" in fixed else {}))
     except ValueError as err:
         raise UsageError(f"{args.data}: {err}") from None
+    try:
+        infer_choices.check_fixed(fixed, task)
+    except ValueError as err:
+        raise UsageError(f"--fixed: {err}") from None
     out, comm, rank = _run_dir(args, started)
     say = None if args.json or rank != 0 else (lambda line: print(line, flush=True))
     fits = []
