@@ -29,9 +29,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import __version__, engine
+from .errors import UserError
 from .kernel import lent_kernel
 from .parallel import Transport, together
-from .recording import Recording, RecordingError, check_time_unit
+from .recording import Recording, RecordingError, check_time_unit, unmatched_ids
 from .rules import Rule, get_rule
 from .store import RunStore, StoreError, as_stored
 from .strategies import Budget, SearchSpace, make_strategy
@@ -64,6 +65,29 @@ class Segment:
     first: int
     last: int
     seed: int = 0
+
+
+class FitSettingsError(UserError, ValueError):
+    """A fit's rule or settings that cannot describe any recording (a time constant of 0, NaN, a
+    delay of 0): refused before the fit, which would otherwise run on numbers that mean nothing."""
+
+
+def check_settings(rule: Rule, fixed: Mapping[str, float], delay: float, mode: str = "clamped") -> None:
+    """Refuse what NEST would refuse or the forward model cannot run: a NaN setting, time constants
+    or a delay of 0 or less, and (clamped mode) a rule the numpy model cannot compute."""
+    params = rule.synapse_params(rule.defaults(), **fixed)
+    if mode == "clamped" and (rule.extra_inputs or not rule.describes_update or "tau_pre" not in params):
+        raise FitSettingsError(f"rule {rule.name!r} cannot be fitted to a recording's weights: it reads more than the "
+                               "pre and post spikes and the weight; fit taylor (with --mask), doublet or mlp")
+    if not (math.isfinite(delay) and delay > 0):
+        raise FitSettingsError(f"delay: the synaptic (dendritic) delay must be > 0 ms, as in NEST, got {delay:g}")
+    for name, value in params.items():
+        # NaN made every loss NaN, and the fit blamed "weights that never change"; a time constant of
+        # 0 or less, which the compiled rule refuses, gave the numpy model's traces no meaning
+        if name.startswith("tau") and not 0 < value < math.inf:
+            raise FitSettingsError(f"{name} = {value:g}: time constants must be finite and > 0 ms")
+        if math.isnan(value) or (name == "eta" and math.isinf(value)):
+            raise FitSettingsError(f"{name} = {value:g}: must be a finite number")
 
 
 def segments(n_samples: int, n_segments: int) -> list[Segment]:
@@ -208,6 +232,17 @@ class Fit:
             data[key] = None if math.isnan(data[key]) else data[key]
         return data
 
+    @classmethod
+    def from_json(cls, data: Mapping) -> Fit:
+        """The fit that :meth:`to_json` wrote (fit.json), without its bootstrap draws: for
+        ``nestplast report``, which should print it as the fit did, warnings included."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["intervals"] = {n: (math.nan, math.nan) if v is None else tuple(v) for n, v in data["intervals"].items()}
+        for key in ("r2_held_out", "deviance_explained_held_out", "deviance_explained_fit", "r2_activity_held_out"):
+            values[key] = math.nan if values.get(key) is None else values[key]
+        return cls(**values)
+
 
 def json_intervals(intervals: Mapping[str, tuple[float, float]]) -> dict[str, list[float] | None]:
     """``intervals`` for JSON: None for an interval that could not be computed (NaN)."""
@@ -229,6 +264,7 @@ def fit(recording: Recording, choice: RuleChoice, fixed: Mapping[str, float], *,
     :mod:`nestplast.surface`). ``restarts`` more CMA-ES runs (other seeds, doubled
     population each) keep the best. Rank 0 returns the :class:`Fit`."""
     check_time_unit(recording)
+    check_settings(choice.rule(), fixed, delay, mode)
     if mode == "closed":
         return _fit_closed(recording, choice, fixed, background=background, delay=delay, l1=l1, trials=trials,
                            w_unrecorded=w_unrecorded, population_size=population_size,
@@ -298,8 +334,14 @@ def fit(recording: Recording, choice: RuleChoice, fixed: Mapping[str, float], *,
                  deviance_explained_fit=float(deviance_fit), stop=outcome.stop, bootstrap=draws,
                  unidentified=[rule.names[i] for i in unconstrained(objective, theta, bounds)])
     result.at_bound = at_bounds(rule, theta, result.unidentified)
-    result.warnings = fit_warnings(result, n_fitted=len(fitted), n_held=len(held), n_bootstrap=n_bootstrap,
-                                   what=("segment", "segments"))
+    result.warnings = unmatched_ids(recording) + fit_warnings(result, n_fitted=len(fitted), n_held=len(held),
+                                                              n_bootstrap=n_bootstrap, what=("segment", "segments"))
+    if held and math.isnan(r2_held) and not math.isnan(deviance_held):
+        # R^2 is measured around each held-out segment's own mean: one scored sample has none to measure
+        # around (many --segments for few sample times); the summary printed "R^2 nan" without a reason
+        result.warnings.append(f"no held-out R^2: each held-out segment has a single sample time after its start "
+                               f"({recording.weight_times.size} sample times cut into {len(all_segments)} segments); "
+                               f"give fewer --segments")
     (Path(out) / "fit.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
     return result
 
@@ -481,8 +523,9 @@ def _fit_closed(recording: Recording, choice: RuleChoice, fixed: Mapping[str, fl
                  r2_activity_held_out=measures["r2_activity_held_out"], stop=outcome.stop, bootstrap=draws,
                  intervals_from="bootstrap over segments on quadratic surfaces of the simulated candidates")
     result.at_bound = at_bounds(rule, theta)
-    result.warnings = fit_warnings(result, n_fitted=int(np.sum(~problem.held)), n_held=int(np.sum(problem.held)),
-                                   n_bootstrap=n_bootstrap, what=("block", "blocks"))
+    result.warnings = unmatched_ids(recording) + fit_warnings(
+        result, n_fitted=int(np.sum(~problem.held)), n_held=int(np.sum(problem.held)), n_bootstrap=n_bootstrap,
+        what=("block", "blocks"))
     (Path(out) / "fit.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
     return result
 

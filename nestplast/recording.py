@@ -57,7 +57,10 @@ spikes, ``neurons``: the postsynaptic neurons, each population recorded by a spi
         syn_pre=np.searchsorted(in_ids, conns.get("source")),
         syn_post=np.searchsorted(out_ids, conns.get("target")),
         syn_sign=np.where(np.array(w[0]) < 0, -1, 1),  # or from how you connected them
-        weight_synapses=np.arange(len(conns)), weight_times=100.0 * np.arange(51),
+        # after nest.Simulate(T) the weights are those of T - min_delay: the spikes of NEST's last
+        # slice are delivered in the next run (stamped T, a fit's coefficients come out biased)
+        weight_synapses=np.arange(len(conns)),
+        weight_times=np.r_[0.0, 100.0 * np.arange(1, 51) - nest.GetKernelStatus("min_delay")],
         weights=np.array(w).T,
         description="5 s, 100 Poisson inputs at 10 Hz onto 10 iaf_psc_exp",
     )
@@ -304,6 +307,28 @@ def check_time_unit(recording: Recording, source: str | None = None) -> None:
             f"{prefix}weight_times: every sample lies in the first {times[-1]:g} ms of duration = "
             f"{recording.duration:g} ms, while the spikes go on to {last_spike:g} ms; weight_times must be in ms "
             f"like the spikes (in seconds? multiply weight_times by 1000)")
+
+
+def unmatched_ids(recording: Recording) -> list[str]:
+    """Warnings, one per side (pre, post), where some ids have synapses but no spike while others
+    spike but have no synapse: the mark of spike ids and synapse ids numbered differently (NEST's
+    node ids in one, 0-based ids in the other), which the schema cannot refuse (both are in range)
+    and which makes every synapse read another cell's spikes."""
+    warnings = []
+    for side, ids, syn, n in (("pre", recording.pre_ids, recording.syn_pre, recording.n_pre),
+                              ("post", recording.post_ids, recording.syn_post, recording.n_post)):
+        spiking = np.bincount(ids, minlength=n) > 0
+        connected = np.bincount(syn, minlength=n) > 0
+        silent, stray = np.flatnonzero(connected & ~spiking), np.flatnonzero(spiking & ~connected)
+        if silent.size and stray.size:
+            warnings.append(f"{side} ids {_few(silent)} have synapses (syn_{side}) but no spike, while {side} ids "
+                            f"{_few(stray)} spike ({side}_ids) but have no synapse: are {side}_ids and syn_{side} "
+                            f"numbered alike (both from 0, NEST's node ids mapped the same way)?")
+    return warnings
+
+
+def _few(ids: np.ndarray) -> str:
+    return ", ".join(map(str, ids[:3])) + (f" (and {ids.size - 3} more)" if ids.size > 3 else "")
 
 
 # ---- the checks ----

@@ -564,3 +564,88 @@ def test_ctrl_c_in_a_fit_says_how_far_it_got_and_how_to_go_on(tmp_path):
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130 and "interrupted: after generation" in err, err
     assert "Resume with: the same command with --resume" in err
+
+
+def test_infer_command_names_a_bad_mask_instead_of_a_traceback(tmp_path, capsys):
+    """A mask term of four digits, or a mask for the doublet rule, ended in a ValueError's traceback."""
+    from nestplast.commands.infer import main
+    from nestplast.recording import save
+
+    save(synthetic("post:100,post:011", OJA, OJA_FIXED, duration=1000.0), tmp_path / "data.npz")
+    for args, message in ((["--mask", "post:1000"], "bad Taylor mask term 'post:1000'"),
+                          (["--rule", "doublet", "--mask", "post:100"], "rule 'doublet' takes no mask")):
+        assert main([str(tmp_path / "data.npz"), *args, "--out", str(tmp_path / "run")]) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_settings_no_rule_can_run_with_are_refused_before_the_fit(tmp_path):
+    """tau_pre = 0 (which the compiled rule refuses) and a delay of 0 were fitted into numbers
+    without meaning; eta = NaN was reported as "weights that never change"; a rule the numpy model
+    cannot compute (reward, mlp_fsbi) failed with a KeyError or ValueError deep in the model."""
+    from nestplast import infer
+
+    data = synthetic("post:100,post:011", OJA, OJA_FIXED, duration=1000.0)
+    for fixed, options, message in (({**OJA_FIXED, "tau_pre": 0.0}, {}, "tau_pre = 0: time constants"),
+                                    ({**OJA_FIXED, "eta": math.nan}, {}, "eta = nan: must be a finite number"),
+                                    (OJA_FIXED, {"delay": 0.0}, r"delay: the synaptic \(dendritic\) delay must be > 0 ms")):
+        with pytest.raises(infer.FitSettingsError, match=message):
+            _quick_fit(data, tmp_path, fixed=fixed, **options)
+    with pytest.raises(infer.FitSettingsError, match="rule 'reward' cannot be fitted to a recording"):
+        infer.fit(data, infer.RuleChoice("reward"), {"Wmax": 1000.0}, out=tmp_path / "fit")
+    assert not (tmp_path / "fit").exists()
+
+
+def test_held_out_segments_of_one_sample_say_why_there_is_no_r2(tmp_path):
+    """--segments as many as the sample times leaves one scored sample per segment: R^2 (around
+    each segment's mean) is undefined, and the summary printed "held-out R^2 nan" without a word."""
+    import dataclasses
+
+    from nestplast.commands.infer import summary_text
+
+    data = synthetic("post:100,post:011", OJA, OJA_FIXED, duration=1000.0)
+    data = dataclasses.replace(data, weight_times=data.weight_times[::2], weights=data.weights[:, ::2])
+    fit = _quick_fit(data, tmp_path, n_segments=500, max_generations=3, n_bootstrap=0)
+    assert math.isnan(fit.r2_held_out) and not math.isnan(fit.deviance_explained_held_out)
+    assert any("no held-out R^2" in w and "give fewer --segments" in w for w in fit.warnings)
+    assert "held-out R^2 n/a" in summary_text(fit)
+
+
+def test_spike_ids_numbered_unlike_synapse_ids_are_named_in_the_warnings(tmp_path):
+    """NEST's node ids in pre_ids beside 0-based syn_pre pass the schema (all in range) and make
+    every synapse read its neighbour's spikes: the fit came out wrong without a word."""
+    import dataclasses
+
+    data = synthetic("post:100,post:011", OJA, OJA_FIXED, duration=1000.0)
+    shifted = dataclasses.replace(data, pre_ids=data.pre_ids + 1, n_pre=None)
+    fit = _quick_fit(shifted, tmp_path, max_generations=2, n_bootstrap=0)
+    assert any("pre ids 0 have synapses (syn_pre) but no spike, while pre ids 10 spike" in w for w in fit.warnings)
+    assert not any("ids" in w for w in _quick_fit(data, tmp_path / "right", max_generations=2, n_bootstrap=0).warnings)
+
+
+def test_infer_demo_refuses_an_out_holding_a_fit_without_pointing_to_resume(tmp_path, capsys):
+    """The store's refusal said "continue it with --resume", an option the demo does not have."""
+    from nestplast.commands.infer_demo import main
+    from nestplast.store import RunStore
+
+    RunStore.create(tmp_path / "fit", experiment={}, seed=1).close()
+    assert main(["additive_stdp", "--duration", "200", "--bootstrap", "0", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "already holds a demo's fit" in err and "--resume" not in err
+
+
+def test_a_fit_read_back_from_fit_json_prints_as_the_fit_did(tmp_path):
+    """`nestplast report` on a fit's folder printed the coefficients without the warnings (an
+    unconstrained coefficient looked like a result) and "None %"; Fit.from_json gives it the fit
+    back, to print with the command's own summary_text."""
+    import dataclasses
+
+    from nestplast.commands.infer import summary_text
+    from nestplast.infer import Fit
+
+    data = synthetic("post:100,post:011", OJA, OJA_FIXED, duration=1000.0)
+    two = dataclasses.replace(data, weight_times=data.weight_times[[0, -1]], weights=data.weights[:, [0, -1]])
+    fit = _quick_fit(two, tmp_path, max_generations=2, n_bootstrap=2)
+    again = Fit.from_json(json.loads((tmp_path / "fit" / "fit.json").read_text()))
+    assert fit.warnings and summary_text(again) == summary_text(fit)
+    assert again.nest_params() == fit.nest_params()

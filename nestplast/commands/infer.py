@@ -111,7 +111,8 @@ def summary_text(fit: Fit) -> str:
         on_fit = "n/a" if math.isnan(fit.deviance_explained_fit) else f"{fit.deviance_explained_fit:.1f} %"
         lines.append(f"deviance explained: {on_fit} on the fitted segments (no held-out measures)")
     else:
-        lines.append(f"held-out R^2 {fit.r2_held_out:.4f}; deviance explained: {fit.deviance_explained_held_out:.1f} % "
+        r2 = "n/a" if math.isnan(fit.r2_held_out) else f"{fit.r2_held_out:.4f}"  # a warning says why
+        lines.append(f"held-out R^2 {r2}; deviance explained: {fit.deviance_explained_held_out:.1f} % "
                      f"held out, {fit.deviance_explained_fit:.1f} % on the fitted segments")
     lines += [f"warning: {warning}" for warning in fit.warnings]
     return "\n".join(lines)
@@ -167,7 +168,10 @@ def _infer(argv: Sequence[str] | None, started: list[Path]) -> int:
                    ("--trials", args.trials, 1)))
     recording = load(args.data)
     choice = infer.RuleChoice(args.rule, args.mask)
-    rule = choice.rule()
+    try:
+        rule = choice.rule()
+    except ValueError as err:  # a bad mask term, a mask for a rule without one: a message, not a traceback
+        raise UsageError(f"--rule {args.rule} --mask {args.mask}: {err}") from None
     fixed = parse_fixed(args.fixed)
     _check_fixed(fixed, rule, rule.name)
     out, comm, rank = _run_dir(args, started)

@@ -58,6 +58,9 @@ def _demo(argv: Sequence[str] | None) -> int:
     if abs(steps - round(steps)) > 1e-6:
         raise UsageError(f"--duration: expected a multiple of the resolution, 0.1 ms, got {args.duration:g}")
     out = check_output_directory(args.out or Path(tempfile.mkdtemp(prefix="nestplast-demo-")))
+    if not args.sweep and (out / "fit" / "results.sqlite").exists():
+        # the store's own refusal says "continue it with --resume", which the demo does not have
+        raise UsageError(f"{out} already holds a demo's fit ({out / 'fit'}); choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     options = {"duration_ms": args.duration, "seed": args.seed, "n_bootstrap": args.bootstrap}
     if args.sweep:
