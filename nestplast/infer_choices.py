@@ -20,7 +20,7 @@ import hashlib
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -121,6 +121,15 @@ class ChoiceFitResult:
         data["intervals"] = json_intervals(self.intervals)
         data["ll_held_out_bits"] = None if math.isnan(self.ll_held_out_bits) else self.ll_held_out_bits
         return data
+
+    @classmethod
+    def from_json(cls, data: Mapping) -> ChoiceFitResult:
+        """The fit that :meth:`to_json` wrote (fit.json), without its bootstrap draws."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["intervals"] = {n: (math.nan, math.nan) if v is None else tuple(v) for n, v in data["intervals"].items()}
+        values["ll_held_out_bits"] = math.nan if data.get("ll_held_out_bits") is None else data["ll_held_out_bits"]
+        return cls(**values)
 
 
 def split_animals(n_animals: int, hold_out: int) -> tuple[list[int], list[int]]:

@@ -221,6 +221,14 @@ def test_an_mlp_rule_is_fitted_to_choices_from_the_command_line(tmp_path, reward
     assert result["compare"]["names"] == ["th_pre_010"]
     assert np.isfinite(result["fit"]["ll_held_out_bits"]) and result["comparison"]["animals"] == 2
     assert (tmp_path / "run" / "choices.png").stat().st_size > 1000
+    # the report prints what the command did: the warnings, the rounded log-likelihoods, the comparison
+    report = subprocess.run([sys.executable, "-m", "nestplast", "report", str(tmp_path / "run")], capture_output=True,
+                            text=True)
+    assert report.returncode == 0, report.stderr
+    assert all(f"warning: {w}" in report.stdout for w in result["fit"]["warnings"])
+    assert f"{result['fit']['ll_held_out_bits']:.4f} bits held out" in report.stdout
+    assert f"on 2 held-out animals: {result['comparison']['bits_per_trial']:+.4f} bits per trial" in report.stdout
+    assert "choices.png" in report.stdout
 
 
 def test_unknown_fields_are_refused_not_ignored(tmp_path):

@@ -285,14 +285,19 @@ def test_infer_on_two_ranks_records_what_one_rank_records(tmp_path):
 
 def test_report_reads_an_inference_run(tmp_path):
     from nestplast import infer
+    from nestplast.commands.infer import summary_text
 
     data = synthetic("post:100,post:011", OJA, OJA_FIXED, duration=2000.0)
-    infer.fit(data, infer.RuleChoice("taylor", "post:100,post:011"), OJA_FIXED, max_generations=5, n_bootstrap=2,
-              out=tmp_path / "fit")
+    result = infer.fit(data, infer.RuleChoice("taylor", "post:100,post:011"), OJA_FIXED, max_generations=5,
+                       n_segments=2, hold_out=2, n_bootstrap=2, out=tmp_path / "fit")  # one fitted segment: a warning
     out = subprocess.run([sys.executable, "-m", "nestplast", "report", str(tmp_path / "fit")], capture_output=True,
                          text=True)
     assert out.returncode == 0, out.stderr
-    assert "inference" in out.stdout and "th_post_100" in out.stdout
+    # what the fit printed, read back from fit.json: its warnings included (the report showed none of
+    # them, so an unconstrained coefficient looked like a result), no raw floats nor "None %"
+    assert "inference" in out.stdout and summary_text(result) in out.stdout
+    assert result.warnings and all(f"warning: {w}" in out.stdout for w in result.warnings)
+    assert "plots in" not in out.stdout and "None" not in out.stdout  # the Python API drew no plot
 
 
 def _closed_loop_data(truth, nest_seed: int, duration=3000.0, n_pre=20, seed=2):

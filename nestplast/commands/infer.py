@@ -22,6 +22,7 @@ from ..errors import UsageError
 
 if TYPE_CHECKING:
     from ..infer import Fit
+    from ..infer_choices import ChoiceFitResult
 
 
 def parse_fixed(text: str) -> dict[str, float]:
@@ -116,6 +117,23 @@ def summary_text(fit: Fit) -> str:
                      f"held out, {fit.deviance_explained_fit:.1f} % on the fitted segments")
     lines += [f"warning: {warning}" for warning in fit.warnings]
     return "\n".join(lines)
+
+
+def choice_summary_text(fit: ChoiceFitResult, label: str) -> str:
+    """What the command prints of a fit to choices: the animals, the coefficients, the
+    log-likelihoods, the warnings."""
+    held = "n/a" if math.isnan(fit.ll_held_out_bits) else f"{fit.ll_held_out_bits:.4f} bits"
+    return "\n".join([f"rule {label}: {len(fit.fit_animals)} animals fitted, {len(fit.held_out_animals)} held out",
+                      *_coefficient_table(fit),
+                      f"log-likelihood per trial: {fit.ll_fit_bits:.4f} bits fitted, {held} held out (chance: -1)",
+                      *[f"warning: {warning}" for warning in fit.warnings]])
+
+
+def comparison_text(comparison: dict) -> str:
+    """The line of ``--compare`` (``comparison``: as in comparison.json): the first rule against the
+    second on the held-out animals."""
+    return (f"{comparison['with']} against {comparison['without']} on {comparison['animals']} held-out animals: "
+            f"{comparison['bits_per_trial']:+.4f} bits per trial [{comparison['low']:+.4f}, {comparison['high']:+.4f}]")
 
 
 def _run_dir(args, started: list[Path]) -> tuple[Path, object, int]:
@@ -295,8 +313,8 @@ def _infer_choices(args, started: list[Path]) -> int:
     labels = [label for label, _rule, _mask in rules]
     comparison = infer_choices.compare(fits[0], fits[1]) if args.compare else None
     if comparison:
-        (out / "comparison.json").write_text(json.dumps({"with": labels[0], "without": labels[1], **comparison},
-                                                        indent=2))
+        comparison = {"with": labels[0], "without": labels[1], **comparison}
+        (out / "comparison.json").write_text(json.dumps(comparison, indent=2))
     if not args.no_plots:
         from ..analysis.behaviour import plot_choices
 
@@ -310,15 +328,9 @@ def _infer_choices(args, started: list[Path]) -> int:
                                                          if comparison else {})}))
         return 0
     for label, fit in zip(labels, fits):
-        print(f"rule {label}: {len(fit.fit_animals)} animals fitted, {len(fit.held_out_animals)} held out")
-        print("\n".join(_coefficient_table(fit)))
-        held = "n/a" if math.isnan(fit.ll_held_out_bits) else f"{fit.ll_held_out_bits:.4f} bits"
-        print(f"log-likelihood per trial: {fit.ll_fit_bits:.4f} bits fitted, {held} held out (chance: -1)")
-        for warning in fit.warnings:
-            print(f"warning: {warning}")
+        print(choice_summary_text(fit, label))
     if comparison:
-        print(f"{labels[0]} against {labels[1]} on {comparison['animals']} held-out animals: "
-              f"{comparison['bits_per_trial']:+.4f} bits per trial [{comparison['low']:+.4f}, {comparison['high']:+.4f}]")
+        print(comparison_text(comparison))
     print(f"fitted rule for nest.CopyModel: {out / 'fit.json'} (key nest_params)"
           + ("" if args.no_plots else f"; plots in {out}"))
     return 0

@@ -128,28 +128,33 @@ def _filter_in_first_round(run_dir: Path, kind: str) -> tuple[int, int] | None:
 
 
 def _report_fit(args) -> int:
-    """An inference run: its fit.json, as `nestplast infer` printed it."""
+    """An inference run: its fit.json, as `nestplast infer` printed it (warnings included)."""
+    from ..infer import Fit
+    from ..infer_choices import ChoiceFitResult
+    from .infer import choice_summary_text, comparison_text, summary_text
+
     path = args.run_dir / "fit.json"
     if not path.is_file():
+        with RunStore.open(args.run_dir, read_only=True) as store:
+            choices = store.experiment().get("task") == "choices"
         raise UserError(f"{args.run_dir} is an inference run that has not finished its fit (no fit.json); "
-                        "continue it with: python -m nestplast infer DATA --out RUN_DIR --resume ...")
+                        f"continue it with: python -m nestplast infer DATA{' --task choices' if choices else ''} "
+                        f"--out {shlex.quote(str(args.run_dir))} --resume ... (the fit's other options)")
     fit = json.loads(path.read_text())
     if args.json:
         print(json.dumps(fit))
         return 0
     print(f"run: {args.run_dir} (inference: rule {fit['rule']}{' ' + fit['mask'] if fit['mask'] else ''})")
-    for name in fit["names"]:
-        interval = fit["intervals"][name]
-        shown = "-" if interval is None else f"[{interval[0]:.4g}, {interval[1]:.4g}]"
-        print(f"  {name:<14} {fit['coefficients'][name]:>10.4g}   {shown}")
     if "ll_held_out_bits" in fit:  # a fit to behaviour
-        print(f"log-likelihood per trial: {fit['ll_fit_bits']:.4f} bits on {len(fit['fit_animals'])} fitted animals, "
-              f"{fit['ll_held_out_bits']} bits on {len(fit['held_out_animals'])} held out; plots in {args.run_dir}")
-        return 0
-    activity = fit.get("r2_activity_held_out")
-    print(f"held-out R^2 of the weights {fit['r2_held_out']}"
-          + ("" if activity is None else f", of the binned postsynaptic counts {activity}")
-          + f"; deviance explained {fit['deviance_explained_held_out']} % held out; plots in {args.run_dir}")
+        print(choice_summary_text(ChoiceFitResult.from_json(fit), f"{fit['rule']} {fit['mask'] or ''}".strip()))
+        compared = args.run_dir / "comparison.json"
+        if compared.is_file():
+            print(comparison_text(json.loads(compared.read_text())))
+    else:
+        print(summary_text(Fit.from_json(fit)))
+    plots = sorted(p.name for p in args.run_dir.glob("*.png"))
+    print(f"fitted rule for nest.CopyModel: {path} (key nest_params)"
+          + (f"; plots in {args.run_dir}: {', '.join(plots)}" if plots else ""))
     return 0
 
 
