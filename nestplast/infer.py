@@ -434,6 +434,7 @@ def _search(problem, rule: Rule, choice: RuleChoice, fixed, settings: dict, reco
             last = store.last_complete_generation()
             if last is not None:
                 strategy = store.load_strategy(last)
+                strategy.set_budget(Budget(max_generations=max_generations))  # a resume may ask for more
             else:
                 strategy = make_strategy("cmaes", _space(rule), Budget(max_generations=max_generations),
                                          population_size=population_size * 2**k, seed=seed + k, sigma0=0.3,

@@ -535,6 +535,12 @@ def test_resume_refuses_other_settings_or_other_data(tmp_path):
     with pytest.raises(StoreError, match="the data differ"):
         _quick_fit(other, tmp_path, max_generations=4, n_bootstrap=0, resume=True)
     assert _quick_fit(data, tmp_path, max_generations=4, n_bootstrap=0, resume=True) is not None
+    # more generations asked for on resuming are run (the saved optimiser kept its budget of 3, and the
+    # resume did nothing without a word)
+    from nestplast.store import RunStore
+
+    with RunStore.open(tmp_path / "fit", read_only=True) as store:
+        assert store.last_complete_generation() == 3
 
 
 def test_both_modes_refuse_times_in_seconds(tmp_path):
