@@ -263,8 +263,8 @@ def fit(recording: Recording, choice: RuleChoice, fixed: Mapping[str, float], *,
     intervals from a bootstrap on quadratic surfaces of the simulated candidates,
     :mod:`nestplast.surface`). ``restarts`` more CMA-ES runs (other seeds, doubled
     population each) keep the best. Rank 0 returns the :class:`Fit`."""
-    check_time_unit(recording)
-    check_settings(choice.rule(), fixed, delay, mode)
+    # refused by every rank together (under MPI each rank printed it and the job ended in MPI_Abort)
+    together(comm, lambda: (check_time_unit(recording), check_settings(choice.rule(), fixed, delay, mode)))
     if mode == "closed":
         return _fit_closed(recording, choice, fixed, background=background, delay=delay, l1=l1, trials=trials,
                            w_unrecorded=w_unrecorded, population_size=population_size,

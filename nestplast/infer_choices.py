@@ -153,7 +153,7 @@ def fit(data: Behaviour, mask: str | None = "pre:010,forget", fixed: Mapping[str
     choice = RuleChoice("reward", mask) if rule is None else RuleChoice(rule.name, None)
     rule = rule or choice.rule()
     fixed = dict(fixed or {})
-    task = task or task_for(data, **({"w_max": fixed["Wmax"]} if "Wmax" in fixed else {}))
+    task = task or task_for(data, w_max=fixed.get("Wmax"))
     check_fixed(fixed, task)
     if task.n_trials != data.n_trials:  # refused here, not in the first simulation after the run was created
         raise ValueError(f"the task has {task.n_trials} trials ({len(task.blocks)} blocks of {task.trials_per_block}), "
@@ -220,8 +220,11 @@ def check_fixed(fixed: Mapping[str, float], task: ChoiceTask) -> None:
                          f"same, or leave Wmax out and set ChoiceTask(w_max=...)")
 
 
-def task_for(data: Behaviour, **overrides) -> ChoiceTask:
-    """The default task network with the data's block structure (equal blocks, in order)."""
+def task_for(data: Behaviour, w_max: float | None = None, **overrides) -> ChoiceTask:
+    """The default task network with the data's block structure (equal blocks, in order); ``w_max``:
+    the animals' weight bound (None: the task's default)."""
+    if w_max is not None:
+        overrides["w_max"] = w_max
     n_blocks = int(data.blocks.max()) + 1
     per_block = data.n_trials // n_blocks
     if data.n_trials % n_blocks or np.any(data.blocks != np.repeat(np.arange(n_blocks), per_block)):
@@ -263,7 +266,7 @@ def generate(params: Mapping[str, float], *, mask: str = "pre:010,forget", n_ani
              task: ChoiceTask | None = None, seed: int = 1, description: str = "") -> Behaviour:
     """Synthetic behaviour: ``n_animals`` model animals (seeds from ``seed``; other input
     realisations than any fit's) learning the task with the ``reward`` rule at ``params``."""
-    task = task or ChoiceTask(**({"w_max": params["Wmax"]} if "Wmax" in params else {}))
+    task = task or (ChoiceTask(w_max=params["Wmax"]) if "Wmax" in params else ChoiceTask())
     check_fixed(params, task)
     rule = RuleChoice("reward", mask).rule()
     seeds = [int(np.random.SeedSequence([seed, 1000 + a]).generate_state(1)[0]) for a in range(n_animals)]

@@ -273,7 +273,9 @@ def test_infer_on_two_ranks_records_what_one_rank_records(tmp_path):
     # refusals on rank 0 end every rank with one message (the other rank waited for tasks until killed):
     # the run directory holds a run already; a resume with another mask
     other_mask = [("post:100" if a == "post:100,post:011" else a) for a in command] + ["--resume"]
-    for refused in (command, other_mask):
+    # and a mistake every rank finds before the run (each rank printed it, then MPI_Abort)
+    bad_mask = [("post:1000" if a == "post:100,post:011" else a) for a in command]
+    for refused in (command, other_mask, bad_mask):
         out = subprocess.run([str(mpiexec), "-n", "2", *refused], capture_output=True, text=True, timeout=120)
         assert out.returncode == 2 and out.stderr.count("error:") == 1, out.stderr
     # --help ends every rank as it does one process (it was an MPI_Abort with a SystemExit traceback), printed once

@@ -13,9 +13,9 @@ from __future__ import annotations
 import json
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from ..cli import ArgumentParser, resume_hint, run_mpi_command
 from ..errors import UsageError
@@ -23,6 +23,8 @@ from ..errors import UsageError
 if TYPE_CHECKING:
     from ..infer import Fit
     from ..infer_choices import ChoiceFitResult
+
+T = TypeVar("T")
 
 
 def parse_fixed(text: str) -> dict[str, float]:
@@ -157,6 +159,14 @@ def _run_dir(args, started: list[Path]) -> tuple[Path, object, int]:
     return out, comm, rank
 
 
+def _refused_together(checks: Callable[[], T]) -> T:
+    """``checks()`` on every rank; a mistake they find is refused by every rank together, printed
+    once by rank 0 (under mpiexec each rank printed it and the job ended in MPI_Abort)."""
+    from ..parallel import together, world
+
+    return together(world(), checks)
+
+
 def _check_fixed(fixed: dict[str, float], rule, label: str) -> None:
     unknown = sorted(set(fixed) - set(rule.fixable))
     if unknown:
@@ -180,28 +190,33 @@ def _infer(argv: Sequence[str] | None, started: list[Path]) -> int:
     args.rule = args.rule or "taylor"
     args.hold_out = 5 if args.hold_out is None else args.hold_out
     args.max_generations = 60 if args.max_generations is None else args.max_generations
-    _check_counts((("--segments", args.segments, 1), ("--max-generations", args.max_generations, 1),
-                   ("--population-size", args.population_size, 2), ("--bootstrap", args.bootstrap, 0),
-                   ("--hold-out", args.hold_out, 0), ("--seed", args.seed, 0), ("--restarts", args.restarts, 0),
-                   ("--trials", args.trials, 1)))
-    recording = load(args.data)
-    choice = infer.RuleChoice(args.rule, args.mask)
-    try:
-        rule = choice.rule()
-    except ValueError as err:  # a bad mask term, a mask for a rule without one: a message, not a traceback
-        raise UsageError(f"--rule {args.rule} --mask {args.mask}: {err}") from None
-    fixed = parse_fixed(args.fixed)
-    _check_fixed(fixed, rule, rule.name)
-    out, comm, rank = _run_dir(args, started)
-    background = None
-    if args.mode == "closed":
-        from ..closed_loop import Background
 
+    def checked():
+        _check_counts((("--segments", args.segments, 1), ("--max-generations", args.max_generations, 1),
+                       ("--population-size", args.population_size, 2), ("--bootstrap", args.bootstrap, 0),
+                       ("--hold-out", args.hold_out, 0), ("--seed", args.seed, 0), ("--restarts", args.restarts, 0),
+                       ("--trials", args.trials, 1)))
+        recording = load(args.data)
+        choice = infer.RuleChoice(args.rule, args.mask)
         try:
-            rate, weight = (float(v) for v in (args.background or "").split(","))
-        except ValueError:
-            raise UsageError("--background: the closed mode needs RATE_HZ,WEIGHT, e.g. 3000,52") from None
-        background = Background(rate, weight)
+            rule = choice.rule()
+        except ValueError as err:  # a bad mask term, a mask for a rule without one: a message, not a traceback
+            raise UsageError(f"--rule {args.rule} --mask {args.mask}: {err}") from None
+        fixed = parse_fixed(args.fixed)
+        _check_fixed(fixed, rule, rule.name)
+        background = None
+        if args.mode == "closed":
+            from ..closed_loop import Background
+
+            try:
+                rate, weight = (float(v) for v in (args.background or "").split(","))
+            except ValueError:
+                raise UsageError("--background: the closed mode needs RATE_HZ,WEIGHT, e.g. 3000,52") from None
+            background = Background(rate, weight)
+        return recording, choice, rule, fixed, background
+
+    recording, choice, rule, fixed, background = _refused_together(checked)
+    out, comm, rank = _run_dir(args, started)
     say = None if args.json or rank != 0 else (lambda line: print(line, flush=True))
     # under mpiexec the segments of every generation's candidates are spread over the ranks
     fit = infer.fit(recording, choice, fixed, delay=args.delay, n_segments=args.segments, hold_out=args.hold_out,
@@ -275,30 +290,34 @@ def _infer_choices(args, started: list[Path]) -> int:
 
     hold_out = 4 if args.hold_out is None else args.hold_out
     generations = 25 if args.max_generations is None else args.max_generations
-    _check_counts((("--max-generations", generations, 1), ("--population-size", args.population_size, 2),
-                   ("--bootstrap", args.bootstrap, 0), ("--hold-out", hold_out, 0), ("--seed", args.seed, 0),
-                   ("--restarts", args.restarts, 0), ("--hidden", args.hidden, 1)))
-    if hold_out == 1:
-        raise UsageError("--hold-out 1 holds out every animal and leaves none to fit: give 0 (none held out) or "
-                         "N >= 2 (every N-th animal)")
-    rules = _choice_rules(args)
-    data = load(args.data)
-    fixed = parse_fixed(args.fixed)
-    for label, rule, _mask in rules:
-        _check_fixed(fixed, rule, label)
-    if args.compare and not infer_choices.split_animals(data.n_animals, hold_out)[1]:  # before both fits, not after
-        how = f"give --hold-out N with 2 <= N <= {data.n_animals}" if data.n_animals > 1 else "give more animals"
-        raise UsageError(f"--compare compares the fits on held-out animals, and --hold-out {hold_out} holds out none "
-                         f"of the {data.n_animals} animals: {how}")
-    try:
-        # --fixed Wmax is the task's weight bound (the task sets every animal's Wmax)
-        task = infer_choices.task_for(data, **({"w_max": fixed["Wmax"]} if "Wmax" in fixed else {}))
-    except ValueError as err:
-        raise UsageError(f"{args.data}: {err}") from None
-    try:
-        infer_choices.check_fixed(fixed, task)
-    except ValueError as err:
-        raise UsageError(f"--fixed: {err}") from None
+
+    def checked():
+        _check_counts((("--max-generations", generations, 1), ("--population-size", args.population_size, 2),
+                       ("--bootstrap", args.bootstrap, 0), ("--hold-out", hold_out, 0), ("--seed", args.seed, 0),
+                       ("--restarts", args.restarts, 0), ("--hidden", args.hidden, 1)))
+        if hold_out == 1:
+            raise UsageError("--hold-out 1 holds out every animal and leaves none to fit: give 0 (none held out) or "
+                             "N >= 2 (every N-th animal)")
+        rules = _choice_rules(args)
+        data = load(args.data)
+        fixed = parse_fixed(args.fixed)
+        for label, rule, _mask in rules:
+            _check_fixed(fixed, rule, label)
+        if args.compare and not infer_choices.split_animals(data.n_animals, hold_out)[1]:  # before both fits
+            how = f"give --hold-out N with 2 <= N <= {data.n_animals}" if data.n_animals > 1 else "give more animals"
+            raise UsageError(f"--compare compares the fits on held-out animals, and --hold-out {hold_out} holds out "
+                             f"none of the {data.n_animals} animals: {how}")
+        try:
+            task = infer_choices.task_for(data, w_max=fixed.get("Wmax"))  # --fixed Wmax: every animal's bound
+        except ValueError as err:
+            raise UsageError(f"{args.data}: {err}") from None
+        try:
+            infer_choices.check_fixed(fixed, task)
+        except ValueError as err:
+            raise UsageError(f"--fixed: {err}") from None
+        return rules, data, fixed, task
+
+    rules, data, fixed, task = _refused_together(checked)
     out, comm, rank = _run_dir(args, started)
     say = None if args.json or rank != 0 else (lambda line: print(line, flush=True))
     fits = []
