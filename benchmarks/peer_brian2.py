@@ -510,7 +510,8 @@ def main() -> int:
         else:
             print(json.dumps(brian2_standalone(job["params"], size, job["repeats"], job["directory"])))
         return 0
-    if args.large_seconds <= 1.0:  # the last simulated second is the scoring window: training needs time before it
+    # the last simulated second is the scoring window: training needs time before it
+    if "large" in args.sizes and args.large_seconds <= 1.0:
         parser.error(f"--large-seconds: expected more than 1 s (1 s scored after training), got {args.large_seconds:g}")
     found = subprocess.run([args.brian2_python, "-c", "import brian2; print(brian2.__version__)"],
                            capture_output=True, text=True)

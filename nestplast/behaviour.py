@@ -63,7 +63,12 @@ class Behaviour:
             if bad.size:
                 a, t = bad[0]
                 raise BehaviourError(f"Behaviour: {name}: expected 0 or 1, got {value[a, t]} (animal {a}, trial {t})")
-        self.choices, self.rewards = choices.astype(int), rewards.astype(int)
+        self.choices, self.rewards, self.blocks = choices.astype(int), rewards.astype(int), blocks.astype(int)
+        if self.p_reward is not None:  # the model's task takes its blocks from these rows
+            self.p_reward = np.asarray(self.p_reward, dtype=float)
+            if self.p_reward.shape != (self.blocks.max() + 1, 2):
+                raise BehaviourError(f"Behaviour: p_reward: expected shape (blocks, 2) with a row for each of the "
+                                     f"{self.blocks.max() + 1} blocks, got {self.p_reward.shape}")
 
     @property
     def n_animals(self) -> int:

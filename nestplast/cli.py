@@ -23,7 +23,7 @@ import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NoReturn
+from typing import IO, NoReturn
 
 from .errors import UsageError, UserError
 
@@ -80,7 +80,7 @@ class ArgumentParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise BadArguments(f"{self.prog}: {message}")
 
-    def _print_message(self, message: str, file=None) -> None:
+    def _print_message(self, message: str, file: IO[str] | None = None) -> None:
         # --help and --version: under mpiexec every rank parses the same arguments, and each printed
         # the help; rank 0 alone prints it now (all ranks still exit alike)
         if launched_ranks()[0] == 0:
@@ -178,8 +178,8 @@ def _leave_it_to_rank_0() -> None:
     reached it alone, or rank 0 is still inside a long nest.Simulate)."""
     try:
         time.sleep(OTHER_RANKS_WAIT_S)
-    except KeyboardInterrupt:  # a second Ctrl-C: say it now
-        pass
+    except KeyboardInterrupt:  # a second Ctrl-C: say it now (a second SIGTERM ends the rank at once:
+        pass                   # its handler is NEST's default again outside sigterm_stops_cleanly)
 
 
 def as_launched(command: str, comm) -> str:

@@ -250,8 +250,8 @@ class Evaluator:
         parts = [local] if self.comm is None else self.comm.allgather(local)
         n_events = sum(p[0] for p in parts)
         sums = {ct: (sum(p[1][ct][0] for p in parts), sum(p[1][ct][1] for p in parts)) for ct in samples}
-        return n_events, {ct: total / count if count else math.nan for ct, (total, count) in sums.items()}, any(
-            p[2] for p in parts)
+        means = {ct: total / count if count else math.nan for ct, (total, count) in sums.items()}
+        return n_events, means, any(p[2] for p in parts)
 
     def events(self, recorder) -> tuple[np.ndarray, np.ndarray]:
         """The (senders, times) of a spike recorder's events on every rank."""

@@ -32,7 +32,7 @@ from . import __version__, engine
 from .errors import UserError
 from .kernel import lent_kernel
 from .parallel import Transport, together
-from .recording import Recording, RecordingError, check_time_unit, unmatched_ids
+from .recording import Recording, RecordingError, check_time_unit, id_numbering_warnings
 from .rules import Rule, get_rule
 from .store import RunStore, StoreError, as_stored
 from .strategies import Budget, SearchSpace, make_strategy
@@ -238,7 +238,7 @@ class Fit:
         ``nestplast report``, which should print it as the fit did, warnings included."""
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
-        values["intervals"] = {n: (math.nan, math.nan) if v is None else tuple(v) for n, v in data["intervals"].items()}
+        values["intervals"] = intervals_from_json(data["intervals"])
         for key in ("r2_held_out", "deviance_explained_held_out", "deviance_explained_fit", "r2_activity_held_out"):
             values[key] = math.nan if values.get(key) is None else values[key]
         return cls(**values)
@@ -247,6 +247,11 @@ class Fit:
 def json_intervals(intervals: Mapping[str, tuple[float, float]]) -> dict[str, list[float] | None]:
     """``intervals`` for JSON: None for an interval that could not be computed (NaN)."""
     return {n: None if any(map(math.isnan, v)) else list(v) for n, v in intervals.items()}
+
+
+def intervals_from_json(intervals: Mapping[str, list[float] | None]) -> dict[str, tuple[float, float]]:
+    """:func:`json_intervals` read back: (NaN, NaN) for an interval that could not be computed."""
+    return {n: (math.nan, math.nan) if v is None else tuple(v) for n, v in intervals.items()}
 
 
 @lent_kernel("nestplast.infer.fit")
@@ -334,7 +339,7 @@ def fit(recording: Recording, choice: RuleChoice, fixed: Mapping[str, float], *,
                  deviance_explained_fit=float(deviance_fit), stop=outcome.stop, bootstrap=draws,
                  unidentified=[rule.names[i] for i in unconstrained(objective, theta, bounds)])
     result.at_bound = at_bounds(rule, theta, result.unidentified)
-    result.warnings = unmatched_ids(recording) + fit_warnings(result, n_fitted=len(fitted), n_held=len(held),
+    result.warnings = id_numbering_warnings(recording) + fit_warnings(result, n_fitted=len(fitted), n_held=len(held),
                                                               n_bootstrap=n_bootstrap, what=("segment", "segments"))
     if held and math.isnan(r2_held) and not math.isnan(deviance_held):
         # R^2 is measured around each held-out segment's own mean: one scored sample has none to measure
@@ -524,7 +529,7 @@ def _fit_closed(recording: Recording, choice: RuleChoice, fixed: Mapping[str, fl
                  r2_activity_held_out=measures["r2_activity_held_out"], stop=outcome.stop, bootstrap=draws,
                  intervals_from="bootstrap over segments on quadratic surfaces of the simulated candidates")
     result.at_bound = at_bounds(rule, theta)
-    result.warnings = unmatched_ids(recording) + fit_warnings(
+    result.warnings = id_numbering_warnings(recording) + fit_warnings(
         result, n_fitted=int(np.sum(~problem.held)), n_held=int(np.sum(problem.held)), n_bootstrap=n_bootstrap,
         what=("block", "blocks"))
     (Path(out) / "fit.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")

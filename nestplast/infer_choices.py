@@ -27,7 +27,7 @@ import numpy as np
 
 from .behaviour import Behaviour
 from .choice_task import ChoiceTask, Session, log_likelihood, run_animals
-from .infer import RuleChoice, _search, at_bound_warning, at_bounds, json_intervals, stored_evaluations
+from .infer import RuleChoice, _search, at_bound_warning, at_bounds, intervals_from_json, json_intervals, stored_evaluations
 from .kernel import lent_kernel
 from .rules import Rule
 from .tasks import Candidate, Evaluation, Task
@@ -127,7 +127,7 @@ class ChoiceFitResult:
         """The fit that :meth:`to_json` wrote (fit.json), without its bootstrap draws."""
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
-        values["intervals"] = {n: (math.nan, math.nan) if v is None else tuple(v) for n, v in data["intervals"].items()}
+        values["intervals"] = intervals_from_json(data["intervals"])
         values["ll_held_out_bits"] = math.nan if data.get("ll_held_out_bits") is None else data["ll_held_out_bits"]
         return cls(**values)
 

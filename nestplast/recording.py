@@ -309,7 +309,7 @@ def check_time_unit(recording: Recording, source: str | None = None) -> None:
             f"like the spikes (in seconds? multiply weight_times by 1000)")
 
 
-def unmatched_ids(recording: Recording) -> list[str]:
+def id_numbering_warnings(recording: Recording) -> list[str]:
     """Warnings, one per side (pre, post), where some ids have synapses but no spike while others
     spike but have no synapse: the mark of spike ids and synapse ids numbered differently (NEST's
     node ids in one, 0-based ids in the other), which the schema cannot refuse (both are in range)

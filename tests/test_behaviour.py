@@ -225,7 +225,8 @@ def test_an_mlp_rule_is_fitted_to_choices_from_the_command_line(tmp_path, reward
     report = subprocess.run([sys.executable, "-m", "nestplast", "report", str(tmp_path / "run")], capture_output=True,
                             text=True)
     assert report.returncode == 0, report.stderr
-    assert all(f"warning: {w}" in report.stdout for w in result["fit"]["warnings"])
+    assert all(f"warning: {w}" in report.stdout for w in result["fit"]["warnings"] + result["compare"]["warnings"])
+    assert "rule mlp x_pre,R,w_abs, 4 hidden: " in report.stdout and "rule reward pre:010: " in report.stdout
     assert f"{result['fit']['ll_held_out_bits']:.4f} bits held out" in report.stdout
     assert f"on 2 held-out animals: {result['comparison']['bits_per_trial']:+.4f} bits per trial" in report.stdout
     assert "choices.png" in report.stdout
@@ -271,6 +272,10 @@ def test_behaviour_made_in_python_is_checked_like_a_file():
         behaviour.Behaviour(data.choices, np.where(data.rewards == 1, np.nan, 0.0), data.blocks)
     with pytest.raises(BehaviourError, match="animals x trials"):
         behaviour.Behaviour(data.choices.ravel(), data.rewards.ravel(), data.blocks)
+    with pytest.raises(BehaviourError, match=r"p_reward: .*a row for each of the 2 blocks, got \(3, 2\)"):
+        behaviour.Behaviour(data.choices, data.rewards, data.blocks, p_reward=[[0.2, 0.8], [0.9, 0.1], [0.5, 0.5]])
+    as_lists = behaviour.Behaviour(data.choices.tolist(), data.rewards.tolist(), data.blocks.tolist(), p_reward=data.p_reward)
+    assert infer_choices.task_for(as_lists) == infer_choices.task_for(data)  # blocks as a list: arrays all the same
     for p_reward, message in (([[0.2, 0.8], [0.9, 0.1], [0.5, 0.5]], r"a row for each of the 2 blocks, got \(3, 2\)"),
                               ([["a", "b"], ["c", "d"]], "expected numbers")):
         with pytest.raises(BehaviourError, match=f"x.npz: p_reward: .*{message}"):

@@ -200,6 +200,12 @@ def test_a_rerun_into_the_same_folder_leaves_no_stale_results(tmp_path):
     assert json.loads((out / "summary.json").read_text())["rules"]["noise"]["decay_trajectory_error"] is None
     assert not (out / "decay.csv").exists() and not (out / "decay.png").exists()
     assert (out / "pruned_noise.npz").exists()
+    # a folder without an earlier run keeps a file of the user's that has one of these names
+    own = tmp_path / "own"
+    own.mkdir()
+    (own / "decay.csv").write_text("the user's own table\n")
+    assert main(["--nodes", "20", "--duration", "0", "--decay-duration", "0", "--out", str(own), "--json"]) == 0
+    assert (own / "decay.csv").read_text() == "the user's own table\n"
 
 
 def test_cli_bad_covariance_probe_and_generated_network_in_one_line(tmp_path, capsys):

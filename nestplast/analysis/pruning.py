@@ -126,10 +126,11 @@ def write_outputs(out, comparison: Comparison, sweep_rows: list[dict]) -> list[P
     """Write into directory ``out`` (created if needed): original.npz and pruned_<rule>.npz
     (arrays W and, pruned, probabilities), summary.json, sweep.csv and sweep.png (when
     ``sweep_rows``), spectra.png, and decay.csv and decay.png (when the decay was measured).
-    Removes those files of an earlier run into ``out`` that this one does not write. Returns
-    the paths written."""
+    Removes those files of an earlier run into ``out`` (one that left its summary.json and
+    original.npz there) that this one does not write. Returns the paths written."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    earlier_run = (out / "summary.json").is_file() and (out / "original.npz").is_file()  # not a user's own files
     written = [out / "original.npz"]
     np.savez_compressed(written[-1], W=comparison.weights)
     for rule, p in comparison.pruned.items():
@@ -150,9 +151,10 @@ def write_outputs(out, comparison: Comparison, sweep_rows: list[dict]) -> list[P
         written += [out / "decay.csv", out / "decay.png"]
         write_csv(decay, written[-2])
         plot_decay(decay, written[-1])
-    # An earlier run's files that this one does not write would pass for this run's results.
-    names = ["sweep.csv", "sweep.png", "decay.csv", "decay.png"] + [f"pruned_{rule}.npz" for rule in PRUNING_RULES]
-    stale = {out / name for name in names}
-    for path in stale - set(written):
-        path.unlink(missing_ok=True)
+    # An earlier run's files that this one does not write would pass for this run's results (a folder
+    # without an earlier run's summary keeps its files: a decay.csv there is the user's own)
+    if earlier_run:
+        names = ["sweep.csv", "sweep.png", "decay.csv", "decay.png"] + [f"pruned_{r}.npz" for r in PRUNING_RULES]
+        for path in {out / name for name in names} - set(written):
+            path.unlink(missing_ok=True)
     return written

@@ -145,11 +145,15 @@ def _report_fit(args) -> int:
         print(json.dumps(fit))
         return 0
     print(f"run: {args.run_dir} (inference: rule {fit['rule']}{' ' + fit['mask'] if fit['mask'] else ''})")
-    if "ll_held_out_bits" in fit:  # a fit to behaviour
-        print(choice_summary_text(ChoiceFitResult.from_json(fit), f"{fit['rule']} {fit['mask'] or ''}".strip()))
+    if "ll_held_out_bits" in fit:  # a fit to behaviour, and with --compare the rule it was compared with
         compared = args.run_dir / "comparison.json"
-        if compared.is_file():
-            print(comparison_text(json.loads(compared.read_text())))
+        comparison = json.loads(compared.read_text()) if compared.is_file() else None
+        label = comparison["with"] if comparison else f"{fit['rule']} {fit['mask'] or ''}".strip()
+        print(choice_summary_text(ChoiceFitResult.from_json(fit), label))
+        if comparison:
+            other = json.loads((args.run_dir / "compare" / "fit.json").read_text())
+            print(choice_summary_text(ChoiceFitResult.from_json(other), comparison["without"]))
+            print(comparison_text(comparison))
     else:
         print(summary_text(Fit.from_json(fit)))
     plots = sorted(p.name for p in args.run_dir.glob("*.png"))
