@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+import os
 import shlex
 import sys
 import time
@@ -47,7 +48,7 @@ from .kernel import lent_kernel
 from .networks import Trial, draw_trials
 from .objectives import aggregate_trials, interval_penalty
 from .parallel import Transport, together
-from .search import SearchProblem, build_module, run_loop, search_space
+from .search import SearchProblem, as_experiment, build_module, run_loop, search_space
 from .store import DB_NAME, RunStore, StoreError
 from .strategies import Budget
 from .strategies.filter import Filter, inside, require_sbi, round_constraints
@@ -131,11 +132,13 @@ def new_filter(exp: Experiment) -> Filter:
 
 # --------------------------------------------------------------------------- the run
 
-def run_filter(exp: Experiment, out: str | Path, *, resume: bool = False, comm=None,
+def run_filter(exp: Experiment | str | os.PathLike, out: str | Path, *, resume: bool = False, comm=None,
                progress: Callable[[str], None] | None = None) -> Outcome | None:
-    """Run (or resume) the filter of ``exp`` with its results in ``out`` (the search's store);
-    rank 0 returns the engine's :class:`~nestplast.engine.Outcome`, other MPI ranks None.
-    ``progress`` receives one line per round (rank 0)."""
+    """Run (or resume) the filter of ``exp`` (an Experiment, or an experiment file's path) with its
+    results in ``out`` (the search's store); rank 0 returns the engine's
+    :class:`~nestplast.engine.Outcome`, other MPI ranks None. ``progress`` receives one line per
+    round (rank 0)."""
+    exp = as_experiment(exp)
 
     transport = Transport(comm)
     together(comm, lambda: check_constraints(exp))

@@ -87,7 +87,10 @@ def lent_kernel(what: str) -> Iterator[None]:
     saves the user's settings (resolution, threads, seed, ...), verbosity and installed modules.
     At the end, however the block ends (an error, Ctrl-C), the kernel is reset once more and those
     are restored: the user gets an empty kernel as they had set it up, and their old node handles
-    fail loudly (``UnknownNode``) instead of silently reading the run's last network. A block
+    fail loudly (``UnknownNode``) instead of silently reading the run's last network. What cannot
+    be restored, the user's model copies (``nest.CopyModel``) and changed model defaults
+    (``nest.SetDefaults``), is named in a warning at the end: a model used again with NEST's
+    defaults would otherwise run a different rule or neuron without a word. A block
     that never reset the kernel (e.g. refused before it began) leaves it untouched. Inside another
     such block (a fit that generates its data first) it does nothing: the outer one lends the kernel.
 
@@ -103,14 +106,43 @@ def lent_kernel(what: str) -> Iterator[None]:
         _loan.clear()
         if "settings" in saved:
             try:
-                _restore(sys.modules["nest"], saved)
+                lost = _restore(sys.modules["nest"], saved)
             except Exception as err:  # the run's own error (or Ctrl-C), if any, is the news: not hidden by this
                 warnings.warn(f"{what} could not restore your NEST kernel settings ({type(err).__name__}: {err}); "
                               "set them again", KernelResetWarning, stacklevel=_callers_level())
+            else:
+                if lost:
+                    warnings.warn(f"{what} reset the NEST kernel, which discarded {' and '.join(lost)}. Your kernel "
+                                  "settings and modules are restored, these are not: make them again before you "
+                                  "use these models.", KernelResetWarning, stacklevel=_callers_level())
 
 
-def _restore(nest, saved: dict) -> None:
-    """An empty kernel with the ``saved`` settings, modules and verbosity (see :func:`lent_kernel`)."""
+def _defaults_changed(nest) -> bool:
+    """Whether model defaults were changed in the running kernel (``nest.SetDefaults``,
+    ``nest.CopyModel``). NEST tracks this but tells only when it refuses a new resolution, so
+    the resolution is set to its own value (called just before a reset: it changes nothing), quietly
+    (NEST would report "resolution changed from 0.1 to 0.1 ms"; the reset sets the verbosity anyway)."""
+    nest.verbosity = nest.VerbosityLevel.ERROR
+    try:
+        nest.SetKernelStatus({"resolution": nest.resolution})
+    except nest.NESTError as err:
+        return "Model defaults were modified" in str(err)
+    return False
+
+
+def _lost_models(saved: dict, models: set[str]) -> list[str]:
+    """What of the user's models the ``saved`` kernel had (see :func:`reset_kernel`) that the
+    restored one, with these ``models``, lacks, in words: copies, and changed defaults."""
+    copies = sorted(set(saved["models"]) - models)
+    lost = [f"your model copies (nest.CopyModel) {', '.join(copies)}"] if copies else []
+    if saved["defaults_changed"]:
+        lost.append(f"{'any' if copies else 'the'} model defaults you set (nest.SetDefaults)")
+    return lost
+
+
+def _restore(nest, saved: dict) -> list[str]:
+    """An empty kernel with the ``saved`` settings, modules and verbosity (see :func:`lent_kernel`);
+    returns what of the user's models it could not restore (see :func:`_lost_models`)."""
     nest.ResetKernel()
     changed = {key: value for key, value in saved["settings"].items() if nest.GetKernelStatus(key) != value}
     if "tics_per_ms" in changed:  # NEST takes the tics only together with the resolution, and as an integer
@@ -120,6 +152,7 @@ def _restore(nest, saved: dict) -> None:
         if path not in nest.GetKernelStatus("modules"):
             nest.Install(path)
     nest.verbosity = saved["verbosity"]
+    return _lost_models(saved, {*nest.node_models, *nest.synapse_models})
 
 
 def reset_kernel():
@@ -130,7 +163,8 @@ def reset_kernel():
     if _loan and "settings" not in _loan:
         status = nest.GetKernelStatus()
         _loan.update(settings={key: status[key] for key in USER_SETTINGS}, modules=list(status["modules"]),
-                          verbosity=nest.verbosity)
+                     verbosity=nest.verbosity, models=[*status["node_models"], *status["synapse_models"]],
+                     defaults_changed=_defaults_changed(nest))
         if status["network_size"] > 0:
             shown = f"resolution {status['resolution']} ms, {status['local_num_threads']} thread(s), " \
                     f"rng_seed {status['rng_seed']}"

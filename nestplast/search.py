@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import shlex
 import sys
 import time
@@ -266,18 +267,35 @@ def run_loop(exp: Experiment, out: str | Path, problem: Callable[[Experiment, Ev
             store.close()
 
 
-def run_search(exp: Experiment, out: str | Path, *, resume: bool = False, comm=None,
+def as_experiment(exp: Experiment | str | os.PathLike) -> Experiment:
+    """``exp``, or the experiment in the TOML file ``exp`` names (``run_search("my.toml", out)``
+    failed in a dataclass function with a TypeError that named nothing)."""
+    from .experiment import load
+
+    if isinstance(exp, (str, os.PathLike)):
+        return load(exp)
+    if not isinstance(exp, Experiment):
+        raise TypeError(f"expected an Experiment (nestplast.load_experiment(path), nestplast.default_experiment()) "
+                        f"or the path of an experiment file, got {type(exp).__name__}")
+    return exp
+
+
+def run_search(exp: Experiment | str | os.PathLike, out: str | Path, *, resume: bool = False, comm=None,
                progress: Callable[[str], None] | None = None) -> Outcome | None:
-    """Run (or resume) a search of ``exp`` with its results in ``out``; rank 0 returns the
-    :class:`~nestplast.engine.Outcome` (``generations``, ``evaluations``, ``failed``, ``blowups``,
-    ``best_loss``, ``best_theta``, ``stop``: pycma's stop reasons), other MPI ranks None.
+    """Run (or resume) a search of ``exp`` (an Experiment, or an experiment file's path) with its
+    results in ``out``; rank 0 returns the :class:`~nestplast.engine.Outcome` (``generations``,
+    ``evaluations``, ``failed``, ``blowups``, ``best_loss``, ``best_theta``, ``stop``: pycma's stop
+    reasons), other MPI ranks None.
     ``progress`` receives one line per generation (rank 0).
 
     The search resets the NEST kernel for every simulation. In a session that holds its own NEST
     network, that network is discarded (a :class:`~nestplast.kernel.KernelResetWarning` says so);
     afterwards, also after an error or Ctrl-C, the kernel is empty with the session's settings
     (resolution, threads, seed, ...), verbosity and installed modules restored
-    (:func:`nestplast.kernel.lent_kernel`): create your nodes again."""
+    (:func:`nestplast.kernel.lent_kernel`): create your nodes again, and your model copies and
+    defaults (``nest.CopyModel``, ``nest.SetDefaults``; a warning at the end names them)."""
+    exp = as_experiment(exp)
+
     def headline(transport: Transport) -> str:
         space = search_space(exp)
         line = (f"search: {exp.name} ({exp.source}); {space.size} parameters ({', '.join(space.names)}); "

@@ -136,3 +136,39 @@ def test_a_kernel_with_its_own_tics_comes_back_too(nest, doublet_module, tmp_pat
         warnings.simplefilter("error", KernelResetWarning)  # nothing to warn of: no nodes, and restored
         nestplast.run_search(tiny_experiment(), tmp_path / "run")
     assert (nest.GetKernelStatus("tics_per_ms"), nest.resolution) == (10000.0, 0.05)
+
+
+def test_search_names_the_model_settings_it_could_not_restore(nest, doublet_module, tmp_path):
+    """The search's resets discard the user's nest.CopyModel copies and nest.SetDefaults, which
+    cannot be restored: a model used again afterwards ran NEST's defaults (here the inert rule,
+    all coefficients 0) without a word, as no warning came without nodes in the kernel."""
+    nest.ResetKernel()
+    install(doublet_module)
+    rule = nestplast.get_rule("doublet")
+    nest.SetDefaults(doublet_module.synapse_model, rule.synapse_params(nestplast.vogels_sprekeler(10.0), Wmax=-300.0))
+    with pytest.warns(KernelResetWarning, match=r"discarded the model defaults you set \(nest.SetDefaults\)") as warned:
+        nestplast.run_search(tiny_experiment(), tmp_path / "run")
+    assert len(warned) == 1 and warned[0].filename == __file__
+    assert nest.GetDefaults(doublet_module.synapse_model, "alpha") == 0.0  # indeed lost
+    # with nodes, a copy is named at the end, after the warning about the nodes at the start
+    users_network(nest)
+    nest.CopyModel("iaf_psc_alpha", "my_neuron")
+    with pytest.warns(KernelResetWarning) as warned:
+        nestplast.run_search(tiny_experiment(), tmp_path / "copy")
+    assert len(warned) == 2 and "copies (nest.CopyModel) my_neuron" in str(warned[1].message)
+    # a kernel with nodes and its own settings, but models as NEST made them: only the warning at the start
+    users_network(nest)
+    with pytest.warns(KernelResetWarning) as warned:
+        nestplast.run_search(tiny_experiment(), tmp_path / "again")
+    assert len(warned) == 1 and "nodes" in str(warned[0].message)
+
+
+def test_a_search_takes_an_experiment_file_s_path(nest, doublet_module, tmp_path):
+    """run_search("my.toml", out) failed with a TypeError from inside dataclasses that named nothing."""
+    path = tmp_path / "tiny.toml"
+    path.write_text('name = "tiny"\n[network]\nn_e = 20\nn_i = 5\n[objective]\nt_train = 0.5\nt_score = 0.5\n'
+                    "[search]\nmax_generations = 1\npopulation_size = 2\n[trials]\nn = 1\n")
+    outcome = nestplast.run_search(path, tmp_path / "run")
+    assert outcome.generations == 1 and outcome.evaluations == 3  # two candidates and the mean, one trial each
+    with pytest.raises(TypeError, match="expected an Experiment .* or the path of an experiment file, got dict"):
+        nestplast.run_search({"network": {"n_e": 20}}, tmp_path / "other")
