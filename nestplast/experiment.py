@@ -28,6 +28,7 @@ import hashlib
 import json
 import math
 import numbers
+import os
 import shutil
 import tomllib
 from collections.abc import Callable
@@ -295,6 +296,11 @@ class Experiment(_Table):
             changes.update(file=None, parameters={}, weight="w")
             if changes["name"] != self.rule.name:  # a mask is its rule's: another rule does not take it over
                 changes.setdefault("mask", None)
+        same_rule = "name" not in changes or (changes["name"] == self.rule.name and self.rule.file is None)
+        if "fixed" in changes and same_rule:
+            # the same rule: a setting given for the type adds to rule.fixed (IE = { fixed = { Wmin = 0.1 } }
+            # must not drop the eta = 0.5 that rule.fixed gives every type)
+            changes["fixed"] = {**self.rule.fixed, **changes["fixed"]}
         return dataclasses.replace(self.rule, **changes, by_type={})
 
     def base_rule(self, ct: str | None = None):
@@ -548,6 +554,22 @@ def _check_runnable(exp: Experiment) -> None:
         _require(1000.0 * o.t_score >= RATE_BIN_MS - 1e-6, "objective.t_score",
                  f"at least {RATE_BIN_MS / 1000:g} s with a target_rate (the scored rate is taken in "
                  f"{RATE_BIN_MS / 1000:g} s bins; a shorter window has none)", o.t_score)
+    _require("Wmax" not in exp.rule.parameters, "rule.parameters.Wmax", "no Wmax: nestplast sets it from "
+             "network.w_max (with the sign of the connection type), over any searched value", exp.rule.parameters.get("Wmax"))
+    for ct in exp.rule.plastic:  # a user's rule: what NEST would refuse, or misread, for every candidate
+        rule = exp.base_rule(ct)
+        if rule.path is None:
+            continue
+        from .user_rules import check_negative_wmax, check_nest_units
+
+        fixed = f"rule.by_type.{ct}.fixed" if "fixed" in exp.rule.by_type.get(ct, {}) else "rule.fixed"
+        try:
+            check_nest_units(rule, rule.names, "rule.parameters")
+            check_nest_units(rule, exp.fixed(ct), fixed)  # a value nestplast sets reaches NEST unconverted
+            if ct.startswith("I"):  # an inhibitory source: nestplast gives the rule a negative Wmax
+                check_negative_wmax(rule, ct, "rule.plastic")
+        except UserError as err:
+            raise ExperimentError(str(err)) from None
     if exp.search.cma_options:
         _require(exp.search.strategy == "cmaes", "search.cma_options", "no options unless search.strategy = 'cmaes'",
                  exp.search.cma_options)
@@ -609,7 +631,12 @@ def parse(data: dict, source: str = "<dict>", *, to_run: bool = True) -> Experim
         exp = _fill(Experiment, data, "")
         exp.source = source
         if exp.rule.file is not None and not Path(exp.rule.file).is_absolute() and Path(source).is_file():
-            exp.rule.file = str((Path(source).parent / exp.rule.file).resolve())
+            given, exp.rule.file = exp.rule.file, str((Path(source).parent / exp.rule.file).resolve())
+            if not Path(exp.rule.file).exists() and Path(given).is_file():  # written relative to the working directory
+                relative = os.path.relpath(Path(given).resolve(), Path(source).resolve().parent)
+                raise ExperimentError(f"rule.file: {given!r} is taken relative to the experiment file, and there is "
+                                      f"no {exp.rule.file}; for the file {Path(given).resolve()} write "
+                                      f"file = {relative!r} (or an absolute path)")
         return validate(exp, to_run=to_run)
     except ExperimentError as err:
         raise ExperimentError(f"{source}: {err}") from None

@@ -21,8 +21,9 @@ The same file can be compiled for one's own NEST model, nothing searched:
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,10 @@ PARAMETER_KEYS = {"low", "high", "default", "log"}
 _MODEL = re.compile(r"^(?:model|synapse)\s+(\w+)\s*:", re.M)
 _BLOCK = re.compile(r"^(\s*)(parameters|state)\s*:\s*(?:#.*)?$")
 # One declaration: ``[recordable] name[, name ...] type = value`` (NESTML allows several names).
-_DECLARATION = re.compile(r"^\s+(?:recordable\s+)?(\w+(?:\s*,\s*\w+)*)\s+[^=#,]+=")
+_DECLARATION = re.compile(r"^\s+(?:recordable\s+)?(\w+(?:\s*,\s*\w+)*)\s+([^=#,]+?)\s*=")
+# Types that are no physical unit, and units NEST holds as they are (NESTML converts the others, e.g.
+# a time to ms: ``tau s = 0.02 s`` is 20 in NEST).
+_PLAIN_TYPES = {"real", "integer", "boolean", "string", "ms", "mV", "pA", "nS", "pF", "1/ms", "Hz"}
 # nestplast pairs the synapse with the neuron through this input port (the neuron's spikes).
 POST_PORT = "post_spikes"
 _POST_PORT = re.compile(rf"^\s+{POST_PORT}\s*<-\s*spike\b", re.M)
@@ -45,8 +49,9 @@ class UserRuleError(UserError):
     file (and line) and what is wrong."""
 
 
-def _declared(source: str, block: str) -> dict[str, int]:
-    """Names declared in the ``block`` (parameters or state) of a NESTML model, with their lines."""
+def _declared(source: str, block: str) -> dict[str, tuple[int, str]]:
+    """Names declared in the ``block`` (parameters or state) of a NESTML model, with their lines
+    and types (``real``, ``ms``, ...)."""
     names, inside, indent = {}, False, 0
     for number, line in enumerate(source.splitlines(), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
@@ -58,7 +63,7 @@ def _declared(source: str, block: str) -> dict[str, int]:
         if inside and len(line) - len(line.lstrip()) <= indent:
             inside = False
         if inside and (m := _DECLARATION.match(line)):
-            names.update((name.strip(), number) for name in m.group(1).split(","))
+            names.update((name.strip(), (number, m.group(2).strip())) for name in m.group(1).split(","))
     return names
 
 
@@ -97,6 +102,60 @@ def _check_synapse(path: Path, source: str, model: str) -> None:
                             "postsynaptic neuron; end onReceive(pre_spikes) with emit_spike(w)")
 
 
+def _nest_factor(unit: str) -> float:
+    """The factor NESTML converts a value declared in ``unit`` by for NEST (1 for NEST's own units)."""
+    if unit in _PLAIN_TYPES:
+        return 1.0
+    from astropy import units  # NESTML's own dependency and converter (imported only here: slow)
+    from pynestml.codegeneration.nest_unit_converter import NESTUnitConverter
+
+    try:
+        return NESTUnitConverter.get_factor(units.Unit(unit))
+    except (ValueError, TypeError):  # not a unit: NESTML says so when it compiles
+        return 1.0
+
+
+def check_nest_units(rule: Rule, names: Iterable[str], where: str) -> None:
+    """Refuse values given for parameters of a user's ``rule`` that its file declares in a unit NEST
+    holds in another: NESTML converts the file's own values (``tau s = 0.02 s`` is 20, in ms, in
+    NEST), but a value nestplast sets (searched, or in rule.fixed) reaches NEST as it is."""
+    declared = _declared(rule.source, "parameters")
+    for name in names:
+        line, unit = declared.get(name, (0, "real"))
+        factor = _nest_factor(unit)
+        if not math.isclose(factor, 1.0):
+            raise UserRuleError(f"{where}.{name}: {rule.path}:{line} declares {name} in {unit}, and NEST holds "
+                                f"it in its own units (1 {unit} = {factor:g} of them; times in ms, mV, pA, nS, pF): "
+                                "the values nestplast sets reach NEST unconverted; declare it in NEST's unit, "
+                                f"e.g. {name} ms = 20 ms for a time")
+
+
+def check_negative_wmax(rule: Rule, ct: str, where: str) -> None:
+    """Refuse a user's ``rule`` that cannot take the negative Wmax nestplast gives it on the
+    inhibitory connection type ``ct``: NEST would refuse every candidate of the search."""
+    line = _declared(rule.source, "parameters")["Wmax"][0]
+    code = rule.source.splitlines()[line - 1].split("#")[0]
+    if "[[" in code:  # NESTML checks the constraint when nestplast sets Wmax
+        constraint = code[code.index("[["):code.index("]]") + 2]
+        raise UserRuleError(f"{rule.path}:{line}: Wmax has a constraint ({constraint}), but "
+                            f"on the inhibitory connection type {ct} ({where}) nestplast gives Wmax a negative "
+                            "value (the sign of the weights): remove the constraint, and let the rule act on |w|")
+    weight_line = _declared(rule.source, "state")[rule.weight_variable][0]
+    declaration = rule.source.splitlines()[weight_line - 1].split("#")[0]
+    weight = declaration.split("=", 1)[1].split("[[")[0].strip()  # the default value, e.g. 1.0
+    try:
+        zero = float(weight) == 0
+    except ValueError:
+        zero = False
+    if "@homogeneous" not in code and not zero:
+        # a Wmax per connection is held against the file's default weight when nestplast sets it
+        raise UserRuleError(f"{rule.path}:{line}: on the inhibitory connection type {ct} ({where}) nestplast "
+                            f"gives Wmax a negative value, which NEST refuses against the default weight "
+                            f"{rule.weight_variable} = {weight} (line {weight_line}) for every candidate: "
+                            "mark Wmax @homogeneous (one value per synapse model), as in "
+                            "examples/own_rule/pair_stdp_synapse.nestml")
+
+
 def rule_from_file(path: str | Path, parameters: Mapping[str, Any] | None = None, *, name: str | None = None,
                    weight_variable: str = "w") -> Rule:
     """The :class:`~nestplast.rules.Rule` of a user's NESTML synapse ``path``, searching
@@ -132,8 +191,12 @@ def rule_from_file(path: str | Path, parameters: Mapping[str, Any] | None = None
                                 "e.g. A_plus = { low = 0.0, high = 2.0 }")
         missing = sorted(set(parameters) - set(declared))
         if missing:
+            # a line that starts with the name but declares nothing: most likely a typo there (NESTML would say so)
+            broken = [f"; line {n} ({text.strip()!r}) is no declaration 'name type = value'"
+                      for n, text in enumerate(source.splitlines(), start=1)
+                      if re.match(rf"\s+{re.escape(missing[0])}\b", text) and not _DECLARATION.match(text)]
             raise UserRuleError(f"rule.parameters: {', '.join(missing)} not in the parameters block of {path} "
-                                f"(it declares: {', '.join(declared)})")
+                                f"(it declares: {', '.join(declared)}){''.join(broken[:1])}")
     searched = tuple(_parameter(n, spec, f"rule.parameters.{n}") for n, spec in parameters.items())
     return Rule(name=name or models[0], synapse=models[0], source=source, parameters=searched, fixed={},
                 weight_variable=weight_variable,

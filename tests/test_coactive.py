@@ -3,6 +3,8 @@
 weights must follow its own rule: with the other type's rule silenced (all its coefficients 0),
 the co-active run equals the single-type run of the same rule, weight for weight."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -84,3 +86,25 @@ def test_per_type_rules_are_validated():
     assert exp.layout().names == [*(f"EE.{n}" for n in exp.searched_rule().names), "IE.alpha", "IE.kappa"]
     assert exp.fixed("IE") == {"eta": 2.0} and exp.fixed("EE") == {"eta": 0.5}
     assert len(exp.module_rules()) == 1, "one synapse model serves both types"
+
+
+@pytest.mark.nest
+def test_a_types_own_fixed_settings_add_to_the_rules(nest):
+    """rule.fixed = { eta = 0.5 } and by_type.IE.fixed = { Wmin = 0.1 }: IE learns at eta 0.5 too. The
+    type's table replaced the rule's, so IE learnt at the rule's default eta of 1, twice as fast, without
+    a word. Another rule on the type takes its own fixed settings only (the rule's may not be its)."""
+    exp = network(["EE", "IE"], {"IE": {"fixed": {"Wmin": 0.1}}})
+    assert exp.fixed("IE") == {"eta": 0.5, "Wmin": 0.1} and exp.fixed("EE") == {"eta": 0.5}
+    module = build(exp.module_rules(), exp.rule.neuron)
+    Evaluator(exp, module).build(EE_DOUBLET * 2, Trial(0, 3))
+    settings = {ct: nest.GetDefaults(model) for ct in ("EE", "IE")
+                for model in nest.synapse_models if model.endswith(f"{ct}_plastic")}
+    assert settings["IE"]["eta"] == settings["EE"]["eta"] == 0.5 and settings["IE"]["Wmin"] == 0.1
+    assert network(["EE", "IE"], {"IE": {"name": "mlp", "fixed": {"Wmin": 0.1}}}).fixed("IE") == {"Wmin": 0.1}
+    # the same for one's own rule; the built-in rule of the default name is another rule than the file
+    own = {"file": str(Path(__file__).resolve().parent.parent / "examples" / "own_rule" / "pair_stdp_synapse.nestml"),
+           "parameters": {"A_plus": {"low": 0.0, "high": 1.0}}, "plastic": ["EE", "IE"], "fixed": {"tau_plus": 10.0}}
+    assert experiment.parse({"rule": {**own, "by_type": {"IE": {"fixed": {"lr": 0.5}}}}}).fixed("IE") == {
+        "tau_plus": 10.0, "lr": 0.5}
+    assert experiment.parse({"rule": {**own, "by_type": {"IE": {"name": "doublet", "fixed": {"eta": 0.5}}}}}).fixed(
+        "IE") == {"eta": 0.5}

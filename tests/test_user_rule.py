@@ -84,6 +84,11 @@ def test_search_of_own_rule_from_the_example_experiment(tmp_path):
     assert RunStore.open(tmp_path / "run", read_only=True).counts()["generations"] == 3
 
 
+def seconds(source: str) -> str:
+    """The example rule with tau_plus declared in seconds (NEST holds times in ms)."""
+    return source.replace("tau_plus ms = 20 ms @homogeneous", "tau_plus s = 0.02 s @homogeneous")
+
+
 def write(tmp_path, rule_text: str | None, parameters: str, extra: str = "") -> Path:
     source = (EXAMPLE / "pair_stdp_synapse.nestml").read_text()
     (tmp_path / "rule.nestml").write_text(source if rule_text is None else rule_text(source))
@@ -103,6 +108,22 @@ def write(tmp_path, rule_text: str | None, parameters: str, extra: str = "") -> 
      "", ["needs a parameter Wmax"]),
     (lambda s: s.replace("model pair_stdp_synapse:", ""), "A_plus = { low = 0.0, high = 1.0 }", "",
      ["rule.nestml", "model NAME"]),
+    # a typo in the declaration: the message said only that A_plus is not declared
+    (lambda s: s.replace("A_plus real = 0.0", "A_plus real 0.0"), "A_plus = { low = 0.0, high = 1.0 }", "",
+     ["A_plus not in the parameters block", "('A_plus real 0.0 @homogeneous') is no declaration"]),
+    # the network's CopyModel sets Wmax from network.w_max: a searched Wmax would change nothing
+    (None, "Wmax = { low = 10.0, high = 300.0 }", "", ["rule.parameters.Wmax", "network.w_max"]),
+    # NESTML converts the file's 0.02 s to 20 (ms) in NEST, but a value nestplast sets arrives as it is
+    (seconds, "tau_plus = { low = 0.005, high = 0.1, log = true }", "",
+     ["rule.parameters.tau_plus", "declares tau_plus in s", "1 s = 1000"]),
+    (seconds, "A_plus = { low = 0.0, high = 1.0 }", "fixed = { tau_plus = 0.02 }\n",
+     ["rule.fixed.tau_plus", "declares tau_plus in s"]),
+    # NEST refused every candidate on IE (Wmax < 0 there): "The constraint 'Wmax >= 0' is violated!"
+    (lambda s: s.replace("Wmax real = 100.0 @homogeneous", "Wmax real = 100.0 [[Wmax >= 0]] @homogeneous"),
+     "A_plus = { low = 0.0, high = 1.0 }", "", ["rule.nestml:", "[[Wmax >= 0]]", "IE"]),
+    # ... and "Weight and Wmax must have same sign: weight 1 with Wmax -300" (a Wmax per connection)
+    (lambda s: s.replace("Wmax real = 100.0 @homogeneous", "Wmax real = 100.0"),
+     "A_plus = { low = 0.0, high = 1.0 }", "", ["rule.nestml:", "IE", "w = 1.0", "mark Wmax @homogeneous"]),
 ])
 def test_bad_own_rules_are_named_before_compiling(tmp_path, rule_text, parameters, extra, fragments):
     path = write(tmp_path, rule_text, parameters, extra)
@@ -241,3 +262,30 @@ def test_own_rule_with_its_own_weight_name_builds_for_ones_own_model(tmp_path, n
     assert connections.weight == [10.0] * 10 and connections.get("g") == [10.0] * 10  # NEST's weight is g
     # the rule has a Wmax, so the templates' sign check applies: the example says so
     assert "nest.Connect refuses a\n    # weight of the other sign" in out.stdout
+
+
+def test_what_nest_takes_as_it_is_is_accepted(tmp_path):
+    """The refusals above are for what NEST would refuse or misread, not more: a Wmax per connection
+    with a default weight of 0 or on an excitatory type, a constraint on EE, units NEST holds as they are."""
+    def per_connection(source: str) -> str:
+        return (source.replace("Wmax real = 100.0 @homogeneous", "Wmax real = 100.0 [[Wmax >= 0]]")
+                .replace("tau_plus ms = 20 ms", "tau_plus ms = 0.02 s").replace("lr real", "lr 1/ms"))
+
+    for rule_text, extra in ((per_connection, 'plastic = ["EE"]\n'),
+                             (lambda s: per_connection(s).replace(" [[Wmax >= 0]]", "").replace(
+                                 "w real = 1.0", "w real = 0.0"), "")):
+        path = write(tmp_path, rule_text, "lr = { low = 0.1, high = 2.0 }",
+                     extra + "fixed = { tau_plus = 20.0, tau_minus = 20.0 }\n")
+        assert experiment.load(path).layout().names == [f"{'EE' if extra else 'IE'}.lr"]
+
+
+def test_a_rule_file_given_relative_to_the_working_directory(tmp_path, monkeypatch):
+    """rule.file is relative to the experiment file: written relative to where one runs, the message
+    says so and what to write, instead of only that there is no such file."""
+    shutil.copy(EXAMPLE / "pair_stdp_synapse.nestml", tmp_path)
+    (tmp_path / "experiments").mkdir()
+    path = tmp_path / "experiments" / "exp.toml"
+    path.write_text('[rule]\nfile = "pair_stdp_synapse.nestml"\n[rule.parameters]\nA_plus = { low = 0.0, high = 1.0 }\n')
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ExperimentError, match="relative to the experiment file.*file = '../pair_stdp_synapse.nestml'"):
+        experiment.load("experiments/exp.toml")
