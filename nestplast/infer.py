@@ -75,18 +75,21 @@ class FitSettingsError(UserError, ValueError):
 def check_settings(rule: Rule, fixed: Mapping[str, float], delay: float, mode: str = "clamped") -> None:
     """Refuse what NEST would refuse or the forward model cannot run: a NaN setting, time constants
     or a delay of 0 or less, and (clamped mode) a rule the numpy model cannot compute."""
-    params = rule.synapse_params(rule.defaults(), **fixed)
+    try:
+        params = rule.synapse_params(rule.defaults(), **fixed)
+    except ValueError as err:  # e.g. a NaN setting
+        raise FitSettingsError(str(err)) from None
     if mode == "clamped" and (rule.extra_inputs or not rule.describes_update or "tau_pre" not in params):
         raise FitSettingsError(f"rule {rule.name!r} cannot be fitted to a recording's weights: it reads more than the "
                                "pre and post spikes and the weight; fit taylor (with --mask), doublet or mlp")
     if not (math.isfinite(delay) and delay > 0):
         raise FitSettingsError(f"delay: the synaptic (dendritic) delay must be > 0 ms, as in NEST, got {delay:g}")
     for name, value in params.items():
-        # NaN made every loss NaN, and the fit blamed "weights that never change"; a time constant of
-        # 0 or less, which the compiled rule refuses, gave the numpy model's traces no meaning
+        # a time constant of 0 or less, which the compiled rule refuses, gave the numpy model's traces
+        # no meaning (a NaN, which made every loss NaN, synapse_params refuses)
         if name.startswith("tau") and not 0 < value < math.inf:
             raise FitSettingsError(f"{name} = {value:g}: time constants must be finite and > 0 ms")
-        if math.isnan(value) or (name == "eta" and math.isinf(value)):
+        if name == "eta" and math.isinf(value):
             raise FitSettingsError(f"{name} = {value:g}: must be a finite number")
 
 

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
+import numbers
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -151,7 +153,11 @@ class Rule:
         if unknown:
             raise UnknownParameterError(f"rule {self.name!r} has no fixed parameter(s) {sorted(unknown)}; "
                                    f"fixed: {self.fixable}, searched: {self.names}")
-        return {**self.fixed, **fixed, **values}
+        params = {**self.fixed, **fixed, **values}
+        # NEST takes NaN without a word, and the rule's clipping max(|Wmin|, NaN) then sends every weight to |Wmin|
+        if undefined := sorted(k for k, v in params.items() if isinstance(v, numbers.Real) and math.isnan(v)):
+            raise ValueError(f"rule {self.name!r}: {', '.join(undefined)} = NaN; every weight would end at |Wmin|")
+        return params
 
     def weight_change(self, params: Mapping[str, float], event: str, x_pre: np.ndarray,
                       x_post: np.ndarray, w: np.ndarray, **inputs: np.ndarray) -> np.ndarray:

@@ -600,7 +600,7 @@ def test_settings_no_rule_can_run_with_are_refused_before_the_fit(tmp_path):
 
     data = synthetic("post:100,post:011", OJA, OJA_FIXED, duration=1000.0)
     for fixed, options, message in (({**OJA_FIXED, "tau_pre": 0.0}, {}, "tau_pre = 0: time constants"),
-                                    ({**OJA_FIXED, "eta": math.nan}, {}, "eta = nan: must be a finite number"),
+                                    ({**OJA_FIXED, "eta": math.nan}, {}, "eta = NaN"),
                                     (OJA_FIXED, {"delay": 0.0}, r"delay: the synaptic \(dendritic\) delay must be > 0 ms")):
         with pytest.raises(infer.FitSettingsError, match=message):
             _quick_fit(data, tmp_path, fixed=fixed, **options)

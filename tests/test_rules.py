@@ -90,3 +90,16 @@ def test_vogels_sprekeler_coefficients():
                                       "gamma": 1.0, "kappa": 1.0}
     assert vogels_sprekeler(5.0)["alpha"] == -0.2
     assert list(vogels_sprekeler(10.0)) == get_rule("doublet").names
+
+
+def test_an_undefined_setting_is_refused():
+    """NEST takes NaN without a word, and the rule's clipping max(|Wmin|, NaN) then sends every
+    weight to |Wmin| (a helper's -50 pA weight was -0.0 after 0.5 s, with eta = NaN)."""
+    import math
+
+    rule = get_rule("doublet")
+    with pytest.raises(ValueError, match="eta = NaN; every weight would end at"):
+        rule.synapse_params(vogels_sprekeler(10.0), eta=math.nan)
+    with pytest.raises(ValueError, match="alpha = NaN"):
+        rule.synapse_params({**vogels_sprekeler(10.0), "alpha": math.nan})
+    assert rule.synapse_params(vogels_sprekeler(10.0), Wmax=-math.inf)["Wmax"] == -math.inf  # no bound: allowed
