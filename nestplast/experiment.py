@@ -131,7 +131,8 @@ class RuleSpec(_Table):
     by_type: dict[str, dict[str, Any]] = option({}, "co-active rules: per plastic connection type, another rule or "
                                                     "other settings (keys name, mask, search, start, fixed), e.g. "
                                                     "IE = { name = \"mlp\" }; a type not named here takes the rule above; "
-                                                    "a key not set is the rule's above (the mask only for the same rule)",
+                                                    "a key not set is the rule's above (the mask only for the same rule); "
+                                                    "for the same rule, fixed adds to the rule's",
                                                 Check(lambda t: set(t) <= set(CONNECTION_TYPES) and all(
                                                     isinstance(v, dict) and set(v) <= set(PER_TYPE_KEYS)
                                                     for v in t.values()),
