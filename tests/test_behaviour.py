@@ -198,8 +198,12 @@ def infer_choices_cli(tmp_path, *args) -> subprocess.CompletedProcess:
     (["--rule", "mlp", "--mask", "pre:010"], "--mask: the mlp rule has no mask"),
     (["--rule", "mlp", "--hidden", "0"], "--hidden: expected an integer >= 1, got 0"),
     (["--rule", "taylor"], "fits the three-factor rule 'reward' or an 'mlp' rule"),
+    # settings it cannot honour
+    (["--hold-out", "1"], "--hold-out 1 holds out every animal"),  # was an IndexError from the first simulation
+    (["--compare", "pre:010"], "--hold-out 4 holds out none of the 2 animals"),  # was a ValueError after both fits
+    (["--fixed", "eta=5,R=1"], "--fixed: R is the reward signal the task sets"),  # was ignored without a word
 ])
-def test_the_choices_command_refuses_a_rule_it_cannot_fit(tmp_path, args, message):
+def test_the_choices_command_refuses_a_rule_or_settings_it_cannot_fit(tmp_path, args, message):
     behaviour.save(behaviour.validate(valid_arrays()), tmp_path / "choices.npz")
     out = infer_choices_cli(tmp_path, *args)
     assert out.returncode == 2 and message in out.stderr, out.stderr
@@ -290,18 +294,6 @@ def test_a_fit_at_chance_in_every_trial_is_flagged():
                                              ll_held_out_per_animal=[-1.0])
     assert any("probability 0.5" in w for w in infer_choices.choice_warnings(result(-0.9999999999999994), []))
     assert not any("probability 0.5" in w for w in infer_choices.choice_warnings(result(-0.98), []))
-
-
-@pytest.mark.parametrize("args, message", [
-    (["--hold-out", "1"], "--hold-out 1 holds out every animal"),  # was an IndexError from the first simulation
-    (["--compare", "pre:010"], "--hold-out 4 holds out none of the 2 animals"),  # was a ValueError after both fits
-    (["--fixed", "eta=5,R=1"], "--fixed: R is the reward signal the task sets"),  # was ignored without a word
-])
-def test_the_choices_command_refuses_settings_it_cannot_honour(tmp_path, args, message):
-    behaviour.save(behaviour.validate(valid_arrays()), tmp_path / "choices.npz")
-    out = infer_choices_cli(tmp_path, *args)
-    assert out.returncode == 2 and message in out.stderr, out.stderr
-    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.nest
