@@ -97,7 +97,8 @@ class FilterProblem(SearchProblem):
 
     def evaluate(self, task: Task) -> Evaluation:
         evaluation = self.evaluator(task)
-        evaluation.metrics["input_rate"] = self.exp.network.input_rate * task.trial.input_rate_scale
+        if self.exp.network.kind == "recurrent":  # a single neuron's afferents are not driven at network.input_rate
+            evaluation.metrics["input_rate"] = self.exp.network.input_rate * task.trial.input_rate_scale
         return evaluation
 
     def bounds(self, generation: int) -> dict[str, tuple[float, float]]:
@@ -110,16 +111,32 @@ class FilterProblem(SearchProblem):
         return candidate_features(evaluations)
 
 
+# metrics a single neuron never has, and why
+NOT_OF_ONE_NEURON = {"rate_i": "its inhibitory afferents are inputs, not an I population",
+                     "spatial_fano": "a spread across neurons", "std_rate_spatial": "a spread across neurons"}
+
+
 def check_constraints(exp: Experiment) -> None:
-    """Refuse bounds on a metric the experiment cannot measure: the mean weight of a connection
-    type that does not learn (``w_mean_EE`` without EE in ``rule.plastic``)."""
+    """Refuse bounds on a metric the experiment cannot measure (the mean weight of a connection
+    type that does not learn: ``w_mean_EE`` without EE in ``rule.plastic``; ``rate_i`` of a single
+    neuron), and a nuisance input rate where there is no one Poisson drive: each accepted no rule,
+    or drove the network at another rate than the one recorded, without a word."""
     f = exp.filter
+    one_neuron = exp.network.kind == "single_neuron"
+    if one_neuron and f.nuisance_input_rate is not None:  # it scaled input_rate_e/_i by draw / network.input_rate
+        raise ExperimentError(f"{exp.source}: filter.nuisance_input_rate: drawn for a recurrent network's drive "
+                              "(network.input_rate); a single neuron's afferents (network.input_rate_e, input_rate_i) "
+                              "vary with trials.input_rate_scale instead")
     for where, table in [("filter.constraints", f.constraints)] + [
             (f"filter.schedule[{k}].constraints", e["constraints"]) for k, e in enumerate(f.schedule)]:
         for name in table:
             if name.startswith("w_mean_") and name.removeprefix("w_mean_") not in exp.rule.plastic:
                 raise ExperimentError(f"{exp.source}: {where}.{name}: {name.removeprefix('w_mean_')} does not learn "
                                       f"(rule.plastic = {exp.rule.plastic}), so it has no final mean weight to bound")
+            if one_neuron and name in NOT_OF_ONE_NEURON:  # the default table has all three
+                raise ExperimentError(f"{exp.source}: {where}.{name}: network.kind = 'single_neuron' never measures "
+                                      f"{name} ({NOT_OF_ONE_NEURON[name]}), so no rule could pass this bound; bound "
+                                      f"only its neuron's metrics, without {', '.join(NOT_OF_ONE_NEURON)}")
 
 
 def new_filter(exp: Experiment) -> Filter:
@@ -146,6 +163,11 @@ def run_filter(exp: Experiment | str | os.PathLike, out: str | Path, *, resume: 
     together(comm, require_sbi if transport.is_root else (lambda: None))  # before anything is simulated
     if nest_first and transport.is_root:
         warnings.warn(NEST_BEFORE_TORCH, RuntimeWarning, stacklevel=2)
+    for k, entry in enumerate(exp.filter.schedule):  # e.g. round = 5 of 5 rounds: the family ignored it, silently
+        if entry["round"] >= exp.filter.rounds and transport.is_root:
+            warnings.warn(f"filter.schedule[{k}] starts at round {entry['round']}, but rounds count from 0 and this "
+                          f"run's last is round {exp.filter.rounds - 1}: its bounds apply only if the run is resumed "
+                          "with more rounds (--rounds)", UserWarning, stacklevel=2)
 
     def headline(transport: Transport) -> str:
         space = search_space(exp)
@@ -226,19 +248,28 @@ def final_constraints(exp: Experiment, rounds: int) -> dict[str, tuple[float, fl
     return round_constraints(exp.filter.constraints, exp.filter.schedule, max(rounds - 1, 0))
 
 
-def check_bounds(constraints: Mapping[str, Sequence[float]]) -> None:
-    """Refuse bounds on a metric the filter does not measure, or upside down: either accepted no
-    rule, without a word (ExperimentError naming the metric)."""
+def check_bounds(constraints: Mapping[str, Sequence[float]]) -> dict[str, tuple[float, float]]:
+    """``constraints`` as ``(low, high)`` floats by metric; refuse bounds on a metric the filter
+    does not measure, or upside down: either accepted no rule, without a word (ExperimentError
+    naming the metric)."""
+    if not isinstance(constraints, Mapping):
+        raise ExperimentError(f"constraints: expected a mapping of metric -> (low, high), got {constraints!r}")
+    out = {}
     for name, bounds in constraints.items():
-        if not METRIC_INTERVALS.test({name: list(bounds) if isinstance(bounds, (list, tuple)) else bounds}):
+        # numpy's numbers and arrays (np.percentile(x, [5, 95])) are the numbers they hold
+        pair = ([float(b) if isinstance(b, numbers.Real) and not isinstance(b, bool) else b for b in bounds]
+                if isinstance(bounds, (list, tuple, np.ndarray)) else bounds)
+        if not METRIC_INTERVALS.test({name: pair}):
             raise ExperimentError(f"constraints.{name} = {bounds!r}: expected {METRIC_INTERVALS.expected}")
+        out[name] = (float(pair[0]), float(pair[1]))
+    return out
 
 
 def family(run_dir: str | Path, constraints: Mapping[str, Sequence[float]] | None = None) -> Family:
     """The accepted rules of the filter run in ``run_dir``, from its store alone (no simulation):
     judged by the last round's bounds, with ``constraints`` replacing or adding bounds (to
     tighten a constraint or add one, and re-filter every simulation of every round)."""
-    check_bounds(constraints or {})
+    extra = check_bounds(constraints or {})
     if not is_filter_run(run_dir):  # a search's generations are no rounds, its candidates no family
         raise StoreError(f"{run_dir} holds no filter round: a search run, or a filter run that has not finished its "
                          "first round (nestplast report shows what it holds)")
@@ -249,7 +280,7 @@ def family(run_dir: str | Path, constraints: Mapping[str, Sequence[float]] | Non
         everything = candidates(store)
         stop = store.stop()
     judged = final_constraints(exp, rounds)
-    judged.update({k: (float(v[0]), float(v[1])) for k, v in (constraints or {}).items()})
+    judged.update(extra)
     layout = exp.layout()
     rows, traces, valid, per_round = [], [], [], {}
     for generation, candidate, evaluations in everything:
@@ -272,7 +303,7 @@ def family(run_dir: str | Path, constraints: Mapping[str, Sequence[float]] | Non
             theta = evaluations[0].theta
             rows.append({"round": generation, "candidate": candidate, "theta": list(theta),
                          **layout.as_dict(theta), **{k: features[k] for k in sorted(features)}})
-    for name in constraints or {}:  # a bound on what no simulation measured accepted no rule, without a word
+    for name in extra:  # a bound on what no simulation measured accepted no rule, without a word
         if valid and not any(name in v for v in valid):
             why = (f": {name.removeprefix('w_mean_')} does not learn (rule.plastic = {exp.rule.plastic})"
                    if name.startswith("w_mean_") and name.removeprefix("w_mean_") not in exp.rule.plastic else "")

@@ -726,3 +726,93 @@ def test_the_progress_line_counts_rounds_and_shows_acceptance(tmp_path):
     engine.run(Toy(()), strategy, RunStore.create(tmp_path / "run", experiment={}, seed=5), Transport(), lines.append)
     progress = [line for line in lines if line.startswith("round   0")]
     assert len(progress) == 1 and "accepted" in progress[0] and "best" not in progress[0], lines
+
+
+SINGLE = """
+name = "single-filter"
+[rule]
+plastic = ["EE"]
+fixed = { eta = 0.01 }
+[network]
+kind = "single_neuron"
+n_e_inputs = 100
+n_i_inputs = 25
+input_rate_e = 10.0
+input_rate_i = 10.0
+[trials]
+n = 1
+[objective]
+t_train = 0.2
+t_score = 0.2
+chunk = 0.2
+[filter]
+rounds = 1
+simulations_per_round = 2
+max_epochs = 5
+constraints = { rate_e = [1.0, 80.0] }
+"""
+
+
+@pytest.mark.parametrize("extra, fragment", [
+    ("nuisance_input_rate = [8.0, 12.0]\n", "filter.nuisance_input_rate: drawn for a recurrent network's drive"),
+    ("schedule = [{ round = 0, constraints = { rate_i = [1.0, 50.0] } }]\n",
+     "filter.schedule[0].constraints.rate_i: network.kind = 'single_neuron' never measures rate_i"),
+])
+def test_a_single_neuron_filter_refuses_what_it_cannot_have(tmp_path, capsys, extra, fragment):
+    """A single neuron's filter with the default table (rate_i, spatial_fano, std_rate_spatial: never
+    measured) accepted no rule in any round, without a word; its nuisance input rate scaled the
+    afferents by draw / network.input_rate (10 Hz afferents at 0.0125 Hz: a silent neuron,
+    recorded as driven at 10 Hz)."""
+    from nestplast.commands.filter import main
+
+    for text, says in [(SINGLE + extra, fragment),
+                       (SINGLE.replace("constraints = { rate_e = [1.0, 80.0] }\n", ""),
+                        "filter.constraints.rate_i: network.kind = 'single_neuron' never measures rate_i")]:
+        (tmp_path / "single.toml").write_text(text)
+        assert main([str(tmp_path / "single.toml"), "--out", str(tmp_path / "run")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and says in err and "Traceback" not in err, err
+        assert not (tmp_path / "run").exists()
+
+
+@needs_sbi
+@pytest.mark.nest
+def test_a_single_neuron_filter_records_no_drive_it_did_not_get(tmp_path, doublet_module):
+    """Its evaluations carried input_rate = network.input_rate x scale (8000 Hz by default), a drive
+    its afferents (input_rate_e, input_rate_i) never had."""
+    import tomllib
+
+    from nestplast.families import run_filter
+
+    run_filter(experiment.parse(tomllib.loads(SINGLE)), tmp_path / "run")
+    stored = store_seeds(tmp_path / "run")
+    assert len(stored) == 2 and all("rate_e" in e.metrics and "input_rate" not in e.metrics for e in stored)
+
+
+@needs_sbi
+@pytest.mark.nest
+def test_a_schedule_after_the_last_round_is_warned_of(tmp_path, doublet_module):
+    """round = 1 of 1 round (rounds count from 0): the family ignored its bounds, without a word."""
+    import tomllib
+
+    from nestplast.families import family, run_filter
+
+    text = SINGLE + "schedule = [{ round = 1, constraints = { rate_e = [2.0, 50.0] } }]\n"
+    with pytest.warns(UserWarning, match=r"filter.schedule\[0\] starts at round 1, but rounds count from 0 and "
+                                         "this run's last is round 0"):
+        run_filter(experiment.parse(tomllib.loads(text)), tmp_path / "run")
+    assert family(tmp_path / "run").constraints == {"rate_e": (1.0, 80.0)}  # what the warning says
+
+
+def test_family_takes_numpy_bounds(stored_run):
+    """Bounds computed with numpy (np.percentile's array, an np.int64) were refused as not
+    "[low, high] intervals"; they are the numbers they hold, and a list of pairs is no mapping."""
+    from nestplast.families import family
+
+    _, path = stored_run
+    plain = family(path, {"rate_e": (7.0, 16.0), "w_creep": (0.0, 0.03)})
+    computed = family(path, {"rate_e": np.array([7.0, 16.0]), "w_creep": (np.int64(0), np.float32(0.03))})
+    assert [r["candidate"] for r in computed.rows] == [r["candidate"] for r in plain.rows] and plain.rows
+    assert computed.constraints["rate_e"] == (7.0, 16.0) and type(computed.constraints["w_creep"][0]) is float
+    with pytest.raises(ExperimentError, match="constraints: expected a mapping of metric -> \\(low, high\\)"):
+        family(path, [("rate_e", (7.0, 16.0))])

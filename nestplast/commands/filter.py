@@ -67,10 +67,9 @@ def read_constraints(path: Path) -> dict[str, tuple[float, float]]:
     from ..families import check_bounds
 
     try:
-        check_bounds(data["constraints"])
+        return check_bounds(data["constraints"])
     except experiment.ExperimentError as err:
         raise UsageError(f"{path}: {err}") from None
-    return {k: (float(v[0]), float(v[1])) for k, v in data["constraints"].items()}
 
 
 def load_experiment(args: argparse.Namespace) -> experiment.Experiment:
