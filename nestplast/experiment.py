@@ -549,12 +549,29 @@ def _check_runnable(exp: Experiment) -> None:
     """Settings valid on their own under which every evaluation would fail or score NaN (a cluster
     job of 320s), and pycma options that pycma cannot use."""
     n, o = exp.network, exp.objective
+    built = ("EE", "IE") if n.kind == "single_neuron" else CONNECTION_TYPES  # every one is connected
+    missing = [ct for ct in built if ct not in n.weights]  # else every evaluation fails with a KeyError
+    _require(not missing, "network.weights", f"a weight for every connection type of the {n.kind} network "
+             f"({', '.join(built)}; missing {', '.join(missing)})", n.weights)
     _require(n.kind != "single_neuron" or o.population == "E", "objective.population",
              "'E' for network.kind = 'single_neuron' (its one neuron; the inhibitory afferents are inputs)", o.population)
     if o.target_rate is not None:
         _require(1000.0 * o.t_score >= RATE_BIN_MS - 1e-6, "objective.t_score",
                  f"at least {RATE_BIN_MS / 1000:g} s with a target_rate (the scored rate is taken in "
                  f"{RATE_BIN_MS / 1000:g} s bins; a shorter window has none)", o.t_score)
+    for metric in o.constraints:  # a metric the run does not measure fails every evaluation with a KeyError
+        if metric.startswith("w_mean_"):
+            _require(metric[len("w_mean_"):] in exp.rule.plastic, f"objective.constraints.{metric}",
+                     f"the mean weight of a plastic connection type ({', '.join(f'w_mean_{ct}' for ct in exp.rule.plastic)})",
+                     metric)
+        _require(metric != "rate_i" or n.kind == "recurrent", f"objective.constraints.{metric}",
+                 "a metric of the single neuron (it has no I population)", metric)
+    low, high = o.rate_band
+    _require(low < high, "objective.rate_band", "[low, high] with low < high (an empty band fails every evaluation)",
+             o.rate_band)
+    if o.target_rate is not None:  # a rule that holds the target would be cut short as a blow-up
+        _require(low < o.target_rate < high, "objective.target_rate", f"a rate inside objective.rate_band "
+                 f"({low:g} to {high:g} Hz; rates are in Hz), a band around it, or 'none'", o.target_rate)
     _require("Wmax" not in exp.rule.parameters, "rule.parameters.Wmax", "no Wmax: nestplast sets it from "
              "network.w_max (with the sign of the connection type), over any searched value", exp.rule.parameters.get("Wmax"))
     for ct in exp.rule.plastic:  # a user's rule: what NEST would refuse, or misread, for every candidate

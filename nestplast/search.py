@@ -64,6 +64,9 @@ class SearchProblem:
         return aggregate_trials([e.loss for e in evaluations])
 
 
+LONG_SIMULATION_S = 1000.0  # simulated seconds per evaluation above which the headline asks whether ms were meant
+
+
 def build_module(exp: Experiment, quiet: bool = True) -> Module:
     """The experiment's compiled module: every rule of its plastic types, with its neuron."""
     from .build import build  # NESTML is imported only when a module is needed
@@ -305,6 +308,10 @@ def run_search(exp: Experiment | str | os.PathLike, out: str | Path, *, resume: 
         if exp.search.strategy == "cmaes" and 2 * exp.search.population_size < usual:
             line += (f"\nnote: a population of {exp.search.population_size} is less than half pycma's default of "
                      f"{usual} for {space.size} parameters; CMA-ES may settle early (search.population_size)")
+        simulated = exp.objective.t_train + exp.objective.t_score
+        if simulated >= LONG_SIMULATION_S:  # e.g. t_train = 4000 meant as ms: every evaluation a timeout
+            line += (f"\nnote: each evaluation simulates {simulated:g} s of network time (objective.t_train + "
+                     f"t_score are in seconds, not ms)")
         return line
 
     result = run_loop(exp, out, SearchProblem,

@@ -120,3 +120,40 @@ def test_weights_are_labelled_in_their_neurons_unit():
     assert weight_unit(experiment.default()) == "pA"
     conductances = experiment.parse({"rule": {"neuron": "iaf_cond_exp"}, "network": {"neuron_params": {}}}, "<test>")
     assert weight_unit(conductances) == "nS"
+
+
+def test_the_readme_query_of_the_results_database_ranks_candidates_by_their_loss(tmp_path, capsys):
+    """README "The results database": the example ranks candidates. It averaged only the trials with
+    status 'ok', so a candidate that blew up on one trial (scored 219-320) ranked by its other trial
+    alone, above better candidates: each row's loss must be the candidate's, over all its trials."""
+    import re
+    import sqlite3
+    from pathlib import Path
+
+    import numpy as np
+
+    from nestplast import run_search
+
+    # a narrow band and a wide spread of the drive: some candidates blow up on one trial only
+    exp = experiment.parse({"seed": 1, "network": {"n_e": 40, "n_i": 10},
+                            "trials": {"n": 2, "input_rate_scale": [0.6, 1.4]},
+                            "objective": {"t_train": 0.3, "t_score": 0.2, "chunk": 0.1, "rate_band": [5.0, 40.0]},
+                            "search": {"population_size": 4, "max_generations": 2}}, "<test>")
+    run_search(exp, tmp_path / "run")
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme[readme.index("### The results database"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1).replace("runs/my", str(tmp_path / "run"))
+    capsys.readouterr()
+    exec(code, {})
+    rows = [line.split(" ", 3)[:3] for line in capsys.readouterr().out.splitlines()]
+    with sqlite3.connect(tmp_path / "run" / "results.sqlite") as db:
+        losses = {}
+        for generation, candidate, loss, status in db.execute(
+                "SELECT generation, candidate, loss, status FROM evaluations"):
+            losses.setdefault((generation, candidate), []).append((loss, status))
+    mixed = [key for key, trials in losses.items() if len({s for _, s in trials}) > 1]
+    assert mixed, "the run was meant to hold a candidate with a blow-up on one trial only"
+    means = {key: np.mean([value for value, _ in trials]) for key, trials in losses.items()}
+    for generation, candidate, loss in rows:
+        assert float(loss) == pytest.approx(means[int(generation), int(candidate)])
+    assert [float(loss) for _, _, loss in rows] == pytest.approx(sorted(means.values())[:5])

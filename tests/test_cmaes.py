@@ -46,3 +46,16 @@ def test_no_pycma_log_for_another_strategy(tmp_path):
     strategy.tell(candidates := strategy.ask(), [loss(c.theta) for c in candidates])
     store.record_generation(0, pickle.dumps(strategy), {})
     assert write_pycma_log(store, tmp_path / "log") is None and not (tmp_path / "log").exists()
+
+
+def test_popsize_factor_is_refused_as_the_population_size_is_nestplasts():
+    """pycma multiplies popsize by ``popsize_factor``: given in cma_options, a run of population_size 3
+    evaluated 6 candidates a generation while its headline and store said 3."""
+    import pytest
+
+    with pytest.raises(ValueError, match="popsize_factor: set by search.population_size"):
+        make_strategy("cmaes", SPACE, Budget(max_generations=1), population_size=3, seed=3,
+                      cma_options={"popsize_factor": 2})
+    strategy = make_strategy("cmaes", SPACE, Budget(max_generations=1), population_size=3, seed=3,
+                             cma_options={"tolfun": 1e-3})
+    assert len([c for c in strategy.ask() if c.index >= 0]) == 3

@@ -204,3 +204,46 @@ def test_a_recorded_run_is_read_under_the_checks_of_its_time(tmp_path):
     with pytest.raises(ExperimentError, match="objective.t_score"):
         experiment.parse(recorded)
     assert experiment.run_experiment(recorded, tmp_path).objective.t_score == 0.05
+
+
+@pytest.mark.parametrize("objective, fragments", [
+    # a target typed in kHz (0.01 for 10 Hz) lies below the default band's 0.1 Hz
+    ("target_rate = 0.01\n", ["objective.target_rate", "inside objective.rate_band", "0.1 to 100 Hz", "0.01"]),
+    ("target_rate = 10.0\nrate_band = [20.0, 100.0]\n", ["objective.target_rate", "20 to 100 Hz"]),
+    ("rate_band = [5.0, 5.0]\n", ["objective.rate_band", "low < high", "[5.0, 5.0]"]),
+])
+def test_a_band_that_excludes_the_target_is_refused(tmp_path, objective, fragments):
+    """A rule that holds the target rate must not count as a blow-up (before: accepted, and every
+    candidate near the target was cut short and scored 219-320; an empty band failed every evaluation)."""
+    with pytest.raises(ExperimentError) as err:
+        experiment.load(write(tmp_path, "[objective]\n" + objective))
+    for fragment in fragments:
+        assert fragment in str(err.value)
+    assert experiment.load(write(tmp_path, "[objective]\ntarget_rate = 40.0\nrate_band = [20.0, 100.0]\n"))
+
+
+def test_weights_given_for_some_connection_types_only_are_refused(tmp_path):
+    """``weights = { IE = 80.0 }`` to change one type: the others were gone, not their defaults, and
+    every evaluation failed with KeyError: 'EE' (scored 320, the run stopped as flat)."""
+    with pytest.raises(ExperimentError, match=r"network.weights: expected a weight for every connection type of "
+                                              r"the recurrent network \(EE, EI, IE, II; missing EE, EI, II\)"):
+        experiment.load(write(tmp_path, "[network]\nweights = { IE = 80.0 }\n"))
+    # a single neuron has EE and IE afferents only
+    single = experiment.load(write(tmp_path, "[network]\nkind = 'single_neuron'\nweights = { EE = 30.0, IE = 60.0 }\n"))
+    assert single.network.weights == {"EE": 30.0, "IE": 60.0}
+
+
+@pytest.mark.parametrize("text, fragments", [
+    ("[objective]\nconstraints = { w_mean_EE = [0.0, 50.0] }\n",
+     ["objective.constraints.w_mean_EE", "a plastic connection type (w_mean_IE)"]),
+    ("[network]\nkind = 'single_neuron'\n[objective]\nconstraints = { rate_i = [1.0, 50.0] }\n",
+     ["objective.constraints.rate_i", "no I population"]),
+])
+def test_a_constraint_on_a_metric_the_run_does_not_measure_is_refused(tmp_path, text, fragments):
+    """The mean weight of a static connection type, or the I rate of a single neuron, is not measured:
+    accepted, every evaluation failed with KeyError "constrained metric ... is missing" (scored 320)."""
+    with pytest.raises(ExperimentError) as err:
+        experiment.load(write(tmp_path, text))
+    for fragment in fragments:
+        assert fragment in str(err.value)
+    assert experiment.load(write(tmp_path, "[objective]\nconstraints = { w_mean_IE = [1.0, 50.0], rate_i = [1.0, 50.0] }\n"))

@@ -230,3 +230,13 @@ def test_aggregate_trials():
     assert aggregate_trials([]) == FAILURE_LOSS
     assert aggregate_trials([math.nan], failure_loss=1e3) == 1e3
     assert FAILURE_LOSS >= blowup_loss(0.0, 1.0)  # a failure is never better than any blow-up
+
+
+@pytest.mark.parametrize("low, high, rate", [(20.0, 200.0, 40.0), (0.1, 5.0, 2.0)])
+def test_rate_band_away_from_10hz_does_not_trip_a_steady_rate_inside_it(low, high, rate):
+    """The filter starts inside the band: at 10 Hz, outside [20, 200] or [0.1, 5], it tripped on the
+    first 0.1 s chunk of a network steady at 40 (or 2) Hz, and every candidate scored as a blow-up."""
+    band = RateBand(low=low, high=high)
+    for _ in range(50):  # 5 s in 0.1 s chunks
+        assert not band.outside(rate, 0.1)
+    assert band.value_hz == pytest.approx(rate, rel=0.05)

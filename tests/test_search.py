@@ -569,3 +569,21 @@ def test_the_search_refuses_to_resume_a_filter_run(tmp_path, doublet_module):
         out = search(["--out", where, "--resume"])
         assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr, out.stderr
         assert (rows(where), run_row(where)) == before, "nothing was mixed into the filter's run, nor its settings changed"
+
+
+def test_a_simulation_time_given_in_ms_is_pointed_out(tmp_path):
+    """t_train = 1000 meant as 1000 ms is 1000 s of network time per evaluation: every evaluation of
+    a real network runs into max_wall_s (a cluster job of timeouts) without a word at the start."""
+    from nestplast import experiment, run_search
+
+    settings = {"name": "ms", "network": {"n_e": 20, "n_i": 5}, "trials": {"n": 1},
+                "search": {"population_size": 2, "max_generations": 1}}
+    lines = []
+    ms = experiment.parse({**settings, "objective": {"t_train": 1000.0, "t_score": 200.0, "max_wall_s": 1.0}}, "<test>")
+    run_search(ms, tmp_path / "ms", progress=lines.append)  # this tiny network blows up at once
+    assert ("note: each evaluation simulates 1200 s of network time (objective.t_train + t_score are in seconds, "
+            "not ms)") in "\n".join(lines)
+    lines.clear()
+    seconds = experiment.parse({**settings, "objective": {"t_train": 0.2, "t_score": 0.2}}, "<test>")
+    run_search(seconds, tmp_path / "s", progress=lines.append)
+    assert "not ms" not in "\n".join(lines)

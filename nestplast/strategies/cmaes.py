@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 # The pycma options that the experiment's own keys or nestplast set: cma_options may not set them.
 OWNED_OPTIONS = {
     "bounds": "the rule's parameter bounds", "CMA_stds": "search.sigma0", "maxstd_boundrange": "search.sigma0",
-    "popsize": "search.population_size", "seed": "seed", "maxiter": "search.max_generations",
+    "popsize": "search.population_size", "popsize_factor": "search.population_size (pycma multiplies it by this)",
+    "seed": "seed", "maxiter": "search.max_generations",
     "maxfevals": "search.max_evaluations", "timeout": "search.max_wall_s", "ftarget": "search.target_loss",
     "randn": "nestplast (a sampler that a resumed run continues exactly)",
     "verbose": "nestplast (pycma's output is off; the run's progress lines and store say what it does)",
