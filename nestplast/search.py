@@ -99,9 +99,14 @@ def new_strategy(exp: Experiment) -> Strategy:
                          sigma0=s.sigma0, evaluate_mean=s.evaluate_mean, **options)
 
 
-def check_resumable(stored: dict, exp: Experiment, where: Path) -> None:
+# the options of each command that change a run's experiment (a resume must go without them)
+CHANGING_OPTIONS = {"search": "--seed, --threads or --population-size", "filter": "--seed"}
+
+
+def check_resumable(stored: dict, exp: Experiment, where: Path, kind: str = "search") -> None:
     """Refuse to resume the run in ``where`` with an experiment that would give other results
-    than the stored one (another seed, rule, network, ...); when to stop may change."""
+    than the stored one (another seed, rule, network, ...); when to stop may change. ``kind``:
+    the command resuming it (search or filter), whose options the message names."""
     ours, theirs = exp.to_dict(), run_experiment(stored, where).to_dict()
     for section, key in [*resumable_keys(), ("rule", "file")]:
         # where the rule file is does not matter (moved, or the run's own copy): its content is
@@ -111,8 +116,8 @@ def check_resumable(stored: dict, exp: Experiment, where: Path) -> None:
     changed = differences(theirs, ours)
     if changed:
         raise StoreError(f"cannot resume {where} with another experiment (a run is one experiment): "
-                         f"{'; '.join(changed)}. Resume without an experiment file and without --seed, --threads or "
-                         "--population-size, or start a new run with another --out")
+                         f"{'; '.join(changed)}. Resume without an experiment file and without "
+                         f"{CHANGING_OPTIONS[kind]}, or start a new run with another --out")
 
 
 def _split(ranks: int, mode: str) -> str:
@@ -167,7 +172,7 @@ def open_run(exp: Experiment, out: Path, *, resume: bool, ranks: int, mode: str,
         store = RunStore.open(out)
         try:
             check_same_kind(store.meta().get("kind"), kind, out)
-            check_resumable(store.experiment(), exp, out)
+            check_resumable(store.experiment(), exp, out, kind)
             check_same_split(store.meta(), ranks, mode, out)
             if store.meta().get("rule_source_sha256", rule_source) != rule_source:
                 raise StoreError(f"cannot resume {out}: the rule's NESTML source {exp.rule.file or exp.rule.name} "

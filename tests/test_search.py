@@ -587,3 +587,18 @@ def test_a_simulation_time_given_in_ms_is_pointed_out(tmp_path):
     seconds = experiment.parse({**settings, "objective": {"t_train": 0.2, "t_score": 0.2}}, "<test>")
     run_search(seconds, tmp_path / "s", progress=lines.append)
     assert "not ms" not in "\n".join(lines)
+
+
+def test_a_refused_resume_names_the_options_of_the_command_resuming(tmp_path):
+    """The filter's refusal told the user to resume without --threads and --population-size,
+    options the filter does not have."""
+    import dataclasses
+
+    from nestplast import experiment
+    from nestplast.search import check_resumable
+    from nestplast.store import StoreError
+
+    exp = experiment.load(tiny(tmp_path))
+    for kind, options in (("search", "--seed, --threads or --population-size"), ("filter", "--seed")):
+        with pytest.raises(StoreError, match=f"seed: 4 -> 5. Resume without an experiment file and without {options}, or"):
+            check_resumable(exp.to_dict(), dataclasses.replace(exp, seed=5), tmp_path, kind)
