@@ -1,6 +1,7 @@
 """One convention for every command line: user errors are one line ``error: ...`` on stderr with
-exit code 2 (no traceback), Ctrl-C is exit code 130 with one line, SIGTERM (``kill``, a batch
-system's time limit) stops the same clean way with exit code 143, bugs keep their traceback.
+exit code 2 (no traceback), warnings one line ``warning: ...``, Ctrl-C is exit code 130 with one
+line, SIGTERM (``kill``, a batch system's time limit) stops the same clean way with exit code 143,
+bugs keep their traceback.
 
 Commands parse with :class:`ArgumentParser` and run inside :func:`run_command`::
 
@@ -20,6 +21,7 @@ import sys
 import threading
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -56,6 +58,19 @@ def sigterm_stops_cleanly() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def one_line_warnings() -> Iterator[None]:
+    """Within the block, a warning prints as one line, ``warning: ...``, as errors do: Python's own
+    format added nestplast's file, line and source line, which a command's user has no use for."""
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        kind = "" if category is UserWarning else f" ({category.__name__})"
+        print(f"warning{kind}: {message}", file=sys.stderr, flush=True)
+
+    with warnings.catch_warnings():  # restores Python's own format afterwards
+        warnings.showwarning = show
+        yield
 
 
 def _stopped(err: KeyboardInterrupt) -> tuple[int, str]:
@@ -115,7 +130,7 @@ def run_command(main: Callable[[Sequence[str] | None], int], argv: Sequence[str]
                      f"would run all of it and write the same files)", rank=rank)
         return EXIT_USER_ERROR
     try:
-        with sigterm_stops_cleanly():
+        with sigterm_stops_cleanly(), one_line_warnings():
             code = main(argv)
             sys.stdout.flush()  # a reader that has gone fails here, where it is caught, not at exit
             return code
@@ -149,7 +164,7 @@ def run_mpi_command(main: Callable[[Sequence[str] | None], int], argv: Sequence[
         return run_command(main, argv, interrupted=interrupted)
     rank = comm.Get_rank()
     try:
-        with sigterm_stops_cleanly():
+        with sigterm_stops_cleanly(), one_line_warnings():
             return main(argv)
     except (SharedError, BadArguments) as err:
         report_error(str(err), rank=rank)

@@ -224,7 +224,8 @@ class SearchSpec(_Table):
 def _metric_intervals(table: Any) -> bool:
     """Whether ``table`` holds [low, high] intervals keyed by metrics a constraint may name (FSBI_CONSTRAINTS)."""
     return isinstance(table, dict) and all(
-        name in FSBI_CONSTRAINTS and isinstance(v, list) and len(v) == 2 and all(isinstance(b, (int, float)) for b in v)
+        name in FSBI_CONSTRAINTS and isinstance(v, list) and len(v) == 2
+        and all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in v)  # true is no bound
         and v[0] <= v[1] for name, v in table.items())
 
 

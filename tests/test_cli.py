@@ -37,3 +37,19 @@ def test_bad_arguments_under_mpi_end_every_rank_with_one_line(command):
     assert out.returncode == 2, out.stderr
     assert out.stderr.strip().splitlines() == [f"error: python -m {' '.join(command[:2])}: unrecognized arguments: "
                                                "--no-such-option"], out.stderr
+
+
+def test_a_warning_in_a_command_is_one_line(capsys):
+    """Python's format added nestplast's file, line and source line to a command's warning."""
+    import warnings
+
+    from nestplast.cli import run_command
+
+    def main(argv) -> int:
+        warnings.warn("the schedule starts after the last round", UserWarning, stacklevel=2)
+        warnings.warn("NEST was imported before torch", RuntimeWarning, stacklevel=2)
+        return 0
+
+    assert run_command(main, []) == 0
+    assert capsys.readouterr().err.splitlines() == ["warning: the schedule starts after the last round",
+                                                   "warning (RuntimeWarning): NEST was imported before torch"]

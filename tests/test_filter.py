@@ -816,3 +816,5 @@ def test_family_takes_numpy_bounds(stored_run):
     assert computed.constraints["rate_e"] == (7.0, 16.0) and type(computed.constraints["w_creep"][0]) is float
     with pytest.raises(ExperimentError, match="constraints: expected a mapping of metric -> \\(low, high\\)"):
         family(path, [("rate_e", (7.0, 16.0))])
+    with pytest.raises(ExperimentError, match="constraints.rate_e = \\(True, 80\\)"):  # True was read as 1
+        family(path, {"rate_e": (True, 80)})
