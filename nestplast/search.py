@@ -67,6 +67,15 @@ class SearchProblem:
 LONG_SIMULATION_S = 1000.0  # simulated seconds per evaluation above which the headline asks whether ms were meant
 
 
+def long_simulation_note(exp: Experiment) -> str:
+    """A line for a run's headline when each evaluation simulates ``LONG_SIMULATION_S`` or more
+    (e.g. t_train = 4000 meant as ms: every evaluation a timeout), else ''."""
+    simulated = exp.objective.t_train + exp.objective.t_score
+    if simulated < LONG_SIMULATION_S:
+        return ""
+    return f"\nnote: each evaluation simulates {simulated:g} s of network time (objective.t_train + t_score are in seconds, not ms)"
+
+
 def build_module(exp: Experiment, quiet: bool = True) -> Module:
     """The experiment's compiled module: every rule of its plastic types, with its neuron."""
     from .build import build  # NESTML is imported only when a module is needed
@@ -313,11 +322,7 @@ def run_search(exp: Experiment | str | os.PathLike, out: str | Path, *, resume: 
         if exp.search.strategy == "cmaes" and 2 * exp.search.population_size < usual:
             line += (f"\nnote: a population of {exp.search.population_size} is less than half pycma's default of "
                      f"{usual} for {space.size} parameters; CMA-ES may settle early (search.population_size)")
-        simulated = exp.objective.t_train + exp.objective.t_score
-        if simulated >= LONG_SIMULATION_S:  # e.g. t_train = 4000 meant as ms: every evaluation a timeout
-            line += (f"\nnote: each evaluation simulates {simulated:g} s of network time (objective.t_train + "
-                     f"t_score are in seconds, not ms)")
-        return line
+        return line + long_simulation_note(exp)
 
     result = run_loop(exp, out, SearchProblem,
                       lambda store, where, say: _resume_strategy(store, exp, where, say) or new_strategy(exp),
