@@ -298,12 +298,21 @@ class Experiment(_Table):
             changes.update(file=None, parameters={}, weight="w")
             if changes["name"] != self.rule.name:  # a mask is its rule's: another rule does not take it over
                 changes.setdefault("mask", None)
-        same_rule = "name" not in changes or (changes["name"] == self.rule.name and self.rule.file is None)
-        if "fixed" in changes and same_rule:
+        if "fixed" in changes and self._same_rule(changes):
             # the same rule: a setting given for the type adds to rule.fixed (IE = { fixed = { Wmin = 0.1 } }
             # must not drop the eta = 0.5 that rule.fixed gives every type)
             changes["fixed"] = {**self.rule.fixed, **changes["fixed"]}
         return dataclasses.replace(self.rule, **changes, by_type={})
+
+    def _same_rule(self, per_type: dict) -> bool:
+        """Whether a ``rule.by_type`` entry keeps the rule above (only other settings)."""
+        return "name" not in per_type or (per_type["name"] == self.rule.name and self.rule.file is None)
+
+    def fixed_added_to(self) -> list[str]:
+        """The plastic types whose ``by_type`` fixed settings now add to ``rule.fixed`` where they
+        replaced them until 2026-11-26 (a run begun then ran those types without the rule's)."""
+        return [ct for ct, t in self.rule.by_type.items() if ct in self.rule.plastic and "fixed" in t
+                and self._same_rule(t) and set(self.rule.fixed) - set(t["fixed"])]
 
     def base_rule(self, ct: str | None = None):
         """The rule as named (for connection type ``ct``): a built-in one, or the user's from ``rule.file``."""

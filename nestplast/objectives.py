@@ -111,7 +111,7 @@ class RateBand:
     Feed the rate chunk by chunk as a simulation run in chunks produces it (``update``, or
     ``outside(rate, dt_s)`` which feeds and answers); the filter state carries over between
     chunks, and once the band is left the answer stays True. The filter starts at ``start`` Hz
-    (default 10, or the band's middle where 10 Hz is outside it) so that the first samples of a
+    (default 10, or twice the low bound, at most the band's middle, where 10 Hz is outside it) so that the first samples of a
     healthy network do not trip a bound while the filter warms up; a silent network then falls
     below 0.1 Hz after tau * ln(100) = 4.6 s.
     """
@@ -122,7 +122,8 @@ class RateBand:
         if not tau_s > 0:
             raise ValueError(f"tau_s must be positive, got {tau_s}")
         if start is None:  # a fixed 10 Hz outside the band, e.g. [20, 200], cut every evaluation short at once
-            start = 10.0 if low < 10.0 < high else (low + high) / 2
+            # inside the band, near its low end (the middle of [20, inf] is inf: a silent network never left it)
+            start = 10.0 if low < 10.0 < high else min(max(10.0, 2.0 * low), (low + high) / 2)
         self.low, self.high, self.tau_s = low, high, tau_s
         self.value_hz = float(start)  # current low-passed rate
         self.elapsed_s = 0.0  # time fed so far

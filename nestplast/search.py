@@ -182,6 +182,10 @@ def open_run(exp: Experiment, out: Path, *, resume: bool, ranks: int, mode: str,
         try:
             check_same_kind(store.meta().get("kind"), kind, out)
             check_resumable(store.experiment(), exp, out, kind)
+            if "kind" not in store.meta() and (types := exp.fixed_added_to()):  # a run begun before the change
+                raise StoreError(f"cannot resume {out}: it began when rule.by_type.{types[0]}.fixed replaced "
+                                 "rule.fixed; it now adds to it, which would change the run's settings midway; "
+                                 "start a new run with another --out")
             check_same_split(store.meta(), ranks, mode, out)
             if store.meta().get("rule_source_sha256", rule_source) != rule_source:
                 raise StoreError(f"cannot resume {out}: the rule's NESTML source {exp.rule.file or exp.rule.name} "

@@ -240,3 +240,6 @@ def test_rate_band_away_from_10hz_does_not_trip_a_steady_rate_inside_it(low, hig
     for _ in range(50):  # 5 s in 0.1 s chunks
         assert not band.outside(rate, 0.1)
     assert band.value_hz == pytest.approx(rate, rel=0.05)
+    # and a silent network still leaves it, also below a band without an upper bound (its middle is inf)
+    for silent in (RateBand(low=low, high=high), RateBand(low=low, high=math.inf)):
+        assert any(silent.outside(0.0, 0.1) for _ in range(50)), (low, silent.high)

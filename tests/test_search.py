@@ -602,3 +602,23 @@ def test_a_refused_resume_names_the_options_of_the_command_resuming(tmp_path):
     for kind, options in (("search", "--seed, --threads or --population-size"), ("filter", "--seed")):
         with pytest.raises(StoreError, match=f"seed: 4 -> 5. Resume without an experiment file and without {options}, or"):
             check_resumable(exp.to_dict(), dataclasses.replace(exp, seed=5), tmp_path, kind)
+
+
+def test_a_run_begun_when_by_type_fixed_replaced_the_rules_is_not_resumed(tmp_path):
+    """A type's by_type fixed settings now add to rule.fixed; a run begun when they replaced them
+    (no kind in its metadata) would go on with other settings, without a word."""
+    from nestplast import experiment
+    from nestplast.search import open_run
+    from nestplast.store import StoreError
+
+    path = tiny(tmp_path)
+    path.write_text(path.read_text().replace('fixed = { eta = 1.0 }',
+                                             'fixed = { eta = 1.0 }\nby_type = { IE = { fixed = { Wmin = 0.1 } } }'))
+    exp, run = experiment.load(path), tmp_path / "run"
+    assert exp.fixed_added_to() == ["IE"] and exp.rule_spec("IE").fixed == {"eta": 1.0, "Wmin": 0.1}
+    open_run(exp, run, resume=False, ranks=1, mode="serial").close()
+    open_run(exp, run, resume=True, ranks=1, mode="serial").close()  # begun now: it goes on
+    with sqlite3.connect(run / "results.sqlite") as db:
+        db.execute("UPDATE run SET meta = json_remove(meta, '$.kind')")
+    with pytest.raises(StoreError, match="began when rule.by_type.IE.fixed replaced rule.fixed"):
+        open_run(exp, run, resume=True, ranks=1, mode="serial")
