@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -49,10 +49,9 @@ class UserRuleError(UserError):
     file (and line) and what is wrong."""
 
 
-def _declared(source: str, block: str) -> dict[str, tuple[int, str]]:
-    """Names declared in the ``block`` (parameters or state) of a NESTML model, with their lines
-    and types (``real``, ``ms``, ...)."""
-    names, inside, indent = {}, False, 0
+def _block_lines(source: str, block: str) -> Iterator[tuple[int, str]]:
+    """(line number, line) of each line inside the ``block`` (parameters or state) of a NESTML model."""
+    inside, indent = False, 0
     for number, line in enumerate(source.splitlines(), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
@@ -62,7 +61,16 @@ def _declared(source: str, block: str) -> dict[str, tuple[int, str]]:
             continue
         if inside and len(line) - len(line.lstrip()) <= indent:
             inside = False
-        if inside and (m := _DECLARATION.match(line)):
+        if inside:
+            yield number, line
+
+
+def _declared(source: str, block: str) -> dict[str, tuple[int, str]]:
+    """Names declared in the ``block`` (parameters or state) of a NESTML model, with their lines
+    and types (``real``, ``ms``, ...)."""
+    names = {}
+    for number, line in _block_lines(source, block):
+        if m := _DECLARATION.match(line):
             names.update((name.strip(), (number, m.group(2).strip())) for name in m.group(1).split(","))
     return names
 
@@ -135,18 +143,18 @@ def check_negative_wmax(rule: Rule, ct: str, where: str) -> None:
     inhibitory connection type ``ct``: NEST would refuse every candidate of the search."""
     line = _declared(rule.source, "parameters")["Wmax"][0]
     code = rule.source.splitlines()[line - 1].split("#")[0]
-    if "[[" in code:  # NESTML checks the constraint when nestplast sets Wmax
-        constraint = code[code.index("[["):code.index("]]") + 2]
+    constraint = code[code.find("[["):].split("]]")[0] + "]]" if "[[" in code else ""
+    # NESTML checks the constraint when nestplast sets Wmax: refused where it bounds Wmax from below
+    # (Wmax >= 0, 0 < Wmax), not where a negative value passes (Wmax <= 0, abs(Wmin) <= abs(Wmax))
+    if re.search(r"\bWmax\s*>|<=?\s*Wmax\b", constraint):
         raise UserRuleError(f"{rule.path}:{line}: Wmax has a constraint ({constraint}), but "
                             f"on the inhibitory connection type {ct} ({where}) nestplast gives Wmax a negative "
                             "value (the sign of the weights): remove the constraint, and let the rule act on |w|")
     weight_line = _declared(rule.source, "state")[rule.weight_variable][0]
     declaration = rule.source.splitlines()[weight_line - 1].split("#")[0]
-    weight = declaration.split("=", 1)[1].split("[[")[0].strip()  # the default value, e.g. 1.0
-    try:
-        zero = float(weight) == 0
-    except ValueError:
-        zero = False
+    weight = declaration.split("=", 1)[1].split("[[")[0].strip()  # the default value, e.g. 1.0 or 0 pA
+    number = re.match(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?", weight)
+    zero = number is not None and float(number.group(0)) == 0
     if "@homogeneous" not in code and not zero:
         # a Wmax per connection is held against the file's default weight when nestplast sets it
         raise UserRuleError(f"{rule.path}:{line}: on the inhibitory connection type {ct} ({where}) nestplast "
@@ -191,12 +199,14 @@ def rule_from_file(path: str | Path, parameters: Mapping[str, Any] | None = None
                                 "e.g. A_plus = { low = 0.0, high = 2.0 }")
         missing = sorted(set(parameters) - set(declared))
         if missing:
-            # a line that starts with the name but declares nothing: most likely a typo there (NESTML would say so)
-            broken = [f"; line {n} ({text.strip()!r}) is no declaration 'name type = value'"
-                      for n, text in enumerate(source.splitlines(), start=1)
-                      if re.match(rf"\s+{re.escape(missing[0])}\b", text) and not _DECLARATION.match(text)]
+            if missing[0] in state:
+                why = f"; {missing[0]} is a state variable (line {state[missing[0]][0]}), not a parameter"
+            else:  # a line of the block that starts with the name but declares nothing: most likely a typo
+                why = "".join([f"; line {n} ({text.strip()!r}) is no declaration 'name type = value'"
+                               for n, text in _block_lines(source, "parameters")
+                               if re.match(rf"\s+{re.escape(missing[0])}\b", text) and not _DECLARATION.match(text)][:1])
             raise UserRuleError(f"rule.parameters: {', '.join(missing)} not in the parameters block of {path} "
-                                f"(it declares: {', '.join(declared)}){''.join(broken[:1])}")
+                                f"(it declares: {', '.join(declared)}){why}")
     searched = tuple(_parameter(n, spec, f"rule.parameters.{n}") for n, spec in parameters.items())
     return Rule(name=name or models[0], synapse=models[0], source=source, parameters=searched, fixed={},
                 weight_variable=weight_variable,

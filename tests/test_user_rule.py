@@ -111,6 +111,9 @@ def write(tmp_path, rule_text: str | None, parameters: str, extra: str = "") -> 
     # a typo in the declaration: the message said only that A_plus is not declared
     (lambda s: s.replace("A_plus real = 0.0", "A_plus real 0.0"), "A_plus = { low = 0.0, high = 1.0 }", "",
      ["A_plus not in the parameters block", "('A_plus real 0.0 @homogeneous') is no declaration"]),
+    # a state variable searched: the hint pointed at an ODE line elsewhere in the file as a broken declaration
+    (None, "pre_trace = { low = 0.0, high = 1.0 }", "", ["pre_trace not in the parameters block",
+                                                          "pre_trace is a state variable (line"]),
     # the network's CopyModel sets Wmax from network.w_max: a searched Wmax would change nothing
     (None, "Wmax = { low = 10.0, high = 300.0 }", "", ["rule.parameters.Wmax", "network.w_max"]),
     # NESTML converts the file's 0.02 s to 20 (ms) in NEST, but a value nestplast sets arrives as it is
@@ -271,9 +274,18 @@ def test_what_nest_takes_as_it_is_is_accepted(tmp_path):
         return (source.replace("Wmax real = 100.0 @homogeneous", "Wmax real = 100.0 [[Wmax >= 0]]")
                 .replace("tau_plus ms = 20 ms", "tau_plus ms = 0.02 s").replace("lr real", "lr 1/ms"))
 
+    def on_inhibitory(old: str, new: str):
+        return lambda source: source.replace(old, new)
+
     for rule_text, extra in ((per_connection, 'plastic = ["EE"]\n'),
                              (lambda s: per_connection(s).replace(" [[Wmax >= 0]]", "").replace(
-                                 "w real = 1.0", "w real = 0.0"), "")):
+                                 "w real = 1.0", "w real = 0.0"), ""),
+                             # on IE: constraints a negative Wmax meets, a zero default weight with a unit
+                             (on_inhibitory("Wmax real = 100.0 @homogeneous", "Wmax real = 100.0 [[Wmax <= 0]] @homogeneous"), ""),
+                             (on_inhibitory("Wmax real = 100.0 @homogeneous",
+                                            "Wmax real = 100.0 [[abs(Wmax) >= 1]] @homogeneous"), ""),
+                             (lambda s: s.replace("Wmax real = 100.0 @homogeneous", "Wmax real = 100.0").replace(
+                                 "w real = 1.0", "w pA = 0 pA"), "")):
         path = write(tmp_path, rule_text, "lr = { low = 0.1, high = 2.0 }",
                      extra + "fixed = { tau_plus = 20.0, tau_minus = 20.0 }\n")
         assert experiment.load(path).layout().names == [f"{'EE' if extra else 'IE'}.lr"]
