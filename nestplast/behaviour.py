@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NoReturn
 
 import numpy as np
 
@@ -35,6 +36,9 @@ from .npz import read_npz
 
 FIELDS = ("animal", "trial", "block", "offered", "choice", "reward")
 OPTIONAL = ("p_reward", "description")
+
+
+MISSED_TRIAL = " (a missed trial? the model replays every trial of every animal: each needs a choice and a reward)"
 
 
 class BehaviourError(UserError):
@@ -52,23 +56,30 @@ class Behaviour:
     description: str = ""
 
     def __post_init__(self) -> None:
-        # made in Python, not read by load: without these checks choices coded 1/2 (or NaN for a
-        # missed trial) were fitted without a word, every choice but 0 read as odour 1
+        # made in Python, not read by load: checked as a file is (choices coded 1/2, or NaN for a
+        # missed trial, were fitted without a word, every choice but 0 read as odour 1)
+        def fail(field: str, what: str) -> NoReturn:
+            raise BehaviourError(f"Behaviour: {field}: {what}")
+
         choices, rewards, blocks = (np.asarray(v) for v in (self.choices, self.rewards, self.blocks))
         if choices.ndim != 2 or rewards.shape != choices.shape or blocks.shape != choices.shape[1:]:
-            raise BehaviourError(f"Behaviour: choices and rewards must be animals x trials and blocks one per trial, "
-                                 f"got shapes {choices.shape}, {rewards.shape} and {blocks.shape}")
+            fail("choices, rewards, blocks", f"choices and rewards must be animals x trials and blocks one per "
+                                             f"trial, got shapes {choices.shape}, {rewards.shape} and {blocks.shape}")
+        for name, value in (("choices", choices), ("rewards", rewards), ("blocks", blocks)):
+            if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
+                fail(name, f"NaN or infinite{MISSED_TRIAL if name != 'blocks' else ''}")
+            if value.dtype.kind not in "iubf" or (value.dtype.kind == "f" and not np.all(value == np.round(value))):
+                fail(name, f"expected whole numbers, got {value.dtype} values such as {value.ravel()[:3].tolist()}")
         for name, value in (("choices", choices), ("rewards", rewards)):
             bad = np.argwhere((value != 0) & (value != 1))
             if bad.size:
                 a, t = bad[0]
-                raise BehaviourError(f"Behaviour: {name}: expected 0 or 1, got {value[a, t]} (animal {a}, trial {t})")
+                fail(name, f"expected 0 or 1, got {value[a, t]} (animal {a}, trial {t})")
+        if np.any(blocks < 0):
+            fail("blocks", "negative block")
         self.choices, self.rewards, self.blocks = choices.astype(int), rewards.astype(int), blocks.astype(int)
-        if self.p_reward is not None:  # the model's task takes its blocks from these rows
-            self.p_reward = np.asarray(self.p_reward, dtype=float)
-            if self.p_reward.shape != (self.blocks.max() + 1, 2):
-                raise BehaviourError(f"Behaviour: p_reward: expected shape (blocks, 2) with a row for each of the "
-                                     f"{self.blocks.max() + 1} blocks, got {self.p_reward.shape}")
+        if self.p_reward is not None:
+            self.p_reward = _p_reward(self.p_reward, int(self.blocks.max()) + 1, fail)
 
     @property
     def n_animals(self) -> int:
@@ -81,6 +92,20 @@ class Behaviour:
     def animals(self, chosen: Sequence[int] | np.ndarray) -> Behaviour:
         """The same data for the animals ``chosen`` (indices) only."""
         return Behaviour(self.choices[chosen], self.rewards[chosen], self.blocks, self.p_reward, self.description)
+
+
+def _p_reward(value, n_blocks: int, fail: Callable[[str, str], NoReturn]) -> np.ndarray:
+    """``value`` as the reward probabilities of odours 0 and 1, one row per block (the model's task
+    takes its blocks from these rows), or ``fail`` saying what is wrong."""
+    p_reward = np.asarray(value)
+    if p_reward.dtype.kind not in "iuf":
+        fail("p_reward", f"expected numbers (probabilities), got {p_reward.dtype}")
+    p_reward = p_reward.astype(float)
+    if p_reward.ndim != 2 or p_reward.shape[1] != 2 or p_reward.shape[0] != n_blocks:
+        fail("p_reward", f"expected shape (blocks, 2) with a row for each of the {n_blocks} blocks, got {p_reward.shape}")
+    if not np.all((p_reward >= 0) & (p_reward <= 1)):  # NaN too
+        fail("p_reward", "expected probabilities in [0, 1]")
+    return p_reward
 
 
 def save(data: Behaviour, path: str | os.PathLike) -> None:
@@ -106,7 +131,7 @@ def validate(values: dict, source: str = "<behaviour>") -> Behaviour:
     """The :class:`Behaviour` held by the arrays ``values`` (a file's fields, by name), or a
     :class:`BehaviourError` naming ``source``, the field and what is wrong."""
 
-    def fail(field: str, what: str):
+    def fail(field: str, what: str) -> NoReturn:
         raise BehaviourError(f"{source}: {field}: {what}")
 
     # an unknown key is refused, not ignored: a misspelt optional field (p_rewards) would
@@ -127,9 +152,7 @@ def validate(values: dict, source: str = "<behaviour>") -> Behaviour:
         if value.dtype.kind == "f":
             if not np.all(np.isfinite(value)):
                 rows = np.flatnonzero(~np.isfinite(value).reshape(len(value), -1).all(axis=1))
-                missed = (" (a missed trial? the model replays every trial of every animal: each needs a choice "
-                          "and a reward)" if name in ("choice", "reward") else "")
-                fail(name, f"NaN or infinite at row {rows[0]}{missed}")
+                fail(name, f"NaN or infinite at row {rows[0]}{MISSED_TRIAL if name in ('choice', 'reward') else ''}")
             if np.any(value != np.round(value)):
                 fail(name, "expected whole numbers")
         elif value.dtype.kind not in "iub":
@@ -163,18 +186,7 @@ def validate(values: dict, source: str = "<behaviour>") -> Behaviour:
     blocks = arrays["block"].reshape(n_animals, n_trials)
     if np.any(blocks != blocks[0]):
         fail("block", "every animal must see the same blocks in the same trials")
-    p_reward = None
-    if "p_reward" in values:
-        p_reward = np.asarray(values["p_reward"])
-        if p_reward.dtype.kind not in "iuf":
-            fail("p_reward", f"expected numbers (probabilities), got {p_reward.dtype}")
-        p_reward = p_reward.astype(float)
-        # exactly one row per block: the model's task takes its blocks from these rows
-        if p_reward.ndim != 2 or p_reward.shape[1] != 2 or p_reward.shape[0] != blocks.max() + 1:
-            fail("p_reward", f"expected shape (blocks, 2) with a row for each of the {blocks.max() + 1} blocks, "
-                             f"got {p_reward.shape}")
-        if not np.all((p_reward >= 0) & (p_reward <= 1)):
-            fail("p_reward", "expected probabilities in [0, 1]")
+    p_reward = _p_reward(values["p_reward"], int(blocks.max()) + 1, fail) if "p_reward" in values else None
     description = str(values["description"]) if "description" in values else ""
     return Behaviour(arrays["choice"].reshape(n_animals, n_trials), arrays["reward"].reshape(n_animals, n_trials),
                      blocks[0], p_reward, description)

@@ -272,12 +272,17 @@ def test_behaviour_made_in_python_is_checked_like_a_file():
     data = behaviour.validate(valid_arrays())
     with pytest.raises(BehaviourError, match=r"choices: expected 0 or 1, got 2 \(animal 0, trial 0\)"):
         behaviour.Behaviour(data.choices + 1, data.rewards, data.blocks)
-    with pytest.raises(BehaviourError, match="rewards: expected 0 or 1, got nan"):
+    with pytest.raises(BehaviourError, match="rewards: NaN or infinite \\(a missed trial"):
         behaviour.Behaviour(data.choices, np.where(data.rewards == 1, np.nan, 0.0), data.blocks)
     with pytest.raises(BehaviourError, match="animals x trials"):
         behaviour.Behaviour(data.choices.ravel(), data.rewards.ravel(), data.blocks)
     with pytest.raises(BehaviourError, match=r"p_reward: .*a row for each of the 2 blocks, got \(3, 2\)"):
         behaviour.Behaviour(data.choices, data.rewards, data.blocks, p_reward=[[0.2, 0.8], [0.9, 0.1], [0.5, 0.5]])
+    for bad, message in (({"p_reward": [[2.0, 0.0], [0.5, 0.5]]}, r"p_reward: expected probabilities in \[0, 1\]"),
+                         ({"p_reward": [["a", "b"], ["c", "d"]]}, "p_reward: expected numbers"),
+                         ({"blocks": np.repeat([0.0, 0.5], 3)}, "blocks: expected whole numbers")):  # not cut to 0
+        with pytest.raises(BehaviourError, match=message):
+            behaviour.Behaviour(**{"choices": data.choices, "rewards": data.rewards, "blocks": data.blocks, **bad})
     as_lists = behaviour.Behaviour(data.choices.tolist(), data.rewards.tolist(), data.blocks.tolist(), p_reward=data.p_reward)
     assert infer_choices.task_for(as_lists) == infer_choices.task_for(data)  # blocks as a list: arrays all the same
     for p_reward, message in (([[0.2, 0.8], [0.9, 0.1], [0.5, 0.5]], r"a row for each of the 2 blocks, got \(3, 2\)"),
