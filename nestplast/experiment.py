@@ -555,6 +555,22 @@ def validate(exp: Experiment, *, to_run: bool = True) -> Experiment:
     return exp
 
 
+# metrics a single neuron never has, and why
+NOT_OF_ONE_NEURON = {"rate_i": "its inhibitory afferents are inputs, not an I population",
+                     "spatial_fano": "a spread across neurons", "std_rate_spatial": "a spread across neurons"}
+
+
+def unmeasured(exp: Experiment, metric: str) -> str | None:
+    """Why the simulations of ``exp`` never measure ``metric`` (a constraint on it could not be met),
+    or None where they do."""
+    if metric.startswith("w_mean_") and (ct := metric.removeprefix("w_mean_")) not in exp.rule.plastic:
+        return (f"{ct} does not learn (rule.plastic = {exp.rule.plastic}), so it has no final mean weight; the "
+                f"plastic types' are {', '.join(f'w_mean_{t}' for t in exp.rule.plastic)}")
+    if exp.network.kind == "single_neuron" and metric in NOT_OF_ONE_NEURON:
+        return f"network.kind = 'single_neuron' never measures {metric} ({NOT_OF_ONE_NEURON[metric]})"
+    return None
+
+
 def _check_runnable(exp: Experiment) -> None:
     """Settings valid on their own under which every evaluation would fail or score NaN (a cluster
     job of 320s), and pycma options that pycma cannot use."""
@@ -570,12 +586,8 @@ def _check_runnable(exp: Experiment) -> None:
                  f"at least {RATE_BIN_MS / 1000:g} s with a target_rate (the scored rate is taken in "
                  f"{RATE_BIN_MS / 1000:g} s bins; a shorter window has none)", o.t_score)
     for metric in o.constraints:  # a metric the run does not measure fails every evaluation with a KeyError
-        if metric.startswith("w_mean_"):
-            _require(metric[len("w_mean_"):] in exp.rule.plastic, f"objective.constraints.{metric}",
-                     f"the mean weight of a plastic connection type ({', '.join(f'w_mean_{ct}' for ct in exp.rule.plastic)})",
-                     metric)
-        _require(metric != "rate_i" or n.kind == "recurrent", f"objective.constraints.{metric}",
-                 "a metric of the single neuron (it has no I population)", metric)
+        if why := unmeasured(exp, metric):
+            raise ExperimentError(f"objective.constraints.{metric}: {why}, so every evaluation would fail")
     low, high = o.rate_band
     _require(low < high, "objective.rate_band", "[low, high] with low < high (an empty band fails every evaluation)",
              o.rate_band)

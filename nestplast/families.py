@@ -43,7 +43,7 @@ import numpy as np
 from .engine import Outcome
 from .errors import UserError
 from .evaluate import Evaluator
-from .experiment import METRIC_INTERVALS, Experiment, ExperimentError, run_experiment
+from .experiment import METRIC_INTERVALS, Experiment, ExperimentError, run_experiment, unmeasured
 from .kernel import lent_kernel
 from .networks import Trial, draw_trials
 from .objectives import aggregate_trials, interval_penalty
@@ -111,32 +111,21 @@ class FilterProblem(SearchProblem):
         return candidate_features(evaluations)
 
 
-# metrics a single neuron never has, and why
-NOT_OF_ONE_NEURON = {"rate_i": "its inhibitory afferents are inputs, not an I population",
-                     "spatial_fano": "a spread across neurons", "std_rate_spatial": "a spread across neurons"}
-
-
 def check_constraints(exp: Experiment) -> None:
     """Refuse bounds on a metric the experiment cannot measure (the mean weight of a connection
     type that does not learn: ``w_mean_EE`` without EE in ``rule.plastic``; ``rate_i`` of a single
     neuron), and a nuisance input rate where there is no one Poisson drive: each accepted no rule,
     or drove the network at another rate than the one recorded, without a word."""
     f = exp.filter
-    one_neuron = exp.network.kind == "single_neuron"
-    if one_neuron and f.nuisance_input_rate is not None:  # it scaled input_rate_e/_i by draw / network.input_rate
+    if exp.network.kind == "single_neuron" and f.nuisance_input_rate is not None:  # it scaled input_rate_e/_i
         raise ExperimentError(f"{exp.source}: filter.nuisance_input_rate: drawn for a recurrent network's drive "
                               "(network.input_rate); a single neuron's afferents (network.input_rate_e, input_rate_i) "
                               "vary with trials.input_rate_scale instead")
     for where, table in [("filter.constraints", f.constraints)] + [
             (f"filter.schedule[{k}].constraints", e["constraints"]) for k, e in enumerate(f.schedule)]:
-        for name in table:
-            if name.startswith("w_mean_") and name.removeprefix("w_mean_") not in exp.rule.plastic:
-                raise ExperimentError(f"{exp.source}: {where}.{name}: {name.removeprefix('w_mean_')} does not learn "
-                                      f"(rule.plastic = {exp.rule.plastic}), so it has no final mean weight to bound")
-            if one_neuron and name in NOT_OF_ONE_NEURON:  # the default table has all three
-                raise ExperimentError(f"{exp.source}: {where}.{name}: network.kind = 'single_neuron' never measures "
-                                      f"{name} ({NOT_OF_ONE_NEURON[name]}), so no rule could pass this bound; bound "
-                                      f"only its neuron's metrics, without {', '.join(NOT_OF_ONE_NEURON)}")
+        for name in table:  # a single neuron and the default table: rate_i, spatial_fano, std_rate_spatial
+            if why := unmeasured(exp, name):
+                raise ExperimentError(f"{exp.source}: {where}.{name}: {why}, so no rule could pass this bound")
 
 
 def new_filter(exp: Experiment) -> Filter:

@@ -154,9 +154,10 @@ class Rule:
             raise UnknownParameterError(f"rule {self.name!r} has no fixed parameter(s) {sorted(unknown)}; "
                                    f"fixed: {self.fixable}, searched: {self.names}")
         params = {**self.fixed, **fixed, **values}
-        # NEST takes NaN without a word, and the rule's clipping max(|Wmin|, NaN) then sends every weight to |Wmin|
+        # NEST takes NaN without a word (the built-in rules' clipping max(|Wmin|, NaN) then sends every weight to |Wmin|)
         if undefined := sorted(k for k, v in params.items() if isinstance(v, numbers.Real) and math.isnan(v)):
-            raise ValueError(f"rule {self.name!r}: {', '.join(undefined)} = NaN; every weight would end at |Wmin|")
+            raise ValueError(f"rule {self.name!r}: {', '.join(undefined)} = NaN: NEST would take it without a word, "
+                             "and the weights would mean nothing")
         return params
 
     def weight_change(self, params: Mapping[str, float], event: str, x_pre: np.ndarray,

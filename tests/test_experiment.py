@@ -235,9 +235,11 @@ def test_weights_given_for_some_connection_types_only_are_refused(tmp_path):
 
 @pytest.mark.parametrize("text, fragments", [
     ("[objective]\nconstraints = { w_mean_EE = [0.0, 50.0] }\n",
-     ["objective.constraints.w_mean_EE", "a plastic connection type (w_mean_IE)"]),
+     ["objective.constraints.w_mean_EE", "EE does not learn", "the plastic types' are w_mean_IE"]),
     ("[network]\nkind = 'single_neuron'\n[objective]\nconstraints = { rate_i = [1.0, 50.0] }\n",
-     ["objective.constraints.rate_i", "no I population"]),
+     ["objective.constraints.rate_i", "not an I population"]),
+    ("[network]\nkind = 'single_neuron'\n[objective]\nconstraints = { spatial_fano = [0.5, 2.5] }\n",
+     ["objective.constraints.spatial_fano", "never measures spatial_fano"]),
 ])
 def test_a_constraint_on_a_metric_the_run_does_not_measure_is_refused(tmp_path, text, fragments):
     """The mean weight of a static connection type, or the I rate of a single neuron, is not measured:

@@ -98,7 +98,7 @@ def test_an_undefined_setting_is_refused():
     import math
 
     rule = get_rule("doublet")
-    with pytest.raises(ValueError, match="eta = NaN; every weight would end at"):
+    with pytest.raises(ValueError, match="eta = NaN: NEST would take it without a word"):
         rule.synapse_params(vogels_sprekeler(10.0), eta=math.nan)
     with pytest.raises(ValueError, match="alpha = NaN"):
         rule.synapse_params({**vogels_sprekeler(10.0), "alpha": math.nan})
