@@ -64,9 +64,16 @@ def sigterm_stops_cleanly() -> Iterator[None]:
 def one_line_warnings() -> Iterator[None]:
     """Within the block, a warning prints as one line, ``warning: ...``, as errors do: Python's own
     format added nestplast's file, line and source line, which a command's user has no use for."""
+    here = Path(__file__).parent
+
     def show(message, category, filename, lineno, file=None, line=None) -> None:
-        kind = "" if category is UserWarning else f" ({category.__name__})"
-        print(f"warning{kind}: {message}", file=sys.stderr, flush=True)
+        # a library's warning (sbi, matplotlib) says whose it is, not to pass for nestplast's
+        path = Path(filename)
+        parts = path.parts
+        library = (parts[parts.index("site-packages") + 1] if "site-packages" in parts[:-1] else path.name)
+        origin = [] if here in path.parents else [library]
+        kind = ", ".join([*origin, *([] if category is UserWarning else [category.__name__])])
+        print(f"warning{f' ({kind})' if kind else ''}: {message}", file=sys.stderr, flush=True)
 
     with warnings.catch_warnings():  # restores Python's own format afterwards
         warnings.showwarning = show

@@ -602,10 +602,12 @@ def _check_runnable(exp: Experiment) -> None:
             continue
         from .user_rules import check_negative_wmax, check_nest_units
 
-        fixed = f"rule.by_type.{ct}.fixed" if "fixed" in exp.rule.by_type.get(ct, {}) else "rule.fixed"
+        own = exp.rule.by_type.get(ct, {}).get("fixed", {})  # the type's, added to rule.fixed's (same rule)
         try:
             check_nest_units(rule, rule.names, "rule.parameters")
-            check_nest_units(rule, exp.fixed(ct), fixed)  # a value nestplast sets reaches NEST unconverted
+            # a value nestplast sets reaches NEST unconverted; named where it was given
+            check_nest_units(rule, [n for n in exp.fixed(ct) if n in own], f"rule.by_type.{ct}.fixed")
+            check_nest_units(rule, [n for n in exp.fixed(ct) if n not in own], "rule.fixed")
             if ct.startswith("I"):  # an inhibitory source: nestplast gives the rule a negative Wmax
                 check_negative_wmax(rule, ct, "rule.plastic")
         except UserError as err:

@@ -46,10 +46,21 @@ def test_a_warning_in_a_command_is_one_line(capsys):
     from nestplast.cli import run_command
 
     def main(argv) -> int:
-        warnings.warn("the schedule starts after the last round", UserWarning, stacklevel=2)
-        warnings.warn("NEST was imported before torch", RuntimeWarning, stacklevel=2)
+        warnings.warn("the schedule starts after the last round", UserWarning, stacklevel=1)
+        warnings.warn("NEST was imported before torch", RuntimeWarning, stacklevel=1)
         return 0
 
     assert run_command(main, []) == 0
-    assert capsys.readouterr().err.splitlines() == ["warning: the schedule starts after the last round",
-                                                   "warning (RuntimeWarning): NEST was imported before torch"]
+    # a warning from this test file is no nestplast one: it says whose it is, as a library's does
+    assert capsys.readouterr().err.splitlines() == [
+        "warning (test_cli.py): the schedule starts after the last round",
+        "warning (test_cli.py, RuntimeWarning): NEST was imported before torch"]
+
+    def warns_as_nestplast(argv) -> int:  # a warning raised from nestplast's own code names no origin
+        from nestplast.families import check_bounds
+
+        warnings.warn_explicit("from nestplast", UserWarning, check_bounds.__code__.co_filename, 1)
+        return 0
+
+    assert run_command(warns_as_nestplast, []) == 0
+    assert capsys.readouterr().err.splitlines() == ["warning: from nestplast"]
