@@ -111,9 +111,9 @@ class RateBand:
     Feed the rate chunk by chunk as a simulation run in chunks produces it (``update``, or
     ``outside(rate, dt_s)`` which feeds and answers); the filter state carries over between
     chunks, and once the band is left the answer stays True. The filter starts at ``start`` Hz
-    (default 10, or twice the low bound, at most the band's middle, where 10 Hz is outside it) so that the first samples of a
-    healthy network do not trip a bound while the filter warms up; a silent network then falls
-    below 0.1 Hz after tau * ln(100) = 4.6 s.
+    (default 10, or where 10 Hz is outside the band twice its low bound, at most its middle) so
+    that the first samples of a healthy network do not trip a bound while the filter warms up; a
+    silent network then falls below 0.1 Hz after tau * ln(100) = 4.6 s.
     """
 
     def __init__(self, low: float = 0.1, high: float = 100.0, tau_s: float = 1.0, start: float | None = None) -> None:
