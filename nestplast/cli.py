@@ -201,7 +201,7 @@ def _leave_it_to_rank_0() -> None:
     try:
         time.sleep(OTHER_RANKS_WAIT_S)
     except KeyboardInterrupt:  # a second Ctrl-C: say it now (a second SIGTERM ends the rank at once:
-        pass                   # its handler is NEST's default again outside sigterm_stops_cleanly)
+        pass                   # outside sigterm_stops_cleanly its handler is the one before it again)
 
 
 def as_launched(command: str, comm) -> str:
