@@ -1,14 +1,17 @@
 """Population mode on many ranks: the work queue's model (nestplast.queue_model) validated against
 measured runs, its predictions at 8 to 1024 ranks, and a sizing table.
 
-1. Measured: a search of the default experiment on 1 and on 2 ranks (``mpiexec -n 2``), the same
-   seed and generations (or ``--one RUN_DIR --two RUN_DIR`` from earlier runs).
-2. Validation:
-   - the model fed with the 2-rank run's own evaluation times against its measured loop time (the
+1. Measured: searches of the default experiment on 1 rank and on more (``--ranks``: 1 and 2 by
+   default; on a machine with more cores e.g. ``--ranks 1 2 4 8 16``), the same seed, generations
+   and population (``--population-size``), so the same evaluations; or ``--runs RUN_DIR ...`` from
+   earlier runs (one of them on 1 rank).
+2. Validation, for every run on more than one rank:
+   - the model fed with the run's own evaluation times against its measured loop time (the
      queue alone: dispatch, rank 0's share, the generation barrier);
    - the model fed with the 1-rank run's times: predicted vs measured parallel efficiency; the
-     difference is each evaluation being slower on 2 ranks (cores shared with the other rank and,
-     on a shared machine, with other jobs), which the model leaves out, printed beside it;
+     difference is each evaluation being slower on many ranks (cores shared with the other ranks:
+     memory bandwidth, turbo clocks and, on a shared machine, other jobs), which the model leaves
+     out, printed beside it;
    - the real queue (nestplast.parallel under mpiexec) with tasks of one measured generation's
      times (scaled by ``--scale``), and on more than 3 ranks also with a generation of 4 tasks per
      rank drawn from the run's times: measured vs modelled time and rank of every task. The tasks
@@ -26,7 +29,8 @@ measured runs, its predictions at 8 to 1024 ranks, and a sizing table.
 Efficiency = time evaluating / (ranks x time): the share of the ranks' time spent evaluating;
 measured, rate(2) / (2 x rate(1)) as in benchmarks/search_throughput.py.
 
-    .venv/bin/python benchmarks/scaling.py [--generations 4] [--one RUN --two RUN] [--keep DIR]
+    .venv/bin/python benchmarks/scaling.py [--generations 4] [--ranks 1 2 4 8] [--population-size P]
+                                           [--runs RUN_DIR ...] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -97,9 +101,11 @@ def load() -> str:
     return f"load {os.getloadavg()[0]:.2f}"
 
 
-def run_search(ranks: int, generations: int, out: Path, mpiexec: str) -> float:
+def run_search(ranks: int, generations: int, out: Path, mpiexec: str, population: int | None = None) -> float:
     cmd = [sys.executable, "-m", "nestplast.search", "--out", str(out), "--seed", "1",
            "--max-generations", str(generations), "--quiet"]
+    if population is not None:
+        cmd += ["--population-size", str(population)]
     if ranks > 1:
         cmd = [mpiexec, "-n", str(ranks)] + cmd
     start = time.perf_counter()
@@ -164,8 +170,10 @@ def sizing_rows(pool: list[float], ranks: int, trials: int, generations: int, se
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--generations", type=int, default=4)
-    parser.add_argument("--one", type=Path, help="an existing 1-rank run of the default experiment")
-    parser.add_argument("--two", type=Path, help="an existing 2-rank run of the same search")
+    parser.add_argument("--ranks", type=int, nargs="+", default=[1, 2],
+                        help="rank counts of the measured searches (1 among them)")
+    parser.add_argument("--population-size", type=int, default=None, help="of the measured searches")
+    parser.add_argument("--runs", type=Path, nargs="+", help="existing runs of one search instead (one on 1 rank)")
     parser.add_argument("--scale", type=float, default=0.5, help="time scale of the real-queue check's tasks")
     parser.add_argument("--samples", type=int, default=40, help="generations drawn for the reference and sizing")
     parser.add_argument("--queue-ranks", type=int, nargs="+", default=[2, 3, 8, 16],
@@ -173,51 +181,59 @@ def main() -> int:
     parser.add_argument("--mpiexec", default=str(Path(sys.executable).parent / "mpiexec"))
     parser.add_argument("--keep", type=Path, default=None, help="keep the run directories under this folder")
     args = parser.parse_args()
+    if args.runs is None and (1 not in args.ranks or len(set(args.ranks)) < 2):
+        parser.error(f"--ranks: expected 1 and at least one more rank count, got {args.ranks}")
 
     print(f"scaling of the population mode; {os.cpu_count()} CPUs (shared machine: timings are noisy); {load()}")
     base = args.keep or Path(tempfile.mkdtemp(prefix="nestplast-scaling-"))
     base.mkdir(parents=True, exist_ok=True)
     try:
-        dirs = {1: args.one, 2: args.two}
-        for ranks in (1, 2):
-            if dirs[ranks] is None:
-                dirs[ranks] = base / f"r{ranks}"
-                shutil.rmtree(dirs[ranks], ignore_errors=True)
-                wall = run_search(ranks, args.generations, dirs[ranks], args.mpiexec)
-                print(f"  measured: default experiment, {args.generations} generations on {ranks} rank(s): command "
-                      f"{wall:.1f} s; {load()}", flush=True)
-        one, two = read_run(dirs[1]), read_run(dirs[2])
+        dirs = list(args.runs or ())
+        for ranks in ([] if args.runs else sorted(set(args.ranks))):
+            dirs.append(base / f"r{ranks}")
+            shutil.rmtree(dirs[-1], ignore_errors=True)
+            wall = run_search(ranks, args.generations, dirs[-1], args.mpiexec, args.population_size)
+            print(f"  measured: default experiment, {args.generations} generations on {ranks} rank(s): command "
+                  f"{wall:.1f} s; {load()}", flush=True)
+        runs = {}
+        for d in dirs:
+            run = read_run(d)
+            runs[run.ranks] = run
     finally:
         if args.keep is None:
             shutil.rmtree(base, ignore_errors=True)
-    if one.ranks != 1 or two.ranks != 2:
-        raise SystemExit("--one must be a 1-rank run and --two a 2-rank run")
+    if 1 not in runs or len(runs) < 2:
+        raise SystemExit(f"--runs: expected a 1-rank run and one on more ranks, got runs on {sorted(runs)} rank(s)")
+    one, many = runs[1], [runs[r] for r in sorted(runs) if r > 1]
 
     overhead = overheads(one)
     alone, in_burst = record_cost(one), record_cost(one, burst=64)
     # rank 0 records each result (result_s) and commits each burst that arrived together once (commit_s)
     costs = {"result_s": in_burst, "commit_s": max(0.0, alone - in_burst)}
     mean1 = statistics.fmean(d for g in one.durations() for d in g)
-    mean2 = statistics.fmean(d for g in two.durations() for d in g)
     aborted = sum(t.aborted for ts in one.tasks.values() for t in ts) / sum(map(len, one.tasks.values()))
+    slower = "; ".join(f"{run.ranks} ranks {statistics.fmean(d for g in run.durations() for d in g) / mean1:.2f}x"
+                       for run in many)
     print(f"\n1-rank run: {sum(map(len, one.tasks.values()))} evaluations in {len(one.tasks)} generations, "
-          f"{aborted:.0%} aborted early; mean evaluation {mean1:.3f} s (2-rank run: {mean2:.3f} s, x{mean2 / mean1:.2f}); "
+          f"{aborted:.0%} aborted early; mean evaluation {mean1:.3f} s (on more ranks: {slower}); "
           f"rank 0 between generations {overhead * 1000:.0f} ms; recording a result {alone * 1000:.2f} ms alone (a "
           f"commit each), {in_burst * 1000:.3f} ms in a burst of 64 (one commit)")
 
     print("\nvalidation (loop = first evaluation's start to the last generation's record):")
-    own = schedule(two.durations(), 2, overhead, **costs)
-    print(f"  2 ranks, the model fed with the 2-rank run's own times: loop {own.makespan_s:.2f} s modelled, "
-          f"{two.loop_s():.2f} s measured ({own.makespan_s / two.loop_s() - 1:+.1%})")
-    for g in sorted(two.tasks):
-        modelled = schedule_generation(two.durations()[g], 2, **costs).makespan_s + overhead
-        print(f"    generation {g}: {modelled:6.2f} s modelled, {two.span_s(g):6.2f} s measured")
-    from_one = schedule(one.durations(), 2, overhead, **costs)
-    predicted = one.loop_s() / (2 * from_one.makespan_s)
-    measured = measured_efficiency(one, two)
-    print(f"  efficiency on 2 ranks: modelled from the 1-rank times {predicted:.2f} (queue only); measured "
-          f"{measured:.2f}; modelled x (1-rank / 2-rank evaluation time = {mean1 / mean2:.2f}) = "
-          f"{predicted * mean1 / mean2:.2f}")
+    for run in many:
+        own = schedule(run.durations(), run.ranks, overhead, **costs)
+        print(f"  {run.ranks} ranks, the model fed with the run's own times: loop {own.makespan_s:.2f} s modelled, "
+              f"{run.loop_s():.2f} s measured ({own.makespan_s / run.loop_s() - 1:+.1%})")
+        for g in sorted(run.tasks):
+            modelled = schedule_generation(run.durations()[g], run.ranks, **costs).makespan_s + overhead
+            print(f"    generation {g}: {modelled:6.2f} s modelled, {run.span_s(g):6.2f} s measured")
+    for run in many:
+        from_one = schedule(one.durations(), run.ranks, overhead, **costs)
+        predicted = one.loop_s() / (run.ranks * from_one.makespan_s)
+        ratio = mean1 / statistics.fmean(d for g in run.durations() for d in g)
+        print(f"  efficiency on {run.ranks} ranks: modelled from the 1-rank times {predicted:.2f} (queue only); "
+              f"measured {measured_efficiency(one, run):.2f}; modelled x (1-rank / {run.ranks}-rank evaluation "
+              f"time = {ratio:.2f}) = {predicted * ratio:.2f}")
     gen = max(one.tasks, key=lambda g: sum(one.durations()[g]))
     pool = [d for g in one.durations() for d in g]
     for ranks in args.queue_ranks:
@@ -235,7 +251,8 @@ def main() -> int:
                   f"({wall / model.makespan_s - 1:+.1%}); {same}/{len(seconds)} tasks on the modelled rank; {load()}",
                   flush=True)
 
-    cases = {"default (18 tasks/generation, measured)": one.durations(),
+    tasks = len(one.durations()[0])
+    cases = {f"default ({tasks} tasks/generation, measured)": one.durations(),
              "reference (110 tasks/generation, drawn)": sample_generations(pool, 110, args.samples)}
     print(f"\nmodelled efficiency (with rank 0's measured overheads; {'/'.join(POLICIES)}):")
     print(f"  {'experiment':42} " + " ".join(f"{r:>26}" for r in RANKS))
