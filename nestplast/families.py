@@ -48,7 +48,7 @@ from .kernel import lent_kernel
 from .networks import Trial, draw_trials
 from .objectives import aggregate_trials, interval_penalty
 from .parallel import Transport, together
-from .search import SearchProblem, as_experiment, build_module, long_simulation_note, run_loop, search_space
+from .search import SearchProblem, as_experiment, build_module, idle_ranks_note, long_simulation_note, run_loop, search_space
 from .store import DB_NAME, RunStore, StoreError
 from .strategies import Budget
 from .strategies.filter import Filter, inside, require_sbi, round_constraints
@@ -162,7 +162,9 @@ def run_filter(exp: Experiment | str | os.PathLike, out: str | Path, *, resume: 
         space = search_space(exp)
         return (f"filter: {exp.name} ({exp.source}); {space.size} parameters; {exp.filter.rounds} rounds x "
                 f"{exp.filter.simulations_per_round} rules x {exp.trials.n} trials; mode {transport.mode}"
-                f"{'' if comm is None else f' on {transport.size} ranks'}; results in {out}" + long_simulation_note(exp))
+                f"{'' if comm is None else f' on {transport.size} ranks'}; results in {out}" + long_simulation_note(exp)
+                + idle_ranks_note(transport, exp.filter.simulations_per_round * exp.trials.n,
+                                  f"{exp.filter.simulations_per_round} rules x {exp.trials.n} trials"))
 
     return run_loop(exp, out, FilterProblem,
                     lambda store, where, say: _resume(store, exp, where, say) or new_filter(exp),

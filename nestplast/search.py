@@ -76,6 +76,19 @@ def long_simulation_note(exp: Experiment) -> str:
     return f"\nnote: each evaluation simulates {simulated:g} s of network time (objective.t_train + t_score are in seconds, not ms)"
 
 
+def idle_ranks_note(transport: Transport, tasks: int, what: str) -> str:
+    """A line for a run's headline when the population mode has more ranks than a generation has
+    tasks (``what`` says how they come about), else ''. The others would wait for every
+    generation's end doing nothing: on a 16-core machine, 4 ranks x 4 threads evaluated as many
+    candidates per second as 16 x 1 (benchmarks/ranks_threads.py)."""
+    if transport.mode != "population" or transport.size <= tasks:
+        return ""
+    idle = transport.size - tasks
+    return (f"\nnote: {transport.size} ranks for {tasks} tasks a generation ({what}): {idle} "
+            f"{'rank stays' if idle == 1 else 'ranks stay'} idle; use fewer ranks with more --threads each (up to "
+            "4 threads per rank evaluate as many candidates per core as 1), or more candidates per generation")
+
+
 def build_module(exp: Experiment, quiet: bool = True) -> Module:
     """The experiment's compiled module: every rule of its plastic types, with its neuron."""
     from .build import build  # NESTML is imported only when a module is needed
@@ -326,7 +339,12 @@ def run_search(exp: Experiment | str | os.PathLike, out: str | Path, *, resume: 
         if exp.search.strategy == "cmaes" and 2 * exp.search.population_size < usual:
             line += (f"\nnote: a population of {exp.search.population_size} is less than half pycma's default of "
                      f"{usual} for {space.size} parameters; CMA-ES may settle early (search.population_size)")
-        return line + long_simulation_note(exp)
+        s = exp.search
+        mean = int(s.strategy == "cmaes" and s.evaluate_mean)
+        return line + long_simulation_note(exp) + idle_ranks_note(
+            transport, (s.population_size + mean) * exp.trials.n,
+            f"({s.population_size} candidates{' + the mean' if mean else ''}) x {exp.trials.n} "
+            f"{'trial' if exp.trials.n == 1 else 'trials'}")
 
     result = run_loop(exp, out, SearchProblem,
                       lambda store, where, say: _resume_strategy(store, exp, where, say) or new_strategy(exp),

@@ -283,6 +283,21 @@ def test_neuron_parameters_the_neuron_refuses_are_named_before_a_run_is_created(
 
 @pytest.mark.mpi
 @pytest.mark.skipif(nest_has_mpi(), reason="population mode needs the PyPI NEST (no MPI inside)")
+def test_more_ranks_than_tasks_are_named_idle_with_what_to_do(tmp_path):
+    # (2 candidates + the mean) x 1 trial = 3 tasks a generation on 4 ranks: one waits out every generation
+    path = tmp_path / "small.toml"
+    path.write_text(TINY.replace("GENERATIONS", "1").replace("population_size = 6", "population_size = 2")
+                    .replace("n = 2\n", "n = 1\n"))
+    out = search([path, "--out", tmp_path / "run"], mpi=4)
+    assert out.returncode == 0, out.stderr
+    assert ("note: 4 ranks for 3 tasks a generation ((2 candidates + the mean) x 1 trial): 1 rank stays idle; "
+            "use fewer ranks with more --threads each") in out.stdout, out.stdout
+    out = search([path, "--out", tmp_path / "run3"], mpi=3)
+    assert out.returncode == 0 and "idle" not in out.stdout, out.stdout
+
+
+@pytest.mark.mpi
+@pytest.mark.skipif(nest_has_mpi(), reason="population mode needs the PyPI NEST (no MPI inside)")
 def test_mpi_error_before_the_first_task_ends_every_rank(tmp_path):
     (tmp_path / "FILE").write_text("not a directory")
     started = time.time()
