@@ -27,7 +27,7 @@ measured runs, its predictions at 8 to 1024 ranks, and a sizing table.
 4. A sizing table: population size and trials per candidate that fill a number of ranks.
 
 Efficiency = time evaluating / (ranks x time): the share of the ranks' time spent evaluating;
-measured, rate(2) / (2 x rate(1)) as in benchmarks/search_throughput.py.
+measured, rate(R) / (R x rate(1)) as in benchmarks/search_throughput.py.
 
     .venv/bin/python benchmarks/scaling.py [--generations 4] [--ranks 1 2 4 8] [--population-size P]
                                            [--runs RUN_DIR ...] [--keep DIR]
