@@ -116,10 +116,13 @@ def report_error(message: str, *, rank: int = 0) -> None:
 
 
 def launched_ranks() -> tuple[int, int]:
-    """(rank, number of ranks) as an MPI launcher (MPICH/Hydra and Intel MPI, Open MPI, ``srun
-    --mpi=pmi2``) tells its processes in the environment; (0, 1) without one. Read from the
-    environment, not from mpi4py: initialising MPI on a login node can fail or hang."""
-    for size, rank in (("OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK"), ("PMI_SIZE", "PMI_RANK")):
+    """(rank, number of ranks) as an MPI launcher (MPICH/Hydra and Intel MPI, Open MPI, ``srun``)
+    tells its processes in the environment; (0, 1) without one. Read from the environment, not
+    from mpi4py: initialising MPI on a login node can fail or hang."""
+    # srun --mpi=pmix sets no PMI_SIZE; SLURM_STEP_NUM_TASKS is set in an srun step's tasks only
+    # (SLURM_NTASKS is also in the batch script's own environment, where the report runs alone).
+    for size, rank in (("OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK"), ("PMI_SIZE", "PMI_RANK"),
+                       ("SLURM_STEP_NUM_TASKS", "SLURM_PROCID")):
         if os.environ.get(size, "").isdigit() and os.environ.get(rank, "").isdigit():
             return int(os.environ[rank]), int(os.environ[size])
     return 0, 1

@@ -1,5 +1,6 @@
 """Conventions every command line shares (nestplast.cli), under a real MPI launcher."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +27,18 @@ def test_one_process_commands_refuse_several_ranks(tmp_path, command):
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "runs in one process: start it without mpiexec/srun" in lines[0], out.stderr
     assert [p.name for p in tmp_path.iterdir()] == ["placeholder.npz"]
+
+
+def test_an_srun_step_counts_as_several_ranks_and_a_batch_script_as_one(tmp_path):
+    """``srun --mpi=pmix`` tells its tasks no PMI_SIZE, only Slurm's step variables; the batch
+    script itself (where jobs/*.slurm run the report) has SLURM_NTASKS but is one process."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "PMI", "OMPI_"))}
+    step = subprocess.run([sys.executable, "-m", "nestplast.report", str(tmp_path)], capture_output=True, text=True,
+                          timeout=120, env={**clean, "SLURM_STEP_NUM_TASKS": "2", "SLURM_PROCID": "0", "PMIX_RANK": "0"})
+    assert step.returncode == 2 and "runs in one process" in step.stderr, step.stderr
+    batch = subprocess.run([sys.executable, "-m", "nestplast.report", str(tmp_path)], capture_output=True, text=True,
+                           timeout=120, env={**clean, "SLURM_NTASKS": "64", "SLURM_PROCID": "0", "SLURM_JOB_ID": "1"})
+    assert "runs in one process" not in batch.stderr, batch.stderr
 
 
 @pytest.mark.parametrize("command", [["nestplast.search"], ["nestplast", "filter"], ["nestplast", "infer", "data.npz"]])
