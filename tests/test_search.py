@@ -308,12 +308,15 @@ def test_mpi_error_before_the_first_task_ends_every_rank(tmp_path):
 
 @pytest.mark.mpi
 @pytest.mark.skipif(nest_has_mpi(), reason="population mode needs the PyPI NEST (no MPI inside)")
-@pytest.mark.parametrize("sent, to_whom, word", [(signal.SIGINT, "rank 0", "interrupted"),
-                                                 (signal.SIGTERM, "mpiexec", "terminated")], ids=["ctrl-c", "sigterm"])
+@pytest.mark.parametrize("sent, to_whom, word", [(signal.SIGINT, "0", "interrupted"),
+                                                 (signal.SIGTERM, "mpiexec", "terminated"),
+                                                 (signal.SIGTERM, "1", "terminated")],
+                         ids=["ctrl-c", "sigterm", "sigterm-to-a-worker"])
 def test_mpi_interrupt_in_the_middle_ends_every_rank_and_keeps_the_run(tmp_path, sent, to_whom, word):
-    """Ctrl-C reaching rank 0 alone (the worker is busy evaluating or waiting for a task), or
-    SIGTERM sent to the launcher (as ``kill`` or a batch system's time limit does), ends both ranks
-    within seconds with one message; the run resumes to the uninterrupted one."""
+    """Ctrl-C reaching rank 0 alone (the worker is busy evaluating or waiting for a task), SIGTERM
+    sent to the launcher (as ``kill`` or a batch system's time limit does), or to a worker alone
+    (which waits for rank 0 to end the job, then ends it itself), ends both ranks within seconds
+    with one message; the run resumes to the uninterrupted one."""
     out_dir = tmp_path / "run"
     # generations enough that the signal, sent once generation 1 is recorded, lands mid-run: a tiny
     # evaluation takes a few hundredths of a second, and a finished run has nothing to stop
@@ -322,10 +325,10 @@ def test_mpi_interrupt_in_the_middle_ends_every_rank_and_keeps_the_run(tmp_path,
                                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     database = out_dir / "results.sqlite"
     wait_for_evaluations(database, generation=1, count=2)
-    if to_whom == "rank 0":
-        rank0 = [p for p in _children(process.pid) if _rank(p) == "0"]
-        assert rank0, "found rank 0"
-        os.kill(rank0[0], sent)
+    if to_whom != "mpiexec":
+        rank = [p for p in _children(process.pid) if _rank(p) == to_whom]
+        assert rank, f"found rank {to_whom}"
+        os.kill(rank[0], sent)
     else:
         process.send_signal(sent)
     interrupted = time.time()
