@@ -109,6 +109,26 @@ class ArgumentParser(argparse.ArgumentParser):
             super()._print_message(message, file)
 
 
+def notes_only(text: str) -> None:
+    """A ``--quiet`` run's progress: its notes alone, on stderr. A batch job's log needs them most
+    (ranks that idle, threads that outnumber the cores, a resume under other software)."""
+    for line in text.splitlines():
+        if line.startswith(("note:", "warning:")):
+            print(line, file=sys.stderr, flush=True)
+
+
+def command_world():
+    """:func:`nestplast.parallel.world` for a command's main: a launcher that MPI does not see
+    ends the command with one line (exit code 2) instead of each rank running all of it."""
+    from .parallel import world
+
+    try:
+        return world()
+    except UserError as err:
+        report_error(str(err), rank=launched_ranks()[0])
+        raise SystemExit(EXIT_USER_ERROR) from None
+
+
 def report_error(message: str, *, rank: int = 0) -> None:
     """Print ``error: message`` once (on rank 0 under MPI)."""
     if rank == 0:

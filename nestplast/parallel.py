@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import sys
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -34,12 +35,57 @@ POLL_S = 0.001  # how often a rank waiting for a message looks for it (see _wait
 
 
 def world():
-    """MPI.COMM_WORLD, or None when mpi4py is unavailable or there is one process only."""
+    """MPI.COMM_WORLD, or None when mpi4py is unavailable or there is one process only. Started
+    as several ranks by a launcher that MPI does not see (no mpi4py, or one built for another MPI),
+    each rank would run the whole command alone: a :class:`UserError` says so."""
+    from .cli import launched_ranks
+
+    launched = launched_ranks()[1]
     try:
-        from mpi4py import MPI
-    except ImportError:
+        with warnings.catch_warnings(record=True) as said:  # mpi4py's own, kept for where it is not ours
+            warnings.simplefilter("always")
+            from mpi4py import MPI
+    except ImportError as err:
+        if launched > 1:
+            raise UserError(f"started as {launched} ranks, but mpi4py cannot be imported ({err}): each rank would run "
+                            "the whole command alone. Install mpi4py for the launcher's MPI (jobs/README.md, "
+                            "'Modules')") from None
         return None
-    return MPI.COMM_WORLD if MPI.COMM_WORLD.Get_size() > 1 else None
+    size = MPI.COMM_WORLD.Get_size()
+    if launched > 1 and size == 1:
+        raise UserError(f"the launcher started {launched} ranks, but MPI puts each in a world of its own: mpi4py uses "
+                        f"another MPI ({MPI.Get_library_version().splitlines()[0].strip()}) than the launcher. Start "
+                        "it with that MPI's mpiexec, or build mpi4py for the launcher's MPI: MPICC=mpicc pip install "
+                        "--no-binary mpi4py mpi4py (jobs/README.md, 'Modules')")
+    for warning in said:
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    return MPI.COMM_WORLD if size > 1 else None
+
+
+def crowded_cores_note(comm, threads: int) -> str:
+    """On rank 0, a note where a host's ranks x NEST ``threads`` outnumber the cores those ranks
+    may run on ('' elsewhere and where they fit). NEST's threads wait for each other at every
+    step by spinning, so two that share a core run many times slower: 2 ranks x 2 threads on 2
+    cores took 13 x as long as 2 x 1. Called on every rank (it gathers)."""
+    import os
+    import socket
+
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+    mine = (socket.gethostname(), cores)
+    everyone = [mine] if comm is None else comm.gather(mine, root=0)
+    if everyone is None:  # not rank 0
+        return ""
+    hosts: dict[str, tuple[int, set]] = {}
+    for host, allowed in everyone:
+        ranks, union = hosts.get(host, (0, set()))
+        hosts[host] = (ranks + 1, union | set(allowed))
+    for host, (ranks, union) in hosts.items():
+        if ranks * threads > len(union):
+            return (f"note: {ranks} {'rank' if ranks == 1 else 'ranks'} x {threads} NEST threads on {host}, which "
+                    f"gives them {len(union)} {'core' if len(union) == 1 else 'cores'}: threads that share a core "
+                    "wait for each other and run many times slower; give ranks x threads = cores (--threads, "
+                    "search.threads)")
+    return ""
 
 
 def choose_mode(comm) -> str:

@@ -31,14 +31,14 @@ import numpy as np
 
 from . import __version__, engine
 from .analysis import check_output_directory
-from .analysis.search import describe_stop
+from .analysis.search import describe_stop, failure_breakdown
 from .engine import Outcome
 from .evaluate import Evaluator
 from .experiment import Experiment, differences, keep_rule_file, resumable_keys, run_experiment, validate
 from .kernel import lent_kernel
 from .networks import draw_trials
 from .objectives import aggregate_trials
-from .parallel import Transport, together
+from .parallel import Transport, crowded_cores_note, together
 from .store import RunStore, StoreError
 from .strategies import Budget, SearchSpace, Strategy, make_strategy
 from .tasks import Candidate, Evaluation, Task
@@ -185,6 +185,30 @@ def check_same_kind(stored: str | None, kind: str, where: Path) -> None:
                          f"{again.format(out=shlex.quote(str(where)))}")
 
 
+def check_limit_ahead(store: RunStore, exp: Experiment, out: Path, kind: str) -> None:
+    """Refuse a resume whose changed generation limit the run has already reached: it would stop at
+    once and record that as the run's stop reason (an experiment file given again on a resume, as
+    the batch scripts do, brought back its own max_generations over a raised one)."""
+    key, limit = ("filter", exp.filter.rounds) if kind == "filter" else ("search", exp.search.max_generations)
+    name = "rounds" if kind == "filter" else "max_generations"
+    last = store.last_complete_generation()
+    before = store.experiment().get(key, {}).get(name)
+    if limit is None or limit == before or last is None or last + 1 < limit:
+        return
+    flag = "--rounds" if kind == "filter" else "--max-generations"
+    raise StoreError(f"cannot resume {out} with {key}.{name} = {limit} (from {exp.source}; the run had {before}): it "
+                     f"already has {last + 1} {'rounds' if kind == 'filter' else 'generations'}. Give {flag} above "
+                     f"{last + 1} to go on (with an experiment file, a resume takes when to stop from the file)")
+
+
+def resumed_limits(store: RunStore, exp: Experiment) -> list[str]:
+    """Notes for a resume that changes when the run stops (from an experiment file or an option)."""
+    stored, ours = store.experiment(), exp.to_dict()
+    return [f"note: resuming with {section}.{key} = {ours[section][key]} (the run had {stored[section][key]})"
+            for section, key in resumable_keys()
+            if key in stored.get(section, {}) and stored[section][key] != ours[section][key]]
+
+
 def open_run(exp: Experiment, out: Path, *, resume: bool, ranks: int, mode: str, kind: str = "search") -> RunStore:
     """The run's store: a new one, or (``resume``) the existing one after checking that it holds
     this experiment and a run of this ``kind`` (``search`` or ``filter``)."""
@@ -200,6 +224,7 @@ def open_run(exp: Experiment, out: Path, *, resume: bool, ranks: int, mode: str,
                                  "rule.fixed; it now adds to it, which would change the run's settings midway; "
                                  "start a new run with another --out")
             check_same_split(store.meta(), ranks, mode, out)
+            check_limit_ahead(store, exp, out, kind)
             if store.meta().get("rule_source_sha256", rule_source) != rule_source:
                 raise StoreError(f"cannot resume {out}: the rule's NESTML source {exp.rule.file or exp.rule.name} "
                                  "changed since the run began (a run is one rule); start a new run with another --out")
@@ -264,6 +289,7 @@ def run_loop(exp: Experiment, out: str | Path, problem: Callable[[Experiment, Ev
     out = Path(out)
     validate(exp)  # an experiment made or changed in Python has not been through the file's checks
     transport = Transport(comm)
+    crowded = crowded_cores_note(comm, exp.search.threads)  # on every rank: it gathers
     say = progress if progress is not None and transport.is_root else (lambda line: None)
     # Anything the user can fix fails on every rank together, before any rank waits for another.
     def open_store() -> RunStore | None:
@@ -289,8 +315,10 @@ def run_loop(exp: Experiment, out: str | Path, problem: Callable[[Experiment, Ev
             store = open_store()
             chosen = make_strategy()
         if transport.is_root:
-            say(headline(transport))
+            say(headline(transport) + (f"\n{crowded}" if crowded else ""))
             if resume and (note := version_changes(store.meta())):
+                say(note)
+            for note in resumed_limits(store, exp) if resume else ():
                 say(note)
         # a resume goes on with its new settings, recorded only once the engine knows that it can (a
         # refused resume leaves the run as it was)
@@ -369,13 +397,23 @@ def _resume_strategy(store: RunStore, exp: Experiment, out: Path, say: Callable[
     return strategy
 
 
+def all_failed(outcome: Outcome) -> bool:
+    """Whether no evaluation of the run gave a result (each raised, timed out or gave NaN)."""
+    return outcome.evaluations > 0 and outcome.failed == outcome.evaluations
+
+
 def summary_lines(exp: Experiment, outcome: Outcome, out: Path) -> str:
-    """The lines printed when a search ends: how it stopped, its best loss and parameters, and
-    the command that reports on it."""
+    """The lines printed when a search ends: how it stopped, its best loss and parameters (or,
+    where every evaluation failed, the commonest reason), and the command that reports on it."""
     lines = [f"done ({describe_stop(outcome.stop)}): {outcome.generations} generations, "
              f"{outcome.evaluations} evaluations, {outcome.blowups} blow-ups, {outcome.failed} failed; "
              f"best loss {outcome.best_loss:.4f}"]
-    if outcome.best_theta is not None:
+    if all_failed(outcome):
+        with RunStore.open(out, read_only=True) as store:
+            reason = failure_breakdown(store.evaluations())["by_reason"][0]
+        lines.append(f"every evaluation failed, so no rule was found; most often ({reason['status']}, "
+                     f"x{reason['count']}): {reason['message']}")
+    elif outcome.best_theta is not None:
         params = exp.layout().as_dict(outcome.best_theta)
         lines.append("best parameters: " + ", ".join(f"{k} = {v:.4g}" for k, v in params.items()))
     lines.append(f"report: python -m nestplast.report {shlex.quote(str(out))}")  # pasted into a shell as is

@@ -281,6 +281,68 @@ def test_neuron_parameters_the_neuron_refuses_are_named_before_a_run_is_created(
     assert not (tmp_path / "run").exists()
 
 
+def test_quiet_keeps_the_notes_on_stderr_such_as_threads_that_outnumber_the_cores(tmp_path):
+    """A batch job runs --quiet: before, its notes were dropped with the progress lines. Here one
+    core for 2 NEST threads (they spin waiting for each other: many times slower)."""
+    out = search([tiny(tmp_path, generations=1), "--out", tmp_path / "run", "--threads", "2", "--quiet"],
+                 preexec_fn=lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}))
+    assert out.returncode == 0, out.stderr
+    assert ("note: 1 rank x 2 NEST threads on" in out.stderr and "which gives them 1 core" in out.stderr
+            and "give ranks x threads = cores" in out.stderr), out.stderr
+    assert "gen   0" not in out.stdout + out.stderr and "best parameters:" in out.stdout, "progress stays quiet"
+    spacious = search([tiny(tmp_path, generations=1), "--out", tmp_path / "run1", "--threads", "1", "--quiet"])
+    assert spacious.returncode == 0 and "NEST threads" not in spacious.stderr, spacious.stderr
+
+
+def test_a_resume_with_the_experiment_file_does_not_take_back_a_raised_limit(tmp_path):
+    """The batch scripts pass the experiment file on every resume: its max_generations (2 here)
+    stopped a run raised to 3 at once, and rewrote the run's stop reason."""
+    run = tmp_path / "run"
+    assert search([tiny(tmp_path, generations=2), "--out", run, "--max-generations", "3", "--quiet"]).returncode == 0
+    stored = RunStore.open(run, read_only=True)
+    before = (stored.meta(), stored.stop(), stored.experiment())
+    stored.close()
+    out = search([tiny(tmp_path, generations=2), "--out", run, "--resume", "--quiet"])
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert ("search.max_generations = 2" in out.stderr and "the run had 3" in out.stderr
+            and "already has 3 generations. Give --max-generations above 3" in out.stderr), out.stderr
+    stored = RunStore.open(run, read_only=True)
+    assert (stored.meta(), stored.stop(), stored.experiment()) == before, "the refused resume changed nothing"
+    stored.close()
+    out = search([tiny(tmp_path, generations=2), "--out", run, "--resume", "--max-generations", "4"])
+    assert out.returncode == 0 and "note: resuming with search.max_generations = 4 (the run had 3)" in out.stdout, out.stdout
+    assert RunStore.open(run, read_only=True).counts()["generations"] == 4
+
+
+def test_a_search_whose_every_evaluation_failed_says_why_and_exits_non_zero(tmp_path):
+    """Before, it printed a 'best' rule and exit code 0: a batch system chained the next job on it."""
+    path = tmp_path / "fail.toml"
+    path.write_text(TINY.replace("GENERATIONS", "2").replace("chunk = 0.5", "chunk = 0.5\nmax_wall_s = 0.001"))
+    out = search([path, "--out", tmp_path / "run", "--quiet"])
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert ("every evaluation failed, so no rule was found; most often (timeout, x" in out.stdout
+            and "objective.max_wall_s = 0.001 s" in out.stdout and "best parameters" not in out.stdout), out.stdout
+
+
+@pytest.mark.parametrize("broken", ["another MPI", "no mpi4py"])
+def test_a_launcher_that_mpi_does_not_see_is_named_instead_of_running_alone(tmp_path, broken):
+    """Open MPI's mpirun (its variables) with mpi4py on the PyPI MPICH, or no mpi4py at all: each
+    rank ran the whole search alone, and all but one failed on the run's lock with a message about
+    another run."""
+    env = {**os.environ, "OMPI_COMM_WORLD_SIZE": "2", "OMPI_COMM_WORLD_RANK": "0"}
+    if broken == "no mpi4py":
+        (tmp_path / "mpi4py").mkdir()
+        (tmp_path / "mpi4py" / "__init__.py").write_text("raise ImportError('no MPI library here')\n")
+        env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env.get("PYTHONPATH", "")])
+    out = search([tiny(tmp_path, generations=1), "--out", tmp_path / "run"], env=env)
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    expected = ("MPI puts each in a world of its own: mpi4py uses another MPI" if broken == "another MPI"
+                else "started as 2 ranks, but mpi4py cannot be imported (no MPI library here)")
+    assert len(lines) == 1 and expected in lines[0] and "jobs/README.md" in lines[0], out.stderr
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.mpi
 @pytest.mark.skipif(nest_has_mpi(), reason="population mode needs the PyPI NEST (no MPI inside)")
 def test_more_ranks_than_tasks_are_named_idle_with_what_to_do(tmp_path):

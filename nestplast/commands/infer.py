@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from ..cli import ArgumentParser, resume_hint, run_mpi_command
+from ..cli import ArgumentParser, command_world, resume_hint, run_mpi_command
 from ..errors import UsageError
 
 if TYPE_CHECKING:
@@ -356,10 +356,8 @@ def _infer_choices(args, started: list[Path]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from ..parallel import world
-
     started: list[Path] = []
-    return run_mpi_command(lambda argv: _infer(argv, started), argv, world(), interrupted=lambda: (
+    return run_mpi_command(lambda argv: _infer(argv, started), argv, command_world(), interrupted=lambda: (
         resume_hint(started[-1], None) if started else "nothing was recorded"))
 
 

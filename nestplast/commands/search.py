@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .. import experiment
-from ..cli import ArgumentParser, as_launched, resume_hint, run_mpi_command
+from ..cli import ArgumentParser, as_launched, command_world, notes_only, resume_hint, run_mpi_command
 from ..errors import UsageError
-from ..parallel import together, world
+from ..parallel import together
 from ..store import RunStore
 
 
@@ -72,12 +72,12 @@ def load_experiment(args: argparse.Namespace) -> experiment.Experiment:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    comm = world()
+    comm = command_world()
     rank = 0 if comm is None else comm.Get_rank()
     out_dir: list[Path] = []
 
     def run(argv) -> int:
-        from ..search import run_search, summary_lines
+        from ..search import all_failed, run_search, summary_lines
 
         args = parser().parse_args(argv)
         exp = None if args.show_defaults and args.experiment is None else together(comm, lambda: load_experiment(args))
@@ -88,10 +88,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = args.out or Path("runs") / exp.name
         out_dir.append(out)
         outcome = run_search(exp, out, resume=args.resume, comm=comm,
-                             progress=None if args.quiet else (lambda line: print(line, flush=True)))
+                             progress=notes_only if args.quiet else (lambda line: print(line, flush=True)))
         if args.quiet and outcome is not None:  # the result, not progress: a batch job's log keeps it
             print(summary_lines(exp, outcome, out), flush=True)
-        return 0
+        # a run in which nothing could be evaluated is no result: a batch system (afterok) must see it
+        return 1 if outcome is not None and all_failed(outcome) else 0
 
     def interrupted() -> str:
         return resume_hint(out_dir[0], as_launched("python -m nestplast.search", comm)) if out_dir else "nothing was started"
