@@ -341,6 +341,13 @@ generate_nest_target(**args)
 # NESTML reports problems as "[n,model, ERROR, [line:col;line:col]]: message".
 _NESTML_ERROR = re.compile(r"\[\d+,\s*([A-Za-z0-9_]+),\s*ERROR,\s*\[(\d+):(\d+);[^\]]*\]\]:\s*(.*)")
 _COMPILER_ERROR = re.compile(r"^(\S+?):(\d+):(\d+): (?:fatal )?error: (.*)$", re.M)
+# A build tool missing from PATH, as Python (NESTML runs cmake and make), a shell or CMake says it.
+_MISSING_TOOL = ((re.compile(r"FileNotFoundError: \[Errno 2\] No such file or directory: '([\w+-]+)'"), None),
+                 (re.compile(r"^(?:\S*sh|make(?:\[\d+\])?): (?:line )?(?:\d+: )?([\w.+-]+): "
+                             r"(?:[Cc]ommand not found|not found|No such file or directory)$", re.M), None),
+                 (re.compile(r"CMAKE_C(?:XX)?_COMPILER:\s+(\S+)\s+is not a full path and was not found"), None),
+                 (re.compile(r"No CMAKE_C(?:XX)?_COMPILER could be found"), "a C++ compiler"),
+                 (re.compile(r"unable to find a build program corresponding to \"Unix Makefiles\""), "make"))
 
 
 def _syntax_errors(path: Path) -> int:
@@ -372,10 +379,21 @@ def _explain_failure(log: str, sources: dict[str, Path], copies: dict[str, Path]
         model = next((m for m in sources if m in Path(path).name), None)
         where = f" (generated from {sources[model]})" if model else ""
         problems.append(f"{Path(path).name}:{line}: error: {message.strip()}{where}")
-    if not problems:
-        tail = [ln for ln in log.strip().splitlines() if ln.strip()][-15:]
-        problems = ["no error message recognised; the end of the build log:", *tail]
+    if not problems and (tool := _missing_tool(log)):
+        problems = [f"{tool} is not on PATH, and compiling a module needs cmake, make and a C++ compiler: install "
+                    "them (Debian/Ubuntu: apt-get install cmake make g++) or put them on PATH"]
+    if not problems:  # the end of the log, where Python's traceback ends in the exception that stopped it
+        tail = [ln for ln in log.strip().splitlines() if ln.strip()][-10:]
+        return "\n  ".join(["no error message recognised; the end of the build log:", *tail])
     return "\n  ".join(dict.fromkeys(problems[:10]))
+
+
+def _missing_tool(log: str) -> str | None:
+    """The build tool (cmake, make, a C++ compiler) that ``log`` says is not on PATH, if any."""
+    for pattern, tool in _MISSING_TOOL:
+        if found := pattern.search(log):
+            return tool or found.group(1)
+    return None
 
 
 def _paired_names(rules: Sequence[Rule], neuron: Neuron, target: Path) -> tuple[str, dict[str, str]]:
@@ -498,11 +516,14 @@ def build(rules: RuleLike | Sequence[RuleLike], neuron: str | Neuron = "iaf_psc_
             if final.exists():  # force=True: replace the old build
                 shutil.rmtree(final)
             os.rename(workdir, final)
-        except BaseException:
+        except BaseException as err:
             failed = modules / f"{key}.failed.log"
-            if (workdir / "build.log").exists():
+            kept = (workdir / "build.log").exists()
+            if kept:
                 shutil.copy(workdir / "build.log", failed)
             shutil.rmtree(workdir, ignore_errors=True)
+            if kept and isinstance(err, BuildError):  # the message shows a few lines: say where the rest is
+                raise BuildError(f"{err}\n  the whole build log: {failed}") from None
             raise
     return Module.from_dir(final)
 

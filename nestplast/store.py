@@ -20,6 +20,7 @@ import os
 import pickle
 import sqlite3
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import closing, contextmanager, suppress
 from pathlib import Path
@@ -272,11 +273,29 @@ class RunStore:
         return db
 
     @staticmethod
-    def _connect_read_only(path: Path) -> sqlite3.Connection:
-        # A WAL database needs its -shm file, which a read-only folder cannot hold: there, and only
-        # there (nothing can be writing to it), read the file as immutable.
-        writable = os.access(path.parent, os.W_OK)
-        db = sqlite3.connect(f"{path.resolve().as_uri()}?{'mode=ro' if writable else 'immutable=1'}", uri=True)
+    def _connect_read_only(path: Path, writable: bool | None = None) -> sqlite3.Connection:
+        """``path`` opened to read; ``writable``: whether its folder is (asked of the system unless
+        given)."""
+        # mode=ro reads a WAL database's -wal file (its last results) where the folder is writable,
+        # or where the -wal and -shm files exist already (a read-only copy of a killed or running
+        # run); elsewhere only immutable=1 opens it, and that ignores the -wal file.
+        writable = os.access(path.parent, os.W_OK) if writable is None else writable
+        wal = path.with_name(path.name + "-wal")
+        if writable or (wal.exists() and path.with_name(path.name + "-shm").exists()):
+            db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+            try:
+                db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()  # mode=ro fails on first use
+            except sqlite3.OperationalError:
+                db.close()
+                if writable:
+                    raise
+            else:
+                db.row_factory = sqlite3.Row
+                return db
+        if wal.exists() and wal.stat().st_size > 0:
+            warnings.warn(f"SQLite cannot read {wal} in this read-only folder, so the results recorded last are "
+                          "left out: copy the folder somewhere writable (cp -a) and read the copy", stacklevel=4)
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?immutable=1", uri=True)
         db.row_factory = sqlite3.Row
         return db
 

@@ -207,6 +207,43 @@ def test_compiler_error_names_the_generated_file(tmp_path, monkeypatch):
     assert "generated from" in message
 
 
+@pytest.mark.parametrize("tools, missing", [((), "cmake"), (("cmake", "make"), "g++")])
+def test_a_missing_build_tool_is_named_with_how_to_install_it(tmp_path, monkeypatch, tools, missing):
+    """Without cmake on PATH the message was the start of a traceback cut before its decisive
+    'FileNotFoundError: ... cmake'. It names the missing tool (or compiler), how to install it, and
+    the saved full build log."""
+    monkeypatch.setenv("NESTPLAST_CACHE", str(tmp_path / "cache"))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in tools:
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    monkeypatch.setenv("PATH", str(bin_dir))
+    with pytest.raises(BuildError) as err:
+        build(get_rule("doublet"), "iaf_psc_exp")
+    message = str(err.value)
+    assert f"{missing} is not on PATH" in message and "apt-get install cmake make g++" in message
+    logs = list((tmp_path / "cache" / "modules").glob("*.failed.log"))
+    assert len(logs) == 1 and f"the whole build log: {logs[0]}" in message
+    assert "FileNotFoundError" in logs[0].read_text() or "CMAKE_CXX_COMPILER" in logs[0].read_text()
+
+
+def test_an_unrecognised_build_failure_shows_the_end_of_its_log(tmp_path, monkeypatch):
+    """A failure nestplast does not recognise shows the last lines of the log, the exception that
+    ended it included, and names the full log."""
+    monkeypatch.setenv("NESTPLAST_CACHE", str(tmp_path / "cache"))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "cmake").write_text("#!/bin/sh\necho 'a cmake that breaks in an unheard-of way' >&2\nexit 3\n")
+    (bin_dir / "cmake").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    with pytest.raises(BuildError) as err:
+        build(get_rule("doublet"), "iaf_psc_exp")
+    message = str(err.value)
+    assert "no error message recognised; the end of the build log:" in message
+    assert message.splitlines()[-2].strip().startswith("pynestml.exceptions.generated_code_build_exception")
+    assert "the whole build log: " in message and message.endswith(".failed.log")
+
+
 def test_working_nest_config_is_used(tmp_path, monkeypatch):
     """A NEST built from source has a nest-config that prints real paths: it is used as it is."""
     prefix = tmp_path / "nest-prefix"

@@ -261,3 +261,37 @@ def test_a_candidate_with_trials_still_to_come_is_not_the_best(tmp_path):
     assert [(b["generation"], b["candidate"], b["loss"], b["trials"]) for b in best] == [(0, 0, 6.0, 2)]
     store.record_evaluation(evaluation(g=1, k=3, j=1, loss=1.5))
     assert [(b["generation"], b["candidate"], b["loss"]) for b in store.best_candidates(1)] == [(1, 3, 1.0)]
+
+
+def test_a_read_only_copy_of_a_running_run_reads_its_wal_file(tmp_path):
+    """A read-only copy of a run that was killed or goes on (cp -a, a colleague's folder) keeps its
+    last results in results.sqlite-wal: it reported 0 evaluations without a word (the database was
+    opened immutable, which ignores that file). The folder's writability is given, as tests run as
+    root, for whom every folder is writable."""
+    import shutil
+    import warnings
+
+    store = RunStore.create(tmp_path / "run", experiment={}, seed=1)
+    for k in range(3):  # committed, not checkpointed: in the -wal file only
+        store.record_evaluation(evaluation(k=k))
+    store.record_generation(0, b"state", {"best_loss": 0.25})
+    shutil.copytree(tmp_path / "run", tmp_path / "copy")  # as cp -a while the run goes on
+    store.close()
+    copy = tmp_path / "copy" / "results.sqlite"
+    assert (tmp_path / "copy" / "results.sqlite-wal").stat().st_size > 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        db = RunStore._connect_read_only(copy, writable=False)
+        found = RunStore(copy, db)
+        assert found.counts() == {"generations": 1, "evaluations": 3, "failed": 0, "blowups": 0}
+        found.close()
+    # without its -shm file the -wal file cannot be read there: said, with the way out
+    (tmp_path / "copy" / "results.sqlite-shm").unlink()
+    with pytest.warns(UserWarning, match=r"cannot read .*results\.sqlite-wal in this read-only folder.*"
+                                         r"copy the folder somewhere writable"):
+        db = RunStore._connect_read_only(copy, writable=False)
+    assert RunStore(copy, db).counts()["evaluations"] == 0
+    with warnings.catch_warnings():  # once the run is closed and checkpointed, nothing is left out
+        warnings.simplefilter("error")
+        db = RunStore._connect_read_only(tmp_path / "run" / "results.sqlite", writable=False)
+        assert RunStore(tmp_path / "run" / "results.sqlite", db).counts()["evaluations"] == 3
