@@ -3,6 +3,7 @@ what they do around the run (resubmitting, reporting), not the run itself."""
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,9 +11,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def stand_ins(tmp_path: Path, python_body: str) -> dict:
+def stand_ins(tmp_path: Path, python_body: str, squeue: str | None = None) -> dict:
     """A venv whose activate puts stand-ins first on PATH: srun runs its command, sbatch records
-    its arguments, and python does ``python_body`` (a bash snippet)."""
+    its arguments, python does ``python_body`` (a bash snippet), and squeue, where given, does
+    ``squeue``. The environment is this one's without its SLURM_ variables (a test run inside a job
+    would carry that job's)."""
     bin_dir = tmp_path / "venv" / "bin"
     bin_dir.mkdir(parents=True)
     (bin_dir / "activate").write_text(f'export PATH="{bin_dir}:$PATH"\n')
@@ -20,11 +23,18 @@ def stand_ins(tmp_path: Path, python_body: str) -> dict:
         "srun": 'while [[ "$1" == --* ]]; do shift; done\nexec "$@"\n',
         "sbatch": f'echo "$@" >> "{tmp_path}/sbatch.log"\n',
         "python": python_body,
+        **({"squeue": squeue} if squeue is not None else {}),
     }
     for name, body in scripts.items():
         (bin_dir / name).write_text("#!/bin/bash\n" + body)
         (bin_dir / name).chmod(0o755)
-    return {**os.environ, "NESTPLAST_VENV": str(tmp_path / "venv"), "SLURM_JOB_ID": "42"}
+    env = {name: value for name, value in os.environ.items() if not name.startswith("SLURM_")}
+    return {**env, "NESTPLAST_VENV": str(tmp_path / "venv"), "SLURM_JOB_ID": "42"}
+
+
+def run_job(tmp_path: Path, script: str, *args: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(ROOT / "jobs" / script), *args], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60)
 
 
 def test_a_time_warning_after_the_run_ended_resubmits_nothing(tmp_path):
@@ -60,13 +70,19 @@ def test_the_next_slice_asks_for_what_this_one_had(tmp_path, script):
     and the site's default partition and account; and a resubmission that failed ended the job
     as a success, the run left stopped without a word."""
     body = 'kill -USR1 "$PPID"\nexec sleep 30\n'
-    env = {**stand_ins(tmp_path, body), "SLURM_NTASKS": "3", "SLURM_CPUS_PER_TASK": "4",
-           "SLURM_JOB_PARTITION": "long", "SLURM_JOB_ACCOUNT": "proj"}
-    job = subprocess.run(["bash", str(ROOT / "jobs" / script), "experiment.toml", str(tmp_path / "run")],
-                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
-    assert job.returncode == 0, job.stdout + job.stderr
+    # also the QOS, time limit, memory, nodes, reservation, constraint and name given to sbatch, which
+    # the next slice lost (the #SBATCH --time, the site's QOS and memory: refused, or killed early)
+    squeue = '[ "$*" = "-h -j 42 -o %l" ] && echo "1-12:00:00"\n[ "$*" = "-h -j 42 -o %f" ] && echo "skylake&ib"\nexit 0\n'
+    env = {**stand_ins(tmp_path, body, squeue), "SLURM_NTASKS": "3", "SLURM_CPUS_PER_TASK": "4",
+           "SLURM_JOB_PARTITION": "long", "SLURM_JOB_ACCOUNT": "proj", "SLURM_JOB_QOS": "high",
+           "SLURM_MEM_PER_NODE": "64000", "SLURM_JOB_NUM_NODES": "2", "SLURM_JOB_RESERVATION": "maint",
+           "SLURM_JOB_NAME": "nestplast-big"}
+    job = run_job(tmp_path, script, "experiment.toml", str(tmp_path / "run"), env=env)
+    assert job.returncode == 0 and not job.stderr, job.stdout + job.stderr
     assert (tmp_path / "sbatch.log").read_text().split() == [
         "--dependency=afterany:42", "--ntasks=3", "--cpus-per-task=4", "--partition=long", "--account=proj",
+        "--qos=high", "--time=1-12:00:00", "--mem=64000", "--nodes=2", "--reservation=maint",
+        "--constraint=skylake&ib", "--job-name=nestplast-big",
         str(ROOT / "jobs" / script), "experiment.toml", str(tmp_path / "run")]
     (tmp_path / "venv" / "bin" / "sbatch").write_text('#!/bin/bash\necho "sbatch: error: Invalid account" >&2\nexit 1\n')
     job = subprocess.run(["bash", str(ROOT / "jobs" / script), "experiment.toml", str(tmp_path / "run")],
@@ -85,8 +101,8 @@ def test_options_after_the_run_directory_reach_the_search(tmp_path):
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
     assert job.returncode == 0, job.stdout + job.stderr
     search = log.read_text().splitlines()[0]
-    assert search.startswith("-m nestplast.search experiment.toml --out") and \
-        search.endswith("--quiet --resume --max-generations 30"), search
+    assert search.startswith("-m nestplast.search --out") and \
+        search.endswith("--quiet --resume --max-generations 30"), search  # resumed: the stored experiment
     for script, command in [("search-restart.slurm", "nestplast.search"), ("filter.slurm", "nestplast filter")]:
         log.unlink()
         body = f'echo "$@" >> "{log}"\nkill -USR1 "$PPID"\nexec sleep 30\n'
@@ -97,3 +113,72 @@ def test_options_after_the_run_directory_reach_the_search(tmp_path):
         assert command in log.read_text() and log.read_text().split()[-2:] == ["--seed", "3"], log.read_text()
         resubmitted = (tmp_path / script / "sbatch.log").read_text().split()
         assert resubmitted[-4:] == ["experiment.toml", str(tmp_path / "run"), "--seed", "3"], resubmitted
+
+
+@pytest.mark.parametrize("script", ["search-restart.slurm", "filter.slurm"])
+def test_what_the_next_slice_cannot_be_given_is_said(tmp_path, script):
+    """Without squeue (or when it fails) the job still resubmits, and says that the time limit is
+    the #SBATCH line's; --mem-per-cpu goes on as such (not as --mem)."""
+    body = 'kill -USR1 "$PPID"\nexec sleep 30\n'
+    env = {**stand_ins(tmp_path, body, squeue="exit 1\n"), "SLURM_MEM_PER_CPU": "2000"}
+    job = run_job(tmp_path, script, "experiment.toml", str(tmp_path / "run"), env=env)
+    assert job.returncode == 0 and "could not read this job's time limit" in job.stderr, job.stdout + job.stderr
+    assert (tmp_path / "sbatch.log").read_text().split() == [
+        "--dependency=afterany:42", "--mem-per-cpu=2000", str(ROOT / "jobs" / script), "experiment.toml",
+        str(tmp_path / "run")]
+
+
+@pytest.mark.parametrize("script", ["search-restart.slurm", "filter.slurm"])
+def test_a_time_warning_during_the_start_up_resubmits(tmp_path, script):
+    """The warning (USR1) that came while the environment was activated killed the job (the trap was
+    set after it), with no resubmission: the run stayed stopped."""
+    body = 'exec sleep 30\n'
+    env = stand_ins(tmp_path, body)
+    activate = tmp_path / "venv" / "bin" / "activate"
+    activate.write_text(activate.read_text() + 'kill -USR1 $$\n')  # sourced by the job's shell
+    job = run_job(tmp_path, script, "experiment.toml", str(tmp_path / "run"), env=env)
+    assert job.returncode == 0 and "time limit near" in job.stdout, (job.returncode, job.stdout + job.stderr)
+    assert (tmp_path / "sbatch.log").read_text().startswith("--dependency=afterany:42 ")
+
+
+@pytest.mark.parametrize("script", ["search.slurm", "search-restart.slurm"])
+def test_a_resume_goes_on_with_the_runs_threads(tmp_path, script):
+    """A run begun on 1 thread, resumed by a job with 2 cores per task: the script gave the
+    experiment and --threads 2 again, and the search refused ("search.threads: 1 -> 2. Resume without
+    an experiment file and without ... --threads"), a way out the script did not offer. Now the run
+    goes on with what it stored, and the job's log says that cores and threads differ."""
+    from nestplast import experiment
+    from nestplast.store import RunStore
+
+    run = tmp_path / "run"
+    stored = experiment.default().to_dict()
+    assert stored["search"]["threads"] == 1
+    RunStore.create(run, stored, seed=1).close()
+    log = tmp_path / "python.log"
+    body = f'[ "$1" = -c ] && exec "{sys.executable}" "$@"\necho "$@" >> "{log}"\n'  # the script's own read
+    env = {**stand_ins(tmp_path, body), "SLURM_CPUS_PER_TASK": "2"}
+    options = ["--resume"] if script == "search.slurm" else []  # the restart script resumes by itself
+    job = run_job(tmp_path, script, "experiment.toml", str(run), *options, "--max-generations", "9", env=env)
+    assert job.returncode == 0, job.stdout + job.stderr
+    search = log.read_text().splitlines()[0].split()
+    assert search[:4] == ["-m", "nestplast.search", "--out", str(run)] and "--resume" in search and \
+        "--threads" not in search and "experiment.toml" not in search, search
+    assert "gives each rank 2 cores (--cpus-per-task) but the run uses 1 NEST threads" in job.stdout, job.stdout
+    assert "--cpus-per-task=1" in job.stdout
+    env["SLURM_CPUS_PER_TASK"] = "1"  # as the run began: nothing to say
+    job = run_job(tmp_path, script, "experiment.toml", str(run), *options, env=env)
+    assert job.returncode == 0 and "note:" not in job.stdout, job.stdout + job.stderr
+
+
+@pytest.mark.parametrize("script", ["search.slurm", "search-restart.slurm", "filter.slurm"])
+@pytest.mark.parametrize("args", [["runs/spikes", "--resume"], ["runs/spikes"], []])
+def test_a_misuse_gets_the_usage(tmp_path, script, args):
+    """`sbatch jobs/search.slurm RUN_DIR --resume` (the experiment forgotten) gave the search's
+    "argument --out: expected one argument", naming neither RUN_DIR nor the usage."""
+    log = tmp_path / "python.log"
+    env = stand_ins(tmp_path, f'echo "$@" >> "{log}"\n')
+    job = run_job(tmp_path, script, *args, env=env)
+    assert job.returncode == 2, job.stdout + job.stderr
+    assert f"usage: sbatch {script} EXPERIMENT.toml RUN_DIR [" in job.stderr, job.stderr
+    assert f"got: {' '.join(args) or 'nothing'}" in job.stderr, job.stderr
+    assert not log.exists()  # nothing was started
