@@ -122,7 +122,7 @@ def new_strategy(exp: Experiment) -> Strategy:
 
 
 # the options of each command that change a run's experiment (a resume must go without them)
-CHANGING_OPTIONS = {"search": "--seed, --threads or --population-size", "filter": "--seed"}
+CHANGING_OPTIONS = {"search": "--seed, --threads or --population-size", "filter": "--seed or --threads"}
 
 
 def check_resumable(stored: dict, exp: Experiment, where: Path, kind: str = "search") -> None:
@@ -402,6 +402,13 @@ def all_failed(outcome: Outcome) -> bool:
     return outcome.evaluations > 0 and outcome.failed == outcome.evaluations
 
 
+def commonest_failure(out: Path) -> str:
+    """The commonest reason the evaluations of the run in ``out`` failed, with its count."""
+    with RunStore.open(out, read_only=True) as store:
+        reason = failure_breakdown(store.evaluations())["by_reason"][0]
+    return f"most often ({reason['status']}, x{reason['count']}): {reason['message']}"
+
+
 def summary_lines(exp: Experiment, outcome: Outcome, out: Path) -> str:
     """The lines printed when a search ends: how it stopped, its best loss and parameters (or,
     where every evaluation failed, the commonest reason), and the command that reports on it."""
@@ -409,10 +416,7 @@ def summary_lines(exp: Experiment, outcome: Outcome, out: Path) -> str:
              f"{outcome.evaluations} evaluations, {outcome.blowups} blow-ups, {outcome.failed} failed; "
              f"best loss {outcome.best_loss:.4f}"]
     if all_failed(outcome):
-        with RunStore.open(out, read_only=True) as store:
-            reason = failure_breakdown(store.evaluations())["by_reason"][0]
-        lines.append(f"every evaluation failed, so no rule was found; most often ({reason['status']}, "
-                     f"x{reason['count']}): {reason['message']}")
+        lines.append(f"every evaluation failed, so no rule was found; {commonest_failure(out)}")
     elif outcome.best_theta is not None:
         params = exp.layout().as_dict(outcome.best_theta)
         lines.append("best parameters: " + ", ".join(f"{k} = {v:.4g}" for k, v in params.items()))

@@ -297,6 +297,49 @@ def test_an_empty_family_writes_no_row_and_no_stale_plot(stored_run, tmp_path, c
     assert {p.name for p in out.glob("*.png")} == {"metrics.png"}  # no marginals of the earlier family
 
 
+def test_apply_refuses_to_write_into_a_run(stored_run, tmp_path, capsys):
+    """--out RUN_DIR (the run re-filtered) overwrote its family.csv with the re-filtered one and
+    deleted its plots; --out OTHER_RUN (a search's) wrote a family among that run's files."""
+    from nestplast.commands.filter import main, report
+    from nestplast.commands.report import main as report_main
+
+    run, other = tmp_path / "run", tmp_path / "search"
+    shutil.copytree(stored_run[1], run)
+    RunStore.create(other, experiment=experiment.default().to_dict(), seed=1).close()
+    theirs = sorted(other.iterdir())
+    report(run)  # the run's own family and plots, as the run writes them
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.suffix in (".csv", ".png")}
+    assert {"family.csv", "marginals.png", "traces.png"} <= set(before)
+    new = tmp_path / "none.toml"
+    new.write_text("[constraints]\nrate_e = [1000.0, 2000.0]\n")  # no rule: every plot but metrics.png goes
+    for out, says in [(str(run), "that is the run being re-filtered"), (f"{run}/../run", "that is the run being re-filtered"),
+                      (str(other), "that folder holds another run (results.sqlite)")]:
+        assert main([str(run), "--apply", str(new), "--out", out]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: --out {out}: {says}") and "give another --out" in err, err
+        assert len(err.strip().splitlines()) == 1 and f"(or none: {run / 'refiltered-none'})" in err
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.suffix in (".csv", ".png")} == before
+    assert sorted(other.iterdir()) == theirs
+    # nor does the report command put a family among another run's files
+    assert report_main([str(run), "--plots-to", str(other)]) == 2
+    assert "error: --plots-to " in capsys.readouterr().err
+    assert sorted(other.iterdir()) == theirs
+    # the run's own family may go back into its folder
+    assert report_main([str(run), "--plots-to", str(run), "--no-plots"]) == 0
+
+
+def test_threads_is_refused_where_it_cannot_apply(stored_run, tmp_path, capsys):
+    from nestplast.commands.filter import main
+
+    assert main(["families_short", "--threads", "0", "--out", str(tmp_path / "run")]) == 2
+    assert "--threads: expected an integer >= 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+    new = tmp_path / "new.toml"
+    new.write_text("[constraints]\nrate_e = [8.0, 15.0]\n")
+    assert main([str(stored_run[1]), "--apply", str(new), "--threads", "2", "--out", str(tmp_path / "re")]) == 2
+    assert "--threads goes with a filter run" in capsys.readouterr().err and not (tmp_path / "re").exists()
+
+
 def test_report_json_of_a_filter_run_is_its_family(stored_run, tmp_path, capsys):
     """--json on a filter run printed a search summary: a "best_loss" of the search's scoring for
     rules the filter accepted with loss 0, and search plots (loss.png) among the family's."""
@@ -787,6 +830,38 @@ def test_a_single_neuron_filter_records_no_drive_it_did_not_get(tmp_path, double
     run_filter(experiment.parse(tomllib.loads(SINGLE)), tmp_path / "run")
     stored = store_seeds(tmp_path / "run")
     assert len(stored) == 2 and all("rate_e" in e.metrics and "input_rate" not in e.metrics for e in stored)
+
+
+@needs_sbi
+@pytest.mark.nest
+def test_a_filter_run_takes_threads_as_the_search_does(tmp_path, doublet_module, capsys):
+    """`filter EXPERIMENT --threads 2` was "unrecognized arguments": NEST's threads came only from the
+    experiment's search.threads, while a job gives each rank its cores."""
+    from nestplast.commands.filter import main
+
+    (tmp_path / "single.toml").write_text(SINGLE)
+    run = tmp_path / "run"
+    assert main([str(tmp_path / "single.toml"), "--out", str(run), "--threads", "2", "--quiet", "--no-plots"]) == 0
+    with RunStore.open(run, read_only=True) as store:
+        assert store.experiment()["search"]["threads"] == 2
+    assert len(store_seeds(run)) == 2
+    capsys.readouterr()
+    # a run is one experiment: other threads change its random streams
+    assert main(["--out", str(run), "--resume", "--threads", "1"]) == 2
+    assert "search.threads" in capsys.readouterr().err
+
+
+@needs_sbi
+@pytest.mark.nest
+def test_a_filter_whose_every_simulation_failed_says_why_and_exits_non_zero(tmp_path, doublet_module, capsys):
+    """It ran every round on failures and ended with exit code 0, the reason only in the store."""
+    from nestplast.commands.filter import main
+
+    (tmp_path / "fail.toml").write_text(SINGLE.replace("chunk = 0.2", "chunk = 0.2\nmax_wall_s = 0.000001"))
+    assert main([str(tmp_path / "fail.toml"), "--out", str(tmp_path / "run"), "--quiet", "--no-plots"]) == 1
+    out = capsys.readouterr().out
+    assert ("every simulation failed, so no rule was tested; most often (timeout, x2): evaluation exceeded "
+            "objective.max_wall_s" in out), out
 
 
 @needs_sbi

@@ -15,6 +15,7 @@ RUN_DIR/recheck as they end, so that the same command goes on after a Ctrl-C).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shlex
 import sys
 import tomllib
@@ -23,9 +24,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import experiment
-from ..cli import ArgumentParser, as_launched, resume_hint, run_mpi_command
+from ..cli import ArgumentParser, as_launched, command_world, notes_only, resume_hint, run_mpi_command
 from ..errors import UsageError
-from ..parallel import together, world
+from ..parallel import together
 from ..store import DB_NAME, RunStore
 
 if TYPE_CHECKING:
@@ -39,10 +40,11 @@ def parser() -> ArgumentParser:
                         "default: the built-in default (a run of several minutes); with --apply/--recheck: the "
                         "run directory")
     p.add_argument("--out", type=Path, default=None, help="run directory (default: runs/<experiment name>); "
-                   "with --apply: where the re-filtered family goes")
+                   "with --apply: where the re-filtered family goes (not the run's folder, nor any run's)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last round")
     p.add_argument("--rounds", type=int, default=None, help="override filter.rounds (may be raised when resuming)")
     p.add_argument("--seed", type=int, default=None, help="override the experiment's seed")
+    p.add_argument("--threads", type=int, default=None, help="NEST threads per rank (overrides search.threads)")
     p.add_argument("--apply", type=Path, default=None, metavar="NEW.toml",
                    help="re-filter the run's stored simulations with these bounds (no simulation)")
     p.add_argument("--recheck", type=int, default=None, metavar="N",
@@ -73,7 +75,8 @@ def read_constraints(path: Path) -> dict[str, tuple[float, float]]:
 
 
 def load_experiment(args: argparse.Namespace) -> experiment.Experiment:
-    """The experiment to run (named, or stored in --out with --resume), with --rounds and --seed applied."""
+    """The experiment to run (named, or stored in --out with --resume), with --rounds, --seed and
+    --threads applied."""
     from .search import named_or_stored
 
     if args.target is not None and (Path(args.target) / DB_NAME).is_file():  # not "no such experiment file"
@@ -87,18 +90,44 @@ def load_experiment(args: argparse.Namespace) -> experiment.Experiment:
         exp.filter.rounds = args.rounds
     if args.seed is not None:
         exp.seed = args.seed
+    if args.threads is not None:  # checked as the search checks it: "--threads: expected ..."
+        check = next(f.metadata["check"] for f in dataclasses.fields(exp.search) if f.name == "threads")
+        if not check.test(args.threads):
+            raise UsageError(f"--threads: expected {check.expected}, got {args.threads}")
+        exp.search.threads = args.threads
     try:
         return experiment.validate(exp)
     except experiment.ExperimentError as err:
         raise experiment.ExperimentError(f"{exp.source}: {err}") from None
 
 
+def check_not_a_run(out: Path, run_dir: Path, flag: str, refiltered: bool = True, default: Path | None = None) -> None:
+    """Refuse ``out`` (given as ``flag``) for the tables and plots of ``run_dir``'s family when it is
+    another run's folder (one holding a run store), or, for a re-filtered family, ``run_dir``
+    itself: its family.csv and plots would be overwritten (the plots the smaller family has none
+    of deleted). The run's own family may go back into its own folder. ``default``: where the
+    tables go without ``flag``, for the message."""
+    another = f"give another {flag}" + (f" (or none: {default})" if default is not None else "")
+    same = out.resolve() == run_dir.resolve()
+    if same and refiltered:
+        raise UsageError(f"{flag} {out}: that is the run being re-filtered: its own family.csv and plots would be "
+                         f"overwritten; {another}")
+    if not same and (out / DB_NAME).is_file():
+        raise UsageError(f"{flag} {out}: that folder holds another run ({DB_NAME}): the family's tables and plots "
+                         f"would overwrite its own; {another}")
+
+
 def report(run_dir: Path, out: Path | None = None, constraints: Mapping[str, Sequence[float]] | None = None,
-           plots: bool = True, what: str = "family", as_json: bool = False, files: bool = True) -> None:
+           plots: bool = True, what: str = "family", as_json: bool = False, files: bool = True,
+           out_flag: str = "--plots-to") -> None:
     """Tables (and plots) of the family in ``run_dir`` into ``out`` (default the run directory;
     none without ``files``: a read-only copy); on stdout its summary, or with ``as_json`` one JSON
-    object and nothing else."""
+    object and nothing else. ``out`` may not be another run's folder, nor, with ``constraints``,
+    ``run_dir`` (:func:`check_not_a_run`; ``out_flag``: the option that gave it, for the message)."""
     import json
+
+    if files and out is not None:
+        check_not_a_run(out, run_dir, out_flag, refiltered=constraints is not None)
 
     from ..analysis import check_output_directory
     from ..analysis.families import summary, text, write_plots, write_tables
@@ -120,13 +149,14 @@ def report(run_dir: Path, out: Path | None = None, constraints: Mapping[str, Seq
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    comm = world()
+    comm = command_world()
     rank = 0 if comm is None else comm.Get_rank()
     out_dir: list[Path] = []
     rechecking: list[Path] = []
 
     def run(argv) -> int:
         from ..families import recheck, run_filter
+        from ..search import all_failed, commonest_failure
 
         args = parser().parse_args(argv)
         if args.apply is not None and args.recheck is not None:
@@ -135,22 +165,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UsageError("--limit goes with --recheck (it limits the rules re-checked)")
         if args.limit is not None and args.limit < 1:  # 0 re-checked nothing, -1 all but the last rule
             raise UsageError(f"--limit: expected a number of rules >= 1, got {args.limit}")
+        if args.threads is not None and (args.apply is not None or args.recheck is not None):
+            raise UsageError("--threads goes with a filter run (--apply simulates nothing; --recheck simulates with "
+                             "the run's search.threads)")
         if args.apply is not None or args.recheck is not None:
             if args.target is None or not Path(args.target).is_dir():
                 raise UsageError(f"--apply and --recheck take a run directory, got {args.target!r}")
             run_dir = Path(args.target)
         if args.apply is not None:
+            default = run_dir / f"refiltered-{args.apply.stem}"
+            if args.out is not None:  # before anything is read, on every rank
+                together(comm, lambda: check_not_a_run(args.out, run_dir, "--out", default=default))
             constraints = together(comm, lambda: read_constraints(args.apply))
             if rank == 0:
-                report(run_dir, args.out or run_dir / f"refiltered-{args.apply.stem}", constraints,
-                       plots=not args.no_plots, what="re-filtered family")
+                report(run_dir, args.out or default, constraints, plots=not args.no_plots, what="re-filtered family",
+                       out_flag="--out")
             return 0
         if args.recheck is not None:
             if args.recheck < 1:
                 raise UsageError(f"--recheck: expected a number of trials >= 1, got {args.recheck}")
             rechecking.append(run_dir)
             result = recheck(run_dir, args.recheck, comm=comm, limit=args.limit,
-                             progress=None if args.quiet else (lambda line: print(line, flush=True)))
+                             progress=notes_only if args.quiet else (lambda line: print(line, flush=True)))
             if result is not None and not result.passed:  # not "0 of 0 ... (nan %)", nor an empty recheck.csv
                 print(f"re-check: {run_dir} has no accepted rule to re-check (python -m nestplast report "
                       f"{run_dir} shows its acceptance per round); nothing simulated, no recheck.csv written")
@@ -163,9 +199,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = args.out or Path("runs") / exp.name
         out_dir.append(out)
         result = run_filter(exp, out, resume=args.resume, comm=comm,
-                            progress=None if args.quiet else (lambda line: print(line, flush=True)))
+                            progress=notes_only if args.quiet else (lambda line: print(line, flush=True)))
         if result is not None:
             report(out, plots=not args.no_plots)
+            if all_failed(result):  # no family: a batch system (afterok) must see it
+                print(f"every simulation failed, so no rule was tested; {commonest_failure(out)}", flush=True)
+                return 1
         return 0
 
     def interrupted() -> str:
