@@ -228,9 +228,12 @@ def _leave_it_to_rank_0() -> None:
 
 
 def as_launched(command: str, comm) -> str:
-    """``command`` as the user started it: under ``mpiexec -n N`` where ``comm`` has N ranks (a
-    run with MPI inside NEST resumes on as many ranks or not at all)."""
-    return command if comm is None else f"mpiexec -n {comm.Get_size()} {command}"
+    """``command`` as the user started it: under ``mpiexec -n N`` (``srun -n N`` in a Slurm step)
+    where ``comm`` has N ranks (a run with MPI inside NEST resumes on as many ranks or not at all)."""
+    if comm is None:
+        return command
+    launcher = "srun" if os.environ.get("SLURM_STEP_NUM_TASKS") else "mpiexec"
+    return f"{launcher} -n {comm.Get_size()} {command}"
 
 
 def resume_hint(out: str | Path, command: str | None, step: str = "generation", item: str = "evaluation") -> str:

@@ -149,7 +149,7 @@ def _lock_writer(run_dir: Path):
         holder = lock.read().strip() or "another process"
         lock.close()
         raise StoreError(f"{run_dir} is being written by {holder}: wait for that run to end (or stop it) before "
-                         "resuming it, or give another run another folder; `nestplast report` (or "
+                         "writing to it again, or give this run another folder; `nestplast report` (or "
                          "RunStore.open(..., read_only=True)) reads it meanwhile") from None
     lock.truncate(0)
     lock.write(f"process {os.getpid()} on {os.uname().nodename}")

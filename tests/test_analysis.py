@@ -157,3 +157,17 @@ def test_the_readme_query_of_the_results_database_ranks_candidates_by_their_loss
     for generation, candidate, loss in rows:
         assert float(loss) == pytest.approx(means[int(generation), int(candidate)])
     assert [float(loss) for _, _, loss in rows] == pytest.approx(sorted(means.values())[:5])
+
+
+def test_a_search_report_refuses_to_draw_into_another_runs_folder(tmp_path, capsys):
+    """`report RUN --plots-to OTHER_RUN` overwrote the other run's own plots."""
+    from nestplast import experiment
+    from nestplast.commands.report import main
+    from nestplast.store import RunStore
+
+    for name in ("run", "other"):
+        RunStore.create(tmp_path / name, experiment=experiment.default().to_dict(), seed=1).close()
+    assert main([str(tmp_path / "run"), "--plots-to", str(tmp_path / "other")]) == 2
+    assert "--plots-to" in capsys.readouterr().err and [p.name for p in (tmp_path / "other").iterdir()
+                                                         if p.suffix == ".png"] == []
+    assert main([str(tmp_path / "run"), "--plots-to", str(tmp_path / "plots"), "--no-plots"]) == 0

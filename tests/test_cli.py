@@ -41,6 +41,20 @@ def test_an_srun_step_counts_as_several_ranks_and_a_batch_script_as_one(tmp_path
     assert "runs in one process" not in batch.stderr, batch.stderr
 
 
+def test_the_resume_command_names_the_launcher_that_started_the_run(monkeypatch):
+    """Under srun the hint said `mpiexec -n 64 ...`, a launcher the cluster may not have."""
+    from mpi4py import MPI
+
+    from nestplast.cli import as_launched
+
+    monkeypatch.delenv("SLURM_STEP_NUM_TASKS", raising=False)
+    world = MPI.COMM_WORLD  # one rank here: what matters is the launcher's name and the rank count
+    assert as_launched("python -m nestplast.search", world) == "mpiexec -n 1 python -m nestplast.search"
+    monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "1")
+    assert as_launched("python -m nestplast.search", world) == "srun -n 1 python -m nestplast.search"
+    assert as_launched("python -m nestplast.search", None) == "python -m nestplast.search"
+
+
 @pytest.mark.parametrize("command", [["nestplast.search"], ["nestplast", "filter"], ["nestplast", "infer", "data.npz"]])
 def test_bad_arguments_under_mpi_end_every_rank_with_one_line(command):
     """Every rank parses the same arguments: a bad one is one line and exit code 2 on every rank,

@@ -113,8 +113,8 @@ def check_not_a_run(out: Path, run_dir: Path, flag: str, refiltered: bool = True
         raise UsageError(f"{flag} {out}: that is the run being re-filtered: its own family.csv and plots would be "
                          f"overwritten; {another}")
     if not same and (out / DB_NAME).is_file():
-        raise UsageError(f"{flag} {out}: that folder holds another run ({DB_NAME}): the family's tables and plots "
-                         f"would overwrite its own; {another}")
+        raise UsageError(f"{flag} {out}: that folder holds another run ({DB_NAME}), whose own tables and plots "
+                         f"would be overwritten; {another}")
 
 
 def report(run_dir: Path, out: Path | None = None, constraints: Mapping[str, Sequence[float]] | None = None,

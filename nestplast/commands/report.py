@@ -69,6 +69,10 @@ def _report(argv: Sequence[str] | None) -> int:
             print(f"note: {args.run_dir} is read-only; no tables or plots (give --plots-to DIR)", file=sys.stderr)
         report(args.run_dir, args.plots_to, plots=not args.no_plots, as_json=args.json, files=writable)
         return 0
+    if args.plots_to is not None:  # another run's folder: its own plots would be overwritten
+        from .filter import check_not_a_run
+
+        check_not_a_run(args.plots_to, args.run_dir, "--plots-to", refiltered=False)
     summary = summarise(args.run_dir)
     plots = []
     if not args.no_plots:
