@@ -110,7 +110,7 @@ class _Table:
 
 @dataclass
 class RuleSpec(_Table):
-    name: str = option("doublet", "plasticity rule: doublet or taylor (with `file`: a label for your own rule, "
+    name: str = option("doublet", "plasticity rule: doublet, taylor, mlp or mlp_fsbi (with `file`: a label for your own rule, "
                                   "default its model name)")
     file: str | None = option(None, "your own NESTML synapse file (relative to the experiment file); "
                                     "see rule.parameters")
