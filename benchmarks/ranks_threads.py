@@ -2,7 +2,8 @@
 tasks in its own NEST kernel, the PyPI NEST's population mode) and NEST threads per rank.
 
 The same search (experiment, seed, population, generations) runs as R ranks x T threads for each
-``--configs`` entry ``RxT`` (by default every split of the machine's cores into powers of two),
+``--configs`` entry ``RxT`` (by default the cores it may use as ranks x threads, the ranks halved
+while they divide the cores),
 one after another, and is timed. Printed for each: the search loop's time (first evaluation to
 the last generation's record, from the run store), evaluations per second of loop time, the mean
 evaluation time (NEST's threads shorten it; ranks sharing the memory lengthen it), and the
@@ -50,7 +51,8 @@ def experiment_file(size: str, seconds: float, folder: Path) -> Path:
 
 
 def default_configs(cores: int) -> list[tuple[int, int]]:
-    """Every split of ``cores`` into ranks x threads, both powers of two, most ranks first."""
+    """``cores`` as ranks x threads, the ranks halved from ``cores`` while they divide it, most
+    ranks first (16: 16 x 1, 8 x 2, 4 x 4, 2 x 8, 1 x 16)."""
     out, ranks = [], cores
     while ranks >= 1:
         if cores % ranks == 0:
@@ -62,8 +64,7 @@ def default_configs(cores: int) -> list[tuple[int, int]]:
 def run_config(ranks: int, threads: int, experiment: Path, out: Path, args: argparse.Namespace) -> float:
     cmd = [sys.executable, "-m", "nestplast.search", str(experiment), "--out", str(out), "--seed", "1",
            "--threads", str(threads), "--max-generations", str(args.generations), "--quiet"]
-    if args.population_size is not None:
-        cmd += ["--population-size", str(args.population_size)]
+    cmd += ["--population-size", str(args.population_size)]
     if ranks > 1:
         cmd = [args.mpiexec, "-n", str(ranks)] + cmd
     start = time.perf_counter()
@@ -87,7 +88,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", choices=["default", "large"], default="large")
     parser.add_argument("--configs", type=parse_config, nargs="+", default=None,
-                        help="RANKSxTHREADS each (default: every power-of-two split of the CPUs)")
+                        help="RANKSxTHREADS each (default: the CPUs as ranks x threads, ranks halved)")
     parser.add_argument("--population-size", type=int, default=7,
                         help="(population + mean) x 2 trials tasks per generation; 7 gives 16")
     parser.add_argument("--generations", type=int, default=1)
@@ -97,7 +98,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.size == "large" and args.seconds <= 1.0:
         parser.error(f"--seconds: expected more than 1 s (up to 1 s scored after training), got {args.seconds:g}")
-    cores = os.cpu_count() or 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1  # the job's
     configs = args.configs or default_configs(cores)
 
     base = args.keep or Path(tempfile.mkdtemp(prefix="nestplast-ranks-threads-"))

@@ -380,8 +380,10 @@ def _explain_failure(log: str, sources: dict[str, Path], copies: dict[str, Path]
         where = f" (generated from {sources[model]})" if model else ""
         problems.append(f"{Path(path).name}:{line}: error: {message.strip()}{where}")
     if not problems and (tool := _missing_tool(log)):
-        problems = [f"{tool} is not on PATH, and compiling a module needs cmake, make and a C++ compiler: install "
-                    "them (Debian/Ubuntu: apt-get install cmake make g++) or put them on PATH"]
+        build_tool = tool in ("cmake", "make", "a C++ compiler") or tool.endswith(("g++", "gcc", "c++", "cc", "clang"))
+        problems = [f"{tool} is not on PATH" + (", and compiling a module needs cmake, make and a C++ compiler: install "
+                                                "them (Debian/Ubuntu: apt-get install cmake make g++) or put them on PATH"
+                                                if build_tool else "")]
     if not problems:  # the end of the log, where Python's traceback ends in the exception that stopped it
         tail = [ln for ln in log.strip().splitlines() if ln.strip()][-10:]
         return "\n  ".join(["no error message recognised; the end of the build log:", *tail])

@@ -96,6 +96,8 @@ class ArgumentParser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs):
         from . import __version__
 
+        # no abbreviations: the batch scripts look for --resume by its name ('--res' resumed, the script did not know)
+        kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
         self.add_argument("--version", action="version", version=f"nestplast {__version__}")
 
@@ -232,7 +234,8 @@ def as_launched(command: str, comm) -> str:
     where ``comm`` has N ranks (a run with MPI inside NEST resumes on as many ranks or not at all)."""
     if comm is None:
         return command
-    launcher = "srun" if os.environ.get("SLURM_STEP_NUM_TASKS") else "mpiexec"
+    # the step's variables reach whatever runs inside it (mpiexec in an interactive srun step too)
+    launcher = "srun" if os.environ.get("SLURM_STEP_NUM_TASKS") == str(comm.Get_size()) else "mpiexec"
     return f"{launcher} -n {comm.Get_size()} {command}"
 
 

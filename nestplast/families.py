@@ -164,7 +164,8 @@ def run_filter(exp: Experiment | str | os.PathLike, out: str | Path, *, resume: 
                 f"{exp.filter.simulations_per_round} rules x {exp.trials.n} trials; mode {transport.mode}"
                 f"{'' if comm is None else f' on {transport.size} ranks'}; results in {out}" + long_simulation_note(exp)
                 + idle_ranks_note(transport, exp.filter.simulations_per_round * exp.trials.n,
-                                  f"{exp.filter.simulations_per_round} rules x {exp.trials.n} trials"))
+                                  f"{exp.filter.simulations_per_round} rules, {exp.trials.n} "
+                                  f"{'trial' if exp.trials.n == 1 else 'trials'} each"))
 
     return run_loop(exp, out, FilterProblem,
                     lambda store, where, say: _resume(store, exp, where, say) or new_filter(exp),

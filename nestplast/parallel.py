@@ -81,10 +81,14 @@ def crowded_cores_note(comm, threads: int) -> str:
         hosts[host] = (ranks + 1, union | set(allowed))
     for host, (ranks, union) in hosts.items():
         if ranks * threads > len(union):
+            given = f"{len(union)} {'core' if len(union) == 1 else 'cores'}"
+            if threads == 1:  # processes that share cores: slower, but no spinning
+                return (f"note: {ranks} ranks on {host}, which gives them {given}: ranks that share a core "
+                        "evaluate slower; start as many ranks as cores (mpiexec -n, srun --ntasks)")
             return (f"note: {ranks} {'rank' if ranks == 1 else 'ranks'} x {threads} NEST threads on {host}, which "
-                    f"gives them {len(union)} {'core' if len(union) == 1 else 'cores'}: threads that share a core "
-                    "wait for each other and run many times slower; give ranks x threads = cores (--threads, "
-                    "search.threads)")
+                    f"gives them {given}: threads that share a core wait for each other and run many times "
+                    "slower; give ranks x threads = cores (--threads or search.threads for a new run; "
+                    "--cpus-per-task or fewer ranks for a resumed one)")
     return ""
 
 

@@ -186,19 +186,26 @@ def check_same_kind(stored: str | None, kind: str, where: Path) -> None:
 
 
 def check_limit_ahead(store: RunStore, exp: Experiment, out: Path, kind: str) -> None:
-    """Refuse a resume whose changed generation limit the run has already reached: it would stop at
-    once and record that as the run's stop reason (an experiment file given again on a resume, as
-    the batch scripts do, brought back its own max_generations over a raised one)."""
-    key, limit = ("filter", exp.filter.rounds) if kind == "filter" else ("search", exp.search.max_generations)
-    name = "rounds" if kind == "filter" else "max_generations"
+    """Refuse a resume whose changed limit the run has already reached: it would stop at once and
+    record that as the run's stop reason (an experiment file given again on a resume brought back
+    its own max_generations under one raised with --max-generations)."""
     last = store.last_complete_generation()
-    before = store.experiment().get(key, {}).get(name)
-    if limit is None or limit == before or last is None or last + 1 < limit:
+    if last is None:
         return
-    flag = "--rounds" if kind == "filter" else "--max-generations"
-    raise StoreError(f"cannot resume {out} with {key}.{name} = {limit} (from {exp.source}; the run had {before}): it "
-                     f"already has {last + 1} {'rounds' if kind == 'filter' else 'generations'}. Give {flag} above "
-                     f"{last + 1} to go on (with an experiment file, a resume takes when to stop from the file)")
+    stored = store.experiment()
+    if kind == "filter":
+        limits = [("filter", "rounds", exp.filter.rounds, last + 1, "rounds", "--rounds")]
+    else:
+        limits = [("search", "max_generations", exp.search.max_generations, last + 1, "generations",
+                   "--max-generations"),
+                  ("search", "max_evaluations", exp.search.max_evaluations, store.counts()["evaluations"],
+                   "evaluations", "search.max_evaluations")]
+    for section, key, limit, done, what, how in limits:
+        before = stored.get(section, {}).get(key)
+        if limit is not None and limit != before and done >= limit:
+            raise StoreError(f"cannot resume {out} with {section}.{key} = {limit} (the run had {before}): it already "
+                             f"has {done} {what}. Give {how} above {done} to go on (a resume given an experiment "
+                             "file takes when to stop from the file)")
 
 
 def resumed_limits(store: RunStore, exp: Experiment) -> list[str]:
@@ -371,8 +378,8 @@ def run_search(exp: Experiment | str | os.PathLike, out: str | Path, *, resume: 
         mean = int(s.strategy == "cmaes" and s.evaluate_mean)
         return line + long_simulation_note(exp) + idle_ranks_note(
             transport, (s.population_size + mean) * exp.trials.n,
-            f"({s.population_size} candidates{' + the mean' if mean else ''}) x {exp.trials.n} "
-            f"{'trial' if exp.trials.n == 1 else 'trials'}")
+            f"{s.population_size} candidates{' and the mean' if mean else ''}, {exp.trials.n} "
+            f"{'trial' if exp.trials.n == 1 else 'trials'} each")
 
     result = run_loop(exp, out, SearchProblem,
                       lambda store, where, say: _resume_strategy(store, exp, where, say) or new_strategy(exp),

@@ -52,6 +52,8 @@ def test_the_resume_command_names_the_launcher_that_started_the_run(monkeypatch)
     assert as_launched("python -m nestplast.search", world) == "mpiexec -n 1 python -m nestplast.search"
     monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "1")
     assert as_launched("python -m nestplast.search", world) == "srun -n 1 python -m nestplast.search"
+    monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "2")  # inherited from an outer step: not the one that started it
+    assert as_launched("python -m nestplast.search", world) == "mpiexec -n 1 python -m nestplast.search"
     assert as_launched("python -m nestplast.search", None) == "python -m nestplast.search"
 
 

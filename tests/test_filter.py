@@ -860,7 +860,7 @@ def test_a_filter_whose_every_simulation_failed_says_why_and_exits_non_zero(tmp_
     (tmp_path / "fail.toml").write_text(SINGLE.replace("chunk = 0.2", "chunk = 0.2\nmax_wall_s = 0.000001"))
     assert main([str(tmp_path / "fail.toml"), "--out", str(tmp_path / "run"), "--quiet", "--no-plots"]) == 1
     out = capsys.readouterr().out
-    assert ("every simulation failed, so no rule was tested; most often (timeout, x2): evaluation exceeded "
+    assert ("every simulation failed, so no rule passed; most often (timeout, x2): evaluation exceeded "
             "objective.max_wall_s" in out), out
 
 

@@ -295,8 +295,8 @@ def test_quiet_keeps_the_notes_on_stderr_such_as_threads_that_outnumber_the_core
 
 
 def test_a_resume_with_the_experiment_file_does_not_take_back_a_raised_limit(tmp_path):
-    """The batch scripts pass the experiment file on every resume: its max_generations (2 here)
-    stopped a run raised to 3 at once, and rewrote the run's stop reason."""
+    """An experiment file given again on a resume: its max_generations (2 here) stopped a run
+    raised to 3 at once, and rewrote the run's stop reason."""
     run = tmp_path / "run"
     assert search([tiny(tmp_path, generations=2), "--out", run, "--max-generations", "3", "--quiet"]).returncode == 0
     stored = RunStore.open(run, read_only=True)
@@ -352,7 +352,7 @@ def test_more_ranks_than_tasks_are_named_idle_with_what_to_do(tmp_path):
                     .replace("n = 2\n", "n = 1\n"))
     out = search([path, "--out", tmp_path / "run"], mpi=4)
     assert out.returncode == 0, out.stderr
-    assert ("note: 4 ranks for 3 tasks a generation ((2 candidates + the mean) x 1 trial): 1 rank stays idle; "
+    assert ("note: 4 ranks for 3 tasks a generation (2 candidates and the mean, 1 trial each): 1 rank stays idle; "
             "use fewer ranks with more --threads each") in out.stdout, out.stdout
     out = search([path, "--out", tmp_path / "run3"], mpi=3)
     assert out.returncode == 0 and "idle" not in out.stdout, out.stdout

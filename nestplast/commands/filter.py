@@ -203,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if result is not None:
             report(out, plots=not args.no_plots)
             if all_failed(result):  # no family: a batch system (afterok) must see it
-                print(f"every simulation failed, so no rule was tested; {commonest_failure(out)}", flush=True)
+                print(f"every simulation failed, so no rule passed; {commonest_failure(out)}", flush=True)
                 return 1
         return 0
 
