@@ -170,6 +170,23 @@ def test_a_resume_goes_on_with_the_runs_threads(tmp_path, script):
     assert job.returncode == 0 and "note:" not in job.stdout, job.stdout + job.stderr
 
 
+def test_a_filter_slice_resumes_with_the_stored_experiment(tmp_path):
+    """Later slices gave EXPERIMENT again: a file changed since the run began (an edit, an upgraded
+    shipped one) was refused in every slice, with advice the script could not follow."""
+    from nestplast import experiment
+    from nestplast.store import RunStore
+
+    run = tmp_path / "run"
+    RunStore.create(run, experiment.default().to_dict(), seed=1).close()
+    log = tmp_path / "python.log"
+    env = stand_ins(tmp_path, f'echo "$@" >> "{log}"\n')
+    job = run_job(tmp_path, "filter.slurm", "experiment.toml", str(run), "--threads", "2", env=env)
+    assert job.returncode == 0, job.stdout + job.stderr
+    assert log.read_text().split() == ["-m", "nestplast", "filter", "--out", str(run), "--quiet", "--resume",
+                                       "--threads", "2"], log.read_text()
+    assert "(experiment.toml is not read)" in job.stdout, job.stdout
+
+
 @pytest.mark.parametrize("script", ["search.slurm", "search-restart.slurm", "filter.slurm"])
 @pytest.mark.parametrize("args", [["runs/spikes", "--resume"], ["runs/spikes"], []])
 def test_a_misuse_gets_the_usage(tmp_path, script, args):
