@@ -679,7 +679,7 @@ def test_a_refused_resume_names_the_options_of_the_command_resuming(tmp_path):
     from nestplast.store import StoreError
 
     exp = experiment.load(tiny(tmp_path))
-    for kind, options in (("search", "--seed, --threads or --population-size"), ("filter", "--seed")):
+    for kind, options in (("search", "--seed, --threads or --population-size"), ("filter", "--seed or --threads")):
         with pytest.raises(StoreError, match=f"seed: 4 -> 5. Resume without an experiment file and without {options}, or"):
             check_resumable(exp.to_dict(), dataclasses.replace(exp, seed=5), tmp_path, kind)
 

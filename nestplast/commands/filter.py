@@ -15,7 +15,6 @@ RUN_DIR/recheck as they end, so that the same command goes on after a Ctrl-C).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import shlex
 import sys
 import tomllib
@@ -77,7 +76,7 @@ def read_constraints(path: Path) -> dict[str, tuple[float, float]]:
 def load_experiment(args: argparse.Namespace) -> experiment.Experiment:
     """The experiment to run (named, or stored in --out with --resume), with --rounds, --seed and
     --threads applied."""
-    from .search import named_or_stored
+    from .search import named_or_stored, with_overrides
 
     if args.target is not None and (Path(args.target) / DB_NAME).is_file():  # not "no such experiment file"
         run = shlex.quote(args.target)
@@ -85,20 +84,9 @@ def load_experiment(args: argparse.Namespace) -> experiment.Experiment:
                          f"nestplast filter --out {run} --resume; to re-filter it: python -m nestplast filter {run} --apply "
                          f"NEW.toml; to re-check it: python -m nestplast filter {run} --recheck N; to read it: "
                          f"python -m nestplast report {run}")
-    exp = named_or_stored(args.target, args.out, args.resume)
-    if args.rounds is not None:
-        exp.filter.rounds = args.rounds
-    if args.seed is not None:
-        exp.seed = args.seed
-    if args.threads is not None:  # checked as the search checks it: "--threads: expected ..."
-        check = next(f.metadata["check"] for f in dataclasses.fields(exp.search) if f.name == "threads")
-        if not check.test(args.threads):
-            raise UsageError(f"--threads: expected {check.expected}, got {args.threads}")
-        exp.search.threads = args.threads
-    try:
-        return experiment.validate(exp)
-    except experiment.ExperimentError as err:
-        raise experiment.ExperimentError(f"{exp.source}: {err}") from None
+    return with_overrides(named_or_stored(args.target, args.out, args.resume), {
+        "--rounds": ("filter.rounds", args.rounds), "--seed": ("seed", args.seed),
+        "--threads": ("search.threads", args.threads)})
 
 
 def check_not_a_run(out: Path, run_dir: Path, flag: str, refiltered: bool = True, default: Path | None = None) -> None:

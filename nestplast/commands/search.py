@@ -51,24 +51,29 @@ def named_or_stored(name: str | None, out: Path | None, resume: bool) -> experim
     return experiment.load(name) if name else experiment.default()
 
 
-def load_experiment(args: argparse.Namespace) -> experiment.Experiment:
-    """The experiment the arguments name, with the overrides applied and validated."""
-    exp = named_or_stored(args.experiment, args.out, args.resume)
-    overrides = {"--seed": ("seed", args.seed), "--max-generations": ("search.max_generations", args.max_generations),
-                 "--population-size": ("search.population_size", args.population_size),
-                 "--threads": ("search.threads", args.threads)}
+def with_overrides(exp: experiment.Experiment, overrides: dict[str, tuple[str, object]]) -> experiment.Experiment:
+    """``exp`` with the command line's ``{flag: (dotted key, value)}`` set (None: not given), each
+    checked as the experiment file's key is, then validated."""
     for flag, (key, value) in overrides.items():
         if value is not None:
             section, _, name = key.rpartition(".")
             target = getattr(exp, section) if section else exp
             check = next(f.metadata["check"] for f in dataclasses.fields(target) if f.name == name)
-            if not check.test(value):
+            if check is not None and not check.test(value):
                 raise UsageError(f"{flag}: expected {check.expected}, got {value}")
             setattr(target, name, value)
     try:
         return experiment.validate(exp)
     except experiment.ExperimentError as err:
         raise experiment.ExperimentError(f"{exp.source}: {err}") from None
+
+
+def load_experiment(args: argparse.Namespace) -> experiment.Experiment:
+    """The experiment the arguments name, with the overrides applied and validated."""
+    return with_overrides(named_or_stored(args.experiment, args.out, args.resume), {
+        "--seed": ("seed", args.seed), "--max-generations": ("search.max_generations", args.max_generations),
+        "--population-size": ("search.population_size", args.population_size),
+        "--threads": ("search.threads", args.threads)})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
