@@ -1,11 +1,14 @@
 """The run store keeps every evaluation, survives kill -9, and refuses misuse clearly."""
 
 import math
+import os
 import pickle
 import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -295,3 +298,36 @@ def test_a_read_only_copy_of_a_running_run_reads_its_wal_file(tmp_path):
         warnings.simplefilter("error")
         db = RunStore._connect_read_only(tmp_path / "run" / "results.sqlite", writable=False)
         assert RunStore(tmp_path / "run" / "results.sqlite", db).counts()["evaluations"] == 3
+
+
+def test_a_read_only_copy_is_read_with_its_wal_by_a_user_who_cannot_write_there():
+    """The same as a user without write permission (tests run as root, for whom every folder is
+    writable): nobody, through setpriv, reads a copy whose folder and files are read-only."""
+    import shutil
+
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv to read as another user")
+    probe = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", sys.executable, "-c",
+                            "import nestplast.store"], capture_output=True, text=True, cwd="/")
+    if probe.returncode != 0:
+        pytest.skip(f"user nobody cannot import nestplast from this checkout: {probe.stderr.strip()[-200:]}")
+    base = Path(tempfile.mkdtemp(prefix="nestplast-ro-", dir="/tmp"))  # pytest's own tmp is root's alone
+    try:
+        base.chmod(0o755)
+        store = RunStore.create(base / "run", experiment={}, seed=1)
+        for k in range(3):  # committed, not checkpointed: in the -wal file only
+            store.record_evaluation(evaluation(k=k))
+        store.record_generation(0, b"state", {"best_loss": 0.25})
+        shutil.copytree(base / "run", base / "copy")  # as cp -a while the run goes on
+        store.close()
+        for path in (base / "copy").iterdir():
+            path.chmod(0o444)
+        (base / "copy").chmod(0o555)
+        code = "import sys; from nestplast.store import RunStore; print(RunStore.open(sys.argv[1], read_only=True).counts())"
+        out = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", sys.executable, "-W",
+                              "error", "-c", code, str(base / "copy")], capture_output=True, text=True, cwd="/")
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == str({"generations": 1, "evaluations": 3, "failed": 0, "blowups": 0}), out.stdout
+    finally:
+        (base / "copy").chmod(0o755)
+        shutil.rmtree(base, ignore_errors=True)
