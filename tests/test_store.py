@@ -266,20 +266,27 @@ def test_a_candidate_with_trials_still_to_come_is_not_the_best(tmp_path):
     assert [(b["generation"], b["candidate"], b["loss"]) for b in store.best_candidates(1)] == [(1, 3, 1.0)]
 
 
+def copy_of_a_running_run(base: Path) -> None:
+    """``base/run``, a run of one generation (3 evaluations), and ``base/copy`` of it taken while it
+    was open (as cp -a while the run goes on): the copy's results are in its -wal file only."""
+    import shutil
+
+    store = RunStore.create(base / "run", experiment={}, seed=1)
+    for k in range(3):  # committed, not checkpointed
+        store.record_evaluation(evaluation(k=k))
+    store.record_generation(0, b"state", {"best_loss": 0.25})
+    shutil.copytree(base / "run", base / "copy")
+    store.close()
+
+
 def test_a_read_only_copy_of_a_running_run_reads_its_wal_file(tmp_path):
     """A read-only copy of a run that was killed or goes on (cp -a, a colleague's folder) keeps its
     last results in results.sqlite-wal: it reported 0 evaluations without a word (the database was
     opened immutable, which ignores that file). The folder's writability is given, as tests run as
     root, for whom every folder is writable."""
-    import shutil
     import warnings
 
-    store = RunStore.create(tmp_path / "run", experiment={}, seed=1)
-    for k in range(3):  # committed, not checkpointed: in the -wal file only
-        store.record_evaluation(evaluation(k=k))
-    store.record_generation(0, b"state", {"best_loss": 0.25})
-    shutil.copytree(tmp_path / "run", tmp_path / "copy")  # as cp -a while the run goes on
-    store.close()
+    copy_of_a_running_run(tmp_path)
     copy = tmp_path / "copy" / "results.sqlite"
     assert (tmp_path / "copy" / "results.sqlite-wal").stat().st_size > 0
     with warnings.catch_warnings():
@@ -314,12 +321,7 @@ def test_a_read_only_copy_is_read_with_its_wal_by_a_user_who_cannot_write_there(
     base = Path(tempfile.mkdtemp(prefix="nestplast-ro-", dir="/tmp"))  # pytest's own tmp is root's alone
     try:
         base.chmod(0o755)
-        store = RunStore.create(base / "run", experiment={}, seed=1)
-        for k in range(3):  # committed, not checkpointed: in the -wal file only
-            store.record_evaluation(evaluation(k=k))
-        store.record_generation(0, b"state", {"best_loss": 0.25})
-        shutil.copytree(base / "run", base / "copy")  # as cp -a while the run goes on
-        store.close()
+        copy_of_a_running_run(base)
         for path in (base / "copy").iterdir():
             path.chmod(0o444)
         (base / "copy").chmod(0o555)
