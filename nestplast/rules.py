@@ -119,6 +119,13 @@ class Rule:
         return bool(self.terms) or self.update is not None
 
     @property
+    def has_stdp_window(self) -> bool:
+        """Whether :meth:`stdp_window` can draw the rule alone: Python describes its update, and it
+        reads no postsynaptic state (``mlp_fsbi``'s V_bar, C_exc, C_inh), which a pair of spikes
+        does not fix."""
+        return self.describes_update and not self.post_inputs
+
+    @property
     def fixable(self) -> list[str]:
         """Parameters that may be given fixed values (not searched)."""
         return sorted((set(self.fixed) | set(self.source_parameters)) - set(self.names))

@@ -171,3 +171,25 @@ def test_a_search_report_refuses_to_draw_into_another_runs_folder(tmp_path, caps
     assert "--plots-to" in capsys.readouterr().err and [p.name for p in (tmp_path / "other").iterdir()
                                                          if p.suffix == ".png"] == []
     assert main([str(tmp_path / "run"), "--plots-to", str(tmp_path / "plots"), "--no-plots"]) == 0
+
+
+@pytest.mark.parametrize("rule, window", [("mlp_fsbi", False), ("doublet", True)])
+def test_the_report_draws_a_window_only_for_rules_a_spike_pair_determines(tmp_path, rule, window):
+    """mlp_fsbi's change depends on the neuron's V_bar, C_exc, C_inh: drawing its window raised,
+    and `report` (even --json) ended in a traceback after the search had run."""
+    from nestplast import experiment
+    from nestplast.analysis.search import summarise, write_plots
+    from nestplast.store import RunStore
+    from nestplast.tasks import Evaluation
+
+    exp = experiment.parse({"rule": {"name": rule}})
+    size = len(exp.layout().names)
+    store = RunStore.create(tmp_path / "run", experiment=exp.to_dict(), seed=1)
+    for k in range(2):
+        for trial in range(2):
+            store.record_evaluation(Evaluation(generation=0, candidate=k, trial=trial, theta=[0.1] * size, seed=1,
+                                               metrics={"rate_e": 10.0}, loss=1.0 + k, status="ok"))
+    store.record_generation(0, b"state", {"best_loss": 1.0, "median_loss": 1.5})
+    store.close()
+    written = write_plots(tmp_path / "run", summarise(tmp_path / "run"))
+    assert (tmp_path / "run" / "stdp_window.png" in written) == window and all(p.is_file() for p in written)

@@ -65,7 +65,7 @@ def write_plots(fam, exp: Experiment, out: str | Path) -> list[Path]:
     if len(fam.rows) >= 2:
         written.append(_marginals(fam, exp, out / "marginals.png"))
     # a window needs the rule in Python and no postsynaptic state besides the traces
-    if fam.rows and all(r.describes_update and not r.extra_inputs for r in exp.module_rules()):
+    if fam.rows and all(r.has_stdp_window for r in exp.module_rules()):
         written.append(_stdp_windows(fam, exp, out / "stdp_windows.png"))
     if any(fam.traces[:MEMBERS_SHOWN]):
         written.append(_traces(fam, exp, out / "traces.png"))

@@ -168,7 +168,7 @@ def write_plots(run_dir: str | Path, summary: dict, out: str | Path | None = Non
         best = summary["best"]
         evaluations = store.evaluations(generation=best["generation"], candidate=best["candidate"])
     theta = evaluations[0].theta
-    if all(r.describes_update for r in exp.module_rules()):  # a user's NESTML rule is compiled, not described in Python
+    if all(r.has_stdp_window for r in exp.module_rules()):  # a user's NESTML rule is compiled, not described in Python
         written.append(out / "stdp_window.png")
         with saved_figure(written[-1]) as (fig, ax):
             stdp_window(ax, exp, theta)
