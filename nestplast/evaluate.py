@@ -29,7 +29,7 @@ from . import metrics as M
 from .build import Module
 from .experiment import Experiment
 from .kernel import import_nest, install, reset_kernel
-from .networks import Network, Trial, build_network, check_neuron_params
+from .networks import Network, Trial, build_network, check_neuron_params, check_synapse_params
 from .objectives import FAILURE_LOSS, RATE_BIN_MS, Objective, RateBand
 from .tasks import Evaluation, Task
 
@@ -123,6 +123,16 @@ class Evaluator:
         nest = reset_kernel()
         install(self.module)
         check_neuron_params(nest, self.exp.network, self.module)
+
+    def check_rule_params(self, theta: Sequence[float]) -> None:
+        """Refuse (ExperimentError) rule settings that NEST refuses at ``theta`` (the search's start):
+        each evaluation would fail alike, recorded with NEST's message (``tau_pre = 0``, or a
+        ``Wmin`` beyond ``w_max``)."""
+        nest = reset_kernel()
+        install(self.module)
+        models = {ct: self.module.synapse_models[self.layout.rule_of(ct).name] for ct in self.layout.connection_types}
+        check_synapse_params(nest, self.exp.network, self.module, self.synapse_params(theta), models,
+                             {ct: self.exp.fixed(ct) for ct in self.layout.connection_types})
 
     def synapse_params(self, theta: Sequence[float]) -> dict[str, dict]:
         """The rule's NEST settings for ``theta``, per plastic connection type (``Wmax`` comes

@@ -151,6 +151,23 @@ def check_neuron_params(nest, spec: NetworkSpec, module: Module) -> None:
                               f"{err}") from None
 
 
+def check_synapse_params(nest, spec: NetworkSpec, module: Module, synapse_params: dict[str, dict],
+                         models: dict[str, str], fixed: dict[str, dict]) -> None:
+    """Refuse (ExperimentError) rule settings that the synapse model refuses (e.g. ``tau_pre = 0``,
+    ``|Wmin| > |Wmax|``) at the search's start point, before a run: where they are the fixed ones
+    (``fixed``: per type), every evaluation would fail alike."""
+    from .experiment import ExperimentError
+
+    for ct, params in synapse_params.items():
+        try:
+            nest.CopyModel(models[ct], f"nestplast_check_{ct}", {**params, "Wmax": signed(ct, spec.w_max[ct])})
+        except nest.NESTErrors.BadProperty as err:
+            given = {k: v for k, v in fixed.get(ct, {}).items() if k != "Wmax"}
+            raise ExperimentError(f"the rule's settings on {ct} ({given or 'its defaults'} fixed, the rest at the "
+                                  f"search's start; w_max {spec.w_max[ct]}): {models[ct]} refuses them: "
+                                  f"{err}") from None
+
+
 def paired_neuron(module: Module) -> Neuron:
     """The neuron that the module's rules are paired with."""
     return get_neuron(module.neuron_model.split("__with_")[0])

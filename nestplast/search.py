@@ -318,6 +318,7 @@ def run_loop(exp: Experiment, out: str | Path, problem: Callable[[Experiment, Ev
         module = together(comm, lambda: build_module(exp, quiet=not transport.is_root))
         evaluator = Evaluator(exp, module, rank=transport.rank, comm=comm if transport.mode == "network" else None)
         together(comm, evaluator.check_neuron_params)
+        together(comm, lambda: evaluator.check_rule_params(search_space(exp).start))
         if not resume:
             store = open_store()
             chosen = make_strategy()

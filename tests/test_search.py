@@ -314,6 +314,18 @@ def test_a_resume_with_the_experiment_file_does_not_take_back_a_raised_limit(tmp
     assert RunStore.open(run, read_only=True).counts()["generations"] == 4
 
 
+def test_rule_settings_nest_refuses_are_refused_before_the_run(tmp_path):
+    """|Wmin| above w_max: NEST refused every candidate, each evaluation recorded as failed, and the
+    search's stop blamed a flat fitness first."""
+    path = tmp_path / "wmin.toml"
+    path.write_text(TINY.replace("GENERATIONS", "1").replace("fixed = { eta = 1.0 }", "fixed = { eta = 1.0, Wmin = 500.0 }"))
+    out = search([path, "--out", tmp_path / "run"])
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert ("the rule's settings on IE ({'eta': 1.0, 'Wmin': 500.0} fixed, the rest at the search's start; w_max "
+            "300.0)" in out.stderr and "abs(Wmin) <= abs(Wmax)" in out.stderr), out.stderr
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_search_whose_every_evaluation_failed_says_why_and_exits_non_zero(tmp_path):
     """Before, it printed a 'best' rule and exit code 0: a batch system chained the next job on it."""
     path = tmp_path / "fail.toml"
