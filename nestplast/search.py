@@ -418,16 +418,21 @@ def commonest_failure(out: Path) -> str:
 
 
 def summary_lines(exp: Experiment, outcome: Outcome, out: Path) -> str:
-    """The lines printed when a search ends: how it stopped, its best loss and parameters (or,
-    where every evaluation failed, the commonest reason), and the command that reports on it."""
+    """The lines printed when a search ends: how it stopped, its best rule as the report names it
+    (the lowest mean loss among candidates whose every trial ran ok; or, where every evaluation
+    failed, the commonest reason), and the command that reports on it."""
+    with RunStore.open(out, read_only=True) as store:
+        best = store.best_candidates(1)  # not the optimiser's best: that may count a blow-up's penalty
     lines = [f"done ({describe_stop(outcome.stop)}): {outcome.generations} generations, "
              f"{outcome.evaluations} evaluations, {outcome.blowups} blow-ups, {outcome.failed} failed; "
-             f"best loss {outcome.best_loss:.4f}"]
+             + (f"best loss {best[0]['loss']:.4f}" if best else "no candidate with all its trials ok")]
     if all_failed(outcome):
         lines.append(f"every evaluation failed, so no rule was found; {commonest_failure(out)}")
-    elif outcome.best_theta is not None:
-        params = exp.layout().as_dict(outcome.best_theta)
+    elif best:
+        params = exp.layout().as_dict(best[0]["theta"])
         lines.append("best parameters: " + ", ".join(f"{k} = {v:.4g}" for k, v in params.items()))
+    else:
+        lines.append("no rule found: every candidate blew up or failed on some trial (the report says how)")
     lines.append(f"report: python -m nestplast.report {shlex.quote(str(out))}")  # pasted into a shell as is
     return "\n".join(lines)
 

@@ -326,6 +326,21 @@ def test_rule_settings_nest_refuses_are_refused_before_the_run(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_the_search_names_the_best_rule_as_the_report_does(tmp_path):
+    """Every candidate blew up on some trial: the search printed a "best" rule (the lowest loss,
+    a blow-up's penalty in it) while its report said that no candidate had all its trials ok."""
+    path = tmp_path / "blown.toml"
+    path.write_text(TINY.replace("GENERATIONS", "1").replace("rate_band = [1.0, 100.0]", "rate_band = [500.0, 1000.0]")
+                    .replace("target_rate = 10.0", 'target_rate = "none"'))
+    out = search([path, "--out", tmp_path / "run", "--quiet"])
+    assert out.returncode == 0, out.stderr
+    assert ("no candidate with all its trials ok" in out.stdout and "no rule found: every candidate blew up or "
+            "failed on some trial" in out.stdout and "best parameters" not in out.stdout), out.stdout
+    report = subprocess.run([sys.executable, "-m", "nestplast.report", str(tmp_path / "run"), "--no-plots"],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert "no candidate had all its trials ok" in report.stdout, report.stdout
+
+
 def test_a_search_whose_every_evaluation_failed_says_why_and_exits_non_zero(tmp_path):
     """Before, it printed a 'best' rule and exit code 0: a batch system chained the next job on it."""
     path = tmp_path / "fail.toml"
