@@ -401,6 +401,11 @@ class MLPSpec:
     scales: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.inputs, str):  # tuple("x_pre") is its letters
+            raise ValueError(f"rule 'mlp': inputs are a list of names, e.g. ['x_pre', 'x_post']; got {self.inputs!r}")
+        if isinstance(self.scales, dict):  # the parameters are named scale_<input>: a dict is a natural guess
+            raise ValueError(f"rule 'mlp': scales are one number per input, in the order of inputs "
+                             f"({list(self.inputs)}); got a dict {self.scales}")
         object.__setattr__(self, "inputs", tuple(self.inputs))
         object.__setattr__(self, "layers", tuple(_check_hidden(n) for n in self.layers))
         object.__setattr__(self, "activations", tuple(self.activations))
@@ -419,8 +424,9 @@ class MLPSpec:
                 raise ValueError(f"rule 'mlp': scales are one positive number per input ({len(self.inputs)}); "
                                  f"got {list(self.scales)}")
         if self.frozen_seed is not None and (isinstance(self.frozen_seed, bool)
-                                             or not isinstance(self.frozen_seed, (int, np.integer))):
-            raise ValueError(f"rule 'mlp': frozen_seed must be a whole number or None; got {self.frozen_seed!r}")
+                                             or not isinstance(self.frozen_seed, (int, np.integer))
+                                             or self.frozen_seed < 0):
+            raise ValueError(f"rule 'mlp': frozen_seed must be a whole number >= 0 or None; got {self.frozen_seed!r}")
 
     @property
     def sizes(self) -> list[tuple[int, int]]:
@@ -726,8 +732,9 @@ def get_rule(name: str, mask: Iterable[str] | str | None = None, *, hidden: int 
         raise ValueError(f"rule {name!r} takes no hidden layer size (only 'mlp' does)")
     allowed = {"mlp": set(MLPSpec.__dataclass_fields__), "mlp_fsbi": {"frozen_seed"}}.get(name, set())
     if set(mlp) - allowed:
+        listed = sorted(allowed | ({"hidden"} if name == "mlp" else set()))  # hidden is get_rule's own argument
         raise ValueError(f"rule {name!r} takes no option(s) {sorted(set(mlp) - allowed)}"
-                         + (f"; its options: {sorted(allowed)}" if allowed else ""))
+                         + (f"; its options: {listed}" if allowed else ""))
     if name == "taylor":
         return taylor_rule(mask)
     if name == "reward":

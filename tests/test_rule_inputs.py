@@ -124,6 +124,10 @@ def test_one_generator_of_mlp_rules():
     ({"frozen_seed": 1.5}, "frozen_seed must be a whole number"),
     ({"layers": (3, 0), "activations": ("tanh", "tanh", "linear")}, "hidden must be a whole number"),
     ({"colour": "red"}, "takes no option"),
+    ({"hiden": 4}, r"its options: \['activations', 'frozen_seed', 'hidden', 'inputs'"),  # hidden was missing
+    ({"frozen_seed": -1}, "frozen_seed must be a whole number >= 0"),  # was numpy's message
+    ({"inputs": "x_pre"}, "inputs are a list of names"),  # was read letter by letter
+    ({"scales": {"x_pre": 1.0}}, "scales are one number per input, in the order of inputs"),  # was a float() error
 ])
 def test_bad_mlp_shapes_are_refused(options, message):
     with pytest.raises(ValueError, match=message):

@@ -44,8 +44,8 @@ def describe_stop(stop: dict | None) -> str:
     """The stop reason in words; pycma's names kept, so that its documentation applies."""
     words = ", ".join(f"{k} = {v}" for k, v in (stop or {}).items())
     if "tolflatfitness" in (stop or {}):
-        words += (" (most candidates of the last generation scored the same: the rule's parameters change "
-                  "nothing, e.g. a learning rate of 0, or the evaluations failed; see the report)")
+        words += (" (most candidates of the last generation scored the same: they all blew up alike or "
+                  "failed, or the rule's parameters change nothing, e.g. a learning rate of 0; see the report)")
     return words or "no reason recorded"
 
 

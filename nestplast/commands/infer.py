@@ -49,7 +49,7 @@ def parser() -> ArgumentParser:
     p.add_argument("--rule", default=None, help="taylor (default for recordings) or doublet; for choices reward "
                    "(default) or mlp (with the reward signal R among --inputs)")
     p.add_argument("--inputs", default="x_pre,R,w_abs", help="choices with --rule mlp: the MLP's inputs, from "
-                   "x_pre, x_post, w, w_abs, R, ... (default x_pre,R,w_abs)")
+                   "x_pre, x_post, w_abs, x_pre_slow, x_post_slow, V_bar, C_exc, C_inh, R (default x_pre,R,w_abs)")
     p.add_argument("--hidden", type=int, default=4, help="choices with --rule mlp: hidden units (default 4)")
     p.add_argument("--mask", default=None, help="taylor: the free terms, e.g. post:100,post:011; reward: e.g. "
                    "pre:010,forget (default)")
