@@ -567,7 +567,11 @@ def usage_example(module: Module, rule: Rule, mask: str | None = None) -> str:
         coefficients, imports = "vogels_sprekeler(10.0)", "get_rule, vogels_sprekeler"
     else:
         vs = {"th_pre_000": -0.4, "th_pre_010": 1.0, "th_post_100": 1.0}  # vogels_sprekeler(10.0)
-        chosen = {k: v for k, v in vs.items() if k in rule.names} or {rule.names[0]: 1.0}
+        # an MLP: the post spike's output bias, so that the example learns (each post spike moves the
+        # weight by eta); a hidden weight alone, with the output layer at 0, computed nothing
+        bias = max((n for n in rule.names if n.startswith("post_b")), default=None,
+                   key=lambda n: int(n.removeprefix("post_b").split("_")[0]))
+        chosen = {k: v for k, v in vs.items() if k in rule.names} or {bias or rule.names[0]: 1.0}
         if "eta" in rule.names:  # searched (mlp_fsbi): a coefficient, not a fixed setting
             chosen = {**chosen, "eta": EXAMPLE_ETA}
         coefficients = repr(chosen)

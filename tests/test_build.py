@@ -519,7 +519,13 @@ def test_cli_example_of_a_rule_that_searches_eta_works(nest):
     assert out.returncode == 0, out.stderr
     example = textwrap.dedent(out.stdout.split("on an inhibitory projection:")[1])
     nest.ResetKernel()
-    exec(example, {})
+    scope = {}
+    exec(example, scope)
     assert nest.GetDefaults("my_rule", ["eta", "Wmax"]) == [0.01, -100.0]
     assert nest.GetConnections(synapse_model="my_rule").weight == [-10.0] * 10
     assert module.synapse_model in example
+    # and it learns: before, only a hidden weight was set, the output layer stayed 0, and no weight moved
+    nest.Connect(nest.Create("poisson_generator", params={"rate": 20.0}), scope["pre"])
+    nest.Connect(nest.Create("poisson_generator", params={"rate": 8000.0}), scope["post"], syn_spec={"weight": 30.0})
+    nest.Simulate(1000.0)
+    assert all(w < -10.0 for w in nest.GetConnections(synapse_model="my_rule").weight)
