@@ -893,3 +893,16 @@ def test_family_takes_numpy_bounds(stored_run):
         family(path, [("rate_e", (7.0, 16.0))])
     with pytest.raises(ExperimentError, match="constraints.rate_e = \\(True, 80\\)"):  # True was read as 1
         family(path, {"rate_e": (True, 80)})
+
+
+def test_the_report_of_a_family_says_which_bounds_reject():
+    """A family of no rule said nothing of why: every bound alone, how many rules lie within it."""
+    from nestplast.analysis.families import summary, text
+    from nestplast.families import Family
+
+    fam = Family(rows=[], constraints={"rate_e": (1.0, 20.0), "cv_isi": (0.7, 1e9)}, acceptance=[], simulated=3,
+                 traces=[], valid=[{"rate_e": 5.0, "cv_isi": 0.5}, {"rate_e": 50.0, "cv_isi": 0.9},
+                                   {"rate_e": 7.0, "cv_isi": math.nan}])
+    assert ("each bound alone, rules within it of the 3 that ran to their end: rate_e 2, cv_isi 1"
+            in text(fam)), text(fam)
+    assert summary(fam)["within_each_bound"] == {"rate_e": 2, "cv_isi": 1}

@@ -32,7 +32,15 @@ def text(fam, what: str = "family", run_dir: str | Path = "RUN_DIR") -> str:
     bounds = ", ".join(f"{k} [{lo:g}, {hi:g}]" for k, (lo, hi) in fam.constraints.items())
     lines.append(f"{what}: {len(fam.rows)} accepted rules ({fam.distinct} distinct) of {fam.simulated} simulated, "
                  f"judged by: {bounds}")
+    if fam.valid:  # which bounds reject: a family of none said nothing of why
+        lines.append(f"each bound alone, rules within it of the {len(fam.valid)} that ran to their end: "
+                     + ", ".join(f"{k} {n}" for k, n in passing(fam).items()))
     return "\n".join(lines)
+
+
+def passing(fam) -> dict[str, int]:
+    """For each bound, how many of the rules that ran to their end (``fam.valid``) lie within it."""
+    return {k: sum(lo <= v.get(k, math.nan) <= hi for v in fam.valid) for k, (lo, hi) in fam.constraints.items()}
 
 
 def summary(fam) -> dict:
@@ -41,7 +49,8 @@ def summary(fam) -> dict:
     return {"kind": "filter", "rounds": len(fam.acceptance), "rounds_planned": fam.rounds_planned, "stop": fam.stop,
             "simulated": fam.simulated, "accepted": len(fam.rows),
             "distinct": fam.distinct, "constraints": {k: list(v) for k, v in fam.constraints.items()},
-            "acceptance": fam.acceptance, "family": [{k: v for k, v in r.items() if k != "theta"} for r in fam.rows]}
+            "acceptance": fam.acceptance, "within_each_bound": passing(fam),
+            "family": [{k: v for k, v in r.items() if k != "theta"} for r in fam.rows]}
 
 
 def write_tables(fam, out: str | Path) -> list[Path]:
