@@ -130,9 +130,12 @@ class Evaluator:
         ``Wmin`` beyond ``w_max``)."""
         nest = reset_kernel()
         install(self.module)
-        models = {ct: self.module.synapse_models[self.layout.rule_of(ct).name] for ct in self.layout.connection_types}
-        check_synapse_params(nest, self.exp.network, self.module, self.synapse_params(theta), models,
+        check_synapse_params(nest, self.exp.network, self.synapse_params(theta), self.synapse_models(),
                              {ct: self.exp.fixed(ct) for ct in self.layout.connection_types})
+
+    def synapse_models(self) -> dict[str, str]:
+        """Each plastic type's synapse model in the module (one per rule, where types differ)."""
+        return {ct: self.module.synapse_models[self.layout.rule_of(ct).name] for ct in self.layout.connection_types}
 
     def synapse_params(self, theta: Sequence[float]) -> dict[str, dict]:
         """The rule's NEST settings for ``theta``, per plastic connection type (``Wmax`` comes
@@ -143,8 +146,8 @@ class Evaluator:
     def build(self, theta: Sequence[float], trial: Trial) -> Network:
         """A fresh kernel seeded by ``trial`` with the experiment's network, the rule set to ``theta``."""
         nest = self.setup_kernel(trial.seed)
-        models = {ct: self.module.synapse_models[self.layout.rule_of(ct).name] for ct in self.layout.connection_types}
-        return build_network(nest, self.exp.network, self.module, self.synapse_params(theta), trial, models=models)
+        return build_network(nest, self.exp.network, self.module, self.synapse_params(theta), trial,
+                             models=self.synapse_models())
 
     def weights(self, net: Network) -> dict[str, np.ndarray]:
         """All plastic weights, per connection type (from every rank in network mode)."""

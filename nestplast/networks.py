@@ -151,8 +151,8 @@ def check_neuron_params(nest, spec: NetworkSpec, module: Module) -> None:
                               f"{err}") from None
 
 
-def check_synapse_params(nest, spec: NetworkSpec, module: Module, synapse_params: dict[str, dict],
-                         models: dict[str, str], fixed: dict[str, dict]) -> None:
+def check_synapse_params(nest, spec: NetworkSpec, synapse_params: dict[str, dict], models: dict[str, str],
+                         fixed: dict[str, dict]) -> None:
     """Refuse (ExperimentError) rule settings that the synapse model refuses (e.g. ``tau_pre = 0``,
     ``|Wmin| > |Wmax|``) at the search's start point, before a run: where they are the fixed ones
     (``fixed``: per type), every evaluation would fail alike."""
