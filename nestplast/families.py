@@ -163,9 +163,8 @@ def run_filter(exp: Experiment | str | os.PathLike, out: str | Path, *, resume: 
         return (f"filter: {exp.name} ({exp.source}); {space.size} parameters; {exp.filter.rounds} rounds x "
                 f"{exp.filter.simulations_per_round} rules x {exp.trials.n} trials; mode {transport.mode}"
                 f"{'' if comm is None else f' on {transport.size} ranks'}; results in {out}" + long_simulation_note(exp)
-                + idle_ranks_note(transport, exp.filter.simulations_per_round * exp.trials.n,
-                                  f"{exp.filter.simulations_per_round} rules, {exp.trials.n} "
-                                  f"{'trial' if exp.trials.n == 1 else 'trials'} each"))
+                + idle_ranks_note(transport, exp.filter.simulations_per_round,
+                                  f"{exp.filter.simulations_per_round} rules", exp.trials.n))
 
     return run_loop(exp, out, FilterProblem,
                     lambda store, where, say: _resume(store, exp, where, say) or new_filter(exp),

@@ -76,17 +76,19 @@ def long_simulation_note(exp: Experiment) -> str:
     return f"\nnote: each evaluation simulates {simulated:g} s of network time (objective.t_train + t_score are in seconds, not ms)"
 
 
-def idle_ranks_note(transport: Transport, tasks: int, what: str) -> str:
+def idle_ranks_note(transport: Transport, per_trial: int, what: str, trials: int) -> str:
     """A line for a run's headline when the population mode has more ranks than a generation has
-    tasks (``what`` says how they come about), else ''. The others would wait for every
-    generation's end doing nothing: on a 16-core machine, 4 ranks x 4 threads evaluated as many
-    candidates per second as 16 x 1 (benchmarks/ranks_threads.py)."""
+    tasks (``per_trial`` candidates, ``what`` they are, each on ``trials`` trials), else ''. The
+    others would wait for every generation's end doing nothing: on a 16-core machine, 4 ranks x 4
+    threads evaluated as many candidates per second as 16 x 1 (benchmarks/ranks_threads.py)."""
+    tasks = per_trial * trials
     if transport.mode != "population" or transport.size <= tasks:
         return ""
     idle = transport.size - tasks
-    return (f"\nnote: {transport.size} ranks for {tasks} tasks a generation ({what}): {idle} "
-            f"{'rank stays' if idle == 1 else 'ranks stay'} idle; use fewer ranks with more --threads each (up to "
-            "4 threads per rank evaluate as many candidates per core as 1), or more candidates per generation")
+    return (f"\nnote: {transport.size} ranks for {tasks} tasks a generation ({what}, {trials} "
+            f"{'trial' if trials == 1 else 'trials'} each): {idle} {'rank stays' if idle == 1 else 'ranks stay'} "
+            "idle; use fewer ranks with more --threads each (up to 4 threads per rank evaluate as many candidates "
+            "per core as 1), or more candidates per generation")
 
 
 def build_module(exp: Experiment, quiet: bool = True) -> Module:
@@ -378,9 +380,8 @@ def run_search(exp: Experiment | str | os.PathLike, out: str | Path, *, resume: 
         s = exp.search
         mean = int(s.strategy == "cmaes" and s.evaluate_mean)
         return line + long_simulation_note(exp) + idle_ranks_note(
-            transport, (s.population_size + mean) * exp.trials.n,
-            f"{s.population_size} candidates{' and the mean' if mean else ''}, {exp.trials.n} "
-            f"{'trial' if exp.trials.n == 1 else 'trials'} each")
+            transport, s.population_size + mean, f"{s.population_size} candidates{' and the mean' if mean else ''}",
+            exp.trials.n)
 
     result = run_loop(exp, out, SearchProblem,
                       lambda store, where, say: _resume_strategy(store, exp, where, say) or new_strategy(exp),
