@@ -257,7 +257,7 @@ class Evaluator:
         stops at the same chunk: one that left the loop alone would leave the others waiting in the
         collective nest.Simulate until the job's limit."""
         samples = {ct: np.abs(np.asarray(net.sample_weights(ct), dtype=float)) for ct in net.plastic}
-        local = (int(net.recorders[self.exp.objective.population].n_events),
+        local = (net.spike_count(self.exp.objective.population),
                  {ct: (float(w.sum()), w.size) for ct, w in samples.items()}, bool(late))
         # summed here in rank order (an MPI user-defined Op would have to be freed, and MPI allows only a few)
         parts = [local] if self.comm is None else self.comm.allgather(local)

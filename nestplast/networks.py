@@ -22,6 +22,7 @@ import numpy as np
 
 from .build import Module
 from .experiment import NetworkSpec, TrialSpec
+from .kernel_reads import connection_weights, model_weights, node_ids, spike_count
 from .neurons import Neuron, get_neuron
 
 INHIBITORY_SOURCES = ("IE", "II")
@@ -55,19 +56,6 @@ def draw_trials(spec: TrialSpec, seed_sequence: np.random.SeedSequence) -> list[
     return trials
 
 
-def connection_weights(connections) -> np.ndarray:
-    """The weights of a SynapseCollection, as its ``get("weight")`` reads them, without what PyNEST
-    adds around that read: a check that the kernel holds nodes (``GetKernelStatus``, which builds
-    the whole kernel status: 0.4 ms, more than reading the 64 weights sampled after every chunk)
-    and regrouping every connection's status by key. A collection from before a ResetKernel raises."""
-    if len(connections) == 0:
-        return np.zeros(0)
-    from nest import nestkernel_api  # the call behind SynapseCollection.get
-
-    return np.array([status["weight"] for status in nestkernel_api.llapi_get_connection_status(connections._datum)],
-                    dtype=float)
-
-
 @dataclass
 class Network:
     """Handles to a built network: populations, spike recorders and plastic connections."""
@@ -77,10 +65,18 @@ class Network:
     plastic: dict  # connection type -> SynapseCollection
     w_max: dict[str, float]  # connection type -> signed bound
     w_start: dict[str, float] = field(default_factory=dict)  # connection type -> the weight all its synapses start at
+    models: dict[str, str] = field(default_factory=dict)  # connection type -> its own synapse model (a copy)
 
-    def weights(self, ct: str) -> np.ndarray:
-        """The weights of connection type ``ct``'s plastic synapses (this rank's, under MPI)."""
-        return connection_weights(self.plastic[ct])
+    def weights(self, ct: str, step: int = 1) -> np.ndarray:
+        """The weights of connection type ``ct``'s plastic synapses (this rank's, under MPI), every
+        ``step``-th."""
+        if ct in self.models:  # all of that model's connections: read in C++ (kernel_reads)
+            return model_weights(self.plastic[ct], self.models[ct], step)
+        return connection_weights(self.plastic[ct][::step])
+
+    def spike_count(self, name: str) -> int:
+        """The spikes population ``name``'s recorder holds (this rank's, under MPI)."""
+        return spike_count(self.recorders[name])
 
     def start_weights(self, ct: str) -> np.ndarray:
         """The plastic weights as built, without asking NEST: reading them back cost as much as
@@ -90,19 +86,15 @@ class Network:
 
     def sample_weights(self, ct: str, n: int = 64) -> np.ndarray:
         """Weights of about ``n`` plastic connections, every k-th, so spread over every source:
-        reading all of them after every chunk took a fifth of an evaluation's time (NEST builds
-        each connection's whole status, about 5 us), and the first 200 came from 5 sources."""
-        connections = self.plastic[ct]
-        return connection_weights(connections[::max(1, len(connections) // n)])
+        reading all of them after every chunk took a fifth of an evaluation's time through NEST's
+        Python interface (which builds each connection's whole status, about 5 us), and the first
+        200 came from 5 sources."""
+        return self.weights(ct, step=max(1, len(self.plastic[ct]) // n))
 
     def node_ids(self, name: str) -> np.ndarray:
-        """The node IDs of population ``name``: a range when they are contiguous, as ``nest.Create``
-        makes them (NodeCollection.tolist reads every node's whole status: 1.3 ms for 200)."""
-        nodes = self.populations[name]
-        first, last = (nodes[::len(nodes) - 1].get("global_id") if len(nodes) > 1 else [nodes.global_id] * 2)
-        if last - first + 1 == len(nodes):  # sorted and unique, so this many IDs in the span are all of them
-            return np.arange(first, last + 1)
-        return np.asarray(nodes.tolist())
+        """The node IDs of population ``name`` (NodeCollection.tolist reads every node's whole status:
+        1.3 ms for 200)."""
+        return np.asarray(node_ids(self.populations[name]), dtype=np.int64)
 
     def clear_spikes(self, name: str) -> None:
         """Drop the spikes that population ``name``'s recorder holds (NEST clears them when
@@ -231,5 +223,6 @@ def build_network(nest, spec: NetworkSpec, module: Module, synapse_params: dict[
         if name in pops:
             recorders[name] = nest.Create("spike_recorder")
             nest.Connect(pops[name], recorders[name])
-    plastic = {ct: nest.GetConnections(synapse_model=f"{label}{ct}_plastic") for ct in synapse_params}
-    return Network(populations=pops, recorders=recorders, plastic=plastic, w_max=w_max, w_start=w_start)
+    models = {ct: f"{label}{ct}_plastic" for ct in synapse_params}
+    plastic = {ct: nest.GetConnections(synapse_model=model) for ct, model in models.items()}
+    return Network(populations=pops, recorders=recorders, plastic=plastic, w_max=w_max, w_start=w_start, models=models)

@@ -1,0 +1,90 @@
+"""Weights and spike counts read in C++ (nestplast.kernel_reads) are NEST's own, as its Python
+interface reads them; where the C++ library cannot be had, that interface reads them instead."""
+
+import warnings
+
+import numpy as np
+import pytest
+from test_networks import VOGELS_SPREKELER_10HZ, small
+
+from nestplast import kernel_reads
+from nestplast.build import BuildError
+from nestplast.evaluate import Evaluator
+from nestplast.networks import Trial
+
+
+@pytest.fixture
+def learned(nest, doublet_module, request):
+    """A small network whose plastic weights have learned for 0.6 s (so they differ), on
+    ``request.param`` threads."""
+    exp = small(search={"threads": request.param})
+    net = Evaluator(exp, doublet_module).build(VOGELS_SPREKELER_10HZ, Trial(0, 5))
+    nest.Simulate(600.0)
+    return net
+
+
+@pytest.mark.parametrize("learned", [1, 2], indirect=True)
+def test_weights_and_spike_counts_are_what_pynest_reads(nest, learned):
+    """With several threads NEST's own GetConnections gives each thread's connections in turn, the
+    threads in any order (they take turns in an OpenMP critical section): the same weights, in an
+    order that may differ from call to call."""
+    assert kernel_reads._library() is not None, "the C++ library was not built: these reads went through PyNEST"
+    threads = nest.local_num_threads
+    own = np.asarray(nest.GetConnections(synapse_model=learned.models["IE"]).get("weight"))
+    assert len(np.unique(own)) > len(own) // 2  # learned: one read in the wrong order would differ
+    read = learned.weights("IE")
+    np.testing.assert_array_equal(np.sort(read), np.sort(own))
+    if threads == 1:
+        np.testing.assert_array_equal(read, own)
+    for step in (7, 31, len(own) - 1, len(own) + 5):
+        sample = learned.weights("IE", step=step)
+        if threads == 1:
+            np.testing.assert_array_equal(sample, own[::step])
+        else:
+            assert len(sample) == len(own[::step]) and np.isin(sample, own).all()
+    for name, recorder in learned.recorders.items():
+        assert learned.spike_count(name) == recorder.n_events > 0
+
+
+def test_a_part_of_a_models_connections_is_read_through_pynest(nest, doublet_module):
+    net = Evaluator(small(), doublet_module).build(VOGELS_SPREKELER_10HZ, Trial(0, 5))
+    nest.Simulate(300.0)
+    part = net.plastic["IE"][10:40]
+    np.testing.assert_array_equal(kernel_reads.model_weights(part, net.models["IE"]), part.get("weight"))
+
+
+def test_connections_from_before_a_reset_raise_nests_error(nest, doublet_module):
+    net = Evaluator(small(), doublet_module).build(VOGELS_SPREKELER_10HZ, Trial(0, 5))
+    nest.ResetKernel()
+    with pytest.raises(nest.NESTError):
+        net.weights("IE")
+
+
+def test_node_ids_are_nests_list(nest):
+    nodes = nest.Create("iaf_psc_exp", 6)[1:3] + nest.Create("parrot_neuron", 5)[::2]
+    assert kernel_reads.node_ids(nodes) == nodes.tolist()
+
+
+def test_without_the_library_the_same_values_come_through_pynest(nest, doublet_module, tmp_path, monkeypatch):
+    """A source that does not compile: the build names its log, a warning says the reads are slower,
+    and the values are the same."""
+    net = Evaluator(small(), doublet_module).build(VOGELS_SPREKELER_10HZ, Trial(0, 5))
+    nest.Simulate(300.0)
+    broken = tmp_path / "kernel_reads.cpp"
+    broken.write_text("this is not C++\n")
+    monkeypatch.setattr(kernel_reads, "SOURCE", broken)
+    monkeypatch.setenv("NESTPLAST_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(BuildError, match=r"compiling kernel_reads.cpp failed \(the log: .*\.failed\.log\)") as err:
+        kernel_reads.build_library()
+    log = err.value.args[0].rsplit("the log: ", 1)[1].rstrip(")")
+    assert "error" in open(log).read()
+    kernel_reads._library.cache_clear()
+    try:
+        with pytest.warns(RuntimeWarning, match="through NEST's Python interface, which is slower"):
+            weights = net.weights("IE")
+        np.testing.assert_array_equal(weights, net.plastic["IE"].get("weight"))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # once per process
+            assert net.spike_count("E") == net.recorders["E"].n_events
+    finally:
+        kernel_reads._library.cache_clear()  # the next test builds (or finds) the real one
