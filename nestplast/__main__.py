@@ -7,7 +7,7 @@ COMMANDS = {
     "build": ("nestplast.build", "compile (or find in the cache) a NESTML rule as a NEST module"),
     "search": ("nestplast.commands.search", "CMA-ES search of a rule's parameters (also: python -m nestplast.search)"),
     "report": ("nestplast.commands.report", "summarise and plot a run directory (search or inference)"),
-    "infer": ("nestplast.commands.infer", "fit a rule's coefficients to recorded spikes and weights"),
+    "infer": ("nestplast.commands.infer", "fit a rule's coefficients to recorded spikes and weights (also: python -m nestplast.infer)"),
     "infer-demo": ("nestplast.commands.infer_demo", "recover a known rule from a recording generated in NEST"),
     "prune": ("nestplast.commands.prune", "noise-driven pruning of a recurrent rate network"),
     "filter": ("nestplast.commands.filter", "rule families by simulation-based inference (fSBI; the families extra)"),

@@ -445,3 +445,9 @@ def is_filter_run(run_dir: str | Path) -> bool:
 
 __all__ = ["FilterProblem", "Family", "Recheck", "run_filter", "family", "check_bounds", "recheck", "open_recheck", "new_filter",
            "candidate_features", "candidate_loss", "is_filter_run"]
+
+
+if __name__ == "__main__":  # python -m nestplast.families: the same as python -m nestplast filter
+    from .commands.filter import main
+
+    sys.exit(main())

@@ -571,3 +571,11 @@ def _closed_intervals(problem, rule: Rule, out, theta: np.ndarray, n_bootstrap: 
     thetas, errors = simulated_candidates(problem, out)
     return surface_intervals(rule.names, [(p.low, p.high) for p in rule.parameters], theta, thetas, errors,
                              problem.weighted, n_draws=n_bootstrap, fitted=~problem.held, seed=seed)
+
+
+if __name__ == "__main__":  # python -m nestplast.infer: the same as python -m nestplast infer (not a silent no-op)
+    import sys
+
+    from .commands.infer import main
+
+    sys.exit(main())

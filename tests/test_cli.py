@@ -93,3 +93,16 @@ def test_a_warning_in_a_command_is_one_line(capsys):
 
     assert run_command(warns_as_nestplast, []) == 0
     assert capsys.readouterr().err.splitlines() == ["warning: from nestplast"]
+
+
+@pytest.mark.parametrize("module, usage", [
+    ("nestplast.search", "search"), ("nestplast.report", "report"), ("nestplast.prune", "prune"),
+    ("nestplast.infer", "infer"), ("nestplast.families", "filter"),
+])
+def test_each_commands_module_runs_the_command(module, usage):
+    """``python -m nestplast.infer data.npz`` did nothing and exited 0, as ``python -m
+    nestplast.search`` would lead a user to try: each command's module runs its command."""
+    out = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.startswith(("usage: python -m nestplast " + usage,
+                                                          "usage: python -m nestplast." + usage)), (out.stdout, out.stderr)
+    assert not out.stderr  # runpy warns of a module that the package imports already
