@@ -51,10 +51,10 @@ def model_weights(connections, model: str, step: int = 1) -> np.ndarray:
     synapse model ``model`` on this rank, as ``nest.GetConnections(synapse_model=model)`` finds them
     now: in that order on one thread. (With several, NEST's own order differs from call to call:
     the threads' connections come in turn, the threads in any order.)"""
-    library = _library()
-    if library is not None and len(connections):
+    lib = library()
+    if lib is not None and len(connections):
         out = np.empty(len(range(0, len(connections), step)))
-        if library.nestplast_model_weights(model.encode(), step, out.ctypes.data, out.size) == len(connections):
+        if lib.nestplast_model_weights(model.encode(), step, out.ctypes.data, out.size) == len(connections):
             return out
     return connection_weights(connections[::step])  # also where the model has other connections than these
 
@@ -69,9 +69,9 @@ def node_ids(nodes) -> list[int]:
 
 def spike_count(recorder) -> int:
     """The events a spike recorder holds on this rank (its ``n_events``)."""
-    library = _library()
-    if library is not None:
-        n = library.nestplast_n_events(node_ids(recorder)[0])
+    lib = library()
+    if lib is not None:
+        n = lib.nestplast_n_events(node_ids(recorder)[0])
         if n >= 0:
             return n
     return int(recorder.n_events)
@@ -118,20 +118,21 @@ def build_library() -> Path:
 
 
 @functools.cache
-def _library() -> ctypes.CDLL | None:
-    """The loaded library (after NEST, whose symbols it uses), or None where it cannot be had."""
+def library() -> ctypes.CDLL | None:
+    """The loaded library, compiled on the first call in a cache (after NEST, whose symbols it
+    uses), or None where it cannot be had (a warning says why)."""
     import_nest()
     try:
-        library = ctypes.CDLL(str(build_library()))
+        lib = ctypes.CDLL(str(build_library()))
     except (BuildError, OSError) as err:
         warnings.warn(f"nestplast reads weights and spike counts through NEST's Python interface, which is slower: "
                       f"{err}", RuntimeWarning, stacklevel=3)
         return None
-    library.nestplast_model_weights.restype = ctypes.c_long
-    library.nestplast_model_weights.argtypes = [ctypes.c_char_p, ctypes.c_long, ctypes.c_void_p, ctypes.c_long]
-    library.nestplast_n_events.restype = ctypes.c_long
-    library.nestplast_n_events.argtypes = [ctypes.c_long]
-    return library
+    lib.nestplast_model_weights.restype = ctypes.c_long
+    lib.nestplast_model_weights.argtypes = [ctypes.c_char_p, ctypes.c_long, ctypes.c_void_p, ctypes.c_long]
+    lib.nestplast_n_events.restype = ctypes.c_long
+    lib.nestplast_n_events.argtypes = [ctypes.c_long]
+    return lib
 
 
-__all__ = ["build_library", "connection_weights", "model_weights", "node_ids", "spike_count"]
+__all__ = ["build_library", "library", "connection_weights", "model_weights", "node_ids", "spike_count"]

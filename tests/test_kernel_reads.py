@@ -28,7 +28,7 @@ def test_weights_and_spike_counts_are_what_pynest_reads(nest, learned):
     """With several threads NEST's own GetConnections gives each thread's connections in turn, the
     threads in any order (they take turns in an OpenMP critical section): the same weights, in an
     order that may differ from call to call."""
-    assert kernel_reads._library() is not None, "the C++ library was not built: these reads went through PyNEST"
+    assert kernel_reads.library() is not None, "the C++ library was not built: these reads went through PyNEST"
     threads = nest.local_num_threads
     own = np.asarray(nest.GetConnections(synapse_model=learned.models["IE"]).get("weight"))
     assert len(np.unique(own)) > len(own) // 2  # learned: one read in the wrong order would differ
@@ -78,7 +78,7 @@ def test_without_the_library_the_same_values_come_through_pynest(nest, doublet_m
         kernel_reads.build_library()
     log = err.value.args[0].rsplit("the log: ", 1)[1].rstrip(")")
     assert "error" in open(log).read()
-    kernel_reads._library.cache_clear()
+    kernel_reads.library.cache_clear()
     try:
         with pytest.warns(RuntimeWarning, match="through NEST's Python interface, which is slower"):
             weights = net.weights("IE")
@@ -87,4 +87,4 @@ def test_without_the_library_the_same_values_come_through_pynest(nest, doublet_m
             warnings.simplefilter("error")  # once per process
             assert net.spike_count("E") == net.recorders["E"].n_events
     finally:
-        kernel_reads._library.cache_clear()  # the next test builds (or finds) the real one
+        kernel_reads.library.cache_clear()  # the next test builds (or finds) the real one
