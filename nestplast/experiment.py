@@ -43,7 +43,7 @@ from .rules import RuleLayout, get_rule
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parent / "experiments"
 CONNECTION_TYPES = ("EE", "EI", "IE", "II")  # source then target: "IE" is I -> E
-PER_TYPE_KEYS = ("name", "mask", "search", "start", "fixed")  # what rule.by_type may change per type
+PER_TYPE_KEYS = ("name", "mask", "mlp", "search", "start", "fixed")  # what rule.by_type may change per type
 
 
 class ExperimentError(UserError, ValueError):
@@ -120,6 +120,9 @@ class RuleSpec(_Table):
     neuron: str = option("iaf_psc_exp", "postsynaptic neuron model the rule is compiled with",
                          one_of(*sorted(NEURONS)))
     mask: str | None = option(None, "taylor only: the free terms, e.g. 'pre:000,pre:010,post:100'")
+    mlp: dict[str, Any] = option({}, "mlp and mlp_fsbi only: the network's shape, e.g. { hidden = 4, inputs = "
+                                     "[\"x_pre\", \"x_post\"] }; for mlp: hidden (or layers), inputs, activations, "
+                                     "frozen_seed, scales; for mlp_fsbi: frozen_seed (see nestplast.rules.MLPSpec)")
     plastic: list[str] = option(["IE"], "connection types that learn (source then target: IE is I -> E)",
                                 Check(lambda v: 0 < len(v) == len(set(v)) and set(v) <= set(CONNECTION_TYPES),
                                       f"distinct connection types from {', '.join(CONNECTION_TYPES)}"))
@@ -129,15 +132,15 @@ class RuleSpec(_Table):
     fixed: dict[str, float] = option({}, "fixed synapse parameters, e.g. eta (the rule's defaults otherwise; "
                                          "Wmax comes from network.w_max)")
     by_type: dict[str, dict[str, Any]] = option({}, "co-active rules: per plastic connection type, another rule or "
-                                                    "other settings (keys name, mask, search, start, fixed), e.g. "
+                                                    "other settings (keys name, mask, mlp, search, start, fixed), e.g. "
                                                     "IE = { name = \"mlp\" }; a type not named here takes the rule above; "
-                                                    "a key not set is the rule's above (the mask only for the same rule); "
+                                                    "a key not set is the rule's above (mask and mlp only for the same rule); "
                                                     "for the same rule, fixed adds to the rule's",
                                                 Check(lambda t: set(t) <= set(CONNECTION_TYPES) and all(
                                                     isinstance(v, dict) and set(v) <= set(PER_TYPE_KEYS)
                                                     for v in t.values()),
                                                       "tables keyed by connection type, each with keys from "
-                                                      "name, mask, search, start, fixed"))
+                                                      "name, mask, mlp, search, start, fixed"))
 
 
 @dataclass
@@ -296,8 +299,9 @@ class Experiment(_Table):
         changes = dict(self.rule.by_type[ct])
         if "name" in changes:  # another built-in rule, not the user's file
             changes.update(file=None, parameters={}, weight="w")
-            if changes["name"] != self.rule.name:  # a mask is its rule's: another rule does not take it over
+            if changes["name"] != self.rule.name:  # a mask or shape is its rule's: another rule does not take it over
                 changes.setdefault("mask", None)
+                changes.setdefault("mlp", {})
         if "fixed" in changes and self._same_rule(changes):
             # the same rule: a setting given for the type adds to rule.fixed (IE = { fixed = { Wmin = 0.1 } }
             # must not drop the eta = 0.5 that rule.fixed gives every type)
@@ -318,7 +322,7 @@ class Experiment(_Table):
         """The rule as named (for connection type ``ct``): a built-in one, or the user's from ``rule.file``."""
         r = self.rule_spec(ct)
         if r.file is None:
-            return get_rule(r.name, mask=r.mask)
+            return get_rule(r.name, mask=r.mask, **r.mlp)
         from .user_rules import rule_from_file
 
         return rule_from_file(r.file, r.parameters, name=None if r.name == "doublet" else r.name,
@@ -638,14 +642,16 @@ def _validate_rule(exp: Experiment, ct: str | None, where: str) -> None:
         _require(r.weight == "w", "rule.weight", "no value without rule.file", r.weight)
     else:
         _require(r.mask is None, f"{where}.mask", "no mask with rule.file (masks are the taylor rule's)", r.mask)
+    _require(not r.mlp or (r.file is None and r.name in ("mlp", "mlp_fsbi")), origin("mlp"),
+             "no table: only the rules mlp and mlp_fsbi have a shape to set", r.mlp)
     try:
         rule = exp.base_rule(ct)
     except UnknownNameError as err:
         raise ExperimentError(f"{where}.name: {err}") from None
     except UserError as err:  # a user's rule file
         raise ExperimentError(str(err)) from None
-    except ValueError as err:
-        raise ExperimentError(f"{origin('mask')}: {err}") from None
+    except (ValueError, TypeError) as err:  # TypeError: a value of the wrong kind in rule.mlp (a number for inputs)
+        raise ExperimentError(f"{origin('mlp' if r.mlp and r.mask is None else 'mask')}: {err}") from None
     for key, table in (("search", r.search or []), ("start", r.start)):
         unknown = sorted(set(table) - set(rule.names))
         _require(not unknown, origin(key), f"parameters of rule {r.name!r}: {', '.join(rule.names)}", unknown)

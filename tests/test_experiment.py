@@ -249,3 +249,36 @@ def test_a_constraint_on_a_metric_the_run_does_not_measure_is_refused(tmp_path, 
     for fragment in fragments:
         assert fragment in str(err.value)
     assert experiment.load(write(tmp_path, "[objective]\nconstraints = { w_mean_IE = [1.0, 50.0], rate_i = [1.0, 50.0] }\n"))
+
+
+def test_an_mlp_rules_shape_is_set_in_the_experiment_file():
+    """Before, an MLP's shape could be set from Python only (get_rule): an experiment searched the
+    default 10 hidden units."""
+    from nestplast.rules import get_rule
+
+    shape = {"hidden": 3, "inputs": ["x_pre", "x_post"]}
+    exp = experiment.parse({"rule": {"name": "mlp", "mlp": shape}}, "<test>")
+    expected = get_rule("mlp", hidden=3, inputs=("x_pre", "x_post"))
+    assert exp.base_rule().source == expected.source and exp.layout().names == [f"IE.{n}" for n in expected.names]
+    assert len(exp.layout().names) == 2 * (3 * 2 + 3 + 3 + 1)  # pre and post: W1, b1, W2, b2
+    fsbi = experiment.parse({"rule": {"name": "mlp_fsbi", "mlp": {"frozen_seed": 4}}}, "<test>")
+    assert fsbi.base_rule().source == get_rule("mlp_fsbi", frozen_seed=4).source != get_rule("mlp_fsbi").source
+    # per type, and not carried over to another rule
+    mixed = experiment.parse({"rule": {"name": "mlp", "mlp": shape, "plastic": ["EE", "IE"],
+                                       "by_type": {"EE": {"name": "doublet"}, "IE": {"mlp": {"hidden": 2}}}}}, "<test>")
+    assert mixed.base_rule("EE").name == "doublet"
+    assert mixed.base_rule("IE").source == get_rule("mlp", hidden=2).source
+
+
+@pytest.mark.parametrize("rule, message", [
+    ({"name": "mlp", "mlp": {"hiden": 3}}, r"rule\.mlp: rule 'mlp' takes no option\(s\) \['hiden'\].*'hidden'"),
+    ({"name": "mlp", "mlp": {"inputs": "x_pre"}}, r"rule\.mlp: rule 'mlp': inputs are a list of names"),
+    ({"name": "mlp", "mlp": {"inputs": 3}}, r"rule\.mlp: "),
+    ({"name": "mlp_fsbi", "mlp": {"hidden": 3}}, r"rule\.mlp: rule 'mlp_fsbi' takes no hidden layer size"),
+    ({"name": "doublet", "mlp": {"hidden": 3}}, r"rule\.mlp: expected no table: only the rules mlp and mlp_fsbi have a shape"),
+    ({"name": "doublet", "plastic": ["IE"], "by_type": {"IE": {"name": "mlp", "mlp": {"hidden": 0}}}},
+     r"rule\.by_type\.IE\.mlp: "),
+])
+def test_a_wrong_mlp_shape_is_named(rule, message):
+    with pytest.raises(ExperimentError, match=message):
+        experiment.parse({"rule": rule}, "<test>")
