@@ -46,17 +46,27 @@ def connection_weights(connections) -> np.ndarray:
                     dtype=float)
 
 
-def model_weights(connections, model: str, step: int = 1) -> np.ndarray:
-    """The weights of ``connections[::step]``, where ``connections`` are all the connections of
-    synapse model ``model`` on this rank, as ``nest.GetConnections(synapse_model=model)`` finds them
-    now: in that order on one thread. (With several, NEST's own order differs from call to call:
-    the threads' connections come in turn, the threads in any order.)"""
+_last_count: dict[str, int] = {}  # synapse model -> its connections at the last read: the room to give the next
+
+
+def model_weights(model: str, step: int = 1) -> np.ndarray:
+    """The weights of every ``step``-th connection of synapse model ``model`` on this rank, from
+    the first, as ``nest.GetConnections(synapse_model=model)`` finds them: in that order on one
+    thread. (With several, NEST's own order differs from call to call: the threads' connections
+    come in turn, the threads in any order.) An unknown model raises NEST's error."""
+    if step < 1:
+        raise ValueError(f"model_weights: step must be 1 or more, got {step}")
     lib = library()
-    if lib is not None and len(connections):
-        out = np.empty(len(range(0, len(connections), step)))
-        if lib.nestplast_model_weights(model.encode(), step, out.ctypes.data, out.size) == len(connections):
-            return out
-    return connection_weights(connections[::step])  # also where the model has other connections than these
+    if lib is not None:
+        for _ in range(2):  # a second time where the model has more connections than the room given
+            out = np.empty(-(-_last_count.get(model, 0) // step))
+            n = lib.nestplast_model_weights(model.encode(), step, out.ctypes.data, out.size)
+            if n < 0:
+                break  # NEST's error, raised by its Python interface below
+            _last_count[model] = n
+            if -(-n // step) <= out.size:
+                return out[:-(-n // step)]
+    return connection_weights(import_nest().GetConnections(synapse_model=model)[::step])
 
 
 def node_ids(nodes) -> list[int]:
@@ -88,8 +98,11 @@ def _compile_command(target: Path) -> list[str]:
 def build_library() -> Path:
     """The compiled library, built into the cache on first use (one process compiles, the others
     wait). Raises :class:`~nestplast.build.BuildError` naming the compiler's log."""
-    source = SOURCE.read_bytes()
-    key = hashlib.sha256(source + nest_version().encode() + str(nest_path()).encode()).hexdigest()[:16]
+    from nest import nestkernel_api  # a NEST rebuilt in place (same version, same path) changes this file
+
+    kernel = os.stat(nestkernel_api.__file__)
+    installed = f"{nest_version()} {nest_path()} {kernel.st_size} {kernel.st_mtime_ns}"
+    key = hashlib.sha256(SOURCE.read_bytes() + installed.encode()).hexdigest()[:16]
     folder = cache_dir() / "native"
     final = folder / key / LIBRARY
     if final.is_file():

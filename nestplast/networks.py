@@ -71,7 +71,7 @@ class Network:
         """The weights of connection type ``ct``'s plastic synapses (this rank's, under MPI), every
         ``step``-th."""
         if ct in self.models:  # all of that model's connections: read in C++ (kernel_reads)
-            return model_weights(self.plastic[ct], self.models[ct], step)
+            return model_weights(self.models[ct], step)
         return connection_weights(self.plastic[ct][::step])
 
     def spike_count(self, name: str) -> int:

@@ -10,7 +10,10 @@ from test_networks import VOGELS_SPREKELER_10HZ, small
 from nestplast import kernel_reads
 from nestplast.build import BuildError
 from nestplast.evaluate import Evaluator
+from nestplast.kernel import install
+from nestplast.kernel_reads import model_weights
 from nestplast.networks import Trial
+from nestplast.rules import get_rule
 
 
 @pytest.fixture
@@ -46,11 +49,28 @@ def test_weights_and_spike_counts_are_what_pynest_reads(nest, learned):
         assert learned.spike_count(name) == recorder.n_events > 0
 
 
-def test_a_part_of_a_models_connections_is_read_through_pynest(nest, doublet_module):
-    net = Evaluator(small(), doublet_module).build(VOGELS_SPREKELER_10HZ, Trial(0, 5))
-    nest.Simulate(300.0)
-    part = net.plastic["IE"][10:40]
-    np.testing.assert_array_equal(kernel_reads.model_weights(part, net.models["IE"]), part.get("weight"))
+def test_the_readme_example_reads_a_users_own_model(nest, doublet_module):
+    """A user's own network (README: "To read many learned weights"): the reads grow their room
+    with the model's connections, and refuse what NEST refuses."""
+    nest.ResetKernel()
+    install(doublet_module)
+    post = nest.Create(doublet_module.neuron_model, 10)
+    pre = nest.Create("parrot_neuron", 30)
+    nest.Connect(nest.Create("poisson_generator", params={"rate": 50.0}), pre)
+    post.set(drive_rate=8000.0, drive_weight=25.0)
+    params = get_rule("doublet").synapse_params(VOGELS_SPREKELER_10HZ, eta=1.0, Wmax=-300.0)
+    nest.CopyModel(doublet_module.synapse_model, "istdp", params)
+    for n in (1, 2):  # the second time with twice the connections: more than the room the first read left
+        nest.Connect(pre, post, {"rule": "fixed_indegree", "indegree": 10}, {"synapse_model": "istdp", "weight": -50.0})
+        nest.Simulate(300.0)
+        own = np.asarray(nest.GetConnections(synapse_model="istdp").weight)
+        assert len(own) == n * 100 and len(np.unique(own)) > 50
+        np.testing.assert_array_equal(model_weights("istdp"), own)
+        np.testing.assert_array_equal(model_weights("istdp", step=10), own[::10])
+    with pytest.raises(nest.NESTError):
+        model_weights("no_such_model")
+    with pytest.raises(ValueError, match="step must be 1 or more"):
+        model_weights("istdp", step=0)
 
 
 def test_connections_from_before_a_reset_raise_nests_error(nest, doublet_module):
