@@ -59,6 +59,7 @@ from nestplast import experiment
 from nestplast.evaluate import Evaluator
 from nestplast.experiment import Experiment
 from nestplast.kernel import import_nest
+from nestplast.kernel_reads import connection_weights
 from nestplast.networks import Trial, build_network
 from nestplast.rules import vogels_sprekeler
 from nestplast.search import build_module
@@ -159,6 +160,10 @@ def time_phases(evaluator: Evaluator, theta: list[float], trial: Trial, store: R
     start = time.perf_counter()
     end_weights = evaluator.weights(net)
     read = time.perf_counter() - start
+    start = time.perf_counter()  # the same weights through NEST's Python interface (the reference)
+    for model in net.models.values():
+        connection_weights(nest.GetConnections(synapse_model=model))
+    read_pynest = time.perf_counter() - start
     learned = {ct: float(np.mean(np.abs(w))) for ct, w in end_weights.items()}
     n_plastic = sum(len(w) for w in end_weights.values())
     start = time.perf_counter()
@@ -172,7 +177,8 @@ def time_phases(evaluator: Evaluator, theta: list[float], trial: Trial, store: R
     return {"kernel setup": setup, "network build": (t[2] - t[1]) - setup, "initial weights": t[3] - t[2],
             "simulate": t[4] - t[3], "in nest.Simulate": timer.seconds, "measure + score": t[5] - t[4],
             "store": t[6] - t[5], "rate_e": metrics.get("rate_e", float("nan")), "blew_up": course.blew_up_at_s,
-            "learned": learned, "end weights read": read, "plastic synapses": n_plastic, "ResetKernel": reset,
+            "learned": learned, "end weights read": read, "end weights through PyNEST": read_pynest,
+            "plastic synapses": n_plastic, "ResetKernel": reset,
             "events read": events}
 
 
@@ -237,7 +243,9 @@ def split(exp: Experiment, label: str, repeats: int, per_search: int | None, pro
           f"; Python between chunks (rate check, weight sample) {med['simulate'] - med['in nest.Simulate']:.4f} s")
     print(f"      NEST calls, timed again alone: ResetKernel {1e3 * med['ResetKernel']:.1f} ms (of the kernel setup); "
           f"reading the {med['plastic synapses']:.0f} end weights {1e3 * med['end weights read']:.1f} ms "
-          f"({1e6 * med['end weights read'] / max(1, med['plastic synapses']):.1f} us per synapse; of the measurement)")
+          f"({1e6 * med['end weights read'] / max(1, med['plastic synapses']):.1f} us per synapse; of the measurement; "
+          f"through PyNEST {1e3 * med['end weights through PyNEST']:.1f} ms, "
+          f"{med['end weights through PyNEST'] / med['end weights read']:.1f} x as long)")
     inside = med["simulate"] / total
     print(f"  inside the simulation: {inside:.1%} of an evaluation; inside nest.Simulate {med['in nest.Simulate'] / total:.1%}"
           f" (goal >= 95 % inside the simulation: {'met' if inside >= 0.95 else 'missed'})")

@@ -8,9 +8,9 @@ C++ library (``native/kernel_reads.cpp``), compiled once against the installed N
 cached beside the modules, makes the same kernel calls and hands over only the numbers: 2,000 end
 weights in 2 ms instead of 11, a spike count in 10 us.
 
-Where that library cannot be built or loaded, or a read fails (an unknown model after a
-``ResetKernel``), the same value is read through NEST's Python interface instead: the results are
-the same to the bit, only slower (a warning says so once).
+Where that library cannot be built or loaded, NEST's Python interface reads the same values, to
+the bit, only slower (a warning says so once). Where a read fails (an unknown model, say after a
+``ResetKernel``), that interface is asked too, and raises NEST's own error.
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ def build_library() -> Path:
         try:
             command = _compile_command(partial)
             proc = subprocess.run(command, capture_output=True, text=True)
-        except (OSError, IndexError) as err:
+        except (OSError, subprocess.SubprocessError) as err:  # no compiler; a nest-config that hangs
             raise BuildError(f"cannot compile {SOURCE.name}: {err}") from None
         if proc.returncode != 0:
             log = folder / f"{key}.failed.log"

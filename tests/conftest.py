@@ -3,6 +3,7 @@ sessions instant), and NEST; tests that use them are marked ``nest`` (``-m "not 
 rest). Shared helpers are in ``helpers.py``."""
 
 import contextlib
+import sys
 
 import pytest
 from helpers import TAYLOR_TEST_MASK
@@ -24,6 +25,14 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if NEST_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.nest)
+
+
+@pytest.fixture(autouse=True)
+def empty_kernel():
+    """Each test starts with an empty NEST kernel, as in NEST's own test suite: the nodes a test
+    leaves behind reached the next test's library calls, which warn that they discard them."""
+    if "nest" in sys.modules:  # imported by an earlier test: tests without NEST stay without it
+        sys.modules["nest"].ResetKernel()
 
 
 @pytest.fixture(scope="session")
