@@ -11,7 +11,8 @@ COMMANDS = {
               "fit a rule's coefficients to recorded spikes and weights (also: python -m nestplast.infer)"),
     "infer-demo": ("nestplast.commands.infer_demo", "recover a known rule from a recording generated in NEST"),
     "prune": ("nestplast.commands.prune", "noise-driven pruning of a recurrent rate network"),
-    "filter": ("nestplast.commands.filter", "rule families by simulation-based inference (fSBI; the families extra)"),
+    "filter": ("nestplast.commands.filter",
+               "rule families by simulation-based inference (fSBI; the families extra; also: python -m nestplast.filter)"),
 }
 
 

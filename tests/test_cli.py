@@ -97,7 +97,7 @@ def test_a_warning_in_a_command_is_one_line(capsys):
 
 @pytest.mark.parametrize("module, usage", [
     ("nestplast.search", "search"), ("nestplast.report", "report"), ("nestplast.prune", "prune"),
-    ("nestplast.infer", "infer"), ("nestplast.families", "filter"),
+    ("nestplast.infer", "infer"), ("nestplast.filter", "filter"), ("nestplast.families", "filter"),
 ])
 def test_each_commands_module_runs_the_command(module, usage):
     """``python -m nestplast.infer data.npz`` did nothing and exited 0, as ``python -m
