@@ -3,6 +3,8 @@ sessions instant), and NEST; tests that use them are marked ``nest`` (``-m "not 
 rest). Shared helpers are in ``helpers.py``."""
 
 import contextlib
+import fcntl
+import os
 import sys
 
 import pytest
@@ -25,6 +27,21 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if NEST_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.nest)
+
+
+@pytest.fixture(autouse=True)
+def timing_tests_run_alone(request, tmp_path_factory):
+    """Under pytest-xdist (``-n auto``, the README's test command), a test marked ``alone`` runs while
+    no other test does: its outcome depends on timing (MPI ranks that busy-wait and race for
+    results), and a compiler on another worker took the CPU that its margins count on. Every test
+    shares a lock file that an ``alone`` test holds by itself."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        yield
+        return
+    alone = request.node.get_closest_marker("alone") is not None
+    with open(tmp_path_factory.getbasetemp().parent / "alone.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        yield
 
 
 @pytest.fixture(autouse=True)
