@@ -19,6 +19,7 @@ Command line::
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import functools
 import hashlib
@@ -33,7 +34,7 @@ import sys
 import sysconfig
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -99,6 +100,23 @@ def cache_dir() -> Path:
     default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "nestplast"
     root = os.environ.get("NESTPLAST_CACHE") or default
     return Path(root).expanduser().resolve()
+
+
+@contextlib.contextmanager
+def cache_lock(folder: Path, key: str, what: str) -> Iterator[None]:
+    """Hold ``folder/<key>.lock`` while ``what`` is built into the cache: one process builds it, the
+    others wait here and then find it built. Raises :class:`BuildError` where the cache cannot be
+    written to (read-only, shared, a path that is a file)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        lock = open(folder / f"{key}.lock", "w")  # closed by the with below
+    except OSError as err:
+        raise BuildError(f"{what} is not in the cache {folder}, and it cannot be built there: "
+                         f"{err.strerror or err} ({err.filename}). Set NESTPLAST_CACHE to a folder you can "
+                         "write to (what was built in the old one is not found there)") from None
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 # --------------------------------------------------------------------------- NEST installation
@@ -491,15 +509,7 @@ def build(rules: RuleLike | Sequence[RuleLike], neuron: str | Neuron = "iaf_psc_
     if not force and (module := Module.from_dir(final)) is not None:
         return module  # fast path: no lock, no compiler; the folder only appears complete
 
-    try:
-        modules.mkdir(parents=True, exist_ok=True)
-        lock = open(modules / f"{key}.lock", "w")  # closed by the with below
-    except OSError as err:  # a read-only or shared cache, a path that is a file, ...
-        raise BuildError(f"{name} is not in the module cache {modules}, and it cannot be compiled there: "
-                         f"{err.strerror or err} ({err.filename}). Set NESTPLAST_CACHE to a folder you can "
-                         "write to (modules already built in the old one are not found there)") from None
-    with lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one process compiles; the others wait here
+    with cache_lock(modules, key, name):
         if not force and (module := Module.from_dir(final)) is not None:
             return module
         if not quiet:

@@ -16,7 +16,6 @@ the bit, only slower (a warning says so once). Where a read fails (an unknown mo
 from __future__ import annotations
 
 import ctypes
-import fcntl
 import functools
 import hashlib
 import os
@@ -26,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .build import BuildError, cache_dir, nest_path, nest_version
+from .build import BuildError, cache_dir, cache_lock, nest_path, nest_version
 from .kernel import import_nest
 
 SOURCE = Path(__file__).resolve().parent / "native" / "kernel_reads.cpp"
@@ -101,21 +100,18 @@ def build_library() -> Path:
     from nest import nestkernel_api  # a NEST rebuilt in place (same version, same path) changes this file
 
     kernel = os.stat(nestkernel_api.__file__)
-    installed = f"{nest_version()} {nest_path()} {kernel.st_size} {kernel.st_mtime_ns}"
+    # where NEST is, not nest_path(): that writes a nest-config into the cache, before cache_lock
+    # can say that the cache cannot be written to
+    installed = f"{nest_version()} {nestkernel_api.__file__} {kernel.st_size} {kernel.st_mtime_ns}"
     key = hashlib.sha256(SOURCE.read_bytes() + installed.encode()).hexdigest()[:16]
     folder = cache_dir() / "native"
     final = folder / key / LIBRARY
     if final.is_file():
         return final
-    try:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        lock = open(folder / f"{key}.lock", "w")
-    except OSError as err:
-        raise BuildError(f"cannot write to the cache {folder}: {err.strerror or err}") from None
-    with lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with cache_lock(folder, key, LIBRARY):
         if final.is_file():
             return final
+        final.parent.mkdir(exist_ok=True)
         partial = final.with_suffix(f".tmp{os.getpid()}")
         try:
             command = _compile_command(partial)

@@ -358,7 +358,7 @@ def test_a_cache_that_cannot_be_written_is_named_with_what_to_do(tmp_path):
                          capture_output=True, text=True, cwd=ROOT, env=env)
     assert out.returncode == 2
     assert "Traceback" not in out.stderr
-    assert f"not in the module cache {tmp_path / 'file' / 'cache' / 'modules'}" in out.stderr
+    assert f"not in the cache {tmp_path / 'file' / 'cache' / 'modules'}" in out.stderr
     assert "Set NESTPLAST_CACHE to a folder you can write to" in out.stderr
 
 
@@ -370,7 +370,7 @@ def test_a_cache_entry_that_lost_its_library_is_not_taken_for_a_module(doublet_m
     (entry / f"{doublet_module.name}.so").unlink()
     (tmp_path / "modules" / f"{entry.name}.lock").mkdir()  # stops the build before the compiler, quickly
     monkeypatch.setenv("NESTPLAST_CACHE", str(tmp_path))
-    with pytest.raises(BuildError, match="is not in the module cache"):
+    with pytest.raises(BuildError, match="is not in the cache"):
         build(get_rule("doublet"), "iaf_psc_exp")
     with pytest.raises(FileNotFoundError, match=r"build\(\) the rule again"):
         install(str(entry / doublet_module.name))

@@ -1,6 +1,7 @@
 """Weights and spike counts read in C++ (nestplast.kernel_reads) are NEST's own, as its Python
 interface reads them; where the C++ library cannot be had, that interface reads them instead."""
 
+import re
 import warnings
 
 import numpy as np
@@ -108,3 +109,13 @@ def test_without_the_library_the_same_values_come_through_pynest(nest, doublet_m
             assert net.spike_count("E") == net.recorders["E"].n_events
     finally:
         kernel_reads.library.cache_clear()  # the next test builds (or finds) the real one
+
+
+def test_a_cache_that_cannot_be_written_is_named(nest, tmp_path, monkeypatch):
+    """As for modules (test_build): the folder and NESTPLAST_CACHE, not an OSError."""
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("NESTPLAST_CACHE", str(tmp_path / "file" / "cache"))
+    folder = tmp_path / "file" / "cache" / "native"
+    with pytest.raises(BuildError, match=re.escape(f"{kernel_reads.LIBRARY} is not in the cache {folder}, ") + ".*"
+                                         "Set NESTPLAST_CACHE to a folder you can write to"):
+        kernel_reads.build_library()
