@@ -31,10 +31,10 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture(autouse=True)
 def timing_tests_run_alone(request, tmp_path_factory):
-    """Under pytest-xdist (``-n auto``, the README's test command), a test marked ``alone`` runs while
-    no other test does: its outcome depends on timing (MPI ranks that busy-wait and race for
-    results), and a compiler on another worker took the CPU that its margins count on. Every test
-    shares a lock file that an ``alone`` test holds by itself."""
+    """Under pytest-xdist (``-n auto``, as the README's test command runs them), a test marked
+    ``alone`` runs while no other test does: its outcome depends on timing (MPI ranks that busy-wait
+    and race for results), and a compiler on another worker took the CPU that its margins count on.
+    Every test shares a lock file that an ``alone`` test holds by itself."""
     if "PYTEST_XDIST_WORKER" not in os.environ:
         yield
         return
