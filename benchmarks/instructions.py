@@ -33,7 +33,7 @@ NETWORKS = {"nestplast": "nestplast's evaluation (NESTML neuron with its own dri
             "nest": "NEST's own models (iaf_psc_exp, poisson_generator, vogels_sprekeler_synapse)"}
 GROUPS = [  # (group, how a function of it is recognised in callgrind_annotate's line); first match wins
     ("neuron update (with its drive)", r"_neuron__with_\w+::update\(|nest::iaf_psc_exp::update\("),
-    ("drive (poisson_generator)", r"poisson_generator|poisson_distribution|gsl_ran|random|rng", ),
+    ("drive (poisson_generator)", r"poisson_generator|poisson_distribution|gsl_ran|random|rng"),
     ("spike received", r"_neuron__with_\w+::handle\(|nest::iaf_psc_exp::handle\(|on_receive_block"),
     ("post-spike history", r"get_history"),
     ("synapses (static, plastic) and the rule", r"_synapse|libm\.so|e_exp|w_exp"),
