@@ -46,7 +46,8 @@ from .user_rules import rule_from_file
 
 # Bump when the way modules are generated changes, so that old cache entries are not reused.
 # 2: modules against the wheel are compiled with -DNDEBUG.
-BUILD_FORMAT = 2
+# 3: without the plain neuron that NESTML generates beside the paired one.
+BUILD_FORMAT = 3
 
 # Flags for extension modules against the wheel: it was built with the old libstdc++ string ABI,
 # and the module's NEST symbols resolve at load time from nestkernel_api.so (no libnest to link).
@@ -349,11 +350,23 @@ def module_key(rules: Sequence[Rule], neuron: Neuron) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
+# NESTML keeps the plain neuron beside the paired one it derives; a module holds only the paired
+# neuron (which runs unconnected to the rule as well), so the plain one is dropped right after the
+# pairing: it would cost a third of the build (its code generation, ODE analysis and C++ file).
 _GENERATE = """
 import json, sys
+from pynestml.frontend.frontend_configuration import FrontendConfiguration
 from pynestml.frontend.pynestml_frontend import generate_nest_target
-args = json.loads(sys.argv[1])
-generate_nest_target(**args)
+from pynestml.transformers.synapse_post_neuron_transformer import SynapsePostNeuronTransformer
+
+pair = SynapsePostNeuronTransformer.transform
+
+def pair_and_drop_the_plain_neurons(self, models, metadata):
+    plain = {p["neuron"] + FrontendConfiguration.suffix for p in self.get_option("neuron_synapse_pairs")}
+    return [m for m in pair(self, models, metadata) if m.get_name() not in plain]
+
+SynapsePostNeuronTransformer.transform = pair_and_drop_the_plain_neurons
+generate_nest_target(**json.loads(sys.argv[1]))
 """
 
 # NESTML reports problems as "[n,model, ERROR, [line:col;line:col]]: message".
@@ -398,14 +411,25 @@ def _explain_failure(log: str, sources: dict[str, Path], copies: dict[str, Path]
         where = f" (generated from {sources[model]})" if model else ""
         problems.append(f"{Path(path).name}:{line}: error: {message.strip()}{where}")
     if not problems and (tool := _missing_tool(log)):
-        build_tool = tool in ("cmake", "make", "a C++ compiler") or tool.endswith(("g++", "gcc", "c++", "cc", "clang"))
-        problems = [f"{tool} is not on PATH" + (", and compiling a module needs cmake, make and a C++ compiler: install "
-                                                "them (Debian/Ubuntu: apt-get install cmake make g++) or put them on PATH"
-                                                if build_tool else "")]
+        problems = [_not_on_path(tool)]
     if not problems:  # the end of the log, where Python's traceback ends in the exception that stopped it
         tail = [ln for ln in log.strip().splitlines() if ln.strip()][-10:]
         return "\n  ".join(["no error message recognised; the end of the build log:", *tail])
     return "\n  ".join(dict.fromkeys(problems[:10]))
+
+
+def _not_on_path(tool: str) -> str:
+    build_tool = tool in ("cmake", "make", "a C++ compiler") or tool.endswith(("g++", "gcc", "c++", "cc", "clang"))
+    return f"{tool} is not on PATH" + (", and compiling a module needs cmake, make and a C++ compiler: install "
+                                       "them (Debian/Ubuntu: apt-get install cmake make g++) or put them on PATH"
+                                       if build_tool else "")
+
+
+def _absent_build_tool() -> str | None:
+    """The first of cmake, make and NEST's C++ compiler that is not on PATH: found before NESTML
+    spends 15-20 s generating code, rather than in its log afterwards."""
+    compiler = _run_nest_config(nest_path() / "bin" / "nest-config", "--compiler") or "g++"
+    return next((tool for tool in ("cmake", "make", compiler) if shutil.which(tool) is None), None)
 
 
 def _missing_tool(log: str) -> str | None:
@@ -433,6 +457,8 @@ def _paired_names(rules: Sequence[Rule], neuron: Neuron, target: Path) -> tuple[
 
 def _compile(rules: Sequence[Rule], neuron: Neuron, name: str, workdir: Path) -> Path:
     """Generate and compile the module in ``workdir``; return the folder holding ``<name>.so``."""
+    if tool := _absent_build_tool():
+        raise BuildError(f"building module {name} failed:\n  {_not_on_path(tool)}")
     src_dir, target, install = workdir / "nestml", workdir / "target", workdir / "install"
     src_dir.mkdir()
     sources = {neuron.model: src_dir / f"{neuron.model}.nestml"}
