@@ -507,10 +507,12 @@ def build(rules: RuleLike | Sequence[RuleLike], neuron: str | Neuron = "iaf_psc_
           quiet: bool = True) -> Module:
     """Compile ``rules`` (one or several plasticity rules, their names, or paths of your own NESTML
     synapse files, ``"my_rule.nestml"``) with the postsynaptic ``neuron`` into one NEST module, or
-    return it from the cache. Rules that are to run in one
-    kernel go into one module: two modules with the same neuron cannot both be installed.
+    return it from the cache. Rules that are to act on one neuron go into one module: each module
+    has its own paired neuron. Modules of other rules install side by side in one kernel; two
+    modules of one rule (two masks, say) name the same models, and NEST refuses the second.
 
-    The module holds ``<neuron>__with_<synapse>`` and ``<synapse>__with_<neuron>`` for each rule;
+    The module holds ``<neuron>__with_<synapse>`` and ``<synapse>__with_<neuron>`` for each rule
+    (not NESTML's plain ``<neuron>``, which it generates beside them);
     the neuron has its own Poisson drive where it can (``drive_rate``, ``drive_weight``: off by
     default; see :func:`~nestplast.neurons.add_internal_drive`).
     Raises :class:`BuildError` with the NESTML or compiler message and its source file.

@@ -230,7 +230,7 @@ def install(module: Module | str | os.PathLike[str]) -> None:
         return
     try:
         nest.Install(str(path))
-    except nest.NESTErrors.NamingConflict as err:  # the paired neuron's name is the neuron's, in every module
+    except nest.NESTErrors.NamingConflict as err:  # e.g. two masks of one rule: the same model names
         others = ", ".join(Path(m).name for m in loaded) or "another module"
         raise ModuleConflictError(
             f"cannot install {path.name} beside {others} in one kernel ({err}). "

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import TAYLOR_TEST_MASK
+from helpers import MULTIPLICATIVE_MASK, TAYLOR_TEST_MASK
 
 from nestplast.build import (
     OVERLAY_DIR,
@@ -29,7 +29,7 @@ from nestplast.build import (
 from nestplast.errors import UserError
 from nestplast.kernel import install
 from nestplast.neurons import NEURONS, add_input_resistance
-from nestplast.rules import MODELS_DIR, Parameter, Rule, get_rule
+from nestplast.rules import MODELS_DIR, Parameter, Rule, get_rule, vogels_sprekeler
 
 ROOT = Path(__file__).resolve().parent.parent
 build_module = importlib.import_module("nestplast.build")  # the package exports the function build too
@@ -387,15 +387,40 @@ def test_a_cache_entry_that_lost_its_library_is_not_taken_for_a_module(doublet_m
         install(str(entry / doublet_module.name))
 
 
-def test_two_modules_in_one_kernel_are_refused_saying_what_to_do(nest, doublet_module, taylor_module):
-    """Every module's paired neuron carries the neuron's name: NEST refuses the second module
-    with a name the user never chose; the message says to build the rules into one module."""
-    from nestplast.kernel import ModuleConflictError
-
+def test_modules_of_two_rules_run_side_by_side_in_one_kernel(nest, doublet_module, taylor_module):
+    """Each module holds only its paired neuron (named after its rule): a second module installs
+    beside the first, and each rule learns on its own neuron. (With NESTML's plain neuron in every
+    module, NEST refused the second one.)"""
     nest.ResetKernel()
     install(doublet_module)
-    with pytest.raises(ModuleConflictError, match=r"beside .*doublet.*build\(\[rule_a, rule_b\], neuron\)"):
-        install(taylor_module)
+    install(taylor_module)
+    drive = nest.Create("poisson_generator", params={"rate": 8000.0})
+    pre = nest.Create("parrot_neuron", 5)
+    nest.Connect(nest.Create("poisson_generator", params={"rate": 20.0}), pre)
+    doublet = get_rule("doublet").synapse_params(vogels_sprekeler(10.0), eta=1.0, Wmax=-300.0)
+    taylor = get_rule("taylor", mask=TAYLOR_TEST_MASK).synapse_params(  # the same rule in Taylor terms
+        {"th_pre_000": -0.4, "th_pre_010": 1.0, "th_post_100": 1.0}, eta=1.0, Wmax=-300.0)
+    for module, params in ((doublet_module, doublet), (taylor_module, taylor)):
+        nest.CopyModel(module.synapse_model, f"{module.name}_rule", params)
+        post = nest.Create(module.neuron_model)
+        nest.Connect(drive, post, syn_spec={"weight": 30.0})
+        nest.Connect(pre, post, syn_spec={"synapse_model": f"{module.name}_rule", "weight": -10.0})
+    nest.Simulate(1000.0)
+    for module in (doublet_module, taylor_module):
+        weights = nest.GetConnections(synapse_model=f"{module.name}_rule").weight
+        assert all(w < -10.0 for w in weights), (module.name, weights)  # both post neurons fire above 10 Hz
+
+
+def test_two_modules_of_one_synapse_model_are_refused_saying_what_to_do(nest, taylor_module):
+    """Two masks of one rule compile to the same model names: NEST refuses the second module with
+    a naming conflict; the message says to build the rules into one module."""
+    from nestplast.kernel import ModuleConflictError
+
+    other_mask = build(get_rule("taylor", mask=MULTIPLICATIVE_MASK), "iaf_psc_exp")  # test_rule_agreement's
+    nest.ResetKernel()
+    install(taylor_module)
+    with pytest.raises(ModuleConflictError, match=r"beside .*taylor.*build\(\[rule_a, rule_b\], neuron\)"):
+        install(other_mask)
 
 
 def test_build_takes_rule_names_and_refuses_rules_it_would_lose():

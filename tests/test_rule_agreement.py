@@ -9,7 +9,7 @@ NEST's convention there (the pre spike reads only post spikes strictly before it
 
 import numpy as np
 import pytest
-from helpers import DELAY, TAYLOR_TEST_MASK, coincidences, max_relative_difference, reference_weight, run_paired
+from helpers import DELAY, MULTIPLICATIVE_MASK, TAYLOR_TEST_MASK, coincidences, max_relative_difference, reference_weight, run_paired
 
 from nestplast.build import build
 from nestplast.kernel import install
@@ -137,9 +137,6 @@ def test_taylor_matches_additive_stdp(nest, taylor_module):
         "rule": taylor(taylor_module, coefficients, eta=LAMBDA * WMAX_STDP, Wmax=WMAX_STDP),
     }, weight=3.0, tau_minus=TAU, coincide=COINCIDE)
     assert_agree_inside_bounds(result, WMAX_STDP)
-
-
-MULTIPLICATIVE_MASK = "pre:011,post:100,post:101"
 
 
 @pytest.fixture(scope="module")
