@@ -151,11 +151,13 @@ def _summary(candidates: Sequence[Candidate], losses: Sequence[float], evaluatio
 
 
 def _progress_line(generation: int, summary: dict, strategy: Strategy, rate: float, per_generation: float) -> str:
+    # blow-ups and failures are counted by trial (evaluation), as the store records them; the
+    # filter's table counts rules (a rule with any trial blown up), so the line names its unit
     limit = strategy.budget.max_generations
     eta = f"  ~{(limit - generation - 1) * per_generation / 60:.1f} min left" if limit else ""
     loss = f"best {summary['best_loss']:9.4f}  median {summary['median_loss']:9.4f}  " if strategy.shows_loss else ""
     return (f"{strategy.step} {generation:3d}  {loss}{strategy.describe()}  {rate:5.2f} eval/s  "
-            f"blow-ups {summary['n_blowups']:2d}  failures {summary['n_failed']:2d}{eta}")
+            f"trials blown up {summary['n_blowups']:2d}, failed {summary['n_failed']:2d}{eta}")
 
 
 def outcome(store: RunStore, stop: dict | None = None) -> Outcome:

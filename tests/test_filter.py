@@ -769,6 +769,7 @@ def test_the_progress_line_counts_rounds_and_shows_acceptance(tmp_path):
     engine.run(Toy(()), strategy, RunStore.create(tmp_path / "run", experiment={}, seed=5), Transport(), lines.append)
     progress = [line for line in lines if line.startswith("round   0")]
     assert len(progress) == 1 and "accepted" in progress[0] and "best" not in progress[0], lines
+    assert "trials blown up" in progress[0], "by trial, where the filter's table counts rules"
 
 
 SINGLE = """
