@@ -233,5 +233,6 @@ def install(module: Module | str | os.PathLike[str]) -> None:
     except nest.NESTErrors.NamingConflict as err:  # e.g. two masks of one rule: the same model names
         others = ", ".join(Path(m).name for m in loaded) or "another module"
         raise ModuleConflictError(
-            f"cannot install {path.name} beside {others} in one kernel ({err}). "
-            "Rules that run in one kernel go into one module: build([rule_a, rule_b], neuron).") from None
+            f"cannot install {path.name} beside {others} in one kernel ({err}): both define that model, as "
+            "two masks of one rule do. Build one module whose mask holds the terms of both (the others' "
+            "coefficients 0), or run them in separate kernels (nest.ResetKernel() between them).") from None

@@ -413,13 +413,14 @@ def test_modules_of_two_rules_run_side_by_side_in_one_kernel(nest, doublet_modul
 
 def test_two_modules_of_one_synapse_model_are_refused_saying_what_to_do(nest, taylor_module):
     """Two masks of one rule compile to the same model names: NEST refuses the second module with
-    a naming conflict; the message says to build the rules into one module."""
+    a naming conflict; the message says why and what to do (one module cannot hold two masks of a
+    rule either: build() refuses that, test_build_takes_rule_names_and_refuses_rules_it_would_lose)."""
     from nestplast.kernel import ModuleConflictError
 
     other_mask = build(get_rule("taylor", mask=MULTIPLICATIVE_MASK), "iaf_psc_exp")  # test_rule_agreement's
     nest.ResetKernel()
     install(taylor_module)
-    with pytest.raises(ModuleConflictError, match=r"beside .*taylor.*build\(\[rule_a, rule_b\], neuron\)"):
+    with pytest.raises(ModuleConflictError, match=r"beside .*taylor.*two masks of one rule.*mask holds the terms of both"):
         install(other_mask)
 
 
