@@ -12,8 +12,9 @@ import numpy as np
 from nestplast.kernel import install
 
 # One Taylor mask that expresses Vogels-Sprekeler, additive STDP and Oja, plus weight and
-# product terms that a comparison with a second implementation exercises.
-TAYLOR_TEST_MASK = "pre:000,pre:010,pre:001,pre:111,post:100,post:011,post:002,post:200"
+# product terms that a comparison with a second implementation exercises, and a constant at each
+# spike (test_synthetic): one module for all of these (a module costs 30-60 s to compile).
+TAYLOR_TEST_MASK = "pre:000,pre:010,pre:001,pre:111,post:000,post:100,post:011,post:002,post:200"
 # multiplicative STDP (van Rossum et al. 2000): a second taylor module, of the same model names
 MULTIPLICATIVE_MASK = "pre:011,post:100,post:101"
 

@@ -10,12 +10,13 @@ numpy model of the whole Taylor rule (traces included) then reproduces generated
 
 import numpy as np
 import pytest
+from helpers import TAYLOR_TEST_MASK
 
 from nestplast.recording import load, save, validate
 from nestplast.synthetic import GROUND_TRUTHS, GroundTruth, generate, taylor_truth
 
 RESOLUTION = 0.1
-CONSTANT_MASK = "pre:000,post:000"  # one module for both timing tests
+CONSTANT_MASK = TAYLOR_TEST_MASK  # its constants th_pre_000 and th_post_000, the other terms 0: the shared module
 C = 0.5  # the constant weight change
 NO_CLIP = 10_000.0  # w_max far above any weight the constant terms reach
 
