@@ -352,7 +352,7 @@ def module_key(rules: Sequence[Rule], neuron: Neuron) -> str:
 
 # NESTML keeps the plain neuron beside the paired one it derives; a module holds only the paired
 # neuron (which runs unconnected to the rule as well), so the plain one is dropped right after the
-# pairing: it would cost a third of the build (its code generation, ODE analysis and C++ file).
+# pairing: it cost a quarter of every build (its code generation, ODE analysis and C++ file).
 _GENERATE = """
 import json, sys
 from pynestml.frontend.frontend_configuration import FrontendConfiguration
@@ -425,10 +425,10 @@ def _not_on_path(tool: str) -> str:
                                        if build_tool else "")
 
 
-def _absent_build_tool() -> str | None:
-    """The first of cmake, make and NEST's C++ compiler that is not on PATH: found before NESTML
-    spends 15-20 s generating code, rather than in its log afterwards."""
-    compiler = _run_nest_config(nest_path() / "bin" / "nest-config", "--compiler") or "g++"
+def _absent_build_tool(nest: Path) -> str | None:
+    """The first of cmake, make and the C++ compiler of the NEST at ``nest`` (its ``nest_path``)
+    that is not on PATH: found before NESTML spends 15-20 s generating code, not in its log after."""
+    compiler = _run_nest_config(nest / "bin" / "nest-config", "--compiler") or "g++"
     return next((tool for tool in ("cmake", "make", compiler) if shutil.which(tool) is None), None)
 
 
@@ -457,7 +457,8 @@ def _paired_names(rules: Sequence[Rule], neuron: Neuron, target: Path) -> tuple[
 
 def _compile(rules: Sequence[Rule], neuron: Neuron, name: str, workdir: Path) -> Path:
     """Generate and compile the module in ``workdir``; return the folder holding ``<name>.so``."""
-    if tool := _absent_build_tool():
+    nest = nest_path()
+    if tool := _absent_build_tool(nest):
         raise BuildError(f"building module {name} failed:\n  {_not_on_path(tool)}")
     src_dir, target, install = workdir / "nestml", workdir / "target", workdir / "install"
     src_dir.mkdir()
@@ -466,7 +467,7 @@ def _compile(rules: Sequence[Rule], neuron: Neuron, name: str, workdir: Path) ->
     for rule in rules:
         sources[rule.synapse] = src_dir / f"{rule.synapse}.nestml"
         sources[rule.synapse].write_text(rule.source)
-    options = {**_codegen_options(rules, neuron, str(templates_dir())), "nest_path": str(nest_path()),
+    options = {**_codegen_options(rules, neuron, str(templates_dir())), "nest_path": str(nest),
                "nest_version": "v" + nest_version()}
     args = {"input_path": [str(p) for p in sources.values()], "target_path": str(target),
             "install_path": str(install), "module_name": name, "logging_level": "WARNING",
