@@ -22,6 +22,13 @@ module), :mod:`~nestplast.experiment` (the options table), :mod:`~nestplast.engi
 
 __version__ = "0.2.0"
 
+import warnings  # noqa: E402
+
+# The package exports the function build under its module's name, so `python -m nestplast.build`
+# finds nestplast.build imported already and runpy warns. That module's __main__ only hands over to
+# nestplast.commands.build, which uses the imported copy: nothing is defined twice that matters.
+warnings.filterwarnings("ignore", message=r"'nestplast\.build' found in sys\.modules", category=RuntimeWarning)
+
 from .build import BuildError, Module, build  # noqa: E402
 from .errors import UserError  # noqa: E402
 from .experiment import Experiment, ExperimentError  # noqa: E402

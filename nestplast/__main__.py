@@ -4,7 +4,7 @@ import importlib
 import sys
 
 COMMANDS = {
-    "build": ("nestplast.build", "compile (or find in the cache) a NESTML rule as a NEST module"),
+    "build": ("nestplast.commands.build", "compile (or find in the cache) a NESTML rule as a NEST module"),
     "search": ("nestplast.commands.search", "CMA-ES search of a rule's parameters (also: python -m nestplast.search)"),
     "report": ("nestplast.commands.report", "summarise and plot a run directory (search or inference)"),
     "infer": ("nestplast.commands.infer",

@@ -27,6 +27,7 @@ from nestplast.build import (
     templates_dir,
 )
 from nestplast.errors import UserError
+from nestplast.commands import build as build_command
 from nestplast.kernel import install
 from nestplast.neurons import NEURONS, add_input_resistance
 from nestplast.rules import MODELS_DIR, Parameter, Rule, get_rule, vogels_sprekeler
@@ -118,7 +119,7 @@ def test_changed_nestml_template_is_refused(stock_copy, capsys):
                                          r"nestml==9\.0\.0.*port the changes marked 'nestplast:'"):
         build(get_rule("doublet"), "iaf_psc_exp")
     assert issubclass(BuildError, UserError)
-    assert build_module.main(["doublet"]) == 2
+    assert build_command.main(["doublet"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: the installed NESTML") and "Traceback" not in err
     changed.unlink()
@@ -283,10 +284,14 @@ def test_wheel_gets_a_working_nest_config(monkeypatch, tmp_path):
     assert "-D_GLIBCXX_USE_CXX11_ABI=0" in cflags  # the wheel's libstdc++ string ABI
 
 
-def test_cli_json(doublet_module):
-    out = subprocess.run([sys.executable, "-m", "nestplast", "build", "doublet", "--neuron", "iaf_psc_exp", "--json"],
+@pytest.mark.parametrize("command", [["nestplast", "build"], ["nestplast.build"]])
+def test_cli_json(doublet_module, command):
+    """``python -m nestplast build`` and ``python -m nestplast.build`` (runpy would warn that the
+    package has imported that module already) print the module and nothing else."""
+    out = subprocess.run([sys.executable, "-m", *command, "doublet", "--neuron", "iaf_psc_exp", "--json"],
                          capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr
+    assert out.stderr == ""
     data = json.loads(out.stdout)  # exactly one JSON object, nothing else on stdout
     assert data == {"module": doublet_module.path, "neuron_model": doublet_module.neuron_model,
                     "synapse_model": doublet_module.synapse_model}

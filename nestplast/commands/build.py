@@ -1,0 +1,122 @@
+"""``python -m nestplast build RULE [options]`` (or ``python -m nestplast.build``): compile a rule
+with its neuron into a NEST module, or find it in the cache, and print how to use it from Python.
+
+    python -m nestplast build doublet --neuron iaf_psc_exp [--json]
+    python -m nestplast build my_rule.nestml          # your own NESTML synapse
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..build import Module, _named_rule, build
+from ..cli import ArgumentParser, run_command
+from ..errors import UsageError
+from ..neurons import NEURONS, get_neuron
+from ..rules import RULES, Rule
+
+# A working start for the printed example: Vogels-Sprekeler iSTDP (target 10 Hz) where the rule
+# can express it; eta > 0, or nothing is learnt.
+EXAMPLE_ETA = 0.01
+EXAMPLE_WMAX = -100.0
+EXAMPLE_WEIGHT = -10.0
+
+
+def _own_rule_example(module: Module, rule: Rule) -> str:
+    """Python that uses a module built from the user's NESTML file, its parameters by its own names,
+    on an excitatory projection with the file's defaults: nothing assumed about how the rule signs
+    its weights."""
+    # nestplast's templates check any parameter called Wmax against the weight's sign
+    wmax = ("# A parameter named Wmax gives the weights its sign, as in nestplast's rules: nest.Connect refuses a\n"
+            "# weight of the other sign (inhibitory: Wmax < 0). Bounds a weight may cross 0 within need other names.\n"
+            if "Wmax" in rule.source_parameters else "")
+    return f"""import nest
+from nestplast.kernel import install
+install({module.path!r})  # before nest.Create, and again after every nest.ResetKernel()
+# Your rule's parameters, by the names in {Path(rule.path or rule.synapse).name}: {', '.join(rule.source_parameters)}
+{wmax}nest.CopyModel({module.synapse_model!r}, 'my_rule', {{}})  # your values here, e.g. {{'Wmax': 100.0}}
+post = nest.Create({module.neuron_model!r})  # the only neuron the rule connects to
+pre = nest.Create('parrot_neuron', 10)  # stands for your presynaptic neurons
+nest.Connect(pre, post, syn_spec={{'synapse_model': 'my_rule', 'weight': {-EXAMPLE_WEIGHT}, 'delay': 1.0}})
+"""
+
+
+def usage_example(module: Module, rule: Rule, mask: str | None = None) -> str:
+    """Python that uses the module on an inhibitory projection (runs as it is)."""
+    if rule.path is not None:
+        return _own_rule_example(module, rule)
+    imports = "get_rule"
+    if rule.name == "doublet":
+        coefficients, imports = "vogels_sprekeler(10.0)", "get_rule, vogels_sprekeler"
+    else:
+        vs = {"th_pre_000": -0.4, "th_pre_010": 1.0, "th_post_100": 1.0}  # vogels_sprekeler(10.0)
+        # an MLP: the post spike's output bias, so that the example learns (each post spike moves the
+        # weight by eta); a hidden weight alone, with the output layer at 0, computed nothing
+        bias = max((n for n in rule.names if n.startswith("post_b")), default=None,
+                   key=lambda n: int(n.removeprefix("post_b").split("_")[0]))
+        chosen = {k: v for k, v in vs.items() if k in rule.names} or {bias or rule.names[0]: 1.0}
+        if "eta" in rule.names:  # searched (mlp_fsbi): a coefficient, not a fixed setting
+            chosen = {**chosen, "eta": EXAMPLE_ETA}
+        coefficients = repr(chosen)
+    rule_call = f"get_rule({rule.name!r}" + (f", mask={mask!r})" if mask else ")")
+    eta = "" if "eta" in rule.names else f"eta={EXAMPLE_ETA}, "
+    return f"""import nest
+from nestplast.kernel import install
+from nestplast.rules import {imports}
+install({module.path!r})  # before nest.Create, and again after every nest.ResetKernel()
+# The rule's parameters belong to the synapse model: one CopyModel per set of values.
+# Wmax carries the sign of the weights: negative for inhibitory, positive for excitatory.
+params = {rule_call}.synapse_params({coefficients}, {eta}Wmax={EXAMPLE_WMAX})
+nest.CopyModel({module.synapse_model!r}, 'my_rule', params)
+post = nest.Create({module.neuron_model!r})  # the only neuron the rule connects to
+pre = nest.Create('parrot_neuron', 10)  # stands for your inhibitory neurons
+nest.Connect(pre, post, syn_spec={{'synapse_model': 'my_rule', 'weight': {EXAMPLE_WEIGHT}, 'delay': 1.0}})
+"""
+
+
+def _parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="python -m nestplast build",
+                            description="Build (or find in the cache) a NESTML plasticity rule as a NEST module.")
+    parser.add_argument("rule", help=f"rule name: {', '.join(sorted(RULES))}; or your own NESTML synapse file "
+                                     "(a path ending in .nestml; --weight names its weight variable)")
+    parser.add_argument("--neuron", default="iaf_psc_exp", help=f"postsynaptic neuron: {', '.join(sorted(NEURONS))}")
+    parser.add_argument("--mask", default=None,
+                        help="taylor only: free terms, e.g. 'pre:000,pre:010,post:100' (default: all 54)")
+    parser.add_argument("--weight", default=None, metavar="NAME",
+                        help="your own NESTML file: its weight variable, a state variable (default: w)")
+    parser.add_argument("--force", action="store_true", help="compile again even if cached")
+    parser.add_argument("--json", action="store_true",
+                        help='print one JSON object {"module", "neuron_model", "synapse_model"}')
+    return parser
+
+
+def _build_command(argv: Sequence[str] | None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        rule = _named_rule(args.rule, mask=args.mask, weight=args.weight)
+    except ValueError as err:  # a bad mask, or a mask for a rule that takes none
+        raise UsageError(str(err)) from None
+    module = build(rule, get_neuron(args.neuron), force=args.force, quiet=args.json)
+    if args.json:
+        print(json.dumps({"module": module.path, "neuron_model": module.neuron_model,
+                          "synapse_model": module.synapse_model}))
+    else:
+        example = usage_example(module, rule, args.mask)
+        projection = "an inhibitory" if rule.path is None else "an excitatory"  # see usage_example
+        print(f"module:        {module.path}\nneuron model:  {module.neuron_model}\n"
+              f"synapse model: {module.synapse_model}\n\n"
+              f"in Python, on {projection} projection:\n\n"
+              + "".join(f"    {line}\n" for line in example.splitlines()))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m nestplast build``: user errors print one line ``error: ...`` (exit code 2)."""
+    return run_command(_build_command, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
