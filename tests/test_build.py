@@ -26,8 +26,8 @@ from nestplast.build import (
     nestml_templates_dir,
     templates_dir,
 )
-from nestplast.errors import UserError
 from nestplast.commands import build as build_command
+from nestplast.errors import UserError
 from nestplast.kernel import install
 from nestplast.neurons import NEURONS, add_input_resistance
 from nestplast.rules import MODELS_DIR, Parameter, Rule, get_rule, vogels_sprekeler
