@@ -279,8 +279,57 @@ def peer_params() -> dict:
             "vs": vogels_sprekeler(10.0, 20.0), "indegrees": indegrees()}
 
 
-def brian2_network(params: dict, size: Size, seed: int):
-    """The network in Brian2 (the current device): (Network, groups, the I->E synapses, monitors)."""
+# nestplast's early stop (evaluate.Evaluator.simulate, objectives.RateBand) in C++ for Brian2's
+# standalone binary: after each chunk the E rate of the chunk, low-passed; once it leaves the band
+# the binary ends as a finished run does (brian_end() writes the results), the Brian2 maintainers'
+# recipe for stopping a standalone run, and leaves the time in the file stopped_at.
+BAND_CPP = """
+double nestplast_band(const double t)
+{
+    static long last = 0;
+    static double low_passed = %(start)r;
+    if (t < 1e-9)
+        return 0.0;  // run_regularly's first call, at the start
+    const long n = brian::_array_spikes_E_N[0];
+    const double rate = (n - last) / (%(n_e)d * %(chunk)r);
+    last = n;
+    low_passed = %(a)r * rate + (1.0 - %(a)r) * low_passed;
+    if (!(low_passed >= %(low)r && low_passed <= %(high)r))
+    {
+        FILE* f = fopen("stopped_at", "w");
+        if (f) { fprintf(f, "%%.17g\\n", t); fclose(f); }
+        brian_end();
+        std::exit(0);
+    }
+    return 0.0;
+}
+"""
+
+
+def band_stop(b2, stop: dict, n_e: int) -> list:
+    """Brian2 objects that end the standalone binary as nestplast's evaluation stops early
+    (``stop``: low, high, tau_s, start, chunk_s of its rate band)."""
+    from brian2 import check_units, implementation, second
+
+    b2.prefs.codegen.cpp.headers += ['"run.h"']  # brian_end()
+    code = BAND_CPP % {"start": float(stop["start"]), "n_e": n_e, "chunk": float(stop["chunk_s"]),
+                       "a": -float(np.expm1(-stop["chunk_s"] / stop["tau_s"])), "low": float(stop["low"]),
+                       "high": float(stop["high"])}
+
+    @implementation("cpp", code)
+    @check_units(t=second, result=1)
+    def nestplast_band(t):
+        raise NotImplementedError("C++ standalone only")
+
+    checker = b2.NeuronGroup(1, "unused : 1", name="band_checker", namespace={"nestplast_band": nestplast_band})
+    check = checker.run_regularly("unused = nestplast_band(t)", dt=stop["chunk_s"] * second, when="end",
+                                  name="band_check")
+    return [checker, check]
+
+
+def brian2_network(params: dict, size: Size, seed: int, stop: dict | None = None):
+    """The network in Brian2 (the current device): (Network, groups, the I->E synapses, monitors);
+    with ``stop`` (standalone only), stopped early as nestplast's evaluation (see band_stop)."""
     import brian2 as b2
     from brian2 import Hz, ms, mV, pA, pF
 
@@ -356,6 +405,8 @@ def brian2_network(params: dict, size: Size, seed: int):
         objects.append(s)
     monitors = {name: b2.SpikeMonitor(g, name=f"spikes_{name}") for name, g in groups.items()}
     objects += list(monitors.values())
+    if stop is not None:
+        objects += band_stop(b2, stop, size.n_e)
     return b2.Network(*objects, name="net"), groups, plastic, monitors
 
 
@@ -420,6 +471,42 @@ def brian2_standalone(params: dict, size: Size, repeats: int, directory: str) ->
         frozen.append(last_second_rates(monitors, groups, size.seconds))
     return {"build": build, "eval": times, "rate_e": rates, "frozen_e": [f["E"] for f in frozen],
             "frozen_i": [f["I"] for f in frozen], "note": "one seed (compiled in): repeats are the same network"}
+
+
+def brian2_trial(params: dict, size: Size, job: dict) -> dict:
+    """One trial of a search in Brian2 C++ standalone: the network of ``job["seed"]`` built
+    (``params`` carry the trial's input rate), stopped early as nestplast's evaluation
+    (``job["stop"]``), compiled in ``job["directory"]`` (only what changed since the last trial),
+    then run once per candidate (``job["candidates"]``: the rule's coefficients) with the
+    coefficients as run-time arguments. Times (wall, CPU) of the build and of each run, and where
+    each run stopped (None: at its end)."""
+    import brian2 as b2
+    from brian2 import ms
+
+    b2.set_device("cpp_standalone", build_on_run=False)
+    b2.prefs.devices.cpp_standalone.openmp_threads = 0
+    b2.defaultclock.dt = 0.1 * ms
+    start = clocks()
+    b2.seed(job["seed"])
+    net, groups, plastic, monitors = brian2_network(params, size, seed=job["seed"], stop=job["stop"])
+    net.run(size.seconds * b2.second, namespace={})
+    b2.device.build(directory=job["directory"], compile=True, run=False, with_output=False)
+    build = since(start)
+    stopped_file = os.path.join(job["directory"], "stopped_at")
+    runs = []
+    for c in job["candidates"]:
+        if os.path.exists(stopped_file):
+            os.remove(stopped_file)
+        args = {plastic.alpha: c["alpha"], plastic.beta: c["beta"], plastic.gamma: c["gamma"],
+                plastic.kappa: c["kappa"], plastic.taupre: c["tau_pre"] * ms, plastic.taupost: c["tau_post"] * ms,
+                plastic.eta: 1.0}
+        start = clocks()
+        b2.device.run(run_args=args, with_output=False)
+        elapsed = since(start)
+        stopped = float(open(stopped_file).read()) if os.path.exists(stopped_file) else None
+        runs.append({"time": elapsed, "stopped_at": stopped,
+                     "rate_e": None if stopped else last_second_rates(monitors, groups, size.seconds)["E"]})
+    return {"build": build, "runs": runs}
 
 
 def in_subprocess(python: str, mode: str, size: Size, repeats: int, directory: str = "",
@@ -505,7 +592,9 @@ def main() -> int:
     if args.worker:  # a Brian2 run, in the Python that has Brian2 (no nestplast needed)
         mode, job = args.worker[0], json.loads(args.worker[1])
         size = Size(**job["size"])
-        if mode == "runtime":
+        if mode == "trial":
+            print(json.dumps(brian2_trial(job["params"], size, job["trial"])))
+        elif mode == "runtime":
             print(json.dumps(brian2_runtime(job["params"], size, job["repeats"])))
         else:
             print(json.dumps(brian2_standalone(job["params"], size, job["repeats"], job["directory"])))
