@@ -442,6 +442,16 @@ def brian2_runtime(params: dict, size: Size, repeats: int) -> dict:
             "frozen_e": [f["E"] for f in frozen], "frozen_i": [f["I"] for f in frozen]}
 
 
+def rule_arguments(plastic, coefficients: dict) -> dict:
+    """The standalone binary's run-time arguments for the doublet rule's ``coefficients``
+    (alpha, beta, gamma, kappa, tau_pre and tau_post in ms)."""
+    from brian2 import ms
+
+    c = coefficients
+    return {plastic.alpha: c["alpha"], plastic.beta: c["beta"], plastic.gamma: c["gamma"], plastic.kappa: c["kappa"],
+            plastic.taupre: c["tau_pre"] * ms, plastic.taupost: c["tau_post"] * ms}
+
+
 def brian2_standalone(params: dict, size: Size, repeats: int, directory: str) -> dict:
     """Build in ``directory`` (a second call with another input rate rebuilds what changed: a
     trial), then run the binary with the coefficients as run-time arguments."""
@@ -458,8 +468,7 @@ def brian2_standalone(params: dict, size: Size, repeats: int, directory: str) ->
     b2.device.build(directory=directory, compile=True, run=False, with_output=False)
     build = since(start)
     vs = params["vs"]
-    coefficients = {plastic.alpha: vs["alpha"], plastic.beta: vs["beta"], plastic.gamma: vs["gamma"],
-                    plastic.kappa: vs["kappa"], plastic.taupre: vs["tau_pre"] * ms, plastic.taupost: vs["tau_post"] * ms}
+    coefficients = rule_arguments(plastic, vs)
     times, rates, frozen = [], [], []
     for _ in range(repeats):
         start = clocks()
@@ -497,11 +506,8 @@ def brian2_trial(params: dict, size: Size, job: dict) -> dict:
     for c in job["candidates"]:
         if os.path.exists(stopped_file):
             os.remove(stopped_file)
-        args = {plastic.alpha: c["alpha"], plastic.beta: c["beta"], plastic.gamma: c["gamma"],
-                plastic.kappa: c["kappa"], plastic.taupre: c["tau_pre"] * ms, plastic.taupost: c["tau_post"] * ms,
-                plastic.eta: 1.0}
         start = clocks()
-        b2.device.run(run_args=args, with_output=False)
+        b2.device.run(run_args={**rule_arguments(plastic, c), plastic.eta: 1.0}, with_output=False)
         elapsed = since(start)
         stopped = float(open(stopped_file).read()) if os.path.exists(stopped_file) else None
         runs.append({"time": elapsed, "stopped_at": stopped,
