@@ -5,7 +5,11 @@ and the paired-synapse bench (below).
 
 from __future__ import annotations
 
+import shutil
+import sqlite3
+from contextlib import closing
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -17,6 +21,27 @@ from nestplast.kernel import install
 TAYLOR_TEST_MASK = "pre:000,pre:010,pre:001,pre:111,post:000,post:100,post:011,post:002,post:200"
 # multiplicative STDP (van Rossum et al. 2000): a second taylor module, of the same model names
 MULTIPLICATIVE_MASK = "pre:011,post:100,post:101"
+
+
+def copy_run(src: Path, dst: Path, ignore=None) -> None:
+    """A run directory copied as it stands (``ignore`` as shutil.copytree's), each results database
+    by SQLite's backup. A plain copy of results.sqlite and its -wal and -shm files was torn once:
+    a store another test had left open was closed by the garbage collector during the copy, and
+    SQLite, closing a database's last connection, checkpoints it and deletes those files."""
+    databases = {"results.sqlite", "results.sqlite-wal", "results.sqlite-shm"}
+
+    def ignored(folder: str, names: list[str]) -> set[str]:
+        return (set(names) & databases) | (set(ignore(folder, names)) if ignore else set())
+
+    shutil.copytree(src, dst, ignore=ignored)
+    for database in Path(src).rglob("results.sqlite"):
+        target = Path(dst) / database.relative_to(src)
+        if target.parent.is_dir():  # not in a folder ``ignore`` left out
+            # a reader of its own: no other connection's close is the last one while it copies
+            with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as source, \
+                    closing(sqlite3.connect(target)) as copy:
+                source.backup(copy)
+
 
 # ---- synthetic populations (ids start at 1, as NEST node ids; spikes sorted by time as NEST) ----
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import copy_run
 
 from nestplast import engine, experiment
 from nestplast.experiment import ExperimentError
@@ -304,7 +305,7 @@ def test_apply_refuses_to_write_into_a_run(stored_run, tmp_path, capsys):
     from nestplast.commands.report import main as report_main
 
     run, other = tmp_path / "run", tmp_path / "search"
-    shutil.copytree(stored_run[1], run)
+    copy_run(stored_run[1], run)
     RunStore.create(other, experiment=experiment.default().to_dict(), seed=1).close()
     theirs = sorted(other.iterdir())
     report(run)  # the run's own family and plots, as the run writes them
@@ -350,7 +351,7 @@ def test_report_json_of_a_filter_run_is_its_family(stored_run, tmp_path, capsys)
 
     _, path = stored_run
     copy_ = tmp_path / "run"
-    shutil.copytree(path, copy_)
+    copy_run(path, copy_)
     assert report([str(copy_), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     fam = family(copy_)
@@ -366,7 +367,7 @@ def test_report_json_of_a_filter_run_is_its_family(stored_run, tmp_path, capsys)
     from nestplast.commands.filter import report as family_report
 
     untouched = tmp_path / "read-only"
-    shutil.copytree(path, untouched)
+    copy_run(path, untouched)
     def files() -> list[str]:  # but SQLite's own -wal and -shm, which a reader may make beside a writable database
         return sorted(p.name for p in untouched.iterdir() if not p.name.endswith(("-wal", "-shm")))
 
@@ -384,7 +385,7 @@ def test_recheck_of_a_family_without_rules_says_so(stored_run, tmp_path, capsys,
 
     _, path = stored_run
     run = tmp_path / "run"
-    shutil.copytree(path, run)
+    copy_run(path, run)
     store = RunStore.open(run)
     stored = store.experiment()
     stored["filter"]["constraints"]["rate_e"] = [1000.0, 2000.0]  # no rule of the toy gets there
@@ -457,7 +458,7 @@ def test_the_family_of_an_unfinished_run_says_so(stored_run, tmp_path, capsys):
     assert report([str(path), "--no-plots"]) == 0
     assert "not finished" not in capsys.readouterr().out
     cut = tmp_path / "cut"
-    shutil.copytree(path, cut)
+    copy_run(path, cut)
     with sqlite3.connect(cut / "results.sqlite") as db:  # as a kill during round 1 leaves it
         db.execute("DELETE FROM generations WHERE generation = 1")
         db.execute("UPDATE run SET stop = NULL")
@@ -650,7 +651,7 @@ def test_a_recheck_cut_short_goes_on_where_it_stopped(tiny_run, tmp_path, capsys
     _, out = tiny_run
     runs = {name: tmp_path / name for name in ("cut", "whole")}
     for run in runs.values():
-        shutil.copytree(out, run, ignore=shutil.ignore_patterns(RECHECK_DIR, "*.lock", "recheck.csv"))
+        copy_run(out, run, ignore=shutil.ignore_patterns(RECHECK_DIR, "*.lock", "recheck.csv"))
     n = min(2, len(family(out).rows))
 
     def stop_after_the_first(line: str) -> None:

@@ -6,7 +6,6 @@ import importlib.util
 import json
 import os
 import re
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import copy_run
 
 from nestplast.kernel import nest_has_mpi
 from nestplast.store import WRITER_LOCK, RunStore
@@ -163,7 +163,7 @@ def report(*args) -> subprocess.CompletedProcess:
 def test_report_json_and_plots(reference_run, tmp_path):
     run, _ = reference_run
     copy = tmp_path / "copy"
-    shutil.copytree(run, copy)
+    copy_run(run, copy)
     out = report(copy, "--json")
     assert out.returncode == 0, out.stderr
     summary = json.loads(out.stdout)
@@ -204,7 +204,7 @@ def _statuses(run: Path):
 def test_report_reads_a_read_only_copy(reference_run, tmp_path):
     run, _ = reference_run
     copy = tmp_path / "readonly"
-    shutil.copytree(run, copy)
+    copy_run(run, copy)
     for path in [*copy.iterdir(), copy]:
         path.chmod(0o555 if path.is_dir() else 0o444)
     try:
@@ -221,7 +221,7 @@ def test_report_reads_a_read_only_copy(reference_run, tmp_path):
 def test_resume_refuses_another_experiment_and_extends_with_more_generations(reference_run, tmp_path):
     run, _ = reference_run
     copy = tmp_path / "copy"
-    shutil.copytree(run, copy)
+    copy_run(run, copy)
     before = rows(copy)
     out = search(["--out", copy, "--resume", "--seed", "5"])
     assert out.returncode == 2 and "seed: 4 -> 5" in out.stderr and "Traceback" not in out.stderr
@@ -552,7 +552,7 @@ def test_a_resumed_run_keeps_its_new_budget_and_has_not_stopped_until_it_stops(r
     report of the killed run said it had stopped for that reason."""
     run, _ = reference_run
     copy = tmp_path / "copy"
-    shutil.copytree(run, copy)
+    copy_run(run, copy)
     process = subprocess.Popen([sys.executable, "-m", "nestplast.search", "--out", str(copy), "--resume",
                                 "--max-generations", "7", "--quiet"], cwd=ROOT, stdout=subprocess.DEVNULL)
     wait_for_evaluations(copy / "results.sqlite", generation=5, count=1)
@@ -660,11 +660,11 @@ def test_the_search_refuses_to_resume_a_filter_run(tmp_path, doublet_module):
                           "--no-plots", "--quiet"], capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert out.returncode == 0, out.stderr
     first_round_cut = tmp_path / "cut"
-    shutil.copytree(run, first_round_cut)
+    copy_run(run, first_round_cut)
     with sqlite3.connect(first_round_cut / "results.sqlite") as db:  # as if killed before its first round ended
         db.execute("DELETE FROM generations")
     older = tmp_path / "older"  # made before runs recorded their kind: told apart by what it holds
-    shutil.copytree(first_round_cut, older)
+    copy_run(first_round_cut, older)
     with sqlite3.connect(older / "results.sqlite") as db:
         db.execute("UPDATE run SET meta = json_remove(meta, '$.kind')")
     for where, message in [(run, f"it holds a filter run (rule families); go on with python -m nestplast filter --out "
