@@ -54,7 +54,6 @@ class TrialGroup:
     generation: int
     trial: object  # nestplast.networks.Trial
     thetas: list[tuple[float, ...]]
-    coefficients: list[dict[str, float]]  # the same, by the rule's names (tau_pre, alpha, ...)
     stopped: list[float | None]  # where nestplast's evaluation stopped early (None: it ran to its end)
 
 
@@ -87,12 +86,15 @@ def trial_groups(exp, out: Path) -> list[TrialGroup]:
         if key not in groups:
             trial = draw_trials(exp.trials, np.random.SeedSequence([exp.seed, e.generation]))[e.trial]
             assert trial.seed == e.seed, "the search's trials drawn again differ from the stored ones"
-            groups[key] = TrialGroup(e.generation, trial, [], [], [])
-        g = groups[key]
-        g.thetas.append(tuple(e.theta))
-        g.coefficients.append({name.split(".", 1)[1]: value for name, value in e.params.items()})
-        g.stopped.append(e.metrics.get("t_blowup_s") if e.status == "blowup" else None)
+            groups[key] = TrialGroup(e.generation, trial, [], [])
+        groups[key].thetas.append(tuple(e.theta))
+        groups[key].stopped.append(stopped_at(e))
     return list(groups.values())
+
+
+def stopped_at(evaluation) -> float | None:
+    """Where nestplast's evaluation stopped early (a blow-up), None where it ran to its end."""
+    return evaluation.metrics.get("t_blowup_s") if evaluation.status == "blowup" else None
 
 
 def band_of(exp) -> dict:
@@ -107,9 +109,10 @@ def brian2_group(python: str, exp, size: Size, group: TrialGroup, directory: str
     """Brian2 C++: the group's trial built, then each of its candidates run (peer_brian2.brian2_trial)."""
     params = peer_params()
     params["input_rate"] *= group.trial.input_rate_scale
+    names = [name.split(".", 1)[1] for name in exp.layout().names]  # the rule's: tau_pre, alpha, ...
     job = {"params": params, "size": dataclasses.asdict(size),
            "trial": {"seed": group.trial.seed, "stop": band_of(exp), "directory": directory,
-                     "candidates": group.coefficients}}
+                     "candidates": [dict(zip(names, theta)) for theta in group.thetas]}}
     proc = subprocess.run([python, PEER, "--worker", "trial", json.dumps(job)], capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"Brian2 trial failed:\n{proc.stderr[-4000:]}")
@@ -127,9 +130,7 @@ def nestplast_group(exp, group: TrialGroup) -> dict:
     for k, theta in enumerate(group.thetas):
         start = clocks()
         evaluation = evaluator(Task(group.generation, k, group.trial, theta))
-        elapsed = since(start)
-        stopped = evaluation.metrics.get("t_blowup_s") if evaluation.status == "blowup" else None
-        runs.append({"time": elapsed, "stopped_at": stopped, "status": evaluation.status})
+        runs.append({"time": since(start), "stopped_at": stopped_at(evaluation)})
     return {"runs": runs}
 
 
@@ -231,7 +232,7 @@ def nestplast_worker(path: str) -> None:
 
     job = json.loads(Path(path).read_text())
     exp = experiment_for(Size(job["n_e"], job["n_i"], 5.0))
-    group = TrialGroup(job["generation"], Trial(**job["trial"]), [tuple(t) for t in job["thetas"]], [], [])
+    group = TrialGroup(job["generation"], Trial(**job["trial"]), [tuple(t) for t in job["thetas"]], [])
     print(json.dumps(nestplast_group(exp, group)))
 
 
