@@ -46,7 +46,7 @@ def timed_simulate(nest, seconds: float) -> tuple[float, float]:
 
 
 def worker(variant: str, seed: int) -> dict:
-    from nestplast.build import build
+    from nestplast.builder import build
     from nestplast.evaluate import Evaluator
     from nestplast.networks import Trial, build_network
 
@@ -134,7 +134,7 @@ def main(argv=None) -> int:
         print(json.dumps(worker(args._worker, args.seed)))
         return 0
 
-    from nestplast.build import build
+    from nestplast.builder import build
 
     exp = experiment("internal")  # one module serves both drives: compile it before any timing
     build(exp.module_rules(), exp.rule.neuron, quiet=False)

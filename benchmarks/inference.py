@@ -19,7 +19,7 @@ import numpy as np
 
 from nestplast.analysis import write_csv
 from nestplast.analysis.inference import plot_sweep
-from nestplast.build import build
+from nestplast.builder import build
 from nestplast.commands.infer_demo import table
 from nestplast.recovery import Degradation, recover, sweep
 from nestplast.replay import replay

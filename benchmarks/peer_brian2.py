@@ -139,7 +139,7 @@ def simulate_rates(nest, net, seconds: float) -> dict[str, float]:
 def nestplast_evaluator(size: Size, drive: str):
     """nestplast's own evaluation of the network at ``size`` with ``drive`` (the network's
     ``drive``; ``internal``: drawn inside each neuron): the experiment, module, evaluator, rule."""
-    from nestplast.build import build
+    from nestplast.builder import build
     from nestplast.evaluate import Evaluator
 
     exp = experiment_for(size)

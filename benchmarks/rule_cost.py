@@ -57,7 +57,7 @@ def rss_kib() -> int:
 
 def worker(args: argparse.Namespace) -> dict:
     """One run in this process: build the network with ``args.variant`` on I->E and simulate."""
-    from nestplast.build import Module, build
+    from nestplast.builder import Module, build
     from nestplast.kernel import import_nest, install
     from nestplast.rules import get_rule
 
@@ -163,7 +163,7 @@ def main(argv=None) -> int:
         print(json.dumps(worker(args)))
         return 0
 
-    from nestplast.build import build
+    from nestplast.builder import build
     from nestplast.rules import get_rule
 
     module = build(get_rule("doublet"), "iaf_psc_exp", quiet=False)  # compile before any timing

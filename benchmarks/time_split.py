@@ -104,7 +104,7 @@ import nestplast.kernel as kernel, nestplast.search
 kernel.import_nest()
 t1 = time.perf_counter()
 from nestplast import experiment
-from nestplast.build import build
+from nestplast.builder import build
 e = experiment.default()
 kernel.install(build(e.module_rules(), e.rule.neuron, quiet=True))
 print(json.dumps({"imports": t1 - t0, "module": time.perf_counter() - t1}))

@@ -19,7 +19,7 @@ import argparse
 
 import numpy as np
 
-from nestplast.build import build
+from nestplast.builder import build
 from nestplast.kernel import import_nest, install
 from nestplast.neurons import get_neuron
 from nestplast.rules import get_rule, vogels_sprekeler

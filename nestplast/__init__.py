@@ -14,7 +14,7 @@ and run in NEST with any parameter values::
     fit = nestplast.fit_rule(nestplast.load_recording("data.npz"), RuleChoice("taylor", "post:100,post:011"),
                              fixed={"eta": 0.5, "Wmax": 1000.0})   # nestplast.infer.RuleChoice
 
-The parts: :mod:`~nestplast.rules` (what a rule is), :mod:`~nestplast.build` (NESTML to NEST
+The parts: :mod:`~nestplast.rules` (what a rule is), :mod:`~nestplast.builder` (NESTML to NEST
 module), :mod:`~nestplast.experiment` (the options table), :mod:`~nestplast.engine` and
 :mod:`~nestplast.strategies` (the run loop), :mod:`~nestplast.search`, :mod:`~nestplast.store`,
 :mod:`~nestplast.prune` (noise-driven pruning); command lines in :mod:`nestplast.commands`.
@@ -22,23 +22,16 @@ module), :mod:`~nestplast.experiment` (the options table), :mod:`~nestplast.engi
 
 __version__ = "0.2.0"
 
-import warnings  # noqa: E402
-
-# The package exports the function build under its module's name, so `python -m nestplast.build`
-# finds nestplast.build imported already and runpy warns. That module's __main__ only hands over to
-# nestplast.commands.build, which uses the imported copy: nothing is defined twice that matters.
-warnings.filterwarnings("ignore", message=r"'nestplast\.build' found in sys\.modules", category=RuntimeWarning)
-
-from .build import BuildError, Module, build  # noqa: E402
-from .errors import UserError  # noqa: E402
-from .experiment import Experiment, ExperimentError  # noqa: E402
-from .experiment import default as default_experiment  # noqa: E402
-from .experiment import load as load_experiment  # noqa: E402
-from .kernel import KernelResetWarning, install  # noqa: E402
-from .neurons import get_neuron  # noqa: E402
-from .recording import load as load_recording  # noqa: E402
-from .rules import get_rule, vogels_sprekeler  # noqa: E402
-from .store import RunStore  # noqa: E402
+from .builder import BuildError, Module, build
+from .errors import UserError
+from .experiment import Experiment, ExperimentError
+from .experiment import default as default_experiment
+from .experiment import load as load_experiment
+from .kernel import KernelResetWarning, install
+from .neurons import get_neuron
+from .recording import load as load_recording
+from .rules import get_rule, vogels_sprekeler
+from .store import RunStore
 
 
 def __getattr__(name: str):

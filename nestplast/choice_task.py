@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .build import build
+from .builder import build
 from .kernel import import_nest, install, lent_kernel, nest_seed, reset_kernel
 from .rules import Rule
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from . import kernel_reads
 from . import metrics as M
-from .build import Module
+from .builder import Module
 from .experiment import Experiment
 from .kernel import import_nest, install, reset_kernel
 from .networks import Network, Trial, build_network, check_neuron_params, check_synapse_params

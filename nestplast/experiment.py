@@ -534,7 +534,7 @@ def validate(exp: Experiment, *, to_run: bool = True) -> Experiment:
         n.drive = "poisson_generator" if neuron.drive_target is None else "internal"
     _require(n.drive != "internal" or neuron.drive_target is not None, "network.drive",
              f"'poisson_generator' for the neuron {r.neuron} (it has no internal drive)", n.drive)
-    if any(rule.post_inputs for rule in exp.module_rules()):  # the build adds them (nestplast.build)
+    if any(rule.post_inputs for rule in exp.module_rules()):  # the build adds them (nestplast.builder)
         neuron = neuron.with_rule_inputs()
     for key in neuron.unknown_params(n.neuron_params):  # else every simulation would fail in NEST's Create
         default = " (the default neuron_params are for iaf_psc_exp: give the neuron's own)" if (

@@ -1,6 +1,6 @@
 """The running NEST kernel: importing NEST safely and installing compiled rule modules.
 
-``install(module)`` loads a module built by :func:`nestplast.build.build` into the running
+``install(module)`` loads a module built by :func:`nestplast.builder.build` into the running
 kernel. It is idempotent and survives ``nest.ResetKernel()`` (which unloads modules since NEST
 3.7): call it after every reset, it installs again only when needed.
 """
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from .errors import UserError
 
 if TYPE_CHECKING:
-    from .build import Module
+    from .builder import Module
 
 # Variables by which NEST without MPI recognises an MPI launcher and refuses to start.
 _LAUNCHER_VARIABLES = ("PMI_RANK", "PMI_SIZE", "MPI_LOCALNRANKS", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK")
@@ -201,10 +201,10 @@ class ModuleConflictError(UserError):
 def install(module: Module | str | os.PathLike[str]) -> None:
     """Install a compiled module into the running kernel, unless it is there already.
 
-    ``module`` is a :class:`~nestplast.build.Module`, the absolute path of its library (with or
+    ``module`` is a :class:`~nestplast.builder.Module`, the absolute path of its library (with or
     without ``.so``) or its folder in the cache.
     """
-    from .build import Module
+    from .builder import Module
 
     nest = import_nest()
     if not isinstance(module, Module) and Path(module).is_dir():  # the folder build prints ("cached in ...")

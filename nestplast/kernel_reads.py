@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .build import BuildError, cache_dir, cache_lock, nest_path, nest_version
+from .builder import BuildError, cache_dir, cache_lock, nest_path, nest_version
 from .kernel import import_nest
 
 SOURCE = Path(__file__).resolve().parent / "native" / "kernel_reads.cpp"
@@ -96,7 +96,7 @@ def _compile_command(target: Path) -> list[str]:
 
 def build_library() -> Path:
     """The compiled library, built into the cache on first use (one process compiles, the others
-    wait). Raises :class:`~nestplast.build.BuildError` naming the compiler's log."""
+    wait). Raises :class:`~nestplast.builder.BuildError` naming the compiler's log."""
     from nest import nestkernel_api  # a NEST rebuilt in place (same version, same path) changes this file
 
     kernel = os.stat(nestkernel_api.__file__)

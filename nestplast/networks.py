@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .build import Module
+from .builder import Module
 from .experiment import NetworkSpec, TrialSpec
 from .kernel_reads import connection_weights, model_weights, node_ids, spike_count
 from .neurons import Neuron, get_neuron

@@ -43,7 +43,7 @@ class Neuron:
     @property
     def path(self) -> Path:
         """The NESTML source, as installed with NESTML."""
-        from .build import nestml_model  # build imports this module
+        from .builder import nestml_model  # build imports this module
 
         return nestml_model("neurons", self.model)
 

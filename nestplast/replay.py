@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from .build import Module
+from .builder import Module
 from .errors import UserError
 from .kernel import import_nest, install, lent_kernel, reset_kernel
 from .recording import Recording

@@ -44,7 +44,7 @@ from .strategies import Budget, SearchSpace, Strategy, make_strategy
 from .tasks import Candidate, Evaluation, Task
 
 if TYPE_CHECKING:
-    from .build import Module
+    from .builder import Module
 
 
 class SearchProblem:
@@ -93,7 +93,7 @@ def idle_ranks_note(transport: Transport, per_trial: int, what: str, trials: int
 
 def build_module(exp: Experiment, quiet: bool = True) -> Module:
     """The experiment's compiled module: every rule of its plastic types, with its neuron."""
-    from .build import build  # NESTML is imported only when a module is needed
+    from .builder import build  # NESTML is imported only when a module is needed
 
     return build(exp.module_rules(), exp.rule.neuron, quiet=quiet)
 
@@ -257,7 +257,7 @@ def software_versions() -> dict[str, str]:
     """The versions of what a run's numbers depend on, kept in its metadata."""
     import importlib.metadata
 
-    from .build import nest_version  # a NEST built from source is not known to pip
+    from .builder import nest_version  # a NEST built from source is not known to pip
 
     versions = {name: importlib.metadata.version(name) for name in VERSIONED if name != "nest-simulator"}
     return {"nest-simulator": nest_version(), **versions}

@@ -55,7 +55,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .build import build
+from .builder import build
 from .kernel import import_nest, install, lent_kernel, reset_kernel
 from .neurons import get_neuron
 from .recording import Recording

@@ -168,7 +168,7 @@ def rule_from_file(path: str | Path, parameters: Mapping[str, Any] | None = None
                    weight_variable: str = "w") -> Rule:
     """The :class:`~nestplast.rules.Rule` of a user's NESTML synapse ``path``, searching
     ``parameters`` (name -> {low, high, default, log}). ``parameters=None`` searches nothing: the
-    rule is for :func:`~nestplast.build.build` and one's own NEST model, and needs no ``Wmax``.
+    rule is for :func:`~nestplast.builder.build` and one's own NEST model, and needs no ``Wmax``.
     Raises :class:`UserRuleError`."""
     path = Path(path)
     try:

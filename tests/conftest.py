@@ -16,7 +16,7 @@ with contextlib.suppress(ImportError):
     # command line (nestplast.families.NEST_BEFORE_TORCH)
     import torch  # noqa: F401
 
-from nestplast.build import build
+from nestplast.builder import build
 from nestplast.kernel import import_nest
 from nestplast.rules import get_rule
 

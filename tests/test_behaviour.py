@@ -81,7 +81,7 @@ def test_comparison_is_a_paired_difference_over_held_out_animals():
 
 @pytest.fixture(scope="module")
 def reward_module():
-    from nestplast.build import build
+    from nestplast.builder import build
 
     return build(get_rule("reward", MASK), "iaf_psc_exp")
 
@@ -156,7 +156,7 @@ def test_a_two_coefficient_rule_is_recovered_from_choices(tmp_path, reward_modul
 def test_an_mlp_rule_with_the_reward_as_an_input_equals_numpy(nest):
     """The MLP rule reading the reward signal R (set between spikes, as the task does): each
     presynaptic spike's change equals the same MLP in numpy on the same inputs."""
-    from nestplast.build import build
+    from nestplast.builder import build
     from nestplast.kernel import install
 
     rule = get_rule("mlp", inputs=("x_pre", "R", "w_abs"), layers=(4,))

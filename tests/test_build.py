@@ -1,6 +1,5 @@
 """The build layer: cache, concurrent builds, error messages, nest-config, command line, install."""
 
-import importlib
 import importlib.metadata
 import json
 import os
@@ -9,13 +8,16 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import types
 from pathlib import Path
 
 import numpy as np
 import pytest
 from helpers import MULTIPLICATIVE_MASK, TAYLOR_TEST_MASK
 
-from nestplast.build import (
+import nestplast
+import nestplast.builder as builder  # the module; nestplast.build is its function
+from nestplast.builder import (
     OVERLAY_DIR,
     OVERLAY_MANIFEST,
     BuildError,
@@ -33,7 +35,6 @@ from nestplast.neurons import NEURONS, add_input_resistance
 from nestplast.rules import MODELS_DIR, Parameter, Rule, get_rule, vogels_sprekeler
 
 ROOT = Path(__file__).resolve().parent.parent
-build_module = importlib.import_module("nestplast.build")  # the package exports the function build too
 
 
 def run_python(code: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -43,7 +44,7 @@ def run_python(code: str, env: dict | None = None, timeout: float = 600) -> subp
 
 def test_cached_module_is_found_without_compiler(doublet_module):
     # With no compiler, cmake or make on PATH a build could not run: the cache must answer.
-    code = ("from nestplast.build import build; from nestplast.rules import get_rule; "
+    code = ("from nestplast.builder import build; from nestplast.rules import get_rule; "
             "print(build(get_rule('doublet'), 'iaf_psc_exp').path)")
     out = run_python(code, env={"PATH": "/nonexistent"})
     assert out.returncode == 0, out.stderr
@@ -53,7 +54,7 @@ def test_cached_module_is_found_without_compiler(doublet_module):
 def test_concurrent_builds_compile_once(tmp_path):
     """Three processes ask for the same new module at once: one compiles, the others wait for it,
     all get the same complete module, and nothing half-written is left behind."""
-    code = ("import sys; from nestplast.build import build; from nestplast.rules import get_rule; "
+    code = ("import sys; from nestplast.builder import build; from nestplast.rules import get_rule; "
             "m = build(get_rule('taylor', mask='post:100'), 'iaf_psc_exp', quiet=False); print(m.path)")
     env = {**os.environ, "NESTPLAST_CACHE": str(tmp_path)}
     procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -101,13 +102,13 @@ def stock_copy(tmp_path, monkeypatch):
     stock = tmp_path / "stock"
     shutil.copytree(nestml_templates_dir(), stock)
     monkeypatch.setenv("NESTPLAST_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(build_module, "nestml_templates_dir", lambda: stock)
-    build_module._template_files.cache_clear()
-    build_module._templates_digest.cache_clear()
+    monkeypatch.setattr(builder, "nestml_templates_dir", lambda: stock)
+    builder._template_files.cache_clear()
+    builder._templates_digest.cache_clear()
     yield stock
     monkeypatch.undo()
-    build_module._template_files.cache_clear()
-    build_module._templates_digest.cache_clear()
+    builder._template_files.cache_clear()
+    builder._templates_digest.cache_clear()
 
 
 def test_changed_nestml_template_is_refused(stock_copy, capsys):
@@ -284,11 +285,17 @@ def test_wheel_gets_a_working_nest_config(monkeypatch, tmp_path):
     assert "-D_GLIBCXX_USE_CXX11_ABI=0" in cflags  # the wheel's libstdc++ string ABI
 
 
-@pytest.mark.parametrize("command", [["nestplast", "build"], ["nestplast.build"]])
-def test_cli_json(doublet_module, command):
-    """``python -m nestplast build`` and ``python -m nestplast.build`` (runpy would warn that the
-    package has imported that module already) print the module and nothing else."""
-    out = subprocess.run([sys.executable, "-m", *command, "doublet", "--neuron", "iaf_psc_exp", "--json"],
+def test_the_build_function_and_its_module_are_named_apart():
+    """``nestplast.build`` is the function; ``import nestplast.builder as b`` gives its module. When the
+    module was named build too, that import gave the function (a package attribute is one or the
+    other), and ``b.cache_dir()`` failed."""
+    assert nestplast.build is builder.build
+    assert isinstance(builder, types.ModuleType) and callable(builder.cache_dir)
+
+
+def test_cli_json(doublet_module):
+    """``python -m nestplast build --json`` prints the module and nothing else."""
+    out = subprocess.run([sys.executable, "-m", "nestplast", "build", "doublet", "--neuron", "iaf_psc_exp", "--json"],
                          capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert out.stderr == ""

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from nestplast import experiment
-from nestplast.build import build
+from nestplast.builder import build
 from nestplast.evaluate import Evaluator
 from nestplast.experiment import ExperimentError
 from nestplast.networks import Trial

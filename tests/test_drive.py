@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from nestplast import experiment
-from nestplast.build import build
+from nestplast.builder import build
 from nestplast.evaluate import Evaluator, Task
 from nestplast.kernel import install
 from nestplast.networks import Trial, build_network

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from helpers import run_paired
 
-from nestplast.build import build
+from nestplast.builder import build
 from nestplast.kernel import install
 from nestplast.rules import Rule, get_rule
 

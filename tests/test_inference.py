@@ -232,7 +232,7 @@ def test_infer_demo_refuses_bad_arguments():
 def test_replay_of_a_recording_generated_in_nest_gives_back_its_weights():
     """NEST against NEST: the clamped replay of a recording that NEST generated (80 synapses,
     NEST free to order its connections as it likes) reproduces the recorded weights."""
-    from nestplast.build import build
+    from nestplast.builder import build
     from nestplast.synthetic import GROUND_TRUTHS, generate
 
     truth = GROUND_TRUTHS["vogels_sprekeler"]

@@ -9,7 +9,7 @@ import pytest
 from test_networks import VOGELS_SPREKELER_10HZ, small
 
 from nestplast import kernel_reads
-from nestplast.build import BuildError
+from nestplast.builder import BuildError
 from nestplast.evaluate import Evaluator
 from nestplast.kernel import install
 from nestplast.kernel_reads import model_weights

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from helpers import coincidences, max_relative_difference, reference_weight, run_paired
 
-from nestplast.build import build
+from nestplast.builder import build
 from nestplast.kernel import install
 from nestplast.rules import MLPWeights, Rule, UnknownRuleError, get_rule, mlp_networks, mlp_theta
 

@@ -202,7 +202,7 @@ TIMEOUT_ON_ONE_RANK = """
 import json, time
 from mpi4py import MPI
 from nestplast import experiment
-from nestplast.build import build
+from nestplast.builder import build
 from nestplast.evaluate import Evaluator
 from nestplast.networks import Trial
 comm = MPI.COMM_WORLD

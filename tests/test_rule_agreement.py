@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from helpers import DELAY, MULTIPLICATIVE_MASK, TAYLOR_TEST_MASK, coincidences, max_relative_difference, reference_weight, run_paired
 
-from nestplast.build import build
+from nestplast.builder import build
 from nestplast.kernel import install
 from nestplast.rules import get_rule, parse_mask
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from helpers import DELAY, POST_STATE, RESOLUTION, max_relative_difference, reference_weight_inputs, run_recorded
 
-from nestplast.build import build
+from nestplast.builder import build
 from nestplast.neurons import get_neuron
 from nestplast.rules import FSBI_SCALES, MLPSpec, RuleLayout, get_rule
 

@@ -5,7 +5,7 @@ a weight of 0 goes with either sign."""
 
 import pytest
 
-from nestplast.build import build
+from nestplast.builder import build
 from nestplast.kernel import install
 from nestplast.rules import Rule, get_rule
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from nestplast import experiment
-from nestplast.build import build
+from nestplast.builder import build
 from nestplast.evaluate import Evaluator
 from nestplast.experiment import ExperimentError
 from nestplast.networks import Trial
@@ -145,7 +145,7 @@ def test_missing_rule_file(tmp_path):
 
 @pytest.mark.nest
 def test_a_rule_that_does_not_compile_names_its_file_and_line(tmp_path):
-    from nestplast.build import BuildError
+    from nestplast.builder import BuildError
 
     path = write(tmp_path, lambda s: s.replace("lr * A_plus * pre_trace", "lr * A_plus * no_such_trace"),
                  "A_plus = { low = 0.0, high = 1.0 }")
@@ -159,7 +159,7 @@ def test_a_rule_that_does_not_compile_names_its_file_and_line(tmp_path):
 
 def test_a_syntax_error_names_the_rule_file(tmp_path):
     """NESTML reports a syntax error without its file ("GLOBAL"): the message names the user's."""
-    from nestplast.build import BuildError
+    from nestplast.builder import BuildError
 
     path = write(tmp_path, lambda s: s.replace("onReceive(pre_spikes):", "onReceive(pre_spikes)", 1),
                  "A_plus = { low = 0.0, high = 1.0 }")

@@ -1,4 +1,4 @@
-"""``python -m nestplast build RULE [options]`` (or ``python -m nestplast.build``): compile a rule
+"""``python -m nestplast build RULE [options]``: compile a rule
 with its neuron into a NEST module, or find it in the cache, and print how to use it from Python.
 
     python -m nestplast build doublet --neuron iaf_psc_exp [--json]
@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..build import Module, _named_rule, build
+from ..builder import Module, _named_rule, build
 from ..cli import ArgumentParser, run_command
 from ..errors import UsageError
 from ..neurons import NEURONS, get_neuron

@@ -566,9 +566,3 @@ def build(rules: RuleLike | Sequence[RuleLike], neuron: str | Neuron = "iaf_psc_
                 raise BuildError(f"{err}\n  the whole build log: {failed}") from None
             raise
     return Module.from_dir(final)
-
-
-if __name__ == "__main__":  # python -m nestplast.build: the same as python -m nestplast build
-    from .commands.build import main
-
-    sys.exit(main())
