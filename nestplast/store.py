@@ -165,6 +165,14 @@ class RunStore:
         self.path = path
         self._db = connection
         self._lock = lock
+        self._closed = False  # last: a store that __init__ left half-made is not warned about
+
+    def __del__(self, _warn=warnings.warn) -> None:  # _warn: still there while the interpreter shuts down
+        # as Python's files and sockets: a store left to the garbage collector is a ResourceWarning
+        # (ignored by default; the tests make it an error), and closes no sooner than it did before
+        if getattr(self, "_closed", True) is False:
+            _warn(f"RunStore {self.path} was not closed: close it (or open it in a with block)",
+                  ResourceWarning, source=self)
 
     def __enter__(self) -> RunStore:
         return self
@@ -301,6 +309,7 @@ class RunStore:
 
     def close(self) -> None:
         """Commit what is pending and let go of the database and the writer lock."""
+        self._closed = True
         try:
             self.commit()  # what an interrupted burst recorded (Ctrl-C, SIGTERM) is kept
         finally:  # also when that commit fails (a full disk): the run is let go of

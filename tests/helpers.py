@@ -7,13 +7,18 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
 from nestplast.kernel import install
+from nestplast.store import RunStore
+
+T = TypeVar("T")
 
 # One Taylor mask that expresses Vogels-Sprekeler, additive STDP and Oja, plus weight and
 # product terms that a comparison with a second implementation exercises, and a constant at each
@@ -41,6 +46,14 @@ def copy_run(src: Path, dst: Path, ignore=None) -> None:
             with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as source, \
                     closing(sqlite3.connect(target)) as copy:
                 source.backup(copy)
+
+
+def read_store(run_dir: Path, read: Callable[[RunStore], T], *, read_only: bool = False) -> T:
+    """``read(store)``, e.g. ``read_store(run, RunStore.counts)``, with the run's store opened as
+    RunStore.open opens it and closed again: a store left to the garbage collector fails its test
+    (pyproject's filterwarnings), as it once tore a copy of its run (copy_run)."""
+    with RunStore.open(run_dir, read_only=read_only) as store:
+        return read(store)
 
 
 # ---- synthetic populations (ids start at 1, as NEST node ids; spikes sorted by time as NEST) ----

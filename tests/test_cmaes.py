@@ -30,7 +30,8 @@ def test_pycma_log_follows_the_stored_generations(tmp_path):
         store.record_generation(strategy.generation - 1, pickle.dumps(strategy), {})
     store.close()
 
-    folder = write_pycma_log(RunStore.open(tmp_path / "run", read_only=True), tmp_path / "log")
+    with RunStore.open(tmp_path / "run", read_only=True) as store:
+        folder = write_pycma_log(store, tmp_path / "log")
     fit = np.loadtxt(folder / "fit.dat", comments="%")
     assert fit[:, 0].tolist() == [1, 2, 3, 4, 5]  # iterations
     assert fit[:, 1].tolist() == [6, 12, 18, 24, 30]  # evaluations
@@ -41,11 +42,11 @@ def test_pycma_log_follows_the_stored_generations(tmp_path):
 
 
 def test_no_pycma_log_for_another_strategy(tmp_path):
-    store = RunStore.create(tmp_path / "run", experiment={}, seed=3)
     strategy = make_strategy("prior", SPACE, Budget(max_generations=1), population_size=4, seed=3)
     strategy.tell(candidates := strategy.ask(), [loss(c.theta) for c in candidates])
-    store.record_generation(0, pickle.dumps(strategy), {})
-    assert write_pycma_log(store, tmp_path / "log") is None and not (tmp_path / "log").exists()
+    with RunStore.create(tmp_path / "run", experiment={}, seed=3) as store:
+        store.record_generation(0, pickle.dumps(strategy), {})
+        assert write_pycma_log(store, tmp_path / "log") is None and not (tmp_path / "log").exists()
 
 
 def test_popsize_factor_is_refused_as_the_population_size_is_nestplasts():

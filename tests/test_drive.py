@@ -222,4 +222,5 @@ def test_a_search_runs_with_the_poisson_generator(doublet_module, tmp_path):
                             "search": {"max_generations": 1, "population_size": 2}}, "<test>")
     outcome = run_search(exp, tmp_path / "run")
     assert outcome.evaluations == 6 and outcome.failed == 0
-    assert RunStore.open(tmp_path / "run").experiment()["network"]["drive"] == "poisson_generator"
+    with RunStore.open(tmp_path / "run") as store:
+        assert store.experiment()["network"]["drive"] == "poisson_generator"

@@ -50,9 +50,15 @@ class Sphere:
 
 
 def run(tmp_path, name, budget, strategy="cmaes", problem=None, store=None):
+    """The engine's run and its store, open (the caller closes it); closed if the run raises, as the
+    search closes its store however it ends."""
     store = store or RunStore.create(tmp_path / name, experiment={}, seed=3)
     chosen = make_strategy(strategy, SPACE, budget, population_size=6, seed=3)
-    return engine.run(problem or Sphere(), chosen, store, Transport()), store
+    try:
+        return engine.run(problem or Sphere(), chosen, store, Transport()), store
+    except BaseException:
+        store.close()
+        raise
 
 
 def rows(store):
@@ -61,13 +67,14 @@ def rows(store):
 
 def test_cmaes_finds_the_optimum_and_records_pycmas_stop(tmp_path):
     outcome, store = run(tmp_path, "cma", Budget(max_generations=60))
-    assert outcome.stop == store.stop() and set(outcome.stop) & {"maxiter", "tolfun", "tolx"}
-    best = np.array(outcome.best_theta)
-    np.testing.assert_allclose(best[:2], OPTIMUM[:2], atol=0.05)
-    assert abs(np.log10(best[2]) - 1.0) < 0.05
-    assert outcome.generations == store.counts()["generations"] <= 60
-    # the mean is evaluated every generation (candidate -1), for the record
-    assert {e.candidate for e in store.evaluations(generation=0)} == {-1, 0, 1, 2, 3, 4, 5}
+    with store:
+        assert outcome.stop == store.stop() and set(outcome.stop) & {"maxiter", "tolfun", "tolx"}
+        best = np.array(outcome.best_theta)
+        np.testing.assert_allclose(best[:2], OPTIMUM[:2], atol=0.05)
+        assert abs(np.log10(best[2]) - 1.0) < 0.05
+        assert outcome.generations == store.counts()["generations"] <= 60
+        # the mean is evaluated every generation (candidate -1), for the record
+        assert {e.candidate for e in store.evaluations(generation=0)} == {-1, 0, 1, 2, 3, 4, 5}
 
 
 def test_the_evaluated_mean_stays_inside_the_box():
@@ -134,7 +141,8 @@ def test_cmaes_searches_a_single_parameter():
 def test_every_limit_maps_onto_a_stop_reason(tmp_path, budget, reason):
     for strategy in ("cmaes", "prior"):
         outcome, store = run(tmp_path, f"{strategy}-{reason}", budget, strategy=strategy)
-        assert reason in outcome.stop and reason in store.stop(), (strategy, outcome.stop)
+        with store:
+            assert reason in outcome.stop and reason in store.stop(), (strategy, outcome.stop)
         if reason == "maxiter":
             assert outcome.generations == 3
         if reason == "ftarget":
@@ -143,7 +151,8 @@ def test_every_limit_maps_onto_a_stop_reason(tmp_path, budget, reason):
 
 def test_prior_sampling_draws_inside_the_box_log_uniform(tmp_path):
     outcome, store = run(tmp_path, "prior", Budget(max_generations=40), strategy="prior")
-    thetas = np.array([e.theta for e in store.evaluations() if e.trial == 0])
+    with store:
+        thetas = np.array([e.theta for e in store.evaluations() if e.trial == 0])
     assert len(thetas) == 40 * 6 and outcome.stop == {"maxiter": 40}
     assert np.all(thetas >= SPACE.low) and np.all(thetas <= SPACE.high)
     # log-uniform: about half the draws of tau below the geometric middle, 10
@@ -157,7 +166,8 @@ def test_flat_generation_stops_at_once(tmp_path):
             e = super().evaluate(task)
             e.loss = 7.0
             return e
-    outcome, _ = run(tmp_path, "flat", Budget(max_generations=10), problem=Flat())
+    outcome, store = run(tmp_path, "flat", Budget(max_generations=10), problem=Flat())
+    store.close()
     assert "tolflatfitness" in outcome.stop and outcome.generations == 1
 
 
@@ -167,16 +177,16 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, strategy, per_ge
     whole, whole_store = run(tmp_path, "whole", budget, strategy=strategy)
     with pytest.raises(KeyboardInterrupt):  # in the middle of generation 2
         run(tmp_path, "cut", budget, strategy=strategy, problem=Sphere(interrupt_after=2 * per_generation + 5))
-    store = RunStore.open(tmp_path / "cut")
-    assert store.last_complete_generation() == 1 and len(store.evaluations(generation=2)) == 5
-    before = rows(store)
-    resumed = store.load_strategy(1)
-    problem = Sphere()
-    outcome = engine.run(problem, resumed, store, Transport())
-    assert problem.calls == 3 * per_generation - 5, "the 5 evaluations recorded before the interruption are reused"
-    assert set(map(str, before)) <= set(map(str, rows(store)))
-    assert rows(store) == rows(whole_store) and outcome.best_loss == whole.best_loss
-    assert math.isclose(outcome.best_loss, min(g["best_loss"] for g in store.generations()))
+    with whole_store, RunStore.open(tmp_path / "cut") as store:
+        assert store.last_complete_generation() == 1 and len(store.evaluations(generation=2)) == 5
+        before = rows(store)
+        resumed = store.load_strategy(1)
+        problem = Sphere()
+        outcome = engine.run(problem, resumed, store, Transport())
+        assert problem.calls == 3 * per_generation - 5, "the 5 evaluations recorded before the interruption are reused"
+        assert set(map(str, before)) <= set(map(str, rows(store)))
+        assert rows(store) == rows(whole_store) and outcome.best_loss == whole.best_loss
+        assert math.isclose(outcome.best_loss, min(g["best_loss"] for g in store.generations()))
 
 
 def test_a_stored_evaluation_of_other_parameters_is_never_reused(tmp_path):
@@ -187,13 +197,13 @@ def test_a_stored_evaluation_of_other_parameters_is_never_reused(tmp_path):
 
     with pytest.raises(KeyboardInterrupt):  # in the middle of generation 0
         run(tmp_path, "cut", Budget(max_generations=5), problem=Sphere(interrupt_after=5))
-    store = RunStore.open(tmp_path / "cut")
-    before = rows(store)
-    other = make_strategy("cmaes", SPACE, Budget(max_generations=5), population_size=6, seed=4)
-    problem, started = Sphere(), []
-    with pytest.raises(SharedError, match=r"evaluation \(generation 0, candidate 0, trial 0\) was of other parameters"):
-        engine.run(problem, other, store, Transport(), on_start=lambda: started.append(True))
-    assert problem.calls == 0 and rows(store) == before, "nothing evaluated, nothing recorded"
+    with RunStore.open(tmp_path / "cut") as store:
+        before = rows(store)
+        other = make_strategy("cmaes", SPACE, Budget(max_generations=5), population_size=6, seed=4)
+        problem, started = Sphere(), []
+        with pytest.raises(SharedError, match=r"evaluation \(generation 0, candidate 0, trial 0\) was of other parameters"):
+            engine.run(problem, other, store, Transport(), on_start=lambda: started.append(True))
+        assert problem.calls == 0 and rows(store) == before, "nothing evaluated, nothing recorded"
     assert not started, "a refused resume records no new settings"
 
 
@@ -206,11 +216,12 @@ def test_evaluations_are_grouped_by_candidate_in_trial_order():
 
 def test_a_resumed_strategy_takes_new_limits(tmp_path):
     outcome, store = run(tmp_path, "short", Budget(max_generations=2))
-    strategy = store.load_strategy(1)
-    assert strategy.stop() == {"maxiter": 2}
-    strategy.set_budget(Budget(max_generations=4))
-    assert strategy.stop() is None
-    assert engine.run(Sphere(), strategy, store, Transport()).generations == 4
+    with store:
+        strategy = store.load_strategy(1)
+        assert strategy.stop() == {"maxiter": 2}
+        strategy.set_budget(Budget(max_generations=4))
+        assert strategy.stop() is None
+        assert engine.run(Sphere(), strategy, store, Transport()).generations == 4
 
 
 # Tasks that take these many units of time (busy waiting), in the order handed out.

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import copy_run
+from helpers import copy_run, read_store
 
 from nestplast import engine, experiment
 from nestplast.experiment import ExperimentError
@@ -96,7 +96,9 @@ def accepted_thetas(store, bounds=BOUNDS):
 
 @pytest.fixture(scope="module")
 def toy_run(tmp_path_factory):
-    return run_toy(tmp_path_factory.mktemp("toy") / "run")
+    strategy, store = run_toy(tmp_path_factory.mktemp("toy") / "run")
+    with store:
+        yield strategy, store
 
 
 @needs_sbi
@@ -124,10 +126,11 @@ def test_the_family_lies_inside_the_region_and_spans_it(toy_run):
 def test_a_resumed_filter_asks_the_same_candidates(tmp_path, toy_run):
     _, full = toy_run
     partial_strategy, partial = run_toy(tmp_path / "part", rounds=2)
-    resumed = partial.load_strategy(1)
-    resumed.set_budget(Budget(max_generations=3))
-    run_toy(None, store=partial, strategy=resumed)
-    asked = [(e.generation, e.candidate, tuple(e.theta)) for e in partial.evaluations()]
+    with partial:
+        resumed = partial.load_strategy(1)
+        resumed.set_budget(Budget(max_generations=3))
+        run_toy(None, store=partial, strategy=resumed)
+        asked = [(e.generation, e.candidate, tuple(e.theta)) for e in partial.evaluations()]
     uninterrupted = [(e.generation, e.candidate, tuple(e.theta)) for e in full.evaluations() if e.generation < 3]
     assert asked == uninterrupted
 
@@ -200,9 +203,7 @@ def test_refiltering_from_the_store_keeps_exactly_the_subset(stored_run):
     from nestplast.families import family
 
     exp, path = stored_run
-    store = RunStore.open(path, read_only=True)
-    evaluations = store.evaluations()
-    store.close()
+    evaluations = read_store(path, RunStore.evaluations, read_only=True)
     fam = family(path)
     # the last round's bounds (cv_isi tightened by the schedule) judge every round
     assert fam.constraints == {"rate_e": (5.0, 20.0), "cv_isi": (0.8, 1e9), "w_creep": (0.0, 0.05)}
@@ -386,11 +387,10 @@ def test_recheck_of_a_family_without_rules_says_so(stored_run, tmp_path, capsys,
     _, path = stored_run
     run = tmp_path / "run"
     copy_run(path, run)
-    store = RunStore.open(run)
-    stored = store.experiment()
-    stored["filter"]["constraints"]["rate_e"] = [1000.0, 2000.0]  # no rule of the toy gets there
-    store.record_resumed(stored)
-    store.close()
+    with RunStore.open(run) as store:
+        stored = store.experiment()
+        stored["filter"]["constraints"]["rate_e"] = [1000.0, 2000.0]  # no rule of the toy gets there
+        store.record_resumed(stored)
     assert main([str(run), "--recheck", "1"]) == 0
     out = capsys.readouterr().out
     assert f"re-check: {run} has no accepted rule to re-check" in out and "nan" not in out
@@ -677,11 +677,10 @@ def test_a_recheck_cut_short_goes_on_where_it_stopped(tiny_run, tmp_path, capsys
     assert f", {n} to simulate ({2 * n} kept" in lines[0] and [len(es) for es in more.evaluations] == [3] * n
     assert [es[:2] for es in seen(more)] == seen(whole)
     # the filter resumed with more rounds (its stored experiment says so) is the same run: all kept
-    store = RunStore.open(runs["cut"])
-    stored = store.experiment()
-    stored["filter"]["rounds"] += 1
-    store.record_resumed(stored)
-    store.close()
+    with RunStore.open(runs["cut"]) as store:
+        stored = store.experiment()
+        stored["filter"]["rounds"] += 1
+        store.record_resumed(stored)
     lines = []
     recheck(runs["cut"], n_trials=3, limit=n, progress=lines.append)
     assert f", 0 to simulate ({3 * n} kept" in lines[0], lines
@@ -735,11 +734,7 @@ def test_nest_imported_before_torch_is_warned_of(tmp_path):
 
 
 def store_seeds(run_dir):
-    store = RunStore.open(run_dir, read_only=True)
-    try:
-        return store.evaluations()
-    finally:
-        store.close()
+    return read_store(run_dir, RunStore.evaluations, read_only=True)
 
 
 def test_without_sbi_the_core_works_and_the_filter_names_the_extra(tmp_path, monkeypatch, capsys):
@@ -767,7 +762,8 @@ def test_the_progress_line_counts_rounds_and_shows_acceptance(tmp_path):
     lines = []
     strategy = make_strategy("filter", SPACE, Budget(max_generations=1), population_size=PER_ROUND, seed=5,
                              constraints=BOUNDS, max_epochs=60)
-    engine.run(Toy(()), strategy, RunStore.create(tmp_path / "run", experiment={}, seed=5), Transport(), lines.append)
+    with RunStore.create(tmp_path / "run", experiment={}, seed=5) as store:
+        engine.run(Toy(()), strategy, store, Transport(), lines.append)
     progress = [line for line in lines if line.startswith("round   0")]
     assert len(progress) == 1 and "accepted" in progress[0] and "best" not in progress[0], lines
     assert "trials blown up" in progress[0], "by trial, where the filter's table counts rules"

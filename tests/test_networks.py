@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import read_store
 
 from nestplast import experiment
 from nestplast.evaluate import Evaluator, Task
@@ -188,7 +189,7 @@ def test_network_parallel_mode_spreads_each_simulation_over_the_ranks(tmp_path):
         assert done.returncode == 0, done.stderr
         assert ranks == 1 or "mode network on 2 ranks" in done.stdout, done.stdout
         return [(e.generation, e.candidate, e.trial, e.theta, e.loss, e.status, e.error)
-                for e in RunStore.open(out).evaluations()]
+                for e in read_store(out, RunStore.evaluations)]
 
     two = search(2, 1, "two")
     assert len(two) == 2 * (4 + 1)  # 2 generations x (4 candidates + the mean) x 1 trial

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import copy_run
+from helpers import copy_run, read_store
 
 from nestplast.kernel import nest_has_mpi
 from nestplast.store import WRITER_LOCK, RunStore
@@ -109,13 +109,13 @@ def reference_run(tmp_path_factory, doublet_module):
 
 def test_tiny_search_lowers_its_loss(reference_run):
     run, out = reference_run
-    generations = RunStore.open(run).generations()
+    generations = read_store(run, RunStore.generations)
     assert len(generations) == 5
     median = [g["median_loss"] for g in generations]
     assert median[-1] < 0.5 * median[0], "the population moves from runaway rules to working ones"
     assert "gen   4" in out.stdout and "eval/s" in out.stdout
     # every (candidate + mean) x trial evaluated once per generation
-    assert RunStore.open(run).counts()["evaluations"] == 5 * (6 + 1) * 2
+    assert read_store(run, RunStore.counts)["evaluations"] == 5 * (6 + 1) * 2
 
 
 @pytest.mark.mpi
@@ -141,9 +141,8 @@ def test_resume_after_kill_loses_and_repeats_nothing(reference_run, tmp_path):
     process.send_signal(signal.SIGKILL)
     process.wait()
     before = rows(out_dir)
-    store = RunStore.open(out_dir, read_only=True)
-    assert store.last_complete_generation() in (1, 2)
-    store.close()
+    with RunStore.open(out_dir, read_only=True) as store:
+        assert store.last_complete_generation() in (1, 2)
     with sqlite3.connect(database) as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
@@ -170,7 +169,7 @@ def test_report_json_and_plots(reference_run, tmp_path):
     assert summary["generations"] == 5 and summary["evaluations"] == 70
     assert summary["stop"] == {"maxiter": 5}, "pycma's stop dictionary is the run's stop reason"
     assert summary["failed"] + summary["blowups"] == sum(r["status"] != "ok" for r in map(dict, _statuses(run)))
-    assert summary["best_loss"] == min(g["best_loss"] for g in RunStore.open(run).generations())
+    assert summary["best_loss"] == min(g["best_loss"] for g in read_store(run, RunStore.generations))
     assert set(summary["best_params"]) == {"IE.alpha", "IE.beta", "IE.gamma", "IE.kappa"}
     trials = summary["best_trials"]
     assert [t["trial"] for t in trials] == [0, 1] and all(t["status"] == "ok" for t in trials)
@@ -242,7 +241,7 @@ def test_resume_refuses_another_experiment_and_extends_with_more_generations(ref
     db.close()
     out = search(["--out", copy, "--resume", "--max-generations", "6"])
     assert out.returncode == 0, out.stderr
-    assert RunStore.open(copy).counts()["generations"] == 6 and rows(copy)[:len(before)] == before
+    assert read_store(copy, RunStore.counts)["generations"] == 6 and rows(copy)[:len(before)] == before
     assert "note: this run began with other software (nest-simulator 3.9.0 -> " in out.stdout, out.stdout
 
 
@@ -299,19 +298,17 @@ def test_a_resume_with_the_experiment_file_does_not_take_back_a_raised_limit(tmp
     raised to 3 at once, and rewrote the run's stop reason."""
     run = tmp_path / "run"
     assert search([tiny(tmp_path, generations=2), "--out", run, "--max-generations", "3", "--quiet"]).returncode == 0
-    stored = RunStore.open(run, read_only=True)
-    before = (stored.meta(), stored.stop(), stored.experiment())
-    stored.close()
+    with RunStore.open(run, read_only=True) as stored:
+        before = (stored.meta(), stored.stop(), stored.experiment())
     out = search([tiny(tmp_path, generations=2), "--out", run, "--resume", "--quiet"])
     assert out.returncode == 2, out.stdout + out.stderr
     assert ("search.max_generations = 2" in out.stderr and "the run had 3" in out.stderr
             and "already has 3 generations. Give --max-generations above 3" in out.stderr), out.stderr
-    stored = RunStore.open(run, read_only=True)
-    assert (stored.meta(), stored.stop(), stored.experiment()) == before, "the refused resume changed nothing"
-    stored.close()
+    with RunStore.open(run, read_only=True) as stored:
+        assert (stored.meta(), stored.stop(), stored.experiment()) == before, "the refused resume changed nothing"
     out = search([tiny(tmp_path, generations=2), "--out", run, "--resume", "--max-generations", "4"])
     assert out.returncode == 0 and "note: resuming with search.max_generations = 4 (the run had 3)" in out.stdout, out.stdout
-    assert RunStore.open(run, read_only=True).counts()["generations"] == 4
+    assert read_store(run, RunStore.counts, read_only=True)["generations"] == 4
 
 
 def test_rule_settings_nest_refuses_are_refused_before_the_run(tmp_path):
@@ -430,11 +427,11 @@ def test_mpi_interrupt_in_the_middle_ends_every_rank_and_keeps_the_run(tmp_path,
     assert err.count(word) == 1 and "--resume" in err, err
     # on 2 ranks again: the hint without the launcher led a run with MPI inside NEST to a refused resume
     assert f"Resume with: mpiexec -n 2 python -m nestplast.search --out {out_dir} --resume" in err, err
-    assert RunStore.open(out_dir, read_only=True).counts()["generations"] < 8, "the signal stopped the run before its end"
+    assert read_store(out_dir, RunStore.counts, read_only=True)["generations"] < 8, "the signal stopped the run before its end"
     wait_for_the_writer_to_end(out_dir)  # the launcher can be gone a moment before rank 0
     resumed = search(["--out", out_dir, "--resume", "--quiet"])
     assert resumed.returncode == 0 and "best parameters:" in resumed.stdout, "--quiet still prints the result"
-    assert RunStore.open(out_dir).counts()["generations"] == 8
+    assert read_store(out_dir, RunStore.counts)["generations"] == 8
 
 
 def _children(pid: int) -> list[int]:
@@ -476,15 +473,15 @@ def test_failed_evaluations_are_recorded_and_a_flat_generation_stops_the_search(
     outcome = run_search(exp, tmp_path / "run", progress=lines.append)
     assert "tolflatfitness" in outcome.stop and "scored the same" in "\n".join(lines)
     assert "a population of 3 is less than half pycma's default of 8 for 4 parameters" in "\n".join(lines)
-    store = RunStore.open(tmp_path / "run")
-    assert store.counts()["generations"] == 1
-    assert "tolflatfitness" in store.stop()
-    evaluations = store.evaluations()
+    with RunStore.open(tmp_path / "run") as store:
+        assert store.counts()["generations"] == 1
+        assert "tolflatfitness" in store.stop()
+        evaluations = store.evaluations()
+        assert store.counts()["failed"] == 8 and store.counts()["blowups"] == 0
     assert len(evaluations) == 1 * 4 * 2  # 3 candidates and the mean, 2 trials
     assert {e.status for e in evaluations} == {"failed"}
     assert all("Resolution must be greater than or equal to one tic" in e.error for e in evaluations)
     assert {e.loss for e in evaluations} == {320.0}
-    assert store.counts()["failed"] == 8 and store.counts()["blowups"] == 0
 
 
 @pytest.mark.parametrize("sent, code, word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")],
@@ -563,7 +560,7 @@ def test_a_resumed_run_keeps_its_new_budget_and_has_not_stopped_until_it_stops(r
     out = search(["--out", copy, "--resume", "--quiet"])
     assert out.returncode == 0, out.stderr
     assert "done (maxiter = 7): 7 generations" in out.stdout
-    assert RunStore.open(copy, read_only=True).experiment()["search"]["max_generations"] == 7
+    assert read_store(copy, RunStore.experiment, read_only=True)["search"]["max_generations"] == 7
 
 
 def test_a_finished_run_without_a_best_rule_says_so_without_yet(tmp_path):
@@ -620,11 +617,11 @@ def test_the_command_refuses_to_resume_a_run_in_another_mode(tmp_path):
 
     run = tmp_path / "run"
     open_run(experiment.load(tiny(tmp_path)), run, resume=False, ranks=1, mode="serial").close()
-    before = RunStore.open(run, read_only=True).experiment()
+    before = read_store(run, RunStore.experiment, read_only=True)
     out = search(["--out", run, "--resume"], mpi=2, env={**os.environ, "NESTPLAST_NEST_MPI": "1"})
     assert out.returncode == 2 and out.stderr.count("results would change") == 1, out.stderr
     assert "Traceback" not in out.stderr and "network mode on 2 ranks" in out.stderr
-    assert RunStore.open(run, read_only=True).experiment() == before
+    assert read_store(run, RunStore.experiment, read_only=True) == before
 
 
 @pytest.mark.skipif(importlib.util.find_spec("sbi") is None, reason="the filter needs the families extra (sbi)")

@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from helpers import read_store
 
 from nestplast.store import RunStore, StoreError
 from nestplast.tasks import Evaluation
@@ -29,17 +30,17 @@ def test_round_trip_keeps_nan_and_infinities(tmp_path):
     store.record_evaluation(evaluation(k=1, loss=math.nan, status="nan", error="NaN weight"))
     store.record_evaluation(evaluation(k=2, loss=200.0, status="blowup", error="E rate left [0.1, 100] Hz"))
     store.close()
-    again = RunStore.open(tmp_path / "run")
-    first = again.get_evaluation(0, 0, 0)
-    assert first.params == {"IE.alpha": 0.1, "IE.beta": 2.0} and first.rank == 1 and first.seed == 42
-    assert math.isnan(first.metrics["cv_isi"]) and first.metrics["trace"]["rate"][1] == math.inf
-    second = again.get_evaluation(0, 1, 0)
-    assert math.isnan(second.loss) and second.status == "nan" and second.error == "NaN weight"
-    assert again.experiment() == {"name": "x"} and again.seed() == 3 and again.meta() == {"ranks": 2}
-    # a blow-up is the rule's result, counted apart from failures of the evaluation itself
-    assert again.counts() == {"generations": 0, "evaluations": 3, "failed": 1, "blowups": 1}
-    assert [e.candidate for e in again.best(5)] == [0]
-    assert [e.status for e in again.evaluations(generation=0, candidate=2)] == ["blowup"]
+    with RunStore.open(tmp_path / "run") as again:
+        first = again.get_evaluation(0, 0, 0)
+        assert first.params == {"IE.alpha": 0.1, "IE.beta": 2.0} and first.rank == 1 and first.seed == 42
+        assert math.isnan(first.metrics["cv_isi"]) and first.metrics["trace"]["rate"][1] == math.inf
+        second = again.get_evaluation(0, 1, 0)
+        assert math.isnan(second.loss) and second.status == "nan" and second.error == "NaN weight"
+        assert again.experiment() == {"name": "x"} and again.seed() == 3 and again.meta() == {"ranks": 2}
+        # a blow-up is the rule's result, counted apart from failures of the evaluation itself
+        assert again.counts() == {"generations": 0, "evaluations": 3, "failed": 1, "blowups": 1}
+        assert [e.candidate for e in again.best(5)] == [0]
+        assert [e.status for e in again.evaluations(generation=0, candidate=2)] == ["blowup"]
 
 
 def test_a_run_recorded_before_the_drive_option_keeps_the_poisson_generator(tmp_path):
@@ -48,19 +49,19 @@ def test_a_run_recorded_before_the_drive_option_keeps_the_poisson_generator(tmp_
 
     RunStore.create(tmp_path / "old", experiment={"network": {"n_e": 10}}, seed=1).close()
     RunStore.create(tmp_path / "new", experiment={"network": {"n_e": 10, "drive": "internal"}}, seed=1).close()
-    old, new = (RunStore.open(tmp_path / name, read_only=True).experiment() for name in ("old", "new"))
+    old, new = (read_store(tmp_path / name, RunStore.experiment, read_only=True) for name in ("old", "new"))
     assert old["network"] == {"n_e": 10, "drive": "poisson_generator"} and new["network"]["drive"] == "internal"
     assert experiment.parse(old).network.drive == "poisson_generator"
     assert experiment.parse({"network": {"n_e": 10}}).network.drive == "internal"
 
 
 def test_duplicate_key_is_refused_unless_replaced(tmp_path):
-    store = RunStore.create(tmp_path, experiment={}, seed=1)
-    store.record_evaluation(evaluation(status="failed", loss=320.0, error="boom"))
-    with pytest.raises(StoreError, match="recorded already"):
-        store.record_evaluation(evaluation())
-    store.record_evaluation(evaluation(), replace=True)  # a failed evaluation retried
-    assert store.get_evaluation(0, 0, 0).status == "ok"
+    with RunStore.create(tmp_path, experiment={}, seed=1) as store:
+        store.record_evaluation(evaluation(status="failed", loss=320.0, error="boom"))
+        with pytest.raises(StoreError, match="recorded already"):
+            store.record_evaluation(evaluation())
+        store.record_evaluation(evaluation(), replace=True)  # a failed evaluation retried
+        assert store.get_evaluation(0, 0, 0).status == "ok"
 
 
 def test_a_burst_is_committed_together_and_closing_keeps_it(tmp_path):
@@ -128,10 +129,10 @@ for i in itertools.count():
             break
     process.send_signal(signal.SIGKILL)
     process.wait()
-    store = RunStore.open(tmp_path / "run")
-    with sqlite3.connect(tmp_path / "run" / "results.sqlite") as db:
-        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    found = store.evaluations()
+    with RunStore.open(tmp_path / "run") as store:
+        with sqlite3.connect(tmp_path / "run" / "results.sqlite") as db:
+            assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        found = store.evaluations()
     assert len(found) >= acknowledged + 1
     assert [e.seed for e in found[:acknowledged + 1]] == list(range(acknowledged + 1))
     assert all(e.metrics == {"i": e.seed} for e in found)
@@ -147,11 +148,11 @@ def test_open_and_create_misuse(tmp_path):
     (tmp_path / "junk" / "results.sqlite").write_text("not a database at all" * 100)
     with pytest.raises(StoreError, match="not a nestplast database"):
         RunStore.open(tmp_path / "junk")
-    RunStore.create(tmp_path / "run", experiment={}, seed=1)
+    RunStore.create(tmp_path / "run", experiment={}, seed=1).close()
     with pytest.raises(StoreError, match="--resume"):
         RunStore.create(tmp_path / "run", experiment={}, seed=1)
-    with pytest.raises(StoreError, match="unknown status"):
-        RunStore.open(tmp_path / "run").record_evaluation(evaluation(status="weird"))
+    with RunStore.open(tmp_path / "run") as store, pytest.raises(StoreError, match="unknown status"):
+        store.record_evaluation(evaluation(status="weird"))
 
 
 def test_a_killed_creation_leaves_no_half_made_run(tmp_path):
@@ -166,7 +167,7 @@ def test_a_killed_creation_leaves_no_half_made_run(tmp_path):
     assert store.experiment() == {"name": "x"}
     assert not (run / "results.sqlite.draft").exists() and not (run / "results.sqlite.draft-journal").exists()
     store.close()
-    assert RunStore.open(run).seed() == 5
+    assert read_store(run, RunStore.seed) == 5
 
 
 def test_one_writer_at_a_time(tmp_path):
@@ -210,9 +211,8 @@ def test_a_full_disk_is_a_message_and_the_run_stays_resumable(tmp_path):
         store.record_evaluation(evaluation(k=1, metrics=big), commit=False)
         store.commit()
     store.close()
-    reopened = RunStore.open(tmp_path)  # the lock was released
-    assert [e.candidate for e in reopened.evaluations()] == [0]
-    reopened.close()
+    with RunStore.open(tmp_path) as reopened:  # the lock was released
+        assert [e.candidate for e in reopened.evaluations()] == [0]
 
 
 def test_a_programming_error_is_not_called_a_full_disk(tmp_path):
@@ -256,14 +256,14 @@ def test_a_run_database_is_in_wal_mode_before_it_appears(tmp_path, monkeypatch):
 def test_a_candidate_with_trials_still_to_come_is_not_the_best(tmp_path):
     """A report read while the run goes on (or after a kill) named as the best rule a candidate
     of the generation in progress with one lucky trial of two recorded, its 'loss' that trial's."""
-    store = RunStore.create(tmp_path, experiment={"trials": {"n": 2}}, seed=1)
-    for trial, loss in enumerate([5.0, 7.0]):
-        store.record_evaluation(evaluation(g=0, k=0, j=trial, loss=loss))
-    store.record_evaluation(evaluation(g=1, k=3, j=0, loss=0.5))  # its trial 1 is still running
-    best = store.best_candidates(2)
-    assert [(b["generation"], b["candidate"], b["loss"], b["trials"]) for b in best] == [(0, 0, 6.0, 2)]
-    store.record_evaluation(evaluation(g=1, k=3, j=1, loss=1.5))
-    assert [(b["generation"], b["candidate"], b["loss"]) for b in store.best_candidates(1)] == [(1, 3, 1.0)]
+    with RunStore.create(tmp_path, experiment={"trials": {"n": 2}}, seed=1) as store:
+        for trial, loss in enumerate([5.0, 7.0]):
+            store.record_evaluation(evaluation(g=0, k=0, j=trial, loss=loss))
+        store.record_evaluation(evaluation(g=1, k=3, j=0, loss=0.5))  # its trial 1 is still running
+        best = store.best_candidates(2)
+        assert [(b["generation"], b["candidate"], b["loss"], b["trials"]) for b in best] == [(0, 0, 6.0, 2)]
+        store.record_evaluation(evaluation(g=1, k=3, j=1, loss=1.5))
+        assert [(b["generation"], b["candidate"], b["loss"]) for b in store.best_candidates(1)] == [(1, 3, 1.0)]
 
 
 def copy_of_a_running_run(base: Path) -> None:
@@ -291,20 +291,20 @@ def test_a_read_only_copy_of_a_running_run_reads_its_wal_file(tmp_path):
     assert (tmp_path / "copy" / "results.sqlite-wal").stat().st_size > 0
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        db = RunStore._connect_read_only(copy, writable=False)
-        found = RunStore(copy, db)
-        assert found.counts() == {"generations": 1, "evaluations": 3, "failed": 0, "blowups": 0}
-        found.close()
+        with RunStore(copy, RunStore._connect_read_only(copy, writable=False)) as found:
+            assert found.counts() == {"generations": 1, "evaluations": 3, "failed": 0, "blowups": 0}
     # without its -shm file the -wal file cannot be read there: said, with the way out
     (tmp_path / "copy" / "results.sqlite-shm").unlink()
     with pytest.warns(UserWarning, match=r"cannot read .*results\.sqlite-wal in this read-only folder.*"
                                          r"copy the folder somewhere writable"):
         db = RunStore._connect_read_only(copy, writable=False)
-    assert RunStore(copy, db).counts()["evaluations"] == 0
+    with RunStore(copy, db) as found:
+        assert found.counts()["evaluations"] == 0
     with warnings.catch_warnings():  # once the run is closed and checkpointed, nothing is left out
         warnings.simplefilter("error")
         db = RunStore._connect_read_only(tmp_path / "run" / "results.sqlite", writable=False)
-        assert RunStore(tmp_path / "run" / "results.sqlite", db).counts()["evaluations"] == 3
+        with RunStore(tmp_path / "run" / "results.sqlite", db) as found:
+            assert found.counts()["evaluations"] == 3
 
 
 def test_a_read_only_copy_is_read_with_its_wal_by_a_user_who_cannot_write_there():
@@ -325,7 +325,8 @@ def test_a_read_only_copy_is_read_with_its_wal_by_a_user_who_cannot_write_there(
         for path in (base / "copy").iterdir():
             path.chmod(0o444)
         (base / "copy").chmod(0o555)
-        code = "import sys; from nestplast.store import RunStore; print(RunStore.open(sys.argv[1], read_only=True).counts())"
+        code = ("import sys; from nestplast.store import RunStore\n"
+                "with RunStore.open(sys.argv[1], read_only=True) as store: print(store.counts())")
         out = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", sys.executable, "-W",
                               "error", "-c", code, str(base / "copy")], capture_output=True, text=True, cwd="/")
         assert out.returncode == 0, out.stderr

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import read_store
 
 from nestplast import experiment
 from nestplast.builder import build
@@ -62,10 +63,9 @@ def test_search_of_own_rule_from_the_example_experiment(tmp_path):
     out = subprocess.run([sys.executable, "-m", "nestplast.search", str(exp_file), "--out", str(tmp_path / "run")],
                          capture_output=True, text=True, cwd=ROOT, timeout=900)
     assert out.returncode == 0, out.stderr
-    store = RunStore.open(tmp_path / "run", read_only=True)
-    assert store.counts()["generations"] == 2
-    assert set(store.evaluations()[0].params) == {"IE.A_plus", "IE.A_minus", "IE.drift"}
-    store.close()
+    with RunStore.open(tmp_path / "run", read_only=True) as store:
+        assert store.counts()["generations"] == 2
+        assert set(store.evaluations()[0].params) == {"IE.A_plus", "IE.A_minus", "IE.drift"}
     # the rule file changed under a stored run: resuming it would mix two rules
     (tmp_path / "pair_stdp_synapse.nestml").write_text(
         (tmp_path / "pair_stdp_synapse.nestml").read_text().replace("lr real = 1.0", "lr real = 2.0"))
@@ -81,7 +81,7 @@ def test_search_of_own_rule_from_the_example_experiment(tmp_path):
     resumed = subprocess.run([sys.executable, "-m", "nestplast.search", "--out", str(tmp_path / "run"), "--resume",
                               "--max-generations", "3"], capture_output=True, text=True, cwd=ROOT)
     assert resumed.returncode == 0, resumed.stderr
-    assert RunStore.open(tmp_path / "run", read_only=True).counts()["generations"] == 3
+    assert read_store(tmp_path / "run", RunStore.counts, read_only=True)["generations"] == 3
 
 
 def seconds(source: str) -> str:
