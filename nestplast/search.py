@@ -17,6 +17,7 @@ Command line: ``python -m nestplast.search [EXPERIMENT] [--out RUN_DIR] [--resum
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import os
@@ -208,6 +209,28 @@ def check_limit_ahead(store: RunStore, exp: Experiment, out: Path, kind: str) ->
             raise StoreError(f"cannot resume {out} with {section}.{key} = {limit} (the run had {before}): it already "
                              f"has {done} {what}. Give {how} above {done} to go on (a resume given an experiment "
                              "file takes when to stop from the file)")
+    if kind == "search":
+        check_stop_raised(store.stop() or {}, stored.get("search", {}), exp, out)
+
+
+# The stop reasons (pycma's names) that are limits of the experiment's, and how to raise each
+STOP_LIMITS = {"maxiter": ("max_generations", "--max-generations"), "maxfevals": ("max_evaluations", "--max-evaluations"),
+               "timeout": ("max_wall_s", "--max-wall-s"), "ftarget": ("target_loss", "a lower search.target_loss")}
+
+
+def check_stop_raised(stop: dict, stored: dict, exp: Experiment, out: Path) -> None:
+    """Refuse a resume that raises a limit when the run stopped on another one, left as it was: the
+    run would stop again at once (a run stopped on its wall time, resumed with more generations,
+    did nothing and said nothing). A resume that changes no limit is left alone: it reports the
+    run as done, as a batch job resubmitted after the end expects."""
+    ours = dataclasses.asdict(exp.search)
+    if all(ours[key] == stored.get(key) for key, _ in STOP_LIMITS.values()):
+        return
+    for reason, (key, how) in STOP_LIMITS.items():
+        if reason in stop and ours[key] == stored.get(key):
+            raise StoreError(f"cannot resume {out}: it stopped on search.{key} = {stored.get(key)} (pycma's {reason}), "
+                             f"which this resume leaves as it was, so it would stop again at once. Give {how} "
+                             "to go on (with an experiment file given again: its value there)")
 
 
 def resumed_limits(store: RunStore, exp: Experiment) -> list[str]:

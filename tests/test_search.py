@@ -726,3 +726,47 @@ def test_a_run_begun_when_by_type_fixed_replaced_the_rules_is_not_resumed(tmp_pa
         db.execute("UPDATE run SET meta = json_remove(meta, '$.kind')")
     with pytest.raises(StoreError, match="began when rule.by_type.IE.fixed replaced rule.fixed"):
         open_run(exp, run, resume=True, ranks=1, mode="serial")
+
+
+def test_a_run_stopped_on_its_wall_time_goes_on_only_once_that_limit_is_raised(tmp_path):
+    """A run stopped on search.max_wall_s, resumed with --max-generations raised, stopped again at
+    once and said nothing; --max-wall-s did not exist. A resume that changes no limit still reports
+    the run as done (a resubmitted batch job does that)."""
+    run = tmp_path / "run"
+    out = search([tiny(tmp_path, generations=50), "--out", run, "--max-wall-s", "0.5", "--quiet"])
+    assert out.returncode == 0 and "done (timeout = 0.5): 1 generations" in out.stdout, out.stdout + out.stderr
+    before = rows(run)
+    out = search(["--out", run, "--resume", "--max-generations", "60"])
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert (f"cannot resume {run}: it stopped on search.max_wall_s = 0.5 (pycma's timeout), which this resume leaves "
+            "as it was, so it would stop again at once. Give --max-wall-s to go on") in out.stderr, out.stderr
+    assert rows(run) == before
+    out = search(["--out", run, "--resume", "--quiet"])
+    assert out.returncode == 0 and "done (timeout = 0.5): 1 generations" in out.stdout, out.stdout + out.stderr
+    out = search(["--out", run, "--resume", "--max-wall-s", "1e6", "--max-generations", "2", "--quiet"])
+    assert out.returncode == 0 and "done (maxiter = 2): 2 generations" in out.stdout, out.stdout + out.stderr
+    assert rows(run)[:len(before)] == before and read_store(run, RunStore.counts)["generations"] == 2
+
+
+@pytest.mark.parametrize("command", [["nestplast.search"], ["nestplast", "filter"]])
+def test_a_search_or_filter_resumed_on_an_inference_names_it(tmp_path, command):
+    """`--resume` on an inference's folder ended in a traceback (its stored rule is a name, not a
+    table) before the run's kind was checked."""
+    run = tmp_path / "fit"
+    RunStore.create(run, experiment={"rule": "taylor", "seed": 1}, seed=1, meta={"kind": "infer"}).close()
+    out = subprocess.run([sys.executable, "-m", *command, "--out", str(run), "--resume"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert f"it holds an inference; go on with python -m nestplast infer DATA --out {run} --resume" in out.stderr, out.stderr
+
+
+def test_show_defaults_shows_what_the_run_would_use(reference_run):
+    """`--resume --show-defaults` printed the built-in defaults, not the run's settings, and
+    overrides without an experiment file were dropped from the table."""
+    run, _ = reference_run
+    out = search(["--out", run, "--resume", "--show-defaults"])
+    assert out.returncode == 0 and "n_e = 80  #" in out.stdout and "population_size = 6  #" in out.stdout, out.stdout
+    out = search(["--population-size", "5", "--seed", "7", "--show-defaults"])
+    assert out.returncode == 0 and "population_size = 5  #" in out.stdout and "\nseed = 7  #" in out.stdout, out.stdout
+    plain = search(["--show-defaults"]).stdout
+    assert "key = default" in plain and "population_size = 8  #" in plain

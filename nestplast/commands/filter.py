@@ -84,7 +84,7 @@ def load_experiment(args: argparse.Namespace) -> experiment.Experiment:
                          f"nestplast filter --out {run} --resume; to re-filter it: python -m nestplast filter {run} --apply "
                          f"NEW.toml; to re-check it: python -m nestplast filter {run} --recheck N; to read it: "
                          f"python -m nestplast report {run}")
-    return with_overrides(named_or_stored(args.target, args.out, args.resume), {
+    return with_overrides(named_or_stored(args.target, args.out, args.resume, kind="filter"), {
         "--rounds": ("filter.rounds", args.rounds), "--seed": ("seed", args.seed),
         "--threads": ("search.threads", args.threads)})
 

@@ -31,22 +31,31 @@ def parser() -> ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="override the experiment's seed")
     p.add_argument("--max-generations", type=int, default=None, help="override search.max_generations "
                    "(may be raised when resuming)")
+    p.add_argument("--max-evaluations", type=int, default=None, help="override search.max_evaluations "
+                   "(may be raised when resuming)")
+    p.add_argument("--max-wall-s", type=float, default=None, help="override search.max_wall_s, the seconds of "
+                   "evaluating summed over a run's sessions (may be raised when resuming)")
     p.add_argument("--population-size", type=int, default=None, help="override search.population_size")
     p.add_argument("--threads", type=int, default=None, help="NEST threads per rank")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last generation")
     p.add_argument("--quiet", action="store_true", help="no progress lines (batch jobs); the result is still printed")
     p.add_argument("--show-defaults", action="store_true", help="print every experiment key with its default "
-                   "(with EXPERIMENT: its value there), meaning and accepted values, and exit")
+                   "(with EXPERIMENT, --resume or overrides: the value the run would use), meaning and accepted "
+                   "values, and exit")
     return p
 
 
-def named_or_stored(name: str | None, out: Path | None, resume: bool) -> experiment.Experiment:
+def named_or_stored(name: str | None, out: Path | None, resume: bool, kind: str = "search") -> experiment.Experiment:
     """The experiment file ``name`` (default: the built-in one), or, resuming without a name, the
-    experiment stored in the run ``out``."""
+    experiment stored in the run ``out``, a run of this ``kind`` (``search`` or ``filter``)."""
+    from ..search import check_same_kind
+
     if resume and out is None:
         raise UsageError("--resume needs --out RUN_DIR")
     if resume and name is None:
         with RunStore.open(out, read_only=True) as store:
+            # before the stored experiment is read: another command's run stores another kind of settings
+            check_same_kind(store.meta().get("kind"), kind, out)
             return experiment.run_experiment(store.experiment(), out)
     return experiment.load(name) if name else experiment.default()
 
@@ -68,12 +77,18 @@ def with_overrides(exp: experiment.Experiment, overrides: dict[str, tuple[str, o
         raise experiment.ExperimentError(f"{exp.source}: {err}") from None
 
 
+def overrides(args: argparse.Namespace) -> dict[str, tuple[str, object]]:
+    """The command line's ``{flag: (dotted experiment key, value or None)}``."""
+    return {"--seed": ("seed", args.seed), "--max-generations": ("search.max_generations", args.max_generations),
+            "--max-evaluations": ("search.max_evaluations", args.max_evaluations),
+            "--max-wall-s": ("search.max_wall_s", args.max_wall_s),
+            "--population-size": ("search.population_size", args.population_size),
+            "--threads": ("search.threads", args.threads)}
+
+
 def load_experiment(args: argparse.Namespace) -> experiment.Experiment:
     """The experiment the arguments name, with the overrides applied and validated."""
-    return with_overrides(named_or_stored(args.experiment, args.out, args.resume), {
-        "--seed": ("seed", args.seed), "--max-generations": ("search.max_generations", args.max_generations),
-        "--population-size": ("search.population_size", args.population_size),
-        "--threads": ("search.threads", args.threads)})
+    return with_overrides(named_or_stored(args.experiment, args.out, args.resume), overrides(args))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -85,8 +100,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ..search import all_failed, run_search, summary_lines
 
         args = parser().parse_args(argv)
-        exp = None if args.show_defaults and args.experiment is None else together(comm, lambda: load_experiment(args))
-        if args.show_defaults:  # with an experiment named: its values, as the run would use them
+        # --show-defaults alone: the defaults; with an experiment, --resume or overrides: the values a run would use
+        plain = args.experiment is None and not args.resume and all(v is None for _, v in overrides(args).values())
+        exp = None if args.show_defaults and plain else together(comm, lambda: load_experiment(args))
+        if args.show_defaults:
             if rank == 0:
                 print(experiment.show_defaults(exp))
             return 0
