@@ -218,8 +218,8 @@ class RunStore:
         """Refuse (StoreError) a ``run_dir`` that already holds a run."""
         path = Path(run_dir) / DB_NAME
         if path.exists():
-            raise StoreError(f"{run_dir} already holds a run ({path}); continue it with --resume, "
-                             "or choose another --out")
+            raise StoreError(f"{run_dir} already holds a run ({path}); continue it with --resume (in Python: "
+                             "resume=True), or choose another --out (another folder)")
 
     @staticmethod
     def _build(path: Path, experiment: dict, seed: int, meta: dict | None) -> None:
