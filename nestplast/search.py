@@ -40,7 +40,7 @@ from .kernel import lent_kernel
 from .networks import draw_trials
 from .objectives import aggregate_trials
 from .parallel import Transport, crowded_cores_note, together
-from .store import RunStore, StoreError
+from .store import DB_NAME, RunStore, StoreError
 from .strategies import Budget, SearchSpace, Strategy, make_strategy
 from .tasks import Candidate, Evaluation, Task
 
@@ -203,12 +203,13 @@ def check_limit_ahead(store: RunStore, exp: Experiment, out: Path, kind: str) ->
                    "--max-generations"),
                   ("search", "max_evaluations", exp.search.max_evaluations, store.counts()["evaluations"],
                    "evaluations", "search.max_evaluations")]
+    from_file = Path(exp.source).name != DB_NAME  # an experiment file given again, not the run's own
     for section, key, limit, done, what, how in limits:
         before = stored.get(section, {}).get(key)
         if limit is not None and limit != before and done >= limit:
             raise StoreError(f"cannot resume {out} with {section}.{key} = {limit} (the run had {before}): it already "
-                             f"has {done} {what}. Give {how} above {done} to go on (a resume given an experiment "
-                             "file takes when to stop from the file)")
+                             f"has {done} {what}. Give {how} above {done} to go on"
+                             + (" (a resume given an experiment file takes when to stop from the file)" if from_file else ""))
     if kind == "search":
         check_stop_raised(store.stop() or {}, stored.get("search", {}), exp, out)
 
