@@ -21,6 +21,7 @@ import functools
 import hashlib
 import json
 import math
+import numbers
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -74,7 +75,8 @@ class FitSettingsError(UserError, ValueError):
 
 def check_settings(rule: Rule, fixed: Mapping[str, float], delay: float, mode: str = "clamped") -> None:
     """Refuse what NEST would refuse or the forward model cannot run: a NaN setting, time constants
-    or a delay of 0 or less, and (clamped mode) a rule the numpy model cannot compute."""
+    or a delay of 0 or less, a learning rate of 0 (nothing to fit), and (clamped mode) a rule the
+    numpy model cannot compute."""
     try:
         params = rule.synapse_params(rule.defaults(), **fixed)
     except ValueError as err:  # e.g. a NaN setting
@@ -91,6 +93,24 @@ def check_settings(rule: Rule, fixed: Mapping[str, float], delay: float, mode: s
             raise FitSettingsError(f"{name} = {value:g}: time constants must be finite and > 0 ms")
         if name == "eta" and math.isinf(value):
             raise FitSettingsError(f"{name} = {value:g}: must be a finite number")
+    check_learning_rate(params)
+
+
+def check_learning_rate(params: Mapping[str, float]) -> None:
+    """Refuse a fixed learning rate of 0 (or NaN): no weight changes whatever the coefficients, so
+    the data constrain none of them, and a fit would run for minutes to report the coefficients
+    unconstrained and blame the data (the search refuses the same in an experiment file)."""
+    eta = params.get("eta")
+    if not isinstance(eta, numbers.Real):
+        return
+    if math.isnan(eta):
+        raise FitSettingsError("eta = NaN: expected a nonzero learning rate (NEST would take it without a word, and "
+                               "the weights would mean nothing); give eta a number (--fixed eta=..., in Python "
+                               "fixed={'eta': ...})")
+    if eta == 0:
+        raise FitSettingsError("eta = 0: expected a nonzero learning rate (with eta = 0 no weight ever changes, "
+                               "whatever the coefficients, so no data can constrain them); give eta a nonzero value "
+                               "(--fixed eta=..., in Python fixed={'eta': ...})")
 
 
 def segments(n_samples: int, n_segments: int) -> list[Segment]:

@@ -27,7 +27,16 @@ import numpy as np
 
 from .behaviour import Behaviour
 from .choice_task import ChoiceTask, Session, log_likelihood, run_animals
-from .infer import RuleChoice, _search, at_bound_warning, at_bounds, intervals_from_json, json_intervals, stored_evaluations
+from .infer import (
+    RuleChoice,
+    _search,
+    at_bound_warning,
+    at_bounds,
+    check_learning_rate,
+    intervals_from_json,
+    json_intervals,
+    stored_evaluations,
+)
 from .kernel import lent_kernel
 from .rules import Rule
 from .tasks import Candidate, Evaluation, Task
@@ -155,6 +164,7 @@ def fit(data: Behaviour, mask: str | None = "pre:010,forget", fixed: Mapping[str
     fixed = dict(fixed or {})
     task = task or task_for(data, w_max=fixed.get("Wmax"))
     check_fixed(fixed, task)
+    check_learning_rate(rule.synapse_params(rule.defaults(), **fixed))  # eta = 0: nothing to fit, before any run
     if task.n_trials != data.n_trials:  # refused here, not in the first simulation after the run was created
         raise ValueError(f"the task has {task.n_trials} trials ({len(task.blocks)} blocks of {task.trials_per_block}), "
                          f"the data {data.n_trials}")
@@ -247,14 +257,29 @@ def _intervals(problem: ChoiceFit, rule: Rule, out, theta: np.ndarray, n_bootstr
 
 
 def compare(with_term: ChoiceFitResult, without: ChoiceFitResult, n_bootstrap: int = 2000,
-            seed: int = 1) -> dict[str, float]:
+            seed: int = 1) -> dict:
     """How much better ``with_term`` predicts the held-out animals than ``without`` (the same
     held-out animals): mean difference of the log-likelihood per trial (bits) and its 95 %
-    interval from a paired bootstrap over the held-out animals."""
+    interval (``low``, ``high``) from a paired bootstrap over the held-out animals. One held-out
+    animal resampled is always itself, so its "interval" would have zero width whatever the
+    animals' variation: ``low`` and ``high`` are None then, and ``warning`` says why."""
     a, b = np.asarray(with_term.ll_held_out_per_animal), np.asarray(without.ll_held_out_per_animal)
     if a.size == 0 or a.size != b.size:
         raise ValueError("both fits need the same held-out animals")
     diff = a - b
+    if diff.size < 2:
+        n_animals = len(with_term.fit_animals) + len(with_term.held_out_animals)
+        if n_animals < 4:
+            how = f"give more animals (--hold-out 2 holds out 2 of 4 or more; {n_animals} here)"
+        elif n_animals // 2 == 2:
+            how = f"give --hold-out 2 (every 2nd animal held out: 2 of the {n_animals}) or more animals"
+        else:
+            how = (f"give --hold-out N with 2 <= N <= {n_animals // 2} (every N-th animal held out: at least 2 of the "
+                   f"{n_animals}) or more animals")
+        return {"bits_per_trial": float(diff.mean()), "low": None, "high": None, "animals": int(diff.size),
+                "warning": "no interval: the 95 % interval comes from a bootstrap over the held-out animals, and one "
+                           "animal resampled is always itself, so it would have zero width whatever the animals' "
+                           f"variation; an interval needs at least 2 held-out animals: {how}"}
     rng = np.random.default_rng(seed)
     means = diff[rng.integers(0, diff.size, (n_bootstrap, diff.size))].mean(axis=1)
     return {"bits_per_trial": float(diff.mean()), "low": float(np.percentile(means, 2.5)),

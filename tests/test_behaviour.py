@@ -79,6 +79,27 @@ def test_comparison_is_a_paired_difference_over_held_out_animals():
     assert c["low"] >= 0.05 - 1e-12 and c["high"] <= 0.1 + 1e-12 and c["animals"] == 3
 
 
+def test_a_comparison_on_one_held_out_animal_has_no_interval_and_says_why():
+    """4 animals, every 4th held out: the paired bootstrap over one animal printed a zero-width
+    "95 % interval" [+0.0548, +0.0548] that read as certain; now the point value, no interval
+    (None in comparison.json), and a warning naming what gives one."""
+    from nestplast.commands.infer import comparison_text
+
+    def result(per_animal):
+        return infer_choices.ChoiceFitResult("reward", MASK, [], {}, {}, {}, [0, 1, 2], [3], -1.0, -1.0,
+                                             ll_held_out_per_animal=per_animal)
+    c = infer_choices.compare(result([-0.9]), result([-0.95]))
+    assert c["bits_per_trial"] == pytest.approx(0.05) and c["animals"] == 1
+    assert c["low"] is None and c["high"] is None
+    assert "at least 2 held-out animals" in c["warning"] and "--hold-out 2" in c["warning"]
+    text = comparison_text({"with": "reward pre:010,forget", "without": "reward pre:010", **json.loads(json.dumps(c))})
+    assert "on 1 held-out animals: +0.0500 bits per trial, no interval" in text and "[" not in text
+    assert "warning: no interval" in text
+    # with 2 or more held-out animals the interval is there, and no warning
+    two = infer_choices.compare(result([-0.9, -0.8]), result([-0.95, -0.9]))
+    assert two["low"] < two["high"] and "warning" not in two
+
+
 @pytest.fixture(scope="module")
 def reward_module():
     from nestplast.builder import build
@@ -202,6 +223,7 @@ def infer_choices_cli(tmp_path, *args) -> subprocess.CompletedProcess:
     (["--hold-out", "1"], "--hold-out 1 holds out every animal"),  # was an IndexError from the first simulation
     (["--compare", "pre:010"], "--hold-out 4 holds out none of the 2 animals"),  # was a ValueError after both fits
     (["--fixed", "eta=5,R=1"], "--fixed: R is the reward signal the task sets"),  # was ignored without a word
+    (["--fixed", "eta=0"], "--fixed: eta = 0: expected a nonzero learning rate"),  # was fitted: nothing learns
 ])
 def test_the_choices_command_refuses_a_rule_or_settings_it_cannot_fit(tmp_path, args, message):
     behaviour.save(behaviour.validate(valid_arrays()), tmp_path / "choices.npz")
@@ -263,6 +285,20 @@ def test_a_fit_to_one_animal_says_it_has_no_interval_and_nothing_held_out(tmp_pa
     assert "warning: no intervals" in out.stdout and "warning: no animal held out" in out.stdout
     kept = json.loads((tmp_path / "run" / "fit.json").read_text())
     assert any("no intervals" in w for w in kept["warnings"])
+
+
+@pytest.mark.nest
+def test_the_command_compares_on_one_held_out_animal_without_a_zero_width_interval(tmp_path, reward_module):
+    """The tester's case, as small as it runs: 4 animals, every 4th held out (the default), --compare."""
+    data = infer_choices.generate(TRUE, mask=MASK, n_animals=4, task=ChoiceTask(trials_per_block=5), seed=5)
+    behaviour.save(data, tmp_path / "choices.npz")
+    out = infer_choices_cli(tmp_path, "--fixed", "eta=5", "--compare", "pre:010", "--population-size", "2",
+                            "--max-generations", "1", "--bootstrap", "0", "--no-plots")
+    assert out.returncode == 0, out.stderr
+    assert "on 1 held-out animals: " in out.stdout and "bits per trial, no interval" in out.stdout, out.stdout
+    assert "warning: no interval: " in out.stdout and "--hold-out 2" in out.stdout
+    kept = json.loads((tmp_path / "run" / "comparison.json").read_text())
+    assert kept["low"] is None and kept["high"] is None and kept["animals"] == 1 and "--hold-out 2" in kept["warning"]
 
 
 def test_behaviour_made_in_python_is_checked_like_a_file():

@@ -609,6 +609,34 @@ def test_settings_no_rule_can_run_with_are_refused_before_the_fit(tmp_path):
     assert not (tmp_path / "fit").exists()
 
 
+def test_a_learning_rate_of_zero_is_refused_before_anything_runs(tmp_path, monkeypatch, capsys):
+    """--fixed eta=0 was fitted for minutes, then a coefficient was printed as unconstrained with a
+    warning that blamed the data ("record longer, more spikes"): with eta = 0 no weight changes,
+    so no coefficient can be inferred. The search refuses it in an experiment file; the fit (Python,
+    both modes, and the command) now refuses it too, before any simulation."""
+    import nestplast
+    from nestplast import infer
+    from nestplast.commands.infer import main
+    from nestplast.recording import save
+
+    def no_search(*args, **kwargs):
+        raise AssertionError("the fit ran: eta = 0 reached the search")
+
+    monkeypatch.setattr(infer, "_search", no_search)
+    data = synthetic("post:100,post:011", OJA, OJA_FIXED, duration=1000.0)
+    for mode in ("clamped", "closed"):
+        with pytest.raises(infer.FitSettingsError, match="eta = 0: expected a nonzero learning rate"):
+            nestplast.fit_rule(data, infer.RuleChoice("taylor", "post:100,post:011"), {**OJA_FIXED, "eta": 0.0},
+                               mode=mode, out=tmp_path / "fit")
+    assert not (tmp_path / "fit").exists()
+    save(data, tmp_path / "data.npz")
+    assert main([str(tmp_path / "data.npz"), "--mask", "post:100,post:011", "--fixed",
+                 "Wmax=1000,eta=0,tau_pre=20,tau_post=20", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "eta = 0: expected a nonzero learning rate" in err and "--fixed eta=" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
 def test_held_out_segments_of_one_sample_say_why_there_is_no_r2(tmp_path):
     """--segments as many as the sample times leaves one scored sample per segment: R^2 (around
     each segment's mean) is undefined, and the summary printed "held-out R^2 nan" without a word."""

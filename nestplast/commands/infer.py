@@ -134,8 +134,11 @@ def choice_summary_text(fit: ChoiceFitResult, label: str) -> str:
 def comparison_text(comparison: dict) -> str:
     """The line of ``--compare`` (``comparison``: as in comparison.json): the first rule against the
     second on the held-out animals."""
-    return (f"{comparison['with']} against {comparison['without']} on {comparison['animals']} held-out animals: "
-            f"{comparison['bits_per_trial']:+.4f} bits per trial [{comparison['low']:+.4f}, {comparison['high']:+.4f}]")
+    line = (f"{comparison['with']} against {comparison['without']} on {comparison['animals']} held-out animals: "
+            f"{comparison['bits_per_trial']:+.4f} bits per trial")
+    if comparison.get("low") is None or comparison.get("high") is None:  # one held-out animal: no interval
+        return f"{line}, no interval\nwarning: {comparison.get('warning', 'no interval')}"
+    return f"{line} [{comparison['low']:+.4f}, {comparison['high']:+.4f}]"
 
 
 def _run_dir(args, started: list[Path]) -> tuple[Path, object, int]:
@@ -204,6 +207,7 @@ def _infer(argv: Sequence[str] | None, started: list[Path]) -> int:
             raise UsageError(f"--rule {args.rule} --mask {args.mask}: {err}") from None
         fixed = parse_fixed(args.fixed)
         _check_fixed(fixed, rule, rule.name)
+        infer.check_settings(rule, fixed, args.delay, args.mode)  # eta = 0, a NaN, a delay of 0: before anything runs
         background = None
         if args.mode == "closed":
             from ..closed_loop import Background
@@ -285,7 +289,7 @@ def _choice_rules(args) -> list[tuple[str, object, str | None]]:
 
 
 def _infer_choices(args, started: list[Path]) -> int:
-    from .. import infer_choices
+    from .. import infer, infer_choices
     from ..behaviour import load
 
     hold_out = 4 if args.hold_out is None else args.hold_out
@@ -313,6 +317,8 @@ def _infer_choices(args, started: list[Path]) -> int:
             raise UsageError(f"{args.data}: {err}") from None
         try:
             infer_choices.check_fixed(fixed, task)
+            for _label, rule, _mask in rules:  # eta = 0 (or NaN): nothing could be learnt, so nothing fitted
+                infer.check_learning_rate(rule.synapse_params(rule.defaults(), **fixed))
         except ValueError as err:
             raise UsageError(f"--fixed: {err}") from None
         return rules, data, fixed, task
