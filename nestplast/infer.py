@@ -35,7 +35,7 @@ from .kernel import lent_kernel
 from .parallel import Transport, together
 from .recording import Recording, RecordingError, check_time_unit, id_numbering_warnings
 from .rules import Rule, get_rule
-from .store import RunStore, StoreError, as_stored
+from .store import RunStore, StoreError, as_stored, check_same_kind
 from .strategies import Budget, SearchSpace, make_strategy
 from .tasks import Candidate, Evaluation, Task, by_candidate
 from .trajectories import ClampedTrajectories
@@ -497,6 +497,7 @@ def _open_fit_store(folder: Path, spec: dict, resume: bool) -> RunStore:
     if resume and (folder / "results.sqlite").exists():
         store = RunStore.open(folder)
         try:
+            check_same_kind(store.meta().get("kind"), "infer", folder)  # a search's settings are no fit's
             _check_same_run(store, spec, folder)
         except BaseException:
             store.close()

@@ -40,7 +40,7 @@ from .kernel import lent_kernel
 from .networks import draw_trials
 from .objectives import aggregate_trials
 from .parallel import Transport, crowded_cores_note, together
-from .store import DB_NAME, RunStore, StoreError
+from .store import DB_NAME, RunStore, StoreError, check_same_kind
 from .strategies import Budget, SearchSpace, Strategy, make_strategy
 from .tasks import Candidate, Evaluation, Task
 
@@ -169,23 +169,6 @@ def check_same_split(meta: dict, ranks: int, mode: str, where: Path) -> None:
         raise StoreError(f"cannot resume {where} {_split(ranks, mode)}: it began {began}, and NEST's random "
                          "streams belong to its virtual processes (ranks x threads), so the results would change. "
                          f"Resume it {how}, or start a new run with another --out")
-
-
-RUN_KINDS = {  # a run's kind (its metadata): what it is, and the command that goes on with it
-    "search": ("a search", "python -m nestplast.search --out {out} --resume"),
-    "filter": ("a filter run (rule families)", "python -m nestplast filter --out {out} --resume"),
-    "infer": ("an inference", "python -m nestplast infer DATA --out {out} --resume (with the fit's other options)"),
-    "recheck": ("a filter run's re-check", "python -m nestplast filter RUN_DIR --recheck N (it is RUN_DIR/recheck)"),
-}
-
-
-def check_same_kind(stored: str | None, kind: str, where: Path) -> None:
-    """Refuse to resume another command's run (a search on a filter's, ...): each reads the other's
-    evaluations as its own. Runs made before runs recorded their kind say nothing (None)."""
-    if stored is not None and stored != kind:
-        what, again = RUN_KINDS.get(stored, (f"a {stored} run", "the command that made it"))
-        raise StoreError(f"cannot resume {where} as {RUN_KINDS[kind][0]}: it holds {what}; go on with "
-                         f"{again.format(out=shlex.quote(str(where)))}")
 
 
 def check_limit_ahead(store: RunStore, exp: Experiment, out: Path, kind: str) -> None:

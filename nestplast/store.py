@@ -18,6 +18,7 @@ import json
 import math
 import os
 import pickle
+import shlex
 import sqlite3
 import time
 import warnings
@@ -480,3 +481,19 @@ class RunStore:
         rows = self._db.execute("SELECT generation, summary, created FROM generations ORDER BY generation")
         return [{"generation": r["generation"], **_decode(r["summary"]), "created": r["created"]} for r in rows]
 
+
+RUN_KINDS = {  # a run's kind (its metadata): what it is, and the command that goes on with it
+    "search": ("a search", "python -m nestplast.search --out {out} --resume"),
+    "filter": ("a filter run (rule families)", "python -m nestplast filter --out {out} --resume"),
+    "infer": ("an inference", "python -m nestplast infer DATA --out {out} --resume (with the fit's other options)"),
+    "recheck": ("a filter run's re-check", "python -m nestplast filter RUN_DIR --recheck N (it is RUN_DIR/recheck)"),
+}
+
+
+def check_same_kind(stored: str | None, kind: str, where: Path) -> None:
+    """Refuse to resume another command's run (a search on a filter's, ...): each reads the other's
+    evaluations as its own. Runs made before runs recorded their kind say nothing (None)."""
+    if stored is not None and stored != kind:
+        what, again = RUN_KINDS.get(stored, (f"a {stored} run", "the command that made it"))
+        raise StoreError(f"cannot resume {where} as {RUN_KINDS[kind][0]}: it holds {what}; go on with "
+                         f"{again.format(out=shlex.quote(str(where)))}")

@@ -690,3 +690,18 @@ def test_a_fit_read_back_from_fit_json_prints_as_the_fit_did(tmp_path):
     again = Fit.from_json(json.loads((tmp_path / "fit" / "fit.json").read_text()))
     assert fit.warnings and summary_text(again) == summary_text(fit)
     assert again.nest_params() == fit.nest_params()
+
+
+def test_a_fit_resumed_on_a_search_names_it(tmp_path, capsys):
+    """`infer --resume` on a search's folder said "the data and settings differ" and printed the
+    search's whole rule table against the fit's rule name."""
+    from nestplast.commands.infer import main
+    from nestplast.recording import save
+    from nestplast.store import RunStore
+
+    save(synthetic("post:100,post:011", OJA, OJA_FIXED, duration=1000.0), tmp_path / "data.npz")
+    RunStore.create(tmp_path / "run", experiment={"rule": {"name": "doublet"}}, seed=1, meta={"kind": "search"}).close()
+    assert main([str(tmp_path / "data.npz"), "--mask", "post:100,post:011", "--fixed", "Wmax=1000,eta=1,tau_pre=20,tau_post=20",
+                 "--out", str(tmp_path / "run"), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert f"it holds a search; go on with python -m nestplast.search --out {tmp_path / 'run'} --resume" in err, err

@@ -19,7 +19,7 @@ from .. import experiment
 from ..cli import ArgumentParser, as_launched, command_world, notes_only, resume_hint, run_mpi_command
 from ..errors import UsageError
 from ..parallel import together
-from ..store import RunStore
+from ..store import RunStore, check_same_kind
 
 
 def parser() -> ArgumentParser:
@@ -48,8 +48,6 @@ def parser() -> ArgumentParser:
 def named_or_stored(name: str | None, out: Path | None, resume: bool, kind: str = "search") -> experiment.Experiment:
     """The experiment file ``name`` (default: the built-in one), or, resuming without a name, the
     experiment stored in the run ``out``, a run of this ``kind`` (``search`` or ``filter``)."""
-    from ..search import check_same_kind
-
     if resume and out is None:
         raise UsageError("--resume needs --out RUN_DIR")
     if resume and name is None:
