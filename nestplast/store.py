@@ -250,6 +250,8 @@ class RunStore:
         copy, or while the run goes on)."""
         run_dir = Path(run_dir)
         path = run_dir / DB_NAME
+        if run_dir.is_file():  # e.g. the run's results.sqlite itself, or an experiment file
+            raise StoreError(f"{run_dir} is a file; a run is the folder that holds {DB_NAME}")
         if not run_dir.is_dir():
             raise StoreError(f"no run directory {run_dir}")
         if not path.is_file():

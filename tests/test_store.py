@@ -141,6 +141,9 @@ for i in itertools.count():
 def test_open_and_create_misuse(tmp_path):
     with pytest.raises(StoreError, match="no run directory"):
         RunStore.open(tmp_path / "missing")
+    (tmp_path / "a.toml").write_text("")  # a file given where a run goes: said so, not "no run directory"
+    with pytest.raises(StoreError, match=r"a\.toml is a file; a run is the folder that holds results\.sqlite"):
+        RunStore.open(tmp_path / "a.toml")
     (tmp_path / "empty").mkdir()
     with pytest.raises(StoreError, match="no nestplast run"):
         RunStore.open(tmp_path / "empty")
