@@ -295,6 +295,8 @@ def test_the_command_compares_on_one_held_out_animal_without_a_zero_width_interv
     out = infer_choices_cli(tmp_path, "--fixed", "eta=5", "--compare", "pre:010", "--population-size", "2",
                             "--max-generations", "1", "--bootstrap", "0", "--no-plots")
     assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("infer: ") and f"choices in {tmp_path / 'choices.npz'}; results in {tmp_path / 'run'}\n" \
+        in out.stdout, "a first line says what runs and where its results go"
     assert "on 1 held-out animals: " in out.stdout and "bits per trial, no interval" in out.stdout, out.stdout
     assert "warning: no interval: " in out.stdout and "--hold-out 2" in out.stdout
     kept = json.loads((tmp_path / "run" / "comparison.json").read_text())

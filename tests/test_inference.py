@@ -438,6 +438,8 @@ def test_infer_command_closed_mode_prints_held_out_measures_and_draws_the_plots(
                           "--population-size", "6", "--bootstrap", "5", "--out", str(tmp_path / "run")],
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith(f"infer: taylor ({truth.mask}) fitted to {tmp_path / 'data.npz'}, closed mode; "
+                                 f"results in {tmp_path / 'run'}\n"), out.stdout  # the fit's first line: minutes before the next
     assert "held-out R^2 of the binned counts" in out.stdout and "quadratic surfaces" in out.stdout
     for name in ("activity.png", "weights.png", "coefficients.png", "stdp_window.png"):
         assert (tmp_path / "run" / name).stat().st_size > 1000, name
