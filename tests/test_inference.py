@@ -574,6 +574,7 @@ def test_ctrl_c_in_a_fit_says_how_far_it_got_and_how_to_go_on(tmp_path):
                                 "--max-generations", "1000", "--bootstrap", "0", "--out", str(tmp_path / "run")],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert process.stdout.readline().startswith("infer: taylor (post:100,post:011) fitted to ")
     assert process.stdout.readline().startswith("gen")
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=120)
