@@ -29,6 +29,7 @@ import json
 import math
 import numbers
 import os
+import re
 import shutil
 import tomllib
 from collections.abc import Callable
@@ -180,7 +181,7 @@ class TrialSpec(_Table):
 
 @dataclass
 class ObjectiveSpec(_Table):
-    target_rate: float | None = option(10.0, "target rate of `population` (Hz); none: no target-rate term",
+    target_rate: float | None = option(10.0, 'target rate of `population` (Hz); "none" (a string): no target-rate term',
                                        optional(POSITIVE))
     population: str = option("E", "the population scored: 'E' or 'I'", one_of("E", "I"))
     constraints: dict[str, list[float]] = option({"cv_isi": [0.7, 1e9], "w_blow": [0.0, 0.1]},
@@ -394,7 +395,7 @@ def _toml(value: Any) -> str:
 
 def show_defaults(exp: Experiment | None = None) -> str:
     """The options table as TOML: every key with its default (or its value in ``exp``), its meaning
-    and what it accepts (keys without a value are commented out)."""
+    and what it accepts (keys without a value are commented out; a key set to none says so)."""
     def lines(instance) -> list[str]:
         out = []
         for f in fields(instance):
@@ -402,8 +403,11 @@ def show_defaults(exp: Experiment | None = None) -> str:
                 continue
             check = f.metadata["check"]
             doc = f.metadata["doc"] + (f" [{check.expected}]" if check else "")
-            default = getattr(instance, f.name)
-            out.append(f"# {f.name} =  # {doc}" if default is None else f"{f.name} = {_toml(default)}  # {doc}")
+            value = getattr(instance, f.name)
+            if value is None and f.default is not None:  # set to none (e.g. no target rate): kept, or a file made
+                out.append(f'{f.name} = "none"  # {doc}')  # from this table would bring the default back
+            else:
+                out.append(f"# {f.name} =  # {doc}" if value is None else f"{f.name} = {_toml(value)}  # {doc}")
         return out
 
     top = Experiment() if exp is None else exp
@@ -722,9 +726,11 @@ def load(path: str | Path) -> Experiment:
     if not path.is_file():
         raise ExperimentError(f"{path}: no such experiment file (shipped experiments: {', '.join(available())})")
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(text := path.read_text())
     except tomllib.TOMLDecodeError as err:
-        raise ExperimentError(f"{path}: not valid TOML: {err}") from None
+        # TOML has no null: the options table's none is a string
+        hint = ('; none is written in quotes: key = "none"' if re.search(r"=\s*none\s*(#.*)?$", text, re.I | re.M) else "")
+        raise ExperimentError(f"{path}: not valid TOML: {err}{hint}") from None
     return parse(data, str(path))
 
 

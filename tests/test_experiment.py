@@ -145,6 +145,22 @@ def test_show_defaults_is_valid_toml_of_the_defaults():
     assert (shown.to_dict(), shown.network.n_e) == (wanted.to_dict(), 8000)
 
 
+def test_a_key_set_to_none_survives_the_table(tmp_path):
+    """target_rate = "none" came out of --show-defaults commented out, so a file made from the table
+    brought the 10 Hz target back without a word; unquoted, none was only "not valid TOML"."""
+    import tomllib
+
+    file = tmp_path / "no_target.toml"
+    file.write_text('[objective]\ntarget_rate = "none"\nconstraints = { rate_e = [5.0, 15.0] }\n')
+    exp = experiment.load(file)
+    table = experiment.show_defaults(exp)
+    assert 'target_rate = "none"  #' in table
+    assert experiment.parse(tomllib.loads(table)).objective.target_rate is None
+    file.write_text('[objective]\ntarget_rate = none\nconstraints = { rate_e = [5.0, 15.0] }\n')
+    with pytest.raises(experiment.ExperimentError, match='none is written in quotes: key = "none"'):
+        experiment.load(file)
+
+
 @pytest.mark.parametrize("text, fragments", [
     ("[rule]\nfixed = { Wmax = 50.0 }\n", ["rule.fixed.Wmax", "network.w_max"]),
     ("[rule]\nfixed = { eta = 0.0 }\n", ["rule.fixed.eta", "nonzero"]),
