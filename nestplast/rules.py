@@ -138,8 +138,10 @@ class Rule:
         return np.array([p.default for p in self.parameters], dtype=float)
 
     def synapse_params(self, theta: Sequence[float] | Mapping[str, float], **fixed: float) -> dict[str, float]:
-        """NEST synapse-model settings for parameter vector ``theta`` (or a name->value mapping),
-        with the fixed parameters from the rule's defaults, overridden by ``fixed``."""
+        """NEST synapse-model settings for parameter vector ``theta`` (or a name->value mapping, in
+        which a parameter left out takes the rule's default: 0 for a coefficient, so only a rule's
+        nonzero terms need be given), with the fixed parameters from the rule's defaults,
+        overridden by ``fixed``. Every value given must be a number."""
         if isinstance(theta, Mapping):
             unknown = set(theta) - set(self.names)
             if unknown:
@@ -160,6 +162,10 @@ class Rule:
         if unknown:
             raise UnknownParameterError(f"rule {self.name!r} has no fixed parameter(s) {sorted(unknown)}; "
                                    f"fixed: {self.fixable}, searched: {self.names}")
+        given = {**fixed, **(dict(theta) if isinstance(theta, Mapping) else {})}
+        # NEST's CopyModel refused a string much later, naming its own types ("TypeMismatch ... std::string")
+        if wrong := sorted(k for k, v in given.items() if not isinstance(v, numbers.Real)):  # bool: a NESTML boolean
+            raise TypeError(f"rule {self.name!r}: {', '.join(f'{k} = {given[k]!r}' for k in wrong)}: expected a number")
         params = {**self.fixed, **fixed, **values}
         # NEST takes NaN without a word (the built-in rules' clipping max(|Wmin|, NaN) then sends every weight to |Wmin|)
         if undefined := sorted(k for k, v in params.items() if isinstance(v, numbers.Real) and math.isnan(v)):
@@ -249,6 +255,11 @@ def doublet_rule() -> Rule:
 def vogels_sprekeler(target_rate_hz: float = 10.0, tau_ms: float = 20.0) -> dict[str, float]:
     """Doublet parameters of Vogels-Sprekeler inhibitory STDP (Vogels et al. 2011) for a target
     rate rho0: tau_pre = tau_post = tau, alpha = -2 rho0 tau, beta = 0, gamma = kappa = 1."""
+    # a negative rate gave alpha > 0: a rule that strengthens inhibition at every pre spike, no target
+    if not (target_rate_hz >= 0 and math.isfinite(target_rate_hz)):
+        raise ValueError(f"vogels_sprekeler: the target rate is in Hz, 0 or more, got {target_rate_hz}")
+    if not (tau_ms > 0 and math.isfinite(tau_ms)):
+        raise ValueError(f"vogels_sprekeler: tau is in ms, more than 0, got {tau_ms}")
     return {"tau_pre": tau_ms, "tau_post": tau_ms, "alpha": -2.0 * target_rate_hz * tau_ms / 1000.0,
             "beta": 0.0, "gamma": 1.0, "kappa": 1.0}
 

@@ -103,3 +103,19 @@ def test_an_undefined_setting_is_refused():
     with pytest.raises(ValueError, match="alpha = NaN"):
         rule.synapse_params({**vogels_sprekeler(10.0), "alpha": math.nan})
     assert rule.synapse_params(vogels_sprekeler(10.0), Wmax=-math.inf)["Wmax"] == -math.inf  # no bound: allowed
+
+
+def test_synapse_params_refuses_what_is_not_a_number_and_vogels_sprekeler_a_negative_rate():
+    """eta = "1.0" went through to nest.CopyModel, which refused it as a TypeMismatch of its own
+    types; vogels_sprekeler(-10.0) gave alpha = +0.4, a rule without a target."""
+    rule = get_rule("doublet")
+    with pytest.raises(TypeError, match=r"eta = '1\.0': expected a number"):
+        rule.synapse_params(vogels_sprekeler(10.0), eta="1.0", Wmax=-100.0)
+    with pytest.raises(TypeError, match=r"alpha = None: expected a number"):
+        rule.synapse_params({**vogels_sprekeler(10.0), "alpha": None})
+    with pytest.raises(ValueError, match="target rate is in Hz, 0 or more, got -10.0"):
+        vogels_sprekeler(-10.0)
+    with pytest.raises(ValueError, match="tau is in ms"):
+        vogels_sprekeler(10.0, 0.0)
+    partial = rule.synapse_params({"alpha": -0.4}, eta=1.0)  # the docstring's promise: left out, the default
+    assert partial["alpha"] == -0.4 and partial["kappa"] == dict(zip(rule.names, rule.defaults()))["kappa"]
