@@ -489,6 +489,21 @@ def test_the_members_weights_say_which_line_is_which_type():
     assert right.get_ylabel() == "mean |w| (pA), trial 0"
 
 
+def test_apply_and_recheck_say_what_they_were_given_instead_of_a_run(tmp_path, capsys):
+    """A folder missing (a path from another working directory), a file, or a re-filtered family's
+    folder were all "take a run directory, got ..." or "holds no nestplast run"."""
+    from nestplast.commands.filter import main
+
+    (tmp_path / "refiltered").mkdir()
+    (tmp_path / "refiltered" / "family.csv").write_text("round,candidate\n")
+    (tmp_path / "a.toml").write_text("")
+    for target, message in [(tmp_path / "missing", "is no directory"), (tmp_path / "a.toml", "is a file"),
+                            (tmp_path / "refiltered", "holds a family's tables (made by --apply), not a run")]:
+        for option in (["--recheck", "2"], ["--apply", str(tmp_path / "a.toml")]):
+            assert main([str(target), *option]) == 2
+            assert message in capsys.readouterr().err, (target, option)
+
+
 def test_recheck_refuses_a_limit_below_one(stored_run, capsys):
     """--limit -1 re-checked every rule but the last (a slice) and --limit 0 none (nan %), each
     overwriting recheck.csv without a word."""

@@ -157,9 +157,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UsageError("--threads goes with a filter run (--apply simulates nothing; --recheck simulates with "
                              "the run's search.threads)")
         if args.apply is not None or args.recheck is not None:
-            if args.target is None or not Path(args.target).is_dir():
-                raise UsageError(f"--apply and --recheck take a run directory, got {args.target!r}")
+            if args.target is None:
+                raise UsageError("--apply and --recheck take a filter run's directory: python -m nestplast filter RUN_DIR ...")
             run_dir = Path(args.target)
+            if not run_dir.is_dir():
+                raise UsageError(f"--apply and --recheck take a filter run's directory; {run_dir} is "
+                                 + ("a file" if run_dir.exists() else "no directory"))
+            if not (run_dir / DB_NAME).is_file() and (run_dir / "family.csv").is_file():  # made by --apply
+                raise UsageError(f"{run_dir} holds a family's tables (made by --apply), not a run: give the filter run "
+                                 "it came from")
         if args.apply is not None:
             default = run_dir / f"refiltered-{args.apply.stem}"
             if args.out is not None:  # before anything is read, on every rank
