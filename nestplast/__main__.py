@@ -6,7 +6,7 @@ import sys
 COMMANDS = {
     "build": ("nestplast.commands.build", "compile (or find in the cache) a NESTML rule as a NEST module"),
     "search": ("nestplast.commands.search", "CMA-ES search of a rule's parameters (also: python -m nestplast.search)"),
-    "report": ("nestplast.commands.report", "summarise and plot a run directory (search or inference)"),
+    "report": ("nestplast.commands.report", "summarise and plot a run directory (search, filter or inference)"),
     "infer": ("nestplast.commands.infer",
               "fit a rule's coefficients to recorded spikes and weights (also: python -m nestplast.infer)"),
     "infer-demo": ("nestplast.commands.infer_demo", "recover a known rule from a recording generated in NEST"),
