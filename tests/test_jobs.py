@@ -164,6 +164,9 @@ def test_a_resume_goes_on_with_the_runs_threads(tmp_path, script):
     assert search[:4] == ["-m", "nestplast.search", "--out", str(run)] and "--resume" in search and \
         "--threads" not in search and "experiment.toml" not in search, search
     assert "gives each rank 2 cores (--cpus-per-task) but the run uses 1 NEST threads" in job.stdout, job.stdout
+    # NEST's own "OMP_NUM_THREADS is set ... but NEST ignores it" read as if the threads were not applied
+    assert "limits numpy's and torch's threads per rank (NEST says it ignores it: its threads are search.threads)" \
+        in job.stdout, job.stdout
     assert "--cpus-per-task=1" in job.stdout
     env["SLURM_CPUS_PER_TASK"] = "1"  # as the run began: nothing to say
     job = run_job(tmp_path, script, "experiment.toml", str(run), *options, env=env)
