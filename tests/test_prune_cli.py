@@ -216,3 +216,49 @@ def test_cli_bad_covariance_probe_and_generated_network_in_one_line(tmp_path, ca
     path = tmp_path / "m.npz"
     np.savez(path, W=np.array([[-1.0, 0.5j], [0.5j, -1.0]]))
     assert "complex" in rejected(capsys, "--matrix", path)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--sweep", "0.5,0.1"], "--sweep applies with --out"),  # the sweep is only written there
+    (["--probe", "50"], "--probe applies to --covariance nest, not lyapunov"),
+    (["--covariance", "lyapunov", "--probe", "50"], "--probe applies to --covariance nest, not lyapunov"),
+    (["--slowest", "500"], "--slowest must be at most the number of neurons, 200 (--nodes), got 500"),
+    (["--nodes", "30", "--slowest", "31"], "--slowest must be at most the number of neurons, 30"),
+    (["--network", "random", "--p-in", "0.3"], "--p-in applies to --network clustered or authors, not random"),
+    (["--decay-duration", "0", "--decay-states", "5"], "--decay-states applies to the decay"),
+])
+def test_cli_refuses_options_that_would_be_ignored(capsys, args, message):
+    """An option given where it cannot apply is refused in one line, not dropped without a word."""
+    assert message in rejected(capsys, *args)
+
+
+@pytest.mark.parametrize("option", [["--network", "authors"], ["--network", "clustered"], ["--inhibitory", "0.5"],
+                                    ["--p-in", "0.3"], ["--p-out", "0.1"], ["--long-range", "10"],
+                                    ["--density", "0.5"]])
+def test_cli_refuses_generator_options_with_a_matrix(tmp_path, capsys, option):
+    path = tmp_path / "m.npz"
+    np.savez(path, W=np.full((5, 5), 0.1) - 0.1 * np.eye(5))
+    assert f"{option[0]} applies to a generated network, not --matrix" in rejected(capsys, "--matrix", path, *option)
+
+
+def test_cli_slowest_is_at_most_the_matrix_size_and_reported_as_used(tmp_path, capsys):
+    """--slowest beyond a loaded matrix's neurons is refused; left at its default on a smaller
+    network, the summary reports the number of eigenvalues actually averaged (here all 5)."""
+    path = tmp_path / "m.npz"
+    np.savez(path, W=np.full((5, 5), 0.1) - 0.1 * np.eye(5))
+    assert "--slowest must be at most the number of neurons, 5 (in " in rejected(capsys, "--matrix", path,
+                                                                                  "--slowest", 6)
+    assert main(["--matrix", str(path), "--duration", "0", "--decay-duration", "0", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["slowest"] == 5
+    for rule in summary["rules"].values():  # the mean over the 5 slowest is the mean over all 5
+        assert rule["eigenvalue_error_slowest"] == pytest.approx(rule["eigenvalue_error"])
+
+
+def test_cli_help_gives_the_defaults():
+    from nestplast.commands.prune import parser
+
+    text = " ".join(parser().format_help().split())
+    for default in ("ms of the noise-driven NEST trajectories (default 200.0;", "--covariance nest (default 10000)",
+                    "(default 0.5,0.2,0.1,0.05)", "(default 0.6)", "(default 20)", "default clustered"):
+        assert default in text

@@ -33,8 +33,14 @@ from ..rate_network import (
 
 NETWORKS = ("clustered", "authors", "random")
 # The generator options that only some networks take (None when not given).
-NETWORK_OPTIONS = {"--p-out": ("clustered",), "--long-range": ("authors",), "--density": ("random",),
-                   "--inhibitory": ("clustered", "random")}
+NETWORK_OPTIONS = {"--p-in": ("clustered", "authors"), "--p-out": ("clustered",), "--long-range": ("authors",),
+                   "--density": ("random",), "--inhibitory": ("clustered", "random")}
+# The options of a generated network, refused with --matrix (--nodes is refused by argparse).
+GENERATOR_OPTIONS = ("--network", *NETWORK_OPTIONS)
+# The documented defaults of options whose argparse default is None, so that a refusal sees only
+# what the user gave (--slowest's default is resolved against the network's size).
+DEFAULTS = {"network": "clustered", "p_in": 0.6, "probe": 10000.0, "decay_states": 20,
+            "sweep": [0.5, 0.2, 0.1, 0.05]}
 
 
 def _fraction_list(text: str) -> list[float]:
@@ -54,11 +60,12 @@ def parser() -> ArgumentParser:
     source = p.add_mutually_exclusive_group()
     source.add_argument("--matrix", type=Path, help="weight matrix W (key 'W') in a .npz file")
     source.add_argument("--nodes", type=int, default=200, help="neurons of a generated network (default 200)")
-    p.add_argument("--network", choices=NETWORKS, default="clustered",
+    p.add_argument("--network", choices=NETWORKS, default=None,
                    help="generated network: 'clustered' (clusters in proportion 1000/200/800, U(0.5, 1.5) weights, "
                         "stability margin 0.1), 'authors' (the same clusters built as Moore & Chaudhuri's demo: "
                         "N(1, 1) weights, about 16%% negative, no margin) or 'random' (Erdos-Renyi); default clustered")
-    p.add_argument("--p-in", type=float, default=0.6, help="connection probability within a cluster (default 0.6)")
+    p.add_argument("--p-in", type=float, default=None,
+                   help="clustered, authors: connection probability within a cluster (default 0.6)")
     p.add_argument("--p-out", type=float, default=None,
                    help="clustered: long-range connection probability (default 3.2/nodes: 0.0016 at 2000)")
     p.add_argument("--long-range", type=int, default=None,
@@ -74,25 +81,33 @@ def parser() -> ArgumentParser:
     p.add_argument("--covariance", choices=("lyapunov", "nest"), default="lyapunov",
                    help="covariance for the noise rule: analytic (linear network), or estimated by each "
                         "synapse online from a NEST simulation of --probe ms")
-    p.add_argument("--probe", type=float, default=10000.0, help="ms of NEST activity for --covariance nest")
+    p.add_argument("--probe", type=float, default=None,
+                   help="ms of NEST activity for --covariance nest (default 10000)")
     p.add_argument("--rectified", action="store_true", help="rectified-linear neurons (threshold_lin_rate_ipn)")
-    p.add_argument("--slowest", type=int, default=SLOWEST,
-                   help=f"eigenvalues at the slow end (largest real part) whose mean error is reported "
-                        f"(default {SLOWEST})")
+    p.add_argument("--slowest", type=int, default=None,
+                   help=f"eigenvalues at the slow end (largest real part) whose mean error is reported, at most "
+                        f"the number of neurons (default {SLOWEST}, or all of a smaller network's)")
     p.add_argument("--duration", type=float, default=200.0,
-                   help="ms of the noise-driven NEST trajectories (0: skip them)")
+                   help="ms of the noise-driven NEST trajectories (default %(default)s; 0: skip them)")
     p.add_argument("--decay-duration", type=float, default=None,
                    help="ms of the noise-free linear decay from random initial states, also with --rectified "
                         "(default 40 tau = 400; 0: skip it)")
-    p.add_argument("--decay-states", type=int, default=20, help="random initial states of the decay (default 20)")
-    p.add_argument("--sweep", type=_fraction_list, default=[0.5, 0.2, 0.1, 0.05],
-                   help="fractions kept in the sweep written to --out (default 0.5,0.2,0.1,0.05)")
+    p.add_argument("--decay-states", type=int, default=None, help="random initial states of the decay (default 20)")
+    p.add_argument("--sweep", type=_fraction_list, default=None,
+                   help="fractions kept in the sweep written to --out, so only with --out (default 0.5,0.2,0.1,0.05)")
     p.add_argument("--out", type=Path, help="directory for pruned matrices (.npz), tables (CSV) and plots (PNG)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout and nothing else")
     return p
 
 
+def _given(args, option: str):
+    """The value of ``option`` (e.g. '--p-in') if the user gave it, else None."""
+    return getattr(args, option[2:].replace("-", "_"))
+
+
 def _check_arguments(args) -> None:
+    """Refuses bad values and options that would be ignored (only those given: the defaults of such
+    options are None here), then fills in the documented defaults."""
     fractions = {"--keep": args.keep, "--p-in": args.p_in, "--p-out": args.p_out, "--density": args.density,
                  "--inhibitory": args.inhibitory}
     for name, value in fractions.items():
@@ -100,20 +115,42 @@ def _check_arguments(args) -> None:
             raise UsageError(f"{name} must be a fraction in {'(0, 1]' if name == '--keep' else '[0, 1]'}, got {value}")
     if args.seed < 0:
         raise UsageError(f"--seed must be non-negative, got {args.seed}")
-    if args.duration < 0 or args.probe <= 0:
-        raise UsageError(f"--duration must be >= 0 and --probe > 0 ms, got {args.duration} and {args.probe}")
+    if args.duration < 0:
+        raise UsageError(f"--duration must be >= 0 ms, got {args.duration}")
+    if args.probe is not None and args.probe <= 0:
+        raise UsageError(f"--probe must be > 0 ms, got {args.probe}")
     if args.decay_duration is not None and args.decay_duration < 0:
         raise UsageError(f"--decay-duration must be >= 0 ms, got {args.decay_duration}")
-    if args.decay_states < 1:
+    if args.decay_states is not None and args.decay_states < 1:
         raise UsageError(f"--decay-states must be at least 1, got {args.decay_states}")
-    if args.slowest < 1:
+    if args.slowest is not None and args.slowest < 1:
         raise UsageError(f"--slowest must be at least 1, got {args.slowest}")
     if args.long_range is not None and args.long_range < 0:
         raise UsageError(f"--long-range must be non-negative, got {args.long_range}")
-    if args.matrix is None:
+    if args.matrix is not None:
+        for option in GENERATOR_OPTIONS:
+            if _given(args, option) is not None:
+                raise UsageError(f"{option} applies to a generated network, not --matrix")
+    else:
+        network = args.network or DEFAULTS["network"]
         for option, networks in NETWORK_OPTIONS.items():
-            if getattr(args, option[2:].replace("-", "_")) is not None and args.network not in networks:
-                raise UsageError(f"{option} applies to --network {' or '.join(networks)}, not {args.network}")
+            if _given(args, option) is not None and network not in networks:
+                raise UsageError(f"{option} applies to --network {' or '.join(networks)}, not {network}")
+        if args.nodes < 3:
+            raise UsageError(f"--nodes must be at least 3, got {args.nodes}")
+        if args.slowest is not None and args.slowest > args.nodes:
+            raise UsageError(f"--slowest must be at most the number of neurons, {args.nodes} (--nodes), "
+                             f"got {args.slowest}")
+    if args.probe is not None and args.covariance != "nest":
+        raise UsageError(f"--probe applies to --covariance nest, not {args.covariance}")
+    if args.decay_states is not None and args.decay_duration == 0:
+        raise UsageError("--decay-states applies to the decay, not --decay-duration 0 (which skips it)")
+    if args.sweep is not None and args.out is None:
+        raise UsageError("--sweep applies with --out (the sweep is written there: sweep.csv, sweep.png), "
+                         "not without it")
+    for name, default in DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
 
 
 def _load_matrix(path: Path) -> np.ndarray:
@@ -126,9 +163,7 @@ def _load_matrix(path: Path) -> np.ndarray:
 def _network(args) -> np.ndarray:
     if args.matrix is not None:
         return _load_matrix(args.matrix)
-    n = args.nodes
-    if n < 3:
-        raise UsageError(f"--nodes must be at least 3, got {n}")
+    n = args.nodes  # at least 3 (_check_arguments)
     if args.network == "random":
         return random_network(n, 0.2 if args.density is None else args.density, args.seed,
                               inhibitory=args.inhibitory or 0.0)
@@ -179,6 +214,11 @@ def _prune(argv: Sequence[str] | None) -> int:
     model = RateModel(rectified=args.rectified)
     with _stdout_to_stderr() if args.json else contextlib.nullcontext():
         W = _checked_network(args, model)
+        if args.slowest is None:
+            args.slowest = min(SLOWEST, len(W))  # the number averaged, as the summary reports it
+        elif args.slowest > len(W):  # given with --matrix (a generated network's size was checked before)
+            raise UsageError(f"--slowest must be at most the number of neurons, {len(W)} (in {args.matrix}), "
+                             f"got {args.slowest}")
         if args.covariance == "nest":
             covariance = probe_covariance(W, args.probe, model, seed=args.seed)
         else:
