@@ -11,8 +11,8 @@ and run in NEST with any parameter values::
     exp = nestplast.load_experiment("my.toml")           # or nestplast.default_experiment()
     outcome = nestplast.run_search(exp, "runs/my")       # CMA-ES through the engine
 
-    fit = nestplast.fit_rule(nestplast.load_recording("data.npz"), RuleChoice("taylor", "post:100,post:011"),
-                             fixed={"eta": 0.5, "Wmax": 1000.0})   # nestplast.infer.RuleChoice
+    fit = nestplast.fit_rule(nestplast.load_recording("data.npz"), nestplast.RuleChoice("taylor", "post:100,post:011"),
+                             fixed={"eta": 0.5, "Wmax": 1000.0})   # the recording's path does too
 
 The parts: :mod:`~nestplast.rules` (what a rule is), :mod:`~nestplast.builder` (NESTML to NEST
 module), :mod:`~nestplast.experiment` (the options table), :mod:`~nestplast.engine` and
@@ -45,6 +45,10 @@ def __getattr__(name: str):
         from .infer import fit
 
         return fit
+    if name == "RuleChoice":  # which rule fit_rule fits
+        from .infer import RuleChoice
+
+        return RuleChoice
     raise AttributeError(f"module 'nestplast' has no attribute {name!r}")
 
 
@@ -54,5 +58,5 @@ def __dir__() -> list[str]:
 
 
 __all__ = ["__version__", "build", "install", "get_rule", "get_neuron", "vogels_sprekeler", "load_experiment",
-           "default_experiment", "run_search", "fit_rule", "load_recording", "Experiment", "Module", "RunStore",
+           "default_experiment", "run_search", "fit_rule", "RuleChoice", "load_recording", "Experiment", "Module", "RunStore",
            "UserError", "BuildError", "ExperimentError", "KernelResetWarning"]

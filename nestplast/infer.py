@@ -22,6 +22,8 @@ import hashlib
 import json
 import math
 import numbers
+import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -77,6 +79,13 @@ def check_settings(rule: Rule, fixed: Mapping[str, float], delay: float, mode: s
     """Refuse what NEST would refuse or the forward model cannot run: a NaN setting, time constants
     or a delay of 0 or less, a learning rate of 0 (nothing to fit), and (clamped mode) a rule the
     numpy model cannot compute."""
+    if searched := [name for name in fixed if name in rule.names]:
+        # synapse_params's own refusal advised synapse_params({**theta, ...}), which means nothing in a fit
+        raise FitSettingsError(
+            f"fixed: {', '.join(searched)} {'is a coefficient' if len(searched) == 1 else 'are coefficients'} that "
+            f"the fit searches (rule {rule.name!r}: {', '.join(rule.names)}), so not a fixed setting; leave it out of "
+            "the fixed settings (--fixed), or fit a rule without it (taylor: a mask, --mask or RuleChoice's, "
+            "without its term)")
     try:
         params = rule.synapse_params(rule.defaults(), **fixed)
     except ValueError as err:  # e.g. a NaN setting
@@ -129,10 +138,22 @@ def check_weight_range(recording: Recording, params: Mapping[str, float]) -> Non
     w_low, w_high = abs(params.get("Wmin", 0.0)), abs(params.get("Wmax", math.inf))
     magnitudes = np.abs(recording.weights)
     if magnitudes.max() > w_high or magnitudes.min() < w_low:
-        raise RecordingError(
+        roomy = _roomy(magnitudes.max())
+        raise WeightRangeError(
             f"weights: recorded |weights| range over [{magnitudes.min():g}, {magnitudes.max():g}], outside the rule's "
             f"[|Wmin|, |Wmax|] = [{w_low:g}, {w_high:g}], into which it clips every weight; set Wmax (and Wmin) to "
-            f"hold the recorded weights, e.g. --fixed Wmax={_roomy(magnitudes.max())}")
+            f"hold the recorded weights, e.g. --fixed Wmax={roomy} (in Python fixed={{..., 'Wmax': {roomy}}})",
+            recorded=(float(magnitudes.min()), float(magnitudes.max())), allowed=(w_low, w_high))
+
+
+class WeightRangeError(RecordingError):
+    """Recorded weights outside the rule's ``[|Wmin|, |Wmax|]`` (:func:`check_weight_range`);
+    ``recorded`` and ``allowed``: the two ranges of ``|w|``, for callers that advise otherwise."""
+
+    def __init__(self, message: str, *, recorded: tuple[float, float] = (math.nan, math.nan),
+                 allowed: tuple[float, float] = (math.nan, math.nan)):  # defaults: an unpickled copy
+        super().__init__(message)
+        self.recorded, self.allowed = recorded, allowed
 
 
 def _roomy(value: float) -> str:
@@ -277,8 +298,74 @@ def intervals_from_json(intervals: Mapping[str, list[float] | None]) -> dict[str
     return {n: (math.nan, math.nan) if v is None else tuple(v) for n, v in intervals.items()}
 
 
+# fit's integer options: the least value each takes (the command's --segments, --hold-out, ... alike)
+COUNT_MINIMA = {"n_segments": 1, "hold_out": 0, "population_size": 2, "max_generations": 1, "n_bootstrap": 0,
+                "seed": 0, "restarts": 0, "trials": 1}
+
+
+def _choice_for(rule: Rule) -> str:
+    """The :class:`RuleChoice` that gives ``rule``, as Python text, for messages."""
+    terms = [re.fullmatch(r"th_(pre|post)_([0-9]{3})", name) for name in rule.names]
+    if rule.name == "taylor" and terms and all(terms):
+        return f"RuleChoice('taylor', {','.join(f'{m[1]}:{m[2]}' for m in terms)!r})"
+    if rule.path is None:  # a built-in rule
+        return f"RuleChoice({rule.name!r})"
+    return "none: a fit takes the built-in rules by name, e.g. RuleChoice('taylor', mask) or RuleChoice('doublet')"
+
+
+def check_fit_arguments(recording, choice, fixed, *, mode: str, delay, l1, out, progress,
+                        counts: Mapping[str, object]) -> Recording:
+    """Refuse what :func:`fit` cannot take, with what to pass instead (a notebook's first tries
+    failed deep inside with AttributeErrors: a Rule or a rule's name for ``choice``, a path for
+    ``recording``, ``n_segments="5"``); then the settings (:func:`check_settings`). The recording,
+    read from its file where ``recording`` is a path."""
+    if isinstance(recording, (str, os.PathLike)):
+        from .recording import load
+
+        recording = load(recording)  # as nestplast.load_recording(path); its errors name the file
+    elif not isinstance(recording, Recording):
+        raise TypeError(f"recording: expected a Recording (nestplast.load_recording('data.npz'), or "
+                        f"nestplast.recording.Recording(...) from your arrays) or the path of a recording file, "
+                        f"got {type(recording).__name__}")
+    example = "RuleChoice('taylor', 'post:100,post:011') from nestplast.infer (also nestplast.RuleChoice)"
+    if isinstance(choice, Rule):
+        raise TypeError(f"choice: expected a RuleChoice, e.g. {example}, got Rule {choice.name!r}; for this rule: "
+                        f"{_choice_for(choice)} (a fit records the rule by name and mask, to resume it and to build "
+                        f"the fitted rule)")
+    if isinstance(choice, str):
+        raise TypeError(f"choice: expected a RuleChoice, e.g. {example}, got the name {choice!r}; give "
+                        f"RuleChoice({choice!r}{', mask=...' if choice in ('taylor', 'reward') else ''})")
+    if not isinstance(choice, RuleChoice) or not isinstance(choice.name, str):
+        raise TypeError(f"choice: expected a RuleChoice, e.g. {example}, got {type(choice).__name__}")
+    if not isinstance(fixed, Mapping):
+        raise TypeError(f"fixed: expected a dict of the fixed settings, e.g. {{'eta': 0.5, 'Wmax': 1000.0}}, got "
+                        f"{type(fixed).__name__}")
+    if bad := [f"{k}={v!r}" for k, v in fixed.items() if isinstance(v, bool) or not isinstance(v, numbers.Real)]:
+        raise TypeError(f"fixed: expected numbers, got {', '.join(bad)}")
+    if mode not in ("clamped", "closed"):
+        raise ValueError(f"mode: expected 'clamped' or 'closed', got {mode!r}")
+    for name, value in {"delay": delay, "l1": l1}.items():
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{name}: expected a number, got {type(value).__name__} {value!r}")
+    if not l1 >= 0:
+        raise FitSettingsError(f"l1: expected a penalty weight >= 0, got {l1:g}")
+    for name, value in counts.items():
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"{name}: expected an integer, got {type(value).__name__} {value!r}")
+        if value < COUNT_MINIMA[name]:
+            raise FitSettingsError(f"{name}: expected an integer >= {COUNT_MINIMA[name]}, got {value}")
+    if out is not None and not isinstance(out, (str, os.PathLike)):
+        raise TypeError(f"out: expected a folder's path (or None: a temporary folder), got {type(out).__name__}")
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress: expected a function of one line of text (e.g. print) or None, got "
+                        f"{type(progress).__name__}")
+    check_time_unit(recording)
+    check_settings(choice.rule(), fixed, delay, mode)
+    return recording
+
+
 @lent_kernel("nestplast.infer.fit")
-def fit(recording: Recording, choice: RuleChoice, fixed: Mapping[str, float], *, delay: float = 1.0,
+def fit(recording: Recording | str | os.PathLike, choice: RuleChoice, fixed: Mapping[str, float], *, delay: float = 1.0,
         n_segments: int = 10, hold_out: int = 5, l1: float = 0.0, population_size: int = 8,
         max_generations: int = 60, n_bootstrap: int = 30, seed: int = 1, out: str | Path | None = None,
         resume: bool = False, comm=None, progress: Callable[[str], None] | None = None,
@@ -290,17 +377,23 @@ def fit(recording: Recording, choice: RuleChoice, fixed: Mapping[str, float], *,
     a :class:`~nestplast.closed_loop.Background`, over ``trials`` background realisations; the
     intervals from a bootstrap on quadratic surfaces of the simulated candidates,
     :mod:`nestplast.surface`). ``restarts`` more CMA-ES runs (other seeds, doubled
-    population each) keep the best. Rank 0 returns the :class:`Fit`."""
-    # refused by every rank together (under MPI each rank printed it and the job ended in MPI_Abort)
-    together(comm, lambda: (check_time_unit(recording), check_settings(choice.rule(), fixed, delay, mode)))
+    population each) keep the best. ``recording``: a :class:`~nestplast.recording.Recording` or the
+    path of a recording file (read with :func:`nestplast.recording.load`). Rank 0 returns the :class:`Fit`."""
+    # refused by every rank together (under MPI each rank printed it and the job ended in MPI_Abort),
+    # before anything runs or any folder is made; a recording's path is read here
+    recording = together(comm, lambda: check_fit_arguments(
+        recording, choice, fixed, mode=mode, delay=delay, l1=l1, out=out, progress=progress,
+        counts={"n_segments": n_segments, "hold_out": hold_out, "population_size": population_size,
+                "max_generations": max_generations, "n_bootstrap": n_bootstrap, "seed": seed, "restarts": restarts,
+                "trials": trials}))
+    n_segments, hold_out, population_size, max_generations, n_bootstrap, seed, restarts, trials = map(
+        int, (n_segments, hold_out, population_size, max_generations, n_bootstrap, seed, restarts, trials))
     if mode == "closed":
         return _fit_closed(recording, choice, fixed, background=background, delay=delay, l1=l1, trials=trials,
                            w_unrecorded=w_unrecorded, population_size=population_size,
                            max_generations=max_generations, seed=seed, out=out, resume=resume, comm=comm,
                            progress=progress, restarts=restarts, n_segments=n_segments, hold_out=hold_out,
                            n_bootstrap=n_bootstrap)
-    if mode != "clamped":
-        raise ValueError(f"mode must be 'clamped' or 'closed', got {mode!r}")
     from scipy.optimize import minimize
 
     rule = choice.rule()

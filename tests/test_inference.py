@@ -708,3 +708,56 @@ def test_a_fit_resumed_on_a_search_names_it(tmp_path, capsys):
                  "--out", str(tmp_path / "run"), "--resume"]) == 2
     err = capsys.readouterr().err
     assert f"it holds a search; go on with python -m nestplast.search --out {tmp_path / 'run'} --resume" in err, err
+
+
+def test_infer_demo_refuses_a_negative_seed_and_degradations_the_sweep_would_ignore(capsys, monkeypatch):
+    """--seed -1 ended in numpy's traceback; --sweep ignored --noise, --jitter, --fraction and
+    --length without a word, and its --out's help promised fits that the sweep does not write.
+    Refused before any simulation."""
+    from nestplast import recovery
+    from nestplast.commands.infer_demo import main, parser
+
+    def ran(*args, **kwargs):
+        raise AssertionError("the demo ran")
+
+    monkeypatch.setattr(recovery, "recover", ran)
+    monkeypatch.setattr(recovery, "sweep", ran)
+
+    for args, message in ((["--seed", "-1"], "--seed: expected an integer >= 0, got -1"),
+                          (["--sweep", "--noise", "0.05", "--fraction", "0.5"],
+                           "--sweep runs every degradation in turn (noise, jitter, fraction, length, one at a time, "
+                           "the others at their best) and takes no --noise, --fraction")):
+        assert main(["oja", *args]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, err
+    assert "the sweep keeps none of its fits" in " ".join(parser().format_help().split())
+
+
+def test_infer_demo_prints_the_fits_warnings_in_its_own_options(tmp_path, capsys):
+    """`infer-demo oja --duration 200` printed "fitted 2 [nan, nan] no" without a word: the warnings
+    were only in fit/fit.json, and pointed to --segments, which the demo does not have."""
+    from nestplast.commands.infer_demo import main, warning_lines
+    from nestplast.infer import Fit
+
+    assert main(["oja", "--duration", "200", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "warning: the data do not constrain th_post_011" in out and "warning: no meaningful intervals" in out, out
+    assert "--segments" not in out and "give a longer --duration" in out
+    assert len(json.loads((tmp_path / "fit" / "fit.json").read_text())["warnings"]) == out.count("warning: ") - 1
+    # advice naming an option only the infer command has says so
+    fit = Fit("taylor", "post:100", ["th_post_100"], {"th_post_100": 1.0}, {"th_post_100": (0.5, 1.5)}, {}, 0.1,
+              0.9, 90.0, 90.0, warnings=["th_post_100 stopped at the end of the search range; rescale eta with --fixed"])
+    assert warning_lines(fit) == [f"warning: {fit.warnings[0]} (--fixed: options of python -m nestplast infer, "
+                                  "which fits your own recordings; the demo fits the ground truth's terms with its "
+                                  "settings)"]
+
+
+def test_infer_demo_names_its_noise_for_weights_beyond_wmax(tmp_path, capsys):
+    """--noise 2 pushes weights beyond the ground truth's Wmax: the refusal advised --fixed
+    Wmax=1000, which the demo does not have."""
+    from nestplast.commands.infer_demo import main
+
+    assert main(["oja", "--duration", "3000", "--noise", "2", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "--noise 2: the noisy weights range over |w| in [0, " in err and "give a smaller --noise" in err, err
+    assert "--fixed" not in err and "Traceback" not in err

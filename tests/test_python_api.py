@@ -172,3 +172,47 @@ def test_a_search_takes_an_experiment_file_s_path(nest, doublet_module, tmp_path
     assert outcome.generations == 1 and outcome.evaluations == 3  # two candidates and the mean, one trial each
     with pytest.raises(TypeError, match="expected an Experiment .* or the path of an experiment file, got dict"):
         nestplast.run_search({"network": {"n_e": 20}}, tmp_path / "other")
+
+
+def test_fit_rule_refuses_a_notebooks_first_tries_and_says_what_to_pass(tmp_path, monkeypatch):
+    """A Rule, a rule's name, the wrong type of recording and n_segments="5" failed deep inside the
+    fit with AttributeErrors ("'Rule' object has no attribute 'rule'"); a searched coefficient in
+    `fixed` was refused with advice about synapse_params, which a fit's user never calls; the
+    docstring's RuleChoice was not in nestplast. Each is refused before any folder is made, and a
+    recording's path is read for the user."""
+    import numpy as np
+
+    from nestplast import infer
+    from nestplast.recording import Recording, save
+
+    assert "RuleChoice" in nestplast.__all__ and nestplast.RuleChoice is infer.RuleChoice
+    rec = Recording(pre_times=[1.0, 2.5, 7.0], pre_ids=[0, 1, 0], post_times=[3.0], post_ids=[0], duration=10.0,
+                    syn_pre=[0, 1], syn_post=[0, 0], syn_sign=[1, -1], weight_synapses=[0, 1], weight_times=[0.0, 5.0],
+                    weights=[[1.0, 1.2], [-0.5, -0.4]])
+    choice, fixed = nestplast.RuleChoice("taylor", "post:100,post:011"), {"eta": 0.5, "Wmax": 1000.0}
+    for args, options, error, message in (
+            ((rec, nestplast.get_rule("taylor", mask="post:100,post:011"), fixed), {}, TypeError,
+             r"expected a RuleChoice, e\.g\. RuleChoice\('taylor', 'post:100,post:011'\) from nestplast\.infer .*"
+             r"got Rule 'taylor'; for this rule: RuleChoice\('taylor', 'post:"),
+            ((rec, "taylor", fixed), {}, TypeError, r"got the name 'taylor'; give RuleChoice\('taylor', mask=\.\.\.\)"),
+            (({"weights": [[1.0]]}, choice, fixed), {}, TypeError,
+             r"recording: expected a Recording \(nestplast\.load_recording\('data\.npz'\).* got dict"),
+            ((rec, choice, fixed), {"n_segments": "5"}, TypeError, "n_segments: expected an integer, got str '5'"),
+            ((rec, choice, fixed), {"hold_out": -1}, ValueError, "hold_out: expected an integer >= 0, got -1"),
+            ((rec, choice, {**fixed, "th_post_100": 1.0}), {}, ValueError,
+             r"fixed: th_post_100 is a coefficient that the fit searches \(rule 'taylor': .*\), so not a fixed setting")):
+        with pytest.raises(error, match=message) as caught:
+            nestplast.fit_rule(*args, out=tmp_path / "fit", **options)
+        assert "synapse_params" not in str(caught.value)
+    assert not (tmp_path / "fit").exists()
+    # a recording's path: read as nestplast.load_recording(path) would (the search itself not run here)
+    save(rec, tmp_path / "data.npz")
+    seen = []
+
+    def no_search(problem, *args, **kwargs):
+        seen.append(problem.recording)
+        return None, tmp_path  # as on a worker rank: no outcome
+
+    monkeypatch.setattr(infer, "_search", no_search)
+    assert nestplast.fit_rule(str(tmp_path / "data.npz"), choice, fixed) is None
+    assert isinstance(seen[0], Recording) and np.array_equal(seen[0].weights, rec.weights)

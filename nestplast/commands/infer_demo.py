@@ -25,8 +25,10 @@ def parser() -> ArgumentParser:
     p.add_argument("--duration", type=float, default=20_000.0, help="recording length (ms)")
     p.add_argument("--bootstrap", type=int, default=20)
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--sweep", action="store_true", help="the robustness sweep over every degradation")
-    p.add_argument("--out", type=Path, default=None, help="folder for fits, recovery.csv and sweep.png")
+    p.add_argument("--sweep", action="store_true", help="the robustness sweep: every degradation in turn, one at a "
+                   "time (so not with --noise, --jitter, --fraction, --length)")
+    p.add_argument("--out", type=Path, default=None, help="folder for the fit (fit/) and recovery.csv; with --sweep, "
+                   "for recovery.csv and sweep.png only (the sweep keeps none of its fits)")
     return p
 
 
@@ -34,6 +36,7 @@ def _demo(argv: Sequence[str] | None) -> int:
     import tempfile
 
     from ..analysis import check_output_directory, write_csv
+    from ..infer import WeightRangeError
     from ..recovery import Degradation, recover, sweep
     from ..synthetic import GROUND_TRUTHS, SAMPLE_EVERY_MS
 
@@ -48,6 +51,15 @@ def _demo(argv: Sequence[str] | None) -> int:
             raise UsageError(f"{flag}: expected a fraction in (0, 1], got {value}")
     if args.bootstrap < 0:
         raise UsageError(f"--bootstrap: expected a number of refits >= 0 (0: no intervals), got {args.bootstrap}")
+    if args.seed < 0:  # numpy's generators refused it with a traceback
+        raise UsageError(f"--seed: expected an integer >= 0, got {args.seed}")
+    if args.sweep and (given := [flag for flag, value, default in (
+            ("--noise", args.noise, 0.0), ("--jitter", args.jitter, 0.0), ("--fraction", args.fraction, 1.0),
+            ("--length", args.length, 1.0)) if value != default]):
+        # the sweep sets every degradation itself: they were ignored without a word
+        raise UsageError(f"--sweep runs every degradation in turn (noise, jitter, fraction, length, one at a time, the "
+                         f"others at their best) and takes no {', '.join(given)}: drop {'it' if len(given) == 1 else 'them'}, "
+                         f"or drop --sweep for one fit of that degraded recording")
     # the ground truths' weights are sampled every SAMPLE_EVERY_MS: a demo needs two sampling intervals
     # at least (one leaves a single segment: no interval, nothing held out)
     if not args.duration * args.length >= 2 * SAMPLE_EVERY_MS:
@@ -67,15 +79,54 @@ def _demo(argv: Sequence[str] | None) -> int:
         rows = sweep(args.rule, out=None, **options)
     else:
         degradation = Degradation(args.noise, args.jitter, args.fraction, args.length)
-        rows = recover(args.rule, degradation, out=out / "fit", **options)[1]
+        try:
+            fit, rows = recover(args.rule, degradation, out=out / "fit", **options)
+        except WeightRangeError as err:
+            if not args.noise:
+                raise
+            # its advice, --fixed Wmax=..., names an option the demo does not have: the noise put them there
+            low, high = err.allowed
+            raise UsageError(f"--noise {args.noise:g}: the noisy weights range over |w| in [{err.recorded[0]:.4g}, "
+                             f"{err.recorded[1]:.4g}], outside the ground truth's [|Wmin|, |Wmax|] = [{low:g}, "
+                             f"{high:g}], into which the rule clips every weight, so the fit could only come out "
+                             f"wrong; give a smaller --noise (the sweep goes up to 0.1)") from None
     write_csv(rows, out / "recovery.csv")
     print(table(rows))
+    if not args.sweep:
+        for line in warning_lines(fit):  # they were only in fit/fit.json
+            print(line)
     if args.sweep:
         from ..analysis.inference import plot_sweep
 
         plot_sweep(rows, out / "sweep.png")
     print(f"wrote {out / 'recovery.csv'}")
     return 0
+
+
+# advice in a fit's warnings that names options of the infer command, in the demo's own terms
+DEMO_ADVICE = (("give more segments (--segments) or more sample times",
+                "give a longer --duration (more sample times, so more segments)"),
+               ("give fewer --segments", "give a longer --duration (more sample times in each segment)"),
+               ("record longer, more spikes, or fix it with --fixed", "give a longer --duration"))
+INFER_OPTIONS = ("--segments", "--fixed", "--mask", "--delay")  # the infer command's, not the demo's
+
+
+def warning_lines(fit) -> list[str]:
+    """The fit's warnings as the infer command prints them (``warning: ...``), their advice in
+    the demo's options; an option only ``infer`` has is said to be one."""
+    from .infer import summary_text
+
+    lines = []
+    for line in summary_text(fit).splitlines():
+        if not line.startswith("warning: "):
+            continue
+        for theirs, ours in DEMO_ADVICE:
+            line = line.replace(theirs, ours)
+        if named := [option for option in INFER_OPTIONS if option in line]:
+            line += (f" ({', '.join(named)}: options of python -m nestplast infer, which fits your own recordings; "
+                     "the demo fits the ground truth's terms with its settings)")
+        lines.append(line)
+    return lines
 
 
 def table(rows: list[dict]) -> str:
