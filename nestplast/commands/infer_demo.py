@@ -92,13 +92,13 @@ def _demo(argv: Sequence[str] | None) -> int:
                              f"wrong; give a smaller --noise (the sweep goes up to 0.1)") from None
     write_csv(rows, out / "recovery.csv")
     print(table(rows))
-    if not args.sweep:
-        for line in warning_lines(fit):  # they were only in fit/fit.json
-            print(line)
     if args.sweep:
         from ..analysis.inference import plot_sweep
 
         plot_sweep(rows, out / "sweep.png")
+    else:
+        for line in warning_lines(fit):  # they were only in fit/fit.json
+            print(line)
     print(f"wrote {out / 'recovery.csv'}")
     return 0
 
