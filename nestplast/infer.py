@@ -410,9 +410,13 @@ def fit(recording: Recording | str | os.PathLike, choice: RuleChoice, fixed: Map
     if outcome is None:
         return None
     # polish the best candidate locally, inside the bounds
+    say = progress or (lambda line: None)
     bounds = [(p.low, p.high) for p in rule.parameters]
     objective = problem.objective(fitted)
     tight = {"xtol": 1e-8, "ftol": 1e-14, "maxfev": 3000}
+    # said: with many coefficients (an MLP rule) the polish and the bootstrap take minutes after the last generation
+    say(f"polish: the best candidate refined by scipy's Powell ({len(bounds)} coefficients, at most "
+        f"{tight['maxfev']} loss evaluations)")
     polished = minimize(objective, np.asarray(outcome.best_theta), method="Powell", bounds=bounds, options=tight)
     theta = polished.x if polished.fun <= outcome.best_loss else np.asarray(outcome.best_theta)
     # bootstrap over the fit segments: refit on resampled segments, starting from the fit
@@ -420,7 +424,10 @@ def fit(recording: Recording | str | os.PathLike, choice: RuleChoice, fixed: Map
     draws = []
     # one segment resampled is always itself: its "interval" would have zero width whatever the
     # data's noise, so there is none (NaN), and a warning says why
-    for _ in range(n_bootstrap if len(fitted) > 1 else 0):
+    n_draws = n_bootstrap if len(fitted) > 1 else 0
+    if n_draws:
+        say(f"bootstrap: {n_draws} refits on resampled segments for the intervals (each at most 400 loss evaluations)")
+    for _ in range(n_draws):
         counts = np.bincount(rng.integers(0, len(fitted), len(fitted)), minlength=len(fitted))
         # looser than the polish: a refit only has to find the resampled minimum to well within the
         # interval's width, and noisy data would otherwise run every refit to its evaluation limit

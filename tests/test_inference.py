@@ -141,8 +141,12 @@ def test_a_two_coefficient_rule_is_recovered_with_intervals_and_goodness_of_fit(
     from nestplast import infer
 
     data = synthetic("post:100,post:011", OJA, OJA_FIXED)
+    said = []
     fit = infer.fit(data, infer.RuleChoice("taylor", "post:100,post:011"), OJA_FIXED, max_generations=30,
-                    n_bootstrap=5, out=tmp_path / "fit")
+                    n_bootstrap=5, out=tmp_path / "fit", progress=said.append)
+    # after the last generation's line, what runs next is said (an MLP rule's polish took minutes in silence)
+    assert said[-2].startswith("polish: ") and "2 coefficients" in said[-2]
+    assert said[-1].startswith("bootstrap: 5 refits") and said[-3].startswith("gen ")
     for name, true in OJA.items():
         assert fit.coefficients[name] == pytest.approx(true, abs=0.01)
         low, high = fit.intervals[name]
