@@ -46,6 +46,13 @@ if TYPE_CHECKING:
     from .closed_loop import Background, ClosedLoopFit
 
 PRECISION = 1e-9  # the numpy forward model against NEST's replay (tests/test_inference.py)
+# the advice the warnings end with, by name: infer-demo gives the same advice in its own options
+UNCONSTRAINED_ADVICE = "record longer, more spikes, or fix it with --fixed"
+FEWER_SEGMENTS_ADVICE = "give fewer --segments"
+
+
+def more_segments_advice(units: str) -> str:
+    return f"give more {units} (--segments) or more sample times"
 
 
 @dataclass(frozen=True)
@@ -468,7 +475,7 @@ def fit(recording: Recording | str | os.PathLike, choice: RuleChoice, fixed: Map
         # around (many --segments for few sample times); the summary printed "R^2 nan" without a reason
         result.warnings.append(f"no held-out R^2: each held-out segment has a single sample time after its start "
                                f"({recording.weight_times.size} sample times cut into {len(all_segments)} segments); "
-                               f"give fewer --segments")
+                               f"{FEWER_SEGMENTS_ADVICE}")
     (Path(out) / "fit.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
     return result
 
@@ -501,8 +508,7 @@ def fit_warnings(result: Fit, *, n_fitted: int, n_held: int, n_bootstrap: int, w
         warnings.append(at_bound_warning(result.at_bound) + ", and check --fixed (Wmax, taus) and the units of the data")
     if n_bootstrap and n_fitted < 2:
         warnings.append(f"no meaningful intervals: the fit has {n_fitted} {one}, and a bootstrap over one "
-                        f"{one} cannot tell how uncertain the coefficients are; give more {what} (--segments) "
-                        f"or more sample times")
+                        f"{one} cannot tell how uncertain the coefficients are; {more_segments_advice(what)}")
     if n_held and math.isnan(result.deviance_explained_held_out):
         warnings.append(f"the held-out {what} have nothing to explain (the all-zero rule fits them exactly, e.g. "
                         f"weights that never change): no held-out measures")

@@ -754,6 +754,12 @@ def test_infer_demo_prints_the_fits_warnings_in_its_own_options(tmp_path, capsys
     assert warning_lines(fit) == [f"warning: {fit.warnings[0]} (--fixed: options of python -m nestplast infer, "
                                   "which fits your own recordings; the demo fits the ground truth's terms with its "
                                   "settings)"]
+    # each advice the fit can give is given in the demo's options, however the fit words it
+    from nestplast.infer import FEWER_SEGMENTS_ADVICE, more_segments_advice
+
+    fit.warnings = [f"one sample each; {FEWER_SEGMENTS_ADVICE}", f"one segment; {more_segments_advice('segments')}"]
+    assert [line.endswith("--duration (more sample times in each segment)") for line in warning_lines(fit)] == [True, False]
+    assert all("--segments" not in line for line in warning_lines(fit))
 
 
 def test_infer_demo_names_its_noise_for_weights_beyond_wmax(tmp_path, capsys):

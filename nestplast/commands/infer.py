@@ -98,11 +98,12 @@ def _coefficient_table(fit) -> list[str]:
 
 def summary_text(fit: Fit) -> str:
     """What the command prints of a recording's fit: the coefficients, the measures of fit, the warnings."""
+    from ..infer import UNCONSTRAINED_ADVICE
+
     lines = _coefficient_table(fit)
     if fit.unidentified:
         lines.append(f"warning: the data do not constrain {', '.join(fit.unidentified)}: moved over its whole range, "
-                     "each leaves the fit unchanged, so its value and interval mean nothing (record longer, more "
-                     "spikes, or fix it with --fixed)")
+                     f"each leaves the fit unchanged, so its value and interval mean nothing ({UNCONSTRAINED_ADVICE})")
     if not math.isnan(fit.r2_activity_held_out):  # the closed mode
         weights = "" if math.isnan(fit.r2_held_out) else f", of the weights {fit.r2_held_out:.4f}"
         lines.append(f"postsynaptic count deviance explained (against the all-zero rule): "

@@ -103,24 +103,24 @@ def _demo(argv: Sequence[str] | None) -> int:
     return 0
 
 
-# advice in a fit's warnings that names options of the infer command, in the demo's own terms
-DEMO_ADVICE = (("give more segments (--segments) or more sample times",
-                "give a longer --duration (more sample times, so more segments)"),
-               ("give fewer --segments", "give a longer --duration (more sample times in each segment)"),
-               ("record longer, more spikes, or fix it with --fixed", "give a longer --duration"))
 INFER_OPTIONS = ("--segments", "--fixed", "--mask", "--delay")  # the infer command's, not the demo's
 
 
 def warning_lines(fit) -> list[str]:
     """The fit's warnings as the infer command prints them (``warning: ...``), their advice in
     the demo's options; an option only ``infer`` has is said to be one."""
+    from ..infer import FEWER_SEGMENTS_ADVICE, UNCONSTRAINED_ADVICE, more_segments_advice
     from .infer import summary_text
 
+    # the infer command's advice (the fit's own constants, so a reworded warning cannot slip past) in the demo's options
+    demo_advice = ((more_segments_advice("segments"), "give a longer --duration (more sample times, so more segments)"),
+                   (FEWER_SEGMENTS_ADVICE, "give a longer --duration (more sample times in each segment)"),
+                   (UNCONSTRAINED_ADVICE, "give a longer --duration"))
     lines = []
     for line in summary_text(fit).splitlines():
         if not line.startswith("warning: "):
             continue
-        for theirs, ours in DEMO_ADVICE:
+        for theirs, ours in demo_advice:
             line = line.replace(theirs, ours)
         if named := [option for option in INFER_OPTIONS if option in line]:
             line += (f" ({', '.join(named)}: options of python -m nestplast infer, which fits your own recordings; "
