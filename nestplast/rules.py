@@ -25,6 +25,7 @@ synapse, excitatory or inhibitory, as in NEST's ``vogels_sprekeler_synapse``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import math
@@ -166,7 +167,9 @@ class Rule:
         # NEST's CopyModel refused a string much later, naming its own types ("TypeMismatch ... std::string")
         if wrong := sorted(k for k, v in given.items() if not isinstance(v, numbers.Real)):  # bool: a NESTML boolean
             raise TypeError(f"rule {self.name!r}: {', '.join(f'{k} = {given[k]!r}' for k in wrong)}: expected a number")
-        params = {**self.fixed, **fixed, **values}
+        # a fraction (a number NEST has no type for) as a float; integers stay (NESTML's integer parameters)
+        params = {k: float(v) if isinstance(v, numbers.Real) and not isinstance(v, numbers.Integral) else v
+                  for k, v in {**self.fixed, **fixed, **values}.items()}
         # NEST takes NaN without a word (the built-in rules' clipping max(|Wmin|, NaN) then sends every weight to |Wmin|)
         if undefined := sorted(k for k, v in params.items() if isinstance(v, numbers.Real) and math.isnan(v)):
             raise ValueError(f"rule {self.name!r}: {', '.join(undefined)} = NaN: NEST would take it without a word, "
@@ -177,27 +180,47 @@ class Rule:
                       x_post: np.ndarray, w: np.ndarray, **inputs: np.ndarray) -> np.ndarray:
         """The update ``dw`` of ``|w|`` at a ``"pre"`` or ``"post"`` spike, given the traces as
         read just before that spike (vectorised; no clipping); a rule with :attr:`extra_inputs`
-        takes them by name (e.g. ``x_pre_slow=..., V_bar=...``)."""
+        takes them by name (e.g. ``x_pre_slow=..., V_bar=...``). ``params``: every parameter by
+        name, as :meth:`synapse_params` gives them."""
+        self._check_described()
+        if event not in ("pre", "post"):  # a typo ("Pre") gave an update of 0 without a word
+            raise ValueError(f"rule {self.name!r}: event is 'pre' or 'post', got {event!r}")
         if set(inputs) != set(self.extra_inputs):
             raise ValueError(f"rule {self.name!r} reads the inputs {list(self.extra_inputs)} besides x_pre, "
                              f"x_post and w; got {sorted(inputs)}")
         arrays = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (x_pre, x_post, w, *inputs.values())))
         x_pre, x_post, w = arrays[:3]
-        if self.update is not None:
-            return params["eta"] * self.update(params, event, x_pre, x_post, np.abs(w),
-                                               **dict(zip(inputs, arrays[3:])))
-        total = np.zeros_like(x_pre)
-        for term in self.terms:
-            if term.event == event:
-                a, b, c = (int(ch) for ch in term.abc)
-                total = total + params[term.param] * x_pre**a * x_post**b * np.abs(w) ** c
-        return params["eta"] * total
+        with self._named_params():
+            if self.update is not None:
+                return params["eta"] * self.update(params, event, x_pre, x_post, np.abs(w),
+                                                   **dict(zip(inputs, arrays[3:])))
+            total = np.zeros_like(x_pre)
+            for term in self.terms:
+                if term.event == event:
+                    a, b, c = (int(ch) for ch in term.abc)
+                    total = total + params[term.param] * x_pre**a * x_post**b * np.abs(w) ** c
+            return params["eta"] * total
+
+    def _check_described(self) -> None:
+        # a user's NESTML rule has no Python update: its weight changes and window came out all 0
+        if not self.describes_update:
+            raise ValueError(f"rule {self.name!r} ({self.path or 'a NESTML file'}) is compiled only: Python does not "
+                             "know its update, so weight_change and stdp_window cannot compute it; simulate it in NEST")
+
+    @contextlib.contextmanager
+    def _named_params(self):
+        try:
+            yield
+        except KeyError as err:  # a bare KeyError: 'eta' said neither what was missing nor where it comes from
+            raise ValueError(f"rule {self.name!r}: params has no {err.args[0]!r}; give every parameter by name, "
+                             "e.g. rule.synapse_params(theta, eta=..., ...)") from None
 
     def stdp_window(self, params: Mapping[str, float], dt_ms: np.ndarray, w: float = 0.0,
                     **post: float) -> np.ndarray:
         """Weight change for one pre/post spike pair against ``dt = t_post - t_pre`` (ms), starting
         from weight ``w`` with empty traces: the first spike's update plus the second's. A rule
         reading :attr:`post_inputs` takes their (constant) values by name, e.g. ``V_bar=-65.0``."""
+        self._check_described()
         dt = np.asarray(dt_ms, dtype=float)
         zero = np.zeros_like(dt)
         missing = set(self.post_inputs) - set(post)
@@ -208,7 +231,8 @@ class Rule:
         def change(event: str, pre_seen: bool, post_seen: bool, w_now: np.ndarray) -> np.ndarray:
             # the traces of the other spike of the pair, decayed over |dt|, where this spike sees them
             def trace(name: str, seen: bool) -> np.ndarray:
-                tau = params[SLOW_TRACES.get(name, "tau_" + name[2:])]
+                with self._named_params():
+                    tau = params[SLOW_TRACES.get(name, "tau_" + name[2:])]
                 return np.exp(-np.abs(dt) / tau) if seen else zero
             extra = {name: trace(name, pre_seen if name.startswith("x_pre") else post_seen)
                      if name in SLOW_TRACES else post[name] + zero for name in self.extra_inputs}
@@ -255,6 +279,9 @@ def doublet_rule() -> Rule:
 def vogels_sprekeler(target_rate_hz: float = 10.0, tau_ms: float = 20.0) -> dict[str, float]:
     """Doublet parameters of Vogels-Sprekeler inhibitory STDP (Vogels et al. 2011) for a target
     rate rho0: tau_pre = tau_post = tau, alpha = -2 rho0 tau, beta = 0, gamma = kappa = 1."""
+    if wrong := [f"{name} = {value!r}" for name, value in (("target_rate_hz", target_rate_hz), ("tau_ms", tau_ms))
+                 if not isinstance(value, numbers.Real) or isinstance(value, bool)]:
+        raise TypeError(f"vogels_sprekeler: {', '.join(wrong)}: expected a number")
     # a negative rate gave alpha > 0: a rule that strengthens inhibition at every pre spike, no target
     if not (target_rate_hz >= 0 and math.isfinite(target_rate_hz)):
         raise ValueError(f"vogels_sprekeler: the target rate is in Hz, 0 or more, got {target_rate_hz}")

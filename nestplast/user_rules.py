@@ -188,6 +188,10 @@ def rule_from_file(path: str | Path, parameters: Mapping[str, Any] | None = None
                f"build(rule_from_file({str(path)!r}, weight_variable='NAME')) from nestplast.user_rules")
         raise UserRuleError(f"{path}: the weight variable {weight_variable!r} is not in the state block "
                             f"(state: {', '.join(state) or 'none'}); {how}")
+    if weight_variable == "weight":  # NESTML 9's synapse templates end in a jinja2 UndefinedError on this name
+        raise UserRuleError(f"{path}: a weight variable named 'weight' cannot be compiled (NESTML's templates fail on "
+                            "that name, which NEST uses for the connection's own weight): rename it in the file, "
+                            "e.g. to w (the default weight variable)")
     if parameters is None:  # for one's own NEST model (build): nothing searched, nestplast sets no Wmax
         parameters = {}
     else:

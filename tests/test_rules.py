@@ -1,6 +1,7 @@
 """Rule descriptions: parameters, layouts, masks and the STDP window, against hand computation."""
 
 import re
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -119,3 +120,26 @@ def test_synapse_params_refuses_what_is_not_a_number_and_vogels_sprekeler_a_nega
         vogels_sprekeler(10.0, 0.0)
     partial = rule.synapse_params({"alpha": -0.4}, eta=1.0)  # the docstring's promise: left out, the default
     assert partial["alpha"] == -0.4 and partial["kappa"] == dict(zip(rule.names, rule.defaults()))["kappa"]
+    with pytest.raises(TypeError, match=r"target_rate_hz = '10': expected a number"):
+        vogels_sprekeler("10")
+    # a number NEST has no type for (it refused "value of key (eta) is not a known type") goes as a float
+    assert rule.synapse_params(vogels_sprekeler(10.0), eta=Fraction(1, 2))["eta"] == 0.5
+
+
+def test_the_python_update_refuses_what_it_cannot_compute():
+    """An event name with a typo and a user's NESTML rule (no Python update) gave weight changes of 0;
+    a parameter left out a bare KeyError."""
+    rule = get_rule("doublet")
+    params = rule.synapse_params(vogels_sprekeler(10.0), eta=1.0)
+    assert rule.weight_change(params, "pre", 0.0, 0.5, 1.0) == pytest.approx(-0.4 + 0.5)
+    with pytest.raises(ValueError, match="event is 'pre' or 'post', got 'Pre'"):
+        rule.weight_change(params, "Pre", 0.0, 0.5, 1.0)
+    with pytest.raises(ValueError, match="params has no 'eta'; give every parameter by name"):
+        rule.weight_change({k: v for k, v in params.items() if k != "eta"}, "pre", 0.0, 0.5, 1.0)
+    with pytest.raises(ValueError, match="params has no 'tau_pre'"):
+        rule.stdp_window({k: v for k, v in params.items() if k != "tau_pre"}, [1.0])
+    own = rule_from_file(Path(__file__).parent.parent / "examples" / "own_rule" / "pair_stdp_synapse.nestml")
+    for compute in (lambda: own.weight_change({"eta": 1.0}, "pre", 1.0, 1.0, 5.0),
+                    lambda: own.stdp_window({"tau_pre": 20.0, "tau_post": 20.0}, [1.0, -1.0])):
+        with pytest.raises(ValueError, match="is compiled only: Python does not know its update"):
+            compute()

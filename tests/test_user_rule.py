@@ -301,3 +301,14 @@ def test_a_rule_file_given_relative_to_the_working_directory(tmp_path, monkeypat
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ExperimentError, match="relative to the experiment file.*file = '../pair_stdp_synapse.nestml'"):
         experiment.load("experiments/exp.toml")
+
+
+def test_a_weight_variable_named_weight_is_refused_before_compiling(tmp_path):
+    """Named `weight`, the build ran NESTML for 10 s and ended in a jinja2 traceback from its templates."""
+    text = re.sub(r"\bw\b", "weight", (EXAMPLE / "pair_stdp_synapse.nestml").read_text())
+    (tmp_path / "my_rule.nestml").write_text(text)
+    out = subprocess.run([sys.executable, "-m", "nestplast", "build", str(tmp_path / "my_rule.nestml"), "--weight",
+                          "weight"], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "a weight variable named 'weight' cannot be compiled" in out.stderr and "rename it" in out.stderr
+
