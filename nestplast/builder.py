@@ -40,7 +40,7 @@ from pathlib import Path
 
 from .errors import UserError
 from .neurons import Neuron, get_neuron
-from .rules import Rule, get_rule
+from .rules import Rule, UnknownRuleError, get_rule
 from .user_rules import rule_from_file
 
 # Bump when the way modules are generated changes, so that old cache entries are not reused.
@@ -497,7 +497,13 @@ def _named_rule(name: str | os.PathLike[str], mask: str | None = None, weight: s
         return rule_from_file(name, weight_variable=weight or "w")
     if weight is not None:
         raise ValueError(f"--weight names the weight variable of your own NESTML file, not of the rule {name}")
-    return get_rule(str(name), mask=mask)
+    try:
+        return get_rule(str(name), mask=mask)
+    except UnknownRuleError as err:
+        if Path(name).is_file():  # MyRule.NESTML, rule.txt: read as a built-in rule's name
+            raise UnknownRuleError(f"{err}. {name} is a file, but a rule file is read as one only where its name ends "
+                                   f"in .nestml or holds a folder (e.g. .{os.sep}{name})") from None
+        raise
 
 
 RuleLike = Rule | str | os.PathLike[str]  # a rule, a built-in rule's name, or the path of a NESTML file
@@ -517,7 +523,10 @@ def build(rules: RuleLike | Sequence[RuleLike], neuron: str | Neuron = "iaf_psc_
     default; see :func:`~nestplast.neurons.add_internal_drive`).
     Raises :class:`BuildError` with the NESTML or compiler message and its source file.
     """
-    rules = [rules] if isinstance(rules, (Rule, str, os.PathLike)) else list(rules)
+    rules = [rules] if isinstance(rules, (Rule, str, os.PathLike)) else list(rules) if isinstance(rules, Sequence) else [rules]
+    if wrong := [r for r in rules if not isinstance(r, (Rule, str, os.PathLike))]:  # build(3): "int is not iterable"
+        raise TypeError(f"build: expected a rule (get_rule(...)), a rule's name or the path of a NESTML file, or a "
+                        f"list of them; got {wrong[0]!r} ({type(wrong[0]).__name__})")
     rules = [r if isinstance(r, Rule) else _named_rule(r) for r in rules]
     if not rules:
         raise BuildError("build: no rule given")

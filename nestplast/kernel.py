@@ -13,7 +13,7 @@ import importlib.util
 import os
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -205,7 +205,12 @@ def install(module: Module | str | os.PathLike[str]) -> None:
     without ``.so``) or its folder in the cache.
     """
     from .builder import Module
+    from .rules import Rule
 
+    if not isinstance(module, (Module, str, os.PathLike)):  # e.g. the rule itself: pathlib's TypeError said nothing
+        raise TypeError(f"install: expected the Module that build() returns, a module's path or its folder; got "
+                        f"{type(module).__name__}" + (" (build it first: install(build(rule)))"
+                                                      if isinstance(module, Rule) else ""))
     nest = import_nest()
     if not isinstance(module, Module) and Path(module).is_dir():  # the folder build prints ("cached in ...")
         found = Module.from_dir(Path(module))
@@ -231,8 +236,22 @@ def install(module: Module | str | os.PathLike[str]) -> None:
     try:
         nest.Install(str(path))
     except nest.NESTErrors.NamingConflict as err:  # e.g. two masks of one rule: the same model names
-        others = ", ".join(Path(m).name for m in loaded) or "another module"
+        others = ", ".join(Path(m).name for m in _defining_the_same_models(module, loaded)) or "another module"
         raise ModuleConflictError(
             f"cannot install {path.name} beside {others} in one kernel ({err}): both define that model, as "
             "two masks of one rule do. Build one module whose mask holds the terms of both (the others' "
             "coefficients 0), or run them in separate kernels (nest.ResetKernel() between them).") from None
+
+
+def _defining_the_same_models(module, loaded: Sequence[str]) -> list[str]:
+    """The modules in ``loaded`` (paths) that define a model ``module`` defines: every loaded module where
+    that cannot be told (before, the message named every loaded module, conflicting or not)."""
+    from .builder import Module
+
+    ours = {module.neuron_model, *module.synapse_models.values()} - {""}
+
+    def clashes(path: str) -> bool:
+        other = Module.from_dir(Path(path).parent)
+        return not ours or other is None or bool(ours & {other.neuron_model, *other.synapse_models.values()})
+
+    return [m for m in loaded if clashes(m)]

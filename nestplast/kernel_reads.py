@@ -18,6 +18,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import hashlib
+import numbers
 import os
 import subprocess
 import warnings
@@ -53,6 +54,8 @@ def model_weights(model: str, step: int = 1) -> np.ndarray:
     the first, as ``nest.GetConnections(synapse_model=model)`` finds them: in that order on one
     thread. (With several, NEST's own order differs from call to call: the threads' connections
     come in turn, the threads in any order.) An unknown model raises NEST's error."""
+    if not isinstance(step, numbers.Integral) or isinstance(step, bool):  # 2.5 failed in NEST's slicing
+        raise TypeError(f"model_weights: step is a whole number of connections, got {step!r}")
     if step < 1:
         raise ValueError(f"model_weights: step must be 1 or more, got {step}")
     lib = library()

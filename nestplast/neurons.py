@@ -72,7 +72,8 @@ class Neuron:
 
     def unknown_params(self, params) -> list[str]:
         """The keys of ``params`` (NEST's built-in names allowed, see :meth:`params_from_nest`)
-        that are not parameters of this neuron."""
+        that are not parameters of this neuron: also its state variables (``V_m``) and what NEST
+        adds to every paired neuron (``tau_minus``), which ``nest.Create`` and ``set`` take."""
         known, renamed = set(self.parameters), dict(self.renamed)
         return [key for key in params if renamed.get(key, key) not in known]
 

@@ -403,7 +403,7 @@ FROZEN_DECIMALS = 6  # frozen weights are numbers in the NESTML source with this
 def _check_hidden(hidden: object) -> int:
     # bool is an int in Python, but hidden=True is surely a mistake
     if isinstance(hidden, bool) or not isinstance(hidden, (int, np.integer)) or hidden < 1:
-        raise ValueError(f"rule 'mlp': hidden must be a whole number of hidden units, at least 1; got {hidden!r}")
+        raise ValueError(f"MLP rule: hidden must be a whole number of hidden units, at least 1; got {hidden!r}")
     return int(hidden)
 
 
@@ -440,31 +440,31 @@ class MLPSpec:
 
     def __post_init__(self) -> None:
         if isinstance(self.inputs, str):  # tuple("x_pre") is its letters
-            raise ValueError(f"rule 'mlp': inputs are a list of names, e.g. ['x_pre', 'x_post']; got {self.inputs!r}")
+            raise ValueError(f"MLP rule: inputs are a list of names, e.g. ['x_pre', 'x_post']; got {self.inputs!r}")
         if isinstance(self.scales, dict):  # the parameters are named scale_<input>: a dict is a natural guess
-            raise ValueError(f"rule 'mlp': scales are one number per input, in the order of inputs "
+            raise ValueError(f"MLP rule: scales are one number per input, in the order of inputs "
                              f"({list(self.inputs)}); got a dict {self.scales}")
         object.__setattr__(self, "inputs", tuple(self.inputs))
         object.__setattr__(self, "layers", tuple(_check_hidden(n) for n in self.layers))
         object.__setattr__(self, "activations", tuple(self.activations))
         unknown = [name for name in self.inputs if name not in RULE_INPUTS]
         if unknown or not self.inputs or len(set(self.inputs)) != len(self.inputs):
-            raise ValueError(f"rule 'mlp': inputs must be distinct names from {', '.join(RULE_INPUTS)}; "
+            raise ValueError(f"MLP rule: inputs must be distinct names from {', '.join(RULE_INPUTS)}; "
                              f"got {list(self.inputs)}")
         if not self.layers:
-            raise ValueError("rule 'mlp': give at least one hidden layer")
+            raise ValueError("MLP rule: give at least one hidden layer")
         if len(self.activations) != len(self.layers) + 1 or not set(self.activations) <= set(ACTIVATIONS):
-            raise ValueError(f"rule 'mlp': activations are one per hidden layer and one for the output "
+            raise ValueError(f"MLP rule: activations are one per hidden layer and one for the output "
                              f"({len(self.layers) + 1}), each of {', '.join(ACTIVATIONS)}; got {list(self.activations)}")
         if self.scales is not None:
             object.__setattr__(self, "scales", tuple(float(s) for s in self.scales))
             if len(self.scales) != len(self.inputs) or not all(s > 0 for s in self.scales):
-                raise ValueError(f"rule 'mlp': scales are one positive number per input ({len(self.inputs)}); "
+                raise ValueError(f"MLP rule: scales are one positive number per input ({len(self.inputs)}); "
                                  f"got {list(self.scales)}")
         if self.frozen_seed is not None and (isinstance(self.frozen_seed, bool)
                                              or not isinstance(self.frozen_seed, (int, np.integer))
                                              or self.frozen_seed < 0):
-            raise ValueError(f"rule 'mlp': frozen_seed must be a whole number >= 0 or None; got {self.frozen_seed!r}")
+            raise ValueError(f"MLP rule: frozen_seed must be a whole number >= 0 or None; got {self.frozen_seed!r}")
 
     @property
     def sizes(self) -> list[tuple[int, int]]:

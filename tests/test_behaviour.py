@@ -215,7 +215,7 @@ def infer_choices_cli(tmp_path, *args) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize("args, message", [
     (["--rule", "mlp", "--inputs", "x_pre,w_abs"], "--inputs: the choices task needs the reward signal R"),
-    (["--rule", "mlp", "--inputs", "x_pre,R,nonsense"], "--rule mlp: rule 'mlp': inputs must be distinct names"),
+    (["--rule", "mlp", "--inputs", "x_pre,R,nonsense"], "--rule mlp: MLP rule: inputs must be distinct names"),
     (["--rule", "mlp", "--mask", "pre:010"], "--mask: the mlp rule has no mask"),
     (["--rule", "mlp", "--hidden", "0"], "--hidden: expected an integer >= 1, got 0"),
     (["--rule", "taylor"], "fits the three-factor rule 'reward' or an 'mlp' rule"),

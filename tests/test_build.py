@@ -339,6 +339,16 @@ def test_cli_unknown_names_list_the_available(args, listed):
     assert "Traceback" not in out.stderr
 
 
+def test_a_rule_file_not_named_nestml_is_pointed_out(tmp_path):
+    """MyRule.NESTML in the working folder was read as a built-in rule's name, "unknown rule", no more."""
+    shutil.copy(ROOT / "examples" / "own_rule" / "pair_stdp_synapse.nestml", tmp_path / "MyRule.NESTML")
+    out = subprocess.run([sys.executable, "-m", "nestplast", "build", "MyRule.NESTML"], capture_output=True,
+                         text=True, cwd=tmp_path)
+    assert out.returncode == 2 and "unknown rule 'MyRule.NESTML'" in out.stderr
+    assert f"MyRule.NESTML is a file, but a rule file is read as one only where its name ends in .nestml or holds a " \
+           f"folder (e.g. .{os.sep}MyRule.NESTML)" in out.stderr
+
+
 def test_install_is_idempotent_and_survives_reset(nest, doublet_module):
     nest.ResetKernel()
     install(doublet_module)
@@ -431,8 +441,12 @@ def test_two_modules_of_one_synapse_model_are_refused_saying_what_to_do(nest, ta
 
     other_mask = build(get_rule("taylor", mask=MULTIPLICATIVE_MASK), "iaf_psc_exp")  # test_rule_agreement's
     nest.ResetKernel()
+    install(build("doublet"))
     install(taylor_module)
     with pytest.raises(ModuleConflictError, match=r"beside .*taylor.*two masks of one rule.*mask holds the terms of both"):
+        install(other_mask)
+    # it names the module that clashes, not every module installed (the doublet's too, before)
+    with pytest.raises(ModuleConflictError, match=rf"beside {Path(taylor_module.path).name} in one kernel"):
         install(other_mask)
 
 
@@ -440,6 +454,11 @@ def test_build_takes_rule_names_and_refuses_rules_it_would_lose():
     assert build("doublet") == build(get_rule("doublet"))
     with pytest.raises(BuildError, match="no rule"):
         build([])
+    # what is no rule at all is named ("'int' object is not iterable", pathlib's TypeError for install(rule))
+    with pytest.raises(TypeError, match=r"build: expected a rule .*; got 3 \(int\)"):
+        build(3)
+    with pytest.raises(TypeError, match=r"got Rule \(build it first: install\(build\(rule\)\)\)"):
+        install(get_rule("doublet"))
     two_masks = [get_rule("taylor", mask="pre:000,post:100"), get_rule("taylor", mask="pre:010,post:100")]
     with pytest.raises(BuildError, match="2 of the rules compile to the synapse model taylor_synapse"):
         build(two_masks)

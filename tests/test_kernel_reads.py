@@ -72,6 +72,8 @@ def test_the_readme_example_reads_a_users_own_model(nest, doublet_module):
         model_weights("no_such_model")
     with pytest.raises(ValueError, match="step must be 1 or more"):
         model_weights("istdp", step=0)
+    with pytest.raises(TypeError, match="step is a whole number of connections, got 2.5"):  # NEST's slicing failed
+        model_weights("istdp", step=2.5)
 
 
 def test_connections_from_before_a_reset_raise_nests_error(nest, doublet_module):
