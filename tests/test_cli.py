@@ -106,3 +106,15 @@ def test_each_commands_module_runs_the_command(module, usage):
     assert out.returncode == 0 and out.stdout.startswith(("usage: python -m nestplast " + usage,
                                                           "usage: python -m nestplast." + usage)), (out.stdout, out.stderr)
     assert not out.stderr  # runpy warns of a module that the package imports already
+
+
+@pytest.mark.parametrize("command", ["search", "filter", "infer", "infer_demo", "prune", "report"])
+def test_every_option_says_what_it_does(command):
+    """--seed, --resume, --no-plots and others came without a word in --help: what the seed seeds,
+    what a resume continues, and the run folder's argument were left to guess."""
+    import importlib
+
+    parser = importlib.import_module(f"nestplast.commands.{command}").parser()
+    silent = [action.option_strings[0] if action.option_strings else action.dest
+              for action in parser._actions if not action.help]
+    assert silent == [], f"{command}: options without help: {silent}"

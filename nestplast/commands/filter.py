@@ -49,7 +49,7 @@ def parser() -> ArgumentParser:
     p.add_argument("--recheck", type=int, default=None, metavar="N",
                    help="simulate every accepted rule again on N fresh trials; report the fraction that passes")
     p.add_argument("--limit", type=int, default=None, help="with --recheck: only the first LIMIT accepted rules")
-    p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--no-plots", action="store_true", help="write no PNG plots (the tables only)")
     p.add_argument("--quiet", action="store_true", help="no progress lines (batch jobs)")
     return p
 

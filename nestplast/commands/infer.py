@@ -73,16 +73,17 @@ def parser() -> ArgumentParser:
                    "(0: none; default 5, for choices 4)")
     p.add_argument("--l1", type=float, default=0.0, help="weight of the L1 penalty on the coefficients")
     p.add_argument("--max-generations", type=int, default=None, help="default 60 (choices: 25)")
-    p.add_argument("--population-size", type=int, default=8)
+    p.add_argument("--population-size", type=int, default=8, help="CMA-ES candidates per generation")
     p.add_argument("--restarts", type=int, default=0, help="more CMA-ES runs, other seeds, doubled population "
                    "each (IPOP); the best is kept (RUN_DIR/restart-K)")
     p.add_argument("--bootstrap", type=int, default=30, help="bootstrap draws for the intervals (clamped: refits; "
                    "closed: minima on quadratic surfaces of the simulated candidates, no further simulation)")
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seed", type=int, default=1, help="seed of CMA-ES and the bootstrap; closed mode and choices: also of "
+                   "the simulated background and model animals")
     p.add_argument("--out", type=Path, default=None, help="run directory (default: runs/infer-<data name>)")
-    p.add_argument("--resume", action="store_true")
+    p.add_argument("--resume", action="store_true", help="continue the fit in --out from its last generation")
     p.add_argument("--json", action="store_true", help="print one JSON object, nothing else")
-    p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--no-plots", action="store_true", help="write no PNG plots")
     return p
 
 

@@ -23,8 +23,8 @@ def parser() -> ArgumentParser:
     p.add_argument("--fraction", type=float, default=1.0, help="fraction of synapses with recorded weights")
     p.add_argument("--length", type=float, default=1.0, help="fraction of the recording used")
     p.add_argument("--duration", type=float, default=20_000.0, help="recording length (ms)")
-    p.add_argument("--bootstrap", type=int, default=20)
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--bootstrap", type=int, default=20, help="bootstrap refits for the 95 %% intervals")
+    p.add_argument("--seed", type=int, default=1, help="seed of the recording (spikes, noise) and the fit")
     p.add_argument("--sweep", action="store_true", help="the robustness sweep: every degradation in turn, one at a "
                    "time (so not with --noise, --jitter, --fraction, --length)")
     p.add_argument("--out", type=Path, default=None, help="folder for the fit (fit/) and recovery.csv; with --sweep, "

@@ -1,5 +1,6 @@
 """``python -m nestplast.report RUN_DIR [--json] [--no-plots] [--plots-to DIR]``: what a search
-run found (a filter run: its family). Works on a run in progress and on a read-only copy (plots then go to ``--plots-to``)."""
+run found (a filter run: its family; an inference: its fit). Works on a run in progress and on a
+read-only copy (plots then go to ``--plots-to``)."""
 
 from __future__ import annotations
 
@@ -19,9 +20,9 @@ from ..store import DB_NAME, RunStore
 
 def parser() -> ArgumentParser:
     p = ArgumentParser(prog="python -m nestplast.report", description=__doc__.split("\n\n")[0])
-    p.add_argument("run_dir", type=Path)
+    p.add_argument("run_dir", type=Path, help="the run's folder (the --out of search, filter or infer)")
     p.add_argument("--json", action="store_true", help="print one JSON object, nothing else")
-    p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--no-plots", action="store_true", help="write no PNG plots (the text or JSON only)")
     p.add_argument("--plots-to", type=Path, default=None, help="folder for the PNG plots (default: RUN_DIR)")
     return p
 
