@@ -6,7 +6,10 @@ kernel, the network, every metric of the fSBI table in ``Evaluation.metrics``). 
 *features* are its metrics averaged over its trials (NaN if any trial blew up or failed); it is
 *accepted* when every constrained metric lies inside the round's bounds, and its loss is 0 then,
 else how far outside it lies (the search's interval penalty; blow-ups and failures keep the
-search's scores, >= 160), so that the engine's summaries and the store work unchanged. ::
+search's scores, >= 160), so that the engine's summaries and the store work unchanged. That is the
+candidate's loss, in the ``generations`` table's summaries; each simulation's ``loss`` in the
+``evaluations`` table stays the search's score of it (its target rate included), not the verdict:
+the verdict is :func:`family` (``family.csv``). ::
 
     from nestplast import experiment
     from nestplast.families import run_filter, family, recheck
@@ -225,7 +228,8 @@ class Family:
         return len({tuple(r["theta"]) for r in self.rows})
 
     def __repr__(self) -> str:  # the rows' every metric would flood a notebook
-        return (f"Family({len(self.rows)} accepted rules ({self.distinct} distinct) of {self.simulated} simulated, "
+        return (f"Family({len(self.rows)} accepted rule{'' if len(self.rows) == 1 else 's'} ({self.distinct} distinct) "
+                f"of {self.simulated} simulated, "
                 f"judged by {', '.join(self.constraints)})")
 
 
@@ -295,10 +299,11 @@ def family(run_dir: str | Path, constraints: Mapping[str, Sequence[float]] | Non
             rows.append({"round": generation, "candidate": candidate, "theta": list(theta),
                          **layout.as_dict(theta), **{k: features[k] for k in sorted(features)}})
     for name in extra:  # a bound on what no simulation measured accepted no rule, without a word
+        # what the experiment never measures, whatever its simulations did (all blown up: none to look at)
+        if why := unmeasured(exp, name):
+            raise ExperimentError(f"constraints.{name}: {why}, so no rule of {run_dir} could pass this bound")
         if valid and not any(name in v for v in valid):
-            why = (f": {name.removeprefix('w_mean_')} does not learn (rule.plastic = {exp.rule.plastic})"
-                   if name.startswith("w_mean_") and name.removeprefix("w_mean_") not in exp.rule.plastic else "")
-            raise ExperimentError(f"constraints.{name}: no simulation of {run_dir} measured {name}{why}, so no rule "
+            raise ExperimentError(f"constraints.{name}: no simulation of {run_dir} measured {name}, so no rule "
                                   "could pass this bound")
     # "accepted" is what the filter did (the round's own bounds); "in_family" counts the round's rules
     # in this family (judged by ``judged``): the two differ under a schedule or re-filtered bounds
@@ -383,7 +388,7 @@ def recheck(run_dir: str | Path, n_trials: int = 2, *, comm=None, limit: int | N
                 else:
                     tasks.append(task)
         tasks = transport.share(tasks)
-        say(f"re-check: {len(rows)} accepted rules x {n_trials} fresh trials"
+        say(f"re-check: {len(rows)} accepted rule{'' if len(rows) == 1 else 's'} x {n_trials} fresh trials"
             + (f", {len(tasks)} to simulate ({len(reused)} kept from an earlier re-check in {run_dir / RECHECK_DIR})"
                if reused else ""))
         done, every = [0], max(1, len(tasks) // 10)

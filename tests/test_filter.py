@@ -213,6 +213,16 @@ def test_refiltering_from_the_store_keeps_exactly_the_subset(stored_run):
         family(path, {"rate_e": (8.0, 15.0), "w_blow": (0.0, 0.1)} | {"w_creep": (0.0, 0.02)})
     with pytest.raises(ExperimentError, match=r"w_mean_II: .*II does not learn \(rule.plastic = \['IE'\]\)"):
         family(path, {"w_mean_II": (0.0, 100.0)})
+    # ... also where no simulation ran to its end, so none could show what is measured (it passed, exit 0)
+    blown = path.parent / "all-blown-up"
+    copy_run(path, blown)
+    db = sqlite3.connect(blown / "results.sqlite")
+    db.execute("UPDATE evaluations SET status = 'blowup'")
+    db.commit()
+    db.close()
+    assert family(blown).rows == [] and family(blown, {"w_creep": (0.0, 0.01)}).rows == []
+    with pytest.raises(ExperimentError, match=r"w_mean_II: .*II does not learn \(rule.plastic = \['IE'\]\)"):
+        family(blown, {"w_mean_II": (0.0, 100.0)})
     tighter = family(path, {"rate_e": (7.0, 16.0), "w_creep": (0.0, 0.03)})
     for wrong in ({"cv_iss": (0.9, 1e9)}, {"cv_isi": (0.9, 0.1)}):  # each accepted no rule, without a word
         with pytest.raises(ExperimentError, match=f"constraints.{next(iter(wrong))}"):
@@ -320,6 +330,12 @@ def test_apply_refuses_to_write_into_a_run(stored_run, tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.startswith(f"error: --out {out}: {says}") and "give another --out" in err, err
         assert len(err.strip().splitlines()) == 1 and f"(or none: {run / 'refiltered-none'})" in err
+    # the default folder holding a run: the message named an --out that was not given
+    RunStore.create(run / "refiltered-none", experiment=experiment.default().to_dict(), seed=1).close()
+    assert main([str(run), "--apply", str(new)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {run / 'refiltered-none'}, where --apply puts the re-filtered family unless --out "
+                          "is given, holds a run (results.sqlite)") and err.strip().endswith("give --out"), err
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.suffix in (".csv", ".png")} == before
     assert sorted(other.iterdir()) == theirs
     # nor does the report command put a family among another run's files
@@ -340,6 +356,13 @@ def test_threads_is_refused_where_it_cannot_apply(stored_run, tmp_path, capsys):
     new.write_text("[constraints]\nrate_e = [8.0, 15.0]\n")
     assert main([str(stored_run[1]), "--apply", str(new), "--threads", "2", "--out", str(tmp_path / "re")]) == 2
     assert "--threads goes with a filter run" in capsys.readouterr().err and not (tmp_path / "re").exists()
+    # the other options of a filter run were ignored without a word (--seed 7: "another" re-check, the same one)
+    for options, message in [(["--recheck", "1", "--seed", "7"], "--seed: not with --recheck, which draws its trials"),
+                             (["--recheck", "1", "--out", str(tmp_path / "re")], "--out: not with --recheck"),
+                             (["--apply", str(new), "--rounds", "9", "--resume"], "--rounds, --resume: not with --apply")]:
+        assert main([str(stored_run[1]), *options]) == 2
+        assert message in capsys.readouterr().err, options
+    assert not (tmp_path / "re").exists() and not (stored_run[1] / "recheck").exists()
 
 
 def test_report_json_of_a_filter_run_is_its_family(stored_run, tmp_path, capsys):
@@ -409,10 +432,15 @@ def test_a_run_directory_given_as_the_experiment_says_what_to_do(stored_run, cap
     assert f"filter --out {path} --resume" in err and f"filter {path} --apply NEW.toml" in err and "Traceback" not in err
 
 
-def test_report_of_a_filter_run_in_its_first_round(tmp_path, capsys):
+def test_report_of_a_filter_run_in_its_first_round(tmp_path, capsys, stored_run):
     """Before its first round ends a filter run stores no strategy: the report showed it as a search,
     with a "best loss" (the search's scoring) and what that loss means for a target rate it has not."""
     import json
+
+    from nestplast.analysis.families import summary
+    from nestplast.families import family
+
+    stored_family = family(stored_run[1])
 
     from nestplast.commands.report import main as report
 
@@ -427,8 +455,11 @@ def test_report_of_a_filter_run_in_its_first_round(tmp_path, capsys):
     assert f"no round complete yet: 2 of the first round's {10 * exp.trials.n} simulations recorded" in out
     assert "best loss" not in out and "target" not in out
     assert report([str(tmp_path / "run"), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out) == {"kind": "filter", "rounds": 0, "simulations": 2,
-                                                   "simulations_per_round": 10 * exp.trials.n}
+    early = json.loads(capsys.readouterr().out)
+    assert early["first_round_recorded"] == 2 and early["simulations_per_round"] == 10 * exp.trials.n
+    # the keys of a finished run's JSON (a script reading d["simulated"] got a KeyError), with no rule yet
+    assert {"simulated": 0, "accepted": 0, "rounds": 0, "family": [], "acceptance": []}.items() <= early.items()
+    assert set(early) == set(summary(stored_family)) | {"first_round_recorded", "simulations_per_round"}
     assert not (tmp_path / "run" / "loss.png").exists()
 
 

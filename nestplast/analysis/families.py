@@ -30,7 +30,8 @@ def text(fam, what: str = "family", run_dir: str | Path = "RUN_DIR") -> str:
         lines.append(f"not finished: {len(fam.acceptance)} of {fam.rounds_planned} rounds complete (running, or cut "
                      f"short: go on with python -m nestplast filter --out {run_dir} --resume)")
     bounds = ", ".join(f"{k} [{lo:g}, {hi:g}]" for k, (lo, hi) in fam.constraints.items())
-    lines.append(f"{what}: {len(fam.rows)} accepted rules ({fam.distinct} distinct) of {fam.simulated} simulated, "
+    lines.append(f"{what}: {len(fam.rows)} accepted rule{'' if len(fam.rows) == 1 else 's'} ({fam.distinct} distinct) "
+                 f"of {fam.simulated} simulated, "
                  f"judged by: {bounds}")
     if fam.valid:  # which bounds reject: a family of none said nothing of why
         lines.append(f"each bound alone, rules within it of the {len(fam.valid)} that ran to their end: "

@@ -36,8 +36,8 @@ def parser() -> ArgumentParser:
     p = ArgumentParser(prog="python -m nestplast filter", description=__doc__.split("\n\n")[0])
     p.add_argument("target", nargs="?", default=None,
                    help=f"experiment TOML file or shipped name ({', '.join(experiment.available())}); "
-                        "default: the built-in default (a run of several minutes); with --apply/--recheck: the "
-                        "run directory")
+                        "default: the built-in default experiment (5 rounds x 200 rules x 2 trials: 2,000 "
+                        "simulations); with --apply/--recheck: the run directory")
     p.add_argument("--out", type=Path, default=None, help="run directory (default: runs/<experiment name>); "
                    "with --apply: where the re-filtered family goes (not the run's folder, nor any run's)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last round")
@@ -105,6 +105,13 @@ def check_not_a_run(out: Path, run_dir: Path, flag: str, refiltered: bool = True
                          f"would be overwritten; {another}")
 
 
+def check_default_free(default: Path) -> None:
+    """Refuse the default folder of a re-filtered family where it holds a run."""
+    if (default / DB_NAME).is_file():
+        raise UsageError(f"{default}, where --apply puts the re-filtered family unless --out is given, holds a run "
+                         f"({DB_NAME}), whose own tables and plots would be overwritten; give --out")
+
+
 def report(run_dir: Path, out: Path | None = None, constraints: Mapping[str, Sequence[float]] | None = None,
            plots: bool = True, what: str = "family", as_json: bool = False, files: bool = True,
            out_flag: str = "--plots-to") -> None:
@@ -156,6 +163,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.threads is not None and (args.apply is not None or args.recheck is not None):
             raise UsageError("--threads goes with a filter run (--apply simulates nothing; --recheck simulates with "
                              "the run's search.threads)")
+        # options of a filter run that --apply and --recheck would ignore without a word (--seed 7 for "another"
+        # re-check brought the first one's simulations back)
+        ignored = [flag for flag, value in (("--seed", args.seed), ("--rounds", args.rounds), ("--resume", args.resume),
+                                            ("--out", args.recheck is not None and args.out is not None))
+                   if value not in (None, False)]
+        if ignored and (args.apply is not None or args.recheck is not None):
+            given = "--apply" if args.apply is not None else "--recheck"
+            raise UsageError(f"{', '.join(ignored)}: not with {given}, which " + (
+                "re-filters the run's stored simulations (its seed and rounds as they were)" if given == "--apply" else
+                "draws its trials from the run's seed, goes on where it stopped by itself, and writes recheck.csv "
+                "into the run's folder"))
         if args.apply is not None or args.recheck is not None:
             if args.target is None:
                 raise UsageError("--apply and --recheck take a filter run's directory: python -m nestplast filter RUN_DIR ...")
@@ -170,6 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             default = run_dir / f"refiltered-{args.apply.stem}"
             if args.out is not None:  # before anything is read, on every rank
                 together(comm, lambda: check_not_a_run(args.out, run_dir, "--out", default=default))
+            else:  # the message named an --out that was not given
+                together(comm, lambda: check_default_free(default))
             constraints = together(comm, lambda: read_constraints(args.apply))
             if rank == 0:
                 report(run_dir, args.out or default, constraints, plots=not args.no_plots, what="re-filtered family",

@@ -54,9 +54,12 @@ def _report(argv: Sequence[str] | None) -> int:
                         "--recheck N writes it, from these simulations where it can)")
     first_round = _filter_in_first_round(args.run_dir, kind)
     if first_round is not None:  # its losses read as a search's would show a "best rule" of a target it has none of
-        recorded, planned = first_round
-        if args.json:
-            print(json.dumps({"kind": "filter", "rounds": 0, "simulations": recorded, "simulations_per_round": planned}))
+        recorded, planned, empty = first_round
+        if args.json:  # the keys of a family's JSON (a script read d["simulated"]: a KeyError), and the round's progress
+            from ..analysis.families import summary
+
+            print(json.dumps(json_safe({**summary(empty), "first_round_recorded": recorded,
+                                        "simulations_per_round": planned})))
             return 0
         print(f"run: {args.run_dir} (a filter run)\nno round complete yet: {recorded} of the first round's {planned} "
               "simulations recorded (running, or interrupted: go on with python -m nestplast filter --out "
@@ -116,11 +119,12 @@ def _is_filter_run(run_dir: Path) -> bool:
     return is_filter_run(run_dir)
 
 
-def _filter_in_first_round(run_dir: Path, kind: str) -> tuple[int, int] | None:
-    """(simulations recorded, planned in a round) of a filter run that has not completed its first
-    round, else None. A run made before runs recorded their kind says it through its simulations:
-    only the filter records each one's ``input_rate``."""
+def _filter_in_first_round(run_dir: Path, kind: str):
+    """(simulations recorded, planned in a round, its family so far: no rule) of a filter run that
+    has not completed its first round, else None. A run made before runs recorded their kind says
+    it through its simulations: only the filter records each one's ``input_rate``."""
     from ..experiment import run_experiment
+    from ..families import Family, final_constraints
 
     with RunStore.open(run_dir, read_only=True) as store:
         if store.last_complete_generation() is not None:
@@ -129,7 +133,10 @@ def _filter_in_first_round(run_dir: Path, kind: str) -> tuple[int, int] | None:
         if kind != "filter" and not any("input_rate" in (e.metrics or {}) for e in evaluations):
             return None
         exp = run_experiment(store.experiment(), run_dir)
-    return len(evaluations), exp.filter.simulations_per_round * exp.trials.n
+        stop = store.stop()
+    empty = Family(rows=[], constraints=final_constraints(exp, 0), acceptance=[], simulated=0, traces=[], valid=[],
+                   rounds_planned=exp.filter.rounds, stop=stop, parameters=exp.layout().names)
+    return len(evaluations), exp.filter.simulations_per_round * exp.trials.n, empty
 
 
 def _report_fit(args) -> int:
