@@ -507,8 +507,12 @@ def _check_options(instance, where: str) -> None:
             continue
         value = _check_type(value, hints[f.name], key)
         setattr(instance, f.name, value)
-        if f.metadata.get("check") is not None:
-            _require(f.metadata["check"].test(value), key, f.metadata["check"].expected, value)
+        check = f.metadata.get("check")
+        if check is not None and not check.test(value) and isinstance(value, dict):
+            for name, entry in value.items():  # a table: name the entry at fault (the message quoted the whole table)
+                _require(check.test({name: entry}), f"{key}.{name}", check.expected, entry)
+        if check is not None:
+            _require(check.test(value), key, check.expected, value)
 
 
 def validate(exp: Experiment, *, to_run: bool = True) -> Experiment:

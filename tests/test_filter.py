@@ -554,10 +554,10 @@ def test_recheck_refuses_a_limit_below_one(stored_run, capsys):
 
 
 @pytest.mark.parametrize("text, fragment", [
-    ("[filter]\nconstraints = { cv_iss = [0.7, 1e9] }\n", "filter.constraints"),
+    ("[filter]\nconstraints = { cv_iss = [0.7, 1e9] }\n", "filter.constraints.cv_iss: expected"),  # the entry at fault, not the table
     ("[filter]\nschedule = [{ round = 1, constraints = { rate = [1.0, 2.0] } }]\n", "filter.schedule"),
     ("[filter]\nschedule = [{ round = -1, constraints = {} }]\n", "filter.schedule"),
-    ("[filter]\nconstraints = { rate_e = [50.0, 1.0] }\n", "filter.constraints"),
+    ("[filter]\nconstraints = { rate_e = [50.0, 1.0] }\n", "filter.constraints.rate_e: expected [low, high] intervals (low <= high)"),
     ("[filter]\nconstraints = { w_mean_EE = [0.0, 0.5] }\n", "filter.constraints.w_mean_EE: EE does not learn"),
 ])
 def test_bad_constraints_are_refused_with_one_line(tmp_path, capsys, text, fragment):

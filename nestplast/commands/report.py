@@ -22,7 +22,8 @@ def parser() -> ArgumentParser:
     p = ArgumentParser(prog="python -m nestplast.report", description=__doc__.split("\n\n")[0])
     p.add_argument("run_dir", type=Path, help="the run's folder (the --out of search, filter or infer)")
     p.add_argument("--json", action="store_true", help="print one JSON object, nothing else")
-    p.add_argument("--no-plots", action="store_true", help="write no PNG plots (the text or JSON only)")
+    p.add_argument("--no-plots", action="store_true", help="write no PNG plots (a filter run's tables, family.csv and "
+                   "acceptance.csv, are still written)")
     p.add_argument("--plots-to", type=Path, default=None, help="folder for the PNG plots (default: RUN_DIR)")
     return p
 
