@@ -52,7 +52,7 @@ from .networks import Trial, draw_trials
 from .objectives import aggregate_trials, interval_penalty
 from .parallel import Transport, together
 from .search import SearchProblem, as_experiment, build_module, idle_ranks_note, long_simulation_note, run_loop, search_space
-from .store import DB_NAME, RunStore, StoreError
+from .store import DB_NAME, RUN_KINDS, RunStore, StoreError, stored_kind
 from .strategies import Budget
 from .strategies.filter import Filter, inside, require_sbi, round_constraints
 from .tasks import FAILURES, Candidate, Evaluation, Task, by_candidate
@@ -265,9 +265,7 @@ def family(run_dir: str | Path, constraints: Mapping[str, Sequence[float]] | Non
     judged by the last round's bounds, with ``constraints`` replacing or adding bounds (to
     tighten a constraint or add one, and re-filter every simulation of every round)."""
     extra = check_bounds(constraints or {})
-    if not is_filter_run(run_dir):  # a search's generations are no rounds, its candidates no family
-        raise StoreError(f"{run_dir} holds no filter round: a search run, or a filter run that has not finished its "
-                         "first round (nestplast report shows what it holds)")
+    check_filter_run(run_dir)
     with RunStore.open(run_dir, read_only=True) as store:
         exp = run_experiment(store.experiment(), run_dir)
         rounds = store.last_complete_generation()
@@ -439,6 +437,19 @@ def open_recheck(run_dir: Path, experiment: dict, seed: int) -> RunStore:
         raise StoreError(f"{where} holds the re-check of another experiment than {run_dir}'s: move it away "
                          "(or delete it) to re-check this run")
     return store
+
+
+def check_filter_run(run_dir: str | Path) -> None:
+    """Refuse (StoreError) a ``run_dir`` without a finished filter round, saying what it holds."""
+    if is_filter_run(run_dir):  # a search's generations are no rounds, its candidates no family
+        return
+    kind = stored_kind(run_dir)
+    if kind in RUN_KINDS and kind != "filter":
+        raise StoreError(f"{run_dir} holds {RUN_KINDS[kind][0]}, not a filter run (python -m nestplast report "
+                         f"{shlex.quote(str(run_dir))} shows what it holds)")
+    what = "a filter run" if kind == "filter" else "a search run (made before runs recorded their kind), or a filter run"
+    raise StoreError(f"{run_dir} holds no filter round: {what} that has not finished its first round "
+                     f"(python -m nestplast report {shlex.quote(str(run_dir))} shows what it holds)")
 
 
 def is_filter_run(run_dir: str | Path) -> bool:

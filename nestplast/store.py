@@ -218,9 +218,16 @@ class RunStore:
     def check_free(run_dir: str | Path) -> None:
         """Refuse (StoreError) a ``run_dir`` that already holds a run."""
         path = Path(run_dir) / DB_NAME
-        if path.exists():
-            raise StoreError(f"{run_dir} already holds a run ({path}); continue it with --resume (in Python: "
-                             "resume=True), or choose another --out (another folder)")
+        if not path.exists():
+            return
+        kind = stored_kind(run_dir)
+        if kind in RUN_KINDS and kind != "recheck":  # "--resume" of a search's folder given to filter was refused next
+            what, again = RUN_KINDS[kind]
+            raise StoreError(f"{run_dir} already holds a run, {what} ({path}); continue it with "
+                             f"{again.format(out=shlex.quote(str(run_dir)))} (in Python: resume=True), or choose another --out "
+                             "(another folder)")
+        raise StoreError(f"{run_dir} already holds a run ({path}); continue it with --resume (in Python: "
+                         "resume=True), or choose another --out (another folder)")
 
     @staticmethod
     def _build(path: Path, experiment: dict, seed: int, meta: dict | None) -> None:
@@ -490,6 +497,16 @@ RUN_KINDS = {  # a run's kind (its metadata): what it is, and the command that g
     "infer": ("an inference", "python -m nestplast infer DATA --out {out} --resume (with the fit's other options)"),
     "recheck": ("a filter run's re-check", "python -m nestplast filter RUN_DIR --recheck N (it is RUN_DIR/recheck)"),
 }
+
+
+def stored_kind(run_dir: str | Path) -> str | None:
+    """The kind of the run in ``run_dir`` (a key of :data:`RUN_KINDS`), None where it cannot be read
+    (no run, a run made before runs recorded their kind, a damaged store)."""
+    try:
+        with RunStore.open(run_dir, read_only=True) as store:
+            return store.meta().get("kind")
+    except (StoreError, sqlite3.Error):
+        return None
 
 
 def check_same_kind(stored: str | None, kind: str, where: Path) -> None:

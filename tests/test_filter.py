@@ -668,7 +668,7 @@ def test_run_filter_on_nest_stores_a_family_and_rechecks_it(tiny_run, capsys):
     assert "accepted rules" in capsys.readouterr().out
 
 
-def test_a_search_run_is_no_family(tmp_path):
+def test_a_search_run_is_no_family(tmp_path, capsys):
     """family() and recheck() of a search run presented its generations as rounds with acceptance
     fractions; they refuse it now."""
     from nestplast.families import family, recheck
@@ -685,6 +685,20 @@ def test_a_search_run_is_no_family(tmp_path):
 
     with pytest.raises(StoreError, match=f"resume it with python -m nestplast.search --out {tmp_path / 'search'} --resume"):
         run_filter(experiment.default(), tmp_path / "search", resume=True)
+
+    # a run that recorded its kind is named as what it is, and every way on offered is one that works
+    # (each of --resume, --apply and --recheck offered for a search's folder was then refused)
+    from nestplast.commands.filter import main
+
+    RunStore.create(tmp_path / "kind", experiment=experiment.default().to_dict(), seed=1, meta={"kind": "search"}).close()
+    for call in (family, recheck):
+        with pytest.raises(StoreError, match="kind holds a search, not a filter run"):
+            call(tmp_path / "kind")
+    with pytest.raises(StoreError, match=r"holds a run, a search .*; continue it with python -m nestplast.search --out"):
+        run_filter(experiment.default(), tmp_path / "kind")
+    assert main([str(tmp_path / "kind")]) == 2
+    assert "holding a search, not an experiment file; go on with it: python -m nestplast.search --out" in \
+        capsys.readouterr().err
 
 
 @needs_sbi

@@ -87,7 +87,7 @@ def test_refused_search_leaves_the_users_network(nest, doublet_module, tmp_path)
     with pytest.warns(KernelResetWarning):
         nestplast.run_search(tiny_experiment(), tmp_path / "run")
     neurons = users_network(nest)
-    with pytest.raises(nestplast.UserError, match=r"already holds a run .*--resume \(in Python: resume=True\)"):
+    with pytest.raises(nestplast.UserError, match=r"already holds a run, a search .*--resume \(in Python: resume=True\)"):
         nestplast.run_search(tiny_experiment(), tmp_path / "run")  # refused before any simulation
     assert len(neurons.get("V_m")) == 10  # nothing was reset
 

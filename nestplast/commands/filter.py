@@ -26,7 +26,7 @@ from .. import experiment
 from ..cli import ArgumentParser, as_launched, command_world, notes_only, resume_hint, run_mpi_command
 from ..errors import UsageError
 from ..parallel import together
-from ..store import DB_NAME, RunStore
+from ..store import DB_NAME, RUN_KINDS, RunStore, stored_kind
 
 if TYPE_CHECKING:
     from ..families import Recheck
@@ -80,6 +80,11 @@ def load_experiment(args: argparse.Namespace) -> experiment.Experiment:
 
     if args.target is not None and (Path(args.target) / DB_NAME).is_file():  # not "no such experiment file"
         run = shlex.quote(args.target)
+        kind = stored_kind(args.target)
+        if kind in RUN_KINDS and kind != "filter":  # the ways on below are a filter run's: each refused
+            what, again = RUN_KINDS[kind]
+            raise UsageError(f"{args.target} is a run directory holding {what}, not an experiment file; go on with it: "
+                             f"{again.format(out=run)}; read it: python -m nestplast report {run}")
         raise UsageError(f"{args.target} is a run directory, not an experiment file; to go on with it: python -m "
                          f"nestplast filter --out {run} --resume; to re-filter it: python -m nestplast filter {run} --apply "
                          f"NEW.toml; to re-check it: python -m nestplast filter {run} --recheck N; to read it: "
