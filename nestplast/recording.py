@@ -298,6 +298,15 @@ def check_time_unit(recording: Recording, source: str | None = None) -> None:
                 f"{prefix}{name}: id {busiest} fires {counts[busiest]} spikes in duration = "
                 f"{recording.duration:g} ms, {rate:.0f} Hz on average; times and duration must be in ms "
                 f"(in seconds? multiply pre_times, post_times, weight_times and duration by 1000)")
+    # Every time in seconds and duration in ms: the rates above look plausible, but the whole
+    # recording sits in the first thousandth of duration
+    last = max((t.max() for t in (recording.pre_times, recording.post_times, recording.weight_times) if t.size),
+               default=None)
+    if last is not None and recording.duration > 1.0 and last <= recording.duration / 1000.0:
+        raise RecordingError(
+            f"{prefix}every spike and weight sample lies in the first {last:g} ms of duration = "
+            f"{recording.duration:g} ms: times in seconds and duration in ms? give all of them in ms (multiply "
+            f"pre_times, post_times and weight_times by 1000)")
     # Weight times in seconds beside spikes in ms put every sample in the first thousandth of the
     # recording: the fit would then see a few ms of learning and call every coefficient unidentified.
     times = recording.weight_times
@@ -415,6 +424,16 @@ def validate(values: Mapping[str, Any], source: str | None = None) -> dict[str, 
             ids, n = out[name], out[count]
             if (i := _first((ids < 0) | (ids >= n))) is not None:
                 fail(name, f"id {ids[i]} at index {i} is out of range 0..{count}-1 = 0..{n - 1}")
+
+    # a neuron fires once in a time step: the same spike twice (a recorder's events concatenated
+    # twice) was fitted without a word, its coefficients halved
+    for side in ("pre", "post"):
+        times, ids = out[f"{side}_times"], out[f"{side}_ids"]
+        order = np.lexsort((ids, times))
+        same = (np.diff(times[order]) == 0) & (np.diff(ids[order]) == 0)
+        if (i := _first(same)) is not None:
+            fail(f"{side}_times", f"id {ids[order][i]} spikes twice at {times[order][i]:g} ms (a neuron spikes once "
+                                  f"at a time; events read twice?); give each spike once")
 
     # synapses: signs, which ones have weights, weights of the right sign
     signs = out["syn_sign"]

@@ -125,6 +125,10 @@ MALFORMED = [
     ("weights shape", _set(weights=np.ones((3, 2))), "weights", "does not match"),
     ("unsorted pre", _poke("pre_times", 4, 1.0), "pre_times", "not sorted"),
     ("unsorted post", _set(post_times=np.array([3.0, 9.0, 6.0])), "post_times", "not sorted"),
+    # the same spike twice (events read twice) halved the fitted coefficients, without a word; two ids at one time are fine
+    ("repeated spike", _poke("pre_ids", 3, 2), "pre_times", "id 2 spikes twice at 2 ms"),
+    ("repeated post spike", _set(post_times=np.array([3.0, 6.0, 6.0]), post_ids=np.array([1, 0, 0])), "post_times",
+     "id 0 spikes twice at 6 ms"),
     ("repeated weight time", _set(weight_times=np.array([0.0, 5.0, 5.0])), "weight_times", "strictly increasing"),
     ("negative time", _poke("pre_times", 0, -0.5), "pre_times", "negative"),
     ("beyond duration", _poke("post_times", 2, 10.5), "post_times", "after duration"),
@@ -344,6 +348,11 @@ def test_times_in_seconds_are_refused_with_the_unit_named(tmp_path):
     save(Recording(**in_ms), tmp_path / "ms.npz")
     assert load(tmp_path / "ms.npz").duration == 5000.0
     save(Recording(**valid_fields()), tmp_path / "toy.npz")  # 3 spikes in 10 ms: 300 Hz, plausible
+    # every time in seconds, duration in ms: 20 Hz on average, so the rate did not tell; the fit ran on
+    save(Recording(**{**fields, "duration": 5000.0}), tmp_path / "seconds_of_ms.npz")
+    with pytest.raises(RecordingError, match=r"every spike and weight sample lies in the first 4.9\d* ms of duration = "
+                                             r"5000 ms: times in seconds and duration in ms\?"):
+        load(tmp_path / "seconds_of_ms.npz")
     load(tmp_path / "toy.npz")
     # spikes in ms, the weights' sample times in seconds: every sample in the first 5 ms of 5 s
     weights = {"weight_synapses": [0], "weight_times": np.arange(6.0), "weights": np.linspace(1.0, 2.0, 6)[None, :]}
