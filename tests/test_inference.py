@@ -207,6 +207,27 @@ def test_infer_command_json_and_bad_input(tmp_path):
     assert bad.returncode == 2 and "junk.npz" in bad.stderr and "Traceback" not in bad.stderr
 
 
+def test_infer_refuses_options_it_would_ignore_and_a_resume_of_nothing(tmp_path, capsys):
+    """--compare on a recording's fit made no comparison, --delay on a fit to choices changed nothing,
+    without a word; --resume of a folder without a fit began a new one ("(resumed)"), of a file ended
+    in a FileExistsError."""
+    from nestplast.commands.infer import main
+    from nestplast.recording import save
+
+    save(synthetic("post:100,post:011", OJA, OJA_FIXED, duration=1000.0), tmp_path / "data.npz")
+    fit = [str(tmp_path / "data.npz"), "--mask", "post:100,post:011", "--fixed", "eta=0.5,tau_pre=20,tau_post=20,Wmax=1000"]
+    for options, message in [(["--compare", "post:100"], "--compare: an option of --task choices; this fit would ignore it"),
+                             (["--background", "3000,52", "--trials", "2"], "--background, --trials: options of --mode closed"),
+                             (["--task", "choices", "--delay", "3"], "--delay: an option of a recording's fit, not of --task choices"),
+                             (["--task", "choices", "--hidden", "3"], "--hidden: an option of --task choices --rule mlp"),
+                             (["--out", str(tmp_path / "none"), "--resume"],
+                              f"--resume: {tmp_path / 'none'} holds no fit to continue"),
+                             (["--out", str(tmp_path / "data.npz"), "--resume"], "is an existing file")]:
+        assert main([*fit, *options]) == 2
+        assert message in capsys.readouterr().err, options
+    assert not (tmp_path / "none").exists()
+
+
 @pytest.mark.nest
 @pytest.mark.slow
 def test_a_rule_generated_in_nest_is_recovered_at_zero_noise(tmp_path):

@@ -144,8 +144,8 @@ def comparison_text(comparison: dict) -> str:
 
 
 def _run_dir(args, started: list[Path]) -> tuple[Path, object, int]:
-    """The run directory (checked on rank 0 unless resuming; appended to ``started``, for the
-    Ctrl-C message), MPI's communicator and this rank."""
+    """The run directory (checked on rank 0: free for a new fit, holding one to resume; appended to
+    ``started``, for the Ctrl-C message), MPI's communicator and this rank."""
     from ..analysis import check_output_directory
     from ..parallel import together, world
 
@@ -154,10 +154,13 @@ def _run_dir(args, started: list[Path]) -> tuple[Path, object, int]:
     rank = 0 if comm is None else comm.Get_rank()
 
     def check() -> None:
-        if not args.resume and rank == 0:
-            check_output_directory(out)
-            if (out / "results.sqlite").exists():
-                raise UsageError(f"{out} already holds a run; continue it with --resume, or choose another --out")
+        if rank != 0:
+            return
+        check_output_directory(out)  # a file given as --out ended a resume in a FileExistsError
+        if not args.resume and (out / "results.sqlite").exists():
+            raise UsageError(f"{out} already holds a run; continue it with --resume, or choose another --out")
+        if args.resume and not (out / "results.sqlite").exists():  # it began a new fit, printing "(resumed)"
+            raise UsageError(f"--resume: {out} holds no fit to continue (no results.sqlite); start one without --resume")
 
     together(comm, check)  # refused on every rank: the others would wait for rank 0 to hand out tasks
     started.append(out)
@@ -179,6 +182,25 @@ def _check_fixed(fixed: dict[str, float], rule, label: str) -> None:
                          f"(those are: {', '.join(rule.fixable)})")
 
 
+def _check_ignored(args, p: ArgumentParser) -> None:
+    """Refuse options this fit would ignore (--compare on a recording's fit made no comparison and
+    said nothing), each group with the fit it belongs to."""
+    groups = []
+    if args.task == "choices":
+        groups.append((("mode", "background", "trials", "w_unrecorded", "delay", "segments"),
+                       "of a recording's fit, not of --task choices"))
+        if args.rule != "mlp":
+            groups.append((("inputs", "hidden"), "of --task choices --rule mlp"))
+    else:
+        groups.append((("compare", "inputs", "hidden"), "of --task choices"))
+        if args.mode == "clamped":
+            groups.append((("background", "trials", "w_unrecorded"), "of --mode closed"))
+    for dests, whose in groups:
+        if given := [f"--{d.replace('_', '-')}" for d in dests if getattr(args, d) != p.get_default(d)]:
+            raise UsageError(f"{', '.join(given)}: {'options' if len(given) > 1 else 'an option'} {whose}; this fit "
+                             "would ignore " + ("them" if len(given) > 1 else "it"))
+
+
 def _check_counts(checks) -> None:
     for flag, value, low in checks:
         if value < low:
@@ -189,7 +211,9 @@ def _infer(argv: Sequence[str] | None, started: list[Path]) -> int:
     from .. import infer
     from ..recording import load
 
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
+    _refused_together(lambda: _check_ignored(args, p))
     if args.task == "choices":
         return _infer_choices(args, started)
     args.rule = args.rule or "taylor"
