@@ -186,6 +186,12 @@ class ClampedFit:
             raise RecordingError("weights: the recording has no sampled weights to fit (weight_synapses, weight_times, "
                                  "weights); the clamped mode fits weights, the closed mode (--mode closed) spikes")
         check_weight_range(recording, rule.synapse_params(np.zeros(len(rule.names)), **fixed))
+        # no change to explain: every coefficient fits as well as any other (the loss unnormalised,
+        # the polish ran to its evaluation limit for minutes before saying so)
+        if recording.weight_times.size >= 2 and np.all(recording.weights == recording.weights[:, :1]):
+            raise RecordingError(f"weights: all {len(recording.weight_synapses)} recorded weights keep their first "
+                                 f"value over the {recording.weight_times.size} sample times: no weight change for a "
+                                 "rule to explain (record where the weights learn, or fit the spikes: --mode closed)")
 
     def params(self, theta: Sequence[float]) -> dict[str, float]:
         return self.rule.synapse_params(np.asarray(theta, dtype=float), **self.fixed)

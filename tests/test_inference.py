@@ -527,12 +527,22 @@ def test_coefficients_stopped_at_a_search_bound_are_named(tmp_path):
 def test_weights_that_never_change_give_no_measures_instead_of_minus_infinity(tmp_path):
     import dataclasses
 
+    from nestplast import infer
+    from nestplast.recording import RecordingError
+
     data = synthetic("post:100,post:011", OJA, OJA_FIXED, duration=3000.0)
-    flat = dataclasses.replace(data, weights=np.repeat(data.weights[:, :1], data.weight_times.size, axis=1))
-    fit = _quick_fit(flat, tmp_path)
+    # weights that stop changing: the held-out segments (every 5th of 10) have nothing to explain
+    late = infer.segments(data.weight_times.size, 10)[4].first
+    weights = data.weights.copy()
+    weights[:, late:] = weights[:, late:late + 1]
+    fit = _quick_fit(dataclasses.replace(data, weights=weights), tmp_path)
     assert math.isnan(fit.deviance_explained_held_out) and math.isnan(fit.r2_held_out)
-    assert math.isnan(fit.deviance_explained_fit)
+    assert not math.isnan(fit.deviance_explained_fit)  # the fitted segments before it change
     assert any("nothing to explain" in w for w in fit.warnings)
+    # none ever changes: refused at once (the polish ran to its evaluation limit for minutes, then warned)
+    flat = dataclasses.replace(data, weights=np.repeat(data.weights[:, :1], data.weight_times.size, axis=1))
+    with pytest.raises(RecordingError, match=r"all 20 recorded weights keep their first value .* no weight change"):
+        _quick_fit(flat, tmp_path / "flat")
 
 
 def test_holding_out_every_segment_is_refused(tmp_path):
