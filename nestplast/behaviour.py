@@ -109,14 +109,20 @@ def _p_reward(value, n_blocks: int, fail: Callable[[str, str], NoReturn]) -> np.
 
 
 def save(data: Behaviour, path: str | os.PathLike) -> None:
-    """Write ``data`` to ``path`` in the format above (every odour offered in every trial)."""
+    """Write ``data`` to ``path`` in the format above (every odour offered in every trial), at
+    exactly that path (numpy's habit of appending ``.npz`` does not apply), as
+    :func:`nestplast.recording.save` writes a recording."""
     n_animals, n_trials = data.choices.shape
     arrays = {"animal": np.repeat(np.arange(n_animals), n_trials), "trial": np.tile(np.arange(n_trials), n_animals),
               "block": np.tile(data.blocks, n_animals), "offered": np.tile([0, 1], (n_animals * n_trials, 1)),
               "choice": data.choices.ravel(), "reward": data.rewards.ravel(), "description": np.array(data.description)}
     if data.p_reward is not None:
         arrays["p_reward"] = np.asarray(data.p_reward, dtype=float)
-    np.savez(path, **arrays)
+    try:
+        with open(path, "wb") as file:  # np.savez("x") wrote x.npz, and load("x") found no file
+            np.savez(file, **arrays)
+    except OSError as e:
+        raise BehaviourError(f"{path}: cannot write the choices ({e.strerror or e})") from None
 
 
 def load(path: str | os.PathLike) -> Behaviour:
@@ -124,6 +130,9 @@ def load(path: str | os.PathLike) -> Behaviour:
     values = read_npz(path, BehaviourError, "choices and rewards (README 'Inference from behaviour'): "
                                             "np.savez(path, animal=..., trial=..., block=..., offered=..., choice=..., "
                                             "reward=...)")
+    if {"pre_times", "duration"} <= set(values) and "animal" not in values:  # "duration: unknown field" said nothing
+        raise BehaviourError(f"{path}: holds a recording of spikes (pre_times, duration, ...), not animals' choices: fit "
+                             "it as a recording (python -m nestplast infer FILE, without --task choices)")
     return validate(values, str(path))
 
 

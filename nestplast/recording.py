@@ -272,6 +272,9 @@ def load(path: str | os.PathLike) -> Recording:
     and for spike trains too fast to be in ms (:func:`check_time_unit`)."""
     raw = read_npz(path, RecordingError, "a recording: build a Recording from your arrays in Python "
                                          "(README 'Recordings') and save it")
+    if {"animal", "choice"} <= set(raw) and "pre_times" not in raw:  # "animal: unknown field" said nothing of why
+        raise RecordingError(f"{path}: holds animals' choices (animal, choice, ...), not a recording of spikes and "
+                             "weights: fit them with --task choices (python -m nestplast infer FILE --task choices)")
     recording = Recording(**validate(raw, source=str(path)))  # checked first to name the file; the constructor re-checks
     check_time_unit(recording, source=str(path))
     return recording

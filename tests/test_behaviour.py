@@ -35,6 +35,25 @@ def test_behaviour_files_round_trip(tmp_path):
     np.testing.assert_array_equal(again.choices, values["choice"].reshape(2, 6))
     np.testing.assert_array_equal(again.blocks, [0, 0, 0, 1, 1, 1])
     np.testing.assert_array_equal(again.p_reward, values["p_reward"])
+    # written where it is asked to be, as recording.save writes (numpy added .npz, and load found no file)
+    behaviour.save(data, tmp_path / "no_suffix")
+    np.testing.assert_array_equal(behaviour.load(tmp_path / "no_suffix").choices, again.choices)
+    with pytest.raises(behaviour.BehaviourError, match="missing/x.npz: cannot write the choices"):
+        behaviour.save(data, tmp_path / "missing" / "x.npz")
+
+
+def test_a_file_of_the_other_task_says_which_task_it_is_for(tmp_path):
+    """A recording given with --task choices said "duration: unknown field; did you mean 'description'?",
+    choices given as a recording "animal: unknown field"."""
+    from nestplast.recording import Recording, RecordingError, load, save
+
+    behaviour.save(behaviour.validate(valid_arrays()), tmp_path / "choices.npz")
+    with pytest.raises(RecordingError, match="holds animals' choices .* fit them with --task choices"):
+        load(tmp_path / "choices.npz")
+    save(Recording(pre_times=[1.0], pre_ids=[0], post_times=[2.0], post_ids=[0], duration=10.0, syn_pre=[0],
+                   syn_post=[0], syn_sign=[1]), tmp_path / "spikes.npz")
+    with pytest.raises(behaviour.BehaviourError, match="holds a recording of spikes .* without --task choices"):
+        behaviour.load(tmp_path / "spikes.npz")
 
 
 @pytest.mark.parametrize("field, change, message", [
