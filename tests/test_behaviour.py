@@ -275,6 +275,16 @@ def test_an_mlp_rule_is_fitted_to_choices_from_the_command_line(tmp_path, reward
     assert f"{result['fit']['ll_held_out_bits']:.4f} bits held out" in report.stdout
     assert f"on 2 held-out animals: {result['comparison']['bits_per_trial']:+.4f} bits per trial" in report.stdout
     assert "choices.png" in report.stdout
+    # --json as the command printed it (only the first fit's fit.json came out); its plots are the command's
+    again = subprocess.run([sys.executable, "-m", "nestplast", "report", str(tmp_path / "run"), "--json"],
+                           capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    again = json.loads(again.stdout)
+    assert set(again) == {"fit", "compare", "comparison"} and again["comparison"] == result["comparison"]
+    assert again["compare"]["coefficients"] == result["compare"]["coefficients"]
+    moved = subprocess.run([sys.executable, "-m", "nestplast", "report", str(tmp_path / "run"), "--plots-to",
+                            str(tmp_path / "plots")], capture_output=True, text=True)
+    assert moved.returncode == 2 and "drawn by the infer command" in moved.stderr and not (tmp_path / "plots").exists()
 
 
 def test_unknown_fields_are_refused_not_ignored(tmp_path):

@@ -153,18 +153,23 @@ def _report_fit(args) -> int:
         raise UserError(f"{args.run_dir} is an inference run that has not finished its fit (no fit.json); "
                         f"continue it with: python -m nestplast infer DATA{' --task choices' if choices else ''} "
                         f"--out {shlex.quote(str(args.run_dir))} --resume ... (the fit's other options)")
+    if args.plots_to is not None:  # it printed "plots in RUN_DIR" and wrote nothing where it was asked to
+        raise UserError(f"--plots-to: the plots of an inference are drawn by the infer command that fits it (in "
+                        f"{args.run_dir}); the report reads its fit.json and draws none")
     fit = json.loads(path.read_text())
-    if args.json:
-        print(json.dumps(fit))
+    compared = args.run_dir / "comparison.json"
+    comparison = json.loads(compared.read_text()) if compared.is_file() else None
+    other = json.loads((args.run_dir / "compare" / "fit.json").read_text()) if comparison else None
+    if args.json:  # what the infer command printed with --json (a fit to choices: the comparison too)
+        choices = "ll_held_out_bits" in fit
+        print(json.dumps({"fit": fit, **({"compare": other, "comparison": comparison} if comparison else {})}
+                         if choices else fit))
         return 0
     print(f"run: {args.run_dir} (inference: rule {fit['rule']}{' ' + fit['mask'] if fit['mask'] else ''})")
     if "ll_held_out_bits" in fit:  # a fit to behaviour, and with --compare the rule it was compared with
-        compared = args.run_dir / "comparison.json"
-        comparison = json.loads(compared.read_text()) if compared.is_file() else None
         label = comparison["with"] if comparison else f"{fit['rule']} {fit['mask'] or ''}".strip()
         print(choice_summary_text(ChoiceFitResult.from_json(fit), label))
         if comparison:
-            other = json.loads((args.run_dir / "compare" / "fit.json").read_text())
             print(choice_summary_text(ChoiceFitResult.from_json(other), comparison["without"]))
             print(comparison_text(comparison))
     else:
