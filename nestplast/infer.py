@@ -654,7 +654,7 @@ def _fit_closed(recording: Recording, choice: RuleChoice, fixed: Mapping[str, fl
     runs = [problem.outputs(problem.params(theta), t) for t in problem.trials]
     counts, weights = [r[0] for r in runs], [r[1] for r in runs]
     measures = problem.held_out(counts, weights)
-    intervals, draws = _closed_intervals(problem, rule, out, theta, n_bootstrap, seed)
+    intervals, draws, interval_notes = _closed_intervals(problem, rule, out, theta, n_bootstrap, seed)
     result = Fit(rule=choice.name, mask=choice.mask, names=list(rule.names),
                  coefficients=dict(zip(rule.names, map(float, theta))), intervals=intervals, fixed=dict(fixed),
                  loss=problem.combined(*problem.errors_of(counts, weights), theta),
@@ -666,7 +666,7 @@ def _fit_closed(recording: Recording, choice: RuleChoice, fixed: Mapping[str, fl
     result.at_bound = at_bounds(rule, theta)
     result.warnings = id_numbering_warnings(recording) + fit_warnings(
         result, n_fitted=int(np.sum(~problem.held)), n_held=int(np.sum(problem.held)), n_bootstrap=n_bootstrap,
-        what=("block", "blocks"))
+        what=("block", "blocks")) + interval_notes
     (Path(out) / "fit.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
     return result
 

@@ -182,7 +182,7 @@ def fit(data: Behaviour, mask: str | None = "pre:010,forget", fixed: Mapping[str
     theta = np.asarray(outcome.best_theta)
     ll_fit = problem.log_likelihoods(theta, fitted)
     ll_held = problem.log_likelihoods(theta, held) if held else np.zeros(0)
-    intervals, draws = _intervals(problem, rule, out, theta, n_bootstrap, seed)
+    intervals, draws, interval_notes = _intervals(problem, rule, out, theta, n_bootstrap, seed)
     per_trial = data.n_trials * LN2
     result = ChoiceFitResult(
         rule=rule.name, mask=choice.mask, names=list(rule.names), coefficients=dict(zip(rule.names, map(float, theta))),
@@ -191,7 +191,7 @@ def fit(data: Behaviour, mask: str | None = "pre:010,forget", fixed: Mapping[str
         ll_held_out_bits=float(ll_held.sum() / (len(held) * per_trial)) if held else math.nan,
         ll_held_out_per_animal=(ll_held / per_trial).tolist(), stop=outcome.stop, bootstrap=draws,
         nest_params={**rule.synapse_params(theta, **fixed), "Wmax": task.w_max})  # the bound the animals had
-    result.warnings = choice_warnings(result, at_bounds(rule, theta))
+    result.warnings = choice_warnings(result, at_bounds(rule, theta)) + interval_notes
     (Path(out) / "fit.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
     return result
 

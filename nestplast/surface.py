@@ -90,19 +90,33 @@ def bootstrap_minima(surface: ResponseSurface, loss: Callable[[np.ndarray, np.nd
 
 def surface_intervals(names: Sequence[str], bounds: Sequence[tuple[float, float]], theta: Sequence[float],
                       thetas: np.ndarray, errors: np.ndarray, loss: Callable[[np.ndarray, np.ndarray, np.ndarray], float],
-                      *, n_draws: int, fitted: np.ndarray, seed: int) -> tuple[dict[str, tuple[float, float]], list]:
+                      *, n_draws: int, fitted: np.ndarray, seed: int) -> tuple[dict[str, tuple[float, float]], list, list[str]]:
     """95 % intervals around the estimate ``theta`` from the simulated candidates ``thetas`` with
     their per-segment ``errors``: surfaces fitted to those nearest the best in ``loss`` (all
     fitted segments counted once), then :func:`bootstrap_minima`; each interval widened to hold
-    the estimate. NaN intervals (and no draws) where there are too few candidates."""
+    the estimate. NaN intervals (and no draws) where there are too few candidates. Also the
+    warnings a reader needs: why there are no intervals, and intervals that end where the
+    candidates end (the surface is trusted only there, so the true interval may be wider)."""
     theta = np.asarray(theta, dtype=float)
     need = n_quadratic_terms(theta.size)
-    if n_draws == 0 or fitted.sum() < 2 or len(thetas) <= need:
-        return {n: (np.nan, np.nan) for n in names}, []
+    none = {n: (np.nan, np.nan) for n in names}
+    if n_draws == 0 or fitted.sum() < 2:
+        return none, [], []
+    if len(thetas) <= need:  # the intervals came out as "-" without a word
+        return none, [], [f"no intervals: a quadratic surface in {theta.size} coefficients needs more than {need} "
+                          f"simulated candidates, the fit has {len(thetas)} (give more generations or a larger "
+                          "population)"]
     losses = np.array([loss(e, fitted, t) for e, t in zip(errors, thetas)])
     nearest = np.argsort(losses)[:max(3 * need, 30)]
     surface = ResponseSurface.fit(thetas[nearest], errors[nearest], best=theta, bounds=bounds)
     draws = bootstrap_minima(surface, loss, n_draws=n_draws, n_segments=len(fitted), fitted=fitted, seed=seed)
     intervals = {n: (min(float(np.percentile(draws[:, i], 2.5)), float(theta[i])),
                      max(float(np.percentile(draws[:, i], 97.5)), float(theta[i]))) for i, n in enumerate(names)}
-    return intervals, draws.tolist()
+    # an end at the box's edge, where the box stops short of the rule's own bound (that one: at_bound)
+    cut = [n for n, (low, high), (box_low, box_high), (rule_low, rule_high) in zip(names, intervals.values(),
+                                                                                    surface.box, bounds)
+           if (np.isclose(low, box_low, rtol=1e-9, atol=1e-12) and box_low > rule_low)
+           or (np.isclose(high, box_high, rtol=1e-9, atol=1e-12) and box_high < rule_high)]
+    notes = [f"the intervals of {', '.join(cut)} end where the simulated candidates near the best end (the region "
+             "the search sampled): they may be wider; more generations sample more of it"] if cut else []
+    return intervals, draws.tolist(), notes

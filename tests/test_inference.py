@@ -425,6 +425,32 @@ def test_a_bootstrap_on_quadratic_surfaces_gives_the_weighted_refits():
         ResponseSurface.fit(thetas[:3], errors[:3], best=[0.0])
 
 
+def test_surface_intervals_say_where_they_are_cut_short_or_missing():
+    """The candidates' span bounds the surface: a minimum beyond it gave an interval of zero width at
+    the estimate ("1.56 [1.56, 1.56]"), and too few candidates gave "-", each without a word."""
+    from nestplast.surface import surface_intervals
+
+    rng = np.random.default_rng(3)
+    m = rng.normal(0.5, 0.2, 8)
+
+    def loss(errs, counts, theta):
+        return float(np.asarray(counts) @ errs[:, 0])
+
+    def intervals(thetas):
+        errors = np.stack([(thetas - m) ** 2, np.zeros((len(thetas), 8))], axis=-1)
+        best = thetas[np.argmin([loss(e, np.ones(8), t) for e, t in zip(errors, thetas)])]
+        return surface_intervals(["a"], [(-2.0, 2.0)], best, thetas, errors, loss, n_draws=50,
+                                 fitted=np.ones(8, dtype=bool), seed=1)
+
+    found, draws, notes = intervals(rng.uniform(-1.0, 2.0, (40, 1)))  # the minimum well inside: no note
+    assert found["a"][0] < m.mean() < found["a"][1] and len(draws) == 50 and notes == []
+    found, _, notes = intervals(rng.uniform(-1.0, 0.0, (40, 1)))  # sampled short of the minimum (about 0.5)
+    assert found["a"][1] == pytest.approx(0.0, abs=0.03) and notes and "intervals of a end where the simulated " \
+        "candidates near the best end" in notes[0]
+    found, draws, notes = intervals(rng.uniform(-1.0, 2.0, (3, 1)))
+    assert np.isnan(found["a"][0]) and draws == [] and "needs more than 3 simulated candidates, the fit has 3" in notes[0]
+
+
 @pytest.mark.nest
 def test_closed_loop_held_out_segments_score_what_the_fit_left_out():
     """The true rule with the data's background: every held-out measure is perfect; the
