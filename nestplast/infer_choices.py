@@ -238,7 +238,9 @@ def task_for(data: Behaviour, w_max: float | None = None, **overrides) -> Choice
     n_blocks = int(data.blocks.max()) + 1
     per_block = data.n_trials // n_blocks
     if data.n_trials % n_blocks or np.any(data.blocks != np.repeat(np.arange(n_blocks), per_block)):
-        raise ValueError("the data's blocks must be equal runs of trials, block 0 first")
+        runs = [int(n) for n in np.diff(np.flatnonzero(np.diff(data.blocks, prepend=np.nan, append=np.nan)))]
+        raise ValueError(f"block: the task model runs equal blocks of trials numbered 0, 1, 2, ... in order; the "
+                         f"data's blocks {sorted(set(data.blocks.tolist()))[:10]} come in runs of {runs[:10]} trials")
     blocks = tuple(map(tuple, data.p_reward)) if data.p_reward is not None else ((0.5, 0.5),) * n_blocks
     return ChoiceTask(blocks=blocks, trials_per_block=per_block, **overrides)
 

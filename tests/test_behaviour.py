@@ -377,3 +377,13 @@ def test_a_fixed_wmax_is_the_bound_the_model_animals_get(tmp_path, reward_module
                               n_bootstrap=0, out=tmp_path / f"run{k}") for k, wmax in enumerate(({}, {"Wmax": 5.0}))]
     assert fits[0].nest_params["Wmax"] == 200.0 and fits[1].nest_params["Wmax"] == 5.0
     assert fits[0].ll_fit_bits != fits[1].ll_fit_bits, "the bound changed nothing in the simulation"
+
+
+def test_blocks_the_task_model_cannot_run_are_named_with_their_lengths():
+    """Blocks of 100, 70 and 70 trials passed load and were then refused as "the data's blocks must be
+    equal runs of trials, block 0 first", neither the field nor the runs named (nor the rule in README)."""
+    values = valid_arrays()
+    values.update(block=np.tile([0, 0, 1, 1, 1, 2], 2), p_reward=np.array([[0.2, 0.8], [0.9, 0.1], [0.5, 0.5]]))
+    data = behaviour.validate(values)
+    with pytest.raises(ValueError, match=r"block: the task model runs equal blocks .* come in runs of \[2, 3, 1\] trials"):
+        infer_choices.task_for(data)
