@@ -515,10 +515,13 @@ def fit_warnings(result: Fit, *, n_fitted: int, n_held: int, n_bootstrap: int, w
     if n_bootstrap and n_fitted < 2:
         warnings.append(f"no meaningful intervals: the fit has {n_fitted} {one}, and a bootstrap over one "
                         f"{one} cannot tell how uncertain the coefficients are; {more_segments_advice(what)}")
-    if n_held and math.isnan(result.deviance_explained_held_out):
+    if not n_held:  # the summary said "R^2 nan" (infer-demo with a short recording) without a reason
+        warnings.append(f"no {one} held out (--hold-out 0, or fewer {what} than --hold-out): no held-out R^2 or "
+                        f"deviance explained; the fit is measured on the {what} it was fitted to only")
+    elif math.isnan(result.deviance_explained_held_out):
         warnings.append(f"the held-out {what} have nothing to explain (the all-zero rule fits them exactly, e.g. "
                         f"weights that never change): no held-out measures")
-    elif n_held and result.deviance_explained_held_out < 0:
+    elif result.deviance_explained_held_out < 0:
         warnings.append(f"the fitted rule predicts the held-out {what} worse than no plasticity at all "
                         f"({result.deviance_explained_held_out:.1f} % deviance explained): its coefficients do not "
                         f"describe these data (check the mask, --fixed, --delay and the units of the data)")

@@ -828,3 +828,12 @@ def test_infer_demo_names_its_noise_for_weights_beyond_wmax(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--noise 2: the noisy weights range over |w| in [0, " in err and "give a smaller --noise" in err, err
     assert "--fixed" not in err and "Traceback" not in err
+
+
+def test_a_fit_with_nothing_held_out_says_so(tmp_path):
+    """infer-demo on a short recording (2 segments, every 5th held out: none) printed "R^2 nan" without a word."""
+    data = synthetic("post:100,post:011", OJA, OJA_FIXED, duration=2000.0)
+    fit = _quick_fit(data, tmp_path, hold_out=0, max_generations=3, n_bootstrap=0)
+    assert math.isnan(fit.r2_held_out)
+    assert [w for w in fit.warnings if w.startswith("no segment held out (--hold-out 0, or fewer segments than "
+                                                    "--hold-out): no held-out R^2")]

@@ -103,7 +103,7 @@ def _demo(argv: Sequence[str] | None) -> int:
     return 0
 
 
-INFER_OPTIONS = ("--segments", "--fixed", "--mask", "--delay")  # the infer command's, not the demo's
+INFER_OPTIONS = ("--segments", "--hold-out", "--fixed", "--mask", "--delay")  # the infer command's, not the demo's
 
 
 def warning_lines(fit) -> list[str]:
