@@ -201,6 +201,11 @@ def test_infer_command_json_and_bad_input(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "nestplast", "infer", str(path), "--mask", "post:100",
                           "--fixed", "etta=1"], capture_output=True, text=True)
     assert bad.returncode == 2 and "etta" in bad.stderr and "Traceback" not in bad.stderr
+    from nestplast.commands.infer import parse_fixed
+    from nestplast.errors import UsageError
+
+    with pytest.raises(UsageError, match=r"--fixed: Wmax given twice \(1000 and 10\); give it once"):  # the last was kept
+        parse_fixed("Wmax=1000,eta=1,Wmax=10")
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
     bad = subprocess.run([sys.executable, "-m", "nestplast", "infer", str(tmp_path / "junk.npz")],
                          capture_output=True, text=True)

@@ -33,9 +33,12 @@ def parse_fixed(text: str) -> dict[str, float]:
     for item in filter(None, (p.strip() for p in text.split(","))):
         name, _, value = item.partition("=")
         try:
-            fixed[name.strip()] = float(value)
+            number = float(value)
         except ValueError:
             raise UsageError(f"--fixed: expected name=number pairs separated by commas, got {item!r}") from None
+        if name.strip() in fixed:  # Wmax=1000,Wmax=10 kept the last without a word
+            raise UsageError(f"--fixed: {name.strip()} given twice ({fixed[name.strip()]:g} and {number:g}); give it once")
+        fixed[name.strip()] = number
     return fixed
 
 
@@ -127,7 +130,8 @@ def choice_summary_text(fit: ChoiceFitResult, label: str) -> str:
     """What the command prints of a fit to choices: the animals, the coefficients, the
     log-likelihoods, the warnings."""
     held = "n/a" if math.isnan(fit.ll_held_out_bits) else f"{fit.ll_held_out_bits:.4f} bits"
-    return "\n".join([f"rule {label}: {len(fit.fit_animals)} animals fitted, {len(fit.held_out_animals)} held out",
+    return "\n".join([f"rule {label}: {len(fit.fit_animals)} animal{'' if len(fit.fit_animals) == 1 else 's'} fitted, "
+                      f"{len(fit.held_out_animals)} held out",
                       *_coefficient_table(fit),
                       f"log-likelihood per trial: {fit.ll_fit_bits:.4f} bits fitted, {held} held out (chance: -1)",
                       *[f"warning: {warning}" for warning in fit.warnings]])
