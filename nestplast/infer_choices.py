@@ -150,7 +150,7 @@ def split_animals(n_animals: int, hold_out: int) -> tuple[list[int], list[int]]:
 @lent_kernel("nestplast.infer_choices.fit")
 def fit(data: Behaviour, mask: str | None = "pre:010,forget", fixed: Mapping[str, float] | None = None, *,
         rule: Rule | None = None, task: ChoiceTask | None = None, hold_out: int = 4, l1: float = 0.0,
-        population_size: int = 8, max_generations: int = 20, n_bootstrap: int = 100, seed: int = 1,
+        population_size: int = 8, max_generations: int = 25, n_bootstrap: int = 100, seed: int = 1,
         out: str | Path | None = None, resume: bool = False, comm=None, progress: Callable[[str], None] | None = None,
         restarts: int = 0) -> ChoiceFitResult | None:
     """Fit the ``reward`` rule with ``mask`` (or another ``rule`` that reads the reward signal, e.g.

@@ -79,8 +79,9 @@ def parser() -> ArgumentParser:
     p.add_argument("--population-size", type=int, default=8, help="CMA-ES candidates per generation")
     p.add_argument("--restarts", type=int, default=0, help="more CMA-ES runs, other seeds, doubled population "
                    "each (IPOP); the best is kept (RUN_DIR/restart-K)")
-    p.add_argument("--bootstrap", type=int, default=30, help="bootstrap draws for the intervals (clamped: refits; "
-                   "closed: minima on quadratic surfaces of the simulated candidates, no further simulation)")
+    p.add_argument("--bootstrap", type=int, default=None, help="bootstrap draws for the intervals, default 30 "
+                   "(choices: 100); clamped: refits; closed and choices: minima on quadratic surfaces of the simulated "
+                   "candidates, no further simulation")
     p.add_argument("--seed", type=int, default=1, help="seed of CMA-ES and the bootstrap; closed mode and choices: also of "
                    "the simulated background and model animals")
     p.add_argument("--out", type=Path, default=None, help="run directory (default: runs/infer-<data name>)")
@@ -223,6 +224,7 @@ def _infer(argv: Sequence[str] | None, started: list[Path]) -> int:
     args.rule = args.rule or "taylor"
     args.hold_out = 5 if args.hold_out is None else args.hold_out
     args.max_generations = 60 if args.max_generations is None else args.max_generations
+    args.bootstrap = 30 if args.bootstrap is None else args.bootstrap
 
     def checked():
         _check_counts((("--segments", args.segments, 1), ("--max-generations", args.max_generations, 1),
@@ -327,6 +329,7 @@ def _infer_choices(args, started: list[Path]) -> int:
 
     hold_out = 4 if args.hold_out is None else args.hold_out
     generations = 25 if args.max_generations is None else args.max_generations
+    args.bootstrap = 100 if args.bootstrap is None else args.bootstrap  # no simulation: draws are cheap
 
     def checked():
         _check_counts((("--max-generations", generations, 1), ("--population-size", args.population_size, 2),
