@@ -142,7 +142,7 @@ class Filter(PriorSampling):
 
     def describe(self) -> str:
         last = self.acceptance()[-1:] or [math.nan]
-        return f"accepted {int(self.accepted.sum()):4d} (last round {100 * last[0]:5.1f} %)"
+        return f"accepted so far {int(self.accepted.sum()):4d}, each by its round's bounds (last round {100 * last[0]:5.1f} %)"
 
     # ------------------------------------------------------------------ the proposal
 
