@@ -207,8 +207,9 @@ class SearchSpec(_Table):
                            Check(lambda v: 0 < v <= 1, "a fraction of the search range in (0, 1]"))
     max_generations: int = option(12, "stop after this many generations (pycma maxiter)", AT_LEAST_1,
                                   resumable=True)
-    max_evaluations: int | None = option(None, "stop after this many candidates evaluated (pycma maxfevals)",
-                                         optional(AT_LEAST_1), resumable=True)
+    max_evaluations: int | None = option(None, "stop at the end of the generation that takes the candidates "
+                                         "evaluated beyond this many (pycma maxfevals)", optional(AT_LEAST_1),
+                                         resumable=True)
     max_wall_s: float | None = option(None, "stop after this many seconds of evaluating (pycma timeout)",
                                       optional(SECONDS), resumable=True)
     target_loss: float | None = option(None, "stop once a candidate's loss is at most this (pycma ftarget)",

@@ -179,19 +179,23 @@ def check_limit_ahead(store: RunStore, exp: Experiment, out: Path, kind: str) ->
     if last is None:
         return
     stored = store.experiment()
+    done = last + 1
     if kind == "filter":
-        limits = [("filter", "rounds", exp.filter.rounds, last + 1, "rounds", "--rounds")]
+        limits = [("filter", "rounds", exp.filter.rounds, lambda n: done >= n, f"{done} rounds", f"--rounds above {done}")]
     else:
-        limits = [("search", "max_generations", exp.search.max_generations, last + 1, "generations",
-                   "--max-generations"),
-                  ("search", "max_evaluations", exp.search.max_evaluations, store.counts()["evaluations"],
-                   "evaluations", "search.max_evaluations")]
+        # candidates as pycma counts them (the stored rows, each trial and the mean, are 2.5 x more), and as it
+        # stops: once their count exceeds maxfevals (countevals - 1 >= maxfevals)
+        candidates = store.candidates_evaluated(last)
+        limits = [("search", "max_generations", exp.search.max_generations, lambda n: done >= n, f"{done} generations",
+                   f"--max-generations above {done}"),
+                  ("search", "max_evaluations", exp.search.max_evaluations, lambda n: candidates - 1 >= n,
+                   f"{candidates} candidates evaluated", f"--max-evaluations of {candidates} or more")]
     from_file = Path(exp.source).name != DB_NAME  # an experiment file given again, not the run's own
-    for section, key, limit, done, what, how in limits:
+    for section, key, limit, reached, has, give in limits:
         before = stored.get(section, {}).get(key)
-        if limit is not None and limit != before and done >= limit:
+        if limit is not None and limit != before and reached(limit):
             raise StoreError(f"cannot resume {out} with {section}.{key} = {limit} (the run had {before}): it already "
-                             f"has {done} {what}. Give {how} above {done} to go on"
+                             f"has {has}. Give {give} to go on"
                              + (" (a resume given an experiment file takes when to stop from the file)" if from_file else ""))
     if kind == "search":
         check_stop_raised(store.stop() or {}, stored.get("search", {}), exp, out)

@@ -456,6 +456,12 @@ class RunStore:
         generations = self._db.execute("SELECT COUNT(*) FROM generations").fetchone()[0]
         return {"generations": generations, "evaluations": evaluations, "failed": failed, "blowups": blowups}
 
+    def candidates_evaluated(self, up_to_generation: int) -> int:
+        """The candidates (not the mean, not each trial) of generations 0 .. ``up_to_generation``:
+        what pycma's ``countevals`` and ``max_evaluations`` count."""
+        return self._db.execute("SELECT COUNT(*) FROM (SELECT DISTINCT generation, candidate FROM evaluations "
+                                "WHERE candidate >= 0 AND generation <= ?)", (up_to_generation,)).fetchone()[0]
+
     # ------------------------------------------------------------------ generations
 
     def record_generation(self, generation: int, optimizer_state: bytes, summary: dict) -> None:

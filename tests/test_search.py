@@ -772,3 +772,31 @@ def test_show_defaults_shows_what_the_run_would_use(reference_run):
     assert out.returncode == 0 and "population_size = 5  #" in out.stdout and "\nseed = 7  #" in out.stdout, out.stdout
     plain = search(["--show-defaults"]).stdout
     assert "key = default" in plain and "population_size = 8  #" in plain
+
+
+def test_a_resume_counts_candidates_as_pycma_does(tmp_path):
+    """--max-evaluations 20 on a run of 3 generations of 4 candidates (12, as pycma counts) was refused:
+    "it already has 30 evaluations" (the stored rows: each candidate's 2 trials and the mean's)."""
+    import dataclasses
+
+    from nestplast import experiment
+    from nestplast.search import check_limit_ahead
+    from nestplast.store import StoreError
+    from nestplast.tasks import Evaluation
+
+    exp = experiment.default()
+    exp.search = dataclasses.replace(exp.search, population_size=4, max_evaluations=8)
+    with RunStore.create(tmp_path / "run", experiment=exp.to_dict(), seed=1) as store:
+        for generation in range(3):
+            for candidate in (0, 1, 2, 3, -1):
+                for trial in (0, 1):
+                    store.record_evaluation(Evaluation(generation, candidate, trial, [0.0] * 6, 7, loss=1.0))
+            store.record_generation(generation, b"", {})
+        assert store.candidates_evaluated(2) == 12 and store.counts()["evaluations"] == 30
+        for limit in (12, 20):  # pycma stops once the count exceeds the limit: 12 goes on for a generation
+            exp.search = dataclasses.replace(exp.search, max_evaluations=limit)
+            check_limit_ahead(store, exp, tmp_path / "run", "search")
+        exp.search = dataclasses.replace(exp.search, max_evaluations=11)
+        with pytest.raises(StoreError, match="it already has 12 candidates evaluated. Give --max-evaluations of 12 or "
+                                             "more to go on"):
+            check_limit_ahead(store, exp, tmp_path / "run", "search")

@@ -62,7 +62,7 @@ class Budget:
     """When to stop, whatever the strategy (``None``: no limit)."""
 
     max_generations: int | None = None
-    max_evaluations: int | None = None  # candidates evaluated (each over all its trials)
+    max_evaluations: int | None = None  # candidates evaluated (each over all its trials), stopping once exceeded
     max_wall_s: float | None = None  # seconds spent evaluating, summed over resumed sessions
     target_loss: float | None = None
 

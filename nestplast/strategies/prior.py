@@ -48,7 +48,8 @@ class PriorSampling:
         b = self.budget
         reasons = {
             "maxiter": b.max_generations is not None and self.generation >= b.max_generations,
-            "maxfevals": b.max_evaluations is not None and self.evaluations >= b.max_evaluations,
+            # as pycma's maxfevals (countevals - 1 >= maxfevals): both strategies stop at the same count
+            "maxfevals": b.max_evaluations is not None and self.evaluations - 1 >= b.max_evaluations,
             "timeout": b.max_wall_s is not None and self.wall_s >= b.max_wall_s,
             "ftarget": b.target_loss is not None and self.best <= b.target_loss,
         }
