@@ -728,10 +728,16 @@ def load(path: str | Path) -> Experiment:
     path = Path(path)
     if not path.exists() and (EXPERIMENTS_DIR / path.with_suffix(".toml").name).exists():
         path = EXPERIMENTS_DIR / path.with_suffix(".toml").name
+    if path.is_dir():  # "no such experiment file" of a path that exists
+        run = " (a run's folder: go on with it with --out FOLDER --resume)" if (path / "results.sqlite").is_file() else ""
+        raise ExperimentError(f"{path}: a folder, not an experiment file{run}")
     if not path.is_file():
         raise ExperimentError(f"{path}: no such experiment file (shipped experiments: {', '.join(available())})")
     try:
         data = tomllib.loads(text := path.read_text())
+    except UnicodeDecodeError:  # a run's results.sqlite given as the experiment: a traceback
+        raise ExperimentError(f"{path}: not an experiment file (not text; an experiment is a TOML file, a run's "
+                              "results.sqlite is continued with --out RUN_DIR --resume)") from None
     except tomllib.TOMLDecodeError as err:
         # TOML has no null: the options table's none is a string
         hint = ('; none is written in quotes: key = "none"' if re.search(r"=\s*none\s*(#.*)?$", text, re.I | re.M) else "")

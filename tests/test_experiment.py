@@ -298,3 +298,16 @@ def test_an_mlp_rules_shape_is_set_in_the_experiment_file():
 def test_a_wrong_mlp_shape_is_named(rule, message):
     with pytest.raises(ExperimentError, match=message):
         experiment.parse({"rule": rule}, "<test>")
+
+
+def test_a_folder_or_a_binary_file_given_as_the_experiment_is_named(tmp_path):
+    """A run's results.sqlite given as the experiment ended in a UnicodeDecodeError traceback; a run's
+    folder was "no such experiment file", though it exists."""
+    from nestplast.store import RunStore
+
+    RunStore.create(tmp_path / "run", experiment={}, seed=1).close()
+    with pytest.raises(ExperimentError, match=r"results.sqlite: not an experiment file \(not text"):
+        experiment.load(tmp_path / "run" / "results.sqlite")
+    with pytest.raises(ExperimentError, match=r"run: a folder, not an experiment file \(a run's folder: go on with it "
+                                              r"with --out FOLDER --resume\)"):
+        experiment.load(tmp_path / "run")
