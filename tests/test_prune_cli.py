@@ -157,6 +157,13 @@ def test_cli_names_files_that_are_not_a_matrix_archive(tmp_path, capsys):
     (["--decay-states", "0"], "--decay-states must be at least 1, got 0"),
     (["--network", "authors", "--inhibitory", "0.2"], "--inhibitory applies to --network clustered or random"),
     (["--long-range", "10"], "--long-range applies to --network authors"),
+    # NEST's tracebacks ("stop must be a multiple of the resolution", "the simulation time must be finite"),
+    # or a measure shown as skipped
+    (["--duration", "1.25"], "--duration must be 0 (no trajectories) or a whole number of ms, at least 2"),
+    (["--duration", "0.5"], "--duration must be 0 (no trajectories) or a whole number of ms"),
+    (["--duration", "inf"], "--duration must be a finite number of ms, got inf"),
+    (["--decay-duration", "nan"], "--decay-duration must be a finite number of ms, got nan"),
+    (["--covariance", "nest", "--probe", "nan"], "--probe must be a finite number of ms, got nan"),
 ])
 def test_cli_rejects_bad_arguments(capsys, args, message):
     assert message in rejected(capsys, *args)
@@ -262,3 +269,16 @@ def test_cli_help_gives_the_defaults():
     for default in ("ms of the noise-driven NEST trajectories (default 200.0;", "--covariance nest (default 10000)",
                     "(default 0.5,0.2,0.1,0.05)", "(default 0.6)", "(default 20)", "default clustered"):
         assert default in text
+
+
+def test_out_without_matplotlib_is_refused_before_the_work(tmp_path, capsys, monkeypatch):
+    """matplotlib is an extra: without it --out pruned and simulated, then ended in a ModuleNotFoundError
+    traceback with half its files written."""
+    import sys
+
+    from nestplast.commands.prune import main
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if not installed: find_spec gives None, import fails
+    assert main(["--nodes", "20", "--duration", "0", "--out", str(tmp_path / "out")]) == 2
+    assert "the plots need matplotlib, the extra 'plots'" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

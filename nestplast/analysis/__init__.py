@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import importlib.util
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,12 +53,25 @@ def write_csv(rows: list[dict], path: str | Path, columns: list[str] | None = No
         writer.writerows(rows)
 
 
+class PlotsUnavailableError(UserError):
+    """Plots asked for where matplotlib (the extra ``plots``) is not installed."""
+
+
+def require_matplotlib() -> None:
+    """Raise :class:`PlotsUnavailableError` unless matplotlib can be imported: before the work whose
+    plots need it (installed without the extra, a run ended in a ModuleNotFoundError traceback)."""
+    if importlib.util.find_spec("matplotlib") is None:
+        raise PlotsUnavailableError("the plots need matplotlib, the extra 'plots': pip install 'nestplast[plots]' "
+                                    "(setup.sh installs it), or give --no-plots where the command has it")
+
+
 @contextlib.contextmanager
 def saved_figure(path, *, ncols: int = 1, figsize=(6, 4), dpi: int = 120) -> Iterator:
     """A matplotlib figure with ``ncols`` axes side by side, saved as PNG to ``path`` when the
     block ends: ``with saved_figure(path) as (fig, ax): ax.plot(...)``. A bare
     ``matplotlib.figure.Figure`` renders with Agg by itself: no pyplot, so no GUI backend, no
     global state to switch and no figure left open."""
+    require_matplotlib()
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=figsize)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..analysis import check_output_directory
+from ..analysis import check_output_directory, require_matplotlib
 from ..analysis.pruning import format_table, instability_warnings, nothing_pruned_warnings, write_outputs
 from ..cli import ArgumentParser, run_command
 from ..errors import UsageError
@@ -115,8 +116,14 @@ def _check_arguments(args) -> None:
             raise UsageError(f"{name} must be a fraction in {'(0, 1]' if name == '--keep' else '[0, 1]'}, got {value}")
     if args.seed < 0:
         raise UsageError(f"--seed must be non-negative, got {args.seed}")
-    if args.duration < 0:
-        raise UsageError(f"--duration must be >= 0 ms, got {args.duration}")
+    # NaN and inf passed these, then ended in NEST's "The simulation time must be finite" or a measure shown as
+    # skipped; a --duration between the recorder's 1 ms samples in NEST's "stop must be a multiple of the resolution"
+    for flag, value in (("--duration", args.duration), ("--probe", args.probe), ("--decay-duration", args.decay_duration)):
+        if value is not None and not math.isfinite(value):
+            raise UsageError(f"{flag} must be a finite number of ms, got {value}")
+    if args.duration < 0 or (args.duration and (args.duration < 2 or args.duration != round(args.duration))):
+        raise UsageError(f"--duration must be 0 (no trajectories) or a whole number of ms, at least 2 (the rates are "
+                         f"sampled every ms), got {args.duration:g}")
     if args.probe is not None and args.probe <= 0:
         raise UsageError(f"--probe must be > 0 ms, got {args.probe}")
     if args.decay_duration is not None and args.decay_duration < 0:
@@ -211,6 +218,7 @@ def _prune(argv: Sequence[str] | None) -> int:
     _check_arguments(args)
     if args.out is not None:
         check_output_directory(args.out)  # before any work
+        require_matplotlib()  # its plots: the work was done, then a ModuleNotFoundError left half the files
     model = RateModel(rectified=args.rectified)
     with _stdout_to_stderr() if args.json else contextlib.nullcontext():
         W = _checked_network(args, model)
