@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .kernel import nest_seed
+from .objectives import l1_penalty
 from .recording import Recording, RecordingError
 from .rules import Rule
 from .synthetic import simulate
@@ -172,7 +173,7 @@ class ClosedLoopFit:
     def combined(self, deviance: float, sse: float, theta: Sequence[float]) -> float:
         """The loss of errors on the fitted segments: each over the all-zero rule's, plus the L1 penalty."""
         deviance_zero, sse_zero = self.zero()
-        return _relative(deviance, deviance_zero) + _relative(sse, sse_zero) + self.l1 * float(np.sum(np.abs(theta)))
+        return _relative(deviance, deviance_zero) + _relative(sse, sse_zero) + l1_penalty(theta, self.l1, self.rule.names)
 
     def weighted(self, errors: np.ndarray, counts: np.ndarray, theta: Sequence[float]) -> float:
         """The loss with segment ``k`` counted ``counts[k]`` times (a bootstrap draw over the fitted
@@ -180,7 +181,7 @@ class ClosedLoopFit:
         counts = np.asarray(counts, dtype=float)
         deviance_zero, sse_zero = counts @ self.zero_segments()
         deviance, sse = counts @ errors
-        return _relative(deviance, deviance_zero) + _relative(sse, sse_zero) + self.l1 * float(np.sum(np.abs(theta)))
+        return _relative(deviance, deviance_zero) + _relative(sse, sse_zero) + l1_penalty(theta, self.l1, self.rule.names)
 
     def held_out(self, counts: Sequence[np.ndarray], weights: Sequence[np.ndarray]) -> dict[str, float]:
         """How well mean simulated outputs match the recording on the held-out segments (and, for

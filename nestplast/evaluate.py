@@ -62,7 +62,8 @@ def chunks(exp: Experiment) -> list[Chunk]:
 def make_objective(exp: Experiment) -> Objective:
     o = exp.objective
     return Objective(target_rate=o.target_rate, constraints={k: tuple(v) for k, v in o.constraints.items()},
-                     l1_weight=o.l1, rate_metric=f"rate_{o.population.lower()}")
+                     l1_weight=o.l1, parameter_names=tuple(exp.layout().names) if o.l1 else None,
+                     rate_metric=f"rate_{o.population.lower()}")
 
 
 @dataclass

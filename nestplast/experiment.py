@@ -188,7 +188,7 @@ class ObjectiveSpec(_Table):
                                                  "accepted [low, high] per metric; outside adds a penalty",
                                                  Check(lambda t: all(interval().test(v) for v in t.values()),
                                                        "[low, high] intervals with low <= high"))
-    l1: float = option(0.0, "weight of the L1 penalty on the coefficients", NON_NEGATIVE)
+    l1: float = option(0.0, "weight of the L1 penalty on the coefficients (not on time constants, tau_*)", NON_NEGATIVE)
     t_train: float = option(4.0, "seconds of plasticity before scoring", SECONDS)
     t_score: float = option(1.0, "seconds of scoring (plasticity goes on)", SECONDS)
     chunk: float = option(0.5, "seconds between checks of the rate band and the wall time", SECONDS)

@@ -34,6 +34,7 @@ import numpy as np
 from . import __version__, engine
 from .errors import UserError
 from .kernel import lent_kernel
+from .objectives import l1_penalty
 from .parallel import Transport, together
 from .recording import Recording, RecordingError, check_time_unit, id_numbering_warnings
 from .rules import Rule, get_rule
@@ -242,7 +243,7 @@ class ClampedFit:
         counts = np.ones(len(sse)) if counts is None else np.asarray(counts, dtype=float)
         total_zero = float(np.dot(counts, sse_zero))
         value = float(np.dot(counts, sse)) / total_zero if total_zero > 0 else float(np.dot(counts, sse))
-        return value + self.l1 * float(np.sum(np.abs(theta)))
+        return value + l1_penalty(theta, self.l1, self.rule.names)
 
     def objective(self, segments_: Sequence[Segment], counts: Sequence[float] | None = None) -> Callable:
         """theta -> loss over ``segments_`` (with multiplicities ``counts``), for local optimisers."""

@@ -38,6 +38,7 @@ from .infer import (
     stored_evaluations,
 )
 from .kernel import lent_kernel
+from .objectives import l1_penalty
 from .rules import Rule
 from .tasks import Candidate, Evaluation, Task
 
@@ -84,7 +85,7 @@ class ChoiceFit:
         """Cross-entropy per trial with animal ``k`` counted ``counts[k]`` times, plus the L1 penalty."""
         counts = np.asarray(counts, dtype=float)
         ll = np.asarray(ll, dtype=float).reshape(len(counts), -1)[:, 0]
-        return float(-(counts @ ll) / (counts.sum() * self.data.n_trials) + self.l1 * np.sum(np.abs(theta)))
+        return float(-(counts @ ll) / (counts.sum() * self.data.n_trials) + l1_penalty(theta, self.l1, self.rule.names))
 
     # ---- the engine's Problem
 

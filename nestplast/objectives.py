@@ -14,7 +14,7 @@ Pure numpy (no NEST, no scipy: see :class:`RateBand`). The parts:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -167,9 +167,14 @@ class RateBand:
         return self.left_at_s is not None
 
 
-def l1_penalty(theta: np.ndarray, weight: float) -> float:
-    """``weight`` * sum |theta|: favours sparse rules (SpikES)."""
-    return float(weight * np.sum(np.abs(np.asarray(theta, dtype=float))))
+def l1_penalty(theta: np.ndarray, weight: float, names: Sequence[str] | None = None) -> float:
+    """``weight`` * sum |coefficient|: favours sparse rules (SpikES). With the parameters' ``names``
+    the time constants (``tau_*``, also ``IE.tau_pre``) are left out: they are no terms of the rule,
+    and in ms they made up most of the penalty, pushing towards short time constants, not sparse rules."""
+    theta = np.abs(np.asarray(theta, dtype=float))
+    if names is not None:
+        theta = theta[[not name.rsplit(".", 1)[-1].startswith("tau") for name in names]]
+    return float(weight * np.sum(theta))
 
 
 @dataclass
@@ -185,6 +190,7 @@ class Objective:
     target_rate: float | None = 10.0  # Hz
     constraints: dict[str, tuple[float, float]] = field(default_factory=dict)
     l1_weight: float = 0.0
+    parameter_names: tuple[str, ...] | None = None  # theta's, for the L1 penalty (its time constants left out)
     rate_metric: str = "rate_e"  # the metric used as a constant rate when there is no rate trace
     nan_penalty: float = NAN_METRIC_PENALTY
 
@@ -200,7 +206,7 @@ class Objective:
         constant rate.
         """
         parts = {"target_rate": 0.0, "constraints": 0.0, "blowup": 0.0,
-                 "l1": l1_penalty(theta, self.l1_weight) if self.l1_weight else 0.0}
+                 "l1": l1_penalty(theta, self.l1_weight, self.parameter_names) if self.l1_weight else 0.0}
         if blew_up_at_s is not None:
             parts["blowup"] = blowup_loss(blew_up_at_s, total_s)
         else:

@@ -132,6 +132,12 @@ def test_blowup_loss():
 def test_l1_penalty():
     assert l1_penalty(np.array([1.0, -2.0, 3.0]), 0.5) == pytest.approx(3.0)
     assert l1_penalty(np.array([1.0, -2.0]), 0.0) == 0.0
+    # the rule's terms, not its time constants (in ms they were most of the penalty: 0.35 of it, the
+    # coefficients' 0.03, for a doublet rule)
+    names = ["IE.tau_pre", "IE.tau_post", "IE.alpha", "IE.beta", "IE.gamma", "IE.kappa"]
+    theta = np.array([18.06, 14.20, -0.62, 0.22, 1.13, 1.09])
+    assert l1_penalty(theta, 0.01, names) == pytest.approx(0.01 * (0.62 + 0.22 + 1.13 + 1.09))
+    assert l1_penalty(np.array([20.0, 0.5]), 1.0, ["tau_plus", "A_plus"]) == pytest.approx(0.5)  # a user's rule
 
 
 # ---- rate band ----
@@ -243,3 +249,17 @@ def test_rate_band_away_from_10hz_does_not_trip_a_steady_rate_inside_it(low, hig
     # and a silent network still leaves it, also below a band without an upper bound (its middle is inf)
     for silent in (RateBand(low=low, high=high), RateBand(low=low, high=math.inf)):
         assert any(silent.outside(0.0, 0.1) for _ in range(50)), (low, silent.high)
+
+
+def test_a_searchs_l1_penalty_leaves_the_time_constants_out():
+    import dataclasses
+
+    from nestplast import experiment
+    from nestplast.evaluate import make_objective
+
+    exp = experiment.default()
+    exp.objective = dataclasses.replace(exp.objective, l1=0.01, constraints={})
+    theta = np.array([18.06, 14.20, -0.62, 0.22, 1.13, 1.09])  # IE.tau_pre, IE.tau_post, alpha, beta, gamma, kappa
+    assert exp.layout().names[:2] == ["IE.tau_pre", "IE.tau_post"]
+    _, parts = make_objective(exp).score({"rate_e": 10.0}, theta, blew_up_at_s=None, total_s=5.0)
+    assert parts["l1"] == pytest.approx(0.01 * 3.06)

@@ -29,7 +29,7 @@ def loss_meaning(exp: Experiment) -> str:
         bounds = ", ".join(f"{k} [{lo:g}, {hi:g}]" for k, (lo, hi) in o.constraints.items())
         terms.append(f"the constraint penalty (relative distance outside each interval: {bounds})")
     if o.l1:
-        terms.append(f"{o.l1:g} x the sum of |coefficients| (L1)")
+        terms.append(f"{o.l1:g} x the sum of |coefficients|, time constants left out (L1)")
     low = BLOWUP_SCALE * (1.0 + math.exp(-1.0))
     return (f"loss = mean over a candidate's trials of: {' + '.join(terms)}. A blow-up (rate left the band "
             f"[{o.rate_band[0]:g}, {o.rate_band[1]:g}] Hz at time t of T) scores {BLOWUP_SCALE:g} (exp(-t/T) + 1), "
