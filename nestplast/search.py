@@ -367,8 +367,9 @@ def run_search(exp: Experiment | str | os.PathLike, out: str | Path, *, resume: 
                progress: Callable[[str], None] | None = None) -> Outcome | None:
     """Run (or resume) a search of ``exp`` (an Experiment, or an experiment file's path) with its
     results in ``out``; rank 0 returns the :class:`~nestplast.engine.Outcome` (``generations``,
-    ``evaluations``, ``failed``, ``blowups``, ``best_loss``, ``best_theta``, ``stop``: pycma's stop
-    reasons), other MPI ranks None.
+    ``evaluations``, ``failed``, ``blowups``, ``best_loss``, ``best_theta``: the best candidate whose
+    every trial ran ok, as the command line and the report name it, NaN and None where none did;
+    ``stop``: pycma's stop reasons), other MPI ranks None.
     ``progress`` receives one line per generation (rank 0).
 
     The search resets the NEST kernel for every simulation. In a session that holds its own NEST
@@ -397,7 +398,15 @@ def run_search(exp: Experiment | str | os.PathLike, out: str | Path, *, resume: 
     result = run_loop(exp, out, SearchProblem,
                       lambda store, where, say: _resume_strategy(store, exp, where, say) or new_strategy(exp),
                       headline, kind="search", resume=resume, comm=comm, progress=progress)
-    if result is not None and progress is not None:
+    if result is None:
+        return None
+    # the best rule as the command line and the report name it; the optimiser's best may be a candidate
+    # that blew up on a trial (its penalty counted), handed back while the command said "no rule found"
+    with RunStore.open(out, read_only=True) as store:
+        best = store.best_candidates(1)
+    result = dataclasses.replace(result, best_loss=best[0]["loss"] if best else math.nan,
+                                 best_theta=best[0]["theta"] if best else None)
+    if progress is not None:
         progress(summary_lines(exp, result, Path(out)))
     return result
 

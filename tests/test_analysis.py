@@ -84,7 +84,8 @@ def test_the_report_says_what_this_runs_loss_is_made_of(tmp_path):
     meaning = next(line for line in text(summarise(tmp_path / "run"), "run").splitlines()
                    if line.startswith("what the loss means: "))
     assert "target" not in meaning and "(r - " not in meaning
-    assert "distance outside each interval: rate_e [1, 20]) + 0.01 x the sum of |coefficients|, time constants left out (L1)" in meaning
+    assert ("distance outside each interval: rate_e [1, 20]) + 0.01 x the sum of |coefficients|, time constants left "
+            "out (L1)") in meaning
     assert "band [0.5, 80] Hz" in meaning and "between 219 (at the end) and 320 (at once)" in meaning
     assert meaning.endswith("0 is a rule that meets every constraint.")
     default = summarise_of(tmp_path / "default", experiment.default())

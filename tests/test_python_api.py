@@ -1,12 +1,14 @@
 """nestplast used from Python, as in a notebook: one long-lived process in which the user also has
 their own NEST network. A search must not change the user's NEST behind their back."""
 
+import math
 import warnings
 
 import pytest
 
 import nestplast
 from nestplast.kernel import KernelResetWarning, install
+from nestplast.store import RunStore
 
 
 @pytest.fixture(autouse=True)
@@ -216,3 +218,18 @@ def test_fit_rule_refuses_a_notebooks_first_tries_and_says_what_to_pass(tmp_path
     monkeypatch.setattr(infer, "_search", no_search)
     assert nestplast.fit_rule(str(tmp_path / "data.npz"), choice, fixed) is None
     assert isinstance(seen[0], Recording) and np.array_equal(seen[0].weights, rec.weights)
+
+
+def test_the_best_rule_returned_is_the_one_the_command_names(doublet_module, tmp_path, capsys):
+    """Every candidate blew up: the command said "no rule found", run_search returned a blown-up
+    candidate's penalty (154.1) and parameters as the best rule."""
+    exp = tiny_experiment()
+    exp.network.input_rate *= 4  # runs away at once
+    outcome = nestplast.run_search(exp, tmp_path / "run", progress=print)
+    assert outcome.blowups == outcome.evaluations > 0
+    assert math.isnan(outcome.best_loss) and outcome.best_theta is None
+    assert "no rule found" in capsys.readouterr().out
+    calm = nestplast.run_search(tiny_experiment(), tmp_path / "calm")
+    with RunStore.open(tmp_path / "calm", read_only=True) as store:
+        best = store.best_candidates(1)[0]
+    assert (calm.best_loss, calm.best_theta) == (best["loss"], best["theta"])
