@@ -64,6 +64,21 @@ def test_a_time_warning_during_the_run_stops_it_and_resubmits(tmp_path, script):
 
 
 @pytest.mark.parametrize("script", ["search-restart.slurm", "filter.slurm"])
+def test_the_next_slice_is_submitted_before_the_run_is_stopped(tmp_path, script):
+    """The script stopped the run, waited, then resubmitted: a stop that outlasted the warning's lead
+    (a rank inside a long NEST simulation answers when it returns) was killed with the job before
+    sbatch ran, and the chain of slices ended without a word."""
+    log = tmp_path / "sbatch.log"
+    body = f'trap \'sleep 1; echo "run stopped" >> "{log}"; exit 0\' TERM\nkill -USR1 "$PPID"\nsleep 30 & wait\n'
+    env = stand_ins(tmp_path, body)
+    job = subprocess.run(["bash", str(ROOT / "jobs" / script), "experiment.toml", str(tmp_path / "run")],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert job.returncode == 0, job.stdout + job.stderr
+    lines = log.read_text().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("--dependency=afterany:42 ") and lines[1] == "run stopped", lines
+
+
+@pytest.mark.parametrize("script", ["search-restart.slurm", "filter.slurm"])
 def test_the_next_slice_asks_for_what_this_one_had(tmp_path, script):
     """`sbatch --cpus-per-task=4 -p long -A proj jobs/search-restart.slurm ...`: the resubmission
     took the #SBATCH lines' 2 cores (the search refused to resume on 2 NEST threads a run begun on 4)
