@@ -53,6 +53,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="biological time with plasticity")
     args = parser.parse_args()
     n_e, n_i = int(800 * args.scale), int(200 * args.scale)
+    if n_e < 1 or n_i < 1 or not args.seconds >= 2.0:  # rates over the first and last second, which must differ
+        parser.error(f"--scale must leave at least one E and one I neuron (800 and 200 at 1) and --seconds must be "
+                     f"at least 2; got {n_e} E + {n_i} I, {args.seconds:g} s")
     nest = import_nest()
 
     # The model as the user had it.

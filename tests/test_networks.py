@@ -165,6 +165,11 @@ def test_example_swaps_a_projection_and_reaches_the_target(doublet_module):
     assert out.returncode == 0, out.stderr
     last = float(out.stdout.split("Hz in the last")[0].split(",")[-1].strip())
     assert abs(last - 5.0) < 1.5, out.stdout
+    # rates over less than the second they are divided by were off by up to 2 x; --scale 0 a NEST traceback
+    for short in (["--seconds", "0.5"], ["--scale", "0"]):
+        refused = subprocess.run([sys.executable, "examples/swap_projection.py", *short], capture_output=True, text=True,
+                                 cwd=ROOT, timeout=60)
+        assert refused.returncode == 2 and "--seconds must be at least 2" in refused.stderr, refused.stderr
 
 
 @pytest.mark.skipif(not nest_has_mpi(), reason="needs a NEST built with MPI (the PyPI wheel has none); "
