@@ -47,7 +47,11 @@ if [ ! -x "$PREFIX/bin/nest-config" ]; then
 fi
 
 # nestplast and its other requirements, but not the PyPI NEST wheel: the source build provides `nest`
-"$PY" -m pip install -q "nestml==9.0.*" scipy "cma>=3.3" matplotlib pytest
+# (pytest-xdist: the README's test command runs on every core. filter.slurm also needs the extra
+# `families`, sbi and a CPU torch, a large download: "$PY" -m pip install torch --index-url
+# https://download.pytorch.org/whl/cpu && "$PY" -m pip install "sbi>=0.27". Not `pip install -e
+# "$REPO[families]"`: without --no-deps that brings the PyPI NEST wheel over the source build.)
+"$PY" -m pip install -q "nestml==9.0.*" scipy "cma>=3.3" matplotlib pytest pytest-xdist
 "$PY" -m pip install -q --no-deps -e "$REPO"
 # `mpiexec` in the venv is the MPI's own (a wrapper: Hydra finds its proxy next to the path it was started by)
 rm -f "$PREFIX/venv/bin/mpiexec"
