@@ -663,7 +663,7 @@ def _validate_rule(exp: Experiment, ct: str | None, where: str) -> None:
         raise ExperimentError(f"{origin('mlp' if r.mlp and r.mask is None else 'mask')}: {err}") from None
     for key, table in (("search", r.search or []), ("start", r.start)):
         unknown = sorted(set(table) - set(rule.names))
-        _require(not unknown, origin(key), f"parameters of rule {r.name!r}: {', '.join(rule.names)}", unknown)
+        _require(not unknown, origin(key), f"parameters of rule {rule.name!r}: {', '.join(rule.names)}", unknown)
     _require("Wmax" not in r.fixed, f"{origin('fixed')}.Wmax", "no Wmax here: the bound is network.w_max.<type> "
              "(its sign is applied per connection type)", r.fixed.get("Wmax"))
     unknown = sorted(set(r.fixed) - set(rule.fixable))

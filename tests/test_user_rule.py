@@ -104,6 +104,9 @@ def write(tmp_path, rule_text: str | None, parameters: str, extra: str = "") -> 
     (None, "", "", ["rule.parameters", "at least one"]),
     (None, "A_plus = { low = 0.0, high = 1.0 }", 'weight = "weight"\n', ["weight variable 'weight'", "state"]),
     (None, "A_plus = { low = 0.0, high = 1.0 }", "fixed = { tau_plux = 3.0 }\n", ["rule.fixed", "tau_plux"]),
+    # the rule was named 'doublet' (the experiment's default name) though the file's is searched
+    (None, "A_plus = { low = 0.0, high = 1.0 }", 'search = ["A_minus"]\n',
+     ["rule.search: expected parameters of rule 'pair_stdp_synapse': A_plus"]),
     (lambda s: s.replace("Wmax real", "W_max real").replace("Wmax", "W_max"), "A_plus = { low = 0.0, high = 1.0 }",
      "", ["needs a parameter Wmax"]),
     (lambda s: s.replace("model pair_stdp_synapse:", ""), "A_plus = { low = 0.0, high = 1.0 }", "",
