@@ -144,6 +144,9 @@ def test_cli_names_files_that_are_not_a_matrix_archive(tmp_path, capsys):
     assert "a single .npy array, not an .npz archive" in message and "numpy.savez(path, W=matrix)" in message
     message = rejected(capsys, "--matrix", tmp_path / "w.npz")
     assert "not a zip archive as numpy.savez writes" in message and "pickle" not in message
+    # scipy.sparse.save_npz's arrays: "no array 'W' (found: indices, indptr, format, shape, data)", no more
+    np.savez(tmp_path / "sparse.npz", indices=[0], indptr=[0, 1], format=b"csr", shape=[1, 1], data=[1.0])
+    assert "a scipy.sparse file: save the dense matrix" in rejected(capsys, "--matrix", tmp_path / "sparse.npz")
 
 
 @pytest.mark.parametrize("args, message", [
@@ -151,6 +154,7 @@ def test_cli_names_files_that_are_not_a_matrix_archive(tmp_path, capsys):
     (["--matrix", "/nonexistent/w.npz"], "no such file"),
     (["--nodes", "abc"], "invalid int"),
     (["--sweep", "0.5,2"], "fractions"),
+    (["--sweep", ",,", "--out", "x"], "no fraction in ',,'"),  # a sweep of --keep alone, without a word
     (["--seed", "-1"], "--seed"),
     (["--p-out", "1.2"], "--p-out"),
     (["--slowest", "0"], "--slowest"),

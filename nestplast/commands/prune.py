@@ -49,6 +49,8 @@ def _fraction_list(text: str) -> list[float]:
         values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a comma-separated list of fractions: {text!r}") from None
+    if not values:  # "" or ",,": a sweep of --keep alone, without a word
+        raise argparse.ArgumentTypeError(f"no fraction in {text!r}; give e.g. 0.5,0.2,0.1")
     if not all(0 < v <= 1 for v in values):
         raise argparse.ArgumentTypeError(f"fractions must lie in (0, 1]: {text!r}")
     return values
@@ -95,7 +97,8 @@ def parser() -> ArgumentParser:
                         "(default 40 tau = 400; 0: skip it)")
     p.add_argument("--decay-states", type=int, default=None, help="random initial states of the decay (default 20)")
     p.add_argument("--sweep", type=_fraction_list, default=None,
-                   help="fractions kept in the sweep written to --out, so only with --out (default 0.5,0.2,0.1,0.05)")
+                   help="fractions kept in the sweep written to --out, so only with --out (default 0.5,0.2,0.1,0.05; "
+                        "--keep is always among them)")
     p.add_argument("--out", type=Path, help="directory for pruned matrices (.npz), tables (CSV) and plots (PNG)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout and nothing else")
     return p
@@ -163,7 +166,9 @@ def _check_arguments(args) -> None:
 def _load_matrix(path: Path) -> np.ndarray:
     arrays = read_npz(path, UsageError, "the matrix as array 'W', e.g. numpy.savez(path, W=matrix)")
     if "W" not in arrays:
-        raise UsageError(f"{path}: no array 'W' (found: {', '.join(arrays) or 'none'})")
+        sparse = " (a scipy.sparse file: save the dense matrix, numpy.savez(path, W=matrix.toarray()))" if {
+            "indptr", "format", "shape"} <= set(arrays) else ""
+        raise UsageError(f"{path}: no array 'W' (found: {', '.join(arrays) or 'none'}){sparse}")
     return arrays["W"]  # check_weights converts it, refusing complex values instead of dropping their imaginary parts
 
 
