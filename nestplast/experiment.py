@@ -111,8 +111,8 @@ class _Table:
 
 @dataclass
 class RuleSpec(_Table):
-    name: str = option("doublet", "plasticity rule: doublet, taylor, mlp or mlp_fsbi (with `file`: a label for your own rule, "
-                                  "default its model name)")
+    name: str = option("doublet", "plasticity rule: doublet, taylor, mlp or mlp_fsbi (with `file`: a label for your own rule; "
+                                  "left at doublet, the file's model name)")
     file: str | None = option(None, "your own NESTML synapse file (relative to the experiment file); "
                                     "see rule.parameters")
     parameters: dict[str, dict[str, Any]] = option({}, "with `file`: the searched parameters, e.g. "
