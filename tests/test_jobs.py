@@ -217,3 +217,16 @@ def test_a_misuse_gets_the_usage(tmp_path, script, args):
     assert f"usage: sbatch {script} EXPERIMENT.toml RUN_DIR [" in job.stderr, job.stderr
     assert f"got: {' '.join(args) or 'nothing'}" in job.stderr, job.stderr
     assert not log.exists()  # nothing was started
+
+
+def test_a_run_directory_in_use_gets_the_jobs_own_advice(tmp_path):
+    """Submitted again without --resume, the job ended with the search's advice, a command line
+    (python -m nestplast.search --out RUN_DIR --resume), where the user needs the job's."""
+    log = tmp_path / "python.log"
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "results.sqlite").write_bytes(b"")
+    env = stand_ins(tmp_path, f'echo "$@" >> "{log}"\n')
+    job = run_job(tmp_path, "search.slurm", "experiment.toml", str(tmp_path / "run"), env=env)
+    assert job.returncode == 2 and not log.exists(), job.stdout + job.stderr
+    assert f"to continue it: sbatch search.slurm experiment.toml {tmp_path / 'run'} --resume" in job.stderr
+
