@@ -48,7 +48,11 @@ def test_cli_json_prints_one_object(tmp_path):
     for name in ("pruned_noise.npz", "pruned_magnitude.npz", "pruned_uniform.npz", "sweep.csv",
                  "spectra.png", "sweep.png", "summary.json", "decay.csv", "decay.png"):
         assert (tmp_path / name).stat().st_size > 0
-    assert json.loads((tmp_path / "summary.json").read_text()) == summary
+    saved = json.loads((tmp_path / "summary.json").read_text())
+    # with what made it (the folder alone did not say how to make it again)
+    settings = saved.pop("settings")
+    assert saved == summary and settings["seed"] == 3 and settings["nodes"] == 60 and settings["keep"] == 0.3
+    assert settings["covariance"] == "lyapunov" and settings["matrix"] is None and "nestplast" in settings
     # The saved matrix is the pruned one the summary measured.
     W = np.load(tmp_path / "original.npz")["W"]
     pruned = np.load(tmp_path / "pruned_noise.npz")["W"]

@@ -122,9 +122,10 @@ def plot_decay(rows: list[dict], path) -> None:
         ax.legend()
 
 
-def write_outputs(out, comparison: Comparison, sweep_rows: list[dict]) -> list[Path]:
+def write_outputs(out, comparison: Comparison, sweep_rows: list[dict], settings: dict | None = None) -> list[Path]:
     """Write into directory ``out`` (created if needed): original.npz and pruned_<rule>.npz
-    (arrays W and, pruned, probabilities), summary.json, sweep.csv and sweep.png (when
+    (arrays W and, pruned, probabilities), summary.json (with ``settings``, what made it, under
+    that key), sweep.csv and sweep.png (when
     ``sweep_rows``), spectra.png, and decay.csv and decay.png (when the decay was measured).
     Removes those files of an earlier run into ``out`` (one that left its summary.json and
     original.npz there) that this one does not write. Returns the paths written."""
@@ -137,7 +138,8 @@ def write_outputs(out, comparison: Comparison, sweep_rows: list[dict]) -> list[P
         written.append(out / f"pruned_{rule}.npz")
         np.savez_compressed(written[-1], W=p.weights, probabilities=p.probabilities)
     written.append(out / "summary.json")
-    written[-1].write_text(json.dumps(comparison.summary(), indent=2) + "\n")
+    written[-1].write_text(json.dumps({**comparison.summary(), **({"settings": settings} if settings else {})},
+                                      indent=2) + "\n")
     written.append(out / "spectra.png")
     plot_spectra(comparison.weights, {rule: p.weights for rule, p in comparison.pruned.items()}, written[-1],
                  leak=comparison.model.leak, reference=comparison.reference,

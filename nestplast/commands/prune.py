@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import __version__
 from ..analysis import check_output_directory, require_matplotlib
 from ..analysis.pruning import format_table, instability_warnings, nothing_pruned_warnings, write_outputs
 from ..cli import ArgumentParser, run_command
@@ -243,7 +244,9 @@ def _prune(argv: Sequence[str] | None) -> int:
             rows = sweep(W, sorted(set(args.sweep) | {args.keep}, reverse=True), PRUNING_RULES, seeds=(args.seed,),
                          covariance=covariance, diagonal=args.diagonal, model=model, slowest=args.slowest,
                          reference=comparison.reference)
-            write_outputs(args.out, comparison, rows)
+            # what made it, so that the folder says how to make it again (seed, network or matrix, covariance, ...)
+            settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k not in ("out", "json")}
+            write_outputs(args.out, comparison, rows, settings={**settings, "nestplast": __version__})
     summary = comparison.summary()
     print(json.dumps(summary) if args.json else format_table(summary), flush=True)
     for warning in nothing_pruned_warnings(summary) + instability_warnings(summary):  # after the table, where seen
