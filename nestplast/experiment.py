@@ -193,7 +193,8 @@ class ObjectiveSpec(_Table):
     t_score: float = option(1.0, "seconds of scoring (plasticity goes on)", SECONDS)
     chunk: float = option(0.5, "seconds between checks of the rate band and the wall time", SECONDS)
     rate_band: list[float] = option([0.1, 100.0], "Hz; a low-passed rate outside is a blow-up and ends the "
-                                                  "evaluation early", interval())
+                                                  "evaluation early (low-passed over 1 s from 10 Hz: a silent network "
+                                                  "leaves a low bound of 0.1 Hz after 4.6 s)", interval())
     max_wall_s: float = option(600.0, "seconds per evaluation; beyond: a timeout", SECONDS)
 
 
