@@ -98,8 +98,8 @@ def parser() -> ArgumentParser:
                         "(default 40 tau = 400; 0: skip it)")
     p.add_argument("--decay-states", type=int, default=None, help="random initial states of the decay (default 20)")
     p.add_argument("--sweep", type=_fraction_list, default=None,
-                   help="fractions kept in the sweep written to --out, so only with --out (default 0.5,0.2,0.1,0.05; "
-                        "--keep is always among them)")
+                   help="fractions kept in the sweep written to --out, so only with --out (default 0.5,0.2,0.1,0.05); "
+                        "--keep is always among them")
     p.add_argument("--out", type=Path, help="directory for pruned matrices (.npz), tables (CSV) and plots (PNG)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout and nothing else")
     return p
