@@ -440,17 +440,17 @@ def commonest_failure(out: Path) -> str:
 
 def summary_lines(exp: Experiment, outcome: Outcome, out: Path) -> str:
     """The lines printed when a search ends: how it stopped, its best rule as the report names it
-    (the lowest mean loss among candidates whose every trial ran ok; or, where every evaluation
-    failed, the commonest reason), and the command that reports on it."""
-    with RunStore.open(out, read_only=True) as store:
-        best = store.best_candidates(1)  # not the optimiser's best: that may count a blow-up's penalty
+    (``outcome`` as :func:`run_search` returns it: the lowest mean loss among candidates whose every
+    trial ran ok; or, where every evaluation failed, the commonest reason), and the command that
+    reports on it."""
+    best = outcome.best_theta is not None
     lines = [f"done ({describe_stop(outcome.stop)}): {outcome.generations} generations, "
              f"{outcome.evaluations} evaluations, {outcome.blowups} blow-ups, {outcome.failed} failed; "
-             + (f"best loss {best[0]['loss']:.4f}" if best else "no candidate with all its trials ok")]
+             + (f"best loss {outcome.best_loss:.4f}" if best else "no candidate with all its trials ok")]
     if all_failed(outcome):
         lines.append(f"every evaluation failed, so no rule was found; {commonest_failure(out)}")
     elif best:
-        params = exp.layout().as_dict(best[0]["theta"])
+        params = exp.layout().as_dict(outcome.best_theta)
         lines.append("best parameters: " + ", ".join(f"{k} = {v:.4g}" for k, v in params.items()))
     else:
         lines.append("no rule found: every candidate blew up or failed on some trial (the report says how)")
