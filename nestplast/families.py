@@ -56,6 +56,7 @@ from .store import DB_NAME, RUN_KINDS, RunStore, StoreError, stored_kind
 from .strategies import Budget
 from .strategies.filter import Filter, inside, require_sbi, round_constraints
 from .tasks import FAILURES, Candidate, Evaluation, Task, by_candidate
+from .wording import counted
 
 NUISANCE_STREAM = 0x6E75  # keeps the nuisance's random stream apart from the trials'
 RECHECK_STREAM = 0x7265  # fresh seeds for the re-check, apart from every round's
@@ -228,7 +229,7 @@ class Family:
         return len({tuple(r["theta"]) for r in self.rows})
 
     def __repr__(self) -> str:  # the rows' every metric would flood a notebook
-        return (f"Family({len(self.rows)} accepted rule{'' if len(self.rows) == 1 else 's'} ({self.distinct} distinct) "
+        return (f"Family({counted(len(self.rows), 'accepted rule')} ({self.distinct} distinct) "
                 f"of {self.simulated} simulated, "
                 f"judged by {', '.join(self.constraints)})")
 
@@ -386,7 +387,7 @@ def recheck(run_dir: str | Path, n_trials: int = 2, *, comm=None, limit: int | N
                 else:
                     tasks.append(task)
         tasks = transport.share(tasks)
-        say(f"re-check: {len(rows)} accepted rule{'' if len(rows) == 1 else 's'} x {n_trials} fresh trials"
+        say(f"re-check: {counted(len(rows), 'accepted rule')} x {counted(n_trials, 'fresh trial')}"
             + (f", {len(tasks)} to simulate ({len(reused)} kept from an earlier re-check in {run_dir / RECHECK_DIR})"
                if reused else ""))
         done, every = [0], max(1, len(tasks) // 10)

@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 from .errors import UserError
 from .kernel import nest_has_mpi
+from .wording import counted
 
 T = TypeVar("T")
 
@@ -81,11 +82,11 @@ def crowded_cores_note(comm, threads: int) -> str:
         hosts[host] = (ranks + 1, union | set(allowed))
     for host, (ranks, union) in hosts.items():
         if ranks * threads > len(union):
-            given = f"{len(union)} {'core' if len(union) == 1 else 'cores'}"
+            given = counted(len(union), 'core')
             if threads == 1:  # processes that share cores: slower, but no spinning
                 return (f"note: {ranks} ranks on {host}, which gives them {given}: ranks that share a core "
                         "evaluate slower; start as many ranks as cores (mpiexec -n, srun --ntasks)")
-            return (f"note: {ranks} {'rank' if ranks == 1 else 'ranks'} x {threads} NEST threads on {host}, which "
+            return (f"note: {counted(ranks, 'rank')} x {threads} NEST threads on {host}, which "
                     f"gives them {given}: threads that share a core wait for each other and run many times "
                     "slower; give ranks x threads = cores (--threads or search.threads for a new run; "
                     "--cpus-per-task or fewer ranks for a resumed one)")

@@ -43,6 +43,7 @@ from .parallel import Transport, crowded_cores_note, together
 from .store import DB_NAME, RunStore, StoreError, check_same_kind
 from .strategies import Budget, SearchSpace, Strategy, make_strategy
 from .tasks import Candidate, Evaluation, Task
+from .wording import counted
 
 if TYPE_CHECKING:
     from .builder import Module
@@ -86,8 +87,8 @@ def idle_ranks_note(transport: Transport, per_trial: int, what: str, trials: int
     if transport.mode != "population" or transport.size <= tasks:
         return ""
     idle = transport.size - tasks
-    return (f"\nnote: {transport.size} ranks for {tasks} tasks a generation ({what}, {trials} "
-            f"{'trial' if trials == 1 else 'trials'} each): {idle} {'rank stays' if idle == 1 else 'ranks stay'} "
+    return (f"\nnote: {transport.size} ranks for {tasks} tasks a generation ({what}, "
+            f"{counted(trials, 'trial')} each): {counted(idle, 'rank stays', 'ranks stay')} "
             "idle; use fewer ranks with more --threads each (up to 4 threads per rank evaluate as many candidates "
             "per core as 1), or more candidates per generation")
 

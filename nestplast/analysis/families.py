@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..experiment import Experiment
+from ..wording import counted
 from . import saved_figure, weight_unit, write_csv
 
 MAX_MARGINALS = 6  # parameters in the pairwise plot: the ones the family pins down most
@@ -30,7 +31,7 @@ def text(fam, what: str = "family", run_dir: str | Path = "RUN_DIR") -> str:
         lines.append(f"not finished: {len(fam.acceptance)} of {fam.rounds_planned} rounds complete (running, or cut "
                      f"short: go on with python -m nestplast filter --out {run_dir} --resume)")
     bounds = ", ".join(f"{k} [{lo:g}, {hi:g}]" for k, (lo, hi) in fam.constraints.items())
-    lines.append(f"{what}: {len(fam.rows)} accepted rule{'' if len(fam.rows) == 1 else 's'} ({fam.distinct} distinct) "
+    lines.append(f"{what}: {counted(len(fam.rows), 'accepted rule')} ({fam.distinct} distinct) "
                  f"of {fam.simulated} simulated, "
                  f"judged by: {bounds}")
     if fam.valid:  # which bounds reject: a family of none said nothing of why

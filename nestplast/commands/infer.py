@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from ..cli import ArgumentParser, command_world, resume_hint, run_mpi_command
 from ..errors import UsageError
+from ..wording import counted
 
 if TYPE_CHECKING:
     from ..infer import Fit
@@ -131,7 +132,7 @@ def choice_summary_text(fit: ChoiceFitResult, label: str) -> str:
     """What the command prints of a fit to choices: the animals, the coefficients, the
     log-likelihoods, the warnings."""
     held = "n/a" if math.isnan(fit.ll_held_out_bits) else f"{fit.ll_held_out_bits:.4f} bits"
-    return "\n".join([f"rule {label}: {len(fit.fit_animals)} animal{'' if len(fit.fit_animals) == 1 else 's'} fitted, "
+    return "\n".join([f"rule {label}: {counted(len(fit.fit_animals), 'animal')} fitted, "
                       f"{len(fit.held_out_animals)} held out",
                       *_coefficient_table(fit),
                       f"log-likelihood per trial: {fit.ll_fit_bits:.4f} bits fitted, {held} held out (chance: -1)",
