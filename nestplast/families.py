@@ -156,6 +156,8 @@ def run_filter(exp: Experiment | str | os.PathLike, out: str | Path, *, resume: 
     together(comm, require_sbi if transport.is_root else (lambda: None))  # before anything is simulated
     if nest_first and transport.is_root:
         warnings.warn(NEST_BEFORE_TORCH, RuntimeWarning, stacklevel=2)
+    if (ignored := search_keys_ignored(exp)) and transport.is_root:
+        warnings.warn(ignored, UserWarning, stacklevel=2)
     for k, entry in enumerate(exp.filter.schedule):  # e.g. round = 5 of 5 rounds: the family ignored it, silently
         if entry["round"] >= exp.filter.rounds and transport.is_root:
             warnings.warn(f"filter.schedule[{k}] starts at round {entry['round']}, but rounds count from 0 and this "
@@ -173,6 +175,25 @@ def run_filter(exp: Experiment | str | os.PathLike, out: str | Path, *, resume: 
     return run_loop(exp, out, FilterProblem,
                     lambda store, where, say: _resume(store, exp, where, say) or new_filter(exp),
                     headline, kind="filter", resume=resume, comm=comm, progress=progress)
+
+
+# The search's keys a filter has its own for; search.threads and compressed_spikes it uses
+FILTER_COUNTERPARTS = {"population_size": "filter.simulations_per_round", "max_generations": "filter.rounds"}
+FILTER_USES = {"threads", "compressed_spikes"}
+
+
+def search_keys_ignored(exp: Experiment) -> str:
+    """What a filter run of ``exp`` says of the ``[search]`` keys it ignores (set away from their
+    defaults, e.g. a population size meant for the filter's rules per round); "" if none."""
+    defaults = type(exp.search)()
+    ignored = [f.name for f in dataclasses.fields(exp.search)
+               if f.name not in FILTER_USES and getattr(exp.search, f.name) != getattr(defaults, f.name)]
+    if not ignored:
+        return ""
+    instead = [f"{FILTER_COUNTERPARTS[k]} for {k}" for k in ignored if k in FILTER_COUNTERPARTS]
+    return (f"{exp.source}: {', '.join('search.' + k for k in ignored)} "
+            f"{'is' if len(ignored) == 1 else 'are'} the search's and a filter run ignores "
+            f"{'it' if len(ignored) == 1 else 'them'}" + (f" (the filter's own: {', '.join(instead)})" if instead else ""))
 
 
 NEST_BEFORE_TORCH = (

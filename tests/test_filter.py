@@ -8,6 +8,7 @@ import csv
 import importlib.util
 import math
 import pickle
+import re
 import shutil
 import signal
 import sqlite3
@@ -935,6 +936,25 @@ def test_a_schedule_after_the_last_round_is_warned_of(tmp_path, doublet_module):
                                          "this run's last is round 0"):
         run_filter(experiment.parse(tomllib.loads(text)), tmp_path / "run")
     assert family(tmp_path / "run").constraints == {"rate_e": (1.0, 80.0)}  # what the warning says
+
+
+@needs_sbi
+@pytest.mark.nest
+def test_search_keys_a_filter_ignores_are_warned_of(tmp_path, doublet_module):
+    """[search] population_size = 50 meant for the filter's rules per round: the filter drew its own
+    number and said nothing; threads it uses, so that one is not named."""
+    import tomllib
+
+    from nestplast.families import run_filter, search_keys_ignored
+
+    text = SINGLE + "[search]\npopulation_size = 50\nsigma0 = 0.5\nthreads = 1\n"
+    exp = experiment.parse(tomllib.loads(text), "mine.toml")
+    said = ("mine.toml: search.population_size, search.sigma0 are the search's and a filter run ignores them "
+            "(the filter's own: filter.simulations_per_round for population_size)")
+    assert search_keys_ignored(exp) == said
+    assert search_keys_ignored(experiment.parse(tomllib.loads(SINGLE + "[search]\nthreads = 2\n"))) == ""
+    with pytest.warns(UserWarning, match=re.escape(said)):
+        run_filter(exp, tmp_path / "run")
 
 
 def test_family_takes_numpy_bounds(stored_run):
