@@ -244,8 +244,16 @@ def sweep(W: ArrayLike, keeps: Sequence[float], rules: Sequence[str] = PRUNING_R
                                leak=model.leak, slowest=slowest, reference=reference) for s in seeds]
             row = {"keep": keep, "rule": rule}
             row.update({key: float(np.mean([r[key] for r in results])) for key in results[0]})
+            row["kept"] = _count([r["kept"] for r in results])
             rows.append(row)
     return rows
+
+
+def _count(counts: Sequence[int]) -> int | float:
+    """Synapses kept, the mean over the seeds: a whole number (one seed's, as the command's sweep
+    has) stays an int, as in the summary."""
+    mean = float(np.mean(counts))
+    return int(mean) if mean.is_integer() else mean
 
 
 def stable_diagonals(W: ArrayLike, keep: float, rule: str, *, covariance: ArrayLike | None = None, seed: int = 0,
@@ -276,7 +284,7 @@ class Comparison:
 
     def summary(self) -> dict:
         """Everything but the matrices, ready for JSON (non-finite numbers as None)."""
-        return {"kept_fraction": self.keep, "nodes": len(self.weights),
+        return {"keep": self.keep, "nodes": len(self.weights),
                 "synapses": next(iter(self.pruned.values())).synapses, "diagonal": self.diagonal,
                 "slowest": self.slowest,
                 "rules": {rule: {key: _finite_or_none(value) for key, value in m.items()}

@@ -37,7 +37,7 @@ def test_cli_json_prints_one_object(tmp_path):
     out = run_cli("--nodes", 60, "--seed", 3, "--keep", 0.3, "--duration", 30, "--json", "--out", tmp_path)
     assert out.returncode == 0, out.stderr
     summary = json.loads(out.stdout)  # the whole of stdout is one JSON object
-    assert summary["kept_fraction"] == 0.3 and summary["slowest"] == 10 and summary["diagonal"] == "row-sum"
+    assert summary["keep"] == 0.3 and summary["slowest"] == 10 and summary["diagonal"] == "row-sum"
     assert set(summary["rules"]) == {"noise", "magnitude", "uniform"}
     for rule in summary["rules"].values():
         assert 0 < rule["eigenvalue_error"] <= rule["eigenvalue_error_max"]

@@ -248,3 +248,12 @@ def test_one_rule_given_as_a_string_is_one_rule():
     W = clustered_network((20, 5, 15), seed=1)
     assert list(compare_rules(W, rules="noise", duration=0, decay_duration=0).measures) == ["noise"]
     assert [row["rule"] for row in sweep(W, [0.5], rules="magnitude")] == ["magnitude"]
+
+
+def test_a_sweep_counts_the_synapses_kept():
+    """One seed's row said 7960.0 synapses; over several seeds it is their mean, computed here a second way."""
+    W = clustered_network((20, 5, 15), seed=1)
+    [one] = sweep(W, [0.5], rules="uniform", seeds=(3,))
+    assert isinstance(one["kept"], int) and one["kept"] == prune(W, 0.5, "uniform", seed=3).kept
+    [both] = sweep(W, [0.5], rules="uniform", seeds=(3, 4))
+    assert both["kept"] == np.mean([prune(W, 0.5, "uniform", seed=s).kept for s in (3, 4)])

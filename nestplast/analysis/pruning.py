@@ -22,7 +22,7 @@ def format_table(summary: dict) -> str:
                ("eig max", "eigenvalue_error_max", ".4f"), (f"eig slow{k}", "eigenvalue_error_slowest", ".4f"),
                ("rayleigh", "rayleigh_error", ".4f"), ("trajectory", "trajectory_error", ".4f"),
                ("decay", "decay_trajectory_error", ".4f"), ("max re(eig)", "largest_real_eigenvalue", ".4g")]
-    lines = [f"{summary['nodes']} neurons, {summary['synapses']} synapses, keep {summary['kept_fraction']}, "
+    lines = [f"{summary['nodes']} neurons, {summary['synapses']} synapses, keep {summary['keep']}, "
              f"diagonal {summary['diagonal']}",
              f"{'rule':<10}" + "".join(f" {title:>11}" for title, _, _ in columns)]
     for rule, measures in summary["rules"].items():
@@ -37,7 +37,7 @@ def nothing_pruned_warnings(summary: dict) -> list[str]:
     if summary["synapses"] == 0:
         return ["the network has no synapse (nonzero weight off the diagonal): there is nothing to prune"]
     if not any(m["kept"] for m in summary["rules"].values()):
-        return [f"keeping {summary['kept_fraction']:g} of {summary['synapses']} synapses keeps none: every rule "
+        return [f"keeping {summary['keep']:g} of {summary['synapses']} synapses keeps none: every rule "
                 "removes every synapse, so the rules cannot be told apart (--keep more, or a larger network)"]
     return []
 
