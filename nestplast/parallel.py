@@ -64,10 +64,8 @@ def world():
 
 
 def crowded_cores_note(comm, threads: int) -> str:
-    """On rank 0, a note where a host's ranks x NEST ``threads`` outnumber the cores those ranks
-    may run on ('' elsewhere and where they fit). NEST's threads wait for each other at every
-    step by spinning, so two that share a core run many times slower: 2 ranks x 2 threads on 2
-    cores took 13 x as long as 2 x 1. Called on every rank (it gathers)."""
+    """On rank 0, :func:`cores_note` of the hosts that ``comm``'s ranks run on ('' on the other
+    ranks). Called on every rank (it gathers)."""
     import os
     import socket
 
@@ -80,9 +78,20 @@ def crowded_cores_note(comm, threads: int) -> str:
     for host, allowed in everyone:
         ranks, union = hosts.get(host, (0, set()))
         hosts[host] = (ranks + 1, union | set(allowed))
-    for host, (ranks, union) in hosts.items():
-        if ranks * threads > len(union):
-            given = counted(len(union), 'core')
+    return cores_note({host: (ranks, len(union)) for host, (ranks, union) in hosts.items()}, threads,
+                      mpi=comm is not None)
+
+
+def cores_note(hosts: dict[str, tuple[int, int]], threads: int, mpi: bool) -> str:
+    """A note where a host's ranks x NEST ``threads`` differ from the cores those ranks may run on
+    (``hosts``: host -> (ranks, cores)); '' where they match. More: NEST's threads wait for each
+    other at every step by spinning, so two that share a core run many times slower (2 ranks x 2
+    threads on 2 cores took 13 x as long as 2 x 1). Fewer, under MPI: cores a job was given sit
+    idle (e.g. srun --cpus-per-task=2 with search.threads = 1); a run without MPI is one process
+    by choice."""
+    for host, (ranks, cores) in hosts.items():
+        given = counted(cores, "core")
+        if ranks * threads > cores:
             if threads == 1:  # processes that share cores: slower, but no spinning
                 return (f"note: {ranks} ranks on {host}, which gives them {given}: ranks that share a core "
                         "evaluate slower; start as many ranks as cores (mpiexec -n, srun --ntasks)")
@@ -90,6 +99,10 @@ def crowded_cores_note(comm, threads: int) -> str:
                     f"gives them {given}: threads that share a core wait for each other and run many times "
                     "slower; give ranks x threads = cores (--threads or search.threads for a new run; "
                     "--cpus-per-task or fewer ranks for a resumed one)")
+        if mpi and ranks * threads < cores:
+            return (f"note: {host} gives {counted(ranks, 'rank')} {given}, but ranks x NEST threads = {ranks} x "
+                    f"{threads} keep only {ranks * threads} busy: give ranks x threads = cores (--threads or "
+                    "search.threads for a new run; mpiexec -n, or --cpus-per-task, for a resumed one)")
     return ""
 
 

@@ -188,6 +188,16 @@ def test_a_resume_goes_on_with_the_runs_threads(tmp_path, script):
     assert job.returncode == 0 and "note:" not in job.stdout, job.stdout + job.stderr
 
 
+def test_a_new_filter_run_takes_the_jobs_cores_as_threads(tmp_path):
+    """It ran the experiment's search.threads (1 by default) on --cpus-per-task=2: one core of each
+    rank idle, without a word. An option given after RUN_DIR still has the last word."""
+    log = tmp_path / "python.log"
+    env = {**stand_ins(tmp_path, f'echo "$@" >> "{log}"\n'), "SLURM_CPUS_PER_TASK": "2"}
+    assert run_job(tmp_path, "filter.slurm", "experiment.toml", str(tmp_path / "run"), env=env).returncode == 0
+    assert log.read_text().split() == ["-m", "nestplast", "filter", "experiment.toml", "--out", str(tmp_path / "run"),
+                                       "--threads", "2", "--quiet"], log.read_text()
+
+
 def test_a_filter_slice_resumes_with_the_stored_experiment(tmp_path):
     """Later slices gave EXPERIMENT again: a file changed since the run began (an edit, an upgraded
     shipped one) was refused in every slice, with advice the script could not follow."""
