@@ -110,6 +110,34 @@ def _check_synapse(path: Path, source: str, model: str) -> None:
                             "postsynaptic neuron; end onReceive(pre_spikes) with emit_spike(w)")
 
 
+def _emitted_weights(source: str) -> list[str]:
+    """The first argument of each ``emit_spike(...)`` call outside comments (the weight the spike carries)."""
+    emitted = []
+    for match in _EMIT.finditer(source):
+        depth, start = 0, match.end()
+        for i in range(start, len(source)):
+            if source[i] in "([":
+                depth += 1
+            elif source[i] in ")]" and depth > 0:
+                depth -= 1
+            elif source[i] in ",)" and depth == 0:
+                emitted.append(source[start:i].strip())
+                break
+    return emitted
+
+
+def _check_emitted(path: Path, source: str, weight_variable: str) -> None:
+    """Refuse a weight variable the spikes do not carry: NEST's weight of the connection (set,
+    recorded and bounded by nestplast) is the weight variable, so with emit_spike(w) and rule.weight
+    = "pre_trace" the trace was recorded as the weight and w, never set, reached the neuron."""
+    for emitted in _emitted_weights(source):
+        if not re.search(rf"\b{re.escape(weight_variable)}\b", emitted):
+            raise UserRuleError(f"{path}: the synapse's spikes carry the weight {emitted} (emit_spike), which is not "
+                                f"the weight variable {weight_variable!r}: NEST's weight of the connection, which "
+                                f"nestplast sets, records and bounds, would not be what reaches the neuron; name the "
+                                f"emitted weight as the weight variable (rule.weight, --weight)")
+
+
 def _nest_factor(unit: str) -> float:
     """The factor NESTML converts a value declared in ``unit`` by for NEST (1 for NEST's own units)."""
     if unit in _PLAIN_TYPES:
@@ -188,6 +216,7 @@ def rule_from_file(path: str | Path, parameters: Mapping[str, Any] | None = None
                f"build(rule_from_file({str(path)!r}, weight_variable='NAME')) from nestplast.user_rules")
         raise UserRuleError(f"{path}: the weight variable {weight_variable!r} is not in the state block "
                             f"(state: {', '.join(state) or 'none'}); {how}")
+    _check_emitted(path, source, weight_variable)
     if weight_variable == "weight":  # NESTML 9's synapse templates end in a jinja2 UndefinedError on this name
         raise UserRuleError(f"{path}: a weight variable named 'weight' cannot be compiled (NESTML's templates fail on "
                             "that name, which NEST uses for the connection's own weight): rename it in the file, "

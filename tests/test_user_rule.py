@@ -315,3 +315,19 @@ def test_a_weight_variable_named_weight_is_refused_before_compiling(tmp_path):
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "a weight variable named 'weight' cannot be compiled" in out.stderr and "rename it" in out.stderr
 
+
+
+def test_a_weight_variable_the_spikes_do_not_carry_is_refused(tmp_path):
+    """rule.weight = "pre_trace" ran: the trace was recorded (and bounded) as the weight, and w,
+    never set, reached the neuron."""
+    from nestplast.user_rules import UserRuleError, rule_from_file
+
+    rule_file = EXAMPLE / "pair_stdp_synapse.nestml"
+    with pytest.raises(UserRuleError, match=r"the synapse's spikes carry the weight w \(emit_spike\), which is not "
+                                            r"the weight variable 'pre_trace'"):
+        rule_from_file(rule_file, {"A_plus": {"low": -1.0, "high": 1.0}}, weight_variable="pre_trace")
+    # an expression of the weight variable is the weight variable's
+    text = rule_file.read_text().replace("emit_spike(w)", "emit_spike(0.5 * (w + w))")
+    assert text != rule_file.read_text()
+    (tmp_path / "scaled_synapse.nestml").write_text(text)
+    assert rule_from_file(tmp_path / "scaled_synapse.nestml", {"A_plus": {"low": -1.0, "high": 1.0}}).weight_variable == "w"
