@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
 from .errors import UnknownNameError, UserError
-from .neurons import NEURONS, get_neuron
+from .neurons import DRIVE_PARAMS, NEURONS, get_neuron
 from .objectives import FSBI_CONSTRAINTS, RATE_BIN_MS
 from .rules import RuleLayout, get_rule
 
@@ -549,8 +549,12 @@ def validate(exp: Experiment, *, to_run: bool = True) -> Experiment:
     for key in neuron.unknown_params(n.neuron_params):  # else every simulation would fail in NEST's Create
         default = " (the default neuron_params are for iaf_psc_exp: give the neuron's own)" if (
             n.neuron_params == NetworkSpec().neuron_params) else ""
+        own = ", ".join(k for k in neuron.parameters if k not in DRIVE_PARAMS)  # the drive's keys are refused below
         _require(False, f"network.neuron_params.{key}", f"a parameter of the neuron {r.neuron}{default}: "
-                 f"{', '.join(neuron.parameters)}, or NEST's name of one ({', '.join(a for a, _ in neuron.renamed)})", key)
+                 f"{own}, or NEST's name of one ({', '.join(a for a, _ in neuron.renamed)})", key)
+    for key in set(n.neuron_params) & set(DRIVE_PARAMS):  # set by the network from input_rate and input_weight
+        _require(False, f"network.neuron_params.{key}", "a parameter of the neuron, not of its drive (network.input_rate "
+                 "in Hz and network.input_weight set that, and the trials and the filter's nuisance rate vary it)", key)
     for ct in r.plastic:
         _require(ct in n.w_max, f"network.w_max.{ct}", "a bound for every plastic connection type", None)
         _require(n.weights.get(ct, 0) <= n.w_max[ct], f"network.weights.{ct}", f"at most w_max ({n.w_max[ct]})",

@@ -65,6 +65,11 @@ def test_default_layout_is_the_doublet_rule_on_ie():
     ("[rule]\nneuron = 'iaf_cond_exp'\n", ["network.neuron_params.tau_m", "default neuron_params are for iaf_psc_exp",
                                            "g_L"]),
     ("[network]\nneuron_params = { tau_V_bar = 50.0 }\n", ["network.neuron_params.tau_V_bar"]),  # no rule reads V_bar
+    # the drive's own keys: overwritten by input_rate, or a hidden second drive beside the generator
+    ("[network]\nneuron_params = { tau_m = 20.0, drive_rate = 8000.0 }\n",
+     ["network.neuron_params.drive_rate", "not of its drive (network.input_rate"]),
+    ("[network]\ndrive = 'poisson_generator'\nneuron_params = { drive_weight = 25.0 }\n",
+     ["network.neuron_params.drive_weight"]),
     ("[objective]\nchunk = 0.00025\n", ["objective.chunk", "multiple of network.resolution"]),
     ("[objective]\nt_score = 1.00005\n", ["objective.t_score", "multiple of network.resolution"]),
     # infinities and NaN pass a plain `> 0`: every evaluation would fail, or the run never stop
