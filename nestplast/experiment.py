@@ -559,6 +559,19 @@ def validate(exp: Experiment, *, to_run: bool = True) -> Experiment:
         _require(ct in n.w_max, f"network.w_max.{ct}", "a bound for every plastic connection type", None)
         _require(n.weights.get(ct, 0) <= n.w_max[ct], f"network.weights.{ct}", f"at most w_max ({n.w_max[ct]})",
                  n.weights.get(ct))
+        # a trial's start weight beyond its w_max is clipped to it, one below Wmin jumps to it: either
+        # way the trials would not start where the experiment says
+        (low, high), shrunk = exp.trials.weight_scale, exp.trials.w_max_scale[0]
+        start, bound = n.weights.get(ct, 0) * high, n.w_max[ct] * shrunk
+        key = "w_max_scale" if high <= 1 else "weight_scale"
+        _require(start <= bound, f"trials.{key}",
+                 f"start weights within w_max on every trial: network.weights.{ct} x {high:g} = {start:g} is above "
+                 f"network.w_max.{ct} x trials.w_max_scale's low {shrunk:g} = {bound:g}, and would be clipped to it",
+                 getattr(exp.trials, key))
+        w_min = exp.fixed(ct).get("Wmin") if exp.rule_spec(ct).file is None else None
+        _require(w_min is None or abs(w_min) <= n.weights.get(ct, 0) * low, f"Wmin of {ct}'s rule (rule.fixed)",
+                 f"at most the smallest start weight, network.weights.{ct} x trials.weight_scale's low = "
+                 f"{n.weights.get(ct, 0) * low:g} (the weights would jump to Wmin at their first update)", w_min)
 
     for key in ("chunk", "t_train", "t_score"):  # NEST simulates whole steps only
         steps = 1000.0 * getattr(o, key) / n.resolution

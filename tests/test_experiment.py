@@ -65,6 +65,12 @@ def test_default_layout_is_the_doublet_rule_on_ie():
     ("[rule]\nneuron = 'iaf_cond_exp'\n", ["network.neuron_params.tau_m", "default neuron_params are for iaf_psc_exp",
                                            "g_L"]),
     ("[network]\nneuron_params = { tau_V_bar = 50.0 }\n", ["network.neuron_params.tau_V_bar"]),  # no rule reads V_bar
+    # start weights clipped to w_max on some trials, or jumping to Wmin: not the trials the file says
+    ("[trials]\nweight_scale = [8.0, 10.0]\n", ["trials.weight_scale", "network.weights.IE x 10 = 600 is above "
+                                                "network.w_max.IE x trials.w_max_scale's low 1 = 300"]),
+    ("[trials]\nw_max_scale = [0.01, 0.02]\n", ["trials.w_max_scale", "x trials.w_max_scale's low 0.01 = 3,"]),
+    ("[rule]\nfixed = { Wmin = 100.0 }\n", ["Wmin of IE's rule", "trials.weight_scale's low = 60", "got 100.0"]),
+    ("[rule]\nby_type = { IE = { fixed = { Wmin = 61.0 } } }\n", ["Wmin of IE's rule"]),
     # the drive's own keys: overwritten by input_rate, or a hidden second drive beside the generator
     ("[network]\nneuron_params = { tau_m = 20.0, drive_rate = 8000.0 }\n",
      ["network.neuron_params.drive_rate", "not of its drive (network.input_rate"]),
