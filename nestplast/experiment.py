@@ -157,7 +157,7 @@ class NetworkSpec(_Table):
                                        "initial weight per connection type (pA or nS)", magnitudes(CONNECTION_TYPES))
     w_max: dict[str, float] = option({"EE": 100.0, "EI": 100.0, "IE": 300.0, "II": 300.0},
                                      "upper bound of |w| per plastic connection type", magnitudes(CONNECTION_TYPES))
-    delay: float = option(1.5, "synaptic delay (ms)", POSITIVE)
+    delay: float = option(1.5, "synaptic delay (ms; whole steps of network.resolution)", POSITIVE)
     input_rate: float = option(8000.0, "Poisson drive into each neuron (Hz)", POSITIVE)
     input_weight: float = option(25.0, "weight of the Poisson drive", POSITIVE)
     drive: str | None = option(None, "recurrent: 'internal', drawn inside each neuron (the same statistics "
@@ -167,7 +167,7 @@ class NetworkSpec(_Table):
     n_i_inputs: int = option(200, "single neuron: inhibitory Poisson afferents", AT_LEAST_1)
     input_rate_e: float = option(5.0, "single neuron: rate of each excitatory afferent (Hz)", POSITIVE)
     input_rate_i: float = option(5.0, "single neuron: rate of each inhibitory afferent (Hz)", POSITIVE)
-    resolution: float = option(0.1, "simulation time step (ms)", POSITIVE)
+    resolution: float = option(0.1, "simulation time step (ms; whole us, NEST's tic)", POSITIVE)
 
 
 @dataclass
@@ -487,6 +487,11 @@ def _fill(cls, data: dict, where: str):
     return cls(**values)
 
 
+def _whole(steps: float) -> bool:
+    """Whether ``steps`` is a whole number, to the rounding of a quotient of decimals."""
+    return abs(steps - round(steps)) < 1e-6 * max(1.0, steps)
+
+
 def _require(condition: bool, where: str, expected: str, value: Any) -> None:
     if not condition:
         raise ExperimentError(f"{where}: expected {expected}, got {value!r}")
@@ -538,7 +543,12 @@ def validate(exp: Experiment, *, to_run: bool = True) -> Experiment:
     if n.kind == "single_neuron":
         _require(set(r.plastic) <= {"EE", "IE"}, "rule.plastic", "EE and/or IE for a single neuron (its afferents)",
                  r.plastic)
+    # NEST's clock counts tics of 1 us (tics_per_ms = 1000): a finer step fails in every simulation
+    _require(_whole(1000.0 * n.resolution), "network.resolution", "a multiple of NEST's tic, 0.001 ms", n.resolution)
     _require(n.delay >= n.resolution, "network.delay", f"at least the resolution ({n.resolution} ms)", n.delay)
+    # NEST rounds a delay to whole steps: 1.55 ms at 0.1 ms ran as 1.6 ms, recorded as 1.55
+    _require(_whole(n.delay / n.resolution), "network.delay", f"a multiple of network.resolution ({n.resolution} ms)",
+             n.delay)
     neuron = get_neuron(r.neuron)
     if n.drive is None:  # resolved here, so that a run records the drive it used
         n.drive = "poisson_generator" if neuron.drive_target is None else "internal"
@@ -574,8 +584,7 @@ def validate(exp: Experiment, *, to_run: bool = True) -> Experiment:
                  f"{n.weights.get(ct, 0) * low:g} (the weights would jump to Wmin at their first update)", w_min)
 
     for key in ("chunk", "t_train", "t_score"):  # NEST simulates whole steps only
-        steps = 1000.0 * getattr(o, key) / n.resolution
-        _require(abs(steps - round(steps)) < 1e-6 * max(1.0, steps), f"objective.{key}",
+        _require(_whole(1000.0 * getattr(o, key) / n.resolution), f"objective.{key}",
                  f"a multiple of network.resolution ({n.resolution} ms)", getattr(o, key))
     for metric in o.constraints:
         _require(metric in FSBI_CONSTRAINTS, f"objective.constraints.{metric}",
