@@ -590,6 +590,8 @@ def validate(exp: Experiment, *, to_run: bool = True) -> Experiment:
         _require(metric in FSBI_CONSTRAINTS, f"objective.constraints.{metric}",
                  f"a metric from {', '.join(sorted(FSBI_CONSTRAINTS))}", metric)
     _require(o.target_rate is not None or o.constraints, "objective", "a target_rate or some constraints", None)
+    _require(bool(exp.filter.constraints), "filter.constraints", "at least one metric (none accepts every rule)",
+             exp.filter.constraints)
     if to_run:
         _check_runnable(exp)
     return exp

@@ -177,23 +177,33 @@ def run_filter(exp: Experiment | str | os.PathLike, out: str | Path, *, resume: 
                     headline, kind="filter", resume=resume, comm=comm, progress=progress)
 
 
-# The search's keys a filter has its own for; search.threads and compressed_spikes it uses
-FILTER_COUNTERPARTS = {"population_size": "filter.simulations_per_round", "max_generations": "filter.rounds"}
-FILTER_USES = {"threads", "compressed_spikes"}
+# The search's keys a filter has its own for: all of [search] but threads and compressed_spikes, and
+# what makes [objective]'s score (a filter records it as evaluations.loss, but judges by its bounds)
+FILTER_COUNTERPARTS = {"search.population_size": "filter.simulations_per_round", "search.max_generations": "filter.rounds",
+                       "objective.constraints": "filter.constraints", "objective.target_rate": "filter.constraints",
+                       "objective.population": "filter.constraints"}
+FILTER_USES = {"search.threads", "search.compressed_spikes"}
 
 
 def search_keys_ignored(exp: Experiment) -> str:
-    """What a filter run of ``exp`` says of the ``[search]`` keys it ignores (set away from their
+    """What a filter run of ``exp`` says of the search's keys it ignores (set away from their
     defaults, e.g. a population size meant for the filter's rules per round); "" if none."""
-    defaults = type(exp.search)()
-    ignored = [f.name for f in dataclasses.fields(exp.search)
-               if f.name not in FILTER_USES and getattr(exp.search, f.name) != getattr(defaults, f.name)]
+    ignored = []
+    for section in ("search", "objective"):
+        table, defaults = getattr(exp, section), type(getattr(exp, section))()
+        ignored += [f"{section}.{f.name}" for f in dataclasses.fields(table)
+                    if (f"{section}.{f.name}" in FILTER_COUNTERPARTS or section == "search")
+                    and f"{section}.{f.name}" not in FILTER_USES
+                    and getattr(table, f.name) != getattr(defaults, f.name)]
     if not ignored:
         return ""
-    instead = [f"{FILTER_COUNTERPARTS[k]} for {k}" for k in ignored if k in FILTER_COUNTERPARTS]
-    return (f"{exp.source}: {', '.join('search.' + k for k in ignored)} "
-            f"{'is' if len(ignored) == 1 else 'are'} the search's and a filter run ignores "
-            f"{'it' if len(ignored) == 1 else 'them'}" + (f" (the filter's own: {', '.join(instead)})" if instead else ""))
+    own: dict[str, list[str]] = {}
+    for key in ignored:
+        if key in FILTER_COUNTERPARTS:
+            own.setdefault(FILTER_COUNTERPARTS[key], []).append(key)
+    instead = [f"{theirs} for {' and '.join(keys)}" for theirs, keys in own.items()]
+    return (f"{exp.source}: {', '.join(ignored)} {'is' if len(ignored) == 1 else 'are'} the search's, which a "
+            f"filter run does not use" + (f" (the filter's own: {', '.join(instead)})" if instead else ""))
 
 
 NEST_BEFORE_TORCH = (

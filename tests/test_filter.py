@@ -949,10 +949,15 @@ def test_search_keys_a_filter_ignores_are_warned_of(tmp_path, doublet_module):
 
     text = SINGLE + "[search]\npopulation_size = 50\nsigma0 = 0.5\nthreads = 1\n"
     exp = experiment.parse(tomllib.loads(text), "mine.toml")
-    said = ("mine.toml: search.population_size, search.sigma0 are the search's and a filter run ignores them "
-            "(the filter's own: filter.simulations_per_round for population_size)")
+    said = ("mine.toml: search.population_size, search.sigma0 are the search's, which a filter run does not use "
+            "(the filter's own: filter.simulations_per_round for search.population_size)")
     assert search_keys_ignored(exp) == said
     assert search_keys_ignored(experiment.parse(tomllib.loads(SINGLE + "[search]\nthreads = 2\n"))) == ""
+    # the search's score: a filter records it, but judges by filter.constraints
+    scored = SINGLE.replace("chunk = 0.2\n", "chunk = 0.2\ntarget_rate = 50.0\nconstraints = { cv_isi = [5.0, 1e9] }\n")
+    assert search_keys_ignored(experiment.parse(tomllib.loads(scored), "s.toml")) == (
+        "s.toml: objective.target_rate, objective.constraints are the search's, which a filter run does not use (the "
+        "filter's own: filter.constraints for objective.target_rate and objective.constraints)")
     with pytest.warns(UserWarning, match=re.escape(said)):
         run_filter(exp, tmp_path / "run")
 
