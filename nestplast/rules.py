@@ -145,9 +145,13 @@ class Rule:
         overridden by ``fixed``. Every value given must be a number."""
         if isinstance(theta, Mapping):
             unknown = set(theta) - set(self.names)
+            if settable := sorted(unknown & set(self.fixable)):  # not searched: settings, given by keyword
+                raise UnknownParameterError(
+                    f"rule {self.name!r}: {', '.join(settable)} not searched, so set as keyword arguments, e.g. "
+                    f"synapse_params({{...}}, {settable[0]}=value); searched (the mapping's): {self.names}")
             if unknown:
                 raise UnknownParameterError(f"rule {self.name!r} has no parameter(s) {sorted(unknown)}; "
-                                       f"searched: {self.names}, fixed: {sorted(self.fixed)}")
+                                       f"searched: {self.names}, fixed: {self.fixable}")
             values = {**dict(zip(self.names, self.defaults())), **theta}
         else:
             theta = np.asarray(theta, dtype=float)

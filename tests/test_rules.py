@@ -71,6 +71,16 @@ def test_a_searched_parameter_given_as_a_setting_says_where_it_goes():
         own.synapse_params([0.5], A_plus=1.0)
 
 
+
+def test_a_setting_given_in_the_mapping_says_to_give_it_by_keyword():
+    """A user rule built for one's own model searches nothing: its own parameters in the mapping
+    were "no parameter(s) ['A_plus', ...]; searched: [], fixed: []", though the rule has them."""
+    own = rule_from_file(Path(__file__).parent.parent / "examples" / "own_rule" / "pair_stdp_synapse.nestml")
+    with pytest.raises(UnknownParameterError, match=r"A_plus, drift not searched, so set as keyword arguments, e.g. "
+                                                    r"synapse_params\(\{...\}, A_plus=value\)"):
+        own.synapse_params({"A_plus": 1.6, "drift": 0.37})
+    assert own.synapse_params({}, A_plus=1.6, drift=0.37) == {"A_plus": 1.6, "drift": 0.37}
+
 def test_layout_over_connection_types():
     layout = RuleLayout(get_rule("doublet"), ("EE", "IE"))
     theta = np.arange(12.0) + 10.0
