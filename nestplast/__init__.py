@@ -10,6 +10,7 @@ and run in NEST with any parameter values::
 
     exp = nestplast.load_experiment("my.toml")           # or nestplast.default_experiment()
     outcome = nestplast.run_search(exp, "runs/my")       # CMA-ES through the engine
+    nestplast.nest_settings(exp, outcome.best_theta)     # the best rule's nest.CopyModel settings, per plastic type
 
     fit = nestplast.fit_rule(nestplast.load_recording("data.npz"), nestplast.RuleChoice("taylor", "post:100,post:011"),
                              fixed={"eta": 0.5, "Wmax": 1000.0})   # the recording's path does too
@@ -28,6 +29,7 @@ from .experiment import Experiment, ExperimentError
 from .experiment import default as default_experiment
 from .experiment import load as load_experiment
 from .kernel import KernelResetWarning, install
+from .networks import nest_settings
 from .neurons import get_neuron
 from .recording import load as load_recording
 from .rules import get_rule, vogels_sprekeler
@@ -58,5 +60,5 @@ def __dir__() -> list[str]:
 
 
 __all__ = ["__version__", "build", "install", "get_rule", "get_neuron", "vogels_sprekeler", "load_experiment",
-           "default_experiment", "run_search", "fit_rule", "RuleChoice", "load_recording", "Experiment", "Module", "RunStore",
-           "UserError", "BuildError", "ExperimentError", "KernelResetWarning"]
+           "default_experiment", "run_search", "nest_settings", "fit_rule", "RuleChoice", "load_recording",
+           "Experiment", "Module", "RunStore", "UserError", "BuildError", "ExperimentError", "KernelResetWarning"]

@@ -30,7 +30,7 @@ from . import metrics as M
 from .builder import Module
 from .experiment import Experiment
 from .kernel import import_nest, install, reset_kernel
-from .networks import Network, Trial, build_network, check_neuron_params, check_synapse_params
+from .networks import Network, Trial, build_network, check_neuron_params, check_synapse_params, nest_settings
 from .objectives import FAILURE_LOSS, RATE_BIN_MS, Objective, RateBand
 from .tasks import Evaluation, Task
 
@@ -141,10 +141,10 @@ class Evaluator:
         return {ct: self.module.synapse_models[self.layout.rule_of(ct).name] for ct in self.layout.connection_types}
 
     def synapse_params(self, theta: Sequence[float]) -> dict[str, dict]:
-        """The rule's NEST settings for ``theta``, per plastic connection type (``Wmax`` comes
-        from the network's ``w_max``)."""
-        return {ct: self.layout.rule_of(ct).synapse_params(block, **self.exp.fixed(ct))
-                for ct, block in self.layout.split(theta).items()}
+        """The rule's NEST settings for ``theta``, per plastic connection type, without ``Wmax``
+        (each trial's, set by :func:`~nestplast.networks.build_network`)."""
+        return {ct: {k: v for k, v in settings.items() if k != "Wmax"}
+                for ct, settings in nest_settings(self.exp, theta, self.layout).items()}
 
     def build(self, theta: Sequence[float], trial: Trial) -> Network:
         """A fresh kernel seeded by ``trial`` with the experiment's network, the rule set to ``theta``."""

@@ -16,14 +16,16 @@ Several networks can live in one kernel side by side, each with its own ``label`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .builder import Module
-from .experiment import NetworkSpec, TrialSpec
+from .experiment import Experiment, NetworkSpec, TrialSpec
 from .kernel_reads import connection_weights, model_weights, node_ids, spike_count
 from .neurons import Neuron, get_neuron
+from .rules import RuleLayout
 
 INHIBITORY_SOURCES = ("IE", "II")
 
@@ -31,6 +33,17 @@ INHIBITORY_SOURCES = ("IE", "II")
 def signed(ct: str, magnitude: float) -> float:
     """NEST's sign for connection type ``ct``: negative when the source is inhibitory."""
     return -abs(magnitude) if ct in INHIBITORY_SOURCES else abs(magnitude)
+
+
+def nest_settings(exp: Experiment, theta: Sequence[float], layout: RuleLayout | None = None) -> dict[str, dict[str, float]]:
+    """Each plastic connection type's synapse settings for ``theta``, as ``nest.CopyModel`` takes
+    them: the searched parameters, the rule's fixed ones (``rule.fixed``, the start of those
+    ``rule.search`` leaves out) and ``Wmax``, signed for the type, at ``network.w_max`` (a trial
+    may scale it by ``trials.w_max_scale``). ``theta`` alone left those at the rule's defaults.
+    ``layout``: ``exp.layout()``, where the caller holds it already."""
+    layout = layout or exp.layout()
+    return {ct: {**layout.rule_of(ct).synapse_params(block, **exp.fixed(ct)), "Wmax": signed(ct, exp.network.w_max[ct])}
+            for ct, block in layout.split(theta).items()}
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,27 @@ def small(**overrides) -> experiment.Experiment:
     return experiment.parse(data, "<test>")
 
 
+def test_nest_settings_are_what_nest_holds_for_the_searched_rule(doublet_module):
+    """A search's best rule as parameters alone (IE.alpha, IE.beta) left out the fixed settings and
+    the start of the parameters rule.search leaves out: in one's own model, eta 1 and tau 20 ran
+    where the search had 0.2 and 50. nest_settings gives them all; here they are read back from the
+    synapse model NEST built for an evaluation."""
+    import nest
+
+    from nestplast import nest_settings
+
+    exp = small(rule={"search": ["alpha", "beta"], "start": {"tau_pre": 50.0, "tau_post": 40.0, "gamma": 1.0,
+                                                             "kappa": 0.5}, "fixed": {"eta": 0.2, "Wmin": 5.0}})
+    theta = [-0.6, 1.1]
+    settings = nest_settings(exp, theta)
+    assert set(settings) == {"IE"} and settings["IE"]["Wmax"] == -300.0
+    Evaluator(exp, doublet_module).build(theta, Trial(0, 3))
+    held = nest.GetDefaults("IE_plastic")
+    assert {k: held[k] for k in settings["IE"]} == pytest.approx(settings["IE"])
+    assert settings["IE"] == pytest.approx({"eta": 0.2, "Wmin": 5.0, "Wmax": -300.0, "tau_pre": 50.0, "tau_post": 40.0,
+                                            "gamma": 1.0, "kappa": 0.5, "alpha": -0.6, "beta": 1.1})
+
+
 def test_istdp_brings_the_recurrent_network_to_its_target(doublet_module):
     exp = small()
     result = Evaluator(exp, doublet_module)(Task(0, 0, Trial(0, 11), VOGELS_SPREKELER_10HZ))

@@ -54,6 +54,10 @@ population_size = 6
 max_generations = GENERATIONS
 """
 
+# what TINY's rule runs with beside its searched parameters: rule.fixed, the rule's own fixed settings,
+# the start of what rule.search leaves out (the doublet's time constants), and the signed w_max
+FIXED_OF_THE_REFERENCE = {"eta": 1.0, "Wmin": 0.0, "Wmax": -300.0, "tau_pre": 20.0, "tau_post": 20.0}
+
 
 def tiny(tmp_path: Path, generations: int = 5) -> Path:
     path = tmp_path / "tiny.toml"
@@ -171,6 +175,8 @@ def test_report_json_and_plots(reference_run, tmp_path):
     assert summary["failed"] + summary["blowups"] == sum(r["status"] != "ok" for r in map(dict, _statuses(run)))
     assert summary["best_loss"] == min(g["best_loss"] for g in read_store(run, RunStore.generations))
     assert set(summary["best_params"]) == {"IE.alpha", "IE.beta", "IE.gamma", "IE.kappa"}
+    assert summary["best_nest_params"]["IE"] == pytest.approx(
+        {**FIXED_OF_THE_REFERENCE, **{k.removeprefix("IE."): v for k, v in summary["best_params"].items()}})
     trials = summary["best_trials"]
     assert [t["trial"] for t in trials] == [0, 1] and all(t["status"] == "ok" for t in trials)
     assert all(0 < t["rate_e"] < 100 and t["cv_isi"] > 0 and "IE" in t["weight_drift"] for t in trials)

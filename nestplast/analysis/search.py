@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..experiment import Experiment, run_experiment
+from ..networks import nest_settings
 from ..objectives import BLOWUP_SCALE, FAILURE_LOSS
 from ..store import RunStore
 from ..tasks import Evaluation
@@ -59,6 +60,7 @@ def summarise(run_dir: str | Path) -> dict:
                    "failed": counts["failed"], "blowups": counts["blowups"], "stop": store.stop(),
                    "best_loss": best[0]["loss"] if best else None, "loss_meaning": loss_meaning(exp),
                    "best_params": exp.layout().as_dict(best[0]["theta"]) if best else {},
+                   "best_nest_params": nest_settings(exp, best[0]["theta"]) if best else {},
                    "best_trials": [], "failures": failure_breakdown(store.evaluations()),
                    "loss_per_generation": [{"generation": g["generation"], "best": g["best_loss"],
                                             "median": g["median_loss"]} for g in store.generations()]}
@@ -119,6 +121,10 @@ def text(summary: dict, run_dir: str | Path) -> str:
         lines.append(f"best loss: {summary['best_loss']:.5g} (generation {where['generation']}, "
                      f"candidate {where['candidate']}{' (the distribution mean)' if where['candidate'] == -1 else ''})")
         lines += [f"  {name:<16} {value: .5g}" for name, value in summary["best_params"].items()]
+        # the searched parameters alone leave the fixed ones at the rule's defaults in one's own model
+        if settings := summary.get("best_nest_params"):
+            lines.append("best rule for nest.CopyModel (with the fixed settings it ran with; the JSON's best_nest_params):")
+            lines += [f"  {ct}: " + ", ".join(f"{k} = {v:.6g}" for k, v in values.items()) for ct, values in settings.items()]
         lines.append("best rule on its trials:")
         for t in summary["best_trials"]:
             drift = ", ".join(f"{ct} {d:+.1%}" for ct, d in t["weight_drift"].items())
