@@ -213,7 +213,7 @@ class SearchSpec(_Table):
                                          resumable=True)
     max_wall_s: float | None = option(None, "stop after this many seconds of evaluating (pycma timeout)",
                                       optional(SECONDS), resumable=True)
-    target_loss: float | None = option(None, "stop once a candidate's loss is at most this (pycma ftarget)",
+    target_loss: float | None = option(None, "stop once a candidate's loss, or the evaluated mean's, is at most this (pycma ftarget)",
                                        resumable=True)
     evaluate_mean: bool = option(True, "also evaluate the distribution's mean every generation (for the record)")
     cma_options: dict[str, Any] = option({}, "further pycma options (cma.CMAOptions(), e.g. { tolfun = 1e-3, "

@@ -311,3 +311,23 @@ def test_population_queue_follows_the_queue_model(tmp_path, ranks, units):
     assert [i for i, _ in results] == list(range(len(units)))
     expected = schedule_generation(units, ranks).assigned
     assert tuple(rank for _, rank in results) == expected
+
+
+def test_the_mean_meeting_target_loss_stops_the_run():
+    """The report's best was the mean (candidate -1) at 0.520 under target_loss 0.525, and the run
+    went on to its last generation: pycma's ftarget sees only its own samples."""
+    strategy = make_strategy("cmaes", SPACE, Budget(max_generations=10, target_loss=0.525), population_size=4, seed=1)
+    candidates = strategy.ask()
+    assert [c.index for c in candidates] == [0, 1, 2, 3, -1]
+    strategy.tell(candidates, [3.0, 2.0, 4.0, 5.0, 0.52])
+    assert strategy.stop() == {"ftarget": 0.525}
+    strategy.set_budget(Budget(max_generations=10, target_loss=0.5))  # resumed with a lower target: on it goes
+    assert strategy.stop() is None
+
+
+@pytest.mark.parametrize("sigma0", [0.05, 0.3])
+def test_the_progress_line_shows_the_step_as_sigma0_means_it(sigma0):
+    """It showed pycma's sigma, a multiplier that starts at 1 whatever sigma0 is (0.883 after one
+    generation for sigma0 = 0.01 and 1.0 alike): as if the option did nothing."""
+    strategy = make_strategy("cmaes", SPACE, Budget(max_generations=10), population_size=6, seed=1, sigma0=sigma0)
+    assert strategy.describe() == f"step {sigma0:8.3g}"

@@ -107,6 +107,7 @@ class CMAES:
         else:
             self.es = cma.CMAEvolutionStrategy(x0, sigma, options)
         self._asked: list[np.ndarray] = []
+        self.mean_loss: float | None = None  # the last generation's mean's (candidate -1)
 
     @staticmethod
     def _start_with(cma_options: dict, x0: list[float], sigma: float, options: dict):
@@ -161,12 +162,21 @@ class CMAES:
         by_index = {c.index: loss for c, loss in zip(candidates, losses)}
         self.es.tell(self._asked, [float(by_index[k]) for k in range(len(self._asked))])
         self._asked = []
+        self.mean_loss = by_index.get(-1)  # pycma is not told it, so its ftarget never sees it
 
     def stop(self) -> dict | None:
-        return dict(self.es.stop()) or None
+        reasons = dict(self.es.stop())
+        # The run's best may be the mean (the report names it): it meets target_loss as a sample would
+        mean_loss, target = getattr(self, "mean_loss", None), self.budget.target_loss
+        if mean_loss is not None and target is not None and mean_loss <= target:
+            reasons.setdefault("ftarget", target)
+        return reasons or None
 
     def describe(self) -> str:
-        return f"sigma {self.es.sigma:8.3g}"
+        # pycma's sigma multiplies CMA_stds (sigma0 x each range): it starts at 1 whatever sigma0 is.
+        # The step as sigma0 means it: the sampling's standard deviation over the range, averaged.
+        low, high = self.space.search_bounds()
+        return f"step {float(np.mean(self.es.stds / (high - low))):8.3g}"
 
 
 def write_pycma_log(store: RunStore, folder: str | os.PathLike[str]) -> Path | None:
