@@ -654,6 +654,9 @@ def _check_runnable(exp: Experiment) -> None:
                 check_negative_wmax(rule, ct, "rule.plastic")
         except UserError as err:
             raise ExperimentError(str(err)) from None
+    # CMA-ES's step: the prior strategy draws from the whole box, and took sigma0 = 0.05 without a word
+    _require(exp.search.strategy == "cmaes" or exp.search.sigma0 == SearchSpec().sigma0, "search.sigma0",
+             "no step unless search.strategy = 'cmaes' (prior draws from the whole box)", exp.search.sigma0)
     if exp.search.cma_options:
         _require(exp.search.strategy == "cmaes", "search.cma_options", "no options unless search.strategy = 'cmaes'",
                  exp.search.cma_options)

@@ -60,3 +60,14 @@ def test_popsize_factor_is_refused_as_the_population_size_is_nestplasts():
     strategy = make_strategy("cmaes", SPACE, Budget(max_generations=1), population_size=3, seed=3,
                              cma_options={"tolfun": 1e-3})
     assert len([c for c in strategy.ask() if c.index >= 0]) == 3
+
+
+def test_pycmas_logging_options_are_refused_as_its_logger_never_runs():
+    """verb_log = 1 with verb_filenameprefix was accepted and wrote nothing: nestplast asks and tells
+    pycma itself, and writes pycma's log from the store (report's outcmaes/)."""
+    import pytest
+
+    for option in ({"verb_log": 1}, {"verb_filenameprefix": "/tmp/cmalog_"}):
+        with pytest.raises(ValueError, match=rf"{next(iter(option))}: set by nestplast \(pycma's own log is written "
+                                             r"from the run's store by python -m nestplast.report RUN_DIR"):
+            make_strategy("cmaes", SPACE, Budget(max_generations=1), population_size=3, seed=3, cma_options=option)

@@ -66,6 +66,7 @@ def test_default_layout_is_the_doublet_rule_on_ie():
                                            "g_L"]),
     ("[network]\nneuron_params = { tau_V_bar = 50.0 }\n", ["network.neuron_params.tau_V_bar"]),  # no rule reads V_bar
     ("[filter]\nconstraints = {}\n", ["filter.constraints", "at least one metric"]),  # it accepted every rule
+    ("[search]\nstrategy = 'prior'\nsigma0 = 0.05\n", ["search.sigma0", "no step unless search.strategy = 'cmaes'"]),
     # NEST rounds a delay to whole steps (1.55 ran as 1.6, recorded as 1.55); a step below its tic fails
     ("[network]\ndelay = 1.55\n", ["network.delay", "a multiple of network.resolution (0.1 ms)", "got 1.55"]),
     ("[network]\nresolution = 0.0005\ndelay = 0.001\n[objective]\nchunk = 0.1\n",

@@ -33,6 +33,11 @@ OWNED_OPTIONS = {
     "maxfevals": "search.max_evaluations", "timeout": "search.max_wall_s", "ftarget": "search.target_loss",
     "randn": "nestplast (a sampler that a resumed run continues exactly)",
     "verbose": "nestplast (pycma's output is off; the run's progress lines and store say what it does)",
+    # nestplast asks and tells pycma itself, so pycma's logger never runs: its log is rebuilt from the store
+    **{name: "nestplast (pycma's own log is written from the run's store by python -m nestplast.report RUN_DIR, "
+             "into RUN_DIR/outcmaes)"
+       for name in ("verb_append", "verb_disp", "verb_disp_overwrite", "verb_filenameprefix", "verb_log",
+                    "verb_log_expensive", "verb_plot", "verb_time")},
 }
 
 
