@@ -62,7 +62,14 @@ def import_nest():
     if any(v in os.environ for v in _LAUNCHER_VARIABLES) and not nest_has_mpi():
         for variable in _LAUNCHER_VARIABLES:
             os.environ.pop(variable, None)
-    import nest
+    # The job scripts set OMP_NUM_THREADS for numpy and torch; NEST, which sets its own threads,
+    # logged "OMP_NUM_THREADS is set ... but NEST ignores it" on every rank (128 lines a 64-rank job)
+    omp_threads = os.environ.pop("OMP_NUM_THREADS", None)
+    try:
+        import nest
+    finally:
+        if omp_threads is not None:
+            os.environ["OMP_NUM_THREADS"] = omp_threads
 
     nest.verbosity = nest.VerbosityLevel.ERROR
     return nest

@@ -233,3 +233,17 @@ def test_the_best_rule_returned_is_the_one_the_command_names(doublet_module, tmp
     with RunStore.open(tmp_path / "calm", read_only=True) as store:
         best = store.best_candidates(1)[0]
     assert (calm.best_loss, calm.best_theta) == (best["loss"], best["theta"])
+
+
+def test_nest_imported_by_nestplast_is_quiet_about_omp_num_threads():
+    """The job scripts set OMP_NUM_THREADS for numpy and torch: every rank's NEST logged that it
+    ignores it (128 lines at the start of a 64-rank job). The variable stays for the others."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import os\nfrom nestplast.kernel import import_nest\nimport_nest()\nprint(os.environ['OMP_NUM_THREADS'])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "OMP_NUM_THREADS": "2"})
+    assert out.returncode == 0, out.stderr
+    assert "OMP_NUM_THREADS is set" not in out.stdout + out.stderr and out.stdout.strip().endswith("2"), out
