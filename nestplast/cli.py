@@ -235,8 +235,11 @@ def as_launched(command: str, comm) -> str:
     if comm is None:
         return command
     # the step's variables reach whatever runs inside it (mpiexec in an interactive srun step too)
-    launcher = "srun" if os.environ.get("SLURM_STEP_NUM_TASKS") == str(comm.Get_size()) else "mpiexec"
-    return f"{launcher} -n {comm.Get_size()} {command}"
+    if os.environ.get("SLURM_STEP_NUM_TASKS") != str(comm.Get_size()):
+        return f"mpiexec -n {comm.Get_size()} {command}"
+    # the step's cores per task: without them srun gives each rank one, and NEST's threads share it
+    cores = os.environ.get("SLURM_CPUS_PER_TASK")
+    return f"srun -n {comm.Get_size()}{f' --cpus-per-task={cores}' if cores else ''} {command}"
 
 
 def resume_hint(out: str | Path, command: str | None, step: str = "generation", item: str = "evaluation") -> str:
@@ -251,4 +254,7 @@ def resume_hint(out: str | Path, command: str | None, step: str = "generation", 
         return "no run was recorded"
     done = f"no {step} completed" if last is None else f"after {step} {last}"
     again = "the same command with --resume" if command is None else f"{command} --out {shlex.quote(str(out))} --resume"
+    if "SLURM_JOB_ID" in os.environ and "SLURM_STEP_NUM_TASKS" in os.environ:  # a job's step: its script knows how
+        again += (" (in a batch job: submit its script again, search.slurm with --resume; search-restart.slurm and "
+                  "filter.slurm resubmit themselves: jobs/README.md)")
     return f"{done}; every {item} so far is kept. Resume with: {again}"

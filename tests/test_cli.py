@@ -48,6 +48,7 @@ def test_the_resume_command_names_the_launcher_that_started_the_run(monkeypatch)
     from nestplast.cli import as_launched
 
     monkeypatch.delenv("SLURM_STEP_NUM_TASKS", raising=False)
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
     world = MPI.COMM_WORLD  # one rank here: what matters is the launcher's name and the rank count
     assert as_launched("python -m nestplast.search", world) == "mpiexec -n 1 python -m nestplast.search"
     monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "1")
@@ -55,6 +56,27 @@ def test_the_resume_command_names_the_launcher_that_started_the_run(monkeypatch)
     monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "2")  # inherited from an outer step: not the one that started it
     assert as_launched("python -m nestplast.search", world) == "mpiexec -n 1 python -m nestplast.search"
     assert as_launched("python -m nestplast.search", None) == "python -m nestplast.search"
+    # a step of 2 cores per task: srun -n 1 alone gives the rank one core, which its 2 NEST threads share
+    monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "1")
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "2")
+    assert as_launched("python -m nestplast.search", world) == "srun -n 1 --cpus-per-task=2 python -m nestplast.search"
+
+
+def test_a_stop_inside_a_batch_job_points_to_its_script(tmp_path, monkeypatch):
+    """In a job's log the hint was a bare srun line, where jobs/README.md resumes by submitting the
+    script again (and the restart scripts had already resubmitted themselves)."""
+    from nestplast import experiment
+    from nestplast.cli import resume_hint
+    from nestplast.store import RunStore
+
+    RunStore.create(tmp_path / "run", experiment.default().to_dict(), seed=1).close()
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    assert "batch job" not in resume_hint(tmp_path / "run", "srun -n 2 python -m nestplast.search")
+    monkeypatch.setenv("SLURM_JOB_ID", "42")
+    monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "2")
+    assert resume_hint(tmp_path / "run", "srun -n 2 python -m nestplast.search").endswith(
+        "--resume (in a batch job: submit its script again, search.slurm with --resume; search-restart.slurm and "
+        "filter.slurm resubmit themselves: jobs/README.md)")
 
 
 @pytest.mark.parametrize("command", [["nestplast.search"], ["nestplast", "filter"], ["nestplast", "infer", "data.npz"]])
