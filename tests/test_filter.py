@@ -814,6 +814,17 @@ def test_without_sbi_the_core_works_and_the_filter_names_the_extra(tmp_path, mon
     err = capsys.readouterr().err
     assert err.startswith("error: the filter needs sbi and torch") and "setup.sh" in err
     assert not (tmp_path / "run").exists()  # refused before anything was created
+    # jobs/build-nest-mpi.sh's environment: the extra would bring the PyPI NEST (no MPI) over its own
+    from nestplast.kernel import nest_has_mpi
+
+    monkeypatch.setenv("NESTPLAST_NEST_MPI", "1")
+    nest_has_mpi.cache_clear()
+    try:
+        with pytest.raises(MissingExtraError, match=r"pip install torch --index-url https://download.pytorch.org/whl/"
+                                                    r"cpu && pip install 'sbi>=0.27' \(not the extra"):
+            require_sbi()
+    finally:
+        nest_has_mpi.cache_clear()  # the next call reads this NEST again
 
 
 @needs_sbi

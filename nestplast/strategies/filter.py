@@ -61,8 +61,14 @@ def require_sbi() -> tuple[ModuleType, ModuleType]:
         import sbi
         import torch
     except ImportError as err:
-        raise MissingExtraError(f"the filter needs sbi and torch ({err}); install the extra: "
-                                "pip install -e '.[families]' (./setup.sh installs it)") from None
+        from ..kernel import nest_has_mpi
+
+        if nest_has_mpi():  # jobs/build-nest-mpi.sh's NEST: the extra would bring the PyPI NEST over it
+            how = ("pip install torch --index-url https://download.pytorch.org/whl/cpu && pip install 'sbi>=0.27' "
+                   "(not the extra '.[families]': it would install the PyPI NEST, without MPI, over this one)")
+        else:
+            how = "pip install -e '.[families]' (./setup.sh installs it)"
+        raise MissingExtraError(f"the filter needs sbi and torch ({err}); install them: {how}") from None
     return torch, sbi
 
 
