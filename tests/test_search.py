@@ -342,6 +342,10 @@ def test_the_search_names_the_best_rule_as_the_report_does(tmp_path):
     report = subprocess.run([sys.executable, "-m", "nestplast.report", str(tmp_path / "run"), "--no-plots"],
                             capture_output=True, text=True, cwd=ROOT)
     assert "no candidate had all its trials ok" in report.stdout, report.stdout
+    # the JSON keeps its keys where there is no best (a script read summary["best"] into a KeyError)
+    data = json.loads(subprocess.run([sys.executable, "-m", "nestplast.report", str(tmp_path / "run"), "--json"],
+                                     capture_output=True, text=True, cwd=ROOT).stdout)
+    assert data["best"] is None and data["best_loss"] is None and data["best_params"] == data["best_nest_params"] == {}
 
 
 def test_a_search_whose_every_evaluation_failed_says_why_and_exits_non_zero(tmp_path):

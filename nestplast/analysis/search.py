@@ -61,7 +61,7 @@ def summarise(run_dir: str | Path) -> dict:
                    "best_loss": best[0]["loss"] if best else None, "loss_meaning": loss_meaning(exp),
                    "best_params": exp.layout().as_dict(best[0]["theta"]) if best else {},
                    "best_nest_params": nest_settings(exp, best[0]["theta"]) if best else {},
-                   "best_trials": [], "failures": failure_breakdown(store.evaluations()),
+                   "best": None, "best_trials": [], "failures": failure_breakdown(store.evaluations()),
                    "loss_per_generation": [{"generation": g["generation"], "best": g["best_loss"],
                                             "median": g["median_loss"]} for g in store.generations()]}
         if best:
