@@ -329,7 +329,9 @@ def test_report_reads_an_inference_run(tmp_path):
     # them, so an unconstrained coefficient looked like a result), no raw floats nor "None %"
     assert "inference" in out.stdout and summary_text(result) in out.stdout
     assert result.warnings and all(f"warning: {w}" in out.stdout for w in result.warnings)
-    assert "plots in" not in out.stdout and "None" not in out.stdout  # the Python API drew no plot
+    assert "; plots in" not in out.stdout and "None" not in out.stdout  # the Python API drew no plot
+    # and says where they would come from (a report of a search draws them; this one drew none, silently)
+    assert "no plots in" in out.stdout and "(the infer command draws them" in out.stdout
 
 
 def _closed_loop_data(truth, nest_seed: int, duration=3000.0, n_pre=20, seed=2):

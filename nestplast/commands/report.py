@@ -175,8 +175,11 @@ def _report_fit(args) -> int:
     else:
         print(summary_text(Fit.from_json(fit)))
     plots = sorted(p.name for p in args.run_dir.glob("*.png"))
-    print(f"fitted rule for nest.CopyModel: {path} (key nest_params)"
-          + (f"; plots in {args.run_dir}: {', '.join(plots)}" if plots else ""))
+    # the infer command draws an inference's plots; a report of one draws none (and said nothing of it)
+    print(f"fitted rule for nest.CopyModel: {path} (key nest_params); "
+          + (f"plots in {args.run_dir}: {', '.join(plots)}" if plots else
+             f"no plots in {args.run_dir} (the infer command draws them, with matplotlib, unless --no-plots; the "
+             "report of an inference draws none)"))
     return 0
 
 
