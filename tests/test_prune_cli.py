@@ -53,6 +53,10 @@ def test_cli_json_prints_one_object(tmp_path):
     settings = saved.pop("settings")
     assert saved == summary and settings["seed"] == 3 and settings["nodes"] == 60 and settings["keep"] == 0.3
     assert settings["covariance"] == "lyapunov" and settings["matrix"] is None and "nestplast" in settings
+    # nestplast report on the folder: "holds no nestplast run", as if it were none of nestplast's
+    report = subprocess.run([sys.executable, "-m", "nestplast", "report", str(tmp_path)], capture_output=True, text=True)
+    assert report.returncode == 2 and "holds the output of nestplast prune" in report.stderr, report.stderr
+    assert str(tmp_path / "summary.json") in report.stderr
     # The saved matrix is the pruned one the summary measured.
     W = np.load(tmp_path / "original.npz")["W"]
     pruned = np.load(tmp_path / "pruned_noise.npz")["W"]
