@@ -231,6 +231,14 @@ def test_infer_refuses_options_it_would_ignore_and_a_resume_of_nothing(tmp_path,
         assert main([*fit, *options]) == 2
         assert message in capsys.readouterr().err, options
     assert not (tmp_path / "none").exists()
+    # another command's run: refused before the headline, which said "(resumed)" over it
+    from nestplast import experiment
+    from nestplast.store import RunStore
+
+    RunStore.create(tmp_path / "search", experiment.default().to_dict(), seed=1, meta={"kind": "search"}).close()
+    assert main([*fit, "--out", str(tmp_path / "search"), "--resume"]) == 2
+    out, err = capsys.readouterr()
+    assert "resumed" not in out and f"cannot resume {tmp_path / 'search'} as an inference: it holds a search" in err
 
 
 @pytest.mark.nest

@@ -167,6 +167,10 @@ def _run_dir(args, started: list[Path]) -> tuple[Path, object, int]:
             raise UsageError(f"{out} already holds a run; continue it with --resume, or choose another --out")
         if args.resume and not (out / "results.sqlite").exists():  # it began a new fit, printing "(resumed)"
             raise UsageError(f"--resume: {out} holds no fit to continue (no results.sqlite); start one without --resume")
+        if args.resume:  # before the headline, which said "(resumed)" over another command's run
+            from ..store import check_same_kind, stored_kind
+
+            check_same_kind(stored_kind(out), "infer", out)
 
     together(comm, check)  # refused on every rank: the others would wait for rank 0 to hand out tasks
     started.append(out)
