@@ -148,9 +148,9 @@ class RuleSpec(_Table):
 class NetworkSpec(_Table):
     kind: str = option("recurrent", "'recurrent' E/I network, or 'single_neuron' with plastic afferents",
                        one_of("recurrent", "single_neuron"))
-    n_e: int = option(200, "excitatory neurons", AT_LEAST_1)
-    n_i: int = option(50, "inhibitory neurons", AT_LEAST_1)
-    p: float = option(0.2, "connection probability (fixed in-degree p * N_source)", PROBABILITY)
+    n_e: int = option(200, "recurrent: excitatory neurons", AT_LEAST_1)
+    n_i: int = option(50, "recurrent: inhibitory neurons", AT_LEAST_1)
+    p: float = option(0.2, "recurrent: connection probability (fixed in-degree p * N_source)", PROBABILITY)
     neuron_params: dict[str, float] = option({"tau_m": 20.0, "t_ref": 2.0, "tau_syn_ex": 5.0, "tau_syn_in": 10.0},
                                              "neuron parameters, NEST's names (tau_syn_ex, t_ref) accepted")
     weights: dict[str, float] = option({"EE": 30.0, "EI": 30.0, "IE": 60.0, "II": 60.0},
@@ -158,8 +158,8 @@ class NetworkSpec(_Table):
     w_max: dict[str, float] = option({"EE": 100.0, "EI": 100.0, "IE": 300.0, "II": 300.0},
                                      "upper bound of |w| per plastic connection type", magnitudes(CONNECTION_TYPES))
     delay: float = option(1.5, "synaptic delay (ms; whole steps of network.resolution)", POSITIVE)
-    input_rate: float = option(8000.0, "Poisson drive into each neuron (Hz)", POSITIVE)
-    input_weight: float = option(25.0, "weight of the Poisson drive", POSITIVE)
+    input_rate: float = option(8000.0, "recurrent: Poisson drive into each neuron (Hz)", POSITIVE)
+    input_weight: float = option(25.0, "recurrent: weight of the Poisson drive", POSITIVE)
     drive: str | None = option(None, "recurrent: 'internal', drawn inside each neuron (the same statistics "
                                "at a tenth of the cost; iaf_psc_exp), or 'poisson_generator', NEST's device; "
                                "unset: 'internal' where the neuron has it", optional(one_of("poisson_generator", "internal")))
