@@ -328,3 +328,20 @@ def test_a_folder_or_a_binary_file_given_as_the_experiment_is_named(tmp_path):
     with pytest.raises(ExperimentError, match=r"run: a folder, not an experiment file \(a run's folder: go on with it "
                                               r"with --out FOLDER --resume\)"):
         experiment.load(tmp_path / "run")
+
+
+def test_the_filter_shows_its_keys_as_the_search_does(capsys):
+    """`nestplast filter --show-defaults` was "unrecognized arguments": a filter's user had to ask the search."""
+    import tomllib
+
+    from nestplast.commands.filter import main
+
+    assert main(["--show-defaults"]) == 0
+    assert capsys.readouterr().out.strip() == experiment.show_defaults().strip()
+    assert main(["families_short", "--rounds", "2", "--show-defaults"]) == 0
+    shown = experiment.parse(tomllib.loads(capsys.readouterr().out))
+    wanted = experiment.load("families_short")
+    wanted.filter.rounds = 2
+    assert shown.to_dict() == wanted.to_dict()
+    assert main(["runs/x", "--recheck", "2", "--show-defaults"]) == 2
+    assert "not with --apply or --recheck" in capsys.readouterr().err

@@ -51,6 +51,9 @@ def parser() -> ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="with --recheck: only the first LIMIT accepted rules")
     p.add_argument("--no-plots", action="store_true", help="write no PNG plots (the tables only)")
     p.add_argument("--quiet", action="store_true", help="no progress lines (batch jobs)")
+    p.add_argument("--show-defaults", action="store_true", help="print every experiment key with its default "
+                   "(with EXPERIMENT, --resume or overrides: the value the filter would use), meaning and accepted "
+                   "values, and exit")
     return p
 
 
@@ -161,6 +164,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser().parse_args(argv)
         if args.apply is not None and args.recheck is not None:
             raise UsageError("give --apply or --recheck, not both")
+        if args.show_defaults and (args.apply is not None or args.recheck is not None):
+            raise UsageError("--show-defaults prints an experiment's keys: not with --apply or --recheck (the run's "
+                             "own: python -m nestplast filter --out RUN_DIR --resume --show-defaults)")
         if args.limit is not None and args.recheck is None:
             raise UsageError("--limit goes with --recheck (it limits the rules re-checked)")
         if args.limit is not None and args.limit < 1:  # 0 re-checked nothing, -1 all but the last rule
@@ -213,6 +219,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 write_recheck(result, run_dir / "recheck.csv")
                 print(f"re-check on {args.recheck} fresh trials: {sum(result.passed)} of {len(result.passed)} accepted "
                       f"rules pass again ({100 * result.fraction:.1f} %); table: {run_dir / 'recheck.csv'}")
+            return 0
+        if args.show_defaults:  # as the search's: alone the defaults, else the values this filter would use
+            plain = args.target is None and not args.resume and all(
+                v is None for v in (args.rounds, args.seed, args.threads))
+            exp = None if plain else together(comm, lambda: load_experiment(args))
+            if rank == 0:
+                print(experiment.show_defaults(exp))
             return 0
         exp = together(comm, lambda: load_experiment(args))
         out = args.out or Path("runs") / exp.name
