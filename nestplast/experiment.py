@@ -652,6 +652,10 @@ def _check_runnable(exp: Experiment) -> None:
             check_nest_units(rule, [n for n in exp.fixed(ct) if n not in own], "rule.fixed")
             if ct.startswith("I"):  # an inhibitory source: nestplast gives the rule a negative Wmax
                 check_negative_wmax(rule, ct, "rule.plastic")
+            for name, value in exp.fixed(ct).items():  # as the searched ones (user_rules): a time constant is positive
+                _require(not name.startswith("tau") or value > 0,
+                         f"rule.{f'by_type.{ct}.' if name in own else ''}fixed.{name}",
+                         "a positive time constant (its name starts with tau)", value)
         except UserError as err:
             raise ExperimentError(str(err)) from None
     # CMA-ES's step: the prior strategy draws from the whole box, and took sigma0 = 0.05 without a word

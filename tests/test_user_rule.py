@@ -124,6 +124,11 @@ def write(tmp_path, rule_text: str | None, parameters: str, extra: str = "") -> 
      ["rule.parameters.tau_plus", "declares tau_plus in s", "1 s = 1000"]),
     (seconds, "A_plus = { low = 0.0, high = 1.0 }", "fixed = { tau_plus = 0.02 }\n",
      ["rule.fixed.tau_plus", "declares tau_plus in s"]),
+    # a negative time constant ran (the built-in rules refuse it in NESTML): searched, or fixed
+    (None, "tau_plus = { low = -100.0, high = -10.0, default = -20.0 }", "",
+     ["rule.parameters.tau_plus: a time constant", "expected low > 0"]),
+    (None, "A_plus = { low = 0.0, high = 1.0 }", "fixed = { tau_plus = -5.0 }\n",
+     ["rule.fixed.tau_plus: expected a positive time constant", "got -5.0"]),
     # NEST refused every candidate on IE (Wmax < 0 there): "The constraint 'Wmax >= 0' is violated!"
     (lambda s: s.replace("Wmax real = 100.0 @homogeneous", "Wmax real = 100.0 [[Wmax >= 0]] @homogeneous"),
      "A_plus = { low = 0.0, high = 1.0 }", "", ["rule.nestml:", "[[Wmax >= 0]]", "IE"]),
