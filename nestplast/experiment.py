@@ -583,6 +583,10 @@ def validate(exp: Experiment, *, to_run: bool = True) -> Experiment:
                  f"at most the smallest start weight, network.weights.{ct} x trials.weight_scale's low = "
                  f"{n.weights.get(ct, 0) * low:g} (the weights would jump to Wmin at their first update)", w_min)
 
+    # a delay as long as the run: no spike of the network reaches another neuron, every rule scores alike
+    _require(n.delay < 1000.0 * (o.t_train + o.t_score), "network.delay",
+             f"less than the simulated time (objective.t_train + t_score = {1000.0 * (o.t_train + o.t_score):g} ms)",
+             n.delay)
     for key in ("chunk", "t_train", "t_score"):  # NEST simulates whole steps only
         _require(_whole(1000.0 * getattr(o, key) / n.resolution), f"objective.{key}",
                  f"a multiple of network.resolution ({n.resolution} ms)", getattr(o, key))

@@ -69,6 +69,7 @@ def test_default_layout_is_the_doublet_rule_on_ie():
     ("[search]\nstrategy = 'prior'\nsigma0 = 0.05\n", ["search.sigma0", "no step unless search.strategy = 'cmaes'"]),
     # NEST rounds a delay to whole steps (1.55 ran as 1.6, recorded as 1.55); a step below its tic fails
     ("[network]\ndelay = 1.55\n", ["network.delay", "a multiple of network.resolution (0.1 ms)", "got 1.55"]),
+    ("[network]\ndelay = 5000.0\n", ["network.delay", "less than the simulated time", "= 5000 ms)"]),
     ("[network]\nresolution = 0.0005\ndelay = 0.001\n[objective]\nchunk = 0.1\n",
      ["network.resolution", "a multiple of NEST's tic, 0.001 ms"]),
     # start weights clipped to w_max on some trials, or jumping to Wmin: not the trials the file says
