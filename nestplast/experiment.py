@@ -193,8 +193,10 @@ class ObjectiveSpec(_Table):
     t_score: float = option(1.0, "seconds of scoring (plasticity goes on)", SECONDS)
     chunk: float = option(0.5, "seconds between checks of the rate band and the wall time", SECONDS)
     rate_band: list[float] = option([0.1, 100.0], "Hz; a low-passed rate outside is a blow-up and ends the "
-                                                  "evaluation early (low-passed over 1 s from 10 Hz: a silent network "
-                                                  "leaves a low bound of 0.1 Hz after 4.6 s)", interval())
+                                                  "evaluation early (low-passed over 1 s from 10 Hz: a network silent "
+                                                  "from the start leaves a low bound of 0.1 Hz after 4.6 s, one that "
+                                                  "fired first later; one still inside is scored, silence by the "
+                                                  "target_rate term: 50 at 0 Hz for 10 Hz)", interval())
     max_wall_s: float = option(600.0, "seconds per evaluation; beyond: a timeout", SECONDS)
 
 
@@ -543,12 +545,7 @@ def validate(exp: Experiment, *, to_run: bool = True) -> Experiment:
     if n.kind == "single_neuron":
         _require(set(r.plastic) <= {"EE", "IE"}, "rule.plastic", "EE and/or IE for a single neuron (its afferents)",
                  r.plastic)
-    # NEST's clock counts tics of 1 us (tics_per_ms = 1000): a finer step fails in every simulation
-    _require(_whole(1000.0 * n.resolution), "network.resolution", "a multiple of NEST's tic, 0.001 ms", n.resolution)
     _require(n.delay >= n.resolution, "network.delay", f"at least the resolution ({n.resolution} ms)", n.delay)
-    # NEST rounds a delay to whole steps: 1.55 ms at 0.1 ms ran as 1.6 ms, recorded as 1.55
-    _require(_whole(n.delay / n.resolution), "network.delay", f"a multiple of network.resolution ({n.resolution} ms)",
-             n.delay)
     neuron = get_neuron(r.neuron)
     if n.drive is None:  # resolved here, so that a run records the drive it used
         n.drive = "poisson_generator" if neuron.drive_target is None else "internal"
@@ -562,31 +559,11 @@ def validate(exp: Experiment, *, to_run: bool = True) -> Experiment:
         own = ", ".join(k for k in neuron.parameters if k not in DRIVE_PARAMS)  # the drive's keys are refused below
         _require(False, f"network.neuron_params.{key}", f"a parameter of the neuron {r.neuron}{default}: "
                  f"{own}, or NEST's name of one ({', '.join(a for a, _ in neuron.renamed)})", key)
-    for key in set(n.neuron_params) & set(DRIVE_PARAMS):  # set by the network from input_rate and input_weight
-        _require(False, f"network.neuron_params.{key}", "a parameter of the neuron, not of its drive (network.input_rate "
-                 "in Hz and network.input_weight set that, and the trials and the filter's nuisance rate vary it)", key)
     for ct in r.plastic:
         _require(ct in n.w_max, f"network.w_max.{ct}", "a bound for every plastic connection type", None)
         _require(n.weights.get(ct, 0) <= n.w_max[ct], f"network.weights.{ct}", f"at most w_max ({n.w_max[ct]})",
                  n.weights.get(ct))
-        # a trial's start weight beyond its w_max is clipped to it, one below Wmin jumps to it: either
-        # way the trials would not start where the experiment says
-        (low, high), shrunk = exp.trials.weight_scale, exp.trials.w_max_scale[0]
-        start, bound = n.weights.get(ct, 0) * high, n.w_max[ct] * shrunk
-        key = "w_max_scale" if high <= 1 else "weight_scale"
-        _require(start <= bound, f"trials.{key}",
-                 f"start weights within w_max on every trial: network.weights.{ct} x {high:g} = {start:g} is above "
-                 f"network.w_max.{ct} x trials.w_max_scale's low {shrunk:g} = {bound:g}, and would be clipped to it",
-                 getattr(exp.trials, key))
-        w_min = exp.fixed(ct).get("Wmin") if exp.rule_spec(ct).file is None else None
-        _require(w_min is None or abs(w_min) <= n.weights.get(ct, 0) * low, f"Wmin of {ct}'s rule (rule.fixed)",
-                 f"at most the smallest start weight, network.weights.{ct} x trials.weight_scale's low = "
-                 f"{n.weights.get(ct, 0) * low:g} (the weights would jump to Wmin at their first update)", w_min)
 
-    # a delay as long as the run: no spike of the network reaches another neuron, every rule scores alike
-    _require(n.delay < 1000.0 * (o.t_train + o.t_score), "network.delay",
-             f"less than the simulated time (objective.t_train + t_score = {1000.0 * (o.t_train + o.t_score):g} ms)",
-             n.delay)
     for key in ("chunk", "t_train", "t_score"):  # NEST simulates whole steps only
         _require(_whole(1000.0 * getattr(o, key) / n.resolution), f"objective.{key}",
                  f"a multiple of network.resolution ({n.resolution} ms)", getattr(o, key))
@@ -594,8 +571,6 @@ def validate(exp: Experiment, *, to_run: bool = True) -> Experiment:
         _require(metric in FSBI_CONSTRAINTS, f"objective.constraints.{metric}",
                  f"a metric from {', '.join(sorted(FSBI_CONSTRAINTS))}", metric)
     _require(o.target_rate is not None or o.constraints, "objective", "a target_rate or some constraints", None)
-    _require(bool(exp.filter.constraints), "filter.constraints", "at least one metric (none accepts every rule)",
-             exp.filter.constraints)
     if to_run:
         _check_runnable(exp)
     return exp
@@ -617,9 +592,44 @@ def unmeasured(exp: Experiment, metric: str) -> str | None:
     return None
 
 
+def _check_simulates_as_written(exp: Experiment) -> None:
+    """Settings NEST would run as something else than the experiment says, or that make every rule
+    score alike. Checked for a run only: an earlier run's stored experiment is still read."""
+    n, o = exp.network, exp.objective
+    # NEST's clock counts tics of 1 us (tics_per_ms = 1000): a finer step fails in every simulation
+    _require(_whole(1000.0 * n.resolution), "network.resolution", "a multiple of NEST's tic, 0.001 ms", n.resolution)
+    # NEST rounds a delay to whole steps: 1.55 ms at 0.1 ms ran as 1.6 ms, recorded as 1.55
+    _require(_whole(n.delay / n.resolution), "network.delay", f"a multiple of network.resolution ({n.resolution} ms)",
+             n.delay)
+    # a delay as long as the run: no spike of the network reaches another neuron, every rule scores alike
+    _require(n.delay < 1000.0 * (o.t_train + o.t_score), "network.delay",
+             f"less than the simulated time (objective.t_train + t_score = {1000.0 * (o.t_train + o.t_score):g} ms)",
+             n.delay)
+    for key in set(n.neuron_params) & set(DRIVE_PARAMS):  # set by the network from input_rate and input_weight
+        _require(False, f"network.neuron_params.{key}", "a parameter of the neuron, not of its drive (network.input_rate "
+                 "in Hz and network.input_weight set that, and the trials and the filter's nuisance rate vary it)", key)
+    for ct in exp.rule.plastic:
+        # a trial's start weight beyond its w_max is clipped to it, one below Wmin jumps to it: either
+        # way the trials would not start where the experiment says
+        (low, high), shrunk = exp.trials.weight_scale, exp.trials.w_max_scale[0]
+        start, bound = n.weights.get(ct, 0) * high, n.w_max[ct] * shrunk
+        key = "w_max_scale" if high <= 1 else "weight_scale"
+        _require(start <= bound, f"trials.{key}",
+                 f"start weights within w_max on every trial: network.weights.{ct} x {high:g} = {start:g} is above "
+                 f"network.w_max.{ct} x trials.w_max_scale's low {shrunk:g} = {bound:g}, and would be clipped to it",
+                 getattr(exp.trials, key))
+        w_min = exp.fixed(ct).get("Wmin") if exp.rule_spec(ct).file is None else None
+        _require(w_min is None or abs(w_min) <= n.weights.get(ct, 0) * low, f"Wmin of {ct}'s rule (rule.fixed)",
+                 f"at most the smallest start weight, network.weights.{ct} x trials.weight_scale's low = "
+                 f"{n.weights.get(ct, 0) * low:g} (the weights would jump to Wmin at their first update)", w_min)
+    _require(bool(exp.filter.constraints), "filter.constraints", "at least one metric (none accepts every rule)",
+             exp.filter.constraints)
+
+
 def _check_runnable(exp: Experiment) -> None:
     """Settings valid on their own under which every evaluation would fail or score NaN (a cluster
     job of 320s), and pycma options that pycma cannot use."""
+    _check_simulates_as_written(exp)
     n, o = exp.network, exp.objective
     built = ("EE", "IE") if n.kind == "single_neuron" else CONNECTION_TYPES  # every one is connected
     missing = [ct for ct in built if ct not in n.weights]  # else every evaluation fails with a KeyError
