@@ -346,3 +346,12 @@ def test_the_filter_shows_its_keys_as_the_search_does(capsys):
     assert shown.to_dict() == wanted.to_dict()
     assert main(["runs/x", "--recheck", "2", "--show-defaults"]) == 2
     assert "not with --apply or --recheck" in capsys.readouterr().err
+
+
+def test_an_earlier_runs_experiment_is_read_though_a_new_run_would_be_refused():
+    """The checks added for new runs (a delay NEST rounds, start weights it clips, ...) must not
+    refuse reading a run begun before them: its report and its folder would be lost to the user."""
+    data = {"network": {"delay": 1.55}, "trials": {"weight_scale": [8.0, 10.0]}}
+    with pytest.raises(experiment.ExperimentError, match="network.delay"):
+        experiment.parse(data, "new.toml")
+    assert experiment.parse(data, "old/results.sqlite", to_run=False).network.delay == 1.55
