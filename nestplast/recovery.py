@@ -69,12 +69,19 @@ def recover(name: str, degradation: Degradation = Degradation(), *, duration_ms:
     return result, rows
 
 
-def sweep(name: str, **options) -> list[dict]:
-    """One degradation at a time, the others at their best, as in the model-based inference paper."""
+def sweep_degradations() -> list[Degradation]:
+    """The sweep's degradations: one at a time, the others at their best (the undegraded case is the
+    first noise level), as in the model-based inference paper."""
+    return [Degradation(**{key: value}) for key, values in SWEEP.items() for value in values
+            if value != getattr(Degradation(), key) or key == "weight_noise"]
+
+
+def sweep(name: str, *, done: Callable[[Degradation, list[dict]], None] | None = None, **options) -> list[dict]:
+    """The recovery of ``name`` at each of :func:`sweep_degradations`; ``done(degradation, rows so
+    far)`` after each (the command's progress line and its table so far)."""
     rows = []
-    for key, values in SWEEP.items():
-        for value in values:
-            if value == getattr(Degradation(), key) and key != "weight_noise":
-                continue  # the undegraded case is the first noise level
-            rows += recover(name, Degradation(**{key: value}), **options)[1]
+    for degradation in sweep_degradations():
+        rows += recover(name, degradation, **options)[1]
+        if done is not None:
+            done(degradation, rows)
     return rows

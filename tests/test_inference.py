@@ -852,3 +852,22 @@ def test_a_fit_with_nothing_held_out_says_so(tmp_path):
     assert math.isnan(fit.r2_held_out)
     assert [w for w in fit.warnings if w.startswith("no segment held out (--hold-out 0, or fewer segments than "
                                                     "--hold-out): no held-out R^2")]
+
+
+def test_the_demo_sweep_says_where_it_goes_and_keeps_each_fit_as_it_ends(tmp_path, capsys, monkeypatch):
+    """`infer-demo oja --sweep` ran 15 minutes without a line, into a temporary folder it never
+    named, and a stop kept nothing. (Two of the sweep's degradations here, at a short duration.)"""
+    import csv
+
+    from nestplast import recovery
+    from nestplast.commands.infer_demo import main
+
+    monkeypatch.setattr(recovery, "SWEEP", {"weight_noise": [0.0], "recorded_fraction": [1.0, 0.5]})
+    assert [d.recorded_fraction for d in recovery.sweep_degradations()] == [1.0, 0.5]
+    assert main(["oja", "--sweep", "--duration", "400", "--bootstrap", "0", "--out", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"sweep: 2 fits of oja, one degradation at a time; table in {tmp_path / 'recovery.csv'}, written after each"
+    progress = [line for line in lines if line.startswith("sweep: fit")]
+    assert progress == ["sweep: fit 1 of 2 done (undegraded)", "sweep: fit 2 of 2 done (recorded_fraction 0.5)"]
+    with open(tmp_path / "recovery.csv") as f:
+        assert {row["recorded_fraction"] for row in csv.DictReader(f)} == {"1.0", "0.5"}

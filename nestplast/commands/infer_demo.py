@@ -33,12 +33,14 @@ def parser() -> ArgumentParser:
 
 
 def _demo(argv: Sequence[str] | None) -> int:
+    import dataclasses
     import tempfile
 
     from ..analysis import check_output_directory, write_csv
     from ..infer import WeightRangeError
-    from ..recovery import Degradation, recover, sweep
+    from ..recovery import Degradation, recover, sweep, sweep_degradations
     from ..synthetic import GROUND_TRUTHS, SAMPLE_EVERY_MS
+    from ..wording import counted
 
     args = parser().parse_args(argv)
     if args.rule not in GROUND_TRUTHS:
@@ -75,10 +77,23 @@ def _demo(argv: Sequence[str] | None) -> int:
         raise UsageError(f"{out} already holds a demo's fit ({out / 'fit'}); choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     options = {"duration_ms": args.duration, "seed": args.seed, "n_bootstrap": args.bootstrap}
-    if args.sweep:
-        rows = sweep(args.rule, out=None, **options)
+    if args.sweep:  # minutes per fit: it ran 15 minutes without a line, and a stop kept nothing
+        total = len(sweep_degradations())
+        print(f"sweep: {counted(total, 'fit')} of {args.rule}, one degradation at a time; table in {out / 'recovery.csv'}, "
+              "written after each", flush=True)
+
+        fits = []
+
+        def done(degradation, rows) -> None:
+            write_csv(rows, out / "recovery.csv")
+            fits.append(degradation)
+            changed = [f"{k} {v:g}" for k, v in dataclasses.asdict(degradation).items() if v != getattr(Degradation(), k)]
+            print(f"sweep: fit {len(fits)} of {total} done ({', '.join(changed) or 'undegraded'})", flush=True)
+
+        rows = sweep(args.rule, out=None, done=done, **options)
     else:
         degradation = Degradation(args.noise, args.jitter, args.fraction, args.length)
+        print(f"infer-demo: {args.rule}'s recording generated in NEST and fitted; results in {out}", flush=True)
         try:
             fit, rows = recover(args.rule, degradation, out=out / "fit", **options)
         except WeightRangeError as err:
