@@ -143,7 +143,8 @@ def check_resumable(stored: dict, exp: Experiment, where: Path, kind: str = "sea
     if changed:
         raise StoreError(f"cannot resume {where} with another experiment (a run is one experiment): "
                          f"{'; '.join(changed)}. Resume without an experiment file and without "
-                         f"{CHANGING_OPTIONS[kind]}, or start a new run with another --out")
+                         f"{CHANGING_OPTIONS[kind]}, or with them as the run began (the value left of each ->; "
+                         f"e.g. the --seed it began with), or start a new run with another --out")
 
 
 def _split(ranks: int, mode: str) -> str:

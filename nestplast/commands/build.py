@@ -84,7 +84,7 @@ def _parser() -> ArgumentParser:
                                      "(a path ending in .nestml; --weight names its weight variable)")
     parser.add_argument("--neuron", default="iaf_psc_exp", help=f"postsynaptic neuron: {', '.join(sorted(NEURONS))}")
     parser.add_argument("--mask", default=None,
-                        help="taylor only: free terms, e.g. 'pre:000,pre:010,post:100' (default: all 54)")
+                        help="taylor and reward only: free terms, e.g. 'pre:000,pre:010,post:100' (taylor's default: all 54)")
     parser.add_argument("--weight", default=None, metavar="NAME",
                         help="your own NESTML file: its weight variable, a state variable (default: w)")
     parser.add_argument("--force", action="store_true", help="compile again even if cached")
