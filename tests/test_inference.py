@@ -871,3 +871,18 @@ def test_the_demo_sweep_says_where_it_goes_and_keeps_each_fit_as_it_ends(tmp_pat
     assert progress == ["sweep: fit 1 of 2 done (undegraded)", "sweep: fit 2 of 2 done (recorded_fraction 0.5)"]
     with open(tmp_path / "recovery.csv") as f:
         assert {row["recorded_fraction"] for row in csv.DictReader(f)} == {"1.0", "0.5"}
+
+
+def test_a_closed_fit_without_intervals_does_not_name_their_method():
+    """"intervals: bootstrap over segments on quadratic surfaces ..." stood above "warning: no intervals"."""
+    from nestplast.commands.infer import summary_text
+    from nestplast.infer import Fit
+
+    nan = float("nan")
+    closed = dict(r2_activity_held_out=0.4, intervals_from="bootstrap over segments on quadratic surfaces")
+    without = Fit("taylor", "post:100", ["th_post_100"], {"th_post_100": 1.0}, {"th_post_100": (nan, nan)}, {}, 0.1,
+                  0.9, 90.0, 90.0, **closed)
+    assert "intervals: none (the warnings say why)" in summary_text(without)
+    with_them = Fit("taylor", "post:100", ["th_post_100"], {"th_post_100": 1.0}, {"th_post_100": (0.5, 1.5)}, {}, 0.1,
+                    0.9, 90.0, 90.0, **closed)
+    assert "intervals: bootstrap over segments on quadratic surfaces" in summary_text(with_them)

@@ -115,7 +115,10 @@ def summary_text(fit: Fit) -> str:
         lines.append(f"postsynaptic count deviance explained (against the all-zero rule): "
                      f"{fit.deviance_explained_held_out:.1f} % held out, {fit.deviance_explained_fit:.1f} % on the "
                      f"fitted segments; held-out R^2 of the binned counts {fit.r2_activity_held_out:.4f}{weights}")
-        lines.append(f"loss {fit.loss:.4g} (counts + weights, each over the all-zero rule's); intervals: {fit.intervals_from}")
+        # where no interval came out, the method said "bootstrap ..." above a warning of no intervals
+        some = any(math.isfinite(low) for low, _ in fit.intervals.values())
+        lines.append(f"loss {fit.loss:.4g} (counts + weights, each over the all-zero rule's); intervals: "
+                     + (fit.intervals_from if some else "none (the warnings say why)"))
     elif math.isnan(fit.deviance_explained_held_out):
         # NaN on the fitted segments too where the recorded weights never change (a warning says so)
         on_fit = "n/a" if math.isnan(fit.deviance_explained_fit) else f"{fit.deviance_explained_fit:.1f} %"
