@@ -78,6 +78,14 @@ def test_search_of_own_rule_from_the_example_experiment(tmp_path):
                             capture_output=True, text=True, cwd=ROOT)
     assert report.returncode == 0, report.stderr
     assert set(json.loads(report.stdout)["best_params"]) == {"IE.A_plus", "IE.A_minus", "IE.drift"}
+    # README promises the best rule as an STDP window; a compiled-only rule has none, and the report says why
+    report = subprocess.run([sys.executable, "-m", "nestplast.report", str(tmp_path / "run"), "--plots-to",
+                             str(tmp_path / "plots")], capture_output=True, text=True, cwd=ROOT)
+    assert report.returncode == 0 and (tmp_path / "plots" / "loss.png").is_file(), report.stderr
+    assert not (tmp_path / "plots" / "stdp_window.png").exists()
+    assert ("no stdp_window.png: the rule's update is compiled from NESTML only" in report.stdout) == (
+        json.loads(subprocess.run([sys.executable, "-m", "nestplast.report", str(tmp_path / "run"), "--json"],
+                                  capture_output=True, text=True, cwd=ROOT).stdout)["best"] is not None), report.stdout
     resumed = subprocess.run([sys.executable, "-m", "nestplast.search", "--out", str(tmp_path / "run"), "--resume",
                               "--max-generations", "3"], capture_output=True, text=True, cwd=ROOT)
     assert resumed.returncode == 0, resumed.stderr

@@ -98,6 +98,10 @@ def _report(argv: Sequence[str] | None) -> int:
     print(text(summary, args.run_dir))
     for path in plots:
         print(f"wrote {path}" + (f"/ (pycma's log: cma.plot({str(path) + '/'!r}) draws it)" if path.is_dir() else ""))
+    if plots and summary["best"] is not None and not any(p.name == "stdp_window.png" for p in plots):
+        # README promises the best rule as an STDP window: say why there is none
+        print("no stdp_window.png: the rule's update is compiled from NESTML only (a rule of your own file), or reads "
+              "postsynaptic state that a pair of spikes does not fix (mlp_fsbi's V_bar, C_exc, C_inh)")
     return 0
 
 
