@@ -318,14 +318,17 @@ def test_a_resume_with_the_experiment_file_does_not_take_back_a_raised_limit(tmp
 
 
 def test_rule_settings_nest_refuses_are_refused_before_the_run(tmp_path):
-    """|Wmin| above w_max: NEST refused every candidate, each evaluation recorded as failed, and the
-    search's stop blamed a flat fitness first."""
-    path = tmp_path / "wmin.toml"
-    path.write_text(TINY.replace("GENERATIONS", "1").replace("fixed = { eta = 1.0 }", "fixed = { eta = 1.0, Wmin = 500.0 }"))
+    """A negative time constant: NEST refused every candidate, each evaluation recorded as failed,
+    and the search's stop blamed a flat fitness first. (|Wmin| above w_max, the case first met, is
+    now refused earlier still: above the start weights.)"""
+    path = tmp_path / "tau.toml"
+    path.write_text(TINY.replace("GENERATIONS", "1").replace('name = "doublet"', 'name = "taylor"\nmask = "pre:000"')
+                    .replace('search = ["alpha", "beta", "gamma", "kappa"]\n', "")
+                    .replace("fixed = { eta = 1.0 }", "fixed = { eta = 1.0, tau_pre = -20.0 }"))
     out = search([path, "--out", tmp_path / "run"])
     assert out.returncode == 2, out.stdout + out.stderr
-    assert ("the rule's settings on IE ({'eta': 1.0, 'Wmin': 500.0} fixed, the rest at the search's start; w_max "
-            "300.0)" in out.stderr and "abs(Wmin) <= abs(Wmax)" in out.stderr), out.stderr
+    assert ("the rule's settings on IE ({'eta': 1.0, 'tau_pre': -20.0} fixed, the rest at the search's start; w_max "
+            "300.0)" in out.stderr and "tau_pre > 0" in out.stderr), out.stderr
     assert not (tmp_path / "run").exists()
 
 
