@@ -178,10 +178,10 @@ def run_filter(exp: Experiment | str | os.PathLike, out: str | Path, *, resume: 
 
 
 # The search's keys a filter has its own for: all of [search] but threads and compressed_spikes, and
-# what makes [objective]'s score (a filter records it as evaluations.loss, but judges by its bounds)
+# what makes [objective]'s score (a filter records it as evaluations.loss, but judges by its bounds;
+# objective.population it uses: the rate band watches it, and the ISI metrics are of it)
 FILTER_COUNTERPARTS = {"search.population_size": "filter.simulations_per_round", "search.max_generations": "filter.rounds",
-                       "objective.constraints": "filter.constraints", "objective.target_rate": "filter.constraints",
-                       "objective.population": "filter.constraints"}
+                       "objective.constraints": "filter.constraints", "objective.target_rate": "filter.constraints"}
 FILTER_USES = {"search.threads", "search.compressed_spikes"}
 
 

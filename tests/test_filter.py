@@ -969,6 +969,9 @@ def test_search_keys_a_filter_ignores_are_warned_of(tmp_path, doublet_module):
     assert search_keys_ignored(experiment.parse(tomllib.loads(scored), "s.toml")) == (
         "s.toml: objective.target_rate, objective.constraints are the search's, which a filter run does not use (the "
         "filter's own: filter.constraints for objective.target_rate and objective.constraints)")
+    # objective.population the filter uses: its rate band watches that population, its ISI metrics are of it
+    watched = {**tomllib.loads(SINGLE), "network": {"n_e": 20, "n_i": 5}, "objective": {"population": "I"}}
+    assert search_keys_ignored(experiment.parse(watched)) == ""
     with pytest.warns(UserWarning, match=re.escape(said)):
         run_filter(exp, tmp_path / "run")
 
