@@ -138,7 +138,9 @@ def _check_emitted(path: Path, source: str, weight_variable: str) -> None:
             raise UserRuleError(f"{path}: the synapse's spikes carry the weight {emitted} (emit_spike), which is not "
                                 f"the weight variable {weight_variable!r}: NEST's weight of the connection, which "
                                 f"nestplast sets, records and bounds, would not be what reaches the neuron; name the "
-                                f"emitted weight as the weight variable (rule.weight, --weight)")
+                                f"emitted weight as the weight variable (rule.weight, --weight), or send an expression "
+                                f"of the weight variable (e.g. emit_spike({weight_variable} * u) for a weight "
+                                f"scaled by a short-term factor u)")
 
 
 def _nest_factor(unit: str) -> float:
