@@ -480,7 +480,9 @@ def test_failed_evaluations_are_recorded_and_a_flat_generation_stops_the_search(
         run_search(unknown, tmp_path / "refused")
     assert not (tmp_path / "refused").exists()
     # and a population under half pycma's default for 4 parameters (8) is noted
-    exp = dataclasses.replace(exp, network=dataclasses.replace(exp.network, resolution=0.0005),
+    # every evaluation past its wall time at its first check (a resolution below NEST's tic, which
+    # failed them all in NEST, is now refused before the run)
+    exp = dataclasses.replace(exp, objective=dataclasses.replace(exp.objective, max_wall_s=1e-6),
                               search=dataclasses.replace(exp.search, population_size=3))
     lines = []
     outcome = run_search(exp, tmp_path / "run", progress=lines.append)
@@ -492,8 +494,8 @@ def test_failed_evaluations_are_recorded_and_a_flat_generation_stops_the_search(
         evaluations = store.evaluations()
         assert store.counts()["failed"] == 8 and store.counts()["blowups"] == 0
     assert len(evaluations) == 1 * 4 * 2  # 3 candidates and the mean, 2 trials
-    assert {e.status for e in evaluations} == {"failed"}
-    assert all("Resolution must be greater than or equal to one tic" in e.error for e in evaluations)
+    assert {e.status for e in evaluations} == {"timeout"}
+    assert all("evaluation exceeded objective.max_wall_s" in e.error for e in evaluations)
     assert {e.loss for e in evaluations} == {320.0}
 
 
