@@ -463,9 +463,8 @@ def _rank(pid: int) -> str | None:
 
 
 def test_failed_evaluations_are_recorded_and_a_flat_generation_stops_the_search(tmp_path, doublet_module):
-    """An experiment that NEST refuses in every evaluation (a resolution below NEST's tic, a
-    kernel setting the experiment's checks cannot know): each failure is recorded with NEST's
-    message and the penalty loss; a generation in which every candidate scores the same stops the
+    """An experiment whose every evaluation fails (here each runs past its wall time): each
+    failure is recorded with its reason and the penalty loss; a generation in which every candidate scores the same stops the
     search (pycma's tolflatfitness), saying why. What the checks do know is refused before the run,
     also for an experiment made in Python."""
     import dataclasses
