@@ -310,12 +310,13 @@ def verdict(sets, times, configs, costs) -> None:
     silenced = costs["runaway, silence()"][0] / costs["healthy (VS rule)"][0]
     print(f"verdict: best ratio {best[2]:.2f} ({best[0]}, {best[1]}); a silenced runaway sub-network still costs "
           f"{silenced:.2f}x a healthy one per simulated second (its Poisson drive keeps running).")
+    on = "the mixed set" if mixed else f"the sets run ({', '.join(sets)}; the mixed set was not)"
     if worth:
-        print("batching IS worth keeping on this evidence (>10 % faster on the mixed set), "
+        print(f"batching IS worth keeping on this evidence (>10 % faster on {on}), "
               "but its results differ from the one-kernel path (see above).")
     else:
-        print("batching is NOT worth keeping: no batch size is >10 % faster than one kernel per candidate on the "
-              "mixed set, the per-kernel fixed cost it saves is small against a simulation, blown-up candidates "
+        print(f"batching is NOT worth keeping: no batch size is >10 % faster than one kernel per candidate on {on}, "
+              "the per-kernel fixed cost it saves is small against a simulation, blown-up candidates "
               "lose their early abort, and a candidate's result depends on its batch mates (shared random streams).")
 
 

@@ -133,6 +133,11 @@ def main(argv=None) -> int:
     if args._worker:
         print(json.dumps(worker(args._worker, args.seed)))
         return 0
+    # a misspelt variant ran another model under its name (static:NESTML, NEST's built-in network)
+    if unknown := [v for v in args.variants.split(",") if v not in VARIANTS]:
+        parser.error(f"--variants: unknown {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
+    if args.rounds < 1:
+        parser.error(f"--rounds: expected at least 1, got {args.rounds}")
 
     from nestplast.builder import build
 

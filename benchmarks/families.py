@@ -31,7 +31,8 @@ from nestplast.store import RunStore
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    # the doc up to its commands: its first paragraph ends in a list
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n    ")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--experiment", default="families_short")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--per-round", type=int, default=60, help="simulations per round")
@@ -44,11 +45,23 @@ def main() -> None:
 
     exp = experiment.load(args.experiment)
     exp.filter.rounds, exp.filter.simulations_per_round = args.rounds, args.per_round
+    try:  # the options as the experiment checks them, before any folder is made
+        experiment.validate(exp)
+    except experiment.ExperimentError as err:
+        p.error(f"--rounds/--per-round: {err}")
     tmp = None
     out = args.out
     if out is None:
         tmp = tempfile.mkdtemp(prefix="nestplast-families-") if root else None
         out = Path(comm.bcast(tmp, root=0) if comm is not None else tmp) / "run"
+    try:
+        measure(args, exp, out, comm, ranks, root)
+    finally:  # a failure or Ctrl-C left the temporary run behind
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def measure(args, exp, out: Path, comm, ranks: int, root: bool) -> None:
     started = time.perf_counter()
     run_filter(exp, out, comm=comm)
     wall = time.perf_counter() - started
@@ -71,8 +84,6 @@ def main() -> None:
         if result is not None:
             print(f"re-check on {args.recheck} fresh trials: {sum(result.passed)} of {len(result.passed)} pass "
                   f"again ({100 * result.fraction:.0f} %)")
-    if tmp is not None:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

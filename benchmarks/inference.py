@@ -91,8 +91,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--closed-only", action="store_true", help="only the closed-loop fit")
     args = parser.parse_args()
+    if args.sweep not in (*GROUND_TRUTHS, "all", "none"):  # a KeyError after the rest of the run, 15 minutes in
+        parser.error(f"--sweep: expected one of {', '.join(GROUND_TRUTHS)}, all or none, got {args.sweep!r}")
     out = args.out or Path(tempfile.mkdtemp(prefix="bench-inference-"))
     out.mkdir(parents=True, exist_ok=True)
+    print(f"results (CSV, plots, the fits) in {out}", flush=True)
     if args.closed_only:
         closed(out=out / "closed")
         return
@@ -100,7 +103,7 @@ def main() -> None:
     rows, times = [], {}
     for name in GROUND_TRUTHS:
         t0 = time.perf_counter()
-        rows += recover(name, Degradation(), n_bootstrap=args.bootstrap, out=tempfile.mkdtemp())[1]
+        rows += recover(name, Degradation(), n_bootstrap=args.bootstrap, out=tempfile.mkdtemp(dir=out, prefix=f"fit-{name}-"))[1]
         times[name] = time.perf_counter() - t0
     print("recovery at zero noise (20 s recordings, 40 inputs x 2 neurons, weights every 100 ms):")
     print(table(rows))

@@ -56,7 +56,7 @@ def evaluate_once(n_e: int, threads: int, t_train: float, compressed: bool) -> N
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     parser.add_argument("--n-e", type=int, default=4000, help="excitatory neurons (inhibitory: a quarter)")
     parser.add_argument("--t-train", type=float, default=2.0, help="seconds of training before scoring")
     parser.add_argument("--repeats", type=int, default=3)

@@ -605,16 +605,13 @@ def main() -> int:
         else:
             print(json.dumps(brian2_standalone(job["params"], size, job["repeats"], job["directory"])))
         return 0
+    if not args.repeats and not args.paired:  # it measured nothing, and said nothing
+        parser.error("--repeats 0 measures nothing without --paired N")
     # the last simulated second is the scoring window: training needs time before it
     if "large" in args.sizes and args.large_seconds <= 1.0:
         parser.error(f"--large-seconds: expected more than 1 s (1 s scored after training), got {args.large_seconds:g}")
-    found = subprocess.run([args.brian2_python, "-c", "import brian2; print(brian2.__version__)"],
-                           capture_output=True, text=True)
-    if found.returncode != 0:
-        raise SystemExit(f"no working Brian2 in {args.brian2_python}: {found.stderr.strip().splitlines()[-1:]}\n"
-                         "Brian2 is a benchmark-only extra: .venv/bin/pip install -e '.[peer]' (Python >= 3.12), "
-                         "or a separate environment and --brian2-python (see the module's doc)")
-    print(f"nestplast vs Brian2 {found.stdout.strip()}: the default experiment's network, Vogels-Sprekeler iSTDP on "
+    version = brian2_version(args.brian2_python)
+    print(f"nestplast vs Brian2 {version}: the default experiment's network, Vogels-Sprekeler iSTDP on "
           f"I->E, one core{f'; medians of {args.repeats}' if args.repeats else ''} (shared {os.cpu_count()}-CPU machine: "
           "timings are noisy)")
     sizes = [size for name, size in (("default", Size(200, 50, 5.0)), ("large", Size(4096, 1024, args.large_seconds)))
@@ -626,6 +623,21 @@ def main() -> int:
             paired(size, args.paired, args.brian2_python)
     print(f"\nload {os.getloadavg()[0]:.2f}")
     return 0
+
+
+def brian2_version(python: str) -> str:
+    """The version of Brian2 that ``python`` imports; a SystemExit saying how to get one where it
+    cannot (before any work: peer_search.py ran its whole search first, then failed in Brian2)."""
+    try:
+        found = subprocess.run([python, "-c", "import brian2; print(brian2.__version__)"], capture_output=True, text=True)
+    except OSError as err:
+        raise SystemExit(f"--brian2-python {python}: {err.strerror}") from None
+    if found.returncode != 0:
+        raise SystemExit(f"no working Brian2 in {python}: {found.stderr.strip().splitlines()[-1:]}\n"
+                         "Brian2 is a benchmark-only extra and needs Python >= 3.12 (for NumPy 2): give such a Python "
+                         "with brian2 as --brian2-python (README, 'Benchmarks'); in a Python 3.12 .venv, "
+                         ".venv/bin/pip install -e '.[peer]' installs it")
+    return found.stdout.strip()
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from peer_brian2 import Size, clocks, experiment_for, peer_params, since  # noqa: E402
+from peer_brian2 import Size, brian2_version, clocks, experiment_for, peer_params, since  # noqa: E402
 
 PEER = str(Path(__file__).parent / "peer_brian2.py")
 
@@ -247,6 +247,7 @@ def main() -> int:
     if args.nestplast_worker:
         nestplast_worker(args.nestplast_worker)
         return 0
+    brian2_version(args.brian2_python)  # before the search: it ran minutes, then failed in Brian2
     print(f"a whole search of the default experiment, nestplast and Brian2 C++ standalone, one core per run "
           f"(load {os.getloadavg()[0]:.2f})", flush=True)
     with tempfile.TemporaryDirectory() as tmp:

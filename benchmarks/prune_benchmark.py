@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import argparse
 import time
+import warnings
 from contextlib import contextmanager
 
 import numpy as np
 
-from nestplast.kernel import import_nest
+from nestplast.kernel import KernelResetWarning, import_nest
 from nestplast.prune import PRUNING_RULES, OnlineCovariance, prune
 from nestplast.pruning_measures import decay_trajectory_error, measure, relative_trajectory_error, spectrum, sweep
 from nestplast.rate_network import (
@@ -46,7 +47,7 @@ def stage(name: str):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     parser.add_argument("--network", choices=("authors", "clustered"), default="authors")
     parser.add_argument("--scale", type=float, default=1.0, help="network size relative to 2000 neurons")
     parser.add_argument("--keep", type=float, default=0.2)
@@ -58,6 +59,18 @@ def main() -> None:
     parser.add_argument("--sweep", default="0.5,0.2,0.1,0.05",
                         help="fractions kept in the spectral sweep ('' to skip)")
     args = parser.parse_args()
+    # checked before the slow stages (a bad --sweep ended in a traceback after all of them)
+    try:
+        keeps = [float(k) for k in args.sweep.split(",") if k]
+    except ValueError:
+        parser.error(f"--sweep: expected fractions separated by commas, got {args.sweep!r}")
+    if not all(0 < k <= 1 for k in [args.keep, *keeps]):
+        parser.error(f"--keep and --sweep: expected fractions in (0, 1], got {args.keep:g} and {args.sweep!r}")
+    if args.scale <= 0 or args.slowest < 1:
+        parser.error(f"--scale: expected more than 0 ({args.scale:g}); --slowest: at least 1 ({args.slowest})")
+    # its own NEST stage leaves nodes that a later stage's reset discards, as it should: the warning
+    # is for a user's network in a shared kernel
+    warnings.filterwarnings("ignore", category=KernelResetWarning)
     model = RateModel()
     sizes = tuple(int(round(s * args.scale)) for s in (1000, 200, 800))
 
@@ -83,7 +96,6 @@ def main() -> None:
         with stage(f"decay trajectory error: {rule}"):
             results[rule]["decay"] = decay_trajectory_error(W, p.weights, model, seed=args.seed).mean
 
-    keeps = [float(k) for k in args.sweep.split(",") if k]
     if keeps:
         with stage(f"sweep: {len(keeps)} fractions x {len(PRUNING_RULES)} rules"):
             rows = sweep(W, keeps, covariance=C, seeds=(args.seed,), model=model, slowest=args.slowest,

@@ -87,6 +87,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.reuse and args.out is None:
         parser.error("--reuse needs --out RUN_DIR")
+    if args.ranks > 1 and not args.reuse and not shutil.which(args.mpiexec):  # as search_throughput.py says it
+        parser.error(f"no mpiexec at {args.mpiexec} (--mpiexec)")
 
     temporary = args.out is None
     out = Path(tempfile.mkdtemp(prefix="nestplast-rediscovery-")) / "run" if temporary else args.out.resolve()

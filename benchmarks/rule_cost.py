@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # nestplast, al
 
 from nestplast.rules import vogels_sprekeler  # noqa: E402 (after the path)
 
+VARIANTS = ("static", "builtin", "rule")  # I->E: static_synapse, NEST's vogels_sprekeler_synapse, the compiled rule
 RULE_PARAMS = list(vogels_sprekeler(10.0).values())  # tau_pre, tau_post, alpha, beta, gamma, kappa (iSTDP)
 
 
@@ -153,7 +154,8 @@ def main(argv=None) -> int:
     parser.add_argument("--module", action="append", default=[],
                         help="extra variant: a compiled doublet module's cache folder (repeatable)")
     parser.add_argument("--json", help="also write all runs to this file")
-    parser.add_argument("--_worker", help=argparse.SUPPRESS)
+    parser.add_argument("--_worker", metavar="VARIANT", help="run this one variant in this process and print its "
+                        "JSON: what valgrind --tool=callgrind counts (README's instruction ratio)")
     parser.add_argument("--_module-dir", dest="module_dir", help=argparse.SUPPRESS)
     parser.add_argument("--_label", dest="label", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -162,6 +164,16 @@ def main(argv=None) -> int:
         args.variant = args._worker
         print(json.dumps(worker(args)))
         return 0
+    # checked before any run: a misspelt variant ran the compiled rule under its name, and a bad
+    # --module or --json ended in a traceback after all the runs
+    if unknown := [v for v in args.variants.split(",") if v not in VARIANTS]:
+        parser.error(f"--variants: unknown {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
+    if args.rounds < 1:
+        parser.error(f"--rounds: expected at least 1, got {args.rounds}")
+    if missing := [d for d in args.module if not Path(d).is_dir()]:
+        parser.error(f"--module: no module folder {', '.join(missing)} (a compiled module's cache folder)")
+    if args.json and not Path(args.json).resolve().parent.is_dir():
+        parser.error(f"--json: no folder {Path(args.json).resolve().parent} to write {args.json} into")
 
     from nestplast.builder import build
     from nestplast.rules import get_rule

@@ -110,7 +110,10 @@ def main() -> int:
     if any(r > 1 for r in args.ranks) and not shutil.which(args.mpiexec):
         parser.error(f"no mpiexec at {args.mpiexec} (--mpiexec)")
 
-    base = args.keep or Path(tempfile.mkdtemp(prefix="nestplast-throughput-"))
+    # the searches run in their run folder's parent: paths given relative to here, made absolute
+    if args.experiment is not None and Path(args.experiment).exists():
+        args.experiment = str(Path(args.experiment).resolve())
+    base = (args.keep or Path(tempfile.mkdtemp(prefix="nestplast-throughput-"))).resolve()
     base.mkdir(parents=True, exist_ok=True)
     print(f"search throughput: {args.experiment or 'default experiment'}, {args.generations} generations, seed "
           f"{args.seed}, ranks {args.ranks}, {args.repeats} interleaved repeats; {os.cpu_count()} CPUs "
@@ -169,7 +172,9 @@ def main() -> int:
             ok, text = compare(reference, res)
             all_ok &= ok
             print(f"identical to ranks {args.ranks[0]} rep 0: ranks {r} rep {rep}: {'yes' if ok else 'NO'} - {text}")
-    print(f"identical evaluations across all runs: {'yes' if all_ok else 'NO'}")
+    compared = sum(len(runs[r]) for r in args.ranks) - 1
+    print(f"identical evaluations across all runs: {'yes' if all_ok else 'NO'}" if compared else
+          "identical evaluations: nothing to compare (one run; give --repeats 2 or more ranks)")
     losses = sorted(v[2] for v in reference["evaluations"].values() if v[2] is not None)
     print(f"reference run: {reference['n']} evaluations, statuses "
           f"{json.dumps(Counter(v[3] for v in reference['evaluations'].values()))}, best loss {losses[0]:.4f}")
