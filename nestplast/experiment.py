@@ -136,7 +136,7 @@ class RuleSpec(_Table):
                                                     "other settings (keys name, mask, mlp, search, start, fixed), e.g. "
                                                     "IE = { name = \"mlp\" }; a type not named here takes the rule above; "
                                                     "a key not set is the rule's above (mask and mlp only for the same rule); "
-                                                    "for the same rule, fixed adds to the rule's",
+                                                    "for the same rule, fixed and start add to the rule's",
                                                 Check(lambda t: set(t) <= set(CONNECTION_TYPES) and all(
                                                     isinstance(v, dict) and set(v) <= set(PER_TYPE_KEYS)
                                                     for v in t.values()),
@@ -311,6 +311,8 @@ class Experiment(_Table):
             # the same rule: a setting given for the type adds to rule.fixed (IE = { fixed = { Wmin = 0.1 } }
             # must not drop the eta = 0.5 that rule.fixed gives every type)
             changes["fixed"] = {**self.rule.fixed, **changes["fixed"]}
+        if "start" in changes and self._same_rule(changes):  # as fixed: the type's start adds to rule.start
+            changes["start"] = {**self.rule.start, **changes["start"]}
         return dataclasses.replace(self.rule, **changes, by_type={})
 
     def _same_rule(self, per_type: dict) -> bool:

@@ -102,10 +102,13 @@ def build_module(exp: Experiment, quiet: bool = True) -> Module:
 
 def search_space(exp: Experiment) -> SearchSpace:
     """The searched parameters of ``exp``: bounds and log space from the rule, the start point
-    from ``rule.start`` (the rule's defaults otherwise)."""
+    from each type's ``rule.start`` (``rule.by_type`` applied; the rule's defaults otherwise)."""
     layout = exp.layout()
     low, high = layout.bounds()
-    start = [exp.rule.start.get(name.split(".", 1)[1], default) for name, default in zip(layout.names, layout.defaults())]
+    start = []
+    for name, default in zip(layout.names, layout.defaults()):  # "IE.alpha": type IE's start of alpha
+        ct, parameter = name.split(".", 1)
+        start.append(exp.rule_spec(ct).start.get(parameter, default))  # rule.start alone ignored by_type's
     return SearchSpace(names=tuple(layout.names), low=tuple(low.tolist()), high=tuple(high.tolist()),
                        log=tuple(layout.log_mask().tolist()), start=tuple(float(v) for v in start))
 

@@ -108,3 +108,19 @@ def test_a_types_own_fixed_settings_add_to_the_rules(nest):
         "tau_plus": 10.0, "lr": 0.5}
     assert experiment.parse({"rule": {**own, "by_type": {"IE": {"name": "doublet", "fixed": {"eta": 0.5}}}}}).fixed(
         "IE") == {"eta": 0.5}
+
+
+def test_a_types_own_start_is_where_its_search_starts():
+    """by_type.IE.start was checked against the bounds and then ignored: the search started every
+    type at rule.start (alpha 1 where IE said -1). For the same rule it adds to rule.start, as fixed
+    does; another rule on the type starts where its own table says."""
+    from nestplast.search import search_space
+
+    exp = network(["EE", "IE"], {"IE": {"start": {"alpha": -1.0, "beta": 0.7}}})
+    exp.rule.start = {"alpha": 1.0, "gamma": 0.2}
+    start = dict(zip(*[search_space(exp).names, search_space(exp).start]))
+    assert (start["EE.alpha"], start["EE.gamma"], start["EE.beta"]) == (1.0, 0.2, 0.0)
+    assert (start["IE.alpha"], start["IE.gamma"], start["IE.beta"]) == (-1.0, 0.2, 0.7)
+    mlp = network(["EE", "IE"], {"IE": {"name": "mlp", "mlp": {"hidden": 1}, "search": ["pre_b2"],
+                                        "start": {"pre_b2": 0.5}}})
+    assert dict(zip(search_space(mlp).names, search_space(mlp).start))["IE.pre_b2"] == 0.5
