@@ -40,7 +40,7 @@ from typing import Any, get_args, get_origin, get_type_hints
 from .errors import UnknownNameError, UserError
 from .neurons import DRIVE_PARAMS, NEURONS, get_neuron
 from .objectives import FSBI_CONSTRAINTS, RATE_BIN_MS
-from .rules import RuleLayout, get_rule
+from .rules import REWARD_INPUT, RuleLayout, get_rule
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parent / "experiments"
 CONNECTION_TYPES = ("EE", "EI", "IE", "II")  # source then target: "IE" is I -> E
@@ -626,6 +626,12 @@ def _check_simulates_as_written(exp: Experiment) -> None:
                  f"{n.weights.get(ct, 0) * low:g} (the weights would jump to Wmin at their first update)", w_min)
     _require(bool(exp.filter.constraints), "filter.constraints", "at least one metric (none accepts every rule)",
              exp.filter.constraints)
+    for ct in exp.rule.plastic:  # the reward signal is the choice task's: a network holds it at 0, and no rule learns
+        where = f"rule.by_type.{ct}" if ct in exp.rule.by_type else "rule"
+        _require(REWARD_INPUT not in exp.base_rule(ct).fixed, f"{where} (on {ct})",
+                 "a rule that learns without the reward signal R, which only the two-choice task sets (nestplast "
+                 "infer --task choices); in a search or filter R stays 0, and every candidate ran alike",
+                 exp.rule_spec(ct).name)
 
 
 def _check_runnable(exp: Experiment) -> None:

@@ -66,6 +66,10 @@ def test_default_layout_is_the_doublet_rule_on_ie():
                                            "g_L"]),
     ("[network]\nneuron_params = { tau_V_bar = 50.0 }\n", ["network.neuron_params.tau_V_bar"]),  # no rule reads V_bar
     ("[filter]\nconstraints = {}\n", ["filter.constraints", "at least one metric"]),  # it accepted every rule
+    # the reward signal only the choice task sets: R stayed 0, every candidate ran alike (a "family" of the whole box)
+    ("[rule]\nname = 'reward'\nmask = 'pre:010'\n", ["rule (on IE)", "without the reward signal R", "got 'reward'"]),
+    ("[rule]\nplastic = ['EE', 'IE']\nby_type = { IE = { name = 'mlp', mlp = { inputs = ['x_pre', 'R'] } } }\n",
+     ["rule.by_type.IE (on IE)", "R stays 0"]),
     ("[search]\nstrategy = 'prior'\nsigma0 = 0.05\n", ["search.sigma0", "no step unless search.strategy = 'cmaes'"]),
     # NEST rounds a delay to whole steps (1.55 ran as 1.6, recorded as 1.55); a step below its tic fails
     ("[network]\ndelay = 1.55\n", ["network.delay", "a multiple of network.resolution (0.1 ms)", "got 1.55"]),
