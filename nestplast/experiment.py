@@ -607,6 +607,13 @@ def _check_simulates_as_written(exp: Experiment) -> None:
     _require(n.delay < 1000.0 * (o.t_train + o.t_score), "network.delay",
              f"less than the simulated time (objective.t_train + t_score = {1000.0 * (o.t_train + o.t_score):g} ms)",
              n.delay)
+    if get_neuron(exp.rule.neuron).codependency[2] == "nS":  # iaf_psc_exp's pA read as nS: every network saturated
+        kept = [k for k in ("weights", "w_max", *(("input_weight",) if n.kind == "recurrent" else ()))
+                if getattr(n, k) == getattr(NetworkSpec(), k)]
+        _require(not kept, ", ".join(f"network.{k}" for k in kept),
+                 f"the neuron {exp.rule.neuron}'s own (nS: its input is a conductance); the defaults are "
+                 "iaf_psc_exp's currents in pA, which saturate it (e.g. families_paper: weights EE, EI 0.3, IE, II 3; "
+                 "w_max 20; input 2500 Hz x 0.3)", "the defaults")
     for key in set(n.neuron_params) & set(DRIVE_PARAMS):  # set by the network from input_rate and input_weight
         _require(False, f"network.neuron_params.{key}", "a parameter of the neuron, not of its drive (network.input_rate "
                  "in Hz and network.input_weight set that, and the trials and the filter's nuisance rate vary it)", key)

@@ -124,6 +124,9 @@ PARROT_DELAY = 1.0  # ms, from a spike generator to its parrot: parrots spike th
 # ordinary neuron would, but the plastic synapses (weights of a few pA or nS) move its membrane by
 # microvolts, so its spikes do not move with the weights and can be known before a run.
 DEAF = 1000.0
+# a network of conductance neurons in nS (families_paper's values): iaf_psc_exp's defaults in pA are refused
+COND_NETWORK = {"neuron_params": {}, "weights": {"EE": 0.3, "EI": 0.3, "IE": 3.0, "II": 3.0},
+                "w_max": {"EE": 20.0, "EI": 20.0, "IE": 20.0, "II": 20.0}, "input_rate": 2500.0, "input_weight": 0.3}
 DRIVE_WEIGHT = {"iaf_psc_exp": 3000.0 * DEAF, "iaf_cond_exp": 60.0 * DEAF}  # one spike per kick, no second one
 
 

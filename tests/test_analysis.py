@@ -119,7 +119,9 @@ def test_weights_are_labelled_in_their_neurons_unit():
     from nestplast.analysis import weight_unit
 
     assert weight_unit(experiment.default()) == "pA"
-    conductances = experiment.parse({"rule": {"neuron": "iaf_cond_exp"}, "network": {"neuron_params": {}}}, "<test>")
+    from helpers import COND_NETWORK
+
+    conductances = experiment.parse({"rule": {"neuron": "iaf_cond_exp"}, "network": COND_NETWORK}, "<test>")
     assert weight_unit(conductances) == "nS"
 
 

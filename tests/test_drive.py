@@ -37,10 +37,12 @@ def test_the_neuron_carries_the_drive_where_it_can():
 
 def test_the_drive_is_internal_by_default_where_the_neuron_has_it():
     assert small(None).network.drive == "internal"
-    cond = {"rule": {"neuron": "iaf_cond_exp"}, "network": {"neuron_params": {}}}
+    from helpers import COND_NETWORK
+
+    cond = {"rule": {"neuron": "iaf_cond_exp"}, "network": COND_NETWORK}
     assert experiment.parse(cond, "<test>").network.drive == "poisson_generator"
     with pytest.raises(experiment.ExperimentError, match="network.drive.*'poisson_generator' for the neuron iaf_cond_exp"):
-        experiment.parse({**cond, "network": {"neuron_params": {}, "drive": "internal"}}, "<test>")
+        experiment.parse({**cond, "network": {**COND_NETWORK, "drive": "internal"}}, "<test>")
 
 
 def test_the_drive_off_changes_nothing(nest, doublet_module):

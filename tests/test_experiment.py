@@ -66,6 +66,9 @@ def test_default_layout_is_the_doublet_rule_on_ie():
                                            "g_L"]),
     ("[network]\nneuron_params = { tau_V_bar = 50.0 }\n", ["network.neuron_params.tau_V_bar"]),  # no rule reads V_bar
     ("[filter]\nconstraints = {}\n", ["filter.constraints", "at least one metric"]),  # it accepted every rule
+    # iaf_psc_exp's pA as iaf_cond_exp's nS: every candidate saturated at 1/t_ref and blew up alike
+    ("[rule]\nneuron = 'iaf_cond_exp'\n[network]\nneuron_params = { t_ref = 2.0 }\n",
+     ["network.weights, network.w_max, network.input_weight: expected the neuron iaf_cond_exp's own (nS"]),
     # the reward signal only the choice task sets: R stayed 0, every candidate ran alike (a "family" of the whole box)
     ("[rule]\nname = 'reward'\nmask = 'pre:010'\n", ["rule (on IE)", "without the reward signal R", "got 'reward'"]),
     ("[rule]\nplastic = ['EE', 'IE']\nby_type = { IE = { name = 'mlp', mlp = { inputs = ['x_pre', 'R'] } } }\n",
