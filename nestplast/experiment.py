@@ -169,6 +169,12 @@ class NetworkSpec(_Table):
     input_rate_i: float = option(5.0, "single neuron: rate of each inhibitory afferent (Hz)", POSITIVE)
     resolution: float = option(0.1, "simulation time step (ms; whole us, NEST's tic)", POSITIVE)
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        changed = name == "drive" and value != getattr(self, "drive", None)
+        super().__setattr__(name, value)
+        if changed:  # given (or unset) by the user: no longer the one validate() chose for a neuron
+            object.__setattr__(self, "drive_chosen_for", None)
+
 
 @dataclass
 class TrialSpec(_Table):
@@ -549,8 +555,11 @@ def validate(exp: Experiment, *, to_run: bool = True) -> Experiment:
                  r.plastic)
     _require(n.delay >= n.resolution, "network.delay", f"at least the resolution ({n.resolution} ms)", n.delay)
     neuron = get_neuron(r.neuron)
+    if getattr(n, "drive_chosen_for", None) not in (None, r.neuron):  # chosen for another neuron: choose again
+        n.drive = None
     if n.drive is None:  # resolved here, so that a run records the drive it used
         n.drive = "poisson_generator" if neuron.drive_target is None else "internal"
+        object.__setattr__(n, "drive_chosen_for", r.neuron)  # exp.rule.neuron = ... in Python: follow it
     _require(n.drive != "internal" or neuron.drive_target is not None, "network.drive",
              f"'poisson_generator' for the neuron {r.neuron} (it has no internal drive)", n.drive)
     if any(rule.post_inputs for rule in exp.module_rules()):  # the build adds them (nestplast.builder)

@@ -45,6 +45,27 @@ def test_the_drive_is_internal_by_default_where_the_neuron_has_it():
         experiment.parse({**cond, "network": {**COND_NETWORK, "drive": "internal"}}, "<test>")
 
 
+def test_the_drive_chosen_for_a_neuron_follows_a_change_of_neuron_in_python():
+    """default_experiment() chose 'internal' for iaf_psc_exp; exp.rule.neuron = "iaf_cond_exp" was then
+    refused over a network.drive the user never set (and back again, the generator stayed). A drive
+    the user gives is kept, and refused where the neuron cannot take it."""
+    from helpers import COND_NETWORK
+
+    import nestplast
+
+    exp = nestplast.default_experiment()
+    exp.rule.neuron = "iaf_cond_exp"
+    for key, value in COND_NETWORK.items():
+        setattr(exp.network, key, value)
+    assert experiment.validate(exp).network.drive == "poisson_generator"
+    exp.rule.neuron = "iaf_psc_exp"
+    exp.network = experiment.NetworkSpec()
+    exp.network.drive = "poisson_generator"  # given: kept
+    assert experiment.validate(exp).network.drive == "poisson_generator"
+    exp.network.drive = None
+    assert experiment.validate(exp).network.drive == "internal"
+
+
 def test_the_drive_off_changes_nothing(nest, doublet_module):
     """At drive_rate 0 (the default) the drive never runs (its random state stays unseeded) and
     the neuron follows NEST's iaf_psc_exp under the same input, to rounding."""
