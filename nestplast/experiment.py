@@ -623,6 +623,12 @@ def _check_simulates_as_written(exp: Experiment) -> None:
                  f"the neuron {exp.rule.neuron}'s own (nS: its input is a conductance); the defaults are "
                  "iaf_psc_exp's currents in pA, which saturate it (e.g. families_paper: weights EE, EI 0.3, IE, II 3; "
                  "w_max 20; input 2500 Hz x 0.3)", "the defaults")
+    named: dict[str, str] = {}
+    for key in n.neuron_params:  # tau_syn_ex and tau_syn_exc both: the one written last won, silently
+        own = dict(get_neuron(exp.rule.neuron).renamed).get(key, key)
+        _require(own not in named, f"network.neuron_params.{key}", f"one name per parameter ({named.get(own)} is "
+                 f"NEST's or NESTML's name of the same {own})", key)
+        named[own] = key
     for key in set(n.neuron_params) & set(DRIVE_PARAMS):  # set by the network from input_rate and input_weight
         _require(False, f"network.neuron_params.{key}", "a parameter of the neuron, not of its drive (network.input_rate "
                  "in Hz and network.input_weight set that, and the trials and the filter's nuisance rate vary it)", key)

@@ -66,6 +66,9 @@ def test_default_layout_is_the_doublet_rule_on_ie():
                                            "g_L"]),
     ("[network]\nneuron_params = { tau_V_bar = 50.0 }\n", ["network.neuron_params.tau_V_bar"]),  # no rule reads V_bar
     ("[filter]\nconstraints = {}\n", ["filter.constraints", "at least one metric"]),  # it accepted every rule
+    # NEST's and NESTML's name of one parameter: the one written last won, silently
+    ("[network]\nneuron_params = { tau_syn_exc = 5.0, tau_syn_ex = 1.0 }\n",
+     ["network.neuron_params.tau_syn_ex: expected one name per parameter (tau_syn_exc"]),
     # iaf_psc_exp's pA as iaf_cond_exp's nS: every candidate saturated at 1/t_ref and blew up alike
     ("[rule]\nneuron = 'iaf_cond_exp'\n[network]\nneuron_params = { t_ref = 2.0 }\n",
      ["network.weights, network.w_max, network.input_weight: expected the neuron iaf_cond_exp's own (nS"]),
