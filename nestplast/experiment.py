@@ -545,10 +545,12 @@ def validate(exp: Experiment, *, to_run: bool = True) -> Experiment:
         _validate_rule(exp, ct, f"rule.by_type.{ct}")
     synapses = {}
     for ct in r.plastic:  # one module holds one variant of each NESTML synapse
-        rule = exp.base_rule(ct)
+        rule, spec = exp.base_rule(ct), exp.rule_spec(ct)
+        # a variant is a mask (taylor, reward) or a shape (mlp): name the one that differs ("got None" for a shape)
+        what, given = ("mask", spec.mask) if spec.mask is not None or not spec.mlp else ("MLP shape", spec.mlp)
         _require(synapses.setdefault(rule.synapse, rule.source) == rule.source, f"rule.by_type.{ct}",
-                 f"the same variant of {rule.synapse} on every type that uses it (one module holds one; "
-                 "choose terms per type with `search` instead of different masks)", exp.rule_spec(ct).mask)
+                 f"the same variant of {rule.synapse} on every type that uses it (one module holds one: one mask, "
+                 "one MLP shape; choose terms per type with `search` instead)", f"another {what}, {given}")
 
     if n.kind == "single_neuron":
         _require(set(r.plastic) <= {"EE", "IE"}, "rule.plastic", "EE and/or IE for a single neuron (its afferents)",
@@ -643,7 +645,8 @@ def _check_simulates_as_written(exp: Experiment) -> None:
                  f"network.w_max.{ct} x trials.w_max_scale's low {shrunk:g} = {bound:g}, and would be clipped to it",
                  getattr(exp.trials, key))
         w_min = exp.fixed(ct).get("Wmin") if exp.rule_spec(ct).file is None else None
-        _require(w_min is None or abs(w_min) <= n.weights.get(ct, 0) * low, f"Wmin of {ct}'s rule (rule.fixed)",
+        given = f"rule.by_type.{ct}.fixed" if "Wmin" in exp.rule.by_type.get(ct, {}).get("fixed", {}) else "rule.fixed"
+        _require(w_min is None or abs(w_min) <= n.weights.get(ct, 0) * low, f"Wmin of {ct}'s rule ({given})",
                  f"at most the smallest start weight, network.weights.{ct} x trials.weight_scale's low = "
                  f"{n.weights.get(ct, 0) * low:g} (the weights would jump to Wmin at their first update)", w_min)
     _require(bool(exp.filter.constraints), "filter.constraints", "at least one metric (none accepts every rule)",

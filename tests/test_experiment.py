@@ -66,6 +66,10 @@ def test_default_layout_is_the_doublet_rule_on_ie():
                                            "g_L"]),
     ("[network]\nneuron_params = { tau_V_bar = 50.0 }\n", ["network.neuron_params.tau_V_bar"]),  # no rule reads V_bar
     ("[filter]\nconstraints = {}\n", ["filter.constraints", "at least one metric"]),  # it accepted every rule
+    # one module holds one MLP shape: the message spoke of masks and said "got None"
+    ("[rule]\nplastic = ['EE', 'EI', 'IE']\nby_type = { EI = { name = 'mlp', mlp = { hidden = 2 } }, "
+     "IE = { name = 'mlp', mlp = { hidden = 3 } } }\n",
+     ["rule.by_type.IE: expected the same variant of mlp_synapse", "one MLP shape", "got \"another MLP shape, {'hidden': 3}\""]),
     # NEST's and NESTML's name of one parameter: the one written last won, silently
     ("[network]\nneuron_params = { tau_syn_exc = 5.0, tau_syn_ex = 1.0 }\n",
      ["network.neuron_params.tau_syn_ex: expected one name per parameter (tau_syn_exc"]),
@@ -87,7 +91,7 @@ def test_default_layout_is_the_doublet_rule_on_ie():
                                                 "network.w_max.IE x trials.w_max_scale's low 1 = 300"]),
     ("[trials]\nw_max_scale = [0.01, 0.02]\n", ["trials.w_max_scale", "x trials.w_max_scale's low 0.01 = 3,"]),
     ("[rule]\nfixed = { Wmin = 100.0 }\n", ["Wmin of IE's rule", "trials.weight_scale's low = 60", "got 100.0"]),
-    ("[rule]\nby_type = { IE = { fixed = { Wmin = 61.0 } } }\n", ["Wmin of IE's rule"]),
+    ("[rule]\nby_type = { IE = { fixed = { Wmin = 61.0 } } }\n", ["Wmin of IE's rule (rule.by_type.IE.fixed)"]),
     # the drive's own keys: overwritten by input_rate, or a hidden second drive beside the generator
     ("[network]\nneuron_params = { tau_m = 20.0, drive_rate = 8000.0 }\n",
      ["network.neuron_params.drive_rate", "not of its drive (network.input_rate"]),
