@@ -739,7 +739,10 @@ def _validate_rule(exp: Experiment, ct: str | None, where: str) -> None:
     try:
         rule = exp.base_rule(ct)
     except UnknownNameError as err:
-        raise ExperimentError(f"{where}.name: {err}") from None
+        # rule.name is the label of one's own file's rule: given again for a type, it read as a built-in's name
+        label = (f"; {exp.rule.name!r} labels the rule of rule.file: to keep that rule on {ct}, leave name out"
+                 if ct is not None and exp.rule.file is not None and r.name == exp.rule.name else "")
+        raise ExperimentError(f"{where}.name: {err}{label}") from None
     except UserError as err:  # a user's rule file
         raise ExperimentError(str(err)) from None
     except (ValueError, TypeError) as err:  # TypeError: a value of the wrong kind in rule.mlp (a number for inputs)

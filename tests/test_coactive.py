@@ -124,3 +124,16 @@ def test_a_types_own_start_is_where_its_search_starts():
     mlp = network(["EE", "IE"], {"IE": {"name": "mlp", "mlp": {"hidden": 1}, "search": ["pre_b2"],
                                         "start": {"pre_b2": 0.5}}})
     assert dict(zip(search_space(mlp).names, search_space(mlp).start))["IE.pre_b2"] == 0.5
+
+
+def test_ones_own_rules_label_given_for_a_type_says_to_leave_it_out():
+    """name = "pair" labels the rule of rule.file; given again in by_type it read as an unknown built-in rule."""
+    rule_file = Path(__file__).resolve().parent.parent / "examples" / "own_rule" / "pair_stdp_synapse.nestml"
+    data = {"rule": {"file": str(rule_file), "name": "pair", "plastic": ["EE", "IE"],
+                     "parameters": {"A_plus": {"low": -1.0, "high": 1.0}},
+                     "by_type": {"EE": {"name": "pair", "fixed": {"drift": 0.1}}}}}
+    with pytest.raises(experiment.ExperimentError, match="'pair' labels the rule of rule.file: to keep that rule on "
+                                                         "EE, leave name out"):
+        experiment.parse(data, "<test>")
+    del data["rule"]["by_type"]["EE"]["name"]
+    assert experiment.parse(data, "<test>").fixed("EE")["drift"] == 0.1
