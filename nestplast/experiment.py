@@ -618,7 +618,8 @@ def _check_simulates_as_written(exp: Experiment) -> None:
     _require(n.delay < 1000.0 * (o.t_train + o.t_score), "network.delay",
              f"less than the simulated time (objective.t_train + t_score = {1000.0 * (o.t_train + o.t_score):g} ms)",
              n.delay)
-    if get_neuron(exp.rule.neuron).codependency[2] == "nS":  # iaf_psc_exp's pA read as nS: every network saturated
+    neuron = get_neuron(exp.rule.neuron)
+    if neuron.codependency[2] == "nS":  # iaf_psc_exp's pA read as nS: every network saturated
         kept = [k for k in ("weights", "w_max", *(("input_weight",) if n.kind == "recurrent" else ()))
                 if getattr(n, k) == getattr(NetworkSpec(), k)]
         _require(not kept, ", ".join(f"network.{k}" for k in kept),
@@ -627,47 +628,47 @@ def _check_simulates_as_written(exp: Experiment) -> None:
                  "w_max 20; input 2500 Hz x 0.3)", "the defaults")
     named: dict[str, str] = {}
     for key in n.neuron_params:  # tau_syn_ex and tau_syn_exc both: the one written last won, silently
-        own = dict(get_neuron(exp.rule.neuron).renamed).get(key, key)
+        own = dict(neuron.renamed).get(key, key)
         _require(own not in named, f"network.neuron_params.{key}", f"one name per parameter ({named.get(own)} is "
                  f"NEST's or NESTML's name of the same {own})", key)
         named[own] = key
     for key in set(n.neuron_params) & set(DRIVE_PARAMS):  # set by the network from input_rate and input_weight
         _require(False, f"network.neuron_params.{key}", "a parameter of the neuron, not of its drive (network.input_rate "
                  "in Hz and network.input_weight set that, and the trials and the filter's nuisance rate vary it)", key)
+    (low, high), shrunk = exp.trials.weight_scale, exp.trials.w_max_scale[0]
+    key = "w_max_scale" if high <= 1 else "weight_scale"
     for ct in exp.rule.plastic:
         # a trial's start weight beyond its w_max is clipped to it, one below Wmin jumps to it: either
         # way the trials would not start where the experiment says
-        (low, high), shrunk = exp.trials.weight_scale, exp.trials.w_max_scale[0]
-        start, bound = n.weights.get(ct, 0) * high, n.w_max[ct] * shrunk
-        key = "w_max_scale" if high <= 1 else "weight_scale"
+        start, bound = n.weights[ct] * high, n.w_max[ct] * shrunk
         _require(start <= bound, f"trials.{key}",
                  f"start weights within w_max on every trial: network.weights.{ct} x {high:g} = {start:g} is above "
                  f"network.w_max.{ct} x trials.w_max_scale's low {shrunk:g} = {bound:g}, and would be clipped to it",
                  getattr(exp.trials, key))
         w_min = exp.fixed(ct).get("Wmin") if exp.rule_spec(ct).file is None else None
         given = f"rule.by_type.{ct}.fixed" if "Wmin" in exp.rule.by_type.get(ct, {}).get("fixed", {}) else "rule.fixed"
-        _require(w_min is None or abs(w_min) <= n.weights.get(ct, 0) * low, f"Wmin of {ct}'s rule ({given})",
+        _require(w_min is None or abs(w_min) <= n.weights[ct] * low, f"Wmin of {ct}'s rule ({given})",
                  f"at most the smallest start weight, network.weights.{ct} x trials.weight_scale's low = "
-                 f"{n.weights.get(ct, 0) * low:g} (the weights would jump to Wmin at their first update)", w_min)
-    _require(bool(exp.filter.constraints), "filter.constraints", "at least one metric (none accepts every rule)",
-             exp.filter.constraints)
-    for ct in exp.rule.plastic:  # the reward signal is the choice task's: a network holds it at 0, and no rule learns
+                 f"{n.weights[ct] * low:g} (the weights would jump to Wmin at their first update)", w_min)
+        # the reward signal is the choice task's: a network holds it at 0, and no rule learns
         where = f"rule.by_type.{ct}" if ct in exp.rule.by_type else "rule"
         _require(REWARD_INPUT not in exp.base_rule(ct).fixed, f"{where} (on {ct})",
                  "a rule that learns without the reward signal R, which only the two-choice task sets (nestplast "
                  "infer --task choices); in a search or filter R stays 0, and every candidate ran alike",
                  exp.rule_spec(ct).name)
+    _require(bool(exp.filter.constraints), "filter.constraints", "at least one metric (none accepts every rule)",
+             exp.filter.constraints)
 
 
 def _check_runnable(exp: Experiment) -> None:
     """Settings valid on their own under which every evaluation would fail or score NaN (a cluster
     job of 320s), and pycma options that pycma cannot use."""
-    _check_simulates_as_written(exp)
     n, o = exp.network, exp.objective
     built = ("EE", "IE") if n.kind == "single_neuron" else CONNECTION_TYPES  # every one is connected
     missing = [ct for ct in built if ct not in n.weights]  # else every evaluation fails with a KeyError
     _require(not missing, "network.weights", f"a weight for every connection type of the {n.kind} network "
              f"({', '.join(built)}; missing {', '.join(missing)})", n.weights)
+    _check_simulates_as_written(exp)
     _require(n.kind != "single_neuron" or o.population == "E", "objective.population",
              "'E' for network.kind = 'single_neuron' (its one neuron; the inhibitory afferents are inputs)", o.population)
     if o.target_rate is not None:
