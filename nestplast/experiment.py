@@ -40,7 +40,7 @@ from typing import Any, get_args, get_origin, get_type_hints
 from .errors import UnknownNameError, UserError
 from .neurons import DRIVE_PARAMS, NEURONS, get_neuron
 from .objectives import FSBI_CONSTRAINTS, RATE_BIN_MS
-from .rules import REWARD_INPUT, RuleLayout, get_rule
+from .rules import REWARD_INPUT, RuleLayout, get_rule, is_time_constant
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parent / "experiments"
 CONNECTION_TYPES = ("EE", "EI", "IE", "II")  # source then target: "IE" is I -> E
@@ -701,7 +701,7 @@ def _check_runnable(exp: Experiment) -> None:
             if ct.startswith("I"):  # an inhibitory source: nestplast gives the rule a negative Wmax
                 check_negative_wmax(rule, ct, "rule.plastic")
             for name, value in exp.fixed(ct).items():  # as the searched ones (user_rules): a time constant is positive
-                _require(not name.startswith("tau") or value > 0,
+                _require(not is_time_constant(name) or value > 0,
                          f"rule.{f'by_type.{ct}.' if name in own else ''}fixed.{name}",
                          "a positive time constant (its name starts with tau)", value)
         except UserError as err:

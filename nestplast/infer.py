@@ -37,7 +37,7 @@ from .kernel import lent_kernel
 from .objectives import l1_penalty
 from .parallel import Transport, together
 from .recording import Recording, RecordingError, check_time_unit, id_numbering_warnings
-from .rules import Rule, get_rule
+from .rules import Rule, get_rule, is_time_constant
 from .store import RunStore, StoreError, as_stored, check_same_kind
 from .strategies import Budget, SearchSpace, make_strategy
 from .tasks import Candidate, Evaluation, Task, by_candidate
@@ -106,7 +106,7 @@ def check_settings(rule: Rule, fixed: Mapping[str, float], delay: float, mode: s
     for name, value in params.items():
         # a time constant of 0 or less, which the compiled rule refuses, gave the numpy model's traces
         # no meaning (a NaN, which made every loss NaN, synapse_params refuses)
-        if name.startswith("tau") and not 0 < value < math.inf:
+        if is_time_constant(name) and not 0 < value < math.inf:
             raise FitSettingsError(f"{name} = {value:g}: time constants must be finite and > 0 ms")
         if name == "eta" and math.isinf(value):
             raise FitSettingsError(f"{name} = {value:g}: must be a finite number")

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .rules import is_time_constant
+
 RATE_BIN_MS = 100.0  # the scored rate's bins (the target-rate term averages over them)
 
 INF = math.inf
@@ -173,7 +175,7 @@ def l1_penalty(theta: np.ndarray, weight: float, names: Sequence[str] | None = N
     and in ms they made up most of the penalty, pushing towards short time constants, not sparse rules."""
     theta = np.abs(np.asarray(theta, dtype=float))
     if names is not None:
-        theta = theta[[not name.rsplit(".", 1)[-1].startswith("tau") for name in names]]
+        theta = theta[[not is_time_constant(name) for name in names]]
     return float(weight * np.sum(theta))
 
 

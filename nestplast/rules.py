@@ -65,6 +65,12 @@ class Parameter:
     log: bool = False
 
 
+def is_time_constant(name: str) -> bool:
+    """Whether a rule's parameter is a time constant: named ``tau*`` (``IE.tau_pre`` by its type too),
+    in ms, positive, and no term of the rule (the L1 penalty leaves it out)."""
+    return name.rsplit(".", 1)[-1].startswith("tau")
+
+
 @dataclass(frozen=True)
 class Term:
     """One term of a rule's update: ``params[param] * x_pre^a * x_post^b * |w|^c`` at ``event``."""

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
-from .rules import Parameter, Rule
+from .rules import Parameter, Rule, is_time_constant
 
 PARAMETER_KEYS = {"low", "high", "default", "log"}
 _MODEL = re.compile(r"^(?:model|synapse)\s+(\w+)\s*:", re.M)
@@ -89,7 +89,7 @@ def _parameter(name: str, spec: Any, where: str) -> Parameter:
     if not low < high or not low <= default <= high or (log and low <= 0):
         raise UserRuleError(f"{where}: expected low < high, default in [low, high]"
                             f"{' and low > 0 (log space)' if log else ''}, got {spec!r}")
-    if name.startswith("tau") and low <= 0:  # the built-in rules refuse it in NESTML; a user's rule ran with it
+    if is_time_constant(name) and low <= 0:  # the built-in rules refuse it in NESTML; a user's rule ran with it
         raise UserRuleError(f"{where}: a time constant (its name starts with tau, as nestplast reads it: the L1 "
                             f"penalty leaves it out) must be positive: expected low > 0, got {spec!r}")
     return Parameter(name, default, low, high, log=log)
