@@ -122,6 +122,12 @@ def plot_decay(rows: list[dict], path) -> None:
         ax.legend()
 
 
+def holds_prune_output(folder: str | Path) -> bool:
+    """Whether ``folder`` holds what :func:`write_outputs` writes (its summary.json and original.npz),
+    not merely a user's files of those kinds."""
+    return (Path(folder) / "summary.json").is_file() and (Path(folder) / "original.npz").is_file()
+
+
 def write_outputs(out, comparison: Comparison, sweep_rows: list[dict], settings: dict | None = None) -> list[Path]:
     """Write into directory ``out`` (created if needed): original.npz and pruned_<rule>.npz
     (arrays W and, pruned, probabilities), summary.json (with ``settings``, what made it, under
@@ -131,7 +137,7 @@ def write_outputs(out, comparison: Comparison, sweep_rows: list[dict], settings:
     original.npz there) that this one does not write. Returns the paths written."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    earlier_run = (out / "summary.json").is_file() and (out / "original.npz").is_file()  # not a user's own files
+    earlier_run = holds_prune_output(out)
     written = [out / "original.npz"]
     np.savez_compressed(written[-1], W=comparison.weights)
     for rule, p in comparison.pruned.items():

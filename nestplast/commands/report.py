@@ -46,11 +46,13 @@ def _report(argv: Sequence[str] | None) -> int:
     args = parser().parse_args(argv)
     if args.run_dir.name == DB_NAME and args.run_dir.is_file():  # the run's database named instead of its folder
         args.run_dir = args.run_dir.parent
-    if not (args.run_dir / DB_NAME).exists() and (args.run_dir / "summary.json").is_file() and (
-            args.run_dir / "original.npz").is_file():  # prune --out's folder: "holds no nestplast run"
-        raise UserError(f"{args.run_dir} holds the output of nestplast prune, which has no run to report: its "
-                        f"summary is {args.run_dir / 'summary.json'} (prune --json prints the same), its tables and "
-                        "plots are beside it")
+    if not (args.run_dir / DB_NAME).exists():
+        from ..analysis.pruning import holds_prune_output  # only here: it imports the pruning's numerics
+
+        if holds_prune_output(args.run_dir):  # it said "holds no nestplast run"
+            raise UserError(f"{args.run_dir} holds the output of nestplast prune, which has no run to report: its "
+                            f"summary is {args.run_dir / 'summary.json'} (prune --json prints the same), its tables "
+                            "and plots are beside it")
     kind = _kind(args.run_dir)
     if kind == "infer":
         return _report_fit(args)
