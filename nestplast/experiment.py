@@ -562,7 +562,8 @@ def validate(exp: Experiment, *, to_run: bool = True) -> Experiment:
     if n.drive is None:  # resolved here, so that a run records the drive it used
         n.drive = "poisson_generator" if neuron.drive_target is None else "internal"
         object.__setattr__(n, "drive_chosen_for", r.neuron)  # exp.rule.neuron = ... in Python: follow it
-    _require(n.drive != "internal" or neuron.drive_target is not None, "network.drive",
+    # a single neuron's afferents are parrots of their own generators: no drive, whatever it says
+    _require(n.kind == "single_neuron" or n.drive != "internal" or neuron.drive_target is not None, "network.drive",
              f"'poisson_generator' for the neuron {r.neuron} (it has no internal drive)", n.drive)
     if any(rule.post_inputs for rule in exp.module_rules()):  # the build adds them (nestplast.builder)
         neuron = neuron.with_rule_inputs()
@@ -603,6 +604,23 @@ def unmeasured(exp: Experiment, metric: str) -> str | None:
     if exp.network.kind == "single_neuron" and metric in NOT_OF_ONE_NEURON:
         return f"network.kind = 'single_neuron' never measures {metric} ({NOT_OF_ONE_NEURON[metric]})"
     return None
+
+
+# the network keys only one kind of network reads (their docs in NetworkSpec say which)
+KIND_ONLY_KEYS = {"recurrent": ("n_e", "n_i", "p", "input_rate", "input_weight"),
+                  "single_neuron": ("n_e_inputs", "n_i_inputs", "input_rate_e", "input_rate_i")}
+
+
+def unused_network_keys(exp: Experiment) -> str:
+    """A note naming the network keys set away from their defaults that ``exp``'s kind of network
+    never reads (e.g. ``n_e`` for a single neuron), "" if none."""
+    n, defaults = exp.network, NetworkSpec()
+    unused = [f"network.{key}" for kind, keys in KIND_ONLY_KEYS.items() if kind != n.kind for key in keys
+              if getattr(n, key) != getattr(defaults, key)]
+    if not unused:
+        return ""
+    return (f"note: {', '.join(unused)} {'is' if len(unused) == 1 else 'are'} not read by a network.kind = "
+            f"'{n.kind}' run (its own: {', '.join(KIND_ONLY_KEYS[n.kind])})")
 
 
 def _check_simulates_as_written(exp: Experiment) -> None:

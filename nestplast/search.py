@@ -35,7 +35,7 @@ from .analysis import check_output_directory
 from .analysis.search import describe_stop, failure_breakdown
 from .engine import Outcome
 from .evaluate import Evaluator
-from .experiment import Experiment, differences, keep_rule_file, resumable_keys, run_experiment, validate
+from .experiment import Experiment, differences, keep_rule_file, resumable_keys, run_experiment, unused_network_keys, validate
 from .kernel import lent_kernel
 from .networks import draw_trials
 from .objectives import aggregate_trials
@@ -341,7 +341,7 @@ def run_loop(exp: Experiment, out: str | Path, problem: Callable[[Experiment, Ev
             store = open_store()
             chosen = make_strategy()
         if transport.is_root:
-            say(headline(transport) + (f"\n{crowded}" if crowded else ""))
+            say(headline(transport) + "".join(f"\n{note}" for note in (crowded, unused_network_keys(exp)) if note))
             if resume and (note := version_changes(store.meta())):
                 say(note)
             for note in resumed_limits(store, exp) if resume else ():

@@ -281,6 +281,29 @@ def test_weights_given_for_some_connection_types_only_are_refused(tmp_path):
     assert single.network.weights == {"EE": 30.0, "IE": 60.0}
 
 
+def test_keys_of_the_other_kind_of_network_are_named():
+    """A single neuron reads neither n_e nor input_rate, a recurrent network not n_e_inputs: set,
+    they were ignored without a word (the search and filter headlines now carry this note)."""
+    single = experiment.parse({"network": {"kind": "single_neuron", "n_e": 40, "p": 0.1}}, "<test>")
+    assert experiment.unused_network_keys(single) == (
+        "note: network.n_e, network.p are not read by a network.kind = 'single_neuron' run (its own: n_e_inputs, "
+        "n_i_inputs, input_rate_e, input_rate_i)")
+    recurrent = experiment.parse({"network": {"n_e": 40, "input_rate_e": 3.0}}, "<test>")
+    assert experiment.unused_network_keys(recurrent).startswith(
+        "note: network.input_rate_e is not read by a network.kind = 'recurrent' run (its own: n_e, n_i, p,")
+    assert experiment.unused_network_keys(experiment.default()) == ""
+
+
+def test_a_single_neuron_takes_any_drive_setting():
+    """Its afferents are parrots of their own generators, so network.drive does not apply: "internal"
+    with iaf_cond_exp (which has no internal drive) was refused for a single neuron too."""
+    from helpers import COND_NETWORK
+
+    cond = {"rule": {"neuron": "iaf_cond_exp", "plastic": ["EE"]},
+            "network": {**COND_NETWORK, "kind": "single_neuron", "drive": "internal"}}
+    assert experiment.parse(cond, "<test>").network.drive == "internal"
+
+
 @pytest.mark.parametrize("text, fragments", [
     ("[objective]\nconstraints = { w_mean_EE = [0.0, 50.0] }\n",
      ["objective.constraints.w_mean_EE", "EE does not learn", "the plastic types' are w_mean_IE"]),

@@ -892,14 +892,19 @@ def test_a_single_neuron_filter_refuses_what_it_cannot_have(tmp_path, capsys, ex
 @pytest.mark.nest
 def test_a_single_neuron_filter_records_no_drive_it_did_not_get(tmp_path, doublet_module):
     """Its evaluations carried input_rate = network.input_rate x scale (8000 Hz by default), a drive
-    its afferents (input_rate_e, input_rate_i) never had."""
+    its afferents (input_rate_e, input_rate_i) never had. The recurrent network's keys given to it
+    (input_rate here) are named in the headline: they were ignored without a word."""
     import tomllib
 
     from nestplast.families import run_filter
 
-    run_filter(experiment.parse(tomllib.loads(SINGLE)), tmp_path / "run")
+    lines = []
+    run_filter(experiment.parse(tomllib.loads(SINGLE.replace("n_e_inputs", "input_rate = 5000.0\nn_e_inputs"))),
+               tmp_path / "run", progress=lines.append)
     stored = store_seeds(tmp_path / "run")
     assert len(stored) == 2 and all("rate_e" in e.metrics and "input_rate" not in e.metrics for e in stored)
+    assert ("note: network.input_rate is not read by a network.kind = 'single_neuron' run (its own: n_e_inputs, "
+            "n_i_inputs, input_rate_e, input_rate_i)") in lines[0], lines
 
 
 @needs_sbi
