@@ -74,6 +74,7 @@ class Course:
     trace: dict[str, list[float]] = field(default_factory=dict)
     blew_up_at_s: float | None = None
     rate_at_blowup: float | None = None
+    left_band: str | None = None  # "above" or "below" the band
     timed_out: bool = False
 
 
@@ -193,6 +194,7 @@ class Evaluator:
                 course.trace[f"w_mean_{ct}"].append(w_means[ct])
             if not math.isfinite(rate) or band.outside(rate, chunk.seconds):
                 course.blew_up_at_s, course.rate_at_blowup = chunk.t_end_s, rate
+                course.left_band = "above" if not math.isfinite(rate) or band.left_above else "below"
                 break
             if late:
                 course.timed_out = True
@@ -231,9 +233,10 @@ class Evaluator:
             loss, parts = self.objective.score({}, theta, blew_up_at_s=course.blew_up_at_s, total_s=total_s)
             evaluation.loss, evaluation.status = loss, "blowup"
             evaluation.metrics = {"t_blowup_s": course.blew_up_at_s, "rate_at_blowup": course.rate_at_blowup,
+                                  "left_band": course.left_band,
                                   "trace": course.trace, "loss_parts": parts}
-            evaluation.error = (f"{o.population} rate left [{o.rate_band[0]}, {o.rate_band[1]}] Hz "
-                                f"at t = {course.blew_up_at_s:g} s")
+            evaluation.error = (f"{o.population} rate {'rose above' if course.left_band == 'above' else 'fell below'} "
+                                f"[{o.rate_band[0]}, {o.rate_band[1]}] Hz at t = {course.blew_up_at_s:g} s")
             return
         metrics = self.measure(net, w_start)
         loss, parts = self.objective.score(metrics, theta, blew_up_at_s=None, total_s=total_s)

@@ -130,6 +130,7 @@ class RateBand:
         self.value_hz = float(start)  # current low-passed rate
         self.elapsed_s = 0.0  # time fed so far
         self.left_at_s: float | None = None  # when the low-passed rate first left the band
+        self.left_above: bool | None = None  # whether it left above the band's high bound (NaN: above)
 
     def update(self, rate_hz: np.ndarray | float, dt_s: float) -> bool:
         """Feed consecutive rate samples (Hz), one per ``dt_s`` seconds; returns ``outside()``.
@@ -155,6 +156,7 @@ class RateBand:
             out = np.flatnonzero(~((y >= self.low) & (y <= self.high)))  # NaN counts as outside
             if out.size:
                 self.left_at_s = self.elapsed_s + (out[0] + 1) * dt_s
+                self.left_above = not y[out[0]] < self.low
         self.value_hz = float(y[-1])
         self.elapsed_s += r.size * dt_s
         return self.outside()

@@ -56,6 +56,7 @@ def test_istdp_brings_the_recurrent_network_to_its_target(doublet_module):
     assert abs(result.metrics["rate_e"] - 10.0) < 1.5
     static = Evaluator(exp, doublet_module)(Task(0, 1, Trial(0, 11), [20.0, 20.0, 0.0, 0.0, 0.0, 0.0]))
     assert static.status == "blowup" and static.loss > 100 * result.loss  # without learning it runs away
+    assert static.metrics["left_band"] == "above" and static.error.startswith("E rate rose above [0.1, 100.0] Hz")
 
 
 def test_windows_that_are_no_multiple_of_the_chunk_are_simulated_whole(doublet_module):

@@ -165,7 +165,7 @@ def test_rate_band_trips_on_runaway_at_the_right_time():
     band = RateBand()
     tripped_after = [band.update(c, 1e-3) for c in _chunks(rate, 500)]
     assert tripped_after == [False] * 6 + [True] * 4
-    assert band.left_at_s == pytest.approx(2.0 + math.log(140 / 50), abs=2e-3)
+    assert band.left_at_s == pytest.approx(2.0 + math.log(140 / 50), abs=2e-3) and band.left_above
     assert band.value_hz == pytest.approx(150.0 - 140.0 * math.exp(-3.0), rel=1e-6)
     # chunking does not matter: one call gives the same state
     whole = RateBand()
@@ -179,11 +179,13 @@ def test_rate_band_trips_on_silence_and_stays_tripped():
     band.update(np.zeros(10_000), 1e-3)
     assert band.outside()
     assert band.left_at_s == pytest.approx(math.log(10.0 / 0.1), abs=2e-3)  # from 10 Hz to 0.1 Hz
+    assert band.left_above is False
     assert band.update(np.full(5000, 10.0), 1e-3)  # latched
+    assert band.left_above is False
     # one sample per chunk, asked through outside(rate, dt_s); a NaN rate counts as outside
     coarse = RateBand()
     assert not coarse.outside(10.0, 0.5) and not coarse.outside()
-    assert coarse.outside(math.nan, 0.5) and coarse.left_at_s == pytest.approx(1.0)
+    assert coarse.outside(math.nan, 0.5) and coarse.left_at_s == pytest.approx(1.0) and coarse.left_above
     with pytest.raises(TypeError):
         coarse.outside(10.0)
 

@@ -594,6 +594,30 @@ def test_a_finished_run_without_a_best_rule_says_so_without_yet(tmp_path):
     assert "no candidate had all its trials ok: every one blew up or failed" in words
 
 
+def test_the_report_says_on_which_side_of_the_band_the_blow_ups_left_it(tmp_path):
+    """A blow-up was reported with its time only: a runaway network and a silent one, which a user
+    fixes in opposite ways, read alike. Runs stored before the side was recorded say no side."""
+    from nestplast.analysis.search import summarise, text
+    from nestplast.experiment import default
+    from nestplast.tasks import Evaluation
+
+    def blown(k: int, side: str | None) -> Evaluation:
+        return Evaluation(generation=0, candidate=k, trial=0, theta=[0.0] * 6, params={}, seed=1, loss=300.0,
+                          status="blowup", error="E rate left the band",
+                          metrics={"t_blowup_s": 0.5 + k, **({"left_band": side} if side else {})})
+
+    for run, sides, says in [("both", ["above", "above", "below"],
+                              "blow-ups: 3 (2 above the band (runaway), 1 below (silent); rate left the band at "
+                              "t = 0.5 .. 2.5 s"),
+                             ("old", [None], "blow-ups: 1 (rate left the band at t = 0.5 .. 0.5 s")]:
+        with RunStore.create(tmp_path / run, experiment=default().to_dict(), seed=1) as store:
+            for k, side in enumerate(sides):
+                store.record_evaluation(blown(k, side))
+        summary = summarise(tmp_path / run)
+        assert says in text(summary, tmp_path / run)
+    assert summary["failures"]["blowups_above"] == 0 and summary["failures"]["blowups_below"] == 0
+
+
 def test_a_resume_that_would_split_simulations_otherwise_is_refused(tmp_path):
     """With MPI inside NEST (network mode) every simulation is spread over the ranks, and its random
     streams belong to NEST's virtual processes (ranks x threads): a run begun on 2 ranks and resumed

@@ -93,12 +93,14 @@ def trial_summary(e: Evaluation) -> dict:
 
 def failure_breakdown(evaluations: list[Evaluation]) -> dict:
     """Blow-ups with their times, and failures by status and by their message's first line."""
-    blowups = [e.metrics.get("t_blowup_s") for e in evaluations if e.status == "blowup"]
-    blowups = [t for t in blowups if t is not None]
+    blown = [e for e in evaluations if e.status == "blowup" and e.metrics.get("t_blowup_s") is not None]
+    blowups = [e.metrics["t_blowup_s"] for e in blown]
+    sides = Counter(e.metrics.get("left_band") for e in blown)  # None: stored before the side was
     errors = Counter((e.status, (e.error or "").splitlines()[0] if e.error else "") for e in evaluations if e.failed)
     return {"blowups": len(blowups),
             "blowup_time_s": {"min": min(blowups), "median": float(np.median(blowups)), "max": max(blowups)}
             if blowups else None,
+            "blowups_above": sides["above"], "blowups_below": sides["below"],
             "by_reason": [{"status": status, "message": message, "count": n}
                           for (status, message), n in errors.most_common()]}
 
@@ -134,7 +136,9 @@ def text(summary: dict, run_dir: str | Path) -> str:
     f = summary["failures"]
     if f["blowups"]:
         b = f["blowup_time_s"]
-        lines.append(f"blow-ups: {f['blowups']} (rate left the band at t = {b['min']:g} .. {b['max']:g} s, "
+        sides = (f"{f['blowups_above']} above the band (runaway), {f['blowups_below']} below (silent); "
+                 if f.get("blowups_above", 0) + f.get("blowups_below", 0) == f["blowups"] else "")
+        lines.append(f"blow-ups: {f['blowups']} ({sides}rate left the band at t = {b['min']:g} .. {b['max']:g} s, "
                      f"median {b['median']:g} s)")
     for reason in f["by_reason"]:
         lines.append(f"failed ({reason['status']}) x{reason['count']}: {reason['message']}")
