@@ -335,6 +335,19 @@ def _codegen_options(rules: Sequence[Rule], neuron: Neuron, templates: str) -> d
     return options
 
 
+def _post_neuron(rules: Sequence[Rule], neuron: Neuron | str) -> Neuron:
+    neuron = get_neuron(neuron) if isinstance(neuron, str) else neuron
+    if any(r.post_inputs for r in rules):  # the neuron carries the state variables these rules read
+        neuron = neuron.with_rule_inputs()
+    return neuron
+
+
+def cached(rules: Sequence[Rule], neuron: Neuron | str) -> Module | None:
+    """The module :func:`build` gives for ``rules`` and ``neuron`` where it is in the cache
+    already, else None: it never compiles (the report names the models of a run's rule with it)."""
+    return Module.from_dir(cache_dir() / "modules" / module_key(rules, _post_neuron(rules, neuron)))
+
+
 def module_key(rules: Sequence[Rule], neuron: Neuron) -> str:
     """Hash of everything that determines the compiled module."""
     payload = {
@@ -536,9 +549,7 @@ def build(rules: RuleLike | Sequence[RuleLike], neuron: str | Neuron = "iaf_psc_
         raise BuildError(f"build: {synapses.count(twice[0])} of the rules compile to the synapse model {twice[0]} "
                          "(e.g. one taylor rule with two masks); a module holds each model once: give them "
                          "one mask, or build them into separate kernels")
-    neuron = get_neuron(neuron) if isinstance(neuron, str) else neuron
-    if any(r.post_inputs for r in rules):  # the neuron carries the state variables these rules read
-        neuron = neuron.with_rule_inputs()
+    neuron = _post_neuron(rules, neuron)
     key = module_key(rules, neuron)
     name = _sanitise(f"{'_'.join(r.name for r in rules)}_{neuron.name}_{key[:8]}module")
     modules = cache_dir() / "modules"

@@ -137,3 +137,36 @@ def test_ones_own_rules_label_given_for_a_type_says_to_leave_it_out():
         experiment.parse(data, "<test>")
     del data["rule"]["by_type"]["EE"]["name"]
     assert experiment.parse(data, "<test>").fixed("EE")["drift"] == 0.1
+
+
+@pytest.mark.nest
+def test_the_report_names_each_types_synapse_model_and_its_module(coactive, tmp_path, monkeypatch, nest):
+    """A co-active run's module holds one synapse model per rule, and the report's settings per type
+    did not say which model each goes with. It names them (from the cache: never compiling), and
+    each type's settings are accepted by NEST's copy of the model named."""
+    from nestplast import install
+    from nestplast.analysis.search import nest_models, summarise, text
+    from nestplast.store import RunStore
+    from nestplast.tasks import Evaluation
+
+    exp, module = coactive
+    found = nest_models(exp)
+    assert found == {"module": module.name, "path": module.path,
+                     "synapse_models": {"EE": module.synapse_models["doublet"], "IE": module.synapse_models["mlp"]}}
+    theta = [*EE_DOUBLET, *mlp_theta(exp, 0.5)]
+    with RunStore.create(tmp_path / "run", experiment=exp.to_dict(), seed=1) as store:
+        for trial in range(exp.trials.n):
+            store.record_evaluation(Evaluation(generation=0, candidate=0, trial=trial, theta=theta, params={},
+                                               seed=1, metrics={}, loss=1.0, status="ok"))
+    summary = summarise(tmp_path / "run")
+    words = text(summary, tmp_path / "run")
+    assert f"  EE ({module.synapse_models['doublet']}): eta = 0.5" in words
+    assert f'their module: nestplast.install("{module.path}")' in words
+    nest.ResetKernel()
+    install(summary["nest_models"]["path"])
+    for ct, settings in summary["best_nest_params"].items():
+        nest.CopyModel(summary["nest_models"]["synapse_models"][ct], f"mine_{ct}", settings)
+        held = nest.GetDefaults(f"mine_{ct}")
+        assert {k: held[k] for k in settings} == pytest.approx(settings)
+    monkeypatch.setenv("NESTPLAST_CACHE", str(tmp_path / "empty"))  # not compiled here: nothing named
+    assert nest_models(exp) is None and summarise(tmp_path / "run")["nest_models"] is None

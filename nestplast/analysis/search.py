@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..builder import cached
+from ..errors import UserError
 from ..experiment import Experiment, run_experiment
 from ..networks import nest_settings
 from ..objectives import BLOWUP_SCALE, FAILURE_LOSS
@@ -50,6 +52,20 @@ def describe_stop(stop: dict | None) -> str:
     return words or "no reason recorded"
 
 
+def nest_models(exp: Experiment) -> dict | None:
+    """The compiled module of ``exp``'s rules and each plastic type's synapse model in it, where
+    the module is in this machine's cache (None otherwise): a co-active run's module holds a model
+    per rule, and its settings are for that model."""
+    try:
+        module = cached(exp.module_rules(), exp.rule.neuron)
+    except (UserError, OSError):  # e.g. one's own rule file, gone since: the report goes on without
+        return None
+    if module is None:
+        return None
+    return {"module": module.name, "path": module.path,
+            "synapse_models": {ct: module.synapse_models[exp.base_rule(ct).name] for ct in exp.rule.plastic}}
+
+
 def summarise(run_dir: str | Path) -> dict:
     """The run's summary: counts, stop reason, best candidate, its trials, failures by reason."""
     with RunStore.open(run_dir, read_only=True) as store:
@@ -61,6 +77,7 @@ def summarise(run_dir: str | Path) -> dict:
                    "best_loss": best[0]["loss"] if best else None, "loss_meaning": loss_meaning(exp),
                    "best_params": exp.layout().as_dict(best[0]["theta"]) if best else {},
                    "best_nest_params": nest_settings(exp, best[0]["theta"]) if best else {},
+                   "nest_models": nest_models(exp),
                    "best": None, "best_trials": [], "failures": failure_breakdown(store.evaluations()),
                    "loss_per_generation": [{"generation": g["generation"], "best": g["best_loss"],
                                             "median": g["median_loss"]} for g in store.generations()]}
@@ -126,7 +143,11 @@ def text(summary: dict, run_dir: str | Path) -> str:
         # the searched parameters alone leave the fixed ones at the rule's defaults in one's own model
         if settings := summary.get("best_nest_params"):
             lines.append("best rule for nest.CopyModel (with the fixed settings it ran with; the JSON's best_nest_params):")
-            lines += [f"  {ct}: " + ", ".join(f"{k} = {v:.6g}" for k, v in values.items()) for ct, values in settings.items()]
+            models = (summary.get("nest_models") or {}).get("synapse_models", {})
+            lines += [f"  {ct}{f' ({models[ct]})' if ct in models else ''}: "
+                      + ", ".join(f"{k} = {v:.6g}" for k, v in values.items()) for ct, values in settings.items()]
+            if where := summary.get("nest_models"):
+                lines.append(f"  their module: nestplast.install(\"{where['path']}\") after each nest.ResetKernel()")
         lines.append("best rule on its trials:")
         for t in summary["best_trials"]:
             drift = ", ".join(f"{ct} {d:+.1%}" for ct, d in t["weight_drift"].items())
