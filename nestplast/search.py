@@ -329,7 +329,8 @@ def run_loop(exp: Experiment, out: str | Path, problem: Callable[[Experiment, Ev
     # that a mistake there leaves no empty run in the way of the corrected one (its folder is
     # checked first, though).
     if not resume:
-        together(comm, lambda: (check_output_directory(out), RunStore.check_free(out)) if transport.is_root else None)
+        together(comm, lambda: (check_output_directory(out), RunStore.check_free(out), RunStore.check_no_other_files(out))
+                 if transport.is_root else None)
     store = open_store() if resume else None
     try:
         chosen = make_strategy() if resume else None

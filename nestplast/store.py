@@ -230,6 +230,21 @@ class RunStore:
                          "resume=True), or choose another --out (another folder)")
 
     @staticmethod
+    def check_no_other_files(run_dir: str | Path) -> None:
+        """Refuse (StoreError) a folder for a new run that holds files of something else: the run's
+        own (its database, the report's plots, the rule's copy) would mix with them, and a report
+        writes over files of the same names."""
+        run_dir = Path(run_dir)
+        if not run_dir.is_dir():
+            return
+        # what a run killed while it was being created leaves is its own
+        others = sorted(p.name for p in run_dir.iterdir() if not p.name.startswith((DB_NAME, WRITER_LOCK)))
+        if others:
+            shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+            raise StoreError(f"{run_dir} holds other files ({shown}) and no run: give a new run a folder of its "
+                             f"own, new or empty (e.g. --out {shlex.quote(str(run_dir / 'run1'))})")
+
+    @staticmethod
     def _build(path: Path, experiment: dict, seed: int, meta: dict | None) -> None:
         # Built under another name and renamed: a run's database never exists without its schema,
         # whenever the process is killed (a half-made file would block both --resume and a new run).

@@ -264,14 +264,18 @@ def test_existing_run_is_not_overwritten(reference_run, tmp_path):
     (["--seed", "-1", "--out", "NEW"], "--seed: expected an integer in [0, 2**32), got -1"),
     (["--seed", str(2**40), "--out", "NEW"], "--seed: expected an integer in [0, 2**32)"),
     (["--threads", "0", "--out", "NEW"], "--threads: expected an integer >= 1, got 0"),
+    # a folder of one's own (here, one's notes): the run's files and a report's plots mixed with them
+    (["--out", "MINE"], "MINE holds other files (notes.txt) and no run: give a new run a folder of its own"),
 ])
 def test_bad_paths_and_seeds_are_one_line_before_anything_is_created(tmp_path, args, message):
     (tmp_path / "FILE").write_text("not a directory")
-    args = [str(tmp_path / a) if a in ("FILE", "FILE/run", "NEW") else a for a in args]
+    (tmp_path / "MINE").mkdir()
+    (tmp_path / "MINE" / "notes.txt").write_text("mine")
+    args = [str(tmp_path / a) if a in ("FILE", "FILE/run", "NEW", "MINE") else a for a in args]
     out = search([tiny(tmp_path), *args])
     assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr, out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
-    assert not (tmp_path / "NEW").exists()
+    assert not (tmp_path / "NEW").exists() and [p.name for p in (tmp_path / "MINE").iterdir()] == ["notes.txt"]
 
 
 def test_neuron_parameters_the_neuron_refuses_are_named_before_a_run_is_created(tmp_path):
