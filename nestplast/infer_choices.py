@@ -32,7 +32,7 @@ from .infer import (
     _search,
     at_bound_warning,
     at_bounds,
-    check_learning_rate,
+    check_settings,
     intervals_from_json,
     json_intervals,
     stored_evaluations,
@@ -164,8 +164,7 @@ def fit(data: Behaviour, mask: str | None = "pre:010,forget", fixed: Mapping[str
     rule = rule or choice.rule()
     fixed = dict(fixed or {})
     task = task or task_for(data, w_max=fixed.get("Wmax"))
-    check_fixed(fixed, task)
-    check_learning_rate(rule.synapse_params(rule.defaults(), **fixed))  # eta = 0: nothing to fit, before any run
+    check_fixed(fixed, task, rule)  # before any run
     if task.n_trials != data.n_trials:  # refused here, not in the first simulation after the run was created
         raise ValueError(f"the task has {task.n_trials} trials ({len(task.blocks)} blocks of {task.trials_per_block}), "
                          f"the data {data.n_trials}")
@@ -221,14 +220,28 @@ def choice_warnings(result: ChoiceFitResult, at_bound: Sequence[str]) -> list[st
     return warnings
 
 
-def check_fixed(fixed: Mapping[str, float], task: ChoiceTask) -> None:
+def check_fixed(fixed: Mapping[str, float], task: ChoiceTask, rule: Rule | None = None) -> None:
     """Refuse fixed settings the task would override without a word: ``R`` (the reward signal,
-    set in every trial) and a ``Wmax`` other than the task's ``w_max`` (every animal's bound)."""
+    set in every trial) and a ``Wmax`` other than the task's ``w_max`` (every animal's bound).
+    With the ``rule`` fitted, also what NEST would refuse in the first simulation, after the run
+    was created (a time constant of 0, ``Wmin`` beyond ``Wmax``), a learning rate of 0 or infinity,
+    and bounds that clip the start weight ``task.w_start``."""
     if "R" in fixed:
         raise ValueError("R is the reward signal the task sets in every trial (r - E[r]); it cannot be fixed")
     if "Wmax" in fixed and fixed["Wmax"] != task.w_max:
         raise ValueError(f"Wmax={fixed['Wmax']:g}, but the task's weight bound is w_max={task.w_max:g}: give the "
                          f"same, or leave Wmax out and set ChoiceTask(w_max=...)")
+    if rule is None:
+        return
+    check_settings(rule, fixed, delay=1.0, mode="closed")
+    w_min = abs(rule.synapse_params(rule.defaults(), **fixed).get("Wmin", 0.0))
+    if w_min > abs(task.w_max):  # NEST's constraint abs(Wmin) <= abs(Wmax), in the first simulation
+        raise ValueError(f"Wmin = {fixed.get('Wmin', w_min):g}: |Wmin| must be at most the weight bound |Wmax| = "
+                         f"{abs(task.w_max):g}")
+    if not w_min <= task.w_start <= abs(task.w_max):
+        raise ValueError(f"every animal's weights start at {task.w_start:g} (ChoiceTask.w_start), outside the rule's "
+                         f"bounds [Wmin, Wmax] = [{w_min:g}, {abs(task.w_max):g}]: the first spike would clip them; "
+                         f"give bounds around it")
 
 
 def task_for(data: Behaviour, w_max: float | None = None, **overrides) -> ChoiceTask:

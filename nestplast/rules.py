@@ -366,7 +366,13 @@ def reward_rule(mask: Iterable[str] | str | None = "pre:010,forget") -> Rule:
 
     items = [m.strip() for m in mask.split(",")] if isinstance(mask, str) else [str(m).strip() for m in mask or ()]
     forget = "forget" in items
-    terms = parse_mask([m for m in items if m and m != "forget"] or ["pre:010"])
+    pre = [m for m in items if m != "forget"]
+    # "forget" alone is the rule without a reward term (the null model a comparison needs); it
+    # became pre:010 and forget, so that --compare forget compared the rule with itself
+    try:
+        terms = parse_mask(pre) if pre else {"pre": () if forget else ("010",), "post": ()}
+    except ValueError as err:
+        raise ValueError(f"{err}; the reward rule's mask takes 'pre:abc' terms and 'forget'") from None
     if terms["post"]:
         raise ValueError("the reward rule acts at presynaptic spikes only: use 'pre:abc' terms (and 'forget')")
     names = ("x_post", "R", "w_abs")

@@ -154,6 +154,33 @@ def test_the_reward_rule_in_nest_equals_its_update_and_forgetting(nest, reward_m
 
 
 @pytest.mark.nest
+def test_forgetting_alone_is_the_rule_without_a_reward_term(nest):
+    """The mask "forget" (the null model of --compare forget) became pre:010 and forget: the rule
+    compared with itself. Alone, it has the one coefficient, and in NEST a weight only decays,
+    as exp(-forget t), whatever the reward signal at its spikes."""
+    from nestplast.builder import build
+    from nestplast.kernel import install
+
+    rule = get_rule("reward", "forget")
+    assert list(rule.names) == ["forget"] and "th_pre_010 real" not in rule.source
+    module = build(rule, "iaf_psc_exp")
+    forget, w0 = 0.5, 10.0
+    nest.ResetKernel()
+    install(module)
+    spikes = [10.0, 1010.0, 1510.0]
+    parrot = nest.Create("parrot_neuron")
+    nest.Connect(nest.Create("spike_generator", params={"spike_times": spikes}), parrot)
+    post = nest.Create(module.neuron_model)
+    nest.CopyModel(module.synapse_model, "fg", {"eta": 1.0, "forget": forget, "Wmax": 100.0})
+    nest.Connect(parrot, post, syn_spec={"synapse_model": "fg", "weight": w0, "delay": 1.0})
+    connection = nest.GetConnections(synapse_model="fg")
+    for arrival, signal in zip(np.array(spikes) + 1.0, (1.0, 1.5, -0.5)):
+        nest.SetDefaults("fg", {"R": signal})
+        nest.Simulate(arrival + 5.0 - nest.biological_time)
+        assert connection.get("weight") == pytest.approx(w0 * np.exp(-forget * arrival / 1000.0), rel=1e-12)
+
+
+@pytest.mark.nest
 def test_the_task_learns_and_replays(reward_module):
     """Animals with the rule learn to prefer the better odour of each block; replaying their
     choices and rewards gives probabilities under which those choices are likelier than chance."""
@@ -243,11 +270,23 @@ def infer_choices_cli(tmp_path, *args) -> subprocess.CompletedProcess:
     (["--compare", "pre:010"], "--hold-out 4 holds out none of the 2 animals"),  # was a ValueError after both fits
     (["--fixed", "eta=5,R=1"], "--fixed: R is the reward signal the task sets"),  # was ignored without a word
     (["--fixed", "eta=0"], "--fixed: eta = 0: expected a nonzero learning rate"),  # was fitted: nothing learns
+    # NEST refused these in the first simulation, after the run was created, and the run could
+    # then be neither started again (it existed) nor resumed (the settings differed)
+    (["--fixed", "eta=5,tau_post=0"], "--fixed: tau_post = 0: time constants must be finite and > 0 ms"),
+    (["--fixed", "eta=5,Wmin=-300"], "--fixed: Wmin = -300: |Wmin| must be at most the weight bound |Wmax| = 200"),
+    (["--fixed", "eta=inf"], "--fixed: eta = inf: must be a finite number"),
+    # bounds that clipped every animal's start weight at its first spike, without a word
+    (["--fixed", "eta=5,Wmax=10"], "--fixed: every animal's weights start at 30 (ChoiceTask.w_start), outside the "
+                                   "rule's bounds [Wmin, Wmax] = [0, 10]"),
+    # --compare forget compared the rule with itself (forget alone became pre:010 and forget), and
+    # so did the rule given again: +0 bits [+0, +0], without a word
+    (["--compare", "pre:010,forget", "--hold-out", "2"], "--compare pre:010,forget: the same rule as the one fitted"),
+    (["--mask", "pre:010,forgetting"], "bad Taylor mask term 'forgetting'"),
 ])
 def test_the_choices_command_refuses_a_rule_or_settings_it_cannot_fit(tmp_path, args, message):
     behaviour.save(behaviour.validate(valid_arrays()), tmp_path / "choices.npz")
     out = infer_choices_cli(tmp_path, *args)
-    assert out.returncode == 2 and message in out.stderr, out.stderr
+    assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr, out.stderr
     assert not (tmp_path / "run").exists()
 
 

@@ -328,11 +328,15 @@ def _choice_rules(args) -> list[tuple[str, object, str | None]]:
             raise UsageError(f"--rule mlp: {err}") from None
     if args.compare:
         rules.append(reward(args.compare))
+        if set(rules[0][1].names) == set(rules[1][1].names):  # it compared a rule with itself: 0 bits, [0, 0]
+            raise UsageError(f"--compare {args.compare}: the same rule as the one fitted ({rules[0][0]}: "
+                             f"{', '.join(rules[0][1].names)}); compare a rule with other terms, e.g. without the "
+                             f"reward term (--compare forget) or without forgetting (--compare pre:010)")
     return rules
 
 
 def _infer_choices(args, started: list[Path]) -> int:
-    from .. import infer, infer_choices
+    from .. import infer_choices
     from ..behaviour import load
 
     hold_out = 4 if args.hold_out is None else args.hold_out
@@ -360,9 +364,8 @@ def _infer_choices(args, started: list[Path]) -> int:
         except ValueError as err:
             raise UsageError(f"{args.data}: {err}") from None
         try:
-            infer_choices.check_fixed(fixed, task)
-            for _label, rule, _mask in rules:  # eta = 0 (or NaN): nothing could be learnt, so nothing fitted
-                infer.check_learning_rate(rule.synapse_params(rule.defaults(), **fixed))
+            for _label, rule, _mask in rules:  # e.g. eta = 0 (or NaN): nothing could be learnt, so nothing fitted
+                infer_choices.check_fixed(fixed, task, rule)
         except ValueError as err:
             raise UsageError(f"--fixed: {err}") from None
         return rules, data, fixed, task
