@@ -199,8 +199,8 @@ def fit(data: Behaviour, mask: str | None = "pre:010,forget", fixed: Mapping[str
 def choice_warnings(result: ChoiceFitResult, at_bound: Sequence[str]) -> list[str]:
     """What a reader of ``result`` must know before trusting it, one sentence each (printed by the
     command, kept in fit.json): coefficients at their search bounds (``at_bound``), intervals that
-    cannot be computed, a model at chance in every trial, no held-out animal, choices predicted
-    worse than chance."""
+    cannot be computed, a model at chance in every trial, no held-out animal, fitted or held-out
+    choices predicted worse than chance."""
     warnings = []
     if at_bound:
         warnings.append(at_bound_warning(at_bound))
@@ -211,6 +211,10 @@ def choice_warnings(result: ChoiceFitResult, at_bound: Sequence[str]) -> list[st
         warnings.append("the fitted model gives every choice the probability 0.5 (-1 bits per trial): its output "
                         "neuron fires equally (or not at all) for both odours, so the choices do not constrain the "
                         "coefficients and their values and intervals mean nothing")
+    elif result.ll_fit_bits < -1.0:
+        warnings.append(f"the fitted rule predicts even the fitted animals' choices worse than chance "
+                        f"({result.ll_fit_bits:.3f} bits per trial against -1): the search found no rule that "
+                        "describes them (more generations, or another rule)")
     if not result.held_out_animals:
         warnings.append("no animal held out (--hold-out 0, or fewer animals than --hold-out): the fit is measured on "
                         "the animals it was fitted to only")

@@ -107,6 +107,10 @@ def surface_intervals(names: Sequence[str], bounds: Sequence[tuple[float, float]
                           f"simulated candidates, the fit has {len(thetas)} (give more generations or a larger "
                           "population)"]
     losses = np.array([loss(e, fitted, t) for e, t in zip(errors, thetas)])
+    if np.ptp(losses) <= 1e-9 * max(1.0, float(np.max(np.abs(losses)))):  # a flat surface: every draw at its start
+        return none, [], [f"no intervals: all {len(thetas)} simulated candidates fit the data equally well, so the data "
+                          "do not constrain the coefficients and their values mean nothing (e.g. choices never "
+                          "rewarded, so that the reward signal R is 0, or no spikes that the rule's terms need)"]
     nearest = np.argsort(losses)[:max(3 * need, 30)]
     surface = ResponseSurface.fit(thetas[nearest], errors[nearest], best=theta, bounds=bounds)
     draws = bootstrap_minima(surface, loss, n_draws=n_draws, n_segments=len(fitted), fitted=fitted, seed=seed)
@@ -119,4 +123,7 @@ def surface_intervals(names: Sequence[str], bounds: Sequence[tuple[float, float]
            or (np.isclose(high, box_high, rtol=1e-9, atol=1e-12) and box_high < rule_high)]
     notes = [f"the intervals of {', '.join(cut)} end where the simulated candidates near the best end (the region "
              "the search sampled): they may be wider; more generations sample more of it"] if cut else []
+    if point := [n for n, (low, high) in intervals.items() if low == high]:
+        notes.append(f"the intervals of {', '.join(point)} have zero width: every bootstrap draw stopped at the "
+                     "estimate, where the fitted surface is flat along them (the data may not constrain them)")
     return intervals, draws.tolist(), notes

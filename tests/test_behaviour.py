@@ -405,6 +405,10 @@ def test_a_fit_at_chance_in_every_trial_is_flagged():
                                              ll_held_out_per_animal=[-1.0])
     assert any("probability 0.5" in w for w in infer_choices.choice_warnings(result(-0.9999999999999994), []))
     assert not any("probability 0.5" in w for w in infer_choices.choice_warnings(result(-0.98), []))
+    # worse than chance on the very animals fitted: only the held-out ones were checked
+    assert any("even the fitted animals' choices worse than chance (-1.013" in w
+               for w in infer_choices.choice_warnings(result(-1.0131), []))
+    assert not any("fitted animals" in w for w in infer_choices.choice_warnings(result(-0.98), []))
 
 
 @pytest.mark.nest

@@ -466,6 +466,35 @@ def test_surface_intervals_say_where_they_are_cut_short_or_missing():
     assert np.isnan(found["a"][0]) and draws == [] and "needs more than 3 simulated candidates, the fit has 3" in notes[0]
 
 
+def test_surface_intervals_of_coefficients_the_data_do_not_constrain_say_so():
+    """Choices never rewarded (R = 0: the reward term does nothing) gave "0.603 [0.603, 0.603]", an
+    interval of zero width, without a word. A loss flat in every coefficient has no intervals, and
+    one flat along a coefficient gives that coefficient's zero-width interval a note."""
+    from nestplast.surface import surface_intervals
+
+    rng = np.random.default_rng(5)
+    m = rng.normal(0.5, 0.2, 8)
+    thetas = rng.uniform(-1.0, 2.0, (40, 2))
+
+    def loss(errs, counts, theta):
+        return float(np.asarray(counts) @ errs[:, 0])
+
+    def intervals(errors):
+        best = thetas[np.argmin([loss(e, np.ones(8), t) for e, t in zip(errors, thetas)])]
+        return surface_intervals(["a", "b"], [(-2.0, 2.0)] * 2, best, thetas, errors, loss, n_draws=50,
+                                 fitted=np.ones(8, dtype=bool), seed=1)
+
+    found, draws, notes = intervals(np.ones((40, 8, 1)))
+    assert all(np.isnan(found[n][0]) for n in "ab") and draws == [] and notes == [
+        "no intervals: all 40 simulated candidates fit the data equally well, so the data do not constrain the "
+        "coefficients and their values mean nothing (e.g. choices never rewarded, so that the reward signal R is 0, "
+        "or no spikes that the rule's terms need)"]
+    found, draws, notes = intervals(((thetas[:, :1] - m) ** 2)[..., None])  # b changes nothing
+    assert found["a"][0] < found["a"][1] and found["b"][0] == found["b"][1], found
+    assert notes == ["the intervals of b have zero width: every bootstrap draw stopped at the estimate, where the "
+                     "fitted surface is flat along them (the data may not constrain them)"]
+
+
 @pytest.mark.nest
 def test_closed_loop_held_out_segments_score_what_the_fit_left_out():
     """The true rule with the data's background: every held-out measure is perfect; the
