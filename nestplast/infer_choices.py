@@ -123,6 +123,9 @@ class ChoiceFitResult:
     bootstrap: list[list[float]] = field(default_factory=list)
     nest_params: dict[str, float] = field(default_factory=dict)  # for nest.CopyModel (set R between trials, Wmax)
     warnings: list[str] = field(default_factory=list)  # why the numbers above may not mean what they seem
+    # get_rule(rule, mask, **options) builds the rule again: an MLP's shape (inputs, layers), which
+    # the rule's name alone left at the default MLP, whose module refused nest_params
+    options: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
         """JSON-ready (no NaN: an interval that could not be computed, or no held-out animal, is None)."""
@@ -190,7 +193,8 @@ def fit(data: Behaviour, mask: str | None = "pre:010,forget", fixed: Mapping[str
         ll_fit_bits=float(ll_fit.sum() / (len(fitted) * per_trial)),
         ll_held_out_bits=float(ll_held.sum() / (len(held) * per_trial)) if held else math.nan,
         ll_held_out_per_animal=(ll_held / per_trial).tolist(), stop=outcome.stop, bootstrap=draws,
-        nest_params={**rule.synapse_params(theta, **fixed), "Wmax": task.w_max})  # the bound the animals had
+        nest_params={**rule.synapse_params(theta, **fixed), "Wmax": task.w_max},  # the bound the animals had
+        options=rule.options)
     result.warnings = choice_warnings(result, at_bounds(rule, theta)) + interval_notes
     (Path(out) / "fit.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
     return result

@@ -114,6 +114,18 @@ class Rule:
     extra_inputs: tuple[str, ...] = ()
 
     @property
+    def options(self) -> dict[str, object]:
+        """The keyword arguments that make this rule again with :func:`get_rule` (an MLP's shape;
+        JSON-ready): ``get_rule(rule.name, mask, **rule.options)``. Empty for the other rules."""
+        if not isinstance(self.update, MLPUpdate):
+            return {}
+        spec = self.update.spec
+        if self.name == "mlp_fsbi":
+            return {"frozen_seed": spec.frozen_seed}
+        return {"inputs": list(spec.inputs), "layers": list(spec.layers), "activations": list(spec.activations),
+                "frozen_seed": spec.frozen_seed, "scales": None if spec.scales is None else list(spec.scales)}
+
+    @property
     def post_inputs(self) -> tuple[str, ...]:
         """The postsynaptic neuron's state variables the rule reads (names in
         :data:`nestplast.neurons.POST_INPUTS`): the build adds them to the paired neuron."""

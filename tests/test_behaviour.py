@@ -324,6 +324,20 @@ def test_an_mlp_rule_is_fitted_to_choices_from_the_command_line(tmp_path, reward
     moved = subprocess.run([sys.executable, "-m", "nestplast", "report", str(tmp_path / "run"), "--plots-to",
                             str(tmp_path / "plots")], capture_output=True, text=True)
     assert moved.returncode == 2 and "drawn by the infer command" in moved.stderr and not (tmp_path / "plots").exists()
+    # the README's recipe for one's own network: fit.json named the rule "mlp" alone, which built the
+    # default MLP (102 coefficients, no R), and nest.CopyModel refused nest_params
+    import nest
+
+    from nestplast import build, install
+
+    fit = json.loads((tmp_path / "run" / "fit.json").read_text())
+    module = build(get_rule(fit["rule"], mask=fit["mask"], **fit.get("options", {})))
+    assert module.synapse_model == build(rule).synapse_model and module.path == build(rule).path
+    nest.ResetKernel()
+    install(module)
+    nest.CopyModel(module.synapse_model, "fitted_rule", fit["nest_params"])
+    held = nest.GetDefaults("fitted_rule")
+    assert {k: held[k] for k in fit["nest_params"]} == pytest.approx(fit["nest_params"])
 
 
 def test_unknown_fields_are_refused_not_ignored(tmp_path):

@@ -154,6 +154,10 @@ def test_a_two_coefficient_rule_is_recovered_with_intervals_and_goodness_of_fit(
     assert fit.r2_held_out > 0.999 and fit.deviance_explained_held_out > 99.9 and fit.unidentified == []
     saved = json.loads((tmp_path / "fit" / "fit.json").read_text())
     assert saved["nest_params"]["th_post_011"] == pytest.approx(-1.0, abs=0.01) and saved["nest_params"]["eta"] == 0.5
+    from nestplast.rules import get_rule  # the README's recipe makes the fitted rule again from fit.json
+
+    again = get_rule(saved["rule"], mask=saved["mask"], **saved["options"])
+    assert saved["options"] == {} and again.names == infer.RuleChoice("taylor", "post:100,post:011").rule().names
 
 
 def test_the_all_zero_rule_explains_nothing():
