@@ -75,6 +75,19 @@ def _declared(source: str, block: str) -> dict[str, tuple[int, str]]:
     return names
 
 
+def declared_number(source: str, name: str) -> float | None:
+    """The value a NESTML model's parameters block gives ``name`` where it is a plain number
+    (``Wmax real = -100.0 @homogeneous``: -100.0), else None."""
+    for _number, line in _block_lines(source, "parameters"):
+        if (m := _DECLARATION.match(line)) and name in (n.strip() for n in m.group(1).split(",")):
+            value = re.split(r"#|@|\[\[", line[m.end():], maxsplit=1)[0].strip()
+            try:
+                return float(value)
+            except ValueError:
+                return None
+    return None
+
+
 def _parameter(name: str, spec: Any, where: str) -> Parameter:
     if not isinstance(spec, Mapping) or not {"low", "high"} <= set(spec) or set(spec) - PARAMETER_KEYS:
         raise UserRuleError(f"{where}: expected a table with low and high (optional default, log), got {spec!r}")

@@ -283,6 +283,23 @@ def test_own_rule_with_its_own_weight_name_builds_for_ones_own_model(tmp_path, n
     assert "nest.Connect refuses a\n    # weight of the other sign" in out.stdout
 
 
+@pytest.mark.nest
+def test_the_example_for_ones_own_inhibitory_rule_runs(tmp_path, nest):
+    """A file whose Wmax defaults to a negative value (an inhibitory rule): the printed example
+    connected a weight of +10, which NEST refused ("Weight and Wmax must have same sign")."""
+    text = (EXAMPLE / "pair_stdp_synapse.nestml").read_text().replace("Wmax real = 100.0", "Wmax real = -100.0")
+    (tmp_path / "inh_synapse.nestml").write_text(text.replace("pair_stdp_synapse", "inh_synapse"))
+    out = subprocess.run([sys.executable, "-m", "nestplast", "build", str(tmp_path / "inh_synapse.nestml")],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    example = out.stdout.split("on an inhibitory projection:")[1]
+    assert "stands for your inhibitory neurons" in example and "{'Wmax': -100.0}" in example
+    nest.ResetKernel()
+    scope: dict = {}
+    exec(textwrap.dedent(example), scope)
+    assert nest.GetConnections(synapse_model="my_rule").weight == [-10.0] * 10
+
+
 def test_what_nest_takes_as_it_is_is_accepted(tmp_path):
     """The refusals above are for what NEST would refuse or misread, not more: a Wmax per connection
     with a default weight of 0 or on an excitatory type, a constraint on EE, units NEST holds as they are."""

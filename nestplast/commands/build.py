@@ -17,6 +17,7 @@ from ..cli import ArgumentParser, run_command
 from ..errors import UsageError
 from ..neurons import NEURONS, get_neuron
 from ..rules import RULES, Rule
+from ..user_rules import declared_number
 
 # A working start for the printed example: Vogels-Sprekeler iSTDP (target 10 Hz) where the rule
 # can express it; eta > 0, or nothing is learnt.
@@ -25,22 +26,32 @@ EXAMPLE_WMAX = -100.0
 EXAMPLE_WEIGHT = -10.0
 
 
+def _inhibitory(rule: Rule) -> bool:
+    """Whether the example connects ``rule`` as inhibitory: a built-in rule (Vogels-Sprekeler), or
+    one's own whose file gives Wmax a negative default."""
+    if rule.path is None:
+        return True
+    return "Wmax" in rule.source_parameters and (declared_number(rule.source, "Wmax") or 0.0) < 0
+
+
 def _own_rule_example(module: Module, rule: Rule) -> str:
     """Python that uses a module built from the user's NESTML file, its parameters by its own names,
-    on an excitatory projection with the file's defaults: nothing assumed about how the rule signs
-    its weights."""
+    with the file's defaults: an excitatory projection, or an inhibitory one where the file's Wmax
+    is negative (nest.Connect refused the example's positive weight)."""
     # nestplast's templates check any parameter called Wmax against the weight's sign
     wmax = ("# A parameter named Wmax gives the weights its sign, as in nestplast's rules: nest.Connect refuses a\n"
             "# weight of the other sign (inhibitory: Wmax < 0). Bounds a weight may cross 0 within need other names.\n"
             if "Wmax" in rule.source_parameters else "")
+    inhibitory = _inhibitory(rule)
+    weight, kind = (EXAMPLE_WEIGHT, "inhibitory") if inhibitory else (-EXAMPLE_WEIGHT, "presynaptic")
     return f"""import nest
 from nestplast.kernel import install
 install({module.path!r})  # before nest.Create, and again after every nest.ResetKernel()
 # Your rule's parameters, by the names in {Path(rule.path or rule.synapse).name}: {', '.join(rule.source_parameters)}
-{wmax}nest.CopyModel({module.synapse_model!r}, 'my_rule', {{}})  # your values here, e.g. {{'Wmax': 100.0}}
+{wmax}nest.CopyModel({module.synapse_model!r}, 'my_rule', {{}})  # your values here, e.g. {{'Wmax': {-100.0 if inhibitory else 100.0}}}
 post = nest.Create({module.neuron_model!r})  # the only neuron the rule connects to
-pre = nest.Create('parrot_neuron', 10)  # stands for your presynaptic neurons
-nest.Connect(pre, post, syn_spec={{'synapse_model': 'my_rule', 'weight': {-EXAMPLE_WEIGHT}, 'delay': 1.0}})
+pre = nest.Create('parrot_neuron', 10)  # stands for your {kind} neurons
+nest.Connect(pre, post, syn_spec={{'synapse_model': 'my_rule', 'weight': {weight}, 'delay': 1.0}})
 """
 
 
@@ -105,7 +116,7 @@ def _build_command(argv: Sequence[str] | None) -> int:
                           "synapse_model": module.synapse_model}))
     else:
         example = usage_example(module, rule, args.mask)
-        projection = "an inhibitory" if rule.path is None else "an excitatory"  # see usage_example
+        projection = "an inhibitory" if _inhibitory(rule) else "an excitatory"
         print(f"module:        {module.path}\nneuron model:  {module.neuron_model}\n"
               f"synapse model: {module.synapse_model}\n\n"
               f"in Python, on {projection} projection:\n\n"
