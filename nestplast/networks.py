@@ -16,7 +16,8 @@ Several networks can live in one kernel side by side, each with its own ``label`
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -35,13 +36,25 @@ def signed(ct: str, magnitude: float) -> float:
     return -abs(magnitude) if ct in INHIBITORY_SOURCES else abs(magnitude)
 
 
-def nest_settings(exp: Experiment, theta: Sequence[float], layout: RuleLayout | None = None) -> dict[str, dict[str, float]]:
+def nest_settings(exp: Experiment | str | os.PathLike, theta: Sequence[float] | Mapping[str, float],
+                  layout: RuleLayout | None = None) -> dict[str, dict[str, float]]:
     """Each plastic connection type's synapse settings for ``theta``, as ``nest.CopyModel`` takes
     them: the searched parameters, the rule's fixed ones (``rule.fixed``, the start of those
     ``rule.search`` leaves out) and ``Wmax``, signed for the type, at ``network.w_max`` (a trial
     may scale it by ``trials.w_max_scale``). ``theta`` alone left those at the rule's defaults.
-    ``layout``: ``exp.layout()``, where the caller holds it already."""
+    ``exp``: an Experiment, or a run's folder (the experiment that run recorded, also after its
+    file was edited) or an experiment file. ``theta``: the searched values in order, or by name
+    (``exp.layout().as_dict(theta)``'s names, e.g. a family's row). ``layout``: ``exp.layout()``,
+    where the caller holds it already."""
+    from .search import as_experiment
+
+    exp = as_experiment(exp)
     layout = layout or exp.layout()
+    if theta is None:  # run_search's best_theta where no candidate had all its trials ok
+        raise ValueError("theta is None: no rule to give settings for (a search's best_theta is None where no "
+                         "candidate had all its trials ok)")
+    if isinstance(theta, Mapping):
+        theta = layout.from_dict(theta)
     return {ct: {**layout.rule_of(ct).synapse_params(block, **exp.fixed(ct)), "Wmax": signed(ct, exp.network.w_max[ct])}
             for ct, block in layout.split(theta).items()}
 

@@ -881,6 +881,16 @@ class RuleLayout:
                              "theta is not of this layout (another experiment's result?)")
         return dict(zip(self.names, values))
 
+    def from_dict(self, values: Mapping[str, float]) -> np.ndarray:
+        """``theta`` from named parameters (:meth:`as_dict`'s names); a missing or unknown name is
+        refused, not left at a default."""
+        missing, unknown = [n for n in self.names if n not in values], sorted(set(values) - set(self.names))
+        if missing or unknown:
+            raise ValueError(f"named parameters: expected exactly {', '.join(self.names)}"
+                             + (f"; missing {', '.join(missing)}" if missing else "")
+                             + (f"; unknown {', '.join(unknown)}" if unknown else ""))
+        return np.array([float(values[n]) for n in self.names])
+
     def to_search_space(self, theta: Sequence[float]) -> np.ndarray:
         """Map ``theta`` to the optimiser's coordinates (log10 for log-space parameters)."""
         z = np.array(theta, dtype=float)

@@ -145,7 +145,8 @@ def check_resumable(stored: dict, exp: Experiment, where: Path, kind: str = "sea
     changed = differences(theirs, ours)
     if changed:
         raise StoreError(f"cannot resume {where} with another experiment (a run is one experiment): "
-                         f"{'; '.join(changed)}. Resume without an experiment file and without "
+                         f"{'; '.join(changed)}. Resume without an experiment file (in Python: the run's "
+                         f"folder for the experiment) and without "
                          f"{CHANGING_OPTIONS[kind]}, or with them as the run began (the value left of each ->; "
                          f"e.g. the --seed it began with), or start a new run with another --out")
 
@@ -357,11 +358,15 @@ def run_loop(exp: Experiment, out: str | Path, problem: Callable[[Experiment, Ev
 
 
 def as_experiment(exp: Experiment | str | os.PathLike) -> Experiment:
-    """``exp``, or the experiment in the TOML file ``exp`` names (``run_search("my.toml", out)``
-    failed in a dataclass function with a TypeError that named nothing)."""
+    """``exp``, the experiment in the TOML file ``exp`` names (``run_search("my.toml", out)``
+    failed in a dataclass function with a TypeError that named nothing), or the experiment the
+    run in the folder ``exp`` recorded (``run_search(RUN, RUN, resume=True)`` goes on with it)."""
     from .experiment import load
 
     if isinstance(exp, (str, os.PathLike)):
+        if (Path(exp) / DB_NAME).is_file():
+            with RunStore.open(exp, read_only=True) as store:
+                return run_experiment(store.experiment(), exp)
         return load(exp)
     if not isinstance(exp, Experiment):
         raise TypeError(f"expected an Experiment (nestplast.load_experiment(path), nestplast.default_experiment()) "

@@ -621,6 +621,39 @@ def tiny_run(tmp_path_factory, doublet_module):
     return outcome, out
 
 
+@needs_sbi
+@pytest.mark.nest
+def test_an_accepted_rule_gets_its_nest_settings_from_the_runs_folder(tiny_run, tmp_path):
+    """The family gave the searched parameters alone; nest_settings needed the experiment, and with
+    the file edited since (another eta, w_max) gave settings the run never had, without a word. A
+    run's folder now stands for its experiment: in nest_settings, and to resume it from Python."""
+    import tomllib
+
+    import nestplast
+    from nestplast.families import family, run_filter
+
+    _, out = tiny_run
+    copy = tmp_path / "run"
+    copy_run(out, copy)
+    row = family(copy).rows[0]
+    ran = experiment.parse(tomllib.loads(TINY))
+    settings = nestplast.nest_settings(copy, row["theta"])
+    assert settings == nestplast.nest_settings(ran, row["theta"])
+    assert settings["IE"]["eta"] == 0.01 and settings["IE"]["Wmax"] == -300.0 and settings["EE"]["Wmax"] == 100.0
+    edited = experiment.parse(tomllib.loads(TINY.replace("eta = 0.01", "eta = 0.05")))
+    assert nestplast.nest_settings(edited, row["theta"])["IE"]["eta"] == 0.05  # the file, as it says now
+    named = ran.layout().as_dict(row["theta"])  # by name, e.g. from family.csv's columns
+    assert nestplast.nest_settings(copy, named) == settings
+    with pytest.raises(ValueError, match="named parameters: expected exactly .*; missing IE.alpha"):
+        nestplast.nest_settings(copy, {k: v for k, v in named.items() if k != "IE.alpha"})
+    with pytest.raises(ValueError, match="theta is None: no rule to give settings for"):
+        nestplast.nest_settings(copy, None)
+    before = rows_of(copy)
+    assert run_filter(copy, copy, resume=True) is not None and rows_of(copy) == before  # done: nothing more to run
+    with pytest.raises(nestplast.UserError, match=r"in Python: the run's folder for the experiment"):
+        run_filter(edited, copy, resume=True)
+
+
 def rows_of(run_dir):
     with sqlite3.connect(run_dir / "results.sqlite") as db:
         return db.execute("SELECT generation, candidate, trial, theta, seed, status, metrics FROM evaluations "
