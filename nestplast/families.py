@@ -46,7 +46,7 @@ import numpy as np
 from .engine import Outcome
 from .errors import UserError
 from .evaluate import Evaluator
-from .experiment import METRIC_INTERVALS, Experiment, ExperimentError, run_experiment, unmeasured
+from .experiment import METRIC_INTERVALS, Experiment, ExperimentError, NetworkSpec, TrialSpec, run_experiment, unmeasured
 from .kernel import lent_kernel
 from .networks import Trial, draw_trials
 from .objectives import aggregate_trials, interval_penalty
@@ -168,7 +168,10 @@ def run_filter(exp: Experiment | str | os.PathLike, out: str | Path, *, resume: 
         space = search_space(exp)
         return (f"filter: {exp.name} ({exp.source}); {space.size} parameters; {exp.filter.rounds} rounds x "
                 f"{exp.filter.simulations_per_round} rules x {exp.trials.n} trials; mode {transport.mode}"
-                f"{'' if comm is None else f' on {transport.size} ranks'}; results in {out}" + long_simulation_note(exp)
+                f"{'' if comm is None else f' on {transport.size} ranks'}; results in {out}"
+                # the fSBI metrics are the E population's unless objective.population says otherwise
+                + (f"\nmetrics of the {exp.objective.population} population (objective.population)"
+                   if exp.objective.population != "E" else "") + long_simulation_note(exp)
                 + idle_ranks_note(transport, exp.filter.simulations_per_round,
                                   f"{exp.filter.simulations_per_round} rules", exp.trials.n))
 
@@ -181,7 +184,9 @@ def run_filter(exp: Experiment | str | os.PathLike, out: str | Path, *, resume: 
 # what makes [objective]'s score (a filter records it as evaluations.loss, but judges by its bounds;
 # objective.population it uses: the rate band watches it, and the ISI metrics are of it)
 FILTER_COUNTERPARTS = {"search.population_size": "filter.simulations_per_round", "search.max_generations": "filter.rounds",
-                       "objective.constraints": "filter.constraints", "objective.target_rate": "filter.constraints"}
+                       "objective.constraints": "filter.constraints", "objective.target_rate": "filter.constraints",
+                       "network.input_rate": "filter.nuisance_input_rate",
+                       "trials.input_rate_scale": "filter.nuisance_input_rate"}
 FILTER_USES = {"search.threads", "search.compressed_spikes"}
 
 
@@ -195,6 +200,10 @@ def search_keys_ignored(exp: Experiment) -> str:
                     if (f"{section}.{f.name}" in FILTER_COUNTERPARTS or section == "search")
                     and f"{section}.{f.name}" not in FILTER_USES
                     and getattr(table, f.name) != getattr(defaults, f.name)]
+    if exp.filter.nuisance_input_rate is not None:  # each simulation's drive is drawn from it instead
+        ignored += [key for key, now, default in (
+            ("network.input_rate", exp.network.input_rate, NetworkSpec().input_rate),
+            ("trials.input_rate_scale", exp.trials.input_rate_scale, TrialSpec().input_rate_scale)) if now != default]
     if not ignored:
         return ""
     own: dict[str, list[str]] = {}
@@ -202,8 +211,8 @@ def search_keys_ignored(exp: Experiment) -> str:
         if key in FILTER_COUNTERPARTS:
             own.setdefault(FILTER_COUNTERPARTS[key], []).append(key)
     instead = [f"{theirs} for {' and '.join(keys)}" for theirs, keys in own.items()]
-    return (f"{exp.source}: {', '.join(ignored)} {'is' if len(ignored) == 1 else 'are'} the search's, which a "
-            f"filter run does not use" + (f" (the filter's own: {', '.join(instead)})" if instead else ""))
+    return (f"{exp.source}: {', '.join(ignored)} {'is' if len(ignored) == 1 else 'are'} not used by a filter run"
+            + (f" (the filter's own: {', '.join(instead)})" if instead else ""))
 
 
 NEST_BEFORE_TORCH = (

@@ -998,20 +998,31 @@ def test_search_keys_a_filter_ignores_are_warned_of(tmp_path, doublet_module):
 
     text = SINGLE + "[search]\npopulation_size = 50\nsigma0 = 0.5\nthreads = 1\n"
     exp = experiment.parse(tomllib.loads(text), "mine.toml")
-    said = ("mine.toml: search.population_size, search.sigma0 are the search's, which a filter run does not use "
+    said = ("mine.toml: search.population_size, search.sigma0 are not used by a filter run "
             "(the filter's own: filter.simulations_per_round for search.population_size)")
     assert search_keys_ignored(exp) == said
     assert search_keys_ignored(experiment.parse(tomllib.loads(SINGLE + "[search]\nthreads = 2\n"))) == ""
     # the search's score: a filter records it, but judges by filter.constraints
     scored = SINGLE.replace("chunk = 0.2\n", "chunk = 0.2\ntarget_rate = 50.0\nconstraints = { cv_isi = [5.0, 1e9] }\n")
     assert search_keys_ignored(experiment.parse(tomllib.loads(scored), "s.toml")) == (
-        "s.toml: objective.target_rate, objective.constraints are the search's, which a filter run does not use (the "
+        "s.toml: objective.target_rate, objective.constraints are not used by a filter run (the "
         "filter's own: filter.constraints for objective.target_rate and objective.constraints)")
+    # the nuisance drive replaces the network's: input_rate = 100 to calm a network did nothing
+    drawn = {**tomllib.loads(TINY), "trials": {"n": 1, "input_rate_scale": [0.5, 0.6]}}
+    drawn["network"] = {**drawn["network"], "input_rate": 100.0}
+    assert search_keys_ignored(experiment.parse(drawn, "d.toml")) == (
+        "d.toml: network.input_rate, trials.input_rate_scale are not used by a filter run (the filter's own: "
+        "filter.nuisance_input_rate for network.input_rate and trials.input_rate_scale)")
+    del drawn["filter"]["nuisance_input_rate"]
+    assert search_keys_ignored(experiment.parse(drawn, "d.toml")) == ""
     # objective.population the filter uses: its rate band watches that population, its ISI metrics are of it
     watched = {**tomllib.loads(SINGLE), "network": {"n_e": 20, "n_i": 5}, "objective": {"population": "I"}}
     assert search_keys_ignored(experiment.parse(watched)) == ""
     with pytest.warns(UserWarning, match=re.escape(said)):
         run_filter(exp, tmp_path / "run")
+    lines = []  # judged on the I population: said, where only a code comment said it
+    run_filter(experiment.parse(watched), tmp_path / "watched", progress=lines.append)
+    assert "\nmetrics of the I population (objective.population)" in lines[0], lines[0]
 
 
 def test_family_takes_numpy_bounds(stored_run):
