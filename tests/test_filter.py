@@ -124,6 +124,30 @@ def test_the_family_lies_inside_the_region_and_spans_it(toy_run):
 
 
 @needs_sbi
+def test_the_progress_line_says_when_a_round_was_not_the_flows_own_proposal(tmp_path):
+    """Rounds drawn from the prior (too few simulations with finite metrics for a flow) and
+    candidates clipped into the box (every draw of an undertrained flow left it) looked like the
+    flow's proposals: marginals piled up at the box's edges without a word."""
+    def run(name, per_round, max_epochs):
+        lines = []
+        strategy = make_strategy("filter", SPACE, Budget(max_generations=2), population_size=per_round, seed=5,
+                                 constraints=BOUNDS, max_epochs=max_epochs, restrict=False)
+        with RunStore.create(tmp_path / name, experiment={}, seed=5) as store:
+            engine.run(Toy(), strategy, store, Transport(), lines.append)
+            return strategy, lines, [e.theta for e in store.evaluations() if e.generation == 1]
+
+    strategy, lines, _ = run("few", 4, 60)
+    assert "drawn from the prior: 4 simulations so far gave finite metrics, a flow needs 10" in lines[1], lines
+    assert "prior" not in lines[0]
+    strategy, lines, second = run("untrained", 40, 1)
+    clipped = int(strategy.proposal_note.split(" of ")[0])
+    low, high = SPACE.search_bounds()
+    on_edge = sum(np.any((z == low) | (z == high)) for z in (SPACE.to_search(t) for t in second))
+    assert 0 < clipped == on_edge, (clipped, on_edge)  # counted a second way: the candidates on the box's faces
+    assert f"; {clipped} of 40 clipped into the box: every draw for them left it (an undertrained flow" in lines[1]
+
+
+@needs_sbi
 def test_a_resumed_filter_asks_the_same_candidates(tmp_path, toy_run):
     _, full = toy_run
     partial_strategy, partial = run_toy(tmp_path / "part", rounds=2)

@@ -113,6 +113,7 @@ class Filter(PriorSampling):
         self.rounds = np.zeros(0, dtype=int)
         self.accepted = np.zeros(0, dtype=bool)
         self._observed: dict[int, Mapping[str, float]] = {}
+        self.proposal_note = ""  # how the last round was drawn where not by the flow alone (describe)
 
     def bounds(self, generation: int) -> Constraints:
         return round_constraints(self.constraints, self.schedule, generation)
@@ -120,9 +121,19 @@ class Filter(PriorSampling):
     # ------------------------------------------------------------------ ask / observe / tell
 
     def ask(self) -> list[Candidate]:
-        if self.generation == 0 or np.isfinite(self.x).all(axis=1).sum() < MIN_VALID:
+        valid = int(np.isfinite(self.x).all(axis=1).sum())
+        # how this round was drawn, where it is not the flow's own proposal: the progress line says it
+        self.proposal_note = ""
+        if self.generation == 0 or valid < MIN_VALID:
+            if self.generation > 0:
+                self.proposal_note = (f"drawn from the prior: {valid} simulations so far gave finite metrics, "
+                                      f"a flow needs {MIN_VALID}")
             return super().ask()  # the prior (also while too few simulations gave finite metrics)
-        z = self._propose()
+        z, clipped = self._propose()
+        if clipped:
+            self.proposal_note = (f"{clipped} of {len(z)} clipped into the box: every draw for them left it"
+                                  f"{' or was refused' if self.restrict else ''} (an undertrained flow: more "
+                                  "filter.max_epochs)")
         self._asked_at = time.perf_counter()
         return [Candidate(k, tuple(self.space.from_search(row).tolist())) for k, row in enumerate(z)]
 
@@ -148,11 +159,14 @@ class Filter(PriorSampling):
 
     def describe(self) -> str:
         last = self.acceptance()[-1:] or [math.nan]
-        return f"accepted so far {int(self.accepted.sum()):4d}, each by its round's bounds (last round {100 * last[0]:5.1f} %)"
+        note = getattr(self, "proposal_note", "")  # a strategy pickled before it had one: none
+        return (f"accepted so far {int(self.accepted.sum()):4d}, each by its round's bounds (last round "
+                f"{100 * last[0]:5.1f} %{'; ' + note if note else ''})")
 
     # ------------------------------------------------------------------ the proposal
 
-    def _propose(self) -> np.ndarray:
+    def _propose(self) -> tuple[np.ndarray, int]:
+        """The round's candidates in search coordinates, and how many of them were clipped into the box."""
         torch, _ = require_sbi()
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # small flows train fastest on one thread; rank 0 also simulates
@@ -165,7 +179,7 @@ class Filter(PriorSampling):
         finally:
             torch.set_num_threads(threads)
 
-    def _train_and_sample(self, torch) -> np.ndarray:
+    def _train_and_sample(self, torch) -> tuple[np.ndarray, int]:
         from sbi.inference import NPE
         from sbi.utils import BoxUniform, RestrictionEstimator
 
@@ -216,7 +230,7 @@ class Filter(PriorSampling):
                     break
             # a target whose every draw left the box or was refused: its first draw, clipped into the box
             chosen[open_] = torch.clamp(draws[0, ~found], low, high)
-        return chosen.detach().double().numpy()
+        return chosen.detach().double().numpy(), int(open_.sum())
 
     def _targets(self, rng: np.random.Generator):
         """One observation per candidate: the metrics of a simulation from the pool (see the
