@@ -463,6 +463,8 @@ def _check_type(value: Any, hint: Any, where: str) -> Any:
             raise ExperimentError(f"{where}: expected a string, got {value!r}")
         return value
     if origin is list:
+        if getattr(value, "ndim", None) == 1 and hasattr(value, "tolist"):  # a numpy array, as family() takes it
+            value = value.tolist()
         if not isinstance(value, (list, tuple)):  # a tuple from Python code
             raise ExperimentError(f"{where}: expected a list, got {value!r}")
         return [_check_type(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)]

@@ -46,7 +46,7 @@ import numpy as np
 from .engine import Outcome
 from .errors import UserError
 from .evaluate import Evaluator
-from .experiment import METRIC_INTERVALS, Experiment, ExperimentError, NetworkSpec, TrialSpec, run_experiment, unmeasured
+from .experiment import METRIC_INTERVALS, Experiment, ExperimentError, NetworkSpec, TrialSpec, run_experiment, unmeasured, validate
 from .kernel import lent_kernel
 from .networks import Trial, draw_trials
 from .objectives import aggregate_trials, interval_penalty
@@ -151,7 +151,9 @@ def run_filter(exp: Experiment | str | os.PathLike, out: str | Path, *, resume: 
     exp = as_experiment(exp)
 
     transport = Transport(comm)
-    together(comm, lambda: check_constraints(exp))
+    # validated first: a value set in Python (a schedule given as one table) failed in the checks
+    # below with a bare TypeError
+    together(comm, lambda: check_constraints(validate(exp)))
     nest_first = "nest" in sys.modules and "torch" not in sys.modules
     together(comm, require_sbi if transport.is_root else (lambda: None))  # before anything is simulated
     if nest_first and transport.is_root:

@@ -1049,6 +1049,33 @@ def test_search_keys_a_filter_ignores_are_warned_of(tmp_path, doublet_module):
     assert "\nmetrics of the I population (objective.population)" in lines[0], lines[0]
 
 
+@pytest.mark.parametrize("key, value, message", [
+    ("schedule", {"round": 1, "constraints": {"cv_isi": (0.3, 1e9)}}, "filter.schedule: expected a list"),
+    ("schedule", [{"round": 1, "cv_isi": (0.3, 1e9)}], "filter.schedule: expected a list of { round = N"),
+    ("schedule", [(1, {"cv_isi": (0.3, 1e9)})], r"filter.schedule\[0\]: expected a table"),
+    ("constraints", [("cv_isi", 0.2, 1e9)], "filter.constraints: expected a table"),
+    ("constraints", None, "filter.constraints: expected a table, got None"),
+])
+def test_filter_values_set_in_python_are_checked_as_a_files(tmp_path, key, value, message):
+    """Set in Python, they failed with a bare TypeError, KeyError or AttributeError from inside the
+    filter's own checks, before the file's checks ran."""
+    from nestplast.families import run_filter
+
+    exp = experiment.load("families_short")
+    setattr(exp.filter, key, value)
+    with pytest.raises(ExperimentError, match=message):
+        run_filter(exp, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_filter_bounds_computed_with_numpy_are_taken_as_family_takes_them():
+    """exp.filter.constraints = {"cv_isi": np.array([...])} was refused ("expected a list"), while
+    family() takes numpy bounds."""
+    exp = experiment.load("families_short")
+    exp.filter.constraints = {"cv_isi": np.array([0.2, 1e9])}
+    assert experiment.validate(exp).filter.constraints == {"cv_isi": [0.2, 1e9]}
+
+
 def test_family_takes_numpy_bounds(stored_run):
     """Bounds computed with numpy (np.percentile's array, an np.int64) were refused as not
     "[low, high] intervals"; they are the numbers they hold, and a list of pairs is no mapping."""
