@@ -237,19 +237,21 @@ class ClampedFit:
                              candidate.theta)
 
     def combined(self, sse: Sequence[float], sse_zero: Sequence[float], theta: Sequence[float],
-                 counts: Sequence[float] | None = None) -> float:
+                 counts: Sequence[float] | None = None, penalised: bool = True) -> float:
         """The loss: the squared error summed over segments (segment ``k`` counted ``counts[k]``
-        times, default once each) over the all-zero rule's, plus the L1 penalty on ``theta``."""
+        times, default once each) over the all-zero rule's, plus (``penalised``) the L1 penalty on ``theta``."""
         counts = np.ones(len(sse)) if counts is None else np.asarray(counts, dtype=float)
         total_zero = float(np.dot(counts, sse_zero))
         value = float(np.dot(counts, sse)) / total_zero if total_zero > 0 else float(np.dot(counts, sse))
-        return value + l1_penalty(theta, self.l1, self.rule.names)
+        return value + (l1_penalty(theta, self.l1, self.rule.names) if penalised else 0.0)
 
-    def objective(self, segments_: Sequence[Segment], counts: Sequence[float] | None = None) -> Callable:
-        """theta -> loss over ``segments_`` (with multiplicities ``counts``), for local optimisers."""
+    def objective(self, segments_: Sequence[Segment], counts: Sequence[float] | None = None,
+                  penalised: bool = True) -> Callable:
+        """theta -> loss over ``segments_`` (with multiplicities ``counts``), for local optimisers;
+        ``penalised=False``: the data's part alone, without the L1 penalty."""
         def loss(theta):
             errors = np.array([self.errors(theta, s) for s in segments_])
-            return self.combined(errors[:, 0], errors[:, 1], theta, counts)
+            return self.combined(errors[:, 0], errors[:, 1], theta, counts, penalised)
         return loss
 
 
@@ -474,7 +476,9 @@ def fit(recording: Recording | str | os.PathLike, choice: RuleChoice, fixed: Map
                  coefficients=dict(zip(rule.names, map(float, theta))), intervals=intervals, fixed=dict(fixed),
                  loss=float(objective(theta)), r2_held_out=float(r2_held), deviance_explained_held_out=float(deviance_held),
                  deviance_explained_fit=float(deviance_fit), stop=outcome.stop, bootstrap=draws,
-                 unidentified=[rule.names[i] for i in unconstrained(objective, theta, bounds)])
+                 # by the data alone: the L1 penalty changes with every coefficient, and hid them all
+                 unidentified=[rule.names[i] for i in unconstrained(problem.objective(fitted, penalised=False),
+                                                                    theta, bounds)])
     result.at_bound = at_bounds(rule, theta, result.unidentified)
     result.warnings = id_numbering_warnings(recording) + fit_warnings(result, n_fitted=len(fitted), n_held=len(held),
                                                               n_bootstrap=n_bootstrap, what=("segment", "segments"))

@@ -160,6 +160,22 @@ def test_a_two_coefficient_rule_is_recovered_with_intervals_and_goodness_of_fit(
     assert saved["options"] == {} and again.names == infer.RuleChoice("taylor", "post:100,post:011").rule().names
 
 
+def test_a_term_without_its_spikes_is_named_unconstrained_under_an_l1_penalty_too(tmp_path):
+    """With --l1 above 0 the check moved each coefficient in the penalised loss, which the penalty
+    always changes: post terms of a recording without post spikes came out "-3e-16 [-3.7e-16,
+    -3.1e-16]", confidently zero, with no warning. The data's part alone decides."""
+    import dataclasses
+
+    from nestplast import infer
+
+    silent = dataclasses.replace(synthetic("post:100,post:011", OJA, OJA_FIXED, duration=2000.0),
+                                 post_times=np.zeros(0), post_ids=np.zeros(0, dtype=int))
+    for l1 in (0.0, 0.01):
+        fit = infer.fit(silent, infer.RuleChoice("taylor", "pre:000,post:100"), OJA_FIXED, max_generations=3,
+                        n_bootstrap=0, l1=l1, out=tmp_path / f"l1-{l1}")
+        assert fit.unidentified == ["th_post_100"], (l1, fit.unidentified)  # the command's warning names them
+
+
 def test_the_all_zero_rule_explains_nothing():
     from nestplast import infer
 
