@@ -521,6 +521,10 @@ def fit_warnings(result: Fit, *, n_fitted: int, n_held: int, n_bootstrap: int, w
     if n_bootstrap and n_fitted < 2:
         warnings.append(f"no meaningful intervals: the fit has {n_fitted} {one}, and a bootstrap over one "
                         f"{one} cannot tell how uncertain the coefficients are; {more_segments_advice(what)}")
+    if result.deviance_explained_fit < 0:  # the search found nothing better than no rule on its own data
+        warnings.append(f"the fitted rule describes even the {what} it was fitted to worse than no plasticity at all "
+                        f"({result.deviance_explained_fit:.1f} % deviance explained): the search found no rule for "
+                        f"these data (check the units of the data, --fixed, --delay and the mask)")
     if not n_held:  # the summary said "R^2 nan" (infer-demo with a short recording) without a reason
         warnings.append(f"no {one} held out (--hold-out 0, or fewer {what} than --hold-out): no held-out R^2 or "
                         f"deviance explained; the fit is measured on the {what} it was fitted to only")

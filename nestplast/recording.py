@@ -310,6 +310,15 @@ def check_time_unit(recording: Recording, source: str | None = None) -> None:
             f"{prefix}every spike and weight sample lies in the first {last:g} ms of duration = "
             f"{recording.duration:g} ms: times in seconds and duration in ms? give all of them in ms (multiply "
             f"pre_times, post_times and weight_times by 1000)")
+    # Spike times in seconds beside weight times in ms: every spike in the first thousandth, while the
+    # weights change for the whole recording (fitted without complaint, 100 times worse than no rule)
+    sampled_to = recording.weight_times[-1] if recording.weight_times.size else 0.0
+    for name, spikes in (("pre_times", recording.pre_times), ("post_times", recording.post_times)):
+        if spikes.size and spikes.max() <= recording.duration / 1000.0 < sampled_to:
+            raise RecordingError(
+                f"{prefix}{name}: every spike lies in the first {spikes.max():g} ms of duration = "
+                f"{recording.duration:g} ms, while the weights are sampled up to {sampled_to:g} ms; spike times must "
+                f"be in ms like weight_times (in seconds? multiply {name} by 1000)")
     # Weight times in seconds beside spikes in ms put every sample in the first thousandth of the
     # recording: the fit would then see a few ms of learning and call every coefficient unidentified.
     times = recording.weight_times

@@ -176,6 +176,22 @@ def test_a_term_without_its_spikes_is_named_unconstrained_under_an_l1_penalty_to
         assert fit.unidentified == ["th_post_100"], (l1, fit.unidentified)  # the command's warning names them
 
 
+def test_a_fit_worse_than_no_rule_on_its_own_segments_is_warned_of():
+    """Spikes in seconds (weights in ms) fitted into a rule 113 times worse than no plasticity on its
+    own segments, with held-out deviance exactly 0: no warning at all."""
+    from nestplast.infer import Fit, fit_warnings
+
+    def fit(deviance_fit):
+        return Fit("taylor", "post:100", ["th_post_100"], {"th_post_100": 0.6}, {"th_post_100": (0.6, 2.0)}, {},
+                   113.8, -2.2, 0.0, deviance_fit)
+
+    said = fit_warnings(fit(-11277.0), n_fitted=8, n_held=2, n_bootstrap=5, what=("segment", "segments"))
+    assert said == ["the fitted rule describes even the segments it was fitted to worse than no plasticity at all "
+                    "(-11277.0 % deviance explained): the search found no rule for these data (check the units of "
+                    "the data, --fixed, --delay and the mask)"]
+    assert fit_warnings(fit(35.0), n_fitted=8, n_held=2, n_bootstrap=5, what=("segment", "segments")) == []
+
+
 def test_the_all_zero_rule_explains_nothing():
     from nestplast import infer
 

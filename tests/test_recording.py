@@ -361,6 +361,15 @@ def test_times_in_seconds_are_refused_with_the_unit_named(tmp_path):
         load(tmp_path / "weights_in_s.npz")
     save(Recording(**in_ms, **{**weights, "weight_times": 1000.0 * np.arange(6.0)}), tmp_path / "weights_in_ms.npz")
     assert load(tmp_path / "weights_in_ms.npz").has_weights
+    # the spikes in seconds, the weights in ms: every spike in the first 5 ms, weights changing for 5 s
+    # (fitted without a word into a rule 100 times worse than none); the post spikes alone too
+    ms_weights = {**weights, "weight_times": 1000.0 * np.arange(6.0)}
+    for name, changed in (("pre_times", {"pre_times": times, "post_times": times[::4]}),
+                          ("post_times", {"post_times": times[::4]})):
+        save(Recording(**{**in_ms, **changed}, **ms_weights), tmp_path / f"{name}_in_s.npz")
+        with pytest.raises(RecordingError, match=rf"{name}: every spike lies in the first 4.\d* ms of duration = 5000 "
+                                                 rf"ms, while the weights are sampled up to 5000 ms; .* multiply {name}"):
+            load(tmp_path / f"{name}_in_s.npz")
 
 
 def test_a_csv_file_is_named_as_such(tmp_path):
