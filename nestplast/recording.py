@@ -212,13 +212,16 @@ class Recording:
         return self.with_weights_subset(rows)
 
     def jittered(self, sigma_ms: float, seed: int) -> Recording:
-        """Every pre and post spike time moved by Gaussian noise of std ``sigma_ms``, clipped to
-        [0, duration] and re-sorted (each id moves with its time). Weights are unchanged."""
+        """Every pre and post spike time moved by Gaussian noise of std ``sigma_ms``, reflected into
+        [0, duration] at its ends and re-sorted (each id moves with its time). Weights are unchanged."""
         _check_sigma(sigma_ms, "jittered: sigma_ms")
         rng = np.random.default_rng(seed)
 
         def jitter(times: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            moved = np.clip(times + rng.normal(0.0, sigma_ms, times.size), 0.0, self.duration)
+            # reflected, not clipped: clipping piled the spikes that moved out onto 0 and duration
+            # exactly, where two of one neuron coincided and the recording was refused
+            folded = np.mod(times + rng.normal(0.0, sigma_ms, times.size), 2.0 * self.duration)
+            moved = np.where(folded > self.duration, 2.0 * self.duration - folded, folded)
             order = np.argsort(moved, kind="stable")
             return moved[order], ids[order]
 
