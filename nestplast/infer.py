@@ -277,6 +277,8 @@ class Fit:
     unidentified: list[str] = field(default_factory=list)  # coefficients the data do not constrain at all
     at_bound: list[str] = field(default_factory=list)  # coefficients stopped at an end of their search range
     warnings: list[str] = field(default_factory=list)  # why the numbers above may not mean what they seem
+    # the synaptic delay (ms) the coefficients were fitted at: nest.Connect's, with nest_params
+    delay: float | None = None
 
     def nest_params(self) -> dict[str, float]:
         """The fitted rule's settings for ``nest.CopyModel`` (``Wmax`` with the sign of your weights)."""
@@ -475,7 +477,7 @@ def fit(recording: Recording | str | os.PathLike, choice: RuleChoice, fixed: Map
     result = Fit(rule=choice.name, mask=choice.mask, names=list(rule.names),
                  coefficients=dict(zip(rule.names, map(float, theta))), intervals=intervals, fixed=dict(fixed),
                  loss=float(objective(theta)), r2_held_out=float(r2_held), deviance_explained_held_out=float(deviance_held),
-                 deviance_explained_fit=float(deviance_fit), stop=outcome.stop, bootstrap=draws,
+                 deviance_explained_fit=float(deviance_fit), stop=outcome.stop, bootstrap=draws, delay=delay,
                  # by the data alone: the L1 penalty changes with every coefficient, and hid them all
                  unidentified=[rule.names[i] for i in unconstrained(problem.objective(fitted, penalised=False),
                                                                     theta, bounds)])
@@ -675,7 +677,7 @@ def _fit_closed(recording: Recording, choice: RuleChoice, fixed: Mapping[str, fl
                  deviance_explained_held_out=measures["deviance_explained_held_out"],
                  deviance_explained_fit=measures["deviance_explained_fit"],
                  r2_activity_held_out=measures["r2_activity_held_out"], stop=outcome.stop, bootstrap=draws,
-                 intervals_from="bootstrap over segments on quadratic surfaces of the simulated candidates")
+                 intervals_from="bootstrap over segments on quadratic surfaces of the simulated candidates", delay=delay)
     result.at_bound = at_bounds(rule, theta)
     result.warnings = id_numbering_warnings(recording) + fit_warnings(
         result, n_fitted=int(np.sum(~problem.held)), n_held=int(np.sum(problem.held)), n_bootstrap=n_bootstrap,

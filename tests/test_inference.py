@@ -234,6 +234,12 @@ def test_infer_command_json_and_bad_input(tmp_path):
     fit = json.loads(out.stdout)
     assert fit["coefficients"]["th_post_100"] == pytest.approx(1.0, abs=0.02)
     assert (tmp_path / "run" / "trajectories.png").stat().st_size > 1000
+    # the delay the coefficients hold for: fit.json and the report had none, and a rule fitted at
+    # --delay 2 went into one's own network at NEST's default of 1 ms
+    assert fit["delay"] == 1.0 and json.loads((tmp_path / "run" / "fit.json").read_text())["delay"] == 1.0
+    report = subprocess.run([sys.executable, "-m", "nestplast", "report", str(tmp_path / "run")], capture_output=True,
+                            text=True)
+    assert "fitted at a synaptic delay of 1 ms (fit.json: delay): connect the rule with it" in report.stdout
     bad = subprocess.run([sys.executable, "-m", "nestplast", "infer", str(path), "--mask", "post:100",
                           "--fixed", "etta=1"], capture_output=True, text=True)
     assert bad.returncode == 2 and "etta" in bad.stderr and "Traceback" not in bad.stderr

@@ -127,6 +127,8 @@ def summary_text(fit: Fit) -> str:
         r2 = "n/a" if math.isnan(fit.r2_held_out) else f"{fit.r2_held_out:.4f}"  # a warning says why
         lines.append(f"held-out R^2 {r2}; deviance explained: {fit.deviance_explained_held_out:.1f} % "
                      f"held out, {fit.deviance_explained_fit:.1f} % on the fitted segments")
+    if fit.delay is not None:  # a fit of an earlier version recorded none
+        lines.append(f"fitted at a synaptic delay of {fit.delay:g} ms (fit.json: delay): connect the rule with it")
     lines += [f"warning: {warning}" for warning in fit.warnings]
     return "\n".join(lines)
 
