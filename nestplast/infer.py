@@ -637,7 +637,12 @@ def _check_same_run(store: RunStore, spec: dict, folder: Path) -> None:
     state would otherwise continue on another problem (a crash for another mask; silently mixed
     results for other data). Keys a run of an older version did not record are not compared."""
     stored, wanted = store.experiment(), as_stored(spec)
-    changed = [key for key in wanted if key in stored and stored[key] != wanted[key]]
+
+    def terms(mask):  # a mask's terms in another order are the same rule
+        return sorted(t.strip() for t in mask.split(",")) if isinstance(mask, str) else mask
+
+    changed = [key for key in wanted if key in stored and (terms(stored[key]) != terms(wanted[key]) if key == "mask"
+                                                           else stored[key] != wanted[key])]
     if changed:
         what = "; ".join(f"{key}: {stored[key]!r} then, {wanted[key]!r} now" if key != "data_sha256" else
                          "the data differ from the data it was started on" for key in changed)

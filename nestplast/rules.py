@@ -328,6 +328,8 @@ def parse_mask(mask: Iterable[str] | str | None) -> dict[str, tuple[str, ...]]:
         if event not in chosen or abc not in TAYLOR_TERMS:
             raise ValueError(f"bad Taylor mask term {item!r}: expected 'pre:abc' or 'post:abc' "
                              f"with a, b, c in 0..2 (e.g. 'pre:010', 'post:100')")
+        if abc in chosen[event]:  # a typo for another term: fitted as one term fewer, without a word
+            raise ValueError(f"the Taylor mask {mask!r} names {item!r} twice; give each term once")
         chosen[event].add(abc)
     if not chosen["pre"] and not chosen["post"]:
         raise ValueError("the Taylor mask frees no term")

@@ -692,6 +692,17 @@ def test_resume_refuses_other_settings_or_other_data(tmp_path):
 
     with RunStore.open(tmp_path / "fit", read_only=True) as store:
         assert store.last_complete_generation() == 3
+    # the same terms in another order are the same rule: that resume was refused ("mask: ... then, ... now")
+    assert infer.fit(data, infer.RuleChoice("taylor", "post:011,post:100"), OJA_FIXED, max_generations=5,
+                     n_bootstrap=0, out=tmp_path / "fit", resume=True) is not None
+    with RunStore.open(tmp_path / "fit", read_only=True) as store:
+        assert store.last_complete_generation() == 4
+
+
+def test_a_mask_term_given_twice_is_refused():
+    """post:100,post:100 (a typo for post:100,post:011) fitted one coefficient without a word."""
+    with pytest.raises(ValueError, match=r"the Taylor mask 'post:100,post:100' names 'post:100' twice"):
+        get_rule("taylor", mask="post:100,post:100")
 
 
 def test_both_modes_refuse_times_in_seconds(tmp_path):
