@@ -64,7 +64,10 @@ def recover(name: str, degradation: Degradation = Degradation(), *, duration_ms:
         rows.append({"rule": name, **dataclasses.asdict(degradation), "coefficient": n, "true": value,
                      "fitted": result.coefficients[n], "low": low, "high": high,
                      "within_5pct": abs(result.coefficients[n] - value) <= TOLERANCE * scale,
-                     "covered": low <= value <= high, "sign_right": np.sign(result.coefficients[n]) == np.sign(value),
+                     # None without an interval (no bootstrap): NaN ends "covered" nothing, and a perfect
+                     # recovery read as failed
+                     "covered": None if np.isnan(low) else bool(low <= value <= high),
+                     "sign_right": np.sign(result.coefficients[n]) == np.sign(value),
                      "r2_held_out": result.r2_held_out, "deviance_explained": result.deviance_explained_held_out})
     return result, rows
 

@@ -296,6 +296,16 @@ def test_a_rule_generated_in_nest_is_recovered_at_zero_noise(tmp_path):
     for row in rows:
         assert row["within_5pct"] and row["covered"] and row["sign_right"], row
     assert fit.r2_held_out > 0.999
+    # without a bootstrap there is no interval to cover the truth: "[nan, nan] no" called a perfect
+    # recovery failed
+    from nestplast.commands.infer_demo import table
+
+    bare = [{**row, "low": math.nan, "high": math.nan, "covered": None} for row in rows]
+    assert [line.split()[-2:] for line in table(bare).splitlines()[1:]] == [["yes", f"{fit.r2_held_out:.3f}"]] * 2
+    assert all(f"{'-':>24}  yes" in line for line in table(bare).splitlines()[1:])
+    _, none = recover("additive_stdp", Degradation(), duration_ms=5000.0, n_bootstrap=0, max_generations=40,
+                      out=tmp_path / "bare")
+    assert [r["covered"] for r in none] == [None, None]
 
 
 def test_infer_demo_refuses_bad_arguments():

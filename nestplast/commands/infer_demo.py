@@ -146,14 +146,15 @@ def warning_lines(fit) -> list[str]:
 
 def table(rows: list[dict]) -> str:
     """The recovery table: one line per row of :func:`nestplast.recovery.recover` (ok: within 5 %,
-    interval covering the truth and sign right)."""
+    interval covering the truth, where there is one, and sign right)."""
     lines = [f"{'rule':<17} {'noise':>6} {'jitter':>6} {'frac':>5} {'length':>6}  {'coefficient':<12} {'true':>8} {'fitted':>10} "
              f"{'95 % interval':>24}  ok  R^2"]
     for r in rows:
-        ok = "yes" if r["within_5pct"] and r["covered"] and r["sign_right"] else "no"
+        ok = "yes" if r["within_5pct"] and r["covered"] is not False and r["sign_right"] else "no"
+        interval = f"{'-':>24}" if r["covered"] is None else f"[{r['low']:>10.4g}, {r['high']:>10.4g}]"
         lines.append(f"{r['rule']:<17} {r['weight_noise']:>6g} {r['jitter_ms']:>6g} {r['recorded_fraction']:>5g} {r['length']:>6g}  "
                      f"{r['coefficient']:<12} {r['true']:>8.4g} {r['fitted']:>10.4g} "
-                     f"[{r['low']:>10.4g}, {r['high']:>10.4g}]  {ok:<3} {r['r2_held_out']:.3f}")
+                     f"{interval}  {ok:<3} {r['r2_held_out']:.3f}")
     return "\n".join(lines)
 
 
