@@ -146,11 +146,14 @@ def check_weight_range(recording: Recording, params: Mapping[str, float]) -> Non
     w_low, w_high = abs(params.get("Wmin", 0.0)), abs(params.get("Wmax", math.inf))
     magnitudes = np.abs(recording.weights)
     if magnitudes.max() > w_high or magnitudes.min() < w_low:
-        roomy = _roomy(magnitudes.max())
+        # the advice names the bound the weights cross (Wmin=50 on weights from 20 was told to set Wmax)
+        suggested = {**({"Wmax": _roomy(magnitudes.max())} if magnitudes.max() > w_high else {}),
+                     **({"Wmin": "0"} if magnitudes.min() < w_low else {})}
         raise WeightRangeError(
             f"weights: recorded |weights| range over [{magnitudes.min():g}, {magnitudes.max():g}], outside the rule's "
-            f"[|Wmin|, |Wmax|] = [{w_low:g}, {w_high:g}], into which it clips every weight; set Wmax (and Wmin) to "
-            f"hold the recorded weights, e.g. --fixed Wmax={roomy} (in Python fixed={{..., 'Wmax': {roomy}}})",
+            f"[|Wmin|, |Wmax|] = [{w_low:g}, {w_high:g}], into which it clips every weight; set {' and '.join(suggested)} "
+            f"to hold the recorded weights, e.g. --fixed {','.join(f'{k}={v}' for k, v in suggested.items())} "
+            f"(in Python fixed={{..., {', '.join(f'{k!r}: {v}' for k, v in suggested.items())}}})",
             recorded=(float(magnitudes.min()), float(magnitudes.max())), allowed=(w_low, w_high))
 
 

@@ -617,6 +617,11 @@ def test_recorded_weights_beyond_wmax_are_refused_not_clipped(tmp_path):
     with pytest.raises(RecordingError, match=r"outside the rule's \[\|Wmin\|, \|Wmax\|\] = \[0, 100\].*Wmax=1000"):
         _quick_fit(big, tmp_path, fixed=without_wmax)
     assert not (tmp_path / "fit").exists()  # refused before anything ran
+    # weights below Wmin: the advice named Wmax, which would not help
+    with pytest.raises(RecordingError, match=r"= \[50, 1000\], into which it clips every weight; set Wmin to hold "
+                                             r"the recorded weights, e.g. --fixed Wmin=0 \(in Python fixed=\{\.\.\., "
+                                             r"'Wmin': 0\}\)"):
+        _quick_fit(data, tmp_path, fixed={**OJA_FIXED, "Wmin": 50.0})
 
 
 def test_a_single_fitted_segment_gives_no_interval_and_says_why(tmp_path):
