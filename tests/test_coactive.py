@@ -151,7 +151,9 @@ def test_the_report_names_each_types_synapse_model_and_its_module(coactive, tmp_
 
     exp, module = coactive
     found = nest_models(exp)
-    assert found == {"module": module.name, "path": module.path,
+    params = {"tau_m": 20.0, "refr_T": 2.0, "tau_syn_exc": 5.0, "tau_syn_inh": 10.0}  # NESTML's names
+    assert found == {"module": module.name, "path": module.path, "neuron_model": module.neuron_model,
+                     "neuron_params": params,
                      "synapse_models": {"EE": module.synapse_models["doublet"], "IE": module.synapse_models["mlp"]}}
     theta = [*EE_DOUBLET, *mlp_theta(exp, 0.5)]
     with RunStore.create(tmp_path / "run", experiment=exp.to_dict(), seed=1) as store:
@@ -162,8 +164,12 @@ def test_the_report_names_each_types_synapse_model_and_its_module(coactive, tmp_
     words = text(summary, tmp_path / "run")
     assert f"  EE ({module.synapse_models['doublet']}): eta = 0.5" in words
     assert f'their module: nestplast.install("{module.path}")' in words
+    # the rule connects only to the paired neuron, whose defaults (tau_m 10) are not the run's (20)
+    assert (f"they connect only to its neuron {module.neuron_model}, which ran with tau_m = 20, refr_T = 2, "
+            "tau_syn_exc = 5, tau_syn_inh = 10") in words
     nest.ResetKernel()
     install(summary["nest_models"]["path"])
+    nest.Create(summary["nest_models"]["neuron_model"], params=summary["nest_models"]["neuron_params"])
     for ct, settings in summary["best_nest_params"].items():
         nest.CopyModel(summary["nest_models"]["synapse_models"][ct], f"mine_{ct}", settings)
         held = nest.GetDefaults(f"mine_{ct}")

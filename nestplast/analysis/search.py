@@ -62,7 +62,10 @@ def nest_models(exp: Experiment) -> dict | None:
         return None
     if module is None:
         return None
-    return {"module": module.name, "path": module.path,
+    from ..networks import neuron_params
+
+    return {"module": module.name, "path": module.path, "neuron_model": module.neuron_model,
+            "neuron_params": neuron_params(exp.network, module),  # in the neuron's own names (tau_syn_exc)
             "synapse_models": {ct: module.synapse_models[exp.base_rule(ct).name] for ct in exp.rule.plastic}}
 
 
@@ -147,7 +150,9 @@ def text(summary: dict, run_dir: str | Path) -> str:
             lines += [f"  {ct}{f' ({models[ct]})' if ct in models else ''}: "
                       + ", ".join(f"{k} = {v:.6g}" for k, v in values.items()) for ct, values in settings.items()]
             if where := summary.get("nest_models"):
-                lines.append(f"  their module: nestplast.install(\"{where['path']}\") after each nest.ResetKernel()")
+                lines.append(f"  their module: nestplast.install(\"{where['path']}\") after each nest.ResetKernel(); "
+                             f"they connect only to its neuron {where['neuron_model']}, which ran with "
+                             f"{', '.join(f'{k} = {v:g}' for k, v in where['neuron_params'].items()) or 'its defaults'}")
         lines.append("best rule on its trials:")
         for t in summary["best_trials"]:
             drift = ", ".join(f"{ct} {d:+.1%}" for ct, d in t["weight_drift"].items())
