@@ -62,6 +62,9 @@ class Behaviour:
         def fail(field: str, what: str) -> NoReturn:
             raise BehaviourError(f"Behaviour: {field}: {what}")
 
+        if any(np.ma.isMaskedArray(v) for v in (self.choices, self.rewards, self.blocks)):
+            # np.asarray drops the mask: a masked (missed) trial was fitted as the value under it
+            fail("choices, rewards, blocks", f"a masked array: the model takes no masked trials{MISSED_TRIAL}")
         choices, rewards, blocks = (np.asarray(v) for v in (self.choices, self.rewards, self.blocks))
         if choices.ndim != 2 or rewards.shape != choices.shape or blocks.shape != choices.shape[1:]:
             fail("choices, rewards, blocks", f"choices and rewards must be animals x trials and blocks one per "
@@ -75,7 +78,8 @@ class Behaviour:
             bad = np.argwhere((value != 0) & (value != 1))
             if bad.size:
                 a, t = bad[0]
-                fail(name, f"expected 0 or 1, got {value[a, t]} (animal {a}, trial {t})")
+                fail(name, f"expected 0 or 1, got {value[a, t]} (animal {a}, trial {t})"
+                           f"{MISSED_TRIAL if value[a, t] < 0 else ''}")
         if np.any(blocks < 0):
             fail("blocks", "negative block")
         self.choices, self.rewards, self.blocks = choices.astype(int), rewards.astype(int), blocks.astype(int)
@@ -166,7 +170,8 @@ def validate(values: dict, source: str = "<behaviour>") -> Behaviour:
             if np.any(value != np.round(value)):
                 fail(name, "expected whole numbers")
         elif value.dtype.kind not in "iub":
-            fail(name, f"expected integers, got {value.dtype}")
+            coded = " coded 0 and 1 (the odours; reward 1: rewarded)" if name in ("choice", "reward") else ""
+            fail(name, f"expected integers{coded}, got {value.dtype}")
         arrays[name] = value.astype(int)
     n = len(arrays["animal"])
     for name in FIELDS:
@@ -176,8 +181,9 @@ def validate(values: dict, source: str = "<behaviour>") -> Behaviour:
         fail("animal", "no trials")
     for name in ("choice", "reward"):
         bad = np.flatnonzero((arrays[name] != 0) & (arrays[name] != 1))
-        if bad.size:
-            fail(name, f"expected 0 or 1, got {arrays[name][bad[0]]} at row {bad[0]}")
+        if bad.size:  # -1: how many tools code a missed trial
+            fail(name, f"expected 0 or 1, got {arrays[name][bad[0]]} at row {bad[0]}"
+                       f"{MISSED_TRIAL if arrays[name][bad[0]] < 0 else ''}")
     bad = np.flatnonzero(np.any(np.sort(arrays["offered"], axis=1) != [0, 1], axis=1))
     if bad.size:
         fail("offered", f"expected the odours 0 and 1 in every trial, got {arrays['offered'][bad[0]].tolist()} "

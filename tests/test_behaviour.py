@@ -409,6 +409,28 @@ def test_behaviour_made_in_python_is_checked_like_a_file():
                               ([["a", "b"], ["c", "d"]], "expected numbers")):
         with pytest.raises(BehaviourError, match=f"x.npz: p_reward: .*{message}"):
             behaviour.validate({**valid_arrays(), "p_reward": np.array(p_reward)}, "x.npz")
+    # missed trials masked: np.asarray dropped the mask, and each was fitted as the value under it
+    missed = np.zeros(data.choices.shape, dtype=bool)
+    missed[0, 2] = True
+    with pytest.raises(BehaviourError, match=r"a masked array: the model takes no masked trials \(a missed trial"):
+        behaviour.Behaviour(np.ma.masked_array(data.choices, mask=missed), data.rewards, data.blocks)
+    # -1, as many tools code a missed trial, and strings: the message says how they must be coded
+    with pytest.raises(BehaviourError, match=r"choices: expected 0 or 1, got -1 \(animal 0, trial 0\) \(a missed"):
+        behaviour.Behaviour(np.where(missed | True, -1, 0), data.rewards, data.blocks)
+    with pytest.raises(BehaviourError, match=r"x.npz: choice: expected 0 or 1, got -1 at row 0 \(a missed trial"):
+        behaviour.validate({**valid_arrays(), "choice": np.full(12, -1)}, "x.npz")
+    with pytest.raises(BehaviourError, match=r"choice: expected integers coded 0 and 1 \(the odours"):
+        behaviour.validate({**valid_arrays(), "choice": np.array(list("ab" * 6))}, "x.npz")
+
+
+@pytest.mark.parametrize("hold_out", [2.5, -1, True])
+def test_a_hold_out_that_is_no_count_of_animals_is_refused(hold_out):
+    """hold_out=2.5 held out animal 4 alone, -1 none (and the warning spoke of --hold-out 0)."""
+    with pytest.raises(ValueError, match=r"hold_out: expected 0 \(no animal held out\) or an integer N >= 2"):
+        infer_choices.split_animals(6, hold_out)
+    assert infer_choices.split_animals(6, 2) == ([0, 2, 4], [1, 3, 5]) and infer_choices.split_animals(6, 0)[1] == []
+    with pytest.raises(ValueError, match=r"n_animals: expected an integer >= 1, got 0"):  # an IndexError
+        infer_choices.generate(TRUE, n_animals=0)
 
 
 def test_a_fit_at_chance_in_every_trial_is_flagged():
