@@ -514,6 +514,9 @@ def at_bound_warning(names: Sequence[str]) -> str:
             "beyond, and its interval is cut there; rescale eta with --fixed so the coefficients fall inside")
 
 
+MIN_BOOTSTRAP = 20  # bootstrap draws below which the intervals are not yet 95 % intervals (warned of)
+
+
 def fit_warnings(result: Fit, *, n_fitted: int, n_held: int, n_bootstrap: int, what: tuple[str, str]) -> list[str]:
     """What a reader of ``result`` must know before trusting it, one sentence each (printed by the
     command, kept in fit.json): coefficients at their search bounds, intervals that could not be
@@ -523,6 +526,9 @@ def fit_warnings(result: Fit, *, n_fitted: int, n_held: int, n_bootstrap: int, w
     warnings = []
     if result.at_bound:
         warnings.append(at_bound_warning(result.at_bound) + ", and check --fixed (Wmax, taus) and the units of the data")
+    if 0 < n_bootstrap < MIN_BOOTSTRAP and n_fitted >= 2:  # one draw and the estimate were called a 95 % interval
+        warnings.append(f"the intervals come from {n_bootstrap} bootstrap draws, too few for their 2.5 and 97.5 "
+                        f"percentiles to be a 95 % interval: give --bootstrap {MIN_BOOTSTRAP} or more")
     if n_bootstrap and n_fitted < 2:
         warnings.append(f"no meaningful intervals: the fit has {n_fitted} {one}, and a bootstrap over one "
                         f"{one} cannot tell how uncertain the coefficients are; {more_segments_advice(what)}")

@@ -185,11 +185,15 @@ def test_a_fit_worse_than_no_rule_on_its_own_segments_is_warned_of():
         return Fit("taylor", "post:100", ["th_post_100"], {"th_post_100": 0.6}, {"th_post_100": (0.6, 2.0)}, {},
                    113.8, -2.2, 0.0, deviance_fit)
 
-    said = fit_warnings(fit(-11277.0), n_fitted=8, n_held=2, n_bootstrap=5, what=("segment", "segments"))
+    said = fit_warnings(fit(-11277.0), n_fitted=8, n_held=2, n_bootstrap=30, what=("segment", "segments"))
     assert said == ["the fitted rule describes even the segments it was fitted to worse than no plasticity at all "
                     "(-11277.0 % deviance explained): the search found no rule for these data (check the units of "
                     "the data, --fixed, --delay and the mask)"]
-    assert fit_warnings(fit(35.0), n_fitted=8, n_held=2, n_bootstrap=5, what=("segment", "segments")) == []
+    assert fit_warnings(fit(35.0), n_fitted=8, n_held=2, n_bootstrap=30, what=("segment", "segments")) == []
+    # --bootstrap 1: one draw and the estimate were printed as a "95 % interval" missing the truth
+    assert fit_warnings(fit(35.0), n_fitted=8, n_held=2, n_bootstrap=1, what=("segment", "segments")) == [
+        "the intervals come from 1 bootstrap draws, too few for their 2.5 and 97.5 percentiles to be a 95 % "
+        "interval: give --bootstrap 20 or more"]
 
 
 def test_the_all_zero_rule_explains_nothing():
