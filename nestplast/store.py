@@ -277,7 +277,10 @@ class RunStore:
         if not run_dir.is_dir():
             raise StoreError(f"no run directory {run_dir}")
         if not path.is_file():
-            raise StoreError(f"{run_dir} holds no nestplast run (no {DB_NAME})")
+            # e.g. infer-demo's --out, whose fit is in fit/: name the runs one level down
+            inside = sorted(str(p.parent) for p in run_dir.glob(f"*/{DB_NAME}"))
+            raise StoreError(f"{run_dir} holds no nestplast run (no {DB_NAME})"
+                             + (f"; the folders in it that do: {', '.join(inside)}" if inside else ""))
         if not read_only and not (os.access(path, os.W_OK) and os.access(run_dir, os.W_OK)):
             raise StoreError(f"{run_dir} is read-only: a run cannot be continued there (copy it somewhere writable)")
         lock = None if read_only else _lock_writer(run_dir)

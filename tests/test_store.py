@@ -145,8 +145,13 @@ def test_open_and_create_misuse(tmp_path):
     with pytest.raises(StoreError, match=r"a\.toml is a file; a run is the folder that holds results\.sqlite"):
         RunStore.open(tmp_path / "a.toml")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(StoreError, match="no nestplast run"):
+    with pytest.raises(StoreError, match=r"empty holds no nestplast run \(no results.sqlite\)$"):
         RunStore.open(tmp_path / "empty")
+    # infer-demo's --out holds its fit in fit/: the message names it
+    RunStore.create(tmp_path / "demo" / "fit", experiment={}, seed=1).close()
+    with pytest.raises(StoreError, match=r"demo holds no nestplast run \(no results.sqlite\); the folders in it that "
+                                         r"do: .*demo/fit$"):
+        RunStore.open(tmp_path / "demo")
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "results.sqlite").write_text("not a database at all" * 100)
     with pytest.raises(StoreError, match="not a nestplast database"):
