@@ -125,11 +125,16 @@ def check_constraints(exp: Experiment) -> None:
         raise ExperimentError(f"{exp.source}: filter.nuisance_input_rate: drawn for a recurrent network's drive "
                               "(network.input_rate); a single neuron's afferents (network.input_rate_e, input_rate_i) "
                               "vary with trials.input_rate_scale instead")
+    # the default table, never written in the file, is named as such (the user was told to fix a key
+    # they never set)
+    default = " (the default table's: give filter.constraints of your own)" if (
+        f.constraints == type(f)().constraints) else ""
     for where, table in [("filter.constraints", f.constraints)] + [
             (f"filter.schedule[{k}].constraints", e["constraints"]) for k, e in enumerate(f.schedule)]:
         for name in table:  # a single neuron and the default table: rate_i, spatial_fano, std_rate_spatial
             if why := unmeasured(exp, name):
-                raise ExperimentError(f"{exp.source}: {where}.{name}: {why}, so no rule could pass this bound")
+                raise ExperimentError(f"{exp.source}: {where}.{name}{default if where == 'filter.constraints' else ''}: "
+                                      f"{why}, so no rule could pass this bound")
 
 
 def new_filter(exp: Experiment) -> Filter:

@@ -937,7 +937,8 @@ def test_a_single_neuron_filter_refuses_what_it_cannot_have(tmp_path, capsys, ex
 
     for text, says in [(SINGLE + extra, fragment),
                        (SINGLE.replace("constraints = { rate_e = [1.0, 80.0] }\n", ""),
-                        "filter.constraints.rate_i: network.kind = 'single_neuron' never measures rate_i")]:
+                        "filter.constraints.rate_i (the default table's: give filter.constraints of your own): "
+                        "network.kind = 'single_neuron' never measures rate_i")]:
         (tmp_path / "single.toml").write_text(text)
         assert main([str(tmp_path / "single.toml"), "--out", str(tmp_path / "run")]) == 2
         err = capsys.readouterr().err
