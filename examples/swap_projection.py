@@ -16,6 +16,7 @@ Run:  .venv/bin/python examples/swap_projection.py [--scale 0.5] [--seconds 10]
 """
 
 import argparse
+import math
 
 import numpy as np
 
@@ -52,6 +53,9 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="network size factor (1: 800 E + 200 I)")
     parser.add_argument("--seconds", type=float, default=10.0, help="biological time with plasticity")
     args = parser.parse_args()
+    for option, value in (("--scale", args.scale), ("--seconds", args.seconds)):
+        if not math.isfinite(value):  # nan: a ValueError from int(); inf: NEST's "simulation time must be finite"
+            parser.error(f"{option} must be a finite number, got {value:g}")
     n_e, n_i = int(800 * args.scale), int(200 * args.scale)
     if n_e < 1 or n_i < 1 or not args.seconds >= 2.0:  # rates over the first and last second, which must differ
         parser.error(f"--scale must leave at least one E and one I neuron (800 and 200 at 1) and --seconds must be "

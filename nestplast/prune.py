@@ -34,7 +34,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .errors import UserError
-from .rate_network import RateModel, check_weights, lyapunov_covariance, simulate
+from .rate_network import RateModel, check_weights, lyapunov_covariance, settling_time, simulate
 
 PRUNING_RULES = ("noise", "magnitude", "uniform")
 DIAGONALS = ("row-sum", "original", "zero")
@@ -241,10 +241,23 @@ class OnlineCovariance:
         return C
 
 
-def probe_covariance(W: ArrayLike, duration: float, model: RateModel = RateModel(), *, seed: int = 0) -> np.ndarray:
+def probe_warmup(W: ArrayLike, duration: float, model: RateModel = RateModel()) -> float:
+    """The warm-up before a probe of ``duration`` ms: :func:`~nestplast.rate_network.settling_time`
+    (five of the slowest time constants), at most ``duration``. A mode slower than the probe barely
+    moves within it, so a longer warm-up would change little of the estimate, and on a slow network
+    (eigenvalue -1e-5) it would be hours of NEST time."""
+    return min(settling_time(W, model), duration)
+
+
+def probe_covariance(W: ArrayLike, duration: float, model: RateModel = RateModel(), *, seed: int = 0,
+                     warmup: float | None = None) -> np.ndarray:
     """The covariance as each synapse estimates it online (:class:`OnlineCovariance`) from
-    ``duration`` ms of the network's noise-driven activity in NEST, sampled each ms."""
-    rates = simulate(W, duration, model, seed=seed).rates
+    ``duration`` ms of the network's noise-driven activity in NEST, sampled each ms, after a
+    ``warmup`` from rest (ms; default :func:`probe_warmup`)."""
+    W = check_weights(W, model.leak)  # stable: the activity has a stationary covariance to estimate
+    if warmup is None:
+        warmup = probe_warmup(W, duration, model)
+    rates = simulate(W, duration, model, seed=seed, warmup=warmup).rates
     if len(rates) < 2:  # a covariance needs two samples at least
         raise InvalidPruningArgument(f"{duration} ms of activity give {len(rates)} samples (one per ms): "
                                      "probe for longer to estimate a covariance")

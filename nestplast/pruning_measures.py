@@ -20,6 +20,7 @@ All measures compare the dynamics matrices M = W - leak I (eigenvalues in units 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -135,6 +136,24 @@ def rayleigh_error(W: ArrayLike, W_pruned: ArrayLike, leak: float = 1.0, *, refe
 
 # ------------------------------------------------------------------------------- trajectories
 
+def check_trajectory_duration(duration: float, *, interval: float = 1.0, name: str = "duration",
+                              zero_skips: bool = False) -> None:
+    """Raise ValueError unless ``duration`` gives trajectories to compare: a whole number of
+    sampling ``interval``s (ms), at least two (one sample, or none, gave a NaN error or one from
+    a single point). ``zero_skips``: 0 is allowed too, meaning no trajectories."""
+    if zero_skips and duration == 0:
+        return
+    samples = duration / interval
+    if math.isfinite(samples) and samples >= 2 and abs(samples - round(samples)) < 1e-9:
+        return
+    skip = "0 (no trajectories) or " if zero_skips else ""
+    if interval == 1:
+        rule = "a whole number of ms, at least 2 (the rates are sampled every ms)"
+    else:
+        rule = f"a whole number of intervals of {interval:g} ms, at least 2 (the rates are sampled every interval)"
+    raise ValueError(f"{name} must be {skip}{rule}, got {duration:g}")
+
+
 def relative_trajectory_error(reference: np.ndarray, rates: np.ndarray) -> float:
     """||X' - X|| / ||X|| over all samples and neurons."""
     return float(np.linalg.norm(rates - reference) / np.linalg.norm(reference))
@@ -143,7 +162,9 @@ def relative_trajectory_error(reference: np.ndarray, rates: np.ndarray) -> float
 def trajectory_error(W: ArrayLike, W_pruned: ArrayLike, duration: float = 200.0, model: RateModel = RateModel(), *,
                      seed: int = 0, interval: float = 1.0) -> float:
     """Relative trajectory error of the pruned against the unpruned network, both simulated in
-    NEST from rest for ``duration`` ms with the same noise (same seed)."""
+    NEST from rest for ``duration`` ms with the same noise (same seed). ``duration``: a whole
+    number of ``interval``s, at least two (:func:`check_trajectory_duration`)."""
+    check_trajectory_duration(duration, interval=interval)
     _check_same_size(np.shape(W), W_pruned)
     reference = simulate(W, duration, model, seed=seed, interval=interval, warmup=0.0).rates
     rates = simulate(W_pruned, duration, model, seed=seed, interval=interval, warmup=0.0).rates
@@ -201,9 +222,16 @@ def _decay_error(step: np.ndarray, step_pruned: np.ndarray, dt: float, steps: in
                  seed: int) -> DecayError:
     x = x_pruned = np.random.default_rng(seed).random((len(step), states))  # one state per column
     errors = np.empty(steps)
-    for k in range(steps):
-        x, x_pruned = step @ x, step_pruned @ x_pruned
-        errors[k] = np.mean(np.linalg.norm(x_pruned - x, axis=0) / np.linalg.norm(x, axis=0))
+    overflowed = np.zeros(states, dtype=bool)
+    # A long decay can leave the floating-point range: an unstable pruned network's grows past it
+    # (its error inf from then on, not the NaN of inf - inf that follows), and the original's can
+    # shrink to 0 (0/0, NaN). The summary shows these as such, not as a skipped measure.
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        for k in range(steps):
+            x, x_pruned = step @ x, step_pruned @ x_pruned
+            overflowed |= ~np.isfinite(x_pruned).all(axis=0)
+            errors[k] = np.mean(np.where(overflowed, np.inf,
+                                         np.linalg.norm(x_pruned - x, axis=0) / np.linalg.norm(x, axis=0)))
     return DecayError(dt * np.arange(1, steps + 1), errors)
 
 
@@ -283,16 +311,19 @@ class Comparison:
     decay: dict[str, DecayError] = field(default_factory=dict)  # per rule, if measured
 
     def summary(self) -> dict:
-        """Everything but the matrices, ready for JSON (non-finite numbers as None)."""
+        """Everything but the matrices, ready for JSON: a skipped measure is None, a measure that
+        is not finite (a decay that left the floating-point range) the string "inf", "-inf" or
+        "nan", which JSON has no number for and ``float()`` reads back."""
         return {"keep": self.keep, "nodes": len(self.weights),
                 "synapses": next(iter(self.pruned.values())).synapses, "diagonal": self.diagonal,
                 "slowest": self.slowest,
-                "rules": {rule: {key: _finite_or_none(value) for key, value in m.items()}
+                "rules": {rule: {key: _json_number(value) for key, value in m.items()}
                           for rule, m in self.measures.items()}}
 
 
-def _finite_or_none(value):
-    return None if isinstance(value, float) and not np.isfinite(value) else value
+def _json_number(value):
+    # None would read as "skipped", the mark of a measure not taken
+    return str(value) if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def compare_rules(W: ArrayLike, *, keep: float = 0.2, rules: Sequence[str] = PRUNING_RULES,
@@ -304,8 +335,9 @@ def compare_rules(W: ArrayLike, *, keep: float = 0.2, rules: Sequence[str] = PRU
     ``covariance``: the noise rule's (default: the Lyapunov solution of ``model``'s linear
     network). ``seed`` seeds the pruning draws, the NEST noise and the initial states.
     ``duration``: ms of the NEST :func:`trajectory_error` (0: skipped, ``None`` in the
-    measures). ``decay_duration``: ms of the :func:`decay_trajectory_error` (default 40 tau; 0:
-    skipped), from ``decay_states`` initial states. Each rule's measures: those of
+    measures; otherwise a whole number of ms, at least 2: :func:`check_trajectory_duration`).
+    ``decay_duration``: ms of the :func:`decay_trajectory_error` (default 40 tau; 0: skipped),
+    from ``decay_states`` initial states. Each rule's measures: those of
     :func:`measure` with the mean error of the ``slowest`` eigenvalues, ``trajectory_error``,
     ``decay_trajectory_error``, ``stable`` and, when unstable, ``stable_diagonals`` (the diagonal
     options that keep the same draw stable; ``None`` when it is stable).
@@ -317,6 +349,7 @@ def compare_rules(W: ArrayLike, *, keep: float = 0.2, rules: Sequence[str] = PRU
     if duration < 0 or (decay_duration is not None and decay_duration < 0) or decay_states < 1 or slowest < 1:
         raise ValueError(f"duration and decay_duration must be >= 0 ms, decay_states and slowest >= 1; got "
                          f"{duration}, {decay_duration}, {decay_states} and {slowest}")
+    check_trajectory_duration(duration, zero_skips=True)  # 0.5 ms gave no samples and a trajectory error None
     W = check_weights(W, model.leak)
     if covariance is None and "noise" in rules:
         covariance = lyapunov_covariance(W, model)

@@ -18,6 +18,7 @@ holds self-connections. Times are in ms.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -30,14 +31,18 @@ from .kernel import import_nest, lent_kernel, nest_seed, reset_kernel
 
 __all__ = [
     "InvalidWeightMatrix", "RateModel", "Activity", "check_weights", "dynamics_matrix",
-    "spectral_abscissa", "random_network", "clustered_network", "authors_network", "lyapunov_covariance",
-    "connect_weights", "simulate", "estimate_covariance", "nest_seed", "STABLE_BELOW",
+    "spectral_abscissa", "settling_time", "random_network", "clustered_network", "authors_network", "lyapunov_covariance",
+    "connect_weights", "simulate", "run_in_pieces", "estimate_covariance", "nest_seed", "STABLE_BELOW",
 ]
 
 # Stable: every eigenvalue of W - leak I has real part below this. An eigenvalue within rounding
 # error of zero is a mode that never decays (e.g. a graph Laplacian's constant mode, or a neuron
 # that pruning cut off in a network without a stability margin), so it counts as unstable.
 STABLE_BELOW = -1e-10
+
+# Wall-clock seconds that one piece of a NEST simulation aims at: Python runs its signal handlers
+# (SIGTERM, Ctrl-C) only between the pieces, so this is about how long a stop can take.
+PIECE_SECONDS = 0.25
 
 
 class InvalidWeightMatrix(UserError, ValueError):
@@ -125,6 +130,13 @@ def spectral_abscissa(M: np.ndarray) -> float:
     if np.array_equal(M, M.T):
         return float(np.linalg.eigvalsh(M)[-1])
     return float(np.linalg.eigvals(M).real.max())
+
+
+def settling_time(W: ArrayLike, model: RateModel = RateModel()) -> float:
+    """Five of the slowest time constants of the linear dynamics (ms), by which a start from rest
+    has decayed to within e^-5 (0.7 %) of the stationary state. Long for a slow network: 5e6 ms
+    when W - leak I has an eigenvalue -1e-5."""
+    return 5.0 / -spectral_abscissa(dynamics_matrix(W, model))
 
 
 # ------------------------------------------------------------------------------- generators
@@ -265,18 +277,21 @@ def simulate(W: ArrayLike, duration: float, model: RateModel = RateModel(), *, s
              warmup: float | None = None, mu: ArrayLike | None = None) -> Activity:
     """Simulate the noise-driven rate network with weights ``W`` in a fresh NEST kernel and
     record every neuron's rate each ``interval`` ms for ``duration`` ms after a ``warmup``
-    (default: five of the slowest time constants of the linear dynamics, so that the start from
-    rest has decayed). ``mu`` (scalar or one value per neuron) overrides ``model.mu``.
+    (default: :func:`settling_time`, five of the slowest time constants of the linear dynamics,
+    so that the start from rest has decayed; give a shorter one for a slow network).
+    ``mu`` (scalar or one value per neuron) overrides ``model.mu``.
 
     The same ``seed`` and network size give the same noise, whatever the weights: NEST draws
-    the noise per neuron in a fixed order from a stream seeded by :func:`nest_seed`.
+    the noise per neuron in a fixed order from a stream seeded by :func:`nest_seed`. NEST runs
+    in pieces of about :data:`PIECE_SECONDS` (:func:`run_in_pieces`), so SIGTERM and Ctrl-C stop
+    a long simulation promptly.
     """
     nest = import_nest()
     # An unstable network can be simulated from rest (warmup given), one with NaN weights not at all.
     W = check_weights(W, model.leak, stable=warmup is None)
     n = len(W)
     if warmup is None:
-        warmup = 5.0 / -spectral_abscissa(dynamics_matrix(W, model))
+        warmup = settling_time(W, model)
     # Align the recording to the sampling grid so every neuron has the same samples.
     warmup = np.ceil(warmup / interval) * interval
     reset_kernel()
@@ -292,9 +307,28 @@ def simulate(W: ArrayLike, duration: float, model: RateModel = RateModel(), *, s
     recorder = nest.Create("multimeter", params={"record_from": ["rate"], "interval": interval,
                                                  "start": warmup, "stop": warmup + duration})
     nest.Connect(recorder, neurons)
-    nest.Simulate(warmup + duration + interval)  # one interval more: the sample at the stop time
+    run_in_pieces(warmup + duration + interval)  # one interval more: the sample at the stop time
     events = recorder.events
     order = np.lexsort((events["senders"], events["times"]))
     times = events["times"][order]
     rates = events["rate"][order].reshape(-1, n)
     return Activity(times=times[::n], rates=rates)
+
+
+def run_in_pieces(duration: float) -> None:
+    """``nest.Simulate(duration)`` as several ``nest.Run`` calls of about :data:`PIECE_SECONDS` of
+    wall-clock time each, with the same result. One long Simulate held off Python's signal handlers
+    (SIGTERM from ``kill`` or a batch system, Ctrl-C) until it returned, which could be hours."""
+    nest = import_nest()
+    resolution = nest.resolution
+    steps, done = round(duration / resolution), 0
+    piece = 10  # steps of the first piece; the next ones are sized by its wall-clock time
+    with nest.RunManager():  # Prepare, the Runs, Cleanup: what Simulate does
+        while done < steps:
+            piece = min(piece, steps - done)
+            start = time.perf_counter()
+            nest.Run(piece * resolution)
+            done += piece
+            elapsed = time.perf_counter() - start
+            # grow at most 4-fold: a piece of a few steps is timed badly
+            piece = max(1, min(4 * piece, round(piece * PIECE_SECONDS / max(elapsed, 1e-6))))

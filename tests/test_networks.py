@@ -194,6 +194,16 @@ def test_example_swaps_a_projection_and_reaches_the_target(doublet_module):
         assert refused.returncode == 2 and "--seconds must be at least 2" in refused.stderr, refused.stderr
 
 
+@pytest.mark.parametrize("option, value", [("--scale", "nan"), ("--seconds", "inf"), ("--scale", "inf")])
+def test_the_swap_projection_example_refuses_numbers_that_are_not_finite(option, value):
+    """--scale nan ended in ValueError, --seconds inf in NEST's 'The simulation time must be finite',
+    both as tracebacks."""
+    out = subprocess.run([sys.executable, "examples/swap_projection.py", option, value], capture_output=True,
+                         text=True, cwd=ROOT, timeout=60)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert f"{option} must be a finite number, got {value}" in out.stderr
+
+
 @pytest.mark.skipif(not nest_has_mpi(), reason="needs a NEST built with MPI (the PyPI wheel has none); "
                     "jobs/build-nest-mpi.sh builds one; the network-parallel mode is not tested here")
 def test_network_parallel_mode_spreads_each_simulation_over_the_ranks(tmp_path):

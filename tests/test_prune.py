@@ -14,6 +14,7 @@ from nestplast.prune import (
     keep_probabilities,
     noise_scores,
     probe_covariance,
+    probe_warmup,
     prune,
 )
 from nestplast.rate_network import InvalidWeightMatrix, clustered_network, lyapunov_covariance, random_network, simulate
@@ -244,3 +245,14 @@ def test_probe_covariance_too_short_for_two_samples_says_so():
     with pytest.raises(InvalidPruningArgument, match="probe for longer") as err:
         probe_covariance(random_network(10, 0.3, seed=0), 0.5)
     assert isinstance(err.value, UserError)
+
+
+def test_the_probe_warms_up_no_longer_than_it_probes():
+    """Five of the slowest time constants were 5e6 ms of NEST time for a slowest eigenvalue of
+    -1e-5; a mode that slow barely moves within the probe, so the warm-up is at most the probe."""
+    coupling = np.array([[0.0, 0.5, 0.0], [0.5, 0.0, 0.5], [0.0, 0.5, 0.0]])
+    slow = coupling + np.diag(1.0 - 1e-5 - coupling.sum(axis=1))  # W - I: minus a Laplacian, shifted by -1e-5
+    assert probe_warmup(slow, 100.0) == 100.0
+    assert probe_warmup(clustered_network((6, 2, 2), seed=1), 1e4) == pytest.approx(500.0)  # tau / margin 0.1, five
+    C = probe_covariance(slow, 100.0, seed=1)  # 200 ms of NEST time, not 5e6
+    assert C.shape == (3, 3) and (np.diag(C) > 0).all()

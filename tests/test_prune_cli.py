@@ -3,8 +3,10 @@ and text output, the files it writes, bad input in one line with exit code 2, ou
 checked before any work, and warnings about unstable pruned networks."""
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +23,20 @@ MODULE = ("-m", "nestplast.prune")
 def run_cli(*args, entry=MODULE, timeout=300):
     return subprocess.run([sys.executable, *entry, *map(str, args)], capture_output=True, text=True,
                           timeout=timeout, cwd=ROOT)
+
+
+def as_options(settings: dict) -> list[str]:
+    """summary.json's settings given back as command-line options."""
+    options = []
+    for name, value in settings.items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            options += [flag] if value else []
+        elif isinstance(value, list):
+            options += [flag, ",".join(map(str, value))]
+        elif name != "nestplast":
+            options += [flag, str(value)]
+    return options
 
 
 def rejected(capsys, *args) -> str:
@@ -52,7 +68,11 @@ def test_cli_json_prints_one_object(tmp_path):
     # with what made it (the folder alone did not say how to make it again)
     settings = saved.pop("settings")
     assert saved == summary and settings["seed"] == 3 and settings["nodes"] == 60 and settings["keep"] == 0.3
-    assert settings["covariance"] == "lyapunov" and settings["matrix"] is None and "nestplast" in settings
+    assert settings["covariance"] == "lyapunov" and "matrix" not in settings and "nestplast" in settings
+    # given back as options, the settings make the same run
+    rerun = run_cli(*as_options(settings), "--json", "--out", tmp_path / "again")
+    assert rerun.returncode == 0, rerun.stderr
+    assert json.loads((tmp_path / "again" / "summary.json").read_text()) == {**saved, "settings": settings}
     # nestplast report on the folder: "holds no nestplast run", as if it were none of nestplast's
     report = subprocess.run([sys.executable, "-m", "nestplast", "report", str(tmp_path)], capture_output=True, text=True)
     assert report.returncode == 2 and "holds the output of nestplast prune" in report.stderr, report.stderr
@@ -176,6 +196,10 @@ def test_cli_names_files_that_are_not_a_matrix_archive(tmp_path, capsys):
     (["--duration", "inf"], "--duration must be a finite number of ms, got inf"),
     (["--decay-duration", "nan"], "--decay-duration must be a finite number of ms, got nan"),
     (["--covariance", "nest", "--probe", "nan"], "--probe must be a finite number of ms, got nan"),
+    (["--covariance", "nest", "--warmup", "inf"], "--warmup must be a finite number of ms, got inf"),
+    (["--covariance", "nest", "--warmup", "-1"], "--warmup must be >= 0 ms, got -1"),
+    # Path("") is the current directory: every file landed there
+    (["--out", ""], "argument --out: an empty path; give a directory"),
 ])
 def test_cli_rejects_bad_arguments(capsys, args, message):
     assert message in rejected(capsys, *args)
@@ -245,6 +269,10 @@ def test_cli_bad_covariance_probe_and_generated_network_in_one_line(tmp_path, ca
     (["--nodes", "30", "--slowest", "31"], "--slowest must be at most the number of neurons, 30"),
     (["--network", "random", "--p-in", "0.3"], "--p-in applies to --network clustered or authors, not random"),
     (["--decay-duration", "0", "--decay-states", "5"], "--decay-states applies to the decay"),
+    (["--warmup", "100"], "--warmup applies to --covariance nest, not lyapunov"),
+    # nothing is simulated: every measure is the linear network's
+    (["--rectified", "--duration", "0"], "--rectified applies to the NEST simulations (--covariance nest, or "
+                                         "--duration above 0), not --covariance lyapunov with --duration 0"),
 ])
 def test_cli_refuses_options_that_would_be_ignored(capsys, args, message):
     """An option given where it cannot apply is refused in one line, not dropped without a word."""
@@ -258,6 +286,122 @@ def test_cli_refuses_generator_options_with_a_matrix(tmp_path, capsys, option):
     path = tmp_path / "m.npz"
     np.savez(path, W=np.full((5, 5), 0.1) - 0.1 * np.eye(5))
     assert f"{option[0]} applies to a generated network, not --matrix" in rejected(capsys, "--matrix", path, *option)
+
+
+@pytest.mark.parametrize("nodes", ["5", "200"])
+def test_cli_refuses_nodes_with_a_matrix_whatever_the_value(tmp_path, capsys, nodes):
+    """--nodes 200, the default's value, passed unseen by argparse's mutual exclusion."""
+    path = tmp_path / "m.npz"
+    np.savez(path, W=np.full((5, 5), 0.1) - 0.1 * np.eye(5))
+    assert "argument --nodes: not allowed with argument --matrix" in rejected(capsys, "--matrix", path, "--nodes", nodes)
+
+
+def test_cli_says_what_makes_a_usable_authors_network(capsys):
+    """'try more --nodes or another --seed' cannot help where the options make every draw unusable;
+    a --long-range that the user never gave was named as if they had."""
+    message = rejected(capsys, "--network", "authors", "--p-in", 0, "--nodes", 1000, "--seed", 3)
+    assert "give --p-in above 0" in message and "whatever --nodes or --seed" in message
+    message = rejected(capsys, "--network", "authors", "--p-in", 0.01, "--nodes", 1000, "--seed", 3)
+    assert "2 of its neurons have no synapse" in message and "--nodes or another --seed" not in message
+    assert "give a larger --p-in or --long-range (default 2.5 x --nodes = 2500)" in message
+    message = rejected(capsys, "--network", "authors", "--nodes", 3)
+    assert "the default --long-range, 2.5 x --nodes = 8, is more links than 3 neurons have pairs" in message
+    assert "give --long-range 6 or less, or more --nodes" in message
+    assert "error: --long-range 8 is more links" in rejected(capsys, "--network", "authors", "--nodes", 3,
+                                                             "--long-range", 8)
+
+
+@pytest.mark.parametrize("options, expected", [
+    (["--network", "random", "--nodes", "20", "--duration", "0"],
+     {"network": "random", "nodes": 20, "density": 0.2, "inhibitory": 0.0, "seed": 0, "keep": 0.2,
+      "diagonal": "row-sum", "covariance": "lyapunov", "slowest": 10, "duration": 0.0, "decay_duration": 400.0,
+      "decay_states": 20, "sweep": [0.5, 0.2, 0.1, 0.05]}),
+    (["--network", "authors", "--nodes", "20", "--duration", "0", "--decay-duration", "0", "--sweep", "0.5"],
+     {"network": "authors", "nodes": 20, "p_in": 0.6, "long_range": 50, "seed": 0, "keep": 0.2,
+      "diagonal": "row-sum", "covariance": "lyapunov", "slowest": 10, "duration": 0.0, "decay_duration": 0.0,
+      "sweep": [0.5, 0.2]}),
+    (["--matrix", "MATRIX", "--keep", "0.5", "--duration", "0", "--decay-duration", "10"],
+     {"matrix": "MATRIX", "seed": 0, "keep": 0.5, "diagonal": "row-sum", "covariance": "lyapunov", "slowest": 5,
+      "duration": 0.0, "decay_duration": 10.0, "decay_states": 20, "sweep": [0.5, 0.2, 0.1, 0.05]}),
+], ids=["random", "authors", "matrix"])
+def test_settings_are_those_that_applied_with_the_values_used(tmp_path, capsys, options, expected):
+    """summary.json recorded nodes 200 and network clustered with --matrix, p_in 0.6 and density None
+    for a random network of density 0.2, the probe of a Lyapunov run, decay_states with no decay."""
+    matrix = tmp_path / "m.npz"
+    np.savez(matrix, W=np.full((5, 5), 0.1) - 0.1 * np.eye(5))
+    options = [str(matrix) if o == "MATRIX" else o for o in options]
+    expected = {k: str(matrix) if v == "MATRIX" else v for k, v in expected.items()}
+    assert main([*options, "--out", str(tmp_path / "one"), "--json"]) == 0
+    saved = json.loads((tmp_path / "one" / "summary.json").read_text())
+    settings = dict(saved["settings"])
+    assert settings.pop("nestplast") and settings == expected
+    # given back as options, they make the same run
+    assert main([*as_options(settings), "--out", str(tmp_path / "two"), "--json"]) == 0
+    assert json.loads((tmp_path / "two" / "summary.json").read_text()) == saved
+
+
+def slow_matrix(path, rate=1e-5):
+    """Three neurons in a line whose W - I is minus a graph Laplacian, shifted by -rate: the slowest
+    eigenvalue is -rate, a time constant of tau / rate (1e6 ms at 1e-5)."""
+    coupling = np.array([[0.0, 0.5, 0.0], [0.5, 0.0, 0.5], [0.0, 0.5, 0.0]])
+    np.savez(path, W=coupling + np.diag(1.0 - rate - coupling.sum(axis=1)))
+    return path
+
+
+def test_the_warm_up_before_the_probe_is_bounded_and_said(tmp_path):
+    """The warm-up was five of the slowest time constants, 5e6 ms here: the command seemed to hang.
+    It is at most the --probe, a note says how long and why, --warmup sets it, the summary records it."""
+    matrix = slow_matrix(tmp_path / "slow.npz")
+    args = ("--matrix", matrix, "--covariance", "nest", "--probe", 200, "--keep", 1, "--duration", 0,
+            "--decay-duration", 0, "--json")
+    out = run_cli(*args, "--out", tmp_path / "capped", timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.splitlines() == [
+        "note: --covariance nest simulates a warm-up of 200 ms (as long as the --probe: five of the slowest time "
+        "constant would be 5e+06 ms, and a mode slower than the probe barely moves within it) before the 200 ms "
+        "--probe; --warmup sets it"]
+    assert json.loads((tmp_path / "capped" / "summary.json").read_text())["settings"]["warmup"] == 200
+    given = run_cli(*args, "--warmup", 30, "--out", tmp_path / "given", timeout=120)
+    assert given.returncode == 0 and given.stderr == "", given.stderr  # the user said how long
+    assert json.loads((tmp_path / "given" / "summary.json").read_text())["settings"]["warmup"] == 30
+
+
+def test_sigterm_stops_a_long_simulation_promptly():
+    """One long nest.Simulate held off the SIGTERM handler until it returned (here after days of
+    NEST time): the run stops within a few seconds, with exit code 143 and one line, as every command."""
+    process = subprocess.Popen([sys.executable, *MODULE, "--nodes", "20", "--covariance", "nest", "--probe", "1e9",
+                                "--duration", "0", "--decay-duration", "0"], cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        note = process.stderr.readline()  # said just before the simulation starts
+        assert note.startswith("note: --covariance nest simulates a warm-up"), note
+        time.sleep(1.0)
+        sent = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
+        stopped = time.monotonic() - sent
+    finally:
+        process.kill()  # a run that ignored the signal must not go on after the test
+    assert process.returncode == 143 and err.strip().splitlines() == ["terminated"] and out == "", err
+    assert stopped < 5
+
+
+def test_a_measure_that_overflows_is_not_shown_as_skipped(capsys):
+    """An unstable pruned network's free decay over 1e5 ms leaves the floating-point range: decay.csv
+    held inf and NaN while the table and the JSON showed '-', the mark of a skipped measure."""
+    args = ["--network", "authors", "--nodes", "100", "--keep", "0.05", "--diagonal", "zero", "--duration", "0",
+            "--decay-duration", "100000"]
+    assert main([*args, "--json"]) == 0
+    out, err = capsys.readouterr()
+    rules = json.loads(out)["rules"]
+    assert {r["decay_trajectory_error"] for r in rules.values()} == {"inf"}  # float("inf") reads it back
+    assert all(r["trajectory_error"] is None for r in rules.values())  # skipped
+    warnings = [line for line in err.splitlines() if "decay trajectory error" in line]
+    assert len(warnings) == 3 and "of the noise rule is inf: the pruned network's free decay grew past" in warnings[0]
+    assert "shorter --decay-duration" in warnings[0]
+    assert main(args) == 0
+    for line in capsys.readouterr().out.splitlines()[2:]:
+        assert line.split()[6:8] == ["-", "inf"]  # trajectory skipped, decay inf
 
 
 def test_cli_slowest_is_at_most_the_matrix_size_and_reported_as_used(tmp_path, capsys):
@@ -279,8 +423,12 @@ def test_cli_help_gives_the_defaults():
 
     text = " ".join(parser().format_help().split())
     for default in ("ms of the noise-driven NEST trajectories (default 200.0;", "--covariance nest (default 10000)",
-                    "(default 0.5,0.2,0.1,0.05)", "(default 0.6)", "(default 20)", "default clustered"):
+                    "(default 0.5,0.2,0.1,0.05)", "(default 0.6)", "(default 20)", "default clustered",
+                    "neurons of a generated network (default 200)",
+                    "default five of the slowest time constants, at most the --probe"):
         assert default in text
+    # what --rectified changes, and where it does nothing
+    assert "with --covariance lyapunov it changes the trajectory column alone; refused where nothing is simulated" in text
 
 
 def test_out_without_matplotlib_is_refused_before_the_work(tmp_path, capsys, monkeypatch):

@@ -6,6 +6,7 @@ authors' network, and the stability report of compare_rules."""
 import numpy as np
 import pytest
 
+from nestplast.analysis.pruning import format_table, non_finite_warnings
 from nestplast.prune import DIAGONALS, PRUNING_RULES, prune
 from nestplast.pruning_measures import (
     compare_rules,
@@ -257,3 +258,31 @@ def test_a_sweep_counts_the_synapses_kept():
     assert isinstance(one["kept"], int) and one["kept"] == prune(W, 0.5, "uniform", seed=3).kept
     [both] = sweep(W, [0.5], rules="uniform", seeds=(3, 4))
     assert both["kept"] == np.mean([prune(W, 0.5, "uniform", seed=s).kept for s in (3, 4)])
+
+
+@pytest.mark.parametrize("duration", [0.5, 1.0, 2.5])
+def test_trajectories_too_short_to_measure_are_refused(clustered, duration):
+    """0.5 ms gave no samples: a trajectory error None from compare_rules, NaN with a RuntimeWarning
+    from trajectory_error; 1 ms one sample. The command line's rule, with its minimum."""
+    with pytest.raises(ValueError, match=f"duration must be 0 \\(no trajectories\\) or a whole number of ms, at "
+                                         f"least 2 \\(the rates are sampled every ms\\), got {duration:g}"):
+        compare_rules(clustered, keep=0.5, decay_duration=0, duration=duration)
+    with pytest.raises(ValueError, match="duration must be a whole number of ms, at least 2"):
+        trajectory_error(clustered, clustered, duration=duration)
+
+
+def test_a_decay_that_leaves_the_floating_point_range_is_inf_or_nan_not_skipped():
+    """Over 1e5 ms an unstable pruned network's decay overflows (inf, not the NaN of inf - inf that
+    followed) and a stable network's shrinks to 0 (0/0, NaN); the summary showed either as None,
+    the mark of a skipped measure."""
+    W = np.array([[0.0, 0.5], [0.5, 0.0]])  # W - I has eigenvalues -0.5 and -1.5
+    # the first neuron's self-coupling 1.5 outgrows the leak; inf times the step's zeros gave NaN
+    grown = decay_trajectory_error(W, np.array([[1.5, 0.0], [0.0, 0.0]]), duration=1e5)
+    assert np.isinf(grown.errors[-1]) and np.isinf(grown.mean)
+    summary = compare_rules(W, keep=1.0, rules=("magnitude",), duration=0, decay_duration=1e5).summary()
+    assert summary["rules"]["magnitude"]["decay_trajectory_error"] == "nan"  # JSON has no NaN; float() reads it
+    assert summary["rules"]["magnitude"]["trajectory_error"] is None  # skipped
+    assert format_table(summary).splitlines()[-1].split()[6:8] == ["-", "nan"]
+    [warning] = non_finite_warnings(summary)
+    assert warning.startswith("the decay trajectory error of the magnitude rule is nan: the original's free decay "
+                              "shrank below the smallest floating-point number")

@@ -6,6 +6,7 @@ import pytest
 import scipy.linalg
 import scipy.stats
 
+from nestplast import rate_network
 from nestplast.errors import UserError
 from nestplast.kernel import import_nest
 from nestplast.rate_network import (
@@ -19,6 +20,7 @@ from nestplast.rate_network import (
     estimate_covariance,
     lyapunov_covariance,
     random_network,
+    settling_time,
     simulate,
     spectral_abscissa,
 )
@@ -304,3 +306,21 @@ def test_weight_matrices_that_are_not_real_numbers_are_rejected(W, words):
 def test_simulate_refuses_nan_weights_even_from_rest():
     with pytest.raises(InvalidWeightMatrix, match="NaN"):
         simulate(np.array([[0.0, np.nan], [0.0, 0.0]]), 10.0, warmup=0.0)
+
+
+def test_a_simulation_in_pieces_equals_one_simulate(monkeypatch):
+    """NEST runs in pieces so that SIGTERM and Ctrl-C stop it promptly: one step a piece gives
+    the same rates as one nest.Simulate, warm-up, sampling grid and noise alike."""
+    W = random_network(10, 0.5, seed=4, inhibitory=0.3, symmetric=False)
+    monkeypatch.setattr(rate_network, "PIECE_SECONDS", 0.0)  # every piece one step
+    pieces = simulate(W, 40.0, seed=2, warmup=7.0)
+    monkeypatch.setattr(rate_network, "run_in_pieces", lambda duration: import_nest().Simulate(duration))
+    whole = simulate(W, 40.0, seed=2, warmup=7.0)
+    assert np.array_equal(pieces.times, whole.times) and np.array_equal(pieces.rates, whole.rates)
+    assert len(whole.rates) == 40 and whole.rates.std() > 0
+
+
+def test_settling_time_is_five_slowest_time_constants():
+    W = clustered_network((6, 2, 2), seed=1)  # margin 0.1: slowest time constant tau / 0.1 = 100 ms
+    assert settling_time(W) == pytest.approx(500.0)
+    assert settling_time(W, RateModel(tau=20.0)) == pytest.approx(1000.0)

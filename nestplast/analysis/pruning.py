@@ -16,7 +16,8 @@ from . import saved_figure, write_csv
 
 def format_table(summary: dict) -> str:
     """The comparison's :meth:`~nestplast.pruning_measures.Comparison.summary` as a text table,
-    one line per rule (``-`` for a measure that was skipped)."""
+    one line per rule (``-`` for a measure that was skipped, ``inf`` or ``nan`` for one that is
+    not finite)."""
     k = summary["slowest"]
     columns = [("kept", "kept", "d"), ("eig mean", "eigenvalue_error", ".4f"),
                ("eig max", "eigenvalue_error_max", ".4f"), (f"eig slow{k}", "eigenvalue_error_slowest", ".4f"),
@@ -26,9 +27,40 @@ def format_table(summary: dict) -> str:
              f"diagonal {summary['diagonal']}",
              f"{'rule':<10}" + "".join(f" {title:>11}" for title, _, _ in columns)]
     for rule, measures in summary["rules"].items():
-        cells = ("-" if measures[key] is None else format(measures[key], spec) for _, key, spec in columns)
+        cells = (_cell(measures[key], spec) for _, key, spec in columns)
         lines.append(f"{rule:<10}" + "".join(f" {cell:>11}" for cell in cells))
     return "\n".join(lines)
+
+
+def _cell(value, spec: str) -> str:
+    if value is None:
+        return "-"  # skipped
+    return value if isinstance(value, str) else format(value, spec)  # "inf" or "nan" as the summary has it
+
+
+# Why a measure is not finite ("inf" or "nan" in the summary), and the option that measures it over a shorter time.
+GREW = "grew past the largest floating-point number (an unstable network grows without bound)"
+NON_FINITE = {
+    ("trajectory_error", "inf"): ("trajectory error", f"the pruned network's rates in NEST {GREW}", "--duration"),
+    ("trajectory_error", "nan"): ("trajectory error", f"the pruned network's rates in NEST {GREW}", "--duration"),
+    ("decay_trajectory_error", "inf"): ("decay trajectory error", f"the pruned network's free decay {GREW}",
+                                        "--decay-duration"),
+    ("decay_trajectory_error", "nan"): ("decay trajectory error", "the original's free decay shrank below the "
+                                        "smallest floating-point number, to 0, which leaves no error to divide by",
+                                        "--decay-duration"),
+}
+
+
+def non_finite_warnings(summary: dict) -> list[str]:
+    """One line per measure that is not finite (the string "inf" or "nan" in the summary), not to
+    be taken for a skipped one: why, and what measures it."""
+    warnings = []
+    for rule, m in summary["rules"].items():
+        for key, value in m.items():
+            if isinstance(value, str):
+                name, why, option = NON_FINITE.get((key, value.lstrip("-")), (key, "not a finite number", "time"))
+                warnings.append(f"the {name} of the {rule} rule is {value}: {why}; measure it over a shorter {option}")
+    return warnings
 
 
 def nothing_pruned_warnings(summary: dict) -> list[str]:

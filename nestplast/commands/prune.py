@@ -17,12 +17,18 @@ import numpy as np
 
 from .. import __version__
 from ..analysis import check_output_directory, require_matplotlib
-from ..analysis.pruning import format_table, instability_warnings, nothing_pruned_warnings, write_outputs
+from ..analysis.pruning import (
+    format_table,
+    instability_warnings,
+    non_finite_warnings,
+    nothing_pruned_warnings,
+    write_outputs,
+)
 from ..cli import ArgumentParser, run_command
 from ..errors import UsageError
 from ..npz import read_npz
-from ..prune import DIAGONALS, PRUNING_RULES, probe_covariance
-from ..pruning_measures import SLOWEST, compare_rules, sweep
+from ..prune import DIAGONALS, PRUNING_RULES, probe_covariance, probe_warmup
+from ..pruning_measures import DECAY_TAUS, SLOWEST, check_trajectory_duration, compare_rules, sweep
 from ..rate_network import (
     InvalidWeightMatrix,
     RateModel,
@@ -31,18 +37,22 @@ from ..rate_network import (
     clustered_network,
     lyapunov_covariance,
     random_network,
+    settling_time,
 )
 
 NETWORKS = ("clustered", "authors", "random")
 # The generator options that only some networks take (None when not given).
 NETWORK_OPTIONS = {"--p-in": ("clustered", "authors"), "--p-out": ("clustered",), "--long-range": ("authors",),
                    "--density": ("random",), "--inhibitory": ("clustered", "random")}
-# The options of a generated network, refused with --matrix (--nodes is refused by argparse).
+# The options of a generated network, refused with --matrix (--nodes is refused by argparse: its
+# default is None, so that any value given counts, 200 too).
 GENERATOR_OPTIONS = ("--network", *NETWORK_OPTIONS)
 # The documented defaults of options whose argparse default is None, so that a refusal sees only
-# what the user gave (--slowest's default is resolved against the network's size).
+# what the user gave (--slowest's default is resolved against the network's size, --warmup's
+# against its slowest time constant, --decay-duration's against tau).
 DEFAULTS = {"network": "clustered", "p_in": 0.6, "probe": 10000.0, "decay_states": 20,
             "sweep": [0.5, 0.2, 0.1, 0.05]}
+NODES = 200  # of a generated network, by default
 
 
 def _fraction_list(text: str) -> list[float]:
@@ -57,13 +67,20 @@ def _fraction_list(text: str) -> list[float]:
     return values
 
 
+def _output_directory(text: str) -> Path:
+    if not text:  # Path("") is the current directory: every file would land there
+        raise argparse.ArgumentTypeError("an empty path; give a directory, e.g. --out runs/prune (or --out . for the "
+                                         "current one)")
+    return Path(text)
+
+
 def parser() -> ArgumentParser:
     p = ArgumentParser(prog="python -m nestplast prune",
                        description="Noise-driven pruning of a recurrent rate network, compared with the "
                                    "weight-magnitude and uniform rules.")
     source = p.add_mutually_exclusive_group()
     source.add_argument("--matrix", type=Path, help="weight matrix W (key 'W') in a .npz file")
-    source.add_argument("--nodes", type=int, default=200, help="neurons of a generated network (default 200)")
+    source.add_argument("--nodes", type=int, default=None, help=f"neurons of a generated network (default {NODES})")
     p.add_argument("--network", choices=NETWORKS, default=None,
                    help="generated network: 'clustered' (clusters in proportion 1000/200/800, U(0.5, 1.5) weights, "
                         "stability margin 0.1), 'authors' (the same clusters built as Moore & Chaudhuri's demo: "
@@ -87,7 +104,15 @@ def parser() -> ArgumentParser:
                         "synapse online from a NEST simulation of --probe ms")
     p.add_argument("--probe", type=float, default=None,
                    help="ms of NEST activity for --covariance nest (default 10000)")
-    p.add_argument("--rectified", action="store_true", help="rectified-linear neurons (threshold_lin_rate_ipn)")
+    p.add_argument("--warmup", type=float, default=None,
+                   help="ms of NEST activity simulated from rest and discarded before the --probe (--covariance nest; "
+                        "default five of the slowest time constants, at most the --probe: a mode slower than the probe "
+                        "barely moves within it). A note on stderr says how long it is and why")
+    p.add_argument("--rectified", action="store_true",
+                   help="rectified-linear neurons (threshold_lin_rate_ipn) in the NEST simulations: the --probe of "
+                        "--covariance nest and the trajectories of --duration. The Lyapunov covariance, the "
+                        "eigenvalue errors and the decay are the linear network's, so with --covariance lyapunov it "
+                        "changes the trajectory column alone; refused where nothing is simulated")
     p.add_argument("--slowest", type=int, default=None,
                    help=f"eigenvalues at the slow end (largest real part) whose mean error is reported, at most "
                         f"the number of neurons (default {SLOWEST}, or all of a smaller network's)")
@@ -100,7 +125,7 @@ def parser() -> ArgumentParser:
     p.add_argument("--sweep", type=_fraction_list, default=None,
                    help="fractions kept in the sweep written to --out, so only with --out (default 0.5,0.2,0.1,0.05); "
                         "--keep is always among them")
-    p.add_argument("--out", type=Path, help="directory for pruned matrices (.npz), tables (CSV) and plots (PNG)")
+    p.add_argument("--out", type=_output_directory, help="directory for pruned matrices (.npz), tables (CSV) and plots (PNG)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout and nothing else")
     return p
 
@@ -122,14 +147,19 @@ def _check_arguments(args) -> None:
         raise UsageError(f"--seed must be non-negative, got {args.seed}")
     # NaN and inf passed these, then ended in NEST's "The simulation time must be finite" or a measure shown as
     # skipped; a --duration between the recorder's 1 ms samples in NEST's "stop must be a multiple of the resolution"
-    for flag, value in (("--duration", args.duration), ("--probe", args.probe), ("--decay-duration", args.decay_duration)):
+    for flag, value in (("--duration", args.duration), ("--probe", args.probe), ("--warmup", args.warmup),
+                        ("--decay-duration", args.decay_duration)):
         if value is not None and not math.isfinite(value):
             raise UsageError(f"{flag} must be a finite number of ms, got {value}")
-    if args.duration < 0 or (args.duration and (args.duration < 2 or args.duration != round(args.duration))):
-        raise UsageError(f"--duration must be 0 (no trajectories) or a whole number of ms, at least 2 (the rates are "
-                         f"sampled every ms), got {args.duration:g}")
-    if args.probe is not None and args.probe <= 0:
-        raise UsageError(f"--probe must be > 0 ms, got {args.probe}")
+    try:  # the library's rule (compare_rules refuses the same)
+        check_trajectory_duration(args.duration, name="--duration", zero_skips=True)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    if args.probe is not None and args.probe < 2:  # before the warm-up is simulated, not after
+        raise UsageError(f"--probe must be at least 2 ms (the rates are sampled every ms, and a covariance needs two "
+                         f"samples): probe for longer, got {args.probe:g}")
+    if args.warmup is not None and args.warmup < 0:
+        raise UsageError(f"--warmup must be >= 0 ms, got {args.warmup:g}")
     if args.decay_duration is not None and args.decay_duration < 0:
         raise UsageError(f"--decay-duration must be >= 0 ms, got {args.decay_duration}")
     if args.decay_states is not None and args.decay_states < 1:
@@ -147,13 +177,19 @@ def _check_arguments(args) -> None:
         for option, networks in NETWORK_OPTIONS.items():
             if _given(args, option) is not None and network not in networks:
                 raise UsageError(f"{option} applies to --network {' or '.join(networks)}, not {network}")
+        if args.nodes is None:
+            args.nodes = NODES
         if args.nodes < 3:
             raise UsageError(f"--nodes must be at least 3, got {args.nodes}")
         if args.slowest is not None and args.slowest > args.nodes:
             raise UsageError(f"--slowest must be at most the number of neurons, {args.nodes} (--nodes), "
                              f"got {args.slowest}")
-    if args.probe is not None and args.covariance != "nest":
-        raise UsageError(f"--probe applies to --covariance nest, not {args.covariance}")
+    for option in ("--probe", "--warmup"):
+        if _given(args, option) is not None and args.covariance != "nest":
+            raise UsageError(f"{option} applies to --covariance nest, not {args.covariance}")
+    if args.rectified and not _simulates(args):
+        raise UsageError("--rectified applies to the NEST simulations (--covariance nest, or --duration above 0), not "
+                         "--covariance lyapunov with --duration 0: every other measure is the linear network's")
     if args.decay_states is not None and args.decay_duration == 0:
         raise UsageError("--decay-states applies to the decay, not --decay-duration 0 (which skips it)")
     if args.sweep is not None and args.out is None:
@@ -162,6 +198,11 @@ def _check_arguments(args) -> None:
     for name, default in DEFAULTS.items():
         if getattr(args, name) is None:
             setattr(args, name, default)
+
+
+def _simulates(args) -> bool:
+    """Whether the run simulates in NEST: the probe of --covariance nest, or the trajectories."""
+    return args.covariance == "nest" or args.duration > 0
 
 
 def _load_matrix(path: Path) -> np.ndarray:
@@ -173,21 +214,50 @@ def _load_matrix(path: Path) -> np.ndarray:
     return arrays["W"]  # check_weights converts it, refusing complex values instead of dropping their imaginary parts
 
 
+def _generator_options(args) -> dict:
+    """The generated network's own options (by their argparse names), with the values used."""
+    n = args.nodes
+    if args.network == "random":
+        return {"density": 0.2 if args.density is None else args.density, "inhibitory": args.inhibitory or 0.0}
+    if args.network == "authors":
+        return {"p_in": args.p_in, "long_range": round(2.5 * n) if args.long_range is None else args.long_range}
+    return {"p_in": args.p_in, "p_out": 3.2 / n if args.p_out is None else args.p_out,
+            "inhibitory": args.inhibitory or 0.0}
+
+
 def _network(args) -> np.ndarray:
     if args.matrix is not None:
         return _load_matrix(args.matrix)
     n = args.nodes  # at least 3 (_check_arguments)
+    options = _generator_options(args)
     if args.network == "random":
-        return random_network(n, 0.2 if args.density is None else args.density, args.seed,
-                              inhibitory=args.inhibitory or 0.0)
+        return random_network(n, options["density"], args.seed, inhibitory=options["inhibitory"])
     sizes = (n // 2, n // 10, n - n // 2 - n // 10)  # 1000/200/800 scaled to n
     if args.network == "authors":
-        long_range = round(2.5 * n) if args.long_range is None else args.long_range
-        if long_range // 2 > n * (n - 1) // 2:
-            raise UsageError(f"--long-range {long_range} is more links than {n} neurons have pairs")
-        return authors_network(sizes, args.p_in, long_range, args.seed)
-    p_out = 3.2 / n if args.p_out is None else args.p_out
-    return clustered_network(sizes, args.p_in, p_out, args.seed, inhibitory=args.inhibitory or 0.0)
+        long_range, pairs = options["long_range"], n * (n - 1) // 2
+        if long_range // 2 > pairs:
+            # the default is named as such: the user never gave a --long-range
+            given = (f"--long-range {long_range}" if args.long_range is not None
+                     else f"the default --long-range, 2.5 x --nodes = {long_range},")
+            raise UsageError(f"{given} is more links than {n} neurons have pairs ({pairs}, each two links): give "
+                             f"--long-range {2 * pairs} or less, or more --nodes")
+        return authors_network(sizes, options["p_in"], long_range, args.seed)
+    return clustered_network(sizes, options["p_in"], options["p_out"], args.seed, inhibitory=options["inhibitory"])
+
+
+def _remedy(args, W: np.ndarray) -> str:
+    """What makes a usable network of the options that made the unusable ``W``."""
+    if args.network == "authors":  # the only generator without a stability margin
+        if args.p_in == 0:
+            return ("--p-in 0 leaves only the long-range links, whose weights are all positive, and a network of "
+                    "positive weights built the authors' way (no margin) always has a mode that never decays, "
+                    "whatever --nodes or --seed: give --p-in above 0")
+        unconnected = int((~(W - np.diag(np.diag(W))).any(axis=1)).sum())
+        if unconnected:
+            default = "" if args.long_range is not None else f" (default 2.5 x --nodes = {round(2.5 * args.nodes)})"
+            return (f"{unconnected} of its neurons have no synapse, and with no margin an unconnected neuron's "
+                    f"activity never decays: give a larger --p-in or --long-range{default}")
+    return "try more --nodes or another --seed"
 
 
 def _checked_network(args, model: RateModel) -> np.ndarray:
@@ -202,7 +272,46 @@ def _checked_network(args, model: RateModel) -> np.ndarray:
         # e.g. the authors' construction (no margin) on a few nodes: a cluster of positive weights
         # alone is a graph Laplacian, whose constant mode never decays
         raise UsageError(f"--network {args.network} --nodes {args.nodes} --seed {args.seed} gives an unusable "
-                         f"network ({err}): try more --nodes or another --seed") from None
+                         f"network ({err}): {_remedy(args, W)}") from None
+
+
+def _settings(args) -> dict:
+    """The options that made the run (by their argparse names), only those that applied and with the
+    values used: given back as options, they make the same run."""
+    if args.matrix is not None:
+        settings = {"matrix": str(args.matrix)}
+    else:
+        settings = {"network": args.network, "nodes": args.nodes, **_generator_options(args)}
+    settings.update(seed=args.seed, keep=args.keep, diagonal=args.diagonal, covariance=args.covariance)
+    if args.covariance == "nest":
+        settings.update(probe=args.probe, warmup=args.warmup)
+    if _simulates(args):
+        settings["rectified"] = args.rectified
+    settings.update(slowest=args.slowest, duration=args.duration, decay_duration=args.decay_duration)
+    if args.decay_duration != 0:
+        settings["decay_states"] = args.decay_states
+    settings["sweep"] = _sweep(args)
+    return settings
+
+
+def _sweep(args) -> list[float]:
+    return sorted(set(args.sweep) | {args.keep}, reverse=True)
+
+
+def _resolve_warmup(args, W: np.ndarray, model: RateModel) -> None:
+    """Set --warmup's default (whole ms, as the recording's grid takes it) and say what it is."""
+    if args.warmup is not None:
+        args.warmup = math.ceil(args.warmup)  # what the simulation runs, so that the summary says so
+        return
+    settle = settling_time(W, model)
+    args.warmup = math.ceil(round(probe_warmup(W, args.probe, model), 6))  # not 501 ms for 500 + rounding error
+    if settle <= args.probe:
+        why = f"five of the slowest time constant, {settle / 5:.4g} ms, so that the start from rest has decayed"
+    else:  # a slow network: hours of NEST time, for a mode that the probe barely sees
+        why = (f"as long as the --probe: five of the slowest time constant would be {settle:.4g} ms, and a mode "
+               "slower than the probe barely moves within it")
+    print(f"note: --covariance nest simulates a warm-up of {args.warmup:g} ms ({why}) before the {args.probe:g} ms "
+          f"--probe; --warmup sets it", file=sys.stderr, flush=True)
 
 
 @contextlib.contextmanager
@@ -226,6 +335,8 @@ def _prune(argv: Sequence[str] | None) -> int:
         check_output_directory(args.out)  # before any work
         require_matplotlib()  # its plots: the work was done, then a ModuleNotFoundError left half the files
     model = RateModel(rectified=args.rectified)
+    if args.decay_duration is None:
+        args.decay_duration = DECAY_TAUS * model.tau
     with _stdout_to_stderr() if args.json else contextlib.nullcontext():
         W = _checked_network(args, model)
         if args.slowest is None:
@@ -234,22 +345,23 @@ def _prune(argv: Sequence[str] | None) -> int:
             raise UsageError(f"--slowest must be at most the number of neurons, {len(W)} (in {args.matrix}), "
                              f"got {args.slowest}")
         if args.covariance == "nest":
-            covariance = probe_covariance(W, args.probe, model, seed=args.seed)
+            _resolve_warmup(args, W, model)
+            covariance = probe_covariance(W, args.probe, model, seed=args.seed, warmup=args.warmup)
         else:
             covariance = lyapunov_covariance(W, model)
         comparison = compare_rules(W, keep=args.keep, covariance=covariance, diagonal=args.diagonal, seed=args.seed,
                                    model=model, duration=args.duration, slowest=args.slowest,
                                    decay_duration=args.decay_duration, decay_states=args.decay_states)
         if args.out is not None:
-            rows = sweep(W, sorted(set(args.sweep) | {args.keep}, reverse=True), PRUNING_RULES, seeds=(args.seed,),
+            rows = sweep(W, _sweep(args), PRUNING_RULES, seeds=(args.seed,),
                          covariance=covariance, diagonal=args.diagonal, model=model, slowest=args.slowest,
                          reference=comparison.reference)
             # what made it, so that the folder says how to make it again (seed, network or matrix, covariance, ...)
-            settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k not in ("out", "json")}
-            write_outputs(args.out, comparison, rows, settings={**settings, "nestplast": __version__})
+            write_outputs(args.out, comparison, rows, settings={**_settings(args), "nestplast": __version__})
     summary = comparison.summary()
     print(json.dumps(summary) if args.json else format_table(summary), flush=True)
-    for warning in nothing_pruned_warnings(summary) + instability_warnings(summary):  # after the table, where seen
+    warnings = nothing_pruned_warnings(summary) + instability_warnings(summary) + non_finite_warnings(summary)
+    for warning in warnings:  # after the table, where seen
         print(f"warning: {warning}", file=sys.stderr)
     return 0
 
