@@ -207,10 +207,12 @@ def search_keys_ignored(exp: Experiment) -> str:
                     if (f"{section}.{f.name}" in FILTER_COUNTERPARTS or section == "search")
                     and f"{section}.{f.name}" not in FILTER_USES
                     and getattr(table, f.name) != getattr(defaults, f.name)]
-    if exp.filter.nuisance_input_rate is not None:  # each simulation's drive is drawn from it instead
-        ignored += [key for key, now, default in (
-            ("network.input_rate", exp.network.input_rate, NetworkSpec().input_rate),
-            ("trials.input_rate_scale", exp.trials.input_rate_scale, TrialSpec().input_rate_scale)) if now != default]
+    if (band := exp.filter.nuisance_input_rate) is not None:  # each simulation's drive is drawn from it instead
+        # an input_rate inside the band is its centre as written (the shipped experiments), not a setting lost
+        if exp.network.input_rate != NetworkSpec().input_rate and not band[0] <= exp.network.input_rate <= band[1]:
+            ignored.append("network.input_rate")
+        if exp.trials.input_rate_scale != TrialSpec().input_rate_scale:
+            ignored.append("trials.input_rate_scale")
     if not ignored:
         return ""
     own: dict[str, list[str]] = {}
