@@ -822,7 +822,9 @@ def run_experiment(recorded: dict, run_dir: str | Path) -> Experiment:
     """The experiment a run recorded (``RunStore.experiment()``), its rule file taken from the run's
     copy where the original is gone."""
     file = (recorded.get("rule") or {}).get("file")
-    if file and not Path(file).is_file():
+    # a relative path (set in Python, relative to the working directory then) is read relative to
+    # the run's folder, as a file's is to its experiment: where there is none, the run's own copy
+    if file and not (Path(run_dir) / file).is_file():
         kept = Path(run_dir) / RULE_COPY_DIR / Path(file).name
         if kept.is_file():
             recorded = {**recorded, "rule": {**recorded["rule"], "file": str(kept.resolve())}}

@@ -40,7 +40,7 @@ from .kernel import lent_kernel
 from .networks import draw_trials
 from .objectives import aggregate_trials
 from .parallel import Transport, crowded_cores_note, together
-from .store import DB_NAME, RunStore, StoreError, check_same_kind
+from .store import DB_NAME, RUN_KINDS, RunStore, StoreError, check_same_kind
 from .strategies import Budget, SearchSpace, Strategy, make_strategy
 from .tasks import Candidate, Evaluation, Task
 from .wording import counted
@@ -259,7 +259,10 @@ def open_run(exp: Experiment, out: Path, *, resume: bool, ranks: int, mode: str,
             raise
         return store
     check_output_directory(out)
-    store = RunStore.create(out, experiment=exp.to_dict(), seed=exp.seed,
+    recorded = exp.to_dict()
+    if exp.rule.file is not None:  # set in Python relative to the working directory: recorded as the file it is
+        recorded["rule"]["file"] = str(Path(exp.rule.file).resolve())
+    store = RunStore.create(out, experiment=recorded, seed=exp.seed,
                             meta={"nestplast": __version__, "kind": kind, "ranks": ranks, "mode": mode, "digest": exp.digest(),
                                   "rule_source_sha256": rule_source, "experiment_file": exp.source,
                                   "versions": software_versions(), "started": time.time()})
@@ -366,6 +369,10 @@ def as_experiment(exp: Experiment | str | os.PathLike) -> Experiment:
     if isinstance(exp, (str, os.PathLike)):
         if (Path(exp) / DB_NAME).is_file():
             with RunStore.open(exp, read_only=True) as store:
+                kind = store.meta().get("kind")
+                if kind not in (None, "search", "filter"):  # a fit records its settings, not an experiment
+                    raise StoreError(f"{exp} holds {RUN_KINDS.get(kind, (f'a {kind} run',))[0]}, not a search or a "
+                                     "filter run: it has no experiment (a fit's settings are in its fit.json)")
                 return run_experiment(store.experiment(), exp)
         return load(exp)
     if not isinstance(exp, Experiment):

@@ -92,6 +92,35 @@ def test_search_of_own_rule_from_the_example_experiment(tmp_path):
     assert read_store(tmp_path / "run", RunStore.counts, read_only=True)["generations"] == 3
 
 
+def test_a_run_of_a_rule_file_set_in_python_by_a_relative_path_is_its_own_experiment(tmp_path, monkeypatch):
+    """exp.rule.file = "my_rule.nestml" (relative to the working directory) was recorded as written;
+    read back relative to the run's folder it was not found there, and nest_settings(RUN, ...) and
+    run_search(RUN, RUN, resume=True) failed, telling the user to edit a file they never wrote."""
+    import nestplast
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(EXAMPLE / "pair_stdp_synapse.nestml", tmp_path / "my_rule.nestml")
+    exp = nestplast.default_experiment()
+    exp.rule.file = "my_rule.nestml"
+    exp.rule.parameters = {k: {"low": -2.0, "high": 2.0, "default": 0.0} for k in ("A_plus", "A_minus", "drift")}
+    exp.network.n_e, exp.network.n_i = 20, 5
+    exp.objective.t_train, exp.objective.t_score, exp.objective.chunk = 0.2, 0.2, 0.2
+    exp.search.population_size, exp.search.max_generations, exp.trials.n = 2, 1, 1
+    run = tmp_path / "runs" / "own"
+    outcome = nestplast.run_search(exp, run)
+    theta = [0.1, 0.2, 0.0]
+    assert nestplast.nest_settings(run, theta) == nestplast.nest_settings(exp, theta)
+    monkeypatch.chdir(tmp_path / "runs")  # elsewhere, as a notebook in another folder
+    again = nestplast.run_search(run, run, resume=True)
+    assert again.generations == outcome.generations == 1
+    from nestplast.store import StoreError
+
+    RunStore.create(tmp_path / "fit", experiment={"rule": "taylor"}, seed=1, meta={"kind": "infer"}).close()
+    with pytest.raises(StoreError, match=r"fit holds an inference, not a search or a filter run: it has no "
+                                         r"experiment \(a fit's settings are in its fit.json\)"):
+        nestplast.nest_settings(tmp_path / "fit", theta)
+
+
 def seconds(source: str) -> str:
     """The example rule with tau_plus declared in seconds (NEST holds times in ms)."""
     return source.replace("tau_plus ms = 20 ms @homogeneous", "tau_plus s = 0.02 s @homogeneous")
