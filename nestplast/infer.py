@@ -283,14 +283,16 @@ class Fit:
     # the synaptic delay (ms) the coefficients were fitted at: nest.Connect's, with nest_params
     delay: float | None = None
 
+    @property
     def nest_params(self) -> dict[str, float]:
-        """The fitted rule's settings for ``nest.CopyModel`` (``Wmax`` with the sign of your weights)."""
+        """The fitted rule's settings for ``nest.CopyModel`` (``Wmax`` with the sign of your weights);
+        a property, as a choices fit's ``nest_params`` is a field."""
         return RuleChoice(self.rule, self.mask).rule().synapse_params(self.coefficients, **self.fixed)
 
     def to_json(self) -> dict:
         """JSON-ready (no NaN: an interval without bootstrap refits is None)."""
         data = asdict(self)
-        data["nest_params"] = self.nest_params()
+        data["nest_params"] = self.nest_params
         data["options"] = RuleChoice(self.rule, self.mask).rule().options  # get_rule(rule, mask, **options): as a choices fit's
         data.pop("bootstrap")
         data["intervals"] = json_intervals(self.intervals)

@@ -20,6 +20,7 @@ import hashlib
 import json
 import math
 import numbers
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -157,7 +158,7 @@ def split_animals(n_animals: int, hold_out: int) -> tuple[list[int], list[int]]:
 
 
 @lent_kernel("nestplast.infer_choices.fit")
-def fit(data: Behaviour, mask: str | None = "pre:010,forget", fixed: Mapping[str, float] | None = None, *,
+def fit(data: Behaviour | str | os.PathLike, mask: str | None = "pre:010,forget", fixed: Mapping[str, float] | None = None, *,
         rule: Rule | None = None, task: ChoiceTask | None = None, hold_out: int = 4, l1: float = 0.0,
         population_size: int = 8, max_generations: int = 25, n_bootstrap: int = 100, seed: int = 1,
         out: str | Path | None = None, resume: bool = False, comm=None, progress: Callable[[str], None] | None = None,
@@ -166,8 +167,15 @@ def fit(data: Behaviour, mask: str | None = "pre:010,forget", fixed: Mapping[str
     ``get_rule("mlp", inputs=("x_pre", "R", "w_abs"))``), its other settings ``fixed`` (``Wmax`` is
     the task's ``w_max``; ``R`` is the task's), to ``data``;
     ``task`` must describe the data's task (blocks, trials per block) and the model network
-    (default: :class:`~nestplast.choice_task.ChoiceTask` with the data's trials). Rank 0 returns
-    the result."""
+    (default: :class:`~nestplast.choice_task.ChoiceTask` with the data's trials). ``data``: a
+    :class:`~nestplast.behaviour.Behaviour` or the path of a behaviour file (read with
+    :func:`nestplast.behaviour.load`), as ``fit_rule`` takes a recording's. Rank 0 returns the result."""
+    if isinstance(data, (str, os.PathLike)):
+        from .behaviour import load
+
+        data = load(data)
+    elif not isinstance(data, Behaviour):  # task_for's AttributeError named nothing
+        raise TypeError(f"data: expected a Behaviour or a behaviour file's path, got {type(data).__name__}")
     choice = RuleChoice("reward", mask) if rule is None else RuleChoice(rule.name, None)
     rule = rule or choice.rule()
     fixed = dict(fixed or {})

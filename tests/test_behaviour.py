@@ -453,9 +453,16 @@ def test_a_fixed_wmax_is_the_bound_the_model_animals_get(tmp_path, reward_module
     the same, and fit.json's nest_params said Wmax 100 (the rule's default) for a fit made with 200."""
     data = infer_choices.generate(TRUE, mask=MASK, n_animals=2, task=ChoiceTask(trials_per_block=5), seed=5)
     fits = [infer_choices.fit(data, MASK, {"eta": 5.0, **wmax}, hold_out=0, population_size=2, max_generations=1,
-                              n_bootstrap=0, out=tmp_path / f"run{k}") for k, wmax in enumerate(({}, {"Wmax": 5.0}))]
-    assert fits[0].nest_params["Wmax"] == 200.0 and fits[1].nest_params["Wmax"] == 5.0
+                              n_bootstrap=0, out=tmp_path / f"run{k}") for k, wmax in enumerate(({}, {"Wmax": 35.0}))]
+    assert fits[0].nest_params["Wmax"] == 200.0 and fits[1].nest_params["Wmax"] == 35.0
     assert fits[0].ll_fit_bits != fits[1].ll_fit_bits, "the bound changed nothing in the simulation"
+    # the file's path, as fit_rule takes a recording's: task_for failed with an AttributeError
+    behaviour.save(data, tmp_path / "choices.npz")
+    from_file = infer_choices.fit(tmp_path / "choices.npz", MASK, {"eta": 5.0}, hold_out=0, population_size=2,
+                                  max_generations=1, n_bootstrap=0, out=tmp_path / "from-file")
+    assert from_file.coefficients == fits[0].coefficients and from_file.ll_fit_bits == fits[0].ll_fit_bits
+    with pytest.raises(TypeError, match="data: expected a Behaviour or a behaviour file's path, got dict"):
+        infer_choices.fit({"choice": [0, 1]}, MASK, {"eta": 5.0})
 
 
 def test_blocks_the_task_model_cannot_run_are_named_with_their_lengths():

@@ -154,6 +154,7 @@ def test_a_two_coefficient_rule_is_recovered_with_intervals_and_goodness_of_fit(
     assert fit.r2_held_out > 0.999 and fit.deviance_explained_held_out > 99.9 and fit.unidentified == []
     saved = json.loads((tmp_path / "fit" / "fit.json").read_text())
     assert saved["nest_params"]["th_post_011"] == pytest.approx(-1.0, abs=0.01) and saved["nest_params"]["eta"] == 0.5
+    assert fit.nest_params == saved["nest_params"]  # a property, as a choices fit's field (a method was called)
     from nestplast.rules import get_rule  # the README's recipe makes the fitted rule again from fit.json
 
     again = get_rule(saved["rule"], mask=saved["mask"], **saved["options"])
@@ -869,7 +870,7 @@ def test_a_fit_read_back_from_fit_json_prints_as_the_fit_did(tmp_path):
     fit = _quick_fit(two, tmp_path, max_generations=2, n_bootstrap=2)
     again = Fit.from_json(json.loads((tmp_path / "fit" / "fit.json").read_text()))
     assert fit.warnings and summary_text(again) == summary_text(fit)
-    assert again.nest_params() == fit.nest_params()
+    assert again.nest_params == fit.nest_params
 
 
 def test_a_fit_resumed_on_a_search_names_it(tmp_path, capsys):

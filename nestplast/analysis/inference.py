@@ -97,7 +97,7 @@ def plot_stdp_window(path: Path, fit, rule, w: float, true: dict[str, float] | N
     """The fitted rule's change of |w| per spike pair against their time difference, at |w| = ``w``."""
     with saved_figure(path) as (fig, ax):
         dt = np.linspace(-100.0, 100.0, 401)
-        ax.plot(dt, rule.stdp_window(fit.nest_params(), dt, w=w), label=f"fitted, |w| = {w:.3g}")
+        ax.plot(dt, rule.stdp_window(fit.nest_params, dt, w=w), label=f"fitted, |w| = {w:.3g}")
         if true:
             ax.plot(dt, rule.stdp_window(rule.synapse_params(true, **fit.fixed), dt, w=w), "--", label="true")
         ax.axhline(0.0, color="grey", lw=0.5)
