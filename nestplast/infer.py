@@ -530,7 +530,7 @@ def fit_warnings(result: Fit, *, n_fitted: int, n_held: int, n_bootstrap: int, w
         warnings.append(at_bound_warning(result.at_bound) + ", and check --fixed (Wmax, taus) and the units of the data")
     if 0 < n_bootstrap < MIN_BOOTSTRAP and n_fitted >= 2:  # one draw and the estimate were called a 95 % interval
         warnings.append(f"the intervals come from {n_bootstrap} bootstrap draws, too few for their 2.5 and 97.5 "
-                        f"percentiles to be a 95 % interval: give --bootstrap {MIN_BOOTSTRAP} or more")
+                        f"percentiles to be a 95 % interval: give --bootstrap {MIN_BOOTSTRAP} or more (n_bootstrap in Python)")
     if n_bootstrap and n_fitted < 2:
         warnings.append(f"no meaningful intervals: the fit has {n_fitted} {one}, and a bootstrap over one "
                         f"{one} cannot tell how uncertain the coefficients are; {more_segments_advice(what)}")

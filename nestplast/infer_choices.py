@@ -235,7 +235,7 @@ def choice_warnings(result: ChoiceFitResult, at_bound: Sequence[str]) -> list[st
     if not result.held_out_animals:
         warnings.append("no animal held out (--hold-out 0, or fewer animals than --hold-out): the fit is measured on "
                         "the animals it was fitted to only")
-    elif result.ll_held_out_bits < -1.0:
+    elif result.ll_held_out_bits < -1.0 - 1e-9:  # rounding of a model exactly at chance is not "worse"
         warnings.append(f"the fitted rule predicts the held-out animals' choices worse than chance "
                         f"({result.ll_held_out_bits:.3f} bits per trial against -1): it does not describe these animals")
     return warnings

@@ -2,6 +2,7 @@
 its analytic updates, the two-choice task, and a 2-coefficient rule recovered from the choices of
 simulated animals."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -445,6 +446,12 @@ def test_a_fit_at_chance_in_every_trial_is_flagged():
     assert any("even the fitted animals' choices worse than chance (-1.013" in w
                for w in infer_choices.choice_warnings(result(-1.0131), []))
     assert not any("fitted animals" in w for w in infer_choices.choice_warnings(result(-0.98), []))
+    # held-out animals exactly at chance, up to rounding (-1.0000000000000002): not "worse than chance"
+    at_chance = infer_choices.ChoiceFitResult("reward", MASK, [], {}, {}, {}, [0, 1, 2], [3], -0.98,
+                                              -1.0000000000000002, ll_held_out_per_animal=[-1.0])
+    assert not any("worse than chance" in w for w in infer_choices.choice_warnings(at_chance, []))
+    below = dataclasses.replace(at_chance, ll_held_out_bits=-1.02)
+    assert any("held-out animals' choices worse than chance" in w for w in infer_choices.choice_warnings(below, []))
 
 
 @pytest.mark.nest

@@ -194,7 +194,7 @@ def test_a_fit_worse_than_no_rule_on_its_own_segments_is_warned_of():
     # --bootstrap 1: one draw and the estimate were printed as a "95 % interval" missing the truth
     assert fit_warnings(fit(35.0), n_fitted=8, n_held=2, n_bootstrap=1, what=("segment", "segments")) == [
         "the intervals come from 1 bootstrap draws, too few for their 2.5 and 97.5 percentiles to be a 95 % "
-        "interval: give --bootstrap 20 or more"]
+        "interval: give --bootstrap 20 or more (n_bootstrap in Python)"]
 
 
 def test_the_all_zero_rule_explains_nothing():
