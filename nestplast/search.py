@@ -388,7 +388,8 @@ def run_search(exp: Experiment | str | os.PathLike, out: str | Path, *, resume: 
     ``evaluations``, ``failed``, ``blowups``, ``best_loss``, ``best_theta``: the best candidate whose
     every trial ran ok, as the command line and the report name it, NaN and None where none did;
     ``stop``: pycma's stop reasons), other MPI ranks None.
-    ``progress`` receives one line per generation (rank 0).
+    ``progress`` receives the headline (with its notes), one line per generation and the closing
+    summary, each one string, some of several lines (rank 0).
 
     The search resets the NEST kernel for every simulation. In a session that holds its own NEST
     network, that network is discarded (a :class:`~nestplast.kernel.KernelResetWarning` says so);
