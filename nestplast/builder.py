@@ -35,7 +35,7 @@ import sysconfig
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from .errors import UserError
@@ -345,7 +345,17 @@ def _post_neuron(rules: Sequence[Rule], neuron: Neuron | str) -> Neuron:
 def cached(rules: Sequence[Rule], neuron: Neuron | str) -> Module | None:
     """The module :func:`build` gives for ``rules`` and ``neuron`` where it is in the cache
     already, else None: it never compiles (the report names the models of a run's rule with it)."""
-    return Module.from_dir(cache_dir() / "modules" / module_key(rules, _post_neuron(rules, neuron)))
+    return _named_for(Module.from_dir(cache_dir() / "modules" / module_key(rules, _post_neuron(rules, neuron))), rules)
+
+
+def _named_for(module: Module | None, rules: Sequence[Rule]) -> Module | None:
+    """``module`` with its synapse models keyed by the names ``rules`` go by now: the cache is keyed
+    by what compiles, not by a rule's name, and a user's own label for a file compiled before under
+    another name found no model (KeyError)."""
+    if module is None:
+        return None
+    by_synapse = {model.split("__with_")[0]: model for model in module.synapse_models.values()}
+    return replace(module, synapse_models={r.name: by_synapse[r.synapse] for r in rules})
 
 
 def module_key(rules: Sequence[Rule], neuron: Neuron) -> str:
@@ -555,11 +565,11 @@ def build(rules: RuleLike | Sequence[RuleLike], neuron: str | Neuron = "iaf_psc_
     modules = cache_dir() / "modules"
     final = modules / key
     if not force and (module := Module.from_dir(final)) is not None:
-        return module  # fast path: no lock, no compiler; the folder only appears complete
+        return _named_for(module, rules)  # fast path: no lock, no compiler; the folder only appears complete
 
     with cache_lock(modules, key, name):
         if not force and (module := Module.from_dir(final)) is not None:
-            return module
+            return _named_for(module, rules)
         if not quiet:
             print(f"nestplast: compiling {', '.join(r.name for r in rules)} with {neuron.name} "
                   f"(once; cached in {final})", file=sys.stderr)
@@ -585,4 +595,4 @@ def build(rules: RuleLike | Sequence[RuleLike], neuron: str | Neuron = "iaf_psc_
             if kept and isinstance(err, BuildError):  # the message shows a few lines: say where the rest is
                 raise BuildError(f"{err}\n  the whole build log: {failed}") from None
             raise
-    return Module.from_dir(final)
+    return _named_for(Module.from_dir(final), rules)

@@ -121,6 +121,22 @@ def test_a_run_of_a_rule_file_set_in_python_by_a_relative_path_is_its_own_experi
         nestplast.nest_settings(tmp_path / "fit", theta)
 
 
+def test_a_label_for_ones_own_rule_file_runs(tmp_path):
+    """rule.name is "a label for your own rule" with rule.file: every run ended in KeyError, since the
+    cached module (keyed by what compiles) held the model under the name of its first build."""
+    import nestplast
+    from nestplast.builder import build
+
+    exp = experiment.load(write(tmp_path, None, "A_plus = { low = -2.0, high = 2.0, default = 0.0 }",
+                                'name = "my_label"\n'))
+    build(experiment.load(write(tmp_path, None, "A_plus = { low = -2.0, high = 2.0 }")).searched_rule())  # as built before
+    exp.network.n_e, exp.network.n_i = 20, 5
+    exp.objective.t_train, exp.objective.t_score, exp.objective.chunk = 0.2, 0.2, 0.2
+    exp.search.population_size, exp.search.max_generations, exp.trials.n = 2, 1, 1
+    assert nestplast.run_search(exp, tmp_path / "run").evaluations == 3  # 2 candidates and the mean
+    assert list(build(exp.module_rules()).synapse_models) == ["my_label"]
+
+
 def seconds(source: str) -> str:
     """The example rule with tau_plus declared in seconds (NEST holds times in ms)."""
     return source.replace("tau_plus ms = 20 ms @homogeneous", "tau_plus s = 0.02 s @homogeneous")
