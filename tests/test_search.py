@@ -746,7 +746,8 @@ def test_a_refused_resume_names_the_options_of_the_command_resuming(tmp_path):
 
     exp = experiment.load(tiny(tmp_path))
     for kind, options in (("search", "--seed, --threads or --population-size"), ("filter", "--seed or --threads")):
-        with pytest.raises(StoreError, match=f"seed: 4 -> 5. Resume without an experiment file and without {options}, or"):
+        with pytest.raises(StoreError, match=f"seed: 4 -> 5. Resume without an experiment file \\(in Python: the run.s "
+                                             f"folder for the experiment\\) and without {options}, or"):
             check_resumable(exp.to_dict(), dataclasses.replace(exp, seed=5), tmp_path, kind)
     # the file and --seed 3 again is a way too (the file's stopping limits): the message did not say so
     with pytest.raises(StoreError, match=r"or with them as the run began \(the value left of each ->; e.g. the --seed"):
