@@ -295,14 +295,27 @@ class RunStore:
     def _connect_checked(cls, path: Path, read_only: bool) -> sqlite3.Connection:
         """A connection to ``path`` once it is known to be a nestplast database (brought up to the
         current schema unless ``read_only``)."""
+        damaged = (f"{path} is damaged ({{}}): it cannot be reported or continued; a copy of the run folder made "
+                   f"before the damage can (SQLite's own `sqlite3 {path.name} .recover` may save part of its rows)")
         try:
             db = cls._connect_read_only(path) if read_only else cls._connect(path)
             version = db.execute("PRAGMA user_version").fetchone()[0]
             tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         except sqlite3.DatabaseError as err:
+            if "malformed" in str(err):  # a nestplast database or not, its header is broken
+                raise StoreError(damaged.format(err)) from None
             raise StoreError(f"{path} is not a nestplast database ({err})") from None
         if not {"run", "evaluations", "generations"} <= tables or version not in (1, SCHEMA_VERSION):
             raise StoreError(f"{path} is not a nestplast database of schema version {SCHEMA_VERSION}")
+        # a page broken inside: the report ended in a traceback, and a resume ran a whole generation
+        # before it failed on reading the store back
+        try:
+            check = db.execute("PRAGMA quick_check").fetchone()[0]
+        except sqlite3.DatabaseError as err:
+            check = str(err)
+        if check != "ok":
+            db.close()
+            raise StoreError(damaged.format(check))
         if version == 1 and not read_only:  # a run made before the stop reason was recorded
             db.execute("ALTER TABLE run ADD COLUMN stop TEXT")
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")

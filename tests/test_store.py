@@ -163,6 +163,21 @@ def test_open_and_create_misuse(tmp_path):
         store.record_evaluation(evaluation(status="weird"))
 
 
+def test_a_damaged_store_is_refused_on_opening(tmp_path):
+    """A page broken inside a run's database: the report ended in a traceback from counting, and a
+    resume ran a whole generation into the damaged file before failing the same way."""
+    with RunStore.create(tmp_path / "run", experiment={}, seed=1) as store:
+        for k in range(400):  # enough rows for pages beyond the schema's
+            store.record_evaluation(evaluation(k=k, loss=float(k)))
+    path = tmp_path / "run" / "results.sqlite"
+    with open(path, "r+b") as file:  # break a page in the middle, leave the header
+        file.seek(path.stat().st_size // 2 // 4096 * 4096)
+        file.write(b"\xff" * 4096)
+    for read_only in (True, False):
+        with pytest.raises(StoreError, match=r"results.sqlite is damaged \(.*\): it cannot be reported or continued"):
+            RunStore.open(tmp_path / "run", read_only=read_only)
+
+
 def test_a_killed_creation_leaves_no_half_made_run(tmp_path):
     """A process killed while creating its database leaves at most a draft; the next create
     starts afresh instead of finding a schema-less results.sqlite that neither --resume nor a
