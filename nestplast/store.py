@@ -503,6 +503,9 @@ class RunStore:
                 self._db.execute("INSERT INTO generations VALUES (?, ?, ?, ?)",
                                  (generation, sqlite3.Binary(optimizer_state), _encode(summary), time.time()))
                 self._db.execute("COMMIT")
+                # into the database file itself: a copy of results.sqlite alone (off a cluster, of a
+                # killed run) held none of the run, all of it in the -wal file until the run ended
+                self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
         except sqlite3.IntegrityError:
             self._db.execute("ROLLBACK")
             raise StoreError(f"generation {generation} is recorded already") from None

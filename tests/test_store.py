@@ -163,6 +163,21 @@ def test_open_and_create_misuse(tmp_path):
         store.record_evaluation(evaluation(status="weird"))
 
 
+def test_each_generation_is_in_the_database_file_itself(tmp_path):
+    """A copy of results.sqlite alone, made while a run went on or after it was killed, showed an
+    empty run: every row was in the -wal file, checkpointed only when the run ended."""
+    import shutil
+
+    with RunStore.create(tmp_path / "run", experiment={}, seed=1) as store:
+        for k in range(3):
+            store.record_evaluation(evaluation(k=k))
+        store.record_generation(0, b"state", {"best_loss": 0.25})
+        (tmp_path / "copy").mkdir()
+        shutil.copy(tmp_path / "run" / "results.sqlite", tmp_path / "copy")  # the run still open, as if killed now
+        with RunStore.open(tmp_path / "copy", read_only=True) as copy:
+            assert copy.counts()["generations"] == 1 and copy.counts()["evaluations"] == 3
+
+
 def test_a_damaged_store_is_refused_on_opening(tmp_path):
     """A page broken inside a run's database: the report ended in a traceback from counting, and a
     resume ran a whole generation into the damaged file before failing the same way."""
