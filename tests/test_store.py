@@ -305,21 +305,24 @@ def test_a_candidate_with_trials_still_to_come_is_not_the_best(tmp_path):
 
 
 def copy_of_a_running_run(base: Path) -> None:
-    """``base/run``, a run of one generation (3 evaluations), and ``base/copy`` of it taken while it
-    was open (as cp -a while the run goes on): the copy's results are in its -wal file only."""
+    """``base/run``, a run of one generation (3 evaluations) and 2 evaluations of the next, and
+    ``base/copy`` of it taken while it was open (as cp -a while the run goes on): the copy's last
+    results (the 2 after the generation's checkpoint) are in its -wal file only."""
     import shutil
 
     store = RunStore.create(base / "run", experiment={}, seed=1)
-    for k in range(3):  # committed, not checkpointed
+    for k in range(3):
         store.record_evaluation(evaluation(k=k))
-    store.record_generation(0, b"state", {"best_loss": 0.25})
+    store.record_generation(0, b"state", {"best_loss": 0.25})  # checkpointed into the file
+    for k in range(2):  # committed, not checkpointed
+        store.record_evaluation(evaluation(g=1, k=k))
     shutil.copytree(base / "run", base / "copy")
     store.close()
 
 
 def test_a_read_only_copy_of_a_running_run_reads_its_wal_file(tmp_path):
     """A read-only copy of a run that was killed or goes on (cp -a, a colleague's folder) keeps its
-    last results in results.sqlite-wal: it reported 0 evaluations without a word (the database was
+    last results in results.sqlite-wal: it reported none of them without a word (the database was
     opened immutable, which ignores that file). The folder's writability is given, as tests run as
     root, for whom every folder is writable."""
     import warnings
@@ -330,19 +333,19 @@ def test_a_read_only_copy_of_a_running_run_reads_its_wal_file(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         with RunStore(copy, RunStore._connect_read_only(copy, writable=False)) as found:
-            assert found.counts() == {"generations": 1, "evaluations": 3, "failed": 0, "blowups": 0}
+            assert found.counts() == {"generations": 1, "evaluations": 5, "failed": 0, "blowups": 0}
     # without its -shm file the -wal file cannot be read there: said, with the way out
     (tmp_path / "copy" / "results.sqlite-shm").unlink()
     with pytest.warns(UserWarning, match=r"cannot read .*results\.sqlite-wal in this read-only folder.*"
                                          r"copy the folder somewhere writable"):
         db = RunStore._connect_read_only(copy, writable=False)
     with RunStore(copy, db) as found:
-        assert found.counts()["evaluations"] == 0
+        assert found.counts()["evaluations"] == 3  # up to the last generation's checkpoint
     with warnings.catch_warnings():  # once the run is closed and checkpointed, nothing is left out
         warnings.simplefilter("error")
         db = RunStore._connect_read_only(tmp_path / "run" / "results.sqlite", writable=False)
         with RunStore(tmp_path / "run" / "results.sqlite", db) as found:
-            assert found.counts()["evaluations"] == 3
+            assert found.counts()["evaluations"] == 5
 
 
 def test_a_read_only_copy_is_read_with_its_wal_by_a_user_who_cannot_write_there():
@@ -368,7 +371,7 @@ def test_a_read_only_copy_is_read_with_its_wal_by_a_user_who_cannot_write_there(
         out = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", sys.executable, "-W",
                               "error", "-c", code, str(base / "copy")], capture_output=True, text=True, cwd="/")
         assert out.returncode == 0, out.stderr
-        assert out.stdout.strip() == str({"generations": 1, "evaluations": 3, "failed": 0, "blowups": 0}), out.stdout
+        assert out.stdout.strip() == str({"generations": 1, "evaluations": 5, "failed": 0, "blowups": 0}), out.stdout
     finally:
         (base / "copy").chmod(0o755)
         shutil.rmtree(base, ignore_errors=True)
