@@ -35,7 +35,16 @@ from .analysis import check_output_directory
 from .analysis.search import describe_stop, failure_breakdown
 from .engine import Outcome
 from .evaluate import Evaluator
-from .experiment import Experiment, differences, keep_rule_file, resumable_keys, run_experiment, unused_network_keys, validate
+from .experiment import (
+    RULE_COPY_DIR,
+    Experiment,
+    differences,
+    keep_rule_file,
+    resumable_keys,
+    run_experiment,
+    unused_network_keys,
+    validate,
+)
 from .kernel import lent_kernel
 from .networks import draw_trials
 from .objectives import aggregate_trials
@@ -252,8 +261,13 @@ def open_run(exp: Experiment, out: Path, *, resume: bool, ranks: int, mode: str,
             check_same_split(store.meta(), ranks, mode, out)
             check_limit_ahead(store, exp, out, kind)
             if store.meta().get("rule_source_sha256", rule_source) != rule_source:
+                # the run keeps its own copy of one's own rule file: put it back, rather than start again
+                kept = out / RULE_COPY_DIR / Path(exp.rule.file).name if exp.rule.file else None
+                back = (f"; the run's own copy is {kept}: copy it back over {exp.rule.file} (or move that file away, "
+                        "and the run reads its copy) to resume, or start a new run with another --out"
+                        if kept is not None and kept.is_file() else "; start a new run with another --out")
                 raise StoreError(f"cannot resume {out}: the rule's NESTML source {exp.rule.file or exp.rule.name} "
-                                 "changed since the run began (a run is one rule); start a new run with another --out")
+                                 f"changed since the run began (a run is one rule){back}")
         except BaseException:
             store.close()  # a refused resume lets go of the run at once
             raise

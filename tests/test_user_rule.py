@@ -72,6 +72,9 @@ def test_search_of_own_rule_from_the_example_experiment(tmp_path):
     resumed = subprocess.run([sys.executable, "-m", "nestplast.search", "--out", str(tmp_path / "run"), "--resume",
                               "--max-generations", "3"], capture_output=True, text=True, cwd=ROOT)
     assert resumed.returncode == 2 and "pair_stdp_synapse.nestml changed" in resumed.stderr
+    # the run's own copy is the way on, not a new run
+    assert (f"the run's own copy is {tmp_path / 'run' / 'rule' / 'pair_stdp_synapse.nestml'}: copy it back over "
+            in resumed.stderr), resumed.stderr
     # the rule file gone (moved, or the run copied elsewhere): the run's own copy serves report and resume
     (tmp_path / "pair_stdp_synapse.nestml").unlink()
     report = subprocess.run([sys.executable, "-m", "nestplast.report", str(tmp_path / "run"), "--json"],
