@@ -29,6 +29,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import sysconfig
@@ -495,9 +496,18 @@ def _compile(rules: Sequence[Rule], neuron: Neuron, name: str, workdir: Path) ->
             "install_path": str(install), "module_name": name, "logging_level": "WARNING",
             "codegen_opts": options}
     env = {**os.environ, "PYNEST_QUIET": "1", "MAKEFLAGS": f"-j{os.cpu_count() or 1}"}
-    proc = subprocess.run([sys.executable, "-c", _GENERATE, json.dumps(args)], cwd=workdir, env=env,
-                          capture_output=True, text=True)
-    log = proc.stdout + "\n" + proc.stderr
+    # its own process group: NESTML runs cmake and make, whose compilers went on (orphaned, into a
+    # deleted folder) when only this process was stopped (kill PID, a batch system, Ctrl-C in Python)
+    with subprocess.Popen([sys.executable, "-c", _GENERATE, json.dumps(args)], cwd=workdir, env=env, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True) as proc:
+        try:
+            stdout, stderr = proc.communicate()
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise
+    log = stdout + "\n" + stderr
     (workdir / "build.log").write_text(log)
     if proc.returncode != 0 or not (install / f"{name}.so").is_file():
         # Name the files the user knows (a user's rule file, NESTML's neuron), not the temporary copies.
@@ -574,6 +584,8 @@ def build(rules: RuleLike | Sequence[RuleLike], neuron: str | Neuron = "iaf_psc_
             print(f"nestplast: compiling {', '.join(r.name for r in rules)} with {neuron.name} "
                   f"(once; cached in {final})", file=sys.stderr)
         start = time.perf_counter()
+        for stale in modules.glob(f"{key}.tmp*"):  # a build of this module killed before it could clean up
+            shutil.rmtree(stale, ignore_errors=True)  # (none runs now: this one holds the module's lock)
         workdir = Path(tempfile.mkdtemp(prefix=f"{key}.tmp", dir=modules))
         try:
             _compile(rules, neuron, name, workdir)

@@ -71,6 +71,57 @@ def test_concurrent_builds_compile_once(tmp_path):
     assert [p.name for p in (tmp_path / "templates").iterdir()] == [templates_dir().name]
 
 
+def descendants(pid: int) -> dict[int, str]:
+    """The processes below ``pid`` (pid -> command name), from /proc."""
+    parent, names = {}, {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # ended meanwhile
+            continue
+        name, rest = text[text.index("(") + 1:text.rindex(")")], text[text.rindex(")") + 2:].split()
+        parent[int(stat.parent.name)], names[int(stat.parent.name)] = int(rest[1]), name
+    found, todo = {}, [pid]
+    while todo:
+        current = todo.pop()
+        for child in [c for c, p in parent.items() if p == current]:
+            found[child] = names[child]
+            todo.append(child)
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc")
+def test_a_stopped_build_stops_its_compilers_and_a_killed_ones_leftovers_go(tmp_path):
+    """nestplast stopped by SIGTERM (kill PID, a batch system) during a compile left make and the
+    compilers running, orphaned, into a deleted folder; a build killed with SIGKILL left its
+    temporary folder in the cache for good. The next build of that module removes it."""
+    import signal
+    import time
+
+    from nestplast.builder import _post_neuron, module_key
+
+    rules = [get_rule("taylor", mask="pre:222")]
+    stale = tmp_path / "modules" / f"{module_key(rules, _post_neuron(rules, 'iaf_psc_exp'))}.tmpkilled"
+    stale.mkdir(parents=True)
+    proc = subprocess.Popen([sys.executable, "-m", "nestplast", "build", "taylor", "--mask", "pre:222"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                            env={**os.environ, "NESTPLAST_CACHE": str(tmp_path)})
+    deadline = time.monotonic() + 300
+    while not {"make", "cc1plus", "cmake"} & set(descendants(proc.pid).values()):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.2)
+    assert not stale.exists(), "the killed build's folder went before the new one began"
+    below = descendants(proc.pid)
+    proc.send_signal(signal.SIGTERM)  # to nestplast alone, as kill PID
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and "terminated" in err, err
+    deadline = time.monotonic() + 10
+    while (alive := [pid for pid in below if Path(f"/proc/{pid}").exists()]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive, {pid: below[pid] for pid in alive}
+    assert [p.name for p in (tmp_path / "modules").iterdir() if ".tmp" in p.name] == []
+
+
 def overlay_names() -> set[str]:
     lines = [ln for ln in OVERLAY_MANIFEST.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
     return {ln.split(maxsplit=1)[1] for ln in lines}
