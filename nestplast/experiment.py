@@ -581,8 +581,11 @@ def validate(exp: Experiment, *, to_run: bool = True) -> Experiment:
                  n.weights.get(ct))
 
     for key in ("chunk", "t_train", "t_score"):  # NEST simulates whole steps only
+        # in seconds against a step in ms: both named, and the step as a possible cause (a user who
+        # changed only network.resolution was told to fix chunk)
         _require(_whole(1000.0 * getattr(o, key) / n.resolution), f"objective.{key}",
-                 f"a multiple of network.resolution ({n.resolution} ms)", getattr(o, key))
+                 f"seconds that are whole steps of network.resolution = {n.resolution} ms (or a resolution that "
+                 f"divides {1000.0 * getattr(o, key):g} ms)", getattr(o, key))
     for metric in o.constraints:
         _require(metric in FSBI_CONSTRAINTS, f"objective.constraints.{metric}",
                  f"a metric from {', '.join(sorted(FSBI_CONSTRAINTS))}", metric)
@@ -781,6 +784,8 @@ def _validate_rule(exp: Experiment, ct: str | None, where: str) -> None:
     _require(r.fixed.get("eta", 1.0) != 0, f"{origin('fixed')}.eta", "a nonzero learning rate (with eta = 0 no "
              "candidate learns, and every one scores the same)", r.fixed.get("eta"))
     _require(r.search is None or len(r.search) > 0, f"{where}.search", "at least one parameter", r.search)
+    _require(r.search is None or len(set(r.search)) == len(r.search), f"{where}.search",
+             "each parameter once (as rule.plastic's types)", r.search)
     for p in rule.parameters:
         if p.name in r.start:
             _require(p.low <= r.start[p.name] <= p.high, f"{where}.start.{p.name}", f"a value in [{p.low}, {p.high}]",

@@ -97,8 +97,13 @@ def test_default_layout_is_the_doublet_rule_on_ie():
      ["network.neuron_params.drive_rate", "not of its drive (network.input_rate"]),
     ("[network]\ndrive = 'poisson_generator'\nneuron_params = { drive_weight = 25.0 }\n",
      ["network.neuron_params.drive_weight"]),
-    ("[objective]\nchunk = 0.00025\n", ["objective.chunk", "multiple of network.resolution"]),
-    ("[objective]\nt_score = 1.00005\n", ["objective.t_score", "multiple of network.resolution"]),
+    ("[objective]\nchunk = 0.00025\n", ["objective.chunk", "seconds that are whole steps of network.resolution"]),
+    # only the resolution changed: the seconds and the ms are both named, and the resolution as a cause
+    ("[network]\nresolution = 0.15\n[objective]\nchunk = 0.1\n",
+     ["objective.chunk: expected seconds that are whole steps of network.resolution = 0.15 ms (or a resolution "
+      "that divides 100 ms)"]),
+    ("[rule]\nsearch = ['alpha', 'alpha']\n", ["rule.search: expected each parameter once", "got ['alpha', 'alpha']"]),
+    ("[objective]\nt_score = 1.00005\n", ["objective.t_score", "whole steps of network.resolution = 0.1 ms"]),
     # infinities and NaN pass a plain `> 0`: every evaluation would fail, or the run never stop
     ("[objective]\nt_train = inf\n", ["objective.t_train", "positive number of seconds", "inf"]),
     ("[search]\ntarget_loss = nan\n", ["search.target_loss", "number", "nan"]),
