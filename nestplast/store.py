@@ -341,7 +341,8 @@ class RunStore:
             else:
                 db.row_factory = sqlite3.Row
                 return db
-        if wal.exists() and wal.stat().st_size > 0:
+        if wal.exists() and wal.stat().st_size > 0 and wal not in _WARNED_UNREAD:
+            _WARNED_UNREAD.add(wal)  # once per file: a report opens the store several times
             warnings.warn(f"SQLite cannot read {wal} in this read-only folder, so the results recorded last are "
                           "left out: copy the folder somewhere writable (cp -a) and read the copy", stacklevel=4)
         db = sqlite3.connect(f"{path.resolve().as_uri()}?immutable=1", uri=True)
@@ -529,6 +530,9 @@ class RunStore:
         """Every generation's summary, with its ``generation`` and ``created`` time."""
         rows = self._db.execute("SELECT generation, summary, created FROM generations ORDER BY generation")
         return [{"generation": r["generation"], **_decode(r["summary"]), "created": r["created"]} for r in rows]
+
+
+_WARNED_UNREAD: set[Path] = set()  # -wal files warned of as unread in this process
 
 
 RUN_KINDS = {  # a run's kind (its metadata): what it is, and the command that goes on with it

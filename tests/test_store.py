@@ -341,6 +341,9 @@ def test_a_read_only_copy_of_a_running_run_reads_its_wal_file(tmp_path):
         db = RunStore._connect_read_only(copy, writable=False)
     with RunStore(copy, db) as found:
         assert found.counts()["evaluations"] == 3  # up to the last generation's checkpoint
+    with warnings.catch_warnings():  # once per file: a report opening the store again said it 4 times
+        warnings.simplefilter("error")
+        RunStore._connect_read_only(copy, writable=False).close()
     with warnings.catch_warnings():  # once the run is closed and checkpointed, nothing is left out
         warnings.simplefilter("error")
         db = RunStore._connect_read_only(tmp_path / "run" / "results.sqlite", writable=False)
