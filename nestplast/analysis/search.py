@@ -13,7 +13,7 @@ import numpy as np
 from ..builder import cached
 from ..errors import UserError
 from ..experiment import Experiment, run_experiment
-from ..networks import nest_settings
+from ..networks import nest_settings, neuron_params
 from ..objectives import BLOWUP_SCALE, FAILURE_LOSS
 from ..store import RunStore
 from ..tasks import Evaluation
@@ -62,8 +62,6 @@ def nest_models(exp: Experiment) -> dict | None:
         return None
     if module is None:
         return None
-    from ..networks import neuron_params
-
     return {"module": module.name, "path": module.path, "neuron_model": module.neuron_model,
             "neuron_params": neuron_params(exp.network, module),  # in the neuron's own names (tau_syn_exc)
             "synapse_models": {ct: module.synapse_models[exp.base_rule(ct).name] for ct in exp.rule.plastic}}
