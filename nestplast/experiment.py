@@ -27,7 +27,6 @@ import difflib
 import hashlib
 import json
 import math
-import numbers
 import os
 import re
 import shutil
@@ -41,6 +40,7 @@ from .errors import UnknownNameError, UserError
 from .neurons import DRIVE_PARAMS, NEURONS, get_neuron
 from .objectives import FSBI_CONSTRAINTS, RATE_BIN_MS
 from .rules import REWARD_INPUT, RuleLayout, get_rule, is_time_constant
+from .values import is_number, is_whole
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parent / "experiments"
 CONNECTION_TYPES = ("EE", "EI", "IE", "II")  # source then target: "IE" is I -> E
@@ -239,13 +239,13 @@ def _metric_intervals(table: Any) -> bool:
     """Whether ``table`` holds [low, high] intervals keyed by metrics a constraint may name (FSBI_CONSTRAINTS)."""
     return isinstance(table, dict) and all(
         name in FSBI_CONSTRAINTS and isinstance(v, list) and len(v) == 2
-        and all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in v)  # true is no bound
+        and all(is_number(b) for b in v)  # true is no bound
         and v[0] <= v[1] for name, v in table.items())
 
 
 def _schedule(entries: Any) -> bool:
-    return all(isinstance(e, dict) and set(e) == {"round", "constraints"} and isinstance(e["round"], int)
-               and not isinstance(e["round"], bool) and e["round"] >= 0 and _metric_intervals(e["constraints"])
+    return all(isinstance(e, dict) and set(e) == {"round", "constraints"} and is_whole(e["round"])
+               and e["round"] >= 0 and _metric_intervals(e["constraints"])
                for e in entries)
 
 
@@ -447,11 +447,11 @@ def _check_type(value: Any, hint: Any, where: str) -> Any:
     # numbers.Real/Integral: numpy scalars from Python code too (kept as numpy, they would not go into
     # the run's JSON record)
     if hint is float:
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
+        if not is_number(value) or math.isnan(value):
             raise ExperimentError(f"{where}: expected a number, got {value!r}")
         return float(value)
     if hint is int:
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        if not is_whole(value):
             raise ExperimentError(f"{where}: expected an integer, got {value!r}")
         return int(value)
     if hint is bool:

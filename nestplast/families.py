@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 import os
 import shlex
 import sys
@@ -56,6 +55,7 @@ from .store import DB_NAME, RUN_KINDS, RunStore, StoreError, stored_kind
 from .strategies import Budget
 from .strategies.filter import Filter, inside, require_sbi, round_constraints
 from .tasks import FAILURES, Candidate, Evaluation, Task, by_candidate
+from .values import is_number, is_whole
 from .wording import counted
 
 NUISANCE_STREAM = 0x6E75  # keeps the nuisance's random stream apart from the trials'
@@ -68,7 +68,7 @@ def candidate_features(evaluations: Sequence[Evaluation]) -> dict[str, float]:
     """Every scalar metric averaged over the candidate's trials; all NaN unless every trial ran
     to its end (``ok``)."""
     names = sorted({k for e in evaluations for k, v in (e.metrics or {}).items()
-                    if isinstance(v, (int, float)) and not isinstance(v, bool)})
+                    if is_number(v)})
     if not evaluations or any(e.status != "ok" for e in evaluations):
         return dict.fromkeys(names, math.nan)
     return {k: float(np.mean([float(e.metrics.get(k, math.nan)) for e in evaluations])) for k in names}
@@ -302,7 +302,7 @@ def check_bounds(constraints: Mapping[str, Sequence[float]]) -> dict[str, tuple[
     out = {}
     for name, bounds in constraints.items():
         # numpy's numbers and arrays (np.percentile(x, [5, 95])) are the numbers they hold
-        pair = ([float(b) if isinstance(b, numbers.Real) and not isinstance(b, bool) else b for b in bounds]
+        pair = ([float(b) if is_number(b) else b for b in bounds]
                 if isinstance(bounds, (list, tuple, np.ndarray)) else bounds)
         if not METRIC_INTERVALS.test({name: pair}):
             raise ExperimentError(f"constraints.{name} = {bounds!r}: expected {METRIC_INTERVALS.expected}")
@@ -395,9 +395,9 @@ def recheck(run_dir: str | Path, n_trials: int = 2, *, comm=None, limit: int | N
     run_dir = Path(run_dir)
     # refused before anything runs: limit=0 re-checked nothing, and a negative one (a slice) every
     # rule but the last ones, each without a word
-    if isinstance(n_trials, bool) or not isinstance(n_trials, numbers.Integral) or n_trials < 1:
+    if not is_whole(n_trials) or n_trials < 1:
         raise UserError(f"recheck: n_trials: expected a number of trials >= 1, got {n_trials!r}")
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, numbers.Integral) or limit < 1):
+    if limit is not None and (not is_whole(limit) or limit < 1):
         raise UserError(f"recheck: limit: expected a number of rules >= 1 (or None: every rule), got {limit!r}")
     transport = Transport(comm)
     say = progress if progress is not None and transport.is_root else (lambda line: None)

@@ -42,6 +42,7 @@ from .store import RunStore, StoreError, as_stored, check_same_kind
 from .strategies import Budget, SearchSpace, make_strategy
 from .tasks import Candidate, Evaluation, Task, by_candidate
 from .trajectories import ClampedTrajectories
+from .values import is_number, is_whole
 
 if TYPE_CHECKING:
     from .closed_loop import Background, ClosedLoopFit
@@ -368,12 +369,12 @@ def check_fit_arguments(recording, choice, fixed, *, mode: str, delay, l1, out, 
     if mode not in ("clamped", "closed"):
         raise ValueError(f"mode: expected 'clamped' or 'closed', got {mode!r}")
     for name, value in {"delay": delay, "l1": l1}.items():
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        if not is_number(value):
             raise TypeError(f"{name}: expected a number, got {type(value).__name__} {value!r}")
     if not l1 >= 0:
         raise FitSettingsError(f"l1: expected a penalty weight >= 0, got {l1:g}")
     for name, value in counts.items():
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        if not is_whole(value):
             raise TypeError(f"{name}: expected an integer, got {type(value).__name__} {value!r}")
         if value < COUNT_MINIMA[name]:
             raise FitSettingsError(f"{name}: expected an integer >= {COUNT_MINIMA[name]}, got {value}")

@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import numbers
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -43,6 +42,7 @@ from .kernel import lent_kernel
 from .objectives import l1_penalty
 from .rules import Rule
 from .tasks import Candidate, Evaluation, Task
+from .values import is_whole
 
 LN2 = math.log(2.0)
 
@@ -150,7 +150,7 @@ class ChoiceFitResult:
 def split_animals(n_animals: int, hold_out: int) -> tuple[list[int], list[int]]:
     """(fitted, held out): every ``hold_out``-th animal is held out (0: none)."""
     # 2.5 held out animal 4 only, -1 none, without a word
-    if isinstance(hold_out, bool) or not isinstance(hold_out, numbers.Integral) or hold_out < 0:
+    if not is_whole(hold_out) or hold_out < 0:
         raise ValueError(f"hold_out: expected 0 (no animal held out) or an integer N >= 2 (every N-th animal), "
                          f"got {hold_out!r}")
     held = [a for a in range(n_animals) if hold_out and n_animals > 1 and a % hold_out == hold_out - 1]
@@ -328,7 +328,7 @@ def generate(params: Mapping[str, float], *, mask: str = "pre:010,forget", n_ani
              task: ChoiceTask | None = None, seed: int = 1, description: str = "") -> Behaviour:
     """Synthetic behaviour: ``n_animals`` model animals (seeds from ``seed``; other input
     realisations than any fit's) learning the task with the ``reward`` rule at ``params``."""
-    if isinstance(n_animals, bool) or not isinstance(n_animals, numbers.Integral) or n_animals < 1:
+    if not is_whole(n_animals) or n_animals < 1:
         raise ValueError(f"n_animals: expected an integer >= 1, got {n_animals!r}")  # 0: an IndexError
     task = task or (ChoiceTask(w_max=params["Wmax"]) if "Wmax" in params else ChoiceTask())
     check_fixed(params, task)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import ctypes
 import functools
 import hashlib
-import numbers
 import os
 import subprocess
 import warnings
@@ -28,6 +27,7 @@ import numpy as np
 
 from .builder import BuildError, cache_dir, cache_lock, nest_path, nest_version
 from .kernel import import_nest
+from .values import is_whole
 
 SOURCE = Path(__file__).resolve().parent / "native" / "kernel_reads.cpp"
 LIBRARY = "libnestplast_kernel_reads.so"
@@ -54,7 +54,7 @@ def model_weights(model: str, step: int = 1) -> np.ndarray:
     the first, as ``nest.GetConnections(synapse_model=model)`` finds them: in that order on one
     thread. (With several, NEST's own order differs from call to call: the threads' connections
     come in turn, the threads in any order.) An unknown model raises NEST's error."""
-    if not isinstance(step, numbers.Integral) or isinstance(step, bool):  # 2.5 failed in NEST's slicing
+    if not is_whole(step):  # 2.5 failed in NEST's slicing
         raise TypeError(f"model_weights: step is a whole number of connections, got {step!r}")
     if step < 1:
         raise ValueError(f"model_weights: step must be 1 or more, got {step}")

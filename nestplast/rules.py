@@ -39,6 +39,7 @@ import numpy as np
 
 from .errors import UnknownNameError
 from .neurons import POST_INPUTS
+from .values import is_number, is_whole
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "nestml_models"
 
@@ -302,7 +303,7 @@ def vogels_sprekeler(target_rate_hz: float = 10.0, tau_ms: float = 20.0) -> dict
     """Doublet parameters of Vogels-Sprekeler inhibitory STDP (Vogels et al. 2011) for a target
     rate rho0: tau_pre = tau_post = tau, alpha = -2 rho0 tau, beta = 0, gamma = kappa = 1."""
     if wrong := [f"{name} = {value!r}" for name, value in (("target_rate_hz", target_rate_hz), ("tau_ms", tau_ms))
-                 if not isinstance(value, numbers.Real) or isinstance(value, bool)]:
+                 if not is_number(value)]:
         raise TypeError(f"vogels_sprekeler: {', '.join(wrong)}: expected a number")
     # a negative rate gave alpha > 0: a rule that strengthens inhibition at every pre spike, no target
     if not (target_rate_hz >= 0 and math.isfinite(target_rate_hz)):
@@ -432,7 +433,7 @@ FROZEN_DECIMALS = 6  # frozen weights are numbers in the NESTML source with this
 
 def _check_hidden(hidden: object) -> int:
     # bool is an int in Python, but hidden=True is surely a mistake
-    if isinstance(hidden, bool) or not isinstance(hidden, (int, np.integer)) or hidden < 1:
+    if not is_whole(hidden) or hidden < 1:
         raise ValueError(f"MLP rule: hidden must be a whole number of hidden units, at least 1; got {hidden!r}")
     return int(hidden)
 
@@ -491,9 +492,7 @@ class MLPSpec:
             if len(self.scales) != len(self.inputs) or not all(s > 0 for s in self.scales):
                 raise ValueError(f"MLP rule: scales are one positive number per input ({len(self.inputs)}); "
                                  f"got {list(self.scales)}")
-        if self.frozen_seed is not None and (isinstance(self.frozen_seed, bool)
-                                             or not isinstance(self.frozen_seed, (int, np.integer))
-                                             or self.frozen_seed < 0):
+        if self.frozen_seed is not None and (not is_whole(self.frozen_seed) or self.frozen_seed < 0):
             raise ValueError(f"MLP rule: frozen_seed must be a whole number >= 0 or None; got {self.frozen_seed!r}")
 
     @property

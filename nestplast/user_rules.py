@@ -29,6 +29,7 @@ from typing import Any
 
 from .errors import UserError
 from .rules import Parameter, Rule, is_time_constant
+from .values import is_number
 
 PARAMETER_KEYS = {"low", "high", "default", "log"}
 _MODEL = re.compile(r"^(?:model|synapse)\s+(\w+)\s*:", re.M)
@@ -92,7 +93,7 @@ def _parameter(name: str, spec: Any, where: str) -> Parameter:
     if not isinstance(spec, Mapping) or not {"low", "high"} <= set(spec) or set(spec) - PARAMETER_KEYS:
         raise UserRuleError(f"{where}: expected a table with low and high (optional default, log), got {spec!r}")
     numbers = {k: spec[k] for k in ("low", "high", "default") if k in spec}
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers.values()):
+    if not all(is_number(v) for v in numbers.values()):
         raise UserRuleError(f"{where}: low, high and default must be numbers, got {spec!r}")
     low, high = float(spec["low"]), float(spec["high"])
     default = float(spec.get("default", (low + high) / 2))
