@@ -24,6 +24,7 @@ import math
 import numbers
 import os
 import re
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -379,7 +380,7 @@ def check_fit_arguments(recording, choice, fixed, *, mode: str, delay, l1, out, 
         if value < COUNT_MINIMA[name]:
             raise FitSettingsError(f"{name}: expected an integer >= {COUNT_MINIMA[name]}, got {value}")
     if out is not None and not isinstance(out, (str, os.PathLike)):
-        raise TypeError(f"out: expected a folder's path (or None: a temporary folder), got {type(out).__name__}")
+        raise TypeError(f"out: expected a folder's path (or None: a temporary folder, removed at the end), got {type(out).__name__}")
     if progress is not None and not callable(progress):
         raise TypeError(f"progress: expected a function of one line of text (e.g. print) or None, got "
                         f"{type(progress).__name__}")
@@ -388,7 +389,23 @@ def check_fit_arguments(recording, choice, fixed, *, mode: str, delay, l1, out, 
     return recording
 
 
+def out_or_temporary(fit_function):
+    """``out=None``: the fit's store lives in a temporary folder removed when the fit returns (the
+    result returned holds what it found); every such call left a folder in /tmp, a sweep ten."""
+    @functools.wraps(fit_function)
+    def fit_in(*args, out=None, resume=False, **kwargs):
+        if out is not None:
+            return fit_function(*args, out=out, resume=resume, **kwargs)
+        if resume:
+            raise FitSettingsError("resume=True continues the fit stored in out: give that folder (out=None keeps "
+                                   "nothing to resume)")
+        with tempfile.TemporaryDirectory(prefix="nestplast-fit-") as scratch:
+            return fit_function(*args, out=scratch, resume=False, **kwargs)
+    return fit_in
+
+
 @lent_kernel("nestplast.infer.fit")
+@out_or_temporary
 def fit(recording: Recording | str | os.PathLike, choice: RuleChoice, fixed: Mapping[str, float], *, delay: float = 1.0,
         n_segments: int = 10, hold_out: int = 5, l1: float = 0.0, population_size: int = 8,
         max_generations: int = 60, n_bootstrap: int = 30, seed: int = 1, out: str | Path | None = None,
@@ -402,7 +419,9 @@ def fit(recording: Recording | str | os.PathLike, choice: RuleChoice, fixed: Map
     intervals from a bootstrap on quadratic surfaces of the simulated candidates,
     :mod:`nestplast.surface`). ``restarts`` more CMA-ES runs (other seeds, doubled
     population each) keep the best. ``recording``: a :class:`~nestplast.recording.Recording` or the
-    path of a recording file (read with :func:`nestplast.recording.load`). Rank 0 returns the :class:`Fit`."""
+    path of a recording file (read with :func:`nestplast.recording.load`). ``out``: the fit's folder
+    (its store, to ``resume``, and fit.json); None: a temporary one, removed when the fit returns.
+    Rank 0 returns the :class:`Fit`."""
     # refused by every rank together (under MPI each rank printed it and the job ended in MPI_Abort),
     # before anything runs or any folder is made; a recording's path is read here
     recording = together(comm, lambda: check_fit_arguments(
@@ -580,12 +599,9 @@ def _search(problem, rule: Rule, choice: RuleChoice, fixed, settings: dict, reco
     """CMA-ES through the engine on ``problem``, then ``restarts`` more runs with other seeds and a
     doubled population each time (IPOP, as pycma's restarts), each in ``out/restart-K``;
     (rank 0's best outcome or None, the run directory)."""
-    import tempfile
-
     transport = Transport(comm)
     problem.rank = transport.rank
-    if transport.is_root:
-        out = Path(tempfile.mkdtemp(prefix="nestplast-fit-")) if out is None else Path(out)
+    out = Path(out)
     best = None
     for k in range(restarts + 1):
         open_store = lambda: None  # noqa: E731 (the other ranks' part: nothing)

@@ -36,6 +36,7 @@ from .infer import (
     check_settings,
     intervals_from_json,
     json_intervals,
+    out_or_temporary,
     stored_evaluations,
 )
 from .kernel import lent_kernel
@@ -158,6 +159,7 @@ def split_animals(n_animals: int, hold_out: int) -> tuple[list[int], list[int]]:
 
 
 @lent_kernel("nestplast.infer_choices.fit")
+@out_or_temporary
 def fit(data: Behaviour | str | os.PathLike, mask: str | None = "pre:010,forget", fixed: Mapping[str, float] | None = None, *,
         rule: Rule | None = None, task: ChoiceTask | None = None, hold_out: int = 4, l1: float = 0.0,
         population_size: int = 8, max_generations: int = 25, n_bootstrap: int = 100, seed: int = 1,
@@ -169,7 +171,9 @@ def fit(data: Behaviour | str | os.PathLike, mask: str | None = "pre:010,forget"
     ``task`` must describe the data's task (blocks, trials per block) and the model network
     (default: :class:`~nestplast.choice_task.ChoiceTask` with the data's trials). ``data``: a
     :class:`~nestplast.behaviour.Behaviour` or the path of a behaviour file (read with
-    :func:`nestplast.behaviour.load`), as ``fit_rule`` takes a recording's. Rank 0 returns the result."""
+    :func:`nestplast.behaviour.load`), as ``fit_rule`` takes a recording's. ``out``: the fit's folder
+    (its store, to ``resume``, and fit.json); None: a temporary one, removed when the fit returns.
+    Rank 0 returns the result."""
     if isinstance(data, (str, os.PathLike)):
         from .behaviour import load
 

@@ -988,3 +988,20 @@ def test_a_closed_fit_without_intervals_does_not_name_their_method():
     with_them = Fit("taylor", "post:100", ["th_post_100"], {"th_post_100": 1.0}, {"th_post_100": (0.5, 1.5)}, {}, 0.1,
                     0.9, 90.0, 90.0, **closed)
     assert "intervals: bootstrap over segments on quadratic surfaces" in summary_text(with_them)
+
+
+def test_a_fit_without_out_keeps_no_folder(tmp_path, monkeypatch):
+    """out=None: the store lives in a temporary folder removed when the fit returns (each call left one
+    in /tmp, and infer-demo --sweep ten); with nothing kept, resume=True is refused."""
+    import tempfile
+
+    from nestplast import infer
+
+    data = synthetic("post:100,post:011", OJA, OJA_FIXED, duration=2000.0)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    choice = infer.RuleChoice("taylor", "post:100,post:011")
+    fit = infer.fit(data, choice, OJA_FIXED, max_generations=2, n_bootstrap=0, restarts=1)
+    assert fit is not None and set(fit.coefficients) == {"th_post_100", "th_post_011"}
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(infer.FitSettingsError, match="resume=True continues the fit stored in out"):
+        infer.fit(data, choice, OJA_FIXED, max_generations=2, resume=True)
