@@ -382,7 +382,10 @@ def test_cli_example_works(nest, request, args, module):
 
 
 @pytest.mark.parametrize("args, listed", [(["nosuchrule"], ["doublet", "taylor"]),
-                                          (["doublet", "--neuron", "hh_nope"], ["iaf_psc_exp", "iaf_cond_exp"])])
+                                          (["doublet", "--neuron", "hh_nope"], ["iaf_psc_exp", "iaf_cond_exp"]),
+                                          # NESTML's model name: built, then refused by the experiment's rule.neuron
+                                          (["doublet", "--neuron", "iaf_cond_exp_neuron"],
+                                           ["give the neuron's name, iaf_cond_exp"])])
 def test_cli_unknown_names_list_the_available(args, listed):
     out = subprocess.run([sys.executable, "-m", "nestplast", "build", *args], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 2

@@ -110,7 +110,11 @@ def _build_command(argv: Sequence[str] | None) -> int:
         rule = _named_rule(args.rule, mask=args.mask, weight=args.weight)
     except ValueError as err:  # a bad mask, or a mask for a rule that takes none
         raise UsageError(str(err)) from None
-    module = build(rule, get_neuron(args.neuron), force=args.force, quiet=args.json)
+    neuron = get_neuron(args.neuron)  # an unknown name: the available ones listed
+    if args.neuron != neuron.name:  # NESTML's model name: an experiment's rule.neuron refuses it
+        raise UsageError(f"--neuron {args.neuron}: give the neuron's name, {neuron.name} (an experiment's rule.neuron "
+                         f"takes that name too; {neuron.model} is the model NESTML generates from it)")
+    module = build(rule, neuron, force=args.force, quiet=args.json)
     if args.json:
         print(json.dumps({"module": module.path, "neuron_model": module.neuron_model,
                           "synapse_model": module.synapse_model}))
