@@ -31,6 +31,7 @@ import os
 import re
 import shutil
 import tomllib
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -825,14 +826,18 @@ def keep_rule_file(exp: Experiment, run_dir: str | Path) -> None:
 
 def run_experiment(recorded: dict, run_dir: str | Path) -> Experiment:
     """The experiment a run recorded (``RunStore.experiment()``), its rule file taken from the run's
-    copy where the original is gone."""
+    copy where the original is gone or was edited since: a run is one rule, and its report read the
+    edited file's parameter names and module."""
     file = (recorded.get("rule") or {}).get("file")
     # a relative path (set in Python, relative to the working directory then) is read relative to
-    # the run's folder, as a file's is to its experiment: where there is none, the run's own copy
-    if file and not (Path(run_dir) / file).is_file():
-        kept = Path(run_dir) / RULE_COPY_DIR / Path(file).name
-        if kept.is_file():
-            recorded = {**recorded, "rule": {**recorded["rule"], "file": str(kept.resolve())}}
+    # the run's folder, as a file's is to its experiment
+    original = Path(run_dir) / file if file else None
+    kept = Path(run_dir) / RULE_COPY_DIR / Path(file).name if file else None
+    if kept is not None and kept.is_file() and (not original.is_file() or original.read_bytes() != kept.read_bytes()):
+        if original.is_file():
+            warnings.warn(f"{original} was edited since the run in {run_dir} began: the run's own copy, {kept}, "
+                          f"is the rule it ran, and is read instead", stacklevel=2)
+        recorded = {**recorded, "rule": {**recorded["rule"], "file": str(kept.resolve())}}
     return parse(recorded, f"{run_dir}/results.sqlite", to_run=False)
 
 

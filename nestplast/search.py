@@ -24,6 +24,7 @@ import os
 import shlex
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -145,7 +146,10 @@ def check_resumable(stored: dict, exp: Experiment, where: Path, kind: str = "sea
     """Refuse to resume the run in ``where`` with an experiment that would give other results
     than the stored one (another seed, rule, network, ...); when to stop may change. ``kind``:
     the command resuming it (search or filter), whose options the message names."""
-    ours, theirs = exp.to_dict(), run_experiment(stored, where).to_dict()
+    with warnings.catch_warnings():  # which copy of the rule file is read does not matter here (below)
+        warnings.simplefilter("ignore")
+        theirs = run_experiment(stored, where).to_dict()
+    ours = exp.to_dict()
     for section, key in [*resumable_keys(), ("rule", "file")]:
         # where the rule file is does not matter (moved, or the run's own copy): its content is
         # compared apart (open_run, rule_source_sha256)
@@ -263,8 +267,9 @@ def open_run(exp: Experiment, out: Path, *, resume: bool, ranks: int, mode: str,
             if store.meta().get("rule_source_sha256", rule_source) != rule_source:
                 # the run keeps its own copy of one's own rule file: put it back, rather than start again
                 kept = out / RULE_COPY_DIR / Path(exp.rule.file).name if exp.rule.file else None
-                back = (f"; the run's own copy is {kept}: copy it back over {exp.rule.file} (or move that file away, "
-                        "and the run reads its copy) to resume, or start a new run with another --out"
+                back = (f"; the run's own copy is {kept}: resume without the experiment file (--out {out} --resume; "
+                        "in Python the run's folder for the experiment), which reads that copy, or copy it back "
+                        f"over {exp.rule.file}, or start a new run with another --out"
                         if kept is not None and kept.is_file() else "; start a new run with another --out")
                 raise StoreError(f"cannot resume {out}: the rule's NESTML source {exp.rule.file or exp.rule.name} "
                                  f"changed since the run began (a run is one rule){back}")

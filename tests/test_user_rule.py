@@ -66,15 +66,23 @@ def test_search_of_own_rule_from_the_example_experiment(tmp_path):
     with RunStore.open(tmp_path / "run", read_only=True) as store:
         assert store.counts()["generations"] == 2
         assert set(store.evaluations()[0].params) == {"IE.A_plus", "IE.A_minus", "IE.drift"}
-    # the rule file changed under a stored run: resuming it would mix two rules
+    # the rule file changed under a stored run: resuming it with the file would mix two rules
     (tmp_path / "pair_stdp_synapse.nestml").write_text(
         (tmp_path / "pair_stdp_synapse.nestml").read_text().replace("lr real = 1.0", "lr real = 2.0"))
-    resumed = subprocess.run([sys.executable, "-m", "nestplast.search", "--out", str(tmp_path / "run"), "--resume",
-                              "--max-generations", "3"], capture_output=True, text=True, cwd=ROOT)
+    resumed = subprocess.run([sys.executable, "-m", "nestplast.search", str(exp_file), "--out", str(tmp_path / "run"),
+                              "--resume", "--max-generations", "3"], capture_output=True, text=True, cwd=ROOT)
     assert resumed.returncode == 2 and "pair_stdp_synapse.nestml changed" in resumed.stderr
     # the run's own copy is the way on, not a new run
-    assert (f"the run's own copy is {tmp_path / 'run' / 'rule' / 'pair_stdp_synapse.nestml'}: copy it back over "
-            in resumed.stderr), resumed.stderr
+    kept = tmp_path / "run" / "rule" / "pair_stdp_synapse.nestml"
+    assert f"the run's own copy is {kept}: resume without the experiment file" in resumed.stderr, resumed.stderr
+    # the report reads the rule the run ran, not the edited file (it failed on a parameter renamed since)
+    (tmp_path / "pair_stdp_synapse.nestml").write_text(
+        (tmp_path / "pair_stdp_synapse.nestml").read_text().replace("A_plus", "A_up"))
+    report = subprocess.run([sys.executable, "-m", "nestplast.report", str(tmp_path / "run"), "--json"],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert report.returncode == 0, report.stderr
+    assert set(json.loads(report.stdout)["best_params"]) == {"IE.A_plus", "IE.A_minus", "IE.drift"}
+    assert f"was edited since the run in {tmp_path / 'run'} began: the run's own copy, {kept}" in report.stderr
     # the rule file gone (moved, or the run copied elsewhere): the run's own copy serves report and resume
     (tmp_path / "pair_stdp_synapse.nestml").unlink()
     report = subprocess.run([sys.executable, "-m", "nestplast.report", str(tmp_path / "run"), "--json"],
