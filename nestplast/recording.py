@@ -260,7 +260,9 @@ class Recording:
 
 def save(recording: Recording, path: str | os.PathLike) -> None:
     """Write every field of ``recording`` to ``path`` (compressed ``.npz``, written at exactly
-    that path: numpy's habit of appending ``.npz`` does not apply)."""
+    that path: numpy's habit of appending ``.npz`` does not apply). A recording :func:`load` would
+    refuse (times in seconds, :func:`check_time_unit`) is refused here, before anything is written."""
+    check_time_unit(recording, source=str(path))  # it wrote a file that its own load() refused
     arrays = {f.name: np.asarray(getattr(recording, f.name)) for f in fields(Recording)}
     try:
         with open(path, "wb") as file:

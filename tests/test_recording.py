@@ -351,12 +351,23 @@ def test_readme_example(tmp_path, monkeypatch):
 
 def test_times_in_seconds_are_refused_with_the_unit_named(tmp_path):
     """The schema cannot tell seconds from ms: a recording in seconds passed every check and was
-    fitted into meaningless coefficients. 20 Hz read as ms is 20 000 Hz, which no neuron fires."""
+    fitted into meaningless coefficients. 20 Hz read as ms is 20 000 Hz, which no neuron fires.
+    save() refuses what load() would, before writing (it wrote files its own load refused); a file
+    written by one's own script (numpy.savez) is refused on loading."""
+
+    def written(fields, path):
+        with pytest.raises(RecordingError) as refused:
+            save(Recording(**fields), path)
+        assert not path.exists()
+        np.savez(path, **fields)
+        with pytest.raises(RecordingError) as on_loading:
+            load(path)
+        assert str(on_loading.value) == str(refused.value)
     rng = np.random.default_rng(1)
     times = np.sort(rng.uniform(0.0, 5.0, 100))  # 5 s of 20 Hz, in seconds
     fields = {"pre_times": times, "pre_ids": np.zeros(100, int), "post_times": times[::4],
               "post_ids": np.zeros(25, int), "duration": 5.0, "syn_pre": [0], "syn_post": [0], "syn_sign": [1]}
-    save(Recording(**fields), tmp_path / "seconds.npz")
+    written(fields, tmp_path / "seconds.npz")
     with pytest.raises(RecordingError, match=r"seconds.npz: pre_times: id 0 fires 100 spikes .* 20000 Hz .* in ms"):
         load(tmp_path / "seconds.npz")
     in_ms = {**fields, "pre_times": times * 1000, "post_times": times[::4] * 1000, "duration": 5000.0}
@@ -364,14 +375,14 @@ def test_times_in_seconds_are_refused_with_the_unit_named(tmp_path):
     assert load(tmp_path / "ms.npz").duration == 5000.0
     save(Recording(**valid_fields()), tmp_path / "toy.npz")  # 3 spikes in 10 ms: 300 Hz, plausible
     # every time in seconds, duration in ms: 20 Hz on average, so the rate did not tell; the fit ran on
-    save(Recording(**{**fields, "duration": 5000.0}), tmp_path / "seconds_of_ms.npz")
+    written({**fields, "duration": 5000.0}, tmp_path / "seconds_of_ms.npz")
     with pytest.raises(RecordingError, match=r"every spike and weight sample lies in the first 4.9\d* ms of duration = "
                                              r"5000 ms: times in seconds and duration in ms\?"):
         load(tmp_path / "seconds_of_ms.npz")
     load(tmp_path / "toy.npz")
     # spikes in ms, the weights' sample times in seconds: every sample in the first 5 ms of 5 s
     weights = {"weight_synapses": [0], "weight_times": np.arange(6.0), "weights": np.linspace(1.0, 2.0, 6)[None, :]}
-    save(Recording(**in_ms, **weights), tmp_path / "weights_in_s.npz")
+    written({**in_ms, **weights}, tmp_path / "weights_in_s.npz")
     with pytest.raises(RecordingError, match=r"weight_times: every sample lies in the first 5 ms .* multiply weight_times"):
         load(tmp_path / "weights_in_s.npz")
     save(Recording(**in_ms, **{**weights, "weight_times": 1000.0 * np.arange(6.0)}), tmp_path / "weights_in_ms.npz")
@@ -381,7 +392,7 @@ def test_times_in_seconds_are_refused_with_the_unit_named(tmp_path):
     ms_weights = {**weights, "weight_times": 1000.0 * np.arange(6.0)}
     for name, changed in (("pre_times", {"pre_times": times, "post_times": times[::4]}),
                           ("post_times", {"post_times": times[::4]})):
-        save(Recording(**{**in_ms, **changed}, **ms_weights), tmp_path / f"{name}_in_s.npz")
+        written({**in_ms, **changed, **ms_weights}, tmp_path / f"{name}_in_s.npz")
         with pytest.raises(RecordingError, match=rf"{name}: every spike lies in the first 4.\d* ms of duration = 5000 "
                                                  rf"ms, while the weights are sampled up to 5000 ms; .* multiply {name}"):
             load(tmp_path / f"{name}_in_s.npz")
