@@ -436,8 +436,8 @@ def show_defaults(exp: Experiment | None = None) -> str:
 def _check_type(value: Any, hint: Any, where: str) -> Any:
     """``value`` converted to ``hint`` (ints accepted for floats), or an ExperimentError."""
     origin, args = get_origin(hint), get_args(hint)
-    if origin is None and hint is Any:
-        return value
+    if origin is None and hint is Any:  # a numpy number from Python code as Python's (the run's JSON takes no numpy)
+        return value.item() if is_number(value) and not isinstance(value, (int, float)) else value
     if type(None) in args:  # Optional[...]
         if value is None:
             return None

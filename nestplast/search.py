@@ -52,6 +52,7 @@ from .objectives import aggregate_trials
 from .parallel import Transport, crowded_cores_note, together
 from .store import DB_NAME, RUN_KINDS, RunStore, StoreError, check_same_kind
 from .strategies import Budget, SearchSpace, Strategy, make_strategy
+from .strategies.cmaes import default_population_size
 from .tasks import Candidate, Evaluation, Task
 from .wording import counted
 
@@ -423,7 +424,7 @@ def run_search(exp: Experiment | str | os.PathLike, out: str | Path, *, resume: 
         line = (f"search: {exp.name} ({exp.source}); {space.size} parameters ({', '.join(space.names)}); "
                 f"{exp.search.strategy}, population {exp.search.population_size}; mode {transport.mode}"
                 f"{'' if comm is None else f' on {transport.size} ranks'}; results in {out}")
-        usual = 4 + int(3 * math.log(space.size))  # pycma's default population for this many parameters
+        usual = default_population_size(space.size)
         if exp.search.strategy == "cmaes" and 2 * exp.search.population_size < usual:
             line += (f"\nnote: a population of {exp.search.population_size} is less than half pycma's default of "
                      f"{usual} for {space.size} parameters; CMA-ES may settle early (search.population_size)")

@@ -1,5 +1,6 @@
 """Experiment files are validated before anything runs, with the file, the key and what was expected."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -397,3 +398,15 @@ def test_an_earlier_runs_experiment_is_read_though_a_new_run_would_be_refused():
     with pytest.raises(experiment.ExperimentError, match="network.delay"):
         experiment.parse(data, "new.toml")
     assert experiment.parse(data, "old/results.sqlite", to_run=False).network.delay == 1.55
+
+
+def test_numpy_numbers_in_cma_options_are_taken_as_python_numbers():
+    """cma_options from Python code: np.int64 was refused as "not a number" while np.float64 passed,
+    and a numpy number kept would not go into the run's JSON record."""
+    exp = experiment.default()
+    exp.search.cma_options = {"tolfun": np.float32(1e-3), "tolstagnation": np.int64(50)}
+    experiment.validate(exp)
+    assert exp.search.cma_options == {"tolfun": pytest.approx(1e-3), "tolstagnation": 50}
+    assert all(type(v) in (int, float) for v in exp.search.cma_options.values())
+    json.dumps(exp.to_dict())
+    exp.digest()

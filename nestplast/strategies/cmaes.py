@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..tasks import Candidate
+from ..values import is_number
 from . import Budget, SearchSpace, generation_seed
 
 if TYPE_CHECKING:
@@ -52,13 +53,20 @@ def check_cma_options(options: dict) -> None:
     for name, value in options.items():
         if name in OWNED_OPTIONS:
             raise ValueError(f"{name}: set by {OWNED_OPTIONS[name]}, not here")
-        if not isinstance(value, (int, float, bool, str)):  # per-parameter lists would be in search coordinates
+        if not (is_number(value) or isinstance(value, (bool, str))):  # per-parameter lists would be in search coordinates
             raise ValueError(f"{name}: expected a number, true/false or a string pycma evaluates (e.g. '1e-3 * N'), "
                              f"got {value!r}")
         if name not in known:
             close = difflib.get_close_matches(name, list(known), n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
             raise ValueError(f"{name}: not an option of pycma {cma.__version__}{hint}; cma.CMAOptions() lists them")
+
+
+def default_population_size(n_parameters: int) -> int:
+    """pycma's default population for ``n_parameters`` (its ``popsize`` option, evaluated as pycma does)."""
+    import cma
+
+    return int(cma.CMAOptions().eval("popsize", loc={"N": n_parameters}))
 
 
 class SeededNormal:
