@@ -520,7 +520,7 @@ def _compile(rules: Sequence[Rule], neuron: Neuron, name: str, workdir: Path) ->
     return workdir
 
 
-def _named_rule(name: str | os.PathLike[str], mask: str | None = None, weight: str | None = None) -> Rule:
+def named_rule(name: str | os.PathLike[str], mask: str | None = None, weight: str | None = None) -> Rule:
     """A built-in rule by name, or the rule of the user's NESTML file ``name`` (a path: ending in
     ``.nestml``, or with a folder) with its weight variable ``weight`` (default ``w``), for one's
     own model: nothing searched (see :func:`~nestplast.user_rules.rule_from_file`)."""
@@ -560,7 +560,7 @@ def build(rules: RuleLike | Sequence[RuleLike], neuron: str | Neuron = "iaf_psc_
     if wrong := [r for r in rules if not isinstance(r, (Rule, str, os.PathLike))]:  # build(3): "int is not iterable"
         raise TypeError(f"build: expected a rule (get_rule(...)), a rule's name or the path of a NESTML file, or a "
                         f"list of them; got {wrong[0]!r} ({type(wrong[0]).__name__})")
-    rules = [r if isinstance(r, Rule) else _named_rule(r) for r in rules]
+    rules = [r if isinstance(r, Rule) else named_rule(r) for r in rules]
     if not rules:
         raise BuildError("build: no rule given")
     synapses = [r.synapse for r in rules]

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .infer import is_held_out
 from .kernel import nest_seed
 from .objectives import l1_penalty
 from .recording import Recording, RecordingError
@@ -109,7 +110,7 @@ class ClosedLoopFit:
         if recording.has_weights:
             self.sample_segment = self.bin_segment[np.minimum((recording.weight_times // bin_ms).astype(int), n_bins - 1)]
         self.n_segments = n_segments
-        self.held = np.array([bool(hold_out) and n_segments > 1 and k % hold_out == hold_out - 1 for k in range(n_segments)])
+        self.held = np.array([is_held_out(k, n_segments, hold_out) for k in range(n_segments)])
         self.rank = 0
         self._zero: np.ndarray | None = None
 

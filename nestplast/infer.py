@@ -141,6 +141,12 @@ def segments(n_samples: int, n_segments: int) -> list[Segment]:
     return [Segment(i, int(a), int(b)) for i, (a, b) in enumerate(zip(edges[:-1], edges[1:])) if b > a]
 
 
+def is_held_out(k: int, n: int, every: int) -> bool:
+    """Whether item ``k`` of ``n`` (a segment, a closed-loop block, an animal) is held out: every
+    ``every``-th is (0: none), and of a single item none (nothing would be left to fit)."""
+    return bool(every) and n > 1 and k % every == every - 1
+
+
 def check_weight_range(recording: Recording, params: Mapping[str, float]) -> None:
     """Refuse recorded weights outside the rule's ``[|Wmin|, |Wmax|]``: the rule clips every weight
     into that range at its first update, so a fit to weights beyond it (``Wmax`` left at the
@@ -442,15 +448,15 @@ def fit(recording: Recording | str | os.PathLike, choice: RuleChoice, fixed: Map
     rule = choice.rule()
     ClampedFit.check_weights(recording, rule, fixed)  # before the segments, which need the sample times
     all_segments = segments(recording.weight_times.size, n_segments)
-    held = [s for s in all_segments if hold_out and s.index % hold_out == hold_out - 1] if len(all_segments) > 1 else []
+    held = [s for s in all_segments if is_held_out(s.index, len(all_segments), hold_out)]
     fitted = [s for s in all_segments if s not in held]
     if not fitted:
         raise RecordingError(f"hold_out = {hold_out} holds out every one of the {len(all_segments)} segments, leaving "
                              f"none to fit; hold out every 2nd or later segment, or none (0)")
     problem = ClampedFit(recording, rule, fixed, delay=delay, fit_segments=fitted, l1=l1)
-    outcome, out = _search(problem, rule, choice, fixed, {"mode": "clamped", "delay": delay, "n_segments": n_segments,
-                                                          "hold_out": hold_out, "l1": l1},
-                           recording, population_size, max_generations, seed, out, resume, comm, progress, restarts)
+    settings = {"mode": "clamped", "delay": delay, "n_segments": n_segments, "hold_out": hold_out, "l1": l1}
+    outcome, out = search_with_restarts(problem, rule, choice, fixed, settings, recording, population_size,
+                                        max_generations, seed, out, resume, comm, progress, restarts)
     if outcome is None:
         return None
     # polish the best candidate locally, inside the bounds
@@ -593,9 +599,10 @@ def _space(rule: Rule) -> SearchSpace:
                        start=tuple(p.default for p in rule.parameters))
 
 
-def _search(problem, rule: Rule, choice: RuleChoice, fixed, settings: dict, recording: Recording,
-            population_size: int, max_generations: int, seed: int, out, resume: bool, comm, progress,
-            restarts: int = 0):
+def search_with_restarts(problem: engine.Problem, rule: Rule, choice: RuleChoice, fixed: Mapping[str, float],
+                         settings: dict, recording, population_size: int, max_generations: int, seed: int,
+                         out: str | os.PathLike, resume: bool, comm, progress: Callable[[str], None] | None,
+                         restarts: int = 0) -> tuple[engine.Outcome | None, Path]:
     """CMA-ES through the engine on ``problem``, then ``restarts`` more runs with other seeds and a
     doubled population each time (IPOP, as pycma's restarts), each in ``out/restart-K``;
     (rank 0's best outcome or None, the run directory)."""
@@ -692,10 +699,10 @@ def _fit_closed(recording: Recording, choice: RuleChoice, fixed: Mapping[str, fl
     if problem.held.all():  # the loss would sum over no block: every rule would score 0
         raise RecordingError(f"hold_out = {hold_out} holds out every one of the {problem.n_segments} blocks, leaving "
                              "none to fit; hold out every 2nd or later block, or none (0)")
-    outcome, out = _search(problem, rule, choice, fixed, {"mode": "closed", "delay": delay, "l1": l1, "trials": trials,
-                                                          "background": [background.rate, background.weight],
-                                                          "n_segments": n_segments, "hold_out": hold_out},
-                           recording, population_size, max_generations, seed, out, resume, comm, progress, restarts)
+    settings = {"mode": "closed", "delay": delay, "l1": l1, "trials": trials,
+                "background": [background.rate, background.weight], "n_segments": n_segments, "hold_out": hold_out}
+    outcome, out = search_with_restarts(problem, rule, choice, fixed, settings, recording, population_size,
+                                        max_generations, seed, out, resume, comm, progress, restarts)
     if outcome is None:
         return None
     theta = np.asarray(outcome.best_theta)
@@ -721,7 +728,7 @@ def _fit_closed(recording: Recording, choice: RuleChoice, fixed: Mapping[str, fl
 
 def stored_evaluations(out: str | Path) -> list[list[Evaluation]]:
     """The evaluations scored "ok" of a fit's run in ``out`` and of each of its restarts
-    (``out/restart-K``, :func:`_search`), one list per run, read back from the stores."""
+    (``out/restart-K``, :func:`search_with_restarts`), one list per run, read back from the stores."""
     runs = []
     for folder in [Path(out), *sorted(Path(out).glob("restart-*"))]:
         with RunStore.open(folder, read_only=True) as store:

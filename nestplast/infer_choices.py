@@ -30,13 +30,14 @@ from .behaviour import Behaviour
 from .choice_task import ChoiceTask, Session, log_likelihood, run_animals
 from .infer import (
     RuleChoice,
-    _search,
     at_bound_warning,
     at_bounds,
     check_settings,
     intervals_from_json,
+    is_held_out,
     json_intervals,
     out_or_temporary,
+    search_with_restarts,
     stored_evaluations,
 )
 from .kernel import lent_kernel
@@ -154,7 +155,7 @@ def split_animals(n_animals: int, hold_out: int) -> tuple[list[int], list[int]]:
     if not is_whole(hold_out) or hold_out < 0:
         raise ValueError(f"hold_out: expected 0 (no animal held out) or an integer N >= 2 (every N-th animal), "
                          f"got {hold_out!r}")
-    held = [a for a in range(n_animals) if hold_out and n_animals > 1 and a % hold_out == hold_out - 1]
+    held = [a for a in range(n_animals) if is_held_out(a, n_animals, hold_out)]
     return [a for a in range(n_animals) if a not in held], held
 
 
@@ -195,8 +196,8 @@ def fit(data: Behaviour | str | os.PathLike, mask: str | None = "pre:010,forget"
     problem = ChoiceFit(data, rule, fixed, task, fitted, seed, l1)
     settings = {"task": "choices", "hold_out": hold_out, "l1": l1, "model_task": asdict(task),
                 "rule_source_sha256": hashlib.sha256(rule.source.encode()).hexdigest()}
-    outcome, out = _search(problem, rule, choice, fixed, settings, data, population_size, max_generations, seed, out,
-                           resume, comm, progress, restarts)
+    outcome, out = search_with_restarts(problem, rule, choice, fixed, settings, data, population_size, max_generations,
+                                        seed, out, resume, comm, progress, restarts)
     if outcome is None:
         return None
     theta = np.asarray(outcome.best_theta)

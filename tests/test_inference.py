@@ -803,7 +803,7 @@ def test_a_learning_rate_of_zero_is_refused_before_anything_runs(tmp_path, monke
     def no_search(*args, **kwargs):
         raise AssertionError("the fit ran: eta = 0 reached the search")
 
-    monkeypatch.setattr(infer, "_search", no_search)
+    monkeypatch.setattr(infer, "search_with_restarts", no_search)
     data = synthetic("post:100,post:011", OJA, OJA_FIXED, duration=1000.0)
     for mode in ("clamped", "closed"):
         with pytest.raises(infer.FitSettingsError, match="eta = 0: expected a nonzero learning rate"):

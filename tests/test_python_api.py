@@ -215,7 +215,7 @@ def test_fit_rule_refuses_a_notebooks_first_tries_and_says_what_to_pass(tmp_path
         seen.append(problem.recording)
         return None, tmp_path  # as on a worker rank: no outcome
 
-    monkeypatch.setattr(infer, "_search", no_search)
+    monkeypatch.setattr(infer, "search_with_restarts", no_search)
     assert nestplast.fit_rule(str(tmp_path / "data.npz"), choice, fixed) is None
     assert isinstance(seen[0], Recording) and np.array_equal(seen[0].weights, rec.weights)
 

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..builder import Module, _named_rule, build
+from ..builder import Module, build, named_rule
 from ..cli import ArgumentParser, run_command
 from ..errors import UsageError
 from ..neurons import NEURONS, get_neuron
@@ -107,7 +107,7 @@ def _parser() -> ArgumentParser:
 def _build_command(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     try:
-        rule = _named_rule(args.rule, mask=args.mask, weight=args.weight)
+        rule = named_rule(args.rule, mask=args.mask, weight=args.weight)
     except ValueError as err:  # a bad mask, or a mask for a rule that takes none
         raise UsageError(str(err)) from None
     neuron = get_neuron(args.neuron)  # an unknown name: the available ones listed
