@@ -891,14 +891,3 @@ class RuleLayout:
                              + (f"; missing {', '.join(missing)}" if missing else "")
                              + (f"; unknown {', '.join(unknown)}" if unknown else ""))
         return np.array([float(values[n]) for n in self.names])
-
-    def to_search_space(self, theta: Sequence[float]) -> np.ndarray:
-        """Map ``theta`` to the optimiser's coordinates (log10 for log-space parameters)."""
-        z = np.array(theta, dtype=float)
-        z[self.log_mask()] = np.log10(z[self.log_mask()])
-        return z
-
-    def from_search_space(self, z: Sequence[float]) -> np.ndarray:
-        theta = np.array(z, dtype=float)
-        theta[self.log_mask()] = 10.0 ** theta[self.log_mask()]
-        return theta

@@ -10,6 +10,7 @@ import pytest
 
 from nestplast import experiment
 from nestplast.experiment import ExperimentError
+from nestplast.search import search_space
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,9 +32,10 @@ def test_shipped_experiments_are_valid():
 def test_default_layout_is_the_doublet_rule_on_ie():
     exp = experiment.default()
     assert exp.layout().names == ["IE.tau_pre", "IE.tau_post", "IE.alpha", "IE.beta", "IE.gamma", "IE.kappa"]
-    z = exp.layout().to_search_space([20, 50, 0, 0, 1, 1])
-    np.testing.assert_allclose(z[:2], np.log10([20, 50]))
-    np.testing.assert_allclose(exp.layout().from_search_space(z), [20, 50, 0, 0, 1, 1])
+    space = search_space(exp)
+    z = space.to_search([20, 50, 0, 0, 1, 1])
+    np.testing.assert_allclose(z, [*np.log10([20, 50]), 0, 0, 1, 1])
+    np.testing.assert_allclose(space.from_search(z), [20, 50, 0, 0, 1, 1])
 
 
 @pytest.mark.parametrize("text, fragments", [

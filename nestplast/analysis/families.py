@@ -121,10 +121,11 @@ def _metrics(fam, path: Path, simulated: list[dict]) -> Path:
 
 
 def _marginals(fam, exp: Experiment, path: Path) -> Path:
-    layout = exp.layout()
-    low, high = layout.bounds()
-    z = np.array([layout.to_search_space(r["theta"]) for r in fam.rows])
-    zl, zh = layout.to_search_space(low), layout.to_search_space(high)
+    from ..search import search_space  # the optimiser's coordinates (log10 where the rule says so)
+
+    space = search_space(exp)
+    z = np.array([space.to_search(r["theta"]) for r in fam.rows])
+    zl, zh = space.search_bounds()
     spread = z.std(axis=0) / (zh - zl)
     chosen = sorted(np.argsort(spread, kind="stable")[:MAX_MARGINALS].tolist())
     n = len(chosen)
@@ -143,17 +144,17 @@ def _marginals(fam, exp: Experiment, path: Path) -> Path:
                     a.set_ylim(zl[a_i], zh[a_i])
                 a.tick_params(labelsize=6)
                 if i == n - 1:
-                    a.set_xlabel(_label(layout, b_j), fontsize=7)
+                    a.set_xlabel(_label(space, b_j), fontsize=7)
                 if j == 0:
-                    a.set_ylabel(_label(layout, a_i) if n > 1 else "accepted rules", fontsize=7)
+                    a.set_ylabel(_label(space, a_i) if n > 1 else "accepted rules", fontsize=7)
         which = (f"the {n} parameters they pin down most" if n < z.shape[1]
                  else f"their {n} searched parameter{'s' if n > 1 else ''}")
         fig.suptitle(f"accepted rules: {which} (axes: the prior box)")
     return path
 
 
-def _label(layout, k: int) -> str:
-    return f"log10 {layout.names[k]}" if layout.log_mask()[k] else layout.names[k]
+def _label(space, k: int) -> str:
+    return f"log10 {space.names[k]}" if space.log[k] else space.names[k]
 
 
 def _stdp_windows(fam, exp: Experiment, path: Path) -> Path:
