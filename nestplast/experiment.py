@@ -41,6 +41,7 @@ from .errors import UnknownNameError, UserError
 from .neurons import DRIVE_PARAMS, NEURONS, get_neuron
 from .objectives import FSBI_CONSTRAINTS, RATE_BIN_MS
 from .rules import REWARD_INPUT, RuleLayout, get_rule, is_time_constant
+from .store import DB_NAME
 from .values import is_number, is_whole
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parent / "experiments"
@@ -253,11 +254,10 @@ def _schedule(entries: Any) -> bool:
 METRIC_INTERVALS = Check(_metric_intervals, "[low, high] intervals (low <= high) keyed by metrics of the fSBI table: "
                                             + ", ".join(FSBI_CONSTRAINTS))
 # The fSBI table (objectives.FSBI_CONSTRAINTS) without the final mean weights, which are in fSBI's
-# conductance units (w_max = 20): add them for such a network. cv_isi has no upper bound (1e9).
-FILTER_CONSTRAINTS = {"rate_e": [1.0, 50.0], "rate_i": [1.0, 50.0], "cv_isi": [0.7, 1e9], "kl_isi": [0.0, 0.5],
-                      "spatial_fano": [0.5, 2.5], "temporal_fano": [0.5, 2.5], "auto_cov": [0.0, 0.1], "fft": [0.0, 1.0],
-                      "std_rate_temporal": [0.0, 0.05], "std_rate_spatial": [0.0, 5.0], "w_blow": [0.0, 0.1],
-                      "w_creep": [0.0, 0.05]}
+# conductance units (w_max = 20): add them for such a network. No upper bound is 1e9 (TOML has no
+# infinity the options table could print).
+FILTER_CONSTRAINTS = {name: [low, min(high, 1e9)] for name, (low, high) in FSBI_CONSTRAINTS.items()
+                      if not name.startswith("w_mean_")}
 
 
 @dataclass
@@ -838,7 +838,7 @@ def run_experiment(recorded: dict, run_dir: str | Path) -> Experiment:
             warnings.warn(f"{original} was edited since the run in {run_dir} began: the run's own copy, {kept}, "
                           f"is the rule it ran, and is read instead", stacklevel=2)
         recorded = {**recorded, "rule": {**recorded["rule"], "file": str(kept.resolve())}}
-    return parse(recorded, f"{run_dir}/results.sqlite", to_run=False)
+    return parse(recorded, str(Path(run_dir) / DB_NAME), to_run=False)
 
 
 def load(path: str | Path) -> Experiment:
@@ -848,7 +848,7 @@ def load(path: str | Path) -> Experiment:
     if not path.exists() and (EXPERIMENTS_DIR / path.with_suffix(".toml").name).exists():
         path = EXPERIMENTS_DIR / path.with_suffix(".toml").name
     if path.is_dir():  # "no such experiment file" of a path that exists
-        run = " (a run's folder: go on with it with --out FOLDER --resume)" if (path / "results.sqlite").is_file() else ""
+        run = " (a run's folder: go on with it with --out FOLDER --resume)" if (path / DB_NAME).is_file() else ""
         raise ExperimentError(f"{path}: a folder, not an experiment file{run}")
     if not path.is_file():
         raise ExperimentError(f"{path}: no such experiment file (shipped experiments: {', '.join(available())})")

@@ -39,7 +39,7 @@ from .objectives import l1_penalty
 from .parallel import Transport, together
 from .recording import Recording, RecordingError, check_time_unit, id_numbering_warnings
 from .rules import Rule, get_rule, is_time_constant
-from .store import RunStore, StoreError, as_stored, check_same_kind
+from .store import DB_NAME, RunStore, StoreError, as_stored, check_same_kind
 from .strategies import Budget, SearchSpace, make_strategy
 from .tasks import Candidate, Evaluation, Task, by_candidate
 from .trajectories import ClampedTrajectories
@@ -655,7 +655,7 @@ def data_fingerprint(data) -> str:
 
 def _open_fit_store(folder: Path, spec: dict, resume: bool) -> RunStore:
     """A fit's store: the one to resume (once it is known to hold the same data and settings) or a new one."""
-    if resume and (folder / "results.sqlite").exists():
+    if resume and (folder / DB_NAME).exists():
         store = RunStore.open(folder)
         try:
             check_same_kind(store.meta().get("kind"), "infer", folder)  # a search's settings are no fit's

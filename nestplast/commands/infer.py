@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from ..cli import ArgumentParser, command_world, resume_hint, run_mpi_command
 from ..errors import UsageError
+from ..store import DB_NAME
 from ..wording import counted
 
 if TYPE_CHECKING:
@@ -168,10 +169,10 @@ def _run_dir(args, started: list[Path]) -> tuple[Path, object, int]:
         if rank != 0:
             return
         check_output_directory(out)  # a file given as --out ended a resume in a FileExistsError
-        if not args.resume and (out / "results.sqlite").exists():
+        if not args.resume and (out / DB_NAME).exists():
             raise UsageError(f"{out} already holds a run; continue it with --resume, or choose another --out")
-        if args.resume and not (out / "results.sqlite").exists():  # it began a new fit, printing "(resumed)"
-            raise UsageError(f"--resume: {out} holds no fit to continue (no results.sqlite); start one without --resume")
+        if args.resume and not (out / DB_NAME).exists():  # it began a new fit, printing "(resumed)"
+            raise UsageError(f"--resume: {out} holds no fit to continue (no {DB_NAME}); start one without --resume")
         if args.resume:  # before the headline, which said "(resumed)" over another command's run
             from ..store import check_same_kind, stored_kind
 

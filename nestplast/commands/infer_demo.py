@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..cli import ArgumentParser, run_command
 from ..errors import UsageError
+from ..store import DB_NAME
 
 
 def parser() -> ArgumentParser:
@@ -72,7 +73,7 @@ def _demo(argv: Sequence[str] | None) -> int:
     if abs(steps - round(steps)) > 1e-6:
         raise UsageError(f"--duration: expected a multiple of the resolution, 0.1 ms, got {args.duration:g}")
     out = check_output_directory(args.out or Path(tempfile.mkdtemp(prefix="nestplast-demo-")))
-    if not args.sweep and (out / "fit" / "results.sqlite").exists():
+    if not args.sweep and (out / "fit" / DB_NAME).exists():
         # the store's own refusal says "continue it with --resume", which the demo does not have
         raise UsageError(f"{out} already holds a demo's fit ({out / 'fit'}); choose another --out")
     out.mkdir(parents=True, exist_ok=True)

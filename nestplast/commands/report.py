@@ -73,7 +73,9 @@ def _report(argv: Sequence[str] | None) -> int:
               "simulations recorded (running, or interrupted: go on with python -m nestplast filter --out "
               f"{shlex.quote(str(args.run_dir))} --resume); the family and its plots come with the first round")
         return 0
-    if kind == "filter" or _is_filter_run(args.run_dir):  # a family of rules: its tables and plots (its losses are no search's)
+    from ..families import is_filter_run
+
+    if kind == "filter" or is_filter_run(args.run_dir):  # a family of rules: its tables and plots (its losses are no search's)
         from .filter import report
 
         writable = args.plots_to is not None or os.access(args.run_dir, os.W_OK)
@@ -118,17 +120,9 @@ def _pycma_log(run_dir: Path, folder: Path) -> list[Path]:
 
 def _kind(run_dir: Path) -> str:
     """The run's kind as its metadata says: ``search``, ``filter``, ``infer``, ``recheck``; ``search``
-    for a search or filter run made before runs recorded it (:func:`_is_filter_run` tells those apart)."""
+    for a search or filter run made before runs recorded it (:func:`~nestplast.families.is_filter_run` tells those apart)."""
     with RunStore.open(run_dir, read_only=True) as store:
         return store.meta().get("kind", "search")
-
-
-def _is_filter_run(run_dir: Path) -> bool:
-    try:
-        from ..families import is_filter_run
-    except ImportError:  # without the families extra nothing can have written a filter run here
-        return False
-    return is_filter_run(run_dir)
 
 
 def _filter_in_first_round(run_dir: Path, kind: str):
