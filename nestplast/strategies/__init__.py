@@ -8,7 +8,8 @@ A strategy follows pycma's ask-and-tell interface (``cma.interfaces.OOOptimizer`
 
 It is pickled whole after every generation (the run's store keeps it), so that a resumed run
 asks exactly the candidates the uninterrupted run would have asked. A new strategy is one small
-module here, registered in :data:`STRATEGIES`.
+module here, made by :func:`make_strategy` and described in :data:`STRATEGIES`; the search's
+``search.strategy`` offers those that search (the experiment's options table lists them).
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ class Strategy(Protocol):
         """Why to stop (e.g. ``{"maxiter": 12}``, as pycma says it), or None to go on."""
 
     def describe(self) -> str:
-        """A few words on the strategy's state for the progress line (e.g. ``sigma 0.21``)."""
+        """A few words on the strategy's state for the progress line (e.g. ``step 0.21``)."""
 
 
 def generation_seed(seed: int, generation: int) -> int:
