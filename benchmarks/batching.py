@@ -126,7 +126,7 @@ def batched(evaluator: Evaluator, thetas, trial: Trial, drive_off: bool = False)
             traces[i]["rate"].append(rate)
             for ct in net.plastic:
                 traces[i][f"w_mean_{ct}"].append(w_means[ct])
-            if not math.isfinite(rate) or bands[i].outside(rate, chunk.seconds):
+            if not math.isfinite(rate) or bands[i].update(rate, chunk.seconds):
                 blew_up_at[i], rate_at[i] = t_now, rate
                 net.silence()  # it cannot stop alone: make it cheap
                 if drive_off:

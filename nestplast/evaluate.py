@@ -192,7 +192,7 @@ class Evaluator:
             course.trace["rate"].append(rate)
             for ct in net.plastic:
                 course.trace[f"w_mean_{ct}"].append(w_means[ct])
-            if not math.isfinite(rate) or band.outside(rate, chunk.seconds):
+            if not math.isfinite(rate) or band.update(rate, chunk.seconds):
                 course.blew_up_at_s, course.rate_at_blowup = chunk.t_end_s, rate
                 course.left_band = "above" if not math.isfinite(rate) or band.left_above else "below"
                 break

@@ -110,9 +110,9 @@ class RateBand:
     """Early-abort check: the population rate low-passed (exponential, ``tau_s``) must stay in
     [``low``, ``high``] Hz.
 
-    Feed the rate chunk by chunk as a simulation run in chunks produces it (``update``, or
-    ``outside(rate, dt_s)`` which feeds and answers); the filter state carries over between
-    chunks, and once the band is left the answer stays True. The filter starts at ``start`` Hz
+    Feed the rate chunk by chunk as a simulation run in chunks produces it (``update``, which
+    answers as ``outside`` does); the filter state carries over between chunks, and once the band
+    is left the answer stays True. The filter starts at ``start`` Hz
     (default 10, or where 10 Hz is outside the band twice its low bound, at most its middle) so
     that the first samples of a healthy network do not trip a bound while the filter warms up; a
     silent network then falls below 0.1 Hz after tau * ln(100) = 4.6 s.
@@ -161,13 +161,8 @@ class RateBand:
         self.elapsed_s += r.size * dt_s
         return self.outside()
 
-    def outside(self, rate_hz: np.ndarray | float | None = None, dt_s: float | None = None) -> bool:
-        """Whether the low-passed rate has left the band at any time fed so far; with arguments,
-        feeds them first (as ``update``)."""
-        if rate_hz is not None:
-            if dt_s is None:
-                raise TypeError("outside(rate_hz, dt_s): a rate needs its sampling interval dt_s")
-            return self.update(rate_hz, dt_s)
+    def outside(self) -> bool:
+        """Whether the low-passed rate has left the band at any time fed so far."""
         return self.left_at_s is not None
 
 

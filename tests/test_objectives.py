@@ -182,12 +182,11 @@ def test_rate_band_trips_on_silence_and_stays_tripped():
     assert band.left_above is False
     assert band.update(np.full(5000, 10.0), 1e-3)  # latched
     assert band.left_above is False
-    # one sample per chunk, asked through outside(rate, dt_s); a NaN rate counts as outside
+    # one sample per chunk, as an evaluation feeds it; a NaN rate counts as outside
     coarse = RateBand()
-    assert not coarse.outside(10.0, 0.5) and not coarse.outside()
-    assert coarse.outside(math.nan, 0.5) and coarse.left_at_s == pytest.approx(1.0) and coarse.left_above
-    with pytest.raises(TypeError):
-        coarse.outside(10.0)
+    assert not coarse.update(10.0, 0.5) and not coarse.outside()
+    assert coarse.update(math.nan, 0.5) and coarse.left_at_s == pytest.approx(1.0) and coarse.left_above
+    assert coarse.outside()
 
 
 def test_rate_band_rejects_bad_settings():
@@ -246,11 +245,11 @@ def test_rate_band_away_from_10hz_does_not_trip_a_steady_rate_inside_it(low, hig
     first 0.1 s chunk of a network steady at 40 (or 2) Hz, and every candidate scored as a blow-up."""
     band = RateBand(low=low, high=high)
     for _ in range(50):  # 5 s in 0.1 s chunks
-        assert not band.outside(rate, 0.1)
+        assert not band.update(rate, 0.1)
     assert band.value_hz == pytest.approx(rate, rel=0.05)
     # and a silent network still leaves it, also below a band without an upper bound (its middle is inf)
     for silent in (RateBand(low=low, high=high), RateBand(low=low, high=math.inf)):
-        assert any(silent.outside(0.0, 0.1) for _ in range(50)), (low, silent.high)
+        assert any(silent.update(0.0, 0.1) for _ in range(50)), (low, silent.high)
 
 
 def test_a_searchs_l1_penalty_leaves_the_time_constants_out():
