@@ -8,6 +8,7 @@ always carries its own Poisson drive, off until ``drive_rate`` is set (:func:`ad
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -123,14 +124,19 @@ def add_rule_inputs(source: str, codependency: tuple[str, str, str]) -> str:
                      for name, (signal, _u, _s) in signals.items()],
     }
     for block, lines in added.items():
-        if not lines:
-            continue
-        head = re.compile(rf"^(    {block}:\n)", re.M)
-        if len(head.findall(source)) != 1:
-            raise ValueError(f"cannot add the rule inputs: the neuron has not exactly one '{block}:' block")
-        text = "".join(f"        {line}\n" for line in lines)
-        source = head.sub(lambda m, text=text: m.group(1) + text, source)
+        if lines:
+            source = add_to_block(source, block, lines, "add the rule inputs")
     return source
+
+
+def add_to_block(source: str, block: str, lines: Sequence[str], task: str) -> str:
+    """A NESTML model's ``source`` with ``lines`` added at the top of its one ``block:`` block
+    (``parameters``, ``internals``, ...); ValueError "cannot {task}: ..." where it has not one."""
+    head = re.compile(rf"^(    {block}:\n)", re.M)
+    if len(head.findall(source)) != 1:
+        raise ValueError(f"cannot {task}: the neuron has not exactly one '{block}:' block")
+    text = "".join(f"        {line}\n" for line in lines)
+    return head.sub(lambda m: m.group(1) + text, source)
 
 
 # iaf_psc_exp's membrane equation: the synaptic currents and the constant inputs over C_m
@@ -155,10 +161,8 @@ def add_input_resistance(source: str) -> str:
     source = MEMBRANE_EQUATION.sub(
         lambda m: (f"{m['indent']}V_m' = -(V_m - E_L) / tau_m + ({m['synaptic']}) / C_m + (I_e + I_stim) * R_m / tau_m"
                    f"    # nestplast: (I_e + I_stim) / C_m with tau_m / C_m precomputed"), source)
-    head = re.compile(r"^(    internals:\n)", re.M)
-    if len(head.findall(source)) != 1:
-        raise ValueError("cannot precompute the input resistance: the neuron has not exactly one 'internals:' block")
-    return head.sub(lambda m: m.group(1) + "        R_m GOhm = tau_m / C_m    # nestplast: the input resistance\n", source)
+    return add_to_block(source, "internals", ["R_m GOhm = tau_m / C_m    # nestplast: the input resistance"],
+                        "precompute the input resistance")
 
 
 def add_invariants(source: str, invariants: tuple[tuple[str, str], ...]) -> str:
@@ -239,11 +243,7 @@ def add_internal_drive(source: str, target: str) -> str:
                          f"# nestplast: P(n <= {n})")],
     }
     for block, lines in added.items():
-        head = re.compile(rf"^(    {block}:\n)", re.M)
-        if len(head.findall(source)) != 1:
-            raise ValueError(f"cannot add the internal drive: the neuron has not exactly one '{block}:' block")
-        text = "".join(f"        {line}\n" for line in lines)
-        source = head.sub(lambda m, text=text: m.group(1) + text, source)
+        source = add_to_block(source, block, lines, "add the internal drive")
     # the end of the update block: its last indented line before the next block (or the end)
     update = re.compile(r"^    update:\n(?:(?:        .*|\s*)\n)*?(?=    \S|\Z)", re.M)
     if len(update.findall(source + "\n")) != 1:
