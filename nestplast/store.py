@@ -458,12 +458,6 @@ class RunStore:
         rows = self._db.execute(query + " ORDER BY generation, candidate, trial", args)
         return [_evaluation(r) for r in rows]
 
-    def best(self, n: int = 1) -> list[Evaluation]:
-        """The ``n`` ok evaluations with the lowest loss."""
-        rows = self._db.execute("SELECT * FROM evaluations WHERE status='ok' AND loss IS NOT NULL "
-                                "ORDER BY loss LIMIT ?", (n,))
-        return [_evaluation(r) for r in rows]
-
     def best_candidates(self, n: int = 1) -> list[dict]:
         """The ``n`` candidates with the lowest mean loss over their trials (every one of the
         experiment's ``trials.n`` recorded, and ok). A candidate still being evaluated (a report
@@ -515,16 +509,12 @@ class RunStore:
         """The last generation recorded with its optimiser, or None before the first."""
         return self._db.execute("SELECT MAX(generation) FROM generations").fetchone()[0]
 
-    def load_optimizer(self, generation: int) -> bytes:
-        """The pickled optimiser recorded after ``generation``."""
-        row = self._db.execute("SELECT optimizer FROM generations WHERE generation=?", (generation,)).fetchone()
-        if row is None:
-            raise StoreError(f"no optimiser state for generation {generation} in {self.path}")
-        return bytes(row[0])
-
     def load_strategy(self, generation: int) -> Any:
         """The strategy as it was after ``generation``, unpickled (what a resumed run goes on with)."""
-        return pickle.loads(self.load_optimizer(generation))
+        row = self._db.execute("SELECT optimizer FROM generations WHERE generation=?", (generation,)).fetchone()
+        if row is None:
+            raise StoreError(f"no strategy recorded after generation {generation} in {self.path}")
+        return pickle.loads(bytes(row[0]))
 
     def generations(self) -> list[dict]:
         """Every generation's summary, with its ``generation`` and ``created`` time."""

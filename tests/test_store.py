@@ -39,7 +39,6 @@ def test_round_trip_keeps_nan_and_infinities(tmp_path):
         assert again.experiment() == {"name": "x"} and again.seed() == 3 and again.meta() == {"ranks": 2}
         # a blow-up is the rule's result, counted apart from failures of the evaluation itself
         assert again.counts() == {"generations": 0, "evaluations": 3, "failed": 1, "blowups": 1}
-        assert [e.candidate for e in again.best(5)] == [0]
         assert [e.status for e in again.evaluations(generation=0, candidate=2)] == ["blowup"]
 
 
