@@ -40,7 +40,7 @@ from typing import Any, get_args, get_origin, get_type_hints
 from .errors import UnknownNameError, UserError
 from .neurons import DRIVE_PARAMS, NEURONS, get_neuron
 from .objectives import FSBI_CONSTRAINTS, RATE_BIN_MS
-from .rules import REWARD_INPUT, RuleLayout, get_rule, is_time_constant
+from .rules import REWARD_INPUT, Rule, RuleLayout, get_rule, is_time_constant
 from .store import DB_NAME
 from .values import is_number, is_whole
 
@@ -332,7 +332,7 @@ class Experiment(_Table):
         return [ct for ct, t in self.rule.by_type.items() if ct in self.rule.plastic and "fixed" in t
                 and self._same_rule(t) and set(self.rule.fixed) - set(t["fixed"])]
 
-    def base_rule(self, ct: str | None = None):
+    def base_rule(self, ct: str | None = None) -> Rule:
         """The rule as named (for connection type ``ct``): a built-in one, or the user's from ``rule.file``."""
         r = self.rule_spec(ct)
         if r.file is None:
@@ -342,7 +342,7 @@ class Experiment(_Table):
         return rule_from_file(r.file, r.parameters, name=None if r.name == "doublet" else r.name,
                               weight_variable=r.weight)
 
-    def searched_rule(self, ct: str | None = None):
+    def searched_rule(self, ct: str | None = None) -> Rule:
         """The rule (for connection type ``ct``) with only ``rule.search`` parameters free (the
         others fixed at their start)."""
         r = self.rule_spec(ct)
@@ -357,7 +357,7 @@ class Experiment(_Table):
         """The fixed settings of connection type ``ct``'s rule."""
         return self.rule_spec(ct).fixed
 
-    def module_rules(self) -> list:
+    def module_rules(self) -> list[Rule]:
         """The rules one module must hold: one per distinct rule on the plastic types."""
         return self.layout().rules
 

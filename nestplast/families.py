@@ -39,6 +39,7 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -57,6 +58,9 @@ from .strategies.filter import Filter, inside, require_sbi, round_constraints
 from .tasks import FAILURES, Candidate, Evaluation, Task, by_candidate
 from .values import is_number, is_whole
 from .wording import counted
+
+if TYPE_CHECKING:
+    from mpi4py.MPI import Comm
 
 NUISANCE_STREAM = 0x6E75  # keeps the nuisance's random stream apart from the trials'
 RECHECK_STREAM = 0x7265  # fresh seeds for the re-check, apart from every round's
@@ -147,7 +151,7 @@ def new_filter(exp: Experiment) -> Filter:
 
 # --------------------------------------------------------------------------- the run
 
-def run_filter(exp: Experiment | str | os.PathLike, out: str | Path, *, resume: bool = False, comm=None,
+def run_filter(exp: Experiment | str | os.PathLike, out: str | Path, *, resume: bool = False, comm: Comm | None = None,
                progress: Callable[[str], None] | None = None) -> Outcome | None:
     """Run (or resume) the filter of ``exp`` (an Experiment, or an experiment file's path) with its
     results in ``out`` (the search's store); rank 0 returns the engine's
@@ -381,7 +385,7 @@ class Recheck:
 
 
 @lent_kernel("nestplast.families.recheck")
-def recheck(run_dir: str | Path, n_trials: int = 2, *, comm=None, limit: int | None = None,
+def recheck(run_dir: str | Path, n_trials: int = 2, *, comm: Comm | None = None, limit: int | None = None,
             progress: Callable[[str], None] | None = None) -> Recheck | None:
     """Simulate the accepted rules of ``run_dir`` again, each on ``n_trials`` fresh trials (new NEST
     seeds, new nuisance draws, the experiment's trial ranges), and judge them by the same bounds

@@ -46,6 +46,8 @@ from .trajectories import ClampedTrajectories
 from .values import is_number, is_whole
 
 if TYPE_CHECKING:
+    from mpi4py.MPI import Comm
+
     from .closed_loop import Background, ClosedLoopFit
 
 PRECISION = 1e-9  # the numpy forward model against NEST's replay (tests/test_inference.py)
@@ -415,7 +417,7 @@ def out_or_temporary(fit_function):
 def fit(recording: Recording | str | os.PathLike, choice: RuleChoice, fixed: Mapping[str, float], *, delay: float = 1.0,
         n_segments: int = 10, hold_out: int = 5, l1: float = 0.0, population_size: int = 8,
         max_generations: int = 60, n_bootstrap: int = 30, seed: int = 1, out: str | Path | None = None,
-        resume: bool = False, comm=None, progress: Callable[[str], None] | None = None,
+        resume: bool = False, comm: Comm | None = None, progress: Callable[[str], None] | None = None,
         mode: str = "clamped", background: Background | None = None, trials: int = 1, w_unrecorded: float | None = None,
         restarts: int = 0) -> Fit | None:
     """Fit ``choice``'s coefficients (the others ``fixed``) to ``recording``: ``mode`` "clamped"
@@ -601,7 +603,7 @@ def _space(rule: Rule) -> SearchSpace:
 
 def search_with_restarts(problem: engine.Problem, rule: Rule, choice: RuleChoice, fixed: Mapping[str, float],
                          settings: dict, recording, population_size: int, max_generations: int, seed: int,
-                         out: str | os.PathLike, resume: bool, comm, progress: Callable[[str], None] | None,
+                         out: str | os.PathLike, resume: bool, comm: Comm | None, progress: Callable[[str], None] | None,
                          restarts: int = 0) -> tuple[engine.Outcome | None, Path]:
     """CMA-ES through the engine on ``problem``, then ``restarts`` more runs with other seeds and a
     doubled population each time (IPOP, as pycma's restarts), each in ``out/restart-K``;

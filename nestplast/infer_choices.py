@@ -23,6 +23,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -45,6 +46,9 @@ from .objectives import l1_penalty
 from .rules import Rule
 from .tasks import Candidate, Evaluation, Task
 from .values import is_whole
+
+if TYPE_CHECKING:
+    from mpi4py.MPI import Comm
 
 LN2 = math.log(2.0)
 
@@ -164,7 +168,7 @@ def split_animals(n_animals: int, hold_out: int) -> tuple[list[int], list[int]]:
 def fit(data: Behaviour | str | os.PathLike, mask: str | None = "pre:010,forget", fixed: Mapping[str, float] | None = None, *,
         rule: Rule | None = None, task: ChoiceTask | None = None, hold_out: int = 4, l1: float = 0.0,
         population_size: int = 8, max_generations: int = 25, n_bootstrap: int = 100, seed: int = 1,
-        out: str | Path | None = None, resume: bool = False, comm=None, progress: Callable[[str], None] | None = None,
+        out: str | Path | None = None, resume: bool = False, comm: Comm | None = None, progress: Callable[[str], None] | None = None,
         restarts: int = 0) -> ChoiceFitResult | None:
     """Fit the ``reward`` rule with ``mask`` (or another ``rule`` that reads the reward signal, e.g.
     ``get_rule("mlp", inputs=("x_pre", "R", "w_abs"))``), its other settings ``fixed`` (``Wmax`` is

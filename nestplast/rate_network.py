@@ -21,6 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.linalg
@@ -28,6 +29,9 @@ from numpy.typing import ArrayLike
 
 from .errors import UserError
 from .kernel import import_nest, lent_kernel, nest_seed, reset_kernel
+
+if TYPE_CHECKING:
+    from nest import NodeCollection
 
 __all__ = [
     "InvalidWeightMatrix", "RateModel", "Activity", "check_weights", "dynamics_matrix",
@@ -250,7 +254,7 @@ def estimate_covariance(rates: np.ndarray) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------- NEST
 
-def connect_weights(pre, post, W: ArrayLike, *, synapse_model: str = "rate_connection_delayed",
+def connect_weights(pre: NodeCollection, post: NodeCollection, W: ArrayLike, *, synapse_model: str = "rate_connection_delayed",
                     delay: float | None = None) -> int:
     """Connect ``pre`` to ``post`` (NEST node collections) with weight matrix ``W``
     (``W[i, j]``: from ``pre[j]`` to ``post[i]``), creating only the nonzero connections in one

@@ -57,6 +57,8 @@ from .tasks import Candidate, Evaluation, Task
 from .wording import counted
 
 if TYPE_CHECKING:
+    from mpi4py.MPI import Comm
+
     from .builder import Module
 
 
@@ -330,7 +332,7 @@ def record_resumed(store: RunStore, exp: Experiment) -> None:
 @lent_kernel("this nestplast run")  # a user's own NEST network in the process is warned about, and the kernel restored
 def run_loop(exp: Experiment, out: str | Path, problem: Callable[[Experiment, Evaluator], engine.Problem],
              strategy: Callable[[RunStore, Path, Callable[[str], None]], Strategy], headline: Callable[[Transport], str],
-             *, kind: str = "search", resume: bool = False, comm=None,
+             *, kind: str = "search", resume: bool = False, comm: Comm | None = None,
              progress: Callable[[str], None] | None = None) -> Outcome | None:
     """What the search and the filter share: the store (new or resumed; its run's ``kind``), the
     module, an evaluator per rank, the ``strategy`` (made on rank 0 from the store) and the engine's
@@ -401,7 +403,7 @@ def as_experiment(exp: Experiment | str | os.PathLike) -> Experiment:
     return exp
 
 
-def run_search(exp: Experiment | str | os.PathLike, out: str | Path, *, resume: bool = False, comm=None,
+def run_search(exp: Experiment | str | os.PathLike, out: str | Path, *, resume: bool = False, comm: Comm | None = None,
                progress: Callable[[str], None] | None = None) -> Outcome | None:
     """Run (or resume) a search of ``exp`` (an Experiment, or an experiment file's path) with its
     results in ``out``; rank 0 returns the :class:`~nestplast.engine.Outcome` (``generations``,
