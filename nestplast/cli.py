@@ -80,6 +80,11 @@ def one_line_warnings() -> Iterator[None]:
         yield
 
 
+def _exit_code(exit_: SystemExit) -> int:
+    """The exit status of a SystemExit (a message given as its code is an error's)."""
+    return int(exit_.code or 0) if not isinstance(exit_.code, str) else EXIT_USER_ERROR
+
+
 def _stopped(err: KeyboardInterrupt) -> tuple[int, str]:
     return (EXIT_TERMINATED, "terminated") if isinstance(err, Terminated) else (EXIT_INTERRUPTED, "interrupted")
 
@@ -174,7 +179,7 @@ def run_command(main: Callable[[Sequence[str] | None], int], argv: Sequence[str]
         print(f"{word}{': ' + interrupted() if interrupted else ''}", file=sys.stderr, flush=True)
         return code
     except SystemExit as exit_:  # --help and --version exit through argparse
-        return int(exit_.code or 0) if not isinstance(exit_.code, str) else EXIT_USER_ERROR
+        return _exit_code(exit_)
     except BrokenPipeError:
         # the reader went away (`nestplast report RUN | head`): nothing more to say, and what is
         # still buffered goes nowhere at exit instead of failing again
@@ -209,7 +214,7 @@ def run_mpi_command(main: Callable[[Sequence[str] | None], int], argv: Sequence[
             _leave_it_to_rank_0()
         abort_on_error(comm, code, f"{word} (rank {rank}): {interrupted()}")
     except SystemExit as exit_:  # --help and --version: every rank parses the same arguments and exits alike
-        return int(exit_.code or 0) if not isinstance(exit_.code, str) else EXIT_USER_ERROR
+        return _exit_code(exit_)
     except BaseException:
         abort_on_error(comm, 1, f"error (rank {rank}):\n{traceback.format_exc()}")
     return 1

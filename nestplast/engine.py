@@ -109,10 +109,10 @@ def run(problem: Problem, strategy: Strategy | None, store: RunStore | None, tra
             continue
         evaluations = results + reused
         grouped = by_candidate(evaluations)
-        trials = {c.index: grouped[(generation, c.index)] for c in candidates}
-        losses = [problem.loss(c, trials[c.index]) for c in candidates]
+        evaluations_of = {c.index: grouped[(generation, c.index)] for c in candidates}
+        losses = [problem.loss(c, evaluations_of[c.index]) for c in candidates]
         if hasattr(problem, "features") and hasattr(strategy, "observe"):  # e.g. the filter: every metric
-            strategy.observe(candidates, [problem.features(c, trials[c.index]) for c in candidates])
+            strategy.observe(candidates, [problem.features(c, evaluations_of[c.index]) for c in candidates])
         strategy.tell(candidates, losses)
         summary = _summary(candidates, losses, evaluations, results)
         store.record_generation(generation, pickle.dumps(strategy), summary)
