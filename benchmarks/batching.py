@@ -45,7 +45,8 @@ from nestplast.evaluate import Evaluator, chunks
 from nestplast.networks import Network, Trial, build_network, draw_trials
 from nestplast.objectives import FAILURE_LOSS, RateBand
 from nestplast.rules import vogels_sprekeler
-from nestplast.search import build_module, new_strategy, search_space
+from nestplast.runs import build_module, search_space
+from nestplast.search import new_strategy
 from nestplast.tasks import Task
 
 VS_THETA = list(vogels_sprekeler(10.0).values())  # doublet order: tau_pre, tau_post, alpha, beta, gamma, kappa

@@ -36,7 +36,7 @@ def evaluate_once(n_e: int, threads: int, t_train: float, compressed: bool) -> N
     from nestplast import experiment
     from nestplast.evaluate import Evaluator
     from nestplast.networks import Trial
-    from nestplast.search import build_module
+    from nestplast.runs import build_module
     from nestplast.tasks import Task
 
     comm = MPI.COMM_WORLD

@@ -60,7 +60,8 @@ class TrialGroup:
 def run_nestplast_search(out: Path):
     """nestplast's search of the default experiment into ``out``: (experiment, (wall, CPU) s, compile (wall, CPU) s)."""
     from nestplast import experiment
-    from nestplast.search import build_module, run_search
+    from nestplast.runs import build_module
+    from nestplast.search import run_search
 
     exp = experiment.default()
     start = clocks()
@@ -122,7 +123,7 @@ def brian2_group(python: str, exp, size: Size, group: TrialGroup, directory: str
 def nestplast_group(exp, group: TrialGroup) -> dict:
     """nestplast's evaluation of the group's candidates on its trial (at ``exp``'s size): times and stops."""
     from nestplast.evaluate import Evaluator
-    from nestplast.search import build_module
+    from nestplast.runs import build_module
     from nestplast.tasks import Task
 
     evaluator = Evaluator(exp, build_module(exp))

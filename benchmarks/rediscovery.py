@@ -109,7 +109,8 @@ def evaluate(out: Path, summary: dict, args) -> int:
     from nestplast import experiment
     from nestplast.evaluate import Evaluator
     from nestplast.networks import draw_trials
-    from nestplast.search import SearchProblem, build_module
+    from nestplast.runs import build_module
+    from nestplast.search import SearchProblem
     from nestplast.store import RunStore
     from nestplast.tasks import Candidate, Task
 

@@ -62,7 +62,7 @@ from nestplast.kernel import import_nest
 from nestplast.kernel_reads import connection_weights
 from nestplast.networks import Trial, build_network
 from nestplast.rules import vogels_sprekeler
-from nestplast.search import build_module
+from nestplast.runs import build_module
 from nestplast.store import RunStore
 from nestplast.tasks import Evaluation
 

@@ -17,7 +17,8 @@ and run in NEST with any parameter values::
 
 The parts: :mod:`~nestplast.rules` (what a rule is), :mod:`~nestplast.builder` (NESTML to NEST
 module), :mod:`~nestplast.experiment` (the options table), :mod:`~nestplast.engine` and
-:mod:`~nestplast.strategies` (the run loop), :mod:`~nestplast.search`, :mod:`~nestplast.store`,
+:mod:`~nestplast.strategies` (the run loop), :mod:`~nestplast.runs` (a run in its folder),
+:mod:`~nestplast.search`, :mod:`~nestplast.store`,
 :mod:`~nestplast.prune` (noise-driven pruning); command lines in :mod:`nestplast.commands`.
 """
 

@@ -51,7 +51,8 @@ from .kernel import lent_kernel
 from .networks import Trial, draw_trials
 from .objectives import aggregate_trials, interval_penalty
 from .parallel import Transport, together
-from .search import SearchProblem, as_experiment, build_module, idle_ranks_note, long_simulation_note, run_loop, search_space
+from .runs import as_experiment, build_module, idle_ranks_note, long_simulation_note, run_loop, search_space
+from .search import SearchProblem
 from .store import DB_NAME, RUN_KINDS, RunStore, StoreError, stored_kind
 from .strategies import Budget
 from .strategies.filter import Filter, inside, require_sbi, round_constraints

@@ -46,7 +46,7 @@ def nest_settings(exp: Experiment | str | os.PathLike, theta: Sequence[float] | 
     file was edited) or an experiment file. ``theta``: the searched values in order, or by name
     (``exp.layout().as_dict(theta)``'s names, e.g. a family's row). ``layout``: ``exp.layout()``,
     where the caller holds it already."""
-    from .search import as_experiment
+    from .runs import as_experiment
 
     exp = as_experiment(exp)
     layout = layout or exp.layout()

@@ -18,48 +18,33 @@ Command line: ``python -m nestplast.search [EXPERIMENT] [--out RUN_DIR] [--resum
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 import os
 import shlex
 import sys
-import time
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import __version__, engine
-from .analysis import check_output_directory
-from .analysis.search import describe_stop, failure_breakdown
+from .analysis.search import describe_stop
 from .engine import Outcome
-from .evaluate import Evaluator
 from .experiment import (
-    RULE_COPY_DIR,
     Experiment,
-    differences,
-    keep_rule_file,
-    resumable_keys,
-    run_experiment,
-    unused_network_keys,
-    validate,
 )
-from .kernel import lent_kernel
 from .networks import draw_trials
 from .objectives import aggregate_trials
-from .parallel import Transport, crowded_cores_note, together
-from .store import DB_NAME, RUN_KINDS, RunStore, StoreError, check_same_kind
-from .strategies import Budget, SearchSpace, Strategy, make_strategy
+from .parallel import Transport
+from .runs import all_failed, as_experiment, commonest_failure, idle_ranks_note, long_simulation_note, run_loop, search_space
+from .store import RunStore, StoreError
+from .strategies import Budget, Strategy, make_strategy
 from .strategies.cmaes import default_population_size
 from .tasks import Candidate, Evaluation, Task
-from .wording import counted
 
 if TYPE_CHECKING:
     from mpi4py.MPI import Comm
 
-    from .builder import Module
 
 
 class SearchProblem:
@@ -79,53 +64,6 @@ class SearchProblem:
         return aggregate_trials([e.loss for e in evaluations])
 
 
-LONG_SIMULATION_S = 1000.0  # simulated seconds per evaluation above which the headline asks whether ms were meant
-
-
-def long_simulation_note(exp: Experiment) -> str:
-    """A line for a run's headline when each evaluation simulates ``LONG_SIMULATION_S`` or more
-    (e.g. t_train = 4000 meant as ms: every evaluation a timeout), else ''."""
-    simulated = exp.objective.t_train + exp.objective.t_score
-    if simulated < LONG_SIMULATION_S:
-        return ""
-    return f"\nnote: each evaluation simulates {simulated:g} s of network time (objective.t_train + t_score are in seconds, not ms)"
-
-
-def idle_ranks_note(transport: Transport, per_trial: int, what: str, trials: int) -> str:
-    """A line for a run's headline when the population mode has more ranks than a generation has
-    tasks (``per_trial`` candidates, ``what`` they are, each on ``trials`` trials), else ''. The
-    others would wait for every generation's end doing nothing: on a 16-core machine, 4 ranks x 4
-    threads evaluated as many candidates per second as 16 x 1 (benchmarks/ranks_threads.py)."""
-    tasks = per_trial * trials
-    if transport.mode != "population" or transport.size <= tasks:
-        return ""
-    idle = transport.size - tasks
-    return (f"\nnote: {transport.size} ranks for {tasks} tasks a generation ({what}, "
-            f"{counted(trials, 'trial')} each): {counted(idle, 'rank stays', 'ranks stay')} "
-            "idle; use fewer ranks with more --threads each (up to 4 threads per rank evaluate as many candidates "
-            "per core as 1), or more candidates per generation")
-
-
-def build_module(exp: Experiment, quiet: bool = True) -> Module:
-    """The experiment's compiled module: every rule of its plastic types, with its neuron."""
-    from .builder import build  # NESTML is imported only when a module is needed
-
-    return build(exp.module_rules(), exp.rule.neuron, quiet=quiet)
-
-
-def search_space(exp: Experiment) -> SearchSpace:
-    """The searched parameters of ``exp``: bounds and log space from the rule, the start point
-    from each type's ``rule.start`` (``rule.by_type`` applied; the rule's defaults otherwise)."""
-    layout = exp.layout()
-    low, high = layout.bounds()
-    start = []
-    for name, default in zip(layout.names, layout.defaults()):  # "IE.alpha": type IE's start of alpha
-        ct, parameter = name.split(".", 1)
-        start.append(exp.rule_spec(ct).start.get(parameter, default))  # rule.start alone ignored by_type's
-    return SearchSpace(names=tuple(layout.names), low=tuple(low.tolist()), high=tuple(high.tolist()),
-                       log=tuple(layout.log_mask().tolist()), start=tuple(float(v) for v in start))
-
-
 def budget(exp: Experiment) -> Budget:
     """When the search of ``exp`` stops (``search.max_generations`` and the other limits)."""
     s = exp.search
@@ -139,268 +77,6 @@ def new_strategy(exp: Experiment) -> Strategy:
     options = {"cma_options": s.cma_options} if s.strategy == "cmaes" else {}
     return make_strategy(s.strategy, search_space(exp), budget(exp), population_size=s.population_size, seed=exp.seed,
                          sigma0=s.sigma0, evaluate_mean=s.evaluate_mean, **options)
-
-
-# the options of each command that change a run's experiment (a resume must go without them)
-CHANGING_OPTIONS = {"search": "--seed, --threads or --population-size", "filter": "--seed or --threads"}
-
-
-def check_resumable(stored: dict, exp: Experiment, where: Path, kind: str = "search") -> None:
-    """Refuse to resume the run in ``where`` with an experiment that would give other results
-    than the stored one (another seed, rule, network, ...); when to stop may change. ``kind``:
-    the command resuming it (search or filter), whose options the message names."""
-    with warnings.catch_warnings():  # which copy of the rule file is read does not matter here (below)
-        warnings.simplefilter("ignore")
-        theirs = run_experiment(stored, where).to_dict()
-    ours = exp.to_dict()
-    for section, key in [*resumable_keys(), ("rule", "file")]:
-        # where the rule file is does not matter (moved, or the run's own copy): its content is
-        # compared apart (open_run, rule_source_sha256)
-        ours[section].pop(key)
-        theirs[section].pop(key)
-    changed = differences(theirs, ours)
-    if changed:
-        raise StoreError(f"cannot resume {where} with another experiment (a run is one experiment): "
-                         f"{'; '.join(changed)}. Resume without an experiment file (in Python: the run's "
-                         f"folder for the experiment) and without "
-                         f"{CHANGING_OPTIONS[kind]}, or with them as the run began (the value left of each ->; "
-                         f"e.g. the --seed it began with), or start a new run with another --out")
-
-
-def _split(ranks: int, mode: str) -> str:
-    return (f"in network mode on {ranks} ranks (each simulation spread over all of them)" if mode == "network"
-            else "with each simulation in one process (serial or population mode)")
-
-
-def check_same_split(meta: dict, ranks: int, mode: str, where: Path) -> None:
-    """Refuse to resume the run in ``where`` (its ``meta``) with its simulations split over another
-    number of MPI processes: with MPI inside NEST (network mode) a simulation's random streams
-    belong to NEST's virtual processes (ranks x threads), so the resumed run would not go on as
-    the one begun. In serial and population mode every simulation runs in one process: any number
-    of ranks gives the same run."""
-    if "ranks" not in meta or "mode" not in meta:
-        return  # recorded before the run's mode was
-
-    def processes(ranks: int, mode: str) -> int:
-        return ranks if mode == "network" else 1
-
-    if processes(meta["ranks"], meta["mode"]) != processes(ranks, mode):
-        began = _split(meta["ranks"], meta["mode"])
-        how = (f"on {meta['ranks']} ranks with the NEST built with MPI" if meta["mode"] == "network"
-               else "with a NEST without MPI (the PyPI wheel; any number of ranks)")
-        raise StoreError(f"cannot resume {where} {_split(ranks, mode)}: it began {began}, and NEST's random "
-                         "streams belong to its virtual processes (ranks x threads), so the results would change. "
-                         f"Resume it {how}, or start a new run with another --out")
-
-
-def check_limit_ahead(store: RunStore, exp: Experiment, out: Path, kind: str) -> None:
-    """Refuse a resume whose changed limit the run has already reached: it would stop at once and
-    record that as the run's stop reason (an experiment file given again on a resume brought back
-    its own max_generations under one raised with --max-generations)."""
-    last = store.last_complete_generation()
-    if last is None:
-        return
-    stored = store.experiment()
-    done = last + 1
-    if kind == "filter":
-        limits = [("filter", "rounds", exp.filter.rounds, lambda n: done >= n, f"{done} rounds", f"--rounds above {done}")]
-    else:
-        # candidates as pycma counts them (the stored rows, each trial and the mean, are 2.5 x more), and as it
-        # stops: once their count exceeds maxfevals (countevals - 1 >= maxfevals)
-        candidates = store.candidates_evaluated(last)
-        limits = [("search", "max_generations", exp.search.max_generations, lambda n: done >= n, f"{done} generations",
-                   f"--max-generations above {done}"),
-                  ("search", "max_evaluations", exp.search.max_evaluations, lambda n: candidates - 1 >= n,
-                   f"{candidates} candidates evaluated", f"--max-evaluations of {candidates} or more")]
-    from_file = Path(exp.source).name != DB_NAME  # an experiment file given again, not the run's own
-    for section, key, limit, reached, has, give in limits:
-        before = stored.get(section, {}).get(key)
-        if limit is not None and limit != before and reached(limit):
-            raise StoreError(f"cannot resume {out} with {section}.{key} = {limit} (the run had {before}): it already "
-                             f"has {has}. Give {give} to go on"
-                             + (" (a resume given an experiment file takes when to stop from the file)" if from_file else ""))
-    if kind == "search":
-        check_stop_raised(store.stop() or {}, stored.get("search", {}), exp, out)
-
-
-# The stop reasons (pycma's names) that are limits of the experiment's, and how to raise each
-STOP_LIMITS = {"maxiter": ("max_generations", "--max-generations"), "maxfevals": ("max_evaluations", "--max-evaluations"),
-               "timeout": ("max_wall_s", "--max-wall-s"), "ftarget": ("target_loss", "a lower search.target_loss")}
-
-
-def check_stop_raised(stop: dict, stored: dict, exp: Experiment, out: Path) -> None:
-    """Refuse a resume that raises a limit when the run stopped on another one, left as it was: the
-    run would stop again at once (a run stopped on its wall time, resumed with more generations,
-    did nothing and said nothing). A resume that changes no limit is left alone: it reports the
-    run as done, as a batch job resubmitted after the end expects."""
-    ours = dataclasses.asdict(exp.search)
-    if all(ours[key] == stored.get(key) for key, _ in STOP_LIMITS.values()):
-        return
-    for reason, (key, how) in STOP_LIMITS.items():
-        if reason in stop and ours[key] == stored.get(key):
-            raise StoreError(f"cannot resume {out}: it stopped on search.{key} = {stored.get(key)} (pycma's {reason}), "
-                             f"which this resume leaves as it was, so it would stop again at once. Give {how} "
-                             "to go on (with an experiment file given again: its value there)")
-
-
-def resumed_limits(store: RunStore, exp: Experiment) -> list[str]:
-    """Notes for a resume that changes when the run stops (from an experiment file or an option)."""
-    stored, ours = store.experiment(), exp.to_dict()
-    return [f"note: resuming with {section}.{key} = {ours[section][key]} (the run had {stored[section][key]})"
-            for section, key in resumable_keys()
-            if key in stored.get(section, {}) and stored[section][key] != ours[section][key]]
-
-
-def open_run(exp: Experiment, out: Path, *, resume: bool, ranks: int, mode: str, kind: str = "search") -> RunStore:
-    """The run's store: a new one, or (``resume``) the existing one after checking that it holds
-    this experiment and a run of this ``kind`` (``search`` or ``filter``)."""
-    out = Path(out)
-    rule_source = hashlib.sha256("".join(r.source for r in exp.module_rules()).encode()).hexdigest()
-    if resume:
-        store = RunStore.open(out)
-        try:
-            check_same_kind(store.meta().get("kind"), kind, out)
-            check_resumable(store.experiment(), exp, out, kind)
-            if "kind" not in store.meta() and (types := exp.fixed_added_to()):  # a run begun before the change
-                raise StoreError(f"cannot resume {out}: it began when rule.by_type.{types[0]}.fixed replaced "
-                                 "rule.fixed; it now adds to it, which would change the run's settings midway; "
-                                 "start a new run with another --out")
-            check_same_split(store.meta(), ranks, mode, out)
-            check_limit_ahead(store, exp, out, kind)
-            if store.meta().get("rule_source_sha256", rule_source) != rule_source:
-                # the run keeps its own copy of one's own rule file: put it back, rather than start again
-                kept = out / RULE_COPY_DIR / Path(exp.rule.file).name if exp.rule.file else None
-                back = (f"; the run's own copy is {kept}: resume without the experiment file (--out {out} --resume; "
-                        "in Python the run's folder for the experiment), which reads that copy, or copy it back "
-                        f"over {exp.rule.file}, or start a new run with another --out"
-                        if kept is not None and kept.is_file() else "; start a new run with another --out")
-                raise StoreError(f"cannot resume {out}: the rule's NESTML source {exp.rule.file or exp.rule.name} "
-                                 f"changed since the run began (a run is one rule){back}")
-        except BaseException:
-            store.close()  # a refused resume lets go of the run at once
-            raise
-        return store
-    check_output_directory(out)
-    recorded = exp.to_dict()
-    if exp.rule.file is not None:  # set in Python relative to the working directory: recorded as the file it is
-        recorded["rule"]["file"] = str(Path(exp.rule.file).resolve())
-    store = RunStore.create(out, experiment=recorded, seed=exp.seed,
-                            meta={"nestplast": __version__, "kind": kind, "ranks": ranks, "mode": mode, "digest": exp.digest(),
-                                  "rule_source_sha256": rule_source, "experiment_file": exp.source,
-                                  "versions": software_versions(), "started": time.time()})
-    keep_rule_file(exp, out)
-    return store
-
-
-VERSIONED = ("nest-simulator", "nestml", "cma", "numpy")  # what a simulation's or a sample's numbers depend on
-
-
-def software_versions() -> dict[str, str]:
-    """The versions of what a run's numbers depend on, kept in its metadata."""
-    import importlib.metadata
-
-    from .builder import nest_version  # a NEST built from source is not known to pip
-
-    versions = {name: importlib.metadata.version(name) for name in VERSIONED if name != "nest-simulator"}
-    return {"nest-simulator": nest_version(), **versions}
-
-
-def version_changes(meta: dict) -> str | None:
-    """A note when the software a run began with (its ``meta``) differs from this process's:
-    evaluations after a resume may then differ from the uninterrupted run's. None when the same,
-    or for a run that recorded no versions."""
-    began, now = meta.get("versions"), software_versions()
-    changed = [f"{name} {began[name]} -> {now[name]}" for name in VERSIONED
-               if began and name in began and began[name] != now[name]]
-    if not changed:
-        return None
-    return (f"note: this run began with other software ({', '.join(changed)}): what it evaluates from here on "
-            "may differ from what the uninterrupted run would have (start a new run with another --out to keep "
-            "one version)")
-
-
-def record_resumed(store: RunStore, exp: Experiment) -> None:
-    """A resumed run goes on with ``exp``'s stop settings, and has not stopped: kept in the store, a
-    later plain ``--resume`` (after a crash) keeps to them, and a report while it runs (or after a
-    kill) gives no old stop reason."""
-    stored, ours = store.experiment(), exp.to_dict()
-    for section, key in resumable_keys():
-        stored.setdefault(section, {})[key] = ours[section][key]
-    store.record_resumed(stored)
-
-
-@lent_kernel("this nestplast run")  # a user's own NEST network in the process is warned about, and the kernel restored
-def run_loop(exp: Experiment, out: str | Path, problem: Callable[[Experiment, Evaluator], engine.Problem],
-             strategy: Callable[[RunStore, Path, Callable[[str], None]], Strategy], headline: Callable[[Transport], str],
-             *, kind: str = "search", resume: bool = False, comm: Comm | None = None,
-             progress: Callable[[str], None] | None = None) -> Outcome | None:
-    """What the search and the filter share: the store (new or resumed; its run's ``kind``), the
-    module, an evaluator per rank, the ``strategy`` (made on rank 0 from the store) and the engine's
-    loop over ``problem``; ``headline`` is the first progress line. Rank 0 returns the Outcome."""
-    out = Path(out)
-    validate(exp)  # an experiment made or changed in Python has not been through the file's checks
-    transport = Transport(comm)
-    crowded = crowded_cores_note(comm, exp.search.threads)  # on every rank: it gathers
-    say = progress if progress is not None and transport.is_root else (lambda line: None)
-    # Anything the user can fix fails on every rank together, before any rank waits for another.
-    def open_store() -> RunStore | None:
-        return together(comm, lambda: open_run(exp, out, resume=resume, ranks=transport.size, mode=transport.mode,
-                                               kind=kind) if transport.is_root else None)
-
-    def make_strategy() -> Strategy | None:
-        return together(comm, lambda: strategy(store, out, say) if transport.is_root else None)
-
-    # A resume is refused (another experiment, another command's run, ...) before any compiling; a
-    # new run is created only once its module is built and its neurons take their parameters, so
-    # that a mistake there leaves no empty run in the way of the corrected one (its folder is
-    # checked first, though).
-    if not resume:
-        together(comm, lambda: (check_output_directory(out), RunStore.check_free(out), RunStore.check_no_other_files(out))
-                 if transport.is_root else None)
-    store = open_store() if resume else None
-    try:
-        chosen = make_strategy() if resume else None
-        module = together(comm, lambda: build_module(exp, quiet=not transport.is_root))
-        evaluator = Evaluator(exp, module, rank=transport.rank, comm=comm if transport.mode == "network" else None)
-        together(comm, evaluator.check_neuron_params)
-        together(comm, lambda: evaluator.check_rule_params(search_space(exp).start))
-        if not resume:
-            store = open_store()
-            chosen = make_strategy()
-        if transport.is_root:
-            say(headline(transport) + "".join(f"\n{note}" for note in (crowded, unused_network_keys(exp)) if note))
-            if resume and (note := version_changes(store.meta())):
-                say(note)
-            for note in resumed_limits(store, exp) if resume else ():
-                say(note)
-        # a resume goes on with its new settings, recorded only once the engine knows that it can (a
-        # refused resume leaves the run as it was)
-        return engine.run(problem(exp, evaluator), chosen, store, transport, say,
-                          on_start=(lambda: record_resumed(store, exp)) if resume and transport.is_root else None)
-    finally:
-        if store is not None:
-            store.close()
-
-
-def as_experiment(exp: Experiment | str | os.PathLike) -> Experiment:
-    """``exp``, the experiment in the TOML file ``exp`` names (``run_search("my.toml", out)``
-    failed in a dataclass function with a TypeError that named nothing), or the experiment the
-    run in the folder ``exp`` recorded (``run_search(RUN, RUN, resume=True)`` goes on with it)."""
-    from .experiment import load
-
-    if isinstance(exp, (str, os.PathLike)):
-        if (Path(exp) / DB_NAME).is_file():
-            with RunStore.open(exp, read_only=True) as store:
-                kind = store.meta().get("kind")
-                if kind not in (None, "search", "filter"):  # a fit records its settings, not an experiment
-                    raise StoreError(f"{exp} holds {RUN_KINDS.get(kind, (f'a {kind} run',))[0]}, not a search or a "
-                                     "filter run: it has no experiment (a fit's settings are in its fit.json)")
-                return run_experiment(store.experiment(), exp)
-        return load(exp)
-    if not isinstance(exp, Experiment):
-        raise TypeError(f"expected an Experiment (nestplast.load_experiment(path), nestplast.default_experiment()) "
-                        f"or the path of an experiment file, got {type(exp).__name__}")
-    return exp
 
 
 def run_search(exp: Experiment | str | os.PathLike, out: str | Path, *, resume: bool = False, comm: Comm | None = None,
@@ -467,18 +143,6 @@ def _resume_strategy(store: RunStore, exp: Experiment, out: Path, say: Callable[
     return strategy
 
 
-def all_failed(outcome: Outcome) -> bool:
-    """Whether no evaluation of the run gave a result (each raised, timed out or gave NaN)."""
-    return outcome.evaluations > 0 and outcome.failed == outcome.evaluations
-
-
-def commonest_failure(out: Path) -> str:
-    """The commonest reason the evaluations of the run in ``out`` failed, with its count."""
-    with RunStore.open(out, read_only=True) as store:
-        reason = failure_breakdown(store.evaluations())["by_reason"][0]
-    return f"most often ({reason['status']}, x{reason['count']}): {reason['message']}"
-
-
 def summary_lines(exp: Experiment, outcome: Outcome, out: Path) -> str:
     """The lines printed when a search ends: how it stopped, its best rule as the report names it
     (``outcome`` as :func:`run_search` returns it: the lowest mean loss among candidates whose every
@@ -499,7 +163,7 @@ def summary_lines(exp: Experiment, outcome: Outcome, out: Path) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["SearchProblem", "run_search", "search_space", "budget", "new_strategy", "open_run", "check_resumable"]
+__all__ = ["SearchProblem", "run_search", "budget", "new_strategy", "summary_lines"]
 
 if __name__ == "__main__":  # python -m nestplast.search
     from .commands.search import main

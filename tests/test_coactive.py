@@ -114,7 +114,7 @@ def test_a_types_own_start_is_where_its_search_starts():
     """by_type.IE.start was checked against the bounds and then ignored: the search started every
     type at rule.start (alpha 1 where IE said -1). For the same rule it adds to rule.start, as fixed
     does; another rule on the type starts where its own table says."""
-    from nestplast.search import search_space
+    from nestplast.runs import search_space
 
     exp = network(["EE", "IE"], {"IE": {"start": {"alpha": -1.0, "beta": 0.7}}})
     exp.rule.start = {"alpha": 1.0, "gamma": 0.2}

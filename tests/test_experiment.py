@@ -10,7 +10,7 @@ import pytest
 
 from nestplast import experiment
 from nestplast.experiment import ExperimentError
-from nestplast.search import search_space
+from nestplast.runs import search_space
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -191,7 +191,7 @@ class DoubletToy(Toy):
 def stored_run(tmp_path_factory):
     """A run of the prior (no flow: fast) on the doublet toy, stored as a filter run would be."""
     from nestplast.families import new_filter
-    from nestplast.search import search_space
+    from nestplast.runs import search_space
 
     exp = experiment.parse({"filter": {"rounds": 2, "simulations_per_round": 150, "constraints": {
         "rate_e": [5.0, 20.0], "cv_isi": [0.7, 1e9], "w_creep": [0.0, 0.05]},

@@ -628,7 +628,7 @@ def test_a_resume_that_would_split_simulations_otherwise_is_refused(tmp_path):
     on 3, or begun without MPI inside NEST and resumed with it (or the other way), went on silently
     with other results. In serial and population mode any number of ranks gives the same run."""
     from nestplast import experiment
-    from nestplast.search import open_run
+    from nestplast.runs import open_run
     from nestplast.store import StoreError
 
     exp = experiment.load(tiny(tmp_path))
@@ -655,7 +655,7 @@ def test_the_command_refuses_to_resume_a_run_in_another_mode(tmp_path):
     """The whole command, as a user resuming a run begun without MPI inside NEST with a NEST built
     with MPI (NESTPLAST_NEST_MPI says which NEST this is): one line on rank 0, nothing recorded."""
     from nestplast import experiment
-    from nestplast.search import open_run
+    from nestplast.runs import open_run
 
     run = tmp_path / "run"
     open_run(experiment.load(tiny(tmp_path)), run, resume=False, ranks=1, mode="serial").close()
@@ -677,7 +677,7 @@ def test_a_run_resumes_only_as_the_command_that_made_it(tmp_path):
     """A filter resumed on a search killed in its first generation took the search's folder for its
     own and began a family there (nothing else said it was a search's). Each run records its kind."""
     from nestplast import experiment
-    from nestplast.search import open_run
+    from nestplast.runs import open_run
     from nestplast.store import StoreError
 
     exp, run = experiment.load(tiny(tmp_path)), tmp_path / "run"
@@ -741,7 +741,7 @@ def test_a_refused_resume_names_the_options_of_the_command_resuming(tmp_path):
     import dataclasses
 
     from nestplast import experiment
-    from nestplast.search import check_resumable
+    from nestplast.runs import check_resumable
     from nestplast.store import StoreError
 
     exp = experiment.load(tiny(tmp_path))
@@ -758,7 +758,7 @@ def test_a_run_begun_when_by_type_fixed_replaced_the_rules_is_not_resumed(tmp_pa
     """A type's by_type fixed settings now add to rule.fixed; a run begun when they replaced them
     (no kind in its metadata) would go on with other settings, without a word."""
     from nestplast import experiment
-    from nestplast.search import open_run
+    from nestplast.runs import open_run
     from nestplast.store import StoreError
 
     path = tiny(tmp_path)
@@ -826,7 +826,7 @@ def test_a_resume_counts_candidates_as_pycma_does(tmp_path):
     import dataclasses
 
     from nestplast import experiment
-    from nestplast.search import check_limit_ahead
+    from nestplast.runs import check_limit_ahead
     from nestplast.store import StoreError
     from nestplast.tasks import Evaluation
 

@@ -121,7 +121,7 @@ def _metrics(fam, path: Path, simulated: list[dict]) -> Path:
 
 
 def _marginals(fam, exp: Experiment, path: Path) -> Path:
-    from ..search import search_space  # the optimiser's coordinates (log10 where the rule says so)
+    from ..runs import search_space  # the optimiser's coordinates (log10 where the rule says so)
 
     space = search_space(exp)
     z = np.array([space.to_search(r["theta"]) for r in fam.rows])

@@ -159,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def run(argv) -> int:
         from ..families import recheck, run_filter
-        from ..search import all_failed, commonest_failure
+        from ..runs import all_failed, commonest_failure
 
         args = parser().parse_args(argv)
         if args.apply is not None and args.recheck is not None:

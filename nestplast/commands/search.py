@@ -95,7 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     out_dir: list[Path] = []
 
     def run(argv) -> int:
-        from ..search import all_failed, run_search, summary_lines
+        from ..runs import all_failed
+        from ..search import run_search, summary_lines
 
         args = parser().parse_args(argv)
         # --show-defaults alone: the defaults; with an experiment, --resume or overrides: the values a run would use
