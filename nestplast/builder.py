@@ -355,7 +355,7 @@ def _named_for(module: Module | None, rules: Sequence[Rule]) -> Module | None:
     another name found no model (KeyError)."""
     if module is None:
         return None
-    by_synapse = {model.split("__with_")[0]: model for model in module.synapse_models.values()}
+    by_synapse = {unpaired_name(model): model for model in module.synapse_models.values()}
     return replace(module, synapse_models={r.name: by_synapse[r.synapse] for r in rules})
 
 
@@ -427,7 +427,7 @@ def _explain_failure(log: str, sources: dict[str, Path], copies: dict[str, Path]
         unparsed = next((m for m, copy in copies.items() if _syntax_errors(copy)), "GLOBAL")
         errors = [(unparsed if model == "GLOBAL" else model, *rest) for model, *rest in errors]
     for model, line, col, message in errors:
-        src = sources.get(model.split("__with_")[0], model)
+        src = sources.get(unpaired_name(model), model)
         problems.append(f"{src}:{line}:{col}: error: {message.strip()}")
     for path, line, _col, message in _COMPILER_ERROR.findall(log):
         model = next((m for m in sources if m in Path(path).name), None)
@@ -461,6 +461,12 @@ def _missing_tool(log: str) -> str | None:
         if found := pattern.search(log):
             return tool or found.group(1)
     return None
+
+
+def unpaired_name(model: str) -> str:
+    """The NESTML model a paired model was generated from: ``iaf_psc_exp_neuron`` of
+    ``iaf_psc_exp_neuron__with_doublet_synapse``, ``doublet_synapse`` of its synapse."""
+    return model.split("__with_")[0]
 
 
 def _paired_names(rules: Sequence[Rule], neuron: Neuron, target: Path) -> tuple[str, dict[str, str]]:

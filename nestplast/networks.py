@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .builder import Module
+from .builder import Module, unpaired_name
 from .experiment import Experiment, NetworkSpec, TrialSpec
 from .kernel_reads import connection_weights, model_weights, node_ids, spike_count
 from .neurons import Neuron, get_neuron
@@ -188,7 +188,7 @@ def check_synapse_params(nest, spec: NetworkSpec, synapse_params: dict[str, dict
 
 def paired_neuron(module: Module) -> Neuron:
     """The neuron that the module's rules are paired with."""
-    return get_neuron(module.neuron_model.split("__with_")[0])
+    return get_neuron(unpaired_name(module.neuron_model))
 
 
 def neuron_params(spec: NetworkSpec, module: Module) -> dict:

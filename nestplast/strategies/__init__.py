@@ -53,6 +53,11 @@ class SearchSpace:
         theta[mask] = 10.0 ** theta[mask]
         return theta
 
+    def candidates(self, rows: Sequence[Sequence[float]], indices: Sequence[int] | None = None) -> list[Candidate]:
+        """Candidates of the points ``rows`` in search coordinates, numbered ``indices`` (default 0, 1, ...)."""
+        indices = range(len(rows)) if indices is None else indices
+        return [Candidate(k, tuple(self.from_search(z).tolist())) for k, z in zip(indices, rows)]
+
     def search_bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """(low, high) of the box in search coordinates."""
         return self.to_search(self.low), self.to_search(self.high)

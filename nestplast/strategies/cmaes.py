@@ -168,8 +168,8 @@ class CMAES:
         self._asked = self.es.ask()
         # The mean as pycma's result gives it (xfavorite): mapped into the bounds, as ask() maps its
         # samples; the raw mean may lie outside them.
-        points = list(enumerate(self._asked)) + ([(-1, self.es.result.xfavorite)] if self.evaluate_mean else [])
-        return [Candidate(k, tuple(self.space.from_search(z).tolist())) for k, z in points]
+        mean = [self.es.result.xfavorite] if self.evaluate_mean else []
+        return self.space.candidates([*self._asked, *mean], [*range(len(self._asked)), *([-1] if mean else [])])
 
     def tell(self, candidates: Sequence[Candidate], losses: Sequence[float]) -> None:
         by_index = {c.index: loss for c, loss in zip(candidates, losses)}

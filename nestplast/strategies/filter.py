@@ -135,7 +135,7 @@ class Filter(PriorSampling):
                                   f"{' or was refused' if self.restrict else ''} (an undertrained flow: more "
                                   "filter.max_epochs)")
         self._asked_at = time.perf_counter()
-        return [Candidate(k, tuple(self.space.from_search(row).tolist())) for k, row in enumerate(z)]
+        return self.space.candidates(z)
 
     def observe(self, candidates: Sequence[Candidate], features: Sequence[Mapping[str, float]]) -> None:
         """Every candidate's metrics (means over its trials; NaN where it blew up or failed)."""

@@ -34,7 +34,7 @@ class PriorSampling:
         low, high = self.space.search_bounds()
         z = rng.uniform(low, high, size=(self.population_size, self.space.size))
         self._asked_at = time.perf_counter()
-        return [Candidate(k, tuple(self.space.from_search(row).tolist())) for k, row in enumerate(z)]
+        return self.space.candidates(z)
 
     def tell(self, candidates: Sequence[Candidate], losses: Sequence[float]) -> None:
         if self._asked_at is not None:
