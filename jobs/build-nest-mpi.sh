@@ -34,7 +34,9 @@ PY="$PREFIX/venv/bin/python"
 MPICC="$MPICC" "$PY" -m pip install -q --no-binary mpi4py mpi4py
 
 if [ ! -x "$PREFIX/bin/nest-config" ]; then
-    "$PY" -m pip download -q --no-deps --no-binary :all: -d "$PREFIX/src" "nest-simulator==$NEST_VERSION"
+    # NEST's source only: with --no-binary :all: pip also compiled NEST's build tools (Cython, ...)
+    # from source, silently, for many minutes before the download was done
+    "$PY" -m pip download -q --no-deps --no-binary nest-simulator -d "$PREFIX/src" "nest-simulator==$NEST_VERSION"
     archive="$(ls "$PREFIX"/src/nest?simulator-"$NEST_VERSION".tar.gz | head -1)"  # nest_ or nest-
     source_dir="${archive%.tar.gz}"
     rm -rf "$source_dir" "$PREFIX/build"

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import IO, NoReturn
 
 from .errors import UsageError, UserError
+from .parallel import launched_ranks
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports it
@@ -140,19 +141,6 @@ def report_error(message: str, *, rank: int = 0) -> None:
     """Print ``error: message`` once (on rank 0 under MPI)."""
     if rank == 0:
         print(f"error: {message}", file=sys.stderr, flush=True)
-
-
-def launched_ranks() -> tuple[int, int]:
-    """(rank, number of ranks) as an MPI launcher (MPICH/Hydra and Intel MPI, Open MPI, ``srun``)
-    tells its processes in the environment; (0, 1) without one. Read from the environment, not
-    from mpi4py: initialising MPI on a login node can fail or hang."""
-    # srun --mpi=pmix sets no PMI_SIZE; SLURM_STEP_NUM_TASKS is set in an srun step's tasks only
-    # (SLURM_NTASKS is also in the batch script's own environment, where the report runs alone).
-    for size, rank in (("OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK"), ("PMI_SIZE", "PMI_RANK"),
-                       ("SLURM_STEP_NUM_TASKS", "SLURM_PROCID")):
-        if os.environ.get(size, "").isdigit() and os.environ.get(rank, "").isdigit():
-            return int(os.environ[rank]), int(os.environ[size])
-    return 0, 1
 
 
 def run_command(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None, *,

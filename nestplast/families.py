@@ -50,7 +50,7 @@ from .experiment import METRIC_INTERVALS, Experiment, ExperimentError, NetworkSp
 from .kernel import lent_kernel
 from .networks import Trial, draw_trials
 from .objectives import aggregate_trials, interval_penalty
-from .parallel import Transport, together
+from .parallel import Transport, check_comm_given, together
 from .runs import as_experiment, build_module, idle_ranks_note, long_simulation_note, run_loop, search_space
 from .search import SearchProblem
 from .store import DB_NAME, RUN_KINDS, RunStore, StoreError, stored_kind
@@ -404,6 +404,7 @@ def recheck(run_dir: str | Path, n_trials: int = 2, *, comm: Comm | None = None,
         raise UserError(f"recheck: n_trials: expected a number of trials >= 1, got {n_trials!r}")
     if limit is not None and (not is_whole(limit) or limit < 1):
         raise UserError(f"recheck: limit: expected a number of rules >= 1 (or None: every rule), got {limit!r}")
+    check_comm_given(comm, "this re-check")
     transport = Transport(comm)
     say = progress if progress is not None and transport.is_root else (lambda line: None)
 

@@ -36,7 +36,7 @@ from . import __version__, engine
 from .errors import UserError
 from .kernel import lent_kernel
 from .objectives import l1_penalty
-from .parallel import Transport, together
+from .parallel import Transport, check_comm_given, together
 from .recording import Recording, RecordingError, check_time_unit, id_numbering_warnings
 from .rules import Rule, get_rule, is_time_constant
 from .store import DB_NAME, RunStore, StoreError, as_stored, check_same_kind
@@ -608,6 +608,7 @@ def search_with_restarts(problem: engine.Problem, rule: Rule, choice: RuleChoice
     """CMA-ES through the engine on ``problem``, then ``restarts`` more runs with other seeds and a
     doubled population each time (IPOP, as pycma's restarts), each in ``out/restart-K``;
     (rank 0's best outcome or None, the run directory)."""
+    check_comm_given(comm, "this fit")
     transport = Transport(comm)
     problem.rank = transport.rank
     out = Path(out)

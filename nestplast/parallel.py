@@ -17,6 +17,7 @@ number of ranks.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 import warnings
@@ -35,12 +36,34 @@ QUEUED_PER_WORKER = 2
 POLL_S = 0.001  # how often a rank waiting for a message looks for it (see _wait_for)
 
 
+def launched_ranks() -> tuple[int, int]:
+    """(rank, number of ranks) as an MPI launcher (MPICH/Hydra and Intel MPI, Open MPI, ``srun``)
+    tells its processes in the environment; (0, 1) without one. Read from the environment, not
+    from mpi4py: initialising MPI on a login node can fail or hang."""
+    # srun --mpi=pmix sets no PMI_SIZE; SLURM_STEP_NUM_TASKS is set in an srun step's tasks only
+    # (SLURM_NTASKS is also in the batch script's own environment, where the report runs alone).
+    for size, rank in (("OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK"), ("PMI_SIZE", "PMI_RANK"),
+                       ("SLURM_STEP_NUM_TASKS", "SLURM_PROCID")):
+        if os.environ.get(size, "").isdigit() and os.environ.get(rank, "").isdigit():
+            return int(os.environ[rank]), int(os.environ[size])
+    return 0, 1
+
+
+def check_comm_given(comm, what: str) -> None:
+    """Refuse to run ``what`` without ``comm`` in a process that a launcher started as one of
+    several ranks: each would run all of it alone, into the same folder (one ran the whole search,
+    the others ended in tracebacks on the run it held)."""
+    rank, ranks = launched_ranks()
+    if comm is None and ranks > 1:
+        raise UserError(f"{what}: this process is rank {rank} of the {ranks} that mpiexec/srun started, but no comm was "
+                        f"given, so each rank would run all of it alone; pass comm=MPI.COMM_WORLD (from mpi4py import "
+                        f"MPI) to run it on all {ranks} ranks, or start one process")
+
+
 def world():
     """MPI.COMM_WORLD, or None when mpi4py is unavailable or there is one process only. Started
     as several ranks by a launcher that MPI does not see (no mpi4py, or one built for another MPI),
     each rank would run the whole command alone: a :class:`UserError` says so."""
-    from .cli import launched_ranks
-
     launched = launched_ranks()[1]
     try:
         with warnings.catch_warnings(record=True) as said:  # mpi4py's own, kept for where it is not ours

@@ -34,7 +34,7 @@ from .experiment import (
     validate,
 )
 from .kernel import lent_kernel
-from .parallel import Transport, crowded_cores_note, together
+from .parallel import Transport, check_comm_given, crowded_cores_note, together
 from .store import DB_NAME, RUN_KINDS, RunStore, StoreError, check_same_kind
 from .strategies import SearchSpace, Strategy
 from .wording import counted
@@ -289,6 +289,7 @@ def run_loop(exp: Experiment, out: str | Path, problem: Callable[[Experiment, Ev
     module, an evaluator per rank, the ``strategy`` (made on rank 0 from the store) and the engine's
     loop over ``problem``; ``headline`` is the first progress line. Rank 0 returns the Outcome."""
     out = Path(out)
+    check_comm_given(comm, f"this {kind}")
     validate(exp)  # an experiment made or changed in Python has not been through the file's checks
     transport = Transport(comm)
     crowded = crowded_cores_note(comm, exp.search.threads)  # on every rank: it gathers

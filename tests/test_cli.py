@@ -15,6 +15,7 @@ MPIEXEC = Path(sys.executable).parent / "mpiexec"
     ["nestplast", "prune", "--nodes", "10", "--duration", "30", "--out", "{tmp}/out"],
     ["nestplast", "infer-demo", "oja", "--duration", "2000", "--bootstrap", "0", "--out", "{tmp}/out"],
     ["nestplast.report", "{tmp}"],
+    ["nestplast", "build", "doublet"],  # it printed all its output once per rank
 ])
 def test_one_process_commands_refuse_several_ranks(tmp_path, command):
     """Under mpiexec every rank would run the whole command and write the same files: one line

@@ -238,5 +238,28 @@ def test_a_run_directory_in_use_gets_the_jobs_own_advice(tmp_path):
     env = stand_ins(tmp_path, f'echo "$@" >> "{log}"\n')
     job = run_job(tmp_path, "search.slurm", "experiment.toml", str(tmp_path / "run"), env=env)
     assert job.returncode == 2 and not log.exists(), job.stdout + job.stderr
-    assert f"to continue it: sbatch search.slurm experiment.toml {tmp_path / 'run'} --resume" in job.stderr
+    assert f"to continue it: sbatch jobs/search.slurm experiment.toml {tmp_path / 'run'} --resume" in job.stderr
+    # a path with a space is quoted, so that the advice pastes as it is printed
+    (tmp_path / "my run").mkdir()
+    (tmp_path / "my run" / "results.sqlite").write_bytes(b"")
+    job = run_job(tmp_path, "search.slurm", "experiment.toml", str(tmp_path / "my run"), env=env)
+    assert job.returncode == 2 and f"sbatch jobs/search.slurm experiment.toml {tmp_path}/my\\ run --resume" in job.stderr
+    # requeued by Slurm (node failure, preemption) with the arguments it began with: it resumes
+    job = run_job(tmp_path, "search.slurm", "experiment.toml", str(tmp_path / "run"),
+                  env={**env, "SLURM_RESTART_COUNT": "1"})
+    assert job.returncode == 0 and "requeued (restart 1): resuming" in job.stdout, job.stdout + job.stderr
+    assert f"-m nestplast.search --out {tmp_path / 'run'} --quiet --resume" in log.read_text()
 
+
+
+@pytest.mark.parametrize("script", ["search-restart.slurm", "filter.slurm"])
+def test_a_missing_environment_ends_the_job(tmp_path, script):
+    """Without set -e (the time warning's trap must run) a failed activate went on: every rank then
+    failed with the system Python's "No module named nestplast"."""
+    log = tmp_path / "python.log"
+    env = stand_ins(tmp_path, f'echo "$@" >> "{log}"\n')
+    job = run_job(tmp_path, script, "experiment.toml", str(tmp_path / "run"),
+                  env={**env, "NESTPLAST_VENV": str(tmp_path / "nowhere")})
+    assert job.returncode == 1 and not log.exists(), job.stdout + job.stderr
+    assert f"no environment at {tmp_path / 'nowhere'}: submit from the repository root after ./setup.sh" in job.stderr
+    assert not (tmp_path / "sbatch.log").exists()

@@ -247,3 +247,24 @@ def test_nest_imported_by_nestplast_is_quiet_about_omp_num_threads():
                          env={**os.environ, "OMP_NUM_THREADS": "2"})
     assert out.returncode == 0, out.stderr
     assert "OMP_NUM_THREADS is set" not in out.stdout + out.stderr and out.stdout.strip().endswith("2"), out
+
+
+def test_a_script_launched_on_several_ranks_without_comm_is_refused(tmp_path, monkeypatch):
+    """`mpiexec -n 2 python my_search.py` calling run_search(exp, out): one rank ran the whole search
+    alone, the other ended in a traceback on the run it held. Each entry point refuses at once, naming
+    comm=MPI.COMM_WORLD, before any folder is made."""
+    from nestplast import infer
+    from nestplast.errors import UserError
+    from nestplast.families import recheck
+
+    monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "2")
+    monkeypatch.setenv("OMPI_COMM_WORLD_RANK", "1")
+    calls = {"this search": lambda: nestplast.run_search(tiny_experiment(), tmp_path / "run"),
+             "this re-check": lambda: recheck(tmp_path / "run"),
+             "this fit": lambda: infer.search_with_restarts(None, None, None, {}, {}, None, 2, 1, 1, tmp_path / "fit",
+                                                            False, None, None)}
+    for what, call in calls.items():
+        with pytest.raises(UserError, match=rf"{what}: this process is rank 1 of the 2 that mpiexec/srun started, but "
+                                            r"no comm was given, .* pass comm=MPI.COMM_WORLD"):
+            call()
+    assert list(tmp_path.iterdir()) == []

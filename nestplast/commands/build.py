@@ -130,7 +130,7 @@ def _build_command(argv: Sequence[str] | None) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m nestplast build``: user errors print one line ``error: ...`` (exit code 2)."""
-    return run_command(_build_command, argv)
+    return run_command(_build_command, argv, one_process="python -m nestplast build")
 
 
 if __name__ == "__main__":
