@@ -150,9 +150,10 @@ class RuleSpec(_Table):
 class NetworkSpec(_Table):
     kind: str = option("recurrent", "'recurrent' E/I network, or 'single_neuron' with plastic afferents",
                        one_of("recurrent", "single_neuron"))
-    n_e: int = option(200, "recurrent: excitatory neurons", AT_LEAST_1)
-    n_i: int = option(50, "recurrent: inhibitory neurons", AT_LEAST_1)
-    p: float = option(0.2, "recurrent: connection probability (fixed in-degree p * N_source)", PROBABILITY)
+    n_e: int = option(200, "recurrent: excitatory neurons (2 or more)", AT_LEAST_1)
+    n_i: int = option(50, "recurrent: inhibitory neurons (2 or more)", AT_LEAST_1)
+    p: float = option(0.2, "recurrent: connection probability (fixed in-degree p * N_source, rounded, at least 1; "
+                           "no neuron connects to itself)", PROBABILITY)
     neuron_params: dict[str, float] = option({"tau_m": 20.0, "t_ref": 2.0, "tau_syn_ex": 5.0, "tau_syn_in": 10.0},
                                              "neuron parameters, NEST's names (tau_syn_ex, t_ref) accepted")
     weights: dict[str, float] = option({"EE": 30.0, "EI": 30.0, "IE": 60.0, "II": 60.0},
@@ -558,6 +559,11 @@ def validate(exp: Experiment, *, to_run: bool = True) -> Experiment:
     if n.kind == "single_neuron":
         _require(set(r.plastic) <= {"EE", "IE"}, "rule.plastic", "EE and/or IE for a single neuron (its afferents)",
                  r.plastic)
+    else:  # a population connects to itself without autapses: one neuron has no source, and NEST's
+        # Connect looked for one forever (deaf to Ctrl-C and SIGTERM)
+        for key in ("n_e", "n_i"):
+            _require(getattr(n, key) >= 2, f"network.{key}", "at least 2 in a recurrent network (each neuron draws its "
+                     "inputs from the others of its population)", getattr(n, key))
     _require(n.delay >= n.resolution, "network.delay", f"at least the resolution ({n.resolution} ms)", n.delay)
     neuron = get_neuron(r.neuron)
     if getattr(n, "drive_chosen_for", None) not in (None, r.neuron):  # chosen for another neuron: choose again

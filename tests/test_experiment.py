@@ -106,6 +106,9 @@ def test_default_layout_is_the_doublet_rule_on_ie():
      ["objective.chunk: expected seconds that are whole steps of network.resolution = 0.15 ms (or a resolution "
       "that divides 100 ms)"]),
     ("[rule]\nsearch = ['alpha', 'alpha']\n", ["rule.search: expected each parameter once", "got ['alpha', 'alpha']"]),
+    # one neuron has no other of its population to draw inputs from: NEST's Connect hung, deaf to Ctrl-C
+    ("[network]\nn_i = 1\n", ["network.n_i: expected at least 2 in a recurrent network"]),
+    ("[network]\nn_e = 1\n", ["network.n_e: expected at least 2 in a recurrent network"]),
     ("[objective]\nt_score = 1.00005\n", ["objective.t_score", "whole steps of network.resolution = 0.1 ms"]),
     # infinities and NaN pass a plain `> 0`: every evaluation would fail, or the run never stop
     ("[objective]\nt_train = inf\n", ["objective.t_train", "positive number of seconds", "inf"]),
