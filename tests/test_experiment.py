@@ -124,7 +124,11 @@ def test_default_layout_is_the_doublet_rule_on_ie():
     ("[search]\ncma_options = { maxiter = 20 }\n", ["search.cma_options: maxiter", "search.max_generations"]),
     ("[search]\ncma_options = { typical_x = [1, 2] }\n", ["search.cma_options: typical_x", "a number, true/false"]),
     ("[search]\ncma_options = { CMA_elitist = 'yes' }\n", ["search.cma_options", "not a safe string"]),
-    ("[search]\ncma_options = { CMA_mu = 100 }\n", ["search.cma_options", "could not run a generation", "mu=100"]),
+    ("[search]\ncma_options = { CMA_mu = 100 }\n", ["search.cma_options", "could not run its first 3 generations",
+                                                    "mu=100"]),
+    # injected solutions that a population of 2 leaves unused: pycma failed at generation 1, and on every resume
+    ("[search]\npopulation_size = 2\ncma_options = { mean_shift_line_samples = true }\n",
+     ["search.cma_options", "could not run its first 3 generations", "unused injected direction"]),
     ("[search]\nstrategy = 'prior'\ncma_options = { tolfun = 1e-3 }\n", ["search.cma_options", "strategy = 'cmaes'"]),
 ])
 def test_bad_files_name_the_key(tmp_path, text, fragments):

@@ -42,6 +42,9 @@ OWNED_OPTIONS = {
 }
 
 
+TRIAL_GENERATIONS = 3  # generations of made-up losses that pycma runs with a user's cma_options before a run
+
+
 def check_cma_options(options: dict) -> None:
     """Refuse (ValueError starting with the option's name) an option pycma does not know, one of
     :data:`OWNED_OPTIONS`, or a value that is not a number, true/false or a string."""
@@ -126,7 +129,7 @@ class CMAES:
     def _start_with(cma_options: dict, x0: list[float], sigma: float, options: dict):
         """pycma's strategy with a user's ``cma_options`` among ``options``; a ValueError naming them
         for what pycma cannot use: an error as it evaluates them, a string it will not evaluate (it
-        stays a string: CMA_elitist = "abc" would be true), a failure in a first generation."""
+        stays a string: CMA_elitist = "abc" would be true), a failure in its first generations."""
         import cma
 
         with warnings.catch_warnings(record=True) as caught:
@@ -139,12 +142,16 @@ class CMAES:
             if "is not a safe string" in str(warning.message):
                 raise ValueError(f"pycma could not evaluate a value of {cma_options}: {warning.message}")
             warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
-        trial = copy.deepcopy(es)  # pycma checks some options only in tell (CMA_mu above the population)
+        # pycma checks some options only in tell (CMA_mu above the population), some in a later ask
+        # (mean_shift_line_samples with a population of 2 failed at generation 1, on every resume too)
+        trial = copy.deepcopy(es)
         try:
-            points = trial.ask()
-            trial.tell(points, [float(k) for k in range(len(points))])
+            for _ in range(TRIAL_GENERATIONS):
+                points = trial.ask()
+                trial.tell(points, [float(k) for k in range(len(points))])
         except Exception as err:
-            raise ValueError(f"pycma could not run a generation with {cma_options}: {type(err).__name__}: {err}") from err
+            raise ValueError(f"pycma could not run its first {TRIAL_GENERATIONS} generations with {cma_options}: "
+                             f"{type(err).__name__}: {err}") from err
         return es
 
     @staticmethod
