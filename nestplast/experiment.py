@@ -675,7 +675,9 @@ def _check_simulates_as_written(exp: Experiment) -> None:
                  f"start weights within w_max on every trial: network.weights.{ct} x {high:g} = {start:g} is above "
                  f"network.w_max.{ct} x trials.w_max_scale's low {shrunk:g} = {bound:g}, and would be clipped to it",
                  getattr(exp.trials, key))
-        w_min = exp.fixed(ct).get("Wmin") if exp.rule_spec(ct).file is None else None
+        # a rule of one's own too: Wmin is the lower bound of |w| there as in the built-in rules and the
+        # example (its weights jumped to a fixed Wmin = 500, and the run blamed a learning rate of 0)
+        w_min = exp.fixed(ct).get("Wmin")
         given = f"rule.by_type.{ct}.fixed" if "Wmin" in exp.rule.by_type.get(ct, {}).get("fixed", {}) else "rule.fixed"
         _require(w_min is None or abs(w_min) <= n.weights[ct] * low, f"Wmin of {ct}'s rule ({given})",
                  f"at most the smallest start weight, network.weights.{ct} x trials.weight_scale's low = "

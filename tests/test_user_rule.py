@@ -199,6 +199,9 @@ def write(tmp_path, rule_text: str | None, parameters: str, extra: str = "") -> 
     # ... and "Weight and Wmax must have same sign: weight 1 with Wmax -300" (a Wmax per connection)
     (lambda s: s.replace("Wmax real = 100.0 @homogeneous", "Wmax real = 100.0"),
      "A_plus = { low = 0.0, high = 1.0 }", "", ["rule.nestml:", "IE", "w = 1.0", "mark Wmax @homogeneous"]),
+    # every weight jumped to Wmin at its first update, and the run blamed a learning rate of 0
+    (None, "A_plus = { low = 0.0, high = 1.0 }", "fixed = { Wmin = 500.0 }\n",
+     ["Wmin of IE's rule (rule.fixed): expected at most the smallest start weight", "got 500.0"]),
 ])
 def test_bad_own_rules_are_named_before_compiling(tmp_path, rule_text, parameters, extra, fragments):
     path = write(tmp_path, rule_text, parameters, extra)
