@@ -69,6 +69,7 @@ SECONDS = Check(lambda v: 0 < v < math.inf, "a positive number of seconds")
 AT_LEAST_1 = Check(lambda v: v >= 1, "an integer >= 1")
 PROBABILITY = Check(lambda v: 0 < v <= 1, "a probability in (0, 1]")
 SEED = Check(lambda v: 0 <= v < 2**32, "an integer in [0, 2**32)")
+LOSS = Check(lambda v: 0 <= v < math.inf, "a loss >= 0 (losses are never negative: a lower target never stops a run)")
 
 
 def one_of(*values: Any) -> Check:
@@ -225,7 +226,7 @@ class SearchSpec(_Table):
     max_wall_s: float | None = option(None, "stop after this many seconds of evaluating (pycma timeout)",
                                       optional(SECONDS), resumable=True)
     target_loss: float | None = option(None, "stop once a candidate's loss, or the evaluated mean's, is at most this (pycma ftarget)",
-                                       resumable=True)
+                                       optional(LOSS), resumable=True)
     evaluate_mean: bool = option(True, "also evaluate the distribution's mean every generation (for the record)")
     cma_options: dict[str, Any] = option({}, "further pycma options (cma.CMAOptions(), e.g. { tolfun = 1e-3, "
                                              "CMA_diagonal = true }); not those the keys above set (popsize, "
@@ -629,10 +630,24 @@ def unused_network_keys(exp: Experiment) -> str:
     n, defaults = exp.network, NetworkSpec()
     unused = [f"network.{key}" for kind, keys in KIND_ONLY_KEYS.items() if kind != n.kind for key in keys
               if getattr(n, key) != getattr(defaults, key)]
+    # the drive: unset, validate() resolves it for the neuron; a single neuron's afferents have their own
+    resolved = "poisson_generator" if get_neuron(exp.rule.neuron).drive_target is None else "internal"
+    if n.kind == "single_neuron" and n.drive not in (None, resolved):
+        unused.append("network.drive")
     if not unused:
         return ""
     return (f"note: {', '.join(unused)} {'is' if len(unused) == 1 else 'are'} not read by a network.kind = "
             f"'{n.kind}' run (its own: {', '.join(KIND_ONLY_KEYS[n.kind])})")
+
+
+def unread_filter_keys(exp: Experiment) -> str:
+    """A note for a search's headline naming the ``[filter]`` keys set away from their defaults:
+    only ``nestplast filter`` reads them (a nuisance input rate changed no search), "" if none."""
+    defaults = FilterSpec()
+    changed = [f"filter.{f.name}" for f in fields(FilterSpec) if getattr(exp.filter, f.name) != getattr(defaults, f.name)]
+    if not changed:
+        return ""
+    return f"note: {', '.join(changed)} {'is' if len(changed) == 1 else 'are'} read by nestplast filter only, not by a search"
 
 
 def _check_simulates_as_written(exp: Experiment) -> None:

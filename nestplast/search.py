@@ -30,9 +30,7 @@ import numpy as np
 
 from .analysis.search import describe_stop
 from .engine import Outcome
-from .experiment import (
-    Experiment,
-)
+from .experiment import Experiment, unread_filter_keys
 from .networks import draw_trials
 from .objectives import aggregate_trials
 from .parallel import Transport
@@ -106,6 +104,8 @@ def run_search(exp: Experiment | str | os.PathLike, out: str | Path, *, resume: 
         if exp.search.strategy == "cmaes" and 2 * exp.search.population_size < usual:
             line += (f"\nnote: a population of {exp.search.population_size} is less than half pycma's default of "
                      f"{usual} for {space.size} parameters; CMA-ES may settle early (search.population_size)")
+        if note := unread_filter_keys(exp):  # a nuisance input rate changed no search, without a word
+            line += f"\n{note}"
         s = exp.search
         mean = int(s.strategy == "cmaes" and s.evaluate_mean)
         return line + long_simulation_note(exp) + idle_ranks_note(

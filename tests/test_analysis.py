@@ -196,3 +196,13 @@ def test_the_report_draws_a_window_only_for_rules_a_spike_pair_determines(tmp_pa
     store.close()
     written = write_plots(tmp_path / "run", summarise(tmp_path / "run"))
     assert (tmp_path / "run" / "stdp_window.png" in written) == window and all(p.is_file() for p in written)
+
+
+def test_a_flat_generation_of_one_and_the_same_rule_is_not_blamed_on_the_rule():
+    """search.sigma0 = 1e-12 stopped on tolx and tolflatfitness, explained as "e.g. a learning rate of 0"."""
+    from nestplast.analysis.search import describe_stop
+
+    collapsed = describe_stop({"tolx": 1e-11, "tolfun": 1e-11, "tolflatfitness": 0})
+    assert "almost one and the same rule" in collapsed and "search.sigma0" in collapsed
+    assert "learning rate" not in collapsed
+    assert "learning rate of 0" in describe_stop({"tolflatfitness": 0})

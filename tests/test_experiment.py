@@ -109,6 +109,8 @@ def test_default_layout_is_the_doublet_rule_on_ie():
     # one neuron has no other of its population to draw inputs from: NEST's Connect hung, deaf to Ctrl-C
     ("[network]\nn_i = 1\n", ["network.n_i: expected at least 2 in a recurrent network"]),
     ("[network]\nn_e = 1\n", ["network.n_e: expected at least 2 in a recurrent network"]),
+    # no loss is negative: the run went on to max_generations
+    ("[search]\ntarget_loss = -1.0\n", ["search.target_loss", "a loss >= 0"]),
     ("[objective]\nt_score = 1.00005\n", ["objective.t_score", "whole steps of network.resolution = 0.1 ms"]),
     # infinities and NaN pass a plain `> 0`: every evaluation would fail, or the run never stop
     ("[objective]\nt_train = inf\n", ["objective.t_train", "positive number of seconds", "inf"]),
@@ -307,6 +309,20 @@ def test_keys_of_the_other_kind_of_network_are_named():
     assert experiment.unused_network_keys(recurrent).startswith(
         "note: network.input_rate_e is not read by a network.kind = 'recurrent' run (its own: n_e, n_i, p,")
     assert experiment.unused_network_keys(experiment.default()) == ""
+    # its drive too (its afferents are parrots of their own generators), where set to another than the neuron's own
+    drive = experiment.parse({"network": {"kind": "single_neuron", "drive": "poisson_generator"}}, "<test>")
+    assert experiment.unused_network_keys(drive).startswith("note: network.drive is not read by a network.kind = "
+                                                            "'single_neuron' run")
+    assert experiment.unused_network_keys(experiment.parse({"network": {"kind": "single_neuron"}}, "<test>")) == ""
+
+
+def test_filter_keys_a_search_does_not_read_are_named():
+    """filter.nuisance_input_rate set in a search's experiment changed nothing, without a word (the
+    search's headline carries this note)."""
+    exp = experiment.parse({"filter": {"rounds": 3, "nuisance_input_rate": [100.0, 200.0]}}, "<test>")
+    assert experiment.unread_filter_keys(exp) == ("note: filter.rounds, filter.nuisance_input_rate are read by "
+                                                  "nestplast filter only, not by a search")
+    assert experiment.unread_filter_keys(experiment.default()) == ""
 
 
 def test_a_single_neuron_takes_any_drive_setting():

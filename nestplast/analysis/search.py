@@ -46,7 +46,10 @@ def loss_meaning(exp: Experiment) -> str:
 def describe_stop(stop: dict | None) -> str:
     """The stop reason in words; pycma's names kept, so that its documentation applies."""
     words = ", ".join(f"{k} = {v}" for k, v in (stop or {}).items())
-    if "tolflatfitness" in (stop or {}):
+    if "tolflatfitness" in (stop or {}) and "tolx" in stop:  # sigma0 = 1e-12 was blamed on a learning rate of 0
+        words += (" (the candidates of the last generation were almost one and the same rule: the step had shrunk "
+                  "below pycma's tolx, or began there with a tiny search.sigma0)")
+    elif "tolflatfitness" in (stop or {}):
         words += (" (most candidates of the last generation scored the same: they all blew up alike or "
                   "failed, or the rule's parameters change nothing, e.g. a learning rate of 0; see the report)")
     return words or "no reason recorded"
