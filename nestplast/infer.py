@@ -302,8 +302,9 @@ class Fit:
     def to_json(self) -> dict:
         """JSON-ready (no NaN: an interval without bootstrap refits is None)."""
         data = asdict(self)
-        data["nest_params"] = self.nest_params
-        data["options"] = RuleChoice(self.rule, self.mask).rule().options  # get_rule(rule, mask, **options): as a choices fit's
+        rule = RuleChoice(self.rule, self.mask).rule()
+        data["nest_params"] = rule.synapse_params(self.coefficients, **self.fixed)  # as the property gives them
+        data["options"] = rule.options  # get_rule(rule, mask, **options): as a choices fit's
         data.pop("bootstrap")
         data["intervals"] = json_intervals(self.intervals)
         for key in ("r2_held_out", "deviance_explained_held_out", "deviance_explained_fit", "r2_activity_held_out"):
