@@ -90,6 +90,16 @@ class ClosedLoopFit:
         self.trains = [np.round(t / resolution).astype(np.int64) for t in recording.pre_trains()]
         if recording.has_weights and recording.weight_times[0] > 0:
             raise RecordingError("weight_times: the closed-loop mode starts from the weights at time 0")
+        if recording.has_weights:  # the simulated weights are read at the ends of NEST's slices, one delay long
+            slices = recording.weight_times / delay
+            off = np.abs(slices - np.round(slices)) > 1e-6
+            late = recording.weight_times > recording.duration - delay + 1e-9
+            if off.any() or late.any():
+                bad = recording.weight_times[off | late][0]
+                raise RecordingError(f"weight_times: the closed-loop mode compares weights at multiples of the delay "
+                                     f"({delay:g} ms, --delay) up to duration - delay ({recording.duration - delay:g} "
+                                     f"ms), where NEST has delivered every spike before them; {bad:g} ms is not one "
+                                     f"(sample the weights there, or fit in the clamped mode)")
         start = np.full(recording.n_synapses, np.nan)
         if recording.has_weights:
             start[recording.weight_synapses] = np.abs(recording.weights[:, 0])
@@ -120,21 +130,22 @@ class ClosedLoopFit:
 
     def run(self, params: Mapping[str, float], trial: Trial) -> Recording:
         r = self.recording
-        sample_every = r.weight_times[1] - r.weight_times[0] if r.has_weights and r.weight_times.size > 1 else r.duration
+        # the weights at the recorded times themselves (the spacing of the first two, taken for all,
+        # paired other samples and ran past the last one)
+        samples = r.weight_times if r.has_weights else [0.0]
         return simulate(self.rule, params, trains=self.trains, syn_pre=r.syn_pre, syn_post=r.syn_post,
                         syn_sign=r.syn_sign, w_start=self.w_start, n_post=r.n_post, w_max=self.fixed["Wmax"],
                         drive_rate=self.background.rate, drive_weight=self.background.weight,
                         neuron=self.background.neuron, delay=self.delay, resolution=self.resolution,
-                        duration_ms=r.duration, sample_every_ms=sample_every, nest_seed=trial.seed)
+                        duration_ms=r.duration, sample_times_ms=samples, nest_seed=trial.seed)
 
     def outputs(self, params: Mapping[str, float], trial: Trial) -> tuple[np.ndarray, np.ndarray]:
         """(post spike counts per neuron and bin, the recorded synapses' weights) of one simulation."""
         simulated = self.run(params, trial)
         counts = np.array([np.histogram(simulated.post_spikes(i), self.edges)[0] for i in range(simulated.n_post)])
         weights = np.zeros((0, 0))
-        if self.recording.has_weights:
-            times = np.searchsorted(simulated.weight_times, self.recording.weight_times)
-            weights = simulated.weights[self.recording.weight_synapses][:, times]
+        if self.recording.has_weights:  # sampled at the recorded times (run)
+            weights = simulated.weights[self.recording.weight_synapses]
         return counts, weights
 
     def segment_errors(self, counts: Sequence[np.ndarray], weights: Sequence[np.ndarray]) -> np.ndarray:

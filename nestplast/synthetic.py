@@ -50,7 +50,7 @@ The spike arrays hold every spike stamped in ``[0, duration]``, sorted by time a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -209,13 +209,30 @@ def simulate(rule: Rule, params: Mapping[str, float], *, trains: list[np.ndarray
              syn_post: np.ndarray, syn_sign: np.ndarray, w_start: np.ndarray, n_post: int, w_max: float,
              drive_rate: float, drive_weight: float, neuron: str = "iaf_psc_exp",
              neuron_params: Mapping[str, float] | None = None, delay: float = 1.0, resolution: float = 0.1,
-             duration_ms: float, sample_every_ms: float, nest_seed: int, description: str = "") -> Recording:
+             duration_ms: float, sample_every_ms: float | None = None, sample_times_ms: Sequence[float] | None = None,
+             nest_seed: int, description: str = "") -> Recording:
     """The network of :func:`generate` with given input spike trains (``trains``: one array of
     grid steps per input) and synapses, simulated with ``rule`` at ``params``: the recording it
-    gives. The closed-loop forward model of the inference runs the recorded inputs through this
-    (the same network, node for node, so the same ``nest_seed`` gives the same background)."""
+    gives, its weights sampled every ``sample_every_ms`` from 0, or at ``sample_times_ms`` (a
+    recording's own times; each a multiple of ``delay``, at most ``duration_ms - delay``). The
+    closed-loop forward model of the inference runs the recorded inputs through this (the same
+    network, node for node, so the same ``nest_seed`` gives the same background)."""
     n_pre = len(trains)
     step_d, step_end = _steps(delay, resolution), _steps(duration_ms, resolution)
+    # generate() checks these for its own settings; a closed-loop fit's come from a recording
+    _check(step_d >= 1, f"delay {delay} ms must be a positive multiple of resolution {resolution} ms")
+    _check(step_end >= 2 * step_d, f"duration_ms {duration_ms} must be a multiple of resolution and at least 2 * delay")
+    _check((sample_every_ms is None) != (sample_times_ms is None), "give sample_every_ms or sample_times_ms")
+    if sample_times_ms is None:
+        _check(_steps(sample_every_ms, delay) >= 1, f"sample_every_ms {sample_every_ms} must be a positive multiple "
+                                                    f"of delay {delay} ms (samples fall on NEST's slice boundaries)")
+        sample_steps = np.arange(0, step_end - step_d + 1, _steps(sample_every_ms, resolution))
+    else:  # read after t + delay, at the end of one of NEST's slices: t a multiple of delay, t + delay within the run
+        slices = [_steps(float(t), delay) for t in sample_times_ms]
+        _check(all(0 <= k <= step_end // step_d - 1 for k in slices) and list(slices) == sorted(set(slices)),
+               f"sample_times_ms must be increasing multiples of delay {delay} ms from 0 to duration_ms - delay "
+               f"({duration_ms - delay:g} ms)")
+        sample_steps = np.array(slices, dtype=np.int64) * step_d
     module = build(rule, neuron)
     nest = import_nest()
     reset_kernel()
@@ -259,8 +276,6 @@ def simulate(rule: Rule, params: Mapping[str, float], *, trains: list[np.ndarray
     _check(abs(min_delay - delay) < 1e-9, f"NEST's min_delay is {min_delay} ms, not the delay {delay} ms")
 
     # Weights at t_s: read after t_s + delay, when the spikes stamped <= t_s have been delivered.
-    step_every = _steps(sample_every_ms, resolution)
-    sample_steps = np.arange(0, step_end - step_d + 1, step_every)
     weights = np.empty((len(syn_pre), len(sample_steps)))
     done = 0
     with nest.RunManager():

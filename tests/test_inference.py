@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from helpers import TAYLOR_TEST_MASK
 
-from nestplast.recording import Recording
+from nestplast.recording import Recording, RecordingError
 from nestplast.replay import replay
 from nestplast.rules import get_rule
 from nestplast.trajectories import weight_trajectories
@@ -399,7 +399,7 @@ def test_report_reads_an_inference_run(tmp_path):
     assert "no plots in" in out.stdout and "(the infer command draws them" in out.stdout
 
 
-def _closed_loop_data(truth, nest_seed: int, duration=3000.0, n_pre=20, seed=2):
+def _closed_loop_data(truth, nest_seed: int, duration=3000.0, n_pre=20, seed=2, sample_every_ms=100.0):
     from nestplast.synthetic import DEFAULT_DRIVE_RATE, DEFAULT_DRIVE_WEIGHT, simulate
 
     rng = np.random.default_rng(seed)
@@ -408,7 +408,7 @@ def _closed_loop_data(truth, nest_seed: int, duration=3000.0, n_pre=20, seed=2):
     rec = simulate(truth.rule, truth.params, trains=trains, syn_pre=syn_pre, syn_post=syn_post,
                    syn_sign=np.ones(2 * n_pre, dtype=int), w_start=rng.uniform(20.0, 40.0, 2 * n_pre), n_post=2,
                    w_max=200.0, drive_rate=DEFAULT_DRIVE_RATE, drive_weight=DEFAULT_DRIVE_WEIGHT["iaf_psc_exp"],
-                   duration_ms=duration, sample_every_ms=100.0, nest_seed=nest_seed)
+                   duration_ms=duration, sample_every_ms=sample_every_ms, nest_seed=nest_seed)
     return rec, DEFAULT_DRIVE_RATE, DEFAULT_DRIVE_WEIGHT["iaf_psc_exp"]
 
 
@@ -429,6 +429,31 @@ def test_closed_loop_reruns_the_network_that_made_the_data():
     assert problem.errors(truth.params, Trial(0, 1234)) == (0.0, 0.0)
     deviance_zero, sse_zero = problem.zero()
     assert deviance_zero > 0 and sse_zero > 0
+
+
+@pytest.mark.nest
+def test_closed_loop_compares_the_weights_at_the_recorded_times():
+    """weight_times as the README records them after nest.Simulate (0, then each T - min_delay: 99,
+    199, ..., 999): the closed loop sampled at the first spacing throughout, paired the recorded 199
+    with its 297, and failed past the last sample (an IndexError that ended the fit)."""
+    import dataclasses
+
+    from nestplast.closed_loop import Background, ClosedLoopFit, Trial
+    from nestplast.synthetic import GROUND_TRUTHS
+
+    truth = GROUND_TRUTHS["additive_stdp"]
+    every_ms, rate, weight = _closed_loop_data(truth, nest_seed=1234, duration=1000.0, sample_every_ms=1.0)
+    times = np.r_[0.0, 100.0 * np.arange(1, 11) - 1.0]
+    rec = dataclasses.replace(every_ms, weight_times=times, weights=every_ms.weights[:, times.astype(int)])
+    fixed = {k: v for k, v in truth.params.items() if k not in truth.rule.names} | {"Wmax": 200.0}
+    problem = ClosedLoopFit(rec, truth.rule, fixed, Background(rate, weight))
+    assert problem.errors(truth.params, Trial(0, 1234)) == (0.0, 0.0)  # the data's own weights, sample by sample
+    # a time the simulation cannot read (not a multiple of the delay, or within the last delay) is refused
+    for bad in (np.r_[0.0, 99.5], np.r_[0.0, 999.5]):
+        late = dataclasses.replace(every_ms, weight_times=bad, weights=every_ms.weights[:, :2])
+        with pytest.raises(RecordingError, match=rf"weight_times: .* multiples of the delay \(1 ms, --delay\) up to "
+                                                 rf"duration - delay \(999 ms\).*; {bad[1]:g} ms is not one"):
+            ClosedLoopFit(late, truth.rule, fixed, Background(rate, weight))
 
 
 @pytest.mark.nest
