@@ -29,9 +29,7 @@ given; :func:`overheads` measures the last from a one-rank run.
 from __future__ import annotations
 
 import heapq
-import json
 import math
-import sqlite3
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from .parallel import QUEUED_PER_WORKER
-from .store import DB_NAME
+from .store import RunStore
 
 
 @dataclass(frozen=True)
@@ -194,7 +192,6 @@ class MeasuredRun:
     each generation was recorded."""
 
     ranks: int
-    created: float
     tasks: dict[int, list[TaskTime]]
     recorded: dict[int, float]  # generation -> time its record was written
 
@@ -215,26 +212,21 @@ class MeasuredRun:
 
 
 def read_run(run_dir: str | Path) -> MeasuredRun:
-    """The evaluation times of the complete generations of the run in ``run_dir`` (read-only),
-    in task order (candidates in the order asked, the mean last, trials within each)."""
-    path = Path(run_dir) / DB_NAME
-    if not path.exists():
-        raise FileNotFoundError(f"no run store at {path}")
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        created, meta = db.execute("SELECT created, meta FROM run").fetchone()
-        recorded = dict(db.execute("SELECT generation, created FROM generations").fetchall())
-        rows = db.execute("SELECT generation, candidate, trial, created, wall_time_s, status, rank "
-                          "FROM evaluations").fetchall()
-    finally:
-        db.close()
+    """The evaluation times of the complete generations of the run in ``run_dir`` (read-only, as
+    the report reads it: also a copy of a running run), in task order (candidates in the order
+    asked, the mean last, trials within each)."""
+    with RunStore.open(run_dir, read_only=True) as store:
+        ranks = int(store.meta().get("ranks", 1))
+        recorded = {g["generation"]: g["created"] for g in store.generations()}
+        evaluations = store.evaluations()
     tasks: dict[int, list[TaskTime]] = {}
-    for row in rows:
-        if row[0] in recorded:
-            tasks.setdefault(row[0], []).append(TaskTime(*row))
+    for e in evaluations:
+        if e.generation in recorded:
+            tasks.setdefault(e.generation, []).append(
+                TaskTime(e.generation, e.candidate, e.trial, e.created, e.wall_time_s, e.status, e.rank))
     for ts in tasks.values():
         ts.sort(key=lambda t: (t.candidate < 0, t.candidate, t.trial))  # the mean (-1) is asked last
-    return MeasuredRun(int(json.loads(meta).get("ranks", 1)), created, tasks, recorded)
+    return MeasuredRun(ranks, tasks, recorded)
 
 
 def overheads(run: MeasuredRun) -> float:

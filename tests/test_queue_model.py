@@ -6,7 +6,7 @@ import math
 import pytest
 
 from nestplast.queue_model import longest_first, measured_efficiency, overheads, read_run, schedule_generation, schedule_run, sizing
-from nestplast.store import RunStore
+from nestplast.store import RunStore, StoreError
 from nestplast.tasks import Evaluation
 
 
@@ -116,8 +116,11 @@ def test_measured_times_come_back_in_task_order(tmp_path):
     assert measured_efficiency(run, two) == pytest.approx(3.2 / (2 * 2.0))
     with pytest.raises(ValueError):
         overheads(two)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(StoreError, match="no run directory"):
         read_run(tmp_path / "none")
+    # a folder whose name SQLite's URI would misread (it opened the wrong file), read as the report reads it
+    _store(tmp_path, "run #1?", 1, [([(0, 0, 100.0, 0.5, "ok", 0)], 100.7)])
+    assert read_run(tmp_path / "run #1?").durations() == [[0.5]]
 
 
 def test_a_real_run_reads_back(tmp_path):
