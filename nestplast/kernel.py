@@ -45,7 +45,7 @@ def nest_has_mpi() -> bool:
 
 
 def nest_seed(seed: int | list[int]) -> int:
-    """NEST's ``rng_seed`` (1 .. 2**31 - 1) derived from any non-negative integer seed, or from a
+    """NEST's ``rng_seed`` (1 .. 2**31 - 2) derived from any non-negative integer seed, or from a
     list of them (numpy's SeedSequence mixes its entries)."""
     import numpy as np
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .builder import Module, unpaired_name
-from .experiment import Experiment, NetworkSpec, TrialSpec
+from .experiment import Experiment, ExperimentError, NetworkSpec, TrialSpec
 from .kernel_reads import connection_weights, model_weights, node_ids, spike_count
 from .neurons import Neuron, get_neuron
 from .rules import RuleLayout
@@ -160,8 +160,6 @@ def add_poisson_generator(nest, spec: NetworkSpec, neurons, rate: float) -> None
 def check_neuron_params(nest, spec: NetworkSpec, module: Module) -> None:
     """Refuse (ExperimentError) ``spec.neuron_params`` where the module's neuron refuses them
     (e.g. ``tau_syn_in`` equal to ``tau_m``): every network built with them would fail alike."""
-    from .experiment import ExperimentError
-
     try:
         nest.CopyModel(module.neuron_model, "nestplast_neuron_check", neuron_params(spec, module))
     except nest.NESTErrors.BadProperty as err:
@@ -174,8 +172,6 @@ def check_synapse_params(nest, spec: NetworkSpec, synapse_params: dict[str, dict
     """Refuse (ExperimentError) rule settings that the synapse model refuses (e.g. ``tau_pre = 0``,
     ``|Wmin| > |Wmax|``) at the search's start point, before a run: where they are the fixed ones
     (``fixed``: per type), every evaluation would fail alike."""
-    from .experiment import ExperimentError
-
     for ct, params in synapse_params.items():
         try:
             nest.CopyModel(models[ct], f"nestplast_check_{ct}", {**params, "Wmax": signed(ct, spec.w_max[ct])})

@@ -113,7 +113,8 @@ class RateBand:
     Feed the rate chunk by chunk as a simulation run in chunks produces it (``update``, which
     answers as ``outside`` does); the filter state carries over between chunks, and once the band
     is left the answer stays True. The filter starts at ``start`` Hz
-    (default 10, or where 10 Hz is outside the band twice its low bound, at most its middle) so
+    (default: 10 Hz inside the band; outside it, the larger of 10 Hz and twice the low bound, at most
+    the band's middle) so
     that the first samples of a healthy network do not trip a bound while the filter warms up; a
     silent network then falls below 0.1 Hz after tau * ln(100) = 4.6 s.
     """

@@ -89,7 +89,6 @@ def world():
 def crowded_cores_note(comm, threads: int) -> str:
     """On rank 0, :func:`cores_note` of the hosts that ``comm``'s ranks run on ('' on the other
     ranks). Called on every rank (it gathers)."""
-    import os
     import socket
 
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))

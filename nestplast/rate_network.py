@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 __all__ = [
     "InvalidWeightMatrix", "RateModel", "Activity", "check_weights", "dynamics_matrix",
     "spectral_abscissa", "settling_time", "random_network", "clustered_network", "authors_network", "lyapunov_covariance",
-    "connect_weights", "simulate", "run_in_pieces", "estimate_covariance", "nest_seed", "STABLE_BELOW",
+    "connect_weights", "simulate", "run_in_pieces", "STABLE_BELOW",
 ]
 
 # Stable: every eigenvalue of W - leak I has real part below this. An eigenvalue within rounding
@@ -245,11 +245,6 @@ def lyapunov_covariance(W: ArrayLike, model: RateModel = RateModel()) -> np.ndar
         # Symmetric A commutes with D = d I: C = -d/2 A^-1, a Cholesky solve instead of Bartels-Stewart.
         return scipy.linalg.cho_solve(scipy.linalg.cho_factor(-A), 0.5 * d * np.eye(len(A)))
     return scipy.linalg.solve_continuous_lyapunov(A, -d * np.eye(len(A)))
-
-
-def estimate_covariance(rates: np.ndarray) -> np.ndarray:
-    """Sample covariance of recorded rates (samples in rows, neurons in columns)."""
-    return np.cov(rates, rowvar=False)
 
 
 # ------------------------------------------------------------------------------------- NEST

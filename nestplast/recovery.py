@@ -67,7 +67,7 @@ def recover(name: str, degradation: Degradation = Degradation(), *, duration_ms:
                      # None without an interval (no bootstrap): NaN ends "covered" nothing, and a perfect
                      # recovery read as failed
                      "covered": None if np.isnan(low) else bool(low <= value <= high),
-                     "sign_right": np.sign(result.coefficients[n]) == np.sign(value),
+                     "sign_right": bool(np.sign(result.coefficients[n]) == np.sign(value)),
                      "r2_held_out": result.r2_held_out, "deviance_explained": result.deviance_explained_held_out})
     return result, rows
 

@@ -10,7 +10,7 @@ inside the box those candidates span. The surfaces also smooth the spike-count n
 the loss of a spiking model rough at small scales. ::
 
     surface = ResponseSurface.fit(thetas, errors, best=theta_hat)
-    draws = bootstrap_minima(surface, loss_of_errors, n_draws=200, n_segments=..., seed=1)
+    draws = bootstrap_minima(surface, loss_of_errors, n_draws=200, n_segments=..., fitted=mask, seed=1)
 """
 
 from __future__ import annotations
