@@ -43,7 +43,7 @@ from .store import DB_NAME, RunStore, StoreError, as_stored, check_same_kind
 from .strategies import Budget, SearchSpace, make_strategy
 from .tasks import Candidate, Evaluation, Task, by_candidate
 from .trajectories import ClampedTrajectories
-from .values import is_number, is_whole
+from .values import is_number, is_whole, plain
 
 if TYPE_CHECKING:
     from mpi4py.MPI import Comm
@@ -440,6 +440,9 @@ def fit(recording: Recording | str | os.PathLike, choice: RuleChoice, fixed: Map
                 "trials": trials}))
     n_segments, hold_out, population_size, max_generations, n_bootstrap, seed, restarts, trials = map(
         int, (n_segments, hold_out, population_size, max_generations, n_bootstrap, seed, restarts, trials))
+    # numpy numbers (a Wmax from the data's float32 weights) as Python's: fit.json, written after the
+    # whole fit, refused them, and the fit's result was lost
+    fixed, delay, l1 = {k: plain(v) for k, v in fixed.items()}, float(delay), float(l1)
     if mode == "closed":
         return _fit_closed(recording, choice, fixed, background=background, delay=delay, l1=l1, trials=trials,
                            w_unrecorded=w_unrecorded, population_size=population_size,

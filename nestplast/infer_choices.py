@@ -45,7 +45,7 @@ from .kernel import lent_kernel
 from .objectives import l1_penalty
 from .rules import Rule
 from .tasks import Candidate, Evaluation, Task
-from .values import is_whole
+from .values import is_number, is_whole, plain
 
 if TYPE_CHECKING:
     from mpi4py.MPI import Comm
@@ -187,7 +187,10 @@ def fit(data: Behaviour | str | os.PathLike, mask: str | None = "pre:010,forget"
         raise TypeError(f"data: expected a Behaviour or a behaviour file's path, got {type(data).__name__}")
     choice = RuleChoice("reward", mask) if rule is None else RuleChoice(rule.name, None)
     rule = rule or choice.rule()
-    fixed = dict(fixed or {})
+    fixed = {k: plain(v) for k, v in (fixed or {}).items()}  # numpy numbers failed fit.json, after the whole fit
+    if not is_number(l1) or not 0 <= l1 < math.inf:
+        raise ValueError(f"l1: expected a penalty weight >= 0, got {l1!r}")
+    l1 = float(l1)
     task = task or task_for(data, w_max=fixed.get("Wmax"))
     check_fixed(fixed, task, rule)  # before any run
     if task.n_trials != data.n_trials:  # refused here, not in the first simulation after the run was created

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numbers
 
+import numpy as np
+
 
 def is_number(value: object) -> bool:
     """A real number (int, float or a numpy one), not a bool."""
@@ -14,3 +16,9 @@ def is_number(value: object) -> bool:
 def is_whole(value: object) -> bool:
     """A whole number (int or a numpy integer), not a bool: 2.0 is not one."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def plain(value: object) -> object:
+    """A numpy scalar as the Python number it holds (``np.float32(0.5)`` -> 0.5), anything else as it is:
+    what goes into a run's JSON records must be Python's own."""
+    return value.item() if isinstance(value, np.generic) else value

@@ -1030,3 +1030,17 @@ def test_a_fit_without_out_keeps_no_folder(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(infer.FitSettingsError, match="resume=True continues the fit stored in out"):
         infer.fit(data, choice, OJA_FIXED, max_generations=2, resume=True)
+
+
+def test_numpy_numbers_in_the_settings_reach_fit_json(tmp_path):
+    """A Wmax taken from the data's float32 weights, or a numpy delay: the whole fit ran, then writing
+    fit.json failed (float32 is not JSON serializable) and the result was lost."""
+    from nestplast import infer
+
+    data = synthetic("post:100,post:011", OJA, OJA_FIXED, duration=2000.0)
+    fixed = {**OJA_FIXED, "Wmax": np.float32(OJA_FIXED["Wmax"]), "eta": np.float64(OJA_FIXED["eta"])}
+    fit = infer.fit(data, infer.RuleChoice("taylor", "post:100,post:011"), fixed, delay=np.float32(1.0),
+                    max_generations=2, n_bootstrap=0, out=tmp_path / "fit")
+    written = json.loads((tmp_path / "fit" / "fit.json").read_text())
+    assert written["fixed"]["Wmax"] == OJA_FIXED["Wmax"] and written["delay"] == 1.0
+    assert type(fit.fixed["Wmax"]) is float

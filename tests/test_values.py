@@ -14,3 +14,10 @@ from nestplast.values import is_number, is_whole
 def test_numbers_from_python(value, number, whole):
     assert is_number(value) is number
     assert is_whole(value) is whole
+
+
+def test_plain_gives_python_numbers():
+    from nestplast.values import plain
+
+    assert type(plain(np.float32(0.5))) is float and plain(np.float32(0.5)) == 0.5
+    assert type(plain(np.int64(3))) is int and plain("a") == "a" and plain(True) is True
