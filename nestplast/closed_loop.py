@@ -23,7 +23,7 @@ import numpy as np
 from .infer import is_held_out
 from .kernel import nest_seed
 from .objectives import l1_penalty
-from .recording import Recording, RecordingError
+from .recording import Recording, RecordingError, off_grid
 from .rules import Rule
 from .synthetic import simulate
 from .tasks import Candidate, Evaluation, Task
@@ -44,6 +44,13 @@ class Trial:
 
     index: int
     seed: int
+
+
+def _ids(ids: np.ndarray) -> str:
+    """Ids for a message: "3", "0 .. 300" (a run of consecutive ones), or the first few."""
+    if ids.size > 1 and ids[-1] - ids[0] == ids.size - 1:
+        return f"{ids[0]} .. {ids[-1]}"
+    return ", ".join(map(str, ids[:5])) + (f" and {ids.size - 5} more" if ids.size > 5 else "")
 
 
 def deviance_terms(observed: np.ndarray, expected: np.ndarray, floor: float = 0.1) -> np.ndarray:
@@ -84,18 +91,26 @@ class ClosedLoopFit:
         self.delay, self.resolution, self.bin_ms, self.l1 = delay, resolution, bin_ms, l1
         if "Wmax" not in self.fixed:
             raise RecordingError("the closed-loop mode needs Wmax among the fixed settings (--fixed Wmax=...)")
-        steps = recording.pre_times / resolution
-        if np.max(np.abs(steps - np.round(steps)), initial=0.0) > 1e-6:
-            raise RecordingError(f"pre_times: must lie on the {resolution} ms grid for the closed-loop mode")
+        # ids from 301 on, or from 1: the neurons below were simulated too, driven by the background, and
+        # scored against no recorded spike, which moved the fit (the clamped mode never simulates them)
+        idle = np.setdiff1d(np.arange(recording.n_post), np.union1d(recording.syn_post, recording.post_ids))
+        if idle.size:
+            raise RecordingError(
+                f"post neurons {_ids(idle)} have neither a synapse nor a spike: the closed-loop mode would simulate "
+                f"each, driven by the background, and score its spikes against none; number the recorded neurons "
+                f"0 .. n-1 (np.unique(ids, return_inverse=True) gives such numbers), or give n_post")
+        if (bad := off_grid(recording.pre_times, resolution)) is not None:
+            raise RecordingError(f"pre_times: the closed-loop mode replays them on NEST's {resolution} ms grid, and "
+                                 f"{bad:g} ms is not on it; round them to it (np.round(t / {resolution}) * {resolution}) "
+                                 "where they were recorded on a finer clock")
         self.trains = [np.round(t / resolution).astype(np.int64) for t in recording.pre_trains()]
         if recording.has_weights and recording.weight_times[0] > 0:
             raise RecordingError("weight_times: the closed-loop mode starts from the weights at time 0")
         if recording.has_weights:  # the simulated weights are read at the ends of NEST's slices, one delay long
-            slices = recording.weight_times / delay
-            off = np.abs(slices - np.round(slices)) > 1e-6
-            late = recording.weight_times > recording.duration - delay + 1e-9
-            if off.any() or late.any():
-                bad = recording.weight_times[off | late][0]
+            late = recording.weight_times[recording.weight_times > recording.duration - delay + 1e-9]
+            bad = off_grid(recording.weight_times, delay)
+            if bad is not None or late.size:
+                bad = late[0] if bad is None else bad
                 raise RecordingError(f"weight_times: the closed-loop mode compares weights at multiples of the delay "
                                      f"({delay:g} ms, --delay) up to duration - delay ({recording.duration - delay:g} "
                                      f"ms), where NEST has delivered every spike before them; {bad:g} ms is not one "

@@ -285,6 +285,15 @@ def load(path: str | os.PathLike) -> Recording:
     return recording
 
 
+def off_grid(times: np.ndarray, step: float) -> float | None:
+    """The first of ``times`` (ms) that is no whole number of ``step`` ms, None if every one is.
+    Within the times' own precision: float32 data (7 digits) put 1234.1 ms at 1234.0999755859375."""
+    times = np.asarray(times, dtype=float)
+    steps = times / step
+    off = np.abs(steps - np.round(steps)) > 1e-6 + 2.4e-7 * np.abs(steps)
+    return float(times[off][0]) if off.any() else None
+
+
 MAX_RATE_HZ = 1000.0  # no neuron fires faster than this on average (its refractory period is about 1 ms)
 
 

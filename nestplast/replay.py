@@ -21,7 +21,7 @@ import numpy as np
 from .builder import Module
 from .errors import UserError
 from .kernel import import_nest, install, lent_kernel, reset_kernel
-from .recording import Recording
+from .recording import Recording, off_grid
 
 RESOLUTION = 0.1  # ms
 DEAF = 1000.0  # membrane capacitance x DEAF: plastic inputs move V by microvolts
@@ -35,9 +35,8 @@ class ReplayError(UserError):
 
 
 def _on_grid(times: np.ndarray, what: str, step: float) -> None:
-    steps = times / step
-    if times.size and np.max(np.abs(steps - np.round(steps))) > 1e-6:
-        raise ReplayError(f"{what}: times must lie on the {step} ms grid to be replayed in NEST")
+    if (bad := off_grid(times, step)) is not None:
+        raise ReplayError(f"{what}: times must lie on the {step} ms grid to be replayed in NEST; {bad:g} ms does not")
 
 
 @lent_kernel("nestplast.replay.replay")

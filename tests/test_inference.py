@@ -454,6 +454,11 @@ def test_closed_loop_compares_the_weights_at_the_recorded_times():
         with pytest.raises(RecordingError, match=rf"weight_times: .* multiples of the delay \(1 ms, --delay\) up to "
                                                  rf"duration - delay \(999 ms\).*; {bad[1]:g} ms is not one"):
             ClosedLoopFit(late, truth.rule, fixed, Background(rate, weight))
+    # post neurons numbered from 3: neurons 0 .. 2 would be simulated and scored against no spike
+    shifted = dataclasses.replace(rec, post_ids=rec.post_ids + 3, syn_post=rec.syn_post + 3, n_post=rec.n_post + 3)
+    with pytest.raises(RecordingError, match=r"post neurons 0 .. 2 have neither a synapse nor a spike: .* number the "
+                                             r"recorded neurons 0 .. n-1"):
+        ClosedLoopFit(shifted, truth.rule, fixed, Background(rate, weight))
 
 
 @pytest.mark.nest

@@ -405,3 +405,14 @@ def test_a_csv_file_is_named_as_such(tmp_path):
     with pytest.raises(RecordingError, match="CSV or text file.*build a Recording") as err:
         load(path)
     assert "pickle" not in str(err.value)
+
+
+def test_times_on_the_grid_within_their_own_precision():
+    """float32 times put 1234.1 ms at 1234.0999755859375: the closed loop refused them as off its
+    0.1 ms grid, naming no time."""
+    from nestplast.recording import off_grid
+
+    on = np.array([0.0, 1234.1, 4999.9], dtype=np.float32)
+    assert off_grid(on, 0.1) is None and off_grid(on.astype(float), 0.1) is None
+    assert off_grid(np.array([0.0, 12.35, 20.0]), 0.1) == 12.35
+    assert off_grid(np.array([0.0, 99.0, 199.5]), 1.0) == 199.5
