@@ -65,7 +65,13 @@ class Behaviour:
         if any(np.ma.isMaskedArray(v) for v in (self.choices, self.rewards, self.blocks)):
             # np.asarray drops the mask: a masked (missed) trial was fitted as the value under it
             fail("choices, rewards, blocks", f"a masked array: the model takes no masked trials{MISSED_TRIAL}")
-        choices, rewards, blocks = (np.asarray(v) for v in (self.choices, self.rewards, self.blocks))
+        try:
+            choices, rewards, blocks = (np.asarray(v) for v in (self.choices, self.rewards, self.blocks))
+        except ValueError:  # lists of unequal lengths: numpy's "inhomogeneous shape" said nothing of trials
+            fail("choices, rewards", "every animal must have the same number of trials (the model runs one task "
+                                     "for all; fit animals of one task length together)")
+        if not isinstance(self.description, str):  # None was saved as an object array that load() refused
+            fail("description", f"expected a string, got {self.description!r}")
         if choices.ndim != 2 or rewards.shape != choices.shape or blocks.shape != choices.shape[1:]:
             fail("choices, rewards, blocks", f"choices and rewards must be animals x trials and blocks one per "
                                              f"trial, got shapes {choices.shape}, {rewards.shape} and {blocks.shape}")

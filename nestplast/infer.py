@@ -424,7 +424,7 @@ def fit(recording: Recording | str | os.PathLike, choice: RuleChoice, fixed: Map
     """Fit ``choice``'s coefficients (the others ``fixed``) to ``recording``: ``mode`` "clamped"
     (weight trajectories on the replayed spikes; every ``hold_out``-th segment held out, 0: none) or
     "closed" (:mod:`nestplast.closed_loop`: the post neurons driven by the rule and ``background``,
-    a :class:`~nestplast.closed_loop.Background`, over ``trials`` background realisations; the
+    a :class:`~nestplast.closed_loop.Background` or a (rate Hz, weight) pair, over ``trials`` background realisations; the
     intervals from a bootstrap on quadratic surfaces of the simulated candidates,
     :mod:`nestplast.surface`). ``restarts`` more CMA-ES runs (other seeds, doubled
     population each) keep the best. ``recording``: a :class:`~nestplast.recording.Recording` or the
@@ -696,10 +696,15 @@ def _fit_closed(recording: Recording, choice: RuleChoice, fixed: Mapping[str, fl
                 l1: float, trials: int, w_unrecorded, population_size: int, max_generations: int, seed: int, out,
                 resume: bool, comm, progress, restarts: int = 0, n_segments: int = 10, hold_out: int = 5,
                 n_bootstrap: int = 30) -> Fit | None:
-    from .closed_loop import ClosedLoopFit
+    from .closed_loop import Background, ClosedLoopFit
 
     if background is None:
         raise RecordingError("the closed-loop mode needs the postsynaptic neurons' background (rate and weight)")
+    if isinstance(background, (tuple, list)) and len(background) == 2 and all(map(is_number, background)):
+        background = Background(*map(float, background))  # (rate, weight), as the command's --background RATE,WEIGHT
+    if not isinstance(background, Background):  # a bare AttributeError on .rate named nothing
+        raise TypeError(f"background: expected closed_loop.Background(rate, weight) or a (rate, weight) pair, "
+                        f"got {background!r}")
     rule = choice.rule()
     problem = ClosedLoopFit(recording, rule, fixed, background, delay=delay, trials=trials, seed=seed, l1=l1,
                             w_unrecorded=w_unrecorded, n_segments=n_segments, hold_out=hold_out)

@@ -430,7 +430,8 @@ def validate(values: Mapping[str, Any], source: str | None = None) -> dict[str, 
     for name in _TIME_ARRAYS:
         times, strict = out[name], name == "weight_times"
         if (i := _first(times < 0)) is not None:
-            fail(name, f"{times[i]:g} ms at index {i} is negative")
+            fail(name, f"{times[i]:g} ms at index {i} is negative: times run from 0, the recording's start "
+                       "(times relative to a stimulus: subtract the first time of the recording from every time)")
         if (i := _first(times > out["duration"])) is not None:
             fail(name, f"{times[i]:g} ms at index {i} is after duration = {out['duration']:g} ms")
         steps = np.diff(times)
@@ -497,13 +498,18 @@ def _array(value: Any, name: str, fail: _Fail, ndim: int, integer: bool) -> np.n
     if array.dtype.kind not in "iuf":
         fail(name, f"must be numbers, got dtype {array.dtype}")
     if array.ndim != ndim:
-        fail(name, f"must be {ndim}-D, got shape {array.shape}")
+        trains = (" (one spike train per row? give every spike in one array, with its neuron in "
+                  f"{name.replace('times', 'ids')}: np.concatenate(trains) and np.repeat(np.arange(n), lengths))"
+                  if name in ("pre_times", "post_times") and array.ndim == 2 else "")
+        fail(name, f"must be {ndim}-D, got shape {array.shape}{trains}")
     if array.dtype.kind == "f":
         bad = ~np.isfinite(array)
         if bad.any():
             where = [int(i) for i in np.argwhere(bad)[0]]
+            gap = (" (a sample missing: leave out its sample time, weights[:, keep] and weight_times[keep], or "
+                   "the synapse, weights[keep] and weight_synapses[keep])" if name == "weights" else "")
             fail(name, f"{int(bad.sum())} NaN or inf value(s), the first at index "
-                       f"{where[0] if array.ndim == 1 else tuple(where)}")
+                       f"{where[0] if array.ndim == 1 else tuple(where)}{gap}")
     if integer and array.dtype.kind == "f":
         # whole-number floats are fine (e.g. ids that went through a float array); beyond 2**53 they are not exact
         fractional = (array != np.round(array)) | (np.abs(array) > 2.0**53)

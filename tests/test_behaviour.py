@@ -480,3 +480,14 @@ def test_blocks_the_task_model_cannot_run_are_named_with_their_lengths():
     data = behaviour.validate(values)
     with pytest.raises(ValueError, match=r"block: the task model runs equal blocks .* come in runs of \[2, 3, 1\] trials"):
         infer_choices.task_for(data)
+
+
+def test_behaviour_made_in_python_is_checked_as_a_file_is():
+    """Animals with different trial counts gave numpy's "inhomogeneous shape"; description=None was
+    saved as an object array that load() then refused."""
+    from nestplast.behaviour import Behaviour
+
+    with pytest.raises(BehaviourError, match="every animal must have the same number of trials"):
+        Behaviour(choices=[[0, 1, 1, 0], [1, 1, 0]], rewards=[[1, 0, 1, 0], [0, 1, 1]], blocks=[0, 0, 1, 1])
+    with pytest.raises(BehaviourError, match="description: expected a string, got None"):
+        Behaviour(choices=[[0, 1], [1, 1]], rewards=[[1, 0], [0, 1]], blocks=[0, 1], description=None)

@@ -1049,3 +1049,25 @@ def test_numpy_numbers_in_the_settings_reach_fit_json(tmp_path):
     written = json.loads((tmp_path / "fit" / "fit.json").read_text())
     assert written["fixed"]["Wmax"] == OJA_FIXED["Wmax"] and written["delay"] == 1.0
     assert type(fit.fixed["Wmax"]) is float
+
+
+@pytest.mark.nest
+def test_a_closed_loop_background_may_be_a_rate_and_weight_pair(tmp_path):
+    """background=(3000, 52), as the command's --background 3000,52: a bare AttributeError ('tuple' object has
+    no attribute 'rate'); anything else is refused naming Background."""
+    from nestplast import infer
+    from nestplast.synthetic import GROUND_TRUTHS
+
+    truth = GROUND_TRUTHS["additive_stdp"]
+    rec, rate, weight = _closed_loop_data(truth, nest_seed=1, duration=1000.0)
+    fixed = {k: v for k, v in truth.params.items() if k not in truth.rule.names} | {"Wmax": 200.0}
+    choice = infer.RuleChoice("taylor", truth.mask)
+    fit = infer.fit(rec, choice, fixed, mode="closed", background=(rate, weight), max_generations=1,
+                    population_size=4, n_segments=2, hold_out=2, n_bootstrap=0, out=tmp_path / "pair")
+    assert fit is not None and set(fit.coefficients) == set(truth.rule.names)
+    from nestplast.commands.infer import summary_text  # no draws asked for, no warning: none said to say why
+
+    assert not fit.warnings and "intervals: none\n" in summary_text(fit)
+    with pytest.raises(TypeError, match=r"background: expected closed_loop.Background\(rate, weight\) or a \(rate, "
+                                        r"weight\) pair, got 'fast'"):
+        infer.fit(rec, choice, fixed, mode="closed", background="fast", out=tmp_path / "refused")

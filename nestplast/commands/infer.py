@@ -119,7 +119,8 @@ def summary_text(fit: Fit) -> str:
         # where no interval came out, the method said "bootstrap ..." above a warning of no intervals
         some = any(math.isfinite(low) for low, _ in fit.intervals.values())
         lines.append(f"loss {fit.loss:.4g} (counts + weights, each over the all-zero rule's); intervals: "
-                     + (fit.intervals_from if some else "none (the warnings say why)"))
+                     + (fit.intervals_from if some else  # --bootstrap 0 asked for none, and no warning said why
+                        "none" + (" (the warnings say why)" if fit.warnings else "")))
     elif math.isnan(fit.deviance_explained_held_out):
         # NaN on the fitted segments too where the recorded weights never change (a warning says so)
         on_fit = "n/a" if math.isnan(fit.deviance_explained_fit) else f"{fit.deviance_explained_fit:.1f} %"
