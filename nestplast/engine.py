@@ -143,7 +143,9 @@ def _ignore(_evaluation: Evaluation) -> None:
 def _summary(candidates: Sequence[Candidate], losses: Sequence[float], evaluations: Sequence[Evaluation],
              fresh: Sequence[Evaluation]) -> dict:
     losses = np.asarray(losses, dtype=float)
-    return {"best_loss": float(np.min(losses)), "median_loss": float(np.median(losses)),
+    # the median of the sampled candidates, as pycma's log has it: the evaluated mean (index -1) is no sample
+    sampled = [loss for c, loss in zip(candidates, losses) if c.index >= 0] or list(losses)
+    return {"best_loss": float(np.min(losses)), "median_loss": float(np.median(sampled)),
             "best_theta": list(candidates[int(np.argmin(losses))].theta),
             "n_evaluations": len(evaluations), "n_failed": sum(e.failed for e in evaluations),
             "n_blowups": sum(e.status == "blowup" for e in evaluations),

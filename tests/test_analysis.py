@@ -67,7 +67,7 @@ def test_a_trials_weight_drift_runs_from_its_start_weight():
     summary = {"generations": 1, "evaluations": 1, "blowups": 0, "failed": 0, "stop": None, "best_loss": 2.0,
                "best": {"generation": 0, "candidate": 0}, "best_params": {"IE.alpha": 1.0}, "best_trials": [trial],
                "failures": {"blowups": 0, "by_reason": []}, "loss_meaning": "(as summarise says)"}
-    assert "drift IE +400.0%, saturated (w_blow) 1" in text(summary, "run")
+    assert "drift IE +400.0%, at a bound, 0 or w_max (w_blow) 1" in text(summary, "run")
 
 
 def test_the_report_says_what_this_runs_loss_is_made_of(tmp_path):
@@ -194,8 +194,10 @@ def test_the_report_draws_a_window_only_for_rules_a_spike_pair_determines(tmp_pa
                                                metrics={"rate_e": 10.0}, loss=1.0 + k, status="ok"))
     store.record_generation(0, b"state", {"best_loss": 1.0, "median_loss": 1.5})
     store.close()
+    (tmp_path / "run" / "stdp_window.png").write_bytes(b"another run's")  # a reused --plots-to
     written = write_plots(tmp_path / "run", summarise(tmp_path / "run"))
     assert (tmp_path / "run" / "stdp_window.png" in written) == window and all(p.is_file() for p in written)
+    assert (tmp_path / "run" / "stdp_window.png").is_file() == window  # not another run's beside this one's
 
 
 def test_a_flat_generation_of_one_and_the_same_rule_is_not_blamed_on_the_rule():
@@ -206,3 +208,25 @@ def test_a_flat_generation_of_one_and_the_same_rule_is_not_blamed_on_the_rule():
     assert "almost one and the same rule" in collapsed and "search.sigma0" in collapsed
     assert "learning rate" not in collapsed
     assert "learning rate of 0" in describe_stop({"tolflatfitness": 0})
+
+
+def test_the_stdp_window_of_a_rule_that_scales_with_the_weight_is_drawn_from_the_start_weight():
+    """A Taylor rule of |w| terms was drawn from |w| = 0: flat at 0 while every weight ran to Wmax."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from nestplast import experiment
+    from nestplast.analysis.search import stdp_window
+
+    exp = experiment.parse({"rule": {"name": "taylor", "mask": "pre:001,post:101"}}, "<test>")
+    fig, ax = plt.subplots()
+    stdp_window(ax, exp, [0.5, 0.5])
+    (line,) = ax.get_lines()[:1]
+    rule = exp.layout().rule_of("IE")
+    expected = rule.stdp_window(rule.synapse_params([0.5, 0.5], **exp.fixed("IE")), line.get_xdata(), w=60.0)
+    np.testing.assert_allclose(line.get_ydata(), expected)
+    assert np.abs(expected).max() > 0 and "from |w| = 60 pA" in line.get_label()
+    plt.close(fig)

@@ -331,3 +331,14 @@ def test_the_progress_line_shows_the_step_as_sigma0_means_it(sigma0):
     generation for sigma0 = 0.01 and 1.0 alike): as if the option did nothing."""
     strategy = make_strategy("cmaes", SPACE, Budget(max_generations=10), population_size=6, seed=1, sigma0=sigma0)
     assert strategy.describe() == f"step {sigma0:8.3g}"
+
+
+def test_the_median_of_a_generation_is_of_its_sampled_candidates():
+    """The evaluated mean (candidate -1) was counted in the median: 9.78 where the four sampled
+    candidates' median was 37.67 (and pycma's own log said 65.58, its upper median)."""
+    from nestplast.engine import _summary
+    from nestplast.tasks import Candidate
+
+    candidates = [Candidate(k, (0.0,)) for k in range(4)] + [Candidate(-1, (0.0,))]
+    summary = _summary(candidates, [9.77, 65.58, 3.33, 218.86, 9.78], [], [])
+    assert summary["median_loss"] == pytest.approx((9.77 + 65.58) / 2) and summary["best_loss"] == 3.33

@@ -16,6 +16,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import UserError
 
 
@@ -51,6 +53,18 @@ def write_csv(rows: list[dict], path: str | Path, columns: list[str] | None = No
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
+
+
+STDP_DT_MS = np.linspace(-100.0, 100.0, 401)  # t_post - t_pre (ms) of the STDP window plots
+
+
+def draw_stdp_window(ax, rule, params, w: float, **plot) -> None:
+    """``rule``'s change of |w| per spike pair at ``params`` against t_post - t_pre, from |w| = ``w``
+    (at 0 a rule whose update scales with |w| was drawn flat), with the axes' zero lines."""
+    ax.plot(STDP_DT_MS, rule.stdp_window(params, STDP_DT_MS, w=w), **plot)
+    ax.axhline(0.0, color="grey", lw=0.5)
+    ax.axvline(0.0, color="grey", lw=0.5)
+    ax.set_xlabel("t_post - t_pre (ms)")
 
 
 class PlotsUnavailableError(UserError):

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..experiment import Experiment
 from ..wording import counted
-from . import saved_figure, weight_unit, write_csv
+from . import draw_stdp_window, saved_figure, weight_unit, write_csv
 
 MAX_MARGINALS = 6  # parameters in the pairwise plot: the ones the family pins down most
 MEMBERS_SHOWN = 5  # members drawn as STDP windows and traces
@@ -115,6 +115,8 @@ def _metrics(fam, path: Path, simulated: list[dict]) -> Path:
                 a.axvline(hi, color="k", ls="--")
             a.set_title(name, fontsize=9)
             a.tick_params(labelsize=7)
+            if k == 0 and (finite.size or accepted.size):  # which bars are the family (they had no legend)
+                a.legend(fontsize=6)
         fig.suptitle(f"metrics (mean over trials) against their bounds (dashed)\n{len(simulated)} of {fam.simulated} "
                      "simulated rules ran to their end (blow-ups, failures: no metrics)", fontsize=9)
     return path
@@ -159,20 +161,17 @@ def _label(space, k: int) -> str:
 
 def _stdp_windows(fam, exp: Experiment, path: Path) -> Path:
     layout = exp.layout()
-    dt = np.linspace(-100.0, 100.0, 401)
     types = list(exp.rule.plastic)
     with saved_figure(path, ncols=len(types), figsize=(3.5 * len(types), 3.2)) as (fig, axes):
         axes = np.atleast_1d(axes)
         for k in _shown(fam):
             for ax, (ct, block) in zip(axes, layout.split(fam.rows[k]["theta"]).items()):
-                rule = layout.rule_of(ct)
-                ax.plot(dt, rule.stdp_window(rule.synapse_params(block, **exp.fixed(ct)), dt),
-                        label=f"round {fam.rows[k]['round']}, #{fam.rows[k]['candidate']}")
+                rule = layout.rule_of(ct)  # from the start weight: |w| terms count
+                draw_stdp_window(ax, rule, rule.synapse_params(block, **exp.fixed(ct)), exp.network.weights[ct],
+                                 label=f"round {fam.rows[k]['round']}, #{fam.rows[k]['candidate']}")
         for ax, ct in zip(axes, types):
-            ax.axhline(0.0, color="grey", lw=0.5)
-            ax.axvline(0.0, color="grey", lw=0.5)
-            ax.set_title(f"{ct}: change of |w| per pair")
-            ax.set_xlabel("t_post - t_pre (ms)")
+            ax.set_title(f"{ct}: change of |w| per pair\nfrom |w| = {exp.network.weights[ct]:g} {weight_unit(exp)}",
+                         fontsize=9)
         axes[0].legend(fontsize=7)
     return path
 

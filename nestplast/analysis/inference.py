@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import saved_figure
+from . import draw_stdp_window, saved_figure
 
 
 def write_plots(out: str | Path, fit, problem, segments_, true: dict[str, float] | None = None,
@@ -82,8 +82,12 @@ def plot_coefficients(path: Path, fit, true: dict[str, float] | None = None) -> 
         # a percentile interval need not contain the estimate: draw the part on each side that exists
         low = [max(0.0, fit.coefficients[n] - fit.intervals[n][0]) for n in fit.names]
         high = [max(0.0, fit.intervals[n][1] - fit.coefficients[n]) for n in fit.names]
+        some = not np.all(np.isnan(low))  # none (no bootstrap draws): zero-width bars looked like tight intervals
         low, high = np.nan_to_num(low), np.nan_to_num(high)
-        ax.errorbar(x, theta, yerr=[low, high], fmt="o", capsize=4, label="fitted, 95 % interval")
+        if some:
+            ax.errorbar(x, theta, yerr=[low, high], fmt="o", capsize=4, label="fitted, 95 % interval")
+        else:
+            ax.plot(x, theta, "o", label="fitted (no interval)")
         if true:
             ax.plot(x, [true.get(n, 0.0) for n in fit.names], "rx", ms=9, label="true")
         ax.axhline(0.0, color="grey", lw=0.5)
@@ -96,13 +100,9 @@ def plot_coefficients(path: Path, fit, true: dict[str, float] | None = None) -> 
 def plot_stdp_window(path: Path, fit, rule, w: float, true: dict[str, float] | None = None) -> Path:
     """The fitted rule's change of |w| per spike pair against their time difference, at |w| = ``w``."""
     with saved_figure(path) as (fig, ax):
-        dt = np.linspace(-100.0, 100.0, 401)
-        ax.plot(dt, rule.stdp_window(fit.nest_params, dt, w=w), label=f"fitted, |w| = {w:.3g}")
+        draw_stdp_window(ax, rule, fit.nest_params, w, label=f"fitted, |w| = {w:.3g}")
         if true:
-            ax.plot(dt, rule.stdp_window(rule.synapse_params(true, **fit.fixed), dt, w=w), "--", label="true")
-        ax.axhline(0.0, color="grey", lw=0.5)
-        ax.axvline(0.0, color="grey", lw=0.5)
-        ax.set_xlabel("t_post - t_pre (ms)")
+            draw_stdp_window(ax, rule, rule.synapse_params(true, **fit.fixed), w, linestyle="--", label="true")
         ax.set_ylabel("change of |w| per pair")
         ax.legend()
     return path

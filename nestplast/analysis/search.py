@@ -17,7 +17,7 @@ from ..networks import nest_settings, neuron_params
 from ..objectives import BLOWUP_SCALE, FAILURE_LOSS
 from ..store import RunStore
 from ..tasks import Evaluation
-from . import saved_figure, weight_unit
+from . import draw_stdp_window, saved_figure, weight_unit
 
 
 def loss_meaning(exp: Experiment) -> str:
@@ -94,7 +94,7 @@ def summarise(run_dir: str | Path) -> dict:
 
 def trial_summary(e: Evaluation) -> dict:
     """How one evaluation went: rates, CV, the drift of every plastic type's mean |w| from its
-    start, the fraction of saturated weights (w_blow), loss."""
+    start, the fraction of weights at a bound, 0 or |w_max| (w_blow), loss."""
     m = e.metrics or {}
     trace = m.get("trace") or {}
     drift = {}
@@ -159,7 +159,7 @@ def text(summary: dict, run_dir: str | Path) -> str:
             drift = ", ".join(f"{ct} {d:+.1%}" for ct, d in t["weight_drift"].items())
             lines.append(f"  trial {t['trial']}: loss {t['loss']:.4g}, rate E {_num(t['rate_e'])} Hz, "
                          f"rate I {_num(t['rate_i'])} Hz, CV ISI {_num(t['cv_isi'])}, mean |w| drift {drift or '-'}, "
-                         f"saturated (w_blow) {_num(t['w_blow'])}")
+                         f"at a bound, 0 or w_max (w_blow) {_num(t['w_blow'])}")
     f = summary["failures"]
     if f["blowups"]:
         b = f["blowup_time_s"]
@@ -176,8 +176,22 @@ def _num(value) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3g}"
 
 
+PLOTS = ("loss.png", "stdp_window.png", "rates_weights.png")
+
+
 def write_plots(run_dir: str | Path, summary: dict, out: str | Path | None = None) -> list[Path]:
-    """loss.png, stdp_window.png and rates_weights.png into ``out`` (default: the run directory)."""
+    """loss.png, stdp_window.png and rates_weights.png into ``out`` (default: the run directory);
+    one of them not drawn for this run is removed there (another run's, in a reused ``--plots-to``,
+    stood beside this one's)."""
+    written = _draw(run_dir, summary, out)
+    folder = written[0].parent
+    for name in PLOTS:
+        if folder / name not in written:
+            (folder / name).unlink(missing_ok=True)
+    return written
+
+
+def _draw(run_dir: str | Path, summary: dict, out: str | Path | None) -> list[Path]:
     from matplotlib.ticker import MaxNLocator
 
     run_dir = Path(run_dir)
@@ -190,7 +204,7 @@ def write_plots(run_dir: str | Path, summary: dict, out: str | Path | None = Non
             best = np.array([r["best"] for r in rows])
             ax.semilogy(g, np.maximum(best, 1e-6), "o", label="best of generation")
             ax.semilogy(g, np.maximum(np.minimum.accumulate(best), 1e-6), "-", label="best so far")
-            ax.semilogy(g, np.maximum([r["median"] for r in rows], 1e-6), "s--", alpha=0.6, label="median")
+            ax.semilogy(g, np.maximum([r["median"] for r in rows], 1e-6), "s--", alpha=0.6, label="median of the sampled candidates")
             ax.legend()
         else:
             ax.text(0.5, 0.5, "no generation completed yet", ha="center", va="center", transform=ax.transAxes)
@@ -220,8 +234,18 @@ def write_plots(run_dir: str | Path, summary: dict, out: str | Path | None = Non
             left.set_xlabel("time (s)")
             left.set_ylabel(f"{exp.objective.population} rate (Hz)")
             left.set_title("best rule, trial 0: activity")
+            metrics = evaluations[0].metrics
             for key in (k for k in trace if k.startswith("w_mean_")):
-                right.plot(trace["t_s"], trace[key], "o-", label=f"mean |w| {key.removeprefix('w_mean_')}")
+                # the trace follows a sample (every k-th synapse, about 64) from the first check on;
+                # the start and the end are of every synapse (the run's w_start_, w_mean_ metrics):
+                # without them a jump in the first chunk did not show
+                ct = key.removeprefix("w_mean_")
+                (line,) = right.plot(trace["t_s"], trace[key], "o-", label=f"{ct}: mean |w| of sampled synapses")
+                ends = [(t, metrics.get(name)) for t, name in ((0.0, f"w_start_{ct}"), (trace["t_s"][-1], key))]
+                ends = [(t, v) for t, v in ends if v is not None]
+                if ends:
+                    right.plot(*zip(*ends), "s", ms=8, mfc="none", color=line.get_color(),
+                               label=f"{ct}: mean |w| of all, at the start and the end")
             right.set_xlabel("time (s)")
             right.set_ylabel(f"mean |weight| ({weight_unit(exp)})")
             right.set_title("weights")
@@ -231,14 +255,11 @@ def write_plots(run_dir: str | Path, summary: dict, out: str | Path | None = Non
 
 def stdp_window(ax, exp: Experiment, theta) -> None:
     """The rule at ``theta`` as weight change per spike pair against t_post - t_pre, per plastic type."""
-    layout = exp.layout()
-    dt = np.linspace(-100.0, 100.0, 401)
+    layout, unit = exp.layout(), weight_unit(exp)
     for ct, block in layout.split(theta).items():
-        rule = layout.rule_of(ct)
-        ax.plot(dt, rule.stdp_window(rule.synapse_params(block, **exp.fixed(ct)), dt), label=f"{ct} ({rule.name})")
-    ax.axhline(0.0, color="grey", lw=0.5)
-    ax.axvline(0.0, color="grey", lw=0.5)
-    ax.set_xlabel("t_post - t_pre (ms)")
-    ax.set_ylabel(f"change of |w| per pair ({weight_unit(exp)})")
+        rule, w = layout.rule_of(ct), exp.network.weights[ct]  # from the start weight: |w| terms count
+        draw_stdp_window(ax, rule, rule.synapse_params(block, **exp.fixed(ct)), w,
+                         label=f"{ct} ({rule.name}), from |w| = {w:g} {unit}")
+    ax.set_ylabel(f"change of |w| per pair ({unit})")
     ax.set_title("best rule as an STDP window")
     ax.legend()
