@@ -147,7 +147,7 @@ class ClosedLoopFit:
         r = self.recording
         # the weights at the recorded times themselves (the spacing of the first two, taken for all,
         # paired other samples and ran past the last one)
-        samples = r.weight_times if r.has_weights else [0.0]
+        samples = np.round(r.weight_times / self.delay) * self.delay if r.has_weights else [0.0]  # float32 data: on it
         return simulate(self.rule, params, trains=self.trains, syn_pre=r.syn_pre, syn_post=r.syn_post,
                         syn_sign=r.syn_sign, w_start=self.w_start, n_post=r.n_post, w_max=self.fixed["Wmax"],
                         drive_rate=self.background.rate, drive_weight=self.background.weight,
