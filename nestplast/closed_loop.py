@@ -26,7 +26,7 @@ from .objectives import l1_penalty
 from .recording import Recording, RecordingError, off_grid
 from .rules import Rule
 from .synthetic import simulate
-from .tasks import Candidate, Evaluation, Task
+from .tasks import FIT_FAILURE_LOSS, Candidate, Evaluation, Task
 
 
 @dataclass(frozen=True)
@@ -238,7 +238,7 @@ class ClosedLoopFit:
                           params=dict(zip(self.rule.names, task.theta)), rank=self.rank,
                           metrics={"deviance": deviance, "sse": sse, "counts": counts.tolist(),
                                    "weights": weights.tolist()},
-                          loss=loss if math.isfinite(loss) else 1e6, status="ok" if math.isfinite(loss) else "nan")
+                          loss=loss if math.isfinite(loss) else FIT_FAILURE_LOSS, status="ok" if math.isfinite(loss) else "nan")
 
     def loss(self, candidate: Candidate, evaluations: Sequence[Evaluation]) -> float:
         """The candidate's expected counts and weights (mean over its trials) against the recording."""

@@ -41,7 +41,7 @@ from .recording import Recording, RecordingError, check_time_unit, id_numbering_
 from .rules import Rule, get_rule, is_time_constant
 from .store import DB_NAME, RunStore, StoreError, as_stored, check_same_kind
 from .strategies import Budget, SearchSpace, make_strategy
-from .tasks import Candidate, Evaluation, Task, by_candidate
+from .tasks import FIT_FAILURE_LOSS, Candidate, Evaluation, Task, by_candidate
 from .trajectories import ClampedTrajectories
 from .values import is_number, is_whole, plain
 
@@ -243,7 +243,7 @@ class ClampedFit:
         return Evaluation(task.generation, task.candidate, task.trial.index, list(task.theta), task.trial.seed,
                           params=dict(zip(self.rule.names, task.theta)),
                           metrics={"sse": sse, "sse_zero": sse_zero, "sst": sst},
-                          loss=loss if status == "ok" else 1e6, status=status, rank=self.rank)
+                          loss=loss if status == "ok" else FIT_FAILURE_LOSS, status=status, rank=self.rank)
 
     def loss(self, candidate: Candidate, evaluations: Sequence[Evaluation]) -> float:
         return self.combined([e.metrics["sse"] for e in evaluations], [e.metrics["sse_zero"] for e in evaluations],

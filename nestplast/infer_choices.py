@@ -44,7 +44,7 @@ from .infer import (
 from .kernel import lent_kernel
 from .objectives import l1_penalty
 from .rules import Rule
-from .tasks import Candidate, Evaluation, Task
+from .tasks import FIT_FAILURE_LOSS, Candidate, Evaluation, Task
 from .values import is_number, is_whole, plain
 
 if TYPE_CHECKING:
@@ -106,7 +106,7 @@ class ChoiceFit:
         ok = math.isfinite(loss)
         return Evaluation(task.generation, task.candidate, task.trial.index, list(task.theta), task.trial.seed,
                           params=dict(zip(self.rule.names, task.theta)), rank=self.rank,
-                          metrics={"ll": ll.tolist()}, loss=loss if ok else 1e6, status="ok" if ok else "nan")
+                          metrics={"ll": ll.tolist()}, loss=loss if ok else FIT_FAILURE_LOSS, status="ok" if ok else "nan")
 
     def loss(self, candidate: Candidate, evaluations: Sequence[Evaluation]) -> float:
         return evaluations[0].loss

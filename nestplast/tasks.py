@@ -16,6 +16,9 @@ from typing import Any
 # the failure penalty.
 STATUSES = ("ok", "blowup", "failed", "timeout", "nan")
 FAILURES = ("failed", "timeout", "nan")
+# a fit's candidate whose loss is no number: worse than any rule (fits' losses are ratios to the
+# all-zero rule's, about 1), so CMA-ES moves away from it
+FIT_FAILURE_LOSS = 1e6
 
 
 @dataclass(frozen=True)
