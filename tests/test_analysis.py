@@ -230,3 +230,17 @@ def test_the_stdp_window_of_a_rule_that_scales_with_the_weight_is_drawn_from_the
     np.testing.assert_allclose(line.get_ydata(), expected)
     assert np.abs(expected).max() > 0 and "from |w| = 60 pA" in line.get_label()
     plt.close(fig)
+
+
+def test_the_sweep_plot_takes_its_degradations_from_the_sweep(tmp_path):
+    """plot_sweep re-declared the sweep's degradations, undegraded values and tolerance: one panel per
+    degradation of recovery.SWEEP, drawn from rows as the sweep writes them."""
+    import dataclasses
+
+    from nestplast.analysis.inference import plot_sweep
+    from nestplast.recovery import SWEEP, Degradation
+
+    rows = [{**dataclasses.asdict(Degradation()), key: value, "coefficient": "a", "true": 1.0, "fitted": 1.0 + 0.01 * k}
+            for key, values in SWEEP.items() for k, value in enumerate(values)]
+    plot_sweep(rows, tmp_path / "sweep.png")
+    assert (tmp_path / "sweep.png").stat().st_size > 0

@@ -4,6 +4,7 @@ window."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -110,17 +111,18 @@ def plot_stdp_window(path: Path, fit, rule, w: float, true: dict[str, float] | N
 
 def plot_sweep(rows: list[dict], path: str | Path) -> None:
     """Per degradation: the relative error of every coefficient (|fitted - true| / largest |true|)."""
-    keys = ("weight_noise", "jitter_ms", "recorded_fraction", "length")
+    from ..recovery import SWEEP, TOLERANCE, Degradation  # the sweep's own degradations, undegraded values, tolerance
+
+    keys, base = tuple(SWEEP), dataclasses.asdict(Degradation())
     with saved_figure(path, ncols=len(keys), figsize=(14, 3.5)) as (fig, axes):
         scale = max(abs(r["true"]) for r in rows)
         for ax, key in zip(axes, keys):
             others = [k for k in keys if k != key]
-            base = {"weight_noise": 0.0, "jitter_ms": 0.0, "recorded_fraction": 1.0, "length": 1.0}
             chosen = [r for r in rows if all(r[k] == base[k] for k in others)]
             for name in sorted({r["coefficient"] for r in chosen}):
                 points = sorted((r[key], abs(r["fitted"] - r["true"]) / scale) for r in chosen if r["coefficient"] == name)
                 ax.semilogy([p[0] for p in points], [max(p[1], 1e-12) for p in points], "o-", label=name)
-            ax.axhline(0.05, color="k", ls=":", lw=0.8)
+            ax.axhline(TOLERANCE, color="k", ls=":", lw=0.8)
             ax.set_xlabel(key)
         axes[0].set_ylabel("error / largest true coefficient")
         axes[0].legend(fontsize=7)
