@@ -64,7 +64,7 @@ def spectrum(W: ArrayLike, leak: float = 1.0) -> Spectrum:
     return Spectrum(values, vectors, False)
 
 
-def _eigenvalues(W, leak: float) -> tuple[np.ndarray, bool]:
+def eigenvalues(W: ArrayLike, leak: float = 1.0) -> tuple[np.ndarray, bool]:
     """Eigenvalues of W - leak I (sorted if symmetric) without the eigenvectors, and whether symmetric."""
     M = np.asarray(W, dtype=float) - leak * np.eye(len(W))
     if np.array_equal(M, M.T):
@@ -104,7 +104,7 @@ def eigenvalue_errors(W: ArrayLike, W_pruned: ArrayLike, leak: float = 1.0, *, r
     assignment otherwise."""
     reference = reference or spectrum(W, leak)
     _check_same_size(reference.vectors.shape, W_pruned)
-    return _relative_errors(reference, *_eigenvalues(W_pruned, leak))
+    return _relative_errors(reference, *eigenvalues(W_pruned, leak))
 
 
 def eigenvalue_error(W: ArrayLike, W_pruned: ArrayLike, leak: float = 1.0, *, reference: Spectrum | None = None) -> Error:
@@ -243,7 +243,7 @@ def measure(W: ArrayLike, pruned: Pruned, *, leak: float = 1.0, slowest: int = S
     mean over the ``slowest``), Rayleigh error (mean, max), synapses kept, and the largest real
     eigenvalue of the pruned dynamics matrix (unstable unless below :data:`STABLE_BELOW`)."""
     reference = reference or spectrum(W, leak)
-    values, symmetric = _eigenvalues(pruned.weights, leak)
+    values, symmetric = eigenvalues(pruned.weights, leak)
     errors = _relative_errors(reference, values, symmetric)
     ray = rayleigh_error(W, pruned.weights, leak, reference=reference)
     return {"eigenvalue_error": float(errors.mean()), "eigenvalue_error_max": float(errors.max()),
@@ -291,7 +291,7 @@ def stable_diagonals(W: ArrayLike, keep: float, rule: str, *, covariance: ArrayL
     stable = []
     for diagonal in DIAGONALS:
         pruned = prune(W, keep, rule, covariance=covariance, diagonal=diagonal, seed=seed, model=model)
-        if _eigenvalues(pruned.weights, model.leak)[0].real.max() < STABLE_BELOW:
+        if eigenvalues(pruned.weights, model.leak)[0].real.max() < STABLE_BELOW:
             stable.append(diagonal)
     return stable
 
