@@ -651,3 +651,33 @@ def test_cli_example_of_a_rule_that_searches_eta_works(nest):
     nest.Connect(nest.Create("poisson_generator", params={"rate": 8000.0}), scope["post"], syn_spec={"weight": 30.0})
     nest.Simulate(1000.0)
     assert all(w < -10.0 for w in nest.GetConnections(synapse_model="my_rule").weight)
+
+
+def test_a_runs_own_module_is_built_from_its_folder(tmp_path, doublet_module):
+    """`build mlp` made the default MLP, whose parameter names a shaped MLP run's settings share:
+    NEST took them on another rule without a word. `build RUN_DIR` gives the run's own module (the
+    report's) and its best rule's settings, and the example it prints runs."""
+    exp = nestplast.default_experiment()
+    exp.network.n_e, exp.network.n_i = 20, 5
+    exp.objective.t_train, exp.objective.t_score = 0.3, 0.3
+    exp.search.max_generations, exp.search.population_size, exp.trials.n = 1, 2, 1
+    run = tmp_path / "run"
+    nestplast.run_search(exp, run)
+    built = subprocess.run([sys.executable, "-m", "nestplast", "build", str(run), "--json"], capture_output=True,
+                           text=True, cwd=ROOT)
+    assert built.returncode == 0, built.stderr
+    report = subprocess.run([sys.executable, "-m", "nestplast.report", str(run), "--json"], capture_output=True,
+                            text=True, cwd=ROOT)
+    got, reported = json.loads(built.stdout), json.loads(report.stdout)
+    assert got["module"] == reported["nest_models"]["path"]
+    assert got["synapse_models"] == reported["nest_models"]["synapse_models"]
+    assert got["best_nest_params"] == reported["best_nest_params"]
+    text = subprocess.run([sys.executable, "-m", "nestplast", "build", str(run)], capture_output=True, text=True,
+                          cwd=ROOT)
+    example = textwrap.dedent(text.stdout.split("weights of its Wmax's sign):\n", 1)[1])
+    ran = subprocess.run([sys.executable, "-c", example + "\nprint(nest.GetDefaults('my_IE')['Wmax'])"],
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert ran.returncode == 0 and float(ran.stdout.split()[-1]) == reported["best_nest_params"]["IE"]["Wmax"], ran.stderr
+    refused = subprocess.run([sys.executable, "-m", "nestplast", "build", str(run), "--mask", "pre:000"],
+                             capture_output=True, text=True, cwd=ROOT)
+    assert refused.returncode == 2 and "--mask: a run's module is the one it ran with" in refused.stderr

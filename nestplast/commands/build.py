@@ -3,6 +3,7 @@ with its neuron into a NEST module, or find it in the cache, and print how to us
 
     python -m nestplast build doublet --neuron iaf_psc_exp [--json]
     python -m nestplast build my_rule.nestml          # your own NESTML synapse
+    python -m nestplast build runs/my                 # the module a search or filter run used, its best rule's settings
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from ..cli import ArgumentParser, run_command
 from ..errors import UsageError
 from ..neurons import NEURONS, get_neuron
 from ..rules import RULES, Rule
+from ..store import DB_NAME
 from ..user_rules import declared_number
 
 # A working start for the printed example: Vogels-Sprekeler iSTDP (target 10 Hz) where the rule
@@ -92,8 +94,10 @@ def _parser() -> ArgumentParser:
     parser = ArgumentParser(prog="python -m nestplast build",
                             description="Build (or find in the cache) a NESTML plasticity rule as a NEST module.")
     parser.add_argument("rule", help=f"rule name: {', '.join(sorted(RULES))}; or your own NESTML synapse file "
-                                     "(a path ending in .nestml; --weight names its weight variable)")
-    parser.add_argument("--neuron", default="iaf_psc_exp", help=f"postsynaptic neuron: {', '.join(sorted(NEURONS))}")
+                                     "(a path ending in .nestml; --weight names its weight variable); or a search or "
+                                     "filter run's folder (its own module: an MLP's shape, co-active rules)")
+    parser.add_argument("--neuron", default=None,
+                        help=f"postsynaptic neuron: {', '.join(sorted(NEURONS))} (default: iaf_psc_exp)")
     parser.add_argument("--mask", default=None,
                         help="taylor and reward only: free terms, e.g. 'pre:000,pre:010,post:100' (taylor's default: all 54)")
     parser.add_argument("--weight", default=None, metavar="NAME",
@@ -104,8 +108,47 @@ def _parser() -> ArgumentParser:
     return parser
 
 
+def _build_run(run: Path, args) -> int:
+    """The module a search or filter run used (``build mlp`` made the default MLP, another rule whose
+    parameter names the run's settings share, so NEST took them without a word), with the best
+    rule's settings per plastic type."""
+    from ..networks import nest_settings, neuron_params
+    from ..runs import as_experiment
+    from ..store import RunStore
+
+    given = [flag for flag, value in (("--neuron", args.neuron), ("--mask", args.mask), ("--weight", args.weight)) if value]
+    if given:
+        raise UsageError(f"{', '.join(given)}: a run's module is the one it ran with ({run}); give the run alone")
+    exp = as_experiment(run)  # a fit's folder: refused, naming its fit.json
+    module = build(exp.module_rules(), exp.rule.neuron, force=args.force, quiet=args.json)
+    models = {ct: module.synapse_models[exp.base_rule(ct).name] for ct in exp.rule.plastic}
+    with RunStore.open(run, read_only=True) as store:
+        best = store.best_candidates(1) if store.meta().get("kind", "search") == "search" else []
+    settings = nest_settings(exp, best[0]["theta"]) if best else None
+    neuron = neuron_params(exp.network, module)
+    if args.json:
+        print(json.dumps({"module": module.path, "neuron_model": module.neuron_model, "synapse_models": models,
+                          "neuron_params": neuron, "best_nest_params": settings}))
+        return 0
+    values = ("the run's best rule: python -m nestplast.report gives it too" if settings else
+              "a rule of the run: nestplast.nest_settings(RUN, theta) gives any candidate's or family member's")
+    lines = ["import nest", "from nestplast.kernel import install",
+             f"install({module.path!r})  # before nest.Create, and again after every nest.ResetKernel()",
+             f"post = nest.Create({module.neuron_model!r}, params={neuron!r})  # the only neuron the rules connect to"]
+    for ct, model in models.items():
+        lines.append(f"nest.CopyModel({model!r}, 'my_{ct}', {settings[ct] if settings else {}!r})  # {ct}: {values}")
+    print(f"module:         {module.path}\nneuron model:   {module.neuron_model}\n"
+          + "".join(f"synapse model:  {model} ({ct})\n" for ct, model in models.items())
+          + "\nin Python (connect each type's neurons with its model, weights of its Wmax's sign):\n\n"
+          + "".join(f"    {line}\n" for line in lines))
+    return 0
+
+
 def _build_command(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
+    if (Path(args.rule) / DB_NAME).is_file():
+        return _build_run(Path(args.rule), args)
+    args.neuron = args.neuron or "iaf_psc_exp"
     try:
         rule = named_rule(args.rule, mask=args.mask, weight=args.weight)
     except ValueError as err:  # a bad mask, or a mask for a rule that takes none
