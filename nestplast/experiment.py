@@ -753,6 +753,14 @@ def _check_runnable(exp: Experiment) -> None:
                          "a positive time constant (its name starts with tau)", value)
         except UserError as err:
             raise ExperimentError(str(err)) from None
+    for ct in exp.rule.plastic:  # a search with nothing to find: it ran on, every candidate the same rule
+        if exp.searched_rule(ct).changes_nothing(exp.fixed(ct)):
+            own = "search" in exp.rule.by_type.get(ct, {})
+            _require(False, f"rule.{f'by_type.{ct}.' if own else ''}search (on {ct})",
+                     "parameters that change the rule's update somewhere in their bounds: with the others where "
+                     "they are held (their start, e.g. an MLP's hidden layer at 0, which leaves its output weights "
+                     "nothing to weigh), these change nothing; search those too, or give them a rule.start",
+                     exp.searched_rule(ct).names)
     # CMA-ES's step: the prior strategy draws from the whole box, and took sigma0 = 0.05 without a word
     _require(exp.search.strategy == "cmaes" or exp.search.sigma0 == SearchSpec().sigma0, "search.sigma0",
              "no step unless search.strategy = 'cmaes' (prior draws from the whole box)", exp.search.sigma0)

@@ -238,6 +238,42 @@ class Rule:
             raise ValueError(f"rule {self.name!r}: params has no {err.args[0]!r}; give every parameter by name, "
                              "e.g. rule.synapse_params(theta, eta=..., ...)") from None
 
+    def changes_nothing(self, fixed: Mapping[str, float] | None = None, *, draws: int = 8, seed: int = 0) -> bool:
+        """Whether no searched parameter changes any update anywhere in the box: moved alone, at
+        ``draws`` random points of it (``fixed`` as given), each leaves every update the same, so
+        a search has nothing to find (e.g. an MLP's output weights searched over a hidden layer
+        held at 0). Time constants and the bounds of |w| act on the traces and the clipping, not
+        the update, and a rule compiled from NESTML only is not described here: neither is judged."""
+        judged = [i for i, name in enumerate(self.names) if not is_time_constant(name) and name not in ("Wmin", "Wmax")]
+        if not self.describes_update or not judged:
+            return False
+        rng = np.random.default_rng(seed)
+        n = 64  # traces, weights and the neuron's inputs over their usual ranges
+        x_pre, x_post, w = rng.uniform(0.0, 2.0, n), rng.uniform(0.0, 2.0, n), rng.uniform(0.0, 200.0, n)
+        inputs = {name: rng.uniform(0.0, 2.0, n) if name in SLOW_TRACES else rng.uniform(-70.0, -50.0, n)
+                  if name == "V_bar" else rng.uniform(0.0, 100.0, n) for name in self.extra_inputs}
+        low, high = (np.array([getattr(q, end) for q in self.parameters]) for end in ("low", "high"))
+        log = np.array([q.log for q in self.parameters])
+
+        def draw() -> np.ndarray:
+            u = rng.random(len(low))
+            return np.where(log, np.exp(np.log(np.where(log, low, 1.0)) + u * np.log(np.where(log, high / low, 1.0))),
+                            low + u * (high - low))
+
+        def updates(theta: np.ndarray) -> np.ndarray:
+            params = self.synapse_params(theta, **(fixed or {}))
+            return np.concatenate([self.weight_change(params, event, x_pre, x_post, w, **inputs) for event in ("pre", "post")])
+
+        for _ in range(draws):
+            theta, other = draw(), draw()
+            base = updates(theta)
+            for i in judged:
+                moved = theta.copy()
+                moved[i] = other[i]
+                if not np.allclose(updates(moved), base, rtol=1e-9, atol=1e-12):
+                    return False
+        return True
+
     def stdp_window(self, params: Mapping[str, float], dt_ms: np.ndarray, w: float = 0.0,
                     **post: float) -> np.ndarray:
         """Weight change for one pre/post spike pair against ``dt = t_post - t_pre`` (ms), starting

@@ -681,3 +681,8 @@ def test_a_runs_own_module_is_built_from_its_folder(tmp_path, doublet_module):
     refused = subprocess.run([sys.executable, "-m", "nestplast", "build", str(run), "--mask", "pre:000"],
                              capture_output=True, text=True, cwd=ROOT)
     assert refused.returncode == 2 and "--mask: a run's module is the one it ran with" in refused.stderr
+    # the experiment file itself: named as such (the hint was to read it as a NESTML file)
+    (tmp_path / "exp.toml").write_text("")
+    refused = subprocess.run([sys.executable, "-m", "nestplast", "build", "exp.toml"], capture_output=True, text=True,
+                             cwd=tmp_path)
+    assert refused.returncode == 2 and "exp.toml is an experiment file, not a rule" in refused.stderr, refused.stderr

@@ -111,6 +111,11 @@ def test_default_layout_is_the_doublet_rule_on_ie():
     ("[network]\nn_e = 1\n", ["network.n_e: expected at least 2 in a recurrent network"]),
     # no loss is negative: the run went on to max_generations
     ("[search]\ntarget_loss = -1.0\n", ["search.target_loss", "a loss >= 0"]),
+    # an MLP's output weights over a hidden layer held at 0: every candidate the same rule, the run went on
+    ("[rule]\nname = 'mlp'\nmlp = { hidden = 3 }\nsearch = ['pre_W2_0', 'post_W2_0']\n",
+     ["rule.search (on IE): expected parameters that change the rule's update", "an MLP's hidden layer at 0"]),
+    ("[rule]\nplastic = ['EE', 'IE']\nfixed = { eta = 1.0 }\n[rule.by_type.IE]\nname = 'mlp'\n"
+     "mlp = { hidden = 3 }\nsearch = ['pre_W2_0', 'post_W2_0']\n", ["rule.by_type.IE.search (on IE)"]),
     ("[objective]\nt_score = 1.00005\n", ["objective.t_score", "whole steps of network.resolution = 0.1 ms"]),
     # infinities and NaN pass a plain `> 0`: every evaluation would fail, or the run never stop
     ("[objective]\nt_train = inf\n", ["objective.t_train", "positive number of seconds", "inf"]),

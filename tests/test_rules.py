@@ -152,3 +152,16 @@ def test_the_python_update_refuses_what_it_cannot_compute():
                     lambda: own.stdp_window({"tau_pre": 20.0, "tau_post": 20.0}, [1.0, -1.0])):
         with pytest.raises(ValueError, match="is compiled only: Python does not know its update"):
             compute()
+
+
+def test_a_rule_whose_searched_parameters_change_nothing_is_told_apart():
+    """Moved alone anywhere in their bounds, an MLP's output weights over a hidden layer held at 0
+    change no update; the whole MLP, a doublet or a Taylor rule of |w| terms do."""
+    from nestplast import experiment
+
+    exp = experiment.parse({"rule": {"name": "mlp", "mlp": {"hidden": 3}}}, "<test>", to_run=False)
+    assert not exp.searched_rule("IE").changes_nothing(exp.fixed("IE"))
+    exp.rule.search = ["pre_W2_0", "post_W2_0"]
+    assert exp.searched_rule("IE").changes_nothing(exp.fixed("IE"))
+    for name, mask in (("doublet", None), ("taylor", "pre:001,post:101")):
+        assert not get_rule(name, mask=mask).changes_nothing()
