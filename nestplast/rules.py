@@ -583,8 +583,8 @@ class MLPSpec:
         floating-point operations of the generated NESTML and in their order: each input divided by
         its scale, each unit's sum from its bias left to right over its inputs."""
         x = np.broadcast_arrays(*(np.asarray(inputs[name], dtype=float) for name in self.inputs))
-        if self.scales is not None:
-            x = [xi / scale for xi, scale in zip(x, self.scales)]
+        if self.scales is not None:  # the synapse's own scale_<input>, as NEST divides by it (rule.fixed may set it)
+            x = [xi / params.get(f"scale_{name}", scale) for xi, name, scale in zip(x, self.inputs, self.scales)]
         for W, b, activation in self.network(params, event):
             h = []
             for j in range(W.shape[0]):

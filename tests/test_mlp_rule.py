@@ -174,3 +174,16 @@ def test_nest_matches_weight_change_replayed(nest, mlp_module, sign):
         assert np.all(np.sign(final) == sign) and np.all((np.abs(final) > 0.5) & (np.abs(final) < 19.0))
         assert max_relative_difference(expected, final) < 1e-9
     assert np.all(np.abs(result.weights["a"][-1] - result.weights["b"][-1]) > 1e-3), "each candidate its own rule"
+
+
+def test_the_numpy_mlp_divides_by_the_synapses_own_scales():
+    """NEST divides each input by the synapse parameter scale_<input>, which rule.fixed may set;
+    the numpy network divided by the rule's default scales, so its updates (STDP windows, the
+    inference's forward model) were of another rule than NEST ran."""
+    rule = get_rule("mlp_fsbi")
+    theta = np.random.default_rng(0).uniform(-1.0, 1.0, len(rule.names))
+    inputs = {"V_bar": np.full(5, -60.0), "C_exc": np.full(5, 20.0), "C_inh": np.full(5, 20.0)}
+    x = np.linspace(0.0, 2.0, 5)
+    rescaled = rule.weight_change(rule.synapse_params(theta, scale_w_abs=50.0), "post", x, x, np.full(5, 150.0), **inputs)
+    same = rule.weight_change(rule.synapse_params(theta), "post", x, x, np.full(5, 3.0), **inputs)
+    np.testing.assert_allclose(rescaled, same, rtol=1e-12)
