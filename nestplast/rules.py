@@ -506,7 +506,8 @@ class MLPSpec:
     scales: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.inputs, str):  # tuple("x_pre") is its letters
+        # tuple("x_pre") is its letters, and tuple(3) said only "'int' object is not iterable"
+        if isinstance(self.inputs, str) or not isinstance(self.inputs, Iterable):
             raise ValueError(f"MLP rule: inputs are a list of names, e.g. ['x_pre', 'x_post']; got {self.inputs!r}")
         if isinstance(self.scales, dict):  # the parameters are named scale_<input>: a dict is a natural guess
             raise ValueError(f"MLP rule: scales are one number per input, in the order of inputs "

@@ -380,6 +380,7 @@ def test_an_mlp_rules_shape_is_set_in_the_experiment_file():
 @pytest.mark.parametrize("rule, message", [
     ({"name": "mlp", "mlp": {"hiden": 3}}, r"rule\.mlp: rule 'mlp' takes no option\(s\) \['hiden'\].*'hidden'"),
     ({"name": "mlp", "mlp": {"inputs": "x_pre"}}, r"rule\.mlp: MLP rule: inputs are a list of names"),
+    ({"name": "mlp", "mlp": {"inputs": 3}}, r"rule\.mlp: MLP rule: inputs are a list of names.*got 3"),  # not iterable
     ({"name": "mlp", "mlp": {"inputs": 3}}, r"rule\.mlp: "),
     ({"name": "mlp_fsbi", "mlp": {"hidden": 3}}, r"rule\.mlp: rule 'mlp_fsbi' takes no hidden layer size"),
     ({"name": "doublet", "mlp": {"hidden": 3}}, r"rule\.mlp: expected no table: only the rules mlp and mlp_fsbi have a shape"),
