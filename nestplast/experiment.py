@@ -123,7 +123,7 @@ class RuleSpec(_Table):
     weight: str = option("w", "with `file`: the rule's weight variable")
     neuron: str = option("iaf_psc_exp", "postsynaptic neuron model the rule is compiled with",
                          one_of(*sorted(NEURONS)))
-    mask: str | None = option(None, "taylor only: the free terms, e.g. 'pre:000,pre:010,post:100'")
+    mask: str | None = option(None, "taylor and reward only: the free terms, e.g. 'pre:000,pre:010,post:100'")
     mlp: dict[str, Any] = option({}, "mlp and mlp_fsbi only: the network's shape, e.g. { hidden = 4, inputs = "
                                      "[\"x_pre\", \"x_post\"] }; for mlp: hidden (or layers), inputs, activations, "
                                      "frozen_seed, scales; for mlp_fsbi: frozen_seed (see nestplast.rules.MLPSpec)")
@@ -811,7 +811,8 @@ def _validate_rule(exp: Experiment, ct: str | None, where: str) -> None:
     unknown = sorted(set(r.fixed) - set(rule.fixable))
     searched = " (to hold a searched parameter at a value, leave it out of rule.search and give the value in " \
                "rule.start)" if set(unknown) & set(rule.names) else ""
-    _require(not unknown, origin("fixed"), f"fixed parameters of rule {rule.name!r}: {', '.join(rule.fixable)}"
+    fixable = [name for name in rule.fixable if name != "Wmax"]  # refused above: network.w_max sets it
+    _require(not unknown, origin("fixed"), f"fixed parameters of rule {rule.name!r}: {', '.join(fixable)}"
              f"{searched}", unknown)
     _require(r.fixed.get("eta", 1.0) != 0, f"{origin('fixed')}.eta", "a nonzero learning rate (with eta = 0 no "
              "candidate learns, and every one scores the same)", r.fixed.get("eta"))

@@ -109,6 +109,8 @@ def test_default_layout_is_the_doublet_rule_on_ie():
     # one neuron has no other of its population to draw inputs from: NEST's Connect hung, deaf to Ctrl-C
     ("[network]\nn_i = 1\n", ["network.n_i: expected at least 2 in a recurrent network"]),
     ("[network]\nn_e = 1\n", ["network.n_e: expected at least 2 in a recurrent network"]),
+    # the list of what may be fixed named Wmax, which is then refused (network.w_max sets it)
+    ("[rule]\nfixed = { etaa = 1.0 }\n", ["rule.fixed: expected fixed parameters of rule 'doublet': Wmin, eta, got"]),
     # no loss is negative: the run went on to max_generations
     ("[search]\ntarget_loss = -1.0\n", ["search.target_loss", "a loss >= 0"]),
     # an MLP's output weights over a hidden layer held at 0: every candidate the same rule, the run went on
