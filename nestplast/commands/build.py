@@ -18,7 +18,7 @@ from ..cli import ArgumentParser, run_command
 from ..errors import UsageError
 from ..neurons import NEURONS, get_neuron
 from ..rules import RULES, Rule
-from ..store import DB_NAME
+from ..store import DB_NAME, RunStore
 from ..user_rules import declared_number
 
 # A working start for the printed example: Vogels-Sprekeler iSTDP (target 10 Hz) where the rule
@@ -114,7 +114,6 @@ def _build_run(run: Path, args) -> int:
     rule's settings per plastic type."""
     from ..networks import nest_settings, neuron_params
     from ..runs import as_experiment
-    from ..store import RunStore
 
     given = [flag for flag, value in (("--neuron", args.neuron), ("--mask", args.mask), ("--weight", args.weight)) if value]
     if given:
