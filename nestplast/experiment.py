@@ -42,7 +42,7 @@ from .neurons import DRIVE_PARAMS, NEURONS, get_neuron
 from .objectives import FSBI_CONSTRAINTS, RATE_BIN_MS
 from .rules import REWARD_INPUT, Rule, RuleLayout, get_rule, is_time_constant
 from .store import DB_NAME
-from .values import is_number, is_whole
+from .values import is_number, is_whole, plain
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parent / "experiments"
 CONNECTION_TYPES = ("EE", "EI", "IE", "II")  # source then target: "IE" is I -> E
@@ -439,7 +439,7 @@ def _check_type(value: Any, hint: Any, where: str) -> Any:
     """``value`` converted to ``hint`` (ints accepted for floats), or an ExperimentError."""
     origin, args = get_origin(hint), get_args(hint)
     if origin is None and hint is Any:  # a numpy number from Python code as Python's (the run's JSON takes no numpy)
-        return value.item() if is_number(value) and not isinstance(value, (int, float)) else value
+        return plain(value) if is_number(value) else value
     if type(None) in args:  # Optional[...]
         if value is None:
             return None

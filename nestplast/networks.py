@@ -187,6 +187,12 @@ def paired_neuron(module: Module) -> Neuron:
     return get_neuron(unpaired_name(module.neuron_model))
 
 
+def synapse_models(exp: Experiment, module: Module) -> dict[str, str]:
+    """Each plastic type's synapse model in ``module``, the module of ``exp``'s rules (a co-active
+    run's holds one model per rule)."""
+    return {ct: module.synapse_models[exp.base_rule(ct).name] for ct in exp.rule.plastic}
+
+
 def neuron_params(spec: NetworkSpec, module: Module) -> dict:
     """``spec.neuron_params`` in the names of the module's NESTML neuron (NEST's ``tau_syn_ex``
     becomes ``tau_syn_exc``)."""

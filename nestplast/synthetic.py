@@ -174,11 +174,7 @@ def generate(truth: GroundTruth, *, n_pre: int = 40, n_post: int = 2, connectivi
     _check(0.0 < connectivity <= 1.0, f"connectivity must be in (0, 1], got {connectivity}")
     _check(0.0 <= fraction <= 1.0, f"inhibitory_fraction must be in [0, 1], got {fraction}")
     _check(0.0 <= w0[0] <= w0[1] <= w_max, f"need 0 <= w0[0] <= w0[1] <= w_max, got w0 = {w0}, w_max = {w_max}")
-    _check(_steps(delay, resolution) >= 1, f"delay {delay} ms must be a positive multiple of resolution {resolution} ms")
-    _check(_steps(sample_every_ms, delay) >= 1, f"sample_every_ms {sample_every_ms} must be a positive multiple "
-                                                f"of delay {delay} ms (samples fall on NEST's slice boundaries)")
-    _check(_steps(duration_ms, resolution) >= 2 * _steps(delay, resolution),
-           f"duration_ms {duration_ms} must be a multiple of resolution and at least 2 * delay")
+    _check_timing(delay, resolution, duration_ms, sample_every_ms)
     drive_rate = DEFAULT_DRIVE_RATE if drive_rate is None else drive_rate
     drive_weight = DEFAULT_DRIVE_WEIGHT.get(get_neuron(neuron).name) if drive_weight is None else drive_weight
     _check(drive_weight is not None, f"give drive_weight for neuron {neuron!r} (and w0, w_max in its units)")
@@ -219,13 +215,9 @@ def simulate(rule: Rule, params: Mapping[str, float], *, trains: list[np.ndarray
     network, node for node, so the same ``nest_seed`` gives the same background)."""
     n_pre = len(trains)
     step_d, step_end = _steps(delay, resolution), _steps(duration_ms, resolution)
-    # generate() checks these for its own settings; a closed-loop fit's come from a recording
-    _check(step_d >= 1, f"delay {delay} ms must be a positive multiple of resolution {resolution} ms")
-    _check(step_end >= 2 * step_d, f"duration_ms {duration_ms} must be a multiple of resolution and at least 2 * delay")
     _check((sample_every_ms is None) != (sample_times_ms is None), "give sample_every_ms or sample_times_ms")
+    _check_timing(delay, resolution, duration_ms, sample_every_ms)  # a closed-loop fit's come from a recording
     if sample_times_ms is None:
-        _check(_steps(sample_every_ms, delay) >= 1, f"sample_every_ms {sample_every_ms} must be a positive multiple "
-                                                    f"of delay {delay} ms (samples fall on NEST's slice boundaries)")
         sample_steps = np.arange(0, step_end - step_d + 1, _steps(sample_every_ms, resolution))
     else:  # read after t + delay, at the end of one of NEST's slices: t a multiple of delay, t + delay within the run
         slices = [_steps(float(t), delay) for t in sample_times_ms]
@@ -298,6 +290,17 @@ def simulate(rule: Rule, params: Mapping[str, float], *, trains: list[np.ndarray
         n_pre=n_pre, n_post=n_post,
         description=description,
     )
+
+
+def _check_timing(delay: float, resolution: float, duration_ms: float, sample_every_ms: float | None) -> None:
+    """The grid generate() and simulate() run on: a delay of whole steps, samples on NEST's slices
+    (multiples of the delay), a duration of whole steps and at least two delays."""
+    _check(_steps(delay, resolution) >= 1, f"delay {delay} ms must be a positive multiple of resolution {resolution} ms")
+    if sample_every_ms is not None:
+        _check(_steps(sample_every_ms, delay) >= 1, f"sample_every_ms {sample_every_ms} must be a positive multiple "
+                                                    f"of delay {delay} ms (samples fall on NEST's slice boundaries)")
+    _check(_steps(duration_ms, resolution) >= 2 * _steps(delay, resolution),
+           f"duration_ms {duration_ms} must be a multiple of resolution and at least 2 * delay")
 
 
 def _check(ok: bool, message: str) -> None:

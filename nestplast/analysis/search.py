@@ -13,7 +13,7 @@ import numpy as np
 from ..builder import cached
 from ..errors import UserError
 from ..experiment import Experiment, run_experiment
-from ..networks import nest_settings, neuron_params
+from ..networks import nest_settings, neuron_params, synapse_models
 from ..objectives import BLOWUP_SCALE, FAILURE_LOSS
 from ..store import RunStore
 from ..tasks import Evaluation
@@ -67,7 +67,7 @@ def nest_models(exp: Experiment) -> dict | None:
         return None
     return {"module": module.name, "path": module.path, "neuron_model": module.neuron_model,
             "neuron_params": neuron_params(exp.network, module),  # in the neuron's own names (tau_syn_exc)
-            "synapse_models": {ct: module.synapse_models[exp.base_rule(ct).name] for ct in exp.rule.plastic}}
+            "synapse_models": synapse_models(exp, module)}
 
 
 def summarise(run_dir: str | Path) -> dict:

@@ -112,7 +112,7 @@ def _build_run(run: Path, args) -> int:
     """The module a search or filter run used (``build mlp`` made the default MLP, another rule whose
     parameter names the run's settings share, so NEST took them without a word), with the best
     rule's settings per plastic type."""
-    from ..networks import nest_settings, neuron_params
+    from ..networks import nest_settings, neuron_params, synapse_models
     from ..runs import as_experiment
 
     given = [flag for flag, value in (("--neuron", args.neuron), ("--mask", args.mask), ("--weight", args.weight)) if value]
@@ -120,7 +120,7 @@ def _build_run(run: Path, args) -> int:
         raise UsageError(f"{', '.join(given)}: a run's module is the one it ran with ({run}); give the run alone")
     exp = as_experiment(run)  # a fit's folder: refused, naming its fit.json
     module = build(exp.module_rules(), exp.rule.neuron, force=args.force, quiet=args.json)
-    models = {ct: module.synapse_models[exp.base_rule(ct).name] for ct in exp.rule.plastic}
+    models = synapse_models(exp, module)
     with RunStore.open(run, read_only=True) as store:
         best = store.best_candidates(1) if store.meta().get("kind", "search") == "search" else []
     settings = nest_settings(exp, best[0]["theta"]) if best else None
