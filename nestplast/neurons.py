@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .errors import UnknownNameError
+from .nestml_text import declarations
 
 
 class UnknownNeuronError(UnknownNameError):
@@ -62,14 +63,7 @@ class Neuron:
     def parameters(self) -> tuple[str, ...]:
         """The names declared in the ``parameters`` block(s) of :attr:`source` (so with
         :meth:`with_rule_inputs` also the time constants of :data:`POST_INPUTS`)."""
-        names = []
-        for block in re.finditer(r"^(?P<indent>[ \t]*)parameters\s*:[^\n]*\n(?P<body>(?:(?P=indent)[ \t]+[^\n]*\n|[ \t]*\n)*)",
-                                 self.source, re.MULTILINE):
-            for line in block.group("body").splitlines():
-                declared = re.match(r"\s*([A-Za-z_]\w*(?:\s*,\s*[A-Za-z_]\w*)*)\s+\S.*?=", line.split("#", 1)[0])
-                if declared:
-                    names += [name.strip() for name in declared.group(1).split(",")]
-        return tuple(dict.fromkeys(names))
+        return tuple(declarations(self.source, "parameters"))
 
     def unknown_params(self, params) -> list[str]:
         """The keys of ``params`` (NEST's built-in names allowed, see :meth:`params_from_nest`)

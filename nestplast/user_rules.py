@@ -23,19 +23,17 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from .errors import UserError
+from .nestml_text import DECLARATION, block_lines, declarations
 from .rules import Parameter, Rule, is_time_constant
 from .values import is_number
 
 PARAMETER_KEYS = {"low", "high", "default", "log"}
 _MODEL = re.compile(r"^(?:model|synapse)\s+(\w+)\s*:", re.M)
-_BLOCK = re.compile(r"^(\s*)(parameters|state)\s*:\s*(?:#.*)?$")
-# One declaration: ``[recordable] name[, name ...] type = value`` (NESTML allows several names).
-_DECLARATION = re.compile(r"^\s+(?:recordable\s+)?(\w+(?:\s*,\s*\w+)*)\s+([^=#,]+?)\s*=")
 # Types that are no physical unit, and units NEST holds as they are (NESTML converts the others, e.g.
 # a time to ms: ``tau s = 0.02 s`` is 20 in NEST).
 _PLAIN_TYPES = {"real", "integer", "boolean", "string", "ms", "mV", "pA", "nS", "pF", "1/ms", "Hz"}
@@ -48,45 +46,6 @@ _EMIT = re.compile(r"^[^#\n]*\bemit_spike\s*\(", re.M)
 class UserRuleError(UserError):
     """A user's rule file or its description in the experiment is wrong; the message names the
     file (and line) and what is wrong."""
-
-
-def _block_lines(source: str, block: str) -> Iterator[tuple[int, str]]:
-    """(line number, line) of each line inside the ``block`` (parameters or state) of a NESTML model."""
-    inside, indent = False, 0
-    for number, line in enumerate(source.splitlines(), start=1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        header = _BLOCK.match(line)
-        if header:
-            inside, indent = header.group(2) == block, len(header.group(1))
-            continue
-        if inside and len(line) - len(line.lstrip()) <= indent:
-            inside = False
-        if inside:
-            yield number, line
-
-
-def _declared(source: str, block: str) -> dict[str, tuple[int, str]]:
-    """Names declared in the ``block`` (parameters or state) of a NESTML model, with their lines
-    and types (``real``, ``ms``, ...)."""
-    names = {}
-    for number, line in _block_lines(source, block):
-        if m := _DECLARATION.match(line):
-            names.update((name.strip(), (number, m.group(2).strip())) for name in m.group(1).split(","))
-    return names
-
-
-def declared_number(source: str, name: str) -> float | None:
-    """The value a NESTML model's parameters block gives ``name`` where it is a plain number
-    (``Wmax real = -100.0 @homogeneous``: -100.0), else None."""
-    for _number, line in _block_lines(source, "parameters"):
-        if (m := _DECLARATION.match(line)) and name in (n.strip() for n in m.group(1).split(",")):
-            value = re.split(r"#|@|\[\[", line[m.end():], maxsplit=1)[0].strip()
-            try:
-                return float(value)
-            except ValueError:
-                return None
-    return None
 
 
 def _parameter(name: str, spec: Any, where: str) -> Parameter:
@@ -174,7 +133,7 @@ def check_nest_units(rule: Rule, names: Iterable[str], where: str) -> None:
     """Refuse values given for parameters of a user's ``rule`` that its file declares in a unit NEST
     holds in another: NESTML converts the file's own values (``tau s = 0.02 s`` is 20, in ms, in
     NEST), but a value nestplast sets (searched, or in rule.fixed) reaches NEST as it is."""
-    declared = _declared(rule.source, "parameters")
+    declared = declarations(rule.source, "parameters")
     for name in names:
         line, unit = declared.get(name, (0, "real"))
         factor = _nest_factor(unit)
@@ -188,7 +147,7 @@ def check_nest_units(rule: Rule, names: Iterable[str], where: str) -> None:
 def check_negative_wmax(rule: Rule, ct: str, where: str) -> None:
     """Refuse a user's ``rule`` that cannot take the negative Wmax nestplast gives it on the
     inhibitory connection type ``ct``: NEST would refuse every candidate of the search."""
-    line = _declared(rule.source, "parameters")["Wmax"][0]
+    line = declarations(rule.source, "parameters")["Wmax"][0]
     code = rule.source.splitlines()[line - 1].split("#")[0]
     constraint = code[code.find("[["):].split("]]")[0] + "]]" if "[[" in code else ""
     # NESTML checks the constraint when nestplast sets Wmax: refused where it bounds Wmax from below
@@ -197,7 +156,7 @@ def check_negative_wmax(rule: Rule, ct: str, where: str) -> None:
         raise UserRuleError(f"{rule.path}:{line}: Wmax has a constraint ({constraint}), but "
                             f"on the inhibitory connection type {ct} ({where}) nestplast gives Wmax a negative "
                             "value (the sign of the weights): remove the constraint, and let the rule act on |w|")
-    weight_line = _declared(rule.source, "state")[rule.weight_variable][0]
+    weight_line = declarations(rule.source, "state")[rule.weight_variable][0]
     declaration = rule.source.splitlines()[weight_line - 1].split("#")[0]
     weight = declaration.split("=", 1)[1].split("[[")[0].strip()  # the default value, e.g. 1.0 or 0 pA
     number = re.match(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?", weight)
@@ -226,8 +185,8 @@ def rule_from_file(path: str | Path, parameters: Mapping[str, Any] | None = None
     if len(models) != 1:
         raise UserRuleError(f"{path}: expected one 'model NAME:' (a NESTML synapse), found {len(models)}")
     _check_synapse(path, source, models[0])
-    declared = _declared(source, "parameters")
-    state = _declared(source, "state")
+    declared = declarations(source, "parameters")
+    state = declarations(source, "state")
     if weight_variable not in state:
         # in an experiment rule.weight names it; for one's own model, build() and the command line
         how = ("name yours with rule.weight" if parameters is not None else
@@ -255,8 +214,8 @@ def rule_from_file(path: str | Path, parameters: Mapping[str, Any] | None = None
                 why = f"; {missing[0]} is a state variable (line {state[missing[0]][0]}), not a parameter"
             else:  # a line of the block that starts with the name but declares nothing: most likely a typo
                 why = "".join([f"; line {n} ({text.strip()!r}) is no declaration 'name type = value'"
-                               for n, text in _block_lines(source, "parameters")
-                               if re.match(rf"\s+{re.escape(missing[0])}\b", text) and not _DECLARATION.match(text)][:1])
+                               for n, text in block_lines(source, "parameters")
+                               if re.match(rf"\s+{re.escape(missing[0])}\b", text) and not DECLARATION.match(text)][:1])
             raise UserRuleError(f"rule.parameters: {', '.join(missing)} not in the parameters block of {path} "
                                 f"(it declares: {', '.join(declared)}){why}")
     searched = tuple(_parameter(n, spec, f"rule.parameters.{n}") for n, spec in parameters.items())

@@ -16,10 +16,10 @@ from pathlib import Path
 from ..builder import Module, build, named_rule
 from ..cli import ArgumentParser, run_command
 from ..errors import UsageError
+from ..nestml_text import declared_number
 from ..neurons import NEURONS, get_neuron
 from ..rules import RULES, Rule
 from ..store import DB_NAME, RunStore
-from ..user_rules import declared_number
 
 # A working start for the printed example: Vogels-Sprekeler iSTDP (target 10 Hz) where the rule
 # can express it; eta > 0, or nothing is learnt.
