@@ -30,7 +30,7 @@ from . import metrics as M
 from .builder import Module
 from .experiment import Experiment
 from .kernel import import_nest, install, reset_kernel
-from .networks import Network, Trial, build_network, check_neuron_params, check_synapse_params, nest_settings
+from .networks import Network, Trial, build_network, check_neuron_params, check_synapse_params, nest_settings, synapse_models
 from .objectives import FAILURE_LOSS, RATE_BIN_MS, Objective, RateBand
 from .tasks import Evaluation, Task
 
@@ -134,12 +134,8 @@ class Evaluator:
         ``Wmin`` beyond ``w_max``)."""
         nest = reset_kernel()
         install(self.module)
-        check_synapse_params(nest, self.exp.network, self.synapse_params(theta), self.synapse_models(),
+        check_synapse_params(nest, self.exp.network, self.synapse_params(theta), synapse_models(self.layout, self.module),
                              {ct: self.exp.fixed(ct) for ct in self.layout.connection_types})
-
-    def synapse_models(self) -> dict[str, str]:
-        """Each plastic type's synapse model in the module (one per rule, where types differ)."""
-        return {ct: self.module.synapse_models[self.layout.rule_of(ct).name] for ct in self.layout.connection_types}
 
     def synapse_params(self, theta: Sequence[float]) -> dict[str, dict]:
         """The rule's NEST settings for ``theta``, per plastic connection type, without ``Wmax``
@@ -151,7 +147,7 @@ class Evaluator:
         """A fresh kernel seeded by ``trial`` with the experiment's network, the rule set to ``theta``."""
         nest = self.setup_kernel(trial.seed)
         return build_network(nest, self.exp.network, self.module, self.synapse_params(theta), trial,
-                             models=self.synapse_models())
+                             models=synapse_models(self.layout, self.module))
 
     def weights(self, net: Network) -> dict[str, np.ndarray]:
         """All plastic weights, per connection type (from every rank in network mode)."""

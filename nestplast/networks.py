@@ -187,10 +187,10 @@ def paired_neuron(module: Module) -> Neuron:
     return get_neuron(unpaired_name(module.neuron_model))
 
 
-def synapse_models(exp: Experiment, module: Module) -> dict[str, str]:
-    """Each plastic type's synapse model in ``module``, the module of ``exp``'s rules (a co-active
-    run's holds one model per rule)."""
-    return {ct: module.synapse_models[exp.base_rule(ct).name] for ct in exp.rule.plastic}
+def synapse_models(layout: RuleLayout, module: Module) -> dict[str, str]:
+    """Each plastic type's synapse model in ``module``, the module of ``layout``'s rules (a
+    co-active run's holds one model per rule)."""
+    return {ct: module.synapse_models[layout.rule_of(ct).name] for ct in layout.connection_types}
 
 
 def neuron_params(spec: NetworkSpec, module: Module) -> dict:

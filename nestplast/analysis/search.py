@@ -67,7 +67,7 @@ def nest_models(exp: Experiment) -> dict | None:
         return None
     return {"module": module.name, "path": module.path, "neuron_model": module.neuron_model,
             "neuron_params": neuron_params(exp.network, module),  # in the neuron's own names (tau_syn_exc)
-            "synapse_models": synapse_models(exp, module)}
+            "synapse_models": synapse_models(exp.layout(), module)}
 
 
 def summarise(run_dir: str | Path) -> dict:

@@ -120,7 +120,7 @@ def _build_run(run: Path, args) -> int:
         raise UsageError(f"{', '.join(given)}: a run's module is the one it ran with ({run}); give the run alone")
     exp = as_experiment(run)  # a fit's folder: refused, naming its fit.json
     module = build(exp.module_rules(), exp.rule.neuron, force=args.force, quiet=args.json)
-    models = synapse_models(exp, module)
+    models = synapse_models(exp.layout(), module)
     with RunStore.open(run, read_only=True) as store:
         best = store.best_candidates(1) if store.meta().get("kind", "search") == "search" else []
     settings = nest_settings(exp, best[0]["theta"]) if best else None
