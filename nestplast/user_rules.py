@@ -181,6 +181,8 @@ def rule_from_file(path: str | Path, parameters: Mapping[str, Any] | None = None
         source = path.read_text()
     except OSError as err:
         raise UserRuleError(f"cannot read the rule file {path}: {err.strerror}") from None
+    except UnicodeDecodeError:  # a run's results.sqlite, a compiled module: Python's codec message named neither
+        raise UserRuleError(f"{path} is no rule file: a NESTML file is text, this one is not") from None
     models = _MODEL.findall(source)
     if len(models) != 1:
         raise UserRuleError(f"{path}: expected one 'model NAME:' (a NESTML synapse), found {len(models)}")

@@ -33,6 +33,7 @@ from nestplast.errors import UserError
 from nestplast.kernel import install
 from nestplast.neurons import NEURONS, add_input_resistance
 from nestplast.rules import MODELS_DIR, Parameter, Rule, get_rule, vogels_sprekeler
+from nestplast.user_rules import UserRuleError, rule_from_file
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -678,6 +679,27 @@ def test_a_runs_own_module_is_built_from_its_folder(tmp_path, doublet_module):
     ran = subprocess.run([sys.executable, "-c", example + "\nprint(nest.GetDefaults('my_IE')['Wmax'])"],
                          capture_output=True, text=True, cwd=tmp_path)
     assert ran.returncode == 0 and float(ran.stdout.split()[-1]) == reported["best_nest_params"]["IE"]["Wmax"], ran.stderr
+    # a run with no rule yet (every evaluation out of time): the example printed the rule's defaults
+    # (Wmax > 0, which NEST refuses with inhibitory weights) as if they were the run's rule
+    exp.objective.max_wall_s = 1e-6
+    nestplast.run_search(exp, tmp_path / "failed")
+    failed = subprocess.run([sys.executable, "-m", "nestplast", "build", str(tmp_path / "failed")],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert failed.returncode == 0 and f"warning: {tmp_path / 'failed'} has no rule yet" in failed.stderr, failed.stderr
+    assert "no rule yet: nestplast.nest_settings(RUN, theta)[type]" in failed.stdout, failed.stdout
+    # what is not a run folder, named as such: read as a rule name or file, it said "unknown rule",
+    # "cannot read the rule file" or a codec error
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for given, message in [(empty, f"{empty} is a folder that holds no run (no results.sqlite)"),
+                           (tmp_path / "nope" / "run", f"{tmp_path / 'nope' / 'run'}: no such file or folder"),
+                           (run / "results.sqlite", f"{run / 'results.sqlite'} is a run's database: give the run's "
+                                                    f"folder, {run}")]:
+        wrong = subprocess.run([sys.executable, "-m", "nestplast", "build", str(given)], capture_output=True, text=True,
+                               cwd=ROOT)
+        assert wrong.returncode == 2 and message in wrong.stderr, wrong.stderr
+    with pytest.raises(UserRuleError, match="is no rule file: a NESTML file is text"):
+        rule_from_file(run / "results.sqlite")
     refused = subprocess.run([sys.executable, "-m", "nestplast", "build", str(run), "--mask", "pre:000"],
                              capture_output=True, text=True, cwd=ROOT)
     assert refused.returncode == 2 and "--mask: a run's module is the one it ran with" in refused.stderr

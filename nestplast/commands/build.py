@@ -104,7 +104,8 @@ def _parser() -> ArgumentParser:
                         help="your own NESTML file: its weight variable, a state variable (default: w)")
     parser.add_argument("--force", action="store_true", help="compile again even if cached")
     parser.add_argument("--json", action="store_true",
-                        help='print one JSON object {"module", "neuron_model", "synapse_model"}')
+                        help='print one JSON object {"module", "neuron_model", "synapse_model"} (for a run folder: '
+                             '"synapse_models" per type, "neuron_params", "best_nest_params")')
     return parser
 
 
@@ -122,15 +123,20 @@ def _build_run(run: Path, args) -> int:
     module = build(exp.module_rules(), exp.rule.neuron, force=args.force, quiet=args.json)
     models = synapse_models(exp.layout(), module)
     with RunStore.open(run, read_only=True) as store:
-        best = store.best_candidates(1) if store.meta().get("kind", "search") == "search" else []
+        search = store.meta().get("kind", "search") == "search"
+        best = store.best_candidates(1) if search else []
     settings = nest_settings(exp, best[0]["theta"]) if best else None
+    if search and not best:  # the example's settings were the rule's defaults: Wmax > 0, NEST refused inhibitory weights
+        print(f"warning: {run} has no rule yet: no candidate had all its trials ok "
+              f"(python -m nestplast.report {run} says why)", file=sys.stderr)
     neuron = neuron_params(exp.network, module)
     if args.json:
         print(json.dumps({"module": module.path, "neuron_model": module.neuron_model, "synapse_models": models,
                           "neuron_params": neuron, "best_nest_params": settings}))
         return 0
     values = ("the run's best rule: python -m nestplast.report gives it too" if settings else
-              "a rule of the run: nestplast.nest_settings(RUN, theta) gives any candidate's or family member's")
+              f"{'no rule yet' if search else 'a family member'}: nestplast.nest_settings(RUN, theta)[type] gives "
+              "any candidate's or family member's settings, Wmax included")
     lines = ["import nest", "from nestplast.kernel import install",
              f"install({module.path!r})  # before nest.Create, and again after every nest.ResetKernel()",
              f"post = nest.Create({module.neuron_model!r}, params={neuron!r})  # the only neuron the rules connect to"]
@@ -145,8 +151,16 @@ def _build_run(run: Path, args) -> int:
 
 def _build_command(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
-    if (Path(args.rule) / DB_NAME).is_file():
-        return _build_run(Path(args.rule), args)
+    given = Path(args.rule)
+    if (given / DB_NAME).is_file():
+        return _build_run(given, args)
+    what = f"a rule name ({', '.join(sorted(RULES))}), a NESTML file (.nestml) or a search or filter run's folder"
+    if given.name == DB_NAME:  # read as NESTML, it failed on the first binary byte
+        raise UsageError(f"{given} is a run's database: give the run's folder, {given.parent}")
+    if given.is_dir():  # read as a rule's name, or as a rule file
+        raise UsageError(f"{given} is a folder that holds no run (no {DB_NAME}): give {what}")
+    if len(given.parts) > 1 and not args.rule.endswith(".nestml") and not given.exists():  # a mistyped run folder
+        raise UsageError(f"{args.rule}: no such file or folder: give {what}")
     args.neuron = args.neuron or "iaf_psc_exp"
     try:
         rule = named_rule(args.rule, mask=args.mask, weight=args.weight)
