@@ -22,7 +22,7 @@ module), :mod:`~nestplast.experiment` (the options table), :mod:`~nestplast.engi
 :mod:`~nestplast.prune` (noise-driven pruning); command lines in :mod:`nestplast.commands`.
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 from .builder import BuildError, Module, build
 from .errors import UserError

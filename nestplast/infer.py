@@ -39,7 +39,7 @@ from .objectives import l1_penalty
 from .parallel import Transport, check_comm_given, together
 from .recording import Recording, RecordingError, check_time_unit, id_numbering_warnings
 from .rules import Rule, get_rule, is_time_constant
-from .store import DB_NAME, RunStore, StoreError, as_stored, check_same_kind
+from .store import DB_NAME, RunStore, StoreError, as_stored, check_same_kind, check_same_parameters
 from .strategies import Budget, SearchSpace, make_strategy
 from .tasks import FIT_FAILURE_LOSS, Candidate, Evaluation, Task, by_candidate
 from .trajectories import ClampedTrajectories
@@ -623,7 +623,8 @@ def search_with_restarts(problem: engine.Problem, rule: Rule, choice: RuleChoice
             spec = {"rule": choice.name, "mask": choice.mask, "fixed": dict(fixed), **settings, "seed": seed + k,
                     "population_size": population_size * 2**k, "recording": recording.description,
                     "data_sha256": data_fingerprint(recording)}
-            open_store = functools.partial(_open_fit_store, out if k == 0 else out / f"restart-{k}", spec, resume)
+            open_store = functools.partial(_open_fit_store, out if k == 0 else out / f"restart-{k}", spec, resume,
+                                           rule.names)
         # refused on every rank together: the workers would otherwise wait for tasks that never come
         store, strategy = together(comm, open_store), None
         if transport.is_root:
@@ -660,13 +661,15 @@ def data_fingerprint(data) -> str:
     return digest.hexdigest()
 
 
-def _open_fit_store(folder: Path, spec: dict, resume: bool) -> RunStore:
-    """A fit's store: the one to resume (once it is known to hold the same data and settings) or a new one."""
+def _open_fit_store(folder: Path, spec: dict, resume: bool, names: Sequence[str]) -> RunStore:
+    """A fit's store: the one to resume (once it is known to hold the same data and settings, and
+    theta of the parameters ``names``) or a new one."""
     if resume and (folder / DB_NAME).exists():
         store = RunStore.open(folder)
         try:
             check_same_kind(store.meta().get("kind"), "infer", folder)  # a search's settings are no fit's
             _check_same_run(store, spec, folder)
+            check_same_parameters(store, names, folder)  # a mask's terms in another order: theta in another
         except BaseException:
             store.close()
             raise
@@ -680,7 +683,7 @@ def _check_same_run(store: RunStore, spec: dict, folder: Path) -> None:
     results for other data). Keys a run of an older version did not record are not compared."""
     stored, wanted = store.experiment(), as_stored(spec)
 
-    def terms(mask):  # a mask's terms in another order are the same rule
+    def terms(mask):  # a mask's terms in another order are the same rule (theta's order: check_same_parameters)
         return sorted(t.strip() for t in mask.split(",")) if isinstance(mask, str) else mask
 
     changed = [key for key in wanted if key in stored and (terms(stored[key]) != terms(wanted[key]) if key == "mask"

@@ -350,27 +350,34 @@ def vogels_sprekeler(target_rate_hz: float = 10.0, tau_ms: float = 20.0) -> dict
             "beta": 0.0, "gamma": 1.0, "kappa": 1.0}
 
 
-def parse_mask(mask: Iterable[str] | str | None) -> dict[str, tuple[str, ...]]:
-    """Parse a Taylor mask: terms such as ``"pre:010"`` or ``"post:100"`` (event, then exponents
-    a b c of x_pre^a x_post^b |w|^c), as a list or a comma-separated string. ``None`` or ``"all"``
-    frees all 27 terms of both events."""
+def mask_terms(mask: Iterable[str] | str | None) -> list[tuple[str, str]]:
+    """The (event, abc) terms of a Taylor mask (see :func:`parse_mask`), in the order given: the
+    order of the rule's parameters, so that coefficients given as a vector follow the mask."""
     if mask is None or mask == "all":
-        return {"pre": TAYLOR_TERMS, "post": TAYLOR_TERMS}
+        return [(event, abc) for event in ("pre", "post") for abc in TAYLOR_TERMS]
     items = [m.strip() for m in mask.split(",")] if isinstance(mask, str) else [str(m).strip() for m in mask]
     if "" in items:
         raise ValueError(f"an empty term in the Taylor mask {mask!r} (two commas, or one at the end?)")
-    chosen: dict[str, set[str]] = {"pre": set(), "post": set()}
-    for item in filter(None, items):
+    terms: list[tuple[str, str]] = []
+    for item in items:
         event, _, abc = item.partition(":")
-        if event not in chosen or abc not in TAYLOR_TERMS:
+        if event not in ("pre", "post") or abc not in TAYLOR_TERMS:
             raise ValueError(f"bad Taylor mask term {item!r}: expected 'pre:abc' or 'post:abc' "
                              f"with a, b, c in 0..2 (e.g. 'pre:010', 'post:100')")
-        if abc in chosen[event]:  # a typo for another term: fitted as one term fewer, without a word
+        if (event, abc) in terms:  # a typo for another term: fitted as one term fewer, without a word
             raise ValueError(f"the Taylor mask {mask!r} names {item!r} twice; give each term once")
-        chosen[event].add(abc)
-    if not chosen["pre"] and not chosen["post"]:
+        terms.append((event, abc))
+    if not terms:
         raise ValueError("the Taylor mask frees no term")
-    return {event: tuple(sorted(terms)) for event, terms in chosen.items()}
+    return terms
+
+
+def parse_mask(mask: Iterable[str] | str | None) -> dict[str, tuple[str, ...]]:
+    """Parse a Taylor mask: terms such as ``"pre:010"`` or ``"post:100"`` (event, then exponents
+    a b c of x_pre^a x_post^b |w|^c), as a list or a comma-separated string. ``None`` or ``"all"``
+    frees all 27 terms of both events. Each event's terms, in the order given."""
+    terms = mask_terms(mask)
+    return {event: tuple(abc for e, abc in terms if e == event) for event in ("pre", "post")}
 
 
 def _taylor_sum(event: str, terms: Sequence[str]) -> str:
@@ -390,12 +397,13 @@ def taylor_rule(mask: Iterable[str] | str | None = None) -> Rule:
     coefficients at pre and at post spikes; ``mask`` (see :func:`parse_mask`) chooses the terms."""
     import jinja2
 
-    terms = parse_mask(mask)
+    given = mask_terms(mask)  # the parameters' order: a vector of coefficients follows the mask
+    # the NESTML source in one order, whatever the mask's: one module for one set of terms
+    terms = {event: tuple(sorted(abc for e, abc in given if e == event)) for event in ("pre", "post")}
     template = jinja2.Template(_read("taylor_synapse.nestml.jinja2"), keep_trailing_newline=True)
     source = template.render(synapse="taylor_synapse", pre_terms=terms["pre"], post_terms=terms["post"],
                              pre_sum=_taylor_sum("pre", terms["pre"]), post_sum=_taylor_sum("post", terms["post"]))
-    parameters = tuple(Parameter(f"th_{event}_{abc}", 0.0, -2.0, 2.0)
-                       for event in ("pre", "post") for abc in terms[event])
+    parameters = tuple(Parameter(f"th_{event}_{abc}", 0.0, -2.0, 2.0) for event, abc in given)
     return Rule(
         name="taylor",
         synapse="taylor_synapse",
@@ -403,7 +411,7 @@ def taylor_rule(mask: Iterable[str] | str | None = None) -> Rule:
         parameters=parameters,
         fixed={"tau_pre": 20.0, "tau_post": 20.0, "eta": 1.0, "Wmin": 0.0, "Wmax": 100.0},
         description="Taylor rule: eta * sum th_abc x_pre^a x_post^b |w|^c at pre and at post spikes",
-        terms=tuple(Term(f"th_{event}_{abc}", event, abc) for event in ("pre", "post") for abc in terms[event]),
+        terms=tuple(Term(f"th_{event}_{abc}", event, abc) for event, abc in given),
     )
 
 
@@ -427,13 +435,15 @@ def reward_rule(mask: Iterable[str] | str | None = "pre:010,forget") -> Rule:
     if terms["post"]:
         raise ValueError("the reward rule acts at presynaptic spikes only: use 'pre:abc' terms (and 'forget')")
     names = ("x_post", "R", "w_abs")
+    in_source = sorted(terms["pre"])  # one module for one set of terms; the parameters follow the mask
     pre_sum = " + ".join(" * ".join([f"th_pre_{abc}"] + [n for n, k in zip(names, map(int, abc)) for _ in range(k)])
-                         for abc in terms["pre"])
+                         for abc in in_source)
     template = jinja2.Template(_read("reward_synapse.nestml.jinja2"), keep_trailing_newline=True)
-    source = template.render(synapse="reward_synapse", pre_terms=terms["pre"], pre_sum=pre_sum, forget=forget)
-    parameters = tuple(Parameter(f"th_pre_{abc}", 0.0, -2.0, 2.0) for abc in terms["pre"])
-    if forget:
-        parameters += (Parameter("forget", 0.0, -1.0, 1.0),)
+    source = template.render(synapse="reward_synapse", pre_terms=in_source, pre_sum=pre_sum, forget=forget)
+    coefficients = {f"pre:{abc}": Parameter(f"th_pre_{abc}", 0.0, -2.0, 2.0) for abc in terms["pre"]}
+    forgetting = {"forget": Parameter("forget", 0.0, -1.0, 1.0)} if forget else {}
+    parameters = tuple({**coefficients, **forgetting}[item] for item in items) if pre else (
+        *coefficients.values(), *forgetting.values())  # in the mask's order, as the Taylor rule's
     return Rule(
         name="reward",
         synapse="reward_synapse",

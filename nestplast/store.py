@@ -22,7 +22,7 @@ import shlex
 import sqlite3
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -444,6 +444,11 @@ class RunStore:
                                (generation, candidate, trial)).fetchone()
         return None if row is None else _evaluation(row)
 
+    def first_evaluation(self) -> Evaluation | None:
+        """The run's first recorded evaluation, or None."""
+        row = self._db.execute("SELECT * FROM evaluations ORDER BY generation, candidate, trial LIMIT 1").fetchone()
+        return None if row is None else _evaluation(row)
+
     def evaluations(self, generation: int | None = None, status: str | None = None, *,
                     candidate: int | None = None) -> list[Evaluation]:
         """Every evaluation (of ``generation``, with ``status``, of ``candidate``), by generation,
@@ -550,3 +555,17 @@ def check_same_kind(stored: str | None, kind: str, where: Path) -> None:
         what, again = RUN_KINDS.get(stored, (f"a {stored} run", "the command that made it"))
         raise StoreError(f"cannot resume {where} as {RUN_KINDS[kind][0]}: it holds {what}; go on with "
                          f"{again.format(out=shlex.quote(str(where)))}")
+
+
+def check_same_parameters(store: RunStore, names: Sequence[str], where: Path) -> None:
+    """Refuse to resume a run whose evaluations name the entries of theta otherwise than ``names``:
+    every stored theta, and CMA-ES's state, would be read as other parameters (a mask's terms in
+    another order; a Taylor mask's coefficients were sorted until they followed the mask)."""
+    first = store.first_evaluation()
+    recorded = list(first.params) if first is not None else []
+    if recorded and recorded != list(names):
+        raise StoreError(f"cannot resume {where}: its evaluations hold the parameters in the order "
+                         f"{', '.join(recorded)}, this resume's would be {', '.join(names)}, so each recorded theta "
+                         "would be read as other values: give the mask's terms in the run's order (nestplast "
+                         f"{store.meta().get('nestplast', 'of an earlier version')} began it; before 0.3 it "
+                         "sorted them), or start a new run with another --out")

@@ -44,6 +44,25 @@ def test_masks():
     assert "th_pre_010 * x_post" in source and not re.search(r"th_(pre|post)_(?!010)\d{3}", source)  # unmasked: absent
 
 
+def test_a_vector_of_coefficients_follows_the_mask():
+    """The README's Oja rule, mask post:100,post:011 with coefficients +1, -1: given as a vector, the
+    coefficients were applied in sorted term order (th_post_011 = +1: the sign-flipped rule)."""
+    oja = get_rule("taylor", mask="post:100,post:011")
+    assert oja.names == ["th_post_100", "th_post_011"]
+    params = oja.synapse_params([1.0, -1.0])
+    assert (params["th_post_100"], params["th_post_011"]) == (1.0, -1.0)
+    assert params == oja.synapse_params({"th_post_100": 1.0, "th_post_011": -1.0})
+    # by hand: at a post spike dw = eta (x_pre - x_post |w|), Oja's; the flipped rule gave +0.7
+    x_pre, x_post, w = np.array([0.3]), np.array([0.5]), np.array([2.0])
+    np.testing.assert_allclose(oja.weight_change(params, "post", x_pre, x_post, w), 1.0 * (0.3 - 0.5 * 2.0))
+    assert get_rule("taylor", mask="post:100,pre:010,pre:000").names == ["th_post_100", "th_pre_010", "th_pre_000"]
+    # one set of terms, one module: the NESTML source does not depend on the order
+    assert oja.source == get_rule("taylor", mask="post:011,post:100").source
+    assert get_rule("reward", mask="forget,pre:010").names == ["forget", "th_pre_010"]
+    assert get_rule("reward", mask="pre:010,forget").names == ["th_pre_010", "forget"]
+    assert get_rule("reward", mask="pre:100,pre:010").source == get_rule("reward", mask="pre:010,pre:100").source
+
+
 def test_parameters_and_errors():
     rule = get_rule("doublet")
     assert rule.names == ["tau_pre", "tau_post", "alpha", "beta", "gamma", "kappa"]
