@@ -37,6 +37,12 @@ _MODEL = re.compile(r"^(?:model|synapse)\s+(\w+)\s*:", re.M)
 # Types that are no physical unit, and units NEST holds as they are (NESTML converts the others, e.g.
 # a time to ms: ``tau s = 0.02 s`` is 20 in NEST).
 _PLAIN_TYPES = {"real", "integer", "boolean", "string", "ms", "mV", "pA", "nS", "pF", "1/ms", "Hz"}
+# What NEST itself keeps on every connection (static_synapse's defaults, and a connection's status): a
+# rule's parameter or state variable of one of these names compiled, then each evaluation failed
+# (NEST sets a connection's delay itself) or NEST's own weight check answered for it.
+NEST_CONNECTION_KEYS = ("delay", "element_type", "has_delay", "num_connections", "port", "receptor", "receptor_type",
+                        "requires_symmetric", "sizeof", "source", "synapse_id", "synapse_model", "synapse_modelid",
+                        "target", "target_thread", "weight", "weight_recorder")
 # nestplast pairs the synapse with the neuron through this input port (the neuron's spikes).
 POST_PORT = "post_spikes"
 _POST_PORT = re.compile(rf"^\s+{POST_PORT}\s*<-\s*spike\b", re.M)
@@ -201,6 +207,10 @@ def rule_from_file(path: str | Path, parameters: Mapping[str, Any] | None = None
         raise UserRuleError(f"{path}: a weight variable named 'weight' cannot be compiled (NESTML's templates fail on "
                             "that name, which NEST uses for the connection's own weight): rename it in the file, "
                             "e.g. to w (the default weight variable)")
+    for name, (line, _) in {**declared, **state}.items():
+        if name in NEST_CONNECTION_KEYS:
+            raise UserRuleError(f"{path}:{line}: {name!r} is the name of NEST's own {name} of every connection, which "
+                                f"NEST reads and sets itself, not the rule's: rename it in the file (e.g. {name}_rule)")
     if parameters is None:  # for one's own NEST model (build): nothing searched, nestplast sets no Wmax
         parameters = {}
     else:

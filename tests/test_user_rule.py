@@ -405,6 +405,30 @@ def test_a_weight_variable_named_weight_is_refused_before_compiling(tmp_path):
     assert "a weight variable named 'weight' cannot be compiled" in out.stderr and "rename it" in out.stderr
 
 
+@pytest.mark.parametrize("name", ["delay", "weight", "receptor_type"])
+def test_a_name_nest_keeps_on_every_connection_is_refused_before_compiling(tmp_path, name):
+    """A parameter called `delay` compiled, and then every evaluation failed ("can only be set via
+    SetDefaults() or CopyModel()"); one called `weight` was refused as if the network's weights had
+    the wrong sign."""
+    from nestplast.user_rules import UserRuleError, rule_from_file
+
+    text = re.sub(r"\blr\b", name, (EXAMPLE / "pair_stdp_synapse.nestml").read_text())
+    (tmp_path / "my_rule.nestml").write_text(text)
+    line = next(n for n, row in enumerate(text.splitlines(), start=1) if re.match(rf"\s+{name}\b", row))
+    with pytest.raises(UserRuleError, match=rf"my_rule.nestml:{line}: '{name}' is the name of NEST's own {name} of "
+                                            r"every connection.*rename it"):
+        rule_from_file(tmp_path / "my_rule.nestml", {"A_plus": {"low": 0.0, "high": 1.0}})
+
+
+def test_the_names_nest_keeps_on_every_connection_are_all_known(nest):
+    from nestplast.user_rules import NEST_CONNECTION_KEYS
+
+    nest.ResetKernel()
+    pre, post = nest.Create("parrot_neuron", 2)
+    nest.Connect(pre, post)
+    assert set(nest.GetDefaults("static_synapse")) | set(nest.GetConnections().get()) <= set(NEST_CONNECTION_KEYS)
+
+
 
 def test_a_weight_variable_the_spikes_do_not_carry_is_refused(tmp_path):
     """rule.weight = "pre_trace" ran: the trace was recorded (and bounded) as the weight, and w,
