@@ -40,7 +40,7 @@ from typing import Any, get_args, get_origin, get_type_hints
 from .errors import UnknownNameError, UserError
 from .neurons import DRIVE_PARAMS, NEURONS, get_neuron
 from .objectives import FSBI_CONSTRAINTS, RATE_BIN_MS
-from .rules import REWARD_INPUT, Rule, RuleLayout, get_rule, is_time_constant
+from .rules import REWARD_INPUT, RULES, Rule, RuleLayout, get_rule, is_time_constant
 from .store import DB_NAME
 from .values import is_number, is_whole, plain
 
@@ -67,6 +67,7 @@ POSITIVE = Check(lambda v: 0 < v < math.inf, "a positive number")
 NON_NEGATIVE = Check(lambda v: 0 <= v < math.inf, "a non-negative number")
 SECONDS = Check(lambda v: 0 < v < math.inf, "a positive number of seconds")
 AT_LEAST_1 = Check(lambda v: v >= 1, "an integer >= 1")
+POPULATION_SIZE = Check(lambda v: v >= 1, "an integer >= 1; >= 2 in a recurrent network")
 PROBABILITY = Check(lambda v: 0 < v <= 1, "a probability in (0, 1]")
 SEED = Check(lambda v: 0 <= v < 2**32, "an integer in [0, 2**32)")
 LOSS = Check(lambda v: 0 <= v < math.inf, "a loss >= 0 (losses are never negative: a lower target never stops a run)")
@@ -114,7 +115,7 @@ class _Table:
 
 @dataclass
 class RuleSpec(_Table):
-    name: str = option("doublet", "plasticity rule: doublet, taylor, mlp or mlp_fsbi (with `file`: a label for your own rule; "
+    name: str = option("doublet", f"plasticity rule: {', '.join(RULES)} (with `file`: a label for your own rule; "
                                   "left at doublet, the file's model name)")
     file: str | None = option(None, "your own NESTML synapse file (relative to the experiment file); "
                                     "see rule.parameters")
@@ -151,12 +152,13 @@ class RuleSpec(_Table):
 class NetworkSpec(_Table):
     kind: str = option("recurrent", "'recurrent' E/I network, or 'single_neuron' with plastic afferents",
                        one_of("recurrent", "single_neuron"))
-    n_e: int = option(200, "recurrent: excitatory neurons (2 or more)", AT_LEAST_1)
-    n_i: int = option(50, "recurrent: inhibitory neurons (2 or more)", AT_LEAST_1)
+    n_e: int = option(200, "recurrent: excitatory neurons", POPULATION_SIZE)
+    n_i: int = option(50, "recurrent: inhibitory neurons", POPULATION_SIZE)
     p: float = option(0.2, "recurrent: connection probability (fixed in-degree p * N_source, rounded, at least 1; "
                            "no neuron connects to itself)", PROBABILITY)
     neuron_params: dict[str, float] = option({"tau_m": 20.0, "t_ref": 2.0, "tau_syn_ex": 5.0, "tau_syn_in": 10.0},
-                                             "neuron parameters, NEST's names (tau_syn_ex, t_ref) accepted")
+                                             "neuron parameters, NEST's names (tau_syn_ex, t_ref) accepted; a table "
+                                             "given replaces this one (keys left out take the NESTML neuron's own)")
     weights: dict[str, float] = option({"EE": 30.0, "EI": 30.0, "IE": 60.0, "II": 60.0},
                                        "initial weight per connection type (pA or nS)", magnitudes(CONNECTION_TYPES))
     w_max: dict[str, float] = option({"EE": 100.0, "EI": 100.0, "IE": 300.0, "II": 300.0},
@@ -195,7 +197,8 @@ class ObjectiveSpec(_Table):
                                        optional(POSITIVE))
     population: str = option("E", "the population scored: 'E' or 'I'", one_of("E", "I"))
     constraints: dict[str, list[float]] = option({"cv_isi": [0.7, 1e9], "w_blow": [0.0, 0.1]},
-                                                 "accepted [low, high] per metric; outside adds a penalty",
+                                                 "accepted [low, high] per metric; outside adds a penalty (a table "
+                                                 "given replaces this one)",
                                                  Check(lambda t: all(interval().test(v) for v in t.values()),
                                                        "[low, high] intervals with low <= high"))
     l1: float = option(0.0, "weight of the L1 penalty on the coefficients (not on time constants, tau_*)", NON_NEGATIVE)
@@ -483,12 +486,15 @@ def _fill(cls, data: dict, where: str):
     names = [f.name for f in fields(cls) if f.name != "source"]
     unknown = sorted(set(data) - set(names))
     if unknown:
-        if not where:  # the file's top level: a section's key written above every [section]?
-            homes = {k: s for k in unknown for s, spec in SECTIONS.items() if k in {f.name for f in fields(spec)}}
-            hint = "".join(f" ({k} belongs in [{s}])" for k, s in homes.items())
+        # a key of another section (max_generations under [objective]), or written above every [section]
+        top = {f.name for f in fields(Experiment)} - set(SECTIONS) - {"source"}
+        homes = {k: [f"in [{s}]" for s, spec in SECTIONS.items() if k in {f.name for f in fields(spec)}]
+                 + (["at the top, above every [section]"] if where and k in top else []) for k in unknown}
+        hint = "".join(f" ({k} belongs {' or '.join(h)})" for k, h in homes.items() if h)
+        if not where:
             raise ExperimentError(f"unknown top-level key(s) {', '.join(unknown)}{hint}; expected one of: "
                                   f"{', '.join(names)}")
-        raise ExperimentError(f"{where}: unknown key(s) {', '.join(unknown)}; expected one of: {', '.join(names)}")
+        raise ExperimentError(f"{where}: unknown key(s) {', '.join(unknown)}{hint}; expected one of: {', '.join(names)}")
     values = {}
     for name, value in data.items():
         key = f"{where}.{name}" if where else name
@@ -640,6 +646,22 @@ def unused_network_keys(exp: Experiment) -> str:
             f"'{n.kind}' run (its own: {', '.join(KIND_ONLY_KEYS[n.kind])})")
 
 
+def replaced_neuron_defaults(exp: Experiment) -> str:
+    """A note naming the default ``network.neuron_params`` that a table given without them dropped
+    (``{ tau_m = 10.0 }`` ran with the NESTML neuron's tau_syn of 2 ms, not 5 and 10), "" if none or
+    where the defaults are not this neuron's."""
+    neuron, defaults, given = get_neuron(exp.rule.neuron), NetworkSpec().neuron_params, exp.network.neuron_params
+    if given == defaults or neuron.unknown_params(defaults):
+        return ""
+    renamed = dict(neuron.renamed)
+    kept = {renamed.get(key, key) for key in given}
+    dropped = [f"{key} {value:g}" for key, value in defaults.items() if renamed.get(key, key) not in kept]
+    if not dropped:
+        return ""
+    return (f"note: network.neuron_params replaces its default table: without {', '.join(dropped)} (the defaults), "
+            f"the neuron {neuron.name} runs with its own NESTML values of them; give them in the table to keep them")
+
+
 def unread_filter_keys(exp: Experiment) -> str:
     """A note for a search's headline naming the ``[filter]`` keys set away from their defaults:
     only ``nestplast filter`` reads them (a nuisance input rate changed no search), "" if none."""
@@ -677,6 +699,10 @@ def _check_simulates_as_written(exp: Experiment) -> None:
         _require(own not in named, f"network.neuron_params.{key}", f"one name per parameter ({named.get(own)} is "
                  f"NEST's or NESTML's name of the same {own})", key)
         named[own] = key
+    for key, value in n.neuron_params.items():  # tau_m = 0.02 (seconds meant): a silent network, every rule alike
+        _require(not key.startswith("tau") or not is_number(value) or value >= n.resolution,
+                 f"network.neuron_params.{key}", f"a time constant in ms, at least network.resolution "
+                 f"({n.resolution:g} ms; seconds meant?)", value)
     for key in set(n.neuron_params) & set(DRIVE_PARAMS):  # set by the network from input_rate and input_weight
         _require(False, f"network.neuron_params.{key}", "a parameter of the neuron, not of its drive (network.input_rate "
                  "in Hz and network.input_weight set that, and the trials and the filter's nuisance rate vary it)", key)

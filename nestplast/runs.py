@@ -28,6 +28,7 @@ from .experiment import (
     Experiment,
     differences,
     keep_rule_file,
+    replaced_neuron_defaults,
     resumable_keys,
     run_experiment,
     unused_network_keys,
@@ -321,7 +322,8 @@ def run_loop(exp: Experiment, out: str | Path, problem: Callable[[Experiment, Ev
             store = open_store()
             chosen = make_strategy()
         if transport.is_root:
-            say(headline(transport) + "".join(f"\n{note}" for note in (crowded, unused_network_keys(exp)) if note))
+            notes = (crowded, unused_network_keys(exp), replaced_neuron_defaults(exp))
+            say(headline(transport) + "".join(f"\n{note}" for note in notes if note))
             if resume and (note := version_changes(store.meta())):
                 say(note)
             for note in resumed_limits(store, exp) if resume else ():

@@ -109,6 +109,14 @@ def test_default_layout_is_the_doublet_rule_on_ie():
     # one neuron has no other of its population to draw inputs from: NEST's Connect hung, deaf to Ctrl-C
     ("[network]\nn_i = 1\n", ["network.n_i: expected at least 2 in a recurrent network"]),
     ("[network]\nn_e = 1\n", ["network.n_e: expected at least 2 in a recurrent network"]),
+    # seconds meant: a silent network, every candidate scored alike
+    ("[network]\nneuron_params = { tau_m = 0.02, t_ref = 2.0, tau_syn_ex = 5.0, tau_syn_in = 10.0 }\n",
+     ["network.neuron_params.tau_m: expected a time constant in ms, at least network.resolution (0.1 ms; seconds "
+      "meant?), got 0.02"]),
+    # a key of another section: named, not placed
+    ("[objective]\nmax_generations = 3\n", ["objective: unknown key(s) max_generations (max_generations belongs in "
+                                             "[search])"]),
+    ("[network]\nname = 'x'\n", ["(name belongs in [rule] or at the top, above every [section])"]),
     # the list of what may be fixed named Wmax, which is then refused (network.w_max sets it)
     ("[rule]\nfixed = { etaa = 1.0 }\n", ["rule.fixed: expected fixed parameters of rule 'doublet': Wmin, eta, got"]),
     # no loss is negative: the run went on to max_generations
@@ -303,6 +311,29 @@ def test_weights_given_for_some_connection_types_only_are_refused(tmp_path):
     # a single neuron has EE and IE afferents only
     single = experiment.load(write(tmp_path, "[network]\nkind = 'single_neuron'\nweights = { EE = 30.0, IE = 60.0 }\n"))
     assert single.network.weights == {"EE": 30.0, "IE": 60.0}
+
+
+def test_a_neuron_params_table_without_the_defaults_is_noted(doublet_module, nest):
+    """`neuron_params = { tau_m = 20.0 }` (tau_m's default) ran with the NESTML neuron's tau_syn of
+    2 ms, not the defaults' 5 and 10, without a word: the headline now says so."""
+    from nestplast.kernel import install
+    from nestplast.networks import neuron_params
+
+    partial = experiment.parse({"network": {"neuron_params": {"tau_m": 20.0}}}, "<test>")
+    assert experiment.replaced_neuron_defaults(partial) == (
+        "note: network.neuron_params replaces its default table: without t_ref 2, tau_syn_ex 5, tau_syn_in 10 (the "
+        "defaults), the neuron iaf_psc_exp runs with its own NESTML values of them; give them in the table to keep them")
+    # what the note says, read from NEST: the neuron as built has other synaptic time constants than the defaults
+    nest.ResetKernel()
+    install(doublet_module)
+    built = nest.Create(doublet_module.neuron_model, params=neuron_params(partial.network, doublet_module))
+    assert built.tau_m == 20.0 and (built.tau_syn_exc, built.tau_syn_inh) != (5.0, 10.0)
+    # all of them given, by NEST's names or NESTML's: nothing to say; nor for a neuron the defaults are not for
+    full = {"tau_m": 10.0, "refr_T": 2.0, "tau_syn_exc": 5.0, "tau_syn_in": 10.0}
+    assert experiment.replaced_neuron_defaults(experiment.parse({"network": {"neuron_params": full}}, "<test>")) == ""
+    assert experiment.replaced_neuron_defaults(experiment.default()) == ""
+    cond = experiment.load(ROOT / "nestplast" / "experiments" / "families_paper.toml")
+    assert cond.rule.neuron == "iaf_cond_exp" and experiment.replaced_neuron_defaults(cond) == ""
 
 
 def test_keys_of_the_other_kind_of_network_are_named():
