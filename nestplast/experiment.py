@@ -294,7 +294,10 @@ class Experiment(_Table):
     (``exp.search.max_generations = 3``) or with :func:`dataclasses.replace`: a misspelt name is
     refused at once, and the values are checked (:func:`validate`) when a run starts."""
 
-    name: str = option("default-istdp", "the experiment's name (default run directory: runs/<name>)")
+    # "" ran in runs/ itself (a later run's folder then inside it), "../x" outside runs/
+    name: str = option("default-istdp", "the experiment's name (default run directory: runs/<name>)",
+                       Check(lambda v: v.strip() not in ("", ".", "..") and not {"/", "\\", os.sep} & set(v),
+                             "a folder's name: not empty, no /"))
     seed: int = option(1, "seed of every random stream of the run", SEED)
     rule: RuleSpec = field(default_factory=RuleSpec)
     network: NetworkSpec = field(default_factory=NetworkSpec)

@@ -113,6 +113,8 @@ def test_default_layout_is_the_doublet_rule_on_ie():
     ("[network]\nneuron_params = { tau_m = 0.02, t_ref = 2.0, tau_syn_ex = 5.0, tau_syn_in = 10.0 }\n",
      ["network.neuron_params.tau_m: expected a time constant in ms, at least network.resolution (0.1 ms; seconds "
       "meant?), got 0.02"]),
+    ('name = ""\n', ["name: expected a folder's name: not empty, no /, got ''"]),
+    ('name = "../escaped"\n', ["name: expected a folder's name: not empty, no /, got '../escaped'"]),
     # a key of another section: named, not placed
     ("[objective]\nmax_generations = 3\n", ["objective: unknown key(s) max_generations (max_generations belongs in "
                                              "[search])"]),
