@@ -557,14 +557,25 @@ def validate(exp: Experiment, *, to_run: bool = True) -> Experiment:
     for ct in r.by_type:
         _require(ct in r.plastic, f"rule.by_type.{ct}", f"a plastic connection type ({', '.join(r.plastic)})", ct)
         _validate_rule(exp, ct, f"rule.by_type.{ct}")
-    synapses = {}
+    synapses: dict[str, tuple[str, Rule]] = {}
     for ct in r.plastic:  # one module holds one variant of each NESTML synapse
         rule, spec = exp.base_rule(ct), exp.rule_spec(ct)
+        first_ct, first = synapses.setdefault(rule.synapse, (ct, rule))
+        if first.source == rule.source:
+            continue
+        if first.path != rule.path:  # a file's model named as a built-in's or another file's: no mask differs
+            def origin(one: Rule) -> str:
+                return f"your file {one.path}" if one.path else f"the built-in rule {one.name!r}"
+
+            _require(False, f"rule.by_type.{ct if ct in r.by_type else first_ct}",
+                     f"one NESTML model per name in a module: {origin(rule)} ({ct}) and {origin(first)} ({first_ct}) "
+                     f"both define {rule.synapse}; rename the model in your file (model NAME_synapse:)",
+                     rule.synapse)
         # a variant is a mask (taylor, reward) or a shape (mlp): name the one that differs ("got None" for a shape)
         what, given = ("mask", spec.mask) if spec.mask is not None or not spec.mlp else ("MLP shape", spec.mlp)
-        _require(synapses.setdefault(rule.synapse, rule.source) == rule.source, f"rule.by_type.{ct}",
-                 f"the same variant of {rule.synapse} on every type that uses it (one module holds one: one mask, "
-                 "one MLP shape; choose terms per type with `search` instead)", f"another {what}, {given}")
+        _require(False, f"rule.by_type.{ct}", f"the same variant of {rule.synapse} on every type that uses it (one "
+                 "module holds one: one mask, one MLP shape; choose terms per type with `search` instead)",
+                 f"another {what}, {given}")
 
     if n.kind == "single_neuron":
         _require(set(r.plastic) <= {"EE", "IE"}, "rule.plastic", "EE and/or IE for a single neuron (its afferents)",

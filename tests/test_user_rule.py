@@ -444,3 +444,20 @@ def test_a_weight_variable_the_spikes_do_not_carry_is_refused(tmp_path):
     assert text != rule_file.read_text()
     (tmp_path / "scaled_synapse.nestml").write_text(text)
     assert rule_from_file(tmp_path / "scaled_synapse.nestml", {"A_plus": {"low": -1.0, "high": 1.0}}).weight_variable == "w"
+
+
+def test_a_file_whose_model_is_named_as_a_builtin_rule_is_refused_as_such(tmp_path):
+    """A copy of doublet_synapse.nestml with a parameter added, its model name kept, beside the
+    built-in doublet: refused with "the same variant of doublet_synapse ... got 'another mask, None'",
+    naming the other type and a mask neither rule has."""
+    text = (ROOT / "nestml_models" / "doublet_synapse.nestml").read_text()
+    (tmp_path / "doublet_synapse.nestml").write_text(
+        text.replace("    parameters:\n", "    parameters:\n        extra real = 1.0 @homogeneous\n", 1))
+    (tmp_path / "e.toml").write_text('[rule]\nfile = "doublet_synapse.nestml"\nplastic = ["EE", "IE"]\n'
+                                      'by_type = { EE = { name = "doublet" } }\n'
+                                      '[rule.parameters]\nalpha = { low = -1.0, high = 1.0 }\n')
+    with pytest.raises(ExperimentError, match=rf"rule.by_type.EE: expected one NESTML model per name in a module: "
+                                              rf"your file {re.escape(str(tmp_path))}/doublet_synapse.nestml \(IE\) and "
+                                              r"the built-in rule 'doublet' \(EE\) both define doublet_synapse; rename "
+                                              r"the model in your file"):
+        experiment.load(tmp_path / "e.toml")
