@@ -10,7 +10,7 @@ network does not already tie together. The probabilities are normalised so that 
 number of kept synapses is the target, clipped at 1 (the normalisation is repeated until the
 clipped probabilities still sum to the target), and a kept weight becomes W_ij / p_ij, so that
 the pruned matrix equals the original in expectation. Controls: p proportional to |W|
-("magnitude") and uniform p ("uniform"). A symmetric matrix is pruned pair by pair and stays
+("magnitude") and uniform p ("uniform"). A symmetric matrix (up to rounding) is pruned pair by pair and stays
 symmetric. The diagonal (self-coupling) is not pruned; it becomes zero, stays as it was, or
 ("row-sum", the default) takes back each row's removed off-diagonal magnitude so that every
 row keeps its diagonal-dominance margin: a network whose dynamics matrix W - leak I is
@@ -34,7 +34,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .errors import UserError
-from .rate_network import RateModel, check_weights, lyapunov_covariance, settling_time, simulate
+from .rate_network import RateModel, check_weights, is_symmetric, lyapunov_covariance, settling_time, simulate
 
 PRUNING_RULES = ("noise", "magnitude", "uniform")
 DIAGONALS = ("row-sum", "original", "zero")
@@ -146,7 +146,7 @@ def prune(W: ArrayLike, keep: float = 0.2, rule: str = "noise", *, covariance: A
     if rule == "noise" and not np.isfinite(covariance).all():
         raise InvalidPruningArgument("covariance holds NaN or infinite entries (activity with NaN rates?)")
 
-    symmetric = np.array_equal(W, W.T)
+    symmetric = is_symmetric(W)  # up to rounding; the pruned matrix is then exactly symmetric
     rows, cols = _synapses(W, symmetric)
     per_entry = 2 if symmetric else 1  # a symmetric pair is two synapses
     synapses = per_entry * len(rows)

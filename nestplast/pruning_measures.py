@@ -31,7 +31,7 @@ from numpy.typing import ArrayLike
 from scipy.optimize import linear_sum_assignment
 
 from .prune import DIAGONALS, PRUNING_RULES, Pruned, prune
-from .rate_network import STABLE_BELOW, RateModel, check_weights, dynamics_matrix, lyapunov_covariance, simulate
+from .rate_network import STABLE_BELOW, RateModel, check_weights, dynamics_matrix, is_symmetric, lyapunov_covariance, simulate
 
 SLOWEST = 10      # eigenvalues at the slow end of the spectrum that the slow-end error averages
 DECAY_TAUS = 40   # default length of the decay trajectories, in time constants (the authors' 40)
@@ -57,7 +57,7 @@ class Spectrum(NamedTuple):
 def spectrum(W: ArrayLike, leak: float = 1.0) -> Spectrum:
     """Eigen-decomposition of the dynamics matrix M = W - leak I."""
     M = np.asarray(W, dtype=float) - leak * np.eye(len(W))
-    if np.array_equal(M, M.T):
+    if is_symmetric(M):
         values, vectors = np.linalg.eigh(M)
         return Spectrum(values, vectors, True)
     values, vectors = np.linalg.eig(M)
@@ -67,7 +67,7 @@ def spectrum(W: ArrayLike, leak: float = 1.0) -> Spectrum:
 def eigenvalues(W: ArrayLike, leak: float = 1.0) -> tuple[np.ndarray, bool]:
     """Eigenvalues of W - leak I (sorted if symmetric) without the eigenvectors, and whether symmetric."""
     M = np.asarray(W, dtype=float) - leak * np.eye(len(W))
-    if np.array_equal(M, M.T):
+    if is_symmetric(M):
         return np.linalg.eigvalsh(M), True
     return np.linalg.eigvals(M), False
 

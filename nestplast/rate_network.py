@@ -94,12 +94,25 @@ class Activity:
 
 # ----------------------------------------------------------------------------------- checks
 
+# Asymmetry up to this fraction of the largest |W_ij| is rounding: H = X D X^T / N, symmetric in
+# exact arithmetic, differed from its transpose by 1e-17 and was pruned as a directed network.
+SYMMETRY_TOLERANCE = 1e-12
+
+
+def is_symmetric(W: np.ndarray) -> bool:
+    """Whether the square matrix ``W`` is symmetric up to rounding (:data:`SYMMETRY_TOLERANCE`)."""
+    scale = float(np.max(np.abs(W))) if W.size else 0.0
+    return bool(np.all(np.abs(W - W.T) <= SYMMETRY_TOLERANCE * scale))
+
+
 def check_weights(W: ArrayLike, leak: float = 1.0, *, stable: bool = True) -> np.ndarray:
     """Return ``W`` as a float array, or raise :class:`InvalidWeightMatrix` saying what is wrong:
     not real numbers (text, complex), not a square matrix, NaN or infinite entries, or unstable
     dynamics (an eigenvalue of ``W - leak I`` with real part not below :data:`STABLE_BELOW`:
     non-negative, or zero up to rounding; the noise-driven activity has no stationary covariance).
     ``stable=False`` skips the last check."""
+    if hasattr(W, "toarray") and hasattr(W, "nnz"):  # scipy.sparse: numpy saw one object, "got object"
+        raise InvalidWeightMatrix("sparse", "weight matrix is a scipy.sparse matrix: give the dense one, W.toarray()")
     W = np.asarray(W)
     # Casting to float would drop imaginary parts with a mere warning, or fail on text with numpy's message.
     if W.dtype.kind not in "biufc" or (W.dtype.kind == "c" and np.any(W.imag)):

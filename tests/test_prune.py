@@ -256,3 +256,27 @@ def test_the_probe_warms_up_no_longer_than_it_probes():
     assert probe_warmup(clustered_network((6, 2, 2), seed=1), 1e4) == pytest.approx(500.0)  # tau / margin 0.1, five
     C = probe_covariance(slow, 100.0, seed=1)  # 200 ms of NEST time, not 5e6
     assert C.shape == (3, 3) and (np.diag(C) > 0).all()
+
+
+def test_a_matrix_symmetric_up_to_rounding_is_pruned_as_symmetric():
+    """H = X D X^T / N differed from its transpose by 1e-17 and was pruned as a directed network: the
+    result was not symmetric (0.026 apart), and its spectrum was compared as a non-symmetric one."""
+    from nestplast.pruning_measures import eigenvalues
+
+    rng = np.random.default_rng(3)
+    X, D = rng.normal(0.0, 1.0, (60, 5)), np.diag(rng.random(5))
+    H = 0.5 * X @ D @ X.T / 60
+    np.fill_diagonal(H, -3.0)
+    assert not np.array_equal(H, H.T) and np.abs(H - H.T).max() < 1e-15
+    pruned = prune(H, keep=0.3, seed=0).weights
+    np.testing.assert_array_equal(pruned, pruned.T)
+    assert eigenvalues(H)[1] and eigenvalues(pruned)[1]
+    H[0, 1] += 1e-6  # more than rounding: a directed network
+    assert not eigenvalues(H)[1]
+
+
+def test_a_sparse_matrix_is_named_as_such():
+    import scipy.sparse
+
+    with pytest.raises(InvalidWeightMatrix, match=r"a scipy.sparse matrix: give the dense one, W.toarray\(\)"):
+        prune(scipy.sparse.csr_matrix(np.eye(3) * -1.0))

@@ -442,3 +442,43 @@ def test_out_without_matplotlib_is_refused_before_the_work(tmp_path, capsys, mon
     assert main(["--nodes", "20", "--duration", "0", "--out", str(tmp_path / "out")]) == 2
     assert "the plots need matplotlib, the extra 'plots'" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def _dale_matrix(n: int = 100, n_i: int = 20, seed: int = 0) -> np.ndarray:
+    """An E/I matrix that keeps Dale's law (each column one sign), zero diagonal, stable."""
+    rng = np.random.default_rng(seed)
+    W = rng.uniform(0.0, 1.0, (n, n)) * (rng.random((n, n)) < 0.2) / n
+    W[:, n - n_i:] *= -4.0
+    np.fill_diagonal(W, 0.0)
+    return W
+
+
+def test_self_couplings_of_the_other_sign_are_warned_about(tmp_path):
+    """--diagonal row-sum (the default) gave 42 of 80 excitatory neurons of a user's E/I matrix a
+    negative self-coupling, without a word."""
+    W = _dale_matrix()
+    np.savez(tmp_path / "ei.npz", W=W)
+    out = run_cli("--matrix", tmp_path / "ei.npz", "--keep", 0.5, "--duration", 0, "--out", tmp_path / "run")
+    assert out.returncode == 0, out.stderr
+    pruned = np.load(tmp_path / "run" / "pruned_noise.npz")["W"]
+    signs = np.sign(W.sum(axis=0))
+    flipped = int(np.sum(np.diag(pruned) * signs < 0))  # counted here from the saved matrix, a second way
+    assert flipped > 0
+    assert "warning: the matrix gives each neuron one sign (Dale's law), but the diagonal row-sum gave " \
+           f"self-couplings the other sign ({flipped} by the noise rule" in out.stderr, out.stderr
+    kept = run_cli("--matrix", tmp_path / "ei.npz", "--keep", 0.5, "--duration", 0, "--diagonal", "original")
+    assert kept.returncode == 0 and "Dale" not in kept.stderr, kept.stderr
+    # one sign for all (as the default clustered network): the diagonal's sign is no neuron's, nothing to say
+    np.savez(tmp_path / "e.npz", W=np.abs(W) * 0.5)
+    assert "Dale" not in run_cli("--matrix", tmp_path / "e.npz", "--keep", 0.5, "--duration", 0).stderr
+
+
+def test_a_value_out_of_the_columns_range_is_printed_short():
+    from nestplast.analysis.pruning import format_table
+
+    summary = {"slowest": 10, "nodes": 5, "synapses": 8, "keep": 0.5, "diagonal": "row-sum",
+               "rules": {"uniform": {"kept": 4, "eigenvalue_error": 0.1, "eigenvalue_error_max": 0.2,
+                                     "eigenvalue_error_slowest": 0.3, "rayleigh_error": None, "trajectory_error": None,
+                                     "decay_trajectory_error": 1.413079548643971e33, "largest_real_eigenvalue": 0.5}}}
+    row = format_table(summary).splitlines()[-1]
+    assert "1.413e+33" in row and len(row) == len(format_table(summary).splitlines()[1])

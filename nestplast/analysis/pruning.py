@@ -35,7 +35,10 @@ def format_table(summary: dict) -> str:
 def _cell(value, spec: str) -> str:
     if value is None:
         return "-"  # skipped
-    return value if isinstance(value, str) else format(value, spec)  # "inf" or "nan" as the summary has it
+    if isinstance(value, str):
+        return value  # "inf" or "nan" as the summary has it
+    # an unstable network's decay error of 1e33 printed 40 digits in an 11-wide column
+    return format(value, ".4g" if spec == ".4f" and abs(value) >= 1e6 else spec)
 
 
 # Why a measure is not finite ("inf" or "nan" in the summary), and the option that measures it over a shorter time.
@@ -93,6 +96,33 @@ def instability_warnings(summary: dict) -> list[str]:
                         f"real part {largest:.4g}{' >= 0' if largest >= 0 else ', zero up to rounding'} "
                         f"(diagonal {summary['diagonal']}); {remedy}")
     return warnings
+
+
+def sign_warnings(comparison: Comparison) -> list[str]:
+    """A line where the matrix keeps one sign per neuron (Dale's law: each column's weights one
+    sign, excitatory and inhibitory neurons both) and the row-sum diagonal gave self-couplings the
+    other sign: it adds each row's removed magnitude back, which is negative where the rescaled
+    kept weights outweigh the removed ones."""
+    W = np.asarray(comparison.weights)
+    if comparison.diagonal != "row-sum":
+        return []
+    off = W - np.diag(np.diag(W))
+    signs = np.sign(off.sum(axis=0))
+    one_sign = all(np.all(np.sign(off[:, j][off[:, j] != 0]) == signs[j]) for j in range(len(W)))
+    if not one_sign or not (np.any(signs > 0) and np.any(signs < 0)):
+        return []
+    flipped = {}
+    for rule, pruned in comparison.pruned.items():
+        own = np.diag(pruned.weights)
+        wrong = (signs != 0) & (own * signs < 0) & (np.diag(W) * signs >= 0)  # not already so in the matrix
+        if wrong.any():
+            flipped[rule] = int(wrong.sum())
+    if not flipped:
+        return []
+    counts = ", ".join(f"{n} by the {rule} rule" for rule, n in flipped.items())
+    return [f"the matrix gives each neuron one sign (Dale's law), but the diagonal row-sum gave self-couplings the "
+            f"other sign ({counts}): it adds back each row's removed magnitude, negative where the kept weights, "
+            f"rescaled, outweigh the removed ones; --diagonal original or zero keeps the signs"]
 
 
 def plot_spectra(W, pruned: dict[str, np.ndarray], path, *, leak: float = 1.0, title: str = "",

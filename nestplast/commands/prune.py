@@ -22,6 +22,7 @@ from ..analysis.pruning import (
     instability_warnings,
     non_finite_warnings,
     nothing_pruned_warnings,
+    sign_warnings,
     write_outputs,
 )
 from ..cli import ArgumentParser, run_command
@@ -360,7 +361,8 @@ def _prune(argv: Sequence[str] | None) -> int:
             write_outputs(args.out, comparison, rows, settings={**_settings(args), "nestplast": __version__})
     summary = comparison.summary()
     print(json.dumps(summary) if args.json else format_table(summary), flush=True)
-    warnings = nothing_pruned_warnings(summary) + instability_warnings(summary) + non_finite_warnings(summary)
+    warnings = (nothing_pruned_warnings(summary) + instability_warnings(summary) + sign_warnings(comparison)
+                + non_finite_warnings(summary))
     for warning in warnings:  # after the table, where seen
         print(f"warning: {warning}", file=sys.stderr)
     return 0
