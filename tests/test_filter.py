@@ -982,6 +982,15 @@ def test_a_filter_run_takes_threads_as_the_search_does(tmp_path, doublet_module,
     # a run is one experiment: other threads change its random streams
     assert main(["--out", str(run), "--resume", "--threads", "1"]) == 2
     assert "search.threads" in capsys.readouterr().err
+    # what --recheck and --apply wrote from the family stayed, stale, after a resume's new round changed it
+    (run / "recheck.csv").write_text("made from the family of round 0\n")
+    (run / "refiltered-tight").mkdir()
+    assert main(["--out", str(run), "--resume", "--rounds", "2", "--quiet", "--no-plots"]) == 0
+    assert len(store_seeds(run)) == 4
+    assert (f"note: recheck.csv, refiltered-tight/ in {run} came from the family before this resume: make them "
+            "again (--recheck N, --apply FILE)") in capsys.readouterr().out
+    assert main(["--out", str(run), "--resume", "--rounds", "2", "--quiet", "--no-plots"]) == 0  # nothing new
+    assert "came from the family" not in capsys.readouterr().out
 
 
 @needs_sbi

@@ -230,10 +230,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         exp = together(comm, lambda: load_experiment(args))
         out = args.out or Path("runs") / exp.name
         out_dir.append(out)
+        before = _simulations(out) if args.resume and rank == 0 else None
         result = run_filter(exp, out, resume=args.resume, comm=comm,
                             progress=notes_only if args.quiet else (lambda line: print(line, flush=True)))
         if result is not None:
             report(out, plots=not args.no_plots)
+            if before is not None and _simulations(out) != before and (made := _made_from_the_family(out)):
+                print(f"note: {', '.join(made)} in {out} came from the family before this resume: make them again "
+                      "(--recheck N, --apply FILE) for the family as it is now", flush=True)
             if all_failed(result):  # no family: a batch system (afterok) must see it
                 print(f"every simulation failed, so no rule passed; {commonest_failure(out)}", flush=True)
                 return 1
@@ -249,6 +253,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if out_dir else "nothing was started")
 
     return run_mpi_command(run, argv, comm, interrupted=interrupted)
+
+
+def _simulations(run_dir: Path) -> int | None:
+    """How many simulations the run in ``run_dir`` holds (None: no run there yet)."""
+    if not (run_dir / DB_NAME).is_file():
+        return None
+    with RunStore.open(run_dir, read_only=True) as store:
+        return store.counts()["evaluations"]
+
+
+def _made_from_the_family(run_dir: Path) -> list[str]:
+    """What --recheck and --apply wrote into ``run_dir`` from its family (a resume's new rounds change it)."""
+    return [p.name + ("/" if p.is_dir() else "") for p in (run_dir / "recheck.csv", *sorted(run_dir.glob("refiltered-*")))
+            if p.exists()]
 
 
 def write_recheck(result: Recheck, path: Path) -> None:
