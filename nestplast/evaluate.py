@@ -28,7 +28,7 @@ import numpy as np
 from . import kernel_reads
 from . import metrics as M
 from .builder import Module
-from .experiment import Experiment
+from .experiment import Experiment, ExperimentError
 from .kernel import import_nest, install, reset_kernel
 from .networks import Network, Trial, build_network, check_neuron_params, check_synapse_params, nest_settings, synapse_models
 from .objectives import FAILURE_LOSS, RATE_BIN_MS, Objective, RateBand
@@ -126,7 +126,10 @@ class Evaluator:
         experiment sets and NEST refuses fails each evaluation, recorded with NEST's message."""
         nest = reset_kernel()
         install(self.module)
-        check_neuron_params(nest, self.exp.network, self.module)
+        try:
+            check_neuron_params(nest, self.exp.network, self.module)
+        except ExperimentError as err:  # named as a malformed file's keys are
+            raise ExperimentError(f"{self.exp.source}: {err}") from None
 
     def check_rule_params(self, theta: Sequence[float]) -> None:
         """Refuse (ExperimentError) rule settings that NEST refuses at ``theta`` (the search's start):
@@ -134,8 +137,12 @@ class Evaluator:
         ``Wmin`` beyond ``w_max``)."""
         nest = reset_kernel()
         install(self.module)
-        check_synapse_params(nest, self.exp.network, self.synapse_params(theta), synapse_models(self.layout, self.module),
-                             {ct: self.exp.fixed(ct) for ct in self.layout.connection_types})
+        try:
+            check_synapse_params(nest, self.exp.network, self.synapse_params(theta),
+                                 synapse_models(self.layout, self.module),
+                                 {ct: self.exp.fixed(ct) for ct in self.layout.connection_types})
+        except ExperimentError as err:
+            raise ExperimentError(f"{self.exp.source}: {err}") from None
 
     def synapse_params(self, theta: Sequence[float]) -> dict[str, dict]:
         """The rule's NEST settings for ``theta``, per plastic connection type, without ``Wmax``

@@ -157,14 +157,23 @@ def add_poisson_generator(nest, spec: NetworkSpec, neurons, rate: float) -> None
     nest.Connect(drive, neurons, syn_spec={"weight": spec.input_weight, "delay": spec.delay})
 
 
+def _refusal(err: Exception, model: str) -> str:
+    """NEST's message without the name of the model copied only to ask it."""
+    return str(err).replace(f"Setting status of model '{model}': ", "")
+
+
 def check_neuron_params(nest, spec: NetworkSpec, module: Module) -> None:
     """Refuse (ExperimentError) ``spec.neuron_params`` where the module's neuron refuses them
     (e.g. ``tau_syn_in`` equal to ``tau_m``): every network built with them would fail alike."""
     try:
         nest.CopyModel(module.neuron_model, "nestplast_neuron_check", neuron_params(spec, module))
     except nest.NESTErrors.BadProperty as err:
-        raise ExperimentError(f"network.neuron_params: {paired_neuron(module).name} refuses {spec.neuron_params}: "
-                              f"{err}") from None
+        neuron = paired_neuron(module)
+        # NESTML's names in NEST's message: say which of the experiment's keys they are
+        spelt = [f"{own} is your {key}" for key, own in neuron.renamed if key in spec.neuron_params]
+        also = f" ({'; '.join(spelt)})" if spelt else ""
+        raise ExperimentError(f"network.neuron_params: the neuron {neuron.name} refuses {spec.neuron_params}: "
+                              f"{_refusal(err, 'nestplast_neuron_check')}{also}") from None
 
 
 def check_synapse_params(nest, spec: NetworkSpec, synapse_params: dict[str, dict], models: dict[str, str],
@@ -179,7 +188,7 @@ def check_synapse_params(nest, spec: NetworkSpec, synapse_params: dict[str, dict
             given = {k: v for k, v in fixed.get(ct, {}).items() if k != "Wmax"}
             raise ExperimentError(f"the rule's settings on {ct} ({given or 'its defaults'} fixed, the rest at the "
                                   f"search's start; w_max {spec.w_max[ct]}): {models[ct]} refuses them: "
-                                  f"{err}") from None
+                                  f"{_refusal(err, f'nestplast_check_{ct}')}") from None
 
 
 def paired_neuron(module: Module) -> Neuron:

@@ -286,7 +286,9 @@ def test_neuron_parameters_the_neuron_refuses_are_named_before_a_run_is_created(
     path.write_text(path.read_text().replace("p = 0.2\n", "p = 0.2\nneuron_params = { tau_m = 10.0, tau_syn_in = 10.0 }\n"))
     out = search([path, "--out", tmp_path / "run"])
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
-    assert "network.neuron_params: iaf_psc_exp refuses" in out.stderr and "abs(tau_syn_inh - tau_m)" in out.stderr
+    assert f"error: {path}: network.neuron_params: the neuron iaf_psc_exp refuses" in out.stderr, out.stderr
+    assert "abs(tau_syn_inh - tau_m)" in out.stderr and "(tau_syn_inh is your tau_syn_in)" in out.stderr
+    assert "nestplast_neuron_check" not in out.stderr  # the model copied only to ask NEST, no name of the user's
     assert not (tmp_path / "run").exists()
 
 
@@ -331,8 +333,9 @@ def test_rule_settings_nest_refuses_are_refused_before_the_run(tmp_path):
                     .replace("fixed = { eta = 1.0 }", "fixed = { eta = 1.0, tau_pre = -20.0 }"))
     out = search([path, "--out", tmp_path / "run"])
     assert out.returncode == 2, out.stdout + out.stderr
-    assert ("the rule's settings on IE ({'eta': 1.0, 'tau_pre': -20.0} fixed, the rest at the search's start; w_max "
-            "300.0)" in out.stderr and "tau_pre > 0" in out.stderr), out.stderr
+    assert (f"error: {path}: the rule's settings on IE ({{'eta': 1.0, 'tau_pre': -20.0}} fixed, the rest at the "
+            "search's start; w_max 300.0)" in out.stderr and "tau_pre > 0" in out.stderr), out.stderr
+    assert "nestplast_check_IE" not in out.stderr
     assert not (tmp_path / "run").exists()
 
 
