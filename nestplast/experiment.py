@@ -896,6 +896,9 @@ def keep_rule_file(exp: Experiment, run_dir: str | Path) -> None:
         shutil.copyfile(exp.rule.file, kept / Path(exp.rule.file).name)
 
 
+_EDITED_SAID: set[str] = set()  # the run copies whose edited originals this process has warned of
+
+
 def run_experiment(recorded: dict, run_dir: str | Path) -> Experiment:
     """The experiment a run recorded (``RunStore.experiment()``), its rule file taken from the run's
     copy where the original is gone or was edited since: a run is one rule, and its report read the
@@ -906,7 +909,8 @@ def run_experiment(recorded: dict, run_dir: str | Path) -> Experiment:
     original = Path(run_dir) / file if file else None
     kept = Path(run_dir) / RULE_COPY_DIR / Path(file).name if file else None
     if kept is not None and kept.is_file() and (not original.is_file() or original.read_bytes() != kept.read_bytes()):
-        if original.is_file():
+        if original.is_file() and str(kept) not in _EDITED_SAID:  # a report reads the run twice: said once
+            _EDITED_SAID.add(str(kept))
             warnings.warn(f"{original} was edited since the run in {run_dir} began: the run's own copy, {kept}, "
                           f"is the rule it ran, and is read instead", stacklevel=2)
         recorded = {**recorded, "rule": {**recorded["rule"], "file": str(kept.resolve())}}

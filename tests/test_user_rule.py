@@ -82,7 +82,7 @@ def test_search_of_own_rule_from_the_example_experiment(tmp_path):
                             capture_output=True, text=True, cwd=ROOT)
     assert report.returncode == 0, report.stderr
     assert set(json.loads(report.stdout)["best_params"]) == {"IE.A_plus", "IE.A_minus", "IE.drift"}
-    assert f"was edited since the run in {tmp_path / 'run'} began: the run's own copy, {kept}" in report.stderr
+    assert report.stderr.count(f"was edited since the run in {tmp_path / 'run'} began: the run's own copy, {kept}") == 1
     # the rule file gone (moved, or the run copied elsewhere): the run's own copy serves report and resume
     (tmp_path / "pair_stdp_synapse.nestml").unlink()
     report = subprocess.run([sys.executable, "-m", "nestplast.report", str(tmp_path / "run"), "--json"],
