@@ -100,7 +100,8 @@ class GroundTruth:
 
     @property
     def mask(self) -> str | None:
-        """The Taylor mask of the rule (``"post:011,post:100"``), or None for another rule."""
+        """The Taylor mask of the rule (``"post:100,post:011"``: its terms in the order of its
+        parameters), or None for another rule."""
         if self.rule.name != "taylor":
             return None
         return ",".join(f"{t.event}:{t.abc}" for t in self.rule.terms)

@@ -213,7 +213,7 @@ def test_ground_truths_are_complete_and_inside_the_search_bounds():
             assert p.low <= truth.params[p.name] <= p.high, (name, p.name)
     assert GROUND_TRUTHS["vogels_sprekeler"].inhibitory_fraction == 1.0
     oja = GROUND_TRUTHS["oja"]
-    assert oja.mask == "post:011,post:100"
+    assert oja.mask == "post:100,post:011"  # as given: the order of its parameters
     dw = oja.rule.weight_change(oja.params, "post", x_pre=0.3, x_post=0.2, w=-50.0)
     assert dw == pytest.approx(oja.params["eta"] * (0.3 - 0.2 * 50.0 / 40.0))
 
