@@ -294,10 +294,8 @@ class Experiment(_Table):
     (``exp.search.max_generations = 3``) or with :func:`dataclasses.replace`: a misspelt name is
     refused at once, and the values are checked (:func:`validate`) when a run starts."""
 
-    # "" ran in runs/ itself (a later run's folder then inside it), "../x" outside runs/
-    name: str = option("default-istdp", "the experiment's name (default run directory: runs/<name>)",
-                       Check(lambda v: v.strip() not in ("", ".", "..") and not {"/", "\\", os.sep} & set(v),
-                             "a folder's name: not empty, no /"))
+    name: str = option("default-istdp", "the experiment's name (default run directory: runs/<name>; a folder's "
+                                        "name, not empty, no /)")
     seed: int = option(1, "seed of every random stream of the run", SEED)
     rule: RuleSpec = field(default_factory=RuleSpec)
     network: NetworkSpec = field(default_factory=NetworkSpec)
@@ -750,6 +748,10 @@ def _check_simulates_as_written(exp: Experiment) -> None:
 def _check_runnable(exp: Experiment) -> None:
     """Settings valid on their own under which every evaluation would fail or score NaN (a cluster
     job of 320s), and pycma options that pycma cannot use."""
+    # "" ran in runs/ itself (a later run's folder then inside it), "../x" outside runs/ (for a run
+    # only: a run recorded before this check still reports)
+    _require(exp.name.strip() not in ("", ".", "..") and not {"/", "\\", os.sep} & set(exp.name), "name",
+             "a folder's name: not empty, no /", exp.name)
     n, o = exp.network, exp.objective
     built = ("EE", "IE") if n.kind == "single_neuron" else CONNECTION_TYPES  # every one is connected
     missing = [ct for ct in built if ct not in n.weights]  # else every evaluation fails with a KeyError
