@@ -207,10 +207,11 @@ def rule_from_file(path: str | Path, parameters: Mapping[str, Any] | None = None
         raise UserRuleError(f"{path}: a weight variable named 'weight' cannot be compiled (NESTML's templates fail on "
                             "that name, which NEST uses for the connection's own weight): rename it in the file, "
                             "e.g. to w (the default weight variable)")
-    for name, (line, _) in {**declared, **state}.items():
-        if name in NEST_CONNECTION_KEYS:
-            raise UserRuleError(f"{path}:{line}: {name!r} is the name of NEST's own {name} of every connection, which "
-                                f"NEST reads and sets itself, not the rule's: rename it in the file (e.g. {name}_rule)")
+    for variable, (line, _) in {**declared, **state}.items():
+        if variable in NEST_CONNECTION_KEYS:
+            raise UserRuleError(f"{path}:{line}: {variable!r} is the name of NEST's own {variable} of every connection, "
+                                f"which NEST reads and sets itself, not the rule's: rename it in the file (e.g. "
+                                f"{variable}_rule)")
     if parameters is None:  # for one's own NEST model (build): nothing searched, nestplast sets no Wmax
         parameters = {}
     else:
