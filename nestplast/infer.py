@@ -26,7 +26,7 @@ import os
 import re
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,7 +37,7 @@ from .errors import UserError
 from .kernel import lent_kernel
 from .objectives import l1_penalty
 from .parallel import Transport, check_comm_given, together
-from .recording import Recording, RecordingError, check_time_unit, id_numbering_warnings
+from .recording import Recording, RecordingError, check_time_unit, data_warnings
 from .rules import Rule, get_rule, is_time_constant
 from .store import DB_NAME, RunStore, StoreError, as_stored, check_same_kind, check_same_parameters
 from .strategies import Budget, SearchSpace, make_strategy
@@ -52,7 +52,8 @@ if TYPE_CHECKING:
 
 PRECISION = 1e-9  # the numpy forward model against NEST's replay (tests/test_inference.py)
 # the advice the warnings end with, by name: infer-demo gives the same advice in its own options
-UNCONSTRAINED_ADVICE = "record longer, more spikes, or fix it with --fixed"
+# (--fixed takes settings, not searched coefficients: that advice was refused by the command)
+UNCONSTRAINED_ADVICE = "record longer or more spikes, or fit a rule without it (taylor: a --mask without its term)"
 FEWER_SEGMENTS_ADVICE = "give fewer --segments"
 
 
@@ -518,8 +519,10 @@ def fit(recording: Recording | str | os.PathLike, choice: RuleChoice, fixed: Map
                  # by the data alone: the L1 penalty changes with every coefficient, and hid them all
                  unidentified=[rule.names[i] for i in unconstrained(problem.objective(fitted, penalised=False),
                                                                     theta, bounds)])
+    for name in result.unidentified:  # its bootstrap draws all sat where it started: [2, 2] looked exact
+        result.intervals[name] = (math.nan, math.nan)
     result.at_bound = at_bounds(rule, theta, result.unidentified)
-    result.warnings = id_numbering_warnings(recording) + fit_warnings(result, n_fitted=len(fitted), n_held=len(held),
+    result.warnings = data_warnings(recording) + fit_warnings(result, n_fitted=len(fitted), n_held=len(held),
                                                               n_bootstrap=n_bootstrap, what=("segment", "segments"))
     if held and math.isnan(r2_held) and not math.isnan(deviance_held):
         # R^2 is measured around each held-out segment's own mean: one scored sample has none to measure
@@ -549,6 +552,9 @@ def at_bound_warning(names: Sequence[str]) -> str:
 
 
 MIN_BOOTSTRAP = 20  # bootstrap draws below which the intervals are not yet 95 % intervals (warned of)
+# CMA-ES's step (its spread over each range, averaged) above which a search its generation limit
+# stopped had not converged (the README's fit ends at 2e-7; one stopped after 10 of 60 at 0.05)
+UNCONVERGED_STEP = 1e-3
 
 
 def fit_warnings(result: Fit, *, n_fitted: int, n_held: int, n_bootstrap: int, what: tuple[str, str]) -> list[str]:
@@ -558,6 +564,15 @@ def fit_warnings(result: Fit, *, n_fitted: int, n_held: int, n_bootstrap: int, w
     ``what``: the fit's unit, singular and plural (segment, segments)."""
     one, what = what
     warnings = []
+    if result.unidentified:  # printed by the command only: a Python fit's warnings said nothing
+        warnings.append(f"the data do not constrain {', '.join(result.unidentified)}: moved over its whole range, each "
+                        f"leaves the fit unchanged, so its value means nothing and it has no interval "
+                        f"({UNCONSTRAINED_ADVICE})")
+    stop = result.stop or {}
+    if "maxiter" in stop and stop.get("step", 0.0) > UNCONVERGED_STEP:  # the truth outside every interval
+        warnings.append(f"the search stopped at its generation limit ({stop['maxiter']}) with its step still "
+                        f"{stop['step']:.2g} of each range, far from converged: the coefficients and intervals may "
+                        "be off; give more generations (--max-generations; --resume goes on from here)")
     if result.at_bound:
         warnings.append(at_bound_warning(result.at_bound) + ", and check --fixed (Wmax, taus) and the units of the data")
     if 0 < n_bootstrap < MIN_BOOTSTRAP and n_fitted >= 2:  # one draw and the estimate were called a 95 % interval
@@ -623,8 +638,7 @@ def search_with_restarts(problem: engine.Problem, rule: Rule, choice: RuleChoice
             spec = {"rule": choice.name, "mask": choice.mask, "fixed": dict(fixed), **settings, "seed": seed + k,
                     "population_size": population_size * 2**k, "recording": recording.description,
                     "data_sha256": data_fingerprint(recording)}
-            open_store = functools.partial(_open_fit_store, out if k == 0 else out / f"restart-{k}", spec, resume,
-                                           rule.names)
+            open_store = functools.partial(_open_fit_store, out if k == 0 else out / f"restart-{k}", spec, resume, rule)
         # refused on every rank together: the workers would otherwise wait for tasks that never come
         store, strategy = together(comm, open_store), None
         if transport.is_root:
@@ -641,6 +655,9 @@ def search_with_restarts(problem: engine.Problem, rule: Rule, choice: RuleChoice
         finally:  # also on Ctrl-C: a notebook's next fit or --resume finds the run free
             if store is not None:
                 store.close()
+        if outcome is not None and "maxiter" in outcome.stop:
+            # stopped by its budget, not by pycma's criteria: its last step says how far it was from converging
+            outcome = replace(outcome, stop={**outcome.stop, "step": strategy.step_size})
         if outcome is not None and (best is None or outcome.best_loss < best.best_loss):
             best = outcome
     return best, out
@@ -661,15 +678,15 @@ def data_fingerprint(data) -> str:
     return digest.hexdigest()
 
 
-def _open_fit_store(folder: Path, spec: dict, resume: bool, names: Sequence[str]) -> RunStore:
+def _open_fit_store(folder: Path, spec: dict, resume: bool, rule: Rule) -> RunStore:
     """A fit's store: the one to resume (once it is known to hold the same data and settings, and
-    theta of the parameters ``names``) or a new one."""
+    theta of ``rule``'s parameters) or a new one."""
     if resume and (folder / DB_NAME).exists():
         store = RunStore.open(folder)
         try:
             check_same_kind(store.meta().get("kind"), "infer", folder)  # a search's settings are no fit's
-            _check_same_run(store, spec, folder)
-            check_same_parameters(store, names, folder)  # a mask's terms in another order: theta in another
+            _check_same_run(store, spec, folder, rule.fixed)
+            check_same_parameters(store, rule.names, folder)  # a mask's terms in another order: theta in another
         except BaseException:
             store.close()
             raise
@@ -677,17 +694,24 @@ def _open_fit_store(folder: Path, spec: dict, resume: bool, names: Sequence[str]
     return RunStore.create(folder, experiment=spec, seed=spec["seed"], meta={"nestplast": __version__, "kind": "infer"})
 
 
-def _check_same_run(store: RunStore, spec: dict, folder: Path) -> None:
+def _check_same_run(store: RunStore, spec: dict, folder: Path, defaults: Mapping[str, float]) -> None:
     """Refuse to resume a run with other settings or data than it was started with: CMA-ES's saved
     state would otherwise continue on another problem (a crash for another mask; silently mixed
-    results for other data). Keys a run of an older version did not record are not compared."""
+    results for other data). Keys a run of an older version did not record are not compared; fixed
+    settings left out count as the rule's ``defaults``."""
     stored, wanted = store.experiment(), as_stored(spec)
 
-    def terms(mask):  # a mask's terms in another order are the same rule (theta's order: check_same_parameters)
+    def terms(mask):
         return sorted(t.strip() for t in mask.split(",")) if isinstance(mask, str) else mask
 
-    changed = [key for key in wanted if key in stored and (terms(stored[key]) != terms(wanted[key]) if key == "mask"
-                                                           else stored[key] != wanted[key])]
+    def same(key, then, now):
+        if key == "mask":  # a mask's terms in another order are the same rule (theta's order: check_same_parameters)
+            return terms(then) == terms(now)
+        if key == "fixed":  # tau_pre = 20 given, then left at its default 20: the same settings
+            return {**defaults, **then} == {**defaults, **now}
+        return then == now
+
+    changed = [key for key in wanted if key in stored and not same(key, stored[key], wanted[key])]
     if changed:
         what = "; ".join(f"{key}: {stored[key]!r} then, {wanted[key]!r} now" if key != "data_sha256" else
                          "the data differ from the data it was started on" for key in changed)
@@ -734,7 +758,7 @@ def _fit_closed(recording: Recording, choice: RuleChoice, fixed: Mapping[str, fl
                  r2_activity_held_out=measures["r2_activity_held_out"], stop=outcome.stop, bootstrap=draws,
                  intervals_from="bootstrap over segments on quadratic surfaces of the simulated candidates", delay=delay)
     result.at_bound = at_bounds(rule, theta)
-    result.warnings = id_numbering_warnings(recording) + fit_warnings(
+    result.warnings = data_warnings(recording) + fit_warnings(
         result, n_fitted=int(np.sum(~problem.held)), n_held=int(np.sum(problem.held)), n_bootstrap=n_bootstrap,
         what=("block", "blocks")) + interval_notes
     (Path(out) / "fit.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")

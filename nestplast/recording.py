@@ -344,6 +344,27 @@ def check_time_unit(recording: Recording, source: str | None = None) -> None:
             f"like the spikes (in seconds? multiply weight_times by 1000)")
 
 
+# The typical interval between a neuron's spikes below which the times are surely not in ms: 500 Hz
+# while firing. Seconds read as ms pass check_time_unit's mean rate where neurons fire sparsely (0.5 Hz
+# over 60 s read as 293 Hz), but their intervals of a second or two read as 1 or 2 ms.
+MIN_TYPICAL_ISI_MS = 2.0
+
+
+def data_warnings(recording: Recording) -> list[str]:
+    """What the recording's numbers suggest is wrong that the schema cannot refuse: ids numbered
+    differently on the two sides (:func:`id_numbering_warnings`), and spike trains whose typical
+    interval (the median over neurons of each one's median inter-spike interval, trains of 3
+    spikes or more) is under :data:`MIN_TYPICAL_ISI_MS`: times in seconds?"""
+    warnings = id_numbering_warnings(recording)
+    medians = [float(np.median(np.diff(train))) for train in (*recording.pre_trains(), *recording.post_trains())
+               if train.size >= 3]
+    if medians and (typical := float(np.median(medians))) < MIN_TYPICAL_ISI_MS:
+        warnings.append(f"the neurons' typical interval between spikes is {typical:.3g} ms (each neuron's median, "
+                        f"their median), {1000.0 / typical:.0f} Hz while they fire: are the times in seconds? "
+                        "(pre_times, post_times, weight_times and duration must be in ms: multiply them by 1000)")
+    return warnings
+
+
 def id_numbering_warnings(recording: Recording) -> list[str]:
     """Warnings, one per side (pre, post), where some ids have synapses but no spike while others
     spike but have no synapse: the mark of spike ids and synapse ids numbered differently (NEST's
@@ -433,7 +454,9 @@ def validate(values: Mapping[str, Any], source: str | None = None) -> dict[str, 
             fail(name, f"{times[i]:g} ms at index {i} is negative: times run from 0, the recording's start "
                        "(times relative to a stimulus: subtract the first time of the recording from every time)")
         if (i := _first(times > out["duration"])) is not None:
-            fail(name, f"{times[i]:g} ms at index {i} is after duration = {out['duration']:g} ms")
+            seconds = (f" (duration in seconds? give it in ms, like the times: {1000.0 * out['duration']:g})"
+                       if times.max() <= 1000.0 * out["duration"] else "")
+            fail(name, f"{times[i]:g} ms at index {i} is after duration = {out['duration']:g} ms{seconds}")
         steps = np.diff(times)
         if (i := _first(steps <= 0 if strict else steps < 0)) is not None:
             problem = f"{name}[{i + 1}] = {times[i + 1]:g} follows {name}[{i}] = {times[i]:g}"
@@ -459,8 +482,11 @@ def validate(values: Mapping[str, Any], source: str | None = None) -> dict[str, 
         order = np.lexsort((ids, times))
         same = (np.diff(times[order]) == 0) & (np.diff(ids[order]) == 0)
         if (i := _first(same)) is not None:
+            # times binned to whole ms put two spikes of a burst on one time, as a recorder read twice does
+            binned = (" or times rounded to whole ms, which put two spikes less than 1 ms apart on one time (give "
+                      "them at the recording's resolution)" if np.all(times == np.round(times)) else "")
             fail(f"{side}_times", f"id {ids[order][i]} spikes twice at {times[order][i]:g} ms (a neuron spikes once "
-                                  f"at a time; events read twice?); give each spike once")
+                                  f"at a time; events read twice?{binned}); give each spike once")
 
     # synapses: signs, which ones have weights, weights of the right sign
     signs = out["syn_sign"]

@@ -175,6 +175,29 @@ def test_a_term_without_its_spikes_is_named_unconstrained_under_an_l1_penalty_to
         fit = infer.fit(silent, infer.RuleChoice("taylor", "pre:000,post:100"), OJA_FIXED, max_generations=3,
                         n_bootstrap=0, l1=l1, out=tmp_path / f"l1-{l1}")
         assert fit.unidentified == ["th_post_100"], (l1, fit.unidentified)  # the command's warning names them
+    # in Python too (only the command warned), with advice it can follow (--fixed refuses a searched
+    # coefficient), and no interval: its bootstrap draws all sat at its value, "[2, 2]", which looked exact
+    fit = infer.fit(silent, infer.RuleChoice("taylor", "pre:000,post:100"), OJA_FIXED, max_generations=3,
+                    n_bootstrap=5, out=tmp_path / "intervals")
+    assert [w for w in fit.warnings if w.startswith("the data do not constrain th_post_100: ")] == [
+        "the data do not constrain th_post_100: moved over its whole range, each leaves the fit unchanged, so its value "
+        "means nothing and it has no interval (record longer or more spikes, or fit a rule without it (taylor: a "
+        "--mask without its term))"]
+    assert all(map(math.isnan, fit.intervals["th_post_100"])) and not math.isnan(fit.intervals["th_pre_000"][0])
+    assert json.loads((tmp_path / "intervals" / "fit.json").read_text())["intervals"]["th_post_100"] is None
+
+
+def test_a_fit_its_generation_limit_stopped_far_from_converging_is_warned_of(tmp_path):
+    """Stopped after 10 of the default 60 generations, the doublet's tau_pre came out 28.6 [20.5, 28.6]
+    (truth 20), each estimate at an end of its interval, without a word; the README's fit, also
+    stopped by its limit but converged (its step 2e-7), has nothing to be warned of."""
+    data = synthetic("post:100,post:011", OJA, OJA_FIXED, duration=3000.0)
+    early = _quick_fit(data, tmp_path / "early", max_generations=2, n_bootstrap=0, population_size=4)
+    assert early.stop["maxiter"] == 2 and early.stop["step"] > 1e-3
+    assert (f"the search stopped at its generation limit (2) with its step still {early.stop['step']:.2g} of each "
+            "range, far from converged") in " ".join(early.warnings), early.warnings
+    converged = _quick_fit(data, tmp_path / "converged", max_generations=60, n_bootstrap=0)
+    assert converged.stop.get("step", 0.0) < 1e-3 and not any("generation limit" in w for w in converged.warnings)
 
 
 def test_a_fit_worse_than_no_rule_on_its_own_segments_is_warned_of():
@@ -274,7 +297,11 @@ def test_infer_refuses_options_it_would_ignore_and_a_resume_of_nothing(tmp_path,
                              (["--task", "choices", "--hidden", "3"], "--hidden: an option of --task choices --rule mlp"),
                              (["--out", str(tmp_path / "none"), "--resume"],
                               f"--resume: {tmp_path / 'none'} holds no fit to continue"),
-                             (["--out", str(tmp_path / "data.npz"), "--resume"], "is an existing file")]:
+                             (["--out", str(tmp_path / "data.npz"), "--resume"], "is an existing file"),
+                             # as the warning of an unconstrained coefficient advised: refused, saying what to do
+                             (["--fixed", "eta=0.5,Wmax=1000,th_post_011=0"],
+                              "th_post_011 is a coefficient the fit searches: to leave one out, fit a rule without it "
+                              "(taylor: a --mask without its term)")]:
         assert main([*fit, *options]) == 2
         assert message in capsys.readouterr().err, options
     assert not (tmp_path / "none").exists()
@@ -750,6 +777,11 @@ def test_resume_refuses_other_settings_or_other_data(tmp_path):
                   n_bootstrap=0, out=tmp_path / "fit", resume=True)
     with RunStore.open(tmp_path / "fit", read_only=True) as store:
         assert store.last_complete_generation() == 3  # untouched
+    # the fixed settings as the rule's defaults fill them: tau_pre = tau_post = 20 given, then left out
+    assert OJA_FIXED["tau_pre"] == OJA_FIXED["tau_post"] == get_rule("taylor").fixed["tau_pre"] == 20.0
+    same = {k: v for k, v in OJA_FIXED.items() if k not in ("tau_pre", "tau_post")}
+    assert infer.fit(data, infer.RuleChoice("taylor", "post:100,post:011"), same, max_generations=4, n_bootstrap=0,
+                     out=tmp_path / "fit", resume=True) is not None
 
 
 def test_a_mask_term_given_twice_is_refused():

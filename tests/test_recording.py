@@ -129,7 +129,13 @@ MALFORMED = [
     ("repeated spike", _poke("pre_ids", 3, 2), "pre_times", "id 2 spikes twice at 2 ms"),
     ("repeated post spike", _set(post_times=np.array([3.0, 6.0, 6.0]), post_ids=np.array([1, 0, 0])), "post_times",
      "id 0 spikes twice at 6 ms"),
+    # times binned to whole ms: the cause named beside a recorder read twice
+    ("repeated spike, whole ms", _set(post_times=np.array([3.0, 6.0, 6.0]), post_ids=np.array([1, 0, 0])),
+     "post_times", "events read twice? or times rounded to whole ms"),
     ("repeated weight time", _set(weight_times=np.array([0.0, 5.0, 5.0])), "weight_times", "strictly increasing"),
+    # the other unit mix-ups each had their hint
+    ("duration in seconds", _set(duration=0.01), "pre_times", "after duration = 0.01 ms (duration in seconds? give "
+                                                              "it in ms, like the times: 10)"),
     ("negative time", _poke("pre_times", 0, -0.5), "pre_times", "negative"),
     ("beyond duration", _poke("post_times", 2, 10.5), "post_times", "after duration"),
     ("weight time beyond", _poke("weight_times", 2, 11.0), "weight_times", "after duration"),
@@ -416,3 +422,26 @@ def test_times_on_the_grid_within_their_own_precision():
     assert off_grid(on, 0.1) is None and off_grid(on.astype(float), 0.1) is None
     assert off_grid(np.array([0.0, 12.35, 20.0]), 0.1) == 12.35
     assert off_grid(np.array([0.0, 99.0, 199.5]), 1.0) == 199.5
+
+
+def test_spike_trains_too_fast_for_ms_while_firing_are_warned_of():
+    """20 inputs and a neuron at 0.5 Hz over 60 s, all in seconds, passed the mean-rate check (the
+    busiest train 30 spikes in "60 ms", under 1000 Hz) and were fitted without a word."""
+    from nestplast.recording import data_warnings
+
+    rng = np.random.default_rng(0)
+    trains = [np.sort(rng.uniform(0.0, 60.0, rng.poisson(30))) for _ in range(21)]  # seconds
+    pre_times, pre_ids = np.concatenate(trains[:20]), np.concatenate([[i] * len(t) for i, t in enumerate(trains[:20])])
+    order = np.argsort(pre_times, kind="stable")
+
+    def recording(scale):
+        return Recording(pre_times=pre_times[order] * scale, pre_ids=pre_ids[order], post_times=trains[20] * scale,
+                         post_ids=np.zeros(len(trains[20]), int), duration=60.0 * scale, syn_pre=np.arange(20),
+                         syn_post=np.zeros(20, int), syn_sign=np.ones(20, int), weight_synapses=np.arange(20),
+                         weight_times=np.arange(60.0) * scale, weights=np.ones((20, 60)))
+
+    # the median over neurons of each one's median interval, computed here a second way
+    typical = np.median([np.median(np.diff(t)) for t in trains])
+    warned = [w for w in data_warnings(recording(1.0)) if "are the times in seconds?" in w]
+    assert warned and warned[0].startswith(f"the neurons' typical interval between spikes is {typical:.3g} ms"), warned
+    assert data_warnings(recording(1000.0)) == []  # the same recording in ms

@@ -105,12 +105,7 @@ def _coefficient_table(fit) -> list[str]:
 
 def summary_text(fit: Fit) -> str:
     """What the command prints of a recording's fit: the coefficients, the measures of fit, the warnings."""
-    from ..infer import UNCONSTRAINED_ADVICE
-
     lines = _coefficient_table(fit)
-    if fit.unidentified:
-        lines.append(f"warning: the data do not constrain {', '.join(fit.unidentified)}: moved over its whole range, "
-                     f"each leaves the fit unchanged, so its value and interval mean nothing ({UNCONSTRAINED_ADVICE})")
     if not math.isnan(fit.r2_activity_held_out):  # the closed mode
         weights = "" if math.isnan(fit.r2_held_out) else f", of the weights {fit.r2_held_out:.4f}"
         lines.append(f"postsynaptic count deviance explained (against the all-zero rule): "
@@ -195,8 +190,13 @@ def _refused_together(checks: Callable[[], T]) -> T:
 def _check_fixed(fixed: dict[str, float], rule, label: str) -> None:
     unknown = sorted(set(fixed) - set(rule.fixable))
     if unknown:
+        # the warning about a coefficient the data do not constrain advised fixing it, which this refused
+        searched = [name for name in unknown if name in rule.names]
+        leave_out = (f"; {', '.join(searched)} {'is a coefficient' if len(searched) == 1 else 'are coefficients'} "
+                     f"the fit searches: to leave one out, fit a rule without it (taylor: a --mask without its term)"
+                     if searched else "")
         raise UsageError(f"--fixed: {', '.join(unknown)} not fixed settings of rule {label!r} "
-                         f"(those are: {', '.join(rule.fixable)})")
+                         f"(those are: {', '.join(rule.fixable)}){leave_out}")
 
 
 def _check_ignored(args, p: ArgumentParser) -> None:

@@ -192,11 +192,16 @@ class CMAES:
             reasons.setdefault("ftarget", target)
         return reasons or None
 
-    def describe(self) -> str:
-        # pycma's sigma multiplies CMA_stds (sigma0 x each range): it starts at 1 whatever sigma0 is.
-        # The step as sigma0 means it: the sampling's standard deviation over the range, averaged.
+    @property
+    def step_size(self) -> float:
+        """The sampling's standard deviation over each parameter's range, averaged: the step as
+        sigma0 means it (pycma's sigma multiplies CMA_stds, sigma0 x each range, and starts at 1
+        whatever sigma0 is)."""
         low, high = self.space.search_bounds()
-        return f"step {float(np.mean(self.es.stds / (high - low))):8.3g}"
+        return float(np.mean(self.es.stds / (high - low)))
+
+    def describe(self) -> str:
+        return f"step {self.step_size:8.3g}"
 
 
 def write_pycma_log(store: RunStore, folder: str | os.PathLike[str]) -> Path | None:
