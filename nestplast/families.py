@@ -172,14 +172,15 @@ def run_filter(exp: Experiment | str | os.PathLike, out: str | Path, *, resume: 
         warnings.warn(ignored, UserWarning, stacklevel=2)
     for k, entry in enumerate(exp.filter.schedule):  # e.g. round = 5 of 5 rounds: the family ignored it, silently
         if entry["round"] >= exp.filter.rounds and transport.is_root:
-            warnings.warn(f"filter.schedule[{k}] starts at round {entry['round']}, but rounds count from 0 and this "
+            warnings.warn(f"{exp.source}: filter.schedule[{k}] starts at round {entry['round']}, but rounds count from 0 and this "
                           f"run's last is round {exp.filter.rounds - 1}: its bounds apply only if the run is resumed "
                           "with more rounds (--rounds)", UserWarning, stacklevel=2)
 
     def headline(transport: Transport) -> str:
         space = search_space(exp)
-        return (f"filter: {exp.name} ({exp.source}); {space.size} parameters; {exp.filter.rounds} rounds x "
-                f"{exp.filter.simulations_per_round} rules x {exp.trials.n} trials; mode {transport.mode}"
+        return (f"filter: {exp.name} ({exp.source}); {space.size} parameters; {counted(exp.filter.rounds, 'round')} x "
+                f"{counted(exp.filter.simulations_per_round, 'rule')} x {counted(exp.trials.n, 'trial')}; "
+                f"mode {transport.mode}"
                 f"{'' if comm is None else f' on {transport.size} ranks'}; results in {out}"
                 # the fSBI metrics are the E population's unless objective.population says otherwise
                 + (f"\nmetrics of the {exp.objective.population} population (objective.population)"

@@ -208,6 +208,11 @@ def test_a_flat_generation_of_one_and_the_same_rule_is_not_blamed_on_the_rule():
     assert "almost one and the same rule" in collapsed and "search.sigma0" in collapsed
     assert "learning rate" not in collapsed
     assert "learning rate of 0" in describe_stop({"tolflatfitness": 0})
+    # rules that differ, scored alike by a tiny network (the same spikes): named too; and the report,
+    # which prints it, was told to "see the report"
+    flat = describe_stop({"tolflatfitness": 0})
+    assert "too small or scored too briefly for rules that differ to score differently" in flat
+    assert "see the report" not in flat
 
 
 def test_the_stdp_window_of_a_rule_that_scales_with_the_weight_is_drawn_from_the_start_weight():

@@ -986,7 +986,7 @@ def test_infer_demo_prints_the_fits_warnings_in_its_own_options(tmp_path, capsys
     out = capsys.readouterr().out
     assert "warning: the data do not constrain th_post_011" in out and "warning: no meaningful intervals" in out, out
     assert "--segments" not in out and "give a longer --duration" in out
-    assert len(json.loads((tmp_path / "fit" / "fit.json").read_text())["warnings"]) == out.count("warning: ") - 1
+    assert len(json.loads((tmp_path / "fit" / "fit.json").read_text())["warnings"]) == out.count("warning: ")
     # advice naming an option only the infer command has says so
     fit = Fit("taylor", "post:100", ["th_post_100"], {"th_post_100": 1.0}, {"th_post_100": (0.5, 1.5)}, {}, 0.1,
               0.9, 90.0, 90.0, warnings=["th_post_100 stopped at the end of the search range; rescale eta with --fixed"])
@@ -1106,7 +1106,9 @@ def test_a_closed_loop_background_may_be_a_rate_and_weight_pair(tmp_path):
     assert fit is not None and set(fit.coefficients) == set(truth.rule.names)
     from nestplast.commands.infer import summary_text  # no draws asked for, no warning: none said to say why
 
-    assert not fit.warnings and any(line.endswith("intervals: none") for line in summary_text(fit).splitlines())
+    # one generation: warned of as far from converged, which says nothing of why there are no intervals
+    assert [w for w in fit.warnings if "generation limit" not in w] == []
+    assert any(line.endswith("intervals: none") for line in summary_text(fit).splitlines())
     with pytest.raises(TypeError, match=r"background: expected closed_loop.Background\(rate, weight\) or a \(rate, "
                                         r"weight\) pair, got 'fast'"):
         infer.fit(rec, choice, fixed, mode="closed", background="fast", out=tmp_path / "refused")

@@ -51,7 +51,7 @@ def parser() -> ArgumentParser:
     p.add_argument("--task", choices=("recording", "choices"), default="recording",
                    help="recording: spikes and weights (default); choices: choices and rewards of animals in a "
                         "two-choice task, fitted with the three-factor 'reward' rule")
-    p.add_argument("--rule", default=None, help="taylor (default for recordings) or doublet; for choices reward "
+    p.add_argument("--rule", default=None, help="taylor (default for recordings), doublet or mlp; for choices reward "
                    "(default) or mlp (with the reward signal R among --inputs)")
     p.add_argument("--inputs", default="x_pre,R,w_abs", help="choices with --rule mlp: the MLP's inputs, from "
                    "x_pre, x_post, w_abs, x_pre_slow, x_post_slow, V_bar, C_exc, C_inh, R (default x_pre,R,w_abs)")
@@ -115,7 +115,8 @@ def summary_text(fit: Fit) -> str:
         some = any(math.isfinite(low) for low, _ in fit.intervals.values())
         lines.append(f"loss {fit.loss:.4g} (counts + weights, each over the all-zero rule's); intervals: "
                      + (fit.intervals_from if some else  # --bootstrap 0 asked for none, and no warning said why
-                        "none" + (" (the warnings say why)" if fit.warnings else "")))
+                        "none" + (" (the warnings say why)" if any(w.startswith(("no intervals", "no meaningful intervals"))
+                                                                    for w in fit.warnings) else "")))
     elif math.isnan(fit.deviance_explained_held_out):
         # NaN on the fitted segments too where the recorded weights never change (a warning says so)
         on_fit = "n/a" if math.isnan(fit.deviance_explained_fit) else f"{fit.deviance_explained_fit:.1f} %"
