@@ -41,7 +41,7 @@ from .errors import UnknownNameError, UserError
 from .neurons import DRIVE_PARAMS, NEURONS, get_neuron
 from .objectives import FSBI_CONSTRAINTS, RATE_BIN_MS
 from .rules import REWARD_INPUT, RULES, Rule, RuleLayout, get_rule, is_time_constant
-from .store import DB_NAME
+from .store import DB_NAME, RunStore
 from .values import is_number, is_whole, plain
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parent / "experiments"
@@ -916,7 +916,25 @@ def run_experiment(recorded: dict, run_dir: str | Path) -> Experiment:
             warnings.warn(f"{original} was edited since the run in {run_dir} began: the run's own copy, {kept}, "
                           f"is the rule it ran, and is read instead", stacklevel=2)
         recorded = {**recorded, "rule": {**recorded["rule"], "file": str(kept.resolve())}}
-    return parse(recorded, str(Path(run_dir) / DB_NAME), to_run=False)
+    exp = parse(recorded, str(Path(run_dir) / DB_NAME), to_run=False)
+    _check_parameter_order(exp, Path(run_dir))
+    return exp
+
+
+def _check_parameter_order(exp: Experiment, run_dir: Path) -> None:
+    """Refuse a run whose evaluations name theta's entries in another order than ``exp`` reads
+    them: a Taylor mask's coefficients were sorted by term before nestplast 0.3, and each recorded
+    theta would be reported (or resumed) as other values."""
+    if not (run_dir / DB_NAME).is_file():
+        return
+    with RunStore.open(run_dir, read_only=True) as store:
+        first, began = store.first_evaluation(), store.meta().get("nestplast", "an earlier version")
+    recorded, names = list(first.params) if first is not None else [], exp.layout().names
+    if recorded and recorded != names:
+        raise ExperimentError(f"{run_dir}: its evaluations hold the parameters in the order {', '.join(recorded)}, "
+                              f"this nestplast reads them in the order {', '.join(names)} (before 0.3 a Taylor "
+                              f"mask's coefficients were sorted by term), so each recorded theta would be read as "
+                              f"other values: report or resume it with nestplast {began}, which began it")
 
 
 def load(path: str | Path) -> Experiment:

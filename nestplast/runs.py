@@ -36,7 +36,7 @@ from .experiment import (
 )
 from .kernel import lent_kernel
 from .parallel import Transport, check_comm_given, crowded_cores_note, together
-from .store import DB_NAME, RUN_KINDS, RunStore, StoreError, check_same_kind, check_same_parameters
+from .store import DB_NAME, RUN_KINDS, RunStore, StoreError, check_same_kind
 from .strategies import SearchSpace, Strategy
 from .wording import counted
 
@@ -218,7 +218,6 @@ def open_run(exp: Experiment, out: Path, *, resume: bool, ranks: int, mode: str,
                                  "rule.fixed; it now adds to it, which would change the run's settings midway; "
                                  "start a new run with another --out")
             check_same_split(store.meta(), ranks, mode, out)
-            check_same_parameters(store, exp.layout().names, out)
             check_limit_ahead(store, exp, out, kind)
             if store.meta().get("rule_source_sha256", rule_source) != rule_source:
                 # the run keeps its own copy of one's own rule file: put it back, rather than start again

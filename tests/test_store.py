@@ -377,3 +377,24 @@ def test_a_read_only_copy_is_read_with_its_wal_by_a_user_who_cannot_write_there(
     finally:
         (base / "copy").chmod(0o755)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_run_whose_thetas_name_other_parameters_is_refused_not_misread(tmp_path):
+    """Before 0.3 a Taylor mask's coefficients were sorted by term: a run of the mask
+    post:100,post:011 recorded theta as (th_post_011, th_post_100), which this version would report
+    and resume as (th_post_100, th_post_011), the coefficients swapped without a word."""
+    from nestplast import experiment
+    from nestplast.experiment import ExperimentError, run_experiment
+
+    exp = experiment.parse({"rule": {"name": "taylor", "mask": "post:100,post:011", "fixed": {"eta": 1.0}}}, "<test>")
+    assert exp.layout().names == ["IE.th_post_100", "IE.th_post_011"]
+    for name, order in (("now", exp.layout().names), ("then", ["IE.th_post_011", "IE.th_post_100"])):
+        with RunStore.create(tmp_path / name, experiment=exp.to_dict(), seed=exp.seed, meta={"nestplast": "0.2.0"}) as s:
+            s.record_evaluation(evaluation(theta=[1.0, -0.5], params=dict(zip(order, [1.0, -0.5]))))
+    with RunStore.open(tmp_path / "now", read_only=True) as store:
+        assert run_experiment(store.experiment(), tmp_path / "now").layout().names == exp.layout().names
+    with pytest.raises(ExperimentError, match=r"its evaluations hold the parameters in the order IE.th_post_011, "
+                                              r"IE.th_post_100, this nestplast reads them in the order IE.th_post_100, "
+                                              r"IE.th_post_011 .* report or resume it with nestplast 0.2.0"):
+        with RunStore.open(tmp_path / "then", read_only=True) as store:
+            run_experiment(store.experiment(), tmp_path / "then")
