@@ -80,8 +80,14 @@ class KernelResetWarning(UserWarning):
 
 
 # The user's kernel settings that a run's ResetKernel would lose, restored after the run.
+# The kernel settings a user may have set and a run gives back: every one NEST takes in an empty
+# kernel (min/max delay, compressed spikes, ... were reset to NEST's defaults while the warning said
+# "your kernel settings are restored"). Buffer sizes NEST adapts itself are not settings.
 USER_SETTINGS = ("tics_per_ms", "resolution", "local_num_threads", "rng_type", "rng_seed", "data_path", "data_prefix",
-                 "overwrite_files", "print_time")
+                 "overwrite_files", "print_time", "min_delay", "max_delay", "use_compressed_spikes", "keep_source_table",
+                 "update_time_limit", "dict_miss_is_error", "off_grid_spiking", "adaptive_target_buffers", "use_wfr",
+                 "wfr_comm_interval", "wfr_tol", "wfr_max_iterations", "wfr_interpolation_order",
+                 "structural_plasticity_update_interval")
 _loan: dict = {}  # the lent_kernel() in progress: its name, and what its first reset saved (empty: none)
 
 

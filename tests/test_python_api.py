@@ -31,13 +31,20 @@ def users_network(nest):
     nest.ResetKernel()
     nest.verbosity = nest.VerbosityLevel.WARNING
     nest.resolution, nest.local_num_threads, nest.rng_seed = 0.05, 2, 42
+    # more of what a user sets (they were reset to NEST's defaults while the warning said "restored")
+    nest.SetKernelStatus(USERS_OTHER_SETTINGS)
     neurons = nest.Create("iaf_psc_alpha", 10)
     nest.Connect(nest.Create("noise_generator", params={"mean": 300.0, "std": 50.0}), neurons)
     return neurons
 
 
+USERS_OTHER_SETTINGS = {"min_delay": 0.5, "max_delay": 5.0, "use_compressed_spikes": False, "keep_source_table": False,
+                        "update_time_limit": 100.0, "dict_miss_is_error": False}
+
+
 def assert_users_settings(nest, verbosity):
     assert (nest.resolution, nest.local_num_threads, nest.rng_seed) == (0.05, 2, 42)
+    assert {key: nest.GetKernelStatus(key) for key in USERS_OTHER_SETTINGS} == USERS_OTHER_SETTINGS
     assert nest.verbosity == verbosity
 
 
