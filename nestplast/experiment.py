@@ -124,7 +124,8 @@ class RuleSpec(_Table):
     weight: str = option("w", "with `file`: the rule's weight variable")
     neuron: str = option("iaf_psc_exp", "postsynaptic neuron model the rule is compiled with",
                          one_of(*sorted(NEURONS)))
-    mask: str | None = option(None, "taylor and reward only: the free terms, e.g. 'pre:000,pre:010,post:100'")
+    mask: str | None = option(None, "taylor and reward only: the free terms, e.g. 'pre:000,pre:010,post:100' "
+                                    "(unset: taylor frees all 54, reward 'pre:010,forget')")
     mlp: dict[str, Any] = option({}, "mlp and mlp_fsbi only: the network's shape, e.g. { hidden = 4, inputs = "
                                      "[\"x_pre\", \"x_post\"] }; for mlp: hidden (or layers), inputs, activations, "
                                      "frozen_seed, scales; for mlp_fsbi: frozen_seed (see nestplast.rules.MLPSpec)")
@@ -690,6 +691,8 @@ def _check_simulates_as_written(exp: Experiment) -> None:
     n, o = exp.network, exp.objective
     # NEST's clock counts tics of 1 us (tics_per_ms = 1000): a finer step fails in every simulation
     _require(_whole(1000.0 * n.resolution), "network.resolution", "a multiple of NEST's tic, 0.001 ms", n.resolution)
+    # on the tic exactly: numpy's float32 0.1 (0.10000000149) passed, and NEST refused it in every evaluation
+    n.resolution = round(1000.0 * n.resolution) / 1000.0
     # NEST rounds a delay to whole steps: 1.55 ms at 0.1 ms ran as 1.6 ms, recorded as 1.55
     _require(_whole(n.delay / n.resolution), "network.delay", f"a multiple of network.resolution ({n.resolution} ms)",
              n.delay)

@@ -572,7 +572,8 @@ def fit_warnings(result: Fit, *, n_fitted: int, n_held: int, n_bootstrap: int, w
     if "maxiter" in stop and stop.get("step", 0.0) > UNCONVERGED_STEP:  # the truth outside every interval
         warnings.append(f"the search stopped at its generation limit ({stop['maxiter']}) with its step still "
                         f"{stop['step']:.2g} of each range, far from converged: the coefficients and intervals may "
-                        "be off; give more generations (--max-generations; --resume goes on from here)")
+                        "be off; give more generations (--max-generations, max_generations in Python; --resume, "
+                        "resume=True, goes on from here)")
     if result.at_bound:
         warnings.append(at_bound_warning(result.at_bound) + ", and check --fixed (Wmax, taus) and the units of the data")
     if 0 < n_bootstrap < MIN_BOOTSTRAP and n_fitted >= 2:  # one draw and the estimate were called a 95 % interval

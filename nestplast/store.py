@@ -279,8 +279,12 @@ class RunStore:
         if not path.is_file():
             # e.g. infer-demo's --out, whose fit is in fit/: name the runs one level down
             inside = sorted(str(p.parent) for p in run_dir.glob(f"*/{DB_NAME}"))
+            # a run interrupted while its store was being made: nothing was recorded, nothing to resume
+            begun = (path.with_name(path.name + ".draft").exists() or (run_dir / WRITER_LOCK).exists()) and not inside
             raise StoreError(f"{run_dir} holds no nestplast run (no {DB_NAME})"
-                             + (f"; the folders in it that do: {', '.join(inside)}" if inside else ""))
+                             + (f"; the folders in it that do: {', '.join(inside)}" if inside else "")
+                             + ("; a run began here and was stopped before it recorded anything: start it again "
+                                "without resume (it takes the folder as it is)" if begun else ""))
         if not read_only and not (os.access(path, os.W_OK) and os.access(run_dir, os.W_OK)):
             raise StoreError(f"{run_dir} is read-only: a run cannot be continued there (copy it somewhere writable)")
         lock = None if read_only else _lock_writer(run_dir)

@@ -175,6 +175,7 @@ def generate(truth: GroundTruth, *, n_pre: int = 40, n_post: int = 2, connectivi
     _check(0.0 < connectivity <= 1.0, f"connectivity must be in (0, 1], got {connectivity}")
     _check(0.0 <= fraction <= 1.0, f"inhibitory_fraction must be in [0, 1], got {fraction}")
     _check(0.0 <= w0[0] <= w0[1] <= w_max, f"need 0 <= w0[0] <= w0[1] <= w_max, got w0 = {w0}, w_max = {w_max}")
+    resolution = on_tic(resolution)
     _check_timing(delay, resolution, duration_ms, sample_every_ms)
     drive_rate = DEFAULT_DRIVE_RATE if drive_rate is None else drive_rate
     drive_weight = DEFAULT_DRIVE_WEIGHT.get(get_neuron(neuron).name) if drive_weight is None else drive_weight
@@ -215,6 +216,7 @@ def simulate(rule: Rule, params: Mapping[str, float], *, trains: list[np.ndarray
     closed-loop forward model of the inference runs the recorded inputs through this (the same
     network, node for node, so the same ``nest_seed`` gives the same background)."""
     n_pre = len(trains)
+    resolution = on_tic(resolution)
     step_d, step_end = _steps(delay, resolution), _steps(duration_ms, resolution)
     _check((sample_every_ms is None) != (sample_times_ms is None), "give sample_every_ms or sample_times_ms")
     _check_timing(delay, resolution, duration_ms, sample_every_ms)  # a closed-loop fit's come from a recording
@@ -291,6 +293,16 @@ def simulate(rule: Rule, params: Mapping[str, float], *, trains: list[np.ndarray
         n_pre=n_pre, n_post=n_post,
         description=description,
     )
+
+
+def on_tic(resolution: float) -> float:
+    """``resolution`` (ms) on NEST's grid of tics (0.001 ms) as a Python float, or a ValueError
+    before anything is reset: numpy's float32 0.1 (0.10000000149) passed, and NEST refused it once
+    the user's network was gone."""
+    tics = 1000.0 * float(resolution)
+    _check(tics >= 0.5 and abs(tics - round(tics)) < 1e-6 * tics,
+           f"resolution {resolution!r} ms must be a positive multiple of NEST's tic, 0.001 ms")
+    return round(tics) / 1000.0
 
 
 def _check_timing(delay: float, resolution: float, duration_ms: float, sample_every_ms: float | None) -> None:

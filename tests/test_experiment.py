@@ -476,3 +476,12 @@ def test_numpy_numbers_in_cma_options_are_taken_as_python_numbers():
     assert all(type(v) in (int, float) for v in exp.search.cma_options.values())
     json.dumps(exp.to_dict())
     exp.digest()
+
+
+def test_a_numpy_float32_resolution_runs_on_nests_tic():
+    """np.float32(0.1) is 0.10000000149: it passed the tic check, and NEST refused it in every
+    evaluation ("Resolution must be a multiple of the tic length"), a whole run failed."""
+    exp = experiment.default()
+    exp.network.resolution = np.float32(0.1)
+    experiment.validate(exp)
+    assert exp.network.resolution == 0.1 and type(exp.network.resolution) is float

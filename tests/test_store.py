@@ -398,3 +398,21 @@ def test_a_run_whose_thetas_name_other_parameters_is_refused_not_misread(tmp_pat
                                               r"IE.th_post_011 .* report or resume it with nestplast 0.2.0"):
         with RunStore.open(tmp_path / "then", read_only=True) as store:
             run_experiment(store.experiment(), tmp_path / "then")
+
+
+def test_a_run_stopped_before_it_recorded_anything_says_so_on_resume(tmp_path):
+    """Ctrl-C 0.06 s into run_search left the writer lock and results.sqlite.draft: resume=True said
+    only "holds no nestplast run"; a new run into the folder is the way on."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "results.sqlite.draft").write_bytes(b"")
+    (run / ".writer.lock").write_text("")
+    with pytest.raises(StoreError, match="a run began here and was stopped before it recorded anything: start it "
+                                         "again without resume"):
+        RunStore.open(run)
+    with pytest.raises(StoreError) as plain:
+        RunStore.open(tmp_path)  # a folder that never held a run: nothing more to say
+    assert "began here" not in str(plain.value)
+    RunStore.check_free(run)  # a new run takes the folder as it is
+    with RunStore.create(run, experiment={}, seed=1):
+        pass

@@ -237,3 +237,16 @@ def test_ground_truth_refuses_wmax_and_unknown_parameters():
 def test_generate_refuses_bad_arguments_before_running(kwargs, message):
     with pytest.raises(ValueError, match=message):
         generate(GROUND_TRUTHS["oja"], **kwargs)
+
+
+def test_a_resolution_off_nests_tic_is_refused_before_the_users_network_is_reset(nest):
+    """generate(..., resolution=0.0005) reset the kernel (the user's network gone) and then ended in
+    NEST's KernelException; numpy's float32 0.1 did the same."""
+    from nestplast.synthetic import on_tic
+
+    nest.ResetKernel()
+    mine = nest.Create("iaf_psc_alpha", 3)
+    with pytest.raises(ValueError, match=r"resolution 0.0005 ms must be a positive multiple of NEST's tic, 0.001 ms"):
+        generate(GROUND_TRUTHS["oja"], n_pre=4, duration_ms=1000.0, resolution=0.0005)
+    assert nest.network_size == 3 and list(mine.get("tau_m")) == [10.0] * 3
+    assert on_tic(np.float32(0.1)) == 0.1 and type(on_tic(np.float32(0.1))) is float
