@@ -84,8 +84,7 @@ class Behaviour:
             bad = np.argwhere((value != 0) & (value != 1))
             if bad.size:
                 a, t = bad[0]
-                fail(name, f"expected 0 or 1, got {value[a, t]} (animal {a}, trial {t})"
-                           f"{MISSED_TRIAL if value[a, t] < 0 else ''}")
+                fail(name, f"expected 0 or 1, got {value[a, t]} (animal {a}, trial {t}){_coding_hint(name, value)}")
         if np.any(blocks < 0):
             fail("blocks", "negative block")
         self.choices, self.rewards, self.blocks = choices.astype(int), rewards.astype(int), blocks.astype(int)
@@ -105,6 +104,17 @@ class Behaviour:
         return Behaviour(self.choices[chosen], self.rewards[chosen], self.blocks, self.p_reward, self.description)
 
 
+def _coding_hint(name: str, values: np.ndarray) -> str:
+    """Why choices or rewards hold values other than 0 and 1, as labs code them: odours 1 and 2,
+    rewards -1 and 1, or -1 for a missed trial."""
+    codes = set(np.unique(values).tolist())
+    if name in ("choices", "choice") and codes <= {1, 2}:
+        return " (odours coded 1 and 2? subtract 1)"
+    if name in ("rewards", "reward") and codes <= {-1, 1}:
+        return " (unrewarded coded -1? code it 0)"
+    return MISSED_TRIAL if min(codes) < 0 else ""
+
+
 def _p_reward(value, n_blocks: int, fail: Callable[[str, str], NoReturn]) -> np.ndarray:
     """``value`` as the reward probabilities of odours 0 and 1, one row per block (the model's task
     takes its blocks from these rows), or ``fail`` saying what is wrong."""
@@ -113,7 +123,10 @@ def _p_reward(value, n_blocks: int, fail: Callable[[str, str], NoReturn]) -> np.
         fail("p_reward", f"expected numbers (probabilities), got {p_reward.dtype}")
     p_reward = p_reward.astype(float)
     if p_reward.ndim != 2 or p_reward.shape[1] != 2 or p_reward.shape[0] != n_blocks:
-        fail("p_reward", f"expected shape (blocks, 2) with a row for each of the {n_blocks} blocks, got {p_reward.shape}")
+        # a lab's blocks 1, 2 with its two rows: the rows were right, the numbering not
+        from_one = " (blocks numbered from 1? number them 0, 1, ...: block - 1)" if p_reward.shape[0] == n_blocks - 1 else ""
+        fail("p_reward", f"expected shape (blocks, 2) with a row for each of the {n_blocks} blocks, got "
+                         f"{p_reward.shape}{from_one}")
     if not np.all((p_reward >= 0) & (p_reward <= 1)):  # NaN too
         fail("p_reward", "expected probabilities in [0, 1]")
     return p_reward
@@ -188,8 +201,7 @@ def validate(values: dict, source: str = "<behaviour>") -> Behaviour:
     for name in ("choice", "reward"):
         bad = np.flatnonzero((arrays[name] != 0) & (arrays[name] != 1))
         if bad.size:  # -1: how many tools code a missed trial
-            fail(name, f"expected 0 or 1, got {arrays[name][bad[0]]} at row {bad[0]}"
-                       f"{MISSED_TRIAL if arrays[name][bad[0]] < 0 else ''}")
+            fail(name, f"expected 0 or 1, got {arrays[name][bad[0]]} at row {bad[0]}{_coding_hint(name, arrays[name])}")
     bad = np.flatnonzero(np.any(np.sort(arrays["offered"], axis=1) != [0, 1], axis=1))
     if bad.size:
         fail("offered", f"expected the odours 0 and 1 in every trial, got {arrays['offered'][bad[0]].tolist()} "

@@ -557,6 +557,23 @@ MIN_BOOTSTRAP = 20  # bootstrap draws below which the intervals are not yet 95 %
 UNCONVERGED_STEP = 1e-3
 
 
+def search_warnings(stop: dict | None, n_bootstrap: int, n_fitted: int) -> list[str]:
+    """What any fit (a recording's, choices') says of its search and its bootstrap: stopped by its
+    generation limit far from converged (the truth outside every interval, without a word), and
+    too few draws to be called a 95 % interval."""
+    warnings = []
+    stop = stop or {}
+    if "maxiter" in stop and stop.get("step", 0.0) > UNCONVERGED_STEP:
+        warnings.append(f"the search stopped at its generation limit ({stop['maxiter']}) with its step still "
+                        f"{stop['step']:.2g} of each range, far from converged: the coefficients and intervals may "
+                        "be off; give more generations (--max-generations, max_generations in Python; --resume, "
+                        "resume=True, goes on from here)")
+    if 0 < n_bootstrap < MIN_BOOTSTRAP and n_fitted >= 2:  # one draw and the estimate were called a 95 % interval
+        warnings.append(f"the intervals come from {n_bootstrap} bootstrap draws, too few for their 2.5 and 97.5 "
+                        f"percentiles to be a 95 % interval: give --bootstrap {MIN_BOOTSTRAP} or more (n_bootstrap in Python)")
+    return warnings
+
+
 def fit_warnings(result: Fit, *, n_fitted: int, n_held: int, n_bootstrap: int, what: tuple[str, str]) -> list[str]:
     """What a reader of ``result`` must know before trusting it, one sentence each (printed by the
     command, kept in fit.json): coefficients at their search bounds, intervals that could not be
@@ -568,17 +585,9 @@ def fit_warnings(result: Fit, *, n_fitted: int, n_held: int, n_bootstrap: int, w
         warnings.append(f"the data do not constrain {', '.join(result.unidentified)}: moved over its whole range, each "
                         f"leaves the fit unchanged, so its value means nothing and it has no interval "
                         f"({UNCONSTRAINED_ADVICE})")
-    stop = result.stop or {}
-    if "maxiter" in stop and stop.get("step", 0.0) > UNCONVERGED_STEP:  # the truth outside every interval
-        warnings.append(f"the search stopped at its generation limit ({stop['maxiter']}) with its step still "
-                        f"{stop['step']:.2g} of each range, far from converged: the coefficients and intervals may "
-                        "be off; give more generations (--max-generations, max_generations in Python; --resume, "
-                        "resume=True, goes on from here)")
+    warnings += search_warnings(result.stop, n_bootstrap, n_fitted)
     if result.at_bound:
         warnings.append(at_bound_warning(result.at_bound) + ", and check --fixed (Wmax, taus) and the units of the data")
-    if 0 < n_bootstrap < MIN_BOOTSTRAP and n_fitted >= 2:  # one draw and the estimate were called a 95 % interval
-        warnings.append(f"the intervals come from {n_bootstrap} bootstrap draws, too few for their 2.5 and 97.5 "
-                        f"percentiles to be a 95 % interval: give --bootstrap {MIN_BOOTSTRAP} or more (n_bootstrap in Python)")
     if n_bootstrap and n_fitted < 2:
         warnings.append(f"no meaningful intervals: the fit has {n_fitted} {one}, and a bootstrap over one "
                         f"{one} cannot tell how uncertain the coefficients are; {more_segments_advice(what)}")

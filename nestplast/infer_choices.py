@@ -38,6 +38,7 @@ from .infer import (
     is_held_out,
     json_intervals,
     out_or_temporary,
+    search_warnings,
     search_with_restarts,
     stored_evaluations,
 )
@@ -187,6 +188,10 @@ def fit(data: Behaviour | str | os.PathLike, mask: str | None = "pre:010,forget"
         raise TypeError(f"data: expected a Behaviour or a behaviour file's path, got {type(data).__name__}")
     choice = RuleChoice("reward", mask) if rule is None else RuleChoice(rule.name, None)
     rule = rule or choice.rule()
+    if "R" not in rule.fixable:  # NEST refused the task's R in the first simulation, after the run was created
+        raise ValueError(f"rule {rule.name!r} does not read the reward signal R, which the task sets in every trial: "
+                         "fit the reward rule, or an MLP with R among its inputs, e.g. "
+                         "get_rule('mlp', inputs=('x_pre', 'R', 'w_abs'))")
     fixed = {k: plain(v) for k, v in (fixed or {}).items()}  # numpy numbers failed fit.json, after the whole fit
     if not is_number(l1) or not 0 <= l1 < math.inf:
         raise ValueError(f"l1: expected a penalty weight >= 0, got {l1!r}")
@@ -220,17 +225,21 @@ def fit(data: Behaviour | str | os.PathLike, mask: str | None = "pre:010,forget"
         ll_held_out_per_animal=(ll_held / per_trial).tolist(), stop=outcome.stop, bootstrap=draws,
         nest_params={**rule.synapse_params(theta, **fixed), "Wmax": task.w_max},  # the bound the animals had
         options=rule.options)
-    result.warnings = choice_warnings(result, at_bounds(rule, theta)) + interval_notes
+    result.warnings = (choice_warnings(result, at_bounds(rule, theta), data)
+                       + search_warnings(outcome.stop, n_bootstrap, len(fitted)) + interval_notes)
     (Path(out) / "fit.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
     return result
 
 
-def choice_warnings(result: ChoiceFitResult, at_bound: Sequence[str]) -> list[str]:
+def choice_warnings(result: ChoiceFitResult, at_bound: Sequence[str], data: Behaviour | None = None) -> list[str]:
     """What a reader of ``result`` must know before trusting it, one sentence each (printed by the
-    command, kept in fit.json): coefficients at their search bounds (``at_bound``), intervals that
-    cannot be computed, a model at chance in every trial, no held-out animal, fitted or held-out
-    choices predicted worse than chance."""
+    command, kept in fit.json): choices all of one odour (``data``), coefficients at their search
+    bounds (``at_bound``), intervals that cannot be computed, a model at chance in every trial, no
+    held-out animal, fitted or held-out choices predicted worse than chance."""
     warnings = []
+    if data is not None and np.unique(data.choices).size == 1:  # fitted as learning, well above chance
+        warnings.append(f"every choice of every animal is odour {int(data.choices.flat[0])}: a bias, not learning "
+                        "from rewards; the coefficients describe it, not a learning rule")
     if at_bound:
         warnings.append(at_bound_warning(at_bound))
     if len(result.fit_animals) < 2:
@@ -305,6 +314,11 @@ def _intervals(problem: ChoiceFit, rule: Rule, out, theta: np.ndarray, n_bootstr
                              n_draws=n_bootstrap, fitted=np.ones(len(problem.animals), dtype=bool), seed=seed)
 
 
+# Held-out animals up to which a bootstrap's 2.5 and 97.5 percentiles are their extreme values: N
+# animals resample one alone with probability N^(1-N), 0.11 for 3, 0.016 for 4.
+FEW_HELD_OUT = 3
+
+
 def compare(with_term: ChoiceFitResult, without: ChoiceFitResult, n_bootstrap: int = 2000,
             seed: int = 1) -> dict:
     """How much better ``with_term`` predicts the held-out animals than ``without`` (the same
@@ -331,8 +345,13 @@ def compare(with_term: ChoiceFitResult, without: ChoiceFitResult, n_bootstrap: i
                            f"variation; an interval needs at least 2 held-out animals: {how}"}
     rng = np.random.default_rng(seed)
     means = diff[rng.integers(0, diff.size, (n_bootstrap, diff.size))].mean(axis=1)
-    return {"bits_per_trial": float(diff.mean()), "low": float(np.percentile(means, 2.5)),
-            "high": float(np.percentile(means, 97.5)), "animals": int(diff.size)}
+    result = {"bits_per_trial": float(diff.mean()), "low": float(np.percentile(means, 2.5)),
+              "high": float(np.percentile(means, 97.5)), "animals": int(diff.size)}
+    if diff.size <= FEW_HELD_OUT:  # a resample of one animal only is more likely than 2.5 %: the ends are the animals'
+        result["warning"] = (f"the interval over {diff.size} held-out animals is about the range of their differences "
+                             f"(a bootstrap over {diff.size} animals resamples one animal alone more often than 2.5 % "
+                             "of the time), not a 95 % interval: hold out more animals")
+    return result
 
 
 @lent_kernel("nestplast.infer_choices.generate")

@@ -4,6 +4,7 @@ simulated animals."""
 
 import dataclasses
 import json
+import re
 import subprocess
 import sys
 
@@ -69,6 +70,12 @@ def test_a_file_of_the_other_task_says_which_task_it_is_for(tmp_path):
     ("offered", lambda v: v[:, 0], "offered: expected shape (n, 2)"),
     ("p_reward", lambda v: v[:1], "p_reward: expected shape (blocks, 2)"),
     ("choice", lambda v: v.astype(float) + 0.5, "choice: expected whole numbers"),
+    # as labs code them: each named (rewards -1/1 were called a missed trial)
+    ("choice", lambda v: v + 1, "(odours coded 1 and 2? subtract 1)"),
+    ("reward", lambda v: 2 * v - 1, "(unrewarded coded -1? code it 0)"),
+    ("reward", lambda v: np.r_[-1, v[1:]], "(a missed trial?"),
+    ("block", lambda v: v + 1, "p_reward: expected shape (blocks, 2) with a row for each of the 3 blocks, got (2, 2) "
+                               "(blocks numbered from 1? number them 0, 1, ...: block - 1)"),
 ])
 def test_malformed_behaviour_is_rejected_naming_the_field(tmp_path, field, change, message):
     values = valid_arrays()
@@ -77,7 +84,7 @@ def test_malformed_behaviour_is_rejected_naming_the_field(tmp_path, field, chang
     else:
         values[field] = change(values[field])
     np.savez(tmp_path / "bad.npz", **values)
-    with pytest.raises(BehaviourError, match=message.replace("(", r"\(").replace(")", r"\)")) as err:
+    with pytest.raises(BehaviourError, match=re.escape(message)) as err:
         behaviour.load(tmp_path / "bad.npz")
     assert str(tmp_path / "bad.npz") in str(err.value)
 
@@ -97,6 +104,11 @@ def test_comparison_is_a_paired_difference_over_held_out_animals():
     c = infer_choices.compare(result([-0.9, -0.8, -0.85]), result([-1.0, -0.9, -0.9]))
     assert c["bits_per_trial"] == pytest.approx(np.mean([0.1, 0.1, 0.05]))
     assert c["low"] >= 0.05 - 1e-12 and c["high"] <= 0.1 + 1e-12 and c["animals"] == 3
+    # 3 animals: the "95 % interval" was their range, [min, max] of the differences, with no word
+    assert (c["low"], c["high"]) == pytest.approx((0.05, 0.1))
+    assert "is about the range of their differences" in c["warning"] and "hold out more animals" in c["warning"]
+    many = infer_choices.compare(result(list(np.linspace(-0.9, -0.8, 8))), result([-1.0] * 8))
+    assert "warning" not in many and 0.1 < many["low"] < many["high"] < 0.2
 
 
 def test_a_comparison_on_one_held_out_animal_has_no_interval_and_says_why():
@@ -115,9 +127,9 @@ def test_a_comparison_on_one_held_out_animal_has_no_interval_and_says_why():
     text = comparison_text({"with": "reward pre:010,forget", "without": "reward pre:010", **json.loads(json.dumps(c))})
     assert "on 1 held-out animals: +0.0500 bits per trial, no interval" in text and "[" not in text
     assert "warning: no interval" in text
-    # with 2 or more held-out animals the interval is there, and no warning
+    # with 2 or more held-out animals the interval is there (with 2 or 3, the warning that it is their range)
     two = infer_choices.compare(result([-0.9, -0.8]), result([-0.95, -0.9]))
-    assert two["low"] < two["high"] and "warning" not in two
+    assert two["low"] < two["high"] and "about the range" in two["warning"]
 
 
 @pytest.fixture(scope="module")
@@ -491,3 +503,25 @@ def test_behaviour_made_in_python_is_checked_as_a_file_is():
         Behaviour(choices=[[0, 1, 1, 0], [1, 1, 0]], rewards=[[1, 0, 1, 0], [0, 1, 1]], blocks=[0, 0, 1, 1])
     with pytest.raises(BehaviourError, match="description: expected a string, got None"):
         Behaviour(choices=[[0, 1], [1, 1]], rewards=[[1, 0], [0, 1]], blocks=[0, 1], description=None)
+
+
+def test_a_python_fit_of_a_rule_without_the_reward_signal_is_refused_before_a_run(tmp_path):
+    """An MLP without R (or a Taylor rule) ended in NEST's "Unaccessed elements in params: R" in the
+    first simulation, and left a run that a rerun refused and a resume crashed in again."""
+    data = behaviour.Behaviour(np.zeros((2, 4), int), np.ones((2, 4), int), np.zeros(4, int))
+    for rule in (get_rule("mlp", inputs=("x_pre", "w_abs"), hidden=2), get_rule("taylor", "pre:100")):
+        with pytest.raises(ValueError, match=rf"rule '{rule.name}' does not read the reward signal R"):
+            infer_choices.fit(data, None, {"eta": 5.0}, rule=rule, max_generations=1, out=tmp_path / rule.name)
+        assert not (tmp_path / rule.name).exists()
+
+
+def test_choices_all_of_one_odour_are_named_a_bias():
+    """Every animal chose odour 1 in every trial (also where it paid 10 %): fitted as learning, -0.66
+    bits held out, well above chance, and no word."""
+    one = behaviour.Behaviour(np.ones((3, 4), int), np.array([[1, 0, 1, 0]] * 3), np.zeros(4, int))
+    result = infer_choices.ChoiceFitResult("reward", MASK, [], {}, {}, {}, [0, 1], [2], -0.66, -0.64)
+    assert [w for w in infer_choices.choice_warnings(result, [], one) if "a bias, not learning" in w] == [
+        "every choice of every animal is odour 1: a bias, not learning from rewards; the coefficients describe it, "
+        "not a learning rule"]
+    mixed = dataclasses.replace(one, choices=np.array([[1, 0, 1, 1]] * 3))
+    assert not any("a bias" in w for w in infer_choices.choice_warnings(result, [], mixed))

@@ -149,7 +149,8 @@ def comparison_text(comparison: dict) -> str:
             f"{comparison['bits_per_trial']:+.4f} bits per trial")
     if comparison.get("low") is None or comparison.get("high") is None:  # one held-out animal: no interval
         return f"{line}, no interval\nwarning: {comparison.get('warning', 'no interval')}"
-    return f"{line} [{comparison['low']:+.4f}, {comparison['high']:+.4f}]"
+    interval = f"{line} [{comparison['low']:+.4f}, {comparison['high']:+.4f}]"
+    return interval + (f"\nwarning: {comparison['warning']}" if comparison.get("warning") else "")
 
 
 def _run_dir(args, started: list[Path]) -> tuple[Path, object, int]:
