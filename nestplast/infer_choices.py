@@ -362,10 +362,15 @@ def generate(params: Mapping[str, float], *, mask: str = "pre:010,forget", n_ani
     if not is_whole(n_animals) or n_animals < 1:
         raise ValueError(f"n_animals: expected an integer >= 1, got {n_animals!r}")  # 0: an IndexError
     task = task or (ChoiceTask(w_max=params["Wmax"]) if "Wmax" in params else ChoiceTask())
-    check_fixed(params, task)
     rule = RuleChoice("reward", mask).rule()
-    seeds = [int(np.random.SeedSequence([seed, 1000 + a]).generate_state(1)[0]) for a in range(n_animals)]
     searched = {k: v for k, v in params.items() if k in rule.names}
+    # a coefficient of another mask was called a fixed parameter the rule lacks, the mask unnamed
+    if other := sorted(k for k in params if k not in searched and (k.startswith("th_") or k == "forget")):
+        raise ValueError(f"params: {', '.join(other)} not among the coefficients of the mask {mask!r} "
+                         f"({', '.join(rule.names)}): give a mask with its term, e.g. mask='pre:010,forget'")
+    # as fit refuses them: eta = 0 (nothing learnt), a Wmin above the start weight, a time constant of 0
+    check_fixed({k: v for k, v in params.items() if k not in searched}, task, rule)
+    seeds = [int(np.random.SeedSequence([seed, 1000 + a]).generate_state(1)[0]) for a in range(n_animals)]
     session = run_animals(rule, rule.synapse_params(searched, **{k: v for k, v in params.items() if k not in searched}),
                           task, seeds, choice_seed=seed)
     return Behaviour(session.choices, session.rewards, session.blocks, np.asarray(task.blocks, dtype=float),

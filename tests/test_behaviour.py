@@ -525,3 +525,15 @@ def test_choices_all_of_one_odour_are_named_a_bias():
         "not a learning rule"]
     mixed = dataclasses.replace(one, choices=np.array([[1, 0, 1, 1]] * 3))
     assert not any("a bias" in w for w in infer_choices.choice_warnings(result, [], mixed))
+
+
+def test_generate_refuses_what_fit_refuses_and_names_the_mask():
+    """generate took eta = 0 and a Wmin above the start weight, which fit refuses; a coefficient of
+    another mask was "no fixed parameter(s) ['forget']", the mask unnamed."""
+    truth = {"th_pre_010": 1.0, "forget": 0.1, "eta": 5.0}
+    with pytest.raises(ValueError, match="eta = 0: expected a nonzero learning rate"):
+        infer_choices.generate({**truth, "eta": 0.0}, n_animals=1)
+    with pytest.raises(ValueError, match=r"outside the rule's bounds \[Wmin, Wmax\] = \[50, 200\]"):
+        infer_choices.generate({**truth, "Wmin": 50.0}, n_animals=1)
+    with pytest.raises(ValueError, match=r"params: forget not among the coefficients of the mask 'pre:010' \(th_pre_010\)"):
+        infer_choices.generate(truth, mask="pre:010", n_animals=1)
