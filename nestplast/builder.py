@@ -104,10 +104,10 @@ def cache_dir() -> Path:
 
 
 @contextlib.contextmanager
-def cache_lock(folder: Path, key: str, what: str) -> Iterator[None]:
+def cache_lock(folder: Path, key: str, what: str, waiting: str | None = None) -> Iterator[None]:
     """Hold ``folder/<key>.lock`` while ``what`` is built into the cache: one process builds it, the
-    others wait here and then find it built. Raises :class:`BuildError` where the cache cannot be
-    written to (read-only, shared, a path that is a file)."""
+    others wait here (saying ``waiting`` on stderr, where given) and then find it built. Raises
+    :class:`BuildError` where the cache cannot be written to (read-only, shared, a path that is a file)."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
         lock = open(folder / f"{key}.lock", "w")  # closed by the with below
@@ -116,7 +116,12 @@ def cache_lock(folder: Path, key: str, what: str) -> Iterator[None]:
                          f"{err.strerror or err} ({err.filename}). Set NESTPLAST_CACHE to a folder you can "
                          "write to (what was built in the old one is not found there)") from None
     with lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # another process builds it (MPI rank 1 won the lock: rank 0 said nothing)
+            if waiting:
+                print(waiting, file=sys.stderr, flush=True)
+            fcntl.flock(lock, fcntl.LOCK_EX)
         yield
 
 
@@ -586,12 +591,14 @@ def build(rules: RuleLike | Sequence[RuleLike], neuron: str | Neuron = "iaf_psc_
     if not force and (module := Module.from_dir(final)) is not None:
         return _named_for(module, rules)  # fast path: no lock, no compiler; the folder only appears complete
 
-    with cache_lock(modules, key, name):
+    rule_names = ", ".join(r.name for r in rules)
+    waiting = None if quiet else (f"nestplast: {rule_names} with {neuron.name} is being compiled by another process "
+                                  f"(once; cached in {final}): waiting for it")
+    with cache_lock(modules, key, name, waiting):
         if not force and (module := Module.from_dir(final)) is not None:
             return _named_for(module, rules)
         if not quiet:
-            print(f"nestplast: compiling {', '.join(r.name for r in rules)} with {neuron.name} "
-                  f"(once; cached in {final})", file=sys.stderr)
+            print(f"nestplast: compiling {rule_names} with {neuron.name} (once; cached in {final})", file=sys.stderr)
         start = time.perf_counter()
         for stale in modules.glob(f"{key}.tmp*"):  # a build of this module killed before it could clean up
             shutil.rmtree(stale, ignore_errors=True)  # (none runs now: this one holds the module's lock)

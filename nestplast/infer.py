@@ -648,7 +648,8 @@ def search_with_restarts(problem: engine.Problem, rule: Rule, choice: RuleChoice
             spec = {"rule": choice.name, "mask": choice.mask, "fixed": dict(fixed), **settings, "seed": seed + k,
                     "population_size": population_size * 2**k, "recording": recording.description,
                     "data_sha256": data_fingerprint(recording)}
-            open_store = functools.partial(_open_fit_store, out if k == 0 else out / f"restart-{k}", spec, resume, rule)
+            open_store = functools.partial(_open_fit_store, out if k == 0 else out / f"restart-{k}", spec, resume, rule,
+                                           max_generations)
         # refused on every rank together: the workers would otherwise wait for tasks that never come
         store, strategy = together(comm, open_store), None
         if transport.is_root:
@@ -688,15 +689,20 @@ def data_fingerprint(data) -> str:
     return digest.hexdigest()
 
 
-def _open_fit_store(folder: Path, spec: dict, resume: bool, rule: Rule) -> RunStore:
-    """A fit's store: the one to resume (once it is known to hold the same data and settings, and
-    theta of ``rule``'s parameters) or a new one."""
+def _open_fit_store(folder: Path, spec: dict, resume: bool, rule: Rule, max_generations: int) -> RunStore:
+    """A fit's store: the one to resume (once it is known to hold the same data and settings, theta
+    of ``rule``'s parameters, and no more than ``max_generations``) or a new one."""
     if resume and (folder / DB_NAME).exists():
         store = RunStore.open(folder)
         try:
             check_same_kind(store.meta().get("kind"), "infer", folder)  # a search's settings are no fit's
             _check_same_run(store, spec, folder, rule.fixed)
             check_same_parameters(store, rule.names, folder)  # a mask's terms in another order: theta in another
+            # it went on to the polish with its stop recorded as maxiter = the lower limit (the search refuses it)
+            last = store.last_complete_generation()
+            if last is not None and (done := last + 1) > max_generations:
+                raise StoreError(f"cannot resume {folder} with max_generations = {max_generations} (--max-generations): "
+                                 f"it already has {done} generations; give {done} or more")
         except BaseException:
             store.close()
             raise

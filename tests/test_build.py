@@ -708,3 +708,32 @@ def test_a_runs_own_module_is_built_from_its_folder(tmp_path, doublet_module):
     refused = subprocess.run([sys.executable, "-m", "nestplast", "build", "exp.toml"], capture_output=True, text=True,
                              cwd=tmp_path)
     assert refused.returncode == 2 and "exp.toml is an experiment file, not a rule" in refused.stderr, refused.stderr
+
+
+def test_a_process_waiting_for_another_ones_build_says_so(tmp_path, capsys):
+    """Under mpiexec, when rank 1 took the cache's lock and compiled, rank 0 (the one that prints)
+    waited without a word: 20 s, or minutes for a large rule, that looked like a hang."""
+    import fcntl
+    import threading
+
+    from nestplast.builder import cache_lock
+
+    held = open(tmp_path / "k.lock", "w")
+    fcntl.flock(held, fcntl.LOCK_EX)  # the other process, building
+    entered = threading.Event()
+
+    def wait():
+        with cache_lock(tmp_path, "k", "a rule", waiting="nestplast: a rule is being compiled by another process"):
+            entered.set()
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    assert not entered.wait(0.5)  # it waits for the other build
+    fcntl.flock(held, fcntl.LOCK_UN)
+    held.close()
+    waiter.join(10)
+    assert entered.is_set()
+    assert "nestplast: a rule is being compiled by another process" in capsys.readouterr().err
+    with cache_lock(tmp_path, "k", "a rule", waiting="never said"):  # free: no word
+        pass
+    assert "never said" not in capsys.readouterr().err

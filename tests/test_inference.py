@@ -777,6 +777,11 @@ def test_resume_refuses_other_settings_or_other_data(tmp_path):
                   n_bootstrap=0, out=tmp_path / "fit", resume=True)
     with RunStore.open(tmp_path / "fit", read_only=True) as store:
         assert store.last_complete_generation() == 3  # untouched
+    # fewer generations than it has: it went on to the polish and recorded its stop as maxiter = 2 (the search refuses it)
+    with pytest.raises(StoreError, match=r"cannot resume .* with max_generations = 2 \(--max-generations\): it already "
+                                         r"has 4 generations; give 4 or more"):
+        infer.fit(data, infer.RuleChoice("taylor", "post:100,post:011"), OJA_FIXED, max_generations=2, n_bootstrap=0,
+                  out=tmp_path / "fit", resume=True)
     # the fixed settings as the rule's defaults fill them: tau_pre = tau_post = 20 given, then left out
     assert OJA_FIXED["tau_pre"] == OJA_FIXED["tau_post"] == get_rule("taylor").fixed["tau_pre"] == 20.0
     same = {k: v for k, v in OJA_FIXED.items() if k not in ("tau_pre", "tau_post")}
