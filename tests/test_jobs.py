@@ -252,10 +252,11 @@ def test_a_run_directory_in_use_gets_the_jobs_own_advice(tmp_path):
 
 
 
-@pytest.mark.parametrize("script", ["search-restart.slurm", "filter.slurm"])
+@pytest.mark.parametrize("script", ["search-restart.slurm", "filter.slurm", "search.slurm"])
 def test_a_missing_environment_ends_the_job(tmp_path, script):
     """Without set -e (the time warning's trap must run) a failed activate went on: every rank then
-    failed with the system Python's "No module named nestplast"."""
+    failed with the system Python's "No module named nestplast". search.slurm (set -e) ended with
+    bash's own "No such file or directory"."""
     log = tmp_path / "python.log"
     env = stand_ins(tmp_path, f'echo "$@" >> "{log}"\n')
     job = run_job(tmp_path, script, "experiment.toml", str(tmp_path / "run"),
