@@ -197,7 +197,7 @@ class RunStore:
         run_dir.mkdir(parents=True, exist_ok=True)
         lock = _lock_writer(run_dir)  # before the check: two processes cannot both find the folder free
         try:
-            cls.check_free(run_dir)
+            cls.check_free(run_dir, _held=True)
         except StoreError:
             lock.close()
             raise
@@ -215,11 +215,14 @@ class RunStore:
             raise
 
     @staticmethod
-    def check_free(run_dir: str | Path) -> None:
-        """Refuse (StoreError) a ``run_dir`` that already holds a run."""
+    def check_free(run_dir: str | Path, _held: bool = False) -> None:
+        """Refuse (StoreError) a ``run_dir`` that already holds a run (``_held``: this process holds
+        its writer lock, as :meth:`create` does)."""
         path = Path(run_dir) / DB_NAME
         if not path.exists():
             return
+        if not _held:  # a run going on there: named as such, not advised to be resumed (the lock refused that)
+            _lock_writer(Path(run_dir)).close()
         kind = stored_kind(run_dir)
         if kind in RUN_KINDS and kind != "recheck":  # "--resume" of a search's folder given to filter was refused next
             what, again = RUN_KINDS[kind]

@@ -228,11 +228,16 @@ time.sleep(60)
         assert writer.stdout.readline().strip() == "open"
         with pytest.raises(StoreError, match=f"being written by process {writer.pid} .*wait for that run to end"):
             RunStore.open(run)
+        # a new run into its folder was told to resume it, which the lock then refused: named as going on
+        with pytest.raises(StoreError, match=f"being written by process {writer.pid} .*wait for that run to end"):
+            RunStore.check_free(run)
         RunStore.open(run, read_only=True).close()
     finally:
         writer.send_signal(signal.SIGKILL)
         writer.wait()
     RunStore.open(run).close()
+    with pytest.raises(StoreError, match="already holds a run .*continue it with --resume"):  # ended: resume it
+        RunStore.check_free(run)
 
 
 def test_a_full_disk_is_a_message_and_the_run_stays_resumable(tmp_path):
