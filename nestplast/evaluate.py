@@ -16,10 +16,11 @@ The steps are public, so that benchmarks and users can take an evaluation apart:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -126,10 +127,8 @@ class Evaluator:
         experiment sets and NEST refuses fails each evaluation, recorded with NEST's message."""
         nest = reset_kernel()
         install(self.module)
-        try:
+        with self._in_file():
             check_neuron_params(nest, self.exp.network, self.module)
-        except ExperimentError as err:  # named as a malformed file's keys are
-            raise ExperimentError(f"{self.exp.source}: {err}") from None
 
     def check_rule_params(self, theta: Sequence[float]) -> None:
         """Refuse (ExperimentError) rule settings that NEST refuses at ``theta`` (the search's start):
@@ -137,10 +136,16 @@ class Evaluator:
         ``Wmin`` beyond ``w_max``)."""
         nest = reset_kernel()
         install(self.module)
-        try:
+        with self._in_file():
             check_synapse_params(nest, self.exp.network, self.synapse_params(theta),
                                  synapse_models(self.layout, self.module),
                                  {ct: self.exp.fixed(ct) for ct in self.layout.connection_types})
+
+    @contextlib.contextmanager
+    def _in_file(self) -> Iterator[None]:
+        """An ExperimentError named after the experiment's file, as a malformed file's keys are."""
+        try:
+            yield
         except ExperimentError as err:
             raise ExperimentError(f"{self.exp.source}: {err}") from None
 

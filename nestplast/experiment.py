@@ -931,8 +931,8 @@ def _check_parameter_order(exp: Experiment, run_dir: Path) -> None:
     if not (run_dir / DB_NAME).is_file():
         return
     with RunStore.open(run_dir, read_only=True) as store:
-        first, began = store.first_evaluation(), store.meta().get("nestplast", "an earlier version")
-    recorded, names = list(first.params) if first is not None else [], exp.layout().names
+        recorded, began = store.recorded_parameters(), store.meta().get("nestplast", "an earlier version")
+    names = exp.layout().names
     if recorded and recorded != names:
         raise ExperimentError(f"{run_dir}: its evaluations hold the parameters in the order {', '.join(recorded)}, "
                               f"this nestplast reads them in the order {', '.join(names)} (before 0.3 a Taylor "

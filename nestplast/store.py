@@ -451,10 +451,11 @@ class RunStore:
                                (generation, candidate, trial)).fetchone()
         return None if row is None else _evaluation(row)
 
-    def first_evaluation(self) -> Evaluation | None:
-        """The run's first recorded evaluation, or None."""
+    def recorded_parameters(self) -> list[str]:
+        """The names the run's evaluations record theta's entries under, in theta's order (its first
+        evaluation's; [] before any)."""
         row = self._db.execute("SELECT * FROM evaluations ORDER BY generation, candidate, trial LIMIT 1").fetchone()
-        return None if row is None else _evaluation(row)
+        return [] if row is None else list(_evaluation(row).params)
 
     def evaluations(self, generation: int | None = None, status: str | None = None, *,
                     candidate: int | None = None) -> list[Evaluation]:
@@ -568,8 +569,7 @@ def check_same_parameters(store: RunStore, names: Sequence[str], where: Path) ->
     """Refuse to resume a run whose evaluations name the entries of theta otherwise than ``names``:
     every stored theta, and CMA-ES's state, would be read as other parameters (a mask's terms in
     another order; a Taylor mask's coefficients were sorted until they followed the mask)."""
-    first = store.first_evaluation()
-    recorded = list(first.params) if first is not None else []
+    recorded = store.recorded_parameters()
     if recorded and recorded != list(names):
         raise StoreError(f"cannot resume {where}: its evaluations hold the parameters in the order "
                          f"{', '.join(recorded)}, this resume's would be {', '.join(names)}, so each recorded theta "
