@@ -124,7 +124,7 @@ def test_a_comparison_on_one_held_out_animal_has_no_interval_and_says_why():
     assert c["bits_per_trial"] == pytest.approx(0.05) and c["animals"] == 1
     assert c["low"] is None and c["high"] is None
     assert "at least 2 held-out animals" in c["warning"] and "--hold-out 2" in c["warning"]
-    text = comparison_text({"with": "reward pre:010,forget", "without": "reward pre:010", **json.loads(json.dumps(c))})
+    text = comparison_text({"rule": "reward pre:010,forget", "compared_with": "reward pre:010", **json.loads(json.dumps(c))})
     assert "on 1 held-out animals: +0.0500 bits per trial, no interval" in text and "[" not in text
     assert "warning: no interval" in text
     # with 2 or more held-out animals the interval is there (with 2 or 3, the warning that it is their range)
@@ -317,6 +317,9 @@ def test_an_mlp_rule_is_fitted_to_choices_from_the_command_line(tmp_path, reward
     assert result["fit"]["rule"] == "mlp" and result["fit"]["names"] == list(rule.names)
     assert result["compare"]["names"] == ["th_pre_010"]
     assert np.isfinite(result["fit"]["ll_held_out_bits"]) and result["comparison"]["animals"] == 2
+    # the compared rule was labelled "without" although the MLP has fewer terms in no sense
+    labels = {k: result["comparison"][k] for k in ("rule", "compared_with")}
+    assert labels["rule"].startswith("mlp ") and labels["compared_with"] == "reward pre:010", labels
     assert (tmp_path / "run" / "choices.png").stat().st_size > 1000
     # the report prints what the command did: the warnings, the rounded log-likelihoods, the comparison
     report = subprocess.run([sys.executable, "-m", "nestplast", "report", str(tmp_path / "run")], capture_output=True,
@@ -334,6 +337,13 @@ def test_an_mlp_rule_is_fitted_to_choices_from_the_command_line(tmp_path, reward
     again = json.loads(again.stdout)
     assert set(again) == {"fit", "compare", "comparison"} and again["comparison"] == result["comparison"]
     assert again["compare"]["coefficients"] == result["compare"]["coefficients"]
+    # a comparison.json of nestplast 0.3.0, its labels "with" and "without", still reads
+    kept = tmp_path / "run" / "comparison.json"
+    old = json.loads(kept.read_text())
+    kept.write_text(json.dumps({"with": old.pop("rule"), "without": old.pop("compared_with"), **old}))
+    older = subprocess.run([sys.executable, "-m", "nestplast", "report", str(tmp_path / "run")], capture_output=True,
+                           text=True)
+    assert older.returncode == 0 and older.stdout == report.stdout, older.stderr
     moved = subprocess.run([sys.executable, "-m", "nestplast", "report", str(tmp_path / "run"), "--plots-to",
                             str(tmp_path / "plots")], capture_output=True, text=True)
     assert moved.returncode == 2 and "drawn by the infer command" in moved.stderr and not (tmp_path / "plots").exists()

@@ -145,7 +145,7 @@ def choice_summary_text(fit: ChoiceFitResult, label: str) -> str:
 def comparison_text(comparison: dict) -> str:
     """The line of ``--compare`` (``comparison``: as in comparison.json): the first rule against the
     second on the held-out animals."""
-    line = (f"{comparison['with']} against {comparison['without']} on {comparison['animals']} held-out animals: "
+    line = (f"{comparison['rule']} against {comparison['compared_with']} on {comparison['animals']} held-out animals: "
             f"{comparison['bits_per_trial']:+.4f} bits per trial")
     if comparison.get("low") is None or comparison.get("high") is None:  # one held-out animal: no interval
         return f"{line}, no interval\nwarning: {comparison.get('warning', 'no interval')}"
@@ -394,7 +394,8 @@ def _infer_choices(args, started: list[Path]) -> int:
     labels = [label for label, _rule, _mask in rules]
     comparison = infer_choices.compare(fits[0], fits[1]) if args.compare else None
     if comparison:
-        comparison = {"with": labels[0], "without": labels[1], **comparison}
+        # "rule" fitted, "compared_with" the --compare MASK: the latter may have more terms, not fewer
+        comparison = {"rule": labels[0], "compared_with": labels[1], **comparison}
         (out / "comparison.json").write_text(json.dumps(comparison, indent=2))
     if not args.no_plots:
         from ..analysis.behaviour import plot_choices

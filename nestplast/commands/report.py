@@ -164,6 +164,8 @@ def _report_fit(args) -> int:
     fit = json.loads(path.read_text())
     compared = args.run_dir / "comparison.json"
     comparison = json.loads(compared.read_text()) if compared.is_file() else None
+    if comparison and "with" in comparison:  # written by nestplast <= 0.3.0, its labels named as if --compare dropped a term
+        comparison = {"rule": comparison.pop("with"), "compared_with": comparison.pop("without"), **comparison}
     other = json.loads((args.run_dir / "compare" / "fit.json").read_text()) if comparison else None
     if args.json:  # what the infer command printed with --json (a fit to choices: the comparison too)
         choices = "ll_held_out_bits" in fit
@@ -172,10 +174,10 @@ def _report_fit(args) -> int:
         return 0
     print(f"run: {args.run_dir} (inference: rule {fit['rule']}{' ' + fit['mask'] if fit['mask'] else ''})")
     if "ll_held_out_bits" in fit:  # a fit to behaviour, and with --compare the rule it was compared with
-        label = comparison["with"] if comparison else f"{fit['rule']} {fit['mask'] or ''}".strip()
+        label = comparison["rule"] if comparison else f"{fit['rule']} {fit['mask'] or ''}".strip()
         print(choice_summary_text(ChoiceFitResult.from_json(fit), label))
         if comparison:
-            print(choice_summary_text(ChoiceFitResult.from_json(other), comparison["without"]))
+            print(choice_summary_text(ChoiceFitResult.from_json(other), comparison["compared_with"]))
             print(comparison_text(comparison))
     else:
         print(summary_text(Fit.from_json(fit)))
