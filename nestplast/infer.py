@@ -39,7 +39,7 @@ from .objectives import l1_penalty
 from .parallel import Transport, check_comm_given, together
 from .recording import Recording, RecordingError, check_time_unit, data_warnings
 from .rules import Rule, get_rule, is_time_constant
-from .store import DB_NAME, RunStore, StoreError, as_stored, check_same_kind, check_same_parameters
+from .store import DB_NAME, RunStore, StoreError, as_stored, check_same_kind, check_same_parameters, note_what_is_kept
 from .strategies import Budget, SearchSpace, make_strategy
 from .tasks import FIT_FAILURE_LOSS, Candidate, Evaluation, Task, by_candidate
 from .trajectories import ClampedTrajectories
@@ -404,13 +404,17 @@ def out_or_temporary(fit_function):
     result returned holds what it found); every such call left a folder in /tmp, a sweep ten."""
     @functools.wraps(fit_function)
     def fit_in(*args, out=None, resume=False, **kwargs):
-        if out is not None:
-            return fit_function(*args, out=out, resume=resume, **kwargs)
-        if resume:
+        if out is None and resume:
             raise FitSettingsError("resume=True continues the fit stored in out: give that folder (out=None keeps "
                                    "nothing to resume)")
-        with tempfile.TemporaryDirectory(prefix="nestplast-fit-") as scratch:
-            return fit_function(*args, out=scratch, resume=False, **kwargs)
+        try:
+            if out is not None:
+                return fit_function(*args, out=out, resume=resume, **kwargs)
+            with tempfile.TemporaryDirectory(prefix="nestplast-fit-") as scratch:
+                return fit_function(*args, out=scratch, resume=False, **kwargs)
+        except KeyboardInterrupt as err:
+            note_what_is_kept(err, out)
+            raise
     return fit_in
 
 

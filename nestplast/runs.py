@@ -36,7 +36,7 @@ from .experiment import (
 )
 from .kernel import lent_kernel
 from .parallel import Transport, check_comm_given, crowded_cores_note, together
-from .store import DB_NAME, RUN_KINDS, RunStore, StoreError, check_same_kind
+from .store import DB_NAME, RUN_KINDS, RunStore, StoreError, check_same_kind, note_what_is_kept
 from .strategies import SearchSpace, Strategy
 from .wording import counted
 
@@ -331,6 +331,10 @@ def run_loop(exp: Experiment, out: str | Path, problem: Callable[[Experiment, Ev
         # refused resume leaves the run as it was)
         return engine.run(problem(exp, evaluator), chosen, store, transport, say,
                           on_start=(lambda: record_resumed(store, exp)) if resume and transport.is_root else None)
+    except KeyboardInterrupt as err:
+        if store is not None:  # rank 0, once the run exists
+            note_what_is_kept(err, out)
+        raise
     finally:
         if store is not None:
             store.close()

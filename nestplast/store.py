@@ -546,6 +546,17 @@ RUN_KINDS = {  # a run's kind (its metadata): what it is, and the command that g
 }
 
 
+def note_what_is_kept(err: KeyboardInterrupt, run_dir: str | Path | None) -> None:
+    """Add to a Ctrl-C that ends a run called from Python (its traceback all a notebook shows; the
+    command line prints its own line) where the run's complete generations are and how to go on."""
+    if run_dir is None:
+        err.add_note("nestplast: out=None ran in a temporary folder, now removed; give out=FOLDER to keep what a run "
+                     "has done and go on from it with resume=True")
+    elif (Path(run_dir) / DB_NAME).is_file():
+        err.add_note(f"nestplast: the run's complete generations are kept in {run_dir}; the same call with "
+                     "resume=True goes on from the last one")
+
+
 def stored_kind(run_dir: str | Path) -> str | None:
     """The kind of the run in ``run_dir`` (a key of :data:`RUN_KINDS`), None where it cannot be read
     (no run, a run made before runs recorded their kind, a damaged store)."""

@@ -789,6 +789,25 @@ def test_resume_refuses_other_settings_or_other_data(tmp_path):
                      out=tmp_path / "fit", resume=True) is not None
 
 
+def test_a_fit_cut_short_in_python_says_what_is_kept_and_how_to_go_on(tmp_path):
+    """A Ctrl-C in a notebook gave a bare traceback: nothing said that the generations were kept,
+    nor that out=None had kept nothing."""
+    from nestplast import infer
+
+    data = synthetic("post:100,post:011", OJA, OJA_FIXED, duration=3000.0)
+
+    def interrupt(line: str) -> None:
+        if line.startswith("gen"):
+            raise KeyboardInterrupt
+
+    for out, note in ((tmp_path / "fit", f"kept in {tmp_path / 'fit'}; the same call with resume=True goes on"),
+                      (None, "out=None ran in a temporary folder, now removed; give out=FOLDER")):
+        with pytest.raises(KeyboardInterrupt) as stopped:
+            _quick_fit(data, tmp_path, max_generations=3, n_bootstrap=0, out=out, progress=interrupt)
+        assert len(stopped.value.__notes__) == 1 and note in stopped.value.__notes__[0], stopped.value.__notes__
+    assert _quick_fit(data, tmp_path, max_generations=3, n_bootstrap=0, resume=True) is not None
+
+
 def test_a_mask_term_given_twice_is_refused():
     """post:100,post:100 (a typo for post:100,post:011) fitted one coefficient without a word."""
     with pytest.raises(ValueError, match=r"the Taylor mask 'post:100,post:100' names 'post:100' twice"):

@@ -83,8 +83,11 @@ def test_interrupted_search_gives_the_kernel_back_and_resumes(nest, doublet_modu
 
     exp = tiny_experiment()
     exp.search.max_generations = 2
-    with pytest.warns(KernelResetWarning), pytest.raises(KeyboardInterrupt):
+    with pytest.warns(KernelResetWarning), pytest.raises(KeyboardInterrupt) as stopped:
         nestplast.run_search(exp, tmp_path / "run", progress=interrupt)
+    # a notebook shows the traceback alone (the command line prints its own line): it says what is kept
+    assert stopped.value.__notes__ == [f"nestplast: the run's complete generations are kept in {tmp_path / 'run'}; "
+                                       "the same call with resume=True goes on from the last one"]
     assert nest.network_size == 0
     assert_users_settings(nest, verbosity)
     # nothing left locked or open: the same process resumes the run
