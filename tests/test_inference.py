@@ -792,8 +792,6 @@ def test_resume_refuses_other_settings_or_other_data(tmp_path):
 def test_a_fit_cut_short_in_python_says_what_is_kept_and_how_to_go_on(tmp_path):
     """A Ctrl-C in a notebook gave a bare traceback: nothing said that the generations were kept,
     nor that out=None had kept nothing."""
-    from nestplast import infer
-
     data = synthetic("post:100,post:011", OJA, OJA_FIXED, duration=3000.0)
 
     def interrupt(line: str) -> None:
