@@ -17,7 +17,10 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from .errors import UserError
+from .wording import counted
 
 if TYPE_CHECKING:
     from .builder import Module
@@ -102,7 +105,7 @@ def lent_kernel(what: str) -> Iterator[None]:
     are restored: the user gets an empty kernel as they had set it up, and their old node handles
     fail loudly (``UnknownNode``) instead of silently reading the run's last network. What cannot
     be restored, the user's model copies (``nest.CopyModel``) and changed model defaults
-    (``nest.SetDefaults``), is named in a warning at the end: a model used again with NEST's
+    (``nest.SetDefaults``; each model with its keys), is named in a warning at the end: a model used again with NEST's
     defaults would otherwise run a different rule or neuron without a word. A block
     that never reset the kernel (e.g. refused before it began) leaves it untouched. Inside another
     such block (a fit that generates its data first) it does nothing: the outer one lends the kernel.
@@ -143,13 +146,47 @@ def _defaults_changed(nest) -> bool:
     return False
 
 
-def _lost_models(saved: dict, models: set[str]) -> list[str]:
+# what NEST counts in a model's defaults as nodes and connections are made: no setting of the user's
+_COUNTERS = frozenset({"capacity", "instantiations", "available", "num_connections"})
+# NEST 3.10 leaves this default uninitialised: it differs from kernel to kernel with no SetDefaults
+_UNINITIALISED = frozenset({("diffusion_connection", "weight")})
+
+
+def _same(a, b) -> bool:
+    try:
+        return bool(np.array_equal(a, b, equal_nan=True))
+    except (TypeError, ValueError):  # not numbers: strings, a NodeCollection (a weight recorder)
+        return repr(a) == repr(b)
+
+
+def _changed_defaults(nest, saved: dict, copies: Sequence[str]) -> list[str]:
+    """The models whose defaults the user changed, each with its keys (``model (key, ...)``): the
+    ``saved`` defaults against those of the restored kernel (NEST's own, the modules installed);
+    ``copies`` are named apart."""
+    changed = []
+    for model, before in saved.get("defaults", {}).items():
+        if model in copies:
+            continue
+        try:
+            now = nest.GetDefaults(model)
+        except nest.NESTError:  # a model of a module not installed again
+            continue
+        keys = sorted(k for k, v in before.items()
+                      if k not in _COUNTERS and (model, k) not in _UNINITIALISED and not _same(v, now.get(k)))
+        if keys:
+            changed.append(f"{model} ({', '.join(keys)})")
+    return changed
+
+
+def _lost_models(nest, saved: dict, models: set[str]) -> list[str]:
     """What of the user's models the ``saved`` kernel had (see :func:`reset_kernel`) that the
     restored one, with these ``models``, lacks, in words: copies, and changed defaults."""
     copies = sorted(set(saved["models"]) - models)
     lost = [f"your model copies (nest.CopyModel) {', '.join(copies)}"] if copies else []
     if saved["defaults_changed"]:
-        lost.append(f"{'any' if copies else 'the'} model defaults you set (nest.SetDefaults)")
+        named = _changed_defaults(nest, saved, copies)
+        lost.append(f"the model defaults you set (nest.SetDefaults) of {', '.join(named)}" if named else
+                    f"{'any' if copies else 'the'} model defaults you set (nest.SetDefaults)")
     return lost
 
 
@@ -165,7 +202,7 @@ def _restore(nest, saved: dict) -> list[str]:
         if path not in nest.GetKernelStatus("modules"):
             nest.Install(path)
     nest.verbosity = saved["verbosity"]
-    return _lost_models(saved, {*nest.node_models, *nest.synapse_models})
+    return _lost_models(nest, saved, {*nest.node_models, *nest.synapse_models})
 
 
 def reset_kernel():
@@ -178,11 +215,13 @@ def reset_kernel():
         _loan.update(settings={key: status[key] for key in USER_SETTINGS}, modules=list(status["modules"]),
                      verbosity=nest.verbosity, models=[*status["node_models"], *status["synapse_models"]],
                      defaults_changed=_defaults_changed(nest))
+        if _loan["defaults_changed"]:  # to name the models changed at the end (every model: milliseconds)
+            _loan["defaults"] = {model: nest.GetDefaults(model) for model in _loan["models"]}
         if status["network_size"] > 0:
             shown = f"resolution {status['resolution']} ms, {status['local_num_threads']} thread(s), " \
                     f"rng_seed {status['rng_seed']}"
             warnings.warn(f"{_loan['what']} resets the NEST kernel for each of its simulations: the network in it "
-                          f"({status['network_size']} nodes) is discarded now. Afterwards the kernel is empty, with "
+                          f"({counted(status['network_size'], 'node')}) is discarded now. Afterwards the kernel is empty, with "
                           f"your settings ({shown}) and modules restored: create your nodes again (the old "
                           "NodeCollections are invalid).", KernelResetWarning, stacklevel=_callers_level())
     nest.ResetKernel()

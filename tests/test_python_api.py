@@ -158,9 +158,15 @@ def test_search_names_the_model_settings_it_could_not_restore(nest, doublet_modu
     install(doublet_module)
     rule = nestplast.get_rule("doublet")
     nest.SetDefaults(doublet_module.synapse_model, rule.synapse_params(nestplast.vogels_sprekeler(10.0), Wmax=-300.0))
-    with pytest.warns(KernelResetWarning, match=r"discarded the model defaults you set \(nest.SetDefaults\)") as warned:
+    nest.SetDefaults("iaf_psc_alpha", {"tau_m": 15.0})
+    nest.Create("iaf_psc_alpha")  # a count in its defaults, not a setting
+    # the warning said "the model defaults you set" and left the user to remember which
+    with pytest.warns(KernelResetWarning, match=r"discarded the model defaults you set \(nest.SetDefaults\) of "
+                                                rf"iaf_psc_alpha \(tau_m\), {doublet_module.synapse_model} "
+                                                r"\(Wmax, alpha, gamma, kappa\)\. ") as warned:
         nestplast.run_search(tiny_experiment(), tmp_path / "run")
-    assert len(warned) == 1 and warned[0].filename == __file__
+    assert len(warned) == 2 and {w.filename for w in warned} == {__file__}  # the node's warning, then this
+    assert "the network in it (1 node) is discarded" in str(warned[0].message)  # was "(1 nodes)"
     assert nest.GetDefaults(doublet_module.synapse_model, "alpha") == 0.0  # indeed lost
     # with nodes, a copy is named at the end, after the warning about the nodes at the start
     users_network(nest)
