@@ -8,7 +8,7 @@ field    shape, type  meaning
 animal   (n,) int     the animal, 0 .. A-1; every animal has the same trials
 trial    (n,) int     the trial within the animal, 0 .. T-1
 block    (n,) int     the block of reward probabilities the trial belongs to (0, 1, 2, ... in order,
-                      equal numbers of trials: the fit's task model runs them so)
+                      each once, of any lengths: the fit's task model runs them so)
 offered  (n, 2) int   the two odours offered: 0 and 1 in either order (not read: the model
                       chooses an odour, not a side)
 choice   (n,) int     the odour chosen: 0 or 1

@@ -44,7 +44,7 @@ class ChoiceTask:
     """The task and the network every animal has (times in ms, rates in Hz, weights in pA)."""
 
     blocks: tuple[tuple[float, float], ...] = DEFAULT_BLOCKS
-    trials_per_block: int = 80
+    trials_per_block: int | tuple[int, ...] = 80  # every block's, or one count per block (a lab's blocks of 60, 80, 70)
     n_inputs: int = 100
     group_size: int = 20  # inputs each odour activates
     odour_rate: float = 40.0
@@ -59,12 +59,25 @@ class ChoiceTask:
     neuron: str = "iaf_psc_exp"
     neuron_params: Mapping[str, float] = field(default_factory=dict)
 
+    def __post_init__(self):
+        if isinstance(self.trials_per_block, (tuple, list)):
+            if len(self.trials_per_block) != len(self.blocks):
+                raise ValueError(f"trials_per_block: {len(self.trials_per_block)} counts for {len(self.blocks)} blocks; "
+                                 "give one count for every block, or one for all")
+            object.__setattr__(self, "trials_per_block", tuple(int(n) for n in self.trials_per_block))
+
+    @property
+    def block_sizes(self) -> tuple[int, ...]:
+        """The trials of each block."""
+        n = self.trials_per_block
+        return n if isinstance(n, tuple) else (n,) * len(self.blocks)
+
     @property
     def n_trials(self) -> int:
-        return len(self.blocks) * self.trials_per_block
+        return sum(self.block_sizes)
 
     def block_of(self, trial: int) -> int:
-        return trial // self.trials_per_block
+        return int(np.searchsorted(np.cumsum(self.block_sizes), trial, side="right"))
 
 
 @dataclass

@@ -199,7 +199,7 @@ def fit(data: Behaviour | str | os.PathLike, mask: str | None = "pre:010,forget"
     task = task or task_for(data, w_max=fixed.get("Wmax"))
     check_fixed(fixed, task, rule)  # before any run
     if task.n_trials != data.n_trials:  # refused here, not in the first simulation after the run was created
-        raise ValueError(f"the task has {task.n_trials} trials ({len(task.blocks)} blocks of {task.trials_per_block}), "
+        raise ValueError(f"the task has {task.n_trials} trials (blocks of {', '.join(map(str, task.block_sizes))}), "
                          f"the data {data.n_trials}")
     fitted, held = split_animals(data.n_animals, hold_out)
     if not fitted:  # hold_out 1: the first simulation would fail on no animals, after the run was created
@@ -287,17 +287,20 @@ def check_fixed(fixed: Mapping[str, float], task: ChoiceTask, rule: Rule | None 
 
 
 def task_for(data: Behaviour, w_max: float | None = None, **overrides) -> ChoiceTask:
-    """The default task network with the data's block structure (equal blocks, in order); ``w_max``:
-    the animals' weight bound (None: the task's default)."""
+    """The default task network with the data's block structure (blocks 0, 1, 2, ... in order, of
+    any lengths); ``w_max``: the animals' weight bound (None: the task's default)."""
     if w_max is not None:
         overrides["w_max"] = w_max
     n_blocks = int(data.blocks.max()) + 1
-    per_block = data.n_trials // n_blocks
-    if data.n_trials % n_blocks or np.any(data.blocks != np.repeat(np.arange(n_blocks), per_block)):
+    sizes = np.bincount(data.blocks, minlength=n_blocks)
+    if np.any(data.blocks != np.repeat(np.arange(n_blocks), sizes)):
         runs = [int(n) for n in np.diff(np.flatnonzero(np.diff(data.blocks, prepend=np.nan, append=np.nan)))]
-        raise ValueError(f"block: the task model runs equal blocks of trials numbered 0, 1, 2, ... in order; the "
-                         f"data's blocks {sorted(set(data.blocks.tolist()))[:10]} come in runs of {runs[:10]} trials")
+        raise ValueError(f"block: the task model runs blocks of trials numbered 0, 1, 2, ... in order, each once; the "
+                         f"data's blocks {data.blocks[np.r_[0, np.flatnonzero(np.diff(data.blocks)) + 1]][:10].tolist()} "
+                         f"come in runs of {runs[:10]} trials")
     blocks = tuple(map(tuple, data.p_reward)) if data.p_reward is not None else ((0.5, 0.5),) * n_blocks
+    # equal blocks as one count: the fit's stored task reads as before, and a resume of an older fit goes on
+    per_block = int(sizes[0]) if np.all(sizes == sizes[0]) else tuple(int(n) for n in sizes)
     return ChoiceTask(blocks=blocks, trials_per_block=per_block, **overrides)
 
 

@@ -495,13 +495,39 @@ def test_a_fixed_wmax_is_the_bound_the_model_animals_get(tmp_path, reward_module
 
 
 def test_blocks_the_task_model_cannot_run_are_named_with_their_lengths():
-    """Blocks of 100, 70 and 70 trials passed load and were then refused as "the data's blocks must be
-    equal runs of trials, block 0 first", neither the field nor the runs named (nor the rule in README)."""
+    """Blocks out of order passed load and were then refused as "the data's blocks must be equal runs
+    of trials, block 0 first", neither the field nor the runs named (nor the rule in README)."""
+    values = valid_arrays()
+    values.update(block=np.tile([0, 0, 1, 1, 0, 2], 2), p_reward=np.array([[0.2, 0.8], [0.9, 0.1], [0.5, 0.5]]))
+    data = behaviour.validate(values)
+    with pytest.raises(ValueError, match=r"block: the task model runs blocks of trials numbered 0, 1, 2, ... in order, "
+                                         r"each once; the data's blocks \[0, 1, 0, 2\] come in runs of \[2, 2, 1, 1\]"):
+        infer_choices.task_for(data)
+    with pytest.raises(ValueError, match="trials_per_block: 2 counts for 3 blocks"):
+        ChoiceTask(trials_per_block=(3, 5))
+
+
+@pytest.mark.nest
+def test_blocks_of_unequal_lengths_are_run_as_they_come(tmp_path, reward_module):
+    """A lab's blocks of 100, 70 and 70 trials were refused (the task model ran equal blocks only),
+    although a replay needs no more than each trial's block."""
     values = valid_arrays()
     values.update(block=np.tile([0, 0, 1, 1, 1, 2], 2), p_reward=np.array([[0.2, 0.8], [0.9, 0.1], [0.5, 0.5]]))
-    data = behaviour.validate(values)
-    with pytest.raises(ValueError, match=r"block: the task model runs equal blocks .* come in runs of \[2, 3, 1\] trials"):
-        infer_choices.task_for(data)
+    task = infer_choices.task_for(behaviour.validate(values))
+    assert task.block_sizes == (2, 3, 1) and task.n_trials == 6
+    assert [task.block_of(t) for t in range(7)] == [0, 0, 1, 1, 1, 2, 3]
+    # certain rewards: odour 0 in blocks 0 and 2, odour 1 in block 1, so each reward shows its trial's block
+    sizes, certain = (3, 5, 2), ((1.0, 0.0), (0.0, 1.0), (1.0, 0.0))
+    data = infer_choices.generate(TRUE, mask=MASK, n_animals=2, task=ChoiceTask(blocks=certain, trials_per_block=sizes),
+                                  seed=5)
+    rewarded_odour = np.array([0] * 3 + [1] * 5 + [0] * 2)
+    assert data.blocks.tolist() == [0] * 3 + [1] * 5 + [2] * 2
+    assert np.array_equal(data.rewards, (data.choices == rewarded_odour).astype(int))
+    assert infer_choices.task_for(data).block_sizes == sizes
+    behaviour.save(data, tmp_path / "choices.npz")
+    fit = infer_choices.fit(tmp_path / "choices.npz", MASK, {"eta": 5.0}, hold_out=0, population_size=2,
+                            max_generations=1, n_bootstrap=0, out=tmp_path / "fit")
+    assert np.isfinite(fit.ll_fit_bits)
 
 
 def test_behaviour_made_in_python_is_checked_as_a_file_is():
