@@ -190,7 +190,12 @@ def run_mpi_command(main: Callable[[Sequence[str] | None], int], argv: Sequence[
     rank = comm.Get_rank()
     try:
         with sigterm_stops_cleanly(), one_line_warnings():
-            return main(argv)
+            code = main(argv)
+            # A rank done early (a worker while rank 0 polishes and bootstraps a fit) waits here, where a
+            # Ctrl-C or SIGTERM is still caught: waiting in MPI_Finalize instead, past Python's own
+            # handlers, it died of the signal and MPICH ended the job with its banner and exit code 2
+            comm.Barrier()
+            return code
     except (SharedError, BadArguments) as err:
         report_error(str(err), rank=rank)
         return EXIT_USER_ERROR

@@ -5,6 +5,7 @@ import json
 import math
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -845,6 +846,36 @@ def test_ctrl_c_in_a_fit_says_how_far_it_got_and_how_to_go_on(tmp_path):
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130 and "interrupted: after generation" in err, err
     assert "Resume with: the same command with --resume" in err
+
+
+@pytest.mark.mpi
+def test_ctrl_c_after_the_search_of_a_two_rank_fit_ends_it_as_ctrl_c(tmp_path):
+    """During the polish or the bootstrap the worker rank, done, waited in MPI_Finalize, past
+    Python's handlers: mpiexec's Ctrl-C killed it, and MPICH ended the job with its banner ("BAD
+    TERMINATION ...") and exit code 2 instead of the one line and 130."""
+    import signal
+    from pathlib import Path
+
+    from nestplast.recording import save
+
+    save(synthetic("post:100,post:011", OJA, OJA_FIXED, duration=2000.0), tmp_path / "data.npz")
+    mpiexec = Path(sys.executable).parent / "mpiexec"
+    process = subprocess.Popen([str(mpiexec), "-n", "2", sys.executable, "-m", "nestplast", "infer",
+                                str(tmp_path / "data.npz"), "--mask", "post:100,post:011", "--fixed",
+                                "eta=0.5,tau_pre=20,tau_post=20,Wmax=1000", "--max-generations", "2", "--bootstrap",
+                                "1000", "--no-plots", "--out", str(tmp_path / "run")],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        while not (line := process.stdout.readline()).startswith("bootstrap:"):
+            assert line, "the fit reached its bootstrap"
+        time.sleep(1.0)  # the worker is past its last task and its return
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 130 and "BAD TERMINATION" not in err, err
+    assert err.count("interrupted") == 1 and "Resume with: the same command with --resume" in err, err
 
 
 def test_infer_command_names_a_bad_mask_instead_of_a_traceback(tmp_path, capsys):
