@@ -266,16 +266,26 @@ def connect_weights(pre: NodeCollection, post: NodeCollection, W: ArrayLike, *, 
                     delay: float | None = None) -> int:
     """Connect ``pre`` to ``post`` (NEST node collections) with weight matrix ``W``
     (``W[i, j]``: from ``pre[j]`` to ``post[i]``), creating only the nonzero connections in one
-    vectorised ``nest.Connect``. Returns the number of connections made."""
+    vectorised ``nest.Connect``; ``W`` may be a scipy.sparse matrix. Returns the number of
+    connections made."""
     nest = import_nest()
-    W = np.asarray(W, dtype=float)
-    if W.shape != (len(post), len(pre)):
-        raise ValueError(f"weight matrix shape {W.shape} does not match (len(post), len(pre)) = "
+    if hasattr(W, "tocoo") and hasattr(W, "nnz"):  # scipy.sparse: numpy saw one object ("setting an array element")
+        coo = W.tocoo()
+        shape, rows, cols, weights = coo.shape, coo.row, coo.col, np.asarray(coo.data, dtype=float)
+    else:
+        W = np.asarray(W, dtype=float)
+        shape, (rows, cols) = W.shape, np.nonzero(W)
+        weights = W[rows, cols]
+    if shape != (len(post), len(pre)):
+        raise ValueError(f"weight matrix shape {shape} does not match (len(post), len(pre)) = "
                          f"({len(post)}, {len(pre)})")
-    rows, cols = np.nonzero(W)
+    if not np.all(np.isfinite(weights)):  # NEST connects a NaN weight, and the network's rates all become NaN
+        raise ValueError(f"weight matrix holds {np.sum(~np.isfinite(weights))} NaN or infinite entries")
+    kept = weights != 0  # a sparse matrix may store explicit zeros
+    rows, cols, weights = rows[kept], cols[kept], weights[kept]
     if len(rows) == 0:
         return 0
-    syn_spec = {"synapse_model": synapse_model, "weight": W[rows, cols]}
+    syn_spec = {"synapse_model": synapse_model, "weight": weights}
     if delay is not None:
         syn_spec["delay"] = np.full(len(rows), float(delay))
     sources = np.asarray(pre.tolist(), dtype=np.uint64)[cols]

@@ -271,6 +271,32 @@ def test_connect_weights_creates_the_matrix_in_one_call(monkeypatch):
     assert set(conns["synapse_model"]) == {"rate_connection_delayed"}
 
 
+def test_connect_weights_takes_a_sparse_matrix_and_refuses_nan():
+    """A scipy.sparse matrix (the usual form of a connectivity) failed with numpy's "setting an
+    array element with a sequence"; a NaN weight was connected, and every rate became NaN."""
+    from scipy import sparse
+
+    nest = import_nest()
+    rng = np.random.default_rng(1)
+    W = rng.normal(size=(4, 6)) * (rng.random((4, 6)) < 0.5)
+    read = {}
+    for form, matrix in (("dense", W), ("sparse", sparse.csr_matrix(W))):
+        nest.ResetKernel()
+        pre, post = nest.Create("lin_rate_ipn", 6), nest.Create("lin_rate_ipn", 4)
+        assert connect_weights(pre, post, matrix) == np.count_nonzero(W)
+        c = nest.GetConnections(pre, post).get(["source", "target", "weight"])
+        read[form] = sorted(zip(c["source"], c["target"], c["weight"]))
+    assert read["sparse"] == read["dense"]
+    stored_zero = sparse.csr_matrix((np.array([0.0, 2.0]), (np.array([0, 1]), np.array([0, 1]))), shape=(4, 6))
+    assert connect_weights(pre, post, stored_zero) == 1  # an explicit zero is no connection
+    with pytest.raises(ValueError, match="shape"):
+        connect_weights(pre, post, sparse.csr_matrix(W.T))
+    bad = W.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="1 NaN or infinite entries"):
+        connect_weights(pre, post, bad)
+
+
 def test_connect_weights_checks_the_shape():
     nest = import_nest()
     nest.ResetKernel()
