@@ -43,9 +43,9 @@ def nest_settings(exp: Experiment | str | os.PathLike, theta: Sequence[float] | 
     ``rule.search`` leaves out) and ``Wmax``, signed for the type, at ``network.w_max`` (a trial
     may scale it by ``trials.w_max_scale``). ``theta`` alone left those at the rule's defaults.
     ``exp``: an Experiment, or a run's folder (the experiment that run recorded, also after its
-    file was edited) or an experiment file. ``theta``: the searched values in order, or by name
-    (``exp.layout().as_dict(theta)``'s names, e.g. a family's row). ``layout``: ``exp.layout()``,
-    where the caller holds it already."""
+    file was edited) or an experiment file. ``theta``: the searched values in order, by name
+    (``exp.layout().as_dict(theta)``'s names), or a row of :func:`nestplast.families.family` (its
+    ``theta``). ``layout``: ``exp.layout()``, where the caller holds it already."""
     from .runs import as_experiment
 
     exp = as_experiment(exp)
@@ -53,6 +53,8 @@ def nest_settings(exp: Experiment | str | os.PathLike, theta: Sequence[float] | 
     if theta is None:  # run_search's best_theta where no candidate had all its trials ok
         raise ValueError("theta is None: no rule to give settings for (a search's best_theta is None where no "
                          "candidate had all its trials ok)")
+    if isinstance(theta, Mapping) and "theta" in theta:  # a family's row (the docstring said so, and it failed)
+        theta = theta["theta"]
     if isinstance(theta, Mapping):
         theta = layout.from_dict(theta)
     return {ct: {**layout.rule_of(ct).synapse_params(block, **exp.fixed(ct)), "Wmax": signed(ct, exp.network.w_max[ct])}

@@ -668,6 +668,7 @@ def test_an_accepted_rule_gets_its_nest_settings_from_the_runs_folder(tiny_run, 
     assert nestplast.nest_settings(edited, row["theta"])["IE"]["eta"] == 0.05  # the file, as it says now
     named = ran.layout().as_dict(row["theta"])  # by name, e.g. from family.csv's columns
     assert nestplast.nest_settings(copy, named) == settings
+    assert nestplast.nest_settings(copy, row) == settings  # the row itself, as the docstring said (it failed)
     with pytest.raises(ValueError, match="named parameters: expected exactly .*; missing IE.alpha"):
         nestplast.nest_settings(copy, {k: v for k, v in named.items() if k != "IE.alpha"})
     with pytest.raises(ValueError, match="theta is None: no rule to give settings for"):
