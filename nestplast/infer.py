@@ -651,7 +651,8 @@ def search_with_restarts(problem: engine.Problem, rule: Rule, choice: RuleChoice
         if transport.is_root:
             spec = {"rule": choice.name, "mask": choice.mask, "fixed": dict(fixed), **settings, "seed": seed + k,
                     "population_size": population_size * 2**k, "recording": recording.description,
-                    "data_sha256": data_fingerprint(recording)}
+                    "arrays_sha256": data_fingerprint(recording, skip=("description",)),
+                    "data_sha256": data_fingerprint(recording)}  # what runs of nestplast <= 0.3.0 compare
             open_store = functools.partial(_open_fit_store, out if k == 0 else out / f"restart-{k}", spec, resume, rule,
                                            max_generations)
         # refused on every rank together: the workers would otherwise wait for tasks that never come
@@ -678,11 +679,13 @@ def search_with_restarts(problem: engine.Problem, rule: Rule, choice: RuleChoice
     return best, out
 
 
-def data_fingerprint(data) -> str:
-    """SHA-256 of every field of a dataclass of arrays (a Recording, behaviour data): a resumed
-    fit must continue on the data it started with."""
+def data_fingerprint(data, skip: Sequence[str] = ()) -> str:
+    """SHA-256 of every field of a dataclass of arrays (a Recording, behaviour data) but those in
+    ``skip``: a resumed fit must continue on the data it started with."""
     digest = hashlib.sha256()
     for f in fields(data):
+        if f.name in skip:
+            continue
         value = getattr(data, f.name)
         if value is None:  # an optional field left out (an object array's bytes would be its address)
             digest.update(f"{f.name}:None:".encode())
@@ -725,6 +728,10 @@ def _check_same_run(store: RunStore, spec: dict, folder: Path, defaults: Mapping
         return sorted(t.strip() for t in mask.split(",")) if isinstance(mask, str) else mask
 
     def same(key, then, now):
+        # the data's description is free text (the same arrays renamed were refused as "the data differ"): a
+        # run that records the arrays' fingerprint compares those alone
+        if key == "recording" or (key == "data_sha256" and "arrays_sha256" in stored):
+            return True
         if key == "mask":  # a mask's terms in another order are the same rule (theta's order: check_same_parameters)
             return terms(then) == terms(now)
         if key == "fixed":  # tau_pre = 20 given, then left at its default 20: the same settings
@@ -733,7 +740,7 @@ def _check_same_run(store: RunStore, spec: dict, folder: Path, defaults: Mapping
 
     changed = [key for key in wanted if key in stored and not same(key, stored[key], wanted[key])]
     if changed:
-        what = "; ".join(f"{key}: {stored[key]!r} then, {wanted[key]!r} now" if key != "data_sha256" else
+        what = "; ".join(f"{key}: {stored[key]!r} then, {wanted[key]!r} now" if not key.endswith("_sha256") else
                          "the data differ from the data it was started on" for key in changed)
         raise StoreError(f"{folder}: --resume continues a run with the same data and settings, but {what}; "
                          f"choose another --out for a new fit")

@@ -764,10 +764,20 @@ def test_resume_refuses_other_settings_or_other_data(tmp_path):
     with pytest.raises(StoreError, match="the data differ"):
         _quick_fit(other, tmp_path, max_generations=4, n_bootstrap=0, resume=True)
     assert _quick_fit(data, tmp_path, max_generations=4, n_bootstrap=0, resume=True) is not None
-    # more generations asked for on resuming are run (the saved optimiser kept its budget of 3, and the
-    # resume did nothing without a word)
+    # the same arrays with another description (free text) are the same data: refused as "the data differ"
+    renamed = dataclasses.replace(data, description="same data, renamed")
+    assert _quick_fit(renamed, tmp_path, max_generations=4, n_bootstrap=0, resume=True) is not None
+    # a run of nestplast 0.3.0 recorded the fingerprint with the description alone: still compared
     from nestplast.store import RunStore
 
+    with RunStore.open(tmp_path / "fit") as store:
+        older = {k: v for k, v in store.experiment().items() if k != "arrays_sha256"}
+        store.record_resumed(older)
+    with pytest.raises(StoreError, match="the data differ"):
+        _quick_fit(renamed, tmp_path, max_generations=4, n_bootstrap=0, resume=True)
+    assert _quick_fit(data, tmp_path, max_generations=4, n_bootstrap=0, resume=True) is not None
+    # more generations asked for on resuming are run (the saved optimiser kept its budget of 3, and the
+    # resume did nothing without a word)
     with RunStore.open(tmp_path / "fit", read_only=True) as store:
         assert store.last_complete_generation() == 3
     # the same terms in another order are the same rule, but theta's entries follow the mask: CMA-ES's
