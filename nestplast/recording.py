@@ -454,9 +454,12 @@ def validate(values: Mapping[str, Any], source: str | None = None) -> dict[str, 
             fail(name, f"{times[i]:g} ms at index {i} is negative: times run from 0, the recording's start "
                        "(times relative to a stimulus: subtract the first time of the recording from every time)")
         if (i := _first(times > out["duration"])) is not None:
-            seconds = (f" (duration in seconds? give it in ms, like the times: {1000.0 * out['duration']:g})"
-                       if times.max() <= 1000.0 * out["duration"] else "")
-            fail(name, f"{times[i]:g} ms at index {i} is after duration = {out['duration']:g} ms{seconds}")
+            # a factor of about 1000 is a unit; a little past it, a duration too short (advised 1000 x it, it was
+            # a recording 2.5 s long given 2500 s)
+            hint = (f" (duration in seconds? give it in ms, like the times: {1000.0 * out['duration']:g})"
+                    if 100.0 * out["duration"] < times.max() <= 1000.0 * out["duration"] else
+                    f"; give the recording's whole length, at least its last time ({times.max():g} ms)")
+            fail(name, f"{times[i]:g} ms at index {i} is after duration = {out['duration']:g} ms{hint}")
         steps = np.diff(times)
         if (i := _first(steps <= 0 if strict else steps < 0)) is not None:
             problem = f"{name}[{i + 1}] = {times[i + 1]:g} follows {name}[{i}] = {times[i]:g}"

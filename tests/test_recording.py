@@ -137,7 +137,8 @@ MALFORMED = [
     ("duration in seconds", _set(duration=0.01), "pre_times", "after duration = 0.01 ms (duration in seconds? give "
                                                               "it in ms, like the times: 10)"),
     ("negative time", _poke("pre_times", 0, -0.5), "pre_times", "negative"),
-    ("beyond duration", _poke("post_times", 2, 10.5), "post_times", "after duration"),
+    ("beyond duration", _poke("post_times", 2, 10.5), "post_times", "after duration = 10 ms; give the recording's "
+                                                                    "whole length, at least its last time (10.5 ms)"),
     ("weight time beyond", _poke("weight_times", 2, 11.0), "weight_times", "after duration"),
     ("zero duration", _set(duration=0.0), "duration", "positive"),
     ("negative pre id", _poke("pre_ids", 1, -1), "pre_ids", "out of range"),
