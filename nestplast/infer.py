@@ -411,7 +411,10 @@ def out_or_temporary(fit_function):
             if out is not None:
                 return fit_function(*args, out=out, resume=resume, **kwargs)
             with tempfile.TemporaryDirectory(prefix="nestplast-fit-") as scratch:
-                return fit_function(*args, out=scratch, resume=False, **kwargs)
+                result = fit_function(*args, out=scratch, resume=False, **kwargs)
+            if result is not None:  # advice to resume it would meet "out=None keeps nothing to resume"
+                result.warnings = [w.replace(RESUME_ADVICE, NOTHING_KEPT_ADVICE) for w in result.warnings]
+            return result
         except KeyboardInterrupt as err:
             note_what_is_kept(err, out)
             raise
@@ -559,19 +562,23 @@ MIN_BOOTSTRAP = 20  # bootstrap draws below which the intervals are not yet 95 %
 # CMA-ES's step (its spread over each range, averaged) above which a search its generation limit
 # stopped had not converged (the README's fit ends at 2e-7; one stopped after 10 of 60 at 0.05)
 UNCONVERGED_STEP = 1e-3
+# deviance explained (%) on the fitted data from which the polished fit is exact, wherever CMA-ES stopped
+EXACT_FIT = 100.0 - 1e-6
+RESUME_ADVICE = "--resume, resume=True, goes on from here"
+# a Python fit with out=None ran in a temporary folder, gone when it returned
+NOTHING_KEPT_ADVICE = "out=None kept nothing to resume: give out=FOLDER and a later resume=True goes on from there"
 
 
-def search_warnings(stop: dict | None, n_bootstrap: int, n_fitted: int) -> list[str]:
+def search_warnings(stop: dict | None, n_bootstrap: int, n_fitted: int, exact: bool = False) -> list[str]:
     """What any fit (a recording's, choices') says of its search and its bootstrap: stopped by its
-    generation limit far from converged (the truth outside every interval, without a word), and
-    too few draws to be called a 95 % interval."""
+    generation limit far from converged (the truth outside every interval, without a word; not
+    where the polished fit is ``exact``), and too few draws to be called a 95 % interval."""
     warnings = []
     stop = stop or {}
-    if "maxiter" in stop and stop.get("step", 0.0) > UNCONVERGED_STEP:
+    if "maxiter" in stop and stop.get("step", 0.0) > UNCONVERGED_STEP and not exact:
         warnings.append(f"the search stopped at its generation limit ({stop['maxiter']}) with its step still "
                         f"{stop['step']:.2g} of each range, far from converged: the coefficients and intervals may "
-                        "be off; give more generations (--max-generations, max_generations in Python; --resume, "
-                        "resume=True, goes on from here)")
+                        f"be off; give more generations (--max-generations, max_generations in Python; {RESUME_ADVICE})")
     if 0 < n_bootstrap < MIN_BOOTSTRAP and n_fitted >= 2:  # one draw and the estimate were called a 95 % interval
         warnings.append(f"the intervals come from {n_bootstrap} bootstrap draws, too few for their 2.5 and 97.5 "
                         f"percentiles to be a 95 % interval: give --bootstrap {MIN_BOOTSTRAP} or more (n_bootstrap in Python)")
@@ -589,7 +596,8 @@ def fit_warnings(result: Fit, *, n_fitted: int, n_held: int, n_bootstrap: int, w
         warnings.append(f"the data do not constrain {', '.join(result.unidentified)}: moved over its whole range, each "
                         f"leaves the fit unchanged, so its value means nothing and it has no interval "
                         f"({UNCONSTRAINED_ADVICE})")
-    warnings += search_warnings(result.stop, n_bootstrap, n_fitted)
+    # Oja's rule fitted to the last digit was called "far from converged, may be off": the polish finished it
+    warnings += search_warnings(result.stop, n_bootstrap, n_fitted, exact=result.deviance_explained_fit >= EXACT_FIT)
     if result.at_bound:
         warnings.append(at_bound_warning(result.at_bound) + ", and check --fixed (Wmax, taus) and the units of the data")
     if n_bootstrap and n_fitted < 2:

@@ -193,10 +193,22 @@ def test_a_fit_its_generation_limit_stopped_far_from_converging_is_warned_of(tmp
     (truth 20), each estimate at an end of its interval, without a word; the README's fit, also
     stopped by its limit but converged (its step 2e-7), has nothing to be warned of."""
     data = synthetic("post:100,post:011", OJA, OJA_FIXED, duration=3000.0)
-    early = _quick_fit(data, tmp_path / "early", max_generations=2, n_bootstrap=0, population_size=4)
+    noisy = data.noisy_weights(0.05, seed=1)  # noise-free, the polish finishes the fit exactly (below)
+    early = _quick_fit(noisy, tmp_path / "early", max_generations=2, n_bootstrap=0, population_size=4)
     assert early.stop["maxiter"] == 2 and early.stop["step"] > 1e-3
     assert (f"the search stopped at its generation limit (2) with its step still {early.stop['step']:.2g} of each "
             "range, far from converged") in " ".join(early.warnings), early.warnings
+    assert "--resume, resume=True, goes on from here" in " ".join(early.warnings)
+    # out=None: the advice to resume met "out=None keeps nothing to resume"
+    gone = _quick_fit(noisy, tmp_path, max_generations=2, n_bootstrap=0, population_size=4, out=None)
+    assert gone.coefficients == early.coefficients
+    assert "out=None kept nothing to resume: give out=FOLDER" in " ".join(gone.warnings) and \
+        "goes on from here" not in " ".join(gone.warnings), gone.warnings
+    # the truth to the last digit was called "far from converged, may be off": the polish finished it
+    exact = _quick_fit(data, tmp_path / "exact", max_generations=2, n_bootstrap=0, population_size=4)
+    assert exact.stop["step"] > 1e-3 and exact.deviance_explained_fit > 99.9999
+    assert exact.coefficients == pytest.approx(OJA, rel=1e-9)
+    assert not any("generation limit" in w for w in exact.warnings), exact.warnings
     converged = _quick_fit(data, tmp_path / "converged", max_generations=60, n_bootstrap=0)
     assert converged.stop.get("step", 0.0) < 1e-3 and not any("generation limit" in w for w in converged.warnings)
 
