@@ -256,7 +256,11 @@ def choice_warnings(result: ChoiceFitResult, at_bound: Sequence[str], data: Beha
     if not result.held_out_animals:
         warnings.append("no animal held out (--hold-out 0, or fewer animals than --hold-out): the fit is measured on "
                         "the animals it was fitted to only")
-    elif result.ll_held_out_bits < -1.0 - 1e-9:  # rounding of a model exactly at chance is not "worse"
+    elif abs(result.ll_held_out_bits + 1.0) < 1e-9:  # read as "does not generalise", the model did not choose at all
+        warnings.append("the fitted model gives every held-out choice the probability 0.5 (-1 bits per trial): its "
+                        "output neuron fired equally (or not at all) for both odours in the held-out animals' "
+                        "simulation, so the held-out score says nothing of how well the rule generalises")
+    elif result.ll_held_out_bits < -1.0:
         warnings.append(f"the fitted rule predicts the held-out animals' choices worse than chance "
                         f"({result.ll_held_out_bits:.3f} bits per trial against -1): it does not describe these animals")
     return warnings

@@ -462,8 +462,9 @@ def test_a_fit_at_chance_in_every_trial_is_flagged():
     def result(bits):
         return infer_choices.ChoiceFitResult("reward", MASK, [], {}, {}, {}, [0, 1, 2], [3], bits, -1.0 + 1e-15,
                                              ll_held_out_per_animal=[-1.0])
-    assert any("probability 0.5" in w for w in infer_choices.choice_warnings(result(-0.9999999999999994), []))
-    assert not any("probability 0.5" in w for w in infer_choices.choice_warnings(result(-0.98), []))
+    assert any("gives every choice the probability 0.5" in w
+               for w in infer_choices.choice_warnings(result(-0.9999999999999994), []))
+    assert not any("gives every choice the probability 0.5" in w for w in infer_choices.choice_warnings(result(-0.98), []))
     # worse than chance on the very animals fitted: only the held-out ones were checked
     assert any("even the fitted animals' choices worse than chance (-1.013" in w
                for w in infer_choices.choice_warnings(result(-1.0131), []))
@@ -472,6 +473,13 @@ def test_a_fit_at_chance_in_every_trial_is_flagged():
     at_chance = infer_choices.ChoiceFitResult("reward", MASK, [], {}, {}, {}, [0, 1, 2], [3], -0.98,
                                               -1.0000000000000002, ll_held_out_per_animal=[-1.0])
     assert not any("worse than chance" in w for w in infer_choices.choice_warnings(at_chance, []))
+    # ... but said: the held-out score of a model that never chose said "does not generalise" without a word
+    assert [w for w in infer_choices.choice_warnings(at_chance, []) if "held-out" in w] == [
+        "the fitted model gives every held-out choice the probability 0.5 (-1 bits per trial): its output neuron fired "
+        "equally (or not at all) for both odours in the held-out animals' simulation, so the held-out score says "
+        "nothing of how well the rule generalises"]
+    assert not any("held-out choice the probability" in w
+                   for w in infer_choices.choice_warnings(dataclasses.replace(at_chance, ll_held_out_bits=-0.97), []))
     below = dataclasses.replace(at_chance, ll_held_out_bits=-1.02)
     assert any("held-out animals' choices worse than chance" in w for w in infer_choices.choice_warnings(below, []))
 
