@@ -829,6 +829,30 @@ def test_a_fit_cut_short_in_python_says_what_is_kept_and_how_to_go_on(tmp_path):
     assert _quick_fit(data, tmp_path, max_generations=3, n_bootstrap=0, resume=True) is not None
 
 
+def test_weights_that_change_after_the_spikes_end_are_warned_of(tmp_path):
+    """Spikes recorded for half the time of the weights: the fit came out 26 % off, converged, and
+    said nothing; no rule can change a weight without a presynaptic spike."""
+    import dataclasses
+
+    from nestplast.recording import data_warnings
+
+    data = synthetic("post:100,post:011", OJA, OJA_FIXED, duration=3000.0)
+    pre, post = data.pre_times < 1500.0, data.post_times < 1500.0
+    cut = dataclasses.replace(data, pre_times=data.pre_times[pre], pre_ids=data.pre_ids[pre],
+                              post_times=data.post_times[post], post_ids=data.post_ids[post])
+    last = float(cut.pre_times[-1])
+    assert [w for w in data_warnings(cut) if "no presynaptic spike" in w] == [
+        f"no presynaptic spike after {last:g} ms, yet the weights, sampled until {data.weight_times[-1]:g} ms, still "
+        "change after it (NEST changes a weight only when a presynaptic spike arrives): were the spikes recorded for "
+        f"less time than the weights? No rule explains those changes; fit the part with spikes "
+        f"(recording.segment(0, {last + 10:g}))"]
+    assert not any("no presynaptic spike" in w for w in data_warnings(cut.segment(0.0, last + 10.0)))
+    for whole in (data, data.noisy_weights(0.05, seed=1)):  # measurement noise in a recording with spikes throughout
+        assert not any("no presynaptic spike" in w for w in data_warnings(whole))
+    fit = _quick_fit(cut, tmp_path, max_generations=2, n_bootstrap=0)  # a fit says it first
+    assert fit.warnings[0].startswith(f"no presynaptic spike after {last:g} ms"), fit.warnings
+
+
 def test_a_mask_term_given_twice_is_refused():
     """post:100,post:100 (a typo for post:100,post:011) fitted one coefficient without a word."""
     with pytest.raises(ValueError, match=r"the Taylor mask 'post:100,post:100' names 'post:100' twice"):
