@@ -57,8 +57,11 @@ def nest_settings(exp: Experiment | str | os.PathLike, theta: Sequence[float] | 
         theta = theta["theta"]
     if isinstance(theta, Mapping):
         theta = layout.from_dict(theta)
-    return {ct: {**layout.rule_of(ct).synapse_params(block, **exp.fixed(ct)), "Wmax": signed(ct, exp.network.w_max[ct])}
-            for ct, block in layout.split(theta).items()}
+    settings = {ct: {**layout.rule_of(ct).synapse_params(block, **exp.fixed(ct)), "Wmax": signed(ct, exp.network.w_max[ct])}
+                for ct, block in layout.split(theta).items()}
+    for ct, params in settings.items():
+        layout.rule_of(ct).check_bound_signs(params.get("Wmin", 0.0), params["Wmax"])
+    return settings
 
 
 @dataclass(frozen=True)

@@ -197,7 +197,20 @@ class Rule:
         if undefined := sorted(k for k, v in params.items() if isinstance(v, numbers.Real) and math.isnan(v)):
             raise ValueError(f"rule {self.name!r}: {', '.join(undefined)} = NaN: NEST would take it without a word, "
                              "and the weights would mean nothing")
+        if "Wmax" in {**fixed, **values}:  # given: the sign it will have (a search signs each type's Wmax later)
+            self.check_bound_signs(params.get("Wmin", 0.0), params["Wmax"])
         return params
+
+    def check_bound_signs(self, w_min: float, w_max: float) -> None:
+        """Refuse, for nestplast's own rules (which clip ``|w|`` to ``[|Wmin|, |Wmax|]``), a
+        negative ``Wmin`` with a positive ``Wmax``: read as a signed lower bound that lets weights
+        cross 0 (NEST's ``stdp_dopamine_synapse``), it was a floor of ``|Wmin|`` on ``|w|``, and
+        weights of 20 jumped to 50 under Wmin = -50 without a word."""
+        if self.path is None and w_min < 0 < w_max:
+            raise ValueError(f"rule {self.name!r}: Wmin = {w_min:g} with Wmax = {w_max:g}: the rule keeps each weight "
+                             f"at the sign of Wmax and clips |w| to [|Wmin|, |Wmax|], so this Wmin is a floor of "
+                             f"{-w_min:g} on |w|, not a bound below 0 (weights never cross 0); give Wmin = 0 for no "
+                             f"floor, or {-w_min:g} for that floor")
 
     def weight_change(self, params: Mapping[str, float], event: str, x_pre: np.ndarray,
                       x_post: np.ndarray, w: np.ndarray, **inputs: np.ndarray) -> np.ndarray:

@@ -95,6 +95,9 @@ def test_default_layout_is_the_doublet_rule_on_ie():
     ("[trials]\nw_max_scale = [0.01, 0.02]\n", ["trials.w_max_scale", "x trials.w_max_scale's low 0.01 = 3,"]),
     ("[rule]\nfixed = { Wmin = 100.0 }\n", ["Wmin of IE's rule", "trials.weight_scale's low = 60", "got 100.0"]),
     ("[rule]\nby_type = { IE = { fixed = { Wmin = 61.0 } } }\n", ["Wmin of IE's rule (rule.by_type.IE.fixed)"]),
+    # a negative Wmin from E read as a bound below 0: a floor of |Wmin| on |w| in nestplast's rules
+    ("[rule]\nplastic = ['EE', 'IE']\nfixed = { Wmin = -0.1 }\n",
+     ["Wmin of EE's rule (rule.fixed): expected at least 0 on an excitatory connection", "a floor of 0.1 on |w|"]),
     # the drive's own keys: overwritten by input_rate, or a hidden second drive beside the generator
     ("[network]\nneuron_params = { tau_m = 20.0, drive_rate = 8000.0 }\n",
      ["network.neuron_params.drive_rate", "not of its drive (network.input_rate"]),

@@ -134,6 +134,31 @@ def test_an_undefined_setting_is_refused():
     assert rule.synapse_params(vogels_sprekeler(10.0), Wmax=-math.inf)["Wmax"] == -math.inf  # no bound: allowed
 
 
+def test_a_negative_wmin_with_a_positive_wmax_is_refused():
+    """Wmin = -50 with Wmax = 100 was taken for a signed lower bound (as in NEST's
+    stdp_dopamine_synapse); nestplast's rules clip |w| to [|Wmin|, |Wmax|], and a weight of 20 jumped
+    to 50 at its first update without a word."""
+    rule = get_rule("doublet")
+    with pytest.raises(ValueError, match=r"Wmin = -50 with Wmax = 100: .* a floor of 50 on \|w\|, not a bound below 0"):
+        rule.synapse_params(vogels_sprekeler(10.0), Wmin=-50.0, Wmax=100.0)
+    # the same signs, or a floor on an inhibitory Wmax (as the experiments give it), are magnitudes as documented
+    assert rule.synapse_params(vogels_sprekeler(10.0), Wmin=-5.0, Wmax=-300.0)["Wmin"] == -5.0
+    assert rule.synapse_params(vogels_sprekeler(10.0), Wmin=5.0, Wmax=-300.0)["Wmin"] == 5.0
+
+
+def test_an_inhibitory_type_keeps_its_negative_wmin():
+    """The search signs each type's Wmax after synapse_params: IE's Wmin = -0.1 (with IE's negative
+    Wmax) is a magnitude as before, not refused as if Wmax were the rule's positive default."""
+    import tomllib
+
+    from nestplast import experiment, nest_settings
+    from nestplast.runs import search_space
+
+    exp = experiment.parse(tomllib.loads("[rule]\nplastic = ['IE']\nfixed = { Wmin = -0.1 }\n"))
+    settings = nest_settings(exp, search_space(exp).start)
+    assert settings["IE"]["Wmin"] == -0.1 and settings["IE"]["Wmax"] == -300.0
+
+
 def test_synapse_params_refuses_what_is_not_a_number_and_vogels_sprekeler_a_negative_rate():
     """eta = "1.0" went through to nest.CopyModel, which refused it as a TypeMismatch of its own
     types; vogels_sprekeler(-10.0) gave alpha = +0.4, a rule without a target."""
