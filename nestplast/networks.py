@@ -64,6 +64,18 @@ def nest_settings(exp: Experiment | str | os.PathLike, theta: Sequence[float] | 
     return settings
 
 
+def inert_note(exp: Experiment, settings: Mapping[str, Mapping[str, float]], what: str = "the best rule") -> str | None:
+    """A warning where ``settings`` (:func:`nest_settings`) change no weight on some type (every
+    update 0: the search's start point, all coefficients 0, can be its best when nothing beat a
+    static network), handed over as a run's best rule without a word; None where every type learns."""
+    layout = exp.layout()
+    if inert := [ct for ct, params in settings.items() if layout.rule_of(ct).changes_no_weight(params)]:
+        return (f"warning: {what} changes no weight on {', '.join(inert)} (every update 0, e.g. all its coefficients "
+                "0): in a model of your own it is a static synapse; no candidate that learns did better (more "
+                "generations, a larger search.sigma0, or check the objective)")
+    return None
+
+
 @dataclass(frozen=True)
 class Trial:
     """One randomised realisation of the network (seed, initial weights, input, weight bound)."""

@@ -261,10 +261,7 @@ class Rule:
         if not self.describes_update or not judged:
             return False
         rng = np.random.default_rng(seed)
-        n = 64  # traces, weights and the neuron's inputs over their usual ranges
-        x_pre, x_post, w = rng.uniform(0.0, 2.0, n), rng.uniform(0.0, 2.0, n), rng.uniform(0.0, 200.0, n)
-        inputs = {name: rng.uniform(0.0, 2.0, n) if name in SLOW_TRACES else rng.uniform(-70.0, -50.0, n)
-                  if name == "V_bar" else rng.uniform(0.0, 100.0, n) for name in self.extra_inputs}
+        x_pre, x_post, w, inputs = self._usual_inputs(rng)
         low, high = (np.array([getattr(q, end) for q in self.parameters]) for end in ("low", "high"))
         log = np.array([q.log for q in self.parameters])
 
@@ -286,6 +283,24 @@ class Rule:
                 if not np.allclose(updates(moved), base, rtol=1e-9, atol=1e-12):
                     return False
         return True
+
+    def _usual_inputs(self, rng: np.random.Generator, n: int = 64) -> tuple:
+        """``n`` draws of the traces, weights and the neuron's inputs over their usual ranges:
+        (x_pre, x_post, w, the :attr:`extra_inputs` by name)."""
+        x_pre, x_post, w = rng.uniform(0.0, 2.0, n), rng.uniform(0.0, 2.0, n), rng.uniform(0.0, 200.0, n)
+        inputs = {name: rng.uniform(0.0, 2.0, n) if name in SLOW_TRACES else rng.uniform(-70.0, -50.0, n)
+                  if name == "V_bar" else rng.uniform(0.0, 100.0, n) for name in self.extra_inputs}
+        return x_pre, x_post, w, inputs
+
+    def changes_no_weight(self, params: Mapping[str, float], seed: int = 0) -> bool:
+        """Whether the rule at ``params`` (every parameter by name, as :meth:`synapse_params` gives
+        them) updates no weight at all: every update 0 at either spike, over the usual traces and
+        weights (e.g. every coefficient 0, a search's start). False for a rule compiled from
+        NESTML only, which Python cannot run."""
+        if not self.describes_update:
+            return False
+        x_pre, x_post, w, inputs = self._usual_inputs(np.random.default_rng(seed))
+        return not any(np.any(self.weight_change(params, event, x_pre, x_post, w, **inputs)) for event in ("pre", "post"))
 
     def stdp_window(self, params: Mapping[str, float], dt_ms: np.ndarray, w: float = 0.0,
                     **post: float) -> np.ndarray:

@@ -31,7 +31,7 @@ import numpy as np
 from .analysis.search import describe_stop
 from .engine import Outcome
 from .experiment import Experiment, unread_filter_keys
-from .networks import draw_trials
+from .networks import draw_trials, inert_note, nest_settings
 from .objectives import aggregate_trials
 from .parallel import Transport
 from .runs import all_failed, as_experiment, commonest_failure, idle_ranks_note, long_simulation_note, run_loop, search_space
@@ -157,6 +157,8 @@ def summary_lines(exp: Experiment, outcome: Outcome, out: Path) -> str:
     elif best:
         params = exp.layout().as_dict(outcome.best_theta)
         lines.append("best parameters: " + ", ".join(f"{k} = {v:.4g}" for k, v in params.items()))
+        if note := inert_note(exp, nest_settings(exp, outcome.best_theta)):
+            lines.append(note)
     else:
         lines.append("no rule found: every candidate blew up or failed on some trial (the report says how)")
     lines.append(f"report: python -m nestplast.report {shlex.quote(str(out))}")  # pasted into a shell as is

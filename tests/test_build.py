@@ -687,6 +687,21 @@ def test_a_runs_own_module_is_built_from_its_folder(tmp_path, doublet_module):
                             capture_output=True, text=True, cwd=ROOT)
     assert failed.returncode == 0 and f"warning: {tmp_path / 'failed'} has no rule yet" in failed.stderr, failed.stderr
     assert "no rule yet: nestplast.nest_settings(RUN, theta)[type]" in failed.stdout, failed.stdout
+    # a best rule that changes no weight (here every candidate: only time constants searched, the
+    # coefficients at their start 0) was handed over as "the run's best rule" without a word
+    exp.objective.max_wall_s = 60.0
+    exp.rule.search = ["tau_pre", "tau_post"]
+    lines = []
+    nestplast.run_search(exp, tmp_path / "inert", progress=lines.append)
+    said = "changes no weight on IE (every update 0, e.g. all its coefficients 0): in a model of your own it is a static"
+    assert f"warning: the best rule {said}" in lines[-1], lines[-1]
+    inert = subprocess.run([sys.executable, "-m", "nestplast", "build", str(tmp_path / "inert")], capture_output=True,
+                           text=True, cwd=ROOT)
+    assert inert.returncode == 0 and f"warning: the run's best rule {said}" in inert.stderr, inert.stderr
+    reported = subprocess.run([sys.executable, "-m", "nestplast.report", str(tmp_path / "inert"), "--no-plots"],
+                              capture_output=True, text=True, cwd=ROOT)
+    assert f"warning: the best rule {said}" in reported.stdout, reported.stdout
+    assert "changes no weight" not in text.stdout + text.stderr  # the learning run's rule: no such word
     # what is not a run folder, named as such: read as a rule name or file, it said "unknown rule",
     # "cannot read the rule file" or a codec error
     empty = tmp_path / "empty"

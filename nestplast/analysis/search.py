@@ -13,7 +13,7 @@ import numpy as np
 from ..builder import cached
 from ..errors import UserError
 from ..experiment import Experiment, run_experiment
-from ..networks import nest_settings, neuron_params, synapse_models
+from ..networks import inert_note, nest_settings, neuron_params, synapse_models
 from ..objectives import BLOWUP_SCALE, FAILURE_LOSS
 from ..store import RunStore
 from ..tasks import Evaluation
@@ -83,6 +83,7 @@ def summarise(run_dir: str | Path) -> dict:
                    "best_loss": best[0]["loss"] if best else None, "loss_meaning": loss_meaning(exp),
                    "best_params": exp.layout().as_dict(best[0]["theta"]) if best else {},
                    "best_nest_params": nest_settings(exp, best[0]["theta"]) if best else {},
+                   "best_inert": inert_note(exp, nest_settings(exp, best[0]["theta"])) if best else None,
                    "nest_models": nest_models(exp),
                    "best": None, "best_trials": [], "failures": failure_breakdown(store.evaluations()),
                    "loss_per_generation": [{"generation": g["generation"], "best": g["best_loss"],
@@ -146,6 +147,8 @@ def text(summary: dict, run_dir: str | Path) -> str:
         lines.append(f"best loss: {summary['best_loss']:.5g} (generation {where['generation']}, "
                      f"candidate {where['candidate']}{' (the distribution mean)' if where['candidate'] == -1 else ''})")
         lines += [f"  {name:<16} {value: .5g}" for name, value in summary["best_params"].items()]
+        if summary.get("best_inert"):
+            lines.append(summary["best_inert"])
         # the searched parameters alone leave the fixed ones at the rule's defaults in one's own model
         if settings := summary.get("best_nest_params"):
             lines.append("best rule for nest.CopyModel (with the fixed settings it ran with; the JSON's best_nest_params):")
