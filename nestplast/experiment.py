@@ -141,6 +141,8 @@ class RuleSpec(_Table):
                                                     "other settings (keys name, mask, mlp, search, start, fixed), e.g. "
                                                     "IE = { name = \"mlp\" }; a type not named here takes the rule above; "
                                                     "a key not set is the rule's above (mask and mlp only for the same rule); "
+                                                    "a mask or mlp of its own only with another name (one module holds "
+                                                    "one variant of a rule: choose a type's terms with search); "
                                                     "for the same rule, fixed and start add to the rule's",
                                                 Check(lambda t: set(t) <= set(CONNECTION_TYPES) and all(
                                                     isinstance(v, dict) and set(v) <= set(PER_TYPE_KEYS)
