@@ -135,6 +135,14 @@ def _nest_factor(unit: str) -> float:
         return 1.0
 
 
+def converted_units(rule: Rule) -> dict[str, tuple[str, float]]:
+    """The parameters of a user's ``rule`` declared in a unit NEST holds in another, each with that
+    unit and the factor NESTML converts by (``tau s``: ("s", 1000.0), NEST's value in ms)."""
+    declared = declarations(rule.source, "parameters")
+    return {name: (unit, factor) for name, (_line, unit) in declared.items()
+            if name in rule.source_parameters and not math.isclose(factor := _nest_factor(unit), 1.0)}
+
+
 def check_nest_units(rule: Rule, names: Iterable[str], where: str) -> None:
     """Refuse values given for parameters of a user's ``rule`` that its file declares in a unit NEST
     holds in another: NESTML converts the file's own values (``tau s = 0.02 s`` is 20, in ms, in
@@ -150,15 +158,24 @@ def check_nest_units(rule: Rule, names: Iterable[str], where: str) -> None:
                                 f"e.g. {name} ms = 20 ms for a time")
 
 
+def _wmax_declaration(rule: Rule) -> tuple[int, str, str]:
+    """The line declaring Wmax in a user's ``rule``, its code (no comment), and its constraint (``[[...]]``, or "")."""
+    line = declarations(rule.source, "parameters")["Wmax"][0]
+    code = rule.source.splitlines()[line - 1].split("#")[0]
+    return line, code, code[code.find("[["):].split("]]")[0] + "]]" if "[[" in code else ""
+
+
+def forbids_negative_wmax(rule: Rule) -> bool:
+    """Whether the constraint of a user's ``rule`` on Wmax bounds it from below (``Wmax >= 0``,
+    ``0 < Wmax``), so that NESTML refuses a negative Wmax (not ``Wmax <= 0``, ``abs(Wmin) <= abs(Wmax)``)."""
+    return "Wmax" in rule.source_parameters and bool(re.search(r"\bWmax\s*>|<=?\s*Wmax\b", _wmax_declaration(rule)[2]))
+
+
 def check_negative_wmax(rule: Rule, ct: str, where: str) -> None:
     """Refuse a user's ``rule`` that cannot take the negative Wmax nestplast gives it on the
     inhibitory connection type ``ct``: NEST would refuse every candidate of the search."""
-    line = declarations(rule.source, "parameters")["Wmax"][0]
-    code = rule.source.splitlines()[line - 1].split("#")[0]
-    constraint = code[code.find("[["):].split("]]")[0] + "]]" if "[[" in code else ""
-    # NESTML checks the constraint when nestplast sets Wmax: refused where it bounds Wmax from below
-    # (Wmax >= 0, 0 < Wmax), not where a negative value passes (Wmax <= 0, abs(Wmin) <= abs(Wmax))
-    if re.search(r"\bWmax\s*>|<=?\s*Wmax\b", constraint):
+    line, code, constraint = _wmax_declaration(rule)
+    if forbids_negative_wmax(rule):
         raise UserRuleError(f"{rule.path}:{line}: Wmax has a constraint ({constraint}), but "
                             f"on the inhibitory connection type {ct} ({where}) nestplast gives Wmax a negative "
                             "value (the sign of the weights): remove the constraint, and let the rule act on |w|")

@@ -321,6 +321,29 @@ def test_own_rule_file_builds_for_ones_own_model(tmp_path, nest):
     assert f"module:        {module.path}\n" in out.stdout
 
 
+@pytest.mark.nest
+def test_the_example_for_ones_own_rule_names_units_and_a_wmax_that_cannot_be_negative(tmp_path, nest):
+    """A rule with tau_plus in seconds: the example listed it without a word, and a user gave NEST the
+    file's 0.02 (a trace 1000 x too short); a file whose constraint keeps Wmax >= 0 (NESTML's own
+    stdp_synapse) was advised "inhibitory: Wmax < 0", which NESTML then refused."""
+    text = seconds((EXAMPLE / "pair_stdp_synapse.nestml").read_text())
+    text = text.replace("Wmax real = 100.0 @homogeneous", "Wmax real = 100.0 [[Wmax >= 0]] @homogeneous")
+    (tmp_path / "my_rule.nestml").write_text(text)
+    out = subprocess.run([sys.executable, "-m", "nestplast", "build", str(tmp_path / "my_rule.nestml")],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    example = out.stdout.split("on an excitatory projection:")[1]
+    assert "# tau_plus is declared in s: NEST holds it in its own unit, 1000 x the number in s (times in ms)" in example
+    assert "tau_minus is declared" not in example  # in ms: as NEST holds it
+    assert "# Your file's constraint on Wmax forbids Wmax < 0: this rule takes positive weights only." in example
+    nest.ResetKernel()
+    scope: dict = {}
+    exec(textwrap.dedent(example), scope)
+    assert nest.GetDefaults("my_rule", "tau_plus") == 20.0  # the file's 0.02 s, as the comment says
+    with pytest.raises(nest.NESTError, match="Wmax >= 0"):
+        nest.SetDefaults("my_rule", {"Wmax": -100.0})
+
+
 def test_own_rule_with_its_own_weight_name_builds_for_ones_own_model(tmp_path, nest):
     """A rule whose weight is not called w: the message says how to name it (not the experiment's
     rule.weight, which build() and the command line do not read), and --weight builds it."""

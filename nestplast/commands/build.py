@@ -40,17 +40,25 @@ def _own_rule_example(module: Module, rule: Rule) -> str:
     """Python that uses a module built from the user's NESTML file, its parameters by its own names,
     with the file's defaults: an excitatory projection, or an inhibitory one where the file's Wmax
     is negative (nest.Connect refused the example's positive weight)."""
+    from ..user_rules import converted_units, forbids_negative_wmax
+
     # nestplast's templates check any parameter called Wmax against the weight's sign
     wmax = ("# A parameter named Wmax gives the weights its sign, as in nestplast's rules: nest.Connect refuses a\n"
             "# weight of the other sign (inhibitory: Wmax < 0). Bounds a weight may cross 0 within need other names.\n"
             if "Wmax" in rule.source_parameters else "")
+    if forbids_negative_wmax(rule):  # "inhibitory: Wmax < 0" could not be followed: NESTML refused it
+        wmax += "# Your file's constraint on Wmax forbids Wmax < 0: this rule takes positive weights only.\n"
+    # NESTML converts the file's values; a value given to NEST is in NEST's unit (0.02 for a file's 0.02 s: 1000 x too short)
+    units = "".join(f"# {name} is declared in {unit}: NEST holds it in its own unit, {factor:g} x the number in {unit} "
+                    f"(times in ms)\n" for name, (unit, factor) in converted_units(rule).items())
+    notes = units + wmax  # comments before the CopyModel line
     inhibitory = _inhibitory(rule)
     weight, kind = (EXAMPLE_WEIGHT, "inhibitory") if inhibitory else (-EXAMPLE_WEIGHT, "presynaptic")
     return f"""import nest
 from nestplast.kernel import install
 install({module.path!r})  # before nest.Create, and again after every nest.ResetKernel()
 # Your rule's parameters, by the names in {Path(rule.path or rule.synapse).name}: {', '.join(rule.source_parameters)}
-{wmax}nest.CopyModel({module.synapse_model!r}, 'my_rule', {{}})  # your values here, e.g. {{'Wmax': {-100.0 if inhibitory else 100.0}}}
+{notes}nest.CopyModel({module.synapse_model!r}, 'my_rule', {{}})  # your values, e.g. {{'Wmax': {-100.0 if inhibitory else 100.0}}}
 post = nest.Create({module.neuron_model!r})  # the only neuron the rule connects to
 pre = nest.Create('parrot_neuron', 10)  # stands for your {kind} neurons
 nest.Connect(pre, post, syn_spec={{'synapse_model': 'my_rule', 'weight': {weight}, 'delay': 1.0}})
