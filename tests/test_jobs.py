@@ -98,7 +98,7 @@ def test_the_next_slice_asks_for_what_this_one_had(tmp_path, script):
         "--dependency=afterany:42", "--ntasks=3", "--cpus-per-task=4", "--partition=long", "--account=proj",
         "--qos=high", "--time=1-12:00:00", "--mem=64000", "--nodes=2", "--reservation=maint",
         "--constraint=skylake&ib", "--job-name=nestplast-big",
-        str(ROOT / "jobs" / script), "experiment.toml", str(tmp_path / "run")]
+        str(ROOT / "jobs" / script), "experiment.toml", str(tmp_path / "run"), "--resume"]
     (tmp_path / "venv" / "bin" / "sbatch").write_text('#!/bin/bash\necho "sbatch: error: Invalid account" >&2\nexit 1\n')
     job = subprocess.run(["bash", str(ROOT / "jobs" / script), "experiment.toml", str(tmp_path / "run")],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
@@ -127,7 +127,7 @@ def test_options_after_the_run_directory_reach_the_search(tmp_path):
         assert job.returncode == 0, job.stdout + job.stderr
         assert command in log.read_text() and log.read_text().split()[-2:] == ["--seed", "3"], log.read_text()
         resubmitted = (tmp_path / script / "sbatch.log").read_text().split()
-        assert resubmitted[-4:] == ["experiment.toml", str(tmp_path / "run"), "--seed", "3"], resubmitted
+        assert resubmitted[-5:] == ["experiment.toml", str(tmp_path / "run"), "--seed", "3", "--resume"], resubmitted
 
 
 @pytest.mark.parametrize("script", ["search-restart.slurm", "filter.slurm"])
@@ -140,7 +140,7 @@ def test_what_the_next_slice_cannot_be_given_is_said(tmp_path, script):
     assert job.returncode == 0 and "could not read this job's time limit" in job.stderr, job.stdout + job.stderr
     assert (tmp_path / "sbatch.log").read_text().split() == [
         "--dependency=afterany:42", "--mem-per-cpu=2000", str(ROOT / "jobs" / script), "experiment.toml",
-        str(tmp_path / "run")]
+        str(tmp_path / "run"), "--resume"]
 
 
 @pytest.mark.parametrize("script", ["search-restart.slurm", "filter.slurm"])
@@ -172,7 +172,7 @@ def test_a_resume_goes_on_with_the_runs_threads(tmp_path, script):
     log = tmp_path / "python.log"
     body = f'[ "$1" = -c ] && exec "{sys.executable}" "$@"\necho "$@" >> "{log}"\n'  # the script's own read
     env = {**stand_ins(tmp_path, body), "SLURM_CPUS_PER_TASK": "2"}
-    options = ["--resume"] if script == "search.slurm" else []  # the restart script resumes by itself
+    options = ["--resume"]
     job = run_job(tmp_path, script, "experiment.toml", str(run), *options, "--max-generations", "9", env=env)
     assert job.returncode == 0, job.stdout + job.stderr
     search = log.read_text().splitlines()[0].split()
@@ -208,11 +208,33 @@ def test_a_filter_slice_resumes_with_the_stored_experiment(tmp_path):
     RunStore.create(run, experiment.default().to_dict(), seed=1).close()
     log = tmp_path / "python.log"
     env = stand_ins(tmp_path, f'echo "$@" >> "{log}"\n')
-    job = run_job(tmp_path, "filter.slurm", "experiment.toml", str(run), "--threads", "2", env=env)
+    job = run_job(tmp_path, "filter.slurm", "experiment.toml", str(run), "--threads", "2", "--resume", env=env)
     assert job.returncode == 0, job.stdout + job.stderr
-    assert log.read_text().split() == ["-m", "nestplast", "filter", "--out", str(run), "--quiet", "--resume",
-                                       "--threads", "2"], log.read_text()
+    assert log.read_text().split() == ["-m", "nestplast", "filter", "--out", str(run), "--quiet", "--threads", "2",
+                                       "--resume"], log.read_text()
     assert "(experiment.toml is not read)" in job.stdout, job.stdout
+
+
+@pytest.mark.parametrize("script", ["search-restart.slurm", "filter.slurm"])
+def test_a_first_slice_refuses_a_folder_that_holds_a_run(tmp_path, script):
+    """Given a new experiment and a folder that held another run (reused, or mistyped), the restart
+    scripts resumed the old run with its own experiment, EXPERIMENT unread, and exited 0. The next
+    slices are given --resume; a requeue of the job (the same arguments) resumes by itself."""
+    from nestplast import experiment
+    from nestplast.store import RunStore
+
+    run = tmp_path / "run"
+    RunStore.create(run, experiment.default().to_dict(), seed=1).close()
+    log = tmp_path / "python.log"
+    env = stand_ins(tmp_path, f'[ "$1" = -c ] && exit 0\necho "$@" >> "{log}"\n')
+    job = run_job(tmp_path, script, "new.toml", str(run), env=env)
+    assert job.returncode == 2 and not log.exists(), job.stdout + job.stderr
+    assert f"{run} holds a run already: to continue it, submit with --resume after RUN_DIR" in job.stderr
+    assert "for a new run of new.toml give another RUN_DIR" in job.stderr
+    requeued = run_job(tmp_path, script, "new.toml", str(run), env={**env, "SLURM_RESTART_COUNT": "1"})
+    assert requeued.returncode == 0 and "requeued (restart 1): resuming" in requeued.stdout, requeued.stderr
+    ran = log.read_text().split()
+    assert "--resume" in ran and "new.toml" not in ran, ran
 
 
 @pytest.mark.parametrize("script", ["search.slurm", "search-restart.slurm", "filter.slurm"])
