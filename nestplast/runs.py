@@ -160,10 +160,15 @@ def check_limit_ahead(store: RunStore, exp: Experiment, out: Path, kind: str) ->
         # candidates as pycma counts them (the stored rows, each trial and the mean, are 2.5 x more), and as it
         # stops: once their count exceeds maxfevals (countevals - 1 >= maxfevals)
         candidates = store.candidates_evaluated(last)
+        # the seconds already spent evaluating (what max_wall_s limits): --max-wall-s 3600 read as "one hour more"
+        # stopped at once, recording the limit as the run's stop reason
+        used = store.load_strategy(last).wall_s  # the search's strategies (CMA-ES, prior) keep it
         limits = [("search", "max_generations", exp.search.max_generations, lambda n: done >= n, f"{done} generations",
                    f"--max-generations above {done}"),
                   ("search", "max_evaluations", exp.search.max_evaluations, lambda n: candidates - 1 >= n,
-                   f"{candidates} candidates evaluated", f"--max-evaluations of {candidates} or more")]
+                   f"{candidates} candidates evaluated", f"--max-evaluations of {candidates} or more"),
+                  ("search", "max_wall_s", exp.search.max_wall_s, lambda s: used >= s, f"{used:.1f} s spent evaluating "
+                   "(the limit is the run's total, not this session's)", f"--max-wall-s above {used:.0f}")]
     from_file = Path(exp.source).name != DB_NAME  # an experiment file given again, not the run's own
     for section, key, limit, reached, has, give in limits:
         before = stored.get(section, {}).get(key)

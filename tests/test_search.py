@@ -323,6 +323,28 @@ def test_a_resume_with_the_experiment_file_does_not_take_back_a_raised_limit(tmp
     assert read_store(run, RunStore.counts, read_only=True)["generations"] == 4
 
 
+def test_a_wall_time_limit_below_the_time_spent_is_refused(tmp_path):
+    """--max-wall-s 2 on a run that had spent more evaluating (read as "2 s more") ran nothing, exited
+    0 and recorded timeout = 2 as the run's stop reason; the run's own time is said."""
+    run = tmp_path / "run"
+    assert search([tiny(tmp_path, generations=2), "--out", run, "--quiet"]).returncode == 0
+    with RunStore.open(run, read_only=True) as stored:
+        before = (stored.meta(), stored.stop(), stored.experiment())
+        spent = stored.load_strategy(stored.last_complete_generation()).wall_s
+    assert spent > 0.0
+    limit = spent / 2
+    out = search(["--out", run, "--resume", "--max-generations", "4", "--max-wall-s", f"{limit}"])
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert (f"search.max_wall_s = {limit} (the run had None): it already has {spent:.1f} s spent evaluating (the limit "
+            f"is the run's total, not this session's). Give --max-wall-s above {spent:.0f} to go on") in out.stderr, \
+        out.stderr
+    with RunStore.open(run, read_only=True) as stored:
+        assert (stored.meta(), stored.stop(), stored.experiment()) == before, "the refused resume changed nothing"
+    out = search(["--out", run, "--resume", "--max-generations", "3", "--max-wall-s", f"{spent + 600}", "--quiet"])
+    assert out.returncode == 0, out.stderr
+    assert read_store(run, RunStore.counts, read_only=True)["generations"] == 3
+
+
 def test_rule_settings_nest_refuses_are_refused_before_the_run(tmp_path):
     """A negative time constant: NEST refused every candidate, each evaluation recorded as failed,
     and the search's stop blamed a flat fitness first. (|Wmin| above w_max, the case first met, is

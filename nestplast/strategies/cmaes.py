@@ -193,6 +193,12 @@ class CMAES:
         return reasons or None
 
     @property
+    def wall_s(self) -> float:
+        """Seconds spent between ask and tell, summed over resumed sessions: what pycma's
+        ``timeout`` (``search.max_wall_s``) compares."""
+        return float(self.es.timer.elapsed)
+
+    @property
     def step_size(self) -> float:
         """The sampling's standard deviation over each parameter's range, averaged: the step as
         sigma0 means it (pycma's sigma multiplies CMA_stds, sigma0 x each range, and starts at 1
