@@ -122,6 +122,9 @@ def run(problem: Problem, strategy: Strategy | None, store: RunStore | None, tra
     if not transport.is_root:
         return None
     transport.close()
+    if strategy.generation == first > 0:  # it said "resuming after generation N", then "done", and nothing between
+        why = ", ".join(f"{key} = {value}" for key, value in stop.items())
+        say(f"note: nothing was left to run: the resumed run stopped at once, on {why}")
     store.record_stop(stop)
     return outcome(store, stop)
 

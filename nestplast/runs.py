@@ -162,7 +162,8 @@ def check_limit_ahead(store: RunStore, exp: Experiment, out: Path, kind: str) ->
         candidates = store.candidates_evaluated(last)
         # the seconds already spent evaluating (what max_wall_s limits): --max-wall-s 3600 read as "one hour more"
         # stopped at once, recording the limit as the run's stop reason
-        used = store.load_strategy(last).wall_s  # the search's strategies (CMA-ES, prior) keep it
+        wall = exp.search.max_wall_s  # read from the stored strategy (CMA-ES's, prior's) only where it changes
+        used = store.load_strategy(last).wall_s if wall not in (None, stored.get("search", {}).get("max_wall_s")) else 0.0
         limits = [("search", "max_generations", exp.search.max_generations, lambda n: done >= n, f"{done} generations",
                    f"--max-generations above {done}"),
                   ("search", "max_evaluations", exp.search.max_evaluations, lambda n: candidates - 1 >= n,

@@ -321,6 +321,11 @@ def test_a_resume_with_the_experiment_file_does_not_take_back_a_raised_limit(tmp
     out = search([tiny(tmp_path, generations=2), "--out", run, "--resume", "--max-generations", "4"])
     assert out.returncode == 0 and "note: resuming with search.max_generations = 4 (the run had 3)" in out.stdout, out.stdout
     assert read_store(run, RunStore.counts, read_only=True)["generations"] == 4
+    assert "nothing was left to run" not in out.stdout
+    # a resume of the finished run (a batch job resubmitted after the end): "resuming", then "done", and why nothing ran
+    again = search(["--out", run, "--resume"])
+    assert again.returncode == 0 and "note: nothing was left to run: the resumed run stopped at once, on maxiter = 4" \
+        in again.stdout, again.stdout
 
 
 def test_a_wall_time_limit_below_the_time_spent_is_refused(tmp_path):
