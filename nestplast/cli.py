@@ -135,6 +135,9 @@ def command_world():
     except UserError as err:
         report_error(str(err), rank=launched_ranks()[0])
         raise SystemExit(EXIT_USER_ERROR) from None
+    except KeyboardInterrupt:  # Ctrl-C while MPI starts (mpi4py's import): a traceback, before any run was begun
+        print("interrupted: nothing was started", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_INTERRUPTED) from None
 
 
 def report_error(message: str, *, rank: int = 0) -> None:

@@ -141,3 +141,19 @@ def test_every_option_says_what_it_does(command):
     silent = [action.option_strings[0] if action.option_strings else action.dest
               for action in parser._actions if not action.help]
     assert silent == [], f"{command}: options without help: {silent}"
+
+
+def test_ctrl_c_while_mpi_starts_is_one_line(monkeypatch, capsys):
+    """Ctrl-C in the first second of a command (inside mpi4py's import) gave a traceback ending in
+    "from mpi4py import MPI ... KeyboardInterrupt", where a moment later it gave one line."""
+    from nestplast import parallel
+    from nestplast.cli import EXIT_INTERRUPTED, command_world
+
+    def starting():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(parallel, "world", starting)
+    with pytest.raises(SystemExit) as ended:
+        command_world()
+    assert ended.value.code == EXIT_INTERRUPTED == 130
+    assert capsys.readouterr().err == "interrupted: nothing was started\n"
