@@ -200,6 +200,16 @@ def test_the_report_draws_a_window_only_for_rules_a_spike_pair_determines(tmp_pa
     assert (tmp_path / "run" / "stdp_window.png").is_file() == window  # not another run's beside this one's
 
 
+def test_an_evaluation_limit_says_what_it_counts():
+    """"done (maxfevals = 7): 2 generations, 20 evaluations": the limit counts candidates (pycma's),
+    the summary every trial of each and the mean's, and nothing said that they differ."""
+    from nestplast.analysis.search import describe_stop
+
+    assert describe_stop({"maxfevals": 7}) == ("maxfevals = 7 (counting candidates, as pycma does; the evaluations "
+                                                "count every trial of each, and the mean's)")
+    assert "counting" not in describe_stop({"maxiter": 3})
+
+
 def test_a_flat_generation_of_one_and_the_same_rule_is_not_blamed_on_the_rule():
     """search.sigma0 = 1e-12 stopped on tolx and tolflatfitness, explained as "e.g. a learning rate of 0"."""
     from nestplast.analysis.search import describe_stop

@@ -54,6 +54,8 @@ def describe_stop(stop: dict | None) -> str:
                   "failed, or the rule's parameters change nothing, e.g. a learning rate of 0, or the network is "
                   "too small or scored too briefly for rules that differ to score differently: the same spikes, "
                   "a loss in coarse steps)")
+    if "maxfevals" in (stop or {}):  # beside "20 evaluations" (the simulations: each trial, and the mean's)
+        words += " (counting candidates, as pycma does; the evaluations count every trial of each, and the mean's)"
     return words or "no reason recorded"
 
 
