@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import sqlite3
 import time
 import warnings
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from . import __version__, engine
 from .analysis import check_output_directory
 from .analysis.search import failure_breakdown
 from .engine import Outcome
+from .errors import UserError
 from .evaluate import Evaluator
 from .experiment import (
     RULE_COPY_DIR,
@@ -97,10 +99,9 @@ def search_space(exp: Experiment) -> SearchSpace:
 CHANGING_OPTIONS = {"search": "--seed, --threads or --population-size", "filter": "--seed or --threads"}
 
 
-def check_resumable(stored: dict, exp: Experiment, where: Path, kind: str = "search") -> None:
-    """Refuse to resume the run in ``where`` with an experiment that would give other results
-    than the stored one (another seed, rule, network, ...); when to stop may change. ``kind``:
-    the command resuming it (search or filter), whose options the message names."""
+def other_experiment(stored: dict, exp: Experiment, where: Path) -> list[str]:
+    """What differs between the ``stored`` experiment of the run in ``where`` and ``exp``, that
+    would give other results (``key: then -> now``); when to stop is not compared."""
     with warnings.catch_warnings():  # which copy of the rule file is read does not matter here (below)
         warnings.simplefilter("ignore")
         theirs = run_experiment(stored, where).to_dict()
@@ -110,8 +111,14 @@ def check_resumable(stored: dict, exp: Experiment, where: Path, kind: str = "sea
         # compared apart (open_run, rule_source_sha256)
         ours[section].pop(key)
         theirs[section].pop(key)
-    changed = differences(theirs, ours)
-    if changed:
+    return differences(theirs, ours)
+
+
+def check_resumable(stored: dict, exp: Experiment, where: Path, kind: str = "search") -> None:
+    """Refuse to resume the run in ``where`` with an experiment that would give other results
+    than the stored one (another seed, rule, network, ...); when to stop may change. ``kind``:
+    the command resuming it (search or filter), whose options the message names."""
+    if changed := other_experiment(stored, exp, where):
         raise StoreError(f"cannot resume {where} with another experiment (a run is one experiment): "
                          f"{'; '.join(changed)}. Resume without an experiment file (in Python: the run's "
                          f"folder for the experiment) and without "
@@ -314,7 +321,7 @@ def run_loop(exp: Experiment, out: str | Path, problem: Callable[[Experiment, Ev
     # that a mistake there leaves no empty run in the way of the corrected one (its folder is
     # checked first, though).
     if not resume:
-        together(comm, lambda: (check_output_directory(out), RunStore.check_free(out), RunStore.check_no_other_files(out))
+        together(comm, lambda: (check_output_directory(out), _check_free(out, exp), RunStore.check_no_other_files(out))
                  if transport.is_root else None)
     store = open_store() if resume else None
     try:
@@ -344,6 +351,23 @@ def run_loop(exp: Experiment, out: str | Path, problem: Callable[[Experiment, Ev
     finally:
         if store is not None:
             store.close()
+
+
+def _check_free(out: Path, exp: Experiment) -> None:
+    """:meth:`RunStore.check_free`, and where the run in ``out`` is of another experiment, say so:
+    the advice to continue it with --resume read as if it were this one's."""
+    try:
+        RunStore.check_free(out)
+    except StoreError as err:
+        try:
+            with RunStore.open(out, read_only=True) as store:
+                changed = other_experiment(store.experiment(), exp, out)
+        except (UserError, sqlite3.Error, KeyError):  # a run of another kind or version: the message as it was
+            raise err from None
+        if changed:
+            raise StoreError(f"{err}. Its run is of another experiment than this one ({'; '.join(changed[:3])}"
+                             f"{'; ...' if len(changed) > 3 else ''}): --resume would continue that one") from None
+        raise
 
 
 def as_experiment(exp: Experiment | str | os.PathLike) -> Experiment:

@@ -99,9 +99,18 @@ def test_refused_search_leaves_the_users_network(nest, doublet_module, tmp_path)
     with pytest.warns(KernelResetWarning):
         nestplast.run_search(tiny_experiment(), tmp_path / "run")
     neurons = users_network(nest)
-    with pytest.raises(nestplast.UserError, match=r"already holds a run, a search .*--resume \(in Python: resume=True\)"):
+    with pytest.raises(nestplast.UserError, match=r"already holds a run, a search .*--resume \(in Python: resume=True\)") \
+            as same:
         nestplast.run_search(tiny_experiment(), tmp_path / "run")  # refused before any simulation
     assert len(neurons.get("V_m")) == 10  # nothing was reset
+    assert "another experiment" not in str(same.value)
+    # another experiment of the same name into that folder: the advice to --resume read as if it were this one's
+    other = tiny_experiment()
+    other.network.n_e = 30
+    with pytest.raises(nestplast.UserError, match=r"already holds a run, a search .*\. Its run is of another experiment "
+                                                  r"than this one \(network.n_e: \d+ -> 30\): --resume would continue "
+                                                  r"that one$"):
+        nestplast.run_search(other, tmp_path / "run")
 
 
 def test_install_keeps_the_users_verbosity(nest, doublet_module):
