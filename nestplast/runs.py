@@ -38,7 +38,7 @@ from .experiment import (
 )
 from .kernel import lent_kernel
 from .parallel import Transport, check_comm_given, crowded_cores_note, together
-from .store import DB_NAME, RUN_KINDS, RunStore, StoreError, check_same_kind, note_what_is_kept
+from .store import DB_NAME, RUN_KINDS, RunStore, StoreError, check_same_kind, note_what_is_kept, software_since
 from .strategies import SearchSpace, Strategy
 from .wording import counted
 
@@ -291,7 +291,15 @@ def record_resumed(store: RunStore, exp: Experiment) -> None:
     stored, ours = store.experiment(), exp.to_dict()
     for section, key in resumable_keys():
         stored.setdefault(section, {})[key] = ours[section][key]
-    store.record_resumed(stored)
+    # software other than the run's last: from which generation on (said once on stderr, and the run read as if
+    # it had all run on the first versions)
+    meta, now = store.meta(), software_versions()
+    if "versions" in meta and now != software_since(meta)[-1][1]:
+        last = store.last_complete_generation()
+        meta.setdefault("versions_from", []).append({"generation": 0 if last is None else last + 1, "versions": now})
+        store.record_resumed(stored, meta)
+    else:
+        store.record_resumed(stored)
 
 
 @lent_kernel("this nestplast run")  # a user's own NEST network in the process is warned about, and the kernel restored

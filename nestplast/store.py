@@ -406,13 +406,15 @@ class RunStore:
         with self._writing():
             self._db.execute("UPDATE run SET stop=?", (_encode(reason),))
 
-    def record_resumed(self, experiment: dict) -> None:
+    def record_resumed(self, experiment: dict, meta: dict | None = None) -> None:
         """The run goes on: ``experiment`` is what it now runs (when to stop may have changed), and
         it has not stopped. Kept, a later plain ``--resume`` (after a crash) stopped at once at the
         first run's ``max_generations``, and a report read while the run went on, or after it was
-        killed, gave the first run's stop reason."""
+        killed, gave the first run's stop reason. ``meta``: its metadata, where that changes too."""
         with self._writing():
             self._db.execute("UPDATE run SET experiment=?, stop=NULL", (_encode(experiment),))
+            if meta is not None:
+                self._db.execute("UPDATE run SET meta=?", (_encode(meta),))
 
     def stop(self) -> dict | None:
         """Why the run stopped, or None while it has not (or was killed)."""
@@ -555,6 +557,14 @@ def note_what_is_kept(err: KeyboardInterrupt, run_dir: str | Path | None) -> Non
     elif (Path(run_dir) / DB_NAME).is_file():
         err.add_note(f"nestplast: the run's complete generations are kept in {run_dir}; the same call with "
                      "resume=True goes on from the last one")
+
+
+def software_since(meta: dict) -> list[tuple[int, dict[str, str]]]:
+    """The software versions a run ran with (its ``meta``), each from the generation it began at:
+    [(0, the first), (G, another after a resume at generation G), ...]; [] where none were recorded."""
+    if "versions" not in meta:
+        return []
+    return [(0, meta["versions"]), *((entry["generation"], entry["versions"]) for entry in meta.get("versions_from", []))]
 
 
 def stored_kind(run_dir: str | Path) -> str | None:

@@ -249,6 +249,19 @@ def test_resume_refuses_another_experiment_and_extends_with_more_generations(ref
     assert out.returncode == 0, out.stderr
     assert read_store(copy, RunStore.counts)["generations"] == 6 and rows(copy)[:len(before)] == before
     assert "note: this run began with other software (nest-simulator 3.9.0 -> " in out.stdout, out.stdout
+    # ... and the run keeps from which generation on it ran with which (the note was one job's log line)
+    with RunStore.open(copy, read_only=True) as stored:
+        after = stored.meta()
+    assert after["versions"]["nest-simulator"] == "3.9.0" and len(after["versions_from"]) == 1, after
+    resumed_at = after["versions_from"][0]["generation"]
+    assert 0 < resumed_at < 6 and after["versions_from"][0]["versions"]["nest-simulator"] != "3.9.0"
+    report = subprocess.run([sys.executable, "-m", "nestplast.report", str(copy), "--no-plots"], capture_output=True,
+                            text=True, cwd=ROOT)
+    assert "software: from generation 0: nest-simulator 3.9.0, " in report.stdout and \
+        f"; then from generation {resumed_at}: nest-simulator " in report.stdout, report.stdout
+    assert search(["--out", copy, "--resume", "--max-generations", "7"]).returncode == 0
+    with RunStore.open(copy, read_only=True) as stored:
+        assert len(stored.meta()["versions_from"]) == 1, "the same software again: nothing more to keep"
 
 
 def test_existing_run_is_not_overwritten(reference_run, tmp_path):

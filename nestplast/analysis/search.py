@@ -15,7 +15,7 @@ from ..errors import UserError
 from ..experiment import Experiment, run_experiment
 from ..networks import inert_note, nest_settings, neuron_params, synapse_models
 from ..objectives import BLOWUP_SCALE, FAILURE_LOSS
-from ..store import RunStore
+from ..store import RunStore, software_since
 from ..tasks import Evaluation
 from . import draw_stdp_window, saved_figure, weight_unit
 
@@ -87,6 +87,7 @@ def summarise(run_dir: str | Path) -> dict:
                    "best_nest_params": nest_settings(exp, best[0]["theta"]) if best else {},
                    "best_inert": inert_note(exp, nest_settings(exp, best[0]["theta"])) if best else None,
                    "nest_models": nest_models(exp),
+                   "software": [{"from_generation": g, "versions": v} for g, v in software_since(store.meta())],
                    "best": None, "best_trials": [], "failures": failure_breakdown(store.evaluations()),
                    "loss_per_generation": [{"generation": g["generation"], "best": g["best_loss"],
                                             "median": g["median_loss"]} for g in store.generations()]}
@@ -139,6 +140,10 @@ def text(summary: dict, run_dir: str | Path) -> str:
              f"stopped: {describe_stop(summary['stop'])}" if summary["stop"]
              else "stopped: not yet (running, or killed: resume with --resume)",
              f"what the loss means: {summary['loss_meaning']}"]
+    if len(summary.get("software", [])) > 1:  # resumed under other software: the run is not one version's
+        lines.append("software: " + "; then ".join(
+            f"from generation {s['from_generation']}: " + ", ".join(f"{k} {v}" for k, v in s["versions"].items())
+            for s in summary["software"]))
     if summary["best_loss"] is None:
         # "yet" only while the run can go on: a stopped run whose candidates all blew up or failed
         # has no best rule, and said it as if one were still to come
