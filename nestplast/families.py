@@ -410,6 +410,7 @@ def recheck(run_dir: str | Path, n_trials: int = 2, *, comm: Comm | None = None,
     say = progress if progress is not None and transport.is_root else (lambda line: None)
 
     def load():
+        check_filter_run(run_dir)  # before its experiment is read: a fit's settings are none (a traceback)
         with RunStore.open(run_dir, read_only=True) as store:
             return store.experiment(), run_experiment(store.experiment(), run_dir)
 

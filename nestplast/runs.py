@@ -38,7 +38,7 @@ from .experiment import (
 )
 from .kernel import lent_kernel
 from .parallel import Transport, check_comm_given, crowded_cores_note, together
-from .store import DB_NAME, RUN_KINDS, RunStore, StoreError, check_same_kind, note_what_is_kept, software_since
+from .store import DB_NAME, RUN_KINDS, RunStore, StoreError, check_same_kind, note_what_is_kept, software_since, stored_kind
 from .strategies import SearchSpace, Strategy
 from .wording import counted
 
@@ -329,7 +329,7 @@ def run_loop(exp: Experiment, out: str | Path, problem: Callable[[Experiment, Ev
     # that a mistake there leaves no empty run in the way of the corrected one (its folder is
     # checked first, though).
     if not resume:
-        together(comm, lambda: (check_output_directory(out), _check_free(out, exp), RunStore.check_no_other_files(out))
+        together(comm, lambda: (check_output_directory(out), _check_free(out, exp, kind), RunStore.check_no_other_files(out))
                  if transport.is_root else None)
     store = open_store() if resume else None
     try:
@@ -361,16 +361,18 @@ def run_loop(exp: Experiment, out: str | Path, problem: Callable[[Experiment, Ev
             store.close()
 
 
-def _check_free(out: Path, exp: Experiment) -> None:
-    """:meth:`RunStore.check_free`, and where the run in ``out`` is of another experiment, say so:
-    the advice to continue it with --resume read as if it were this one's."""
+def _check_free(out: Path, exp: Experiment, kind: str) -> None:
+    """:meth:`RunStore.check_free`, and where the run in ``out`` is one of this ``kind`` but of
+    another experiment, say so: the advice to continue it with --resume read as if it were this one's."""
     try:
         RunStore.check_free(out)
     except StoreError as err:
+        if stored_kind(out) != kind:  # another command's run (a fit's settings are no experiment): named as such
+            raise
         try:
             with RunStore.open(out, read_only=True) as store:
                 changed = other_experiment(store.experiment(), exp, out)
-        except (UserError, sqlite3.Error, KeyError):  # a run of another kind or version: the message as it was
+        except (UserError, sqlite3.Error, KeyError):  # a run of an older version: the message as it was
             raise err from None
         if changed:
             raise StoreError(f"{err}. Its run is of another experiment than this one ({'; '.join(changed[:3])}"

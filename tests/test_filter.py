@@ -1117,3 +1117,24 @@ def test_the_report_of_a_family_says_which_bounds_reject():
     assert ("each bound alone, rules within it of the 3 that ran to their end: rate_e 2, cv_isi 1"
             in text(fam)), text(fam)
     assert summary(fam)["within_each_bound"] == {"rate_e": 2, "cv_isi": 1}
+
+
+@needs_sbi
+def test_a_fits_folder_given_to_the_filter_is_named_not_a_traceback(tmp_path):
+    """A re-check of an inference's folder, or a new filter or search run into it, read the fit's
+    settings as an experiment: "AttributeError: 'str' object has no attribute 'get'"."""
+    import tomllib
+
+    from nestplast.families import recheck, run_filter
+    from nestplast.search import run_search
+    from nestplast.store import RunStore, StoreError
+
+    fit = tmp_path / "fit"
+    RunStore.create(fit, experiment={"rule": "taylor", "mask": "post:100", "fixed": {}}, seed=1,
+                    meta={"kind": "infer"}).close()
+    with pytest.raises(StoreError, match=f"{fit} holds an inference, not a filter run"):
+        recheck(fit, n_trials=1)
+    exp = experiment.parse(tomllib.loads(TINY))
+    for run in (run_filter, run_search):
+        with pytest.raises(StoreError, match=f"{fit} already holds a run, an inference .*python -m nestplast infer"):
+            run(exp, fit)
