@@ -332,6 +332,15 @@ def test_an_empty_family_writes_no_row_and_no_stale_plot(stored_run, tmp_path, c
         rows = list(csv.reader(f))
     assert rows == [header]  # the same columns as a family with rules (it had only the bounds' metrics)
     assert {p.name for p in out.glob("*.png")} == {"metrics.png"}  # no marginals of the earlier family
+    # again with --no-plots: the earlier family's metrics.png stayed beside the new tables
+    new.write_text("[constraints]\nrate_e = [8.0, 15.0]\n")
+    assert main([str(path), "--apply", str(new), "--out", str(out), "--no-plots"]) == 0
+    assert "removed the plots of an earlier family there: metrics.png" in capsys.readouterr().out
+    assert list(out.glob("*.png")) == []
+    # a binary file (a .npz) given to --apply: the codec's traceback
+    (tmp_path / "data.npz").write_bytes(b"PK\x03\x04\x92\xff binary")
+    assert main([str(path), "--apply", str(tmp_path / "data.npz"), "--out", str(out)]) == 2
+    assert "data.npz: not a constraints file (not text; --apply takes a TOML file" in capsys.readouterr().err
 
 
 def test_apply_refuses_to_write_into_a_run(stored_run, tmp_path, capsys):

@@ -68,6 +68,15 @@ def write_tables(fam, out: str | Path) -> list[Path]:
     return [out / "family.csv", out / "acceptance.csv"]
 
 
+def remove_plots(out: str | Path) -> list[Path]:
+    """Remove the family plots in ``out``; the ones removed: a re-filter written again with
+    --no-plots left the earlier family's beside its new tables."""
+    removed = [Path(out) / name for name in PLOTS if (Path(out) / name).is_file()]
+    for path in removed:
+        path.unlink()
+    return removed
+
+
 def write_plots(fam, exp: Experiment, out: str | Path) -> list[Path]:
     """metrics.png, marginals.png, stdp_windows.png, traces.png into ``out`` (those that apply)."""
     out = Path(out)

@@ -65,6 +65,9 @@ def read_constraints(path: Path) -> dict[str, tuple[float, float]]:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as err:
         raise UsageError(f"{path}: not valid TOML: {err}") from None
+    except UnicodeDecodeError:  # a .npz or a run's database: the codec's traceback
+        raise UsageError(f"{path}: not a constraints file (not text; --apply takes a TOML file with one table "
+                         "[constraints] of metric = [low, high])") from None
     unknown = sorted(set(data) - {"constraints"})
     if unknown or not isinstance(data.get("constraints"), dict) or not data["constraints"]:
         raise UsageError(f"{path}: expected one table [constraints] of metric = [low, high], got {sorted(data)}")
@@ -133,22 +136,27 @@ def report(run_dir: Path, out: Path | None = None, constraints: Mapping[str, Seq
         check_not_a_run(out, run_dir, out_flag, refiltered=constraints is not None)
 
     from ..analysis import check_output_directory
-    from ..analysis.families import summary, text, write_plots, write_tables
+    from ..analysis.families import remove_plots, summary, text, write_plots, write_tables
     from ..families import family
     from .report import json_safe
 
     fam = family(run_dir, constraints)
     written = write_tables(fam, check_output_directory(out or run_dir)) if files else []
+    removed = []
     if plots and files:
         with RunStore.open(run_dir, read_only=True) as store:
             exp = experiment.run_experiment(store.experiment(), run_dir)
         written += write_plots(fam, exp, out or run_dir)
+    elif files and constraints is not None:  # an earlier re-filter's plots there would show another family
+        removed = remove_plots(out or run_dir)
     if as_json:
         print(json.dumps(json_safe(summary(fam))))
         return
     print(text(fam, what, shlex.quote(str(run_dir))))
     for path in written:
         print(f"wrote {path}")
+    if removed:
+        print(f"removed the plots of an earlier family there: {', '.join(p.name for p in removed)}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
