@@ -14,6 +14,7 @@ Commands parse with :class:`ArgumentParser` and run inside :func:`run_command`::
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import shlex
 import signal
@@ -59,6 +60,21 @@ def sigterm_stops_cleanly() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _ignore_signals_at_exit() -> None:
+    """At the interpreter's exit, after a command has written its results: a Ctrl-C or SIGTERM in
+    the teardown (NEST's and torch's take about a second) ended a finished run with 130 and no
+    word, and a batch script took it for failed."""
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+
+
+def ignore_signals_at_exit() -> None:
+    """Register :func:`_ignore_signals_at_exit` (once): called by every command."""
+    atexit.unregister(_ignore_signals_at_exit)
+    atexit.register(_ignore_signals_at_exit)
 
 
 @contextmanager
@@ -157,6 +173,7 @@ def run_command(main: Callable[[Sequence[str] | None], int], argv: Sequence[str]
         report_error(f"{one_process} runs in one process: start it without mpiexec/srun (each of the {ranks} ranks "
                      f"would run all of it and write the same files)", rank=rank)
         return EXIT_USER_ERROR
+    ignore_signals_at_exit()
     try:
         with sigterm_stops_cleanly(), one_line_warnings():
             code = main(argv)
@@ -191,6 +208,7 @@ def run_mpi_command(main: Callable[[Sequence[str] | None], int], argv: Sequence[
     if comm is None:
         return run_command(main, argv, interrupted=interrupted)
     rank = comm.Get_rank()
+    ignore_signals_at_exit()
     try:
         with sigterm_stops_cleanly(), one_line_warnings():
             code = main(argv)

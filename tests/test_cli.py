@@ -1,6 +1,7 @@
 """Conventions every command line shares (nestplast.cli), under a real MPI launcher."""
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -157,3 +158,17 @@ def test_ctrl_c_while_mpi_starts_is_one_line(monkeypatch, capsys):
         command_world()
     assert ended.value.code == EXIT_INTERRUPTED == 130
     assert capsys.readouterr().err == "interrupted: nothing was started\n"
+
+
+def test_a_signal_in_the_teardown_after_a_command_is_ignored():
+    """Ctrl-C after a filter run had written everything, during the interpreter's teardown (NEST's
+    and torch's take about a second), ended it with 130 and no word: a batch script took the
+    finished run for failed. Here the signal comes from an exit handler that runs after the
+    command's (registered before it)."""
+    code = ("import atexit, os, signal, time\n"
+            "atexit.register(lambda: (os.kill(os.getpid(), signal.SIGINT), time.sleep(0.2)))\n"
+            "from nestplast.cli import run_command\n"
+            "raise SystemExit(run_command(lambda argv: 0, []))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert out.returncode == 0 and out.stderr == "", out.stderr
