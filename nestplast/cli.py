@@ -133,6 +133,15 @@ class ArgumentParser(argparse.ArgumentParser):
             super()._print_message(message, file)
 
 
+def given_options(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> set[str]:
+    """The dests of the options given in ``argv`` (None: the command line), whatever their values:
+    an option given at its default value (``--hidden 4``, ``--delay 1``) is given all the same.
+    ``parser`` is changed: pass a fresh one."""
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+    return set(vars(parser.parse_args(argv)))
+
+
 def notes_only(text: str) -> None:
     """A ``--quiet`` run's progress: its notes alone, on stderr. A batch job's log needs them most
     (ranks that idle, threads that outnumber the cores, a resume under other software)."""

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from ..cli import ArgumentParser, command_world, resume_hint, run_mpi_command
+from ..cli import ArgumentParser, command_world, given_options, resume_hint, run_mpi_command
 from ..errors import UsageError
 from ..store import DB_NAME
 from ..wording import counted
@@ -201,9 +201,10 @@ def _check_fixed(fixed: dict[str, float], rule, label: str) -> None:
                          f"(those are: {', '.join(rule.fixable)}){leave_out}")
 
 
-def _check_ignored(args, p: ArgumentParser) -> None:
+def _check_ignored(args, given: set[str]) -> None:
     """Refuse options this fit would ignore (--compare on a recording's fit made no comparison and
-    said nothing), each group with the fit it belongs to."""
+    said nothing), each group with the fit it belongs to; ``given``: the options on the command line
+    (one at its default value was let through and dropped: --hidden 4 fitted the default 10 units)."""
     groups = []
     if args.task == "choices":
         groups.append((("mode", "background", "trials", "w_unrecorded", "delay", "segments"),
@@ -215,9 +216,9 @@ def _check_ignored(args, p: ArgumentParser) -> None:
         if args.mode == "clamped":
             groups.append((("background", "trials", "w_unrecorded"), "of --mode closed"))
     for dests, whose in groups:
-        if given := [f"--{d.replace('_', '-')}" for d in dests if getattr(args, d) != p.get_default(d)]:
-            raise UsageError(f"{', '.join(given)}: {'options' if len(given) > 1 else 'an option'} {whose}; this fit "
-                             "would ignore " + ("them" if len(given) > 1 else "it"))
+        if ignored := [f"--{d.replace('_', '-')}" for d in dests if d in given]:
+            raise UsageError(f"{', '.join(ignored)}: {'options' if len(ignored) > 1 else 'an option'} {whose}; this fit "
+                             "would ignore " + ("them" if len(ignored) > 1 else "it"))
 
 
 def _check_counts(checks) -> None:
@@ -232,7 +233,7 @@ def _infer(argv: Sequence[str] | None, started: list[Path]) -> int:
 
     p = parser()
     args = p.parse_args(argv)
-    _refused_together(lambda: _check_ignored(args, p))
+    _refused_together(lambda: _check_ignored(args, given_options(parser(), argv)))
     if args.task == "choices":
         return _infer_choices(args, started)
     args.rule = args.rule or "taylor"
