@@ -222,6 +222,9 @@ def test_a_flat_generation_of_one_and_the_same_rule_is_not_blamed_on_the_rule():
     # which prints it, was told to "see the report"
     flat = describe_stop({"tolflatfitness": 0})
     assert "too small or scored too briefly for rules that differ to score differently" in flat
+    # a generation all silenced (rate 0, weights at w_max: each loss exactly 60, status ok, none blown up) fits none
+    # of the causes it listed
+    assert "all ended alike, e.g. the network silenced with its weights at w_max" in flat
     assert "see the report" not in flat
 
 

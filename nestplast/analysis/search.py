@@ -51,7 +51,9 @@ def describe_stop(stop: dict | None) -> str:
                   "below pycma's tolx, or began there with a tiny search.sigma0)")
     elif "tolflatfitness" in (stop or {}):
         words += (" (most candidates of the last generation scored the same: they all blew up alike or "
-                  "failed, or the rule's parameters change nothing, e.g. a learning rate of 0, or the network is "
+                  "failed, or all ended alike, e.g. the network silenced with its weights at w_max (one and the "
+                  "same loss: the report's trials show the rates and weights), or the rule's parameters change "
+                  "nothing, e.g. a learning rate of 0, or the network is "
                   "too small or scored too briefly for rules that differ to score differently: the same spikes, "
                   "a loss in coarse steps)")
     if "maxfevals" in (stop or {}):  # beside "20 evaluations" (the simulations: each trial, and the mean's)
