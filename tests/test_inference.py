@@ -330,6 +330,16 @@ def test_infer_refuses_options_it_would_ignore_and_a_resume_of_nothing(tmp_path,
     assert main([*fit, "--out", str(tmp_path / "search"), "--resume"]) == 2
     out, err = capsys.readouterr()
     assert "resumed" not in out and f"cannot resume {tmp_path / 'search'} as an inference: it holds a search" in err
+    # a new fit there: "already holds a run; continue it with --resume", which then refused it
+    assert main([*fit, "--out", str(tmp_path / "search")]) == 2
+    assert (f"{tmp_path / 'search'} already holds a run, a search ({tmp_path / 'search' / 'results.sqlite'}); continue "
+            f"it with python -m nestplast.search --out") in capsys.readouterr().err
+    # a folder of other files (a prune's output): the fit's files went in among them
+    (tmp_path / "pruned").mkdir()
+    (tmp_path / "pruned" / "summary.json").write_text("{}")
+    assert main([*fit, "--out", str(tmp_path / "pruned")]) == 2
+    assert f"{tmp_path / 'pruned'} holds other files (summary.json) and no run" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "pruned").iterdir()) == ["summary.json"]
 
 
 @pytest.mark.nest

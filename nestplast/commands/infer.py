@@ -167,8 +167,13 @@ def _run_dir(args, started: list[Path]) -> tuple[Path, object, int]:
         if rank != 0:
             return
         check_output_directory(out)  # a file given as --out ended a resume in a FileExistsError
-        if not args.resume and (out / DB_NAME).exists():
-            raise UsageError(f"{out} already holds a run; continue it with --resume, or choose another --out")
+        if not args.resume:
+            # the run there named (a filter's was advised --resume, which then refused it), and a folder of
+            # other files (a prune's output) refused: the fit's files went in among them
+            from ..store import RunStore
+
+            RunStore.check_free(out)
+            RunStore.check_no_other_files(out)
         if args.resume and not (out / DB_NAME).exists():  # it began a new fit, printing "(resumed)"
             raise UsageError(f"--resume: {out} holds no fit to continue (no {DB_NAME}); start one without --resume")
         if args.resume:  # before the headline, which said "(resumed)" over another command's run
