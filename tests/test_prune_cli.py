@@ -249,6 +249,12 @@ def test_a_rerun_into_the_same_folder_leaves_no_stale_results(tmp_path):
     (own / "decay.csv").write_text("the user's own table\n")
     assert main(["--nodes", "20", "--duration", "0", "--decay-duration", "0", "--out", str(own), "--json"]) == 0
     assert (own / "decay.csv").read_text() == "the user's own table\n"
+    # a run's folder (a fit's): its report then listed the pruning's plots among the fit's own
+    from nestplast.store import RunStore
+
+    RunStore.create(tmp_path / "fit", experiment={"rule": "taylor"}, seed=1, meta={"kind": "infer"}).close()
+    assert main(["--nodes", "20", "--duration", "0", "--out", str(tmp_path / "fit")]) == 2
+    assert not list((tmp_path / "fit").glob("*.png")) and not (tmp_path / "fit" / "summary.json").exists()
 
 
 def test_cli_bad_covariance_probe_and_generated_network_in_one_line(tmp_path, capsys):
