@@ -133,6 +133,15 @@ class ArgumentParser(argparse.ArgumentParser):
             super()._print_message(message, file)
 
 
+def output_directory(text: str) -> Path:
+    """An ``--out`` folder (argparse's ``type``): an empty one is refused, since ``Path("")`` is the
+    working directory, where every file of the command would land."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path; give a directory, e.g. --out runs/my (or --out . for the "
+                                         "current one)")
+    return Path(text)
+
+
 def given_options(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> set[str]:
     """The dests of the options given in ``argv`` (None: the command line), whatever their values:
     an option given at its default value (``--hidden 4``, ``--delay 1``) is given all the same.

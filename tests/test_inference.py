@@ -372,10 +372,16 @@ def test_a_rule_generated_in_nest_is_recovered_at_zero_noise(tmp_path):
     assert [r["covered"] for r in none] == [None, None]
 
 
-def test_infer_demo_refuses_bad_arguments():
+def test_infer_demo_refuses_bad_arguments(tmp_path):
+    from nestplast.store import RunStore
+
+    RunStore.create(tmp_path / "run", experiment={"rule": "taylor"}, seed=1, meta={"kind": "filter"}).close()
     for args, message in ((["nosuch"], "unknown ground truth"), (["oja", "--fraction", "0"], "--fraction"),
+                          # a run's folder: the demo's fit/ and recovery.csv went in among its files
+                          (["oja", "--out", str(tmp_path / "run")], "holds a nestplast run (results.sqlite)"),
                           (["oja", "--noise", "-1"], "--noise"), (["oja", "--bootstrap", "-1"], "--bootstrap"),
                           (["oja", "--noise", "nan"], "--noise: expected a finite number >= 0, got nan"),
+                          (["oja", "--out", ""], "--out: an empty path; give a directory"),
                           (["oja", "--jitter", "inf"], "--jitter: expected a finite number >= 0, got inf"),
                           (["oja", "--duration", "-5"], "shorter than two weight sampling intervals"),
                           (["oja", "--duration", "2000", "--length", "0.05"], "give at least 4000 ms"),

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..cli import ArgumentParser, run_command
+from ..cli import ArgumentParser, output_directory, run_command
 from ..errors import UsageError
 from ..store import DB_NAME
 
@@ -29,7 +29,7 @@ def parser() -> ArgumentParser:
     p.add_argument("--seed", type=int, default=1, help="seed of the recording (spikes, noise) and the fit")
     p.add_argument("--sweep", action="store_true", help="the robustness sweep: every degradation in turn, one at a "
                    "time (so not with --noise, --jitter, --fraction, --length)")
-    p.add_argument("--out", type=Path, default=None, help="folder for the fit (fit/) and recovery.csv; with --sweep, "
+    p.add_argument("--out", type=output_directory, default=None, help="folder for the fit (fit/) and recovery.csv; with --sweep, "
                    "for recovery.csv and sweep.png only (the sweep keeps none of its fits)")
     return p
 
@@ -74,6 +74,8 @@ def _demo(argv: Sequence[str] | None) -> int:
     if abs(steps - round(steps)) > 1e-6:
         raise UsageError(f"--duration: expected a multiple of the resolution, 0.1 ms, got {args.duration:g}")
     out = check_output_directory(args.out or Path(tempfile.mkdtemp(prefix="nestplast-demo-")))
+    if (out / DB_NAME).exists():  # a run's own folder (a filter's): the demo's files went in among its own
+        raise UsageError(f"--out: {out} holds a nestplast run ({DB_NAME}): give the demo a folder of its own")
     if not args.sweep and (out / "fit" / DB_NAME).exists():
         # the store's own refusal says "continue it with --resume", which the demo does not have
         raise UsageError(f"{out} already holds a demo's fit ({out / 'fit'}); choose another --out")

@@ -26,7 +26,7 @@ from ..analysis.pruning import (
     sign_warnings,
     write_outputs,
 )
-from ..cli import ArgumentParser, run_command
+from ..cli import ArgumentParser, output_directory, run_command
 from ..errors import UsageError
 from ..npz import read_npz
 from ..prune import DIAGONALS, PRUNING_RULES, probe_covariance, probe_warmup
@@ -68,13 +68,6 @@ def _fraction_list(text: str) -> list[float]:
     if not all(0 < v <= 1 for v in values):
         raise argparse.ArgumentTypeError(f"fractions must lie in (0, 1]: {text!r}")
     return values
-
-
-def _output_directory(text: str) -> Path:
-    if not text:  # Path("") is the current directory: every file would land there
-        raise argparse.ArgumentTypeError("an empty path; give a directory, e.g. --out runs/prune (or --out . for the "
-                                         "current one)")
-    return Path(text)
 
 
 def parser() -> ArgumentParser:
@@ -128,7 +121,7 @@ def parser() -> ArgumentParser:
     p.add_argument("--sweep", type=_fraction_list, default=None,
                    help="fractions kept in the sweep written to --out, so only with --out (default 0.5,0.2,0.1,0.05); "
                         "--keep is always among them")
-    p.add_argument("--out", type=_output_directory, help="directory for pruned matrices (.npz), tables (CSV) and plots (PNG)")
+    p.add_argument("--out", type=output_directory, help="directory for pruned matrices (.npz), tables (CSV) and plots (PNG)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout and nothing else")
     return p
 
