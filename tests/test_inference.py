@@ -1044,7 +1044,9 @@ def test_infer_demo_refuses_an_out_holding_a_fit_without_pointing_to_resume(tmp_
     RunStore.create(tmp_path / "fit", experiment={}, seed=1).close()
     assert main(["additive_stdp", "--duration", "200", "--bootstrap", "0", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert "already holds a demo's fit" in err and "--resume" not in err
+    # nor the way out after a demo cut short by Ctrl-C: the demo has no resume
+    assert err == (f"error: {tmp_path} already holds a demo's fit ({tmp_path / 'fit'}); the demo has no --resume: choose "
+                   f"another --out, or delete {tmp_path / 'fit'}\n")
 
 
 def test_a_fit_read_back_from_fit_json_prints_as_the_fit_did(tmp_path):

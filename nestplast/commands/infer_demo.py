@@ -78,7 +78,8 @@ def _demo(argv: Sequence[str] | None) -> int:
         raise UsageError(f"--out: {out} holds a nestplast run ({DB_NAME}): give the demo a folder of its own")
     if not args.sweep and (out / "fit" / DB_NAME).exists():
         # the store's own refusal says "continue it with --resume", which the demo does not have
-        raise UsageError(f"{out} already holds a demo's fit ({out / 'fit'}); choose another --out")
+        raise UsageError(f"{out} already holds a demo's fit ({out / 'fit'}); the demo has no --resume: choose another "
+                         f"--out, or delete {out / 'fit'}")
     out.mkdir(parents=True, exist_ok=True)
     options = {"duration_ms": args.duration, "seed": args.seed, "n_bootstrap": args.bootstrap}
     if args.sweep:  # minutes per fit: it ran 15 minutes without a line, and a stop kept nothing
