@@ -1014,6 +1014,12 @@ def test_a_filter_whose_every_simulation_failed_says_why_and_exits_non_zero(tmp_
     out = capsys.readouterr().out
     assert ("every simulation failed, so no rule passed; most often (timeout, x2): evaluation exceeded "
             "objective.max_wall_s" in out), out
+    # its report said "0 accepted rules" alone
+    from nestplast.commands.report import main as report
+
+    assert report([str(tmp_path / "run"), "--no-plots"]) == 0
+    assert ("every simulation failed, so no rule passed; most often (timeout, x2): evaluation exceeded "
+            "objective.max_wall_s" in capsys.readouterr().out)
 
 
 @needs_sbi
