@@ -332,6 +332,11 @@ def test_an_empty_family_writes_no_row_and_no_stale_plot(stored_run, tmp_path, c
         rows = list(csv.reader(f))
     assert rows == [header]  # the same columns as a family with rules (it had only the bounds' metrics)
     assert {p.name for p in out.glob("*.png")} == {"metrics.png"}  # no marginals of the earlier family
+    # the report of that folder said only "holds no nestplast run"
+    from nestplast.commands.report import main as report
+
+    assert report([str(out)]) == 2
+    assert f"{out} holds a re-filtered family (filter RUN_DIR --apply FILE wrote it)" in capsys.readouterr().err
     # again with --no-plots: the earlier family's metrics.png stayed beside the new tables
     new.write_text("[constraints]\nrate_e = [8.0, 15.0]\n")
     assert main([str(path), "--apply", str(new), "--out", str(out), "--no-plots"]) == 0

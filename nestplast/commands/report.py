@@ -53,6 +53,10 @@ def _report(argv: Sequence[str] | None) -> int:
             raise UserError(f"{args.run_dir} holds the output of nestplast prune, which has no run to report: its "
                             f"summary is {args.run_dir / 'summary.json'} (prune --json prints the same), its tables "
                             "and plots are beside it")
+        if (args.run_dir / "family.csv").is_file() and (args.run_dir / "acceptance.csv").is_file():
+            raise UserError(f"{args.run_dir} holds a re-filtered family (filter RUN_DIR --apply FILE wrote it), which "
+                            f"has no run of its own: its tables and plots are here; python -m nestplast filter RUN_DIR "
+                            "--apply FILE prints its summary again")
     kind = _kind(args.run_dir)
     if kind == "infer":
         return _report_fit(args)
