@@ -702,6 +702,17 @@ def test_a_runs_own_module_is_built_from_its_folder(tmp_path, doublet_module):
                               capture_output=True, text=True, cwd=ROOT)
     assert f"warning: the best rule {said}" in reported.stdout, reported.stdout
     assert "changes no weight" not in text.stdout + text.stderr  # the learning run's rule: no such word
+    # a fit's folder: refused without the command that builds the fit's rule
+    fit = tmp_path / "fit"
+    from nestplast.store import RunStore
+
+    RunStore.create(fit, experiment={"rule": "taylor"}, seed=1, meta={"kind": "infer"}).close()
+    (fit / "fit.json").write_text(json.dumps({"rule": "taylor", "mask": "post:100,post:011", "nest_params": {}}))
+    refused = subprocess.run([sys.executable, "-m", "nestplast", "build", str(fit)], capture_output=True, text=True,
+                             cwd=ROOT)
+    assert refused.returncode == 2 and (f"{fit} holds an inference, whose module is its rule's: python -m nestplast "
+                                        f"build taylor --mask post:100,post:011, then nest.CopyModel with the "
+                                        f"nest_params of {fit / 'fit.json'}") in refused.stderr, refused.stderr
     # what is not a run folder, named as such: read as a rule name or file, it said "unknown rule",
     # "cannot read the rule file" or a codec error
     empty = tmp_path / "empty"

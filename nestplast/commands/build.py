@@ -19,7 +19,7 @@ from ..errors import UsageError
 from ..nestml_text import declared_number
 from ..neurons import NEURONS, get_neuron
 from ..rules import RULES, Rule
-from ..store import DB_NAME, RunStore
+from ..store import DB_NAME, RunStore, stored_kind
 
 # A working start for the printed example: Vogels-Sprekeler iSTDP (target 10 Hz) where the rule
 # can express it; eta > 0, or nothing is learnt.
@@ -127,7 +127,19 @@ def _build_run(run: Path, args) -> int:
     given = [flag for flag, value in (("--neuron", args.neuron), ("--mask", args.mask), ("--weight", args.weight)) if value]
     if given:
         raise UsageError(f"{', '.join(given)}: a run's module is the one it ran with ({run}); give the run alone")
-    exp = as_experiment(run)  # a fit's folder: refused, naming its fit.json
+    if stored_kind(run) == "infer":  # refused by as_experiment without the command that builds the fit's rule
+        fitted = run / "fit.json"
+        fit = json.loads(fitted.read_text()) if fitted.is_file() else {}
+        if fit.get("options"):  # an MLP's shape, which the command line does not take
+            command = ("in Python, nestplast.build(nestplast.get_rule(fit['rule'], mask=fit['mask'], "
+                       "**fit['options'])) with fit = json.load(its fit.json)")
+        elif fit.get("rule"):
+            command = f"python -m nestplast build {fit['rule']}" + (f" --mask {fit['mask']}" if fit.get("mask") else "")
+        else:
+            command = "python -m nestplast build RULE (--mask MASK), as the fit was run"
+        raise UsageError(f"{run} holds an inference, whose module is its rule's: {command}, then nest.CopyModel with "
+                         f"the nest_params of {fitted}" + ("" if fitted.is_file() else " (not written yet)"))
+    exp = as_experiment(run)
     module = build(exp.module_rules(), exp.rule.neuron, force=args.force, quiet=args.json)
     models = synapse_models(exp.layout(), module)
     with RunStore.open(run, read_only=True) as store:
