@@ -547,6 +547,9 @@ def named_rule(name: str | os.PathLike[str], mask: str | None = None, weight: st
         if str(name).lower().endswith(".toml"):  # the hint below sent an experiment on to be read as NESTML
             raise UnknownRuleError(f"{err}. {name} is an experiment file, not a rule: build the rule it names "
                                    "(rule.name), or, after a run of it, the run's own module (build RUN_DIR)") from None
+        if str(name).lower().endswith((".npz", ".npy", ".csv", ".json", ".sqlite")):  # data: the hint led to "no rule file"
+            raise UnknownRuleError(f"{err}. {name} is a data file, not a rule: give a rule name or a NESTML synapse "
+                                   "file (.nestml)") from None
         if Path(name).is_file():  # MyRule.NESTML, rule.txt: read as a built-in rule's name
             raise UnknownRuleError(f"{err}. {name} is a file, but a rule file is read as one only where its name ends "
                                    f"in .nestml or holds a folder (e.g. .{os.sep}{name})") from None

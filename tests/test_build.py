@@ -402,6 +402,12 @@ def test_a_rule_file_not_named_nestml_is_pointed_out(tmp_path):
     assert out.returncode == 2 and "unknown rule 'MyRule.NESTML'" in out.stderr
     assert f"MyRule.NESTML is a file, but a rule file is read as one only where its name ends in .nestml or holds a " \
            f"folder (e.g. .{os.sep}MyRule.NESTML)" in out.stderr
+    # a data file: that hint led on to "is no rule file"
+    (tmp_path / "good.npz").write_bytes(b"PK\x03\x04")
+    out = subprocess.run([sys.executable, "-m", "nestplast", "build", "good.npz"], capture_output=True, text=True,
+                         cwd=tmp_path)
+    assert out.returncode == 2 and "good.npz is a data file, not a rule: give a rule name or a NESTML synapse file" \
+        in out.stderr and "./good.npz" not in out.stderr, out.stderr
 
 
 def test_install_is_idempotent_and_survives_reset(nest, doublet_module):
