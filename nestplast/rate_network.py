@@ -119,8 +119,10 @@ def check_weights(W: ArrayLike, leak: float = 1.0, *, stable: bool = True) -> np
         raise InvalidWeightMatrix(
             "not real", f"weight matrix must hold real numbers, got {'complex numbers' if W.dtype.kind == 'c' else W.dtype}")
     W = np.asarray(np.real(W), dtype=float)
-    if W.ndim != 2 or W.shape[0] != W.shape[1] or W.shape[0] == 0:
+    if W.ndim != 2 or W.shape[0] != W.shape[1]:
         raise InvalidWeightMatrix("not square", f"weight matrix must be square (n x n), got shape {W.shape}")
+    if W.shape[0] == 0:  # "must be square, got shape (0, 0)": it is
+        raise InvalidWeightMatrix("not square", "weight matrix is empty (shape (0, 0)): give one of at least 1 x 1")
     bad = ~np.isfinite(W)
     if bad.any():
         i, j = np.argwhere(bad)[0]

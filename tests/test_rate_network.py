@@ -107,6 +107,7 @@ def test_authors_network_like_their_demo():
 @pytest.mark.parametrize("W, reason, words", [
     (np.zeros((3, 4)), "not square", "square"),
     (np.zeros(5), "not square", "square"),
+    (np.zeros((0, 0)), "not square", "weight matrix is empty (shape (0, 0))"),  # "must be square": it was
     (np.array([[-1.0, np.nan], [0.0, -1.0]]), "not finite", "NaN"),
     (np.array([[-1.0, 0.0], [np.inf, -1.0]]), "not finite", "infinite"),
     (np.array([[0.5, 0.8], [0.8, 0.5]]), "unstable", "unstable"),      # eigenvalue 1.3 - 1 > 0
