@@ -295,7 +295,9 @@ class Experiment(_Table):
     ``trials``, ``objective``, ``search``, ``filter``; every key is in ``--show-defaults``).
     Made by :func:`load` or :func:`default`; change it in Python by attribute
     (``exp.search.max_generations = 3``) or with :func:`dataclasses.replace`: a misspelt name is
-    refused at once, and the values are checked (:func:`validate`) when a run starts."""
+    refused at once, and the values are checked (:func:`validate`) when a run starts. For a
+    variant that leaves ``exp`` as it was, change a ``copy.deepcopy(exp)``: ``dataclasses.replace``
+    copies the top level only, and ``variant.search.max_generations = 5`` changes both."""
 
     name: str = option("default-istdp", "the experiment's name (default run directory: runs/<name>; a folder's "
                                         "name, not empty, no /)")

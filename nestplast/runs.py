@@ -182,7 +182,7 @@ def check_limit_ahead(store: RunStore, exp: Experiment, out: Path, kind: str) ->
         before = stored.get(section, {}).get(key)
         if limit is not None and limit != before and reached(limit):
             raise StoreError(f"cannot resume {out} with {section}.{key} = {limit} (the run had {before}): it already "
-                             f"has {has}. Give {give} to go on"
+                             f"has {has}. Give {give} to go on (in Python: exp.{section}.{key})"
                              + (" (a resume given an experiment file takes when to stop from the file)" if from_file else ""))
     if kind == "search":
         check_stop_raised(store.stop() or {}, stored.get("search", {}), exp, out)

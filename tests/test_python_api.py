@@ -89,6 +89,15 @@ def test_interrupted_search_gives_the_kernel_back_and_resumes(nest, doublet_modu
     # a notebook shows the traceback alone (the command line prints its own line): it says what is kept
     assert stopped.value.__notes__ == [f"nestplast: the run's complete generations are kept in {tmp_path / 'run'}; "
                                        "the same call with resume=True goes on from the last one"]
+    # before any generation was complete (at the headline) it said the same, of generations there were none of
+    def at_once(line: str) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.warns(KernelResetWarning), pytest.raises(KeyboardInterrupt) as early:
+        users_network(nest)
+        nestplast.run_search(exp, tmp_path / "early", progress=at_once)
+    assert early.value.__notes__ == [f"nestplast: the run is in {tmp_path / 'early'}, no generation complete yet; the "
+                                     "same call with resume=True starts it there"]
     assert nest.network_size == 0
     assert_users_settings(nest, verbosity)
     # nothing left locked or open: the same process resumes the run

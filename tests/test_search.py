@@ -831,7 +831,8 @@ def test_a_run_stopped_on_its_wall_time_goes_on_only_once_that_limit_is_raised(t
             "as it was, so it would stop again at once. Give --max-wall-s to go on") in out.stderr, out.stderr
     assert rows(run) == before
     out = search(["--out", run, "--resume", "--max-generations", "1"])  # no experiment file: no word of one
-    assert out.returncode == 2 and out.stderr.rstrip().endswith("Give --max-generations above 1 to go on"), out.stderr
+    assert out.returncode == 2 and out.stderr.rstrip().endswith("Give --max-generations above 1 to go on "
+                                                                "(in Python: exp.search.max_generations)"), out.stderr
     out = search(["--out", run, "--resume", "--quiet"])
     assert out.returncode == 0 and "done (timeout = 0.5): 1 generations" in out.stdout, out.stdout + out.stderr
     out = search(["--out", run, "--resume", "--max-wall-s", "1e6", "--max-generations", "2", "--quiet"])
