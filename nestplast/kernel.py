@@ -254,7 +254,10 @@ def install(module: Module | str | os.PathLike[str]) -> None:
     """Install a compiled module into the running kernel, unless it is there already.
 
     ``module`` is a :class:`~nestplast.builder.Module`, the absolute path of its library (with or
-    without ``.so``) or its folder in the cache.
+    without ``.so``) or its folder in the cache. Raises TypeError for anything else, ValueError for
+    a relative path, FileNotFoundError for a library that is not there, and
+    :class:`ModuleConflictError` for another variant of a rule already installed (another mask:
+    the same model names).
     """
     from .builder import Module
     from .rules import Rule

@@ -92,7 +92,12 @@ def run_search(exp: Experiment | str | os.PathLike, out: str | Path, *, resume: 
     afterwards, also after an error or Ctrl-C, the kernel is empty with the session's settings
     (resolution, threads, seed, ...), verbosity and installed modules restored
     (:func:`nestplast.kernel.lent_kernel`): create your nodes again, and your model copies and
-    defaults (``nest.CopyModel``, ``nest.SetDefaults``; a warning at the end names them)."""
+    defaults (``nest.CopyModel``, ``nest.SetDefaults``; a warning at the end names them).
+
+    Raises :class:`~nestplast.experiment.ExperimentError` for a malformed experiment and
+    :class:`~nestplast.store.StoreError` for a folder it cannot start or resume in (both
+    :class:`nestplast.UserError`, before anything runs); a Ctrl-C's KeyboardInterrupt carries a note
+    on what is kept and how to go on."""
     exp = as_experiment(exp)
 
     def headline(transport: Transport) -> str:
