@@ -334,7 +334,10 @@ def run_loop(exp: Experiment, out: str | Path, problem: Callable[[Experiment, Ev
     store = open_store() if resume else None
     try:
         chosen = make_strategy() if resume else None
-        module = together(comm, lambda: build_module(exp, quiet=not transport.is_root))
+        # rank 0 compiles first, the others then find it cached: a build that fails failed again on every rank
+        # in turn (each took the cache lock after the one before had failed), minutes each
+        built = together(comm, lambda: build_module(exp, quiet=False) if transport.is_root else None)
+        module = together(comm, lambda: built if transport.is_root else build_module(exp, quiet=True))
         evaluator = Evaluator(exp, module, rank=transport.rank, comm=comm if transport.mode == "network" else None)
         together(comm, evaluator.check_neuron_params)
         together(comm, lambda: evaluator.check_rule_params(search_space(exp).start))
