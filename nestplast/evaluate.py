@@ -3,7 +3,8 @@ in chunks with an early abort when the rate leaves its band, measure, and score.
 
 Failures are data: an exception, a NaN or a timeout is returned as an
 :class:`~nestplast.tasks.Evaluation` with its status, message and the failure penalty; a
-runaway network is a ``blowup``, scored by how early it ran away. Nothing is raised to the run.
+runaway network is a ``blowup``, scored by how early it ran away. Nothing is raised to the run
+but :class:`ModuleGone`: a module deleted from under the run fails every evaluation alike.
 
 The steps are public, so that benchmarks and users can take an evaluation apart::
 
@@ -29,6 +30,7 @@ import numpy as np
 from . import kernel_reads
 from . import metrics as M
 from .builder import Module
+from .errors import UserError
 from .experiment import Experiment, ExperimentError
 from .kernel import import_nest, install, reset_kernel
 from .networks import Network, Trial, build_network, check_neuron_params, check_synapse_params, nest_settings, synapse_models
@@ -79,6 +81,11 @@ class Course:
     timed_out: bool = False
 
 
+class ModuleGone(UserError):
+    """The run's compiled module is no longer where it was built (the cache deleted or cleaned, on
+    one node): no fault of a candidate's, so it ends the run instead of failing every evaluation."""
+
+
 class Evaluator:
     """Callable that turns a :class:`~nestplast.tasks.Task` into an
     :class:`~nestplast.tasks.Evaluation` (one per rank). In network mode (NEST with MPI) pass
@@ -97,6 +104,8 @@ class Evaluator:
                                 rank=self.rank)
         try:
             self._evaluate(task, evaluation, start)
+        except ModuleGone:
+            raise
         except Exception as err:  # anything: NEST errors, bad parameters, bugs; record and go on
             tail = traceback.format_exc(limit=-3)
             evaluation.loss, evaluation.status = FAILURE_LOSS, "failed"
@@ -111,7 +120,12 @@ class Evaluator:
         Inside :func:`nestplast.kernel.lent_kernel` (``nestplast.run_search``) the user's kernel
         is warned about first and restored after the run."""
         nest = reset_kernel()
-        install(self.module)
+        try:
+            install(self.module)
+        except FileNotFoundError as err:
+            raise ModuleGone(f"rank {self.rank}: {err}. Every evaluation on this rank would fail alike, steering the "
+                             "search by penalties, so the run stops; its complete generations are kept, and --resume "
+                             "(resume=True) goes on, compiling the module again") from None
         nest.SetKernelStatus({"resolution": self.exp.network.resolution, "rng_seed": seed,
                               "local_num_threads": self.exp.search.threads})
         if self.comm is not None:

@@ -247,3 +247,20 @@ def test_a_search_runs_with_the_poisson_generator(doublet_module, tmp_path):
     assert outcome.evaluations == 6 and outcome.failed == 0
     with RunStore.open(tmp_path / "run") as store:
         assert store.experiment()["network"]["drive"] == "poisson_generator"
+
+
+def test_a_module_gone_from_the_cache_ends_the_run_instead_of_failing_each_evaluation(tmp_path, doublet_module):
+    """A rank whose node-local cache was cleaned mid-job failed every evaluation it took
+    ("no compiled module at ..."), scored as penalties, and the search went on, steered by them, to
+    another result than the same run uninterrupted, and exit 0."""
+    from nestplast.evaluate import ModuleGone
+
+    gone = dataclasses.replace(doublet_module, path=str(tmp_path / "cleaned" / "module"))
+    evaluator = Evaluator(small(None), gone, rank=1)
+    with pytest.raises(ModuleGone, match=r"rank 1: no compiled module at .*cleaned/module.so .* Every evaluation on "
+                                         r"this rank would fail alike, .* so the run stops; its complete generations "
+                                         r"are kept"):
+        evaluator(Task(0, 0, Trial(0, 1), VOGELS_SPREKELER_10HZ))
+    # any other fault is the candidate's result, recorded: a bad theta
+    failed = Evaluator(small(None), doublet_module)(Task(0, 0, Trial(0, 1), [20.0, -1.0, 0.0, 0.0, 0.0, 0.0]))
+    assert failed.status == "failed" and failed.error
