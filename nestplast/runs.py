@@ -345,7 +345,11 @@ def run_loop(exp: Experiment, out: str | Path, problem: Callable[[Experiment, Ev
             store = open_store()
             chosen = make_strategy()
         if transport.is_root:
-            notes = (crowded, unused_network_keys(exp), replaced_neuron_defaults(exp))
+            # set, and read only by NEST's own spike exchange across ranks (network mode): changed nothing, without a word
+            unread = ("note: search.compressed_spikes = true is read only in network mode (NEST built with MPI, one "
+                      f"network over the ranks); this run is in {transport.mode} mode: it changes nothing"
+                      if exp.search.compressed_spikes and transport.mode != "network" else "")
+            notes = (crowded, unused_network_keys(exp), replaced_neuron_defaults(exp), unread)
             say(headline(transport) + "".join(f"\n{note}" for note in notes if note))
             if resume and (note := version_changes(store.meta())):
                 say(note)

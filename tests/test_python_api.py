@@ -303,3 +303,17 @@ def test_a_script_launched_on_several_ranks_without_comm_is_refused(tmp_path, mo
                                             r"no comm was given, .* pass comm=MPI.COMM_WORLD"):
             call()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_compressed_spikes_out_of_network_mode_is_said_to_change_nothing(nest, doublet_module, tmp_path):
+    """search.compressed_spikes = true ran in population or serial mode, where NEST exchanges no
+    spikes between ranks, without a word: a user expected the README's 1.4x."""
+    exp = tiny_experiment()
+    exp.search.compressed_spikes = True
+    lines = []
+    nestplast.run_search(exp, tmp_path / "run", progress=lines.append)
+    assert ("note: search.compressed_spikes = true is read only in network mode (NEST built with MPI, one network "
+            "over the ranks); this run is in serial mode: it changes nothing") in lines[0], lines[0]
+    lines = []
+    nestplast.run_search(tiny_experiment(), tmp_path / "plain", progress=lines.append)
+    assert "search.compressed_spikes" not in lines[0]
