@@ -53,7 +53,7 @@ from .objectives import aggregate_trials, interval_penalty
 from .parallel import Transport, check_comm_given, together
 from .runs import as_experiment, build_module, idle_ranks_note, long_simulation_note, run_loop, search_space
 from .search import SearchProblem
-from .store import DB_NAME, RUN_KINDS, RunStore, StoreError, stored_kind
+from .store import DB_NAME, RUN_KINDS, RunStore, StoreError, check_same_kind, stored_kind
 from .strategies import Budget
 from .strategies.filter import Filter, inside, require_sbi, round_constraints
 from .tasks import FAILURES, Candidate, Evaluation, Task, by_candidate
@@ -158,6 +158,9 @@ def run_filter(exp: Experiment | str | os.PathLike, out: str | Path, *, resume: 
     results in ``out`` (the search's store); rank 0 returns the engine's
     :class:`~nestplast.engine.Outcome`, other MPI ranks None. ``progress`` receives one line per
     round (rank 0)."""
+    if isinstance(exp, (str, os.PathLike)) and (Path(exp) / DB_NAME).is_file():  # a run's folder: of a filter
+        # (a search's warned of its search keys the filter does not read, then was refused)
+        check_same_kind(stored_kind(exp), "filter", Path(exp))
     exp = as_experiment(exp)
 
     transport = Transport(comm)

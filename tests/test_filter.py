@@ -1158,3 +1158,12 @@ def test_a_fits_folder_given_to_the_filter_is_named_not_a_traceback(tmp_path):
     for run in (run_filter, run_search):
         with pytest.raises(StoreError, match=f"{fit} already holds a run, an inference .*python -m nestplast infer"):
             run(exp, fit)
+    # a search's folder resumed as a filter: a warning of search keys the filter does not read came first
+    import warnings
+
+    search = tmp_path / "search"
+    RunStore.create(search, experiment=experiment.default().to_dict(), seed=1, meta={"kind": "search"}).close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(StoreError, match=f"cannot resume {search} as a filter run .*: it holds a search"):
+            run_filter(search, search, resume=True)
