@@ -1161,8 +1161,9 @@ def test_a_fits_folder_given_to_the_filter_is_named_not_a_traceback(tmp_path):
     # a search's folder resumed as a filter: a warning of search keys the filter does not read came first
     import warnings
 
-    search = tmp_path / "search"
-    RunStore.create(search, experiment=experiment.default().to_dict(), seed=1, meta={"kind": "search"}).close()
+    search, searched = tmp_path / "search", experiment.default().to_dict()
+    searched["search"].update(population_size=4, max_generations=3)
+    RunStore.create(search, experiment=searched, seed=1, meta={"kind": "search"}).close()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         with pytest.raises(StoreError, match=f"cannot resume {search} as a filter run .*: it holds a search"):
