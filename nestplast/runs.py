@@ -359,8 +359,10 @@ def run_loop(exp: Experiment, out: str | Path, problem: Callable[[Experiment, Ev
         # refused resume leaves the run as it was)
         return engine.run(problem(exp, evaluator), chosen, store, transport, say,
                           on_start=(lambda: record_resumed(store, exp)) if resume and transport.is_root else None)
-    except KeyboardInterrupt as err:
-        if store is not None:  # rank 0, once the run exists
+    except (KeyboardInterrupt, Exception) as err:
+        # rank 0, once the run exists: a Ctrl-C, or an error of the caller's own progress function; not a refusal
+        # (a UserError: a resume of another experiment would not "go on")
+        if store is not None and not isinstance(err, UserError):
             note_what_is_kept(err, out)
         raise
     finally:

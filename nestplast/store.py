@@ -548,9 +548,10 @@ RUN_KINDS = {  # a run's kind (its metadata): what it is, and the command that g
 }
 
 
-def note_what_is_kept(err: KeyboardInterrupt, run_dir: str | Path | None) -> None:
-    """Add to a Ctrl-C that ends a run called from Python (its traceback all a notebook shows; the
-    command line prints its own line) where the run's complete generations are and how to go on."""
+def note_what_is_kept(err: BaseException, run_dir: str | Path | None) -> None:
+    """Add to a Ctrl-C (or another error) that ends a run called from Python (its traceback all a
+    notebook shows; the command line prints its own line) where the run's complete generations
+    are and how to go on."""
     if run_dir is None:
         err.add_note("nestplast: out=None ran in a temporary folder, now removed; give out=FOLDER to keep what a run "
                      "has done and go on from it with resume=True")

@@ -98,6 +98,17 @@ def test_interrupted_search_gives_the_kernel_back_and_resumes(nest, doublet_modu
         nestplast.run_search(exp, tmp_path / "early", progress=at_once)
     assert early.value.__notes__ == [f"nestplast: the run is in {tmp_path / 'early'}, no generation complete yet; the "
                                      "same call with resume=True starts it there"]
+
+    # an error of the caller's own progress function: the same note (it had none)
+    def broken(line: str) -> None:
+        if line.startswith("gen"):
+            raise ValueError("my callback's bug")
+
+    with pytest.warns(KernelResetWarning), pytest.raises(ValueError, match="my callback's bug") as bug:
+        users_network(nest)
+        nestplast.run_search(exp, tmp_path / "bug", progress=broken)
+    assert bug.value.__notes__ == [f"nestplast: the run's complete generations are kept in {tmp_path / 'bug'}; the "
+                                   "same call with resume=True goes on from the last one"]
     assert nest.network_size == 0
     assert_users_settings(nest, verbosity)
     # nothing left locked or open: the same process resumes the run
