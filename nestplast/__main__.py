@@ -25,7 +25,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         lines = [f"  {name:<11} {help_}" for name, (_, help_) in COMMANDS.items()]
-        print("usage: python -m nestplast COMMAND [options]\n\ncommands:\n" + "\n".join(lines),
+        from .cli import as_invoked
+
+        print(f"usage: {as_invoked('python -m nestplast')} COMMAND [options]\n\ncommands:\n" + "\n".join(lines),
               file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
         if argv and argv[0] not in ("-h", "--help"):
             print(f"\nunknown command {argv[0]!r}", file=sys.stderr)

@@ -106,6 +106,15 @@ def _stopped(err: KeyboardInterrupt) -> tuple[int, str]:
     return (EXIT_TERMINATED, "terminated") if isinstance(err, Terminated) else (EXIT_INTERRUPTED, "interrupted")
 
 
+def as_invoked(prog: str) -> str:
+    """``python -m nestplast X`` (or ``python -m nestplast.X``) as the user started it: ``nestplast X``
+    from the ``nestplast`` script, whose --help named another program."""
+    head, started, rest = prog.partition("python -m nestplast")
+    if Path(sys.argv[0]).name != "nestplast" or head or not started:
+        return prog
+    return f"nestplast {rest.lstrip(' .')}".rstrip()
+
+
 class BadArguments(UsageError):
     """A command line that argparse refuses. Under MPI every rank parses the same arguments and
     refuses them alike, so every rank can end cleanly without waiting for the others."""
@@ -120,6 +129,8 @@ class ArgumentParser(argparse.ArgumentParser):
 
         # no abbreviations: the batch scripts look for --resume by its name ('--res' resumed, the script did not know)
         kwargs.setdefault("allow_abbrev", False)
+        if "prog" in kwargs:
+            kwargs["prog"] = as_invoked(kwargs["prog"])
         super().__init__(*args, **kwargs)
         self.add_argument("--version", action="version", version=f"nestplast {__version__}")
 

@@ -172,3 +172,15 @@ def test_a_signal_in_the_teardown_after_a_command_is_ignored():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert out.returncode == 0 and out.stderr == "", out.stderr
+
+
+def test_the_nestplast_script_names_itself_in_its_usage():
+    """`.venv/bin/nestplast --help` (the README's other form of every command) printed
+    "usage: python -m nestplast COMMAND", another program's name."""
+    script = Path(sys.executable).parent / "nestplast"
+    if not script.exists():
+        pytest.skip("no nestplast script beside this Python (the package is not installed)")
+    for args, usage in (([], "usage: nestplast COMMAND [options]"), (["search"], "usage: nestplast search [-h]"),
+                        (["infer-demo"], "usage: nestplast infer-demo [-h]")):
+        out = subprocess.run([str(script), *args, "--help"], capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0 and out.stdout.startswith(usage), out.stdout[:200]
