@@ -556,8 +556,11 @@ def note_what_is_kept(err: BaseException, run_dir: str | Path | None) -> None:
         err.add_note("nestplast: out=None ran in a temporary folder, now removed; give out=FOLDER to keep what a run "
                      "has done and go on from it with resume=True")
     elif (Path(run_dir) / DB_NAME).is_file():
-        with RunStore.open(run_dir, read_only=True) as store:
-            none_yet = store.last_complete_generation() is None
+        try:
+            with RunStore.open(run_dir, read_only=True) as store:
+                none_yet = store.last_complete_generation() is None
+        except Exception:  # the error may be the store's own (a disk fault): it, not this, is the news
+            return
         err.add_note(f"nestplast: the run is in {run_dir}, no generation complete yet; the same call with resume=True "
                      "starts it there" if none_yet else
                      f"nestplast: the run's complete generations are kept in {run_dir}; the same call with "
