@@ -298,10 +298,10 @@ def task_for(data: Behaviour, w_max: float | None = None, **overrides) -> Choice
     n_blocks = int(data.blocks.max()) + 1
     sizes = np.bincount(data.blocks, minlength=n_blocks)
     if np.any(data.blocks != np.repeat(np.arange(n_blocks), sizes)):
-        runs = [int(n) for n in np.diff(np.flatnonzero(np.diff(data.blocks, prepend=np.nan, append=np.nan)))]
+        starts = np.flatnonzero(np.diff(data.blocks, prepend=np.nan))  # where each run of one block begins
+        runs = np.diff(np.r_[starts, data.blocks.size]).tolist()
         raise ValueError(f"block: the task model runs blocks of trials numbered 0, 1, 2, ... in order, each once; the "
-                         f"data's blocks {data.blocks[np.r_[0, np.flatnonzero(np.diff(data.blocks)) + 1]][:10].tolist()} "
-                         f"come in runs of {runs[:10]} trials")
+                         f"data's blocks {data.blocks[starts][:10].tolist()} come in runs of {runs[:10]} trials")
     blocks = tuple(map(tuple, data.p_reward)) if data.p_reward is not None else ((0.5, 0.5),) * n_blocks
     # equal blocks as one count: the fit's stored task reads as before, and a resume of an older fit goes on
     per_block = int(sizes[0]) if np.all(sizes == sizes[0]) else tuple(int(n) for n in sizes)
