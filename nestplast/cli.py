@@ -145,11 +145,17 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def output_directory(text: str) -> Path:
-    """An ``--out`` folder (argparse's ``type``): an empty one is refused, since ``Path("")`` is the
-    working directory, where every file of the command would land."""
+    """An ``--out`` folder for a command's files (argparse's ``type``), refused where it is empty
+    (``Path("")`` is the working directory, where every file of the command would land) or holds
+    a nestplast run (its files went in among the run's, and the run's report listed them)."""
+    from .store import DB_NAME
+
     if not text:
         raise argparse.ArgumentTypeError("an empty path; give a directory, e.g. --out runs/my (or --out . for the "
                                          "current one)")
+    if (Path(text) / DB_NAME).exists():
+        raise argparse.ArgumentTypeError(f"{text} holds a nestplast run ({DB_NAME}): give this command a folder of "
+                                         f"its own (e.g. --out {shlex.quote(str(Path(text) / 'out'))})")
     return Path(text)
 
 

@@ -74,8 +74,6 @@ def _demo(argv: Sequence[str] | None) -> int:
     if abs(steps - round(steps)) > 1e-6:
         raise UsageError(f"--duration: expected a multiple of the resolution, 0.1 ms, got {args.duration:g}")
     out = check_output_directory(args.out or Path(tempfile.mkdtemp(prefix="nestplast-demo-")))
-    if (out / DB_NAME).exists():  # a run's own folder (a filter's): the demo's files went in among its own
-        raise UsageError(f"--out: {out} holds a nestplast run ({DB_NAME}): give the demo a folder of its own")
     if not args.sweep and (out / "fit" / DB_NAME).exists():
         # the store's own refusal says "continue it with --resume", which the demo does not have
         raise UsageError(f"{out} already holds a demo's fit ({out / 'fit'}); the demo has no --resume: choose another "

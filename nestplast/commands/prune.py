@@ -9,7 +9,6 @@ import contextlib
 import json
 import math
 import os
-import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -41,7 +40,6 @@ from ..rate_network import (
     random_network,
     settling_time,
 )
-from ..store import DB_NAME
 
 NETWORKS = ("clustered", "authors", "random")
 # The generator options that only some networks take (None when not given).
@@ -329,9 +327,6 @@ def _prune(argv: Sequence[str] | None) -> int:
     _check_arguments(args)
     if args.out is not None:
         check_output_directory(args.out)  # before any work
-        if (args.out / DB_NAME).exists():  # a fit's or search's folder: the report then listed these plots as its own
-            raise UsageError(f"--out: {args.out} holds a nestplast run ({DB_NAME}): give the pruning a folder of its "
-                             f"own (e.g. --out {shlex.quote(str(args.out / 'pruned'))})")
         require_matplotlib()  # its plots: the work was done, then a ModuleNotFoundError left half the files
     model = RateModel(rectified=args.rectified)
     if args.decay_duration is None:
