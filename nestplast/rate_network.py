@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.linalg
+import scipy.sparse
 from numpy.typing import ArrayLike
 
 from .errors import UserError
@@ -111,7 +112,7 @@ def check_weights(W: ArrayLike, leak: float = 1.0, *, stable: bool = True) -> np
     dynamics (an eigenvalue of ``W - leak I`` with real part not below :data:`STABLE_BELOW`:
     non-negative, or zero up to rounding; the noise-driven activity has no stationary covariance).
     ``stable=False`` skips the last check."""
-    if hasattr(W, "toarray") and hasattr(W, "nnz"):  # scipy.sparse: numpy saw one object, "got object"
+    if scipy.sparse.issparse(W):  # numpy saw one object, "got object"
         raise InvalidWeightMatrix("sparse", "weight matrix is a scipy.sparse matrix: give the dense one, W.toarray()")
     W = np.asarray(W)
     # Casting to float would drop imaginary parts with a mere warning, or fail on text with numpy's message.
@@ -271,7 +272,7 @@ def connect_weights(pre: NodeCollection, post: NodeCollection, W: ArrayLike, *, 
     vectorised ``nest.Connect``; ``W`` may be a scipy.sparse matrix. Returns the number of
     connections made."""
     nest = import_nest()
-    if hasattr(W, "tocoo") and hasattr(W, "nnz"):  # scipy.sparse: numpy saw one object ("setting an array element")
+    if scipy.sparse.issparse(W):  # numpy saw one object ("setting an array element with a sequence")
         coo = W.tocoo()
         shape, rows, cols, weights = coo.shape, coo.row, coo.col, np.asarray(coo.data, dtype=float)
     else:
