@@ -26,6 +26,10 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
     ("peer_brian2.py", ["--repeats", "0"], "--repeats 0 measures nothing without --paired N"),
     # the whole nestplast search ran first, then the Brian2 replay failed on the missing package
     ("peer_search.py", ["--brian2-python", "/nonexistent"], "--brian2-python /nonexistent: No such file"),
+    # a git worktree's traceback, or a run of the working tree's module against nothing
+    ("revisions.py", ["no-such-revision"], "no-such-revision: not a revision of"),
+    ("revisions.py", ["HEAD", "--against", "HEAD~999999"], "HEAD~999999: not a revision of"),
+    ("revisions.py", ["HEAD", "--pairs", "0"], "--pairs: expected at least 1"),
 ])
 def test_a_benchmark_refuses_what_it_cannot_measure_at_once(tmp_path, script, args, said):
     out = subprocess.run([sys.executable, str(BENCHMARKS / script), *args], capture_output=True, text=True,
