@@ -2,6 +2,7 @@
 what they do around the run (resubmitting, reporting), not the run itself."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +31,11 @@ def stand_ins(tmp_path: Path, python_body: str, squeue: str | None = None) -> di
         (bin_dir / name).chmod(0o755)
     env = {name: value for name, value in os.environ.items() if not name.startswith("SLURM_")}
     return {**env, "NESTPLAST_VENV": str(tmp_path / "venv"), "SLURM_JOB_ID": "42"}
+
+
+def begun(run: Path) -> str:
+    """A stand-in python's first lines: the run has begun (its store exists), as one warned mid-run."""
+    return f'mkdir -p "{run}"; : > "{run}/results.sqlite"\n'
 
 
 def run_job(tmp_path: Path, script: str, *args: str, env: dict) -> subprocess.CompletedProcess:
@@ -69,7 +75,8 @@ def test_the_next_slice_is_submitted_before_the_run_is_stopped(tmp_path, script)
     (a rank inside a long NEST simulation answers when it returns) was killed with the job before
     sbatch ran, and the chain of slices ended without a word."""
     log = tmp_path / "sbatch.log"
-    body = f'trap \'sleep 1; echo "run stopped" >> "{log}"; exit 0\' TERM\nkill -USR1 "$PPID"\nsleep 30 & wait\n'
+    body = begun(tmp_path / "run") + \
+        f'trap \'sleep 1; echo "run stopped" >> "{log}"; exit 0\' TERM\nkill -USR1 "$PPID"\nsleep 30 & wait\n'
     env = stand_ins(tmp_path, body)
     job = subprocess.run(["bash", str(ROOT / "jobs" / script), "experiment.toml", str(tmp_path / "run")],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
@@ -84,7 +91,7 @@ def test_the_next_slice_asks_for_what_this_one_had(tmp_path, script):
     took the #SBATCH lines' 2 cores (the search refused to resume on 2 NEST threads a run begun on 4)
     and the site's default partition and account; and a resubmission that failed ended the job
     as a success, the run left stopped without a word."""
-    body = 'kill -USR1 "$PPID"\nexec sleep 30\n'
+    body = begun(tmp_path / "run") + 'kill -USR1 "$PPID"\nexec sleep 30\n'
     # also the QOS, time limit, memory, nodes, reservation, constraint and name given to sbatch, which
     # the next slice lost (the #SBATCH --time, the site's QOS and memory: refused, or killed early)
     squeue = '[ "$*" = "-h -j 42 -o %l" ] && echo "1-12:00:00"\n[ "$*" = "-h -j 42 -o %f" ] && echo "skylake&ib"\nexit 0\n'
@@ -100,6 +107,7 @@ def test_the_next_slice_asks_for_what_this_one_had(tmp_path, script):
         "--constraint=skylake&ib", "--job-name=nestplast-big",
         str(ROOT / "jobs" / script), "experiment.toml", str(tmp_path / "run"), "--resume"]
     (tmp_path / "venv" / "bin" / "sbatch").write_text('#!/bin/bash\necho "sbatch: error: Invalid account" >&2\nexit 1\n')
+    shutil.rmtree(tmp_path / "run")  # a first slice again
     job = subprocess.run(["bash", str(ROOT / "jobs" / script), "experiment.toml", str(tmp_path / "run")],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
     assert job.returncode != 0 and "could not resubmit" in job.stderr, job.stdout + job.stderr
@@ -120,7 +128,8 @@ def test_options_after_the_run_directory_reach_the_search(tmp_path):
         search.endswith("--quiet --resume --max-generations 30"), search  # resumed: the stored experiment
     for script, command in [("search-restart.slurm", "nestplast.search"), ("filter.slurm", "nestplast filter")]:
         log.unlink()
-        body = f'echo "$@" >> "{log}"\nkill -USR1 "$PPID"\nexec sleep 30\n'
+        shutil.rmtree(tmp_path / "run", ignore_errors=True)  # each script's first slice
+        body = begun(tmp_path / "run") + f'echo "$@" >> "{log}"\nkill -USR1 "$PPID"\nexec sleep 30\n'
         env = stand_ins(tmp_path / script, body)
         job = subprocess.run(["bash", str(ROOT / "jobs" / script), "experiment.toml", str(tmp_path / "run"),
                               "--seed", "3"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
@@ -134,7 +143,7 @@ def test_options_after_the_run_directory_reach_the_search(tmp_path):
 def test_what_the_next_slice_cannot_be_given_is_said(tmp_path, script):
     """Without squeue (or when it fails) the job still resubmits, and says that the time limit is
     the #SBATCH line's; --mem-per-cpu goes on as such (not as --mem)."""
-    body = 'kill -USR1 "$PPID"\nexec sleep 30\n'
+    body = begun(tmp_path / "run") + 'kill -USR1 "$PPID"\nexec sleep 30\n'
     env = {**stand_ins(tmp_path, body, squeue="exit 1\n"), "SLURM_MEM_PER_CPU": "2000"}
     job = run_job(tmp_path, script, "experiment.toml", str(tmp_path / "run"), env=env)
     assert job.returncode == 0 and "could not read this job's time limit" in job.stderr, job.stdout + job.stderr
@@ -154,6 +163,31 @@ def test_a_time_warning_during_the_start_up_resubmits(tmp_path, script):
     job = run_job(tmp_path, script, "experiment.toml", str(tmp_path / "run"), env=env)
     assert job.returncode == 0 and "time limit near" in job.stdout, (job.returncode, job.stdout + job.stderr)
     assert (tmp_path / "sbatch.log").read_text().startswith("--dependency=afterany:42 ")
+
+
+@pytest.mark.parametrize("script", ["search-restart.slurm", "filter.slurm"])
+@pytest.mark.parametrize("when", ["before the run is started", "while the run starts"])
+def test_a_warning_before_the_run_exists_gives_the_next_slice_no_resume(tmp_path, script, when):
+    """The next slice was given --resume whatever the run's state: warned before the run had made its
+    folder (a slow start, a test job shorter than the warning's lead), it found no run ("no run
+    directory"), exited 2 and ended the chain. It now begins the run; a run that made its store
+    while being stopped is resumed."""
+    log = tmp_path / "python.log"
+    if when == "before the run is started":
+        body = f'echo "$@" >> "{log}"\nexec sleep 30\n'
+    else:  # warned while starting; its store is made as it stops
+        body = f'trap \'{begun(tmp_path / "run").strip()}; exit 0\' TERM\nkill -USR1 "$PPID"\nsleep 30 & wait\n'
+    env = stand_ins(tmp_path, body)
+    if when == "before the run is started":
+        activate = tmp_path / "venv" / "bin" / "activate"
+        activate.write_text(activate.read_text() + 'kill -USR1 $$\n')
+    job = run_job(tmp_path, script, "experiment.toml", str(tmp_path / "run"), "--seed", "3", env=env)
+    assert job.returncode == 0, job.stdout + job.stderr
+    resubmitted = (tmp_path / "sbatch.log").read_text().split()
+    expected = ["experiment.toml", str(tmp_path / "run"), "--seed", "3"]
+    if when == "while the run starts":
+        expected.append("--resume")
+    assert resubmitted[-len(expected):] == expected and resubmitted.count("--resume") == len(expected) - 4, resubmitted
 
 
 @pytest.mark.parametrize("script", ["search.slurm", "search-restart.slurm"])
