@@ -742,12 +742,15 @@ def _check_simulates_as_written(exp: Experiment) -> None:
         _require(w_min is None or abs(w_min) <= n.weights[ct] * low, f"Wmin of {ct}'s rule ({given})",
                  f"at most the smallest start weight, network.weights.{ct} x trials.weight_scale's low = "
                  f"{n.weights[ct] * low:g} (the weights would jump to Wmin at their first update)", w_min)
-        # a rule of nestplast's keeps the sign of Wmax (positive from E): a negative Wmin there reads as a bound below
-        # 0 and is a floor of |Wmin| (Rule.check_bound_signs; from I both are negative, a magnitude either way)
-        _require(w_min is None or w_min >= 0 or ct[0] == "I" or exp.base_rule(ct).path is not None,
-                 f"Wmin of {ct}'s rule ({given})", f"at least 0 on an excitatory connection: the rule clips |w| to "
-                 f"[|Wmin|, |Wmax|] at the sign of Wmax, so Wmin = {w_min} would be a floor of {abs(w_min or 0):g} "
-                 "on |w|, not a bound below 0", w_min)
+        # a rule keeps the sign of Wmax (positive from E): a negative Wmin there reads as a bound below 0 and is
+        # none; nestplast's rules make it a floor of |Wmin| (Rule.check_bound_signs; from I both are negative, a
+        # magnitude either way). The compiled synapse refuses it too, at each evaluation's CopyModel
+        own = exp.base_rule(ct).path is not None
+        _require(w_min is None or w_min >= 0 or ct[0] == "I", f"Wmin of {ct}'s rule ({given})",
+                 "at least 0 on an excitatory connection: the rule keeps each weight at the sign of Wmax (weights "
+                 "never cross 0), so a negative Wmin is not a bound below 0" +
+                 ("" if own else f"; it clips |w| to [|Wmin|, |Wmax|], so Wmin = {w_min} would be a floor of "
+                  f"{abs(w_min or 0):g} on |w|"), w_min)
         # the reward signal is the choice task's: a network holds it at 0, and no rule learns
         where = f"rule.by_type.{ct}" if ct in exp.rule.by_type else "rule"
         _require(REWARD_INPUT not in exp.base_rule(ct).fixed, f"{where} (on {ct})",

@@ -202,15 +202,22 @@ class Rule:
         return params
 
     def check_bound_signs(self, w_min: float, w_max: float) -> None:
-        """Refuse, for nestplast's own rules (which clip ``|w|`` to ``[|Wmin|, |Wmax|]``), a
-        negative ``Wmin`` with a positive ``Wmax``: read as a signed lower bound that lets weights
-        cross 0 (NEST's ``stdp_dopamine_synapse``), it was a floor of ``|Wmin|`` on ``|w|``, and
-        weights of 20 jumped to 50 under Wmin = -50 without a word."""
-        if self.path is None and w_min < 0 < w_max:
+        """Refuse a negative ``Wmin`` with a positive ``Wmax``: a rule with a parameter ``Wmax``
+        keeps each weight at the sign of ``Wmax``, so read as a signed lower bound that lets weights
+        cross 0 (NEST's ``stdp_dopamine_synapse``) it is none. nestplast's own rules clip ``|w|`` to
+        ``[|Wmin|, |Wmax|]``: weights of 20 jumped to 50 under Wmin = -50 without a word. The
+        compiled synapse refuses the same in NEST (``CopyModel``, ``SetDefaults``)."""
+        if not w_min < 0 < w_max:
+            return
+        if self.path is None:
             raise ValueError(f"rule {self.name!r}: Wmin = {w_min:g} with Wmax = {w_max:g}: the rule keeps each weight "
                              f"at the sign of Wmax and clips |w| to [|Wmin|, |Wmax|], so this Wmin is a floor of "
                              f"{-w_min:g} on |w|, not a bound below 0 (weights never cross 0); give Wmin = 0 for no "
                              f"floor, or {-w_min:g} for that floor")
+        raise ValueError(f"rule {self.name!r}: Wmin = {w_min:g} with Wmax = {w_max:g}: a rule with a parameter Wmax "
+                         "keeps each weight at the sign of Wmax (weights never cross 0), so a negative Wmin is not a "
+                         "bound below 0; give Wmin >= 0, or name bounds a weight may cross 0 within otherwise "
+                         "(w_min, w_max)")
 
     def weight_change(self, params: Mapping[str, float], event: str, x_pre: np.ndarray,
                       x_post: np.ndarray, w: np.ndarray, **inputs: np.ndarray) -> np.ndarray:

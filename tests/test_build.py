@@ -559,6 +559,10 @@ def test_a_device_cannot_connect_through_the_rule(nest, doublet_module, device):
 @pytest.mark.parametrize("params, broken", [
     ({"tau_pre": 0.0}, "tau_pre > 0 ms"), ({"tau_post": float("nan")}, "tau_post > 0 ms"),
     ({"Wmin": -50.0, "Wmax": -10.0}, "abs(Wmin) <= abs(Wmax)"),  # the weight would jump to Wmax
+    # set in NEST, not through synapse_params: weights of 2 became 5 (a floor of |Wmin|), and a
+    # coefficient of NaN made every weight |Wmin|, each without a word
+    ({"Wmin": -5.0, "Wmax": 300.0}, "Wmin -5 with Wmax 300: synapse model"),
+    ({"alpha": float("nan")}, "alpha is NaN (not a number)"),
 ])
 def test_a_rule_refuses_parameters_it_cannot_run_with(nest, doublet_module, params, broken):
     nest.ResetKernel()
@@ -566,6 +570,19 @@ def test_a_rule_refuses_parameters_it_cannot_run_with(nest, doublet_module, para
     with pytest.raises(nest.NESTErrors.BadProperty, match=re.escape(broken)):
         nest.CopyModel(doublet_module.synapse_model, "refused", params)
     nest.CopyModel(doublet_module.synapse_model, "taken", {"Wmin": -5.0, "Wmax": -10.0})  # the rule acts on |w|
+
+
+def test_a_nan_weight_is_refused_on_a_connection(nest, doublet_module):
+    """It passed the weight's sign check (both comparisons false) and was delivered as NaN. (At
+    Connect, NEST reads a NaN weight as none given: the model's default.)"""
+    nest.ResetKernel()
+    install(doublet_module)
+    pre, post = nest.Create("parrot_neuron"), nest.Create(doublet_module.neuron_model)
+    nest.Connect(pre, post, syn_spec={"synapse_model": doublet_module.synapse_model, "weight": 2.0})
+    connection = nest.GetConnections()
+    with pytest.raises(nest.NESTErrors.BadProperty, match=re.escape("The weight is NaN (not a number)")):
+        connection.set(weight=float("nan"))
+    assert connection.get("weight") == 2.0
 
 
 PAIRED_NEURON_REFUSES = [  # (neuron, NEST's names and values, the condition quoted)

@@ -144,6 +144,12 @@ def test_a_negative_wmin_with_a_positive_wmax_is_refused():
     # the same signs, or a floor on an inhibitory Wmax (as the experiments give it), are magnitudes as documented
     assert rule.synapse_params(vogels_sprekeler(10.0), Wmin=-5.0, Wmax=-300.0)["Wmin"] == -5.0
     assert rule.synapse_params(vogels_sprekeler(10.0), Wmin=5.0, Wmax=-300.0)["Wmin"] == 5.0
+    # a rule of one's own with a Wmax keeps the weights at its sign too (the README: bounds a weight may
+    # cross 0 within need other names); the compiled synapse refuses it in NEST, which made a search's
+    # every evaluation fail where the file's Wmin went through here
+    own = rule_from_file(Path(__file__).parent.parent / "examples" / "own_rule" / "pair_stdp_synapse.nestml")
+    with pytest.raises(ValueError, match=r"Wmin = -5 with Wmax = 300: .* not a bound below 0; give Wmin >= 0"):
+        own.synapse_params({}, Wmin=-5.0, Wmax=300.0)
 
 
 def test_an_inhibitory_type_keeps_its_negative_wmin():
