@@ -585,6 +585,9 @@ def search_warnings(stop: dict | None, n_bootstrap: int, n_fitted: int, exact: b
     return warnings
 
 
+FEW_FOR_INTERVALS = 5  # fitted segments (or animals) below which a bootstrap's intervals are warned of
+
+
 def fit_warnings(result: Fit, *, n_fitted: int, n_held: int, n_bootstrap: int, what: tuple[str, str]) -> list[str]:
     """What a reader of ``result`` must know before trusting it, one sentence each (printed by the
     command, kept in fit.json): coefficients at their search bounds, intervals that could not be
@@ -603,6 +606,12 @@ def fit_warnings(result: Fit, *, n_fitted: int, n_held: int, n_bootstrap: int, w
     if n_bootstrap and n_fitted < 2:
         warnings.append(f"no meaningful intervals: the fit has {n_fitted} {one}, and a bootstrap over one "
                         f"{one} cannot tell how uncertain the coefficients are; {more_segments_advice(what)}")
+    elif n_bootstrap and n_fitted < FEW_FOR_INTERVALS:
+        # 2 segments resampled give 3 distinct draws: "95 %" intervals 10 times too narrow missed the truth
+        distinct = math.comb(2 * n_fitted - 1, n_fitted)
+        warnings.append(f"the intervals are not 95 % intervals: a bootstrap over only {n_fitted} {what} has at most "
+                        f"{distinct} distinct draws, and its intervals come out far too narrow (they may miss the "
+                        f"true coefficients); {more_segments_advice(what)}")
     if result.deviance_explained_fit < 0:  # the search found nothing better than no rule on its own data
         warnings.append(f"the fitted rule describes even the {what} it was fitted to worse than no plasticity at all "
                         f"({result.deviance_explained_fit:.1f} % deviance explained): the search found no rule for "
@@ -617,6 +626,13 @@ def fit_warnings(result: Fit, *, n_fitted: int, n_held: int, n_bootstrap: int, w
         warnings.append(f"the fitted rule predicts the held-out {what} worse than no plasticity at all "
                         f"({result.deviance_explained_held_out:.1f} % deviance explained): its coefficients do not "
                         f"describe these data (check the mask, --fixed, --delay and the units of the data)")
+    elif result.r2_held_out < 0:
+        # the rule that made a recording with 5 % weight noise scored R^2 -1.3 and was taken for a failed fit
+        warnings.append(f"held-out R^2 {result.r2_held_out:.2f} is below 0 while the rule explains "
+                        f"{result.deviance_explained_held_out:.1f} % of the held-out deviance: R^2 measures the weights "
+                        f"against each synapse's mean over a {one}, and a {one} starts from its recorded first weights, "
+                        f"so weight changes small against the measurement noise give R^2 < 0 even for the rule that "
+                        f"made the data; judge the fit by the deviance explained (0 % = no plasticity) and the intervals")
     return warnings
 
 

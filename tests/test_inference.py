@@ -740,6 +740,45 @@ def test_a_single_fitted_segment_gives_no_interval_and_says_why(tmp_path):
     assert saved["intervals"] == {"th_post_011": None, "th_post_100": None} and saved["warnings"] == fit.warnings
 
 
+def test_intervals_from_few_segments_are_warned_of(tmp_path):
+    """Two fitted segments resampled give 3 distinct draws: "95 %" intervals ten times narrower than
+    ten segments give missed the true coefficients of a noisy recording, with no word of it."""
+    import dataclasses
+
+    data = synthetic("post:100,post:011", OJA, OJA_FIXED, duration=3000.0)
+    fit = _quick_fit(data, tmp_path, n_segments=2, hold_out=0)
+    assert [w for w in fit.warnings if "not 95 % intervals" in w] == [
+        "the intervals are not 95 % intervals: a bootstrap over only 2 segments has at most 3 distinct draws, and its "
+        "intervals come out far too narrow (they may miss the true coefficients); give more segments (--segments) "
+        "or more sample times"]
+    fit = _quick_fit(data, tmp_path / "five", n_segments=5, hold_out=0)
+    assert not [w for w in fit.warnings if "bootstrap over only" in w or "meaningful intervals" in w], fit.warnings
+    # a single segment keeps its own warning, without this one
+    two = dataclasses.replace(data, weight_times=data.weight_times[[0, -1]], weights=data.weights[:, [0, -1]])
+    assert not [w for w in _quick_fit(two, tmp_path / "one").warnings if "bootstrap over only" in w]
+
+
+def test_a_negative_r2_under_measurement_noise_is_explained(tmp_path):
+    """With 5 % weight noise the true rule is recovered within 5 %, and explains most of the
+    held-out deviance, yet held-out R^2 is below 0 (each segment starts from noisy weights, and
+    R^2 compares with a segment's own mean): a user took a correct fit for a failed one."""
+    import dataclasses
+
+    data = synthetic("post:100,post:011", OJA, OJA_FIXED, duration=3000.0)
+    noise = np.random.default_rng(1).normal(0.0, 0.05 * np.ptp(data.weights), data.weights.shape)
+    noisy = dataclasses.replace(data, weights=np.abs(data.weights + noise) * data.syn_sign[:, None])  # signs kept
+    fit = _quick_fit(noisy, tmp_path)
+    assert all(abs(fit.coefficients[k] - v) < 0.1 for k, v in OJA.items()), fit.coefficients
+    assert fit.r2_held_out < 0 < fit.deviance_explained_held_out
+    assert [w for w in fit.warnings if w.startswith("held-out R^2")] == [
+        f"held-out R^2 {fit.r2_held_out:.2f} is below 0 while the rule explains {fit.deviance_explained_held_out:.1f} % "
+        "of the held-out deviance: R^2 measures the weights against each synapse's mean over a segment, and a segment "
+        "starts from its recorded first weights, so weight changes small against the measurement noise give R^2 < 0 "
+        "even for the rule that made the data; judge the fit by the deviance explained (0 % = no plasticity) and the "
+        "intervals"]
+    assert not [w for w in _quick_fit(data, tmp_path / "clean").warnings if w.startswith("held-out R^2")]
+
+
 def test_coefficients_stopped_at_a_search_bound_are_named(tmp_path):
     """With eta ten times too small the true coefficients (+-10) lie beyond the search range
     [-2, 2]: the fit stops at the bounds with intervals cut there, which must not pass for a
