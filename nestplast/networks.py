@@ -64,6 +64,20 @@ def nest_settings(exp: Experiment | str | os.PathLike, theta: Sequence[float] | 
     return settings
 
 
+def drawn_wmax_note(exp: Experiment, settings: Mapping[str, Mapping[str, float]]) -> str | None:
+    """Where the trials scaled Wmax (``trials.w_max_scale`` other than [1, 1]), a note that the
+    Wmax of ``settings`` (:func:`nest_settings`) is ``network.w_max``, and the range each type's
+    rule ran with: a report printed the nominal -300 as what the best rule "ran with", while its
+    every trial had -150 to -180, and a copy of it saturated elsewhere. None otherwise."""
+    low, high = exp.trials.w_max_scale
+    if low == high == 1.0 or not settings:
+        return None
+    ranges = ", ".join(f"{ct} {signed(ct, exp.network.w_max[ct] * low):g} to {signed(ct, exp.network.w_max[ct] * high):g}"
+                       for ct in settings)
+    return (f"note: Wmax above is network.w_max; the trials scaled it by trials.w_max_scale [{low:g}, {high:g}], so the "
+            f"rule ran with Wmax from {ranges}: choose yours in that range")
+
+
 def inert_note(exp: Experiment, settings: Mapping[str, Mapping[str, float]], what: str = "the best rule") -> str | None:
     """A warning where ``settings`` (:func:`nest_settings`) change no weight on some type (every
     update 0: the search's start point, all coefficients 0, can be its best when nothing beat a

@@ -677,6 +677,27 @@ def test_cli_example_of_a_rule_that_searches_eta_works(nest):
     assert all(w < -10.0 for w in nest.GetConnections(synapse_model="my_rule").weight)
 
 
+def test_a_runs_wmax_drawn_per_trial_is_said_with_its_settings(tmp_path, doublet_module):
+    """With trials.w_max_scale = [0.5, 0.6] the report and `build RUN_DIR` gave Wmax = -300 as the
+    setting the best rule "ran with", while every trial ran with -150 to -180: a copy of it
+    saturated at twice the bound."""
+    exp = nestplast.default_experiment()
+    exp.network.n_e, exp.network.n_i = 20, 5
+    exp.objective.t_train, exp.objective.t_score = 0.3, 0.3
+    exp.search.max_generations, exp.search.population_size, exp.trials.n = 1, 2, 1
+    exp.trials.w_max_scale = [0.5, 0.6]
+    exp.network.weights["IE"] = 100.0  # within every trial's Wmax
+    nestplast.run_search(exp, tmp_path / "run")
+    said = ("note: Wmax above is network.w_max; the trials scaled it by trials.w_max_scale [0.5, 0.6], so the rule "
+            "ran with Wmax from IE -150 to -180: choose yours in that range")
+    report = subprocess.run([sys.executable, "-m", "nestplast.report", str(tmp_path / "run"), "--no-plots"],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert f"  {said}\n" in report.stdout and "IE (" in report.stdout, report.stdout
+    built = subprocess.run([sys.executable, "-m", "nestplast", "build", str(tmp_path / "run")], capture_output=True,
+                           text=True, cwd=ROOT)
+    assert built.returncode == 0 and said in built.stderr, built.stderr
+
+
 def test_a_runs_own_module_is_built_from_its_folder(tmp_path, doublet_module):
     """`build mlp` made the default MLP, whose parameter names a shaped MLP run's settings share:
     NEST took them on another rule without a word. `build RUN_DIR` gives the run's own module (the
@@ -725,6 +746,7 @@ def test_a_runs_own_module_is_built_from_its_folder(tmp_path, doublet_module):
                               capture_output=True, text=True, cwd=ROOT)
     assert f"warning: the best rule {said}" in reported.stdout, reported.stdout
     assert "changes no weight" not in text.stdout + text.stderr  # the learning run's rule: no such word
+    assert "w_max_scale" not in text.stdout + text.stderr + report.stdout  # its trials kept network.w_max
     # a fit's folder: refused without the command that builds the fit's rule
     fit = tmp_path / "fit"
     from nestplast.store import RunStore

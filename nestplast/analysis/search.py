@@ -13,7 +13,7 @@ import numpy as np
 from ..builder import cached
 from ..errors import UserError
 from ..experiment import Experiment, run_experiment
-from ..networks import inert_note, nest_settings, neuron_params, synapse_models
+from ..networks import drawn_wmax_note, inert_note, nest_settings, neuron_params, synapse_models
 from ..objectives import BLOWUP_SCALE, FAILURE_LOSS
 from ..store import RunStore, software_since
 from ..tasks import Evaluation
@@ -88,6 +88,7 @@ def summarise(run_dir: str | Path) -> dict:
                    "best_loss": best[0]["loss"] if best else None, "loss_meaning": loss_meaning(exp),
                    "best_params": exp.layout().as_dict(best[0]["theta"]) if best else {},
                    "best_nest_params": settings, "best_inert": inert_note(exp, settings) if best else None,
+                   "best_wmax_drawn": drawn_wmax_note(exp, settings),
                    "nest_models": nest_models(exp),
                    "software": [{"from_generation": g, "versions": v} for g, v in software_since(store.meta())],
                    "best": None, "best_trials": [], "failures": failure_breakdown(store.evaluations()),
@@ -164,6 +165,8 @@ def text(summary: dict, run_dir: str | Path) -> str:
             models = (summary.get("nest_models") or {}).get("synapse_models", {})
             lines += [f"  {ct}{f' ({models[ct]})' if ct in models else ''}: "
                       + ", ".join(f"{k} = {v:.6g}" for k, v in values.items()) for ct, values in settings.items()]
+            if note := summary.get("best_wmax_drawn"):
+                lines.append(f"  {note}")
             if where := summary.get("nest_models"):
                 lines.append(f"  their module: nestplast.install(\"{where['path']}\") after each nest.ResetKernel(); "
                              f"they connect only to its neuron {where['neuron_model']}, which ran with "

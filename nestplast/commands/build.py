@@ -121,7 +121,7 @@ def _build_run(run: Path, args) -> int:
     """The module a search or filter run used (``build mlp`` made the default MLP, another rule whose
     parameter names the run's settings share, so NEST took them without a word), with the best
     rule's settings per plastic type."""
-    from ..networks import inert_note, nest_settings, neuron_params, synapse_models
+    from ..networks import drawn_wmax_note, inert_note, nest_settings, neuron_params, synapse_models
     from ..runs import as_experiment
 
     given = [flag for flag, value in (("--neuron", args.neuron), ("--mask", args.mask), ("--weight", args.weight)) if value]
@@ -150,6 +150,8 @@ def _build_run(run: Path, args) -> int:
         print(f"warning: {run} has no rule yet: no candidate had all its trials ok "
               f"(python -m nestplast.report {run} says why)", file=sys.stderr)
     if settings and (note := inert_note(exp, settings, "the run's best rule")):
+        print(note, file=sys.stderr)
+    if settings and (note := drawn_wmax_note(exp, settings)):
         print(note, file=sys.stderr)
     neuron = neuron_params(exp.network, module)
     if args.json:
