@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .analysis.search import describe_stop
+from .analysis.search import describe_stop, silent_note
 from .engine import Outcome
 from .experiment import Experiment, unread_filter_keys
 from .networks import draw_trials, inert_note, nest_settings
@@ -159,7 +159,11 @@ def summary_lines(exp: Experiment, outcome: Outcome, out: Path) -> str:
              + (f"best loss {outcome.best_loss:.4f}" if best else "no candidate with all its trials ok")]
     if all_failed(outcome):
         lines.append(f"every evaluation failed, so no rule was found; {commonest_failure(out)}")
-    elif best:
+        return "\n".join(lines + [f"report: python -m nestplast.report {shlex.quote(str(out))}"])
+    with RunStore.open(out, read_only=True) as store:
+        if note := silent_note(store.evaluations(status="ok")):
+            lines.append(note)
+    if best:
         params = exp.layout().as_dict(outcome.best_theta)
         lines.append("best parameters: " + ", ".join(f"{k} = {v:.4g}" for k, v in params.items()))
         if note := inert_note(exp, nest_settings(exp, outcome.best_theta)):

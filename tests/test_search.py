@@ -772,10 +772,37 @@ def test_a_simulation_time_given_in_ms_is_pointed_out(tmp_path):
     run_search(ms, tmp_path / "ms", progress=lines.append)  # this tiny network blows up at once
     assert ("note: each evaluation simulates 1200 s of network time (objective.t_train + t_score are in seconds, "
             "not ms)") in "\n".join(lines)
+    from nestplast.runs import long_simulation_note
+
+    # t_train = 500 meant as ms (the note began at 1000 s); the shipped experiments' longest, 60 + 5 s, has none
+    assert "not ms" in long_simulation_note(experiment.parse({"objective": {"t_train": 500.0, "t_score": 0.2}}))
+    assert long_simulation_note(experiment.load("families_paper")) == ""
     lines.clear()
     seconds = experiment.parse({**settings, "objective": {"t_train": 0.2, "t_score": 0.2}}, "<test>")
     run_search(seconds, tmp_path / "s", progress=lines.append)
     assert "not ms" not in "\n".join(lines)
+
+
+def test_a_network_silent_whatever_the_rule_is_named(tmp_path):
+    """network.input_rate = 8 (meant as 8000 Hz): no spike in any evaluation, every rule scored alike,
+    and the search's end blamed the rule (its all-zero start as "best": "more generations, a larger
+    sigma0"). The end of the search and the report now say that the network is silent."""
+    from nestplast import experiment, run_search
+    from nestplast.analysis.search import summarise, text
+
+    settings = {"name": "quiet", "network": {"n_e": 20, "n_i": 5, "input_rate": 8.0}, "trials": {"n": 1},
+                "objective": {"t_train": 0.3, "t_score": 0.2}, "search": {"population_size": 2, "max_generations": 1}}
+    lines = []
+    run_search(experiment.parse(settings, "<test>"), tmp_path / "quiet", progress=lines.append)
+    said = ("note: the scored population fired no spike in any evaluation (0 Hz on every trial of every candidate): "
+            "the network is silent whatever the rule, so every rule scored alike; check network.input_rate (in Hz) "
+            "and network.input_weight")
+    assert said in lines[-1].splitlines(), lines[-1]
+    assert said in text(summarise(tmp_path / "quiet"), tmp_path / "quiet").splitlines()
+    lines.clear()
+    run_search(experiment.parse({**settings, "network": {"n_e": 20, "n_i": 5}}, "<test>"), tmp_path / "driven",
+               progress=lines.append)
+    assert "silent whatever the rule" not in lines[-1] + text(summarise(tmp_path / "driven"), tmp_path / "driven")
 
 
 def test_a_refused_resume_names_the_options_of_the_command_resuming(tmp_path):

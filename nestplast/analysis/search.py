@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -88,7 +89,7 @@ def summarise(run_dir: str | Path) -> dict:
                    "best_loss": best[0]["loss"] if best else None, "loss_meaning": loss_meaning(exp),
                    "best_params": exp.layout().as_dict(best[0]["theta"]) if best else {},
                    "best_nest_params": settings, "best_inert": inert_note(exp, settings) if best else None,
-                   "best_wmax_drawn": drawn_wmax_note(exp, settings),
+                   "best_wmax_drawn": drawn_wmax_note(exp, settings), "silent": silent_note(store.evaluations()),
                    "nest_models": nest_models(exp),
                    "software": [{"from_generation": g, "versions": v} for g, v in software_since(store.meta())],
                    "best": None, "best_trials": [], "failures": failure_breakdown(store.evaluations()),
@@ -121,6 +122,19 @@ def trial_summary(e: Evaluation) -> dict:
             "w_creep": m.get("w_creep"), "w_blow": m.get("w_blow"), "weight_drift": drift}
 
 
+def silent_note(evaluations: Sequence[Evaluation]) -> str | None:
+    """A note where the scored population fired no spike in any evaluation that ran: a network
+    silent whatever the rule (an input rate in kHz given as Hz) scores every rule alike, and the
+    end of the search blamed the rule (the all-zero start as "best", "more generations"). None
+    otherwise, or with no evaluation that ran."""
+    rates = [e.metrics.get("rate") for e in evaluations if e.status == "ok"]
+    if not rates or any(r != 0 for r in rates):
+        return None
+    return ("note: the scored population fired no spike in any evaluation (0 Hz on every trial of every candidate): "
+            "the network is silent whatever the rule, so every rule scored alike; check network.input_rate (in Hz) "
+            "and network.input_weight")
+
+
 def failure_breakdown(evaluations: list[Evaluation]) -> dict:
     """Blow-ups with their times, and failures by status and by their message's first line."""
     blown = [e for e in evaluations if e.status == "blowup" and e.metrics.get("t_blowup_s") is not None]
@@ -147,6 +161,8 @@ def text(summary: dict, run_dir: str | Path) -> str:
         lines.append("software: " + "; then ".join(
             f"from generation {s['from_generation']}: " + ", ".join(f"{k} {v}" for k, v in s["versions"].items())
             for s in summary["software"]))
+    if summary.get("silent"):
+        lines.append(summary["silent"])
     if summary["best_loss"] is None:
         # "yet" only while the run can go on: a stopped run whose candidates all blew up or failed
         # has no best rule, and said it as if one were still to come
