@@ -696,6 +696,13 @@ def test_a_runs_wmax_drawn_per_trial_is_said_with_its_settings(tmp_path, doublet
     built = subprocess.run([sys.executable, "-m", "nestplast", "build", str(tmp_path / "run")], capture_output=True,
                            text=True, cwd=ROOT)
     assert built.returncode == 0 and said in built.stderr, built.stderr
+    # read where the module is not compiled (a run copied off a cluster): the model's name went without a word
+    elsewhere = subprocess.run([sys.executable, "-m", "nestplast.report", str(tmp_path / "run"), "--no-plots"],
+                               capture_output=True, text=True, cwd=ROOT,
+                               env={**os.environ, "NESTPLAST_CACHE": str(tmp_path / "empty cache")})
+    assert (f"  their module is not compiled on this machine (not in its cache): python -m nestplast build "
+            f"{tmp_path / 'run'} compiles it and names each type's synapse model") in elsewhere.stdout, elsewhere.stdout
+    assert "not compiled on this machine" not in report.stdout
 
 
 def test_a_runs_own_module_is_built_from_its_folder(tmp_path, doublet_module):

@@ -5,6 +5,7 @@ rule as an STDP window, and its rates and weights over time."""
 from __future__ import annotations
 
 import math
+import shlex
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -183,6 +184,9 @@ def text(summary: dict, run_dir: str | Path) -> str:
                       + ", ".join(f"{k} = {v:.6g}" for k, v in values.items()) for ct, values in settings.items()]
             if note := summary.get("best_wmax_drawn"):
                 lines.append(f"  {note}")
+            if not summary.get("nest_models"):  # a run copied off the cluster: the model names went without a word
+                lines.append(f"  their module is not compiled on this machine (not in its cache): python -m nestplast "
+                             f"build {shlex.quote(str(run_dir))} compiles it and names each type's synapse model")
             if where := summary.get("nest_models"):
                 lines.append(f"  their module: nestplast.install(\"{where['path']}\") after each nest.ResetKernel(); "
                              f"they connect only to its neuron {where['neuron_model']}, which ran with "
