@@ -171,7 +171,10 @@ def run_filter(exp: Experiment | str | os.PathLike, out: str | Path, *, resume: 
     together(comm, require_sbi if transport.is_root else (lambda: None))  # before anything is simulated
     if nest_first and transport.is_root:
         warnings.warn(NEST_BEFORE_TORCH, RuntimeWarning, stacklevel=2)
-    if (ignored := search_keys_ignored(exp)) and transport.is_root:
+    # said when the run began: on every resume (every slice of filter.slurm) it repeated what the stored
+    # experiment, which cannot be edited, holds
+    resuming = resume and (Path(out) / DB_NAME).is_file()
+    if (ignored := search_keys_ignored(exp)) and transport.is_root and not resuming:
         warnings.warn(ignored, UserWarning, stacklevel=2)
     for k, entry in enumerate(exp.filter.schedule):  # e.g. round = 5 of 5 rounds: the family ignored it, silently
         if entry["round"] >= exp.filter.rounds and transport.is_root:

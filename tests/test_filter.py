@@ -1078,6 +1078,14 @@ def test_search_keys_a_filter_ignores_are_warned_of(tmp_path, doublet_module):
     assert search_keys_ignored(experiment.parse(watched)) == ""
     with pytest.warns(UserWarning, match=re.escape(said)):
         run_filter(exp, tmp_path / "run")
+    # said when the run began; every resume (every slice of filter.slurm) repeated it, about the stored
+    # experiment, which cannot be edited
+    import warnings
+
+    with warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")
+        run_filter(tmp_path / "run", tmp_path / "run", resume=True)
+    assert not [w for w in warned if "not used by a filter run" in str(w.message)], [str(w.message) for w in warned]
     lines = []  # judged on the I population: said, where only a code comment said it
     run_filter(experiment.parse(watched), tmp_path / "watched", progress=lines.append)
     assert "\nmetrics of the I population (objective.population)" in lines[0], lines[0]
