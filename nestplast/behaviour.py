@@ -221,6 +221,10 @@ def validate(values: dict, source: str = "<behaviour>") -> Behaviour:
     blocks = arrays["block"].reshape(n_animals, n_trials)
     if np.any(blocks != blocks[0]):
         fail("block", "every animal must see the same blocks in the same trials")
+    # blocks 1, 2 without p_reward ran with an empty block 0 without a word (with p_reward: a hint below)
+    if (empty := np.flatnonzero(np.bincount(blocks[0]) == 0)).size and "p_reward" not in values:
+        fail("block", f"block {empty[0]} has no trial: number the blocks 0, 1, 2, ... as they come"
+                      + (" (numbered from 1? block - 1)" if empty[0] == 0 else ""))
     p_reward = _p_reward(values["p_reward"], int(blocks.max()) + 1, fail) if "p_reward" in values else None
     description = str(values["description"]) if "description" in values else ""
     return Behaviour(arrays["choice"].reshape(n_animals, n_trials), arrays["reward"].reshape(n_animals, n_trials),

@@ -301,7 +301,10 @@ def task_for(data: Behaviour, w_max: float | None = None, **overrides) -> Choice
         starts = np.flatnonzero(np.diff(data.blocks, prepend=np.nan))  # where each run of one block begins
         runs = np.diff(np.r_[starts, data.blocks.size]).tolist()
         raise ValueError(f"block: the task model runs blocks of trials numbered 0, 1, 2, ... in order, each once; the "
-                         f"data's blocks {data.blocks[starts][:10].tolist()} come in runs of {runs[:10]} trials")
+                         f"data's blocks {data.blocks[starts][:10].tolist()} come in runs of {runs[:10]} trials. A "
+                         f"design that returns to a block (A-B-A reversals) numbers each run as a block of its own "
+                         f"(0, 1, 2, ...), with its own row of p_reward (a returning block's row again): the "
+                         f"rewards are the data's, and p_reward only sets the task's probabilities")
     blocks = tuple(map(tuple, data.p_reward)) if data.p_reward is not None else ((0.5, 0.5),) * n_blocks
     # equal blocks as one count: the fit's stored task reads as before, and a resume of an older fit goes on
     per_block = int(sizes[0]) if np.all(sizes == sizes[0]) else tuple(int(n) for n in sizes)

@@ -89,6 +89,24 @@ def test_malformed_behaviour_is_rejected_naming_the_field(tmp_path, field, chang
     assert str(tmp_path / "bad.npz") in str(err.value)
 
 
+def test_a_block_without_trials_is_refused_without_p_reward_too(tmp_path):
+    """Blocks numbered from 1 with no p_reward ran with an empty block 0, without a word (with
+    p_reward its row count caught them)."""
+    values = valid_arrays()
+    values.pop("p_reward")
+    values["block"] = values["block"] + 1
+    np.savez(tmp_path / "from1.npz", **values)
+    with pytest.raises(BehaviourError, match=re.escape("block: block 0 has no trial: number the blocks 0, 1, 2, ... as "
+                                                       "they come (numbered from 1? block - 1)")):
+        behaviour.load(tmp_path / "from1.npz")
+    values["block"] = np.where(values["block"] == 2, 3, values["block"]) - 1  # blocks 0 and 2
+    np.savez(tmp_path / "gap.npz", **values)
+    with pytest.raises(BehaviourError, match=re.escape("block: block 1 has no trial: number the blocks 0, 1, 2, ... as "
+                                                       "they come")) as refused:
+        behaviour.load(tmp_path / "gap.npz")
+    assert "numbered from 1" not in str(refused.value)
+
+
 def test_reward_signal_and_likelihood_by_hand():
     rewards = np.array([[1, 0, 1, 1], [0, 0, 0, 1]], dtype=float)
     np.testing.assert_allclose(reward_signal(rewards, 0, 10), [1.0, 0.0])  # nothing expected yet
@@ -509,7 +527,9 @@ def test_blocks_the_task_model_cannot_run_are_named_with_their_lengths():
     values.update(block=np.tile([0, 0, 1, 1, 0, 2], 2), p_reward=np.array([[0.2, 0.8], [0.9, 0.1], [0.5, 0.5]]))
     data = behaviour.validate(values)
     with pytest.raises(ValueError, match=r"block: the task model runs blocks of trials numbered 0, 1, 2, ... in order, "
-                                         r"each once; the data's blocks \[0, 1, 0, 2\] come in runs of \[2, 2, 1, 1\]"):
+                                         r"each once; the data's blocks \[0, 1, 0, 2\] come in runs of \[2, 2, 1, 1\] "
+                                         r"trials. A design that returns to a block \(A-B-A reversals\) numbers each "
+                                         r"run as a block of its own"):
         infer_choices.task_for(data)
     with pytest.raises(ValueError, match="trials_per_block: 2 counts for 3 blocks"):
         ChoiceTask(trials_per_block=(3, 5))
