@@ -686,6 +686,8 @@ def search_with_restarts(problem: engine.Problem, rule: Rule, choice: RuleChoice
             if last is not None:
                 strategy = store.load_strategy(last)
                 strategy.set_budget(Budget(max_generations=max_generations))  # a resume may ask for more
+                if progress is not None:  # as the search says it; the command's headline no longer does
+                    progress(f"resuming {store.path.parent} after generation {last}")
             else:
                 strategy = make_strategy("cmaes", _space(rule), Budget(max_generations=max_generations),
                                          population_size=population_size * 2**k, seed=seed + k, sigma0=0.3,

@@ -841,7 +841,9 @@ def test_resume_refuses_other_settings_or_other_data(tmp_path):
     other = dataclasses.replace(data, weights=data.weights * 1.01)
     with pytest.raises(StoreError, match="the data differ"):
         _quick_fit(other, tmp_path, max_generations=4, n_bootstrap=0, resume=True)
-    assert _quick_fit(data, tmp_path, max_generations=4, n_bootstrap=0, resume=True) is not None
+    said = []
+    assert _quick_fit(data, tmp_path, max_generations=4, n_bootstrap=0, resume=True, progress=said.append) is not None
+    assert said[0] == f"resuming {tmp_path / 'fit'} after generation 2", said  # the command's headline no longer says it
     # the same arrays with another description (free text) are the same data: refused as "the data differ"
     renamed = dataclasses.replace(data, description="same data, renamed")
     assert _quick_fit(renamed, tmp_path, max_generations=4, n_bootstrap=0, resume=True) is not None

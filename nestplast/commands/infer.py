@@ -275,8 +275,9 @@ def _infer(argv: Sequence[str] | None, started: list[Path]) -> int:
     out, comm, rank = _run_dir(args, started)
     say = None if args.json or rank != 0 else (lambda line: print(line, flush=True))
     if say:  # a fit takes minutes before its first generation's line: what runs, and where its results go
-        say(f"infer: {rule.name}{f' ({args.mask})' if args.mask else ''} fitted to {args.data}, {args.mode} mode"
-            f"{' (resumed)' if args.resume else ''}; results in {out}")
+        # a resume is said once accepted ("resuming ... after generation N"): "(resumed)" here headed its refusal
+        say(f"infer: {rule.name}{f' ({args.mask})' if args.mask else ''} fitted to {args.data}, {args.mode} mode; "
+            f"results in {out}")
     # under mpiexec the segments of every generation's candidates are spread over the ranks
     fit = infer.fit(recording, choice, fixed, delay=args.delay, n_segments=args.segments, hold_out=args.hold_out,
                     l1=args.l1, population_size=args.population_size, max_generations=args.max_generations,
@@ -386,8 +387,8 @@ def _infer_choices(args, started: list[Path]) -> int:
     out, comm, rank = _run_dir(args, started)
     say = None if args.json or rank != 0 else (lambda line: print(line, flush=True))
     if say:
-        say(f"infer: {' against '.join(label for label, _, _ in rules)} fitted to the choices in {args.data}"
-            f"{' (resumed)' if args.resume else ''}; results in {out}")
+        say(f"infer: {' against '.join(label for label, _, _ in rules)} fitted to the choices in {args.data}; "
+            f"results in {out}")
     fits = []
     for k, (_label, rule, mask) in enumerate(rules):
         folder = out if k == 0 else out / "compare"
