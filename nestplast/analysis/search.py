@@ -85,15 +85,16 @@ def summarise(run_dir: str | Path) -> dict:
         counts = store.counts()
         best = store.best_candidates(1)
         settings = nest_settings(exp, best[0]["theta"]) if best else {}
+        evaluations = store.evaluations()
         summary = {"generations": counts["generations"], "evaluations": counts["evaluations"],
                    "failed": counts["failed"], "blowups": counts["blowups"], "stop": store.stop(),
                    "best_loss": best[0]["loss"] if best else None, "loss_meaning": loss_meaning(exp),
                    "best_params": exp.layout().as_dict(best[0]["theta"]) if best else {},
                    "best_nest_params": settings, "best_inert": inert_note(exp, settings) if best else None,
-                   "best_wmax_drawn": drawn_wmax_note(exp, settings), "silent": silent_note(store.evaluations()),
+                   "best_wmax_drawn": drawn_wmax_note(exp, settings), "silent": silent_note(evaluations),
                    "nest_models": nest_models(exp),
                    "software": [{"from_generation": g, "versions": v} for g, v in software_since(store.meta())],
-                   "best": None, "best_trials": [], "failures": failure_breakdown(store.evaluations()),
+                   "best": None, "best_trials": [], "failures": failure_breakdown(evaluations),
                    "loss_per_generation": [{"generation": g["generation"], "best": g["best_loss"],
                                             "median": g["median_loss"]} for g in store.generations()]}
         if best:
