@@ -626,7 +626,7 @@ def fit_warnings(result: Fit, *, n_fitted: int, n_held: int, n_bootstrap: int, w
         warnings.append(f"the fitted rule predicts the held-out {what} worse than no plasticity at all "
                         f"({result.deviance_explained_held_out:.1f} % deviance explained): its coefficients do not "
                         f"describe these data (check the mask, --fixed, --delay and the units of the data)")
-    elif result.r2_held_out < 0:
+    elif result.r2_held_out < 0 < result.deviance_explained_held_out:
         # the rule that made a recording with 5 % weight noise scored R^2 -1.3 and was taken for a failed fit
         warnings.append(f"held-out R^2 {result.r2_held_out:.2f} is below 0 while the rule explains "
                         f"{result.deviance_explained_held_out:.1f} % of the held-out deviance: R^2 measures the weights "
