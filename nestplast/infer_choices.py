@@ -231,6 +231,9 @@ def fit(data: Behaviour | str | os.PathLike, mask: str | None = "pre:010,forget"
     return result
 
 
+AT_CHANCE_BITS = 0.005  # bits per trial within which a fit predicts choices as chance does
+
+
 def choice_warnings(result: ChoiceFitResult, at_bound: Sequence[str], data: Behaviour | None = None) -> list[str]:
     """What a reader of ``result`` must know before trusting it, one sentence each (printed by the
     command, kept in fit.json): choices all of one odour (``data``), coefficients at their search
@@ -249,9 +252,13 @@ def choice_warnings(result: ChoiceFitResult, at_bound: Sequence[str], data: Beha
         warnings.append("the fitted model gives every choice the probability 0.5 (-1 bits per trial): its output "
                         "neuron fires equally (or not at all) for both odours, so the choices do not constrain the "
                         "coefficients and their values and intervals mean nothing")
-    elif result.ll_fit_bits < -1.0:
+    elif result.ll_fit_bits < -1.0 - AT_CHANCE_BITS:
         warnings.append(f"the fitted rule predicts even the fitted animals' choices worse than chance "
                         f"({result.ll_fit_bits:.3f} bits per trial against -1): the search found no rule that "
+                        "describes them (more generations, or another rule)")
+    elif abs(result.ll_fit_bits + 1.0) < AT_CHANCE_BITS:  # "-1.000 bits against -1" read as worse than chance
+        warnings.append(f"the fitted rule predicts the fitted animals' choices no better than chance "
+                        f"({result.ll_fit_bits:.4f} bits per trial against -1): the search found no rule that "
                         "describes them (more generations, or another rule)")
     if not result.held_out_animals:
         warnings.append("no animal held out (--hold-out 0, or fewer animals than --hold-out): the fit is measured on "
@@ -260,9 +267,12 @@ def choice_warnings(result: ChoiceFitResult, at_bound: Sequence[str], data: Beha
         warnings.append("the fitted model gives every held-out choice the probability 0.5 (-1 bits per trial): its "
                         "output neuron fired equally (or not at all) for both odours in the held-out animals' "
                         "simulation, so the held-out score says nothing of how well the rule generalises")
-    elif result.ll_held_out_bits < -1.0:
+    elif result.ll_held_out_bits < -1.0 - AT_CHANCE_BITS:
         warnings.append(f"the fitted rule predicts the held-out animals' choices worse than chance "
                         f"({result.ll_held_out_bits:.3f} bits per trial against -1): it does not describe these animals")
+    elif abs(result.ll_held_out_bits + 1.0) < AT_CHANCE_BITS:
+        warnings.append(f"the fitted rule predicts the held-out animals' choices no better than chance "
+                        f"({result.ll_held_out_bits:.4f} bits per trial against -1): it does not describe these animals")
     return warnings
 
 

@@ -500,6 +500,12 @@ def test_a_fit_at_chance_in_every_trial_is_flagged():
                    for w in infer_choices.choice_warnings(dataclasses.replace(at_chance, ll_held_out_bits=-0.97), []))
     below = dataclasses.replace(at_chance, ll_held_out_bits=-1.02)
     assert any("held-out animals' choices worse than chance" in w for w in infer_choices.choice_warnings(below, []))
+    # -1.0001 was printed "worse than chance (-1.000 bits per trial against -1)", which read as a contradiction
+    near = dataclasses.replace(at_chance, ll_fit_bits=-1.0001, ll_held_out_bits=-0.9999)
+    said = infer_choices.choice_warnings(near, [])
+    assert not any("worse than chance" in w for w in said)
+    assert any("fitted animals' choices no better than chance (-1.0001 bits per trial" in w for w in said)
+    assert any("held-out animals' choices no better than chance (-0.9999 bits per trial" in w for w in said)
 
 
 @pytest.mark.nest
