@@ -153,6 +153,9 @@ def test_cli_warns_about_unstable_pruned_networks(tmp_path):
     (np.array([[0.0, np.nan], [0.0, 0.0]]), "NaN"),
     (np.array([[0.5, 0.8], [0.8, 0.5]]), "unstable"),
     (None, "no array 'W'"),
+    # stable as a continuous network, but growing in NEST's step: reported as an error of 3.8e10 with
+    # every eigenvalue below 0, and no word of why
+    (np.full((3, 3), 1.0) - 121.0 * np.eye(3), "weight matrix has eigenvalues too fast for NEST's step"),
 ])
 def test_cli_rejects_bad_matrices(tmp_path, capsys, matrix, message):
     path = tmp_path / "m.npz"

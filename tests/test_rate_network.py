@@ -350,3 +350,31 @@ def test_settling_time_is_five_slowest_time_constants():
     W = clustered_network((6, 2, 2), seed=1)  # margin 0.1: slowest time constant tau / 0.1 = 100 ms
     assert settling_time(W) == pytest.approx(500.0)
     assert settling_time(W, RateModel(tau=20.0)) == pytest.approx(1000.0)
+
+
+def test_nest_s_step_is_checked_against_what_nest_does(monkeypatch):
+    """A diagonal of -120 (tau 10 ms, step and delay 0.1 ms) is stable as a continuous network, but
+    NEST's exponential Euler with a delayed input cannot integrate it: rates reached 1e236 and the
+    pruning measures came out 1e10 with every eigenvalue below 0. The predicted boundary (a mode's
+    factor per step reaching 1 between eigenvalues -100 and -102) is what NEST does, found a
+    second way by simulating either side of it with the check out of the way."""
+    import warnings
+
+    def triad(diagonal: float) -> np.ndarray:  # eigenvalues diagonal - 1 (twice) and diagonal + 2
+        return np.full((3, 3), 1.0) + (diagonal - 1.0) * np.eye(3)
+
+    below, beyond = triad(-99.0), triad(-101.0)
+    assert rate_network.nest_step_roots(below).max() < 1.0 < rate_network.nest_step_roots(beyond).max()
+    with monkeypatch.context() as unchecked:
+        unchecked.setattr(rate_network, "check_nest_step", lambda W, model: None)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            assert np.max(np.abs(rate_network.simulate(below, 200.0, warmup=0.0, seed=1).rates[-20:])) < 10.0
+            assert np.max(np.abs(rate_network.simulate(beyond, 200.0, warmup=0.0, seed=1).rates[-20:])) > 1e5
+    with pytest.raises(rate_network.InvalidWeightMatrix, match=r"too fast for NEST's step: .*factor per step 1.007"):
+        rate_network.simulate(beyond, 10.0)
+    # stable in NEST, but a mode of under 2 steps: NEST's covariance was 6 x the analytic one, without a word
+    with pytest.warns(RuntimeWarning, match=r"the fastest mode of W decays in 1.6\d* of NEST's steps"):
+        rate_network.simulate(triad(-60.0), 10.0, warmup=0.0)
+    assert rate_network.check_nest_step(triad(-5.0)) is None  # 14 steps: no word
+

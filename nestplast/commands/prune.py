@@ -34,6 +34,7 @@ from ..rate_network import (
     InvalidWeightMatrix,
     RateModel,
     authors_network,
+    check_nest_step,
     check_weights,
     clustered_network,
     lyapunov_covariance,
@@ -259,7 +260,10 @@ def _checked_network(args, model: RateModel) -> np.ndarray:
     (the user cannot fix its matrix, only ask for another)."""
     W = _network(args)
     try:
-        return check_weights(W, model.leak)
+        W = check_weights(W, model.leak)
+        if _simulates(args):  # before minutes of work: a matrix NEST's step cannot integrate grows there
+            check_nest_step(W, model)
+        return W
     except InvalidWeightMatrix as err:
         if args.matrix is not None:
             raise
