@@ -27,6 +27,7 @@ Command line: ``python -m nestplast prune --help`` (:mod:`nestplast.commands.pru
 
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import dataclass
 
@@ -35,6 +36,7 @@ from numpy.typing import ArrayLike
 
 from .errors import UserError
 from .rate_network import RateModel, check_weights, is_symmetric, lyapunov_covariance, settling_time, simulate
+from .values import is_number
 
 PRUNING_RULES = ("noise", "magnitude", "uniform")
 DIAGONALS = ("row-sum", "original", "zero")
@@ -75,10 +77,24 @@ def noise_scores(W: ArrayLike, covariance: ArrayLike) -> np.ndarray:
     """The noise rule's unnormalised keep scores |W_ij| (C_ii + C_jj - 2 sign(W_ij) C_ij) for each
     off-diagonal synapse (zero elsewhere)."""
     W = np.asarray(W, dtype=float)
+    _check_covariance(covariance, W)  # a smaller one failed with numpy's IndexError
     rows, cols = _synapses(W, symmetric=False)
     scores = np.zeros_like(W)
     scores[rows, cols] = _scores(W, rows, cols, "noise", covariance)
     return scores
+
+
+def _check_covariance(covariance: ArrayLike, W: np.ndarray) -> None:
+    """Refuse a covariance of another shape than ``W``, with NaN or infinite entries, or with a
+    negative variance (not a covariance: the noise rule's refusal blamed too little activity)."""
+    if np.shape(covariance) != W.shape:
+        raise InvalidPruningArgument(f"covariance shape {np.shape(covariance)} does not match the weights {W.shape}")
+    covariance = np.asarray(covariance, dtype=float)
+    if not np.isfinite(covariance).all():
+        raise InvalidPruningArgument("covariance holds NaN or infinite entries (activity with NaN rates?)")
+    if (negative := np.flatnonzero(np.diag(covariance) < 0)).size:
+        raise InvalidPruningArgument(f"covariance has {negative.size} negative variance(s) on its diagonal (the first "
+                                     f"at [{negative[0]}, {negative[0]}]): not a covariance")
 
 
 def keep_probabilities(scores: ArrayLike, n_keep: float) -> np.ndarray:
@@ -88,6 +104,8 @@ def keep_probabilities(scores: ArrayLike, n_keep: float) -> np.ndarray:
     scores = np.asarray(scores, dtype=float)
     if (scores < 0).any():
         raise ValueError("scores must be non-negative")
+    if not (is_number(n_keep) and 0 <= n_keep < math.inf):  # -1 gave negative "probabilities"
+        raise ValueError(f"n_keep must be a number of synapses >= 0, got {n_keep!r}")
     positive = scores > 0
     if n_keep >= positive.sum():
         return positive.astype(float)
@@ -135,16 +153,15 @@ def prune(W: ArrayLike, keep: float = 0.2, rule: str = "noise", *, covariance: A
         raise InvalidPruningArgument(f"unknown pruning rule {rule!r}; choose from {', '.join(PRUNING_RULES)}")
     if diagonal not in DIAGONALS:
         raise InvalidPruningArgument(f"unknown diagonal option {diagonal!r}; choose from {', '.join(DIAGONALS)}")
-    if not 0.0 < keep <= 1.0:
-        raise InvalidPruningArgument(f"keep must be a fraction in (0, 1], got {keep}")
+    if not (is_number(keep) and 0.0 < keep <= 1.0):  # "0.5" failed on numpy's '<' between float and str
+        raise InvalidPruningArgument(f"keep must be a fraction in (0, 1], got {keep!r}")
     W = check_weights(W, model.leak)
     if rule == "noise" and covariance is None:
         covariance = lyapunov_covariance(W, model)
     if covariance is not None and np.shape(covariance) != W.shape:
-        raise InvalidPruningArgument(
-            f"covariance shape {np.shape(covariance)} does not match the weights {W.shape}")
-    if rule == "noise" and not np.isfinite(covariance).all():
-        raise InvalidPruningArgument("covariance holds NaN or infinite entries (activity with NaN rates?)")
+        raise InvalidPruningArgument(f"covariance shape {np.shape(covariance)} does not match the weights {W.shape}")
+    if rule == "noise":  # the rule that reads it
+        _check_covariance(covariance, W)
 
     symmetric = is_symmetric(W)  # up to rounding; the pruned matrix is then exactly symmetric
     rows, cols = _synapses(W, symmetric)

@@ -2,6 +2,8 @@
 arguments, the diagonal options, and the local online form against the offline one.
 (Measures and the rules compared: test_pruning_measures.py; command line: test_prune_cli.py.)"""
 
+import re
+
 import numpy as np
 import pytest
 import scipy.optimize
@@ -280,3 +282,24 @@ def test_a_sparse_matrix_is_named_as_such():
 
     with pytest.raises(InvalidWeightMatrix, match=r"a scipy.sparse matrix: give the dense one, W.toarray\(\)"):
         prune(scipy.sparse.csr_matrix(np.eye(3) * -1.0))
+
+
+def test_the_public_helpers_refuse_what_prune_refuses():
+    """keep = "0.5" failed on numpy's '<' between a float and a str; keep_probabilities(scores, -1)
+    gave negative "probabilities"; noise_scores with a smaller covariance raised numpy's IndexError;
+    negative variances were refused with advice to record more activity. compare_rules(slowest=100)
+    on 3 nodes recorded 100 where the mean was over 3."""
+    from nestplast.pruning_measures import compare_rules
+
+    W = np.array([[0.0, 0.2, 0.1], [0.3, 0.0, 0.1], [0.1, 0.2, 0.0]])
+    with pytest.raises(InvalidPruningArgument, match=re.escape("keep must be a fraction in (0, 1], got '0.5'")):
+        prune(W, keep="0.5")
+    with pytest.raises(ValueError, match="n_keep must be a number of synapses >= 0, got -1"):
+        keep_probabilities([1.0, 2.0, 3.0], -1)
+    with pytest.raises(InvalidPruningArgument, match=re.escape("covariance shape (2, 2) does not match the weights (3, 3)")):
+        noise_scores(W, np.eye(2))
+    with pytest.raises(InvalidPruningArgument, match=re.escape("covariance has 3 negative variance(s) on its diagonal "
+                                                               "(the first at [0, 0]): not a covariance")):
+        prune(W, covariance=-np.eye(3))
+    assert prune(W, rule="magnitude", covariance=-np.eye(3)).kept >= 0  # a rule that does not read it takes it
+    assert compare_rules(W, keep=0.5, slowest=100, duration=0, decay_duration=0).summary()["slowest"] == 3
