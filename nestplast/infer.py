@@ -68,6 +68,15 @@ class RuleChoice:
     name: str = "taylor"
     mask: str | None = None
 
+    def __post_init__(self) -> None:
+        # a misspelt name or a mask of another type passed here and failed only when the fit ran
+        # (an int mask with "'int' object is not iterable")
+        if not isinstance(self.name, str):
+            raise TypeError(f"RuleChoice: name: expected a rule's name such as 'taylor', got {self.name!r}")
+        if self.mask is not None and not isinstance(self.mask, str):
+            raise TypeError(f"RuleChoice: mask: expected terms such as 'post:100,post:011', got {self.mask!r}")
+        self.rule()  # an unknown rule, or a bad mask, named here
+
     def rule(self) -> Rule:
         return get_rule(self.name, mask=self.mask)
 

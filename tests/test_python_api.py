@@ -253,6 +253,13 @@ def test_fit_rule_refuses_a_notebooks_first_tries_and_says_what_to_pass(tmp_path
             nestplast.fit_rule(*args, out=tmp_path / "fit", **options)
         assert "synapse_params" not in str(caught.value)
     assert not (tmp_path / "fit").exists()
+    # a misspelt rule, or a mask of another type, passed RuleChoice and failed only when the fit ran
+    from nestplast.rules import UnknownRuleError
+
+    with pytest.raises(UnknownRuleError, match="unknown rule 'tayler'; available rules: doublet"):
+        nestplast.RuleChoice("tayler")
+    with pytest.raises(TypeError, match=r"RuleChoice: mask: expected terms such as 'post:100,post:011', got 100"):
+        nestplast.RuleChoice("taylor", 100)
     # a recording's path: read as nestplast.load_recording(path) would (the search itself not run here)
     save(rec, tmp_path / "data.npz")
     seen = []

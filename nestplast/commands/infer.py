@@ -252,8 +252,8 @@ def _infer(argv: Sequence[str] | None, started: list[Path]) -> int:
                        ("--hold-out", args.hold_out, 0), ("--seed", args.seed, 0), ("--restarts", args.restarts, 0),
                        ("--trials", args.trials, 1)))
         recording = load(args.data)
-        choice = infer.RuleChoice(args.rule, args.mask)
         try:
+            choice = infer.RuleChoice(args.rule, args.mask)
             rule = choice.rule()
         except ValueError as err:  # a bad mask term, a mask for a rule without one: a message, not a traceback
             raise UsageError(f"--rule {args.rule} --mask {args.mask}: {err}") from None
