@@ -24,6 +24,9 @@ module), :mod:`~nestplast.experiment` (the options table), :mod:`~nestplast.engi
 
 __version__ = "0.3.0"
 
+import importlib
+import importlib.util
+
 from .builder import BuildError, Module, build
 from .errors import UserError
 from .experiment import Experiment, ExperimentError
@@ -52,6 +55,10 @@ def __getattr__(name: str):
         from .infer import RuleChoice
 
         return RuleChoice
+    # a part the docstring names (nestplast.prune, nestplast.rate_network, ...), as after its import: an
+    # AttributeError sent users who followed the docstring to look for a missing feature
+    if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module 'nestplast' has no attribute {name!r}")
 
 

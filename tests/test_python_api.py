@@ -335,3 +335,16 @@ def test_compressed_spikes_out_of_network_mode_is_said_to_change_nothing(nest, d
     lines = []
     nestplast.run_search(tiny_experiment(), tmp_path / "plain", progress=lines.append)
     assert "search.compressed_spikes" not in lines[0]
+
+
+def test_the_parts_the_docstring_names_are_attributes_of_the_package():
+    """nestplast.prune raised "module 'nestplast' has no attribute 'prune'" until imported by name,
+    though the package's docstring lists it among its parts (a fresh interpreter: none imported yet)."""
+    import subprocess
+    import sys
+
+    code = ("import nestplast, sys; assert 'nestplast.prune' not in sys.modules; "
+            "print(nestplast.prune.prune.__module__, nestplast.rate_network.RateModel.__name__); "
+            "print(hasattr(nestplast, 'no_such_part'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.split() == ["nestplast.prune", "RateModel", "False"], out.stderr
