@@ -9,7 +9,7 @@ its own module (the module cache keys on the templates). The two alternate, one 
 evaluation's time by 30 % over minutes, hits both alike. Printed: each pair's CPU seconds and
 their ratio, the median ratio, and whether every metric of every pair agreed to the last digit.
 
-    .venv/bin/python benchmarks/revisions.py BASE [--against WORKTREE_OR_REV] [--size large] [--pairs 6]
+    .venv/bin/python benchmarks/revisions.py BASE [--against REV] [--size large] [--pairs 6]
 
 BASE and ``--against`` are git revisions (``--against`` defaults to the working tree).
 """

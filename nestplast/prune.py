@@ -84,11 +84,14 @@ def noise_scores(W: ArrayLike, covariance: ArrayLike) -> np.ndarray:
     return scores
 
 
-def _check_covariance(covariance: ArrayLike, W: np.ndarray) -> None:
-    """Refuse a covariance of another shape than ``W``, with NaN or infinite entries, or with a
-    negative variance (not a covariance: the noise rule's refusal blamed too little activity)."""
+def _check_covariance(covariance: ArrayLike, W: np.ndarray, *, read: bool = True) -> None:
+    """Refuse a covariance of another shape than ``W``; and with ``read`` (a rule that reads it),
+    one with NaN or infinite entries, or with a negative variance (not a covariance: the noise
+    rule's refusal blamed too little activity)."""
     if np.shape(covariance) != W.shape:
         raise InvalidPruningArgument(f"covariance shape {np.shape(covariance)} does not match the weights {W.shape}")
+    if not read:
+        return
     covariance = np.asarray(covariance, dtype=float)
     if not np.isfinite(covariance).all():
         raise InvalidPruningArgument("covariance holds NaN or infinite entries (activity with NaN rates?)")
@@ -158,10 +161,8 @@ def prune(W: ArrayLike, keep: float = 0.2, rule: str = "noise", *, covariance: A
     W = check_weights(W, model.leak)
     if rule == "noise" and covariance is None:
         covariance = lyapunov_covariance(W, model)
-    if covariance is not None and np.shape(covariance) != W.shape:
-        raise InvalidPruningArgument(f"covariance shape {np.shape(covariance)} does not match the weights {W.shape}")
-    if rule == "noise":  # the rule that reads it
-        _check_covariance(covariance, W)
+    if covariance is not None:
+        _check_covariance(covariance, W, read=rule == "noise")  # the only rule that reads it
 
     symmetric = is_symmetric(W)  # up to rounding; the pruned matrix is then exactly symmetric
     rows, cols = _synapses(W, symmetric)

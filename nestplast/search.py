@@ -157,13 +157,12 @@ def summary_lines(exp: Experiment, outcome: Outcome, out: Path) -> str:
     lines = [f"done ({describe_stop(outcome.stop)}): {outcome.generations} generations, "
              f"{outcome.evaluations} evaluations, {outcome.blowups} blow-ups, {outcome.failed} failed; "
              + (f"best loss {outcome.best_loss:.4f}" if best else "no candidate with all its trials ok")]
+    with RunStore.open(out, read_only=True) as store:
+        if note := silent_note(store.evaluations(status="ok")):  # none where every evaluation failed
+            lines.append(note)
     if all_failed(outcome):
         lines.append(f"every evaluation failed, so no rule was found; {commonest_failure(out)}")
-        return "\n".join(lines + [f"report: python -m nestplast.report {shlex.quote(str(out))}"])
-    with RunStore.open(out, read_only=True) as store:
-        if note := silent_note(store.evaluations(status="ok")):
-            lines.append(note)
-    if best:
+    elif best:
         params = exp.layout().as_dict(outcome.best_theta)
         lines.append("best parameters: " + ", ".join(f"{k} = {v:.4g}" for k, v in params.items()))
         if note := inert_note(exp, nest_settings(exp, outcome.best_theta)):
