@@ -131,15 +131,19 @@ def check_weights(W: ArrayLike, leak: float = 1.0, *, stable: bool = True) -> np
         i, j = np.argwhere(bad)[0]
         raise InvalidWeightMatrix(
             "not finite", f"weight matrix holds {bad.sum()} NaN or infinite entries (first at [{i}, {j}] = {W[i, j]})")
-    if not stable:
-        return W
-    abscissa = spectral_abscissa(W - leak * np.eye(len(W)))
+    if stable:
+        _refuse_unstable(spectral_abscissa(W - leak * np.eye(len(W))), leak)
+    return W
+
+
+def _refuse_unstable(abscissa: float, leak: float) -> None:
+    """Raise :class:`InvalidWeightMatrix` where ``abscissa``, the largest real part of the
+    eigenvalues of W - leak I, is not below :data:`STABLE_BELOW`."""
     if abscissa >= STABLE_BELOW:
         raise InvalidWeightMatrix(
             "unstable", f"weight matrix is unstable: W - leak*I (leak = {leak}) has an eigenvalue with real part "
             f"{abscissa:.4g}{' >= 0' if abscissa >= 0 else ', zero up to rounding'}, so the noise-driven activity "
             "has no stationary covariance")
-    return W
 
 
 # Steps per time constant of the fastest mode below which NEST's step is warned of as too coarse:
@@ -163,14 +167,16 @@ def _step_roots(eigenvalues: np.ndarray, model: RateModel) -> np.ndarray:
     return np.array([np.max(np.abs(np.roots([1.0, -p1, *[0.0] * (k - 2), -p2 * mu]))) for mu in eigenvalues])
 
 
-def check_nest_step(W: np.ndarray, model: RateModel = RateModel()) -> str | None:
+def check_nest_step(W: np.ndarray, model: RateModel = RateModel(), *,
+                    eigenvalues: np.ndarray | None = None) -> str | None:
     """Refuse (:class:`InvalidWeightMatrix`) a ``W`` whose continuous dynamics are stable but whose
     fastest modes NEST's step and delay cannot integrate: they grow in NEST (a diagonal of -120 with
     tau = 10 ms, h = delay = 0.1 ms reached rates of 1e236, reported as an error of 3.8e10 with
     every eigenvalue below 0). Return a warning where the fastest mode spans fewer than
     :data:`STEPS_PER_FASTEST_MODE` steps (NEST's covariance then differs from the analytic one),
-    else None."""
-    eigenvalues = np.linalg.eigvals(W)  # once: a 2000-node network's take seconds
+    else None. ``eigenvalues``: W's, where the caller has them (a 2000-node network's take seconds)."""
+    if eigenvalues is None:
+        eigenvalues = np.linalg.eigvals(W)
     if float(np.max(eigenvalues.real)) - model.leak >= STABLE_BELOW:
         return None  # unstable anyway: check_weights says so, or a caller simulates it from rest on purpose
     if (largest := float(np.max(_step_roots(eigenvalues, model)))) >= 1.0:
@@ -360,13 +366,16 @@ def simulate(W: ArrayLike, duration: float, model: RateModel = RateModel(), *, s
     a long simulation promptly.
     """
     nest = import_nest()
-    # An unstable network can be simulated from rest (warmup given), one with NaN weights not at all.
-    W = check_weights(W, model.leak, stable=warmup is None)
-    if note := check_nest_step(W, model):
+    W = check_weights(W, model.leak, stable=False)
+    eigenvalues = np.linalg.eigvals(W)  # once, for the three checks below: 2000 nodes take seconds
+    abscissa = float(eigenvalues.real.max()) - model.leak
+    if warmup is None:  # an unstable network can be simulated from rest (warmup given)
+        _refuse_unstable(abscissa, model.leak)
+    if note := check_nest_step(W, model, eigenvalues=eigenvalues):
         warnings.warn(note, RuntimeWarning, stacklevel=2)
     n = len(W)
-    if warmup is None:
-        warmup = settling_time(W, model)
+    if warmup is None:  # settling_time(W, model)
+        warmup = 5.0 * model.tau / -abscissa
     # Align the recording to the sampling grid so every neuron has the same samples.
     warmup = np.ceil(warmup / interval) * interval
     reset_kernel()

@@ -366,7 +366,7 @@ def test_nest_s_step_is_checked_against_what_nest_does(monkeypatch):
     below, beyond = triad(-99.0), triad(-101.0)
     assert rate_network.nest_step_roots(below).max() < 1.0 < rate_network.nest_step_roots(beyond).max()
     with monkeypatch.context() as unchecked:
-        unchecked.setattr(rate_network, "check_nest_step", lambda W, model: None)
+        unchecked.setattr(rate_network, "check_nest_step", lambda W, model, **_: None)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             assert np.max(np.abs(rate_network.simulate(below, 200.0, warmup=0.0, seed=1).rates[-20:])) < 10.0
@@ -378,3 +378,18 @@ def test_nest_s_step_is_checked_against_what_nest_does(monkeypatch):
         rate_network.simulate(triad(-60.0), 10.0, warmup=0.0)
     assert rate_network.check_nest_step(triad(-5.0)) is None  # 14 steps: no word
 
+
+
+def test_simulate_decomposes_w_once(monkeypatch):
+    """simulate() checks stability, NEST's step and the warm-up from W's eigenvalues: it took them
+    three times (about 2 s each at 2000 nodes). The warm-up is still settling_time's."""
+    calls = []
+    for name in ("eigvals", "eigvalsh"):
+        original = getattr(np.linalg, name)
+        monkeypatch.setattr(np.linalg, name, lambda M, _f=original, _n=name: calls.append(_n) or _f(M))
+    W = np.array([[0.0, 0.3], [0.3, 0.0]])  # eigenvalues +-0.3: the slowest mode decays at 0.7 / tau
+    activity = rate_network.simulate(W, 3.0, seed=2)
+    assert calls == ["eigvals"]
+    monkeypatch.undo()
+    # the first sample one interval (1 ms) after the warm-up
+    assert activity.times[0] - 1.0 == np.ceil(settling_time(W)) == np.ceil(5 * 10.0 / 0.7)
