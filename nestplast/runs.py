@@ -412,9 +412,15 @@ def as_experiment(exp: Experiment | str | os.PathLike) -> Experiment:
     return exp
 
 
-def all_failed(outcome: Outcome) -> bool:
-    """Whether no evaluation of the run gave a result (each raised, timed out or gave NaN)."""
-    return outcome.evaluations > 0 and outcome.failed == outcome.evaluations
+def all_failed(evaluations: int, failed: int) -> bool:
+    """Whether no evaluation of a run gave a result (each raised, timed out or gave NaN), from its
+    counts (an :class:`~nestplast.engine.Outcome`'s, or its store's ``counts()``)."""
+    return evaluations > 0 and failed == evaluations
+
+
+def no_rule_passed(out: Path) -> str:
+    """What a filter run in ``out`` whose every simulation failed says: its report only "0 accepted rules"."""
+    return f"every simulation failed, so no rule passed; {commonest_failure(out)}"
 
 
 def commonest_failure(out: Path) -> str:
@@ -425,4 +431,4 @@ def commonest_failure(out: Path) -> str:
 
 
 __all__ = ["as_experiment", "build_module", "search_space", "open_run", "check_resumable", "run_loop",
-           "software_versions", "all_failed", "commonest_failure"]
+           "software_versions", "all_failed", "no_rule_passed", "commonest_failure"]

@@ -160,7 +160,7 @@ def summary_lines(exp: Experiment, outcome: Outcome, out: Path) -> str:
     with RunStore.open(out, read_only=True) as store:
         if note := silent_note(store.evaluations(status="ok")):  # none where every evaluation failed
             lines.append(note)
-    if all_failed(outcome):
+    if all_failed(outcome.evaluations, outcome.failed):
         lines.append(f"every evaluation failed, so no rule was found; {commonest_failure(out)}")
     elif best:
         params = exp.layout().as_dict(outcome.best_theta)

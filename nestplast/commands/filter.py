@@ -167,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def run(argv) -> int:
         from ..families import recheck, run_filter
-        from ..runs import all_failed, commonest_failure
+        from ..runs import all_failed, no_rule_passed
 
         args = parser().parse_args(argv)
         if args.apply is not None and args.recheck is not None:
@@ -246,8 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if before is not None and _simulations(out) != before and (made := _made_from_the_family(out)):
                 print(f"note: {', '.join(made)} in {out} came from the family before this resume: make them again "
                       "(--recheck N, --apply FILE) for the family as it is now", flush=True)
-            if all_failed(result):  # no family: a batch system (afterok) must see it
-                print(f"every simulation failed, so no rule passed; {commonest_failure(out)}", flush=True)
+            if all_failed(result.evaluations, result.failed):  # no family: a batch system (afterok) must see it
+                print(no_rule_passed(out), flush=True)
                 return 1
         return 0
 

@@ -86,13 +86,12 @@ def _report(argv: Sequence[str] | None) -> int:
         if not writable:
             print(f"note: {args.run_dir} is read-only; no tables or plots (give --plots-to DIR)", file=sys.stderr)
         report(args.run_dir, args.plots_to, plots=not args.no_plots, as_json=args.json, files=writable)
-        from ..runs import commonest_failure
+        from ..runs import all_failed, no_rule_passed
 
         with RunStore.open(args.run_dir, read_only=True) as store:
             counts = store.counts()
-        if counts["evaluations"] and counts["failed"] == counts["evaluations"] and not args.json:
-            # the filter command said why, its report only "0 accepted rules"
-            print(f"every simulation failed, so no rule passed; {commonest_failure(args.run_dir)}")
+        if all_failed(counts["evaluations"], counts["failed"]) and not args.json:
+            print(no_rule_passed(args.run_dir))
         return 0
     if args.plots_to is not None:  # another run's folder: its own plots would be overwritten
         from .filter import check_not_a_run

@@ -113,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.quiet and outcome is not None:  # the result, not progress: a batch job's log keeps it
             print(summary_lines(exp, outcome, out), flush=True)
         # a run in which nothing could be evaluated is no result: a batch system (afterok) must see it
-        return 1 if outcome is not None and all_failed(outcome) else 0
+        return 1 if outcome is not None and all_failed(outcome.evaluations, outcome.failed) else 0
 
     def interrupted() -> str:
         return resume_hint(out_dir[0], as_launched("python -m nestplast.search", comm)) if out_dir else "nothing was started"
