@@ -69,10 +69,13 @@ def poisson_deviance(observed: np.ndarray, expected: np.ndarray, floor: float = 
 def r_squared(observed: np.ndarray, predicted: np.ndarray) -> float:
     """1 - SS_res / SS_tot, SS_tot about each row's mean (a neuron's counts, a synapse's weights)."""
     observed, predicted = np.asarray(observed, dtype=float), np.asarray(predicted, dtype=float)
-    if observed.size == 0:
+    seen = ~np.isnan(observed)  # a weight sample not taken is NaN: left out
+    if not seen.any():
         return math.nan
-    total = float(np.sum((observed - observed.mean(axis=-1, keepdims=True)) ** 2))
-    return 1.0 - float(np.sum((predicted - observed) ** 2)) / total if total > 0 else math.nan
+    kept = np.where(seen, observed, 0.0)
+    mean = kept.sum(axis=-1, keepdims=True) / np.maximum(seen.sum(axis=-1, keepdims=True), 1)
+    total = float(np.sum(np.where(seen, kept - mean, 0.0) ** 2))
+    return 1.0 - float(np.sum(np.where(seen, predicted - observed, 0.0) ** 2)) / total if total > 0 else math.nan
 
 
 def _relative(error: float, zero: float) -> float:
@@ -120,7 +123,8 @@ class ClosedLoopFit:
             start[recording.weight_synapses] = np.abs(recording.weights[:, 0])
         if np.isnan(start).any():
             if w_unrecorded is None:
-                raise RecordingError("weights: some synapses have no recorded start weight; give their start weight "
+                raise RecordingError("weights: some synapses have no recorded start weight (not recorded, or NaN at "
+                                     "time 0); give their start weight "
                                      "(--w-unrecorded, or w_unrecorded=)")
             start[np.isnan(start)] = w_unrecorded
         self.w_start = recording.syn_sign * start
@@ -171,7 +175,8 @@ class ClosedLoopFit:
         out = np.zeros((self.n_segments, 2))
         np.add.at(out[:, 0], self.bin_segment, per_bin)
         if self.recording.has_weights:
-            per_sample = ((np.mean(weights, axis=0) - self.recording.weights) ** 2).sum(axis=0)
+            recorded = self.recording.weights
+            per_sample = np.where(np.isnan(recorded), 0.0, (np.mean(weights, axis=0) - recorded) ** 2).sum(axis=0)
             np.add.at(out[:, 1], self.sample_segment, per_sample)
         return out
 

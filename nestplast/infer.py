@@ -37,7 +37,7 @@ from .errors import UserError
 from .kernel import lent_kernel
 from .objectives import l1_penalty
 from .parallel import Transport, check_comm_given, together
-from .recording import Recording, RecordingError, check_time_unit, data_warnings
+from .recording import Recording, RecordingError, check_time_unit, data_warnings, varies
 from .rules import Rule, get_rule, is_time_constant
 from .store import DB_NAME, RunStore, StoreError, as_stored, check_same_kind, check_same_parameters, note_what_is_kept
 from .strategies import Budget, SearchSpace, make_strategy
@@ -63,7 +63,8 @@ def more_segments_advice(units: str) -> str:
 
 @dataclass(frozen=True)
 class RuleChoice:
-    """Which rule to fit: a built-in name (``taylor`` with a ``mask``, ``doublet``)."""
+    """Which rule to fit: a built-in name (``taylor`` with a ``mask``, ``doublet``). A mask given
+    as a list of terms is kept as their text, ``"post:100,post:011"``."""
 
     name: str = "taylor"
     mask: str | None = None
@@ -73,8 +74,11 @@ class RuleChoice:
         # (an int mask with "'int' object is not iterable")
         if not isinstance(self.name, str):
             raise TypeError(f"RuleChoice: name: expected a rule's name such as 'taylor', got {self.name!r}")
+        if isinstance(self.mask, (list, tuple)) and all(isinstance(term, str) for term in self.mask):
+            object.__setattr__(self, "mask", ",".join(self.mask))  # as get_rule takes it; one form to compare on resume
         if self.mask is not None and not isinstance(self.mask, str):
-            raise TypeError(f"RuleChoice: mask: expected terms such as 'post:100,post:011', got {self.mask!r}")
+            raise TypeError(f"RuleChoice: mask: expected terms such as 'post:100,post:011' (or a list of them), "
+                            f"got {self.mask!r}")
         self.rule()  # an unknown rule, or a bad mask, named here
 
     def rule(self) -> Rule:
@@ -164,7 +168,7 @@ def check_weight_range(recording: Recording, params: Mapping[str, float]) -> Non
     into that range at its first update, so a fit to weights beyond it (``Wmax`` left at the
     rule's default below the data's weights, or weights in other units) could only come out wrong."""
     w_low, w_high = abs(params.get("Wmin", 0.0)), abs(params.get("Wmax", math.inf))
-    magnitudes = np.abs(recording.weights)
+    magnitudes = np.abs(recording.weights[~np.isnan(recording.weights)])  # NaN: a sample not taken
     if magnitudes.max() > w_high or magnitudes.min() < w_low:
         # the advice names the bound the weights cross (Wmin=50 on weights from 20 was told to set Wmax)
         suggested = {**({"Wmax": _roomy(magnitudes.max())} if magnitudes.max() > w_high else {}),
@@ -212,7 +216,7 @@ class ClampedFit:
         check_weight_range(recording, rule.synapse_params(np.zeros(len(rule.names)), **fixed))
         # no change to explain: every coefficient fits as well as any other (the loss unnormalised,
         # the polish ran to its evaluation limit for minutes before saying so)
-        if recording.weight_times.size >= 2 and np.all(recording.weights == recording.weights[:, :1]):
+        if recording.weight_times.size >= 2 and not varies(recording.weights).any():
             raise RecordingError(f"weights: all {len(recording.weight_synapses)} recorded weights keep their first "
                                  f"value over the {recording.weight_times.size} sample times: no weight change for a "
                                  "rule to explain (record where the weights learn, or fit the spikes: --mode closed)")
@@ -229,16 +233,27 @@ class ClampedFit:
         return self._models[segment.index]
 
     def predict(self, theta: Sequence[float], segment: Segment) -> np.ndarray:
-        """Predicted weights at the segment's sample times (the first is the recorded start)."""
+        """Predicted weights at the segment's sample times (the first is the recorded start); NaN
+        for a synapse not sampled at the segment's start."""
         start = self.recording.weights[:, segment.first]
-        return self._model(segment).weights(self.rule, self.params(theta), start)
+        unknown = np.isnan(start)
+        # any weight the rule accepts runs the unknown ones, whose predictions are then dropped
+        start = np.where(unknown, np.nan_to_num(self.recording.first_weights()), start)
+        predicted = self._model(segment).weights(self.rule, self.params(theta), start)
+        predicted[unknown] = np.nan
+        return predicted
 
     def errors(self, theta: Sequence[float], segment: Segment) -> tuple[float, float, float]:
-        """(squared error of the fit, of the all-zero rule, total sum of squares) on the segment."""
+        """(squared error of the fit, of the all-zero rule, total sum of squares) on the segment,
+        over the samples taken of synapses sampled at its start."""
         observed = self.recording.weights[:, segment.first:segment.last + 1]
-        residual = self.predict(theta, segment)[:, 1:] - observed[:, 1:]
-        zero = observed[:, :1] - observed[:, 1:]
-        centred = observed[:, 1:] - observed[:, 1:].mean(axis=1, keepdims=True)
+        seen = ~np.isnan(observed[:, 1:]) & ~np.isnan(observed[:, :1])
+        # a NaN prediction where the data have a sample is the rule's (it overflowed): it stays
+        residual = np.where(seen, self.predict(theta, segment)[:, 1:] - observed[:, 1:], 0.0)
+        zero = np.where(seen, observed[:, :1] - observed[:, 1:], 0.0)
+        later = np.where(seen, observed[:, 1:], 0.0)
+        mean = later.sum(axis=1, keepdims=True) / np.maximum(seen.sum(axis=1, keepdims=True), 1)
+        centred = np.where(seen, later - mean, 0.0)
         return float(np.sum(residual**2)), float(np.sum(zero**2)), float(np.sum(centred**2))
 
     # ---- the engine's Problem

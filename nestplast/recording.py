@@ -17,7 +17,8 @@ field               shape    dtype   unit needed   meaning
 ``weight_synapses`` (k,)     int     --   optional synapses whose weight was sampled (indices into syn_*, distinct)
 ``weight_times``    (m,)     float   ms   optional sampling times, strictly increasing
 ``weights``         (k, m)   float   --   optional ``weights[i, j]``: weight of synapse ``weight_synapses[i]`` at
-                                               ``weight_times[j]``, signed as in NEST (inhibitory <= 0)
+                                               ``weight_times[j]``, signed as in NEST (inhibitory <= 0);
+                                               NaN where that synapse was not sampled at that time
 ``n_pre``           ()       int     --   optional number of inputs (default: largest pre id + 1)
 ``n_post``          ()       int     --   optional number of neurons (default: largest post id + 1)
 ``description``     ()       str     --   optional free text (where the data come from)
@@ -27,9 +28,10 @@ The three weight fields come together or not at all. Ids are numbered from 0 (ma
 ids onto them). Spike times are sorted over the whole array; NEST's ``spike_recorder`` does not
 quite give them so (it collects events in batches of one min_delay), so sort them, as below.
 Integer fields may be stored as floats if their values are whole numbers. Any other key is
-refused (a misspelt ``wieghts`` must not be silently ignored), and so is a NaN or inf anywhere;
-:func:`load` checks everything before returning, and its errors name the file, the field and
-what is wrong.
+refused (a misspelt ``wieghts`` must not be silently ignored), and so is a NaN or inf anywhere
+but a NaN in ``weights``, a sample missing: a fit leaves it out (and, in the clamped mode, the
+synapse from a segment that starts at it). :func:`load` checks everything before returning, and
+its errors name the file, the field and what is wrong.
 
 From a NEST simulation, weights sampled every 100 ms (``inputs``: parrot_neurons relaying Poisson
 spikes, ``neurons``: the postsynaptic neurons, each population recorded by a spike_recorder)::
@@ -139,6 +141,14 @@ class Recording:
     def has_weights(self) -> bool:
         """Whether any weight was sampled (at least one synapse at one time)."""
         return self.weights.size > 0
+
+    def first_weights(self) -> np.ndarray:
+        """Each recorded synapse's first sampled weight (NaN for one never sampled)."""
+        if not self.weights.size:
+            return np.zeros(len(self.weights))
+        sampled = ~np.isnan(self.weights)
+        first = self.weights[np.arange(len(self.weights)), np.argmax(sampled, axis=1)]
+        return np.where(sampled.any(axis=1), first, np.nan)
 
     # ---- spike trains ----
 
@@ -382,7 +392,7 @@ def spikes_end_early_warnings(recording: Recording) -> list[str]:
     if times[-1] - last <= SILENT_INTERVALS * last / pre.size:
         return []
     silent = times > last + DELAY_MARGIN_MS
-    if silent.sum() < 2 or not np.any(np.diff(recording.weights[:, silent], axis=1)):
+    if silent.sum() < 2 or not np.any(varies(recording.weights[:, silent])):
         return []
     return [f"no presynaptic spike after {last:g} ms, yet the weights, sampled until {times[-1]:g} ms, still change "
             "after it (NEST changes a weight only when a presynaptic spike arrives): were the spikes recorded for "
@@ -530,7 +540,7 @@ def validate(values: Mapping[str, Any], source: str | None = None) -> dict[str, 
         fail("weight_synapses", f"synapse {s} appears more than once (at indices {np.flatnonzero(rows == s).tolist()})")
     weights = out["weights"]
     row_signs = signs[rows][:, None]
-    wrong = (weights != 0) & (np.sign(weights) != row_signs)
+    wrong = (weights != 0) & (np.sign(weights) != row_signs) & ~np.isnan(weights)
     if wrong.any():
         i, j = np.argwhere(wrong)[0]
         kind = "excitatory (syn_sign +1)" if row_signs[i, 0] > 0 else "inhibitory (syn_sign -1)"
@@ -557,13 +567,15 @@ def _array(value: Any, name: str, fail: _Fail, ndim: int, integer: bool) -> np.n
                   if name in ("pre_times", "post_times") and array.ndim == 2 else "")
         fail(name, f"must be {ndim}-D, got shape {array.shape}{trains}")
     if array.dtype.kind == "f":
-        bad = ~np.isfinite(array)
+        missing = name == "weights"  # a NaN weight is a sample not taken
+        bad = np.isinf(array) if missing else ~np.isfinite(array)
         if bad.any():
             where = [int(i) for i in np.argwhere(bad)[0]]
-            gap = (" (a sample missing: leave out its sample time, weights[:, keep] and weight_times[keep], or "
-                   "the synapse, weights[keep] and weight_synapses[keep])" if name == "weights" else "")
-            fail(name, f"{int(bad.sum())} NaN or inf value(s), the first at index "
-                       f"{where[0] if array.ndim == 1 else tuple(where)}{gap}")
+            fail(name, f"{int(bad.sum())} {'inf' if missing else 'NaN or inf'} value(s), the first at index "
+                       f"{where[0] if array.ndim == 1 else tuple(where)}"
+                       f"{' (NaN marks a sample not taken)' if missing else ''}")
+        if missing and array.size and np.isnan(array).all():
+            fail(name, "every sample is NaN (not taken): no weight was recorded; leave out the three weight fields")
     if integer and array.dtype.kind == "f":
         # whole-number floats are fine (e.g. ids that went through a float array); beyond 2**53 they are not exact
         fractional = (array != np.round(array)) | (np.abs(array) > 2.0**53)
@@ -585,6 +597,12 @@ def _scalar(value: Any, name: str, fail: _Fail, integer: bool) -> int | float:
             fail(name, f"must be an integer, got {number}")
         return int(number)
     return float(number)
+
+
+def varies(weights: np.ndarray) -> np.ndarray:
+    """Per row of ``weights``, whether its samples (NaN: missing, left out) take more than one value."""
+    # fmax and fmin pass over NaN without nanmax's warning for a row with no sample
+    return np.fmax.reduce(weights, axis=1, initial=-np.inf) > np.fmin.reduce(weights, axis=1, initial=np.inf)
 
 
 def _first(bad: np.ndarray) -> int | None:

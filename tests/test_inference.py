@@ -1281,3 +1281,61 @@ def test_a_closed_loop_background_may_be_a_rate_and_weight_pair(tmp_path):
     with pytest.raises(TypeError, match=r"background: expected closed_loop.Background\(rate, weight\) or a \(rate, "
                                         r"weight\) pair, got 'fast'"):
         infer.fit(rec, choice, fixed, mode="closed", background="fast", out=tmp_path / "refused")
+
+
+def test_a_weight_sample_not_taken_is_left_out_of_the_fit(tmp_path):
+    """A NaN weight (a sample not taken) refused the whole file. It now drops that sample, and a
+    synapse from a segment whose start it is: the errors are those of the data without them."""
+    import dataclasses
+
+    from nestplast import infer
+
+    data = synthetic("post:100,post:011", OJA, OJA_FIXED)
+    gappy = data.weights.copy()
+    gappy[:, 7] = np.nan  # a sample time at which nothing was sampled
+    gappy[3, 0] = np.nan  # synapse 3 not sampled at the start
+    gappy[5, 20] = np.nan
+    rule = get_rule("taylor", mask="post:100,post:011")
+    whole = [infer.Segment(0, 0, data.weight_times.size - 1)]
+    with_gaps = infer.ClampedFit(dataclasses.replace(data, weights=gappy), rule, OJA_FIXED, delay=DELAY,
+                                 fit_segments=whole)
+    # the second way: the sample time and synapse 3 left out of the data; synapse 5's sample cannot be, so it is
+    # subtracted from each sum
+    kept = np.delete(np.arange(data.weight_times.size), 7)
+    rows = np.delete(np.arange(data.n_synapses), 3)
+    without = dataclasses.replace(data, weight_times=data.weight_times[kept], weights=data.weights[rows][:, kept],
+                                  weight_synapses=data.weight_synapses[rows])
+    reference = infer.ClampedFit(without, rule, OJA_FIXED, delay=DELAY,
+                                 fit_segments=[infer.Segment(0, 0, kept.size - 1)])
+    theta = [0.8, -0.7]
+    predicted = reference.predict(theta, reference.fit_segments[0])[4, 19]  # synapse 5, sample time 20
+    observed = without.weights[4, 19]
+    mean = without.weights[4, 1:].mean()
+    others = without.weights[4, 1:][np.arange(kept.size - 1) != 18]
+    sse, sse_zero, sst = reference.errors(theta, reference.fit_segments[0])
+    expected = (sse - (predicted - observed) ** 2, sse_zero - (without.weights[4, 0] - observed) ** 2,
+                sst - np.sum((without.weights[4, 1:] - mean) ** 2) + np.sum((others - others.mean()) ** 2))
+    assert with_gaps.errors(theta, whole[0]) == pytest.approx(expected, rel=1e-12)
+    assert np.isnan(with_gaps.predict(theta, whole[0])[3]).all()  # no start, no prediction (a plot draws none)
+    # a fit recovers the rule from data with 30 % of the samples not taken
+    rng = np.random.default_rng(4)
+    sparse = data.weights.copy()
+    sparse[rng.random(sparse.shape) < 0.3] = np.nan
+    fit = _quick_fit(dataclasses.replace(data, weights=sparse), tmp_path)
+    for name, true in OJA.items():
+        assert fit.coefficients[name] == pytest.approx(true, abs=0.01)
+    assert fit.r2_held_out > 0.999
+
+
+def test_r_squared_leaves_out_weight_samples_not_taken():
+    from nestplast.closed_loop import r_squared
+
+    observed = np.array([[1.0, np.nan, 3.0, 4.0], [2.0, 2.5, np.nan, 1.0]])
+    predicted = np.array([[1.5, 9.0, 2.5, 4.0], [2.0, 2.0, 7.0, 1.5]])
+    seen = ~np.isnan(observed)
+    total = sum(np.sum((o[s] - o[s].mean()) ** 2) for o, s in zip(observed, seen))
+    assert r_squared(observed, predicted) == pytest.approx(1.0 - np.sum((predicted - observed)[seen] ** 2) / total)
+    assert r_squared(observed, np.where(seen, predicted, 1e9)) == r_squared(observed, predicted)
+    overflowed = predicted.copy()
+    overflowed[0, 0] = np.nan
+    assert math.isnan(r_squared(observed, overflowed))  # the model's NaN where a sample was taken stays

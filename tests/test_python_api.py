@@ -258,8 +258,11 @@ def test_fit_rule_refuses_a_notebooks_first_tries_and_says_what_to_pass(tmp_path
 
     with pytest.raises(UnknownRuleError, match="unknown rule 'tayler'; available rules: doublet"):
         nestplast.RuleChoice("tayler")
-    with pytest.raises(TypeError, match=r"RuleChoice: mask: expected terms such as 'post:100,post:011', got 100"):
+    with pytest.raises(TypeError, match=r"RuleChoice: mask: expected terms such as 'post:100,post:011' \(or a list "
+                                        r"of them\), got 100"):
         nestplast.RuleChoice("taylor", 100)
+    # get_rule takes a list of terms: RuleChoice refused one as not a string
+    assert nestplast.RuleChoice("taylor", ["post:100", "post:011"]) == nestplast.RuleChoice("taylor", "post:100,post:011")
     # a recording's path: read as nestplast.load_recording(path) would (the search itself not run here)
     save(rec, tmp_path / "data.npz")
     seen = []

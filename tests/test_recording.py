@@ -152,7 +152,8 @@ MALFORMED = [
     ("weight synapse twice", _set(weight_synapses=np.array([0, 2, 0])), "weight_synapses", "more than once"),
     ("NaN time", _poke("pre_times", 3, np.nan), "pre_times", "NaN or inf"),
     ("inf weight", _set(weights=np.array([[1.0, np.inf, 1.0], [-2.0, -2.5, 0.0], [-1.0, -1.0, -0.5]])),
-     "weights", "NaN or inf"),
+     "weights", "1 inf value(s), the first at index (0, 1) (NaN marks a sample not taken)"),
+    ("no weight sampled", _set(weights=np.full((3, 3), np.nan)), "weights", "every sample is NaN (not taken)"),
     ("NaN duration", _set(duration=np.nan), "duration", "finite"),
     ("fractional id", _poke("post_ids", 1, 0.5), "post_ids", "integers"),
     ("fractional n_pre", _set(n_pre=3.5), "n_pre", "integer"),
@@ -446,3 +447,17 @@ def test_spike_trains_too_fast_for_ms_while_firing_are_warned_of():
     warned = [w for w in data_warnings(recording(1.0)) if "are the times in seconds?" in w]
     assert warned and warned[0].startswith(f"the neurons' typical interval between spikes is {typical:.3g} ms"), warned
     assert data_warnings(recording(1000.0)) == []  # the same recording in ms
+
+
+def test_a_weight_sample_not_taken_is_nan(tmp_path):
+    """A lab's trace with a missing sample was refused whole ("NaN or inf"): NaN now marks a sample
+    not taken, of either sign, with the others checked as before."""
+    fields = valid_fields()
+    fields["weights"] = np.array([[np.nan, 1.1, 1.2], [-2.0, np.nan, 0.0], [-1.0, -1.0, np.nan]])
+    np.savez(tmp_path / "gaps.npz", **fields)
+    rec = load(tmp_path / "gaps.npz")
+    assert np.array_equal(rec.weights, fields["weights"], equal_nan=True)
+    assert rec.first_weights().tolist() == [1.1, -2.0, -1.0]
+    fields["weights"][0, 1] = -1.1  # a sign still checked beside a NaN
+    with pytest.raises(RecordingError, match=r"synapse 0 \(row 0\) is excitatory \(syn_sign \+1\) but has weight -1.1"):
+        Recording(**fields)

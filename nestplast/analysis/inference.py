@@ -30,7 +30,7 @@ def write_plots(out: str | Path, fit, problem, segments_, true: dict[str, float]
         ax.set_xlabel("time (s)")
         ax.set_ylabel("weight")
         ax.set_title("recorded (dots) and fitted (lines) weights, each segment from its recorded start")
-    w = float(np.median(np.abs(recording.weights[:, 0])))
+    w = float(np.nanmedian(np.abs(recording.first_weights())))
     return written + [plot_coefficients(out / "coefficients.png", fit, true),
                       plot_stdp_window(out / "stdp_window.png", fit, problem.rule, w, true)]
 
