@@ -34,7 +34,7 @@ from .errors import UserError
 from .experiment import Experiment, ExperimentError
 from .kernel import import_nest, install, reset_kernel
 from .networks import Network, Trial, build_network, check_neuron_params, check_synapse_params, nest_settings, synapse_models
-from .objectives import FAILURE_LOSS, RATE_BIN_MS, Objective, RateBand
+from .objectives import FAILURE_LOSS, Objective, RateBand, rate_bin_ms
 from .tasks import Evaluation, Task
 
 
@@ -225,7 +225,8 @@ class Evaluator:
 
     def measure(self, net: Network, w_start: dict[str, np.ndarray]) -> dict:
         """The metrics of the scoring window (:func:`nestplast.metrics.network_metrics`) and the
-        scored population's rate in 100 ms bins."""
+        scored population's rate in bins of 100 ms, or longer for a small population
+        (:func:`~nestplast.objectives.rate_bin_ms`)."""
         o = self.exp.objective
         t0, t1 = 1000.0 * o.t_train, 1000.0 * (o.t_train + o.t_score)
         senders, times = zip(*(self.events(r) for r in net.recorders.values()))
@@ -234,7 +235,8 @@ class Evaluator:
         metrics = M.network_metrics(senders, times, ids, t0, t1, scored=o.population, w_start=w_start,
                                     w_end=self.weights(net), w_max={ct: abs(w) for ct, w in net.w_max.items()})
         scored = np.isin(senders, ids[o.population])
-        metrics["rate_trace"] = M.population_rate(times[scored], len(ids[o.population]), t0, t1, bin_ms=RATE_BIN_MS).tolist()
+        n = len(ids[o.population])
+        metrics["rate_trace"] = M.population_rate(times[scored], n, t0, t1, rate_bin_ms(n, o.target_rate, t1 - t0)).tolist()
         return metrics
 
     # ------------------------------------------------------------------ one evaluation

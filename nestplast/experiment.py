@@ -39,7 +39,7 @@ from typing import Any, get_args, get_origin, get_type_hints
 
 from .errors import UnknownNameError, UserError
 from .neurons import DRIVE_PARAMS, NEURONS, get_neuron
-from .objectives import FSBI_CONSTRAINTS, RATE_BIN_MS
+from .objectives import FSBI_CONSTRAINTS, RATE_BIN_MS, SPIKES_PER_BIN, noise_shift
 from .rules import REWARD_INPUT, RULES, Rule, RuleLayout, get_rule, is_time_constant
 from .store import DB_NAME, RunStore
 from .values import is_number, is_whole, plain
@@ -661,6 +661,25 @@ def unused_network_keys(exp: Experiment) -> str:
         return ""
     return (f"note: {', '.join(unused)} {'is' if len(unused) == 1 else 'are'} not read by a network.kind = "
             f"'{n.kind}' run (its own: {', '.join(KIND_ONLY_KEYS[n.kind])})")
+
+
+def noisy_target_note(exp: Experiment) -> str:
+    """A note where the scored population fires fewer than :data:`~nestplast.objectives.SPIKES_PER_BIN`
+    spikes in the scoring window at the target rate: counting noise then puts the target-rate
+    term's minimum above the target (:func:`~nestplast.objectives.noise_shift`), "" otherwise."""
+    n, o = exp.network, exp.objective
+    if o.target_rate is None:
+        return ""
+    neurons = 1 if n.kind == "single_neuron" else n.n_e if o.population == "E" else n.n_i
+    spikes = neurons * o.target_rate * o.t_score
+    if spikes >= SPIKES_PER_BIN:
+        return ""
+    enough = SPIKES_PER_BIN / (neurons * o.target_rate)
+    return (f"note: at objective.target_rate = {o.target_rate:g} Hz the scored population ({neurons} neuron"
+            f"{'s' if neurons > 1 else ''}) fires about {spikes:.3g} spikes in the {o.t_score:g} s scoring window: "
+            f"counting noise puts the target-rate term's minimum about {noise_shift(o.target_rate, spikes):.2g} Hz "
+            f"above the target; objective.t_score = {enough:.3g} s would bring it within "
+            f"{noise_shift(o.target_rate, SPIKES_PER_BIN):.2g} Hz")
 
 
 def replaced_neuron_defaults(exp: Experiment) -> str:

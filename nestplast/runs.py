@@ -30,6 +30,7 @@ from .experiment import (
     Experiment,
     differences,
     keep_rule_file,
+    noisy_target_note,
     replaced_neuron_defaults,
     resumable_keys,
     run_experiment,
@@ -351,7 +352,7 @@ def run_loop(exp: Experiment, out: str | Path, problem: Callable[[Experiment, Ev
             unread = ("note: search.compressed_spikes = true is read only in network mode (NEST built with MPI, one "
                       f"network over the ranks); this run is in {transport.mode} mode: it changes nothing"
                       if exp.search.compressed_spikes and transport.mode != "network" else "")
-            notes = (crowded, unused_network_keys(exp), replaced_neuron_defaults(exp), unread)
+            notes = (crowded, unused_network_keys(exp), replaced_neuron_defaults(exp), noisy_target_note(exp), unread)
             say(headline(transport) + "".join(f"\n{note}" for note in notes if note))
             if resume and (note := version_changes(store.meta())):
                 say(note)

@@ -488,3 +488,21 @@ def test_a_numpy_float32_resolution_runs_on_nests_tic():
     exp.network.resolution = np.float32(0.1)
     experiment.validate(exp)
     assert exp.network.resolution == 0.1 and type(exp.network.resolution) is float
+
+
+def test_a_target_rate_counted_in_few_spikes_is_noted():
+    """A single neuron scored over 1 s at 10 Hz fires about 10 spikes: counting noise moves the
+    target-rate term's minimum above the target, which the search then finds, without a word."""
+    from nestplast.objectives import noise_shift
+
+    single = experiment.parse({"network": {"kind": "single_neuron"}, "objective": {"t_score": 1.0}}, "<test>")
+    assert experiment.noisy_target_note(single) == (
+        "note: at objective.target_rate = 10 Hz the scored population (1 neuron) fires about 10 spikes in the 1 s "
+        f"scoring window: counting noise puts the target-rate term's minimum about {noise_shift(10.0, 10):.2g} Hz "
+        f"above the target; objective.t_score = 4 s would bring it within {noise_shift(10.0, 40):.2g} Hz")
+    longer = experiment.parse({"network": {"kind": "single_neuron"}, "objective": {"t_score": 4.0}}, "<test>")
+    assert experiment.noisy_target_note(longer) == ""
+    assert experiment.noisy_target_note(experiment.parse({}, "<test>")) == ""  # 200 E neurons: 2000 spikes
+    untargeted = experiment.parse({"network": {"kind": "single_neuron"}, "objective": {
+        "target_rate": "none", "constraints": {"rate_e": [1.0, 50.0]}}}, "<test>")
+    assert experiment.noisy_target_note(untargeted) == ""

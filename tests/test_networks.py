@@ -87,6 +87,12 @@ def test_single_neuron_with_plastic_inhibitory_afferents(doublet_module):
         result = Evaluator(exp, doublet_module)(Task(0, 0, Trial(0, 5), [20.0, 20.0, -0.2, 0.0, 1.0, 1.0]))
         assert result.status == "ok", result.error
         rates.append(result.metrics["rate_e"])
+        # the scored rate in bins that hold SPIKES_PER_BIN spikes at the target, not 0-2 in 100 ms (biased)
+        from nestplast.objectives import rate_bin_ms
+
+        bins = result.metrics["rate_trace"]
+        assert len(bins) == 10000.0 / rate_bin_ms(1, exp.objective.target_rate, 10000.0) == 2
+        assert np.mean(bins) == pytest.approx(result.metrics["rate_e"])
         trace = result.metrics["trace"]["w_mean_IE"]
         assert (trace[-1] > weight) == (weight < 50.0), "weak inhibition grows, strong inhibition shrinks"
     # alpha = -0.2: rho0 = 0.2 / (2 * 0.02 s) = 5 Hz; 50 spikes in 10 s give about 15% noise

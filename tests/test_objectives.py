@@ -264,3 +264,42 @@ def test_a_searchs_l1_penalty_leaves_the_time_constants_out():
     assert exp.layout().names[:2] == ["IE.tau_pre", "IE.tau_post"]
     _, parts = make_objective(exp).score({"rate_e": 10.0}, theta, blew_up_at_s=None, total_s=5.0)
     assert parts["l1"] == pytest.approx(0.01 * 3.06)
+
+
+
+def _expected_target_loss(rate_hz: float, n_neurons: int, bin_ms: float, target_hz: float) -> float:
+    """The target-rate term's expectation for n independent Poisson neurons firing at ``rate_hz``,
+    summed exactly over the Poisson count of one bin."""
+    import scipy.stats
+
+    mean_count = n_neurons * rate_hz * bin_ms / 1000.0
+    counts = np.arange(int(mean_count + 20 * math.sqrt(mean_count) + 20))
+    r = counts / (n_neurons * bin_ms / 1000.0)
+    return float(np.sum(scipy.stats.poisson.pmf(counts, mean_count) * (r - target_hz) ** 2 / (r + 2.0)))
+
+
+def _lowest(n_neurons: int, bin_ms: float, target_hz: float) -> float:
+    rates = np.arange(0.5 * target_hz, 2.5 * target_hz, 0.01)
+    return float(rates[np.argmin([_expected_target_loss(r, n_neurons, bin_ms, target_hz) for r in rates])])
+
+
+@pytest.mark.parametrize("n_neurons, target_hz, window_ms", [(1, 10.0, 4000.0), (1, 5.0, 10000.0), (4, 10.0, 2000.0),
+                                                             (1, 10.0, 1000.0)])
+def test_a_small_population_s_target_term_is_lowest_near_the_target(n_neurons, target_hz, window_ms):
+    """One neuron's 100 ms bins hold 0, 1 or 2 spikes: the term's expectation was lowest near twice
+    the target (a single-neuron search scored 24 Hz better than 9 Hz for 10 Hz). Its bins now hold
+    SPIKES_PER_BIN spikes at the target where the window has them, and the expectation is lowest
+    where noise_shift says, within 2.5 % of the target then."""
+    from nestplast.objectives import RATE_BIN_MS, SPIKES_PER_BIN, noise_shift, rate_bin_ms
+
+    assert _lowest(n_neurons, RATE_BIN_MS, target_hz) > 1.2 * target_hz  # 100 ms bins: 20 % above or more
+    bin_ms = rate_bin_ms(n_neurons, target_hz, window_ms)
+    assert window_ms / bin_ms == round(window_ms / bin_ms)  # whole bins
+    spikes = n_neurons * target_hz * bin_ms / 1000.0
+    assert spikes >= min(SPIKES_PER_BIN, n_neurons * target_hz * window_ms / 1000.0) - 1e-9
+    lowest = _lowest(n_neurons, bin_ms, target_hz)
+    assert lowest - target_hz == pytest.approx(noise_shift(target_hz, spikes), rel=0.25)
+    if spikes >= SPIKES_PER_BIN:
+        assert lowest < 1.025 * target_hz
+    # a population that fills 100 ms bins keeps them (the default network's 200 E neurons)
+    assert rate_bin_ms(200, 10.0, 1000.0) == RATE_BIN_MS and rate_bin_ms(1, None, 1000.0) == RATE_BIN_MS
