@@ -372,7 +372,9 @@ def doublet_rule() -> Rule:
 
 def vogels_sprekeler(target_rate_hz: float = 10.0, tau_ms: float = 20.0) -> dict[str, float]:
     """Doublet parameters of Vogels-Sprekeler inhibitory STDP (Vogels et al. 2011) for a target
-    rate rho0: tau_pre = tau_post = tau, alpha = -2 rho0 tau, beta = 0, gamma = kappa = 1."""
+    rate rho0: tau_pre = tau_post = tau, alpha = -2 rho0 tau, beta = 0, gamma = kappa = 1. NEST's
+    ``vogels_sprekeler_synapse`` with ``tau`` is the same rule on neurons whose ``tau_minus`` is
+    ``tau``: it reads the postsynaptic trace with the neuron's ``tau_minus`` (20 ms by default)."""
     if wrong := [f"{name} = {value!r}" for name, value in (("target_rate_hz", target_rate_hz), ("tau_ms", tau_ms))
                  if not is_number(value)]:
         raise TypeError(f"vogels_sprekeler: {', '.join(wrong)}: expected a number")
