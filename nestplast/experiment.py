@@ -824,12 +824,17 @@ def _check_runnable(exp: Experiment) -> None:
             check_nest_units(rule, [n for n in exp.fixed(ct) if n not in own], "rule.fixed")
             if ct.startswith("I"):  # an inhibitory source: nestplast gives the rule a negative Wmax
                 check_negative_wmax(rule, ct, "rule.plastic")
-            for name, value in exp.fixed(ct).items():  # as the searched ones (user_rules): a time constant is positive
-                _require(not is_time_constant(name) or value > 0,
-                         f"rule.{f'by_type.{ct}.' if name in own else ''}fixed.{name}",
-                         "a positive time constant (its name starts with tau)", value)
         except UserError as err:
             raise ExperimentError(str(err)) from None
+    for ct in exp.rule.plastic:  # tau_plus = 0.02 (seconds meant): traces gone within a step, every rule alike
+        own = exp.rule.by_type.get(ct, {}).get("fixed", {})
+        times = [(f"rule.{'by_type.' + ct + '.' if name in own else ''}fixed.{name}", value)
+                 for name, value in exp.fixed(ct).items() if is_time_constant(name)]
+        times += [(f"rule.parameters.{p.name} (its low bound)", p.low)
+                  for p in exp.searched_rule(ct).parameters if is_time_constant(p.name)]
+        for key, value in times:
+            _require(value >= n.resolution, key, f"a time constant in ms, at least network.resolution "
+                     f"({n.resolution:g} ms; seconds meant?)", value)
     for ct in exp.rule.plastic:  # a search with nothing to find: it ran on, every candidate the same rule
         if exp.searched_rule(ct).changes_nothing(exp.fixed(ct)):
             own = "search" in exp.rule.by_type.get(ct, {})

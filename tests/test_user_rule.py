@@ -192,7 +192,14 @@ def write(tmp_path, rule_text: str | None, parameters: str, extra: str = "") -> 
     (None, "tau_plus = { low = -100.0, high = -10.0, default = -20.0 }", "",
      ["rule.parameters.tau_plus: a time constant", "expected low > 0"]),
     (None, "A_plus = { low = 0.0, high = 1.0 }", "fixed = { tau_plus = -5.0 }\n",
-     ["rule.fixed.tau_plus: expected a positive time constant", "got -5.0"]),
+     ["rule.fixed.tau_plus: expected a time constant in ms, at least network.resolution", "got -5.0"]),
+    # in seconds in a file in ms: traces gone within a step, and every rule alike, without a word
+    (None, "A_plus = { low = 0.0, high = 1.0 }", "fixed = { tau_plus = 0.02 }\n",
+     ["rule.fixed.tau_plus: expected a time constant in ms, at least network.resolution (0.1 ms; seconds meant?)",
+      "got 0.02"]),
+    (None, "tau_plus = { low = 0.005, high = 0.1, log = true }", "",
+     ["rule.parameters.tau_plus (its low bound): expected a time constant in ms, at least network.resolution",
+      "got 0.005"]),
     # NEST refused every candidate on IE (Wmax < 0 there): "The constraint 'Wmax >= 0' is violated!"
     (lambda s: s.replace("Wmax real = 100.0 @homogeneous", "Wmax real = 100.0 [[Wmax >= 0]] @homogeneous"),
      "A_plus = { low = 0.0, high = 1.0 }", "", ["rule.nestml:", "[[Wmax >= 0]]", "IE"]),
