@@ -212,7 +212,8 @@ class ObjectiveSpec(_Table):
                                                   "evaluation early (low-passed over 1 s from 10 Hz: a network silent "
                                                   "from the start leaves a low bound of 0.1 Hz after 4.6 s, one that "
                                                   "fired first later; one still inside is scored, silence by the "
-                                                  "target_rate term: 50 at 0 Hz for 10 Hz)", interval())
+                                                  "target_rate term: 50 at 0 Hz for 10 Hz)",
+                                       Check(lambda v: len(v) == 2 and v[0] < v[1], "[low, high] with low < high"))
     max_wall_s: float = option(600.0, "seconds per evaluation; beyond: a timeout", SECONDS)
 
 
@@ -808,6 +809,12 @@ def _check_runnable(exp: Experiment) -> None:
     if o.target_rate is not None:  # a rule that holds the target would be cut short as a blow-up
         _require(low < o.target_rate < high, "objective.target_rate", f"a rate inside objective.rate_band "
                  f"({low:g} to {high:g} Hz; rates are in Hz), a band around it, or 'none'", o.target_rate)
+        scored = f"rate_{o.population.lower()}"  # a constraint on the same rate: no rule could score 0
+        if scored in o.constraints:
+            c_low, c_high = o.constraints[scored]
+            _require(c_low <= o.target_rate <= c_high, "objective.target_rate", f"a rate inside "
+                     f"objective.constraints.{scored} ({c_low:g} to {c_high:g} Hz), which penalises the target "
+                     "itself; or one of them changed", o.target_rate)
     _require("Wmax" not in exp.rule.parameters, "rule.parameters.Wmax", "no Wmax: nestplast sets it from "
              "network.w_max (with the sign of the connection type), over any searched value", exp.rule.parameters.get("Wmax"))
     for ct in exp.rule.plastic:  # a user's rule: what NEST would refuse, or misread, for every candidate

@@ -57,7 +57,7 @@ class Evaluation:
     error: str | None = None
     wall_time_s: float = 0.0
     rank: int = 0
-    created: float = field(default_factory=time.time)
+    created: float = field(default_factory=time.time)  # Unix time; the Evaluator makes it as the evaluation starts
 
     @property
     def failed(self) -> bool:

@@ -139,6 +139,9 @@ def test_default_layout_is_the_doublet_rule_on_ie():
     # valid alone, but every evaluation would fail (KeyError: 'I') or score NaN (no rate bin)
     ("[network]\nkind = 'single_neuron'\n[objective]\npopulation = 'I'\n", ["objective.population", "'E' for"]),
     ("[objective]\nt_score = 0.05\n", ["objective.t_score", "at least 0.1 s with a target_rate"]),
+    # no rule could score 0: the constraint penalises the target itself
+    ("[objective]\ntarget_rate = 8.0\nconstraints = { rate_e = [20.0, 30.0] }\n",
+     ["objective.target_rate: expected a rate inside objective.constraints.rate_e (20 to 30 Hz)", "got 8.0"]),
     # pycma's own options: refused before the run if pycma does not know them, takes them from
     # another key, cannot evaluate them, or would fail on them only in its first tell
     ("[search]\ncma_options = { tolfunn = 1e-3 }\n", ["search.cma_options: tolfunn", "did you mean tolfun?"]),

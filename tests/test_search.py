@@ -654,7 +654,7 @@ def test_the_report_says_on_which_side_of_the_band_the_blow_ups_left_it(tmp_path
                           metrics={"t_blowup_s": 0.5 + k, **({"left_band": side} if side else {})})
 
     for run, sides, says in [("both", ["above", "above", "below"],
-                              "blow-ups: 3 (2 above the band (runaway), 1 below (silent); rate left the band at "
+                              "blow-ups: 3 (2 above the band (runaway), 1 below (too quiet); rate left the band at "
                               "t = 0.5 .. 2.5 s"),
                              ("old", [None], "blow-ups: 1 (rate left the band at t = 0.5 .. 0.5 s")]:
         with RunStore.create(tmp_path / run, experiment=default().to_dict(), seed=1) as store:

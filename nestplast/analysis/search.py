@@ -201,7 +201,7 @@ def text(summary: dict, run_dir: str | Path) -> str:
     f = summary["failures"]
     if f["blowups"]:
         b = f["blowup_time_s"]
-        sides = (f"{f['blowups_above']} above the band (runaway), {f['blowups_below']} below (silent); "
+        sides = (f"{f['blowups_above']} above the band (runaway), {f['blowups_below']} below (too quiet); "
                  if f.get("blowups_above", 0) + f.get("blowups_below", 0) == f["blowups"] else "")
         lines.append(f"blow-ups: {f['blowups']} ({sides}rate left the band at t = {b['min']:g} .. {b['max']:g} s, "
                      f"median {b['median']:g} s)")
