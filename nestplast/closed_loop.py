@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .infer import is_held_out
+from .infer import check_weight_range, is_held_out
 from .kernel import nest_seed
 from .objectives import l1_penalty
 from .recording import Recording, RecordingError, off_grid
@@ -121,12 +121,23 @@ class ClosedLoopFit:
         start = np.full(recording.n_synapses, np.nan)
         if recording.has_weights:
             start[recording.weight_synapses] = np.abs(recording.weights[:, 0])
-        if np.isnan(start).any():
+        unrecorded = np.isnan(start).any()
+        if unrecorded:
             if w_unrecorded is None:
                 raise RecordingError("weights: some synapses have no recorded start weight (not recorded, or NaN at "
                                      "time 0); give their start weight "
                                      "(--w-unrecorded, or w_unrecorded=)")
             start[np.isnan(start)] = w_unrecorded
+        # the rule's first update would clip a start weight outside its bounds (NEST refuses one below
+        # |Wmin| at Connect, in every simulation); the recorded ones named as the clamped mode names them
+        bounds = rule.synapse_params(np.zeros(len(rule.names)), **self.fixed)
+        if recording.has_weights:
+            check_weight_range(recording, bounds)
+        w_low, w_high = abs(bounds.get("Wmin", 0.0)), abs(bounds["Wmax"])
+        if unrecorded and not w_low <= abs(w_unrecorded) <= w_high:
+            raise RecordingError(f"--w-unrecorded {w_unrecorded:g} (w_unrecorded=): the start weight of the synapses "
+                                 f"whose weights were not recorded must be inside the rule's [|Wmin|, |Wmax|] = "
+                                 f"[{w_low:g}, {w_high:g}], into which it clips every weight")
         self.w_start = recording.syn_sign * start
         self.trials = [Trial(j, nest_seed([seed, j]))
                        for j in range(trials)]

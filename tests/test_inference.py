@@ -515,6 +515,18 @@ def test_closed_loop_compares_the_weights_at_the_recorded_times():
     fixed = {k: v for k, v in truth.params.items() if k not in truth.rule.names} | {"Wmax": 200.0}
     problem = ClosedLoopFit(rec, truth.rule, fixed, Background(rate, weight))
     assert problem.errors(truth.params, Trial(0, 1234)) == (0.0, 0.0)  # the data's own weights, sample by sample
+    # a sample not taken (NaN) is left out: the same, where it made the error NaN
+    gappy = rec.weights.copy()
+    gappy[3, 4] = np.nan
+    problem = ClosedLoopFit(dataclasses.replace(rec, weights=gappy), truth.rule, fixed, Background(rate, weight))
+    assert problem.errors(truth.params, Trial(0, 1234)) == (0.0, 0.0)
+    # start weights the rule would clip: NEST now refuses one below |Wmin| at Connect, in every simulation
+    unrecorded = rec.with_weights_subset(np.arange(1, len(rec.weight_synapses)))
+    with pytest.raises(RecordingError, match=r"--w-unrecorded 2 \(w_unrecorded=\): .* inside the rule's "
+                                             r"\[\|Wmin\|, \|Wmax\|\] = \[5, 200\]"):
+        ClosedLoopFit(unrecorded, truth.rule, fixed | {"Wmin": 5.0}, Background(rate, weight), w_unrecorded=2.0)
+    with pytest.raises(RecordingError, match=r"weights: recorded \|weights\| range over .* outside the rule's"):
+        ClosedLoopFit(rec, truth.rule, fixed | {"Wmin": 25.0}, Background(rate, weight))
     # a time the simulation cannot read (not a multiple of the delay, or within the last delay) is refused
     for bad in (np.r_[0.0, 99.5], np.r_[0.0, 999.5]):
         late = dataclasses.replace(every_ms, weight_times=bad, weights=every_ms.weights[:, :2])

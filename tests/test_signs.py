@@ -26,7 +26,11 @@ def test_connect_refuses_a_weight_against_wmax(nest, doublet_module):
         nest.Connect(pre, post, syn_spec={"synapse_model": base, "weight": -50.0})
     assert len(nest.GetConnections(synapse_model=base)) == 0
     nest.CopyModel(base, "inhibitory", {"Wmax": -100.0})
-    with pytest.raises(nest.NESTErrors.BadProperty, match=rf"{SAME_SIGN}: weight 50 with Wmax -100\."):
+    # the advice for the case at hand (a positive weight on an inhibitory copy was told about negative weights);
+    # NEST gives no model name at Connect
+    with pytest.raises(nest.NESTErrors.BadProperty, match=rf"{SAME_SIGN}: weight 50 with Wmax -100\. Synapse model "
+                       rf"'{base}' \(or a copy of it\) keeps the sign of Wmax.*Give a synapse with positive "
+                       r"\(excitatory\) weights a positive Wmax, or give this one weights <= 0"):
         nest.Connect(pre, post, syn_spec={"synapse_model": "inhibitory", "weight": 50.0})
     nest.Connect(pre, post, syn_spec={"synapse_model": "inhibitory", "weight": -50.0})
     for model in (base, "inhibitory"):
@@ -74,7 +78,8 @@ def test_set_on_a_connection_refuses_a_weight_against_wmax(nest, doublet_module)
     nest.CopyModel(doublet_module.synapse_model, "inhibitory", {"Wmax": -10.0})
     nest.Connect(pre, post, syn_spec={"synapse_model": "inhibitory", "weight": -2.0})
     conn = nest.GetConnections(synapse_model="inhibitory")
-    with pytest.raises(nest.NESTErrors.BadProperty, match=rf"{SAME_SIGN}: weight 3 with Wmax -10\."):
+    with pytest.raises(nest.NESTErrors.BadProperty, match=rf"{SAME_SIGN}: weight 3 with Wmax -10\. Synapse model "
+                       "'inhibitory' keeps"):  # the copy named, where NEST says it
         conn.set(weight=3.0)
     with pytest.raises(nest.NESTErrors.BadProperty, match=rf"{SAME_SIGN}: weight 3 with Wmax -10\."):
         conn.set({"w": 3.0})  # the rule's own name for the weight
@@ -124,3 +129,28 @@ def test_per_connection_wmax_is_checked_with_its_weight(nest, per_connection_wma
         conn.set(Wmax=10.0)
     conn.set(Wmax=-20.0, weight=-3.0)
     assert conn.get(["weight", "Wmax"]) == {"weight": -3.0, "Wmax": -20.0}
+
+
+def test_a_weight_below_wmin_is_refused_wherever_it_is_given(nest, doublet_module):
+    """The rule clips |w| into [|Wmin|, |Wmax|] at its first update: a weight of -5 under Wmin = -20
+    was taken at Connect and read -20 after one presynaptic spike, with every coefficient 0 (an
+    experiment file refuses such start weights)."""
+    pre, post = fresh_kernel(nest, doublet_module)
+    zero = {"alpha": 0.0, "beta": 0.0, "gamma": 0.0, "kappa": 0.0, "eta": 0.01}
+    nest.CopyModel(doublet_module.synapse_model, "floored", {**zero, "Wmax": -100.0, "Wmin": -20.0})
+    below = r"Weight -5 is below the floor Wmin -20 of synapse model {}: its rule clips \|w\| to \[\|Wmin\|, \|Wmax\|\]"
+    with pytest.raises(nest.NESTErrors.BadProperty, match=below.format(
+            rf"'{doublet_module.synapse_model}' \(or a copy of it\)")):
+        nest.Connect(pre, post, syn_spec={"synapse_model": "floored", "weight": -5.0})
+    assert len(nest.GetConnections(synapse_model="floored")) == 0
+    with pytest.raises(nest.NESTErrors.BadProperty, match=below.format("'floored'")):
+        nest.SetDefaults("floored", {"weight": -5.0})
+    nest.Connect(pre, post, syn_spec={"synapse_model": "floored", "weight": -30.0})
+    conn = nest.GetConnections(synapse_model="floored")
+    with pytest.raises(nest.NESTErrors.BadProperty, match=below.format("'floored'")):
+        conn.set(weight=-5.0)
+    conn.set(weight=-20.0)  # at the floor: taken, and kept by a rule that changes nothing
+    spikes = nest.Create("spike_generator", params={"spike_times": [10.0]})
+    nest.Connect(spikes, pre)
+    nest.Simulate(50.0)
+    assert conn.weight == -20.0
