@@ -654,6 +654,15 @@ def test_conductance_based_neuron(nest):
     weights = np.array(nest.GetConnections(synapse_model="istdp").weight)
     assert recorder.n_events > 20  # above the 10 Hz target ...
     assert np.all(weights < -1.0)  # ... so inhibition grows (more negative)
+    # the printed example's weights are conductances here (it gave the pA example's 10 under a Wmax of 100)
+    out = subprocess.run([sys.executable, "-m", "nestplast", "build", "doublet", "--neuron", "iaf_cond_exp"],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    example = textwrap.dedent(out.stdout.split("on an inhibitory projection:")[1])
+    assert "# iaf_cond_exp: weights in nS (conductances)" in example
+    assert "Wmax=-20.0" in example and "'weight': -3.0" in example
+    nest.ResetKernel()
+    exec(example, {})
 
 
 def test_cli_example_of_a_rule_that_searches_eta_works(nest):

@@ -17,7 +17,7 @@ from ..builder import Module, build, named_rule
 from ..cli import ArgumentParser, run_command
 from ..errors import UsageError
 from ..nestml_text import declared_number
-from ..neurons import NEURONS, get_neuron
+from ..neurons import NEURONS, Neuron, get_neuron
 from ..rules import RULES, Rule
 from ..store import DB_NAME, RunStore, stored_kind
 
@@ -26,6 +26,17 @@ from ..store import DB_NAME, RunStore, stored_kind
 EXAMPLE_ETA = 0.01
 EXAMPLE_WMAX = -100.0
 EXAMPLE_WEIGHT = -10.0
+# A conductance-based neuron's weights are in nS: the pA values above saturate it (the experiment
+# file refuses them there, and suggests IE weights of 3 nS under a w_max of 20)
+CONDUCTANCE_EXAMPLE_WMAX = -20.0
+CONDUCTANCE_EXAMPLE_WEIGHT = -3.0
+
+
+def _example_bounds(neuron: Neuron) -> tuple[float, float, str]:
+    """(Wmax, weight, a comment) of the printed example's inhibitory projection onto ``neuron``."""
+    if neuron.codependency[2] == "nS":
+        return CONDUCTANCE_EXAMPLE_WMAX, CONDUCTANCE_EXAMPLE_WEIGHT, f"# {neuron.name}: weights in nS (conductances)\n"
+    return EXAMPLE_WMAX, EXAMPLE_WEIGHT, ""
 
 
 def _inhibitory(rule: Rule) -> bool:
@@ -36,7 +47,7 @@ def _inhibitory(rule: Rule) -> bool:
     return "Wmax" in rule.source_parameters and (declared_number(rule.source, "Wmax") or 0.0) < 0
 
 
-def _own_rule_example(module: Module, rule: Rule) -> str:
+def _own_rule_example(module: Module, rule: Rule, neuron: Neuron) -> str:
     """Python that uses a module built from the user's NESTML file, its parameters by its own names,
     with the file's defaults: an excitatory projection, or an inhibitory one where the file's Wmax
     is negative (nest.Connect refused the example's positive weight)."""
@@ -51,24 +62,27 @@ def _own_rule_example(module: Module, rule: Rule) -> str:
     # NESTML converts the file's values; a value given to NEST is in NEST's unit (0.02 for a file's 0.02 s: 1000 x too short)
     units = "".join(f"# {name} is declared in {unit}: NEST holds it in its own unit, {factor:g} x the number in {unit} "
                     f"(times in ms)\n" for name, (unit, factor) in converted_units(rule).items())
-    notes = units + wmax  # comments before the CopyModel line
+    example_wmax, example_weight, unit = _example_bounds(neuron)
+    notes = units + wmax + unit  # comments before the CopyModel line
     inhibitory = _inhibitory(rule)
-    weight, kind = (EXAMPLE_WEIGHT, "inhibitory") if inhibitory else (-EXAMPLE_WEIGHT, "presynaptic")
+    weight, kind = (example_weight, "inhibitory") if inhibitory else (-example_weight, "presynaptic")
+    bound = example_wmax if inhibitory else -example_wmax
     return f"""import nest
 from nestplast.kernel import install
 install({module.path!r})  # before nest.Create, and again after every nest.ResetKernel()
 # Your rule's parameters, by the names in {Path(rule.path or rule.synapse).name}: {', '.join(rule.source_parameters)}
-{notes}nest.CopyModel({module.synapse_model!r}, 'my_rule', {{}})  # your values, e.g. {{'Wmax': {-100.0 if inhibitory else 100.0}}}
+{notes}nest.CopyModel({module.synapse_model!r}, 'my_rule', {{}})  # your values, e.g. {{'Wmax': {bound}}}
 post = nest.Create({module.neuron_model!r})  # the only neuron the rule connects to
 pre = nest.Create('parrot_neuron', 10)  # stands for your {kind} neurons
 nest.Connect(pre, post, syn_spec={{'synapse_model': 'my_rule', 'weight': {weight}, 'delay': 1.0}})
 """
 
 
-def usage_example(module: Module, rule: Rule, mask: str | None = None) -> str:
-    """Python that uses the module on an inhibitory projection (runs as it is)."""
+def usage_example(module: Module, rule: Rule, mask: str | None, neuron: Neuron) -> str:
+    """Python that uses the module on an inhibitory projection onto ``neuron`` (runs as it is)."""
     if rule.path is not None:
-        return _own_rule_example(module, rule)
+        return _own_rule_example(module, rule, neuron)
+    example_wmax, example_weight, unit = _example_bounds(neuron)
     imports = "get_rule"
     if rule.name == "doublet":
         coefficients, imports = "vogels_sprekeler(10.0)", "get_rule, vogels_sprekeler"
@@ -90,11 +104,11 @@ from nestplast.rules import {imports}
 install({module.path!r})  # before nest.Create, and again after every nest.ResetKernel()
 # The rule's parameters belong to the synapse model: one CopyModel per set of values.
 # Wmax carries the sign of the weights: negative for inhibitory, positive for excitatory.
-params = {rule_call}.synapse_params({coefficients}, {eta}Wmax={EXAMPLE_WMAX})
+{unit}params = {rule_call}.synapse_params({coefficients}, {eta}Wmax={example_wmax})
 nest.CopyModel({module.synapse_model!r}, 'my_rule', params)
 post = nest.Create({module.neuron_model!r})  # the only neuron the rule connects to
 pre = nest.Create('parrot_neuron', 10)  # stands for your inhibitory neurons
-nest.Connect(pre, post, syn_spec={{'synapse_model': 'my_rule', 'weight': {EXAMPLE_WEIGHT}, 'delay': 1.0}})
+nest.Connect(pre, post, syn_spec={{'synapse_model': 'my_rule', 'weight': {example_weight}, 'delay': 1.0}})
 """
 
 
@@ -199,7 +213,7 @@ def _build_command(argv: Sequence[str] | None) -> int:
         print(json.dumps({"module": module.path, "neuron_model": module.neuron_model,
                           "synapse_model": module.synapse_model}))
     else:
-        example = usage_example(module, rule, args.mask)
+        example = usage_example(module, rule, args.mask, neuron)
         projection = "an inhibitory" if _inhibitory(rule) else "an excitatory"
         print(f"module:        {module.path}\nneuron model:  {module.neuron_model}\n"
               f"synapse model: {module.synapse_model}\n\n"
