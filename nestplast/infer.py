@@ -25,6 +25,7 @@ import numbers
 import os
 import re
 import tempfile
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -155,6 +156,34 @@ def segments(n_samples: int, n_segments: int) -> list[Segment]:
     n_segments = max(1, min(n_segments, n_samples - 1))
     edges = np.linspace(0, n_samples - 1, n_segments + 1).round().astype(int)
     return [Segment(i, int(a), int(b)) for i, (a, b) in enumerate(zip(edges[:-1], edges[1:])) if b > a]
+
+
+POLISH_EVALUATIONS = 3000  # the polish's loss evaluations per run of Powell, at most
+PROGRESS_EVERY_S = 30.0  # a line at most this often while the bootstrap runs
+
+
+def polish(objective: Callable[[np.ndarray], float], start: Sequence[float], bounds: Sequence[tuple[float, float]], *,
+           xtol: float, ftol: float, maxfev: int, progress: Callable[[str], None] | None = None
+           ) -> tuple[np.ndarray, float, bool]:
+    """scipy's bounded Powell from ``start`` with at most ``maxfev`` loss evaluations and, where it
+    stops at that limit, once more from there with fresh directions: (the point, its loss, whether
+    it converged). Powell's directions can degenerate along a curved valley: from CMA-ES's best
+    point one run spent all 3000 evaluations and stopped at loss 5e-5, while a restart from where
+    it stopped reached 2e-29 in 97. (Restarting more often lost the directions it builds with many
+    coefficients: on Rosenbrock's function in 4-D, pieces of 300 stopped at 4e-4, one run at 6e-17.)"""
+    from scipy.optimize import minimize
+
+    x = np.asarray(start, dtype=float)
+    for attempt in range(2):
+        found = minimize(objective, x, method="Powell", bounds=bounds, options={"xtol": xtol, "ftol": ftol, "maxfev": maxfev})
+        x, loss = found.x, float(found.fun)
+        # status 1 and 2: an evaluation or iteration limit (0: converged; others: no use going on)
+        if found.status not in (1, 2):
+            break
+        if progress and not attempt:
+            progress(f"polish: at its limit of {maxfev} loss evaluations at loss {loss:.4g}: once more from there, "
+                     "with fresh directions")
+    return x, loss, found.status == 0
 
 
 def is_held_out(k: int, n: int, every: int) -> bool:
@@ -481,7 +510,6 @@ def fit(recording: Recording | str | os.PathLike, choice: RuleChoice, fixed: Map
                            max_generations=max_generations, seed=seed, out=out, resume=resume, comm=comm,
                            progress=progress, restarts=restarts, n_segments=n_segments, hold_out=hold_out,
                            n_bootstrap=n_bootstrap)
-    from scipy.optimize import minimize
 
     rule = choice.rule()
     ClampedFit.check_weights(recording, rule, fixed)  # before the segments, which need the sample times
@@ -501,12 +529,12 @@ def fit(recording: Recording | str | os.PathLike, choice: RuleChoice, fixed: Map
     say = progress or (lambda line: None)
     bounds = [(p.low, p.high) for p in rule.parameters]
     objective = problem.objective(fitted)
-    tight = {"xtol": 1e-8, "ftol": 1e-14, "maxfev": 3000}
     # said: with many coefficients (an MLP rule) the polish and the bootstrap take minutes after the last generation
     say(f"polish: the best candidate refined by scipy's Powell ({len(bounds)} coefficients, at most "
-        f"{tight['maxfev']} loss evaluations)")
-    polished = minimize(objective, np.asarray(outcome.best_theta), method="Powell", bounds=bounds, options=tight)
-    theta = polished.x if polished.fun <= outcome.best_loss else np.asarray(outcome.best_theta)
+        f"{POLISH_EVALUATIONS} loss evaluations, twice if it stops there)")
+    polished, polished_loss, converged = polish(objective, outcome.best_theta, bounds, xtol=1e-8, ftol=1e-14,
+                                                maxfev=POLISH_EVALUATIONS, progress=say)
+    theta = polished if polished_loss <= outcome.best_loss else np.asarray(outcome.best_theta)
     # bootstrap over the fit segments: refit on resampled segments, starting from the fit
     rng = np.random.default_rng([seed, 7])
     draws = []
@@ -515,13 +543,17 @@ def fit(recording: Recording | str | os.PathLike, choice: RuleChoice, fixed: Map
     n_draws = n_bootstrap if len(fitted) > 1 else 0
     if n_draws:
         say(f"bootstrap: {n_draws} refits on resampled segments for the intervals (each at most 400 loss evaluations)")
-    for _ in range(n_draws):
+    started, said = time.monotonic(), time.monotonic()
+    for k in range(n_draws):
         counts = np.bincount(rng.integers(0, len(fitted), len(fitted)), minlength=len(fitted))
         # looser than the polish: a refit only has to find the resampled minimum to well within the
         # interval's width, and noisy data would otherwise run every refit to its evaluation limit
-        refit = minimize(problem.objective(fitted, counts), theta, method="Powell", bounds=bounds,
-                         options={"xtol": 1e-6, "ftol": 1e-10, "maxfev": 400})
-        draws.append(refit.x.tolist())
+        refit, _, _ = polish(problem.objective(fitted, counts), theta, bounds, xtol=1e-6, ftol=1e-10, maxfev=400)
+        draws.append(refit.tolist())
+        if time.monotonic() - said > PROGRESS_EVERY_S and k + 1 < n_draws:  # a long recording's refits took an hour
+            said = time.monotonic()
+            left = (said - started) / (k + 1) * (n_draws - k - 1)
+            say(f"bootstrap: {k + 1} of {n_draws} refits done, ~{left / 60:.1f} min left")
     draws_array = np.asarray(draws) if draws else np.empty((0, len(theta)))
     # percentile intervals, widened to hold the estimate itself (with exact data the draws differ
     # only by the optimiser's tolerance, and need not straddle it) and to at least the forward
@@ -555,6 +587,10 @@ def fit(recording: Recording | str | os.PathLike, choice: RuleChoice, fixed: Map
     result.at_bound = at_bounds(rule, theta, result.unidentified)
     result.warnings = data_warnings(recording) + fit_warnings(result, n_fitted=len(fitted), n_held=len(held),
                                                               n_bootstrap=n_bootstrap, what=("segment", "segments"))
+    if not converged:  # it ended at the estimate's end of its own interval, the refits going on past it
+        result.warnings.append(f"the polish stopped twice at its limit of {POLISH_EVALUATIONS} loss evaluations before "
+                               f"converging (loss {polished_loss:.4g}): the coefficients may be off; resume with more "
+                               "--max-generations for a better start")
     if held and math.isnan(r2_held) and not math.isnan(deviance_held):
         # R^2 is measured around each held-out segment's own mean: one scored sample has none to measure
         # around (many --segments for few sample times); the summary printed "R^2 nan" without a reason

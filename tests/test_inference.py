@@ -1351,3 +1351,32 @@ def test_r_squared_leaves_out_weight_samples_not_taken():
     overflowed = predicted.copy()
     overflowed[0, 0] = np.nan
     assert math.isnan(r_squared(observed, overflowed))  # the model's NaN where a sample was taken stays
+
+
+def test_the_polish_goes_on_from_where_powell_stopped_and_says_when_it_could_not():
+    """One run of Powell from CMA-ES's best point spent all its evaluations along a curved valley and
+    stopped short (loss 5e-5 where a fresh start from there reached 2e-29), without a word. The
+    polish now goes on from there once, with fresh directions; Rosenbrock's function in 8-D (its
+    minimum at 1, 1, ...) is the same case."""
+    from scipy.optimize import minimize, rosen
+
+    from nestplast.infer import polish
+
+    bounds, start = [(-5.0, 5.0)] * 8, np.full(8, -1.0)
+    once = minimize(rosen, start, method="Powell", bounds=bounds, options={"xtol": 1e-8, "ftol": 1e-14, "maxfev": 3000})
+    assert once.status == 1 and once.fun > 1e-3  # stopped at its limit, short of the minimum
+    said = []
+    x, loss, converged = polish(rosen, start, bounds, xtol=1e-8, ftol=1e-14, maxfev=3000, progress=said.append)
+    assert converged and loss < 1e-12 and np.allclose(x, 1.0, atol=1e-5)
+    assert said == ["polish: at its limit of 3000 loss evaluations at loss 0.03334: once more from there, "
+                    "with fresh directions"]
+    assert polish(rosen, start, bounds, xtol=1e-8, ftol=1e-14, maxfev=30)[2] is False
+
+
+def test_a_polish_that_did_not_converge_is_warned_of(tmp_path, monkeypatch):
+    from nestplast import infer
+
+    monkeypatch.setattr(infer, "POLISH_EVALUATIONS", 3)  # too few to converge from any start
+    fit = _quick_fit(synthetic("post:100,post:011", OJA, OJA_FIXED), tmp_path)
+    assert any(w.startswith("the polish stopped twice at its limit of 3 loss evaluations before converging (loss ")
+               for w in fit.warnings), fit.warnings
