@@ -1380,3 +1380,15 @@ def test_a_polish_that_did_not_converge_is_warned_of(tmp_path, monkeypatch):
     fit = _quick_fit(synthetic("post:100,post:011", OJA, OJA_FIXED), tmp_path)
     assert any(w.startswith("the polish stopped twice at its limit of 3 loss evaluations before converging (loss ")
                for w in fit.warnings), fit.warnings
+
+
+def test_a_long_bootstrap_says_how_far_it_is(tmp_path, monkeypatch):
+    """A 300 s recording's refits ran for an hour after "bootstrap: 20 refits" without another line."""
+    from nestplast import infer
+
+    monkeypatch.setattr(infer, "PROGRESS_EVERY_S", 0.0)  # every refit counts as long
+    said = []
+    _quick_fit(synthetic("post:100,post:011", OJA, OJA_FIXED), tmp_path, progress=said.append)
+    lines = [line for line in said if line.startswith("bootstrap: ")]
+    assert lines[0].startswith("bootstrap: 3 refits") and len(lines) == 3
+    assert lines[1].startswith("bootstrap: 1 of 3 refits done, ~") and lines[2].startswith("bootstrap: 2 of 3 refits done")
