@@ -648,10 +648,12 @@ def search_warnings(stop: dict | None, n_bootstrap: int, n_fitted: int, exact: b
 FEW_FOR_INTERVALS = 5  # fitted segments (or animals) below which a bootstrap's intervals are warned of
 
 
-def fit_warnings(result: Fit, *, n_fitted: int, n_held: int, n_bootstrap: int, what: tuple[str, str]) -> list[str]:
+def fit_warnings(result: Fit, *, n_fitted: int, n_held: int, n_bootstrap: int, what: tuple[str, str],
+                 zero_loss: float | None = None) -> list[str]:
     """What a reader of ``result`` must know before trusting it, one sentence each (printed by the
     command, kept in fit.json): coefficients at their search bounds, intervals that could not be
-    computed, measures that are undefined, a rule worse than no plasticity on held-out data.
+    computed, measures that are undefined, a rule worse than no plasticity on held-out data, or
+    (``zero_loss``: the all-zero rule's loss, where the deviance alone does not tell) on the fitted.
     ``what``: the fit's unit, singular and plural (segment, segments)."""
     one, what = what
     warnings = []
@@ -676,6 +678,11 @@ def fit_warnings(result: Fit, *, n_fitted: int, n_held: int, n_bootstrap: int, w
         warnings.append(f"the fitted rule describes even the {what} it was fitted to worse than no plasticity at all "
                         f"({result.deviance_explained_fit:.1f} % deviance explained): the search found no rule for "
                         f"these data (check the units of the data, --fixed, --delay and the mask)")
+    elif zero_loss is not None and result.loss > zero_loss:
+        # the closed mode: counts left unchanged (0.0 % deviance) and weights worse than no rule's passed unwarned
+        warnings.append(f"the fitted rule scores worse than no plasticity at all on the {what} it was fitted to (loss "
+                        f"{result.loss:.4g} against the all-zero rule's {zero_loss:.4g}): the search found no rule for "
+                        f"these data (check the background, --fixed, --delay and the mask; more --max-generations)")
     if not n_held:  # the summary said "R^2 nan" (infer-demo with a short recording) without a reason
         warnings.append(f"no {one} held out (--hold-out 0, or fewer {what} than --hold-out): no held-out R^2 or "
                         f"deviance explained; the fit is measured on the {what} it was fitted to only")
@@ -873,7 +880,7 @@ def _fit_closed(recording: Recording, choice: RuleChoice, fixed: Mapping[str, fl
     result.at_bound = at_bounds(rule, theta)
     result.warnings = data_warnings(recording) + fit_warnings(
         result, n_fitted=int(np.sum(~problem.held)), n_held=int(np.sum(problem.held)), n_bootstrap=n_bootstrap,
-        what=("block", "blocks")) + interval_notes
+        what=("block", "blocks"), zero_loss=problem.combined(*problem.zero(), np.zeros(len(theta)))) + interval_notes
     (Path(out) / "fit.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
     return result
 

@@ -216,6 +216,8 @@ def test_a_fit_its_generation_limit_stopped_far_from_converging_is_warned_of(tmp
 def test_a_fit_worse_than_no_rule_on_its_own_segments_is_warned_of():
     """Spikes in seconds (weights in ms) fitted into a rule 113 times worse than no plasticity on its
     own segments, with held-out deviance exactly 0: no warning at all."""
+    import dataclasses
+
     from nestplast.infer import Fit, fit_warnings
 
     def fit(deviance_fit):
@@ -227,6 +229,14 @@ def test_a_fit_worse_than_no_rule_on_its_own_segments_is_warned_of():
                     "(-11277.0 % deviance explained): the search found no rule for these data (check the units of "
                     "the data, --fixed, --delay and the mask)"]
     assert fit_warnings(fit(35.0), n_fitted=8, n_held=2, n_bootstrap=30, what=("segment", "segments")) == []
+    # the closed mode: counts unchanged (0.0 % deviance) and weights worse than no rule's, loss 2.28 against 2
+    worse = dataclasses.replace(fit(0.0), loss=2.28)
+    assert fit_warnings(worse, n_fitted=8, n_held=2, n_bootstrap=30, what=("block", "blocks"), zero_loss=2.0) == [
+        "the fitted rule scores worse than no plasticity at all on the blocks it was fitted to (loss 2.28 against "
+        "the all-zero rule's 2): the search found no rule for these data (check the background, --fixed, --delay "
+        "and the mask; more --max-generations)"]
+    assert fit_warnings(dataclasses.replace(fit(0.0), loss=1.5), n_fitted=8, n_held=2, n_bootstrap=30,
+                        what=("block", "blocks"), zero_loss=2.0) == []
     # --bootstrap 1: one draw and the estimate were printed as a "95 % interval" missing the truth
     assert fit_warnings(fit(35.0), n_fitted=8, n_held=2, n_bootstrap=1, what=("segment", "segments")) == [
         "the intervals come from 1 bootstrap draws, too few for their 2.5 and 97.5 percentiles to be a 95 % "
@@ -1287,8 +1297,9 @@ def test_a_closed_loop_background_may_be_a_rate_and_weight_pair(tmp_path):
     assert fit is not None and set(fit.coefficients) == set(truth.rule.names)
     from nestplast.commands.infer import summary_text  # no draws asked for, no warning: none said to say why
 
-    # one generation: warned of as far from converged, which says nothing of why there are no intervals
-    assert [w for w in fit.warnings if "generation limit" not in w] == []
+    # one generation: warned of as far from converged (and of scoring worse than no plasticity, 2.35 against 2),
+    # which says nothing of why there are no intervals
+    assert [w for w in fit.warnings if "generation limit" not in w and "worse than no plasticity" not in w] == []
     assert any(line.endswith("intervals: none") for line in summary_text(fit).splitlines())
     with pytest.raises(TypeError, match=r"background: expected closed_loop.Background\(rate, weight\) or a \(rate, "
                                         r"weight\) pair, got 'fast'"):
