@@ -154,3 +154,17 @@ def test_a_weight_below_wmin_is_refused_wherever_it_is_given(nest, doublet_modul
     nest.Connect(spikes, pre)
     nest.Simulate(50.0)
     assert conn.weight == -20.0
+
+
+def test_a_trace_set_to_nan_is_refused(nest, doublet_module):
+    """x_pre = NaN was taken, and the next postsynaptic spikes made the weight a finite, meaningless
+    1.435 from 5 (every invariant let it through)."""
+    pre, post = fresh_kernel(nest, doublet_module)
+    nest.Connect(pre, post, syn_spec={"synapse_model": doublet_module.synapse_model, "weight": 5.0})
+    conn = nest.GetConnections(synapse_model=doublet_module.synapse_model)
+    for value in (float("nan"), float("inf")):
+        with pytest.raises(nest.NESTErrors.BadProperty, match=rf"x_pre is not a finite number: give synapse model "
+                                                               rf"'{doublet_module.synapse_model}' a number"):
+            conn.set(x_pre=value)
+    conn.set(x_pre=0.5)
+    assert conn.get("x_pre") == 0.5
