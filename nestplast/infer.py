@@ -531,7 +531,9 @@ def fit(recording: Recording | str | os.PathLike, choice: RuleChoice, fixed: Map
     objective = problem.objective(fitted)
     # said: with many coefficients (an MLP rule) the polish and the bootstrap take minutes after the last generation
     say(f"polish: the best candidate refined by scipy's Powell ({len(bounds)} coefficients, at most "
-        f"{POLISH_EVALUATIONS} loss evaluations, twice if it stops there)")
+        f"{POLISH_EVALUATIONS} loss evaluations, twice if it stops there)"
+        # a resume of a finished search ran them again from scratch, which a user took for lost work
+        + ("; the polish and the bootstrap are not stored, so a resume runs them again" if resume else ""))
     polished, polished_loss, converged = polish(objective, outcome.best_theta, bounds, xtol=1e-8, ftol=1e-14,
                                                 maxfev=POLISH_EVALUATIONS, progress=say)
     theta = polished if polished_loss <= outcome.best_loss else np.asarray(outcome.best_theta)

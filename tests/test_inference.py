@@ -866,6 +866,9 @@ def test_resume_refuses_other_settings_or_other_data(tmp_path):
     said = []
     assert _quick_fit(data, tmp_path, max_generations=4, n_bootstrap=0, resume=True, progress=said.append) is not None
     assert said[0] == f"resuming {tmp_path / 'fit'} after generation 2", said  # the command's headline no longer says it
+    # a resume ran the polish again from scratch, taken for lost work
+    assert [line for line in said if line.startswith("polish: ")][0].endswith(
+        "; the polish and the bootstrap are not stored, so a resume runs them again")
     # the same arrays with another description (free text) are the same data: refused as "the data differ"
     renamed = dataclasses.replace(data, description="same data, renamed")
     assert _quick_fit(renamed, tmp_path, max_generations=4, n_bootstrap=0, resume=True) is not None
