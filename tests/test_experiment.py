@@ -53,7 +53,7 @@ def test_default_layout_is_the_doublet_rule_on_ie():
     ("[rule]\nname = 'taylor'\nmask = 'pre:000'\nfixed = { tau_pre = 10.0 }\nby_type = { IE = { name = 'doublet' } }\n",
      ["rule.fixed (inherited by rule.by_type.IE, which may set its own fixed)", "tau_pre"]),
     ("[objective]\nconstraints = { rate_x = [1, 2] }\n", ["objective.constraints.rate_x", "cv_isi"]),
-    ("[objective]\nrate_band = [100, 1]\n", ["objective.rate_band", "low <= high"]),
+    ("[objective]\nrate_band = [100, 1]\n", ["objective.rate_band", "low < high"]),
     ("[search]\npopulation_size = 1\n", ["search.population_size", ">= 2"]),
     ("[trials]\nweight_scale = [0, 1]\n", ["trials.weight_scale", "0 < low"]),
     ("unknown_table = 3\n", ["unknown top-level key(s) unknown_table", "expected one of"]),

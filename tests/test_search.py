@@ -366,15 +366,16 @@ def test_a_wall_time_limit_below_the_time_spent_is_refused(tmp_path):
 def test_rule_settings_nest_refuses_are_refused_before_the_run(tmp_path):
     """A negative time constant: NEST refused every candidate, each evaluation recorded as failed,
     and the search's stop blamed a flat fitness first. (|Wmin| above w_max, the case first met, is
-    now refused earlier still: above the start weights.)"""
+    now refused earlier still: above the start weights; and a time constant below the resolution
+    by the experiment's own check, before the rule's settings go to NEST.)"""
     path = tmp_path / "tau.toml"
     path.write_text(TINY.replace("GENERATIONS", "1").replace('name = "doublet"', 'name = "taylor"\nmask = "pre:000"')
                     .replace('search = ["alpha", "beta", "gamma", "kappa"]\n', "")
                     .replace("fixed = { eta = 1.0 }", "fixed = { eta = 1.0, tau_pre = -20.0 }"))
     out = search([path, "--out", tmp_path / "run"])
     assert out.returncode == 2, out.stdout + out.stderr
-    assert (f"error: {path}: the rule's settings on IE ({{'eta': 1.0, 'tau_pre': -20.0}} fixed, the rest at the "
-            "search's start; w_max 300.0)" in out.stderr and "tau_pre > 0" in out.stderr), out.stderr
+    assert (f"error: {path}: rule.fixed.tau_pre: expected a time constant in ms, at least network.resolution (0.1 ms; "
+            "seconds meant?), got -20.0" in out.stderr), out.stderr
     assert "nestplast_check_IE" not in out.stderr
     assert not (tmp_path / "run").exists()
 
