@@ -277,7 +277,52 @@ def test_apply_writes_the_refiltered_family_and_plots(stored_run, tmp_path, caps
     out = capsys.readouterr().out
     assert "re-filtered family:" in out and "distinct" in out
     written = {p.name for p in (tmp_path / "refiltered").iterdir()}
-    assert {"family.csv", "acceptance.csv", "metrics.png", "marginals.png", "stdp_windows.png", "traces.png"} <= written
+    assert {"family.csv", "acceptance.csv", "metrics.png", "marginals.png", "stdp_windows.png", "traces.png",
+            "constraints.toml"} <= written
+    # the constraints that made it, an --apply file that makes it again (an infinite bound too)
+    from nestplast.commands.filter import read_constraints
+
+    assert read_constraints(tmp_path / "refiltered" / "constraints.toml") == read_constraints(new)
+    loose = tmp_path / "loose.toml"
+    loose.write_text("[constraints]\nrate_e = [-inf, inf]\n")
+    assert main([str(path), "--apply", str(loose), "--out", str(tmp_path / "loose"), "--no-plots"]) == 0
+    assert read_constraints(tmp_path / "loose" / "constraints.toml") == {"rate_e": (-math.inf, math.inf)}
+
+
+def test_tables_and_plots_go_only_where_no_file_of_the_user_s_would_be_lost(stored_run, tmp_path, capsys):
+    """--apply --out and report --plots-to overwrote a user's own family.csv and removed their
+    metrics.png in a folder no family had been written to; and the report's --plots-to replaced a
+    re-filtered family with the run's own."""
+    from nestplast.commands.filter import main
+    from nestplast.commands.report import main as report_main
+
+    _, path = stored_run
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    for name, text in (("notes.txt", "my notes"), ("family.csv", "round,my,data\n"), ("metrics.png", "mine")):
+        (mine / name).write_text(text)
+    new = tmp_path / "tight.toml"
+    new.write_text("[constraints]\nrate_e = [8.0, 15.0]\n")
+    for command in (lambda: main([str(path), "--apply", str(new), "--out", str(mine), "--no-plots"]),
+                    lambda: report_main([str(path), "--plots-to", str(mine), "--no-plots"])):
+        assert command() == 2
+        err = capsys.readouterr().err
+        assert (f"{mine}: that folder holds other files and no family's tables (family.csv with acceptance.csv): a "
+                "family.csv or a plot of yours there would be overwritten or removed; give a new or empty folder") in err
+    assert {p.name: p.read_text() for p in mine.iterdir()} == {
+        "notes.txt": "my notes", "family.csv": "round,my,data\n", "metrics.png": "mine"}
+    # a re-filtered family's folder: written again by --apply, not replaced by the report's run family
+    refiltered = tmp_path / "refiltered"
+    assert main([str(path), "--apply", str(new), "--out", str(refiltered), "--no-plots"]) == 0
+    assert main([str(path), "--apply", str(new), "--out", str(refiltered), "--no-plots"]) == 0
+    before = (refiltered / "family.csv").read_text()
+    assert report_main([str(path), "--plots-to", str(refiltered), "--no-plots"]) == 2
+    assert ("that folder holds a re-filtered family (its constraints in constraints.toml), which the run's own "
+            "family would replace") in capsys.readouterr().err
+    assert (refiltered / "family.csv").read_text() == before
+    # the run's own family into a folder of its own, and again there
+    for _ in range(2):
+        assert report_main([str(path), "--plots-to", str(tmp_path / "copy"), "--no-plots"]) == 0
 
 
 def test_the_acceptance_table_says_which_bounds_each_count_uses(stored_run, tmp_path, capsys):

@@ -15,6 +15,7 @@ RUN_DIR/recheck as they end, so that the same command goes on after a Ctrl-C).
 from __future__ import annotations
 
 import argparse
+import math
 import shlex
 import sys
 import tomllib
@@ -111,9 +112,31 @@ def check_not_a_run(out: Path, run_dir: Path, flag: str, refiltered: bool = True
     if same and refiltered:
         raise UsageError(f"{flag} {out}: that is the run being re-filtered: its own family.csv and plots would be "
                          f"overwritten; {another}")
-    if not same and (out / DB_NAME).is_file():
+    if same or not out.is_dir() or not any(out.iterdir()):
+        return
+    if (out / DB_NAME).is_file():
         raise UsageError(f"{flag} {out}: that folder holds another run ({DB_NAME}), whose own tables and plots "
                          f"would be overwritten; {another}")
+    # a user's own family.csv was overwritten and metrics.png removed, in a folder no family was written to
+    if not ((out / "family.csv").is_file() and (out / "acceptance.csv").is_file()):
+        raise UsageError(f"{flag} {out}: that folder holds other files and no family's tables (family.csv with "
+                         f"acceptance.csv): a family.csv or a plot of yours there would be overwritten or removed; "
+                         f"give a new or empty folder")
+    if not refiltered and (out / APPLIED).is_file():  # the run's own family over a re-filtered one, without a word
+        raise UsageError(f"{flag} {out}: that folder holds a re-filtered family (its constraints in {APPLIED}), which "
+                         f"the run's own family would replace; {another}")
+
+
+APPLIED = "constraints.toml"  # beside a re-filtered family: the constraints that made it (an --apply file)
+
+
+def constraints_toml(constraints: Mapping[str, Sequence[float]]) -> str:
+    """``constraints`` as an --apply file (TOML: infinite bounds as inf)."""
+    def number(value: float) -> str:
+        return ("inf" if value > 0 else "-inf") if math.isinf(value) else repr(float(value))
+
+    lines = [f"{name} = [{number(low)}, {number(high)}]" for name, (low, high) in constraints.items()]
+    return "[constraints]\n" + "".join(f"{line}\n" for line in lines)
 
 
 def check_default_free(default: Path) -> None:
@@ -142,6 +165,9 @@ def report(run_dir: Path, out: Path | None = None, constraints: Mapping[str, Seq
 
     fam = family(run_dir, constraints)
     written = write_tables(fam, check_output_directory(out or run_dir)) if files else []
+    if files and constraints is not None:  # what made this family, and an --apply file to make it again
+        (out or run_dir).joinpath(APPLIED).write_text(constraints_toml(constraints))
+        written.append((out or run_dir) / APPLIED)
     removed = []
     if plots and files:
         with RunStore.open(run_dir, read_only=True) as store:
