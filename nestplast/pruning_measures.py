@@ -21,6 +21,7 @@ All measures compare the dynamics matrices M = W - leak I (eigenvalues in units 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -31,7 +32,16 @@ from numpy.typing import ArrayLike
 from scipy.optimize import linear_sum_assignment
 
 from .prune import DIAGONALS, PRUNING_RULES, Pruned, prune
-from .rate_network import STABLE_BELOW, RateModel, check_weights, dynamics_matrix, is_symmetric, lyapunov_covariance, simulate
+from .rate_network import (
+    STABLE_BELOW,
+    InvalidWeightMatrix,
+    RateModel,
+    check_weights,
+    dynamics_matrix,
+    is_symmetric,
+    lyapunov_covariance,
+    simulate,
+)
 
 SLOWEST = 10      # eigenvalues at the slow end of the spectrum that the slow-end error averages
 DECAY_TAUS = 40   # default length of the decay trajectories, in time constants (the authors' 40)
@@ -169,6 +179,26 @@ def trajectory_error(W: ArrayLike, W_pruned: ArrayLike, duration: float = 200.0,
     reference = simulate(W, duration, model, seed=seed, interval=interval, warmup=0.0).rates
     rates = simulate(W_pruned, duration, model, seed=seed, interval=interval, warmup=0.0).rates
     return relative_trajectory_error(reference, rates)
+
+
+def _pruned_trajectory_error(unpruned: np.ndarray, pruned: np.ndarray, rule: str, duration: float, model: RateModel,
+                             seed: int) -> float:
+    """The trajectory error of the network ``rule`` pruned: inf where NEST's step cannot integrate it
+    (one such draw ended the whole comparison with an error that blamed the user's matrix), and
+    simulate's warnings said of this network, by the rule's name."""
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        try:
+            rates = simulate(pruned, duration, model, seed=seed, warmup=0.0).rates
+            error = relative_trajectory_error(unpruned, rates)
+        except InvalidWeightMatrix as err:
+            if err.reason != "unstable in NEST":
+                raise
+            said.append(warnings.WarningMessage(f"{err}; its trajectory error is inf", RuntimeWarning, "", 0))
+            error = math.inf
+    for warning in said:  # "the fastest mode of W" was the pruned network's, named nowhere
+        warnings.warn(f"the network pruned by the {rule} rule: {warning.message}", warning.category, stacklevel=3)
+    return error
 
 
 class DecayError(NamedTuple):
@@ -372,8 +402,7 @@ def compare_rules(W: ArrayLike, *, keep: float = 0.2, rules: Sequence[str] = PRU
         m = measures[rule]
         m["trajectory_error"] = None
         if unpruned is not None:
-            rates = simulate(p.weights, duration, model, seed=seed, warmup=0.0).rates
-            m["trajectory_error"] = relative_trajectory_error(unpruned, rates)
+            m["trajectory_error"] = _pruned_trajectory_error(unpruned, p.weights, rule, duration, model, seed)
         m["decay_trajectory_error"] = None
         if decay_duration != 0:
             decay[rule] = _decay_error(step, _propagator(p.weights, model, dt), dt, DECAY_STEPS, decay_states, seed)

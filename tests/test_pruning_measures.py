@@ -286,3 +286,30 @@ def test_a_decay_that_leaves_the_floating_point_range_is_inf_or_nan_not_skipped(
     [warning] = non_finite_warnings(summary)
     assert warning.startswith("the decay trajectory error of the magnitude rule is nan: the original's free decay "
                               "shrank below the smallest floating-point number")
+
+
+def test_a_pruned_network_nest_cannot_step_scores_inf_and_is_named():
+    """W passed every check, but a draw pruned from it had modes too fast for NEST's step: the whole
+    comparison ended with an error that blamed "weight matrix", every other rule's result lost.
+    12 all-to-all neurons (fastest eigenvalue -49) kept at 20 % grow in NEST by 1.07 per step."""
+    import warnings
+
+    from nestplast.rate_network import check_nest_step, nest_step_roots
+
+    W = 4.0 * (np.ones((12, 12)) - np.eye(12)) - 45.0 * np.eye(12)
+    assert check_nest_step(W).startswith("the fastest mode of W decays in 2 of NEST's steps")  # a warning, no refusal
+    assert nest_step_roots(prune(W, 0.2, "magnitude", seed=0).weights).max() > 1.05
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        comparison = compare_rules(W, keep=0.2, rules=("magnitude",), duration=20.0, decay_duration=0)
+    assert comparison.measures["magnitude"]["trajectory_error"] == np.inf
+    assert comparison.measures["magnitude"]["stable"]  # as a continuous network
+    assert [str(w.message) for w in said if "pruned by" in str(w.message)] == [
+        "the network pruned by the magnitude rule: weight matrix has eigenvalues too fast for NEST's step: stable as "
+        "a continuous network, it grows in NEST's update (a mode's factor per step 1.075 >= 1, at resolution 0.1 ms, "
+        "delay 0.1 ms, tau 10.0 ms); scale W down, or give a smaller resolution and delay, or a longer tau; its "
+        "trajectory error is inf"]
+    # not taken for a network that grew over too long a --duration: a shorter one does not help
+    summary = {"rules": {"magnitude": {"trajectory_error": "inf", "stable": True},
+                         "uniform": {"trajectory_error": "inf", "stable": False}}}
+    assert [w.split(":")[0] for w in non_finite_warnings(summary)] == ["the trajectory error of the uniform rule is inf"]
