@@ -179,12 +179,18 @@ def check_nest_step(W: np.ndarray, model: RateModel = RateModel(), *,
         eigenvalues = np.linalg.eigvals(W)
     if float(np.max(eigenvalues.real)) - model.leak >= STABLE_BELOW:
         return None  # unstable anyway: check_weights says so, or a caller simulates it from rest on purpose
-    if (largest := float(np.max(_step_roots(eigenvalues, model)))) >= 1.0:
+    roots = _step_roots(eigenvalues, model)
+    if (largest := float(np.max(roots))) >= 1.0:
+        mode = eigenvalues[int(np.argmax(roots))]
+        mode = mode.real if abs(mode.imag) < 1e-12 * max(1.0, abs(mode)) else mode
+        # a slow, weakly damped oscillation, tipped over by the delayed input, grew by 1 + 5e-7: "1 >= 1" said nothing
+        factor = f"{largest:.4g}" if largest >= 1.0005 else f"1 + {largest - 1.0:.2g}"
         raise InvalidWeightMatrix(
-            "unstable in NEST", f"weight matrix has eigenvalues too fast for NEST's step: stable as a continuous "
-            f"network, it grows in NEST's update (a mode's factor per step {largest:.4g} >= 1, at resolution "
-            f"{model.resolution} ms, delay {model.delay} ms, tau {model.tau} ms); scale W down, or give a smaller "
-            "resolution and delay, or a longer tau")
+            "unstable in NEST", f"weight matrix has a mode NEST's step cannot integrate: stable as a continuous "
+            f"network, the mode of W's eigenvalue {mode:.4g} grows in NEST's update by a factor of {factor} per step "
+            f"(exponential Euler with the input one delay old, at resolution {model.resolution} ms, delay "
+            f"{model.delay} ms, tau {model.tau} ms); scale W down, or give a smaller resolution and delay, or a longer "
+            "tau")
     fastest = float(np.max(np.abs(eigenvalues - model.leak)))
     steps = model.tau / (fastest * model.resolution) if fastest > 0 else np.inf
     if steps < STEPS_PER_FASTEST_MODE:

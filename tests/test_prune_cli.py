@@ -155,7 +155,13 @@ def test_cli_warns_about_unstable_pruned_networks(tmp_path):
     (None, "no array 'W'"),
     # stable as a continuous network, but growing in NEST's step: reported as an error of 3.8e10 with
     # every eigenvalue below 0, and no word of why
-    (np.full((3, 3), 1.0) - 121.0 * np.eye(3), "weight matrix has eigenvalues too fast for NEST's step"),
+    (np.full((3, 3), 1.0) - 121.0 * np.eye(3), "weight matrix has a mode NEST's step cannot integrate"),
+    # ... with advice the command can follow (it has no resolution, delay or tau)
+    (np.full((3, 3), 1.0) - 121.0 * np.eye(3), "(in Python, RateModel); or measure without NEST: --duration 0 and "
+                                               "--covariance lyapunov"),
+    # a slow, weakly damped oscillation that the delayed input tips over: "too fast", "a factor 1 >= 1"
+    (np.array([[0.9997, 0.1551], [-0.1551, 0.9997]]), "the mode of W's eigenvalue 0.9997+0.1551j grows in NEST's "
+                                                      "update by a factor of 1 + 5.2e-07 per step"),
 ])
 def test_cli_rejects_bad_matrices(tmp_path, capsys, matrix, message):
     path = tmp_path / "m.npz"

@@ -305,10 +305,10 @@ def test_a_pruned_network_nest_cannot_step_scores_inf_and_is_named():
     assert comparison.measures["magnitude"]["trajectory_error"] == np.inf
     assert comparison.measures["magnitude"]["stable"]  # as a continuous network
     assert [str(w.message) for w in said if "pruned by" in str(w.message)] == [
-        "the network pruned by the magnitude rule: weight matrix has eigenvalues too fast for NEST's step: stable as "
-        "a continuous network, it grows in NEST's update (a mode's factor per step 1.075 >= 1, at resolution 0.1 ms, "
-        "delay 0.1 ms, tau 10.0 ms); scale W down, or give a smaller resolution and delay, or a longer tau; its "
-        "trajectory error is inf"]
+        "the network pruned by the magnitude rule: weight matrix has a mode NEST's step cannot integrate: stable as "
+        "a continuous network, the mode of W's eigenvalue -116 grows in NEST's update by a factor of 1.075 per step "
+        "(exponential Euler with the input one delay old, at resolution 0.1 ms, delay 0.1 ms, tau 10.0 ms); scale W "
+        "down, or give a smaller resolution and delay, or a longer tau; its trajectory error is inf"]
     # not taken for a network that grew over too long a --duration: a shorter one does not help
     summary = {"rules": {"magnitude": {"trajectory_error": "inf", "stable": True},
                          "uniform": {"trajectory_error": "inf", "stable": False}}}

@@ -371,7 +371,9 @@ def test_nest_s_step_is_checked_against_what_nest_does(monkeypatch):
             warnings.simplefilter("ignore", RuntimeWarning)
             assert np.max(np.abs(rate_network.simulate(below, 200.0, warmup=0.0, seed=1).rates[-20:])) < 10.0
             assert np.max(np.abs(rate_network.simulate(beyond, 200.0, warmup=0.0, seed=1).rates[-20:])) > 1e5
-    with pytest.raises(rate_network.InvalidWeightMatrix, match=r"too fast for NEST's step: .*factor per step 1.007"):
+    with pytest.raises(rate_network.InvalidWeightMatrix,
+                       match=r"a mode NEST's step cannot integrate: .*the mode of W's eigenvalue -102 grows in NEST's "
+                             r"update by a factor of 1.007 per step"):
         rate_network.simulate(beyond, 10.0)
     # stable in NEST, but a mode of under 2 steps: NEST's covariance was 6 x the analytic one, without a word
     with pytest.warns(RuntimeWarning, match=r"the fastest mode of W decays in 1.6\d* of NEST's steps"):

@@ -265,6 +265,9 @@ def _checked_network(args, model: RateModel) -> np.ndarray:
             check_nest_step(W, model)
         return W
     except InvalidWeightMatrix as err:
+        if args.matrix is not None and err.reason == "unstable in NEST":  # the command has no resolution, delay or tau
+            raise InvalidWeightMatrix(err.reason, f"{err} (in Python, RateModel); or measure without NEST: "
+                                                  "--duration 0 and --covariance lyapunov") from None
         if args.matrix is not None:
             raise
         # e.g. the authors' construction (no margin) on a few nodes: a cluster of positive weights
