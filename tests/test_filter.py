@@ -285,8 +285,11 @@ def test_apply_writes_the_refiltered_family_and_plots(stored_run, tmp_path, caps
     assert read_constraints(tmp_path / "refiltered" / "constraints.toml") == read_constraints(new)
     loose = tmp_path / "loose.toml"
     loose.write_text("[constraints]\nrate_e = [-inf, inf]\n")
-    assert main([str(path), "--apply", str(loose), "--out", str(tmp_path / "loose"), "--no-plots"]) == 0
+    capsys.readouterr()
+    assert main([str(path), "--apply", str(loose), "--out", str(tmp_path / "loose")]) == 0
     assert read_constraints(tmp_path / "loose" / "constraints.toml") == {"rate_e": (-math.inf, math.inf)}
+    # its panel drawn, without numpy's "invalid value" (the axis ran from -inf, the panel came out empty)
+    assert "invalid value" not in capsys.readouterr().err and (tmp_path / "loose" / "metrics.png").is_file()
 
 
 def test_tables_and_plots_go_only_where_no_file_of_the_user_s_would_be_lost(stored_run, tmp_path, capsys):
@@ -391,6 +394,11 @@ def test_an_empty_family_writes_no_row_and_no_stale_plot(stored_run, tmp_path, c
     (tmp_path / "data.npz").write_bytes(b"PK\x03\x04\x92\xff binary")
     assert main([str(path), "--apply", str(tmp_path / "data.npz"), "--out", str(out)]) == 2
     assert "data.npz: not a constraints file (not text; --apply takes a TOML file" in capsys.readouterr().err
+    # an empty table: "expected one table [constraints] ..., got ['constraints']"
+    new.write_text("[constraints]\n")
+    assert main([str(path), "--apply", str(new), "--out", str(out)]) == 2
+    assert ("the table [constraints] is empty: give at least one metric = [low, high] in it"
+            in capsys.readouterr().err)
 
 
 def test_apply_refuses_to_write_into_a_run(stored_run, tmp_path, capsys):
@@ -1045,12 +1053,17 @@ def test_a_filter_run_takes_threads_as_the_search_does(tmp_path, doublet_module,
     # what --recheck and --apply wrote from the family stayed, stale, after a resume's new round changed it
     (run / "recheck.csv").write_text("made from the family of round 0\n")
     (run / "refiltered-tight").mkdir()
+    (run / "metrics.png").write_bytes(b"the family of round 0")  # its plots, beside a family.csv of round 1
     assert main(["--out", str(run), "--resume", "--rounds", "2", "--quiet", "--no-plots"]) == 0
     assert len(store_seeds(run)) == 4
+    out = capsys.readouterr().out
     assert (f"note: recheck.csv, refiltered-tight/ in {run} came from the family before this resume: make them "
-            "again (--recheck N, --apply FILE)") in capsys.readouterr().out
+            "again (--recheck N, --apply FILE)") in out
+    assert "removed the plots of an earlier family there: metrics.png" in out and not (run / "metrics.png").exists()
+    (run / "metrics.png").write_bytes(b"the family of round 1")
     assert main(["--out", str(run), "--resume", "--rounds", "2", "--quiet", "--no-plots"]) == 0  # nothing new
     assert "came from the family" not in capsys.readouterr().out
+    assert (run / "metrics.png").read_bytes() == b"the family of round 1"
 
 
 @needs_sbi

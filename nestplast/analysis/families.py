@@ -112,16 +112,16 @@ def _metrics(fam, path: Path, simulated: list[dict]) -> Path:
             everything = np.array([m.get(name, np.nan) for m in simulated], dtype=float)
             accepted = np.array([r[name] for r in fam.rows], dtype=float)
             finite = everything[np.isfinite(everything)]
-            lo, hi = fam.constraints[name]
-            span = np.concatenate([finite, accepted, [lo] + ([hi] if math.isfinite(hi) and hi < 1e8 else [])])
+            # the bounds drawn: an open one (inf, or 1e9 for "no upper bound") is no line; -inf made the axis NaN
+            bounds = [b for b in fam.constraints[name] if math.isfinite(b) and abs(b) < 1e8]
+            span = np.concatenate([finite, accepted, bounds])
             edges = np.linspace(np.min(span), np.max(span), 30) if span.size and np.ptp(span) > 0 else 10
             if finite.size:
                 a.hist(finite, bins=edges, color="lightgrey", label="simulated")
             if accepted.size:
                 a.hist(accepted, bins=edges, color="tab:blue", label="accepted")
-            a.axvline(lo, color="k", ls="--")
-            if math.isfinite(hi) and hi < 1e8:
-                a.axvline(hi, color="k", ls="--")
+            for bound in bounds:
+                a.axvline(bound, color="k", ls="--")
             a.set_title(name, fontsize=9)
             a.tick_params(labelsize=7)
             if k == 0 and (finite.size or accepted.size):  # which bars are the family (they had no legend)

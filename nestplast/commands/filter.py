@@ -70,6 +70,8 @@ def read_constraints(path: Path) -> dict[str, tuple[float, float]]:
         raise UsageError(f"{path}: not a constraints file (not text; --apply takes a TOML file with one table "
                          "[constraints] of metric = [low, high])") from None
     unknown = sorted(set(data) - {"constraints"})
+    if not unknown and data.get("constraints") == {}:  # "expected one table [constraints] ..., got ['constraints']"
+        raise UsageError(f"{path}: the table [constraints] is empty: give at least one metric = [low, high] in it")
     if unknown or not isinstance(data.get("constraints"), dict) or not data["constraints"]:
         raise UsageError(f"{path}: expected one table [constraints] of metric = [low, high], got {sorted(data)}")
     from ..families import check_bounds
@@ -148,11 +150,12 @@ def check_default_free(default: Path) -> None:
 
 def report(run_dir: Path, out: Path | None = None, constraints: Mapping[str, Sequence[float]] | None = None,
            plots: bool = True, what: str = "family", as_json: bool = False, files: bool = True,
-           out_flag: str = "--plots-to") -> None:
+           out_flag: str = "--plots-to", stale: bool = False) -> None:
     """Tables (and plots) of the family in ``run_dir`` into ``out`` (default the run directory;
     none without ``files``: a read-only copy); on stdout its summary, or with ``as_json`` one JSON
     object and nothing else. ``out`` may not be another run's folder, nor, with ``constraints``,
-    ``run_dir`` (:func:`check_not_a_run`; ``out_flag``: the option that gave it, for the message)."""
+    ``run_dir`` (:func:`check_not_a_run`; ``out_flag``: the option that gave it, for the message).
+    ``stale``: the plots there show another family (a resume simulated more), removed without ``plots``."""
     import json
 
     if files and out is not None:
@@ -173,7 +176,7 @@ def report(run_dir: Path, out: Path | None = None, constraints: Mapping[str, Seq
         with RunStore.open(run_dir, read_only=True) as store:
             exp = experiment.run_experiment(store.experiment(), run_dir)
         written += write_plots(fam, exp, out or run_dir)
-    elif files and constraints is not None:  # an earlier re-filter's plots there would show another family
+    elif files and (constraints is not None or stale):  # plots there would show another family
         removed = remove_plots(out or run_dir)
     if as_json:
         print(json.dumps(json_safe(summary(fam))))
@@ -268,8 +271,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = run_filter(exp, out, resume=args.resume, comm=comm,
                             progress=notes_only if args.quiet else (lambda line: print(line, flush=True)))
         if result is not None:
-            report(out, plots=not args.no_plots)
-            if before is not None and _simulations(out) != before and (made := _made_from_the_family(out)):
+            changed = before is not None and _simulations(out) != before  # a resume that simulated more
+            report(out, plots=not args.no_plots, stale=changed)
+            if changed and (made := _made_from_the_family(out)):
                 print(f"note: {', '.join(made)} in {out} came from the family before this resume: make them again "
                       "(--recheck N, --apply FILE) for the family as it is now", flush=True)
             if all_failed(result.evaluations, result.failed):  # no family: a batch system (afterok) must see it
