@@ -88,6 +88,8 @@ def _check_covariance(covariance: ArrayLike, W: np.ndarray, *, read: bool = True
     """Refuse a covariance of another shape than ``W``; and with ``read`` (a rule that reads it),
     one with NaN or infinite entries, or with a negative variance (not a covariance: the noise
     rule's refusal blamed too little activity)."""
+    if isinstance(covariance, OnlineCovariance):  # "covariance shape () does not match the weights"
+        raise InvalidPruningArgument("covariance is an OnlineCovariance: give the matrix it holds, its .covariance()")
     if np.shape(covariance) != W.shape:
         raise InvalidPruningArgument(f"covariance shape {np.shape(covariance)} does not match the weights {W.shape}")
     if not read:
@@ -226,6 +228,8 @@ class OnlineCovariance:
 
     def update(self, rates: np.ndarray) -> None:
         """Take in a chunk of samples (rows: time, columns: neurons)."""
+        if hasattr(rates, "rates") and hasattr(rates, "times"):  # float() of an Activity: a bare TypeError
+            raise InvalidPruningArgument("rates: an Activity (simulate()'s result): give its samples, activity.rates")
         rates = np.asarray(rates, dtype=float)
         n = len(self._mean)
         if rates.ndim != 2 or rates.shape[1] != n:

@@ -303,3 +303,19 @@ def test_the_public_helpers_refuse_what_prune_refuses():
         prune(W, covariance=-np.eye(3))
     assert prune(W, rule="magnitude", covariance=-np.eye(3)).kept >= 0  # a rule that does not read it takes it
     assert compare_rules(W, keep=0.5, slowest=100, duration=0, decay_duration=0).summary()["slowest"] == 3
+
+
+def test_an_online_covariance_or_an_activity_given_whole_is_named():
+    """prune(W, covariance=online) said "covariance shape () does not match the weights (3, 3)", and
+    online.update(activity) raised float()'s TypeError."""
+    from nestplast.rate_network import simulate
+
+    W = random_network(6, density=0.5, seed=1)
+    online = OnlineCovariance(W)
+    activity = simulate(W, 20.0, seed=1)
+    with pytest.raises(InvalidPruningArgument, match=r"rates: an Activity .*give its samples, activity.rates"):
+        online.update(activity)
+    online.update(activity.rates)
+    with pytest.raises(InvalidPruningArgument, match=r"covariance is an OnlineCovariance: .* its .covariance\(\)"):
+        prune(W, 0.5, "noise", covariance=online)
+    assert prune(W, 0.5, "noise", covariance=online.covariance()).weights.shape == W.shape
