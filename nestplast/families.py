@@ -219,10 +219,14 @@ def search_keys_ignored(exp: Experiment) -> str:
                     if (f"{section}.{f.name}" in FILTER_COUNTERPARTS or section == "search")
                     and f"{section}.{f.name}" not in FILTER_USES
                     and getattr(table, f.name) != getattr(defaults, f.name)]
+    hint = ""
     if (band := exp.filter.nuisance_input_rate) is not None:  # each simulation's drive is drawn from it instead
         # an input_rate inside the band is its centre as written (the shipped experiments), not a setting lost
         if exp.network.input_rate != NetworkSpec().input_rate and not band[0] <= exp.network.input_rate <= band[1]:
             ignored.append("network.input_rate")
+            if band[1] * 10.0 < exp.network.input_rate:  # [0.9, 1.1] meant as a scale: every network silent
+                hint = (f"; filter.nuisance_input_rate = [{band[0]:g}, {band[1]:g}] is in Hz, like network.input_rate "
+                        f"({exp.network.input_rate:g} Hz), not a scale of it")
         if exp.trials.input_rate_scale != TrialSpec().input_rate_scale:
             ignored.append("trials.input_rate_scale")
     if not ignored:
@@ -233,7 +237,7 @@ def search_keys_ignored(exp: Experiment) -> str:
             own.setdefault(FILTER_COUNTERPARTS[key], []).append(key)
     instead = [f"{theirs} for {' and '.join(keys)}" for theirs, keys in own.items()]
     return (f"{exp.source}: {', '.join(ignored)} {'is' if len(ignored) == 1 else 'are'} not used by a filter run"
-            + (f" (the filter's own: {', '.join(instead)})" if instead else ""))
+            + (f" (the filter's own: {', '.join(instead)})" if instead else "") + hint)
 
 
 NEST_BEFORE_TORCH = (

@@ -1126,6 +1126,10 @@ def test_search_keys_a_filter_ignores_are_warned_of(tmp_path, doublet_module):
     assert search_keys_ignored(experiment.parse(drawn, "d.toml")) == (
         "d.toml: network.input_rate, trials.input_rate_scale are not used by a filter run (the filter's own: "
         "filter.nuisance_input_rate for network.input_rate and trials.input_rate_scale)")
+    # a band meant as a scale of the drive (every network then silent): said, not as a mere unused key
+    scaled = {**drawn, "filter": {**drawn["filter"], "nuisance_input_rate": [0.9, 1.1]}, "trials": {"n": 1}}
+    assert search_keys_ignored(experiment.parse(scaled, "d.toml")).endswith(
+        "; filter.nuisance_input_rate = [0.9, 1.1] is in Hz, like network.input_rate (100 Hz), not a scale of it")
     del drawn["filter"]["nuisance_input_rate"]
     assert search_keys_ignored(experiment.parse(drawn, "d.toml")) == ""
     # the shipped experiments give input_rate inside their band, as its centre: no warning on every run
