@@ -550,11 +550,12 @@ def _check_options(instance, where: str) -> None:
             _require(check.test(value), key, check.expected, value)
 
 
-def validate(exp: Experiment, *, to_run: bool = True) -> Experiment:
+def validate(exp: Experiment, *, to_run: bool = True, search: bool = True) -> Experiment:
     """Check every option (:func:`option`'s checks) and the cross-references between them; raise
     ExperimentError naming the key. ``to_run``: also refuse what would make every evaluation of a
     run fail, and pycma options it cannot use (not for reading a recorded run: a run made before
-    such a check still reports)."""
+    such a check still reports). ``search``: the run scores ``objective.target_rate`` (a filter
+    does not, and its default of 10 Hz refused a narrowed rate_band)."""
     _check_options(exp, "")
     r, n, o = exp.rule, exp.network, exp.objective
     _validate_rule(exp, None, "rule")
@@ -623,7 +624,7 @@ def validate(exp: Experiment, *, to_run: bool = True) -> Experiment:
                  f"a metric from {', '.join(sorted(FSBI_CONSTRAINTS))}", metric)
     _require(o.target_rate is not None or o.constraints, "objective", "a target_rate or some constraints", None)
     if to_run:
-        _check_runnable(exp)
+        _check_runnable(exp, search)
     return exp
 
 
@@ -781,7 +782,7 @@ def _check_simulates_as_written(exp: Experiment) -> None:
              exp.filter.constraints)
 
 
-def _check_runnable(exp: Experiment) -> None:
+def _check_runnable(exp: Experiment, search: bool = True) -> None:
     """Settings valid on their own under which every evaluation would fail or score NaN (a cluster
     job of 320s), and pycma options that pycma cannot use."""
     # "" ran in runs/ itself (a later run's folder then inside it), "../x" outside runs/ (for a run
@@ -806,7 +807,7 @@ def _check_runnable(exp: Experiment) -> None:
     low, high = o.rate_band
     _require(low < high, "objective.rate_band", "[low, high] with low < high (an empty band fails every evaluation)",
              o.rate_band)
-    if o.target_rate is not None:  # a rule that holds the target would be cut short as a blow-up
+    if search and o.target_rate is not None:  # a rule that holds the target would be cut short as a blow-up
         _require(low < o.target_rate < high, "objective.target_rate", f"a rate inside objective.rate_band "
                  f"({low:g} to {high:g} Hz; rates are in Hz), a band around it, or 'none'", o.target_rate)
         scored = f"rate_{o.population.lower()}"  # a constraint on the same rate: no rule could score 0
@@ -914,10 +915,10 @@ def _validate_rule(exp: Experiment, ct: str | None, where: str) -> None:
                      r.start[p.name])
 
 
-def parse(data: dict, source: str = "<dict>", *, to_run: bool = True) -> Experiment:
+def parse(data: dict, source: str = "<dict>", *, to_run: bool = True, search: bool = True) -> Experiment:
     """An experiment from a dict as TOML gives it; ExperimentError names ``source`` and the key.
-    A relative ``rule.file`` is taken relative to the file ``source`` names. ``to_run``: see
-    :func:`validate`."""
+    A relative ``rule.file`` is taken relative to the file ``source`` names. ``to_run`` and
+    ``search``: see :func:`validate`."""
     try:
         exp = _fill(Experiment, data, "")
         exp.source = source
@@ -928,7 +929,7 @@ def parse(data: dict, source: str = "<dict>", *, to_run: bool = True) -> Experim
                 raise ExperimentError(f"rule.file: {given!r} is taken relative to the experiment file, and there is "
                                       f"no {exp.rule.file}; for the file {Path(given).resolve()} write "
                                       f"file = {relative!r} (or an absolute path)")
-        return validate(exp, to_run=to_run)
+        return validate(exp, to_run=to_run, search=search)
     except ExperimentError as err:
         raise ExperimentError(f"{source}: {err}") from None
 
@@ -984,9 +985,10 @@ def _check_parameter_order(exp: Experiment, run_dir: Path) -> None:
                               f"other values: report or resume it with nestplast {began}, which began it")
 
 
-def load(path: str | Path) -> Experiment:
+def load(path: str | Path, *, search: bool = True) -> Experiment:
     """Read and validate an experiment file; a name without a path is looked up among the
-    experiments shipped with nestplast (``nestplast/experiments/*.toml``)."""
+    experiments shipped with nestplast (``nestplast/experiments/*.toml``). ``search``: for a
+    search (see :func:`validate`), not a filter."""
     path = Path(path)
     if not path.exists() and (EXPERIMENTS_DIR / path.with_suffix(".toml").name).exists():
         path = EXPERIMENTS_DIR / path.with_suffix(".toml").name
@@ -1004,7 +1006,7 @@ def load(path: str | Path) -> Experiment:
         # TOML has no null: the options table's none is a string
         hint = ('; none is written in quotes: key = "none"' if re.search(r"=\s*none\s*(#.*)?$", text, re.I | re.M) else "")
         raise ExperimentError(f"{path}: not valid TOML: {err}{hint}") from None
-    return parse(data, str(path))
+    return parse(data, str(path), search=search)
 
 
 def default() -> Experiment:

@@ -166,7 +166,7 @@ def run_filter(exp: Experiment | str | os.PathLike, out: str | Path, *, resume: 
     transport = Transport(comm)
     # validated first: a value set in Python (a schedule given as one table) failed in the checks
     # below with a bare TypeError
-    together(comm, lambda: check_constraints(validate(exp)))
+    together(comm, lambda: check_constraints(validate(exp, search=False)))
     nest_first = "nest" in sys.modules and "torch" not in sys.modules
     together(comm, require_sbi if transport.is_root else (lambda: None))  # before anything is simulated
     if nest_first and transport.is_root:

@@ -315,7 +315,7 @@ def run_loop(exp: Experiment, out: str | Path, problem: Callable[[Experiment, Ev
     loop over ``problem``; ``headline`` is the first progress line. Rank 0 returns the Outcome."""
     out = Path(out)
     check_comm_given(comm, f"this {kind}")
-    validate(exp)  # an experiment made or changed in Python has not been through the file's checks
+    validate(exp, search=kind == "search")  # one made or changed in Python has not been through the file's checks
     transport = Transport(comm)
     crowded = crowded_cores_note(comm, exp.search.threads)  # on every rank: it gathers
     say = progress if progress is not None and transport.is_root else (lambda line: None)
@@ -352,7 +352,8 @@ def run_loop(exp: Experiment, out: str | Path, problem: Callable[[Experiment, Ev
             unread = ("note: search.compressed_spikes = true is read only in network mode (NEST built with MPI, one "
                       f"network over the ranks); this run is in {transport.mode} mode: it changes nothing"
                       if exp.search.compressed_spikes and transport.mode != "network" else "")
-            notes = (crowded, unused_network_keys(exp), replaced_neuron_defaults(exp), noisy_target_note(exp), unread)
+            noisy = noisy_target_note(exp) if kind == "search" else ""  # a filter scores no target rate
+            notes = (crowded, unused_network_keys(exp), replaced_neuron_defaults(exp), noisy, unread)
             say(headline(transport) + "".join(f"\n{note}" for note in notes if note))
             if resume and (note := version_changes(store.meta())):
                 say(note)

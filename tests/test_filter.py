@@ -1238,3 +1238,16 @@ def test_a_fits_folder_given_to_the_filter_is_named_not_a_traceback(tmp_path):
         warnings.simplefilter("error")
         with pytest.raises(StoreError, match=f"cannot resume {search} as a filter run .*: it holds a search"):
             run_filter(search, search, resume=True)
+
+
+def test_a_filter_s_rate_band_is_not_held_against_the_target_rate_it_does_not_use(tmp_path):
+    """rate_band = [0.1, 9] in a filter experiment was refused for the default target_rate of 10 Hz,
+    which a filter never scores; a search is still refused it."""
+    from nestplast.commands.search import named_or_stored
+
+    path = tmp_path / "narrow.toml"
+    path.write_text(SINGLE.replace("chunk = 0.2", "chunk = 0.2\nrate_band = [0.1, 9.0]"))
+    assert named_or_stored(str(path), None, False, kind="filter").objective.rate_band == [0.1, 9.0]
+    with pytest.raises(experiment.ExperimentError, match=r"objective.target_rate: expected a rate inside "
+                                                         r"objective.rate_band \(0.1 to 9 Hz"):
+        named_or_stored(str(path), None, False, kind="search")

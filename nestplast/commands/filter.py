@@ -100,7 +100,7 @@ def load_experiment(args: argparse.Namespace) -> experiment.Experiment:
                          f"python -m nestplast report {run}")
     return with_overrides(named_or_stored(args.target, args.out, args.resume, kind="filter"), {
         "--rounds": ("filter.rounds", args.rounds), "--seed": ("seed", args.seed),
-        "--threads": ("search.threads", args.threads)})
+        "--threads": ("search.threads", args.threads)}, search=False)
 
 
 def check_not_a_run(out: Path, run_dir: Path, flag: str, refiltered: bool = True, default: Path | None = None) -> None:

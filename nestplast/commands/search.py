@@ -55,10 +55,11 @@ def named_or_stored(name: str | None, out: Path | None, resume: bool, kind: str 
             # before the stored experiment is read: another command's run stores another kind of settings
             check_same_kind(store.meta().get("kind"), kind, out)
             return experiment.run_experiment(store.experiment(), out)
-    return experiment.load(name) if name else experiment.default()
+    return experiment.load(name, search=kind == "search") if name else experiment.default()
 
 
-def with_overrides(exp: experiment.Experiment, overrides: dict[str, tuple[str, object]]) -> experiment.Experiment:
+def with_overrides(exp: experiment.Experiment, overrides: dict[str, tuple[str, object]], *,
+                   search: bool = True) -> experiment.Experiment:
     """``exp`` with the command line's ``{flag: (dotted key, value)}`` set (None: not given), each
     checked as the experiment file's key is, then validated."""
     for flag, (key, value) in overrides.items():
@@ -70,7 +71,7 @@ def with_overrides(exp: experiment.Experiment, overrides: dict[str, tuple[str, o
                 raise UsageError(f"{flag}: expected {check.expected}, got {value}")
             setattr(target, name, value)
     try:
-        return experiment.validate(exp)
+        return experiment.validate(exp, search=search)
     except experiment.ExperimentError as err:
         raise experiment.ExperimentError(f"{exp.source}: {err}") from None
 
