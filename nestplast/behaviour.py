@@ -91,6 +91,8 @@ class Behaviour:
         self.choices, self.rewards, self.blocks = choices.astype(int), rewards.astype(int), blocks.astype(int)
         if self.p_reward is not None:
             self.p_reward = _p_reward(self.p_reward, int(self.blocks.max()) + 1, fail)
+        else:  # as a file is: blocks numbered from 1 were fitted, then saved to a file load() refused
+            _check_blocks_numbered(self.blocks, fail, "blocks")
 
     @property
     def n_animals(self) -> int:
@@ -103,6 +105,14 @@ class Behaviour:
     def animals(self, chosen: Sequence[int] | np.ndarray) -> Behaviour:
         """The same data for the animals ``chosen`` (indices) only."""
         return Behaviour(self.choices[chosen], self.rewards[chosen], self.blocks, self.p_reward, self.description)
+
+
+def _check_blocks_numbered(blocks: np.ndarray, fail: Callable[[str, str], NoReturn], field: str) -> None:
+    """Refuse a block number with no trial: blocks 1, 2 without p_reward ran with an empty block 0,
+    without a word."""
+    if (empty := np.flatnonzero(np.bincount(blocks) == 0)).size:
+        fail(field, f"block {empty[0]} has no trial: number the blocks 0, 1, 2, ... as they come"
+                    + (f" (numbered from 1? {field} - 1)" if empty[0] == 0 else ""))
 
 
 def _coding_hint(name: str, values: np.ndarray) -> str:
@@ -221,10 +231,8 @@ def validate(values: dict, source: str = "<behaviour>") -> Behaviour:
     blocks = arrays["block"].reshape(n_animals, n_trials)
     if np.any(blocks != blocks[0]):
         fail("block", "every animal must see the same blocks in the same trials")
-    # blocks 1, 2 without p_reward ran with an empty block 0 without a word (with p_reward: a hint below)
-    if (empty := np.flatnonzero(np.bincount(blocks[0]) == 0)).size and "p_reward" not in values:
-        fail("block", f"block {empty[0]} has no trial: number the blocks 0, 1, 2, ... as they come"
-                      + (" (numbered from 1? block - 1)" if empty[0] == 0 else ""))
+    if "p_reward" not in values:  # with p_reward: a hint below
+        _check_blocks_numbered(blocks[0], fail, "block")
     p_reward = _p_reward(values["p_reward"], int(blocks.max()) + 1, fail) if "p_reward" in values else None
     description = str(values["description"]) if "description" in values else ""
     return Behaviour(arrays["choice"].reshape(n_animals, n_trials), arrays["reward"].reshape(n_animals, n_trials),

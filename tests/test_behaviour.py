@@ -105,6 +105,11 @@ def test_a_block_without_trials_is_refused_without_p_reward_too(tmp_path):
                                                        "they come")) as refused:
         behaviour.load(tmp_path / "gap.npz")
     assert "numbered from 1" not in str(refused.value)
+    # made in Python: fitted, then saved to a file load() refused
+    data = behaviour.validate(valid_arrays())
+    with pytest.raises(BehaviourError, match=re.escape("Behaviour: blocks: block 0 has no trial: number the blocks 0, "
+                                                       "1, 2, ... as they come (numbered from 1? blocks - 1)")):
+        behaviour.Behaviour(data.choices, data.rewards, data.blocks + 1)
 
 
 def test_reward_signal_and_likelihood_by_hand():
@@ -313,6 +318,9 @@ def infer_choices_cli(tmp_path, *args) -> subprocess.CompletedProcess:
     # so did the rule given again: +0 bits [+0, +0], without a word
     (["--compare", "pre:010,forget", "--hold-out", "2"], "--compare pre:010,forget: the same rule as the one fitted"),
     (["--mask", "pre:010,forgetting"], "bad Taylor mask term 'forgetting'"),
+    # a traceback after the headline
+    (["--l1", "-1"], "--l1: expected a penalty weight >= 0, got -1"),
+    (["--l1", "nan"], "--l1: expected a penalty weight >= 0, got nan"),
 ])
 def test_the_choices_command_refuses_a_rule_or_settings_it_cannot_fit(tmp_path, args, message):
     behaviour.save(behaviour.validate(valid_arrays()), tmp_path / "choices.npz")

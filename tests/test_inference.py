@@ -327,8 +327,10 @@ def test_infer_refuses_options_it_would_ignore_and_a_resume_of_nothing(tmp_path,
                              (["--out", str(tmp_path / "data.npz"), "--resume"], "is an existing file"),
                              # as the warning of an unconstrained coefficient advised: refused, saying what to do
                              (["--fixed", "eta=0.5,Wmax=1000,th_post_011=0"],
+                              "--fixed: th_post_011 is not a fixed setting of rule 'taylor' (those are: "),
+                             (["--fixed", "eta=0.5,Wmax=1000,th_post_011=0"],
                               "th_post_011 is a coefficient the fit searches: to leave one out, fit a rule without it "
-                              "(taylor: a --mask without its term)")]:
+                              "(a --mask without its term)")]:
         assert main([*fit, *options]) == 2
         assert message in capsys.readouterr().err, options
     assert not (tmp_path / "none").exists()

@@ -199,11 +199,14 @@ def _check_fixed(fixed: dict[str, float], rule, label: str) -> None:
     if unknown:
         # the warning about a coefficient the data do not constrain advised fixing it, which this refused
         searched = [name for name in unknown if name in rule.names]
+        # the advice named taylor on a reward rule's fit
+        masked = rule.name in ("taylor", "reward")
         leave_out = (f"; {', '.join(searched)} {'is a coefficient' if len(searched) == 1 else 'are coefficients'} "
-                     f"the fit searches: to leave one out, fit a rule without it (taylor: a --mask without its term)"
-                     if searched else "")
-        raise UsageError(f"--fixed: {', '.join(unknown)} not fixed settings of rule {label!r} "
-                         f"(those are: {', '.join(rule.fixable)}){leave_out}")
+                     f"the fit searches: to leave one out, fit a rule without it"
+                     f"{' (a --mask without its term)' if masked else ''}" if searched else "")
+        are = "is not a fixed setting" if len(unknown) == 1 else "are not fixed settings"
+        raise UsageError(f"--fixed: {', '.join(unknown)} {are} of rule {label!r} (those are: "
+                         f"{', '.join(rule.fixable)}){leave_out}")
 
 
 def _check_ignored(args, given: set[str]) -> None:
@@ -226,10 +229,14 @@ def _check_ignored(args, given: set[str]) -> None:
                              "would ignore " + ("them" if len(ignored) > 1 else "it"))
 
 
-def _check_counts(checks) -> None:
+def _check_counts(checks, l1: float) -> None:
+    """The command's counts against their minima, and --l1 (a negative or NaN one ended a choices fit
+    in a traceback, after its headline)."""
     for flag, value, low in checks:
         if value < low:
             raise UsageError(f"{flag}: expected an integer >= {low}, got {value}")
+    if not 0 <= l1 < math.inf:
+        raise UsageError(f"--l1: expected a penalty weight >= 0, got {l1:g}")
 
 
 def _infer(argv: Sequence[str] | None, started: list[Path]) -> int:
@@ -250,7 +257,7 @@ def _infer(argv: Sequence[str] | None, started: list[Path]) -> int:
         _check_counts((("--segments", args.segments, 1), ("--max-generations", args.max_generations, 1),
                        ("--population-size", args.population_size, 2), ("--bootstrap", args.bootstrap, 0),
                        ("--hold-out", args.hold_out, 0), ("--seed", args.seed, 0), ("--restarts", args.restarts, 0),
-                       ("--trials", args.trials, 1)))
+                       ("--trials", args.trials, 1)), args.l1)
         recording = load(args.data)
         try:
             choice = infer.RuleChoice(args.rule, args.mask)
@@ -359,7 +366,7 @@ def _infer_choices(args, started: list[Path]) -> int:
     def checked():
         _check_counts((("--max-generations", generations, 1), ("--population-size", args.population_size, 2),
                        ("--bootstrap", args.bootstrap, 0), ("--hold-out", hold_out, 0), ("--seed", args.seed, 0),
-                       ("--restarts", args.restarts, 0), ("--hidden", args.hidden, 1)))
+                       ("--restarts", args.restarts, 0), ("--hidden", args.hidden, 1)), args.l1)
         if hold_out == 1:
             raise UsageError("--hold-out 1 holds out every animal and leaves none to fit: give 0 (none held out) or "
                              "N >= 2 (every N-th animal)")
