@@ -26,7 +26,7 @@ from .builder import Module, unpaired_name
 from .experiment import Experiment, ExperimentError, NetworkSpec, TrialSpec
 from .kernel_reads import connection_weights, model_weights, node_ids, spike_count
 from .neurons import Neuron, get_neuron
-from .rules import RuleLayout
+from .rules import NO_RULE, RuleLayout
 
 INHIBITORY_SOURCES = ("IE", "II")
 
@@ -51,8 +51,7 @@ def nest_settings(exp: Experiment | str | os.PathLike, theta: Sequence[float] | 
     exp = as_experiment(exp)
     layout = layout or exp.layout()
     if theta is None:  # run_search's best_theta where no candidate had all its trials ok
-        raise ValueError("theta is None: no rule to give settings for (a search's best_theta is None where no "
-                         "candidate had all its trials ok)")
+        raise ValueError(NO_RULE)
     if isinstance(theta, Mapping) and "theta" in theta:  # a family's row (the docstring said so, and it failed)
         theta = theta["theta"]
     if isinstance(theta, Mapping):

@@ -66,6 +66,11 @@ class Parameter:
     log: bool = False
 
 
+# A search's best_theta where no candidate had all its trials ok, given as a rule's parameters
+NO_RULE = ("theta is None: no rule to give settings for (a search's best_theta is None where no candidate had all "
+           "its trials ok)")
+
+
 def is_time_constant(name: str) -> bool:
     """Whether a rule's parameter is a time constant: named ``tau*`` (``IE.tau_pre`` by its type too),
     in ms, positive, and no term of the rule (the L1 penalty leaves it out)."""
@@ -960,6 +965,8 @@ class RuleLayout:
     def as_dict(self, theta: Sequence[float]) -> dict[str, float]:
         """Named parameters, e.g. ``{"IE.alpha": -0.2, ...}``; ``theta`` of another length (a
         result of another experiment) is refused, not cut to fit."""
+        if theta is None:  # the README's own print of a search's best: "object of type 'float' has no len()"
+            raise ValueError(NO_RULE)
         values = np.asarray(theta, dtype=float).tolist()
         if len(values) != len(self.names):
             raise ValueError(f"{len(values)} values for the {len(self.names)} parameters {', '.join(self.names)}: "

@@ -158,7 +158,7 @@ def summary_lines(exp: Experiment, outcome: Outcome, out: Path) -> str:
              f"{outcome.evaluations} evaluations, {outcome.blowups} blow-ups, {outcome.failed} failed; "
              + (f"best loss {outcome.best_loss:.4f}" if best else "no candidate with all its trials ok")]
     with RunStore.open(out, read_only=True) as store:
-        if note := silent_note(store.evaluations(status="ok")):  # none where every evaluation failed
+        if note := silent_note(store.evaluations(status="ok"), exp.network.kind):  # none where every evaluation failed
             lines.append(note)
     if all_failed(outcome.evaluations, outcome.failed):
         lines.append(f"every evaluation failed, so no rule was found; {commonest_failure(out)}")

@@ -804,6 +804,22 @@ def test_a_network_silent_whatever_the_rule_is_named(tmp_path):
     run_search(experiment.parse({**settings, "network": {"n_e": 20, "n_i": 5}}, "<test>"), tmp_path / "driven",
                progress=lines.append)
     assert "silent whatever the rule" not in lines[-1] + text(summarise(tmp_path / "driven"), tmp_path / "driven")
+    # a single neuron's drive is its afferents': it was told of input_rate, which it never reads
+    from nestplast.analysis.search import silent_note
+    from nestplast.tasks import Evaluation
+
+    quiet = [Evaluation(0, 0, 0, [0.0], 1, metrics={"rate": 0.0})]
+    assert silent_note(quiet, "single_neuron").endswith(
+        "check network.input_rate_e and input_rate_i (in Hz), n_e_inputs and weights.EE")
+
+
+def test_a_search_without_a_best_rule_is_named_where_its_parameters_are_asked_for():
+    """The README's own print of outcome.best_theta, None where no candidate had all its trials ok:
+    "TypeError: object of type 'float' has no len()"."""
+    from nestplast import experiment
+
+    with pytest.raises(ValueError, match=r"theta is None: no rule to give settings for \(a search's best_theta"):
+        experiment.default().layout().as_dict(None)
 
 
 def test_a_refused_resume_names_the_options_of_the_command_resuming(tmp_path):

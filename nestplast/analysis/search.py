@@ -91,7 +91,7 @@ def summarise(run_dir: str | Path) -> dict:
                    "best_loss": best[0]["loss"] if best else None, "loss_meaning": loss_meaning(exp),
                    "best_params": exp.layout().as_dict(best[0]["theta"]) if best else {},
                    "best_nest_params": settings, "best_inert": inert_note(exp, settings) if best else None,
-                   "best_wmax_drawn": drawn_wmax_note(exp, settings), "silent": silent_note(evaluations),
+                   "best_wmax_drawn": drawn_wmax_note(exp, settings), "silent": silent_note(evaluations, exp.network.kind),
                    "nest_models": nest_models(exp),
                    "software": [{"from_generation": g, "versions": v} for g, v in software_since(store.meta())],
                    "best": None, "best_trials": [], "failures": failure_breakdown(evaluations),
@@ -124,17 +124,19 @@ def trial_summary(e: Evaluation) -> dict:
             "w_creep": m.get("w_creep"), "w_blow": m.get("w_blow"), "weight_drift": drift}
 
 
-def silent_note(evaluations: Sequence[Evaluation]) -> str | None:
+def silent_note(evaluations: Sequence[Evaluation], kind: str = "recurrent") -> str | None:
     """A note where the scored population fired no spike in any evaluation that ran: a network
     silent whatever the rule (an input rate in kHz given as Hz) scores every rule alike, and the
-    end of the search blamed the rule (the all-zero start as "best", "more generations"). None
-    otherwise, or with no evaluation that ran."""
+    end of the search blamed the rule (the all-zero start as "best", "more generations"). It names
+    the drive of ``kind``'s network (a single neuron's was told of input_rate, which it never reads).
+    None otherwise, or with no evaluation that ran."""
     rates = [e.metrics.get("rate") for e in evaluations if e.status == "ok"]
     if not rates or any(r != 0 for r in rates):
         return None
+    drive = ("network.input_rate_e and input_rate_i (in Hz), n_e_inputs and weights.EE" if kind == "single_neuron"
+             else "network.input_rate (in Hz) and network.input_weight")
     return ("note: the scored population fired no spike in any evaluation (0 Hz on every trial of every candidate): "
-            "the network is silent whatever the rule, so every rule scored alike; check network.input_rate (in Hz) "
-            "and network.input_weight")
+            f"the network is silent whatever the rule, so every rule scored alike; check {drive}")
 
 
 def failure_breakdown(evaluations: list[Evaluation]) -> dict:
