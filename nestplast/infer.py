@@ -163,18 +163,18 @@ PROGRESS_EVERY_S = 30.0  # a line at most this often while the bootstrap runs
 
 
 def polish(objective: Callable[[np.ndarray], float], start: Sequence[float], bounds: Sequence[tuple[float, float]], *,
-           xtol: float, ftol: float, maxfev: int, progress: Callable[[str], None] | None = None
-           ) -> tuple[np.ndarray, float, bool]:
+           xtol: float, ftol: float, maxfev: int, progress: Callable[[str], None] | None = None,
+           restart: bool = True) -> tuple[np.ndarray, float, bool]:
     """scipy's bounded Powell from ``start`` with at most ``maxfev`` loss evaluations and, where it
-    stops at that limit, once more from there with fresh directions: (the point, its loss, whether
-    it converged). Powell's directions can degenerate along a curved valley: from CMA-ES's best
+    stops at that limit (and ``restart``), once more from there with fresh directions: (the point,
+    its loss, whether it converged). Powell's directions can degenerate along a curved valley: from CMA-ES's best
     point one run spent all 3000 evaluations and stopped at loss 5e-5, while a restart from where
     it stopped reached 2e-29 in 97. (Restarting more often lost the directions it builds with many
     coefficients: on Rosenbrock's function in 4-D, pieces of 300 stopped at 4e-4, one run at 6e-17.)"""
     from scipy.optimize import minimize
 
     x = np.asarray(start, dtype=float)
-    for attempt in range(2):
+    for attempt in range(2 if restart else 1):
         found = minimize(objective, x, method="Powell", bounds=bounds, options={"xtol": xtol, "ftol": ftol, "maxfev": maxfev})
         x, loss = found.x, float(found.fun)
         # status 1 and 2: an evaluation or iteration limit (0: converged; others: no use going on)
@@ -550,7 +550,9 @@ def fit(recording: Recording | str | os.PathLike, choice: RuleChoice, fixed: Map
         counts = np.bincount(rng.integers(0, len(fitted), len(fitted)), minlength=len(fitted))
         # looser than the polish: a refit only has to find the resampled minimum to well within the
         # interval's width, and noisy data would otherwise run every refit to its evaluation limit
-        refit, _, _ = polish(problem.objective(fitted, counts), theta, bounds, xtol=1e-6, ftol=1e-10, maxfev=400)
+        # once: noisy data run most refits to their limit, and a second run would double the bootstrap
+        refit, _, _ = polish(problem.objective(fitted, counts), theta, bounds, xtol=1e-6, ftol=1e-10, maxfev=400,
+                             restart=False)
         draws.append(refit.tolist())
         if time.monotonic() - said > PROGRESS_EVERY_S and k + 1 < n_draws:  # a long recording's refits took an hour
             said = time.monotonic()
