@@ -216,7 +216,12 @@ def settling_time(W: ArrayLike, model: RateModel = RateModel()) -> float:
     """Five of the slowest time constants of the linear dynamics (ms), by which a start from rest
     has decayed to within e^-5 (0.7 %) of the stationary state. Long for a slow network: 5e6 ms
     when W - leak I has an eigenvalue -1e-5."""
-    return 5.0 / -spectral_abscissa(dynamics_matrix(W, model))
+    return _settling_time(spectral_abscissa(dynamics_matrix(W, model)))
+
+
+def _settling_time(abscissa: float) -> float:
+    """:func:`settling_time` from the dynamics matrix's largest real eigenvalue part (1/ms)."""
+    return 5.0 / -abscissa
 
 
 # ------------------------------------------------------------------------------- generators
@@ -380,8 +385,8 @@ def simulate(W: ArrayLike, duration: float, model: RateModel = RateModel(), *, s
     if note := check_nest_step(W, model, eigenvalues=eigenvalues):
         warnings.warn(note, RuntimeWarning, stacklevel=2)
     n = len(W)
-    if warmup is None:  # settling_time(W, model)
-        warmup = 5.0 * model.tau / -abscissa
+    if warmup is None:
+        warmup = _settling_time(abscissa / model.tau)
     # Align the recording to the sampling grid so every neuron has the same samples.
     warmup = np.ceil(warmup / interval) * interval
     reset_kernel()

@@ -308,7 +308,8 @@ PROBE_TIME_CONSTANTS = 10
 def _resolve_warmup(args, W: np.ndarray, model: RateModel) -> None:
     """Set --warmup's default (whole ms, as the recording's grid takes it) and say what it is; warn
     of a --probe shorter than :data:`PROBE_TIME_CONSTANTS` of the slowest time constant."""
-    slowest = settling_time(W, model) / 5.0
+    settle = settling_time(W, model)  # for the warning and the note below: a 2000-node network's take seconds
+    slowest = settle / 5.0
     if args.probe < PROBE_TIME_CONSTANTS * slowest:
         print(f"warning: the {args.probe:g} ms --probe spans {args.probe / slowest:.2g} of the network's slowest time "
               f"constant ({slowest:.4g} ms): the covariance it measures along the slow modes is mostly noise, and the "
@@ -317,10 +318,9 @@ def _resolve_warmup(args, W: np.ndarray, model: RateModel) -> None:
     if args.warmup is not None:
         args.warmup = math.ceil(args.warmup)  # what the simulation runs, so that the summary says so
         return
-    settle = settling_time(W, model)
     args.warmup = math.ceil(round(probe_warmup(W, args.probe, model), 6))  # not 501 ms for 500 + rounding error
     if settle <= args.probe:
-        why = f"five of the slowest time constant, {settle / 5:.4g} ms, so that the start from rest has decayed"
+        why = f"five of the slowest time constant, {slowest:.4g} ms, so that the start from rest has decayed"
     else:  # a slow network: hours of NEST time, for a mode that the probe barely sees
         why = (f"as long as the --probe: five of the slowest time constant would be {settle:.4g} ms, and a mode "
                "slower than the probe barely moves within it")
