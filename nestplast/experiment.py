@@ -213,6 +213,7 @@ class ObjectiveSpec(_Table):
                                                   "from the start leaves a low bound of 0.1 Hz after 4.6 s, one that "
                                                   "fired first later; one still inside is scored, silence by the "
                                                   "target_rate term: 50 at 0 Hz for 10 Hz)",
+                                       # an empty band fails every evaluation
                                        Check(lambda v: len(v) == 2 and v[0] < v[1], "[low, high] with low < high"))
     max_wall_s: float = option(600.0, "seconds per evaluation; beyond: a timeout", SECONDS)
 
@@ -804,9 +805,7 @@ def _check_runnable(exp: Experiment, search: bool = True) -> None:
     for metric in o.constraints:  # a metric the run does not measure fails every evaluation with a KeyError
         if why := unmeasured(exp, metric):
             raise ExperimentError(f"objective.constraints.{metric}: {why}, so every evaluation would fail")
-    low, high = o.rate_band
-    _require(low < high, "objective.rate_band", "[low, high] with low < high (an empty band fails every evaluation)",
-             o.rate_band)
+    low, high = o.rate_band  # low < high: the option's own check
     if search and o.target_rate is not None:  # a rule that holds the target would be cut short as a blow-up
         _require(low < o.target_rate < high, "objective.target_rate", f"a rate inside objective.rate_band "
                  f"({low:g} to {high:g} Hz; rates are in Hz), a band around it, or 'none'", o.target_rate)
