@@ -24,7 +24,7 @@ from .infer import check_weight_range, is_held_out
 from .kernel import nest_seed
 from .objectives import l1_penalty
 from .recording import Recording, RecordingError, off_grid
-from .rules import Rule
+from .rules import Rule, weight_bounds
 from .synthetic import simulate
 from .tasks import FIT_FAILURE_LOSS, Candidate, Evaluation, Task
 
@@ -133,7 +133,7 @@ class ClosedLoopFit:
         bounds = rule.synapse_params(np.zeros(len(rule.names)), **self.fixed)
         if recording.has_weights:
             check_weight_range(recording, bounds)
-        w_low, w_high = abs(bounds.get("Wmin", 0.0)), abs(bounds["Wmax"])
+        w_low, w_high = weight_bounds(bounds)
         if unrecorded and not w_low <= abs(w_unrecorded) <= w_high:
             raise RecordingError(f"--w-unrecorded {w_unrecorded:g} (w_unrecorded=): the start weight of the synapses "
                                  f"whose weights were not recorded must be inside the rule's [|Wmin|, |Wmax|] = "

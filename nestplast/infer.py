@@ -39,7 +39,7 @@ from .kernel import lent_kernel
 from .objectives import l1_penalty
 from .parallel import Transport, check_comm_given, together
 from .recording import Recording, RecordingError, check_time_unit, data_warnings, varies
-from .rules import Rule, get_rule, is_time_constant
+from .rules import Rule, get_rule, is_time_constant, weight_bounds
 from .store import DB_NAME, RunStore, StoreError, as_stored, check_same_kind, check_same_parameters, note_what_is_kept
 from .strategies import Budget, SearchSpace, make_strategy
 from .tasks import FIT_FAILURE_LOSS, Candidate, Evaluation, Task, by_candidate
@@ -196,7 +196,7 @@ def check_weight_range(recording: Recording, params: Mapping[str, float]) -> Non
     """Refuse recorded weights outside the rule's ``[|Wmin|, |Wmax|]``: the rule clips every weight
     into that range at its first update, so a fit to weights beyond it (``Wmax`` left at the
     rule's default below the data's weights, or weights in other units) could only come out wrong."""
-    w_low, w_high = abs(params.get("Wmin", 0.0)), abs(params.get("Wmax", math.inf))
+    w_low, w_high = weight_bounds(params)
     magnitudes = np.abs(recording.weights[~np.isnan(recording.weights)])  # NaN: a sample not taken
     if magnitudes.max() > w_high or magnitudes.min() < w_low:
         # the advice names the bound the weights cross (Wmin=50 on weights from 20 was told to set Wmax)

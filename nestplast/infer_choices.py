@@ -44,7 +44,7 @@ from .infer import (
 )
 from .kernel import lent_kernel
 from .objectives import l1_penalty
-from .rules import Rule
+from .rules import Rule, weight_bounds
 from .tasks import FIT_FAILURE_LOSS, Candidate, Evaluation, Task
 from .values import is_number, is_whole, plain
 
@@ -290,7 +290,7 @@ def check_fixed(fixed: Mapping[str, float], task: ChoiceTask, rule: Rule | None 
     if rule is None:
         return
     check_settings(rule, fixed, delay=1.0, mode="closed")
-    w_min = abs(rule.synapse_params(rule.defaults(), **fixed).get("Wmin", 0.0))
+    w_min = weight_bounds(rule.synapse_params(rule.defaults(), **fixed))[0]
     if w_min > abs(task.w_max):  # NEST's constraint abs(Wmin) <= abs(Wmax), in the first simulation
         raise ValueError(f"Wmin = {fixed.get('Wmin', w_min):g}: |Wmin| must be at most the weight bound |Wmax| = "
                          f"{abs(task.w_max):g}")

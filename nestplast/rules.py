@@ -71,6 +71,12 @@ NO_RULE = ("theta is None: no rule to give settings for (a search's best_theta i
            "its trials ok)")
 
 
+def weight_bounds(params: Mapping[str, float]) -> tuple[float, float]:
+    """[|Wmin|, |Wmax|], into which a rule clips |w|, from its NEST settings ``params`` (no Wmin:
+    0; no Wmax: unbounded)."""
+    return abs(params.get("Wmin", 0.0)), abs(params.get("Wmax", math.inf))
+
+
 def is_time_constant(name: str) -> bool:
     """Whether a rule's parameter is a time constant: named ``tau*`` (``IE.tau_pre`` by its type too),
     in ms, positive, and no term of the rule (the L1 penalty leaves it out)."""

@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from .recording import Recording
-from .rules import Rule
+from .rules import Rule, weight_bounds
 
 PRE, POST, PAD = 1, 0, -1  # event kinds; at equal times POST sorts first
 
@@ -111,7 +111,7 @@ class ClampedTrajectories:
         """Signed weights at the sample times, shape (synapses, samples), under ``rule`` with NEST
         settings ``params`` (taus, eta, coefficients, ``Wmin``/``Wmax`` magnitudes)."""
         decay_pre, decay_post = self._decay(params["tau_pre"], params["tau_post"])
-        w_low, w_high = abs(params.get("Wmin", 0.0)), abs(params.get("Wmax", np.inf))
+        w_low, w_high = weight_bounds(params)
         n, columns = self.gaps.shape
         w_abs = np.abs(np.asarray(w_start, dtype=float)).copy()
         x_pre, x_post = np.zeros(n), np.zeros(n)
