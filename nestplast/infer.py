@@ -39,7 +39,7 @@ from .kernel import lent_kernel
 from .objectives import l1_penalty
 from .parallel import Transport, check_comm_given, together
 from .recording import Recording, RecordingError, check_time_unit, data_warnings, varies
-from .rules import Rule, get_rule, is_time_constant, weight_bounds
+from .rules import MASKED_RULES, Rule, get_rule, is_time_constant, weight_bounds
 from .store import DB_NAME, RunStore, StoreError, as_stored, check_same_kind, check_same_parameters, note_what_is_kept
 from .strategies import Budget, SearchSpace, make_strategy
 from .tasks import FIT_FAILURE_LOSS, Candidate, Evaluation, Task, by_candidate
@@ -423,7 +423,7 @@ def check_fit_arguments(recording, choice, fixed, *, mode: str, delay, l1, out, 
                         f"the fitted rule)")
     if isinstance(choice, str):
         raise TypeError(f"choice: expected a RuleChoice, e.g. {example}, got the name {choice!r}; give "
-                        f"RuleChoice({choice!r}{', mask=...' if choice in ('taylor', 'reward') else ''})")
+                        f"RuleChoice({choice!r}{', mask=...' if choice in MASKED_RULES else ''})")
     if not isinstance(choice, RuleChoice) or not isinstance(choice.name, str):
         raise TypeError(f"choice: expected a RuleChoice, e.g. {example}, got {type(choice).__name__}")
     if not isinstance(fixed, Mapping):

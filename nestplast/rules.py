@@ -882,6 +882,9 @@ RULES = {"doublet": doublet_rule, "taylor": taylor_rule, "mlp": mlp_rule, "mlp_f
          "reward": reward_rule}
 
 
+MASKED_RULES = ("taylor", "reward")  # the rules that take a mask of terms
+
+
 def get_rule(name: str, mask: Iterable[str] | str | None = None, *, hidden: int | None = None,
              **mlp: object) -> Rule:
     """The rule called ``name`` (``doublet``, ``taylor``, ``mlp``, ``mlp_fsbi`` or ``reward``); ``mask``
@@ -902,7 +905,7 @@ def get_rule(name: str, mask: Iterable[str] | str | None = None, *, hidden: int 
     if name == "reward":
         return reward_rule(mask) if mask is not None else reward_rule()
     if mask is not None:
-        raise ValueError(f"rule {name!r} takes no mask (only 'taylor' and 'reward' do)")
+        raise ValueError(f"rule {name!r} takes no mask (only {' and '.join(map(repr, MASKED_RULES))} do)")
     if name == "mlp":
         if hidden is not None and "layers" in mlp:
             raise ValueError("rule 'mlp': give hidden or layers, not both")

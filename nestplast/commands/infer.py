@@ -199,8 +199,9 @@ def _check_fixed(fixed: dict[str, float], rule, label: str) -> None:
     if unknown:
         # the warning about a coefficient the data do not constrain advised fixing it, which this refused
         searched = [name for name in unknown if name in rule.names]
-        # the advice named taylor on a reward rule's fit
-        masked = rule.name in ("taylor", "reward")
+        from ..rules import MASKED_RULES
+
+        masked = rule.name in MASKED_RULES  # the advice named taylor on a reward rule's fit
         leave_out = (f"; {', '.join(searched)} {'is a coefficient' if len(searched) == 1 else 'are coefficients'} "
                      f"the fit searches: to leave one out, fit a rule without it"
                      f"{' (a --mask without its term)' if masked else ''}" if searched else "")
