@@ -107,8 +107,9 @@ def check_not_a_run(out: Path, run_dir: Path, flag: str, refiltered: bool = True
     """Refuse ``out`` (given as ``flag``) for the tables and plots of ``run_dir``'s family when it is
     another run's folder (one holding a run store), or, for a re-filtered family, ``run_dir``
     itself: its family.csv and plots would be overwritten (the plots the smaller family has none
-    of deleted). The run's own family may go back into its own folder. ``default``: where the
-    tables go without ``flag``, for the message."""
+    of deleted); a folder of other files that holds no family's tables; and, for the run's own
+    family (not ``refiltered``), a re-filtered family's folder. The run's own family may go back
+    into its own folder. ``default``: where the tables go without ``flag``, for the message."""
     another = f"give another {flag}" + (f" (or none: {default})" if default is not None else "")
     same = out.resolve() == run_dir.resolve()
     if same and refiltered:
