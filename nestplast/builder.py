@@ -134,8 +134,13 @@ def _nest_package_dir() -> Path:
     return Path(spec.origin).resolve().parent
 
 
-def _run_nest_config(exe: Path, option: str) -> str:
-    out = subprocess.run([str(exe), option], capture_output=True, text=True, timeout=30)
+def read_nest_config(exe: Path | str, option: str) -> str:
+    """What ``exe option`` prints, or "" where it cannot run or hangs (a nest-config whose
+    interpreter is gone ended the build in a raw OSError): the callers pass such a one over."""
+    try:
+        out = subprocess.run([str(exe), option], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return ""
     return out.stdout.strip()
 
 
@@ -150,8 +155,8 @@ def _working_nest_config() -> Path | None:
         exe = Path(candidate)
         if not (exe.is_file() and os.access(exe, os.X_OK)):
             continue
-        prefix = Path(_run_nest_config(exe, "--prefix"))
-        includes = [Path(flag[2:]) for flag in _run_nest_config(exe, "--includes").split() if flag.startswith("-I")]
+        prefix = Path(read_nest_config(exe, "--prefix"))
+        includes = [Path(flag[2:]) for flag in read_nest_config(exe, "--includes").split() if flag.startswith("-I")]
         if prefix.is_dir() and includes and all(p.is_dir() for p in includes):
             return exe
     return None
@@ -206,7 +211,7 @@ def nest_version() -> str:
         return importlib.metadata.version("nest-simulator")
     except importlib.metadata.PackageNotFoundError:  # a source build that pip does not know
         exe = _working_nest_config()
-        version = _run_nest_config(exe, "--version") if exe else ""
+        version = read_nest_config(exe, "--version") if exe else ""
         if not re.fullmatch(r"\d+\.\d+(\.\d+)?", version):
             raise BuildError(f"cannot tell the version of the NEST in {_nest_package_dir()}: "
                              "set NEST_CONFIG to its nest-config") from None
@@ -456,7 +461,7 @@ def _not_on_path(tool: str) -> str:
 def _absent_build_tool(nest: Path) -> str | None:
     """The first of cmake, make and the C++ compiler of the NEST at ``nest`` (its ``nest_path``)
     that is not on PATH: found before NESTML spends 15-20 s generating code, not in its log after."""
-    compiler = _run_nest_config(nest / "bin" / "nest-config", "--compiler") or "g++"
+    compiler = read_nest_config(nest / "bin" / "nest-config", "--compiler") or "g++"
     return next((tool for tool in ("cmake", "make", compiler) if shutil.which(tool) is None), None)
 
 

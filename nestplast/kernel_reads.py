@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .builder import BuildError, cache_dir, cache_lock, nest_path, nest_version
+from .builder import BuildError, cache_dir, cache_lock, nest_path, nest_version, read_nest_config
 from .kernel import import_nest
 from .values import is_whole
 
@@ -91,8 +91,7 @@ def spike_count(recorder) -> int:
 
 def _compile_command(target: Path) -> list[str]:
     config = str(nest_path() / "bin" / "nest-config")
-    flags = [subprocess.run([config, option], capture_output=True, text=True, timeout=30).stdout.split()
-             for option in ("--compiler", "--cflags", "--includes", "--libs")]
+    flags = [read_nest_config(config, option).split() for option in ("--compiler", "--cflags", "--includes", "--libs")]
     compiler = flags[0][0] if flags[0] else "g++"
     return [compiler, *flags[1], *flags[2], "-fPIC", "-shared", str(SOURCE), "-o", str(target), *flags[3]]
 
@@ -119,7 +118,7 @@ def build_library() -> Path:
         try:
             command = _compile_command(partial)
             proc = subprocess.run(command, capture_output=True, text=True)
-        except (OSError, subprocess.SubprocessError) as err:  # no compiler; a nest-config that hangs
+        except (OSError, subprocess.SubprocessError) as err:  # no compiler
             raise BuildError(f"cannot compile {SOURCE.name}: {err}") from None
         if proc.returncode != 0:
             log = folder / f"{key}.failed.log"

@@ -302,17 +302,41 @@ class RunStore:
     def _connect_checked(cls, path: Path, read_only: bool) -> sqlite3.Connection:
         """A connection to ``path`` once it is known to be a nestplast database (brought up to the
         current schema unless ``read_only``)."""
+        # checked over a read-only connection first: opening to write sets WAL mode, which changed
+        # another program's database before it was refused
+        db, version = cls._read_checked(path, writable=None if read_only else True)
+        if read_only:
+            return db
+        db.close()
+        db = cls._connect(path)
+        if version == 1:  # a run made before the stop reason was recorded
+            # one transaction: killed between the two, the next resume added the column again
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("ALTER TABLE run ADD COLUMN stop TEXT")
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            db.execute("COMMIT")
+        return db
+
+    @classmethod
+    def _read_checked(cls, path: Path, writable: bool | None) -> tuple[sqlite3.Connection, int]:
+        """``path`` opened to read (see :meth:`_connect_read_only`) and its schema version, or a
+        StoreError that says what it is instead: another file, another program's database, or a
+        damaged run."""
         damaged = (f"{path} is damaged ({{}}): it cannot be reported or continued; a copy of the run folder made "
                    f"before the damage can (SQLite's own `sqlite3 {path.name} .recover` may save part of its rows)")
+        db = None
         try:
-            db = cls._connect_read_only(path) if read_only else cls._connect(path)
+            db = cls._connect_read_only(path, writable)
             version = db.execute("PRAGMA user_version").fetchone()[0]
             tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         except sqlite3.DatabaseError as err:
+            if db is not None:
+                db.close()
             if "malformed" in str(err):  # a nestplast database or not, its header is broken
                 raise StoreError(damaged.format(err)) from None
             raise StoreError(f"{path} is not a nestplast database ({err})") from None
         if not {"run", "evaluations", "generations"} <= tables or version not in (1, SCHEMA_VERSION):
+            db.close()
             raise StoreError(f"{path} is not a nestplast database of schema version {SCHEMA_VERSION}")
         # a page broken inside: the report ended in a traceback, and a resume ran a whole generation
         # before it failed on reading the store back
@@ -323,10 +347,7 @@ class RunStore:
         if check != "ok":
             db.close()
             raise StoreError(damaged.format(check))
-        if version == 1 and not read_only:  # a run made before the stop reason was recorded
-            db.execute("ALTER TABLE run ADD COLUMN stop TEXT")
-            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        return db
+        return db, version
 
     @staticmethod
     def _connect_read_only(path: Path, writable: bool | None = None) -> sqlite3.Connection:
@@ -412,14 +433,15 @@ class RunStore:
         first run's ``max_generations``, and a report read while the run went on, or after it was
         killed, gave the first run's stop reason. ``meta``: its metadata, where that changes too."""
         with self._writing():
-            self._db.execute("UPDATE run SET experiment=?, stop=NULL", (_encode(experiment),))
-            if meta is not None:
-                self._db.execute("UPDATE run SET meta=?", (_encode(meta),))
+            # one statement: a kill between two kept the new experiment beside the old metadata
+            self._db.execute("UPDATE run SET experiment=?, stop=NULL, meta=COALESCE(?, meta)",
+                             (_encode(experiment), None if meta is None else _encode(meta)))
 
     def stop(self) -> dict | None:
         """Why the run stopped, or None while it has not (or was killed)."""
-        row = self._db.execute("SELECT stop FROM run").fetchone()
-        return None if row is None or row[0] is None else _decode(row[0])
+        row = self._db.execute("SELECT * FROM run").fetchone()
+        # a run of schema version 1, read only, has no stop column: it recorded no reason
+        return None if row is None or "stop" not in row.keys() or row["stop"] is None else _decode(row["stop"])
 
     # ------------------------------------------------------------------ evaluations
 

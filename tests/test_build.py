@@ -322,6 +322,17 @@ def test_working_nest_config_is_used(tmp_path, monkeypatch):
     assert nest_path() == prefix
 
 
+def test_a_nest_config_that_cannot_run_is_passed_over(tmp_path, monkeypatch):
+    """A NEST_CONFIG whose interpreter is gone ended the build in a raw OSError traceback; it is
+    passed over as one that prints no paths is."""
+    script = tmp_path / "nest-config"
+    script.write_text("#!/no/such/interpreter\n")
+    script.chmod(0o755)
+    monkeypatch.setenv("NEST_CONFIG", str(script))
+    monkeypatch.setenv("NESTPLAST_CACHE", str(tmp_path / "cache"))
+    assert nest_path() != tmp_path
+
+
 def test_wheel_gets_a_working_nest_config(monkeypatch, tmp_path):
     try:
         importlib.metadata.version("nest-simulator")

@@ -421,3 +421,73 @@ def test_a_run_stopped_before_it_recorded_anything_says_so_on_resume(tmp_path):
     RunStore.check_free(run)  # a new run takes the folder as it is
     with RunStore.create(run, experiment={}, seed=1):
         pass
+
+
+def _version_1_run(run_dir: Path) -> None:
+    """A run as schema version 1 recorded it: no stop reason."""
+    RunStore.create(run_dir, experiment={"name": "old"}, seed=1).close()
+    db = sqlite3.connect(run_dir / "results.sqlite")
+    db.execute("ALTER TABLE run DROP COLUMN stop")
+    db.execute("PRAGMA user_version=1")
+    db.commit()
+    db.close()
+
+
+def test_a_version_1_run_is_reported_and_resumed(tmp_path):
+    """A report of it read a stop column it never had: a raw sqlite3 traceback."""
+    _version_1_run(tmp_path / "old")
+    with RunStore.open(tmp_path / "old", read_only=True) as store:
+        assert store.stop() is None and store.experiment() == {"name": "old"}
+    with RunStore.open(tmp_path / "old") as store:  # brought up to the current schema
+        store.record_stop({"maxiter": 3})
+    with RunStore.open(tmp_path / "old", read_only=True) as store:
+        assert store.stop() == {"maxiter": 3}
+
+
+def test_a_version_1_run_is_upgraded_in_one_transaction(tmp_path):
+    """Killed between adding the column and raising the version, the next resume added the column
+    again: "duplicate column name: stop"."""
+    _version_1_run(tmp_path / "old")
+    killed = subprocess.run([sys.executable, "-c", """if True:
+        import os, sqlite3, sys
+        from nestplast.store import RunStore
+        real = RunStore._connect
+        def connect(path):  # the process dies as the version is raised, after the new column
+            db = real(path)
+            db.set_trace_callback(lambda s: s.startswith("PRAGMA user_version=") and os._exit(9))
+            return db
+        RunStore._connect = staticmethod(connect)
+        RunStore.open(sys.argv[1])
+        """, str(tmp_path / "old")], capture_output=True, text=True)
+    assert killed.returncode == 9, killed.stderr
+    with RunStore.open(tmp_path / "old") as store:
+        assert store.stop() is None and store.experiment() == {"name": "old"}
+        store.record_stop({"maxiter": 1})
+
+
+def test_a_foreign_database_is_refused_unchanged(tmp_path):
+    """Resuming in a folder whose results.sqlite is another program's database turned it to WAL
+    mode before refusing it."""
+    (tmp_path / "theirs").mkdir()
+    path = tmp_path / "theirs" / "results.sqlite"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE t (x)")
+    db.commit()
+    db.close()
+    before = path.read_bytes()
+    with pytest.raises(StoreError, match="not a nestplast database"):
+        RunStore.open(tmp_path / "theirs")
+    assert path.read_bytes() == before
+    assert not path.with_name("results.sqlite-wal").exists()
+
+
+def test_a_resume_records_its_experiment_and_metadata_together(tmp_path):
+    """Two UPDATEs: a kill between them kept the new experiment with the old metadata."""
+    RunStore.create(tmp_path / "run", experiment={"v": 1}, seed=1, meta={"m": 1}).close()
+    statements = []
+    with RunStore.open(tmp_path / "run") as store:
+        store._db.set_trace_callback(statements.append)
+        store.record_resumed({"v": 2}, meta={"m": 2})
+        store._db.set_trace_callback(None)
+        assert store.experiment() == {"v": 2} and store.meta() == {"m": 2}
+    assert len([s for s in statements if s.startswith("UPDATE")]) == 1 or "BEGIN" in statements[0]
