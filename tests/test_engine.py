@@ -333,6 +333,15 @@ def test_the_progress_line_shows_the_step_as_sigma0_means_it(sigma0):
     assert strategy.describe() == f"step {sigma0:8.3g}"
 
 
+@pytest.mark.parametrize("sigma0", [0.2, 0.6, 1.0])
+def test_a_sigma0_above_a_third_is_the_step_sampled(sigma0):
+    """pycma keeps each step below a third of its range (maxstd_boundrange): sigma0 0.5, 0.9 and
+    1.0 all sampled with 0.333 in two or more dimensions, and the store held the same candidates."""
+    strategy = make_strategy("cmaes", SPACE, Budget(max_generations=10), population_size=6, seed=1, sigma0=sigma0)
+    strategy.ask()
+    assert strategy.describe() == f"step {sigma0:8.3g}"
+
+
 def test_the_median_of_a_generation_is_of_its_sampled_candidates():
     """The evaluated mean (candidate -1) was counted in the median: 9.78 where the four sampled
     candidates' median was 37.67 (and pycma's own log said 65.58, its upper median)."""

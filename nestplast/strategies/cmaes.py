@@ -104,8 +104,11 @@ class CMAES:
         low, high = space.search_bounds()
         stds = (high - low) * sigma0
         # pycma's per-coordinate scaling fails in one dimension (CMA-ES/pycma#302), including the
-        # one it applies itself to keep the step below a third of the range: there, one sigma, unlimited
-        scaled = {"CMA_stds": stds.tolist()} if space.size > 1 else {"maxstd_boundrange": math.inf}
+        # one it applies itself to keep the step below a third of the range: there, one sigma,
+        # unlimited. Elsewhere that limit is raised to sigma0 where sigma0 is larger: a sigma0 of 0.5
+        # or 0.9 sampled with a step of a third, as if the option did nothing
+        scaled = ({"CMA_stds": stds.tolist(), "maxstd_boundrange": max(1 / 3, sigma0)} if space.size > 1
+                  else {"maxstd_boundrange": math.inf})
         options = {
             "bounds": [low.tolist(), high.tolist()], **scaled,
             "popsize": population_size, "seed": seed, "verbose": -9, "randn": SeededNormal(seed),
