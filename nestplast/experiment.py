@@ -140,7 +140,8 @@ class RuleSpec(_Table):
     by_type: dict[str, dict[str, Any]] = option({}, "co-active rules: per plastic connection type, another rule or "
                                                     "other settings (keys name, mask, mlp, search, start, fixed), e.g. "
                                                     "IE = { name = \"mlp\" }; a type not named here takes the rule above; "
-                                                    "a key not set is the rule's above (mask and mlp only for the same rule); "
+                                                    "a key not set is the rule's above (mask, mlp, search and start "
+                                                    "only for the same rule); "
                                                     "a mask or mlp of its own only with another name (one module holds "
                                                     "one variant of a rule: choose a type's terms with search); "
                                                     "for the same rule, fixed and start add to the rule's",
@@ -327,6 +328,10 @@ class Experiment(_Table):
             if changes["name"] != self.rule.name:  # a mask or shape is its rule's: another rule does not take it over
                 changes.setdefault("mask", None)
                 changes.setdefault("mlp", {})
+                # nor the searched parameters and their start: another rule's have other names (inherited,
+                # they were refused as unknown until the type was given start = {} by hand)
+                changes.setdefault("search", None)
+                changes.setdefault("start", {})
         if "fixed" in changes and self._same_rule(changes):
             # the same rule: a setting given for the type adds to rule.fixed (IE = { fixed = { Wmin = 0.1 } }
             # must not drop the eta = 0.5 that rule.fixed gives every type)

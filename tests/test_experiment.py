@@ -418,6 +418,19 @@ def test_an_mlp_rules_shape_is_set_in_the_experiment_file():
     assert mixed.base_rule("IE").source == get_rule("mlp", hidden=2).source
 
 
+def test_another_rule_for_a_type_has_its_own_search_and_start():
+    """A type given another rule inherited rule.start and rule.search, whose names are the other
+    rule's: "rule.start (inherited by rule.by_type.IE, ...): expected parameters of rule 'mlp'"
+    until the type was given start = {} by hand. Another rule's parameters have other names."""
+    exp = experiment.parse({"rule": {"name": "taylor", "mask": "post:100,post:011", "plastic": ["EE", "IE"],
+                                     "search": ["th_post_100"], "start": {"th_post_100": 0.5, "th_post_011": -0.5},
+                                     "by_type": {"IE": {"name": "mlp", "mlp": {"hidden": 2}}}}}, "<test>")
+    assert exp.rule_spec("EE").start == {"th_post_100": 0.5, "th_post_011": -0.5}
+    assert exp.rule_spec("EE").search == ["th_post_100"]
+    assert exp.rule_spec("IE").start == {} and exp.rule_spec("IE").search is None
+    assert len(exp.searched_rule("IE").names) == len(exp.base_rule("IE").names)
+
+
 @pytest.mark.parametrize("rule, message", [
     ({"name": "mlp", "mlp": {"hiden": 3}}, r"rule\.mlp: rule 'mlp' takes no option\(s\) \['hiden'\].*'hidden'"),
     ({"name": "mlp", "mlp": {"inputs": "x_pre"}}, r"rule\.mlp: MLP rule: inputs are a list of names"),
