@@ -745,6 +745,8 @@ def _check_simulates_as_written(exp: Experiment) -> None:
         _require(own not in named, f"network.neuron_params.{key}", f"one name per parameter ({named.get(own)} is "
                  f"NEST's or NESTML's name of the same {own})", key)
         named[own] = key
+    for key, value in n.neuron_params.items():  # tau_m = inf: accepted, and NEST ran a neuron that never integrates
+        _require(not is_number(value) or math.isfinite(value), f"network.neuron_params.{key}", "a finite number", value)
     for key, value in n.neuron_params.items():  # tau_m = 0.02 (seconds meant): a silent network, every rule alike
         _require(not key.startswith("tau") or not is_number(value) or value >= n.resolution,
                  f"network.neuron_params.{key}", f"a time constant in ms, at least network.resolution "
@@ -908,6 +910,8 @@ def _validate_rule(exp: Experiment, ct: str | None, where: str) -> None:
     fixable = [name for name in rule.fixable if name != "Wmax"]  # refused above: network.w_max sets it
     _require(not unknown, origin("fixed"), f"fixed parameters of rule {rule.name!r}: {', '.join(fixable)}"
              f"{searched}", unknown)
+    for name, value in r.fixed.items():  # eta = inf: every evaluation "ok" at one loss, and NumPy's "invalid value"
+        _require(math.isfinite(value), f"{origin('fixed')}.{name}", "a finite number", value)
     _require(r.fixed.get("eta", 1.0) != 0, f"{origin('fixed')}.eta", "a nonzero learning rate (with eta = 0 no "
              "candidate learns, and every one scores the same)", r.fixed.get("eta"))
     _require(r.search is None or len(r.search) > 0, f"{where}.search", "at least one parameter", r.search)

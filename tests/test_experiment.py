@@ -236,6 +236,10 @@ def test_a_key_set_to_none_survives_the_table(tmp_path):
 @pytest.mark.parametrize("text, fragments", [
     ("[rule]\nfixed = { Wmax = 50.0 }\n", ["rule.fixed.Wmax", "network.w_max"]),
     ("[rule]\nfixed = { eta = 0.0 }\n", ["rule.fixed.eta", "nonzero"]),
+    ("[rule]\nfixed = { eta = inf }\n", ["rule.fixed.eta: expected a finite number, got inf"]),
+    ("[rule]\nplastic = ['IE', 'EE']\nby_type = { EE = { fixed = { Wmin = -inf } } }\n",
+     ["rule.by_type.EE.fixed.Wmin: expected a finite number, got -inf"]),
+    ("[network]\nneuron_params = { tau_m = inf }\n", ["network.neuron_params.tau_m: expected a finite number"]),
     ("seed = -1\n", ["seed", "2**32"]),
     ("[search]\nstrategy = 'bayes'\n", ["search.strategy", "'cmaes' or 'prior'"]),
     ("[rule]\nparameters = { a = { low = 0, high = 1 } }\n", ["rule.parameters", "rule.file"]),
