@@ -236,7 +236,8 @@ class SearchSpec(_Table):
                                       optional(SECONDS), resumable=True)
     target_loss: float | None = option(None, "stop once a candidate's loss, or the evaluated mean's, is at most this (pycma ftarget)",
                                        optional(LOSS), resumable=True)
-    evaluate_mean: bool = option(True, "also evaluate the distribution's mean every generation (for the record)")
+    evaluate_mean: bool = option(True, "also evaluate the distribution's mean every generation (for the record; "
+                                       "cmaes only: prior's draws have no mean)")
     cma_options: dict[str, Any] = option({}, "further pycma options (cma.CMAOptions(), e.g. { tolfun = 1e-3, "
                                              "CMA_diagonal = true }); not those the keys above set (popsize, "
                                              "maxiter, ...)")
@@ -860,6 +861,13 @@ def _check_runnable(exp: Experiment, search: bool = True) -> None:
     # CMA-ES's step: the prior strategy draws from the whole box, and took sigma0 = 0.05 without a word
     _require(exp.search.strategy == "cmaes" or exp.search.sigma0 == SearchSpec().sigma0, "search.sigma0",
              "no step unless search.strategy = 'cmaes' (prior draws from the whole box)", exp.search.sigma0)
+    if exp.search.strategy != "cmaes":  # prior's draws ignored a start, and nothing said so
+        for ct in exp.rule.plastic:
+            started = sorted(set(exp.rule_spec(ct).start) & set(exp.searched_rule(ct).names))
+            own = "start" in exp.rule.by_type.get(ct, {})
+            _require(not started, f"rule.{f'by_type.{ct}.' if own else ''}start (on {ct})",
+                     "no start for a searched parameter unless search.strategy = 'cmaes' (prior draws from the whole "
+                     "box; a start holds a parameter that is not searched)", started)
     if exp.search.cma_options:
         _require(exp.search.strategy == "cmaes", "search.cma_options", "no options unless search.strategy = 'cmaes'",
                  exp.search.cma_options)

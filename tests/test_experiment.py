@@ -242,6 +242,8 @@ def test_a_key_set_to_none_survives_the_table(tmp_path):
     ("[network]\nneuron_params = { tau_m = inf }\n", ["network.neuron_params.tau_m: expected a finite number"]),
     ("seed = -1\n", ["seed", "2**32"]),
     ("[search]\nstrategy = 'bayes'\n", ["search.strategy", "'cmaes' or 'prior'"]),
+    ("[search]\nstrategy = 'prior'\n[rule]\nstart = { alpha = 0.5 }\n",
+     ["rule.start (on IE): expected no start for a searched parameter unless search.strategy = 'cmaes'", "['alpha']"]),
     ("[rule]\nparameters = { a = { low = 0, high = 1 } }\n", ["rule.parameters", "rule.file"]),
 ])
 def test_inert_or_ignored_keys_are_refused(tmp_path, text, fragments):
