@@ -228,7 +228,11 @@ class Evaluator:
         scored population's rate in bins of 100 ms, or longer for a small population
         (:func:`~nestplast.objectives.rate_bin_ms`)."""
         o = self.exp.objective
-        t0, t1 = 1000.0 * o.t_train, 1000.0 * (o.t_train + o.t_score)
+        # NEST stamps a spike with the end of its step: the window's steps stamp (t0, t1], which the
+        # metrics' [t0, t1) takes half a step later (a spike stamped t1 was left out, one stamped t0,
+        # in training, counted). The same length; bin edges fall between stamps
+        half_step = 0.5 * self.exp.network.resolution
+        t0, t1 = 1000.0 * o.t_train + half_step, 1000.0 * (o.t_train + o.t_score) + half_step
         senders, times = zip(*(self.events(r) for r in net.recorders.values()))
         senders, times = np.concatenate(senders), np.concatenate(times)
         ids = {name: net.node_ids(name) for name in net.recorders}

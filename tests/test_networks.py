@@ -74,6 +74,20 @@ def test_windows_that_are_no_multiple_of_the_chunk_are_simulated_whole(doublet_m
     assert results[0.5].metrics["rate_e"] > 1.0
 
 
+def test_the_scoring_window_holds_the_spikes_nest_stamps_in_it(doublet_module):
+    """NEST stamps a spike with the end of the step it fell in, so the window [t0, t1] holds the
+    stamps in (t0, t1]. The metrics counted [t0, t1): a spike stamped t1 was left out of rate_e
+    (10.1 Hz where the trace and its plot said 10.15), and one stamped t0, in training, counted in
+    rate_i. Here the scoring window is one chunk, whose rate the trace takes from NEST's count."""
+    exp = small(objective={"t_train": 0.5, "t_score": 0.5, "chunk": 0.5, "rate_band": [0.0, 1000.0]})
+    evaluator = Evaluator(exp, doublet_module)
+    for seed in range(1, 31):
+        result = evaluator(Task(0, 0, Trial(0, seed), VOGELS_SPREKELER_10HZ))
+        assert result.status == "ok", result.error
+        assert result.metrics["rate_e"] == pytest.approx(result.metrics["trace"]["rate"][-1], rel=1e-12, abs=0), seed
+        assert np.mean(result.metrics["rate_trace"]) == pytest.approx(result.metrics["rate_e"], rel=1e-12), seed
+
+
 def test_single_neuron_with_plastic_inhibitory_afferents(doublet_module):
     """Vogels et al. 2011: one neuron with 800 E and 200 I Poisson afferents; iSTDP on the I
     afferents brings its rate to the target, from above (weak start) and from below (strong)."""
