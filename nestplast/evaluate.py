@@ -110,6 +110,12 @@ class Evaluator:
             tail = traceback.format_exc(limit=-3)
             evaluation.loss, evaluation.status = FAILURE_LOSS, "failed"
             evaluation.error = f"{type(err).__name__}: {err}\n{tail}"
+        # what the trial drew, beside its NEST seed: without them a trial could not be simulated
+        # again from the run (its input rate came only from the run's seed and the draw's code)
+        trial = task.trial
+        evaluation.metrics = {**(evaluation.metrics or {}), "conditions": {
+            "weight_scale": trial.weight_scale, "input_rate_scale": trial.input_rate_scale,
+            "w_max_scale": trial.w_max_scale}}
         evaluation.wall_time_s = time.perf_counter() - start
         return evaluation
 

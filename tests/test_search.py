@@ -17,7 +17,9 @@ import numpy as np
 import pytest
 from helpers import copy_run, read_store
 
+from nestplast import experiment
 from nestplast.kernel import nest_has_mpi
+from nestplast.networks import draw_trials
 from nestplast.store import WRITER_LOCK, RunStore
 
 pytestmark = [pytest.mark.nest, pytest.mark.slow]
@@ -181,6 +183,13 @@ def test_report_json_and_plots(reference_run, tmp_path):
     assert [t["trial"] for t in trials] == [0, 1] and all(t["status"] == "ok" for t in trials)
     assert all(0 < t["rate_e"] < 100 and t["cv_isi"] > 0 and "IE" in t["weight_drift"] for t in trials)
     assert summary["best_loss"] == pytest.approx(sum(t["loss"] for t in trials) / 2)
+    # each trial's draws are recorded (a trial could not be simulated again from the run), as the
+    # run draws them: from the experiment's seed and the generation
+    exp = experiment.parse(read_store(run, RunStore.experiment, read_only=True), "<run>")
+    drawn = draw_trials(exp.trials, np.random.SeedSequence([exp.seed, summary["best"]["generation"]]))
+    assert [t["conditions"] for t in trials] == [{"weight_scale": d.weight_scale, "input_rate_scale": d.input_rate_scale,
+                                                  "w_max_scale": d.w_max_scale} for d in drawn]
+    assert [t["seed"] for t in trials] == [d.seed for d in drawn]
     for name in ("loss.png", "stdp_window.png", "rates_weights.png"):
         assert (copy / name).stat().st_size > 1000
     # pycma's own log beside the plots: one line per generation, the best loss pycma was told
@@ -189,6 +198,9 @@ def test_report_json_and_plots(reference_run, tmp_path):
     assert fit[:, 5].min() >= summary["best_loss"]  # the best also counts the mean, which pycma is not told
     text = report(copy, "--no-plots").stdout
     assert "what the loss means" in text and "best rule on its trials" in text and "stopped: maxiter = 5" in text
+    assert f"trial 0 (NEST seed {drawn[0].seed}): " in text
+    assert (f"; drawn: input rate x {drawn[0].input_rate_scale:.6g}, start weights x {drawn[0].weight_scale:.6g}, "
+            f"w_max x {drawn[0].w_max_scale:.6g}\n") in text
     assert report(copy / "results.sqlite", "--no-plots").stdout == text, "the database named instead of its folder"
     # a reader that has gone away before the report is written (`| head -n 1`) ends it quietly, also
     # where stdout is buffered (the report would fail only at exit)

@@ -121,7 +121,8 @@ def trial_summary(e: Evaluation) -> dict:
             drift[ct] = (end - start) / abs(start)
     return {"trial": e.trial, "seed": e.seed, "loss": e.loss, "status": e.status,
             "rate_e": m.get("rate_e"), "rate_i": m.get("rate_i"), "cv_isi": m.get("cv_isi"),
-            "w_creep": m.get("w_creep"), "w_blow": m.get("w_blow"), "weight_drift": drift}
+            "w_creep": m.get("w_creep"), "w_blow": m.get("w_blow"), "weight_drift": drift,
+            "conditions": m.get("conditions")}  # None: recorded before 2026-11-28
 
 
 def silent_note(evaluations: Sequence[Evaluation], kind: str = "recurrent") -> str | None:
@@ -197,9 +198,10 @@ def text(summary: dict, run_dir: str | Path) -> str:
         lines.append("best rule on its trials:")
         for t in summary["best_trials"]:
             drift = ", ".join(f"{ct} {d:+.1%}" for ct, d in t["weight_drift"].items())
-            lines.append(f"  trial {t['trial']}: loss {t['loss']:.4g}, rate E {_num(t['rate_e'])} Hz, "
-                         f"rate I {_num(t['rate_i'])} Hz, CV ISI {_num(t['cv_isi'])}, mean |w| drift {drift or '-'}, "
-                         f"at a bound, 0 or w_max (w_blow) {_num(t['w_blow'])}")
+            lines.append(f"  trial {t['trial']} (NEST seed {t['seed']}): loss {t['loss']:.4g}, "
+                         f"rate E {_num(t['rate_e'])} Hz, rate I {_num(t['rate_i'])} Hz, CV ISI {_num(t['cv_isi'])}, "
+                         f"mean |w| drift {drift or '-'}, at a bound, 0 or w_max (w_blow) {_num(t['w_blow'])}"
+                         f"{_conditions(t.get('conditions'))}")
     f = summary["failures"]
     if f["blowups"]:
         b = f["blowup_time_s"]
@@ -210,6 +212,19 @@ def text(summary: dict, run_dir: str | Path) -> str:
     for reason in f["by_reason"]:
         lines.append(f"failed ({reason['status']}) x{reason['count']}: {reason['message']}")
     return "\n".join(lines)
+
+
+# a trial's draws (trials.*_scale), as the report names them
+CONDITION_WORDS = {"input_rate_scale": "input rate", "weight_scale": "start weights", "w_max_scale": "w_max"}
+
+
+def _conditions(conditions: dict | None) -> str:
+    """A trial's drawn conditions where any differs from the experiment's values: with its seed,
+    what simulates the trial again (``; drawn: input rate x 0.965, w_max x 1``)."""
+    if not conditions or all(value == 1.0 for value in conditions.values()):
+        return ""
+    return "; drawn: " + ", ".join(f"{words} x {conditions[key]:.6g}" for key, words in CONDITION_WORDS.items()
+                                   if key in conditions)
 
 
 def _num(value) -> str:
