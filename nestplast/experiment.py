@@ -1014,7 +1014,7 @@ def load(path: str | Path, *, search: bool = True) -> Experiment:
     if not path.is_file():
         raise ExperimentError(f"{path}: no such experiment file (shipped experiments: {', '.join(available())})")
     try:
-        data = tomllib.loads(text := path.read_text())
+        data = tomllib.loads(text := path.read_text(encoding="utf-8-sig"))  # TOML is UTF-8; a BOM is skipped
     except UnicodeDecodeError:  # a run's results.sqlite given as the experiment: a traceback
         raise ExperimentError(f"{path}: not an experiment file (not text; an experiment is a TOML file, a run's "
                               "results.sqlite is continued with --out RUN_DIR --resume)") from None

@@ -201,7 +201,7 @@ def rule_from_file(path: str | Path, parameters: Mapping[str, Any] | None = None
     Raises :class:`UserRuleError`."""
     path = Path(path)
     try:
-        source = path.read_text()
+        source = path.read_text(encoding="utf-8-sig")  # NESTML is UTF-8; a BOM is skipped
     except OSError as err:
         raise UserRuleError(f"cannot read the rule file {path}: {err.strerror}") from None
     except UnicodeDecodeError:  # a run's results.sqlite, a compiled module: Python's codec message named neither

@@ -452,6 +452,18 @@ def test_a_wrong_mlp_shape_is_named(rule, message):
         experiment.parse({"rule": rule}, "<test>")
 
 
+def test_an_experiment_file_is_read_as_utf8_with_or_without_a_bom(tmp_path, monkeypatch):
+    """TOML is UTF-8. A file saved with a byte-order mark (Windows editors) was "not valid TOML:
+    Invalid statement (at line 1, column 1)", and one with a non-ASCII comment depended on the locale."""
+    import locale
+
+    path = tmp_path / "bom.toml"
+    path.write_bytes("\ufeff# \u03c4 in ms\n[network]\nn_e = 40\n".encode("utf-8"))
+    monkeypatch.setattr(locale, "getpreferredencoding", lambda *a: "ascii")
+    monkeypatch.setattr(locale, "getencoding", lambda: "ascii", raising=False)
+    assert experiment.load(path).network.n_e == 40
+
+
 def test_a_folder_or_a_binary_file_given_as_the_experiment_is_named(tmp_path):
     """A run's results.sqlite given as the experiment ended in a UnicodeDecodeError traceback; a run's
     folder was "no such experiment file", though it exists."""

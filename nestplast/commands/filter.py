@@ -63,7 +63,7 @@ def read_constraints(path: Path) -> dict[str, tuple[float, float]]:
     if not path.is_file():
         raise UsageError(f"--apply: no such file {path}")
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text(encoding="utf-8-sig"))  # TOML is UTF-8; a BOM is skipped
     except tomllib.TOMLDecodeError as err:
         raise UsageError(f"{path}: not valid TOML: {err}") from None
     except UnicodeDecodeError:  # a .npz or a run's database: the codec's traceback
