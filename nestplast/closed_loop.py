@@ -22,7 +22,7 @@ import numpy as np
 
 from .infer import check_weight_range, is_held_out
 from .kernel import nest_seed
-from .objectives import l1_penalty
+from .objectives import l1_penalty, relative_error
 from .recording import Recording, RecordingError, off_grid
 from .rules import Rule, weight_bounds
 from .synthetic import simulate
@@ -76,12 +76,6 @@ def r_squared(observed: np.ndarray, predicted: np.ndarray) -> float:
     mean = kept.sum(axis=-1, keepdims=True) / np.maximum(seen.sum(axis=-1, keepdims=True), 1)
     total = float(np.sum(np.where(seen, kept - mean, 0.0) ** 2))
     return 1.0 - float(np.sum(np.where(seen, predicted - observed, 0.0) ** 2)) / total if total > 0 else math.nan
-
-
-def _relative(error: float, zero: float) -> float:
-    """An error over the all-zero rule's; where that is 0 (the rule changes nothing measurable
-    there, or nothing was recorded), the error itself."""
-    return float(error / zero) if zero > 0 else float(error)
 
 
 class ClosedLoopFit:
@@ -216,7 +210,8 @@ class ClosedLoopFit:
     def combined(self, deviance: float, sse: float, theta: Sequence[float]) -> float:
         """The loss of errors on the fitted segments: each over the all-zero rule's, plus the L1 penalty."""
         deviance_zero, sse_zero = self.zero()
-        return _relative(deviance, deviance_zero) + _relative(sse, sse_zero) + l1_penalty(theta, self.l1, self.rule.names)
+        return (relative_error(deviance, deviance_zero) + relative_error(sse, sse_zero)
+                + l1_penalty(theta, self.l1, self.rule.names))
 
     def weighted(self, errors: np.ndarray, counts: np.ndarray, theta: Sequence[float]) -> float:
         """The loss with segment ``k`` counted ``counts[k]`` times (a bootstrap draw over the fitted
@@ -224,7 +219,8 @@ class ClosedLoopFit:
         counts = np.asarray(counts, dtype=float)
         deviance_zero, sse_zero = counts @ self.zero_segments()
         deviance, sse = counts @ errors
-        return _relative(deviance, deviance_zero) + _relative(sse, sse_zero) + l1_penalty(theta, self.l1, self.rule.names)
+        return (relative_error(deviance, deviance_zero) + relative_error(sse, sse_zero)
+                + l1_penalty(theta, self.l1, self.rule.names))
 
     def held_out(self, counts: Sequence[np.ndarray], weights: Sequence[np.ndarray]) -> dict[str, float]:
         """How well mean simulated outputs match the recording on the held-out segments (and, for

@@ -266,8 +266,9 @@ def _schedule(entries: Any) -> bool:
 METRIC_INTERVALS = Check(_metric_intervals, "[low, high] intervals (low <= high) keyed by metrics of the fSBI table: "
                                             + ", ".join(FSBI_CONSTRAINTS))
 # The fSBI table (objectives.FSBI_CONSTRAINTS) without the final mean weights, which are in fSBI's
-# conductance units (w_max = 20): add them for such a network. No upper bound is 1e9 (TOML has no
-# infinity the options table could print).
+# conductance units (w_max = 20): add them for such a network. No upper bound is 1e9: the options
+# table prints numbers as JSON, which has no infinity (TOML's inf would need its own case there,
+# and runs recorded with 1e9 would then differ from the default on resume).
 FILTER_CONSTRAINTS = {name: [low, min(high, 1e9)] for name, (low, high) in FSBI_CONSTRAINTS.items()
                       if not name.startswith("w_mean_")}
 

@@ -36,7 +36,7 @@ import numpy as np
 from . import __version__, engine
 from .errors import UserError
 from .kernel import lent_kernel
-from .objectives import l1_penalty
+from .objectives import l1_penalty, relative_error
 from .parallel import Transport, check_comm_given, together
 from .recording import Recording, RecordingError, check_time_unit, data_warnings, varies
 from .rules import MASKED_RULES, Rule, get_rule, is_time_constant, weight_bounds
@@ -292,7 +292,7 @@ class ClampedFit:
 
     def evaluate(self, task: Task) -> Evaluation:
         sse, sse_zero, sst = self.errors(task.theta, task.trial)
-        loss = sse / sse_zero if sse_zero > 0 else sse
+        loss = relative_error(sse, sse_zero)
         status = "ok" if math.isfinite(loss) else "nan"
         return Evaluation(task.generation, task.candidate, task.trial.index, list(task.theta), task.trial.seed,
                           params=dict(zip(self.rule.names, task.theta)),
@@ -308,8 +308,7 @@ class ClampedFit:
         """The loss: the squared error summed over segments (segment ``k`` counted ``counts[k]``
         times, default once each) over the all-zero rule's, plus (``penalised``) the L1 penalty on ``theta``."""
         counts = np.ones(len(sse)) if counts is None else np.asarray(counts, dtype=float)
-        total_zero = float(np.dot(counts, sse_zero))
-        value = float(np.dot(counts, sse)) / total_zero if total_zero > 0 else float(np.dot(counts, sse))
+        value = relative_error(float(np.dot(counts, sse)), float(np.dot(counts, sse_zero)))
         return value + (l1_penalty(theta, self.l1, self.rule.names) if penalised else 0.0)
 
     def objective(self, segments_: Sequence[Segment], counts: Sequence[float] | None = None,

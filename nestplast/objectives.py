@@ -190,6 +190,12 @@ class RateBand:
         return self.left_at_s is not None
 
 
+def relative_error(error: float, zero: float) -> float:
+    """An inference fit's ``error`` over the all-zero rule's ``zero``; where that is 0 (the rule
+    changes nothing measurable there, or nothing was recorded), the error itself."""
+    return float(error / zero) if zero > 0 else float(error)
+
+
 def l1_penalty(theta: np.ndarray, weight: float, names: Sequence[str] | None = None) -> float:
     """``weight`` * sum |coefficient|: favours sparse rules (SpikES). With the parameters' ``names``
     the time constants (``tau_*``, also ``IE.tau_pre``) are left out: they are no terms of the rule,

@@ -462,6 +462,8 @@ class RunStore:
         except sqlite3.IntegrityError:
             raise StoreError(f"evaluation (generation {evaluation.generation}, candidate {evaluation.candidate}, "
                              f"trial {evaluation.trial}) is recorded already") from None
+        if commit:  # with the burst before it, where one was pending: "committed on return" is kept
+            self.commit()
 
     def commit(self) -> None:
         """Commit the evaluations recorded with ``commit=False`` (nothing to do if none)."""

@@ -491,3 +491,12 @@ def test_a_resume_records_its_experiment_and_metadata_together(tmp_path):
         store._db.set_trace_callback(None)
         assert store.experiment() == {"v": 2} and store.meta() == {"m": 2}
     assert len([s for s in statements if s.startswith("UPDATE")]) == 1 or "BEGIN" in statements[0]
+
+
+def test_an_evaluation_recorded_with_commit_is_committed_after_a_pending_burst(tmp_path):
+    """Recorded with commit=True while a burst (commit=False) was pending, it joined the burst's
+    transaction and waited for commit(): not "committed on return"."""
+    with RunStore.create(tmp_path / "run", experiment={}, seed=1) as store:
+        store.record_evaluation(evaluation(k=0), commit=False)
+        store.record_evaluation(evaluation(k=1))
+        assert read_store(tmp_path / "run", RunStore.counts, read_only=True)["evaluations"] == 2
