@@ -296,9 +296,11 @@ def as_launched(command: str, comm) -> str:
     return f"srun -n {comm.Get_size()}{f' --cpus-per-task={cores}' if cores else ''} {command}"
 
 
-def resume_hint(out: str | Path, command: str | None, step: str = "generation", item: str = "evaluation") -> str:
+def resume_hint(out: str | Path, command: str | None, step: str = "generation", item: str = "evaluation",
+                limits: Sequence[str] = ()) -> str:
     """After Ctrl-C: how far the run in ``out`` got (its last complete ``step``), and the
-    ``command`` that goes on from there (None: the same command with --resume)."""
+    ``command`` that goes on from there (None: the same command with --resume), with the ``limits``
+    (options) the stopped command was given: a resume records a raised limit only once it runs."""
     from .store import RunStore, StoreError
 
     try:
@@ -307,7 +309,8 @@ def resume_hint(out: str | Path, command: str | None, step: str = "generation", 
     except StoreError:
         return "no run was recorded"
     done = f"no {step} completed" if last is None else f"after {step} {last}"
-    again = "the same command with --resume" if command is None else f"{command} --out {shlex.quote(str(out))} --resume"
+    again = ("the same command with --resume" if command is None else
+             shlex.join([*shlex.split(command), "--out", str(out), "--resume", *limits]))
     if "SLURM_JOB_ID" in os.environ and "SLURM_STEP_NUM_TASKS" in os.environ:  # a job's step: its script knows how
         again += (" (in a batch job: submit its script again, search.slurm with --resume; search-restart.slurm and "
                   "filter.slurm resubmit themselves: jobs/README.md)")

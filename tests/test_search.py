@@ -563,15 +563,17 @@ def test_failed_evaluations_are_recorded_and_a_flat_generation_stops_the_search(
 def test_a_stopped_run_says_where_it_stands_and_how_to_resume(tmp_path, sent, code, word):
     """Ctrl-C, or SIGTERM (``kill``; SLURM at the time limit, as jobs/search-restart.slurm relies
     on), stops the run cleanly: one line, every evaluation kept, the resume command (quoted for the
-    shell: the folder's name has a space)."""
+    shell: the folder's name has a space) with the limits the command was given: a resume that
+    raised --max-generations, stopped while it compiled, had not recorded the raise yet, and the
+    hint without it stopped the run at once at its old limit."""
     out_dir = tmp_path / "my run"
     # more generations than can run before the signal lands (an evaluation of the tiny network
     # takes milliseconds): the run must be stopped, not finished
     # A process started with SIGINT ignored (anything started in the background by a non-interactive
     # shell, as a CI runner may start these tests) inherits that and cannot be interrupted: the run
     # under test gets SIGINT back as a terminal would give it.
-    process = subprocess.Popen([sys.executable, "-m", "nestplast.search", str(tiny(tmp_path, generations=500)),
-                                "--out", str(out_dir), "--quiet"], cwd=ROOT, stdout=subprocess.PIPE,
+    process = subprocess.Popen([sys.executable, "-m", "nestplast.search", str(tiny(tmp_path)), "--max-generations",
+                                "500", "--out", str(out_dir), "--quiet"], cwd=ROOT, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True,
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     database = out_dir / "results.sqlite"
@@ -587,7 +589,8 @@ def test_a_stopped_run_says_where_it_stands_and_how_to_resume(tmp_path, sent, co
         kept = db.execute("SELECT COUNT(*) FROM evaluations WHERE generation <= ?", (last,)).fetchone()[0]
     assert kept == (last + 1) * 7 * 2  # every evaluation of every complete generation
     assert err.strip().splitlines() == [f"{word}: after generation {last}; every evaluation so far is kept. "
-                                        f"Resume with: python -m nestplast.search --out '{out_dir}' --resume"]
+                                        f"Resume with: python -m nestplast.search --out '{out_dir}' --resume "
+                                        "--max-generations 500"]
 
 
 def test_every_command_tells_its_version():

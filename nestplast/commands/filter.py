@@ -194,12 +194,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     rank = 0 if comm is None else comm.Get_rank()
     out_dir: list[Path] = []
     rechecking: list[Path] = []
+    limits: list[str] = []  # a raised --rounds, for the resume hint (recorded only once the run goes on)
 
     def run(argv) -> int:
         from ..families import recheck, run_filter
         from ..runs import all_failed, no_rule_passed
 
         args = parser().parse_args(argv)
+        limits.extend(["--rounds", str(args.rounds)] if args.rounds is not None else [])
         if args.apply is not None and args.recheck is not None:
             raise UsageError("give --apply or --recheck, not both")
         if args.show_defaults and (args.apply is not None or args.recheck is not None):
@@ -288,8 +290,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return (f"the re-check of {rechecking[0]} was cut short; the simulations it finished are kept in "
                     f"{rechecking[0] / RECHECK_DIR}: run the same command again to go on (it writes recheck.csv when it ends)")
-        return (resume_hint(out_dir[0], as_launched("python -m nestplast filter", comm), "round", "simulation")
-                if out_dir else "nothing was started")
+        return (resume_hint(out_dir[0], as_launched("python -m nestplast filter", comm), "round", "simulation",
+                            limits=limits) if out_dir else "nothing was started")
 
     return run_mpi_command(run, argv, comm, interrupted=interrupted)
 

@@ -94,12 +94,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     comm = command_world()
     rank = 0 if comm is None else comm.Get_rank()
     out_dir: list[Path] = []
+    limits: list[str] = []  # the command's stop limits, for the resume hint
 
     def run(argv) -> int:
         from ..runs import all_failed
         from ..search import run_search, summary_lines
 
         args = parser().parse_args(argv)
+        for flag, (key, value) in overrides(args).items():
+            if value is not None and tuple(key.split(".")) in experiment.resumable_keys():
+                limits.extend([flag, f"{value:g}" if isinstance(value, float) else str(value)])
         # --show-defaults alone: the defaults; with an experiment, --resume or overrides: the values a run would use
         plain = args.experiment is None and not args.resume and all(v is None for _, v in overrides(args).values())
         exp = None if args.show_defaults and plain else together(comm, lambda: load_experiment(args))
@@ -117,7 +121,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1 if outcome is not None and all_failed(outcome.evaluations, outcome.failed) else 0
 
     def interrupted() -> str:
-        return resume_hint(out_dir[0], as_launched("python -m nestplast.search", comm)) if out_dir else "nothing was started"
+        if not out_dir:
+            return "nothing was started"
+        return resume_hint(out_dir[0], as_launched("python -m nestplast.search", comm), limits=limits)
 
     return run_mpi_command(run, argv, comm, interrupted=interrupted)
 
