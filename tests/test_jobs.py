@@ -285,6 +285,20 @@ def test_a_misuse_gets_the_usage(tmp_path, script, args):
     assert not log.exists()  # nothing was started
 
 
+@pytest.mark.parametrize("script", ["search.slurm", "search-restart.slurm", "filter.slurm"])
+@pytest.mark.parametrize("out", [["--out", "runs/other"], ["--out=runs/other"]])
+def test_an_out_among_the_options_is_refused(tmp_path, script, out):
+    """`search.slurm tiny.toml runs/a --out runs/b`: the search ran into runs/b, the job's report
+    then found no runs/a and the job failed; the restart script resubmitted to resume runs/a, which
+    never existed, and the chain broke."""
+    log = tmp_path / "python.log"
+    env = stand_ins(tmp_path, f'echo "$@" >> "{log}"\n')
+    job = run_job(tmp_path, script, "tiny.toml", "runs/a", "--max-generations", "2", *out, env=env)
+    assert job.returncode == 2, job.stdout + job.stderr
+    assert (f"{script}: RUN_DIR (runs/a) is the run's folder: no --out among the options after it" in job.stderr), job.stderr
+    assert not log.exists()  # nothing was started
+
+
 def test_a_run_directory_in_use_gets_the_jobs_own_advice(tmp_path):
     """Submitted again without --resume, the job ended with the search's advice, a command line
     (python -m nestplast.search --out RUN_DIR --resume), where the user needs the job's."""
