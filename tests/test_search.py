@@ -823,9 +823,12 @@ def test_a_network_silent_whatever_the_rule_is_named(tmp_path):
     from nestplast.analysis.search import silent_note
     from nestplast.tasks import Evaluation
 
-    quiet = [Evaluation(0, 0, 0, [0.0], 1, metrics={"rate": 0.0})]
+    quiet = [Evaluation(0, 0, 0, [0.0], 1, metrics={"rate": 0.0}), Evaluation(0, 1, 0, [0.5], 1, metrics={"rate": 0.0})]
     assert silent_note(quiet, "single_neuron").endswith(
         "check network.input_rate_e and input_rate_i (in Hz), n_e_inputs and weights.EE")
+    # a report early in a run, after one evaluation: one silent rule says nothing of the others (the
+    # next candidate of that run fired at 0.43 Hz)
+    assert silent_note(quiet[:1]) is None
 
 
 def test_a_search_without_a_best_rule_is_named_where_its_parameters_are_asked_for():

@@ -130,9 +130,10 @@ def silent_note(evaluations: Sequence[Evaluation], kind: str = "recurrent") -> s
     silent whatever the rule (an input rate in kHz given as Hz) scores every rule alike, and the
     end of the search blamed the rule (the all-zero start as "best", "more generations"). It names
     the drive of ``kind``'s network (a single neuron's was told of input_rate, which it never reads).
-    None otherwise, or with no evaluation that ran."""
-    rates = [e.metrics.get("rate") for e in evaluations if e.status == "ok"]
-    if not rates or any(r != 0 for r in rates):
+    None otherwise, or with evaluations of fewer than two candidates that ran (a report early in a
+    run: one silent rule says nothing of the others)."""
+    ran = [e for e in evaluations if e.status == "ok"]
+    if len({(e.generation, e.candidate) for e in ran}) < 2 or any(e.metrics.get("rate") != 0 for e in ran):
         return None
     drive = ("network.input_rate_e and input_rate_i (in Hz), n_e_inputs and weights.EE" if kind == "single_neuron"
              else "network.input_rate (in Hz) and network.input_weight")
