@@ -10,6 +10,7 @@ strategies are the search's (:mod:`nestplast.search`) and the filter's (:mod:`ne
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import os
 import sqlite3
@@ -260,17 +261,33 @@ def open_run(exp: Experiment, out: Path, *, resume: bool, ranks: int, mode: str,
     return store
 
 
-VERSIONED = ("nest-simulator", "nestml", "cma", "numpy")  # what a simulation's or a sample's numbers depend on
+# what a simulation's or a sample's numbers depend on
+VERSIONED = ("nest-simulator", "nestml", "cma", "numpy", "nestplast")
 
 
 def software_versions() -> dict[str, str]:
-    """The versions of what a run's numbers depend on, kept in its metadata."""
+    """The versions of what a run's numbers depend on, kept in its metadata; nestplast's with a
+    digest of its source (:func:`source_digest`)."""
     import importlib.metadata
 
     from .builder import nest_version  # a NEST built from source is not known to pip
+    from .rules import MODELS_DIR
 
-    versions = {name: importlib.metadata.version(name) for name in VERSIONED if name != "nest-simulator"}
-    return {"nest-simulator": nest_version(), **versions}
+    versions = {name: importlib.metadata.version(name) for name in VERSIONED if name not in ("nest-simulator", "nestplast")}
+    source = source_digest((Path(__file__).resolve().parent, MODELS_DIR))
+    return {"nest-simulator": nest_version(), **versions, "nestplast": f"{__version__}+{source}"}
+
+
+@functools.cache
+def source_digest(folders: tuple[Path, ...]) -> str:
+    """A digest of the files under ``folders`` (their paths and contents; caches left out): an
+    editable install (setup.sh's) changed by a `git pull` between two slices of a run keeps its
+    version number, and the run was scored by two versions of the code without a word."""
+    digest = hashlib.sha256()
+    for folder in folders:
+        for path in sorted(p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+            digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
 
 
 def version_changes(meta: dict) -> str | None:

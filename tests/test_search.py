@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from helpers import copy_run, read_store
 
-from nestplast import experiment
+from nestplast import __version__, experiment
 from nestplast.kernel import nest_has_mpi
 from nestplast.networks import draw_trials
 from nestplast.store import WRITER_LOCK, RunStore
@@ -253,14 +253,18 @@ def test_resume_refuses_another_experiment_and_extends_with_more_generations(ref
     # the run began with another NEST (its metadata says so): it goes on, with a note
     with sqlite3.connect(copy / "results.sqlite") as db:
         meta = json.loads(db.execute("SELECT meta FROM run").fetchone()[0])
-        assert set(meta["versions"]) == {"nest-simulator", "nestml", "cma", "numpy"}
+        assert set(meta["versions"]) == {"nest-simulator", "nestml", "cma", "numpy", "nestplast"}
         meta["versions"]["nest-simulator"] = "3.9.0"
+        # nestplast's own code changed (an editable install pulled between two slices): its version
+        # number stays, its source digest does not
+        meta["versions"]["nestplast"] = meta["versions"]["nestplast"].split("+")[0] + "+000000000000"
         db.execute("UPDATE run SET meta = ?", (json.dumps(meta),))
     db.close()
     out = search(["--out", copy, "--resume", "--max-generations", "6"])
     assert out.returncode == 0, out.stderr
     assert read_store(copy, RunStore.counts)["generations"] == 6 and rows(copy)[:len(before)] == before
     assert "note: this run began with other software (nest-simulator 3.9.0 -> " in out.stdout, out.stdout
+    assert f"nestplast {__version__}+000000000000 -> {__version__}+" in out.stdout, out.stdout
     # ... and the run keeps from which generation on it ran with which (the note was one job's log line)
     with RunStore.open(copy, read_only=True) as stored:
         after = stored.meta()

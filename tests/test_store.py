@@ -500,3 +500,17 @@ def test_an_evaluation_recorded_with_commit_is_committed_after_a_pending_burst(t
         store.record_evaluation(evaluation(k=0), commit=False)
         store.record_evaluation(evaluation(k=1))
         assert read_store(tmp_path / "run", RunStore.counts, read_only=True)["evaluations"] == 2
+
+
+def test_the_source_digest_follows_the_code(tmp_path):
+    """An editable install changed by a git pull keeps its version number: a run resumed on other
+    code said nothing. The digest of the source changes with any file, and not with caches."""
+    from nestplast.runs import source_digest
+
+    (tmp_path / "pkg" / "__pycache__").mkdir(parents=True)
+    (tmp_path / "pkg" / "a.py").write_text("x = 1\n")
+    before = source_digest.__wrapped__((tmp_path / "pkg",))
+    (tmp_path / "pkg" / "__pycache__" / "a.pyc").write_bytes(b"cache")
+    assert source_digest.__wrapped__((tmp_path / "pkg",)) == before
+    (tmp_path / "pkg" / "a.py").write_text("x = 2\n")
+    assert source_digest.__wrapped__((tmp_path / "pkg",)) != before
