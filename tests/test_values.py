@@ -21,3 +21,17 @@ def test_plain_gives_python_numbers():
 
     assert type(plain(np.float32(0.5))) is float and plain(np.float32(0.5)) == 0.5
     assert type(plain(np.int64(3))) is int and plain("a") == "a" and plain(True) is True
+
+
+def test_json_safe_leaves_no_number_that_json_lacks():
+    """Python's json writes NaN and Infinity, which other JSON readers refuse; a tuple (an
+    interval) was passed through with its NaN."""
+    import json
+
+    import numpy as np
+
+    from nestplast.values import json_safe
+
+    value = {"a": float("nan"), "b": [1.0, float("inf")], "c": (np.float32("nan"), 2), "d": "nan", "e": -np.inf}
+    assert json.loads(json.dumps(json_safe(value), allow_nan=False)) == {
+        "a": None, "b": [1.0, None], "c": [None, 2], "d": "nan", "e": None}

@@ -165,7 +165,7 @@ def report(run_dir: Path, out: Path | None = None, constraints: Mapping[str, Seq
     from ..analysis import check_output_directory
     from ..analysis.families import remove_plots, summary, text, write_plots, write_tables
     from ..families import family
-    from .report import json_safe
+    from ..values import json_safe
 
     fam = family(run_dir, constraints)
     written = write_tables(fam, check_output_directory(out or run_dir)) if files else []

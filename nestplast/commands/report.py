@@ -5,17 +5,16 @@ read-only copy (plots then go to ``--plots-to``)."""
 from __future__ import annotations
 
 import json
-import math
 import os
 import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from ..cli import ArgumentParser, run_command
 from ..errors import UserError
 from ..store import DB_NAME, RunStore
+from ..values import json_safe
 
 
 def parser() -> ArgumentParser:
@@ -26,17 +25,6 @@ def parser() -> ArgumentParser:
                    "acceptance.csv, are still written)")
     p.add_argument("--plots-to", type=Path, default=None, help="folder for the PNG plots (default: RUN_DIR)")
     return p
-
-
-def json_safe(value: Any) -> Any:
-    """``value`` with None for every NaN and infinity, which JSON does not have."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [json_safe(v) for v in value]
-    return value
 
 
 def _report(argv: Sequence[str] | None) -> int:
