@@ -26,10 +26,13 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, NoReturn
+from typing import IO, TYPE_CHECKING, NoReturn
 
 from .errors import UsageError, UserError
 from .parallel import launched_ranks
+
+if TYPE_CHECKING:
+    from mpi4py.MPI import Comm
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports it
@@ -230,7 +233,7 @@ def run_command(main: Callable[[Sequence[str] | None], int], argv: Sequence[str]
         return EXIT_BROKEN_PIPE
 
 
-def run_mpi_command(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None, comm, *,
+def run_mpi_command(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None, comm: Comm | None, *,
                     interrupted: Callable[[], str]) -> int:
     """:func:`run_command` for a command that runs on every rank of ``comm`` (None: one process).
 
@@ -283,7 +286,7 @@ def _leave_it_to_rank_0() -> None:
         pass                   # outside sigterm_stops_cleanly its handler is the one before it again)
 
 
-def as_launched(command: str, comm) -> str:
+def as_launched(command: str, comm: Comm | None) -> str:
     """``command`` as the user started it: under ``mpiexec -n N`` (``srun -n N`` in a Slurm step)
     where ``comm`` has N ranks (a run with MPI inside NEST resumes on as many ranks or not at all)."""
     if comm is None:

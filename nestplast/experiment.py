@@ -74,20 +74,24 @@ LOSS = Check(lambda v: 0 <= v < math.inf, "a loss >= 0 (losses are never negativ
 
 
 def one_of(*values: Any) -> Check:
+    """A key whose value is one of ``values``."""
     return Check(lambda v: v in values, " or ".join(repr(v) for v in values))
 
 
 def interval(positive: bool = False) -> Check:
+    """A key whose value is [low, high] with low <= high (and low > 0 where ``positive``)."""
     return Check(lambda v: len(v) == 2 and v[0] <= v[1] and (not positive or v[0] > 0),
                  "[low, high] with " + ("0 < low <= high" if positive else "low <= high"))
 
 
 def magnitudes(keys: tuple[str, ...]) -> Check:
+    """A table of positive, finite magnitudes keyed by some of ``keys`` (connection types)."""
     return Check(lambda t: set(t) <= set(keys) and all(0 < v < math.inf for v in t.values()),
                  f"positive magnitudes keyed by {', '.join(keys)} (inhibitory signs are applied for you)")
 
 
 def optional(check: Check) -> Check:
+    """``check``, or no value (None)."""
     return Check(lambda v: v is None or check.test(v), check.expected)
 
 

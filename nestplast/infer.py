@@ -59,6 +59,8 @@ FEWER_SEGMENTS_ADVICE = "give fewer --segments"
 
 
 def more_segments_advice(units: str) -> str:
+    """Advice for a fit with too few of its ``units`` (segments, trials) to bootstrap: more of
+    them, or more sample times."""
     return f"give more {units} (--segments) or more sample times"
 
 

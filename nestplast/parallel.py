@@ -23,11 +23,14 @@ import time
 import warnings
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import UserError
 from .kernel import nest_has_mpi
 from .wording import counted
+
+if TYPE_CHECKING:
+    from mpi4py.MPI import Comm
 
 T = TypeVar("T")
 
@@ -49,7 +52,7 @@ def launched_ranks() -> tuple[int, int]:
     return 0, 1
 
 
-def check_comm_given(comm, what: str) -> None:
+def check_comm_given(comm: Comm | None, what: str) -> None:
     """Refuse to run ``what`` without ``comm`` in a process that a launcher started as one of
     several ranks: each would run all of it alone, into the same folder (one ran the whole search,
     the others ended in tracebacks on the run it held)."""
@@ -86,7 +89,7 @@ def world():
     return MPI.COMM_WORLD if size > 1 else None
 
 
-def crowded_cores_note(comm, threads: int) -> str:
+def crowded_cores_note(comm: Comm | None, threads: int) -> str:
     """On rank 0, :func:`cores_note` of the hosts that ``comm``'s ranks run on ('' on the other
     ranks). Called on every rank (it gathers)."""
     import socket
@@ -128,7 +131,7 @@ def cores_note(hosts: dict[str, tuple[int, int]], threads: int, mpi: bool) -> st
     return ""
 
 
-def choose_mode(comm) -> str:
+def choose_mode(comm: Comm | None) -> str:
     """``serial`` without ``comm``, else ``network`` if NEST has MPI, else ``population``."""
     if comm is None:
         return "serial"
@@ -219,7 +222,7 @@ def _map_population(tasks: list, evaluate, on_result, flush, comm) -> list:
     return results
 
 
-def serve(evaluate: Callable[[Any], Any], comm) -> None:
+def serve(evaluate: Callable[[Any], Any], comm: Comm) -> None:
     """Worker ranks in population mode: evaluate what rank 0 sends until it says stop."""
     from mpi4py import MPI
 
@@ -233,7 +236,7 @@ def serve(evaluate: Callable[[Any], Any], comm) -> None:
         comm.send((index, evaluate(task)), dest=0, tag=RESULT)
 
 
-def _wait_for(comm, source: int, tag: int) -> None:
+def _wait_for(comm: Comm, source: int, tag: int) -> None:
     """Return once a message from ``source`` with ``tag`` has arrived. Not a blocking receive:
     Python runs its signal handlers only between calls, so a Ctrl-C or SIGTERM reaching a rank
     blocked in MPI_Recv took effect when the next message came (minutes on a large network)."""
@@ -241,7 +244,7 @@ def _wait_for(comm, source: int, tag: int) -> None:
         time.sleep(POLL_S)
 
 
-def stop_workers(comm) -> None:
+def stop_workers(comm: Comm) -> None:
     """Tell every worker rank of the population mode that there are no more tasks."""
     for w in range(1, comm.Get_size()):
         comm.send(None, dest=w, tag=STOP)
@@ -290,7 +293,7 @@ class SharedError(UserError):
     cleanly, and rank 0 prints it."""
 
 
-def together(comm, step: Callable[[], T]) -> T:
+def together(comm: Comm | None, step: Callable[[], T]) -> T:
     """Run ``step`` on every rank; if it raises a :class:`UserError` on any rank, raise it as a
     :class:`SharedError` on every rank (the first failing rank's message), so that no rank goes on
     to wait for one that gave up. Without MPI, just ``step()``."""
@@ -309,7 +312,7 @@ def together(comm, step: Callable[[], T]) -> T:
 ABORT_GRACE_S = 0.5  # for the launcher to pass on the last message before MPI_Abort (abort_on_error)
 
 
-def abort_on_error(comm, code: int, message: str) -> None:
+def abort_on_error(comm: Comm | None, code: int, message: str) -> None:
     """The last resort under MPI: an error on one rank in the middle of a run (the others may be
     waiting for it in a receive) ends every rank now, after printing the message once here."""
     print(message, file=sys.stderr, flush=True)
