@@ -173,12 +173,11 @@ def test_cli_rejects_bad_matrices(tmp_path, capsys, matrix, message):
 
 
 def test_cli_names_files_that_are_not_a_matrix_archive(tmp_path, capsys):
-    """A bare .npy array, or a text file named .npz: what is expected, not numpy's advice to load
-    pickles."""
-    np.save(tmp_path / "w.npy", np.eye(3))
+    """A text file named .npz: what is expected, not numpy's advice to load pickles. A bare .npy
+    array (numpy.save) is the matrix: it was refused, though a matrix is one array."""
+    np.save(tmp_path / "w.npy", np.ones((3, 4)))
     (tmp_path / "w.npz").write_text("not numpy")
-    message = rejected(capsys, "--matrix", tmp_path / "w.npy")
-    assert "a single .npy array, not an .npz archive" in message and "numpy.savez(path, W=matrix)" in message
+    assert "weight matrix must be square (n x n), got shape (3, 4)" in rejected(capsys, "--matrix", tmp_path / "w.npy")
     message = rejected(capsys, "--matrix", tmp_path / "w.npz")
     assert "not a zip archive as numpy.savez writes" in message and "pickle" not in message
     # scipy.sparse.save_npz's arrays: "no array 'W' (found: indices, indptr, format, shape, data)", no more

@@ -74,7 +74,7 @@ def parser() -> ArgumentParser:
                        description="Noise-driven pruning of a recurrent rate network, compared with the "
                                    "weight-magnitude and uniform rules.")
     source = p.add_mutually_exclusive_group()
-    source.add_argument("--matrix", type=Path, help="weight matrix W (key 'W') in a .npz file; W[i, j] is the weight "
+    source.add_argument("--matrix", type=Path, help="weight matrix W: a .npz file with key 'W', or a .npy of W alone; W[i, j] is the weight "
                                                     "from neuron j onto neuron i")
     source.add_argument("--nodes", type=int, default=None, help=f"neurons of a generated network (default {NODES})")
     p.add_argument("--network", choices=NETWORKS, default=None,
@@ -202,7 +202,8 @@ def _simulates(args) -> bool:
 
 
 def _load_matrix(path: Path) -> np.ndarray:
-    arrays = read_npz(path, UsageError, "the matrix as array 'W', e.g. numpy.savez(path, W=matrix)")
+    # a weight matrix is one array: numpy.save's .npy is as natural as an .npz with W in it
+    arrays = read_npz(path, UsageError, "the matrix as array 'W', e.g. numpy.savez(path, W=matrix)", single="W")
     if "W" not in arrays:
         sparse = " (a scipy.sparse file: save the dense matrix, numpy.savez(path, W=matrix.toarray()))" if {
             "indptr", "format", "shape"} <= set(arrays) else ""
