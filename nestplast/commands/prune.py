@@ -74,8 +74,8 @@ def parser() -> ArgumentParser:
                        description="Noise-driven pruning of a recurrent rate network, compared with the "
                                    "weight-magnitude and uniform rules.")
     source = p.add_mutually_exclusive_group()
-    source.add_argument("--matrix", type=Path, help="weight matrix W: a .npz file with key 'W', or a .npy of W alone; W[i, j] is the weight "
-                                                    "from neuron j onto neuron i")
+    source.add_argument("--matrix", type=Path, help="weight matrix W: a .npz file with key 'W', or a .npy of W "
+                                                    "alone; W[i, j] is the weight from neuron j onto neuron i")
     source.add_argument("--nodes", type=int, default=None, help=f"neurons of a generated network (default {NODES})")
     p.add_argument("--network", choices=NETWORKS, default=None,
                    help="generated network: 'clustered' (clusters in proportion 1000/200/800, U(0.5, 1.5) weights, "
