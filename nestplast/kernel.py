@@ -125,12 +125,12 @@ def lent_kernel(what: str) -> Iterator[None]:
                 lost = _restore(sys.modules["nest"], saved)
             except Exception as err:  # the run's own error (or Ctrl-C), if any, is the news: not hidden by this
                 warnings.warn(f"{what} could not restore your NEST kernel settings ({type(err).__name__}: {err}); "
-                              "set them again", KernelResetWarning, stacklevel=_callers_level())
+                              "set them again", KernelResetWarning, stacklevel=user_stacklevel())
             else:
                 if lost:
                     warnings.warn(f"{what} reset the NEST kernel, which discarded {' and '.join(lost)}. Your kernel "
                                   "settings and modules are restored, these are not: make them again before you "
-                                  "use these models.", KernelResetWarning, stacklevel=_callers_level())
+                                  "use these models.", KernelResetWarning, stacklevel=user_stacklevel())
 
 
 def _defaults_changed(nest) -> bool:
@@ -223,13 +223,13 @@ def reset_kernel():
             warnings.warn(f"{_loan['what']} resets the NEST kernel for each of its simulations: the network in it "
                           f"({counted(status['network_size'], 'node')}) is discarded now. Afterwards the kernel is empty, with "
                           f"your settings ({shown}) and modules restored: create your nodes again (the old "
-                          "NodeCollections are invalid).", KernelResetWarning, stacklevel=_callers_level())
+                          "NodeCollections are invalid).", KernelResetWarning, stacklevel=user_stacklevel())
     nest.ResetKernel()
     nest.verbosity = nest.VerbosityLevel.ERROR  # NEST's messages for every simulation would drown the run's
     return nest
 
 
-def _callers_level() -> int:
+def user_stacklevel() -> int:
     """The ``stacklevel`` for a warning of the calling function that names the user's line which
     started the nestplast run: naming nestplast's own line, a user's warning filter could not
     match it, and Python would show it once per nestplast line, not once per run."""

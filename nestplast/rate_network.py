@@ -30,7 +30,7 @@ import scipy.sparse
 from numpy.typing import ArrayLike
 
 from .errors import UserError
-from .kernel import import_nest, lent_kernel, nest_seed, reset_kernel
+from .kernel import import_nest, lent_kernel, nest_seed, reset_kernel, user_stacklevel
 
 if TYPE_CHECKING:
     from nest import NodeCollection
@@ -383,7 +383,7 @@ def simulate(W: ArrayLike, duration: float, model: RateModel = RateModel(), *, s
     if warmup is None:  # an unstable network can be simulated from rest (warmup given)
         _refuse_unstable(abscissa, model.leak)
     if note := check_nest_step(W, model, eigenvalues=eigenvalues):
-        warnings.warn(note, RuntimeWarning, stacklevel=2)
+        warnings.warn(note, RuntimeWarning, stacklevel=user_stacklevel())  # the user's line, not contextlib's
     n = len(W)
     if warmup is None:
         warmup = _settling_time(abscissa / model.tau)

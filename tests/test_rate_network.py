@@ -376,8 +376,9 @@ def test_nest_s_step_is_checked_against_what_nest_does(monkeypatch):
                              r"update by a factor of 1.007 per step"):
         rate_network.simulate(beyond, 10.0)
     # stable in NEST, but a mode of under 2 steps: NEST's covariance was 6 x the analytic one, without a word
-    with pytest.warns(RuntimeWarning, match=r"the fastest mode of W decays in 1.6\d* of NEST's steps"):
+    with pytest.warns(RuntimeWarning, match=r"the fastest mode of W decays in 1.6\d* of NEST's steps") as said:
         rate_network.simulate(triad(-60.0), 10.0, warmup=0.0)
+    assert [w.filename for w in said] == [__file__], "the caller's line, not contextlib.py's"
     assert rate_network.check_nest_step(triad(-5.0)) is None  # 14 steps: no word
 
 
