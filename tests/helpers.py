@@ -5,6 +5,7 @@ and the paired-synapse bench (below).
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import sqlite3
 from collections.abc import Callable
@@ -14,11 +15,16 @@ from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
+import pytest
 
 from nestplast.kernel import install
 from nestplast.store import RunStore
 
 T = TypeVar("T")
+
+# a capability, as NEST's own test suite marks them: the filter (rule families) runs on sbi
+needs_sbi = pytest.mark.skipif(importlib.util.find_spec("sbi") is None,
+                               reason="the filter needs sbi and torch: pip install -e '.[families]' (setup.sh does)")
 
 # One Taylor mask that expresses Vogels-Sprekeler, additive STDP and Oja, plus weight and
 # product terms that a comparison with a second implementation exercises, and a constant at each

@@ -170,6 +170,7 @@ def test_the_report_names_each_types_synapse_model_and_its_module(coactive, tmp_
     nest.ResetKernel()
     install(summary["nest_models"]["path"])
     nest.Create(summary["nest_models"]["neuron_model"], params=summary["nest_models"]["neuron_params"])
+    assert set(summary["best_nest_params"]) == {"EE", "IE"}
     for ct, settings in summary["best_nest_params"].items():
         nest.CopyModel(summary["nest_models"]["synapse_models"][ct], f"mine_{ct}", settings)
         held = nest.GetDefaults(f"mine_{ct}")

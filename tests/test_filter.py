@@ -5,7 +5,6 @@ store keeps exactly the subset that tighter bounds allow, and bad constraints ar
 
 import copy
 import csv
-import importlib.util
 import math
 import pickle
 import re
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import copy_run, read_store
+from helpers import copy_run, needs_sbi, read_store
 
 from nestplast import engine, experiment
 from nestplast.experiment import ExperimentError
@@ -29,9 +28,6 @@ from nestplast.store import RunStore, StoreError
 from nestplast.strategies import Budget, SearchSpace, make_strategy
 from nestplast.strategies.filter import round_constraints
 from nestplast.tasks import Evaluation, Task
-
-needs_sbi = pytest.mark.skipif(importlib.util.find_spec("sbi") is None,
-                               reason="the filter needs sbi and torch: pip install -e '.[families]' (setup.sh does)")
 
 # x, y in [-2, 2], tau in [1, 100] (log), u in [-2, 2] which no metric depends on
 SPACE = SearchSpace(names=("x", "y", "tau", "u"), low=(-2.0, -2.0, 1.0, -2.0), high=(2.0, 2.0, 100.0, 2.0),
@@ -907,6 +903,7 @@ def test_two_ranks_filter_as_one_rank_does(tmp_path, tiny_run):
         assert {r[0] for r in db.execute("SELECT rank FROM evaluations")} == {0, 1}, "both ranks simulated"
 
 
+@needs_sbi
 def test_nest_imported_before_torch_is_warned_of(tmp_path):
     """Imported the other way round, torch's arithmetic (and so the flow) changes: the run says so."""
     import subprocess

@@ -75,7 +75,6 @@ def test_numpy_trajectories_equal_nests_clamped_replay(taylor_module):
     nest_w = replay(taylor_module, params, rec, synapses, w0, samples, delay=DELAY)
     numpy_w = weight_trajectories(rule, params, rec, synapses, w0, samples, delay=DELAY)
     assert np.ptp(nest_w, axis=1).min() > 1.0, "every weight moved"
-    assert np.any(np.abs(nest_w) == 60.0) or np.all(np.abs(nest_w) < 60.0)
     np.testing.assert_allclose(numpy_w, nest_w, rtol=1e-9, atol=1e-9)
     assert np.all(np.sign(nest_w) == rec.syn_sign[:, None])
 
