@@ -17,8 +17,11 @@ from typing import TypeVar
 import numpy as np
 import pytest
 
+from nestplast import experiment
 from nestplast.kernel import install
 from nestplast.store import RunStore
+from nestplast.strategies import SearchSpace
+from nestplast.tasks import Evaluation, Task
 
 T = TypeVar("T")
 
@@ -370,3 +373,61 @@ def run_recorded(nest, module, synapses: dict[str, tuple[str, dict]], weight: fl
     state = {name: np.asarray(events[name])[order] for name in [*POST_STATE, "V_m", "I_syn_exc", "I_syn_inh"]}
     paired = PairedResult(weights, seen, np.asarray(recorder.events["times"]), t_stop)
     return RecordedResult(paired, np.asarray(events["times"])[order], state)
+
+
+# ---- the engine's toy problem: a search space and a loss with a known optimum
+
+SPACE = SearchSpace(names=("x", "y", "tau"), low=(-2.0, -2.0, 1.0), high=(2.0, 2.0, 100.0),
+                    log=(False, False, True), start=(1.5, -1.5, 50.0))
+OPTIMUM = np.array([0.3, -0.2, 10.0])
+
+
+class TrialStandIn:
+    """A trial as the engine sees one: an index and a seed."""
+
+    def __init__(self, index: int, seed: int):
+        self.index, self.seed = index, seed
+
+
+class Sphere:
+    """Loss = squared distance to OPTIMUM (tau in log10), the mean of two 'trials' that add
+    opposite offsets; optionally interrupted after a number of evaluations."""
+
+    def __init__(self, interrupt_after: int | None = None):
+        self.calls, self.interrupt_after = 0, interrupt_after
+
+    def tasks(self, generation, candidates):
+        return [Task(generation, c.index, TrialStandIn(j, 100 * generation + j), c.theta) for c in candidates for j in (0, 1)]
+
+    def evaluate(self, task):
+        self.calls += 1
+        if self.interrupt_after is not None and self.calls > self.interrupt_after:
+            raise KeyboardInterrupt
+        z = np.array(task.theta, dtype=float)
+        z[2], target = np.log10(z[2]), OPTIMUM.copy()
+        target[2] = np.log10(target[2])
+        loss = float(np.sum((z - target) ** 2)) + (0.01 if task.trial.index else -0.01)
+        return Evaluation(task.generation, task.candidate, task.trial.index, list(task.theta), task.trial.seed,
+                          loss=loss)
+
+    def loss(self, candidate, evaluations):
+        assert [e.trial for e in evaluations] == [0, 1]
+        return float(np.mean([e.loss for e in evaluations]))
+
+
+# ---- a small network of the doublet rule
+
+VOGELS_SPREKELER_10HZ = [20.0, 20.0, -0.4, 0.0, 1.0, 1.0]  # the doublet's theta: alpha = -2 rho0 tau, rho0 = 10 Hz
+
+
+def small(**overrides) -> experiment.Experiment:
+    """A recurrent network of 100 E + 25 I whose I -> E synapses learn by the doublet rule, 4 s of
+    training and 1 s of scoring; ``overrides``: {table: {key: value}}."""
+    data = {"rule": {"name": "doublet", "plastic": ["IE"], "fixed": {"eta": 1.0}},
+            "network": {"n_e": 100, "n_i": 25, "p": 0.2, "w_max": {"IE": 300.0}},
+            "objective": {"target_rate": 10.0, "t_train": 4.0, "t_score": 1.0}}
+    for table, values in overrides.items():
+        data.setdefault(table, {}).update(values)
+    return experiment.parse(data, "<test>")
+
+

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+from helpers import VOGELS_SPREKELER_10HZ
 
 from nestplast import experiment
 from nestplast.builder import build
@@ -17,7 +18,6 @@ from nestplast.neurons import get_neuron
 from nestplast.rules import get_rule
 
 RESOLUTION = 0.1  # ms
-VOGELS_SPREKELER_10HZ = [20.0, 20.0, -0.4, 0.0, 1.0, 1.0]
 
 
 def small(drive: str | None, **network) -> experiment.Experiment:

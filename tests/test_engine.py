@@ -6,47 +6,13 @@ import math
 
 import numpy as np
 import pytest
+from helpers import OPTIMUM, SPACE, Sphere, TrialStandIn
 
 from nestplast import engine
 from nestplast.parallel import Transport
 from nestplast.store import RunStore
 from nestplast.strategies import Budget, SearchSpace, make_strategy
 from nestplast.tasks import Evaluation, Task, by_candidate
-
-SPACE = SearchSpace(names=("x", "y", "tau"), low=(-2.0, -2.0, 1.0), high=(2.0, 2.0, 100.0),
-                    log=(False, False, True), start=(1.5, -1.5, 50.0))
-OPTIMUM = np.array([0.3, -0.2, 10.0])
-
-
-class Trial:
-    def __init__(self, index: int, seed: int):
-        self.index, self.seed = index, seed
-
-
-class Sphere:
-    """Loss = squared distance to OPTIMUM (tau in log10), the mean of two 'trials' that add
-    opposite offsets; optionally interrupted after a number of evaluations."""
-
-    def __init__(self, interrupt_after: int | None = None):
-        self.calls, self.interrupt_after = 0, interrupt_after
-
-    def tasks(self, generation, candidates):
-        return [Task(generation, c.index, Trial(j, 100 * generation + j), c.theta) for c in candidates for j in (0, 1)]
-
-    def evaluate(self, task):
-        self.calls += 1
-        if self.interrupt_after is not None and self.calls > self.interrupt_after:
-            raise KeyboardInterrupt
-        z = np.array(task.theta, dtype=float)
-        z[2], target = np.log10(z[2]), OPTIMUM.copy()
-        target[2] = np.log10(target[2])
-        loss = float(np.sum((z - target) ** 2)) + (0.01 if task.trial.index else -0.01)
-        return Evaluation(task.generation, task.candidate, task.trial.index, list(task.theta), task.trial.seed,
-                          loss=loss)
-
-    def loss(self, candidate, evaluations):
-        assert [e.trial for e in evaluations] == [0, 1]
-        return float(np.mean([e.loss for e in evaluations]))
 
 
 def run(tmp_path, name, budget, strategy="cmaes", problem=None, store=None):
@@ -104,7 +70,7 @@ def test_pycma_options_reach_pycma_and_its_stop():
         sphere = Sphere()
         while strategy.stop() is None:
             candidates = strategy.ask()
-            strategy.tell(candidates, [sphere.evaluate(Task(0, c.index, Trial(0, 0), c.theta)).loss for c in candidates])
+            strategy.tell(candidates, [sphere.evaluate(Task(0, c.index, TrialStandIn(0, 0), c.theta)).loss for c in candidates])
         return strategy
 
     default, loose = converge(), converge(cma_options={"tolfun": 0.05, "CMA_diagonal": True})

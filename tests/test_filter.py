@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import copy_run, needs_sbi, read_store
+from helpers import TrialStandIn, copy_run, needs_sbi, read_store
 
 from nestplast import engine, experiment
 from nestplast.experiment import ExperimentError
@@ -36,11 +36,6 @@ SPACE = SearchSpace(names=("x", "y", "tau", "u"), low=(-2.0, -2.0, 1.0, -2.0), h
 # log10 tau x all of u; x > 1.2 blows up (no metric), a region the rectangle does not reach
 BOUNDS = {"a": (-0.5, 0.5), "b": (0.0, 1.5), "c": (1.0, 2.0)}
 ROUNDS, PER_ROUND = 4, 150
-
-
-class Trial:
-    def __init__(self, index, seed):
-        self.index, self.seed = index, seed
 
 
 def toy_metrics(theta):
@@ -62,7 +57,7 @@ class Toy:
         self.schedule, self.calls = list(schedule), 0
 
     def tasks(self, generation, candidates):
-        return [Task(generation, c.index, Trial(0, generation), c.theta) for c in candidates]
+        return [Task(generation, c.index, TrialStandIn(0, generation), c.theta) for c in candidates]
 
     def evaluate(self, task):
         self.calls += 1

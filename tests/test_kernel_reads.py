@@ -6,7 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
-from test_networks import VOGELS_SPREKELER_10HZ, small
+from helpers import VOGELS_SPREKELER_10HZ, small
 
 from nestplast import kernel_reads
 from nestplast.builder import BuildError

@@ -8,24 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import read_store
+from helpers import VOGELS_SPREKELER_10HZ, read_store, small
 
-from nestplast import experiment
 from nestplast.evaluate import Evaluator, Task
 from nestplast.kernel import nest_has_mpi
 from nestplast.networks import Network, Trial, draw_trials
 
 ROOT = Path(__file__).resolve().parent.parent
-VOGELS_SPREKELER_10HZ = [20.0, 20.0, -0.4, 0.0, 1.0, 1.0]  # alpha = -2 rho0 tau with rho0 = 10 Hz
-
-
-def small(**overrides) -> experiment.Experiment:
-    data = {"rule": {"name": "doublet", "plastic": ["IE"], "fixed": {"eta": 1.0}},
-            "network": {"n_e": 100, "n_i": 25, "p": 0.2, "w_max": {"IE": 300.0}},
-            "objective": {"target_rate": 10.0, "t_train": 4.0, "t_score": 1.0}}
-    for table, values in overrides.items():
-        data.setdefault(table, {}).update(values)
-    return experiment.parse(data, "<test>")
 
 
 def test_nest_settings_are_what_nest_holds_for_the_searched_rule(doublet_module):

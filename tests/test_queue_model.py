@@ -126,7 +126,7 @@ def test_measured_times_come_back_in_task_order(tmp_path):
 def test_a_real_run_reads_back(tmp_path):
     """The reader on a store that the engine wrote (tests/test_engine.py's toy problem): every
     task, the mean last, the times the evaluations took."""
-    from test_engine import SPACE, Sphere
+    from helpers import SPACE, Sphere
 
     from nestplast import engine
     from nestplast.parallel import Transport
