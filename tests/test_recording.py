@@ -223,7 +223,7 @@ def test_npy_missing_and_pickled_files(tmp_path):
 
 def test_segment_keeps_exactly_the_window_shifted():
     rec = Recording(**valid_fields())
-    seg = rec.segment(2.0, 7.5)
+    seg = rec.segment(2.0, 7.5, history=0.0)
     assert seg.duration == 5.5
     np.testing.assert_array_equal(seg.pre_times, [0.0, 0.0, 2.0])  # 2.0, 2.0, 4.0; 7.5 is outside [2, 7.5)
     np.testing.assert_array_equal(seg.pre_ids, [2, 0, 1])
@@ -233,12 +233,22 @@ def test_segment_keeps_exactly_the_window_shifted():
     np.testing.assert_array_equal(seg.weights, rec.weights[:, [1]])
     assert (seg.n_pre, seg.n_post, seg.n_synapses) == (4, 2, 5)
     assert "segment 2-7.5 ms" in seg.description
+    # by default with the spikes before t0, which a rule's traces need: only the weight samples cut
+    whole = rec.segment(2.0, 7.5)
+    assert whole.duration == 7.5 and whole.weight_times.tolist() == [5.0]
+    np.testing.assert_array_equal(whole.pre_times, rec.pre_times[rec.pre_times < 7.5])
+    np.testing.assert_array_equal(whole.weights, rec.weights[:, [1]])
+    part = rec.segment(2.0, 7.5, history=1.5)
+    assert part.duration == 7.0 and part.weight_times.tolist() == [4.5] and part.pre_times.min() >= 0.0
+    assert "segment 2-7.5 ms, the spikes from 0.5 ms" in part.description
+    with pytest.raises(RecordingError, match="segment: need 0 <= history <= t0 = 2 ms"):
+        rec.segment(2.0, 7.5, history=3.0)
 
 
 def test_consecutive_segments_split_every_spike_once():
     rec = Recording(**valid_fields())
     bounds = [0.0, 2.0, 5.0, 10.0]
-    parts = [rec.segment(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
+    parts = [rec.segment(a, b, history=0.0) for a, b in zip(bounds[:-1], bounds[1:])]
     pre = np.concatenate([p.pre_times + a for p, a in zip(parts, bounds)])
     np.testing.assert_array_equal(pre, rec.pre_times)  # includes the spike at t = duration
     np.testing.assert_array_equal(np.concatenate([p.pre_ids for p in parts]), rec.pre_ids)
@@ -352,9 +362,10 @@ def test_readme_example(tmp_path, monkeypatch):
                     syn_pre=[0, 1], syn_post=[0, 0], syn_sign=[1, -1],  # input 1 is inhibitory
                     weight_synapses=[0, 1], weight_times=[0.0, 5.0], weights=[[1.0, 1.2], [-0.5, -0.4]])
     save(rec, "recording.npz")
-    held_out = load("recording.npz").segment(5.0, 10.0)  # the second half, its times shifted to start at 0
+    held_out = load("recording.npz").segment(5.0, 10.0)  # the second half's samples, with the spikes before them
     # ---
-    assert held_out.pre_times.tolist() == [2.0] and held_out.weights.tolist() == [[1.2], [-0.4]]
+    assert held_out.pre_times.tolist() == [1.0, 2.5, 7.0] and held_out.weights.tolist() == [[1.2], [-0.4]]
+    assert held_out.weight_times.tolist() == [5.0]
 
 
 def test_times_in_seconds_are_refused_with_the_unit_named(tmp_path):

@@ -250,3 +250,24 @@ def test_a_resolution_off_nests_tic_is_refused_before_the_users_network_is_reset
         generate(GROUND_TRUTHS["oja"], n_pre=4, duration_ms=1000.0, resolution=0.0005)
     assert nest.network_size == 3 and list(mine.get("tau_m")) == [10.0] * 3
     assert on_tic(np.float32(0.1)) == 0.1 and type(on_tic(np.float32(0.1))) is float
+
+
+@pytest.mark.nest
+def test_a_segment_keeps_what_its_rule_needs_to_give_its_weights(recording):
+    """The rule that made a recording, run on a segment of it from the segment's first weight
+    sample, gives the segment's weights only with the spikes before the segment: cut at its
+    start, the traces begin at 0 there, and a fit of Oja's rule came out biased without a word."""
+    from nestplast.trajectories import weight_trajectories
+
+    truth = GROUND_TRUTHS["oja"]
+    params = {**truth.params, "Wmax": 200.0}
+
+    def largest_error(seg):
+        first = seg.weight_times[0]
+        predicted = weight_trajectories(truth.rule, params, seg, seg.weight_synapses, seg.weights[:, 0],
+                                        seg.weight_times, delay=1.0, t_start=first)
+        return np.max(np.abs(predicted - seg.weights))
+
+    assert largest_error(recording.segment(1500.0, 3000.0)) < 1e-9
+    assert largest_error(recording.segment(1500.0, 3000.0, history=1000.0)) < 1e-9
+    assert largest_error(recording.segment(1500.0, 3000.0, history=0.0)) > 1e-3  # premise: the cut matters
