@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 import types
 from pathlib import Path
 
@@ -826,12 +827,16 @@ def test_a_process_waiting_for_another_ones_build_says_so(tmp_path, capsys):
 
     waiter = threading.Thread(target=wait)
     waiter.start()
-    assert not entered.wait(0.5)  # it waits for the other build
+    said, deadline = "", time.monotonic() + 60  # until it has found the lock taken (not a fixed sleep: a slow
+    while "being compiled by another process" not in said and time.monotonic() < deadline:  # machine's thread
+        said += capsys.readouterr().err                                                      # may not have begun)
+        time.sleep(0.02)
+    assert said.strip() == "nestplast: a rule is being compiled by another process"
+    assert not entered.is_set()  # it waits for the other build
     fcntl.flock(held, fcntl.LOCK_UN)
     held.close()
     waiter.join(10)
     assert entered.is_set()
-    assert "nestplast: a rule is being compiled by another process" in capsys.readouterr().err
     with cache_lock(tmp_path, "k", "a rule", waiting="never said"):  # free: no word
         pass
     assert "never said" not in capsys.readouterr().err
