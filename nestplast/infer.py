@@ -404,11 +404,12 @@ def _choice_for(rule: Rule) -> str:
 
 
 def check_fit_arguments(recording, choice, fixed, *, mode: str, delay, l1, out, progress,
-                        counts: Mapping[str, object]) -> Recording:
+                        counts: Mapping[str, object], closed_only: Sequence[str] = ()) -> Recording:
     """Refuse what :func:`fit` cannot take, with what to pass instead (a notebook's first tries
     failed deep inside with AttributeErrors: a Rule or a rule's name for ``choice``, a path for
-    ``recording``, ``n_segments="5"``); then the settings (:func:`check_settings`). The recording,
-    read from its file where ``recording`` is a path."""
+    ``recording``, ``n_segments="5"``), and ``closed_only``, the closed mode's arguments given to
+    another mode (a clamped fit ran, ignoring a background, as the command refuses to); then the
+    settings (:func:`check_settings`). The recording, read from its file where ``recording`` is a path."""
     if isinstance(recording, (str, os.PathLike)):
         from .recording import load
 
@@ -433,6 +434,11 @@ def check_fit_arguments(recording, choice, fixed, *, mode: str, delay, l1, out, 
     # values that are not numbers: synapse_params refuses them (check_settings, below)
     if mode not in ("clamped", "closed"):
         raise ValueError(f"mode: expected 'clamped' or 'closed', got {mode!r}")
+    if mode != "closed" and closed_only:
+        raise FitSettingsError(f"{', '.join(closed_only)}: {'arguments' if len(closed_only) > 1 else 'an argument'} "
+                               f"of mode='closed'; this {mode} fit would ignore "
+                               f"{'them' if len(closed_only) > 1 else 'it'} (give mode='closed', or leave "
+                               f"{'them' if len(closed_only) > 1 else 'it'} out)")
     for name, value in {"delay": delay, "l1": l1}.items():
         if not is_number(value):
             raise TypeError(f"{name}: expected a number, got {type(value).__name__} {value!r}")
@@ -495,11 +501,13 @@ def fit(recording: Recording | str | os.PathLike, choice: RuleChoice, fixed: Map
     Rank 0 returns the :class:`Fit`."""
     # refused by every rank together (under MPI each rank printed it and the job ended in MPI_Abort),
     # before anything runs or any folder is made; a recording's path is read here
+    closed_only = [name for name, given in (("background", background is not None), ("trials", trials != 1),
+                                            ("w_unrecorded", w_unrecorded is not None)) if given]
     recording = together(comm, lambda: check_fit_arguments(
         recording, choice, fixed, mode=mode, delay=delay, l1=l1, out=out, progress=progress,
         counts={"n_segments": n_segments, "hold_out": hold_out, "population_size": population_size,
                 "max_generations": max_generations, "n_bootstrap": n_bootstrap, "seed": seed, "restarts": restarts,
-                "trials": trials}))
+                "trials": trials}, closed_only=closed_only))
     n_segments, hold_out, population_size, max_generations, n_bootstrap, seed, restarts, trials = map(
         int, (n_segments, hold_out, population_size, max_generations, n_bootstrap, seed, restarts, trials))
     # numpy numbers (a Wmax from the data's float32 weights) as Python's: fit.json, written after the

@@ -1057,6 +1057,11 @@ def test_settings_no_rule_can_run_with_are_refused_before_the_fit(tmp_path):
             _quick_fit(data, tmp_path, fixed=fixed, **options)
     with pytest.raises(infer.FitSettingsError, match="rule 'reward' cannot be fitted to a recording"):
         infer.fit(data, infer.RuleChoice("reward"), {"Wmax": 1000.0}, out=tmp_path / "fit")
+    # the closed mode's arguments given to a clamped fit: it ran, ignoring them (the command refuses them)
+    for closed, names in (({"background": (3000.0, 52.0)}, "background: an argument"),
+                          ({"trials": 3, "w_unrecorded": 20.0}, "trials, w_unrecorded: arguments")):
+        with pytest.raises(infer.FitSettingsError, match=f"{names} of mode='closed'; this clamped fit would ignore"):
+            infer.fit(data, infer.RuleChoice("taylor", "post:100,post:011"), OJA_FIXED, out=tmp_path / "fit", **closed)
     assert not (tmp_path / "fit").exists()
 
 
