@@ -330,6 +330,15 @@ def run_loop(exp: Experiment, out: str | Path, problem: Callable[[Experiment, Ev
     """What the search and the filter share: the store (new or resumed; its run's ``kind``), the
     module, an evaluator per rank, the ``strategy`` (made on rank 0 from the store) and the engine's
     loop over ``problem``; ``headline`` is the first progress line. Rank 0 returns the Outcome."""
+    # before the run's folder is made: a bool for progress failed at the first line, and the retry
+    # met the folder it had left ("already holds a run")
+    if not isinstance(out, (str, os.PathLike)):
+        raise TypeError(f"out: expected the run's folder, where it keeps every evaluation (a fit's out=None, a "
+                        f"temporary folder, is not for a {kind}, which is resumed from its folder), got "
+                        f"{type(out).__name__}")
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress: expected a function of one line of text (e.g. print) or None, got "
+                        f"{type(progress).__name__}")
     out = Path(out)
     check_comm_given(comm, f"this {kind}")
     validate(exp, search=kind == "search")  # one made or changed in Python has not been through the file's checks

@@ -351,3 +351,16 @@ def test_the_parts_the_docstring_names_are_attributes_of_the_package():
             "print(hasattr(nestplast, 'no_such_part'))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.split() == ["nestplast.prune", "RateModel", "False"], out.stderr
+
+
+def test_a_search_refuses_no_folder_and_a_progress_it_cannot_call_before_making_one(tmp_path):
+    """run_search(exp, None) (the fits take out=None) ended in a bare TypeError from pathlib; a
+    bool for progress failed at the first line, after the run's folder was made, and the retry with
+    print met that folder ("already holds a run")."""
+    import nestplast
+
+    with pytest.raises(TypeError, match="out: expected the run's folder, where it keeps every evaluation"):
+        nestplast.run_search(tiny_experiment(), None)
+    with pytest.raises(TypeError, match="progress: expected a function of one line of text"):
+        nestplast.run_search(tiny_experiment(), tmp_path / "run", progress=True)
+    assert not (tmp_path / "run").exists()
