@@ -39,7 +39,7 @@ import numpy as np
 
 from .errors import UnknownNameError
 from .neurons import POST_INPUTS
-from .values import is_number, is_whole
+from .values import is_number, is_whole, plain
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "nestml_models"
 
@@ -201,8 +201,14 @@ class Rule:
         # NEST's CopyModel refused a string much later, naming its own types ("TypeMismatch ... std::string")
         if wrong := sorted(k for k, v in given.items() if not isinstance(v, numbers.Real)):  # bool: a NESTML boolean
             raise TypeError(f"rule {self.name!r}: {', '.join(f'{k} = {given[k]!r}' for k in wrong)}: expected a number")
-        # a fraction (a number NEST has no type for) as a float; integers stay (NESTML's integer parameters)
-        params = {k: float(v) if isinstance(v, numbers.Real) and not isinstance(v, numbers.Integral) else v
+        # a boolean is a NESTML boolean's value only: Wmax=True went to NEST as 1.0
+        if flags := sorted(k for k, v in given.items() if isinstance(v, bool) and (
+                k in self.names or (k in self.fixed and not isinstance(self.fixed[k], bool)))):
+            raise TypeError(f"rule {self.name!r}: {', '.join(f'{k} = {given[k]!r}' for k in flags)}: expected a number, "
+                            "not true or false")
+        # a fraction (a number NEST has no type for) as a float; integers stay (NESTML's integer parameters),
+        # as Python's own (an np.int64 Wmax came back as numpy's)
+        params = {k: float(v) if isinstance(v, numbers.Real) and not isinstance(v, numbers.Integral) else plain(v)
                   for k, v in {**self.fixed, **fixed, **values}.items()}
         # NEST takes NaN without a word (the built-in rules' clipping max(|Wmin|, NaN) then sends every weight to |Wmin|)
         if undefined := sorted(k for k, v in params.items() if isinstance(v, numbers.Real) and math.isnan(v)):
@@ -389,6 +395,8 @@ def vogels_sprekeler(target_rate_hz: float = 10.0, tau_ms: float = 20.0) -> dict
     if wrong := [f"{name} = {value!r}" for name, value in (("target_rate_hz", target_rate_hz), ("tau_ms", tau_ms))
                  if not is_number(value)]:
         raise TypeError(f"vogels_sprekeler: {', '.join(wrong)}: expected a number")
+    # Python's floats: np.float32(10.0) gave alpha = np.float32(-0.4), -0.4000000059604645 in NEST
+    target_rate_hz, tau_ms = float(target_rate_hz), float(tau_ms)
     # a negative rate gave alpha > 0: a rule that strengthens inhibition at every pre spike, no target
     if not (target_rate_hz >= 0 and math.isfinite(target_rate_hz)):
         raise ValueError(f"vogels_sprekeler: the target rate is in Hz, 0 or more, got {target_rate_hz}")

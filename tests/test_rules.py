@@ -121,6 +121,18 @@ def test_vogels_sprekeler_coefficients():
     assert list(vogels_sprekeler(10.0)) == get_rule("doublet").names
 
 
+def test_numpy_numbers_and_booleans_become_what_nest_is_meant_to_get():
+    """vogels_sprekeler(np.float32(10)) carried float32's -0.4000000059604645 into NEST; an np.int64
+    Wmax came back as numpy's; Wmax=True went to NEST as 1.0."""
+    import numpy as np
+
+    assert vogels_sprekeler(np.float32(10.0))["alpha"] == -0.4 and type(vogels_sprekeler(np.float32(10.0))["alpha"]) is float
+    params = get_rule("doublet").synapse_params(vogels_sprekeler(10.0), Wmax=np.int64(-300), eta=np.float32(0.5))
+    assert type(params["Wmax"]) is int and params["Wmax"] == -300 and type(params["eta"]) is float
+    with pytest.raises(TypeError, match="Wmax = True: expected a number, not true or false"):
+        get_rule("doublet").synapse_params(vogels_sprekeler(10.0), Wmax=True)
+
+
 def test_an_undefined_setting_is_refused():
     """NEST takes NaN without a word, and the rule's clipping max(|Wmin|, NaN) then sends every
     weight to |Wmin| (a helper's -50 pA weight was -0.0 after 0.5 s, with eta = NaN)."""
