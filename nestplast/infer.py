@@ -161,7 +161,7 @@ def segments(n_samples: int, n_segments: int) -> list[Segment]:
 
 
 POLISH_EVALUATIONS = 3000  # the polish's loss evaluations per run of Powell, at most
-PROGRESS_EVERY_S = 30.0  # a line at most this often while the bootstrap runs
+PROGRESS_EVERY_S = 30.0  # a line at most this often while the polish or the bootstrap runs
 
 
 def polish(objective: Callable[[np.ndarray], float], start: Sequence[float], bounds: Sequence[tuple[float, float]], *,
@@ -172,17 +172,30 @@ def polish(objective: Callable[[np.ndarray], float], start: Sequence[float], bou
     its loss, whether it converged). Powell's directions can degenerate along a curved valley: from CMA-ES's best
     point one run spent all 3000 evaluations and stopped at loss 5e-5, while a restart from where
     it stopped reached 2e-29 in 97. (Restarting more often lost the directions it builds with many
-    coefficients: on Rosenbrock's function in 4-D, pieces of 300 stopped at 4e-4, one run at 6e-17.)"""
+    coefficients: on Rosenbrock's function in 4-D, pieces of 300 stopped at 4e-4, one run at 6e-17.)
+    ``progress`` hears where a long one stands (an MLP rule's 102 coefficients polished for minutes
+    without a word)."""
     from scipy.optimize import minimize
 
     x = np.asarray(start, dtype=float)
     for attempt in range(2 if restart else 1):
-        found = minimize(objective, x, method="Powell", bounds=bounds, options={"xtol": xtol, "ftol": ftol, "maxfev": maxfev})
+        calls, best, said = 0, math.inf, time.monotonic()
+
+        def told(point: np.ndarray) -> float:
+            nonlocal calls, best, said
+            calls += 1
+            best = min(best, value := float(objective(point)))
+            if progress and time.monotonic() - said >= PROGRESS_EVERY_S:
+                progress(f"polish: {calls} of at most {maxfev} loss evaluations, loss {best:.4g}")
+                said = time.monotonic()
+            return value
+
+        found = minimize(told, x, method="Powell", bounds=bounds, options={"xtol": xtol, "ftol": ftol, "maxfev": maxfev})
         x, loss = found.x, float(found.fun)
         # status 1 and 2: an evaluation or iteration limit (0: converged; others: no use going on)
         if found.status not in (1, 2):
             break
-        if progress and not attempt:
+        if progress and not attempt and restart:
             progress(f"polish: at its limit of {maxfev} loss evaluations at loss {loss:.4g}: once more from there, "
                      "with fresh directions")
     return x, loss, found.status == 0

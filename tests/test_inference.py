@@ -1405,6 +1405,20 @@ def test_the_polish_goes_on_from_where_powell_stopped_and_says_when_it_could_not
     assert polish(rosen, start, bounds, xtol=1e-8, ftol=1e-14, maxfev=30)[2] is False
 
 
+def test_a_long_polish_says_where_it_stands(monkeypatch):
+    """An MLP rule's 102 coefficients polished for minutes after CMA-ES's last line, without a word."""
+    from scipy.optimize import rosen
+
+    from nestplast import infer
+
+    monkeypatch.setattr(infer, "PROGRESS_EVERY_S", 0.0)  # every evaluation is "long"
+    said, losses = [], []
+    infer.polish(lambda x: losses.append(rosen(x)) or losses[-1], np.full(8, -1.0), [(-5.0, 5.0)] * 8, xtol=1e-8,
+                 ftol=1e-14, maxfev=50, restart=False, progress=said.append)
+    assert len(said) == len(losses) == 50
+    assert said[-1] == f"polish: 50 of at most 50 loss evaluations, loss {min(losses):.4g}"
+
+
 def test_a_polish_that_did_not_converge_is_warned_of(tmp_path, monkeypatch):
     from nestplast import infer
 
