@@ -416,6 +416,16 @@ def _choice_for(rule: Rule) -> str:
     return "none: a fit takes the built-in rules by name, e.g. RuleChoice('taylor', mask) or RuleChoice('doublet')"
 
 
+def check_counts(counts: Mapping[str, object]) -> None:
+    """Refuse a count of a fit (a key of :data:`COUNT_MINIMA`) that is not a whole number at least
+    its minimum: max_generations = 0 meant no limit to pycma, and a choices fit ran without end."""
+    for name, value in counts.items():
+        if not is_whole(value):
+            raise TypeError(f"{name}: expected an integer, got {type(value).__name__} {value!r}")
+        if value < COUNT_MINIMA[name]:
+            raise FitSettingsError(f"{name}: expected an integer >= {COUNT_MINIMA[name]}, got {value}")
+
+
 def check_fit_arguments(recording, choice, fixed, *, mode: str, delay, l1, out, progress,
                         counts: Mapping[str, object], closed_only: Sequence[str] = ()) -> Recording:
     """Refuse what :func:`fit` cannot take, with what to pass instead (a notebook's first tries
@@ -457,11 +467,7 @@ def check_fit_arguments(recording, choice, fixed, *, mode: str, delay, l1, out, 
             raise TypeError(f"{name}: expected a number, got {type(value).__name__} {value!r}")
     if not l1 >= 0:
         raise FitSettingsError(f"l1: expected a penalty weight >= 0, got {l1:g}")
-    for name, value in counts.items():
-        if not is_whole(value):
-            raise TypeError(f"{name}: expected an integer, got {type(value).__name__} {value!r}")
-        if value < COUNT_MINIMA[name]:
-            raise FitSettingsError(f"{name}: expected an integer >= {COUNT_MINIMA[name]}, got {value}")
+    check_counts(counts)
     if out is not None and not isinstance(out, (str, os.PathLike)):
         raise TypeError(f"out: expected a folder's path (or None: a temporary folder, removed at the end), got {type(out).__name__}")
     if progress is not None and not callable(progress):

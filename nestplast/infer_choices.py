@@ -33,6 +33,7 @@ from .infer import (
     RuleChoice,
     at_bound_warning,
     at_bounds,
+    check_counts,
     check_settings,
     intervals_from_json,
     is_held_out,
@@ -186,6 +187,8 @@ def fit(data: Behaviour | str | os.PathLike, mask: str | None = "pre:010,forget"
         data = load(data)
     elif not isinstance(data, Behaviour):  # task_for's AttributeError named nothing
         raise TypeError(f"data: expected a Behaviour or a behaviour file's path, got {type(data).__name__}")
+    check_counts({"hold_out": hold_out, "population_size": population_size, "max_generations": max_generations,
+                  "n_bootstrap": n_bootstrap, "seed": seed, "restarts": restarts})
     choice = RuleChoice("reward", mask) if rule is None else RuleChoice(rule.name, None)
     rule = rule or choice.rule()
     if "R" not in rule.fixable:  # NEST refused the task's R in the first simulation, after the run was created

@@ -593,6 +593,17 @@ def test_a_python_fit_of_a_rule_without_the_reward_signal_is_refused_before_a_ru
         assert not (tmp_path / rule.name).exists()
 
 
+@pytest.mark.parametrize("counts, message", [({"max_generations": 0}, "max_generations: expected an integer >= 1, got 0"),
+                                             ({"population_size": 1}, "population_size: expected an integer >= 2"),
+                                             ({"n_bootstrap": 2.5}, "n_bootstrap: expected an integer, got float")])
+def test_a_python_choices_fit_refuses_counts_it_cannot_take(tmp_path, counts, message):
+    """max_generations=0 meant no limit to pycma: the fit ran without end (the recording's fit refused it)."""
+    data = behaviour.Behaviour(np.zeros((2, 4), int), np.ones((2, 4), int), np.zeros(4, int))
+    with pytest.raises((ValueError, TypeError), match=message):
+        infer_choices.fit(data, out=tmp_path / "fit", **counts)
+    assert not (tmp_path / "fit").exists()
+
+
 def test_choices_all_of_one_odour_are_named_a_bias():
     """Every animal chose odour 1 in every trial (also where it paid 10 %): fitted as learning, -0.66
     bits held out, well above chance, and no word."""
