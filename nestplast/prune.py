@@ -170,9 +170,6 @@ def prune(W: ArrayLike, keep: float = 0.2, rule: str = "noise", *, covariance: A
     rows, cols = _synapses(W, symmetric)
     per_entry = 2 if symmetric else 1  # a symmetric pair is two synapses
     synapses = per_entry * len(rows)
-    if synapses == 0:  # "pruned", with a kept fraction of 1.0
-        raise InvalidPruningArgument("weight matrix has no synapse between neurons to prune (every off-diagonal "
-                                     "entry is 0)")
     scores = _scores(W, rows, cols, rule, covariance)
     if len(scores) and not scores.any():
         # Every synapse would be removed without a word: the covariance has no variance to go by.

@@ -774,7 +774,7 @@ def test_a_runs_own_module_is_built_from_its_folder(tmp_path, doublet_module):
                               capture_output=True, text=True, cwd=ROOT)
     assert f"warning: the best rule {said}" in reported.stdout, reported.stdout
     assert "changes no weight" not in text.stdout + text.stderr  # the learning run's rule: no such word
-    assert "w_max_scale" not in text.stdout + text.stderr + report.stdout  # its trials kept network.w_max
+    assert "trials.w_max_scale" not in text.stdout + text.stderr + report.stdout  # its trials kept network.w_max
     # a fit's folder: refused without the command that builds the fit's rule
     fit = tmp_path / "fit"
     from nestplast.store import RunStore

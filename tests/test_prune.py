@@ -320,9 +320,3 @@ def test_an_online_covariance_or_an_activity_given_whole_is_named():
         prune(W, 0.5, "noise", covariance=online)
     assert prune(W, 0.5, "noise", covariance=online.covariance()).weights.shape == W.shape
 
-
-@pytest.mark.parametrize("rule", ["noise", "magnitude", "uniform"])
-def test_a_network_without_synapses_is_refused(rule):
-    """A diagonal matrix (no synapse between neurons) was "pruned" to a kept fraction of 1.0."""
-    with pytest.raises(InvalidPruningArgument, match="no synapse between neurons to prune"):
-        prune(-2.0 * np.eye(3), 0.5, rule, seed=1)
