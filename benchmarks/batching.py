@@ -39,6 +39,7 @@ from collections import Counter
 from collections.abc import Callable
 
 import numpy as np
+import stopping
 
 from nestplast import experiment
 from nestplast.evaluate import Evaluator, chunks
@@ -322,4 +323,4 @@ def verdict(sets, times, configs, costs) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(stopping.run(main))

@@ -11,11 +11,13 @@ recovery depends on the number of animals and trials.
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+import stopping
 
 from nestplast import infer_choices
 from nestplast.choice_task import ChoiceTask
@@ -104,4 +106,4 @@ def sweep(generations: int, replicates: int, comm=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(stopping.run(main))

@@ -24,6 +24,8 @@ import sys
 import time
 from pathlib import Path
 
+import stopping
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # nestplast, also in worker processes
 
 VOGELS_SPREKELER_10HZ = [20.0, 20.0, -0.4, 0.0, 1.0, 1.0]  # doublet: tau_pre, tau_post, alpha, beta, gamma, kappa
@@ -179,4 +181,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(stopping.run(main))

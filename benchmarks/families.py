@@ -19,9 +19,12 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+import stopping
 
 from nestplast import experiment
 from nestplast.analysis.families import text
@@ -87,4 +90,4 @@ def measure(args, exp, out: Path, comm, ranks: int, root: bool) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(stopping.run(main))

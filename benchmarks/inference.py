@@ -11,11 +11,13 @@ NEST's replay of the same recording (agreement and speed-up).
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+import stopping
 
 from nestplast.analysis import write_csv
 from nestplast.analysis.inference import plot_sweep
@@ -126,4 +128,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(stopping.run(main))

@@ -34,6 +34,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import stopping
+
 sys.path.insert(0, str(Path(__file__).parent))
 
 SIZES = {"default": (200, 50), "large": (4096, 1024)}  # (N_E, N_I), in-degrees kept (peer_brian2.py)
@@ -150,4 +152,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(stopping.run(main))

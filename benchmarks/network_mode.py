@@ -22,6 +22,8 @@ import subprocess
 import sys
 import time
 
+import stopping
+
 from nestplast.rules import vogels_sprekeler
 
 VOGELS_SPREKELER_10HZ = list(vogels_sprekeler(10.0).values())  # doublet parameter order
@@ -100,4 +102,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(stopping.run(main))

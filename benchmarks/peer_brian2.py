@@ -71,6 +71,7 @@ import tempfile
 import time
 
 import numpy as np
+import stopping
 
 SEARCH_EVALUATIONS, SEARCH_TRIALS = 216, 24
 
@@ -641,4 +642,4 @@ def brian2_version(python: str) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(stopping.run(main))

@@ -42,6 +42,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import stopping
 from peer_brian2 import Size, brian2_version, clocks, experiment_for, peer_params, since  # noqa: E402
 
 PEER = str(Path(__file__).parent / "peer_brian2.py")
@@ -260,4 +261,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(stopping.run(main))

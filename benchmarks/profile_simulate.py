@@ -47,6 +47,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import stopping
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -174,4 +175,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(stopping.run(main))

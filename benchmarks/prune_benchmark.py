@@ -17,11 +17,13 @@ ms of NEST activity.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 import warnings
 from contextlib import contextmanager
 
 import numpy as np
+import stopping
 
 from nestplast.kernel import KernelResetWarning, import_nest
 from nestplast.prune import PRUNING_RULES, OnlineCovariance, prune
@@ -147,4 +149,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(stopping.run(main))

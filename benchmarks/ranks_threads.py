@@ -32,6 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import stopping
+
 from nestplast.experiment import default, show_defaults
 from nestplast.queue_model import read_run
 
@@ -132,4 +134,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(stopping.run(main))

@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import stopping
 
 from nestplast.rules import vogels_sprekeler
 
@@ -185,4 +186,4 @@ def evaluate(out: Path, summary: dict, args) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(stopping.run(main))

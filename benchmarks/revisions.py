@@ -26,6 +26,8 @@ import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
+import stopping
+
 ROOT = Path(__file__).resolve().parent.parent
 SIZES = {"default": (200, 50, 5.0), "large": (4096, 1024, 2.0)}  # N_E, N_I, simulated seconds
 CHILD = """
@@ -92,4 +94,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(stopping.run(main))

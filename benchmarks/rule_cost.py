@@ -42,6 +42,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # nestplast, also in worker processes
 
+import stopping
+
 from nestplast.rules import vogels_sprekeler  # noqa: E402 (after the path)
 
 VARIANTS = ("static", "builtin", "rule")  # I->E: static_synapse, NEST's vogels_sprekeler_synapse, the compiled rule
@@ -233,4 +235,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(stopping.run(main))

@@ -47,6 +47,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import stopping
+
 from nestplast.queue_model import (
     MeasuredRun,
     longest_first,
@@ -287,4 +289,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(stopping.run(main))

@@ -36,6 +36,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import stopping
+
 
 def run_search(ranks: int, generations: int, seed: int, out: Path, experiment: str | None,
                mpiexec: str) -> dict:
@@ -182,4 +184,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(stopping.run(main))

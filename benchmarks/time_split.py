@@ -54,6 +54,7 @@ import types
 from pathlib import Path
 
 import numpy as np
+import stopping
 
 from nestplast import experiment
 from nestplast.evaluate import Evaluator
@@ -326,4 +327,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(stopping.run(main))
