@@ -27,13 +27,13 @@ ETA = 5.0
 TRUE = {"th_pre_010": 1.0, "forget": 0.1}  # per presynaptic spike x reward; forgetting per second
 
 
-def fit_pair(data, generations: int, seed: int = 1):
+def fit_pair(data, generations: int, hold_out: int, seed: int = 1):
     task = infer_choices.task_for(data)
     with tempfile.TemporaryDirectory(prefix="nestplast-behaviour-") as tmp:  # the fits' stores: every run left them
         with_forget = infer_choices.fit(data, "pre:010,forget", {"eta": ETA}, task=task, max_generations=generations,
-                                        seed=seed, out=Path(tmp) / "with")
+                                        seed=seed, hold_out=hold_out, out=Path(tmp) / "with")
         without = infer_choices.fit(data, "pre:010", {"eta": ETA}, task=task, max_generations=generations, seed=seed,
-                                    out=Path(tmp) / "without")
+                                    hold_out=hold_out, out=Path(tmp) / "without")
     return with_forget, without
 
 
@@ -55,8 +55,10 @@ def row(label: str, true: dict, fits, seconds: float) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--animals", type=int, default=20)
-    parser.add_argument("--generations", type=int, default=20)
+    parser.add_argument("--animals", type=int, default=20, help="simulated animals (default 20)")
+    parser.add_argument("--generations", type=int, default=20, help="CMA-ES generations of each fit (default 20)")
+    # the comparison's own advice names it (a few animals leave one held out, and no interval)
+    parser.add_argument("--hold-out", type=int, default=4, help="every N-th animal held out (default 4; 0: none)")
     parser.add_argument("--sweep", action="store_true", help="also the data-size sweep")
     parser.add_argument("--sweep-only", action="store_true")
     parser.add_argument("--replicates", type=int, default=3, help="datasets per size in the sweep")
@@ -67,7 +69,8 @@ def main() -> None:
     for label, forget in (("data with forgetting", TRUE["forget"]), ("data without forgetting", 0.0)):
         t0 = time.perf_counter()
         data = infer_choices.generate({**TRUE, "forget": forget, "eta": ETA}, n_animals=args.animals, seed=3)
-        row(label, {**TRUE, "forget": forget}, fit_pair(data, args.generations), time.perf_counter() - t0)
+        row(label, {**TRUE, "forget": forget}, fit_pair(data, args.generations, args.hold_out),
+            time.perf_counter() - t0)
     if args.sweep:
         sweep(args.generations, args.replicates)
 

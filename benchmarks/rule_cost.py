@@ -161,6 +161,15 @@ def main(argv=None) -> int:
     parser.add_argument("--_module-dir", dest="module_dir", help=argparse.SUPPRESS)
     parser.add_argument("--_label", dest="label", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    # nonsense ended in a traceback (0 neurons, a division by 0) or in NEST's C++ abort (0 threads)
+    for flag, value, valid in (("--scale", args.scale, args.scale > 0), ("--t-sim", args.t_sim, args.t_sim > 0),
+                               ("--t-warm", args.t_warm, args.t_warm >= 0), ("--threads", args.threads, args.threads >= 1),
+                               ("--p", args.p, 0 < args.p <= 1)):
+        if not valid:
+            parser.error(f"{flag}: got {value}, expected {'a probability in (0, 1]' if flag == '--p' else 'a positive value'}")
+    if args._worker and not args.module_dir and args._worker not in VARIANTS:
+        # README's callgrind recipe with a misspelt variant measured the compiled rule under that name
+        parser.error(f"--_worker: unknown variant {args._worker}; known: {', '.join(VARIANTS)}")
 
     if args._worker:
         args.variant = args._worker
