@@ -40,6 +40,7 @@ from collections.abc import Callable
 
 import numpy as np
 import stopping
+from options import at_least
 
 from nestplast import experiment
 from nestplast.evaluate import Evaluator, chunks
@@ -213,8 +214,8 @@ def differences(ref: list[dict], other: list[dict]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1, 2, 4, 8])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--sizes", type=at_least(1), nargs="+", default=[1, 2, 4, 8])
+    parser.add_argument("--repeats", type=at_least(1), default=3)
     parser.add_argument("--sets", nargs="+", default=["mixed", "gen0", "near"], choices=["mixed", "gen0", "near"])
     parser.add_argument("--seed", type=int, default=1, help="search seed: generation 0's candidates and trial")
     parser.add_argument("--near-sigma", type=float, default=0.03, help="perturbation near VS, fraction of each range")

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import stopping
+from options import at_least
 
 from nestplast import experiment
 from nestplast.analysis.families import text
@@ -39,7 +40,7 @@ def main() -> None:
     p.add_argument("--experiment", default="families_short")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--per-round", type=int, default=60, help="simulations per round")
-    p.add_argument("--recheck", type=int, default=0, help="fresh trials per accepted rule (0: no re-check)")
+    p.add_argument("--recheck", type=at_least(0), default=0, help="fresh trials per accepted rule (0: no re-check)")
     p.add_argument("--out", type=Path, default=None, help="keep the run here (default: a temporary folder)")
     args = p.parse_args()
     comm = world()

@@ -23,6 +23,7 @@ import sys
 import time
 
 import stopping
+from options import at_least
 
 from nestplast.rules import vogels_sprekeler
 
@@ -61,7 +62,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     parser.add_argument("--n-e", type=int, default=4000, help="excitatory neurons (inhibitory: a quarter)")
     parser.add_argument("--t-train", type=float, default=2.0, help="seconds of training before scoring")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=at_least(1), default=3)
     parser.add_argument("--worker-threads", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--worker-compressed", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -43,6 +43,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 
 import stopping
+from options import at_least
 from peer_brian2 import Size, brian2_version, clocks, experiment_for, peer_params, since  # noqa: E402
 
 PEER = str(Path(__file__).parent / "peer_brian2.py")
@@ -242,8 +243,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--brian2-python", default=sys.executable, help="a Python with Brian2 (see peer_brian2.py)")
     parser.add_argument("--large", action="store_true", help="then the candidates of some trials at 4096 E + 1024 I")
-    parser.add_argument("--large-trials", type=int, default=4, help="how many of the 24 trials, spread over the search")
-    parser.add_argument("--jobs", type=int, default=1, help="trials run at once (one core each)")
+    parser.add_argument("--large-trials", type=at_least(1), default=4, help="how many of the 24 trials, spread over the search")
+    parser.add_argument("--jobs", type=at_least(1), default=1, help="trials run at once (one core each)")
     parser.add_argument("--nestplast-worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.nestplast_worker:

@@ -48,6 +48,7 @@ from pathlib import Path
 
 import numpy as np
 import stopping
+from options import at_least
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -137,7 +138,7 @@ def main() -> int:
     parser.add_argument("--sizes", nargs="+", choices=["default", "large"], default=["default", "large"])
     parser.add_argument("--seconds", type=float, default=2.0,
                         help="simulated seconds at the large size (from the start of an evaluation)")
-    parser.add_argument("--default-seconds", type=float, default=25.0,
+    parser.add_argument("--default-seconds", type=at_least(0.1, float), default=25.0,
                         help="simulated seconds at the default size (its 5 s take a tenth of a second: too few samples)")
     parser.add_argument("--inner", nargs=2, metavar=("SIZE", "SECONDS"), help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -24,6 +24,7 @@ from contextlib import contextmanager
 
 import numpy as np
 import stopping
+from options import at_least
 
 from nestplast.kernel import KernelResetWarning, import_nest
 from nestplast.prune import PRUNING_RULES, OnlineCovariance, prune
@@ -55,8 +56,8 @@ def main() -> None:
     parser.add_argument("--keep", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--slowest", type=int, default=10, help="slowest eigenvalues in the slow-end error")
-    parser.add_argument("--duration", type=float, default=100.0, help="ms of NEST trajectory per network (0: skip)")
-    parser.add_argument("--probe", type=float, default=300.0,
+    parser.add_argument("--duration", type=at_least(0, float), default=100.0, help="ms of NEST trajectory per network (0: skip)")
+    parser.add_argument("--probe", type=at_least(0, float), default=300.0,
                         help="ms of NEST activity for the online noise rule (0: skip)")
     parser.add_argument("--sweep", default="0.5,0.2,0.1,0.05",
                         help="fractions kept in the spectral sweep ('' to skip)")

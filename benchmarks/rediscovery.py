@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import stopping
+from options import at_least
 
 from nestplast.rules import vogels_sprekeler
 
@@ -81,9 +82,9 @@ def main() -> int:
     parser.add_argument("--reuse", action="store_true", help="do not search: read the results already in --out")
     parser.add_argument("--max-generations", type=int, default=None, help="default: the experiment's (12)")
     parser.add_argument("--seed", type=int, default=None, help="search seed (default: the experiment's)")
-    parser.add_argument("--ranks", type=int, default=1, help="run the search under mpiexec -n RANKS")
+    parser.add_argument("--ranks", type=at_least(1), default=1, help="run the search under mpiexec -n RANKS")
     parser.add_argument("--mpiexec", default=str(Path(sys.executable).parent / "mpiexec"))
-    parser.add_argument("--trials", type=int, default=3, help="fresh trials for the re-evaluation")
+    parser.add_argument("--trials", type=at_least(1), default=3, help="fresh trials for the re-evaluation")
     parser.add_argument("--eval-seed", type=int, default=20240607, help="seed of the fresh trials")
     args = parser.parse_args()
     if args.reuse and args.out is None:

@@ -48,6 +48,7 @@ import time
 from pathlib import Path
 
 import stopping
+from options import at_least
 
 from nestplast.queue_model import (
     MeasuredRun,
@@ -172,7 +173,7 @@ def sizing_rows(pool: list[float], ranks: int, trials: int, generations: int, se
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--generations", type=int, default=4)
-    parser.add_argument("--ranks", type=int, nargs="+", default=[1, 2],
+    parser.add_argument("--ranks", type=at_least(1), nargs="+", default=[1, 2],
                         help="rank counts of the measured searches (1 among them)")
     parser.add_argument("--population-size", type=int, default=None, help="of the measured searches")
     parser.add_argument("--runs", type=Path, nargs="+", help="existing runs of one search instead (one on 1 rank)")

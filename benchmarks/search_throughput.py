@@ -37,6 +37,7 @@ from collections import Counter
 from pathlib import Path
 
 import stopping
+from options import at_least
 
 
 def run_search(ranks: int, generations: int, seed: int, out: Path, experiment: str | None,
@@ -100,8 +101,8 @@ def compare(reference: dict, other: dict) -> tuple[bool, str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--generations", type=int, default=3)
-    parser.add_argument("--ranks", type=int, nargs="+", default=[1, 2], help="rank counts (the first is the reference)")
-    parser.add_argument("--repeats", type=int, default=3, help="interleaved repetitions of every rank count")
+    parser.add_argument("--ranks", type=at_least(1), nargs="+", default=[1, 2], help="rank counts (the first is the reference)")
+    parser.add_argument("--repeats", type=at_least(1), default=3, help="interleaved repetitions of every rank count")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--experiment", default=None, help="experiment file or shipped name (default: built-in)")
     parser.add_argument("--mpiexec", default=str(Path(sys.executable).parent / "mpiexec"))

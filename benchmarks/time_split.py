@@ -55,6 +55,7 @@ from pathlib import Path
 
 import numpy as np
 import stopping
+from options import at_least
 
 from nestplast import experiment
 from nestplast.evaluate import Evaluator
@@ -291,7 +292,7 @@ def split(exp: Experiment, label: str, repeats: int, per_search: int | None, pro
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=at_least(1), default=5)
     parser.add_argument("--reference-seconds", type=float, default=2.0,
                         help="simulated seconds at the reference size (training 3/4, scoring 1/4)")
     parser.add_argument("--reference-threads", type=int, default=1)
