@@ -55,6 +55,8 @@ def main() -> None:
         p.error(f"--rounds/--per-round: {err}")
     tmp = None
     out = args.out
+    if out is not None and (out / "results.sqlite").exists():  # the filter's StoreError came as a traceback
+        p.error(f"--out: {out} holds a run already (this benchmark measures a new one): give another folder")
     if out is None:
         tmp = tempfile.mkdtemp(prefix="nestplast-families-") if root else None
         out = Path(comm.bcast(tmp, root=0) if comm is not None else tmp) / "run"
