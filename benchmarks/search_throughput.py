@@ -100,7 +100,8 @@ def compare(reference: dict, other: dict) -> tuple[bool, str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--generations", type=int, default=3)
+    parser.add_argument("--generations", type=at_least(2), default=3,
+                        help="generations per search (at least 2: the steady rate is that of generations 1..)")
     parser.add_argument("--ranks", type=at_least(1), nargs="+", default=[1, 2], help="rank counts (the first is the reference)")
     parser.add_argument("--repeats", type=at_least(1), default=3, help="interleaved repetitions of every rank count")
     parser.add_argument("--seed", type=int, default=1)
