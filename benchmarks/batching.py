@@ -305,8 +305,12 @@ def verdict(sets, times, configs, costs) -> None:
     rows = []
     for name in sets:
         ref = times[(name, "unbatched")]
-        for label, _size, _drive_off in configs[1:]:
-            rows.append((name, label, statistics.median(b / a for a, b in zip(ref, times[(name, label)]))))
+        for label, size, _drive_off in configs[1:]:
+            if size > 1:  # a batch of 1 is one kernel per candidate: the reference, not batching
+                rows.append((name, label, statistics.median(b / a for a, b in zip(ref, times[(name, label)]))))
+    if not rows:
+        print("verdict: none (no batch size above 1 was measured)")
+        return
     best = min(rows, key=lambda r: r[2])
     mixed = [r for r in rows if r[0] == "mixed" and "drive" not in r[1]]
     worth = best[2] < 0.9 and (not mixed or min(r[2] for r in mixed) < 0.9)
