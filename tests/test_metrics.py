@@ -38,7 +38,7 @@ def test_population_rate_float_bins_and_empty():
     assert population_rate(np.array([0.05, 0.15, 0.25]), 1, 0.0, 0.3, 0.1).size == 3
     assert population_rate(np.array([1.0]), 1, 5.0, 5.0, 1.0).size == 0
     assert population_rate(np.array([1.0]), 0, 0.0, 5.0, 1.0).size == 0
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="bin width must be positive, got 0.0 ms"):
         population_rate(np.array([1.0]), 1, 0.0, 5.0, 0.0)
 
 
@@ -241,7 +241,7 @@ def test_weight_blow_tolerance_and_zero_creep():
 
 
 def test_weight_metrics_need_every_type():
-    with pytest.raises(KeyError):
+    with pytest.raises(KeyError, match="EE"):
         weight_metrics({}, {"EE": np.ones(2)}, {"EE": 1.0})
 
 

@@ -125,7 +125,7 @@ def test_blowup_loss():
     assert all(a > b for a, b in zip(losses, losses[1:]))  # early blow-ups cost more
     # worse than any finished run of a sane network: the target loss of silence is 50
     assert min(losses) > target_rate_loss(np.zeros(1))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="total_s must be positive, got 0.0"):
         blowup_loss(1.0, 0.0)
 
 
@@ -190,9 +190,9 @@ def test_rate_band_trips_on_silence_and_stays_tripped():
 
 
 def test_rate_band_rejects_bad_settings():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"empty band \[100.0, 0.1\] Hz"):
         RateBand(low=100.0, high=0.1)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="tau_s must be positive, got 0.0"):
         RateBand(tau_s=0.0)
 
 

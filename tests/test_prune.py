@@ -58,7 +58,7 @@ def test_keep_probabilities_hit_the_target_after_clipping():
 
 def test_keep_probabilities_with_too_few_candidates():
     assert np.array_equal(keep_probabilities([0.0, 2.0, 1.0], 5), [0.0, 1.0, 1.0])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="scores must be non-negative"):
         keep_probabilities([1.0, -1.0], 1)
 
 

@@ -36,7 +36,7 @@ def test_rank_0_leaves_tasks_to_idle_workers():
     assert always.makespan_s == pytest.approx(2.0) and always.assigned == (1, 2, 0, 1)
     spare = schedule_generation(tasks, 3)
     assert spare.makespan_s == pytest.approx(1.1) and spare.assigned == (1, 2, 1, 2)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"root must be one of \('spare', 'always', 'never'\)"):
         schedule_generation(tasks, 3, root="sometimes")
 
 
