@@ -413,6 +413,9 @@ def test_a_fit_to_one_animal_says_it_has_no_interval_and_nothing_held_out(tmp_pa
     assert out.returncode == 0, out.stderr
     assert "n/a held out" in out.stdout and "nan" not in out.stdout, out.stdout
     assert "plots in" not in out.stdout  # none were made
+    # the progress lines' loss is in nats, the summary's log-likelihood in bits: one line says so
+    assert ("loss: the choices' cross-entropy per trial in nats (the summary gives it as a log-likelihood in bits, "
+            "-loss / ln 2)") in out.stdout.splitlines()
     assert "warning: no intervals" in out.stdout and "warning: no animal held out" in out.stdout
     kept = json.loads((tmp_path / "run" / "fit.json").read_text())
     assert any("no intervals" in w for w in kept["warnings"])

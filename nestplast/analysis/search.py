@@ -261,12 +261,13 @@ def _draw(run_dir: str | Path, summary: dict, out: str | Path | None) -> list[Pa
             ax.semilogy(g, np.maximum(best, 1e-6), "o", label="best of generation")
             ax.semilogy(g, np.maximum(np.minimum.accumulate(best), 1e-6), "-", label="best so far")
             ax.semilogy(g, np.maximum([r["median"] for r in rows], 1e-6), "s--", alpha=0.6, label="median of the sampled candidates")
+            ax.set_xlim(min(g) - 0.5, max(g) + 0.5)  # one generation was ticked -0.045 .. 0.045
             ax.legend()
         else:
             ax.text(0.5, 0.5, "no generation completed yet", ha="center", va="center", transform=ax.transAxes)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no generation 0.5
         ax.set_xlabel("generation")
-        ax.set_ylabel("loss")
+        ax.set_ylabel("loss (a failed or blown-up trial: its penalty)")
         ax.set_title("loss per generation")
     if summary["best_loss"] is None:
         return written

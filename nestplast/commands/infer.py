@@ -397,6 +397,9 @@ def _infer_choices(args, started: list[Path]) -> int:
     if say:
         say(f"infer: {' against '.join(label for label, _, _ in rules)} fitted to the choices in {args.data}; "
             f"results in {out}")
+        # the same number as the summary's log-likelihood in bits, which it did not say
+        say("loss: the choices' cross-entropy per trial in nats (the summary gives it as a log-likelihood in bits, "
+            "-loss / ln 2)")
     fits = []
     for k, (_label, rule, mask) in enumerate(rules):
         folder = out if k == 0 else out / "compare"
