@@ -122,8 +122,10 @@ def _metrics(fam, path: Path, simulated: list[dict]) -> Path:
                 a.hist(accepted, bins=edges, color="tab:blue", label="accepted")
             for bound in bounds:
                 a.axvline(bound, color="k", ls="--")
-            a.set_title(name, fontsize=9)
+            a.set_title(f"{name} (Hz)" if name.startswith("rate") else name, fontsize=9)  # the rates had no unit
             a.tick_params(labelsize=7)
+            if k % cols == 0:
+                a.set_ylabel("rules", fontsize=8)
             if k == 0 and (finite.size or accepted.size):  # which bars are the family (they had no legend)
                 a.legend(fontsize=6)
         fig.suptitle(f"metrics (mean over trials) against their bounds (dashed)\n{len(simulated)} of {fam.simulated} "
@@ -181,6 +183,7 @@ def _stdp_windows(fam, exp: Experiment, path: Path) -> Path:
         for ax, ct in zip(axes, types):
             ax.set_title(f"{ct}: change of |w| per pair\nfrom |w| = {exp.network.weights[ct]:g} {weight_unit(exp)}",
                          fontsize=9)
+            ax.set_ylabel(f"change of |w| ({weight_unit(exp)})", fontsize=8)
         axes[0].legend(fontsize=7)
     return path
 

@@ -28,7 +28,7 @@ def write_plots(out: str | Path, fit, problem, segments_, true: dict[str, float]
                 ax.plot(times, recording.weights[i, s.first:s.last + 1], "k.", ms=2)
                 ax.plot(times, predicted[i], "-", color=f"C{i}", lw=1)
         ax.set_xlabel("time (s)")
-        ax.set_ylabel("weight")
+        ax.set_ylabel("weight (the recording's units)")
         ax.set_title("recorded (dots) and fitted (lines) weights, each segment from its recorded start")
     w = float(np.nanmedian(np.abs(recording.first_weights())))
     return written + [plot_coefficients(out / "coefficients.png", fit, true),
@@ -68,7 +68,7 @@ def write_closed_plots(out: str | Path, fit, problem, counts, weights, true: dic
                 ax.plot(times, recording.weights[i], "k.", ms=2)
                 ax.plot(times, mean_weights[i], "-", color=f"C{i}", lw=1)
             ax.set_xlabel("time (s)")
-            ax.set_ylabel("weight")
+            ax.set_ylabel("weight (the recording's units)")
             ax.set_title("recorded (dots) and fitted (lines) weights; grey: held out")
     w = float(np.median(np.abs(problem.w_start)))
     return written + [plot_coefficients(out / "coefficients.png", fit, true),
@@ -104,7 +104,7 @@ def plot_stdp_window(path: Path, fit, rule, w: float, true: dict[str, float] | N
         draw_stdp_window(ax, rule, fit.nest_params, w, label=f"fitted, |w| = {w:.3g}")
         if true:
             draw_stdp_window(ax, rule, rule.synapse_params(true, **fit.fixed), w, linestyle="--", label="true")
-        ax.set_ylabel("change of |w| per pair")
+        ax.set_ylabel("change of |w| per pair (the recording's units)")
         ax.legend()
     return path
 
