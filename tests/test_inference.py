@@ -475,6 +475,7 @@ def test_report_reads_an_inference_run(tmp_path):
     assert "; plots in" not in out.stdout and "None" not in out.stdout  # the Python API drew no plot
     # and says where they would come from (a report of a search draws them; this one drew none, silently)
     assert "no plots in" in out.stdout and "(the infer command draws them" in out.stdout
+    assert "infer-demo and the report of an inference draw none)" in out.stdout  # a demo fit's report sent users to it
 
 
 def _closed_loop_data(truth, nest_seed: int, duration=3000.0, n_pre=20, seed=2, sample_every_ms=100.0):

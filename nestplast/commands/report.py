@@ -183,8 +183,8 @@ def _report_fit(args) -> int:
     # the infer command draws an inference's plots; a report of one draws none (and said nothing of it)
     print(f"fitted rule for nest.CopyModel: {path} (key nest_params); "
           + (f"plots in {args.run_dir}: {', '.join(plots)}" if plots else
-             f"no plots in {args.run_dir} (the infer command draws them, with matplotlib, unless --no-plots; the "
-             "report of an inference draws none)"))
+             f"no plots in {args.run_dir} (the infer command draws them, with matplotlib, unless --no-plots; "
+             "infer-demo and the report of an inference draw none)"))
     return 0
 
 
