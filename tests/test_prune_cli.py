@@ -509,3 +509,21 @@ def test_a_probe_short_of_the_slowest_time_constant_is_warned_of():
     assert "warning: the 20 ms --probe spans 0.2 of the network's slowest time constant (100 ms)" in out.stderr
     quiet = run_cli("--nodes", 40, "--covariance", "nest", "--probe", 1000, "--duration", 0, "--decay-duration", 0)
     assert quiet.returncode == 0 and "--probe spans" not in quiet.stderr, quiet.stderr
+
+
+def test_unstable_networks_in_the_sweep_are_named(tmp_path):
+    """Only --keep's unstable network was warned of; the sweep's others (their slow modes' errors
+    saturated at 1.0) went into sweep.csv and sweep.png without a word."""
+    import csv
+
+    out = run_cli("--network", "authors", "--nodes", "60", "--keep", "0.3", "--seed", "1", "--sweep", "0.5,0.3,0.1",
+                  "--duration", "0", "--decay-duration", "0", "--out", tmp_path / "run")
+    assert out.returncode == 0, out.stderr
+    with open(tmp_path / "run" / "sweep.csv") as f:
+        unstable = [f"{r['rule']} at keep {float(r['keep']):g}" for r in csv.DictReader(f)
+                    if float(r["keep"]) != 0.3 and float(r["largest_real_eigenvalue"]) >= -1e-10]
+    assert unstable, "premise: the sweep has unstable networks besides --keep's"
+    said = [line for line in out.stderr.splitlines() if line.startswith("warning: in the sweep")]
+    assert said == [f"warning: in the sweep, the networks pruned by {', '.join(unstable)} are unstable too (W - "
+                    "leak*I has an eigenvalue with real part >= 0 up to rounding): their rows in sweep.csv and points "
+                    "in sweep.png compare nothing"]

@@ -5,12 +5,14 @@ plots, and all of them written to one directory."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from ..prune import PRUNING_RULES
 from ..pruning_measures import Comparison, Spectrum, eigenvalues, spectrum
+from ..rate_network import STABLE_BELOW
 from . import saved_figure, write_csv
 
 
@@ -99,6 +101,18 @@ def instability_warnings(summary: dict) -> list[str]:
                         f"real part {largest:.4g}{' >= 0' if largest >= 0 else ', zero up to rounding'} "
                         f"(diagonal {summary['diagonal']}); {remedy}")
     return warnings
+
+
+def sweep_instability_warnings(rows: Sequence[Mapping], keep: float) -> list[str]:
+    """A line naming the sweep's unstable pruned networks (``rows`` of :func:`~nestplast.pruning_measures.sweep`)
+    other than ``keep``'s, which :func:`instability_warnings` names: their measures saturate (the
+    slowest modes' errors at 1.0), and sweep.csv and sweep.png showed them without a word."""
+    unstable = [f"{r['rule']} at keep {r['keep']:g}" for r in rows
+                if r["keep"] != keep and not r["largest_real_eigenvalue"] < STABLE_BELOW]
+    if not unstable:
+        return []
+    return [f"in the sweep, the networks pruned by {', '.join(unstable)} are unstable too (W - leak*I has an eigenvalue "
+            f"with real part >= 0 up to rounding): their rows in sweep.csv and points in sweep.png compare nothing"]
 
 
 def sign_warnings(comparison: Comparison) -> list[str]:

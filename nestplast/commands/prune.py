@@ -23,6 +23,7 @@ from ..analysis.pruning import (
     non_finite_warnings,
     nothing_pruned_warnings,
     sign_warnings,
+    sweep_instability_warnings,
     write_outputs,
 )
 from ..cli import ArgumentParser, output_directory, run_command
@@ -375,8 +376,9 @@ def _prune(argv: Sequence[str] | None) -> int:
             write_outputs(args.out, comparison, rows, settings={**_settings(args), "nestplast": __version__})
     summary = comparison.summary()
     print(json.dumps(summary) if args.json else format_table(summary), flush=True)
-    warnings = (nothing_pruned_warnings(summary) + instability_warnings(summary) + sign_warnings(comparison)
-                + non_finite_warnings(summary))
+    warnings = (nothing_pruned_warnings(summary) + instability_warnings(summary)
+                + (sweep_instability_warnings(rows, args.keep) if args.out is not None else [])
+                + sign_warnings(comparison) + non_finite_warnings(summary))
     for warning in warnings:  # after the table, where seen
         print(f"warning: {warning}", file=sys.stderr)
     return 0
