@@ -196,6 +196,8 @@ def test_report_json_and_plots(reference_run, tmp_path):
     fit = np.loadtxt(copy / "outcmaes" / "fit.dat", comments="%", ndmin=2)
     assert fit[:, 0].tolist() == [1, 2, 3, 4, 5] and fit[:, 1].tolist() == [6, 12, 18, 24, 30]
     assert fit[:, 5].min() >= summary["best_loss"]  # the best also counts the mean, which pycma is not told
+    # pycma's iterations from 1 beside the report's generations from 0: the report says so where it writes the log
+    assert "its iteration k is generation k - 1" in report(copy).stdout
     text = report(copy, "--no-plots").stdout
     assert "what the loss means" in text and "best rule on its trials" in text and "stopped: maxiter = 5" in text
     assert f"trial 0 (NEST seed {drawn[0].seed}): " in text

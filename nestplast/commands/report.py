@@ -99,7 +99,9 @@ def _report(argv: Sequence[str] | None) -> int:
         return 0
     print(text(summary, args.run_dir))
     for path in plots:
-        print(f"wrote {path}" + (f"/ (pycma's log: cma.plot({str(path) + '/'!r}) draws it)" if path.is_dir() else ""))
+        # pycma counts iterations from 1 and takes the upper median: its figure's numbers differed from the report's
+        print(f"wrote {path}" + (f"/ (pycma's log: cma.plot({str(path) + '/'!r}) draws it; its iteration k is generation "
+                                 f"k - 1, and its median of an even population pycma's upper one)" if path.is_dir() else ""))
     if plots and summary["best"] is not None and not any(p.name == "stdp_window.png" for p in plots):
         # README promises the best rule as an STDP window: say why there is none
         print("no stdp_window.png: the rule's update is compiled from NESTML only (a rule of your own file), or reads "
