@@ -259,6 +259,11 @@ def run_mpi_command(main: Callable[[Sequence[str] | None], int], argv: Sequence[
         report_error(str(err), rank=rank)
         return EXIT_USER_ERROR
     except UserError as err:
+        if rank != 0:
+            # every rank checks the same arguments and files, and each printed the same error (two fused
+            # on one line): rank 0 says it and ends the job; this rank speaks only if that has not
+            # happened within OTHER_RANKS_WAIT_S (the error was its own)
+            _leave_it_to_rank_0()
         abort_on_error(comm, EXIT_USER_ERROR, f"error (rank {rank}): {err}")
     except KeyboardInterrupt as err:
         code, word = _stopped(err)

@@ -92,6 +92,16 @@ def test_bad_arguments_under_mpi_end_every_rank_with_one_line(command):
                                                "--no-such-option"], out.stderr
 
 
+@pytest.mark.mpi
+def test_an_error_every_rank_finds_is_said_once(tmp_path):
+    """A run folder that does not exist, found by both ranks: each printed the error, the two fused
+    on one line ("... no directoryerror (rank 1): ...")."""
+    out = subprocess.run([str(MPIEXEC), "-n", "2", sys.executable, "-m", "nestplast", "filter", str(tmp_path / "none"),
+                          "--recheck", "2"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.count("error (rank") == 1 and f"{tmp_path / 'none'} is no directory" in out.stderr, out.stderr
+
+
 def test_a_warning_in_a_command_is_one_line(capsys):
     """Python's format added nestplast's file, line and source line to a command's warning."""
     import warnings
