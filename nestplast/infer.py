@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import __version__, engine
+from .builder import build
 from .errors import UserError
 from .kernel import lent_kernel
 from .objectives import l1_penalty, relative_error
@@ -904,6 +905,10 @@ def _fit_closed(recording: Recording, choice: RuleChoice, fixed: Mapping[str, fl
                              "none to fit; hold out every 2nd or later block, or none (0)")
     settings = {"mode": "closed", "delay": delay, "l1": l1, "trials": trials,
                 "background": [background.rate, background.weight], "n_segments": n_segments, "hold_out": hold_out}
+    # compiled before the search, said as the search says it: the first generation's line came 40-50 s
+    # after the headline, and its rate and time left counted the compile
+    is_root = comm is None or comm.Get_rank() == 0
+    together(comm, lambda: build(rule, background.neuron, quiet=progress is None) if is_root else None)
     outcome, out = search_with_restarts(problem, rule, choice, fixed, settings, recording, population_size,
                                         max_generations, seed, out, resume, comm, progress, restarts)
     if outcome is None:

@@ -1304,9 +1304,10 @@ def test_numpy_numbers_in_the_settings_reach_fit_json(tmp_path):
 
 
 @pytest.mark.nest
-def test_a_closed_loop_background_may_be_a_rate_and_weight_pair(tmp_path):
+def test_a_closed_loop_background_may_be_a_rate_and_weight_pair(tmp_path, monkeypatch):
     """background=(3000, 52), as the command's --background 3000,52: a bare AttributeError ('tuple' object has
-    no attribute 'rate'); anything else is refused naming Background."""
+    no attribute 'rate'); anything else is refused naming Background. The module is built before the
+    search, and said to be compiled where the fit reports progress (40-50 s passed without a line)."""
     from nestplast import infer
     from nestplast.synthetic import GROUND_TRUTHS
 
@@ -1314,9 +1315,13 @@ def test_a_closed_loop_background_may_be_a_rate_and_weight_pair(tmp_path):
     rec, rate, weight = _closed_loop_data(truth, nest_seed=1, duration=1000.0)
     fixed = {k: v for k, v in truth.params.items() if k not in truth.rule.names} | {"Wmax": 200.0}
     choice = infer.RuleChoice("taylor", truth.mask)
+    built, said, real = [], [], infer.build
+    monkeypatch.setattr(infer, "build", lambda *args, **kw: built.append((list(said), kw)) or real(*args, **kw))
     fit = infer.fit(rec, choice, fixed, mode="closed", background=(rate, weight), max_generations=1,
-                    population_size=4, n_segments=2, hold_out=2, n_bootstrap=0, out=tmp_path / "pair")
+                    population_size=4, n_segments=2, hold_out=2, n_bootstrap=0, out=tmp_path / "pair",
+                    progress=said.append)
     assert fit is not None and set(fit.coefficients) == set(truth.rule.names)
+    assert built == [([], {"quiet": False})], "once, before the first generation's line, not quiet"
     from nestplast.commands.infer import summary_text  # no draws asked for, no warning: none said to say why
 
     # one generation: warned of as far from converged (and of scoring worse than no plasticity, 2.35 against 2),
