@@ -804,6 +804,9 @@ def search_with_restarts(problem: engine.Problem, rule: Rule, choice: RuleChoice
                 strategy = make_strategy("cmaes", _space(rule), Budget(max_generations=max_generations),
                                          population_size=population_size * 2**k, seed=seed + k, sigma0=0.3,
                                          evaluate_mean=False)
+            if k and progress is not None:  # its generations count from 0 again: they read as the first run's
+                progress(f"restart {k} of {restarts}: CMA-ES again, seed {seed + k}, population {population_size * 2**k}, "
+                         f"in {store.path.parent}")
         try:
             outcome = engine.run(problem, strategy, store, transport, progress)
         finally:  # also on Ctrl-C: a notebook's next fit or --resume finds the run free

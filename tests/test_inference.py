@@ -587,7 +587,13 @@ def test_restarts_run_again_with_a_doubled_population_and_keep_the_best(tmp_path
     data = synthetic("post:100,post:011", OJA, OJA_FIXED, duration=2000.0)
     choice = infer.RuleChoice("taylor", "post:100,post:011")
     one = infer.fit(data, choice, OJA_FIXED, max_generations=3, n_bootstrap=0, out=tmp_path / "one")
-    two = infer.fit(data, choice, OJA_FIXED, max_generations=3, n_bootstrap=0, restarts=1, out=tmp_path / "two")
+    said = []
+    two = infer.fit(data, choice, OJA_FIXED, max_generations=3, n_bootstrap=0, restarts=1, out=tmp_path / "two",
+                    progress=said.append)
+    # its generations count from 0 again: a line says which run they are (they read as the first run's)
+    restart = [k for k, line in enumerate(said) if line.startswith("restart 1 of 1: ")]
+    assert said[restart[0]] == f"restart 1 of 1: CMA-ES again, seed 2, population 16, in {tmp_path / 'two' / 'restart-1'}"
+    assert len(restart) == 1 and said[restart[0] + 1].startswith("gen   0")
     with sqlite3.connect(tmp_path / "two" / "restart-1" / "results.sqlite") as db:
         candidates = db.execute("SELECT COUNT(DISTINCT candidate) FROM evaluations WHERE generation = 0").fetchone()[0]
     assert candidates == 16, "the restart doubles the population (8 -> 16)"
