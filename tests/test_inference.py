@@ -597,6 +597,8 @@ def test_restarts_run_again_with_a_doubled_population_and_keep_the_best(tmp_path
     with sqlite3.connect(tmp_path / "two" / "restart-1" / "results.sqlite") as db:
         candidates = db.execute("SELECT COUNT(DISTINCT candidate) FROM evaluations WHERE generation = 0").fetchone()[0]
     assert candidates == 16, "the restart doubles the population (8 -> 16)"
+    with sqlite3.connect(tmp_path / "one" / "results.sqlite") as db:  # each fit's evaluation recorded 0 s
+        assert db.execute("SELECT MIN(wall_time_s) FROM evaluations").fetchone()[0] > 0
     assert two.loss <= one.loss
 
 
