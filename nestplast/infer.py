@@ -855,7 +855,10 @@ def _open_fit_store(folder: Path, spec: dict, resume: bool, rule: Rule, max_gene
             store.close()
             raise
         return store
-    return RunStore.create(folder, experiment=spec, seed=spec["seed"], meta={"nestplast": __version__, "kind": "infer"})
+    from .runs import software_versions  # what the fit's numbers depend on, as a search records it
+
+    return RunStore.create(folder, experiment=spec, seed=spec["seed"],
+                           meta={"nestplast": __version__, "kind": "infer", "versions": software_versions()})
 
 
 def _check_same_run(store: RunStore, spec: dict, folder: Path, defaults: Mapping[str, float]) -> None:

@@ -599,6 +599,11 @@ def test_restarts_run_again_with_a_doubled_population_and_keep_the_best(tmp_path
     assert candidates == 16, "the restart doubles the population (8 -> 16)"
     with sqlite3.connect(tmp_path / "one" / "results.sqlite") as db:  # each fit's evaluation recorded 0 s
         assert db.execute("SELECT MIN(wall_time_s) FROM evaluations").fetchone()[0] > 0
+        # and the fit recorded no software versions, which the README's store table promises
+        meta = json.loads(db.execute("SELECT meta FROM run").fetchone()[0])
+    from nestplast.runs import software_versions
+
+    assert meta["versions"] == software_versions() and meta["kind"] == "infer"
     assert two.loss <= one.loss
 
 
