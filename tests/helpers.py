@@ -1,6 +1,7 @@
 """Shared test helpers, in one place (test files import from here, never from each other):
-synthetic spike trains and weights with known statistics, the Taylor mask the rule tests share,
-and the paired-synapse bench (below).
+capability markers, synthetic spike trains and weights with known statistics, the Taylor mask
+the rule tests share, the paired-synapse bench, the engine's toy problem (a sphere with a known
+optimum) and a small network of the doublet rule.
 """
 
 from __future__ import annotations
