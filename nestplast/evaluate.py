@@ -22,7 +22,7 @@ import math
 import time
 import traceback
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import NamedTuple
 
 import numpy as np
@@ -112,10 +112,8 @@ class Evaluator:
             evaluation.error = f"{type(err).__name__}: {err}\n{tail}"
         # what the trial drew, beside its NEST seed: without them a trial could not be simulated
         # again from the run (its input rate came only from the run's seed and the draw's code)
-        trial = task.trial
-        evaluation.metrics = {**(evaluation.metrics or {}), "conditions": {
-            "weight_scale": trial.weight_scale, "input_rate_scale": trial.input_rate_scale,
-            "w_max_scale": trial.w_max_scale}}
+        drawn = {k: v for k, v in asdict(task.trial).items() if k not in ("index", "seed")}  # its *_scale fields
+        evaluation.metrics = {**(evaluation.metrics or {}), "conditions": drawn}
         evaluation.wall_time_s = time.perf_counter() - start
         return evaluation
 

@@ -751,9 +751,10 @@ def _check_simulates_as_written(exp: Experiment) -> None:
         _require(own not in named, f"network.neuron_params.{key}", f"one name per parameter ({named.get(own)} is "
                  f"NEST's or NESTML's name of the same {own})", key)
         named[own] = key
-    for key, value in n.neuron_params.items():  # tau_m = inf: accepted, and NEST ran a neuron that never integrates
+    for key, value in n.neuron_params.items():
+        # tau_m = inf: accepted, and NEST ran a neuron that never integrates
         _require(not is_number(value) or math.isfinite(value), f"network.neuron_params.{key}", "a finite number", value)
-    for key, value in n.neuron_params.items():  # tau_m = 0.02 (seconds meant): a silent network, every rule alike
+        # tau_m = 0.02 (seconds meant): a silent network, every rule alike
         _require(not key.startswith("tau") or not is_number(value) or value >= n.resolution,
                  f"network.neuron_params.{key}", f"a time constant in ms, at least network.resolution "
                  f"({n.resolution:g} ms; seconds meant?)", value)

@@ -459,10 +459,9 @@ def check_fit_arguments(recording, choice, fixed, *, mode: str, delay, l1, out, 
     if mode not in ("clamped", "closed"):
         raise ValueError(f"mode: expected 'clamped' or 'closed', got {mode!r}")
     if mode != "closed" and closed_only:
-        raise FitSettingsError(f"{', '.join(closed_only)}: {'arguments' if len(closed_only) > 1 else 'an argument'} "
-                               f"of mode='closed'; this {mode} fit would ignore "
-                               f"{'them' if len(closed_only) > 1 else 'it'} (give mode='closed', or leave "
-                               f"{'them' if len(closed_only) > 1 else 'it'} out)")
+        what, them = ("arguments", "them") if len(closed_only) > 1 else ("an argument", "it")
+        raise FitSettingsError(f"{', '.join(closed_only)}: {what} of mode='closed'; this {mode} fit would ignore "
+                               f"{them} (give mode='closed', or leave {them} out)")
     for name, value in {"delay": delay, "l1": l1}.items():
         if not is_number(value):
             raise TypeError(f"{name}: expected a number, got {type(value).__name__} {value!r}")
